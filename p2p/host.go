@@ -1,0 +1,89 @@
+package p2p
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	noise "github.com/libp2p/go-libp2p/p2p/security/noise"
+	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// UserAgent is what identify tells other peers; node sets the version.
+var UserAgent = "aixblock/dev"
+
+// newHost builds the libp2p host. relayPeers feeds AutoRelay with candidate
+// relays; it is only called once the DHT exists, so it may read it.
+func newHost(cfg *Config, relayPeers func(context.Context, int) <-chan peer.AddrInfo) (host.Host, error) {
+	cm, err := connmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh, connmgr.WithGracePeriod(time.Minute))
+	if err != nil {
+		return nil, fmt.Errorf("connection manager: %w", err)
+	}
+	// Explicit system-wide caps; per-peer and per-protocol limits keep
+	// libp2p's scaled defaults, which already bound a single misbehaving peer.
+	limits := rcmgr.PartialLimitConfig{
+		System: rcmgr.ResourceLimits{
+			Conns:           rcmgr.LimitVal(cfg.MaxConns),
+			ConnsInbound:    rcmgr.LimitVal(cfg.MaxConns / 2),
+			ConnsOutbound:   rcmgr.LimitVal(cfg.MaxConns),
+			Streams:         rcmgr.LimitVal(cfg.MaxConns * 16),
+			StreamsInbound:  rcmgr.LimitVal(cfg.MaxConns * 8),
+			StreamsOutbound: rcmgr.LimitVal(cfg.MaxConns * 16),
+			Memory:          rcmgr.LimitVal64(cfg.MaxMemory),
+			FD:              rcmgr.LimitVal(cfg.MaxConns),
+		},
+	}.Build(rcmgr.DefaultLimits.AutoScale())
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits))
+	if err != nil {
+		return nil, fmt.Errorf("resource manager: %w", err)
+	}
+
+	opts := []libp2p.Option{
+		libp2p.Identity(cfg.Identity),
+		libp2p.ListenAddrs(cfg.Listen...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Security(tls.ID, tls.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.ConnectionManager(cm),
+		libp2p.ResourceManager(rm),
+		libp2p.UserAgent(UserAgent),
+	}
+	if cfg.Metrics != nil {
+		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Metrics))
+	} else {
+		opts = append(opts, libp2p.DisableMetrics())
+	}
+	if len(cfg.Announce) > 0 {
+		announce := cfg.Announce
+		opts = append(opts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return announce }))
+	}
+	if cfg.NoNAT {
+		opts = append(opts, libp2p.DisableRelay())
+	} else {
+		opts = append(opts,
+			libp2p.NATPortMap(),
+			libp2p.EnableNATService(),
+			libp2p.EnableAutoNATv2(),
+			libp2p.EnableRelay(),
+			libp2p.EnableHolePunching(),
+			libp2p.EnableAutoRelayWithPeerSource(relayPeers),
+		)
+	}
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		rm.Close()
+		return nil, fmt.Errorf("libp2p host: %w", err)
+	}
+	return h, nil
+}

@@ -1,0 +1,236 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+func TestFiveHostsOnLoopback(t *testing.T) {
+	nodes := startLoopback(t, 5, "alpha")
+
+	t.Run("every DHT reaches the others", func(t *testing.T) {
+		for i, n := range nodes {
+			waitFor(t, 20*time.Second, func() bool { return n.DHT.RoutingTable().Size() == len(nodes)-1 },
+				"node %d routing table has %d peers, want %d", i, n.DHT.RoutingTable().Size(), len(nodes)-1)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		// A lookup walks the DHT rather than reading the local table.
+		last := nodes[len(nodes)-1]
+		for _, target := range nodes[:len(nodes)-1] {
+			ai, err := last.DHT.FindPeer(ctx, target.Host.ID())
+			if err != nil || len(ai.Addrs) == 0 {
+				t.Fatalf("FindPeer %s: %v (%d addrs)", target.Host.ID(), err, len(ai.Addrs))
+			}
+		}
+	})
+
+	t.Run("a record put on one is read from another", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := nodes[1].DHT.PutValue(ctx, "/test/greeting", []byte("ok:hello")); err != nil {
+			t.Fatalf("put: %v", err)
+		}
+		got, err := nodes[4].DHT.GetValue(ctx, "/test/greeting")
+		if err != nil {
+			t.Fatalf("get: %v", err)
+		}
+		if string(got) != "ok:hello" {
+			t.Fatalf("got %q, want ok:hello", got)
+		}
+	})
+
+	t.Run("records failing the validator are refused", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for name, tc := range map[string]struct {
+			key   string
+			value []byte
+			want  string
+		}{
+			"bad value":         {"/test/bad", []byte("nope"), "must start with ok:"},
+			"oversized":         {"/test/big", []byte("ok:" + strings.Repeat("x", 2000)), "over the 1024 limit"},
+			"unknown namespace": {"/other/x", []byte("ok:x"), "invalid record keytype"},
+		} {
+			err := nodes[0].DHT.PutValue(ctx, tc.key, tc.value)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s: err %v, want one containing %q", name, err, tc.want)
+			}
+		}
+	})
+
+	t.Run("a gossip message reaches all", func(t *testing.T) {
+		topics, subs := joinAll(t, nodes, "hello/1")
+		res := gossipRounds(t, nodes, topics, subs, 3, 10*time.Second)
+		if want := 3 * (len(nodes) - 1); len(res) != want {
+			t.Fatalf("%d deliveries, want %d", len(res), want)
+		}
+	})
+
+	t.Run("a host of another network never joins", func(t *testing.T) {
+		cfg := quietConfig("beta")
+		cfg.Bootstrap = []peer.AddrInfo{addrInfo(nodes[0])}
+		other, err := New(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		// The transport connects (same libp2p), but nothing of alpha's is spoken.
+		if err := other.Bootstrap(ctx); err != nil {
+			t.Fatalf("bootstrap dial: %v", err)
+		}
+		// Subscribing to alpha's exact topic name must not help either.
+		topic, err := other.PubSub.Join(TopicName("alpha", "hello/1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub, err := topic.Subscribe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = other.RefreshRoutingTable(ctx)
+		time.Sleep(time.Second)
+		alphaTopic, err := nodes[0].Join("isolation/1", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := alphaTopic.Publish(ctx, []byte("alpha only")); err != nil {
+			t.Fatal(err)
+		}
+		if n := other.DHT.RoutingTable().Size(); n != 0 {
+			t.Errorf("beta's routing table has %d peers, want 0", n)
+		}
+		for i, n := range nodes {
+			if n.DHT.RoutingTable().Find(other.Host.ID()) != "" {
+				t.Errorf("alpha node %d has beta in its routing table", i)
+			}
+		}
+		if got := topic.ListPeers(); len(got) != 0 {
+			t.Errorf("beta sees %d gossip peers on alpha's topic", len(got))
+		}
+		rctx, rcancel := context.WithTimeout(ctx, time.Second)
+		defer rcancel()
+		if msg, err := sub.Next(rctx); err == nil {
+			t.Errorf("beta received %q", msg.Data)
+		}
+		if _, err := other.DHT.GetValue(rctx, "/test/greeting"); err == nil {
+			t.Error("beta read alpha's record")
+		}
+	})
+}
+
+func TestNetworkNames(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"mainnet": true, "test-1": true, "a": true,
+		"": false, "Main": false, "-x": false, "a/b": false, "has space": false,
+		strings.Repeat("a", 33): false,
+	} {
+		err := ValidateNetwork(name)
+		if (err == nil) != ok {
+			t.Errorf("ValidateNetwork(%q) = %v, want ok=%v", name, err, ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "network name") {
+			t.Errorf("error %q does not name the field", err)
+		}
+	}
+	if _, err := New(context.Background(), Config{Network: "Bad/Name"}); err == nil {
+		t.Fatal("New accepted a bad network name")
+	}
+	if got := ProtocolID("testnet", "bid/1"); got != "/aixblock/testnet/bid/1" {
+		t.Fatalf("ProtocolID = %s", got)
+	}
+}
+
+func TestRequestResponse(t *testing.T) {
+	nodes := startLoopback(t, 2, "rr")
+	server, client := nodes[0], nodes[1]
+	echo := server.ProtocolID("echo/1")
+	Handle(server.Host, echo, StreamLimits{MaxRequest: 64, MaxResponse: 128}, nil,
+		func(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+			switch string(req) {
+			case "fail":
+				return nil, errors.New("no such thing")
+			case "slow":
+				<-ctx.Done()
+				return nil, ctx.Err()
+			case "big":
+				return []byte(strings.Repeat("x", 1000)), nil
+			}
+			return append([]byte(from.String()+":"), req...), nil
+		})
+	ctx := context.Background()
+	for name, tc := range map[string]struct {
+		req     string
+		lim     StreamLimits
+		want    string
+		wantErr string
+	}{
+		"echo":             {req: "hi", want: client.Host.ID().String() + ":hi"},
+		"handler error":    {req: "fail", wantErr: "remote: no such thing"},
+		"request too big":  {req: strings.Repeat("y", 100), lim: StreamLimits{MaxRequest: 1000}, wantErr: "remote: frame of 100 bytes over the 64 limit"},
+		"local size check": {req: strings.Repeat("y", 100), lim: StreamLimits{MaxRequest: 10}, wantErr: "too large"},
+		"response too big": {req: "big", lim: StreamLimits{MaxResponse: 100}, wantErr: "over the 100 limit"},
+		"deadline":         {req: "slow", lim: StreamLimits{Timeout: 300 * time.Millisecond}, wantErr: "deadline"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := Request(ctx, client.Host, server.Host.ID(), echo, []byte(tc.req), tc.lim)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || string(got) != tc.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestMocknet200Peers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("200-peer mocknet in -short mode")
+	}
+	nodes, _ := startMocknet(t, 200, 4, 0)
+	bootstrapAll(t, nodes)
+
+	topics, subs := joinAll(t, nodes, "scale/1")
+	res := gossipRounds(t, nodes, topics, subs, 2, 30*time.Second)
+	if want := 2 * (len(nodes) - 1); len(res) != want {
+		t.Fatalf("%d deliveries, want %d", len(res), want)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := nodes[7].DHT.PutValue(ctx, "/test/scale", []byte("ok:200")); err != nil {
+		t.Fatalf("put: %v", err)
+	}
+	for _, i := range []int{0, 50, 123, 199} {
+		got, err := nodes[i].DHT.GetValue(ctx, "/test/scale")
+		if err != nil || string(got) != "ok:200" {
+			t.Fatalf("node %d get: %q, %v", i, got, err)
+		}
+		target := nodes[(i+101)%len(nodes)].Host.ID()
+		if _, err := nodes[i].DHT.FindPeer(ctx, target); err != nil {
+			t.Fatalf("node %d FindPeer: %v", i, err)
+		}
+	}
+}
+
+func waitFor(t *testing.T, d time.Duration, ok func() bool, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf(format, args...)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
