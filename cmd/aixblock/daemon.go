@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/aixblock/aixblock/node"
+	"github.com/spf13/cobra"
+)
+
+// shutdownLimit is how long a signalled daemon may take before it is cut off.
+const shutdownLimit = 5 * time.Second
+
+func newDaemonCmd(g *globals) *cobra.Command {
+	var (
+		listen, bootstrap []string
+		api, network      string
+		mdns, nat         bool
+		logLevel          string
+	)
+	cmd := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run the node",
+		Long: `Run the node until SIGINT or SIGTERM.
+
+Flags override the repo's config.json for this run only. When the API is
+ready its URL is written to <repo>/api, which other commands read.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logLevel)
+			if err != nil {
+				return err
+			}
+			repo, err := node.Open(g.repo)
+			if err != nil {
+				return err
+			}
+			c := &repo.Config
+			f := cmd.Flags()
+			if f.Changed("listen") {
+				c.Listen = listen
+			}
+			if f.Changed("bootstrap") {
+				c.Bootstrap = bootstrap
+			}
+			if f.Changed("api") {
+				c.API = api
+			}
+			if f.Changed("network") {
+				c.Network = network
+			}
+			if f.Changed("mdns") {
+				c.MDNS = mdns
+			}
+			if f.Changed("nat") {
+				c.NAT = nat
+			}
+			if err := c.Validate(); err != nil {
+				return err
+			}
+			if err := repo.Lock(); err != nil {
+				return err
+			}
+			defer repo.Unlock()
+
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			go func() {
+				<-ctx.Done()
+				time.Sleep(shutdownLimit)
+				log.Error("shutdown took too long; exiting", "limit", shutdownLimit)
+				os.Exit(2)
+			}()
+
+			n, err := node.New(ctx, repo, log)
+			if err != nil {
+				return err
+			}
+			return n.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&listen, "listen", nil, "libp2p listen multiaddr (repeatable)")
+	f.StringArrayVar(&bootstrap, "bootstrap", nil, "bootstrap peer multiaddr with /p2p/<peer-id> (repeatable)")
+	f.StringVar(&api, "api", "", "HOST:PORT of the local API (port 0 picks one)")
+	f.StringVar(&network, "network", "", "network name")
+	f.BoolVar(&mdns, "mdns", true, "discover peers on the LAN with mDNS")
+	f.BoolVar(&nat, "nat", true, "NAT port mapping, AutoNAT, relay client and hole punching")
+	f.StringVar(&logLevel, "log-level", envOr("AIXBLOCK_LOG_LEVEL", "info"), "debug, info, warn or error (env AIXBLOCK_LOG_LEVEL)")
+	return cmd
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		return nil, fmt.Errorf("log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+
+	"github.com/aixblock/aixblock/node"
+	"github.com/spf13/cobra"
+)
+
+// globals are the flags every command has.
+type globals struct {
+	repo string
+	json bool
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "aixblock",
+		Short:         "A peer-to-peer GPU compute node",
+		Long:          "aixblock rents out idle GPUs and runs jobs on other people's, with no central server.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.repo, "repo", defaultRepo(), "repo directory (env AIXBLOCK_REPO)")
+	root.PersistentFlags().BoolVar(&g.json, "json", false, "print machine-readable JSON")
+	root.AddCommand(
+		newInitCmd(g),
+		newDaemonCmd(g),
+		newIDCmd(g),
+		newPeersCmd(g),
+		newStatusCmd(g),
+		newVersionCmd(g),
+	)
+	return root
+}
+
+func defaultRepo() string {
+	if r := os.Getenv("AIXBLOCK_REPO"); r != "" {
+		return r
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".aixblock"
+	}
+	return filepath.Join(home, ".aixblock")
+}
+
+func (g *globals) client() (*node.Client, error) { return node.NewClient(g.repo) }
+
+// print writes v as JSON with --json, or calls human otherwise.
+func (g *globals) print(w io.Writer, v any, human func(w io.Writer)) error {
+	if g.json {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	human(tw)
+	return tw.Flush()
+}
+
+func kv(w io.Writer, k string, v any) { fmt.Fprintf(w, "%s\t%v\n", k, v) }

@@ -1,0 +1,184 @@
+package node
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// IDInfo is GET /v1/id.
+type IDInfo struct {
+	PeerID  string   `json:"peer_id"`
+	Addrs   []string `json:"addrs"`
+	Network string   `json:"network"`
+	Version string   `json:"version"`
+}
+
+// PeerInfo is one entry of GET /v1/peers.
+type PeerInfo struct {
+	PeerID    string `json:"peer_id"`
+	Addr      string `json:"addr"`
+	Direction string `json:"direction"`
+	LatencyMS int64  `json:"latency_ms,omitempty"`
+}
+
+// StatusInfo is GET /v1/status.
+type StatusInfo struct {
+	PeerID   string  `json:"peer_id"`
+	Network  string  `json:"network"`
+	Version  string  `json:"version"`
+	Peers    int     `json:"peers"`
+	DHTPeers int     `json:"dht_peers"`
+	UptimeS  float64 `json:"uptime_s"`
+}
+
+// ConnectRequest is POST /v1/peers/connect.
+type ConnectRequest struct {
+	Addr string `json:"addr"`
+}
+
+// apiError is the body of every error response.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+// maxRequestBody bounds every request body the API reads.
+const maxRequestBody = 1 << 20
+
+func (n *Node) apiHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	auth := http.NewServeMux()
+	auth.Handle("GET /metrics", promhttp.HandlerFor(n.metrics, promhttp.HandlerOpts{}))
+	auth.HandleFunc("GET /v1/id", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, n.id())
+	})
+	auth.HandleFunc("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, n.peers())
+	})
+	auth.HandleFunc("POST /v1/peers/connect", n.handleConnect)
+	auth.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, n.status())
+	})
+	auth.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, apiError{fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
+	})
+	mux.Handle("/", n.requireToken(auth))
+	return n.countRequests(mux)
+}
+
+// requireToken checks the bearer token in constant time.
+func (n *Node) requireToken(next http.Handler) http.Handler {
+	want := []byte("Bearer " + n.repo.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="aixblock"`)
+			writeJSON(w, http.StatusUnauthorized, apiError{"missing or wrong API token (see " + TokenFile + " in the repo)"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (n *Node) id() IDInfo {
+	h := n.p2p.Host
+	info := IDInfo{PeerID: h.ID().String(), Network: n.p2p.Network(), Version: Version, Addrs: []string{}}
+	for _, a := range h.Addrs() {
+		info.Addrs = append(info.Addrs, a.String()+"/p2p/"+h.ID().String())
+	}
+	return info
+}
+
+func (n *Node) peers() []PeerInfo {
+	h := n.p2p.Host
+	out := []PeerInfo{}
+	for _, c := range h.Network().Conns() {
+		p := c.RemotePeer()
+		dir := "inbound"
+		if c.Stat().Direction == network.DirOutbound {
+			dir = "outbound"
+		}
+		out = append(out, PeerInfo{
+			PeerID:    p.String(),
+			Addr:      c.RemoteMultiaddr().String(),
+			Direction: dir,
+			LatencyMS: h.Peerstore().LatencyEWMA(p).Milliseconds(),
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].PeerID < out[j].PeerID })
+	return out
+}
+
+func (n *Node) status() StatusInfo {
+	return StatusInfo{
+		PeerID:   n.p2p.Host.ID().String(),
+		Network:  n.p2p.Network(),
+		Version:  Version,
+		Peers:    len(n.p2p.Host.Network().Peers()),
+		DHTPeers: n.p2p.DHT.RoutingTable().Size(),
+		UptimeS:  time.Since(n.started).Round(time.Millisecond).Seconds(),
+	}
+}
+
+func (n *Node) handleConnect(w http.ResponseWriter, r *http.Request) {
+	var req ConnectRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+		return
+	}
+	ai, err := peer.AddrInfoFromString(req.Addr)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, apiError{fmt.Sprintf("addr: %q is not a multiaddr ending in /p2p/<peer-id>: %v", req.Addr, err)})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	defer cancel()
+	if err := n.p2p.Host.Connect(ctx, *ai); err != nil {
+		writeJSON(w, http.StatusBadGateway, apiError{fmt.Sprintf("connect %s: %v", ai.ID, err)})
+		return
+	}
+	writeJSON(w, http.StatusOK, PeerInfo{PeerID: ai.ID.String(), Addr: req.Addr, Direction: "outbound"})
+}
+
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxRequestBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return errors.New("empty request body")
+		}
+		return fmt.Errorf("request body: %w", err)
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// routeLabel keeps the metric's label set small: unknown paths share one.
+func routeLabel(path string) string {
+	switch path {
+	case "/healthz", "/metrics", "/v1/id", "/v1/peers", "/v1/peers/connect", "/v1/status":
+		return path
+	}
+	return "other"
+}

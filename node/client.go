@@ -1,0 +1,119 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ErrNoDaemon means no daemon answers for the repo.
+var ErrNoDaemon = errors.New("no daemon running")
+
+// Client talks to a running daemon's API.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// NewClient finds the daemon of the repo in dir through its api file.
+func NewClient(dir string) (*Client, error) {
+	if _, err := os.Stat(filepath.Join(dir, ConfigFile)); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w at %s (run `aixblock init` first, or set --repo / AIXBLOCK_REPO)", ErrNoRepo, dir)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, APIFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w on repo %s (start one with `aixblock daemon`)", ErrNoDaemon, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read api file: %w", err)
+	}
+	tok, err := readToken(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{
+		base:  strings.TrimSpace(string(b)),
+		token: tok,
+		http:  &http.Client{Timeout: 30 * time.Second},
+	}, nil
+}
+
+// URL is the API's base URL.
+func (c *Client) URL() string { return c.base }
+
+// ID asks for the node's identity and addresses.
+func (c *Client) ID(ctx context.Context) (IDInfo, error) {
+	var out IDInfo
+	return out, c.do(ctx, http.MethodGet, "/v1/id", nil, &out)
+}
+
+// Peers lists connected peers.
+func (c *Client) Peers(ctx context.Context) ([]PeerInfo, error) {
+	var out []PeerInfo
+	return out, c.do(ctx, http.MethodGet, "/v1/peers", nil, &out)
+}
+
+// Connect dials a peer by multiaddr (with /p2p/<peer-id>).
+func (c *Client) Connect(ctx context.Context, addr string) (PeerInfo, error) {
+	var out PeerInfo
+	return out, c.do(ctx, http.MethodPost, "/v1/peers/connect", ConnectRequest{Addr: addr}, &out)
+}
+
+// Status reports peers, DHT peers and uptime.
+func (c *Client) Status(ctx context.Context) (StatusInfo, error) {
+	var out StatusInfo
+	return out, c.do(ctx, http.MethodGet, "/v1/status", nil, &out)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return fmt.Errorf("api request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("%w at %s (the api file is stale: did the daemon crash?)", ErrNoDaemon, c.base)
+		}
+		return fmt.Errorf("api %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("api %s %s: read response: %w", method, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e apiError
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return fmt.Errorf("api %s: %s", path, e.Error)
+		}
+		return fmt.Errorf("api %s: %s", path, resp.Status)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("api %s: decode response: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,167 @@
+package node
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+
+	"github.com/aixblock/aixblock/p2p"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Config is the repo's config.json. Every field can be edited by hand;
+// daemon flags override it for one run.
+type Config struct {
+	// Network is the network name; empty means p2p.DefaultNetwork.
+	Network string `json:"network"`
+	// Listen are libp2p listen multiaddrs.
+	Listen []string `json:"listen"`
+	// Announce, when set, replaces the addresses the node advertises.
+	Announce []string `json:"announce,omitempty"`
+	// API is the HOST:PORT of the local HTTP API; port 0 picks a free one.
+	API string `json:"api"`
+	// Bootstrap are multiaddrs with /p2p/<peer-id> of peers to join through.
+	Bootstrap []string `json:"bootstrap"`
+	// MDNS turns on LAN discovery.
+	MDNS bool `json:"mdns"`
+	// NAT turns on port mapping, AutoNAT, the relay client and hole punching.
+	NAT bool `json:"nat"`
+	// ConnLow and ConnHigh are the connection manager's watermarks; zero
+	// means the p2p defaults.
+	ConnLow  int `json:"conn_low,omitempty"`
+	ConnHigh int `json:"conn_high,omitempty"`
+}
+
+// DefaultAPI is where the API listens unless told otherwise.
+const DefaultAPI = "127.0.0.1:5901"
+
+// DefaultConfig is what `aixblock init` writes.
+func DefaultConfig(network string) Config {
+	if network == "" {
+		network = p2p.DefaultNetwork
+	}
+	return Config{
+		Network: network,
+		Listen: []string{
+			"/ip4/0.0.0.0/tcp/4901",
+			"/ip4/0.0.0.0/udp/4901/quic-v1",
+			"/ip6/::/tcp/4901",
+			"/ip6/::/udp/4901/quic-v1",
+		},
+		API:       DefaultAPI,
+		Bootstrap: []string{},
+		MDNS:      true,
+		NAT:       true,
+	}
+}
+
+// parsed is a Config checked and turned into the types the services take.
+type parsed struct {
+	network   string
+	listen    []ma.Multiaddr
+	announce  []ma.Multiaddr
+	bootstrap []peer.AddrInfo
+	api       string
+}
+
+// Validate checks every field and names the first bad one.
+func (c Config) Validate() error {
+	_, err := c.parse()
+	return err
+}
+
+func (c Config) parse() (parsed, error) {
+	var p parsed
+	p.network = c.Network
+	if p.network == "" {
+		p.network = p2p.DefaultNetwork
+	}
+	if err := p2p.ValidateNetwork(p.network); err != nil {
+		return p, fmt.Errorf("network: %w", err)
+	}
+	if len(c.Listen) == 0 {
+		return p, errors.New("listen: no addresses")
+	}
+	var err error
+	if p.listen, err = multiaddrs("listen", c.Listen); err != nil {
+		return p, err
+	}
+	if p.announce, err = multiaddrs("announce", c.Announce); err != nil {
+		return p, err
+	}
+	for _, s := range c.Bootstrap {
+		ai, err := peer.AddrInfoFromString(s)
+		if err != nil {
+			return p, fmt.Errorf("bootstrap: %q is not a multiaddr ending in /p2p/<peer-id>: %w", s, err)
+		}
+		p.bootstrap = append(p.bootstrap, *ai)
+	}
+	if err := checkHostPort(c.API); err != nil {
+		return p, fmt.Errorf("api: %w", err)
+	}
+	p.api = c.API
+	if c.ConnLow < 0 || c.ConnHigh < 0 || (c.ConnHigh != 0 && c.ConnHigh < c.ConnLow) {
+		return p, fmt.Errorf("conn_low %d / conn_high %d: want 0 <= low <= high", c.ConnLow, c.ConnHigh)
+	}
+	return p, nil
+}
+
+func multiaddrs(field string, ss []string) ([]ma.Multiaddr, error) {
+	out := make([]ma.Multiaddr, 0, len(ss))
+	for _, s := range ss {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q is not a multiaddr: %w", field, s, err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not HOST:PORT: %w", s, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", s, port)
+	}
+	if host == "" {
+		return fmt.Errorf("%q: no host (use 127.0.0.1 to stay local)", s)
+	}
+	return nil
+}
+
+// loadConfig reads and validates a config file, rejecting unknown fields
+// so that a typo is not silently ignored.
+func loadConfig(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	var c Config
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, jsonErr(b, err))
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// jsonErr adds the line number to a syntax error.
+func jsonErr(b []byte, err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		line := bytes.Count(b[:se.Offset], []byte("\n")) + 1
+		return fmt.Errorf("line %d: %w", line, err)
+	}
+	return err
+}

@@ -1,0 +1,11 @@
+// Package node is the daemon: its repo directory (identity, config, API
+// token, lock), the wiring of every service in one readable New and Run, the
+// local HTTP API with its client, and metrics.
+//
+// Services start in order and stop in reverse. No other package imports
+// node; the CLI talks to a running daemon only through Client.
+package node
+
+// Version is the daemon's version, set at build time with
+// -ldflags "-X github.com/aixblock/aixblock/node.Version=...".
+var Version = "0.1.0-dev"

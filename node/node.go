@@ -1,0 +1,154 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/aixblock/aixblock/p2p"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Node is a running daemon: the services of one repo wired together.
+type Node struct {
+	repo    *Repo
+	log     *slog.Logger
+	started time.Time
+
+	metrics     *prometheus.Registry
+	apiRequests *prometheus.CounterVec
+	p2p         *p2p.Node
+	apiLn       net.Listener
+	api         *http.Server
+}
+
+// New builds every service of the repo's config, in start order, and binds
+// its listeners, so that a bad address or a port in use fails here, before
+// anything announces itself. The caller holds the repo's lock.
+func New(ctx context.Context, repo *Repo, log *slog.Logger) (n *Node, err error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	cfg, err := repo.Config.parse()
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	p2p.UserAgent = "aixblock/" + Version
+	n = &Node{
+		repo:    repo,
+		log:     log.With("component", "node"),
+		started: time.Now(),
+		metrics: prometheus.NewRegistry(),
+	}
+	defer func() {
+		if err != nil {
+			n.close()
+		}
+	}()
+
+	n.p2p, err = p2p.New(ctx, p2p.Config{
+		Network:   cfg.network,
+		Identity:  repo.Identity,
+		Listen:    cfg.listen,
+		Announce:  cfg.announce,
+		Bootstrap: cfg.bootstrap,
+		MDNS:      repo.Config.MDNS,
+		NoNAT:     !repo.Config.NAT,
+		ConnLow:   repo.Config.ConnLow,
+		ConnHigh:  repo.Config.ConnHigh,
+		Metrics:   n.metrics,
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("p2p: %w", err)
+	}
+
+	n.apiLn, err = net.Listen("tcp", cfg.api)
+	if err != nil {
+		return nil, fmt.Errorf("api listen: %w", err)
+	}
+	n.registerMetrics()
+	n.api = &http.Server{
+		Handler:           n.apiHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return n, nil
+}
+
+// APIURL is the base URL of the local API.
+func (n *Node) APIURL() string { return "http://" + n.apiLn.Addr().String() }
+
+// Run serves until ctx ends, then stops everything in reverse order.
+func (n *Node) Run(ctx context.Context) error {
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- n.api.Serve(n.apiLn) }()
+
+	if err := n.repo.writeAPIFile(n.APIURL()); err != nil {
+		n.close()
+		return err
+	}
+	n.log.Info("daemon ready", "peer_id", n.p2p.Host.ID(), "network", n.p2p.Network(),
+		"api", n.APIURL(), "addrs", n.p2p.Host.Addrs())
+
+	// Bootstrap in the background: the API is useful (and `status` tells
+	// how it goes) while unreachable bootstrap peers time out.
+	bctx, cancelBootstrap := context.WithCancel(ctx)
+	defer cancelBootstrap()
+	go func() {
+		if err := n.p2p.Bootstrap(bctx); err != nil && bctx.Err() == nil {
+			n.log.Warn("bootstrap failed; the DHT keeps retrying", "err", err)
+			return
+		}
+		n.log.Info("bootstrapped", "peers", len(n.p2p.Host.Network().Peers()),
+			"dht_peers", n.p2p.DHT.RoutingTable().Size())
+	}()
+
+	var err error
+	select {
+	case <-ctx.Done():
+		n.log.Info("shutting down")
+	case err = <-serveErr:
+		err = fmt.Errorf("api: %w", err)
+	}
+	cancelBootstrap()
+	if cerr := n.close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	return err
+}
+
+// close stops what was started, in reverse order, each step bounded so
+// that the whole shutdown fits in the 5 s a user waits for.
+func (n *Node) close() error {
+	var errs []error
+	if err := n.repo.removeAPIFile(); err != nil {
+		errs = append(errs, fmt.Errorf("remove api file: %w", err))
+	}
+	if n.api != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := n.api.Shutdown(ctx); err != nil {
+			n.api.Close()
+		}
+		cancel()
+	} else if n.apiLn != nil {
+		n.apiLn.Close()
+	}
+	if n.p2p != nil {
+		done := make(chan error, 1)
+		go func() { done <- n.p2p.Close() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				errs = append(errs, fmt.Errorf("close p2p: %w", err))
+			}
+		case <-time.After(2 * time.Second):
+			n.log.Warn("p2p did not close within 2s; leaving it")
+		}
+	}
+	return errors.Join(errs...)
+}
