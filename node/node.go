@@ -29,7 +29,7 @@ type Node struct {
 // New builds every service of the repo's config, in start order, and binds
 // its listeners, so that a bad address or a port in use fails here, before
 // anything announces itself. The caller holds the repo's lock.
-func New(ctx context.Context, repo *Repo, log *slog.Logger) (n *Node, err error) {
+func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -38,7 +38,7 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (n *Node, err error)
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	p2p.UserAgent = "aixblock/" + Version
-	n = &Node{
+	n := &Node{
 		repo:    repo,
 		log:     log.With("component", "node"),
 		started: time.Now(),

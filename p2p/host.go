@@ -2,7 +2,9 @@ package p2p
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -16,6 +18,7 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 )
 
 // UserAgent is what identify tells other peers; node sets the version.
@@ -49,7 +52,7 @@ func newHost(cfg *Config, relayPeers func(context.Context, int) <-chan peer.Addr
 
 	opts := []libp2p.Option{
 		libp2p.Identity(cfg.Identity),
-		libp2p.ListenAddrs(cfg.Listen...),
+		libp2p.NoListenAddrs, // listened to one by one below
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.Security(noise.ID, noise.New),
@@ -85,5 +88,37 @@ func newHost(cfg *Config, relayPeers func(context.Context, int) <-chan peer.Addr
 		rm.Close()
 		return nil, fmt.Errorf("libp2p host: %w", err)
 	}
+	if err := listen(h, cfg); err != nil {
+		h.Close()
+		return nil, err
+	}
 	return h, nil
+}
+
+// listen fails on the first address that cannot be listened on (a port in
+// use, a bad interface), unlike libp2p, which is content if any one works;
+// a user who configured an address wants to know. Only an address family
+// this machine lacks (no IPv6) is a warning.
+func listen(h host.Host, cfg *Config) error {
+	ok := 0
+	for _, a := range cfg.Listen {
+		err := h.Network().Listen(a)
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, syscall.EAFNOSUPPORT), errors.Is(err, syscall.EADDRNOTAVAIL) && isUnspecified(a):
+			cfg.Logger.Warn("address family unavailable; not listening", "addr", a, "err", err)
+		default:
+			return fmt.Errorf("listen %s: %w", a, err)
+		}
+	}
+	if ok == 0 {
+		return fmt.Errorf("listen: none of %v could be listened on", cfg.Listen)
+	}
+	return nil
+}
+
+func isUnspecified(a ma.Multiaddr) bool {
+	ip, err := manet.ToIP(a)
+	return err == nil && ip.IsUnspecified()
 }

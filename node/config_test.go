@@ -1,0 +1,83 @@
+package node
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestConfigValidate(t *testing.T) {
+	good := DefaultConfig("testnet")
+	for name, tc := range map[string]struct {
+		edit func(c *Config)
+		want string // empty: valid
+	}{
+		"default":             {func(c *Config) {}, ""},
+		"empty network":       {func(c *Config) { c.Network = "" }, ""},
+		"bad network":         {func(c *Config) { c.Network = "a b" }, `network: network name "a b"`},
+		"no listen":           {func(c *Config) { c.Listen = nil }, "listen: no addresses"},
+		"bad listen":          {func(c *Config) { c.Listen = []string{"/tcp/x"} }, `listen: "/tcp/x" is not a multiaddr`},
+		"bad announce":        {func(c *Config) { c.Announce = []string{"1.2.3.4"} }, `announce: "1.2.3.4" is not a multiaddr`},
+		"bootstrap no peer":   {func(c *Config) { c.Bootstrap = []string{"/ip4/127.0.0.1/tcp/1"} }, `bootstrap: "/ip4/127.0.0.1/tcp/1"`},
+		"api no port":         {func(c *Config) { c.API = "127.0.0.1" }, `api: "127.0.0.1" is not HOST:PORT`},
+		"api bad port":        {func(c *Config) { c.API = "127.0.0.1:99999" }, `port "99999"`},
+		"api no host":         {func(c *Config) { c.API = ":5901" }, "no host"},
+		"watermarks reversed": {func(c *Config) { c.ConnLow, c.ConnHigh = 10, 5 }, "conn_low 10 / conn_high 5"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := good
+			c.Listen = append([]string(nil), good.Listen...)
+			tc.edit(&c)
+			err := c.Validate()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestInitOpenLock(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "repo")
+	r, err := Init(dir, DefaultConfig("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Init(dir, DefaultConfig("x")); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("second Init: %v", err)
+	}
+	r2, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.PeerID != r.PeerID || r2.Token != r.Token || r2.Config.Network != "x" {
+		t.Fatalf("reopened repo differs: %v/%v", r2.PeerID, r.PeerID)
+	}
+	if err := r.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.Lock(); err == nil || !strings.Contains(err.Error(), "in use by another daemon (pid") {
+		t.Fatalf("second lock: %v", err)
+	}
+	if err := r.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.Lock(); err != nil {
+		t.Fatalf("lock after unlock: %v", err)
+	}
+	r2.Unlock()
+
+	// A short token is refused rather than used.
+	if err := os.WriteFile(filepath.Join(dir, TokenFile), []byte("abc"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "too short") {
+		t.Fatalf("Open with short token: %v", err)
+	}
+}
