@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -69,6 +70,50 @@ func TestFiveHostsOnLoopback(t *testing.T) {
 		res := gossipRounds(t, nodes, topics, subs, 3, 10*time.Second)
 		if want := 3 * (len(nodes) - 1); len(res) != want {
 			t.Fatalf("%d deliveries, want %d", len(res), want)
+		}
+	})
+
+	t.Run("a topic validator stops bad messages", func(t *testing.T) {
+		onlyGood := func(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+			if string(msg.Data) == "good" {
+				return pubsub.ValidationAccept
+			}
+			return pubsub.ValidationReject
+		}
+		// nodes[0] runs no validator, so it publishes what the others refuse.
+		pub, err := nodes[0].Join("validated/1", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var subs []*pubsub.Subscription
+		for _, n := range nodes[1:] {
+			topic, err := n.Join("validated/1", onlyGood)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sub, err := topic.Subscribe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Cancel()
+			subs = append(subs, sub)
+		}
+		waitFor(t, 10*time.Second, func() bool { return len(pub.ListPeers()) == len(nodes)-1 }, "publisher sees %d subscribers", len(pub.ListPeers()))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, m := range []string{"bad", "good"} {
+			if err := pub.Publish(ctx, []byte(m)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, sub := range subs {
+			msg, err := sub.Next(ctx)
+			if err != nil {
+				t.Fatalf("node %d: %v", i+1, err)
+			}
+			if string(msg.Data) != "good" {
+				t.Fatalf("node %d received %q past its validator", i+1, msg.Data)
+			}
 		}
 	})
 

@@ -19,10 +19,11 @@ const shutdownLimit = 5 * time.Second
 
 func newDaemonCmd(g *globals) *cobra.Command {
 	var (
-		listen, bootstrap []string
-		api, network      string
-		mdns, nat         bool
-		logLevel          string
+		listen, announce []string
+		bootstrap        []string
+		api, network     string
+		mdns, nat        bool
+		logLevel         string
 	)
 	cmd := &cobra.Command{
 		Use:   "daemon",
@@ -45,6 +46,9 @@ ready its URL is written to <repo>/api, which other commands read.`,
 			f := cmd.Flags()
 			if f.Changed("listen") {
 				c.Listen = listen
+			}
+			if f.Changed("announce") {
+				c.Announce = announce
 			}
 			if f.Changed("bootstrap") {
 				c.Bootstrap = bootstrap
@@ -87,6 +91,7 @@ ready its URL is written to <repo>/api, which other commands read.`,
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&listen, "listen", nil, "libp2p listen multiaddr (repeatable)")
+	f.StringArrayVar(&announce, "announce", nil, "address to advertise instead of the listen addresses (repeatable)")
 	f.StringArrayVar(&bootstrap, "bootstrap", nil, "bootstrap peer multiaddr with /p2p/<peer-id> (repeatable)")
 	f.StringVar(&api, "api", "", "HOST:PORT of the local API (port 0 picks one)")
 	f.StringVar(&network, "network", "", "network name")

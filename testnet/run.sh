@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Starts N daemons (default 3) on loopback, each with its own repo under
+# .testnet/, all bootstrapped from the first. Ctrl-C stops them all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-3}
+bin=./bin/aixblock
+net=${AIXBLOCK_NETWORK:-local}
+dir=.testnet
+pids=()
+
+stop() {
+	trap - INT TERM EXIT
+	echo
+	echo "stopping ${#pids[@]} daemons..."
+	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	wait
+	echo "stopped; repos kept in $dir/ (make clean removes them)"
+}
+trap stop INT TERM EXIT
+
+mkdir -p "$dir"
+first=""
+for i in $(seq 1 "$n"); do
+	repo="$dir/node$i"
+	[ -f "$repo/config.json" ] || "$bin" --repo "$repo" init --network "$net" >/dev/null
+	rm -f "$repo/api"
+	args=(--repo "$repo" daemon --listen /ip4/127.0.0.1/tcp/0 --listen /ip4/127.0.0.1/udp/0/quic-v1
+		--api 127.0.0.1:0 --mdns=false --nat=false --network "$net")
+	[ -n "$first" ] && args+=(--bootstrap "$first")
+	"$bin" "${args[@]}" 2>"$dir/node$i.log" &
+	pids+=($!)
+	for _ in $(seq 1 200); do [ -f "$repo/api" ] && break; sleep 0.05; done
+	if [ ! -f "$repo/api" ]; then
+		echo "node$i did not start; its log:" >&2
+		cat "$dir/node$i.log" >&2
+		exit 1
+	fi
+	if [ -z "$first" ]; then
+		first=$("$bin" --repo "$repo" id --json | sed -n 's/^ *"\(\/ip4\/127.0.0.1\/tcp\/[^"]*\)".*/\1/p' | head -n1)
+	fi
+done
+
+sleep 1
+echo "$n daemons running on network '$net' (logs in $dir/nodeN.log):"
+for i in $(seq 1 "$n"); do
+	repo="$dir/node$i"
+	printf '  node%s  peer %s  api %s  peers %s\n' "$i" \
+		"$("$bin" --repo "$repo" --json id | sed -n 's/.*"peer_id": "\(.*\)".*/\1/p')" \
+		"$(cat "$repo/api")" \
+		"$("$bin" --repo "$repo" --json status | sed -n 's/.*"peers": \([0-9]*\).*/\1/p')"
+done
+cat <<MSG
+
+Reach them with the CLI, e.g.:
+  $bin --repo $dir/node1 peers
+  $bin --repo $dir/node2 status --json
+  curl -H "Authorization: Bearer \$(cat $dir/node1/api.token)" \$(cat $dir/node1/api)/v1/status
+Bootstrap address of node1: $first
+Press Ctrl-C to stop.
+MSG
+wait
