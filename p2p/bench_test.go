@@ -20,6 +20,9 @@ import (
 //	        delivery as a multiple of it.
 //	dht:    p50-ms, p99-ms of GetValue for records put by random nodes,
 //	        with the default quorum and with quorum 1.
+//
+// Mocknets are bootstrapped with connections trimmed the way a connection
+// manager would (see bootstrapTrimmed).
 
 const benchMsgs = 20
 
@@ -40,8 +43,8 @@ func BenchmarkGossipMocknet(b *testing.B) {
 	const latency = 10 * time.Millisecond
 	for _, n := range []int{200, 1000} {
 		b.Run(fmt.Sprintf("peers=%d/latency=10ms", n), func(b *testing.B) {
-			nodes, _ := startMocknet(b, n, 4, latency)
-			bootstrapAll(b, nodes)
+			nodes, g := startMocknet(b, n, 4, latency)
+			bootstrapTrimmed(b, nodes, g)
 			topics, subs := joinAll(b, nodes, "bench/1")
 			b.ResetTimer()
 			for range b.N {
@@ -86,8 +89,8 @@ func BenchmarkDHTGetValueLoopback(b *testing.B) {
 func BenchmarkDHTGetValueMocknet(b *testing.B) {
 	for _, n := range []int{200, 1000} {
 		b.Run(fmt.Sprintf("peers=%d/latency=10ms", n), func(b *testing.B) {
-			nodes, _ := startMocknet(b, n, 4, 10*time.Millisecond)
-			bootstrapAll(b, nodes)
+			nodes, g := startMocknet(b, n, 4, 10*time.Millisecond)
+			bootstrapTrimmed(b, nodes, g)
 			benchGetValue(b, nodes)
 		})
 	}

@@ -104,7 +104,7 @@ var mocknetRange = &net.IPNet{IP: net.ParseIP("100::"), Mask: net.CIDRMask(64, 1
 // startMocknet starts n nodes on a mocknet whose links all have the given
 // latency. Each node connects to degree random others, as a node would after
 // its first DHT walk; the DHT then finds the rest through lookups.
-func startMocknet(tb testing.TB, n, degree int, latency time.Duration) ([]*Node, mocknet.Mocknet) {
+func startMocknet(tb testing.TB, n, degree int, latency time.Duration) ([]*Node, *mockGraph) {
 	tb.Helper()
 	mn := mocknet.New()
 	tb.Cleanup(func() { mn.Close() })
@@ -139,13 +139,45 @@ func startMocknet(tb testing.TB, n, degree int, latency time.Duration) ([]*Node,
 			}
 		}
 	}
+	g := &mockGraph{keep: make(map[[2]peer.ID]bool)}
 	parallel(len(edges), 64, func(e int) {
 		a, b := nodes[edges[e][0]], nodes[edges[e][1]]
 		if _, err := mn.ConnectPeers(a.Host.ID(), b.Host.ID()); err != nil {
 			tb.Errorf("connect: %v", err)
 		}
 	})
-	return nodes, mn
+	for _, e := range edges {
+		a, b := nodes[e[0]].Host.ID(), nodes[e[1]].Host.ID()
+		g.keep[[2]peer.ID{a, b}], g.keep[[2]peer.ID{b, a}] = true, true
+	}
+	return nodes, g
+}
+
+// mockGraph remembers a mocknet's first random connections.
+type mockGraph struct {
+	keep map[[2]peer.ID]bool
+}
+
+// bootstrapTrimmed bootstraps a large mocknet in batches and, like a
+// connection manager would, closes each batch's connections beyond the
+// first random ones afterwards: routing tables keep what the walks learnt,
+// and lookups dial again when they need to. Without it every node stays
+// connected to hundreds of others, which a real node's connection manager
+// never allows and which a 1000-peer mocknet cannot hold in memory.
+func bootstrapTrimmed(tb testing.TB, nodes []*Node, g *mockGraph) {
+	tb.Helper()
+	const batch = 100
+	for lo := 0; lo < len(nodes); lo += batch {
+		part := nodes[lo:min(lo+batch, len(nodes))]
+		bootstrapAll(tb, part)
+		for _, n := range part {
+			for _, c := range n.Host.Network().Conns() {
+				if !g.keep[[2]peer.ID{n.Host.ID(), c.RemotePeer()}] {
+					c.Close()
+				}
+			}
+		}
+	}
 }
 
 // hops is each node's distance in connections from nodes[src]: the fewest
