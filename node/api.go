@@ -40,6 +40,11 @@ type StatusInfo struct {
 	Peers    int     `json:"peers"`
 	DHTPeers int     `json:"dht_peers"`
 	UptimeS  float64 `json:"uptime_s"`
+	// GPUs counts the GPUs per health state; GPUSource says where they come
+	// from ("nvml", "mock:<name>" or "none" for a CPU-only node).
+	GPUs      map[string]int `json:"gpus"`
+	GPUSource string         `json:"gpu_source"`
+	GPUReason string         `json:"gpu_reason,omitempty"`
 }
 
 // ConnectRequest is POST /v1/peers/connect.
@@ -72,6 +77,7 @@ func (n *Node) apiHandler() http.Handler {
 	auth.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, n.status())
 	})
+	n.gpuRoutes(auth)
 	auth.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, apiError{fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	})
@@ -123,13 +129,21 @@ func (n *Node) peers() []PeerInfo {
 }
 
 func (n *Node) status() StatusInfo {
+	inv := n.gpus.Inventory()
+	counts := map[string]int{}
+	for _, g := range inv.GPUs {
+		counts[string(g.Health)]++
+	}
 	return StatusInfo{
-		PeerID:   n.p2p.Host.ID().String(),
-		Network:  n.p2p.Network(),
-		Version:  Version,
-		Peers:    len(n.p2p.Host.Network().Peers()),
-		DHTPeers: n.p2p.DHT.RoutingTable().Size(),
-		UptimeS:  time.Since(n.started).Round(time.Millisecond).Seconds(),
+		GPUs:      counts,
+		GPUSource: inv.Source,
+		GPUReason: inv.Reason,
+		PeerID:    n.p2p.Host.ID().String(),
+		Network:   n.p2p.Network(),
+		Version:   Version,
+		Peers:     len(n.p2p.Host.Network().Peers()),
+		DHTPeers:  n.p2p.DHT.RoutingTable().Size(),
+		UptimeS:   time.Since(n.started).Round(time.Millisecond).Seconds(),
 	}
 }
 
@@ -177,7 +191,8 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // routeLabel keeps the metric's label set small: unknown paths share one.
 func routeLabel(path string) string {
 	switch path {
-	case "/healthz", "/metrics", "/v1/id", "/v1/peers", "/v1/peers/connect", "/v1/status":
+	case "/healthz", "/metrics", "/v1/id", "/v1/peers", "/v1/peers/connect", "/v1/status",
+		"/v1/gpus", "/v1/gpus/events", "/v1/gpus/inject", "/v1/gpus/reset-health":
 		return path
 	}
 	return "other"

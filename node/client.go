@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/aixblock/aixblock/gpu"
 )
 
 // ErrNoDaemon means no daemon answers for the repo.
@@ -74,6 +76,55 @@ func (c *Client) Connect(ctx context.Context, addr string) (PeerInfo, error) {
 func (c *Client) Status(ctx context.Context) (StatusInfo, error) {
 	var out StatusInfo
 	return out, c.do(ctx, http.MethodGet, "/v1/status", nil, &out)
+}
+
+// GPUs returns the inventory with each GPU's health.
+func (c *Client) GPUs(ctx context.Context) (gpu.Inventory, error) {
+	var out gpu.Inventory
+	return out, c.do(ctx, http.MethodGet, "/v1/gpus", nil, &out)
+}
+
+// InjectFault injects a fault into a mock GPU.
+func (c *Client) InjectFault(ctx context.Context, index int, f gpu.Fault) error {
+	var out InjectRequest
+	return c.do(ctx, http.MethodPost, "/v1/gpus/inject", InjectRequest{Index: index, Fault: f}, &out)
+}
+
+// ResetHealth clears a GPU's health state.
+func (c *Client) ResetHealth(ctx context.Context, uuid string) (gpu.GPU, error) {
+	var out gpu.GPU
+	return out, c.do(ctx, http.MethodPost, "/v1/gpus/reset-health", ResetHealthRequest{UUID: uuid}, &out)
+}
+
+// WatchGPUs calls fn for every health change until ctx ends or fn errs.
+func (c *Client) WatchGPUs(ctx context.Context, fn func(gpu.Change) error) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/gpus/events", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	// No client timeout: the stream lasts as long as the user watches.
+	resp, err := (&http.Client{}).Do(req)
+	if err != nil {
+		return fmt.Errorf("api /v1/gpus/events: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("api /v1/gpus/events: %s", resp.Status)
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ch gpu.Change
+		if err := dec.Decode(&ch); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("api /v1/gpus/events: %w", err)
+		}
+		if err := fn(ch); err != nil {
+			return err
+		}
+	}
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {

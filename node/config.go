@@ -8,7 +8,9 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"time"
 
+	"github.com/aixblock/aixblock/gpu"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -35,6 +37,24 @@ type Config struct {
 	// means the p2p defaults.
 	ConnLow  int `json:"conn_low,omitempty"`
 	ConnHigh int `json:"conn_high,omitempty"`
+	// GPU configures the GPU inventory and health checks.
+	GPU GPUConfig `json:"gpu"`
+}
+
+// GPUConfig is the "gpu" section of config.json.
+type GPUConfig struct {
+	// Mock names a go-nvml mock server (dgxa100, dgxh100, dgxh200,
+	// dgxb200) to use instead of real NVML; empty means real NVML.
+	Mock string `json:"mock,omitempty"`
+	// PollInterval is how often health counters are read, e.g. "10s";
+	// empty means 10 s.
+	PollInterval string `json:"poll_interval,omitempty"`
+	// QuietWindow is how long a degraded GPU must stay quiet to be healthy
+	// again, e.g. "5m"; empty means 5 min.
+	QuietWindow string `json:"quiet_window,omitempty"`
+	// FatalXIDs and AppXIDs replace the built-in lists when set.
+	FatalXIDs []uint64 `json:"fatal_xids,omitempty"`
+	AppXIDs   []uint64 `json:"app_xids,omitempty"`
 }
 
 // DefaultAPI is where the API listens unless told otherwise.
@@ -67,6 +87,7 @@ type parsed struct {
 	announce  []ma.Multiaddr
 	bootstrap []peer.AddrInfo
 	api       string
+	gpu       gpu.Config
 }
 
 // Validate checks every field and names the first bad one.
@@ -105,10 +126,31 @@ func (c Config) parse() (parsed, error) {
 		return p, fmt.Errorf("api: %w", err)
 	}
 	p.api = c.API
+	if err := gpu.ValidateMock(c.GPU.Mock); err != nil {
+		return p, fmt.Errorf("gpu.mock: %w", err)
+	}
+	p.gpu = gpu.Config{Mock: c.GPU.Mock, FatalXIDs: c.GPU.FatalXIDs, AppXIDs: c.GPU.AppXIDs}
+	if p.gpu.PollInterval, err = duration("gpu.poll_interval", c.GPU.PollInterval); err != nil {
+		return p, err
+	}
+	if p.gpu.QuietWindow, err = duration("gpu.quiet_window", c.GPU.QuietWindow); err != nil {
+		return p, err
+	}
 	if c.ConnLow < 0 || c.ConnHigh < 0 || (c.ConnHigh != 0 && c.ConnHigh < c.ConnLow) {
 		return p, fmt.Errorf("conn_low %d / conn_high %d: want 0 <= low <= high", c.ConnLow, c.ConnHigh)
 	}
 	return p, nil
+}
+
+func duration(field, s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s: %q is not a positive duration like 10s or 5m", field, s)
+	}
+	return d, nil
 }
 
 func multiaddrs(field string, ss []string) ([]ma.Multiaddr, error) {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/aixblock/aixblock/gpu"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -21,6 +22,7 @@ type Node struct {
 
 	metrics     *prometheus.Registry
 	apiRequests *prometheus.CounterVec
+	gpus        *gpu.Manager
 	p2p         *p2p.Node
 	apiLn       net.Listener
 	api         *http.Server
@@ -49,6 +51,12 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 			n.close()
 		}
 	}()
+
+	gcfg := cfg.gpu
+	gcfg.DiskPath, gcfg.Logger = repo.Dir, log
+	if n.gpus, err = gpu.New(gcfg); err != nil {
+		return nil, fmt.Errorf("gpu: %w", err)
+	}
 
 	n.p2p, err = p2p.New(ctx, p2p.Config{
 		Network:   cfg.network,
@@ -94,6 +102,11 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.log.Info("daemon ready", "peer_id", n.p2p.Host.ID(), "network", n.p2p.Network(),
 		"api", n.APIURL(), "addrs", n.p2p.Host.Addrs())
+
+	gpuCtx, stopGPU := context.WithCancel(context.Background())
+	gpuDone := make(chan struct{})
+	go func() { n.gpus.Run(gpuCtx); close(gpuDone) }()
+	defer func() { stopGPU(); <-gpuDone }()
 
 	// Bootstrap in the background: the API is useful (and `status` tells
 	// how it goes) while unreachable bootstrap peers time out.

@@ -22,6 +22,7 @@ func newDaemonCmd(g *globals) *cobra.Command {
 		listen, announce []string
 		bootstrap        []string
 		api, network     string
+		gpuMock          string
 		mdns, nat        bool
 		logLevel         string
 	)
@@ -59,6 +60,9 @@ ready its URL is written to <repo>/api, which other commands read.`,
 			if f.Changed("network") {
 				c.Network = network
 			}
+			if f.Changed("gpu-mock") {
+				c.GPU.Mock = gpuMock
+			}
 			if f.Changed("mdns") {
 				c.MDNS = mdns
 			}
@@ -95,6 +99,7 @@ ready its URL is written to <repo>/api, which other commands read.`,
 	f.StringArrayVar(&bootstrap, "bootstrap", nil, "bootstrap peer multiaddr with /p2p/<peer-id> (repeatable)")
 	f.StringVar(&api, "api", "", "HOST:PORT of the local API (port 0 picks one)")
 	f.StringVar(&network, "network", "", "network name")
+	f.StringVar(&gpuMock, "gpu-mock", "", "use a mock GPU server instead of NVML: dgxa100, dgxh100, dgxh200 or dgxb200")
 	f.BoolVar(&mdns, "mdns", true, "discover peers on the LAN with mDNS")
 	f.BoolVar(&nat, "nat", true, "NAT port mapping, AutoNAT, relay client and hole punching")
 	f.StringVar(&logLevel, "log-level", envOr("AIXBLOCK_LOG_LEVEL", "info"), "debug, info, warn or error (env AIXBLOCK_LOG_LEVEL)")

@@ -8,13 +8,15 @@ import (
 )
 
 func newInitCmd(g *globals) *cobra.Command {
-	var network string
+	var network, gpuMock string
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create a repo: identity, config and API token",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := node.Init(g.repo, node.DefaultConfig(network))
+			cfg := node.DefaultConfig(network)
+			cfg.GPU.Mock = gpuMock
+			r, err := node.Init(g.repo, cfg)
 			if err != nil {
 				return err
 			}
@@ -31,5 +33,6 @@ func newInitCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&network, "network", "", "network name (default \"mainnet\")")
+	cmd.Flags().StringVar(&gpuMock, "gpu-mock", "", "use a mock GPU server instead of NVML: dgxa100, dgxh100, dgxh200 or dgxb200")
 	return cmd
 }

@@ -36,6 +36,7 @@ func newRootCmd() *cobra.Command {
 		newPeersCmd(g),
 		newStatusCmd(g),
 		newVersionCmd(g),
+		newGPUCmd(g),
 	)
 	return root
 }

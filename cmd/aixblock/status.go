@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"time"
 
@@ -27,6 +28,13 @@ func newStatusCmd(g *globals) *cobra.Command {
 				kv(w, "version", st.Version)
 				kv(w, "peers", st.Peers)
 				kv(w, "dht_peers", st.DHTPeers)
+				gpus := "none"
+				if len(st.GPUs) > 0 {
+					gpus = fmt.Sprintf("%d healthy, %d degraded, %d unhealthy (%s)", st.GPUs["healthy"], st.GPUs["degraded"], st.GPUs["unhealthy"], st.GPUSource)
+				} else if st.GPUReason != "" {
+					gpus = st.GPUReason
+				}
+				kv(w, "gpus", gpus)
 				kv(w, "uptime", (time.Duration(st.UptimeS * float64(time.Second))).Round(time.Second))
 			})
 		},
