@@ -5,7 +5,7 @@ LDFLAGS := -X github.com/aixblock/aixblock/node.Version=$(VERSION)
 # go-nvml's headers carry deprecation warnings that are not ours to fix.
 export CGO_CFLAGS := -Wno-deprecated-declarations
 
-.PHONY: build test run bench bench-gossip bench-idle lint clean
+.PHONY: build test run bench bench-gossip bench-idle bench-gpu gpu-check lint clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/aixblock ./cmd/aixblock
@@ -19,7 +19,14 @@ run: build
 
 # Figures for the closing notes: gossip delivery and DHT lookups at several
 # sizes, then a daemon's memory and CPU when idle with 10 peers.
-bench: bench-gossip bench-idle
+bench: bench-gpu bench-gossip bench-idle
+
+bench-gpu:
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./gpu/
+
+# The inventory and one health pass with the real NVML library (on a GPU machine).
+gpu-check: build
+	./bin/aixblock gpu check
 
 bench-gossip:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./p2p/

@@ -58,6 +58,7 @@ type Manager struct {
 	driver string
 	cuda   string
 	inited bool
+	host   Host // CPU and memory do not change; disk is read per inventory
 
 	mu   sync.Mutex
 	gpus []*tracked
@@ -85,6 +86,7 @@ func New(cfg Config) (*Manager, error) {
 		xids: newXIDTable(cfg.FatalXIDs, cfg.AppXIDs),
 		subs: map[chan Change]struct{}{},
 		lib:  cfg.Library,
+		host: hostInfo(),
 	}
 	switch {
 	case m.lib != nil:
@@ -358,7 +360,11 @@ func (m *Manager) Inventory() Inventory {
 		inv.GPUs = append(inv.GPUs, m.snapshot(t))
 	}
 	m.mu.Unlock()
-	inv.Host = hostInfo(m.cfg.DiskPath)
+	inv.Host = m.host
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(m.cfg.DiskPath, &st); err == nil {
+		inv.Host.DiskFreeMiB = st.Bavail * uint64(st.Bsize) >> 20
+	}
 	return inv
 }
 
@@ -372,7 +378,7 @@ func (m *Manager) snapshot(t *tracked) GPU {
 	return g
 }
 
-func hostInfo(diskPath string) Host {
+func hostInfo() Host {
 	h := Host{CPUCores: runtime.NumCPU()}
 	if f, err := os.Open("/proc/cpuinfo"); err == nil {
 		s := bufio.NewScanner(f)
@@ -394,10 +400,6 @@ func hostInfo(diskPath string) Host {
 			}
 		}
 		f.Close()
-	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(diskPath, &st); err == nil {
-		h.DiskFreeMiB = st.Bavail * uint64(st.Bsize) >> 20
 	}
 	return h
 }

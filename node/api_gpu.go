@@ -101,3 +101,15 @@ type (
 
 // GPUFaultKinds lists what `gpu inject --fault` accepts.
 var GPUFaultKinds = gpu.FaultKinds
+
+// CheckGPUs opens the GPUs as the daemon would (real NVML unless mock is
+// set), runs one health poll and returns the inventory, without a daemon:
+// `aixblock gpu check` and `make gpu-check` use it on real hardware.
+func CheckGPUs(mock, diskPath string) (GPUInventory, error) {
+	m, err := gpu.New(gpu.Config{Mock: mock, DiskPath: diskPath})
+	if err != nil {
+		return GPUInventory{}, err
+	}
+	m.PollOnce()
+	return m.Inventory(), nil
+}

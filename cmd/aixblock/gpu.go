@@ -18,7 +18,40 @@ func newGPUCmd(g *globals) *cobra.Command {
 		Use:   "gpu",
 		Short: "GPU inventory, health and fault injection",
 	}
-	cmd.AddCommand(newGPUListCmd(g), newGPUHealthCmd(g), newGPUInjectCmd(g), newGPUResetCmd(g))
+	cmd.AddCommand(newGPUListCmd(g), newGPUHealthCmd(g), newGPUInjectCmd(g), newGPUResetCmd(g), newGPUCheckCmd(g))
+	return cmd
+}
+
+func newGPUCheckCmd(g *globals) *cobra.Command {
+	var mock string
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Read the GPUs and run one health pass here, without a daemon",
+		Long: `Read the GPUs through NVML (or --gpu-mock) and run one health pass, in this
+process: a check of a machine's cards before it serves. Needs no repo or daemon.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			inv, err := node.CheckGPUs(mock, ".")
+			if err != nil {
+				return err
+			}
+			return g.print(cmd.OutOrStdout(), inv, func(w io.Writer) {
+				fmt.Fprintf(w, "source\t%s\n", inv.Source)
+				if inv.Reason != "" {
+					fmt.Fprintf(w, "reason\t%s\n", inv.Reason)
+				}
+				fmt.Fprintf(w, "driver\t%s\ncuda\t%s\n", inv.DriverVersion, inv.CUDAVersion)
+				fmt.Fprintf(w, "host\t%s, %d cores, %d MiB memory, %d MiB free disk\n",
+					inv.Host.CPUModel, inv.Host.CPUCores, inv.Host.MemoryMiB, inv.Host.DiskFreeMiB)
+				for _, x := range inv.GPUs {
+					fmt.Fprintf(w, "gpu %d\t%s %s (%s), %d/%d MiB free, cc %s, bus %s, %.0f W, persistence %v, MIG %v: %s %s\n",
+						x.Index, x.UUID, x.Name, x.Class, x.FreeMemoryMiB, x.MemoryMiB, x.ComputeCapability,
+						x.PCIBusID, x.PowerLimitW, x.PersistenceMode, x.MIGMode, x.Health, x.Reason)
+				}
+			})
+		},
+	}
+	cmd.Flags().StringVar(&mock, "gpu-mock", "", "check a mock GPU server instead of NVML")
 	return cmd
 }
 
