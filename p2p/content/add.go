@@ -1,0 +1,203 @@
+package content
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	chunker "github.com/ipfs/boxo/chunker"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	ft "github.com/ipfs/boxo/ipld/unixfs"
+	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
+	ihelper "github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
+	uio "github.com/ipfs/boxo/ipld/unixfs/io"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	mh "github.com/multiformats/go-multihash"
+)
+
+// DefaultChunker is 1 MiB fixed-size chunks.
+const DefaultChunker = "size-1048576"
+
+// AddOptions shape the DAG. The zero value is this project's default:
+// CIDv1, raw leaves, 1 MiB chunks. CIDVersion 0 with RawLeaves false and
+// Chunker "size-262144" reproduces Kubo's `ipfs add` defaults.
+type AddOptions struct {
+	// CIDVersion is 0 or 1; a nil pointer means 1.
+	CIDVersion *int
+	// RawLeaves stores file data as raw blocks; nil means true for CIDv1
+	// and false for CIDv0, as Kubo does.
+	RawLeaves *bool
+	// Chunker is a boxo chunker spec (size-N, rabin-...); empty means DefaultChunker.
+	Chunker string
+	// Hidden includes files and directories whose names start with a dot.
+	Hidden bool
+	// Pin pins the root recursively once the whole DAG is stored.
+	Pin bool
+	// Progress, when set, is called with the bytes read so far.
+	Progress func(bytes int64)
+}
+
+type adder struct {
+	s        *Store
+	opts     AddOptions
+	prefix   cid.Prefix
+	raw      bool
+	done     int64
+	progress func(int64)
+}
+
+// Add imports a file or directory tree and returns its root CID.
+func (s *Store) Add(ctx context.Context, path string, opts AddOptions) (cid.Cid, error) {
+	version := 1
+	if opts.CIDVersion != nil {
+		version = *opts.CIDVersion
+	}
+	if version != 0 && version != 1 {
+		return cid.Undef, fmt.Errorf("cid-version %d: want 0 or 1", version)
+	}
+	raw := version == 1
+	if opts.RawLeaves != nil {
+		raw = *opts.RawLeaves
+	}
+	if version == 0 && raw {
+		return cid.Undef, fmt.Errorf("raw-leaves needs cid-version 1 (CIDv0 can only name dag-pb)")
+	}
+	if opts.Chunker == "" {
+		opts.Chunker = DefaultChunker
+	}
+	if _, err := chunker.FromString(strings.NewReader(""), opts.Chunker); err != nil {
+		return cid.Undef, fmt.Errorf("chunker %q: %w", opts.Chunker, err)
+	}
+	prefix, err := merkledag.PrefixForCidVersion(version)
+	if err != nil {
+		return cid.Undef, err
+	}
+	prefix.MhType = mh.SHA2_256
+	a := &adder{s: s, opts: opts, prefix: prefix, raw: raw, progress: opts.Progress}
+
+	// Hold off garbage collection until the root is pinned (or returned).
+	unlock := s.bs.PinLock(ctx)
+	defer unlock.Unlock(ctx)
+
+	st, err := os.Lstat(path)
+	if err != nil {
+		return cid.Undef, fmt.Errorf("add: %w", err)
+	}
+	nd, err := a.add(ctx, path, st)
+	if err != nil {
+		return cid.Undef, err
+	}
+	root := nd.Cid()
+	if opts.Pin {
+		if err := s.pins.Pin(ctx, nd, true, ""); err != nil {
+			return cid.Undef, fmt.Errorf("pin %s: %w", root, err)
+		}
+		if err := s.pins.Flush(ctx); err != nil {
+			return cid.Undef, fmt.Errorf("pin %s: %w", root, err)
+		}
+	}
+	s.provide(ctx, root)
+	return root, nil
+}
+
+func (a *adder) add(ctx context.Context, path string, st os.FileInfo) (ipld.Node, error) {
+	switch {
+	case st.Mode()&os.ModeSymlink != 0:
+		target, err := os.Readlink(path)
+		if err != nil {
+			return nil, fmt.Errorf("add %s: %w", path, err)
+		}
+		data, err := ft.SymlinkData(target)
+		if err != nil {
+			return nil, err
+		}
+		nd := merkledag.NodeWithData(data)
+		nd.SetCidBuilder(a.prefix)
+		return nd, a.s.local.Add(ctx, nd)
+	case st.IsDir():
+		return a.addDir(ctx, path)
+	case st.Mode().IsRegular():
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("add: %w", err)
+		}
+		defer f.Close()
+		return a.addFile(ctx, f)
+	}
+	return nil, fmt.Errorf("add %s: not a file, directory or symlink", path)
+}
+
+func (a *adder) addFile(ctx context.Context, r io.Reader) (ipld.Node, error) {
+	if a.progress != nil {
+		r = &countingReader{r: r, add: func(n int) { a.done += int64(n); a.progress(a.done) }}
+	}
+	spl, err := chunker.FromString(r, a.opts.Chunker)
+	if err != nil {
+		return nil, err
+	}
+	params := ihelper.DagBuilderParams{
+		Dagserv:    a.s.local,
+		RawLeaves:  a.raw,
+		Maxlinks:   ihelper.DefaultLinksPerBlock,
+		CidBuilder: a.prefix,
+	}
+	db, err := params.New(spl)
+	if err != nil {
+		return nil, err
+	}
+	nd, err := balanced.Layout(db)
+	if err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	return nd, ctx.Err()
+}
+
+func (a *adder) addDir(ctx context.Context, path string) (ipld.Node, error) {
+	dir, err := uio.NewDirectory(a.s.local, uio.WithCidBuilder(a.prefix))
+	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(path) // sorted by name
+	if err != nil {
+		return nil, fmt.Errorf("add: %w", err)
+	}
+	for _, e := range entries {
+		if !a.opts.Hidden && strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		child := filepath.Join(path, e.Name())
+		st, err := os.Lstat(child)
+		if err != nil {
+			return nil, fmt.Errorf("add: %w", err)
+		}
+		nd, err := a.add(ctx, child, st)
+		if err != nil {
+			return nil, err
+		}
+		if err := dir.AddChild(ctx, e.Name(), nd); err != nil {
+			return nil, fmt.Errorf("add %s: %w", child, err)
+		}
+	}
+	nd, err := dir.GetNode()
+	if err != nil {
+		return nil, err
+	}
+	return nd, a.s.local.Add(ctx, nd)
+}
+
+type countingReader struct {
+	r   io.Reader
+	add func(int)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.add(n)
+	}
+	return n, err
+}

@@ -1,0 +1,237 @@
+package content
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aixblock/aixblock/p2p"
+	"github.com/ipfs/go-cid"
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+type testNode struct {
+	p2p   *p2p.Node
+	store *Store
+}
+
+// line starts n nodes on loopback connected in a line: 0-1-2-... Each
+// bootstraps only from its left neighbour and refreshes nothing, so node 0
+// and node 2 are not connected: content must be found through the DHT.
+func line(t *testing.T, n int, cfg Config) []testNode {
+	t.Helper()
+	ctx := context.Background()
+	var out []testNode
+	for i := 0; i < n; i++ {
+		pc := p2p.Config{Network: "content", NoNAT: true, DHTRefresh: -1}
+		if i > 0 {
+			prev := out[i-1].p2p
+			pc.Bootstrap = []peer.AddrInfo{{ID: prev.Host.ID(), Addrs: prev.Host.Addrs()}}
+		}
+		pn, err := p2p.New(ctx, pc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pn.Close() })
+		if err := pn.Bootstrap(ctx); err != nil {
+			t.Fatal(err)
+		}
+		c := cfg
+		c.Datastore = dssync.MutexWrap(ds.NewMapDatastore())
+		c.Routing = pn.DHT
+		st, err := New(ctx, pn.Host, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		out = append(out, testNode{pn, st})
+	}
+	return out
+}
+
+func writeRandom(t *testing.T, path string, size int) []byte {
+	t.Helper()
+	b := make([]byte, size)
+	rand.Read(b)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func intp(i int) *int    { return &i }
+func boolp(b bool) *bool { return &b }
+
+// Known CIDs that Kubo's `ipfs add` gives for the same input and settings.
+func TestKuboCIDs(t *testing.T) {
+	nodes := line(t, 1, Config{})
+	s := nodes[0].store
+	dir := t.TempDir()
+	hello := filepath.Join(dir, "hello")
+	os.WriteFile(hello, []byte("hello world\n"), 0o644)
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, nil, 0o644)
+	hello2 := filepath.Join(dir, "hello2")
+	os.WriteFile(hello2, []byte("hello world"), 0o644)
+	emptyDir := filepath.Join(dir, "emptydir")
+	os.Mkdir(emptyDir, 0o755)
+	kubo := AddOptions{CIDVersion: intp(0), Chunker: "size-262144"}
+	for _, tc := range []struct {
+		name, path string
+		opts       AddOptions
+		want       string
+	}{
+		{"hello, Kubo defaults", hello, kubo, "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"},
+		{"empty file, Kubo defaults", empty, kubo, "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"},
+		{"empty directory, Kubo defaults", emptyDir, kubo, "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"},
+		{"hello (no newline), --cid-version 1", hello2, AddOptions{}, "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"},
+	} {
+		c, err := s.Add(context.Background(), tc.path, tc.opts)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if c.String() != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, c, tc.want)
+		}
+	}
+	if _, err := s.Add(context.Background(), hello, AddOptions{CIDVersion: intp(0), RawLeaves: boolp(true)}); err == nil {
+		t.Error("raw leaves with CIDv0 accepted")
+	}
+	if _, err := s.Add(context.Background(), hello, AddOptions{Chunker: "size-x"}); err == nil || !strings.Contains(err.Error(), `chunker "size-x"`) {
+		t.Errorf("bad chunker: %v", err)
+	}
+}
+
+func TestThreeNodesInALine(t *testing.T) {
+	nodes := line(t, 3, Config{FindTimeout: 5 * time.Second, FirstBlockTimeout: 10 * time.Second})
+	a, c := nodes[0].store, nodes[2].store
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	src := t.TempDir()
+	data := writeRandom(t, filepath.Join(src, "big.bin"), 64<<20)
+	os.MkdirAll(filepath.Join(src, "tree", "sub", "deeper"), 0o755)
+	writeRandom(t, filepath.Join(src, "tree", "a.txt"), 1000)
+	writeRandom(t, filepath.Join(src, "tree", "sub", "b.bin"), 3<<20)
+	os.WriteFile(filepath.Join(src, "tree", "sub", "deeper", "c"), []byte("c"), 0o644)
+
+	fileCID, err := a.Add(ctx, filepath.Join(src, "big.bin"), AddOptions{Pin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	treeCID, err := a.Add(ctx, filepath.Join(src, "tree"), AddOptions{Pin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The DHT's first walk may have joined A and C; part them, so that C
+	// must find A as a provider through B.
+	nodes[2].p2p.Host.Network().ClosePeer(nodes[0].p2p.Host.ID())
+	out := t.TempDir()
+	stats, err := c.Get(ctx, fileCID, filepath.Join(out, "big.bin"), nil)
+	if err != nil {
+		t.Fatalf("get file on C: %v", err)
+	}
+	got, _ := os.ReadFile(filepath.Join(out, "big.bin"))
+	if !bytes.Equal(got, data) {
+		t.Fatalf("file differs: %d bytes vs %d", len(got), len(data))
+	}
+	if stats.Fetched == 0 {
+		t.Fatal("C fetched nothing")
+	}
+	if _, err := c.Get(ctx, treeCID, filepath.Join(out, "tree"), nil); err != nil {
+		t.Fatalf("get tree on C: %v", err)
+	}
+	for _, f := range []string{"a.txt", "sub/b.bin", "sub/deeper/c"} {
+		want, _ := os.ReadFile(filepath.Join(src, "tree", f))
+		got, err := os.ReadFile(filepath.Join(out, "tree", f))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("tree/%s differs: %v", f, err)
+		}
+	}
+	// A second fetch finds everything local.
+	again, err := c.Fetch(ctx, fileCID, nil)
+	if err != nil || again.Fetched != 0 {
+		t.Fatalf("refetch: %+v, %v", again, err)
+	}
+
+	t.Run("CAR round trip and a truncated CAR", func(t *testing.T) {
+		var car bytes.Buffer
+		if err := a.ExportCAR(ctx, treeCID, &car); err != nil {
+			t.Fatal(err)
+		}
+		fresh := line(t, 1, Config{})[0].store
+		trunc := car.Bytes()[:car.Len()-100]
+		if _, err := fresh.ImportCAR(ctx, bytes.NewReader(trunc)); err == nil {
+			t.Fatal("truncated CAR accepted")
+		}
+		if pins, _ := fresh.Pins(ctx); len(pins) != 0 {
+			t.Fatalf("truncated CAR left pins %v", pins)
+		}
+		res, err := fresh.ImportCAR(ctx, bytes.NewReader(car.Bytes()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Roots) != 1 || !res.Roots[0].Equals(treeCID) {
+			t.Fatalf("roots %v", res.Roots)
+		}
+		if err := fresh.complete(ctx, treeCID); err != nil {
+			t.Fatal(err)
+		}
+		corrupt := bytes.Clone(car.Bytes())
+		corrupt[len(corrupt)-10] ^= 0xff
+		if _, err := line(t, 1, Config{})[0].store.ImportCAR(ctx, bytes.NewReader(corrupt)); err == nil || !strings.Contains(err.Error(), "corrupted") {
+			t.Fatalf("corrupted CAR: %v", err)
+		}
+	})
+
+	t.Run("gc keeps pinned data and drops the rest", func(t *testing.T) {
+		// C fetched but did not pin; pin the tree only.
+		if err := c.Pin(ctx, treeCID); err != nil {
+			t.Fatal(err)
+		}
+		res, err := c.GC(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Removed == 0 || res.Bytes < 64<<20 {
+			t.Fatalf("gc: %+v", res)
+		}
+		if err := c.complete(ctx, treeCID); err != nil {
+			t.Fatalf("pinned tree lost: %v", err)
+		}
+		if has, _ := c.bs.Has(ctx, fileCID); has {
+			t.Fatal("unpinned file survived gc")
+		}
+	})
+
+	t.Run("a CID nobody has", func(t *testing.T) {
+		nobody, _ := cid.Parse("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
+		start := time.Now()
+		_, err := c.Fetch(ctx, nobody, nil)
+		if !errors.Is(err, ErrNoProviders) {
+			t.Fatalf("err %v, want the find timeout's", err)
+		}
+		t.Logf("failed after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	})
+
+	t.Run("limits", func(t *testing.T) {
+		small := line(t, 1, Config{MaxDAGBytes: 1 << 20})[0].store
+		var car bytes.Buffer
+		a.ExportCAR(ctx, fileCID, &car)
+		small.ImportCAR(ctx, &car)
+		if _, err := small.Fetch(ctx, fileCID, nil); !errors.Is(err, ErrTooBig) {
+			t.Fatalf("err %v, want the size limit", err)
+		}
+		cbor, _ := cid.Parse("bafyreigdmqpykrgxyaxtlafqpqhzrb7qy2rh75nldvfd4tucqmgfgdbzxe")
+		if _, err := small.Fetch(ctx, cbor, nil); !errors.Is(err, ErrUnsupportedCodec) {
+			t.Fatalf("dag-cbor: %v", err)
+		}
+	})
+}

@@ -1,0 +1,217 @@
+package content
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/boxo/files"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	unixfile "github.com/ipfs/boxo/ipld/unixfs/file"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/multiformats/go-multicodec"
+)
+
+// Errors a fetch ends with; each names the timeout or limit that fired.
+var (
+	ErrNoProviders      = errors.New("no providers found (find timeout)")
+	ErrFirstBlock       = errors.New("first block not received (first-block timeout)")
+	ErrStalled          = errors.New("transfer stalled (stall timeout)")
+	ErrTooBig           = errors.New("DAG over the size limit")
+	ErrTooDeep          = errors.New("DAG over the depth limit")
+	ErrUnsupportedCodec = errors.New("unsupported codec")
+)
+
+// FetchStats is what a fetch did.
+type FetchStats struct {
+	Blocks  int   `json:"blocks"`
+	Bytes   int64 `json:"bytes"`
+	Fetched int   `json:"fetched"` // blocks that came from the network
+}
+
+// checkCodec accepts the codecs UnixFS is made of.
+func checkCodec(c cid.Cid) error {
+	switch multicodec.Code(c.Type()) {
+	case multicodec.DagPb, multicodec.Raw:
+		return nil
+	}
+	return fmt.Errorf("%s: codec %s: %w (want dag-pb or raw)", c, multicodec.Code(c.Type()), ErrUnsupportedCodec)
+}
+
+// Fetch makes every block of the DAG under root local, fetching what is
+// missing. Blocks already here are never fetched again, so an interrupted
+// fetch resumes where it stopped. progress, when set, gets the running stats.
+func (s *Store) Fetch(ctx context.Context, root cid.Cid, progress func(FetchStats)) (FetchStats, error) {
+	if err := checkCodec(root); err != nil {
+		return FetchStats{}, err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	var (
+		stats    FetchStats
+		mu       sync.Mutex
+		lastNano atomic.Int64
+		gotFirst atomic.Bool
+	)
+	lastNano.Store(time.Now().UnixNano())
+	if has, _ := s.bs.Has(ctx, root); !has {
+		s.watchProviders(ctx, cancel, root, &gotFirst)
+	}
+	// One watchdog for the first block and for stalls afterwards.
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		start := time.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if !gotFirst.Load() {
+				if time.Since(start) > s.cfg.FirstBlockTimeout {
+					cancel(fmt.Errorf("%s: %w after %s", root, ErrFirstBlock, s.cfg.FirstBlockTimeout))
+					return
+				}
+				continue
+			}
+			if since := time.Since(time.Unix(0, lastNano.Load())); since > s.cfg.StallTimeout {
+				mu.Lock()
+				n := stats.Blocks
+				mu.Unlock()
+				cancel(fmt.Errorf("%s: %w: no block for %s after %d blocks", root, ErrStalled, s.cfg.StallTimeout, n))
+				return
+			}
+		}
+	}()
+
+	sess := merkledag.NewSession(ctx, s.dag)
+	depth := map[cid.Cid]int{root: 0}
+	var visit func(ctx context.Context, c cid.Cid) ([]*ipld.Link, error)
+	visit = func(ctx context.Context, c cid.Cid) ([]*ipld.Link, error) {
+		if err := checkCodec(c); err != nil {
+			return nil, err
+		}
+		local, _ := s.bs.Has(ctx, c)
+		nd, err := sess.Get(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		gotFirst.Store(true)
+		lastNano.Store(time.Now().UnixNano())
+		mu.Lock()
+		stats.Blocks++
+		stats.Bytes += int64(len(nd.RawData()))
+		if !local {
+			stats.Fetched++
+		}
+		st := stats
+		d := depth[c]
+		if st.Bytes > s.cfg.MaxDAGBytes {
+			mu.Unlock()
+			return nil, fmt.Errorf("%s: %w (%d bytes)", root, ErrTooBig, s.cfg.MaxDAGBytes)
+		}
+		if len(nd.Links()) > 0 && d+1 > s.cfg.MaxDepth {
+			mu.Unlock()
+			return nil, fmt.Errorf("%s: %w (%d levels)", root, ErrTooDeep, s.cfg.MaxDepth)
+		}
+		for _, l := range nd.Links() {
+			depth[l.Cid] = d + 1
+		}
+		mu.Unlock()
+		if progress != nil {
+			progress(st)
+		}
+		return nd.Links(), nil
+	}
+	err := merkledag.Walk(ctx, visit, root, cid.NewSet().Visit, merkledag.Concurrency(32))
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return stats, cause
+	}
+	if err != nil {
+		return stats, fmt.Errorf("fetch %s: %w", root, err)
+	}
+	return stats, nil
+}
+
+// watchProviders searches the DHT while bitswap asks connected peers; if the
+// search ends empty-handed and no block came, the fetch fails with
+// ErrNoProviders rather than waiting for the first-block timeout.
+func (s *Store) watchProviders(ctx context.Context, cancel context.CancelCauseFunc, root cid.Cid, gotFirst *atomic.Bool) {
+	if s.routing == nil {
+		return
+	}
+	go func() {
+		fctx, fcancel := context.WithTimeout(ctx, s.cfg.FindTimeout)
+		defer fcancel()
+		found := 0
+		for ai := range s.routing.FindProvidersAsync(fctx, root, 3) {
+			found++
+			_ = ai // bitswap connects to providers through the same finder
+		}
+		if found == 0 && ctx.Err() == nil && !gotFirst.Load() {
+			// Connected peers may still answer; give them a moment.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			if !gotFirst.Load() {
+				cancel(fmt.Errorf("%s: %w: the DHT search (up to %s) and connected peers found none", root, ErrNoProviders, s.cfg.FindTimeout))
+			}
+		}
+	}()
+}
+
+// Get fetches root and writes it to out: a file, or a directory tree.
+func (s *Store) Get(ctx context.Context, root cid.Cid, out string, progress func(FetchStats)) (FetchStats, error) {
+	stats, err := s.Fetch(ctx, root, progress)
+	if err != nil {
+		return stats, err
+	}
+	nd, err := s.local.Get(ctx, root)
+	if err != nil {
+		return stats, err
+	}
+	f, err := unixfile.NewUnixfsFile(ctx, s.local, nd)
+	if err != nil {
+		return stats, fmt.Errorf("%s: %w", root, err)
+	}
+	defer f.Close()
+	if _, err := os.Lstat(out); err == nil {
+		return stats, fmt.Errorf("output %s exists; not overwriting it", out)
+	}
+	if err := files.WriteTo(f, out); err != nil {
+		return stats, fmt.Errorf("write %s: %w", out, err)
+	}
+	return stats, nil
+}
+
+// Cat fetches a file and copies its bytes to w.
+func (s *Store) Cat(ctx context.Context, root cid.Cid, w io.Writer) error {
+	if _, err := s.Fetch(ctx, root, nil); err != nil {
+		return err
+	}
+	nd, err := s.local.Get(ctx, root)
+	if err != nil {
+		return err
+	}
+	f, err := unixfile.NewUnixfsFile(ctx, s.local, nd)
+	if err != nil {
+		return fmt.Errorf("%s: %w", root, err)
+	}
+	defer f.Close()
+	file, ok := f.(files.File)
+	if !ok {
+		return fmt.Errorf("%s is a directory: use get", root)
+	}
+	_, err = io.Copy(w, file)
+	return err
+}

@@ -1,0 +1,130 @@
+package content
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ipfs/boxo/bitswap"
+	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
+	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/boxo/exchange/offline"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	pin "github.com/ipfs/boxo/pinning/pinner"
+	"github.com/ipfs/boxo/pinning/pinner/dspinner"
+	"github.com/ipfs/go-cid"
+	ds "github.com/ipfs/go-datastore"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/routing"
+)
+
+// Config configures a Store. Zero values are working defaults.
+type Config struct {
+	// Datastore holds blocks and pins; required (the node opens pebble).
+	Datastore ds.Batching
+	// Routing finds and announces providers (the DHT); nil means
+	// connected peers only.
+	Routing routing.ContentRouting
+	// FindTimeout bounds the search for providers; zero means 30 s.
+	FindTimeout time.Duration
+	// FirstBlockTimeout bounds the wait for the root block; zero means 60 s.
+	FirstBlockTimeout time.Duration
+	// StallTimeout fails a fetch that receives no block for so long; zero means 60 s.
+	StallTimeout time.Duration
+	// MaxDAGBytes refuses DAGs larger than this; zero means 1 TiB.
+	MaxDAGBytes int64
+	// MaxDepth refuses DAGs deeper than this; zero means 64.
+	MaxDepth int
+	// ReprovideInterval re-announces pinned roots; zero means 12 h.
+	ReprovideInterval time.Duration
+	// Logger is the parent logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Store is the block service of one node.
+type Store struct {
+	cfg     Config
+	log     *slog.Logger
+	bs      blockstore.GCBlockstore
+	bswap   *bitswap.Bitswap
+	online  blockservice.BlockService
+	offline blockservice.BlockService
+	dag     ipld.DAGService // fetches from the network
+	local   ipld.DAGService // never leaves this node
+	pins    pin.Pinner
+	routing routing.ContentRouting
+	cancel  context.CancelFunc
+}
+
+// New starts bitswap on h over the blockstore in cfg.Datastore.
+func New(ctx context.Context, h host.Host, cfg Config) (*Store, error) {
+	if cfg.Datastore == nil {
+		return nil, errors.New("content: no datastore")
+	}
+	if cfg.FindTimeout == 0 {
+		cfg.FindTimeout = 30 * time.Second
+	}
+	if cfg.FirstBlockTimeout == 0 {
+		cfg.FirstBlockTimeout = 60 * time.Second
+	}
+	if cfg.StallTimeout == 0 {
+		cfg.StallTimeout = 60 * time.Second
+	}
+	if cfg.MaxDAGBytes == 0 {
+		cfg.MaxDAGBytes = 1 << 40
+	}
+	if cfg.MaxDepth == 0 {
+		cfg.MaxDepth = 64
+	}
+	if cfg.ReprovideInterval == 0 {
+		cfg.ReprovideInterval = 12 * time.Hour
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	s := &Store{cfg: cfg, log: cfg.Logger.With("component", "content"), routing: cfg.Routing, cancel: cancel}
+	// Identity CIDs hold their data inline; the idstore answers them
+	// without a lookup, as Kubo does.
+	s.bs = blockstore.NewGCBlockstore(
+		blockstore.NewIdStore(blockstore.NewBlockstore(cfg.Datastore)), // keys under /blocks, as Kubo
+		blockstore.NewGCLocker())
+	var finder routing.ContentDiscovery = noFinder{}
+	if cfg.Routing != nil {
+		finder = cfg.Routing
+	}
+	// Bitswap announces nothing itself; Add and ImportCAR provide roots.
+	s.bswap = bitswap.New(ctx, bsnet.NewFromIpfsHost(h), finder, s.bs)
+	s.online = blockservice.New(s.bs, s.bswap)
+	s.offline = blockservice.New(s.bs, offline.Exchange(s.bs))
+	s.dag = merkledag.NewDAGService(s.online)
+	s.local = merkledag.NewDAGService(s.offline)
+	pins, err := dspinner.New(ctx, cfg.Datastore, s.local) // keys under /pins, as Kubo
+	if err != nil {
+		cancel()
+		s.bswap.Close()
+		return nil, fmt.Errorf("content: pinner: %w", err)
+	}
+	s.pins = pins
+	go s.reprovide(ctx)
+	return s, nil
+}
+
+// Close stops bitswap and the reprovider.
+func (s *Store) Close() error {
+	s.cancel()
+	return s.bswap.Close()
+}
+
+type noFinder struct{}
+
+func (noFinder) FindProvidersAsync(ctx context.Context, c cid.Cid, n int) <-chan peer.AddrInfo {
+	ch := make(chan peer.AddrInfo)
+	close(ch)
+	return ch
+}
