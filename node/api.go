@@ -22,6 +22,8 @@ type IDInfo struct {
 	Addrs   []string `json:"addrs"`
 	Network string   `json:"network"`
 	Version string   `json:"version"`
+	// Gateway is the trustless gateway's base URL; empty when off.
+	Gateway string `json:"gateway,omitempty"`
 }
 
 // PeerInfo is one entry of GET /v1/peers.
@@ -78,6 +80,7 @@ func (n *Node) apiHandler() http.Handler {
 		writeJSON(w, http.StatusOK, n.status())
 	})
 	n.gpuRoutes(auth)
+	n.dataRoutes(auth)
 	auth.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, apiError{fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	})
@@ -102,6 +105,9 @@ func (n *Node) requireToken(next http.Handler) http.Handler {
 func (n *Node) id() IDInfo {
 	h := n.p2p.Host
 	info := IDInfo{PeerID: h.ID().String(), Network: n.p2p.Network(), Version: Version, Addrs: []string{}}
+	if n.gatewayLn != nil {
+		info.Gateway = "http://" + n.gatewayLn.Addr().String()
+	}
 	for _, a := range h.Addrs() {
 		info.Addrs = append(info.Addrs, a.String()+"/p2p/"+h.ID().String())
 	}
@@ -192,7 +198,9 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 func routeLabel(path string) string {
 	switch path {
 	case "/healthz", "/metrics", "/v1/id", "/v1/peers", "/v1/peers/connect", "/v1/status",
-		"/v1/gpus", "/v1/gpus/events", "/v1/gpus/inject", "/v1/gpus/reset-health":
+		"/v1/gpus", "/v1/gpus/events", "/v1/gpus/inject", "/v1/gpus/reset-health",
+		"/v1/data/add", "/v1/data/get", "/v1/data/cat", "/v1/data/ls", "/v1/data/pin/add",
+		"/v1/data/pin/rm", "/v1/data/pin/ls", "/v1/data/export", "/v1/data/import", "/v1/data/gc":
 		return path
 	}
 	return "other"

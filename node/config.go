@@ -12,6 +12,7 @@ import (
 
 	"github.com/aixblock/aixblock/gpu"
 	"github.com/aixblock/aixblock/p2p"
+	"github.com/aixblock/aixblock/p2p/content"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -39,6 +40,25 @@ type Config struct {
 	ConnHigh int `json:"conn_high,omitempty"`
 	// GPU configures the GPU inventory and health checks.
 	GPU GPUConfig `json:"gpu"`
+	// Gateway is the HOST:PORT of the trustless IPFS gateway; port 0 picks
+	// a free one, "off" disables it.
+	Gateway string `json:"gateway"`
+	// Content configures fetching by CID.
+	Content ContentConfig `json:"content"`
+}
+
+// ContentConfig is the "content" section of config.json.
+type ContentConfig struct {
+	// FindTimeout, FirstBlockTimeout and StallTimeout bound a fetch's
+	// provider search, its wait for the first block, and a pause without
+	// progress, e.g. "30s"; empty means 30 s, 60 s and 60 s.
+	FindTimeout       string `json:"find_timeout,omitempty"`
+	FirstBlockTimeout string `json:"first_block_timeout,omitempty"`
+	StallTimeout      string `json:"stall_timeout,omitempty"`
+	// MaxDAGMiB and MaxDepth refuse larger or deeper DAGs; zero means
+	// 1 TiB and 64 levels.
+	MaxDAGMiB int64 `json:"max_dag_mib,omitempty"`
+	MaxDepth  int   `json:"max_depth,omitempty"`
 }
 
 // GPUConfig is the "gpu" section of config.json.
@@ -60,6 +80,9 @@ type GPUConfig struct {
 // DefaultAPI is where the API listens unless told otherwise.
 const DefaultAPI = "127.0.0.1:5901"
 
+// DefaultGateway is where the trustless gateway listens unless told otherwise.
+const DefaultGateway = "127.0.0.1:8901"
+
 // DefaultConfig is what `aixblock init` writes.
 func DefaultConfig(network string) Config {
 	if network == "" {
@@ -74,6 +97,7 @@ func DefaultConfig(network string) Config {
 			"/ip6/::/udp/4901/quic-v1",
 		},
 		API:       DefaultAPI,
+		Gateway:   DefaultGateway,
 		Bootstrap: []string{},
 		MDNS:      true,
 		NAT:       true,
@@ -87,7 +111,9 @@ type parsed struct {
 	announce  []ma.Multiaddr
 	bootstrap []peer.AddrInfo
 	api       string
+	gateway   string // empty: off
 	gpu       gpu.Config
+	content   content.Config
 }
 
 // Validate checks every field and names the first bad one.
@@ -128,6 +154,29 @@ func (c Config) parse() (parsed, error) {
 	p.api = c.API
 	if err := gpu.ValidateMock(c.GPU.Mock); err != nil {
 		return p, fmt.Errorf("gpu.mock: %w", err)
+	}
+	if c.Gateway != "" && c.Gateway != "off" {
+		if err := checkHostPort(c.Gateway); err != nil {
+			return p, fmt.Errorf("gateway: %w", err)
+		}
+		p.gateway = c.Gateway
+	}
+	if c.Content.MaxDAGMiB < 0 || c.Content.MaxDepth < 0 {
+		return p, fmt.Errorf("content.max_dag_mib %d / max_depth %d: want 0 (default) or more", c.Content.MaxDAGMiB, c.Content.MaxDepth)
+	}
+	p.content = content.Config{MaxDAGBytes: c.Content.MaxDAGMiB << 20, MaxDepth: c.Content.MaxDepth}
+	for _, d := range []struct {
+		field string
+		val   string
+		dst   *time.Duration
+	}{
+		{"content.find_timeout", c.Content.FindTimeout, &p.content.FindTimeout},
+		{"content.first_block_timeout", c.Content.FirstBlockTimeout, &p.content.FirstBlockTimeout},
+		{"content.stall_timeout", c.Content.StallTimeout, &p.content.StallTimeout},
+	} {
+		if *d.dst, err = duration(d.field, d.val); err != nil {
+			return p, err
+		}
 	}
 	p.gpu = gpu.Config{Mock: c.GPU.Mock, FatalXIDs: c.GPU.FatalXIDs, AppXIDs: c.GPU.AppXIDs}
 	if p.gpu.PollInterval, err = duration("gpu.poll_interval", c.GPU.PollInterval); err != nil {

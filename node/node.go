@@ -7,10 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/aixblock/aixblock/gpu"
 	"github.com/aixblock/aixblock/p2p"
+	"github.com/aixblock/aixblock/p2p/content"
+	pebbleds "github.com/ipfs/go-ds-pebble"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -23,7 +26,11 @@ type Node struct {
 	metrics     *prometheus.Registry
 	apiRequests *prometheus.CounterVec
 	gpus        *gpu.Manager
+	datastore   *pebbleds.Datastore
 	p2p         *p2p.Node
+	content     *content.Store
+	gatewayLn   net.Listener
+	gateway     *http.Server
 	apiLn       net.Listener
 	api         *http.Server
 }
@@ -75,6 +82,25 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 		return nil, fmt.Errorf("p2p: %w", err)
 	}
 
+	if n.datastore, err = pebbleds.NewDatastore(filepath.Join(repo.Dir, "datastore")); err != nil {
+		return nil, fmt.Errorf("datastore: %w", err)
+	}
+	ccfg := cfg.content
+	ccfg.Datastore, ccfg.Routing, ccfg.Logger = n.datastore, n.p2p.DHT, log
+	if n.content, err = content.New(ctx, n.p2p.Host, ccfg); err != nil {
+		return nil, err
+	}
+	if cfg.gateway != "" {
+		h, err := n.content.GatewayHandler()
+		if err != nil {
+			return nil, err
+		}
+		if n.gatewayLn, err = net.Listen("tcp", cfg.gateway); err != nil {
+			return nil, fmt.Errorf("gateway listen: %w", err)
+		}
+		n.gateway = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	}
+
 	n.apiLn, err = net.Listen("tcp", cfg.api)
 	if err != nil {
 		return nil, fmt.Errorf("api listen: %w", err)
@@ -93,8 +119,11 @@ func (n *Node) APIURL() string { return "http://" + n.apiLn.Addr().String() }
 
 // Run serves until ctx ends, then stops everything in reverse order.
 func (n *Node) Run(ctx context.Context) error {
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- n.api.Serve(n.apiLn) }()
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- fmt.Errorf("api: %w", n.api.Serve(n.apiLn)) }()
+	if n.gateway != nil {
+		go func() { serveErr <- fmt.Errorf("gateway: %w", n.gateway.Serve(n.gatewayLn)) }()
+	}
 
 	if err := n.repo.writeAPIFile(n.APIURL()); err != nil {
 		n.close()
@@ -126,7 +155,6 @@ func (n *Node) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		n.log.Info("shutting down")
 	case err = <-serveErr:
-		err = fmt.Errorf("api: %w", err)
 	}
 	cancelBootstrap()
 	if cerr := n.close(); cerr != nil {
@@ -151,6 +179,20 @@ func (n *Node) close() error {
 	} else if n.apiLn != nil {
 		n.apiLn.Close()
 	}
+	if n.gateway != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if err := n.gateway.Shutdown(ctx); err != nil {
+			n.gateway.Close()
+		}
+		cancel()
+	} else if n.gatewayLn != nil {
+		n.gatewayLn.Close()
+	}
+	if n.content != nil {
+		if err := n.content.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close content: %w", err))
+		}
+	}
 	if n.p2p != nil {
 		done := make(chan error, 1)
 		go func() { done <- n.p2p.Close() }()
@@ -161,6 +203,11 @@ func (n *Node) close() error {
 			}
 		case <-time.After(2 * time.Second):
 			n.log.Warn("p2p did not close within 2s; leaving it")
+		}
+	}
+	if n.datastore != nil {
+		if err := n.datastore.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close datastore: %w", err))
 		}
 	}
 	return errors.Join(errs...)

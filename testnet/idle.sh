@@ -14,7 +14,7 @@ trap 'for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait;
 start() { # start NAME NETWORK [BOOTSTRAP]
 	local repo="$dir/$1"
 	"$bin" --repo "$repo" init --network "$2" >/dev/null
-	local args=(--repo "$repo" daemon --listen /ip4/127.0.0.1/tcp/0 --api 127.0.0.1:0 --mdns=false --nat=false)
+	local args=(--repo "$repo" daemon --listen /ip4/127.0.0.1/tcp/0 --api 127.0.0.1:0 --gateway 127.0.0.1:0 --mdns=false --nat=false)
 	[ -n "${3:-}" ] && args+=(--bootstrap "$3")
 	"$bin" "${args[@]}" 2>"$repo.log" &
 	pids+=($!)

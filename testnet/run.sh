@@ -26,7 +26,7 @@ for i in $(seq 1 "$n"); do
 	[ -f "$repo/config.json" ] || "$bin" --repo "$repo" init --network "$net" >/dev/null
 	rm -f "$repo/api"
 	args=(--repo "$repo" daemon --listen /ip4/127.0.0.1/tcp/0 --listen /ip4/127.0.0.1/udp/0/quic-v1
-		--api 127.0.0.1:0 --mdns=false --nat=false --network "$net")
+		--api 127.0.0.1:0 --gateway 127.0.0.1:0 --mdns=false --nat=false --network "$net")
 	[ -n "$first" ] && args+=(--bootstrap "$first")
 	"$bin" "${args[@]}" 2>"$dir/node$i.log" &
 	pids+=($!)

@@ -91,7 +91,7 @@ type daemon struct {
 }
 
 // quiet keeps a test daemon on loopback: no mDNS, no NAT port mapping.
-var quiet = []string{"--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--mdns=false", "--nat=false"}
+var quiet = []string{"--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--gateway", "127.0.0.1:0", "--mdns=false", "--nat=false"}
 
 // quietExcept is quiet without the flags that args sets itself.
 func quietExcept(args []string) []string {
@@ -151,6 +151,7 @@ type idInfo struct {
 	Addrs   []string `json:"addrs"`
 	Network string   `json:"network"`
 	Version string   `json:"version"`
+	Gateway string   `json:"gateway"`
 }
 
 type peerInfo struct {

@@ -23,6 +23,7 @@ func newDaemonCmd(g *globals) *cobra.Command {
 		bootstrap        []string
 		api, network     string
 		gpuMock          string
+		gateway          string
 		mdns, nat        bool
 		logLevel         string
 	)
@@ -59,6 +60,9 @@ ready its URL is written to <repo>/api, which other commands read.`,
 			}
 			if f.Changed("network") {
 				c.Network = network
+			}
+			if f.Changed("gateway") {
+				c.Gateway = gateway
 			}
 			if f.Changed("gpu-mock") {
 				c.GPU.Mock = gpuMock
@@ -99,6 +103,7 @@ ready its URL is written to <repo>/api, which other commands read.`,
 	f.StringArrayVar(&bootstrap, "bootstrap", nil, "bootstrap peer multiaddr with /p2p/<peer-id> (repeatable)")
 	f.StringVar(&api, "api", "", "HOST:PORT of the local API (port 0 picks one)")
 	f.StringVar(&network, "network", "", "network name")
+	f.StringVar(&gateway, "gateway", "", `HOST:PORT of the trustless IPFS gateway ("off" disables it)`)
 	f.StringVar(&gpuMock, "gpu-mock", "", "use a mock GPU server instead of NVML: dgxa100, dgxh100, dgxh200 or dgxb200")
 	f.BoolVar(&mdns, "mdns", true, "discover peers on the LAN with mDNS")
 	f.BoolVar(&nat, "nat", true, "NAT port mapping, AutoNAT, relay client and hole punching")

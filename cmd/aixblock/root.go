@@ -37,6 +37,7 @@ func newRootCmd() *cobra.Command {
 		newStatusCmd(g),
 		newVersionCmd(g),
 		newGPUCmd(g),
+		newDataCmd(g),
 	)
 	return root
 }

@@ -201,3 +201,36 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// Entry is one link of a directory.
+type Entry struct {
+	Name string `json:"name"`
+	CID  string `json:"cid"`
+	Size uint64 `json:"size"`
+}
+
+// Ls lists a directory's entries, fetching only the directory node.
+func (s *Store) Ls(ctx context.Context, c cid.Cid) ([]Entry, error) {
+	if err := checkCodec(c); err != nil {
+		return nil, err
+	}
+	fctx, cancel := context.WithTimeout(ctx, s.cfg.FirstBlockTimeout)
+	defer cancel()
+	nd, err := s.dag.Get(fctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("ls %s: %w", c, err)
+	}
+	dir, err := uio.NewDirectoryFromNode(s.dag, nd)
+	if err != nil {
+		return nil, fmt.Errorf("ls %s: not a directory", c)
+	}
+	links, err := dir.Links(fctx)
+	if err != nil {
+		return nil, fmt.Errorf("ls %s: %w", c, err)
+	}
+	out := make([]Entry, 0, len(links))
+	for _, l := range links {
+		out = append(out, Entry{Name: l.Name, CID: l.Cid.String(), Size: l.Size})
+	}
+	return out, nil
+}

@@ -4,13 +4,14 @@
 // recursive pins, garbage collection, CAR import and export, provider
 // records in the DHT, and a trustless gateway.
 //
-// Storage: one pebble datastore in the repo holds blocks, pins and anything
-// else the node persists. Pebble, because it is the datastore Kubo itself
-// now ships (go-ds-pebble), it is pure Go (no cgo), it writes through a WAL
-// so a crash loses nothing that was acknowledged, and one store for the node
-// keeps a block and the pin that protects it consistent on disk. A flatfs
-// directory per block (Kubo's default) costs a file per 1 MiB chunk and
-// an fsync each; a 64 MiB add writes one pebble batch instead.
+// Storage: one pebble datastore in the repo holds blocks (/blocks), pins
+// (/pins) and the DHT's provider records, as Kubo lays them out. Pebble,
+// because Kubo itself ships it (go-ds-pebble), it is pure Go (no cgo), its
+// write-ahead log means a daemon crash loses nothing already written (like
+// Kubo it does not fsync every write, so a power cut can lose the last
+// moments), and one store for the node keeps a block and the pin that
+// protects it in one place. flatfs, Kubo's other choice, costs a file and a
+// rename per 1 MiB chunk.
 //
 // Imports: p2p (the host and DHT come in through small interfaces) and boxo.
 package content

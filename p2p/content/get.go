@@ -69,11 +69,16 @@ func (s *Store) Fetch(ctx context.Context, root cid.Cid, progress func(FetchStat
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
 		start := time.Now()
+		nextHeal := start.Add(2 * time.Second)
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+			}
+			if now := time.Now(); now.After(nextHeal) && now.Sub(time.Unix(0, lastNano.Load())) > 2*time.Second {
+				nextHeal = now.Add(5 * time.Second)
+				go s.heal(ctx)
 			}
 			if !gotFirst.Load() {
 				if time.Since(start) > s.cfg.FirstBlockTimeout {
@@ -154,7 +159,11 @@ func (s *Store) watchProviders(ctx context.Context, cancel context.CancelCauseFu
 		found := 0
 		for ai := range s.routing.FindProvidersAsync(fctx, root, 3) {
 			found++
-			_ = ai // bitswap connects to providers through the same finder
+			// Bitswap sends its wants to every peer it connects to; its own
+			// provider search may have run before this record existed.
+			if ai.ID != s.host.ID() && len(ai.Addrs) > 0 {
+				go s.host.Connect(ctx, ai)
+			}
 		}
 		if found == 0 && ctx.Err() == nil && !gotFirst.Load() {
 			// Connected peers may still answer; give them a moment.

@@ -20,6 +20,7 @@ import (
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/routing"
 )
 
@@ -58,6 +59,7 @@ type Store struct {
 	local   ipld.DAGService // never leaves this node
 	pins    pin.Pinner
 	routing routing.ContentRouting
+	host    host.Host
 	cancel  context.CancelFunc
 }
 
@@ -99,7 +101,12 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Store, error) {
 		finder = cfg.Routing
 	}
 	// Bitswap announces nothing itself; Add and ImportCAR provide roots.
-	s.bswap = bitswap.New(ctx, bsnet.NewFromIpfsHost(h), finder, s.bs)
+	// A session asks its peers again, and searches for providers again,
+	// every RebroadcastDelay: the default minute is too long when a
+	// provider record lands a moment after our first search.
+	s.bswap = bitswap.New(ctx, bsnet.NewFromIpfsHost(h), finder, s.bs,
+		bitswap.RebroadcastDelay(3*time.Second))
+	s.host = h
 	s.online = blockservice.New(s.bs, s.bswap)
 	s.offline = blockservice.New(s.bs, offline.Exchange(s.bs))
 	s.dag = merkledag.NewDAGService(s.online)
@@ -127,4 +134,41 @@ func (noFinder) FindProvidersAsync(ctx context.Context, c cid.Cid, n int) <-chan
 	ch := make(chan peer.AddrInfo)
 	close(ch)
 	return ch
+}
+
+// bitswapProtocols are the standard IDs; a peer speaking any is a bitswap peer.
+var bitswapProtocols = []protocol.ID{"/ipfs/bitswap/1.2.0", "/ipfs/bitswap/1.1.0", "/ipfs/bitswap/1.0.0", "/ipfs/bitswap"}
+
+// heal re-announces connected bitswap peers that bitswap lost track of.
+// Seen here (boxo v0.41): when two nodes dial each other at once, bitswap's
+// connection-event bookkeeping can end up marking a connected peer
+// disconnected, after which no want ever reaches it and a fetch from it
+// hangs. Reconnecting gives bitswap a fresh connection event.
+func (s *Store) heal(ctx context.Context) int {
+	st, err := s.bswap.Stat()
+	if err != nil {
+		return 0
+	}
+	known := make(map[string]bool, len(st.Peers))
+	for _, p := range st.Peers {
+		known[p] = true
+	}
+	healed := 0
+	for _, p := range s.host.Network().Peers() {
+		if known[p.String()] {
+			continue
+		}
+		if ok, _ := s.host.Peerstore().SupportsProtocols(p, bitswapProtocols...); len(ok) == 0 {
+			continue
+		}
+		ai := s.host.Peerstore().PeerInfo(p)
+		s.log.Info("bitswap lost a connected peer; reconnecting", "peer_id", p)
+		_ = s.host.Network().ClosePeer(p)
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := s.host.Connect(cctx, ai); err == nil {
+			healed++
+		}
+		cancel()
+	}
+	return healed
 }

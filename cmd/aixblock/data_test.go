@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+func TestDataAcrossThreeDaemons(t *testing.T) {
+	a, b, c := initRepo(t, "clitest"), initRepo(t, "clitest"), initRepo(t, "clitest")
+	startDaemon(t, a)
+	var idA, idB idInfo
+	runJSON(t, a, &idA, "id")
+	startDaemon(t, b, "--bootstrap", idA.Addrs[0])
+	runJSON(t, b, &idB, "id")
+	dc := startDaemon(t, c, "--bootstrap", idB.Addrs[0], "--log-level", "debug")
+	t.Cleanup(func() {
+		if t.Failed() {
+			dc.cmd.Process.Signal(syscall.SIGQUIT)
+			<-dc.done
+			os.WriteFile("/tmp/c_stack.txt", dc.stderr.Bytes(), 0o644)
+		}
+	})
+
+	src := t.TempDir()
+	data := make([]byte, 8<<20+12345)
+	rand.Read(data)
+	os.WriteFile(filepath.Join(src, "model.bin"), data, 0o644)
+	os.MkdirAll(filepath.Join(src, "ds", "train"), 0o755)
+	os.WriteFile(filepath.Join(src, "ds", "train", "x.csv"), []byte("1,2,3\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "ds", "README"), []byte("a dataset\n"), 0o644)
+
+	var added struct {
+		CID string `json:"cid"`
+	}
+	runJSON(t, a, &added, "data", "add", "--pin", filepath.Join(src, "model.bin"))
+	var dir struct {
+		CID string `json:"cid"`
+	}
+	runJSON(t, a, &dir, "data", "add", "--pin", filepath.Join(src, "ds"))
+	if !strings.HasPrefix(added.CID, "bafy") || !strings.HasPrefix(dir.CID, "bafy") {
+		t.Fatalf("cids %s %s", added.CID, dir.CID)
+	}
+
+	out := t.TempDir()
+	mustRun(t, c, "data", "get", added.CID, "-o", filepath.Join(out, "model.bin"))
+	got, _ := os.ReadFile(filepath.Join(out, "model.bin"))
+	if !bytes.Equal(got, data) {
+		t.Fatalf("C got %d bytes, want %d identical", len(got), len(data))
+	}
+	mustRun(t, c, "data", "get", dir.CID, "-o", filepath.Join(out, "ds"))
+	if b, _ := os.ReadFile(filepath.Join(out, "ds", "train", "x.csv")); string(b) != "1,2,3\n" {
+		t.Fatalf("ds/train/x.csv = %q", b)
+	}
+	if cat := mustRun(t, c, "data", "cat", added.CID); cat != string(data) {
+		t.Fatalf("cat gave %d bytes, want %d identical", len(cat), len(data))
+	}
+	var entries []struct {
+		Name string `json:"name"`
+	}
+	runJSON(t, c, &entries, "data", "ls", dir.CID)
+	if len(entries) != 2 || entries[0].Name != "README" || entries[1].Name != "train" {
+		t.Fatalf("ls: %+v", entries)
+	}
+	checkOneLineError(t, run(t, c, "data", "get", added.CID, "-o", filepath.Join(out, "model.bin")), "exists; not overwriting it")
+
+	// CAR out of A, into a fresh D, which pins it.
+	car := filepath.Join(out, "ds.car")
+	mustRun(t, a, "data", "export", dir.CID, "-o", car)
+	d := initRepo(t, "clitest")
+	startDaemon(t, d)
+	var imp struct {
+		Roots []map[string]string `json:"roots"`
+	}
+	runJSON(t, d, &imp, "data", "import", car)
+	var pins []string
+	runJSON(t, d, &pins, "data", "pin", "ls")
+	if len(pins) != 1 || pins[0] != dir.CID {
+		t.Fatalf("pins on D after import: %v", pins)
+	}
+	whole, _ := os.ReadFile(car)
+	os.WriteFile(filepath.Join(out, "cut.car"), whole[:len(whole)-20], 0o644)
+	checkOneLineError(t, run(t, d, "data", "import", filepath.Join(out, "cut.car")), "truncated or corrupted")
+
+	// gc on C: the file it fetched is not pinned there, so it goes.
+	var gc struct {
+		Removed int `json:"removed"`
+	}
+	runJSON(t, c, &gc, "data", "gc")
+	if gc.Removed < 8 {
+		t.Fatalf("gc removed %d blocks", gc.Removed)
+	}
+
+	// A's trustless gateway serves the raw root block and a CAR.
+	var full idInfo
+	runJSON(t, a, &full, "id")
+	for format, ctype := range map[string]string{"raw": "application/vnd.ipld.raw", "car": "application/vnd.ipld.car"} {
+		resp, err := http.Get(full.Gateway + "/ipfs/" + dir.CID + "?format=" + format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), ctype) || len(body) == 0 {
+			t.Fatalf("gateway %s: %d %s %d bytes", format, resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
+		}
+	}
+
+	checkOneLineError(t, run(t, c, "data", "get", "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", "-o", filepath.Join(out, "none")), "no providers found (find timeout)")
+	checkOneLineError(t, run(t, c, "data", "get", "not-a-cid"), `cid: "not-a-cid" is not a CID`)
+}

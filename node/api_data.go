@@ -1,0 +1,255 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/aixblock/aixblock/p2p/content"
+	"github.com/ipfs/go-cid"
+)
+
+// AddRequest is POST /v1/data/add: the daemon reads Path itself (the API
+// is local to this machine).
+type AddRequest struct {
+	Path       string `json:"path"`
+	Pin        bool   `json:"pin,omitempty"`
+	CIDVersion *int   `json:"cid_version,omitempty"`
+	RawLeaves  *bool  `json:"raw_leaves,omitempty"`
+	Chunker    string `json:"chunker,omitempty"`
+	Hidden     bool   `json:"hidden,omitempty"`
+}
+
+// GetRequest is POST /v1/data/get: the daemon writes Output itself.
+type GetRequest struct {
+	CID    string `json:"cid"`
+	Output string `json:"output"`
+}
+
+// CIDRequest names one CID.
+type CIDRequest struct {
+	CID string `json:"cid"`
+}
+
+// DataEvent is one line of the NDJSON stream that add and get answer with:
+// progress lines, then one with CID (add) or Done (get), or one with Error.
+type DataEvent struct {
+	Bytes   int64  `json:"bytes,omitempty"`
+	Blocks  int    `json:"blocks,omitempty"`
+	Fetched int    `json:"fetched,omitempty"`
+	CID     string `json:"cid,omitempty"`
+	Done    bool   `json:"done,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+type (
+	// DataEntry is one entry of `data ls`.
+	DataEntry = content.Entry
+	// GCResult is what `data gc` removed.
+	GCResult = content.GCResult
+	// ImportResult is what `data import` brought.
+	ImportResult = content.ImportResult
+)
+
+func (n *Node) dataRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/data/add", n.handleAdd)
+	mux.HandleFunc("POST /v1/data/get", n.handleGet)
+	mux.HandleFunc("GET /v1/data/cat", func(w http.ResponseWriter, r *http.Request) {
+		c, ok := cidParam(w, r.URL.Query().Get("cid"))
+		if !ok {
+			return
+		}
+		// Fetch first, so that an error can still be a JSON error response.
+		if _, err := n.content.Fetch(r.Context(), c, nil); err != nil {
+			writeJSON(w, http.StatusBadGateway, apiError{err.Error()})
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		if err := n.content.Cat(r.Context(), c, w); err != nil {
+			n.log.Debug("cat", "cid", c, "err", err)
+		}
+	})
+	mux.HandleFunc("GET /v1/data/ls", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("cid") == "" {
+			pins, err := n.content.Pins(r.Context())
+			if err != nil {
+				writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
+				return
+			}
+			writeJSON(w, http.StatusOK, cidStrings(pins))
+			return
+		}
+		c, ok := cidParam(w, r.URL.Query().Get("cid"))
+		if !ok {
+			return
+		}
+		entries, err := n.content.Ls(r.Context(), c)
+		if err != nil {
+			writeJSON(w, http.StatusBadGateway, apiError{err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, entries)
+	})
+	mux.HandleFunc("POST /v1/data/pin/add", n.withCID(func(ctx context.Context, c cid.Cid) (any, error) {
+		if _, err := n.content.Fetch(ctx, c, nil); err != nil {
+			return nil, err
+		}
+		return CIDRequest{c.String()}, n.content.Pin(ctx, c)
+	}))
+	mux.HandleFunc("POST /v1/data/pin/rm", n.withCID(func(ctx context.Context, c cid.Cid) (any, error) {
+		return CIDRequest{c.String()}, n.content.Unpin(ctx, c)
+	}))
+	mux.HandleFunc("GET /v1/data/pin/ls", func(w http.ResponseWriter, r *http.Request) {
+		pins, err := n.content.Pins(r.Context())
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, cidStrings(pins))
+	})
+	mux.HandleFunc("GET /v1/data/export", func(w http.ResponseWriter, r *http.Request) {
+		c, ok := cidParam(w, r.URL.Query().Get("cid"))
+		if !ok {
+			return
+		}
+		if _, err := n.content.Fetch(r.Context(), c, nil); err != nil {
+			writeJSON(w, http.StatusBadGateway, apiError{err.Error()})
+			return
+		}
+		w.Header().Set("Content-Type", "application/vnd.ipld.car; version=1")
+		if err := n.content.ExportCAR(r.Context(), c, w); err != nil {
+			n.log.Warn("car export", "cid", c, "err", err)
+		}
+	})
+	mux.HandleFunc("POST /v1/data/import", func(w http.ResponseWriter, r *http.Request) {
+		res, err := n.content.ImportCAR(r.Context(), r.Body)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("POST /v1/data/gc", func(w http.ResponseWriter, r *http.Request) {
+		res, err := n.content.GC(r.Context())
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+}
+
+func cidStrings(cs []cid.Cid) []string {
+	out := make([]string, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c.String())
+	}
+	return out
+}
+
+func cidParam(w http.ResponseWriter, s string) (cid.Cid, bool) {
+	c, err := cid.Parse(s)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, apiError{fmt.Sprintf("cid: %q is not a CID: %v", s, err)})
+		return cid.Undef, false
+	}
+	return c, true
+}
+
+func (n *Node) withCID(fn func(context.Context, cid.Cid) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req CIDRequest
+		if err := decodeJSON(r, &req); err != nil {
+			writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+			return
+		}
+		c, ok := cidParam(w, req.CID)
+		if !ok {
+			return
+		}
+		out, err := fn(r.Context(), c)
+		if err != nil {
+			writeJSON(w, http.StatusBadGateway, apiError{err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+// eventStream writes NDJSON events, progress ones at most every 100 ms.
+type eventStream struct {
+	mu   sync.Mutex
+	w    http.ResponseWriter
+	rc   *http.ResponseController
+	enc  *json.Encoder
+	last time.Time
+}
+
+func newEventStream(w http.ResponseWriter) *eventStream {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	return &eventStream{w: w, rc: http.NewResponseController(w), enc: json.NewEncoder(w)}
+}
+
+func (e *eventStream) send(ev DataEvent, progress bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if progress && time.Since(e.last) < 100*time.Millisecond {
+		return
+	}
+	e.last = time.Now()
+	_ = e.enc.Encode(ev)
+	_ = e.rc.Flush()
+}
+
+func (n *Node) handleAdd(w http.ResponseWriter, r *http.Request) {
+	var req AddRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+		return
+	}
+	if !filepath.IsAbs(req.Path) {
+		writeJSON(w, http.StatusBadRequest, apiError{fmt.Sprintf("path: %q is not absolute", req.Path)})
+		return
+	}
+	ev := newEventStream(w)
+	c, err := n.content.Add(r.Context(), req.Path, content.AddOptions{
+		CIDVersion: req.CIDVersion, RawLeaves: req.RawLeaves, Chunker: req.Chunker,
+		Hidden: req.Hidden, Pin: req.Pin,
+		Progress: func(b int64) { ev.send(DataEvent{Bytes: b}, true) },
+	})
+	if err != nil {
+		ev.send(DataEvent{Error: err.Error()}, false)
+		return
+	}
+	ev.send(DataEvent{CID: c.String(), Done: true}, false)
+}
+
+func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
+	var req GetRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+		return
+	}
+	c, ok := cidParam(w, req.CID)
+	if !ok {
+		return
+	}
+	if !filepath.IsAbs(req.Output) {
+		writeJSON(w, http.StatusBadRequest, apiError{fmt.Sprintf("output: %q is not absolute", req.Output)})
+		return
+	}
+	ev := newEventStream(w)
+	st, err := n.content.Get(r.Context(), c, req.Output, func(s content.FetchStats) {
+		ev.send(DataEvent{Bytes: s.Bytes, Blocks: s.Blocks, Fetched: s.Fetched}, true)
+	})
+	if err != nil {
+		ev.send(DataEvent{Error: err.Error()}, false)
+		return
+	}
+	ev.send(DataEvent{Bytes: st.Bytes, Blocks: st.Blocks, Fetched: st.Fetched, CID: c.String(), Done: true}, false)
+}
