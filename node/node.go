@@ -59,6 +59,16 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 		}
 	}()
 
+	// Local ports first: a port in use fails before anything is created.
+	if n.apiLn, err = net.Listen("tcp", cfg.api); err != nil {
+		return nil, fmt.Errorf("api listen: %w", err)
+	}
+	if cfg.gateway != "" {
+		if n.gatewayLn, err = net.Listen("tcp", cfg.gateway); err != nil {
+			return nil, fmt.Errorf("gateway listen: %w", err)
+		}
+	}
+
 	gcfg := cfg.gpu
 	gcfg.DiskPath, gcfg.Logger = repo.Dir, log
 	if n.gpus, err = gpu.New(gcfg); err != nil {
@@ -90,21 +100,14 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 	if n.content, err = content.New(ctx, n.p2p.Host, ccfg); err != nil {
 		return nil, err
 	}
-	if cfg.gateway != "" {
+	if n.gatewayLn != nil {
 		h, err := n.content.GatewayHandler()
 		if err != nil {
 			return nil, err
 		}
-		if n.gatewayLn, err = net.Listen("tcp", cfg.gateway); err != nil {
-			return nil, fmt.Errorf("gateway listen: %w", err)
-		}
 		n.gateway = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	}
 
-	n.apiLn, err = net.Listen("tcp", cfg.api)
-	if err != nil {
-		return nil, fmt.Errorf("api listen: %w", err)
-	}
 	n.registerMetrics()
 	n.api = &http.Server{
 		Handler:           n.apiHandler(),

@@ -306,6 +306,7 @@ func TestBadInput(t *testing.T) {
 		{name: "bad network", args: []string{"daemon", "--network", "No/Such"}, want: `network: network name "No/Such"`},
 		{name: "libp2p port in use", args: []string{"daemon", "--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", busyPort)}, want: "address already in use"},
 		{name: "api port in use", args: []string{"daemon", "--api", busy.Addr().String()}, want: "api listen: listen tcp " + busy.Addr().String() + ": bind: address already in use"},
+		{name: "gateway port in use", args: []string{"daemon", "--gateway", busy.Addr().String()}, want: "gateway listen: listen tcp " + busy.Addr().String() + ": bind: address already in use"},
 		{name: "bad log level", args: []string{"daemon", "--log-level", "loud"}, want: `log-level "loud"`},
 		{name: "init over a repo", args: []string{"init"}, want: "already exists (found config.json); not overwriting it"},
 		{name: "corrupted key", args: []string{"daemon"}, want: "identity.key is corrupt",
