@@ -5,7 +5,7 @@ LDFLAGS := -X github.com/aixblock/aixblock/node.Version=$(VERSION)
 # go-nvml's headers carry deprecation warnings that are not ours to fix.
 export CGO_CFLAGS := -Wno-deprecated-declarations
 
-.PHONY: build test run bench bench-gossip bench-idle bench-gpu gpu-check lint clean
+.PHONY: build test run bench bench-gossip bench-idle bench-gpu bench-transfer gpu-check lint clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/aixblock ./cmd/aixblock
@@ -19,7 +19,12 @@ run: build
 
 # Figures for the closing notes: gossip delivery and DHT lookups at several
 # sizes, then a daemon's memory and CPU when idle with 10 peers.
-bench: bench-gpu bench-gossip bench-idle
+bench: bench-gpu bench-transfer bench-gossip bench-idle
+
+# 1 GiB through bitswap against a plain TCP copy, and data add against
+# sha256sum (AIXBLOCK_BENCH_MIB=N for another size).
+bench-transfer:
+	$(GO) test -run '^$$' -bench Transfer -benchtime 1x -timeout 30m ./p2p/content/
 
 bench-gpu:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./gpu/

@@ -105,7 +105,11 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Store, error) {
 	// every RebroadcastDelay: the default minute is too long when a
 	// provider record lands a moment after our first search.
 	s.bswap = bitswap.New(ctx, bsnet.NewFromIpfsHost(h), finder, s.bs,
-		bitswap.RebroadcastDelay(3*time.Second))
+		bitswap.RebroadcastDelay(3*time.Second),
+		// The server's default keeps 1 MiB in flight per peer: with 1 MiB
+		// chunks that is one block per round trip. Keep a window of them.
+		bitswap.MaxOutstandingBytesPerPeer(32<<20),
+	)
 	s.host = h
 	s.online = blockservice.New(s.bs, s.bswap)
 	s.offline = blockservice.New(s.bs, offline.Exchange(s.bs))
