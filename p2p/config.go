@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"time"
 
-	ds "github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -67,9 +66,6 @@ type Config struct {
 	// DHTRefresh sets how often the routing table refreshes; zero keeps the
 	// DHT's default (10 min). Negative turns the periodic refresh off.
 	DHTRefresh time.Duration
-	// Datastore, when set, holds the DHT's records (provider records and
-	// values) so they survive a restart; nil keeps them in memory.
-	Datastore ds.Batching
 	// Metrics, when set, receives libp2p's Prometheus metrics; nil disables them.
 	Metrics prometheus.Registerer
 	// Host, when set, is used as is instead of building one (mocknet in

@@ -69,9 +69,6 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		dht.Validator(validators),
 		dht.BootstrapPeers(cfg.Bootstrap...),
 	}
-	if cfg.Datastore != nil {
-		dhtOpts = append(dhtOpts, dht.Datastore(cfg.Datastore))
-	}
 	switch {
 	case cfg.DHTRefresh < 0:
 		dhtOpts = append(dhtOpts, dht.DisableAutoRefresh())

@@ -4,8 +4,8 @@
 // recursive pins, garbage collection, CAR import and export, provider
 // records in the DHT, and a trustless gateway.
 //
-// Storage: one pebble datastore in the repo holds blocks (/blocks), pins
-// (/pins) and the DHT's provider records, as Kubo lays them out. Pebble,
+// Storage: one pebble datastore in the repo holds blocks (/blocks) and pins
+// (/pins), as Kubo lays them out (the DHT keeps its records in memory). Pebble,
 // because Kubo itself ships it (go-ds-pebble), it is pure Go (no cgo), its
 // write-ahead log means a daemon crash loses nothing already written (like
 // Kubo it does not fsync every write, so a power cut can lose the last
