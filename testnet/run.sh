@@ -56,6 +56,7 @@ Reach them with the CLI, e.g.:
   $bin --repo $dir/node1 peers
   $bin --repo $dir/node2 status --json
   curl -H "Authorization: Bearer \$(cat $dir/node1/api.token)" \$(cat $dir/node1/api)/v1/status
+  cid=\$($bin --repo $dir/node1 data add --pin README.md); $bin --repo $dir/node3 data cat \$cid
 Bootstrap address of node1: $first
 Press Ctrl-C to stop.
 MSG
