@@ -242,25 +242,33 @@ func (m *Manager) events(ctx context.Context, set nvml.EventSet) {
 	}
 }
 
+// byUUID finds a GPU; the caller holds m.mu.
+func (m *Manager) byUUID(uuid string) *tracked {
+	for _, t := range m.gpus {
+		if t.info.UUID == uuid {
+			return t
+		}
+	}
+	return nil
+}
+
 func (m *Manager) handleEvent(e nvml.EventData) {
 	uuid, _ := e.Device.GetUUID()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, t := range m.gpus {
-		if t.info.UUID != uuid {
-			continue
-		}
-		now := time.Now()
-		f, ok := t.h.event(e, m.xids, now)
-		if !ok {
-			if e.EventType&nvml.EventTypeXidCriticalError != 0 {
-				m.log.Info("application XID; GPU stays as it is", "uuid", uuid, "index", t.info.Index, "xid", e.EventData)
-			}
-			return
-		}
-		m.transition(t, f, now)
+	t := m.byUUID(uuid)
+	if t == nil {
 		return
 	}
+	now := time.Now()
+	f, ok := t.h.event(e, m.xids, now)
+	if !ok {
+		if e.EventType&nvml.EventTypeXidCriticalError != 0 {
+			m.log.Info("application XID; GPU stays as it is", "uuid", uuid, "index", t.info.Index, "xid", e.EventData)
+		}
+		return
+	}
+	m.transition(t, f, now)
 }
 
 // PollOnce reads every GPU's health counters once.
@@ -321,26 +329,24 @@ func (m *Manager) Subscribe() (<-chan Change, func()) {
 func (m *Manager) ResetHealth(uuid string) (GPU, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, t := range m.gpus {
-		if t.info.UUID != uuid {
-			continue
-		}
-		now := time.Now()
-		from := t.h.state
-		t.h.state, t.h.reason, t.h.since, t.h.sbe = Healthy, "reset by operator", now, nil
-		if from != Healthy {
-			m.publish(t, from)
-		}
-		// The reset acknowledges the counters so far: one poll takes them
-		// as the new baseline, the next reports only what is still wrong.
-		t.h.seen = false
-		t.h.poll(t.dev)
-		for _, f := range t.h.poll(t.dev) {
-			m.transition(t, f, now)
-		}
-		return m.snapshot(t), nil
+	t := m.byUUID(uuid)
+	if t == nil {
+		return GPU{}, fmt.Errorf("gpu %q: no such UUID on this node", uuid)
 	}
-	return GPU{}, fmt.Errorf("gpu %q: no such UUID on this node", uuid)
+	now := time.Now()
+	from := t.h.state
+	t.h.state, t.h.reason, t.h.since, t.h.sbe = Healthy, "reset by operator", now, nil
+	if from != Healthy {
+		m.publish(t, from)
+	}
+	// The reset acknowledges the counters so far: one poll takes them
+	// as the new baseline, the next reports only what is still wrong.
+	t.h.seen = false
+	t.h.poll(t.dev)
+	for _, f := range t.h.poll(t.dev) {
+		m.transition(t, f, now)
+	}
+	return m.snapshot(t), nil
 }
 
 // Inject applies a fault to a mock GPU; real GPUs refuse.

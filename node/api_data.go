@@ -75,12 +75,7 @@ func (n *Node) dataRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("GET /v1/data/ls", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("cid") == "" {
-			pins, err := n.content.Pins(r.Context())
-			if err != nil {
-				writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
-				return
-			}
-			writeJSON(w, http.StatusOK, cidStrings(pins))
+			n.handlePinLs(w, r)
 			return
 		}
 		c, ok := cidParam(w, r.URL.Query().Get("cid"))
@@ -103,14 +98,7 @@ func (n *Node) dataRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/data/pin/rm", n.withCID(func(ctx context.Context, c cid.Cid) (any, error) {
 		return CIDRequest{c.String()}, n.content.Unpin(ctx, c)
 	}))
-	mux.HandleFunc("GET /v1/data/pin/ls", func(w http.ResponseWriter, r *http.Request) {
-		pins, err := n.content.Pins(r.Context())
-		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
-			return
-		}
-		writeJSON(w, http.StatusOK, cidStrings(pins))
-	})
+	mux.HandleFunc("GET /v1/data/pin/ls", n.handlePinLs)
 	mux.HandleFunc("GET /v1/data/export", func(w http.ResponseWriter, r *http.Request) {
 		c, ok := cidParam(w, r.URL.Query().Get("cid"))
 		if !ok {
@@ -141,6 +129,15 @@ func (n *Node) dataRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, res)
 	})
+}
+
+func (n *Node) handlePinLs(w http.ResponseWriter, r *http.Request) {
+	pins, err := n.content.Pins(r.Context())
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, cidStrings(pins))
 }
 
 func cidStrings(cs []cid.Cid) []string {

@@ -98,20 +98,12 @@ func (c *Client) ResetHealth(ctx context.Context, uuid string) (gpu.GPU, error) 
 
 // WatchGPUs calls fn for every health change until ctx ends or fn errs.
 func (c *Client) WatchGPUs(ctx context.Context, fn func(gpu.Change) error) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/gpus/events", nil)
+	// No client timeout: the stream lasts as long as the user watches.
+	resp, err := c.send(ctx, &http.Client{}, http.MethodGet, "/v1/gpus/events", nil, "")
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	// No client timeout: the stream lasts as long as the user watches.
-	resp, err := (&http.Client{}).Do(req)
-	if err != nil {
-		return fmt.Errorf("api /v1/gpus/events: %w", err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("api /v1/gpus/events: %s", resp.Status)
-	}
 	dec := json.NewDecoder(resp.Body)
 	for {
 		var ch gpu.Change
@@ -136,35 +128,47 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	resp, err := c.send(ctx, c.http, method, path, body, "application/json")
 	if err != nil {
-		return fmt.Errorf("api request: %w", err)
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			return fmt.Errorf("%w at %s (the api file is stale: did the daemon crash?)", ErrNoDaemon, c.base)
-		}
-		return fmt.Errorf("api %s %s: %w", method, path, err)
+		return err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return fmt.Errorf("api %s %s: read response: %w", method, path, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		var e apiError
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return fmt.Errorf("api %s: %s", path, e.Error)
-		}
-		return fmt.Errorf("api %s: %s", path, resp.Status)
-	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("api %s: decode response: %w", path, err)
 	}
 	return nil
+}
+
+// send makes one authenticated request and returns the response once its
+// status is 200; otherwise the daemon's error message.
+func (c *Client) send(ctx context.Context, hc *http.Client, method, path string, body io.Reader, contentType string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("api request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil && contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("%w at %s (the api file is stale: did the daemon crash?)", ErrNoDaemon, c.base)
+		}
+		return nil, fmt.Errorf("api %s %s: %w", method, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		var e apiError
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return nil, fmt.Errorf("api %s: %s", path, e.Error)
+		}
+		return nil, fmt.Errorf("api %s: %s", path, resp.Status)
+	}
+	return resp, nil
 }

@@ -12,31 +12,9 @@ import (
 )
 
 // stream sends a request without the client's 30 s timeout (transfers take
-// as long as they take; ctx bounds them) and returns the response once its
-// status is 200.
+// as long as they take; ctx bounds them).
 func (c *Client) stream(ctx context.Context, method, path string, body io.Reader, contentType string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := (&http.Client{}).Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("api %s: %w", path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		defer resp.Body.Close()
-		var e apiError
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return nil, fmt.Errorf("api %s: %s", path, e.Error)
-		}
-		return nil, fmt.Errorf("api %s: %s", path, resp.Status)
-	}
-	return resp, nil
+	return c.send(ctx, &http.Client{}, method, path, body, contentType)
 }
 
 // events posts req and calls fn for each progress event; it returns the
