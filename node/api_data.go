@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"sync"
@@ -58,21 +59,7 @@ type (
 func (n *Node) dataRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/data/add", n.handleAdd)
 	mux.HandleFunc("POST /v1/data/get", n.handleGet)
-	mux.HandleFunc("GET /v1/data/cat", func(w http.ResponseWriter, r *http.Request) {
-		c, ok := cidParam(w, r.URL.Query().Get("cid"))
-		if !ok {
-			return
-		}
-		// Fetch first, so that an error can still be a JSON error response.
-		if _, err := n.content.Fetch(r.Context(), c, nil); err != nil {
-			writeJSON(w, http.StatusBadGateway, apiError{err.Error()})
-			return
-		}
-		w.Header().Set("Content-Type", "application/octet-stream")
-		if err := n.content.Cat(r.Context(), c, w); err != nil {
-			n.log.Debug("cat", "cid", c, "err", err)
-		}
-	})
+	mux.HandleFunc("GET /v1/data/cat", n.fetchThenStream("application/octet-stream", n.content.Cat))
 	mux.HandleFunc("GET /v1/data/ls", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("cid") == "" {
 			n.handlePinLs(w, r)
@@ -99,20 +86,7 @@ func (n *Node) dataRoutes(mux *http.ServeMux) {
 		return CIDRequest{c.String()}, n.content.Unpin(ctx, c)
 	}))
 	mux.HandleFunc("GET /v1/data/pin/ls", n.handlePinLs)
-	mux.HandleFunc("GET /v1/data/export", func(w http.ResponseWriter, r *http.Request) {
-		c, ok := cidParam(w, r.URL.Query().Get("cid"))
-		if !ok {
-			return
-		}
-		if _, err := n.content.Fetch(r.Context(), c, nil); err != nil {
-			writeJSON(w, http.StatusBadGateway, apiError{err.Error()})
-			return
-		}
-		w.Header().Set("Content-Type", "application/vnd.ipld.car; version=1")
-		if err := n.content.ExportCAR(r.Context(), c, w); err != nil {
-			n.log.Warn("car export", "cid", c, "err", err)
-		}
-	})
+	mux.HandleFunc("GET /v1/data/export", n.fetchThenStream("application/vnd.ipld.car; version=1", n.content.ExportCAR))
 	mux.HandleFunc("POST /v1/data/import", func(w http.ResponseWriter, r *http.Request) {
 		res, err := n.content.ImportCAR(r.Context(), r.Body)
 		if err != nil {
@@ -129,6 +103,25 @@ func (n *Node) dataRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, res)
 	})
+}
+
+// fetchThenStream serves ?cid=: it fetches the whole DAG first, so that a
+// failure can still be a JSON error response, then streams it with write.
+func (n *Node) fetchThenStream(contentType string, write func(context.Context, cid.Cid, io.Writer) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c, ok := cidParam(w, r.URL.Query().Get("cid"))
+		if !ok {
+			return
+		}
+		if _, err := n.content.Fetch(r.Context(), c, nil); err != nil {
+			writeJSON(w, http.StatusBadGateway, apiError{err.Error()})
+			return
+		}
+		w.Header().Set("Content-Type", contentType)
+		if err := write(r.Context(), c, w); err != nil {
+			n.log.Warn("stream", "path", r.URL.Path, "cid", c, "err", err)
+		}
+	}
 }
 
 func (n *Node) handlePinLs(w http.ResponseWriter, r *http.Request) {
