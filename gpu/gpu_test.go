@@ -73,6 +73,13 @@ func running(t *testing.T, quiet time.Duration) (*Manager, <-chan Change) {
 	return m, ch
 }
 
+func mustInject(t *testing.T, m *Manager, index int, f Fault) {
+	t.Helper()
+	if err := m.Inject(index, f); err != nil {
+		t.Fatalf("inject %+v into gpu %d: %v", f, index, err)
+	}
+}
+
 func next(t *testing.T, ch <-chan Change) Change {
 	t.Helper()
 	select {
@@ -129,7 +136,7 @@ func TestApplicationXIDKeepsGPUHealthy(t *testing.T) {
 		}
 	}
 	// A fatal XID on another GPU afterwards proves the events were read.
-	m.Inject(5, Fault{Kind: "xid", XID: 48})
+	mustInject(t, m, 5, Fault{Kind: "xid", XID: 48})
 	if c := next(t, ch); c.Index != 5 {
 		t.Fatalf("first change is %+v, want gpu 5", c)
 	}
@@ -151,7 +158,7 @@ func TestThrottlingDegradesThenRecovers(t *testing.T) {
 			if c.Index != 1 || c.To != Degraded || c.Reason == "" {
 				t.Fatalf("change %+v", c)
 			}
-			m.Inject(1, Fault{Kind: "clear"})
+			mustInject(t, m, 1, Fault{Kind: "clear"})
 			m.PollOnce() // still inside the window: stays degraded
 			if s := states(m)[1]; s != Degraded {
 				t.Fatalf("gpu 1 is %s inside the quiet window", s)
@@ -167,22 +174,22 @@ func TestThrottlingDegradesThenRecovers(t *testing.T) {
 
 func TestECCAndLostGPU(t *testing.T) {
 	m, ch := running(t, time.Minute)
-	m.Inject(0, Fault{Kind: "ecc-double"})
+	mustInject(t, m, 0, Fault{Kind: "ecc-double"})
 	if c := next(t, ch); c.Index != 0 || c.To != Unhealthy || !strings.Contains(c.Reason, "double-bit") {
 		t.Fatalf("change %+v", c)
 	}
 	for range sbeBurst {
-		m.Inject(6, Fault{Kind: "ecc-single"})
+		mustInject(t, m, 6, Fault{Kind: "ecc-single"})
 	}
 	if c := next(t, ch); c.Index != 6 || c.To != Degraded || !strings.Contains(c.Reason, "correctable") {
 		t.Fatalf("change %+v", c)
 	}
-	m.Inject(7, Fault{Kind: "lost"})
+	mustInject(t, m, 7, Fault{Kind: "lost"})
 	m.PollOnce()
 	if c := next(t, ch); c.Index != 7 || c.To != Unhealthy || !strings.Contains(c.Reason, "fallen off the bus") {
 		t.Fatalf("change %+v", c)
 	}
-	m.Inject(4, Fault{Kind: "row-remap-failure"})
+	mustInject(t, m, 4, Fault{Kind: "row-remap-failure"})
 	m.PollOnce()
 	if c := next(t, ch); c.Index != 4 || c.To != Unhealthy {
 		t.Fatalf("change %+v", c)

@@ -122,6 +122,18 @@ func (h *health) poll(d nvml.Device) []finding {
 	return out
 }
 
+// rebase takes the error counters as they are now as the baseline, so that
+// only new errors count.
+func (h *health) rebase(d nvml.Device) {
+	if n, r := d.GetTotalEccErrors(nvml.MEMORY_ERROR_TYPE_UNCORRECTED, nvml.VOLATILE_ECC); r == nvml.SUCCESS {
+		h.lastECC = n
+	}
+	if n, r := d.GetPcieReplayCounter(); r == nvml.SUCCESS {
+		h.lastReplay = n
+	}
+	h.seen = true
+}
+
 // event turns one NVML event into a finding; ok is false for events that
 // say nothing about the card (an application's XID).
 func (h *health) event(e nvml.EventData, xids xidTable, now time.Time) (finding, bool) {

@@ -57,7 +57,6 @@ type Manager struct {
 	reason string
 	driver string
 	cuda   string
-	inited bool
 	host   Host // CPU and memory do not change; disk is read per inventory
 
 	mu   sync.Mutex
@@ -105,7 +104,6 @@ func New(cfg Config) (*Manager, error) {
 		m.log.Info("no GPUs", "reason", m.reason)
 		return m, nil
 	}
-	m.inited = true
 	if err := m.enumerate(); err != nil {
 		m.lib.Shutdown()
 		return nil, err
@@ -178,7 +176,7 @@ func staticInfo(i int, d nvml.Device) GPU {
 // Run watches health until ctx ends: an event loop for XIDs and ECC, and
 // a poll for everything else.
 func (m *Manager) Run(ctx context.Context) error {
-	if !m.inited {
+	if m.source == "none" { // CPU-only: nothing to watch
 		<-ctx.Done()
 		return nil
 	}
@@ -331,7 +329,7 @@ func (m *Manager) ResetHealth(uuid string) (GPU, error) {
 	defer m.mu.Unlock()
 	t := m.byUUID(uuid)
 	if t == nil {
-		return GPU{}, fmt.Errorf("gpu %q: no such UUID on this node", uuid)
+		return GPU{}, fmt.Errorf("gpu %q: no such UUID on this node (`aixblock gpu list` shows them)", uuid)
 	}
 	now := time.Now()
 	from := t.h.state
@@ -339,10 +337,9 @@ func (m *Manager) ResetHealth(uuid string) (GPU, error) {
 	if from != Healthy {
 		m.publish(t, from)
 	}
-	// The reset acknowledges the counters so far: one poll takes them
-	// as the new baseline, the next reports only what is still wrong.
-	t.h.seen = false
-	t.h.poll(t.dev)
+	// The reset acknowledges the error counters so far; the poll then
+	// reports only what is still wrong.
+	t.h.rebase(t.dev)
 	for _, f := range t.h.poll(t.dev) {
 		m.transition(t, f, now)
 	}

@@ -155,8 +155,7 @@ func (n *Node) status() StatusInfo {
 
 func (n *Node) handleConnect(w http.ResponseWriter, r *http.Request) {
 	var req ConnectRequest
-	if err := decodeJSON(r, &req); err != nil {
-		writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+	if !readJSON(w, r, &req) {
 		return
 	}
 	ai, err := peer.AddrInfoFromString(req.Addr)
@@ -173,16 +172,20 @@ func (n *Node) handleConnect(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, PeerInfo{PeerID: ai.ID.String(), Addr: req.Addr, Direction: "outbound"})
 }
 
-func decodeJSON(r *http.Request, v any) error {
+// readJSON decodes the request body into v; on failure it answers 400 with
+// the reason and returns false.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxRequestBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		msg := "request body: " + err.Error()
 		if errors.Is(err, io.EOF) {
-			return errors.New("empty request body")
+			msg = "empty request body"
 		}
-		return fmt.Errorf("request body: %w", err)
+		writeJSON(w, http.StatusBadRequest, apiError{msg})
+		return false
 	}
-	return nil
+	return true
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

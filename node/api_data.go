@@ -105,23 +105,40 @@ func (n *Node) dataRoutes(mux *http.ServeMux) {
 	})
 }
 
-// fetchThenStream serves ?cid=: it fetches the whole DAG first, so that a
-// failure can still be a JSON error response, then streams it with write.
+// fetchThenStream serves ?cid= with write, which fetches the DAG before its
+// first byte: a failure before then is still a JSON error response.
 func (n *Node) fetchThenStream(contentType string, write func(context.Context, cid.Cid, io.Writer) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		c, ok := cidParam(w, r.URL.Query().Get("cid"))
 		if !ok {
 			return
 		}
-		if _, err := n.content.Fetch(r.Context(), c, nil); err != nil {
-			writeJSON(w, http.StatusBadGateway, apiError{err.Error()})
-			return
-		}
-		w.Header().Set("Content-Type", contentType)
-		if err := write(r.Context(), c, w); err != nil {
-			n.log.Warn("stream", "path", r.URL.Path, "cid", c, "err", err)
+		lw := &lazyHeader{w: w, contentType: contentType}
+		if err := write(r.Context(), c, lw); err != nil {
+			if !lw.started {
+				writeJSON(w, http.StatusBadGateway, apiError{err.Error()})
+				return
+			}
+			n.log.Warn("stream cut short", "path", r.URL.Path, "cid", c, "err", err)
 		}
 	}
+}
+
+// lazyHeader sets the success header at the first byte, so that an error
+// before any byte can still choose its own status.
+type lazyHeader struct {
+	w           http.ResponseWriter
+	contentType string
+	started     bool
+}
+
+func (l *lazyHeader) Write(p []byte) (int, error) {
+	if !l.started {
+		l.started = true
+		l.w.Header().Set("Content-Type", l.contentType)
+		l.w.WriteHeader(http.StatusOK)
+	}
+	return l.w.Write(p)
 }
 
 func (n *Node) handlePinLs(w http.ResponseWriter, r *http.Request) {
@@ -153,8 +170,7 @@ func cidParam(w http.ResponseWriter, s string) (cid.Cid, bool) {
 func (n *Node) withCID(fn func(context.Context, cid.Cid) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req CIDRequest
-		if err := decodeJSON(r, &req); err != nil {
-			writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+		if !readJSON(w, r, &req) {
 			return
 		}
 		c, ok := cidParam(w, req.CID)
@@ -198,8 +214,7 @@ func (e *eventStream) send(ev DataEvent, progress bool) {
 
 func (n *Node) handleAdd(w http.ResponseWriter, r *http.Request) {
 	var req AddRequest
-	if err := decodeJSON(r, &req); err != nil {
-		writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+	if !readJSON(w, r, &req) {
 		return
 	}
 	if !filepath.IsAbs(req.Path) {
@@ -221,8 +236,7 @@ func (n *Node) handleAdd(w http.ResponseWriter, r *http.Request) {
 
 func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
 	var req GetRequest
-	if err := decodeJSON(r, &req); err != nil {
-		writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+	if !readJSON(w, r, &req) {
 		return
 	}
 	c, ok := cidParam(w, req.CID)

@@ -28,8 +28,7 @@ func (n *Node) gpuRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/gpus/events", n.handleGPUEvents)
 	mux.HandleFunc("POST /v1/gpus/inject", func(w http.ResponseWriter, r *http.Request) {
 		var req InjectRequest
-		if err := decodeJSON(r, &req); err != nil {
-			writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+		if !readJSON(w, r, &req) {
 			return
 		}
 		if err := n.gpus.Inject(req.Index, req.Fault); err != nil {
@@ -44,8 +43,7 @@ func (n *Node) gpuRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("POST /v1/gpus/reset-health", func(w http.ResponseWriter, r *http.Request) {
 		var req ResetHealthRequest
-		if err := decodeJSON(r, &req); err != nil {
-			writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+		if !readJSON(w, r, &req) {
 			return
 		}
 		g, err := n.gpus.ResetHealth(req.UUID)

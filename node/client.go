@@ -120,6 +120,11 @@ func (c *Client) WatchGPUs(ctx context.Context, fn func(gpu.Change) error) error
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	return c.call(ctx, c.http, method, path, in, out)
+}
+
+// call sends in as JSON (when not nil) with hc and decodes the answer into out.
+func (c *Client) call(ctx context.Context, hc *http.Client, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -128,7 +133,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = bytes.NewReader(b)
 	}
-	resp, err := c.send(ctx, c.http, method, path, body, "application/json")
+	resp, err := c.send(ctx, hc, method, path, body, "application/json")
 	if err != nil {
 		return err
 	}

@@ -120,15 +120,7 @@ func (c *Client) GC(ctx context.Context) (GCResult, error) {
 	return out, c.postJSON(ctx, "/v1/data/gc", struct{}{}, &out)
 }
 
+// postJSON is do without the 30 s timeout, for calls that fetch or walk data.
 func (c *Client) postJSON(ctx context.Context, path string, in, out any) error {
-	b, err := json.Marshal(in)
-	if err != nil {
-		return err
-	}
-	resp, err := c.stream(ctx, http.MethodPost, path, bytes.NewReader(b), "application/json")
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	return json.NewDecoder(resp.Body).Decode(out)
+	return c.call(ctx, &http.Client{}, http.MethodPost, path, in, out)
 }

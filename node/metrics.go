@@ -3,6 +3,7 @@ package node
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -23,7 +24,7 @@ func (n *Node) registerMetrics() {
 		}, func() float64 { return float64(n.p2p.DHT.RoutingTable().Size()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "aixblock_uptime_seconds", Help: "Seconds since the daemon started.",
-		}, func() float64 { return n.status().UptimeS }),
+		}, func() float64 { return time.Since(n.started).Seconds() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "aixblock_info", Help: "Always 1; labels say what runs.",
 			ConstLabels: prometheus.Labels{"version": Version, "network": n.p2p.Network(), "peer_id": n.p2p.Host.ID().String()},

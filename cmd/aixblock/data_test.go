@@ -79,6 +79,9 @@ func TestDataAcrossThreeDaemons(t *testing.T) {
 		Roots []map[string]string `json:"roots"`
 	}
 	runJSON(t, d, &imp, "data", "import", car)
+	if len(imp.Roots) != 1 || imp.Roots[0]["/"] != dir.CID {
+		t.Fatalf("import roots %v, want [%s]", imp.Roots, dir.CID)
+	}
 	var pins []string
 	runJSON(t, d, &pins, "data", "pin", "ls")
 	if len(pins) != 1 || pins[0] != dir.CID {
@@ -114,4 +117,6 @@ func TestDataAcrossThreeDaemons(t *testing.T) {
 
 	checkOneLineError(t, run(t, c, "data", "get", "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", "-o", filepath.Join(out, "none")), "no providers found (find timeout)")
 	checkOneLineError(t, run(t, c, "data", "get", "not-a-cid"), `cid: "not-a-cid" is not a CID`)
+	// cat streams; a failure before its first byte is still a clear error.
+	checkOneLineError(t, run(t, c, "data", "cat", "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"), "no providers found (find timeout)")
 }

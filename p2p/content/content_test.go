@@ -224,8 +224,12 @@ func TestThreeNodesInALine(t *testing.T) {
 	t.Run("limits", func(t *testing.T) {
 		small := line(t, 1, Config{MaxDAGBytes: 1 << 20})[0].store
 		var car bytes.Buffer
-		a.ExportCAR(ctx, fileCID, &car)
-		small.ImportCAR(ctx, &car)
+		if err := a.ExportCAR(ctx, fileCID, &car); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := small.ImportCAR(ctx, &car); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := small.Fetch(ctx, fileCID, nil); !errors.Is(err, ErrTooBig) {
 			t.Fatalf("err %v, want the size limit", err)
 		}

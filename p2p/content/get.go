@@ -195,7 +195,7 @@ func (s *Store) Get(ctx context.Context, root cid.Cid, out string, progress func
 	}
 	defer f.Close()
 	if _, err := os.Lstat(out); err == nil {
-		return stats, fmt.Errorf("output %s exists; not overwriting it", out)
+		return stats, fmt.Errorf("output %s exists; not overwriting it (remove it or give another -o)", out)
 	}
 	if err := files.WriteTo(f, out); err != nil {
 		return stats, fmt.Errorf("write %s: %w", out, err)

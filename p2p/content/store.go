@@ -53,7 +53,6 @@ type Store struct {
 	log     *slog.Logger
 	bs      blockstore.GCBlockstore
 	bswap   *bitswap.Bitswap
-	online  blockservice.BlockService
 	offline blockservice.BlockService
 	dag     ipld.DAGService // fetches from the network
 	local   ipld.DAGService // never leaves this node
@@ -111,9 +110,8 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Store, error) {
 		bitswap.MaxOutstandingBytesPerPeer(32<<20),
 	)
 	s.host = h
-	s.online = blockservice.New(s.bs, s.bswap)
 	s.offline = blockservice.New(s.bs, offline.Exchange(s.bs))
-	s.dag = merkledag.NewDAGService(s.online)
+	s.dag = merkledag.NewDAGService(blockservice.New(s.bs, s.bswap))
 	s.local = merkledag.NewDAGService(s.offline)
 	pins, err := dspinner.New(ctx, cfg.Datastore, s.local) // keys under /pins, as Kubo
 	if err != nil {
