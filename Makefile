@@ -5,7 +5,7 @@ LDFLAGS := -X github.com/aixblock/aixblock/node.Version=$(VERSION)
 # go-nvml's headers carry deprecation warnings that are not ours to fix.
 export CGO_CFLAGS := -Wno-deprecated-declarations
 
-.PHONY: build test run bench bench-gossip bench-idle bench-gpu bench-transfer gpu-check lint clean
+.PHONY: build test run bench bench-gossip bench-idle bench-gpu bench-transfer gpu-check gpu-check-real lint clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/aixblock ./cmd/aixblock
@@ -32,6 +32,11 @@ bench-gpu:
 # The inventory and one health pass with the real NVML library (on a GPU machine).
 gpu-check: build
 	./bin/aixblock gpu check
+
+# On a host with an NVIDIA driver: the Manager against real NVML, with
+# nvidia-smi as the witness.
+gpu-check-real:
+	AIXBLOCK_REAL_NVML=1 $(GO) test -count=1 -run TestRealNVML -v ./gpu/
 
 bench-gossip:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./p2p/

@@ -2,6 +2,7 @@ package gpu
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"strings"
 )
@@ -15,6 +16,27 @@ var (
 		"hbm2": true, "hbm2e": true, "hbm3": true, "hbm3e": true,
 	}
 )
+
+// Sizes that cards are sold by, in GB. The driver reports usable memory,
+// a little under the label (a real H200 reports 143771 MiB, 140.4 GiB, for
+// its "141GB"), so a name without a size is matched to the nearest label.
+var marketedSizes = []float64{8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 94, 96, 141, 180, 192, 288}
+
+// marketedGB is the label nearest to the memory reported, within 7%; a
+// size far from every label is rounded as it is.
+func marketedGB(memoryMiB uint64) uint64 {
+	gib := float64(memoryMiB) / 1024
+	best, bestOff := 0.0, 0.07
+	for _, s := range marketedSizes {
+		if off := math.Abs(gib-s) / s; off <= bestOff {
+			best, bestOff = s, off
+		}
+	}
+	if best == 0 {
+		return (memoryMiB + 512) / 1024
+	}
+	return uint64(best)
+}
 
 // ClassKey normalizes a GPU to the key that requesters match on, e.g.
 // "NVIDIA H100 80GB HBM3" with 80 GiB becomes "nvidia-h100-80gb". The
@@ -35,7 +57,7 @@ func ClassKey(name string, memoryMiB uint64) string {
 		}
 	}
 	if memGB == "" {
-		memGB = fmt.Sprint((memoryMiB + 512) / 1024)
+		memGB = fmt.Sprint(marketedGB(memoryMiB))
 	}
 	if len(model) == 0 {
 		model = []string{"unknown"}

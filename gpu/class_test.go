@@ -14,7 +14,14 @@ func TestClassKey(t *testing.T) {
 		{"NVIDIA H200 141GB HBM3e", 144384, "nvidia-h200-141gb"},
 		{"NVIDIA B200 180GB HBM3e", 184320, "nvidia-b200-180gb"},
 		{"NVIDIA GeForce RTX 4090", 24564, "nvidia-rtx-4090-24gb"},
-		{"Tesla T4", 15360, "nvidia-t4-15gb"},
+		{"Tesla T4", 15360, "nvidia-t4-16gb"},
+		// Names without a size, as real drivers report them (the H200's was
+		// read on a real card with driver 580).
+		{"NVIDIA H200", 143771, "nvidia-h200-141gb"},
+		{"NVIDIA H100 NVL", 95830, "nvidia-h100-94gb"},
+		{"NVIDIA B200", 183359, "nvidia-b200-180gb"},
+		{"NVIDIA L4", 23034, "nvidia-l4-24gb"},
+		{"Odd card", 57344, "nvidia-odd-card-56gb"},
 		{"", 0, "nvidia-unknown-0gb"},
 	} {
 		if got := ClassKey(tc.name, tc.mib); got != tc.want {
