@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	pebbleds "github.com/ipfs/go-ds-pebble"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,7 +14,6 @@ import (
 	"github.com/aixblock/aixblock/gpu"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/aixblock/aixblock/p2p/content"
-	pebbleds "github.com/ipfs/go-ds-pebble"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -92,8 +92,8 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 		return nil, fmt.Errorf("p2p: %w", err)
 	}
 
-	if n.datastore, err = pebbleds.NewDatastore(filepath.Join(repo.Dir, "datastore")); err != nil {
-		return nil, fmt.Errorf("datastore: %w", err)
+	if n.datastore, err = content.OpenDatastore(filepath.Join(repo.Dir, "datastore")); err != nil {
+		return nil, err
 	}
 	ccfg := cfg.content
 	ccfg.Datastore, ccfg.Routing, ccfg.Logger = n.datastore, n.p2p.DHT, log

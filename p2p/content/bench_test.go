@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/aixblock/aixblock/p2p"
-	pebbleds "github.com/ipfs/go-ds-pebble"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -47,7 +46,7 @@ func BenchmarkTransfer(b *testing.B) {
 		}
 		b.Cleanup(func() { pn.Close() })
 		pn.Bootstrap(ctx)
-		d, err := pebbleds.NewDatastore(filepath.Join(dir, name))
+		d, err := OpenDatastore(filepath.Join(dir, name))
 		if err != nil {
 			b.Fatal(err)
 		}

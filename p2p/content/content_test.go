@@ -239,3 +239,25 @@ func TestThreeNodesInALine(t *testing.T) {
 		}
 	})
 }
+
+// A Store created after its host connected must still ask those peers for
+// blocks. Healing is off, so only the adoption of earlier connections can
+// make the fetch succeed.
+func TestStoreAdoptsEarlierConnections(t *testing.T) {
+	nodes := line(t, 2, Config{HealAfter: -1, FirstBlockTimeout: 10 * time.Second})
+	a, b := nodes[0], nodes[1] // b dialed a before b's Store existed
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "f")
+	want := writeRandom(t, path, 3<<20)
+	root, err := a.store.Add(ctx, path, AddOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	if err := b.store.Cat(ctx, root, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Fatal("fetched bytes differ")
+	}
+}

@@ -11,7 +11,9 @@
 // Kubo it does not fsync every write, so a power cut can lose the last
 // moments), and one store for the node keeps a block and the pin that
 // protects it in one place. flatfs, Kubo's other choice, costs a file and a
-// rename per 1 MiB chunk.
+// rename per 1 MiB chunk. Pebble's defaults suit small values, though:
+// OpenDatastore separates block values into blob files that compactions do
+// not rewrite, which doubled bitswap's and add's throughput here.
 //
 // Imports: p2p (the host and DHT come in through small interfaces) and boxo.
 package content

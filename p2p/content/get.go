@@ -69,14 +69,14 @@ func (s *Store) Fetch(ctx context.Context, root cid.Cid, progress func(FetchStat
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
 		start := time.Now()
-		nextHeal := start.Add(2 * time.Second)
+		nextHeal := start.Add(s.cfg.HealAfter)
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
 			}
-			if now := time.Now(); now.After(nextHeal) && now.Sub(time.Unix(0, lastNano.Load())) > 2*time.Second {
+			if now := time.Now(); s.cfg.HealAfter > 0 && now.After(nextHeal) && now.Sub(time.Unix(0, lastNano.Load())) > s.cfg.HealAfter {
 				nextHeal = now.Add(5 * time.Second)
 				go s.heal(ctx)
 			}
@@ -136,7 +136,8 @@ func (s *Store) Fetch(ctx context.Context, root cid.Cid, progress func(FetchStat
 		}
 		return nd.Links(), nil
 	}
-	err := merkledag.Walk(ctx, visit, root, cid.NewSet().Visit, merkledag.Concurrency(32))
+	// 64 walkers keep a bitswap session's 64 live wants busy.
+	err := merkledag.Walk(ctx, visit, root, cid.NewSet().Visit, merkledag.Concurrency(64))
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return stats, cause
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/ipfs/boxo/bitswap"
@@ -19,6 +20,7 @@ import (
 	ds "github.com/ipfs/go-datastore"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/routing"
@@ -37,6 +39,10 @@ type Config struct {
 	FirstBlockTimeout time.Duration
 	// StallTimeout fails a fetch that receives no block for so long; zero means 60 s.
 	StallTimeout time.Duration
+	// HealAfter is how long a fetch goes without a block before it
+	// reconnects peers that bitswap lost track of (see heal); zero means
+	// 2 s, negative never.
+	HealAfter time.Duration
 	// MaxDAGBytes refuses DAGs larger than this; zero means 1 TiB.
 	MaxDAGBytes int64
 	// MaxDepth refuses DAGs deeper than this; zero means 64.
@@ -49,17 +55,19 @@ type Config struct {
 
 // Store is the block service of one node.
 type Store struct {
-	cfg     Config
-	log     *slog.Logger
-	bs      blockstore.GCBlockstore
-	bswap   *bitswap.Bitswap
-	offline blockservice.BlockService
-	dag     ipld.DAGService // fetches from the network
-	local   ipld.DAGService // never leaves this node
-	pins    pin.Pinner
-	routing routing.ContentRouting
-	host    host.Host
-	cancel  context.CancelFunc
+	cfg   Config
+	log   *slog.Logger
+	bs    blockstore.GCBlockstore
+	bswap *bitswap.Bitswap
+	// notifiee reports the disconnection of peers adopted at start.
+	notifiee network.Notifiee
+	offline  blockservice.BlockService
+	dag      ipld.DAGService // fetches from the network
+	local    ipld.DAGService // never leaves this node
+	pins     pin.Pinner
+	routing  routing.ContentRouting
+	host     host.Host
+	cancel   context.CancelFunc
 }
 
 // New starts bitswap on h over the blockstore in cfg.Datastore.
@@ -72,6 +80,9 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Store, error) {
 	}
 	if cfg.FirstBlockTimeout == 0 {
 		cfg.FirstBlockTimeout = 60 * time.Second
+	}
+	if cfg.HealAfter == 0 {
+		cfg.HealAfter = 2 * time.Second
 	}
 	if cfg.StallTimeout == 0 {
 		cfg.StallTimeout = 60 * time.Second
@@ -110,6 +121,7 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Store, error) {
 		bitswap.MaxOutstandingBytesPerPeer(32<<20),
 	)
 	s.host = h
+	s.adoptConnected()
 	s.offline = blockservice.New(s.bs, offline.Exchange(s.bs))
 	s.dag = merkledag.NewDAGService(blockservice.New(s.bs, s.bswap))
 	s.local = merkledag.NewDAGService(s.offline)
@@ -127,6 +139,7 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Store, error) {
 // Close stops bitswap and the reprovider.
 func (s *Store) Close() error {
 	s.cancel()
+	s.host.Network().StopNotify(s.notifiee)
 	return s.bswap.Close()
 }
 
@@ -136,6 +149,40 @@ func (noFinder) FindProvidersAsync(ctx context.Context, c cid.Cid, n int) <-chan
 	ch := make(chan peer.AddrInfo)
 	close(ch)
 	return ch
+}
+
+// adoptConnected tells bitswap of the peers connected before it started:
+// it learns of connections only from events, so without this a peer dialed
+// earlier (a bootstrap peer, an inbound dial during start-up) is never asked
+// for a block until it reconnects. Bitswap's own bookkeeping ignores the
+// disconnection of a peer it never saw connect, so a notifiee reports that.
+func (s *Store) adoptConnected() {
+	adopted := map[peer.ID]bool{}
+	var mu sync.Mutex
+	s.notifiee = &network.NotifyBundle{
+		DisconnectedF: func(n network.Network, c network.Conn) {
+			p := c.RemotePeer()
+			mu.Lock()
+			gone := adopted[p] && n.Connectedness(p) != network.Connected
+			if gone {
+				delete(adopted, p)
+			}
+			mu.Unlock()
+			if gone {
+				s.bswap.PeerDisconnected(p)
+			}
+		},
+	}
+	s.host.Network().Notify(s.notifiee)
+	for _, p := range s.host.Network().Peers() {
+		if s.host.Network().Connectedness(p) != network.Connected {
+			continue
+		}
+		mu.Lock()
+		adopted[p] = true
+		mu.Unlock()
+		s.bswap.PeerConnected(p)
+	}
 }
 
 // bitswapProtocols are the standard IDs; a peer speaking any is a bitswap peer.
