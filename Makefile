@@ -5,7 +5,7 @@ LDFLAGS := -X github.com/aixblock/aixblock/node.Version=$(VERSION)
 # go-nvml's headers carry deprecation warnings that are not ours to fix.
 export CGO_CFLAGS := -Wno-deprecated-declarations
 
-.PHONY: build test run bench bench-gossip bench-idle bench-gpu bench-transfer gpu-check gpu-check-real lint clean
+.PHONY: build test run bench bench-gossip bench-idle bench-gpu bench-transfer gpu-check gpu-check-real lint clean contracts contracts-check bench-gas
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/aixblock ./cmd/aixblock
@@ -19,7 +19,7 @@ run: build
 
 # Figures for the closing notes: gossip delivery and DHT lookups at several
 # sizes, then a daemon's memory and CPU when idle with 10 peers.
-bench: bench-gpu bench-transfer bench-gossip bench-idle
+bench: bench-gpu bench-transfer bench-gossip bench-idle bench-gas
 
 # 1 GiB through bitswap against a plain TCP copy, and data add against
 # sha256sum (AIXBLOCK_BENCH_MIB=N for another size).
@@ -51,3 +51,18 @@ lint:
 
 clean:
 	rm -rf bin .testnet
+
+# Solidity -> contracts/artifacts (pinned solc from contracts/package.json)
+# -> Go bindings (abigen v2). Commit all three.
+contracts:
+	cd contracts && npm ci --no-audit --no-fund && node compile.js
+	$(GO) run ./contracts/cmd/bindgen
+
+# Fails when a fresh compile differs from the committed artifacts.
+contracts-check:
+	cd contracts && npm ci --no-audit --no-fund && node compile.js --check
+
+# Gas per escrow operation and per job on the simulated backend, compared
+# with chain/testdata/gas.json; UPDATE=1 rewrites the snapshot.
+bench-gas:
+	$(GO) test -count=1 -run TestGasSnapshot -v ./chain/ $(if $(UPDATE),-update-gas)

@@ -1,0 +1,305 @@
+package chain
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aixblock/aixblock/contracts"
+	"github.com/ethereum/go-ethereum/accounts/abi/bind/v2"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/eth"
+	"github.com/ethereum/go-ethereum/eth/catalyst"
+	"github.com/ethereum/go-ethereum/eth/ethconfig"
+	"github.com/ethereum/go-ethereum/eth/filters"
+	"github.com/ethereum/go-ethereum/ethclient"
+	gethlog "github.com/ethereum/go-ethereum/log"
+	"github.com/ethereum/go-ethereum/node"
+	"github.com/ethereum/go-ethereum/p2p"
+	"github.com/ethereum/go-ethereum/params"
+	"github.com/ethereum/go-ethereum/rpc"
+)
+
+// DevChainConfig configures an embedded dev chain.
+type DevChainConfig struct {
+	// HTTP is the JSON-RPC listen address (port 0 picks one); empty means
+	// no HTTP server, only the in-process client.
+	HTTP string
+	// Accounts is how many prefunded accounts to create; zero means 4.
+	// Their keys are derived from a fixed seed, so they are the same on
+	// every dev chain (never use them on a real one).
+	Accounts int
+	// Fund are further addresses to prefund (a daemon's own wallet).
+	Fund []common.Address
+	// ChallengePeriod of the escrow; zero means 10 minutes.
+	ChallengePeriod time.Duration
+	// DataDir keeps the chain on disk; empty means in memory.
+	DataDir string
+	// Logger receives go-ethereum's warnings; nil discards them.
+	Logger *slog.Logger
+}
+
+// Prefunded amounts on a dev chain.
+var (
+	DevCoin  = new(big.Int).Mul(big.NewInt(1_000_000), big.NewInt(params.Ether)) // 1,000,000 ETH
+	DevToken = big.NewInt(1_000_000 * 1_000_000)                                 // 1,000,000 tUSD (6 decimals)
+)
+
+// DevChainParams is the dev chain's configuration: go-ethereum's dev chain
+// without the forks still in development (Amsterdam, Bogota, which reprice
+// state growth), so that it runs what mainnet runs (through Osaka) and gas
+// measured on it is what users pay.
+func DevChainParams() *params.ChainConfig {
+	c := *params.AllDevChainProtocolChanges
+	c.AmsterdamTime, c.BogotaTime = nil, nil
+	return &c
+}
+
+// DevAccount is a prefunded dev-chain account.
+type DevAccount struct {
+	Address    common.Address `json:"address"`
+	PrivateKey string         `json:"private_key"` // hex, no 0x
+}
+
+// DevChainInfo is what a dev chain prints and writes for other tools.
+type DevChainInfo struct {
+	RPCURL           string           `json:"rpc_url,omitempty"`
+	ChainID          uint64           `json:"chain_id"`
+	Escrow           common.Address   `json:"escrow"`
+	Token            common.Address   `json:"token"`
+	ChallengePeriodS uint64           `json:"challenge_period_s"`
+	Accounts         []DevAccount     `json:"accounts"`
+	Funded           []common.Address `json:"funded,omitempty"`
+}
+
+// DevChain is an in-process go-ethereum node on a simulated beacon (the
+// machinery behind `geth --dev`): blocks are sealed as soon as a
+// transaction arrives. TestToken and Escrow are deployed by account 0.
+type DevChain struct {
+	Info   DevChainInfo
+	stack  *node.Node
+	beacon *catalyst.SimulatedBeacon
+	client *ethclient.Client
+	once   sync.Once
+}
+
+// DevKey is the i-th dev account's key.
+func DevKey(i int) *ecdsa.PrivateKey {
+	k, err := crypto.ToECDSA(crypto.Keccak256([]byte("aixblock dev account " + strconv.Itoa(i))))
+	if err != nil {
+		panic(err) // a keccak output is a valid key but for odds of 2^-128
+	}
+	return k
+}
+
+// DevAddresses are the contract addresses on every dev chain: the deployer
+// (dev account 0) creates the token, then the escrow, as its first
+// transactions.
+func DevAddresses() (token, escrow common.Address) {
+	d := crypto.PubkeyToAddress(DevKey(0).PublicKey)
+	return crypto.CreateAddress(d, 0), crypto.CreateAddress(d, 1)
+}
+
+var gethLogOnce sync.Once
+
+// StartDevChain starts the chain, deploys the contracts and funds the
+// accounts.
+func StartDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
+	if cfg.Accounts == 0 {
+		cfg.Accounts = 4
+	}
+	if cfg.Accounts < 1 || cfg.Accounts > 1000 {
+		return nil, fmt.Errorf("devchain: accounts %d: want 1 to 1000", cfg.Accounts)
+	}
+	if cfg.ChallengePeriod == 0 {
+		cfg.ChallengePeriod = 10 * time.Minute
+	}
+	if cfg.ChallengePeriod < time.Second {
+		return nil, fmt.Errorf("devchain: challenge period %s: want at least 1s", cfg.ChallengePeriod)
+	}
+	gethLogOnce.Do(func() {
+		h := gethlog.DiscardHandler()
+		if cfg.Logger != nil {
+			h = warnOnly{cfg.Logger.With("component", "devchain").Handler()}
+		}
+		gethlog.SetDefault(gethlog.NewLogger(h))
+	})
+
+	info := DevChainInfo{ChallengePeriodS: uint64(cfg.ChallengePeriod / time.Second), Funded: cfg.Fund}
+	alloc := core.SystemContractAllocs()
+	var keys []*ecdsa.PrivateKey
+	for i := 0; i < cfg.Accounts; i++ {
+		k := DevKey(i)
+		keys = append(keys, k)
+		a := crypto.PubkeyToAddress(k.PublicKey)
+		info.Accounts = append(info.Accounts, DevAccount{Address: a, PrivateKey: hex.EncodeToString(crypto.FromECDSA(k))})
+		alloc[a] = types.Account{Balance: DevCoin}
+	}
+	for _, a := range cfg.Fund {
+		alloc[a] = types.Account{Balance: DevCoin}
+	}
+
+	nodeConf := node.DefaultConfig
+	nodeConf.DataDir = cfg.DataDir
+	nodeConf.P2P = p2p.Config{NoDiscovery: true, MaxPeers: 0} // no listener: a private chain
+	nodeConf.IPCPath = ""
+	nodeConf.AuthPort = 0
+	if cfg.HTTP != "" {
+		host, port, err := net.SplitHostPort(cfg.HTTP)
+		if err != nil {
+			return nil, fmt.Errorf("devchain: http address %q: %w", cfg.HTTP, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 0 || p > 65535 {
+			return nil, fmt.Errorf("devchain: http address %q: bad port", cfg.HTTP)
+		}
+		nodeConf.HTTPHost, nodeConf.HTTPPort = host, p
+		nodeConf.HTTPModules = []string{"eth", "net", "web3", "dev"}
+		nodeConf.HTTPVirtualHosts = []string{"localhost"}
+	}
+	stack, err := node.New(&nodeConf)
+	if err != nil {
+		return nil, fmt.Errorf("devchain: %w", err)
+	}
+	ethConf := ethconfig.Defaults
+	ethConf.Genesis = &core.Genesis{
+		Config:   DevChainParams(),
+		GasLimit: ethconfig.Defaults.Miner.GasCeil,
+		Alloc:    alloc,
+	}
+	ethConf.SyncMode = ethconfig.FullSync
+	ethConf.TxPool.NoLocals = true
+	backend, err := eth.New(stack, &ethConf)
+	if err != nil {
+		stack.Close()
+		return nil, fmt.Errorf("devchain: %w", err)
+	}
+	fs := filters.NewFilterSystem(backend.APIBackend, filters.Config{})
+	stack.RegisterAPIs([]rpc.API{{Namespace: "eth", Service: filters.NewFilterAPI(fs)}})
+	beacon, err := catalyst.NewSimulatedBeacon(0, common.Address{}, backend)
+	if err != nil {
+		stack.Close()
+		return nil, fmt.Errorf("devchain: beacon: %w", err)
+	}
+	// Registering the dev API starts on-demand sealing, as geth --dev does.
+	catalyst.RegisterSimulatedBeaconAPIs(stack, beacon)
+	stack.RegisterLifecycle(beacon)
+	if err := stack.Start(); err != nil {
+		stack.Close()
+		return nil, fmt.Errorf("devchain: start: %w", err)
+	}
+	d := &DevChain{stack: stack, beacon: beacon, client: ethclient.NewClient(stack.Attach())}
+	if cfg.HTTP != "" {
+		info.RPCURL = stack.HTTPEndpoint()
+	}
+	id, err := d.client.ChainID(ctx)
+	if err != nil {
+		d.Close()
+		return nil, fmt.Errorf("devchain: %w", err)
+	}
+	info.ChainID = id.Uint64()
+	info.Token, info.Escrow = DevAddresses()
+	if err := d.deploy(ctx, keys[0], info, append(addrs(info.Accounts), cfg.Fund...)); err != nil {
+		d.Close()
+		return nil, err
+	}
+	d.Info = info
+	return d, nil
+}
+
+func addrs(as []DevAccount) []common.Address {
+	out := make([]common.Address, len(as))
+	for i, a := range as {
+		out[i] = a.Address
+	}
+	return out
+}
+
+// deploy puts the token and the escrow at their fixed addresses (unless a
+// chain kept on disk has them already) and mints tokens for fund.
+func (d *DevChain) deploy(ctx context.Context, key *ecdsa.PrivateKey, info DevChainInfo, fund []common.Address) error {
+	code, err := d.client.CodeAt(ctx, info.Escrow, nil)
+	if err != nil {
+		return fmt.Errorf("devchain: %w", err)
+	}
+	opts := bind.NewKeyedTransactor(key, new(big.Int).SetUint64(info.ChainID))
+	opts.Context = ctx
+	tok := contracts.NewTestToken()
+	if len(code) == 0 {
+		esc := contracts.NewEscrow()
+		for _, c := range []struct {
+			name string
+			bin  string
+			args []byte
+			want common.Address
+		}{
+			{"TestToken", contracts.TestTokenMetaData.Bin, nil, info.Token},
+			{"Escrow", contracts.EscrowMetaData.Bin, esc.PackConstructor(info.ChallengePeriodS), info.Escrow},
+		} {
+			addr, tx, err := bind.DeployContract(opts, common.FromHex(c.bin), d.client, c.args)
+			if err != nil {
+				return fmt.Errorf("devchain: deploy %s: %w", c.name, err)
+			}
+			if addr != c.want {
+				return fmt.Errorf("devchain: %s deployed at %s, want %s (was the deployer used before?)", c.name, addr, c.want)
+			}
+			if _, err := bind.WaitDeployed(ctx, d.client, tx.Hash()); err != nil {
+				return fmt.Errorf("devchain: deploy %s: %w", c.name, err)
+			}
+		}
+	}
+	t := tok.Instance(d.client, info.Token)
+	var last *types.Transaction
+	for _, a := range fund {
+		bal, err := bind.Call(t, &bind.CallOpts{Context: ctx}, tok.PackBalanceOf(a), tok.UnpackBalanceOf)
+		if err != nil {
+			return fmt.Errorf("devchain: %w", err)
+		}
+		if bal.Sign() > 0 {
+			continue
+		}
+		if last, err = bind.Transact(t, opts, tok.PackMint(a, DevToken)); err != nil {
+			return fmt.Errorf("devchain: mint: %w", err)
+		}
+	}
+	if last != nil {
+		if _, err := bind.WaitMined(ctx, d.client, last.Hash()); err != nil {
+			return fmt.Errorf("devchain: mint: %w", err)
+		}
+	}
+	return nil
+}
+
+// Client is an in-process JSON-RPC client of the chain.
+func (d *DevChain) Client() *ethclient.Client { return d.client }
+
+// AdjustTime seals a block dt later than the last one, so a challenge
+// period can pass without waiting.
+func (d *DevChain) AdjustTime(dt time.Duration) error { return d.beacon.AdjustTime(dt) }
+
+// Close stops the chain.
+func (d *DevChain) Close() error {
+	var err error
+	d.once.Do(func() {
+		d.client.Close()
+		err = d.stack.Close()
+	})
+	return err
+}
+
+// warnOnly passes go-ethereum's warnings and errors on, and drops the rest.
+type warnOnly struct{ slog.Handler }
+
+func (w warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && w.Handler.Enabled(ctx, l)
+}

@@ -1,0 +1,308 @@
+package chain
+
+import (
+	"bytes"
+	"context"
+	"math/big"
+	"testing"
+	"time"
+
+	"github.com/aixblock/aixblock/contracts"
+	"github.com/ethereum/go-ethereum/accounts/abi/bind/v2"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+)
+
+func TestLifecycle(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		native bool
+	}{{"erc20", false}, {"native", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newSim(t)
+			ctx := context.Background()
+			token := e.token
+			if tc.native {
+				token = NativeToken
+			}
+			escrowBal := func() int64 {
+				b, err := e.payer.BalanceOf(ctx, token, e.escrow)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return b.Int64()
+			}
+			payeeBefore, _ := e.payee.Balance(ctx, token)
+			payerBefore, _ := e.payer.Balance(ctx, token)
+			var payeeGas, payerGas = new(big.Int), new(big.Int)
+
+			r, err := e.payer.Deposit(ctx, e.payee.Address(), token, big.NewInt(10))
+			if err != nil {
+				t.Fatal(err)
+			}
+			payerGas.Add(payerGas, gasCost(r))
+			if r, err = e.payer.Deposit(ctx, e.payee.Address(), token, big.NewInt(5)); err != nil {
+				t.Fatal(err)
+			}
+			payerGas.Add(payerGas, gasCost(r))
+			if ch := e.channel(token); ch.Deposited.Int64() != 15 || ch.Redeemed.Int64() != 0 || ch.ClosesAt != 0 {
+				t.Fatalf("after deposits: %+v", ch)
+			}
+			for _, step := range []struct{ cum, paidTotal int64 }{{4, 4}, {9, 9}} {
+				r, err := e.payee.Redeem(ctx, e.voucher(token, step.cum))
+				if err != nil {
+					t.Fatal(err)
+				}
+				payeeGas.Add(payeeGas, gasCost(r))
+				if ch := e.channel(token); ch.Redeemed.Int64() != step.paidTotal {
+					t.Fatalf("after voucher %d: redeemed %s", step.cum, ch.Redeemed)
+				}
+			}
+			if r, err = e.payer.StartClose(ctx, e.payee.Address(), token); err != nil {
+				t.Fatal(err)
+			}
+			payerGas.Add(payerGas, gasCost(r))
+			if ch := e.channel(token); ch.ClosesAt == 0 {
+				t.Fatal("close did not start")
+			}
+			// The payee can still redeem during the challenge period.
+			if r, err = e.payee.Redeem(ctx, e.voucher(token, 12)); err != nil {
+				t.Fatal(err)
+			}
+			payeeGas.Add(payeeGas, gasCost(r))
+			if _, err := e.payer.Withdraw(ctx, e.payee.Address(), token); !IsRevert(err, "ChallengePeriod") {
+				t.Fatalf("withdraw during the challenge period: %v", err)
+			}
+			if err := e.sim.AdjustTime(testChallenge * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if r, err = e.payer.Withdraw(ctx, e.payee.Address(), token); err != nil {
+				t.Fatal(err)
+			}
+			payerGas.Add(payerGas, gasCost(r))
+			if ch := e.channel(token); ch.Deposited.Int64() != 12 || ch.Redeemed.Int64() != 12 || ch.ClosesAt != 0 {
+				t.Fatalf("after withdraw: %+v", ch)
+			}
+			if got := escrowBal(); got != 0 {
+				t.Fatalf("escrow still holds %d", got)
+			}
+			payeeAfter, _ := e.payee.Balance(ctx, token)
+			payerAfter, _ := e.payer.Balance(ctx, token)
+			if tc.native { // the native balances also paid for gas
+				payeeAfter.Add(payeeAfter, payeeGas)
+				payerAfter.Add(payerAfter, payerGas)
+			}
+			if d := new(big.Int).Sub(payeeAfter, payeeBefore); d.Int64() != 12 {
+				t.Fatalf("payee received %s, want 12", d)
+			}
+			if d := new(big.Int).Sub(payerBefore, payerAfter); d.Int64() != 12 {
+				t.Fatalf("payer spent %s, want 12", d)
+			}
+			// After a withdraw, old vouchers never pay again, even after a
+			// new deposit.
+			if err := e.rawRedeem(e.payee, e.voucher(token, 12)); !IsRevert(err, "NothingToRedeem") {
+				t.Fatalf("old voucher after withdraw: %v", err)
+			}
+			if err := e.rawRedeem(e.payee, e.voucher(token, 15)); !IsRevert(err, "ExceedsDeposit") {
+				t.Fatalf("voucher over the deposit after withdraw: %v", err)
+			}
+			if _, err := e.payer.Deposit(ctx, e.payee.Address(), token, big.NewInt(3)); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.rawRedeem(e.payee, e.voucher(token, 12)); !IsRevert(err, "NothingToRedeem") {
+				t.Fatalf("old voucher after a new deposit: %v", err)
+			}
+			if _, err := e.payee.Redeem(ctx, e.voucher(token, 15)); err != nil {
+				t.Fatalf("a new voucher after a new deposit: %v", err)
+			}
+		})
+	}
+}
+
+func TestAttacks(t *testing.T) {
+	e := newSim(t)
+	ctx := context.Background()
+	tok := e.token
+	if _, err := e.payer.Deposit(ctx, e.payee.Address(), tok, big.NewInt(15)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.payee.Redeem(ctx, e.voucher(tok, 9)); err != nil {
+		t.Fatal(err)
+	}
+	resign := func(v *Voucher, k func(*Voucher)) *Voucher {
+		k(v)
+		v.Channel = ChannelID(v.Payer, v.Payee, v.Token)
+		d, err := v.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig, _ := crypto.Sign(d[:], e.payerK)
+		sig[64] += 27
+		v.Signature = sig
+		return v
+	}
+	highS := func(v *Voucher) *Voucher {
+		n := crypto.S256().Params().N
+		s := new(big.Int).SetBytes(v.Signature[32:64])
+		s.Sub(n, s)
+		sig := bytes.Clone(v.Signature)
+		s.FillBytes(sig[32:64])
+		sig[64] ^= 1 // 27 <-> 28
+		v.Signature = sig
+		return v
+	}
+	for _, tc := range []struct {
+		name   string
+		v      *Voucher
+		revert string
+	}{
+		{"replayed voucher", e.voucher(tok, 9), "NothingToRedeem"},
+		{"lower cumulative amount", e.voucher(tok, 5), "NothingToRedeem"},
+		{"more than deposited", e.voucher(tok, 16), "ExceedsDeposit"},
+		{"signed by someone else", func() *Voucher {
+			v := NewVoucher(e.payer.ChainID(), e.escrow, e.payer.Address(), e.payee.Address(), tok, big.NewInt(12))
+			d, _ := v.Digest()
+			sig, _ := crypto.Sign(d[:], e.otherK)
+			sig[64] += 27
+			v.Signature = sig
+			return v
+		}(), "BadSignature"},
+		{"for another channel (other payee)", resign(e.voucher(tok, 12), func(v *Voucher) { v.Payee = e.other.Address() }), "BadSignature"},
+		{"for another channel (other token)", func() *Voucher {
+			v := resign(e.voucher(tok, 12), func(v *Voucher) { v.Token = common.HexToAddress("0x1234") })
+			v.Token, v.Channel = tok, ChannelID(v.Payer, v.Payee, tok) // presented for the tok channel
+			return v
+		}(), "BadSignature"},
+		{"for another chain", resign(e.voucher(tok, 12), func(v *Voucher) { v.ChainID = NewAmount(big.NewInt(1)) }), "BadSignature"},
+		{"for another contract", resign(e.voucher(tok, 12), func(v *Voucher) { v.Escrow = common.HexToAddress("0xbeef") }), "BadSignature"},
+		{"malleable signature", highS(e.voucher(tok, 12)), "BadSignature"},
+		{"truncated signature", func() *Voucher { v := e.voucher(tok, 12); v.Signature = v.Signature[:64]; return v }(), "BadSignature"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The payee redeems for the payer→payee channel whatever the
+			// voucher claims; only its amount and signature go on chain.
+			v := *tc.v
+			v.Payee = e.payee.Address()
+			if err := e.rawRedeem(e.payee, &v); !IsRevert(err, tc.revert) {
+				t.Fatalf("got %v, want revert %s", err, tc.revert)
+			}
+			// And the client refuses it before spending gas, where it can tell.
+			if tc.revert == "BadSignature" {
+				if _, err := e.payee.Redeem(ctx, &v); err == nil {
+					t.Fatal("client accepted a bad voucher")
+				}
+			}
+		})
+	}
+	if ch := e.channel(tok); ch.Redeemed.Int64() != 9 {
+		t.Fatalf("attacks moved money: redeemed %s", ch.Redeemed)
+	}
+
+	send := func(c *Client, data []byte, value int64) error {
+		_, err := c.tx.send(ctx, "call", e.escrow, big.NewInt(value), data)
+		return err
+	}
+	for _, tc := range []struct {
+		name   string
+		from   *Client
+		data   []byte
+		value  int64
+		revert string
+	}{
+		{"deposit to the zero address", e.payer, e.esc.PackDeposit(common.Address{}, tok, big.NewInt(1)), 0, "ZeroAddress"},
+		{"deposit of zero", e.payer, e.esc.PackDeposit(e.payee.Address(), tok, big.NewInt(0)), 0, "ZeroAmount"},
+		{"deposit to oneself", e.payer, e.esc.PackDeposit(e.payer.Address(), tok, big.NewInt(1)), 0, "SelfChannel"},
+		{"native deposit with the wrong value", e.payer, e.esc.PackDeposit(e.payee.Address(), NativeToken, big.NewInt(5)), 4, "WrongValue"},
+		{"token deposit with value", e.payer, e.esc.PackDeposit(e.payee.Address(), tok, big.NewInt(5)), 5, "WrongValue"},
+		{"redeem from the zero payer", e.payee, e.esc.PackRedeem(common.Address{}, tok, big.NewInt(1), make([]byte, 65)), 0, "ZeroAddress"},
+		{"withdraw an open channel", e.payer, e.esc.PackWithdraw(e.payee.Address(), tok), 0, "NotClosing"},
+		{"close a channel never opened", e.other, e.esc.PackStartClose(e.payee.Address(), tok), 0, "ZeroAmount"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := send(tc.from, tc.data, tc.value); !IsRevert(err, tc.revert) {
+				t.Fatalf("got %v, want revert %s", err, tc.revert)
+			}
+		})
+	}
+	// Withdrawing before the challenge ends, and only by the payer.
+	if _, err := e.payer.StartClose(ctx, e.payee.Address(), tok); err != nil {
+		t.Fatal(err)
+	}
+	if err := send(e.payer, e.esc.PackWithdraw(e.payee.Address(), tok), 0); !IsRevert(err, "ChallengePeriod") {
+		t.Fatalf("early withdraw: %v", err)
+	}
+	if err := send(e.payee, e.esc.PackWithdraw(e.payee.Address(), tok), 0); !IsRevert(err, "NotClosing") {
+		t.Fatalf("withdraw by the payee (its own, unopened channel): %v", err)
+	}
+}
+
+// A malicious token that calls back into the escrow while being paid out
+// gets nothing more: the guard refuses the nested call.
+func TestReentrantToken(t *testing.T) {
+	e := newSim(t)
+	ctx := context.Background()
+	rt := contracts.NewReentrantToken()
+	deployer, addr := e.deploy(contracts.ReentrantTokenMetaData.Bin)
+	inst := rt.Instance(e.b, addr)
+	call := func(data []byte) {
+		t.Helper()
+		tx, err := bind.Transact(inst, deployer, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustMined(t, e.b, tx)
+	}
+	check := func(what string) {
+		t.Helper()
+		opts := &bind.CallOpts{Context: ctx}
+		attempted, _ := bind.Call(inst, opts, rt.PackAttempted(), rt.UnpackAttempted)
+		reentered, _ := bind.Call(inst, opts, rt.PackReentered(), rt.UnpackReentered)
+		data, _ := bind.Call(inst, opts, rt.PackRevertData(), rt.UnpackRevertData)
+		guard := crypto.Keccak256([]byte("ReentrancyGuardReentrantCall()"))[:4]
+		if !attempted || reentered || !bytes.HasPrefix(data, guard) {
+			t.Fatalf("%s: attempted %v, reentered %v, revert data %x", what, attempted, reentered, data)
+		}
+	}
+
+	// The token is the payee: while redeem pays it, it redeems again.
+	if _, err := e.payer.Deposit(ctx, addr, addr, big.NewInt(0)); err == nil {
+		t.Fatal("zero deposit accepted")
+	}
+	mint := func(to common.Address) { call(rt.PackMint(to, big.NewInt(1000))) }
+	mint(e.payer.Address())
+	if _, err := e.payer.Deposit(ctx, addr, addr, big.NewInt(100)); err != nil {
+		t.Fatal(err)
+	}
+	v1, _ := e.payer.SignVoucher(addr, addr, big.NewInt(30))
+	v2, _ := e.payer.SignVoucher(addr, addr, big.NewInt(100))
+	call(rt.PackArm(e.escrow, e.esc.PackRedeem(e.payer.Address(), addr, v2.CumulativeAmount.Big(), v2.Signature)))
+	call(rt.PackExec(e.escrow, e.esc.PackRedeem(e.payer.Address(), addr, v1.CumulativeAmount.Big(), v1.Signature)))
+	check("redeem")
+	ch, _ := e.payer.Channel(ctx, e.payer.Address(), addr, addr)
+	if ch.Redeemed.Int64() != 30 {
+		t.Fatalf("redeemed %s, want 30", ch.Redeemed)
+	}
+}
+
+// A token that takes a fee on transfer credits the channel with what the
+// escrow actually received.
+func TestFeeOnTransferToken(t *testing.T) {
+	e := newSim(t)
+	ctx := context.Background()
+	ft := contracts.NewFeeToken()
+	deployer, addr := e.deploy(contracts.FeeTokenMetaData.Bin)
+	tx, err := bind.Transact(ft.Instance(e.b, addr), deployer, ft.PackMint(e.payer.Address(), big.NewInt(10_000)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustMined(t, e.b, tx)
+	if _, err := e.payer.Deposit(ctx, e.payee.Address(), addr, big.NewInt(1000)); err != nil {
+		t.Fatal(err)
+	}
+	if ch := e.channel(addr); ch.Deposited.Int64() != 990 {
+		t.Fatalf("credited %s, want 990 (1000 less the 1%% fee)", ch.Deposited)
+	}
+	if err := e.rawRedeem(e.payee, e.voucher(addr, 1000)); !IsRevert(err, "ExceedsDeposit") {
+		t.Fatalf("redeeming the fee: %v", err)
+	}
+}
