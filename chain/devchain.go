@@ -45,7 +45,8 @@ type DevChainConfig struct {
 	ChallengePeriod time.Duration
 	// DataDir keeps the chain on disk; empty means in memory.
 	DataDir string
-	// Logger receives go-ethereum's warnings; nil discards them.
+	// Logger receives go-ethereum's errors; nil discards them. The first
+	// dev chain of a process sets go-ethereum's (global) logger.
 	Logger *slog.Logger
 }
 
@@ -130,7 +131,7 @@ func StartDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
 	gethLogOnce.Do(func() {
 		h := gethlog.DiscardHandler()
 		if cfg.Logger != nil {
-			h = warnOnly{cfg.Logger.With("component", "devchain").Handler()}
+			h = errorsOnly{cfg.Logger.With("component", "devchain").Handler()}
 		}
 		gethlog.SetDefault(gethlog.NewLogger(h))
 	})
@@ -179,6 +180,9 @@ func StartDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
 	}
 	ethConf.SyncMode = ethconfig.FullSync
 	ethConf.TxPool.NoLocals = true
+	// A dev chain is small: go-ethereum's mainnet-sized caches would more
+	// than triple a daemon's memory.
+	ethConf.DatabaseCache, ethConf.TrieCleanCache, ethConf.TrieDirtyCache, ethConf.SnapshotCache = 16, 8, 8, 0
 	backend, err := eth.New(stack, &ethConf)
 	if err != nil {
 		stack.Close()
@@ -246,6 +250,7 @@ func (d *DevChain) deploy(ctx context.Context, key *ecdsa.PrivateKey, info DevCh
 			{"TestToken", contracts.TestTokenMetaData.Bin, nil, info.Token},
 			{"Escrow", contracts.EscrowMetaData.Bin, esc.PackConstructor(info.ChallengePeriodS), info.Escrow},
 		} {
+			opts.Nonce = new(big.Int).SetUint64(map[string]uint64{"TestToken": 0, "Escrow": 1}[c.name])
 			addr, tx, err := bind.DeployContract(opts, common.FromHex(c.bin), d.client, c.args)
 			if err != nil {
 				return fmt.Errorf("devchain: deploy %s: %w", c.name, err)
@@ -253,10 +258,16 @@ func (d *DevChain) deploy(ctx context.Context, key *ecdsa.PrivateKey, info DevCh
 			if addr != c.want {
 				return fmt.Errorf("devchain: %s deployed at %s, want %s (was the deployer used before?)", c.name, addr, c.want)
 			}
-			if _, err := bind.WaitDeployed(ctx, d.client, tx.Hash()); err != nil {
+			if err := waitMined(ctx, d.client, tx.Hash()); err != nil {
 				return fmt.Errorf("devchain: deploy %s: %w", c.name, err)
 			}
 		}
+	}
+	// Nonces are counted here: asking the pool for each one races with the
+	// block that seals the previous transaction.
+	nonce, err := d.client.NonceAt(ctx, crypto.PubkeyToAddress(key.PublicKey), nil)
+	if err != nil {
+		return fmt.Errorf("devchain: %w", err)
 	}
 	t := tok.Instance(d.client, info.Token)
 	var last *types.Transaction
@@ -268,16 +279,38 @@ func (d *DevChain) deploy(ctx context.Context, key *ecdsa.PrivateKey, info DevCh
 		if bal.Sign() > 0 {
 			continue
 		}
+		opts.Nonce = new(big.Int).SetUint64(nonce)
+		nonce++
 		if last, err = bind.Transact(t, opts, tok.PackMint(a, DevToken)); err != nil {
 			return fmt.Errorf("devchain: mint: %w", err)
 		}
 	}
 	if last != nil {
-		if _, err := bind.WaitMined(ctx, d.client, last.Hash()); err != nil {
+		if err := waitMined(ctx, d.client, last.Hash()); err != nil {
 			return fmt.Errorf("devchain: mint: %w", err)
 		}
 	}
 	return nil
+}
+
+// waitMined polls for the receipt more often than bind.WaitMined (once a
+// second): blocks come at once here, and start-up waits on them.
+func waitMined(ctx context.Context, b bind.DeployBackend, h common.Hash) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if r, err := b.TransactionReceipt(ctx, h); err == nil && r != nil {
+			if r.Status != types.ReceiptStatusSuccessful {
+				return fmt.Errorf("transaction %s reverted", h)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // Client is an in-process JSON-RPC client of the chain.
@@ -297,9 +330,14 @@ func (d *DevChain) Close() error {
 	return err
 }
 
-// warnOnly passes go-ethereum's warnings and errors on, and drops the rest.
-type warnOnly struct{ slog.Handler }
+// errorsOnly passes go-ethereum's errors on and drops the rest: its
+// warnings on a dev chain are start-up chatter ("head block is not
+// reachable" on a new chain, "transaction indexing is in progress").
+type errorsOnly struct{ h slog.Handler }
 
-func (w warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= slog.LevelWarn && w.Handler.Enabled(ctx, l)
+func (e errorsOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelError && e.h.Enabled(ctx, l)
 }
+func (e errorsOnly) Handle(ctx context.Context, r slog.Record) error { return e.h.Handle(ctx, r) }
+func (e errorsOnly) WithAttrs(as []slog.Attr) slog.Handler           { return errorsOnly{e.h.WithAttrs(as)} }
+func (e errorsOnly) WithGroup(name string) slog.Handler              { return errorsOnly{e.h.WithGroup(name)} }

@@ -24,6 +24,8 @@ type IDInfo struct {
 	Version string   `json:"version"`
 	// Gateway is the trustless gateway's base URL; empty when off.
 	Gateway string `json:"gateway,omitempty"`
+	// Wallet is the node's Ethereum address.
+	Wallet string `json:"wallet"`
 }
 
 // PeerInfo is one entry of GET /v1/peers.
@@ -81,6 +83,7 @@ func (n *Node) apiHandler() http.Handler {
 	})
 	n.gpuRoutes(auth)
 	n.dataRoutes(auth)
+	n.walletRoutes(auth)
 	auth.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, apiError{fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	})
@@ -104,7 +107,8 @@ func (n *Node) requireToken(next http.Handler) http.Handler {
 
 func (n *Node) id() IDInfo {
 	h := n.p2p.Host
-	info := IDInfo{PeerID: h.ID().String(), Network: n.p2p.Network(), Version: Version, Addrs: []string{}}
+	info := IDInfo{PeerID: h.ID().String(), Network: n.p2p.Network(), Version: Version, Addrs: []string{},
+		Wallet: n.wallet.Address().Hex()}
 	if n.gatewayLn != nil {
 		info.Gateway = "http://" + n.gatewayLn.Addr().String()
 	}
@@ -203,7 +207,9 @@ func routeLabel(path string) string {
 	case "/healthz", "/metrics", "/v1/id", "/v1/peers", "/v1/peers/connect", "/v1/status",
 		"/v1/gpus", "/v1/gpus/events", "/v1/gpus/inject", "/v1/gpus/reset-health",
 		"/v1/data/add", "/v1/data/get", "/v1/data/cat", "/v1/data/ls", "/v1/data/pin/add",
-		"/v1/data/pin/rm", "/v1/data/pin/ls", "/v1/data/export", "/v1/data/import", "/v1/data/gc":
+		"/v1/data/pin/rm", "/v1/data/pin/ls", "/v1/data/export", "/v1/data/import", "/v1/data/gc",
+		"/v1/wallet", "/v1/wallet/channels", "/v1/wallet/deposit", "/v1/wallet/voucher", "/v1/wallet/redeem",
+		"/v1/wallet/close", "/v1/wallet/withdraw":
 		return path
 	}
 	return "other"

@@ -177,3 +177,45 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 	}
 	return resp, nil
 }
+
+// Wallet is GET /v1/wallet.
+func (c *Client) Wallet(ctx context.Context) (WalletInfo, error) {
+	var out WalletInfo
+	return out, c.do(ctx, http.MethodGet, "/v1/wallet", nil, &out)
+}
+
+// Channels is GET /v1/wallet/channels.
+func (c *Client) Channels(ctx context.Context) (ChannelsInfo, error) {
+	var out ChannelsInfo
+	return out, c.do(ctx, http.MethodGet, "/v1/wallet/channels", nil, &out)
+}
+
+// Deposit is POST /v1/wallet/deposit.
+func (c *Client) Deposit(ctx context.Context, req PaymentRequest) (TxInfo, error) {
+	var out TxInfo
+	return out, c.do(ctx, http.MethodPost, "/v1/wallet/deposit", req, &out)
+}
+
+// Voucher is POST /v1/wallet/voucher; it returns the signed voucher's JSON.
+func (c *Client) Voucher(ctx context.Context, req PaymentRequest) (json.RawMessage, error) {
+	var out json.RawMessage
+	return out, c.do(ctx, http.MethodPost, "/v1/wallet/voucher", req, &out)
+}
+
+// Redeem is POST /v1/wallet/redeem.
+func (c *Client) Redeem(ctx context.Context, req RedeemRequest) (RedeemResult, error) {
+	var out RedeemResult
+	return out, c.do(ctx, http.MethodPost, "/v1/wallet/redeem", req, &out)
+}
+
+// CloseChannel is POST /v1/wallet/close.
+func (c *Client) CloseChannel(ctx context.Context, req ChannelRequest) (TxInfo, error) {
+	var out TxInfo
+	return out, c.do(ctx, http.MethodPost, "/v1/wallet/close", req, &out)
+}
+
+// Withdraw is POST /v1/wallet/withdraw.
+func (c *Client) Withdraw(ctx context.Context, req ChannelRequest) (TxInfo, error) {
+	var out TxInfo
+	return out, c.do(ctx, http.MethodPost, "/v1/wallet/withdraw", req, &out)
+}

@@ -6,13 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/gpu"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/aixblock/aixblock/p2p/content"
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -45,7 +50,31 @@ type Config struct {
 	Gateway string `json:"gateway"`
 	// Content configures fetching by CID.
 	Content ContentConfig `json:"content"`
+	// Chain configures payments.
+	Chain ChainConfig `json:"chain"`
 }
+
+// ChainConfig is the "chain" section of config.json.
+type ChainConfig struct {
+	// RPC is an EVM JSON-RPC URL (http, https, ws, wss); empty means an
+	// embedded dev chain of the daemon's own, kept in <repo>/devchain.
+	RPC string `json:"rpc,omitempty"`
+	// Escrow and Token are contract addresses on that chain; both are
+	// required with RPC. Token may be "native" for the chain's coin.
+	Escrow string `json:"escrow,omitempty"`
+	Token  string `json:"token,omitempty"`
+	// Dev marks RPC as a development chain (such as `aixblock devchain`),
+	// where the wallet may have an empty passphrase.
+	Dev bool `json:"dev,omitempty"`
+	// Confirmations before a transaction counts; zero means 1.
+	Confirmations uint64 `json:"confirmations,omitempty"`
+	// BumpAfter is how long a transaction may wait unmined before it is
+	// sent again with higher fees, e.g. "30s"; empty means 30 s.
+	BumpAfter string `json:"bump_after,omitempty"`
+}
+
+// IsDev reports whether the chain is a development chain.
+func (c ChainConfig) IsDev() bool { return c.RPC == "" || c.Dev }
 
 // ContentConfig is the "content" section of config.json.
 type ContentConfig struct {
@@ -114,6 +143,7 @@ type parsed struct {
 	gateway   string // empty: off
 	gpu       gpu.Config
 	content   content.Config
+	chain     chain.Config
 }
 
 // Validate checks every field and names the first bad one.
@@ -185,10 +215,54 @@ func (c Config) parse() (parsed, error) {
 	if p.gpu.QuietWindow, err = duration("gpu.quiet_window", c.GPU.QuietWindow); err != nil {
 		return p, err
 	}
+	if p.chain, err = c.Chain.parse(); err != nil {
+		return p, err
+	}
 	if c.ConnLow < 0 || c.ConnHigh < 0 || (c.ConnHigh != 0 && c.ConnHigh < c.ConnLow) {
 		return p, fmt.Errorf("conn_low %d / conn_high %d: want 0 <= low <= high", c.ConnLow, c.ConnHigh)
 	}
 	return p, nil
+}
+
+func (c ChainConfig) parse() (chain.Config, error) {
+	cfg := chain.Config{Confirmations: c.Confirmations}
+	var err error
+	if cfg.BumpAfter, err = duration("chain.bump_after", c.BumpAfter); err != nil {
+		return cfg, err
+	}
+	if c.RPC == "" {
+		if c.Escrow != "" || c.Token != "" {
+			return cfg, errors.New("chain.escrow/chain.token: set only with chain.rpc (the embedded dev chain has its own)")
+		}
+		return cfg, nil
+	}
+	u, err := url.Parse(c.RPC)
+	if err != nil || u.Host == "" || !slices.Contains([]string{"http", "https", "ws", "wss"}, u.Scheme) {
+		return cfg, fmt.Errorf("chain.rpc: %q is not an http(s) or ws(s) URL", c.RPC)
+	}
+	if !common.IsHexAddress(c.Escrow) {
+		return cfg, fmt.Errorf("chain.escrow: %q is not an address (0x and 40 hex digits)", c.Escrow)
+	}
+	cfg.Escrow = common.HexToAddress(c.Escrow)
+	if cfg.Token, err = ParseToken(c.Token, common.Address{}); err != nil {
+		return cfg, fmt.Errorf("chain.token: %w", err)
+	}
+	return cfg, nil
+}
+
+// ParseToken reads a token as an address, or "native" (also "eth", or
+// empty when def is zero) for the chain's coin; empty means def.
+func ParseToken(s string, def common.Address) (common.Address, error) {
+	switch strings.ToLower(s) {
+	case "":
+		return def, nil
+	case "native", "eth":
+		return chain.NativeToken, nil
+	}
+	if !common.IsHexAddress(s) {
+		return common.Address{}, fmt.Errorf("%q is not an address (0x and 40 hex digits) or native", s)
+	}
+	return common.HexToAddress(s), nil
 }
 
 func duration(field, s string) (time.Duration, error) {

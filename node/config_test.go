@@ -45,11 +45,11 @@ func TestConfigValidate(t *testing.T) {
 
 func TestInitOpenLock(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "repo")
-	r, err := Init(dir, DefaultConfig("x"))
+	r, err := Init(dir, DefaultConfig("x"), WalletOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Init(dir, DefaultConfig("x")); err == nil || !strings.Contains(err.Error(), "already exists") {
+	if _, err := Init(dir, DefaultConfig("x"), WalletOptions{}); err == nil || !strings.Contains(err.Error(), "already exists") {
 		t.Fatalf("second Init: %v", err)
 	}
 	r2, err := Open(dir)

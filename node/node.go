@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ethereum/go-ethereum/ethclient"
 	pebbleds "github.com/ipfs/go-ds-pebble"
 	"log/slog"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/gpu"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/aixblock/aixblock/p2p/content"
@@ -29,6 +31,11 @@ type Node struct {
 	datastore   *pebbleds.Datastore
 	p2p         *p2p.Node
 	content     *content.Store
+	wallet      *chain.Wallet
+	chain       *chain.Client
+	devchain    *chain.DevChain // the embedded dev chain, when no RPC is configured
+	rpc         *ethclient.Client
+	vouchers    *voucherStore
 	gatewayLn   net.Listener
 	gateway     *http.Server
 	apiLn       net.Listener
@@ -98,6 +105,9 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 	ccfg := cfg.content
 	ccfg.Datastore, ccfg.Routing, ccfg.Logger = n.datastore, n.p2p.DHT, log
 	if n.content, err = content.New(ctx, n.p2p.Host, ccfg); err != nil {
+		return nil, err
+	}
+	if err := n.openChain(ctx, cfg.chain, log); err != nil {
 		return nil, err
 	}
 	if n.gatewayLn != nil {
@@ -190,6 +200,9 @@ func (n *Node) close() error {
 		cancel()
 	} else if n.gatewayLn != nil {
 		n.gatewayLn.Close()
+	}
+	if err := n.closeChain(); err != nil {
+		errs = append(errs, fmt.Errorf("close chain: %w", err))
 	}
 	if n.content != nil {
 		if err := n.content.Close(); err != nil {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/ecdsa"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/aixblock/aixblock/chain"
 	"github.com/gofrs/flock"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -36,21 +38,42 @@ type Repo struct {
 	Identity crypto.PrivKey
 	PeerID   peer.ID
 	Token    string
-	lock     *flock.Flock
+	// Passphrase unlocks the wallet; the daemon sets it before New.
+	Passphrase string
+	lock       *flock.Flock
 }
 
-// Init creates a repo in dir: a new Ed25519 identity, cfg as config.json and
-// an API token, each readable only by the owner. It refuses to touch a
-// directory that already holds any of them, and leaves nothing behind when
-// it fails.
-func Init(dir string, cfg Config) (*Repo, error) {
+// WalletOptions say how Init makes the wallet.
+type WalletOptions struct {
+	// Passphrase encrypts the keystore; empty is allowed only when the
+	// config's chain is a dev chain.
+	Passphrase string
+	// Key imports an existing key instead of generating one.
+	Key *ecdsa.PrivateKey
+}
+
+// KeystoreDir is where a repo keeps its wallet.
+func KeystoreDir(repoDir string) string { return filepath.Join(repoDir, "keystore") }
+
+// Init creates a repo in dir: a new Ed25519 identity, cfg as config.json,
+// an API token and a wallet keystore, each readable only by the owner. It
+// refuses to touch a directory that already holds any of them, and leaves
+// nothing behind when it fails.
+func Init(dir string, cfg Config, wo WalletOptions) (*Repo, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if wo.Passphrase == "" && !cfg.Chain.IsDev() {
+		return nil, fmt.Errorf("wallet: a wallet for chain %s needs a passphrase: set %s or %s (empty passphrases are for dev chains only)",
+			cfg.Chain.RPC, chain.PassphraseEnv, chain.PassphraseFileEnv)
 	}
 	for _, f := range []string{ConfigFile, IdentityFile, TokenFile} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
 			return nil, fmt.Errorf("repo %s already exists (found %s); not overwriting it", dir, f)
 		}
+	}
+	if _, err := chain.WalletAddress(KeystoreDir(dir)); err == nil {
+		return nil, fmt.Errorf("repo %s already exists (found a wallet in %s); not overwriting it", dir, KeystoreDir(dir))
 	}
 	createdDir := false
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
@@ -80,6 +103,7 @@ func Init(dir string, cfg Config) (*Repo, error) {
 		for _, p := range written {
 			os.Remove(p)
 		}
+		os.RemoveAll(KeystoreDir(dir))
 		if createdDir {
 			os.Remove(dir)
 		}
@@ -98,6 +122,16 @@ func Init(dir string, cfg Config) (*Repo, error) {
 			return nil, err
 		}
 		written = append(written, p)
+	}
+	var err2 error
+	if wo.Key != nil {
+		_, err2 = chain.ImportWallet(KeystoreDir(dir), wo.Passphrase, wo.Key)
+	} else {
+		_, err2 = chain.CreateWallet(KeystoreDir(dir), wo.Passphrase)
+	}
+	if err2 != nil {
+		undo()
+		return nil, err2
 	}
 	return Open(dir)
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Starts N daemons (default 3) on loopback, each with its own repo under
-# .testnet/, all bootstrapped from the first. Ctrl-C stops them all.
+# Starts a dev chain and N daemons (default 3) on loopback, each with its own
+# repo under .testnet/ and a funded dev account as its wallet, all
+# bootstrapped from the first. Ctrl-C stops them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-3}
@@ -12,7 +13,7 @@ pids=()
 stop() {
 	trap - INT TERM EXIT
 	echo
-	echo "stopping ${#pids[@]} daemons..."
+	echo "stopping the dev chain and the daemons..."
 	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 	wait
 	echo "stopped; repos kept in $dir/ (make clean removes them)"
@@ -20,13 +21,27 @@ stop() {
 trap stop INT TERM EXIT
 
 mkdir -p "$dir"
+chainfile="$dir/devchain.json"
+rm -f "$chainfile"
+"$bin" devchain --http 127.0.0.1:0 --accounts $((n + 1)) --out "$chainfile" --json >/dev/null 2>"$dir/devchain.log" &
+pids+=($!)
+for _ in $(seq 1 200); do [ -s "$chainfile" ] && break; sleep 0.05; done
+if [ ! -s "$chainfile" ]; then
+	echo "the dev chain did not start; its log:" >&2
+	cat "$dir/devchain.log" >&2
+	exit 1
+fi
 first=""
 for i in $(seq 1 "$n"); do
 	repo="$dir/node$i"
-	[ -f "$repo/config.json" ] || "$bin" --repo "$repo" init --network "$net" >/dev/null
+	if [ ! -f "$repo/config.json" ]; then
+		# Dev account i: its key is in the chain file (never use it elsewhere).
+		sed -n 's/.*"private_key": "\(.*\)".*/\1/p' "$chainfile" | sed -n "$((i + 1))p" >"$dir/node$i.key"
+		"$bin" --repo "$repo" init --network "$net" --devchain "$chainfile" --wallet-key "$dir/node$i.key" >/dev/null
+	fi
 	rm -f "$repo/api"
 	args=(--repo "$repo" daemon --listen /ip4/127.0.0.1/tcp/0 --listen /ip4/127.0.0.1/udp/0/quic-v1
-		--api 127.0.0.1:0 --gateway 127.0.0.1:0 --mdns=false --nat=false --network "$net")
+		--api 127.0.0.1:0 --gateway 127.0.0.1:0 --mdns=false --nat=false --network "$net" --devchain "$chainfile")
 	[ -n "$first" ] && args+=(--bootstrap "$first")
 	"$bin" "${args[@]}" 2>"$dir/node$i.log" &
 	pids+=($!)
@@ -42,14 +57,28 @@ for i in $(seq 1 "$n"); do
 done
 
 sleep 1
+echo "dev chain at $(sed -n 's/.*"rpc_url": "\(.*\)".*/\1/p' "$chainfile") (details in $chainfile)"
 echo "$n daemons running on network '$net' (logs in $dir/nodeN.log):"
 for i in $(seq 1 "$n"); do
 	repo="$dir/node$i"
-	printf '  node%s  peer %s  api %s  peers %s\n' "$i" \
+	printf '  node%s  peer %s  api %s  peers %s  wallet %s\n' "$i" \
 		"$("$bin" --repo "$repo" --json id | sed -n 's/.*"peer_id": "\(.*\)".*/\1/p')" \
 		"$(cat "$repo/api")" \
-		"$("$bin" --repo "$repo" --json status | sed -n 's/.*"peers": \([0-9]*\).*/\1/p')"
+		"$("$bin" --repo "$repo" --json status | sed -n 's/.*"peers": \([0-9]*\).*/\1/p')" \
+		"$("$bin" --repo "$repo" wallet address)"
 done
+
+# Money on the dev chain: node1 opens a channel to node2, signs a voucher,
+# node2 redeems it.
+if [ "$n" -ge 2 ]; then
+	payee=$("$bin" --repo "$dir/node2" wallet address)
+	echo
+	echo "node1 deposits 10 tUSD into a channel to node2, vouches 2.5, node2 redeems:"
+	"$bin" --repo "$dir/node1" wallet deposit "$payee" 10 | sed 's/^/  /'
+	"$bin" --repo "$dir/node1" wallet voucher "$payee" 2.5 -o "$dir/voucher.json"
+	"$bin" --repo "$dir/node2" wallet redeem "$dir/voucher.json" | sed 's/^/  /'
+	"$bin" --repo "$dir/node2" wallet channels | sed 's/^/  /'
+fi
 cat <<MSG
 
 Reach them with the CLI, e.g.:
@@ -57,6 +86,8 @@ Reach them with the CLI, e.g.:
   $bin --repo $dir/node2 status --json
   curl -H "Authorization: Bearer \$(cat $dir/node1/api.token)" \$(cat $dir/node1/api)/v1/status
   cid=\$($bin --repo $dir/node1 data add --pin README.md); $bin --repo $dir/node3 data cat \$cid
+  $bin --repo $dir/node1 wallet balance
+  $bin --repo $dir/node1 wallet channels
 Bootstrap address of node1: $first
 Press Ctrl-C to stop.
 MSG

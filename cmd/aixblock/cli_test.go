@@ -383,13 +383,14 @@ func writeFile(t *testing.T, p, s string) {
 func snapshot(t *testing.T, repo string) string {
 	t.Helper()
 	var b strings.Builder
-	entries, _ := os.ReadDir(repo)
-	for _, e := range entries {
-		if e.Name() == "repo.lock" {
-			continue
+	filepath.WalkDir(repo, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() == "repo.lock" {
+			return err
 		}
-		fmt.Fprintf(&b, "%s=%x;", e.Name(), readFile(t, filepath.Join(repo, e.Name())))
-	}
+		rel, _ := filepath.Rel(repo, p)
+		fmt.Fprintf(&b, "%s=%x;", rel, readFile(t, p))
+		return nil
+	})
 	return b.String()
 }
 

@@ -26,6 +26,8 @@ func newDaemonCmd(g *globals) *cobra.Command {
 		gateway          string
 		mdns, nat        bool
 		logLevel         string
+		passFile         string
+		devchainFile     string
 	)
 	cmd := &cobra.Command{
 		Use:   "daemon",
@@ -67,6 +69,11 @@ ready its URL is written to <repo>/api, which other commands read.`,
 			if f.Changed("gpu-mock") {
 				c.GPU.Mock = gpuMock
 			}
+			if devchainFile != "" {
+				if c.Chain, err = node.DevChainConfigFor(devchainFile); err != nil {
+					return err
+				}
+			}
 			if f.Changed("mdns") {
 				c.MDNS = mdns
 			}
@@ -90,6 +97,9 @@ ready its URL is written to <repo>/api, which other commands read.`,
 				os.Exit(2)
 			}()
 
+			if repo.Passphrase, err = node.ReadPassphrase(passFile); err != nil {
+				return err
+			}
 			n, err := node.New(ctx, repo, log)
 			if err != nil {
 				return err
@@ -107,6 +117,8 @@ ready its URL is written to <repo>/api, which other commands read.`,
 	f.StringVar(&gpuMock, "gpu-mock", "", "use a mock GPU server instead of NVML: dgxa100, dgxh100, dgxh200 or dgxb200")
 	f.BoolVar(&mdns, "mdns", true, "discover peers on the LAN with mDNS")
 	f.BoolVar(&nat, "nat", true, "NAT port mapping, AutoNAT, relay client and hole punching")
+	f.StringVar(&devchainFile, "devchain", "", "pay on the chain described by `aixblock devchain --out FILE` (this run only)")
+	f.StringVar(&passFile, "passphrase-file", "", "file holding the wallet's passphrase (else env AIXBLOCK_PASSPHRASE_FILE or AIXBLOCK_PASSPHRASE)")
 	f.StringVar(&logLevel, "log-level", envOr("AIXBLOCK_LOG_LEVEL", "info"), "debug, info, warn or error (env AIXBLOCK_LOG_LEVEL)")
 	return cmd
 }

@@ -24,6 +24,7 @@ func newIDCmd(g *globals) *cobra.Command {
 				kv(w, "peer_id", info.PeerID)
 				kv(w, "network", info.Network)
 				kv(w, "version", info.Version)
+				kv(w, "wallet", info.Wallet)
 				for _, a := range info.Addrs {
 					kv(w, "addr", a)
 				}

@@ -38,6 +38,8 @@ func newRootCmd() *cobra.Command {
 		newVersionCmd(g),
 		newGPUCmd(g),
 		newDataCmd(g),
+		newWalletCmd(g),
+		newDevchainCmd(g),
 	)
 	return root
 }

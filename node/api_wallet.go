@@ -1,0 +1,358 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"time"
+
+	"github.com/aixblock/aixblock/chain"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+)
+
+// WalletInfo is GET /v1/wallet.
+type WalletInfo struct {
+	Address string `json:"address"`
+	ChainID uint64 `json:"chain_id"`
+	// RPC is the chain's URL, or "embedded" for the daemon's dev chain.
+	RPC                string        `json:"rpc"`
+	Escrow             string        `json:"escrow"`
+	Token              string        `json:"token"`
+	TokenSymbol        string        `json:"token_symbol"`
+	TokenDecimals      uint8         `json:"token_decimals"`
+	TokenBalance       *chain.Amount `json:"token_balance"`
+	TokenBalanceUnits  string        `json:"token_balance_units"`
+	NativeBalance      *chain.Amount `json:"native_balance"`
+	NativeBalanceUnits string        `json:"native_balance_units"`
+}
+
+// PaymentRequest is POST /v1/wallet/deposit and /v1/wallet/voucher: Amount
+// in whole units of the token ("1.5"); Token empty means the configured one,
+// "native" the chain's coin. For a voucher, Amount is cumulative.
+type PaymentRequest struct {
+	Payee  string `json:"payee"`
+	Token  string `json:"token,omitempty"`
+	Amount string `json:"amount"`
+}
+
+// ChannelRequest is POST /v1/wallet/close and /v1/wallet/withdraw.
+type ChannelRequest struct {
+	Payee string `json:"payee"`
+	Token string `json:"token,omitempty"`
+}
+
+// RedeemRequest is POST /v1/wallet/redeem: vouchers to redeem (each also
+// kept); none means every kept voucher that is owed more than was redeemed.
+type RedeemRequest struct {
+	Vouchers []json.RawMessage `json:"vouchers,omitempty"`
+}
+
+// TxInfo is a mined transaction.
+type TxInfo struct {
+	Tx      string `json:"tx"`
+	Block   uint64 `json:"block"`
+	GasUsed uint64 `json:"gas_used"`
+	Channel string `json:"channel,omitempty"`
+}
+
+// RedeemResult is the answer to POST /v1/wallet/redeem.
+type RedeemResult struct {
+	TxInfo
+	Redeemed []ChannelView `json:"redeemed"`
+	// Paid is the sum paid by this transaction, in base units.
+	Paid *chain.Amount `json:"paid"`
+}
+
+// ChannelView is a channel with this wallet's side of it.
+type ChannelView struct {
+	chain.Channel
+	Role     string `json:"role"` // payer or payee
+	Symbol   string `json:"symbol"`
+	Decimals uint8  `json:"decimals"`
+	// Vouched is the best voucher kept for the channel: received (payee)
+	// or signed (payer); zero when none.
+	Vouched *chain.Amount `json:"vouched"`
+	// Withdrawable is what the payer can withdraw now.
+	Withdrawable *chain.Amount `json:"withdrawable"`
+}
+
+// ChannelsInfo is GET /v1/wallet/channels.
+type ChannelsInfo struct {
+	Address  string        `json:"address"`
+	Channels []ChannelView `json:"channels"`
+}
+
+func (n *Node) walletRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/wallet", func(w http.ResponseWriter, r *http.Request) {
+		info, err := n.walletInfo(r.Context())
+		reply(w, info, err)
+	})
+	mux.HandleFunc("GET /v1/wallet/channels", func(w http.ResponseWriter, r *http.Request) {
+		info, err := n.channels(r.Context())
+		reply(w, info, err)
+	})
+	mux.HandleFunc("POST /v1/wallet/deposit", func(w http.ResponseWriter, r *http.Request) {
+		var req PaymentRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		info, err := n.deposit(r.Context(), req)
+		reply(w, info, err)
+	})
+	mux.HandleFunc("POST /v1/wallet/voucher", func(w http.ResponseWriter, r *http.Request) {
+		var req PaymentRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		v, err := n.signVoucher(r.Context(), req)
+		reply(w, v, err)
+	})
+	mux.HandleFunc("POST /v1/wallet/redeem", func(w http.ResponseWriter, r *http.Request) {
+		var req RedeemRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		res, err := n.redeem(r.Context(), req)
+		reply(w, res, err)
+	})
+	for _, op := range []struct {
+		path string
+		do   func(context.Context, common.Address, common.Address) (*types.Receipt, error)
+	}{
+		{"POST /v1/wallet/close", func(ctx context.Context, p, t common.Address) (*types.Receipt, error) {
+			return n.chain.StartClose(ctx, p, t)
+		}},
+		{"POST /v1/wallet/withdraw", func(ctx context.Context, p, t common.Address) (*types.Receipt, error) {
+			return n.chain.Withdraw(ctx, p, t)
+		}},
+	} {
+		mux.HandleFunc(op.path, func(w http.ResponseWriter, r *http.Request) {
+			var req ChannelRequest
+			if !readJSON(w, r, &req) {
+				return
+			}
+			payee, token, err := n.channelArgs(req.Payee, req.Token)
+			if err != nil {
+				reply(w, nil, err)
+				return
+			}
+			rc, err := op.do(r.Context(), payee, token)
+			reply(w, txInfo(rc, chain.ChannelID(n.wallet.Address(), payee, token)), err)
+		})
+	}
+}
+
+// badRequest marks errors that are the caller's, not the chain's.
+type badRequest struct{ error }
+
+func (e badRequest) Unwrap() error { return e.error }
+
+// reply answers v, or the error: 400 for bad input, a refused voucher or a
+// contract's revert (which names the reason), 502 for the chain failing.
+func reply(w http.ResponseWriter, v any, err error) {
+	if err == nil {
+		writeJSON(w, http.StatusOK, v)
+		return
+	}
+	var br badRequest
+	var re *chain.RevertError
+	code := http.StatusBadGateway
+	if errors.As(err, &br) || errors.As(err, &re) || errors.Is(err, chain.ErrVoucherInvalid) || errors.Is(err, chain.ErrVoucherSignature) {
+		code = http.StatusBadRequest
+	}
+	writeJSON(w, code, apiError{err.Error()})
+}
+
+func txInfo(r *types.Receipt, ch common.Hash) TxInfo {
+	if r == nil {
+		return TxInfo{}
+	}
+	return TxInfo{Tx: r.TxHash.Hex(), Block: r.BlockNumber.Uint64(), GasUsed: r.GasUsed, Channel: ch.Hex()}
+}
+
+func (n *Node) channelArgs(payee, token string) (common.Address, common.Address, error) {
+	if !common.IsHexAddress(payee) {
+		return common.Address{}, common.Address{}, badRequest{fmt.Errorf("payee: %q is not an address (0x and 40 hex digits)", payee)}
+	}
+	t, err := ParseToken(token, n.chain.DefaultToken())
+	if err != nil {
+		return common.Address{}, common.Address{}, badRequest{fmt.Errorf("token: %w", err)}
+	}
+	return common.HexToAddress(payee), t, nil
+}
+
+// amountArgs parses a payment request's payee, token and amount.
+func (n *Node) amountArgs(ctx context.Context, req PaymentRequest) (payee, token common.Address, amount *big.Int, err error) {
+	if payee, token, err = n.channelArgs(req.Payee, req.Token); err != nil {
+		return
+	}
+	_, dec, err := n.chain.TokenInfo(ctx, token)
+	if err != nil {
+		return
+	}
+	if amount, err = chain.ParseUnits(req.Amount, dec); err != nil {
+		err = badRequest{err}
+		return
+	}
+	if amount.Sign() <= 0 || amount.Cmp(chain.MaxAmount) > 0 {
+		err = badRequest{fmt.Errorf("amount %q: want more than 0 and at most 2^96-1 base units", req.Amount)}
+	}
+	return
+}
+
+func (n *Node) walletInfo(ctx context.Context) (WalletInfo, error) {
+	c := n.chain
+	info := WalletInfo{Address: c.Address().Hex(), ChainID: c.ChainID().Uint64(), RPC: n.repo.Config.Chain.RPC,
+		Escrow: c.Escrow().Hex(), Token: c.DefaultToken().Hex()}
+	if info.RPC == "" {
+		info.RPC = "embedded"
+	}
+	var err error
+	if info.TokenSymbol, info.TokenDecimals, err = c.TokenInfo(ctx, c.DefaultToken()); err != nil {
+		return info, err
+	}
+	tb, err := c.Balance(ctx, c.DefaultToken())
+	if err != nil {
+		return info, err
+	}
+	nb, err := c.Balance(ctx, chain.NativeToken)
+	if err != nil {
+		return info, err
+	}
+	info.TokenBalance, info.TokenBalanceUnits = chain.NewAmount(tb), chain.FormatUnits(tb, info.TokenDecimals)
+	info.NativeBalance, info.NativeBalanceUnits = chain.NewAmount(nb), chain.FormatUnits(nb, 18)
+	return info, nil
+}
+
+func (n *Node) deposit(ctx context.Context, req PaymentRequest) (TxInfo, error) {
+	payee, token, amount, err := n.amountArgs(ctx, req)
+	if err != nil {
+		return TxInfo{}, err
+	}
+	bal, err := n.chain.Balance(ctx, token)
+	if err != nil {
+		return TxInfo{}, err
+	}
+	if bal.Cmp(amount) < 0 {
+		sym, dec, _ := n.chain.TokenInfo(ctx, token)
+		return TxInfo{}, badRequest{fmt.Errorf("insufficient funds: wallet %s holds %s %s, deposit needs %s",
+			n.wallet.Address(), chain.FormatUnits(bal, dec), sym, chain.FormatUnits(amount, dec))}
+	}
+	r, err := n.chain.Deposit(ctx, payee, token, amount)
+	return txInfo(r, chain.ChannelID(n.wallet.Address(), payee, token)), err
+}
+
+// signVoucher signs a cumulative voucher; it refuses one above what the
+// channel holds, since the escrow would not pay it.
+func (n *Node) signVoucher(ctx context.Context, req PaymentRequest) (*chain.Voucher, error) {
+	payee, token, amount, err := n.amountArgs(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := n.chain.Channel(ctx, n.wallet.Address(), payee, token)
+	if err != nil {
+		return nil, err
+	}
+	if amount.Cmp(ch.Deposited.Big()) > 0 {
+		return nil, badRequest{fmt.Errorf("voucher for %s base units exceeds the channel's deposit of %s: deposit more first", amount, ch.Deposited)}
+	}
+	v, err := n.chain.SignVoucher(payee, token, amount)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := n.vouchers.keep(n.vouchers.data.Signed, v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+func (n *Node) redeem(ctx context.Context, req RedeemRequest) (RedeemResult, error) {
+	for i, raw := range req.Vouchers {
+		v, err := chain.DecodeVoucher(raw)
+		if err != nil {
+			return RedeemResult{}, fmt.Errorf("voucher %d: %w", i, err)
+		}
+		if v.Payee != n.wallet.Address() {
+			return RedeemResult{}, badRequest{fmt.Errorf("voucher %d pays %s, not this wallet %s", i, v.Payee, n.wallet.Address())}
+		}
+		if _, err := n.vouchers.keep(n.vouchers.data.Received, v); err != nil {
+			return RedeemResult{}, err
+		}
+	}
+	// Redeem the best kept voucher of each channel that is owed more.
+	var todo []*chain.Voucher
+	paid := new(big.Int)
+	var views []ChannelView
+	for _, v := range n.vouchers.received() {
+		if v.ChainID.Big().Cmp(n.chain.ChainID()) != 0 || v.Escrow != n.chain.Escrow() {
+			continue
+		}
+		ch, err := n.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
+		if err != nil {
+			return RedeemResult{}, err
+		}
+		owed := new(big.Int).Sub(v.CumulativeAmount.Big(), ch.Redeemed.Big())
+		if owed.Sign() <= 0 {
+			continue
+		}
+		if v.CumulativeAmount.Cmp(ch.Deposited.Big()) > 0 {
+			n.log.Warn("voucher exceeds its channel's deposit; waiting for a top-up", "channel", v.Channel, "vouched", v.CumulativeAmount, "deposited", ch.Deposited)
+			continue
+		}
+		todo = append(todo, v)
+		paid.Add(paid, owed)
+	}
+	if len(todo) == 0 {
+		return RedeemResult{Paid: chain.NewAmount(nil), Redeemed: []ChannelView{}}, nil
+	}
+	var r *types.Receipt
+	var err error
+	if len(todo) == 1 {
+		r, err = n.chain.Redeem(ctx, todo[0])
+	} else {
+		r, err = n.chain.RedeemBatch(ctx, todo)
+	}
+	if err != nil {
+		return RedeemResult{}, err
+	}
+	for _, v := range todo {
+		ch, err := n.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
+		if err != nil {
+			return RedeemResult{}, err
+		}
+		views = append(views, n.view(ctx, ch))
+	}
+	return RedeemResult{TxInfo: txInfo(r, common.Hash{}), Redeemed: views, Paid: chain.NewAmount(paid)}, nil
+}
+
+func (n *Node) channels(ctx context.Context) (ChannelsInfo, error) {
+	chs, err := n.chain.Channels(ctx)
+	if err != nil {
+		return ChannelsInfo{}, err
+	}
+	out := ChannelsInfo{Address: n.wallet.Address().Hex(), Channels: []ChannelView{}}
+	for _, ch := range chs {
+		out.Channels = append(out.Channels, n.view(ctx, ch))
+	}
+	return out, nil
+}
+
+func (n *Node) view(ctx context.Context, ch chain.Channel) ChannelView {
+	v := ChannelView{Channel: ch, Role: "payee", Vouched: chain.NewAmount(nil), Withdrawable: chain.NewAmount(nil)}
+	store := n.vouchers.data.Received
+	if ch.Payer == n.wallet.Address() {
+		v.Role, store = "payer", n.vouchers.data.Signed
+		if ch.ClosesAt != 0 && uint64(time.Now().Unix()) >= ch.ClosesAt {
+			v.Withdrawable = ch.Available
+		}
+	}
+	if best := n.vouchers.get(store, ch.ID); best != nil {
+		v.Vouched = best.CumulativeAmount
+	}
+	v.Symbol, v.Decimals, _ = n.chain.TokenInfo(ctx, ch.Token)
+	return v
+}
