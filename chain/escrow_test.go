@@ -306,3 +306,78 @@ func TestFeeOnTransferToken(t *testing.T) {
 		t.Fatalf("redeeming the fee: %v", err)
 	}
 }
+
+// The watcher reports every change to a channel, in order, once.
+func TestWatchEvents(t *testing.T) {
+	e := newSim(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan Event, 16)
+	go e.payee.Watch(ctx, 0, func(ev Event) { got <- ev })
+	tok := e.token
+	if _, err := e.payer.Deposit(ctx, e.payee.Address(), tok, big.NewInt(10)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.payee.Redeem(ctx, e.voucher(tok, 4)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.payer.StartClose(ctx, e.payee.Address(), tok); err != nil {
+		t.Fatal(err)
+	}
+	e.sim.AdjustTime(testChallenge * time.Second)
+	if _, err := e.payer.Withdraw(ctx, e.payee.Address(), tok); err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		kind   string
+		amount int64
+	}{{"deposited", 10}, {"redeemed", 4}, {"close_started", -1}, {"withdrawn", 6}}
+	id := ChannelID(e.payer.Address(), e.payee.Address(), tok)
+	for _, w := range want {
+		select {
+		case ev := <-got:
+			if ev.Kind != w.kind || ev.Channel != id || (w.amount >= 0 && ev.Amount.Int64() != w.amount) {
+				t.Fatalf("event %+v, want %s of %d", ev, w.kind, w.amount)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %s event", w.kind)
+		}
+	}
+	select {
+	case ev := <-got:
+		t.Fatalf("extra event %+v", ev)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+// With confirmations set, a deposit returns only once that many blocks
+// hold it.
+func TestConfirmations(t *testing.T) {
+	e := newSim(t)
+	ctx := context.Background()
+	cfg := Config{Escrow: e.escrow, Token: e.token, Poll: time.Millisecond, Confirmations: 3}
+	c := e.client(e.payerK, cfg, nil)
+	stop := make(chan struct{})
+	go func() { // other activity keeps making blocks
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+				e.sim.Commit()
+			}
+		}
+	}()
+	defer close(stop)
+	r, err := c.Deposit(ctx, e.payee.Address(), NativeToken, big.NewInt(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := e.b.BlockNumber(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head < r.BlockNumber.Uint64()+2 {
+		t.Fatalf("returned at head %d for a receipt in block %d: fewer than 3 confirmations", head, r.BlockNumber)
+	}
+}
