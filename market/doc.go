@@ -1,0 +1,20 @@
+// Package market is how a job finds a provider, with no central server.
+//
+// A provider signs a ProviderAdvert (its free healthy GPUs by class, host
+// resources, prices, limits) with its peer key and stores it in the DHT
+// under /aixblock-provider/<peer-id>; it announces itself as a DHT provider
+// of one key per GPU class it has, plus any-gpu and cpu, and republishes
+// when health or allocation change and on a timer. A requester finds
+// providers by class, sends a signed JobOffer straight to the best few and
+// gossips it on /aixblock/<network>/offers/1 for the rest; providers whose
+// bid engine accepts it reserve GPUs and answer with a Bid over a direct
+// stream. The requester awards the best bid (price, then reputation, then
+// latency) and both sides sign the Deal with their wallets (EIP-712,
+// through the DealSigner that package chain implements and node hands in).
+//
+// Everything from the network is size-limited, decoded from canonical CBOR
+// and signature-checked before it changes any state; IDs are hashes of the
+// canonical bytes.
+//
+// Imports: p2p and gpu's types; never go-ethereum or Docker.
+package market

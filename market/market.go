@@ -1,0 +1,274 @@
+package market
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aixblock/aixblock/gpu"
+	"github.com/aixblock/aixblock/p2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Inventory is what the market needs of the GPU manager.
+type Inventory interface {
+	Inventory() gpu.Inventory
+	Subscribe() (<-chan gpu.Change, func())
+}
+
+// Config configures a Market. The zero value is a provider that bids on
+// nothing (no prices) and a requester with the defaults below.
+type Config struct {
+	// Prices per GPU-hour (per core-hour for "cpu"), in base units, by GPU
+	// class or "cpu", then by token (address or "native"). A class with no
+	// price gets no bids. "*" prices every class not listed.
+	Prices map[string]map[string]string
+	// PricingCommand, when set, is run for each matching offer with the
+	// offer as JSON on stdin; it prints a price (base units per GPU-hour),
+	// or exits non-zero to decline.
+	PricingCommand []string
+	// AcceptedImages are path.Match patterns; empty accepts any image.
+	AcceptedImages []string
+	// MaxDuration of a job; zero means 24 h.
+	MaxDuration time.Duration
+	// ReserveFor is how long GPUs stay reserved for a bid; zero means 30 s.
+	ReserveFor time.Duration
+	// AdvertTTL is an advert's lifetime; zero means 30 min. It is
+	// republished every AdvertTTL/3, and at once when health or allocation
+	// change.
+	AdvertTTL time.Duration
+
+	// BidWindow is how long a requester collects bids; zero means 1 s.
+	BidWindow time.Duration
+	// Enough bids end the window early; zero means 3.
+	Enough int
+	// Fanout is how many providers found in the DHT get the offer directly;
+	// zero means 5.
+	Fanout int
+	// AwardTimeout is how long a provider has to confirm an award; zero
+	// means 3 s.
+	AwardTimeout time.Duration
+	// ReputationFile persists reputation; empty keeps it in memory.
+	ReputationFile string
+
+	Logger *slog.Logger
+}
+
+// Market is both sides of the market on one node: a provider that adverts
+// and bids, and a requester that offers and awards.
+type Market struct {
+	cfg    Config
+	n      *p2p.Node
+	key    crypto.PrivKey
+	self   peer.ID
+	inv    Inventory
+	signer DealSigner
+	log    *slog.Logger
+	topic  *pubsub.Topic
+	sub    *pubsub.Subscription
+	rep    *Reputation
+
+	mu       sync.Mutex
+	held     map[string]*hold        // GPU UUID -> reservation or allocation
+	bids     map[string]*providerBid // offer ID -> our bid on it
+	seen     map[string]time.Time    // offer IDs already handled
+	pending  map[string]*openOffer   // offer ID -> where its bids go (requester)
+	deals    map[string]*Deal        // deal ID -> deal we provide
+	cpuHeld  int
+	republ   chan struct{}
+	advert   *ProviderAdvert
+	msgsSent atomic.Int64
+}
+
+type hold struct {
+	offerID string
+	dealID  string
+	until   time.Time
+}
+
+type providerBid struct {
+	offer JobOffer
+	bid   Bid
+	raw   []byte
+}
+
+type openOffer struct {
+	offer *JobOffer
+	start time.Time
+	bids  chan receivedBid
+}
+
+type receivedBid struct {
+	bid     Bid
+	latency time.Duration
+}
+
+// Protocol names, under /aixblock/<network>/.
+const (
+	protoOffer  = "market/offer/1"
+	protoBid    = "market/bid/1"
+	protoAward  = "market/award/1"
+	offersTopic = "offers/1"
+)
+
+// New starts the market on n: handlers, the offers topic, the advert loop
+// (Run). key is n's identity, for signing adverts, offers and bids.
+func New(n *p2p.Node, key crypto.PrivKey, inv Inventory, signer DealSigner, cfg Config) (*Market, error) {
+	if cfg.MaxDuration == 0 {
+		cfg.MaxDuration = 24 * time.Hour
+	}
+	if cfg.ReserveFor == 0 {
+		cfg.ReserveFor = 30 * time.Second
+	}
+	if cfg.AdvertTTL == 0 {
+		cfg.AdvertTTL = 30 * time.Minute
+	}
+	if cfg.BidWindow == 0 {
+		cfg.BidWindow = time.Second
+	}
+	if cfg.Enough == 0 {
+		cfg.Enough = 3
+	}
+	if cfg.Fanout == 0 {
+		cfg.Fanout = 5
+	}
+	if cfg.AwardTimeout == 0 {
+		cfg.AwardTimeout = 3 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := validatePrices(cfg.Prices); err != nil {
+		return nil, err
+	}
+	rep, err := OpenReputation(cfg.ReputationFile)
+	if err != nil {
+		return nil, err
+	}
+	m := &Market{
+		cfg: cfg, n: n, key: key, self: n.Host.ID(), inv: inv, signer: signer, rep: rep,
+		log:     cfg.Logger.With("component", "market"),
+		held:    map[string]*hold{},
+		bids:    map[string]*providerBid{},
+		seen:    map[string]time.Time{},
+		pending: map[string]*openOffer{},
+		deals:   map[string]*Deal{},
+		republ:  make(chan struct{}, 1),
+	}
+	if m.topic, err = n.Join(offersTopic, m.validateGossipOffer); err != nil {
+		return nil, err
+	}
+	if m.sub, err = m.topic.Subscribe(); err != nil {
+		return nil, fmt.Errorf("market: subscribe %s: %w", offersTopic, err)
+	}
+	h := n.Host
+	p2p.Handle(h, n.ProtocolID(protoOffer), p2p.StreamLimits{MaxRequest: MaxOfferBytes, MaxResponse: MaxBidBytes}, m.log, m.handleOffer)
+	p2p.Handle(h, n.ProtocolID(protoBid), p2p.StreamLimits{MaxRequest: MaxBidBytes, MaxResponse: 64}, m.log, m.handleBid)
+	p2p.Handle(h, n.ProtocolID(protoAward), p2p.StreamLimits{MaxRequest: MaxDealBytes, MaxResponse: MaxDealBytes}, m.log, m.handleAward)
+	return m, nil
+}
+
+// Run publishes the advert and keeps it fresh, follows gossiped offers and
+// releases lapsed reservations, until ctx ends.
+func (m *Market) Run(ctx context.Context) error {
+	changes, unsub := m.inv.Subscribe()
+	defer unsub()
+	go m.readOffers(ctx)
+	m.publish(ctx)
+	every := time.NewTicker(m.cfg.AdvertTTL / 3)
+	defer every.Stop()
+	sweep := time.NewTicker(time.Second)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			m.sub.Cancel()
+			m.topic.Close()
+			return nil
+		case <-changes:
+			m.publish(ctx)
+		case <-m.republ:
+			m.publish(ctx)
+		case <-every.C:
+			m.publish(ctx)
+		case now := <-sweep.C:
+			if m.sweep(now) {
+				m.publish(ctx)
+			}
+		}
+	}
+}
+
+func (m *Market) requestRepublish() {
+	select {
+	case m.republ <- struct{}{}:
+	default:
+	}
+}
+
+// sweep frees reservations and allocations past their time; it reports
+// whether any was.
+func (m *Market) sweep(now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	freed := false
+	for u, h := range m.held {
+		if now.After(h.until) {
+			delete(m.held, u)
+			freed = true
+		}
+	}
+	for id, b := range m.bids {
+		if now.After(time.UnixMilli(b.bid.ReservedUntilMs)) && !m.awarded(id) {
+			delete(m.bids, id)
+		}
+	}
+	for id, t := range m.seen {
+		if now.Sub(t) > time.Hour {
+			delete(m.seen, id)
+		}
+	}
+	return freed
+}
+
+func (m *Market) awarded(offerID string) bool {
+	for _, d := range m.deals {
+		if d.OfferID == offerID {
+			return true
+		}
+	}
+	return false
+}
+
+// Release frees the GPUs of a deal (the job ended).
+func (m *Market) Release(dealID string) {
+	m.mu.Lock()
+	for u, h := range m.held {
+		if h.dealID == dealID {
+			delete(m.held, u)
+		}
+	}
+	delete(m.deals, dealID)
+	m.mu.Unlock()
+	m.requestRepublish()
+}
+
+// Reputation is the requester's record of providers.
+func (m *Market) Reputation() *Reputation { return m.rep }
+
+// MessagesSent counts market messages this node sent: direct requests and
+// gossip publications.
+func (m *Market) MessagesSent() int64 { return m.msgsSent.Load() }
+
+func (m *Market) request(ctx context.Context, p peer.ID, proto string, req []byte, lim p2p.StreamLimits) ([]byte, error) {
+	m.msgsSent.Add(1)
+	return p2p.Request(ctx, m.n.Host, p, m.n.ProtocolID(proto), req, lim)
+}
+
+var errNoBid = errors.New("no bid")

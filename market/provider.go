@@ -1,0 +1,345 @@
+package market
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"os/exec"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aixblock/aixblock/gpu"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+func validatePrices(prices map[string]map[string]string) error {
+	for class, byToken := range prices {
+		if class != "*" && !classRE.MatchString(class) {
+			return fmt.Errorf("market.prices: class %q: want a class key such as nvidia-h100-80gb, cpu or *", class)
+		}
+		for tok, p := range byToken {
+			if err := checkToken("market.prices["+class+"] token", tok); err != nil {
+				return err
+			}
+			if _, err := parseAmount("market.prices["+class+"]["+tok+"]", p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// decodeOffer opens and validates an offer from the network.
+func decodeOffer(raw []byte, now time.Time) (*JobOffer, string, error) {
+	var o JobOffer
+	body, err := open("offer", raw, MaxOfferBytes, &o)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := o.validate(now); err != nil {
+		return nil, "", err
+	}
+	return &o, hashID(body), nil
+}
+
+// validateGossipOffer is the offers topic's validator: unsigned, expired,
+// oversized, malformed and duplicate offers are rejected (the sender loses
+// score) before any state changes.
+func (m *Market) validateGossipOffer(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	o, _, err := decodeOffer(msg.Data, time.Now())
+	if err != nil {
+		m.log.Debug("offer rejected", "from", from, "err", err)
+		return pubsub.ValidationReject
+	}
+	// An offer must come from its requester, not be relayed under
+	// another's name.
+	if msg.GetFrom().String() != o.Requester {
+		return pubsub.ValidationReject
+	}
+	return pubsub.ValidationAccept
+}
+
+func (m *Market) readOffers(ctx context.Context) {
+	for {
+		msg, err := m.sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		if msg.ReceivedFrom == m.self {
+			continue
+		}
+		o, id, err := decodeOffer(msg.Data, time.Now())
+		if err != nil || o.Requester == m.self.String() {
+			continue
+		}
+		go m.bidBack(ctx, o, id)
+	}
+}
+
+// bidBack answers a gossiped offer with a bid over a direct stream.
+func (m *Market) bidBack(ctx context.Context, o *JobOffer, id string) {
+	raw, err := m.bid(o, id)
+	if err != nil {
+		return
+	}
+	rp, err := peer.Decode(o.Requester)
+	if err != nil {
+		return
+	}
+	for _, s := range o.Addrs {
+		if a, err := ma.NewMultiaddr(s); err == nil {
+			m.n.Host.Peerstore().AddAddr(rp, a, time.Minute)
+		}
+	}
+	cctx, cancel := context.WithDeadline(ctx, time.UnixMilli(o.DeadlineMs))
+	defer cancel()
+	if _, err := m.request(cctx, rp, protoBid, raw, bidLimits); err != nil {
+		m.log.Debug("bid not delivered", "offer_id", id, "err", err)
+	}
+}
+
+// handleOffer answers an offer sent straight to us with a bid, or says why
+// not.
+func (m *Market) handleOffer(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	o, id, err := decodeOffer(req, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if o.Requester != from.String() {
+		return nil, bad("offer of %s sent by %s", o.Requester, from)
+	}
+	return m.bid(o, id)
+}
+
+// bid runs the bid engine: the offer against free healthy GPUs, accepted
+// images and tokens, and the price floor; on a match it reserves the GPUs
+// and returns the signed bid. An offer is bid on once, however it came.
+func (m *Market) bid(o *JobOffer, id string) ([]byte, error) {
+	m.mu.Lock()
+	if b := m.bids[id]; b != nil {
+		m.mu.Unlock()
+		return b.raw, nil
+	}
+	if _, dup := m.seen[id]; dup {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("%w: offer %s already declined", errNoBid, id[:12])
+	}
+	m.seen[id] = time.Now()
+	m.mu.Unlock()
+
+	if len(m.cfg.AcceptedImages) > 0 && !imageAccepted(m.cfg.AcceptedImages, o.Image) {
+		return nil, fmt.Errorf("%w: image %q not accepted here", errNoBid, o.Image)
+	}
+	if time.Duration(o.MaxDurationS)*time.Second > m.cfg.MaxDuration {
+		return nil, fmt.Errorf("%w: jobs here run at most %s", errNoBid, m.cfg.MaxDuration)
+	}
+	inv := m.inv.Inventory()
+	h := inv.Host
+	if o.Req.CPUCores > h.CPUCores || o.Req.MemoryMiB > h.MemoryMiB || o.Req.DiskMiB > h.DiskFreeMiB {
+		return nil, fmt.Errorf("%w: not enough CPU, memory or disk", errNoBid)
+	}
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	class, gpus := m.pickGPUs(inv, o.Req)
+	if o.Req.GPUs > 0 && gpus == nil {
+		return nil, fmt.Errorf("%w: no %d free healthy %s GPUs", errNoBid, o.Req.GPUs, orAny(o.Req.GPUClass))
+	}
+	if o.Req.GPUs == 0 {
+		class = CPU
+	}
+	price, err := m.price(class, o)
+	if err != nil {
+		return nil, err
+	}
+	maxPrice, _ := parseAmount("max_price", o.MaxPrice)
+	if price.Cmp(maxPrice) > 0 {
+		return nil, fmt.Errorf("%w: price %s is over the offer's %s", errNoBid, price, maxPrice)
+	}
+	until := now.Add(m.cfg.ReserveFor)
+	if dl := time.UnixMilli(o.DeadlineMs); until.Before(dl) {
+		until = dl.Add(m.cfg.AwardTimeout)
+	}
+	b := Bid{
+		Version: ProtocolVersion, OfferID: id, Provider: m.self.String(), Wallet: m.signer.Wallet(),
+		Token: o.Token, Price: price.String(), GPUs: gpus, GPUClass: class, ReservedUntilMs: until.UnixMilli(),
+	}
+	raw, _, err := seal("bid", &b, m.key)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range gpus {
+		m.held[u] = &hold{offerID: id, until: until}
+	}
+	m.bids[id] = &providerBid{offer: *o, bid: b, raw: raw}
+	m.log.Debug("bid", "offer_id", id[:12], "requester", o.Requester, "gpus", len(gpus), "price", price)
+	return raw, nil
+}
+
+func orAny(class string) string {
+	if class == "" {
+		return "(any class)"
+	}
+	return class
+}
+
+// pickGPUs chooses free healthy GPUs for req, lowest indexes first, from
+// one class; the caller holds m.mu.
+func (m *Market) pickGPUs(inv gpu.Inventory, req Requirements) (string, []string) {
+	if req.GPUs == 0 {
+		return "", nil
+	}
+	byClass := map[string][]string{}
+	var classes []string
+	for _, g := range inv.GPUs {
+		if g.Health != gpu.Healthy || m.held[g.UUID] != nil || g.MemoryMiB < req.GPUMemoryMiB {
+			continue
+		}
+		if req.GPUClass != "" && g.Class != req.GPUClass {
+			continue
+		}
+		if byClass[g.Class] == nil {
+			classes = append(classes, g.Class)
+		}
+		byClass[g.Class] = append(byClass[g.Class], g.UUID)
+	}
+	sort.Strings(classes)
+	for _, c := range classes {
+		if len(byClass[c]) >= req.GPUs {
+			return c, byClass[c][:req.GPUs]
+		}
+	}
+	return "", nil
+}
+
+// price is the floor for class in the offer's token: the pricing command's
+// answer, or the configured flat price.
+func (m *Market) price(class string, o *JobOffer) (*big.Int, error) {
+	if len(m.cfg.PricingCommand) > 0 {
+		return m.priceByCommand(o)
+	}
+	byToken := m.cfg.Prices[class]
+	if byToken == nil {
+		byToken = m.cfg.Prices["*"]
+	}
+	p, ok := byToken[o.Token]
+	if !ok {
+		return nil, fmt.Errorf("%w: no price for %s in token %s", errNoBid, class, o.Token)
+	}
+	return parseAmount("price", p)
+}
+
+func (m *Market) priceByCommand(o *JobOffer) (*big.Int, error) {
+	in, _ := json.Marshal(o)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, m.cfg.PricingCommand[0], m.cfg.PricingCommand[1:]...)
+	cmd.Stdin = bytes.NewReader(in)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%w: pricing command declined: %v", errNoBid, err)
+	}
+	p, err := parseAmount("pricing command output", strings.TrimSpace(out.String()))
+	if err != nil {
+		m.log.Warn("pricing command printed no price", "output", strings.TrimSpace(out.String()))
+		return nil, fmt.Errorf("%w: pricing command printed no price", errNoBid)
+	}
+	return p, nil
+}
+
+func imageAccepted(patterns []string, image string) bool {
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, image); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// handleAward countersigns a deal for one of our bids: the requester's
+// signature, the terms and the reservation must all match.
+func (m *Market) handleAward(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	var d Deal
+	if len(req) > MaxDealBytes {
+		return nil, bad("deal over %d bytes", MaxDealBytes)
+	}
+	if err := decMode.Unmarshal(req, &d); err != nil {
+		return nil, bad("deal: %v", err)
+	}
+	if d.Requester != from.String() || d.Provider != m.self.String() {
+		return nil, bad("deal between %s and %s sent by %s", d.Requester, d.Provider, from)
+	}
+	m.mu.Lock()
+	pb := m.bids[d.OfferID]
+	m.mu.Unlock()
+	if pb == nil {
+		return nil, bad("no bid of ours for offer %s (expired?)", short(d.OfferID))
+	}
+	want := termsFor(&pb.offer, &pb.bid)
+	if err := want.computeID(); err != nil {
+		return nil, err
+	}
+	if !sameTerms(want, d.DealTerms) {
+		return nil, bad("deal terms differ from our bid")
+	}
+	if time.Now().After(time.UnixMilli(pb.bid.ReservedUntilMs)) {
+		return nil, bad("our reservation for offer %s lapsed", short(d.OfferID))
+	}
+	if err := m.signer.VerifyDeal(d.DealTerms, d.RequesterSig, pb.offer.Wallet); err != nil {
+		return nil, bad("requester signature: %v", err)
+	}
+	sig, err := m.signer.SignDeal(d.DealTerms)
+	if err != nil {
+		return nil, err
+	}
+	d.ProviderSig = sig
+	m.mu.Lock()
+	until := time.Now().Add(time.Duration(d.MaxDurationS) * time.Second)
+	for _, u := range d.GPUs {
+		m.held[u] = &hold{offerID: d.OfferID, dealID: d.ID, until: until}
+	}
+	m.deals[d.ID] = &d
+	m.mu.Unlock()
+	m.requestRepublish()
+	m.log.Info("deal", "deal_id", short(d.ID), "requester", d.Requester, "gpus", len(d.GPUs), "price", d.Price)
+	return canonical(d)
+}
+
+// Deals are the deals this node provides for.
+func (m *Market) Deals() []Deal {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Deal, 0, len(m.deals))
+	for _, d := range m.deals {
+		out = append(out, *d)
+	}
+	return out
+}
+
+func termsFor(o *JobOffer, b *Bid) DealTerms {
+	return DealTerms{
+		Version: ProtocolVersion, OfferID: b.OfferID, Requester: o.Requester, Provider: b.Provider,
+		RequesterWallet: o.Wallet, ProviderWallet: b.Wallet, Token: b.Token, Price: b.Price,
+		MaxDurationS: o.MaxDurationS, GPUs: b.GPUs, GPUClass: b.GPUClass, SpecHash: o.SpecHash,
+	}
+}
+
+func sameTerms(a, b DealTerms) bool {
+	x, err1 := canonical(a)
+	y, err2 := canonical(b)
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

@@ -1,0 +1,346 @@
+package market
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/big"
+	"sort"
+	"time"
+
+	"github.com/aixblock/aixblock/p2p"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+var bidLimits = p2p.StreamLimits{MaxRequest: MaxBidBytes, MaxResponse: 64, Timeout: 5 * time.Second}
+
+// OfferRequest is what a requester asks the market for.
+type OfferRequest struct {
+	Req         Requirements
+	Image       string
+	Token       string // address or "native"
+	MaxPrice    string // per GPU-hour, base units
+	MaxDuration time.Duration
+	SpecHash    string // hex SHA-256 of the job spec
+	// Exclude are providers not to award (say, ones that failed this job).
+	Exclude []string
+}
+
+// NegotiationStats says how a negotiation went.
+type NegotiationStats struct {
+	OfferID   string        `json:"offer_id"`
+	Found     int           `json:"providers_found"`
+	Contacted int           `json:"providers_contacted"`
+	Bids      int           `json:"bids"`
+	Bidders   []string      `json:"bidders"`
+	Awards    int           `json:"awards"`
+	Elapsed   time.Duration `json:"elapsed_ns"`
+}
+
+// ErrNoDeal means no provider agreed; it is wrapped with why.
+var ErrNoDeal = errors.New("no deal")
+
+// Negotiate finds providers for the requirements, offers the job to the
+// best few directly and to everyone by gossip, collects bids for the bid
+// window (or until enough came), and awards the best bid: lowest price,
+// then reputation, then latency. An award the provider does not confirm
+// in time goes to the next bid. It returns the deal both sides signed.
+func (m *Market) Negotiate(ctx context.Context, r OfferRequest) (*Deal, NegotiationStats, error) {
+	start := time.Now()
+	var st NegotiationStats
+	if err := r.Req.Validate(); err != nil {
+		return nil, st, err
+	}
+	if r.MaxDuration <= 0 {
+		return nil, st, fmt.Errorf("max duration %s: want more than 0", r.MaxDuration)
+	}
+	if r.Token == "" {
+		r.Token = "native"
+	}
+	if err := checkToken("token", r.Token); err != nil {
+		return nil, st, err
+	}
+	if _, err := parseAmount("max_price", r.MaxPrice); err != nil {
+		return nil, st, err
+	}
+	var nonce [8]byte
+	rand.Read(nonce[:])
+	o := JobOffer{
+		Version: ProtocolVersion, Requester: m.self.String(), Wallet: m.signer.Wallet(),
+		Req: r.Req, Image: r.Image, Token: r.Token, MaxPrice: r.MaxPrice,
+		MaxDurationS: int64(r.MaxDuration / time.Second), SpecHash: r.SpecHash,
+		DeadlineMs: start.Add(m.cfg.BidWindow).UnixMilli(), Nonce: binary.BigEndian.Uint64(nonce[:]),
+	}
+	for _, a := range m.n.Host.Addrs() {
+		if len(o.Addrs) < 8 {
+			o.Addrs = append(o.Addrs, a.String())
+		}
+	}
+	if err := o.validate(start); err != nil {
+		return nil, st, err
+	}
+	raw, body, err := seal("offer", &o, m.key)
+	if err != nil {
+		return nil, st, err
+	}
+	id := hashID(body)
+	st.OfferID = id
+	bids := make(chan receivedBid, 64)
+	m.mu.Lock()
+	m.pending[id] = &openOffer{offer: &o, start: start, bids: bids}
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.pending, id)
+		m.mu.Unlock()
+	}()
+
+	// Gossip reaches providers the DHT did not name; the best few found in
+	// the DHT get it directly, which is faster and always arrives.
+	if err := m.topic.Publish(ctx, raw); err != nil {
+		m.log.Warn("offer not gossiped", "err", err)
+	} else {
+		m.msgsSent.Add(1)
+	}
+	class := r.Req.GPUClass
+	if class == "" && r.Req.GPUs > 0 {
+		class = AnyGPU
+	} else if r.Req.GPUs == 0 {
+		class = CPU
+	}
+	wctx, cancel := context.WithDeadline(ctx, time.UnixMilli(o.DeadlineMs))
+	defer cancel()
+	found, _ := m.FindProviders(wctx, class, 20)
+	st.Found = len(found)
+	targets := m.rankAdverts(found, &o)
+	if len(targets) > m.cfg.Fanout {
+		targets = targets[:m.cfg.Fanout]
+	}
+	st.Contacted = len(targets)
+	for _, p := range targets {
+		go func(p peer.ID) {
+			t0 := time.Now()
+			resp, err := m.request(wctx, p, protoOffer, raw, p2p.StreamLimits{MaxRequest: MaxOfferBytes, MaxResponse: MaxBidBytes})
+			if err != nil {
+				m.log.Debug("no bid", "peer_id", p, "err", err)
+				return
+			}
+			if b, err := m.checkBid(resp, id, &o, p); err == nil {
+				bids <- receivedBid{bid: *b, latency: time.Since(t0)}
+			}
+		}(p)
+	}
+
+	// Collect until the window ends or enough bids came.
+	got := map[string]receivedBid{}
+collect:
+	for len(got) < m.cfg.Enough {
+		select {
+		case b := <-bids:
+			if _, dup := got[b.bid.Provider]; !dup {
+				got[b.bid.Provider] = b
+				m.rep.Latency(b.bid.Provider, b.latency)
+			}
+		case <-wctx.Done():
+			break collect
+		}
+	}
+	st.Bids = len(got)
+	for p := range got {
+		st.Bidders = append(st.Bidders, p)
+	}
+	ranked := m.rankBids(got, r.Exclude)
+	for _, b := range ranked {
+		st.Awards++
+		d, err := m.award(ctx, &o, &b.bid)
+		if err != nil {
+			m.log.Info("award not confirmed; trying the next bid", "provider", b.bid.Provider, "err", err)
+			m.rep.NoShow(b.bid.Provider)
+			continue
+		}
+		st.Elapsed = time.Since(start)
+		return d, st, nil
+	}
+	st.Elapsed = time.Since(start)
+	if len(got) == 0 {
+		return nil, st, fmt.Errorf("%w: no provider bid within %s (%d found, %d asked directly)", ErrNoDeal, m.cfg.BidWindow, st.Found, st.Contacted)
+	}
+	return nil, st, fmt.Errorf("%w: %d bids, none confirmed its award", ErrNoDeal, len(got))
+}
+
+// rankAdverts orders providers whose adverts could serve o, cheapest first.
+func (m *Market) rankAdverts(found []ProviderInfo, o *JobOffer) []peer.ID {
+	type cand struct {
+		id    peer.ID
+		price *big.Int
+		score float64
+	}
+	var cs []cand
+	maxPrice, _ := parseAmount("max_price", o.MaxPrice)
+	for _, f := range found {
+		a := f.Advert
+		if o.Req.GPUs > 0 {
+			free := 0
+			for _, g := range a.GPUs {
+				if (o.Req.GPUClass == "" || g.Class == o.Req.GPUClass) && g.MemoryMiB >= o.Req.GPUMemoryMiB && g.Free > free {
+					free = g.Free
+				}
+			}
+			if free < o.Req.GPUs {
+				continue
+			}
+		}
+		var price *big.Int
+		for _, p := range a.Prices {
+			if p.Token == o.Token {
+				price, _ = parseAmount("price", p.PerGPUHour)
+			}
+		}
+		if price == nil || price.Cmp(maxPrice) > 0 {
+			continue
+		}
+		id, err := peer.Decode(a.PeerID)
+		if err != nil {
+			continue
+		}
+		cs = append(cs, cand{id, price, f.Reputation.Score()})
+	}
+	sort.SliceStable(cs, func(i, j int) bool {
+		if c := cs[i].price.Cmp(cs[j].price); c != 0 {
+			return c < 0
+		}
+		return cs[i].score > cs[j].score
+	})
+	out := make([]peer.ID, len(cs))
+	for i, c := range cs {
+		out[i] = c.id
+	}
+	return out
+}
+
+// rankBids orders bids: lowest price, then best reputation, then fastest.
+func (m *Market) rankBids(got map[string]receivedBid, exclude []string) []receivedBid {
+	skip := map[string]bool{}
+	for _, e := range exclude {
+		skip[e] = true
+	}
+	var out []receivedBid
+	for p, b := range got {
+		if !skip[p] {
+			out = append(out, b)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		pi, _ := parseAmount("price", out[i].bid.Price)
+		pj, _ := parseAmount("price", out[j].bid.Price)
+		if c := pi.Cmp(pj); c != 0 {
+			return c < 0
+		}
+		si, sj := m.rep.Get(out[i].bid.Provider).Score(), m.rep.Get(out[j].bid.Provider).Score()
+		if si != sj {
+			return si > sj
+		}
+		if out[i].latency != out[j].latency {
+			return out[i].latency < out[j].latency
+		}
+		return out[i].bid.Provider < out[j].bid.Provider
+	})
+	return out
+}
+
+// checkBid opens a bid and checks it answers o from provider p.
+func (m *Market) checkBid(raw []byte, offerID string, o *JobOffer, p peer.ID) (*Bid, error) {
+	var b Bid
+	if _, err := open("bid", raw, MaxBidBytes, &b); err != nil {
+		return nil, err
+	}
+	if err := b.validate(time.Now()); err != nil {
+		return nil, err
+	}
+	switch {
+	case b.OfferID != offerID:
+		return nil, bad("bid for offer %s, not %s", short(b.OfferID), short(offerID))
+	case b.Provider != p.String():
+		return nil, bad("bid of %s sent by %s", b.Provider, p)
+	case b.Token != o.Token:
+		return nil, bad("bid in token %s, offer in %s", b.Token, o.Token)
+	case len(b.GPUs) != o.Req.GPUs:
+		return nil, bad("bid of %d GPUs for an offer of %d", len(b.GPUs), o.Req.GPUs)
+	case o.Req.GPUClass != "" && b.GPUClass != o.Req.GPUClass:
+		return nil, bad("bid of %s GPUs for an offer of %s", b.GPUClass, o.Req.GPUClass)
+	}
+	price, _ := parseAmount("price", b.Price)
+	maxPrice, _ := parseAmount("max_price", o.MaxPrice)
+	if price.Cmp(maxPrice) > 0 {
+		return nil, bad("bid price %s over the offer's %s", price, maxPrice)
+	}
+	return &b, nil
+}
+
+// handleBid takes a bid for one of our open offers (a provider that heard
+// the offer by gossip).
+func (m *Market) handleBid(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	var peek Bid
+	if _, err := open("bid", req, MaxBidBytes, &peek); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	oo := m.pending[peek.OfferID]
+	m.mu.Unlock()
+	if oo == nil {
+		return nil, bad("no open offer %s", short(peek.OfferID))
+	}
+	b, err := m.checkBid(req, peek.OfferID, oo.offer, from)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case oo.bids <- receivedBid{bid: *b, latency: time.Since(oo.start)}:
+	default:
+	}
+	return []byte("ok"), nil
+}
+
+// award signs the deal for bid b and asks the provider to countersign.
+func (m *Market) award(ctx context.Context, o *JobOffer, b *Bid) (*Deal, error) {
+	t := termsFor(o, b)
+	if err := t.computeID(); err != nil {
+		return nil, err
+	}
+	sig, err := m.signer.SignDeal(t)
+	if err != nil {
+		return nil, err
+	}
+	d := Deal{DealTerms: t, RequesterSig: sig}
+	raw, err := canonical(d)
+	if err != nil {
+		return nil, err
+	}
+	p, err := peer.Decode(b.Provider)
+	if err != nil {
+		return nil, err
+	}
+	actx, cancel := context.WithTimeout(ctx, m.cfg.AwardTimeout)
+	defer cancel()
+	resp, err := m.request(actx, p, protoAward, raw, p2p.StreamLimits{MaxRequest: MaxDealBytes, MaxResponse: MaxDealBytes, Timeout: m.cfg.AwardTimeout})
+	if err != nil {
+		return nil, err
+	}
+	var got Deal
+	if len(resp) > MaxDealBytes {
+		return nil, bad("confirmed deal over %d bytes", MaxDealBytes)
+	}
+	if err := decMode.Unmarshal(resp, &got); err != nil {
+		return nil, bad("confirmed deal: %v", err)
+	}
+	if !sameTerms(got.DealTerms, t) {
+		return nil, bad("provider changed the deal's terms")
+	}
+	if err := m.signer.VerifyDeal(t, got.ProviderSig, b.Wallet); err != nil {
+		return nil, bad("provider signature: %v", err)
+	}
+	d.ProviderSig = got.ProviderSig
+	return &d, nil
+}
