@@ -356,7 +356,9 @@ func TestConfirmations(t *testing.T) {
 	e := newSim(t)
 	ctx := context.Background()
 	cfg := Config{Escrow: e.escrow, Token: e.token, Poll: time.Millisecond, Confirmations: 3}
-	c := e.client(e.payerK, cfg, nil)
+	// One block maker only: two concurrent commits on the simulated chain
+	// would fork it (which the client rightly reports as a reorg).
+	c := e.client(e.payerK, cfg, func(Backend) Backend { return e.sim.Client() })
 	stop := make(chan struct{})
 	go func() { // other activity keeps making blocks
 		for {

@@ -156,15 +156,25 @@ func (s *sender) confirmations(ctx context.Context, r *types.Receipt) error {
 	want := r.BlockNumber.Uint64() + s.confirm - 1
 	t := time.NewTicker(s.poll)
 	defer t.Stop()
+	missing := 0
 	for {
 		n, err := s.b.BlockNumber(ctx)
 		if err == nil && n >= want {
-			// The transaction must still be in the chain it was mined in.
+			// The transaction must still be in the block it was mined in.
+			// A node may fail a receipt lookup for a moment (its index
+			// catching up); only a receipt in another block, or one gone
+			// for many polls, means a reorg.
 			r2, err := s.b.TransactionReceipt(ctx, r.TxHash)
-			if err == nil && r2 != nil && r2.BlockHash == r.BlockHash {
+			switch {
+			case err == nil && r2 != nil && r2.BlockHash == r.BlockHash:
 				return nil
+			case err == nil && r2 != nil:
+				return fmt.Errorf("transaction %s moved to block %s (reorg); check it again", r.TxHash, r2.BlockNumber)
+			default:
+				if missing++; missing > 50 {
+					return fmt.Errorf("transaction %s left the chain (reorg); send it again", r.TxHash)
+				}
 			}
-			return fmt.Errorf("transaction %s left the chain (reorg); send it again", r.TxHash)
 		}
 		select {
 		case <-ctx.Done():

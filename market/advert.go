@@ -127,21 +127,22 @@ func (m *Market) buildAdvert(now time.Time) *ProviderAdvert {
 	return a
 }
 
-// publish puts a fresh advert in the DHT and announces the classes it has.
-// A node with no prices is not a provider and publishes nothing.
-func (m *Market) publish(ctx context.Context) {
+// publish puts a fresh advert in the DHT and announces the classes it has;
+// it reports whether the DHT took it. A node with no prices is not a
+// provider and publishes nothing.
+func (m *Market) publish(ctx context.Context) bool {
 	if len(m.cfg.Prices) == 0 && len(m.cfg.PricingCommand) == 0 {
-		return
+		return true
 	}
 	a := m.buildAdvert(time.Now())
 	if len(a.Prices) == 0 {
 		m.log.Warn("no price for any class here; not advertising", "classes", len(a.GPUs))
-		return
+		return true
 	}
 	raw, _, err := seal("advert", a, m.key)
 	if err != nil {
 		m.log.Error("sign advert", "err", err)
-		return
+		return false
 	}
 	m.mu.Lock()
 	m.advert = a
@@ -149,7 +150,8 @@ func (m *Market) publish(ctx context.Context) {
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := m.n.DHT.PutValue(pctx, advertKey(m.self), raw); err != nil {
-		m.log.Warn("advert not stored in the DHT yet; will retry", "err", err)
+		m.log.Debug("advert not stored in the DHT yet; will retry", "err", err)
+		return false
 	}
 	keys := []string{CPU}
 	if len(a.GPUs) > 0 {
@@ -164,6 +166,7 @@ func (m *Market) publish(ctx context.Context) {
 		}
 	}
 	m.log.Debug("advert published", "gpus", a.GPUs, "healthy", a.Healthy, "unhealthy", a.Unhealthy)
+	return true
 }
 
 // Advert is this node's last published advert, if any.
@@ -218,6 +221,7 @@ func (m *Market) FindProviders(ctx context.Context, class string, limit int) ([]
 			mu.Lock()
 			out = append(out, ProviderInfo{Advert: a, Reputation: m.rep.Get(p.String())})
 			mu.Unlock()
+			m.cacheAdvert(a)
 		}(ai.ID)
 	}
 	wg.Wait()
@@ -251,4 +255,24 @@ func (m *Market) fetchAdvert(ctx context.Context, p peer.ID) (*ProviderAdvert, e
 		return nil, fmt.Errorf("no advert for %s", p)
 	}
 	return decodeAdvert(advertKey(p), best, time.Now())
+}
+
+// cacheAdvert keeps adverts this node has fetched, until they expire, so
+// that offers skip providers that cannot serve them.
+func (m *Market) cacheAdvert(a *ProviderAdvert) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old := m.adverts[a.PeerID]; old == nil || old.IssuedAtMs < a.IssuedAtMs {
+		m.adverts[a.PeerID] = a
+	}
+}
+
+func (m *Market) cachedAdvert(p peer.ID) *ProviderAdvert {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := m.adverts[p.String()]
+	if a == nil || time.Now().UnixMilli() > a.ExpiresAtMs {
+		return nil
+	}
+	return a
 }

@@ -84,17 +84,11 @@ func startMarket(t testing.TB, network string, specs []nodeSpec, cfg Config) []*
 	var nodes []*tnode
 	for i, s := range specs {
 		key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-		pc := p2p.Config{Network: network, Identity: key, NoNAT: true, DHTRefresh: -1,
-			GossipHeartbeat: 200 * time.Millisecond, Records: []p2p.RecordValidator{AdvertRecord()}}
+		pc := testP2PConfig(network, key)
 		if i > 0 {
 			pc.Bootstrap = []peer.AddrInfo{{ID: nodes[0].p2p.Host.ID(), Addrs: nodes[0].p2p.Host.Addrs()}}
 		}
-		pn, err := p2p.New(ctx, pc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { pn.Close() })
-		tn := &tnode{p2p: pn, signer: newFakeSigner()}
+		tn := newTnode(t, ctx, pc)
 		var inv Inventory = cpuOnly{}
 		if s.mock != "" {
 			g, err := gpu.New(gpu.Config{Mock: s.mock, PollInterval: 100 * time.Millisecond, DiskPath: t.TempDir()})
@@ -109,7 +103,8 @@ func startMarket(t testing.TB, network string, specs []nodeSpec, cfg Config) []*
 		for class, p := range s.prices {
 			c.Prices[class] = map[string]string{"native": p}
 		}
-		if tn.m, err = New(pn, key, inv, tn.signer, c); err != nil {
+		var err error
+		if tn.m, err = New(tn.p2p, key, inv, tn.signer, c); err != nil {
 			t.Fatal(err)
 		}
 		nodes = append(nodes, tn)
@@ -153,3 +148,20 @@ func ids(ps []ProviderInfo) map[string]bool {
 }
 
 const specHash = "5d41402abc4b2a76b9719d911017c592ae5d41402abc4b2a76b9719d911017c5"
+
+// testP2PConfig is a quiet loopback node that accepts adverts.
+func testP2PConfig(network string, key crypto.PrivKey) p2p.Config {
+	return p2p.Config{Network: network, Identity: key, NoNAT: true, DHTRefresh: -1,
+		GossipHeartbeat: 200 * time.Millisecond, Records: []p2p.RecordValidator{AdvertRecord()}}
+}
+
+// newTnode starts the p2p node of pc, with a fresh fake wallet.
+func newTnode(t testing.TB, ctx context.Context, pc p2p.Config) *tnode {
+	t.Helper()
+	pn, err := p2p.New(ctx, pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pn.Close() })
+	return &tnode{p2p: pn, signer: newFakeSigner()}
+}

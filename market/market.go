@@ -74,16 +74,18 @@ type Market struct {
 	sub    *pubsub.Subscription
 	rep    *Reputation
 
-	mu       sync.Mutex
-	held     map[string]*hold        // GPU UUID -> reservation or allocation
-	bids     map[string]*providerBid // offer ID -> our bid on it
-	seen     map[string]time.Time    // offer IDs already handled
-	pending  map[string]*openOffer   // offer ID -> where its bids go (requester)
-	deals    map[string]*Deal        // deal ID -> deal we provide
-	cpuHeld  int
-	republ   chan struct{}
-	advert   *ProviderAdvert
-	msgsSent atomic.Int64
+	mu        sync.Mutex
+	held      map[string]*hold        // GPU UUID -> reservation or allocation
+	bids      map[string]*providerBid // offer ID -> our bid on it
+	seen      map[string]time.Time    // offer IDs already handled
+	pending   map[string]*openOffer   // offer ID -> where its bids go (requester)
+	deals     map[string]*Deal        // deal ID -> deal we provide
+	cpuHeld   int
+	republ    chan struct{}
+	advert    *ProviderAdvert
+	adverts   map[string]*ProviderAdvert // fetched from the DHT, by peer
+	refreshed map[string]time.Time       // when each class's adverts were last fetched
+	msgsSent  atomic.Int64
 }
 
 type hold struct {
@@ -114,6 +116,7 @@ const (
 	protoOffer  = "market/offer/1"
 	protoBid    = "market/bid/1"
 	protoAward  = "market/award/1"
+	protoFree   = "market/release/1"
 	offersTopic = "offers/1"
 )
 
@@ -153,13 +156,15 @@ func New(n *p2p.Node, key crypto.PrivKey, inv Inventory, signer DealSigner, cfg 
 	}
 	m := &Market{
 		cfg: cfg, n: n, key: key, self: n.Host.ID(), inv: inv, signer: signer, rep: rep,
-		log:     cfg.Logger.With("component", "market"),
-		held:    map[string]*hold{},
-		bids:    map[string]*providerBid{},
-		seen:    map[string]time.Time{},
-		pending: map[string]*openOffer{},
-		deals:   map[string]*Deal{},
-		republ:  make(chan struct{}, 1),
+		log:       cfg.Logger.With("component", "market"),
+		held:      map[string]*hold{},
+		bids:      map[string]*providerBid{},
+		seen:      map[string]time.Time{},
+		pending:   map[string]*openOffer{},
+		deals:     map[string]*Deal{},
+		adverts:   map[string]*ProviderAdvert{},
+		refreshed: map[string]time.Time{},
+		republ:    make(chan struct{}, 1),
 	}
 	if m.topic, err = n.Join(offersTopic, m.validateGossipOffer); err != nil {
 		return nil, err
@@ -171,6 +176,7 @@ func New(n *p2p.Node, key crypto.PrivKey, inv Inventory, signer DealSigner, cfg 
 	p2p.Handle(h, n.ProtocolID(protoOffer), p2p.StreamLimits{MaxRequest: MaxOfferBytes, MaxResponse: MaxBidBytes}, m.log, m.handleOffer)
 	p2p.Handle(h, n.ProtocolID(protoBid), p2p.StreamLimits{MaxRequest: MaxBidBytes, MaxResponse: 64}, m.log, m.handleBid)
 	p2p.Handle(h, n.ProtocolID(protoAward), p2p.StreamLimits{MaxRequest: MaxDealBytes, MaxResponse: MaxDealBytes}, m.log, m.handleAward)
+	p2p.Handle(h, n.ProtocolID(protoFree), p2p.StreamLimits{MaxRequest: 128, MaxResponse: 64}, m.log, m.handleRelease)
 	return m, nil
 }
 
@@ -180,7 +186,11 @@ func (m *Market) Run(ctx context.Context) error {
 	changes, unsub := m.inv.Subscribe()
 	defer unsub()
 	go m.readOffers(ctx)
-	m.publish(ctx)
+	// Until the first advert is stored (the routing table may still be
+	// empty at start), retry with a growing pause.
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	backoff := time.Second
 	every := time.NewTicker(m.cfg.AdvertTTL / 3)
 	defer every.Stop()
 	sweep := time.NewTicker(time.Second)
@@ -191,6 +201,11 @@ func (m *Market) Run(ctx context.Context) error {
 			m.sub.Cancel()
 			m.topic.Close()
 			return nil
+		case <-retry.C:
+			if !m.publish(ctx) {
+				retry.Reset(backoff)
+				backoff = min(2*backoff, m.cfg.AdvertTTL/3)
+			}
 		case <-changes:
 			m.publish(ctx)
 		case <-m.republ:

@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"os/exec"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -75,7 +76,7 @@ func (m *Market) readOffers(ctx context.Context) {
 			continue
 		}
 		o, id, err := decodeOffer(msg.Data, time.Now())
-		if err != nil || o.Requester == m.self.String() {
+		if err != nil || o.Requester == m.self.String() || !o.OpenBids || slices.Contains(o.Direct, m.self.String()) {
 			continue
 		}
 		go m.bidBack(ctx, o, id)
@@ -310,6 +311,26 @@ func (m *Market) handleAward(ctx context.Context, from peer.ID, req []byte) ([]b
 	m.requestRepublish()
 	m.log.Info("deal", "deal_id", short(d.ID), "requester", d.Requester, "gpus", len(d.GPUs), "price", d.Price)
 	return canonical(d)
+}
+
+// handleRelease frees the GPUs reserved for a bid that lost: only the
+// offer's requester may ask, and an awarded bid stays.
+func (m *Market) handleRelease(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	id := string(req)
+	m.mu.Lock()
+	pb := m.bids[id]
+	if pb == nil || pb.offer.Requester != from.String() || m.awarded(id) {
+		m.mu.Unlock()
+		return nil, bad("no releasable bid for offer %s", short(id))
+	}
+	for u, h := range m.held {
+		if h.offerID == id && h.dealID == "" {
+			delete(m.held, u)
+		}
+	}
+	delete(m.bids, id)
+	m.mu.Unlock()
+	return []byte("ok"), nil
 }
 
 // Deals are the deals this node provides for.

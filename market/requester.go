@@ -65,20 +65,35 @@ func (m *Market) Negotiate(ctx context.Context, r OfferRequest) (*Deal, Negotiat
 	if _, err := parseAmount("max_price", r.MaxPrice); err != nil {
 		return nil, st, err
 	}
+	// Find providers first: the offer names those it goes to directly.
+	class := r.Req.GPUClass
+	if class == "" && r.Req.GPUs > 0 {
+		class = AnyGPU
+	} else if r.Req.GPUs == 0 {
+		class = CPU
+	}
+	targets := m.lookup(ctx, class, r)
+	st.Found, st.Contacted = len(targets), len(targets)
+
 	var nonce [8]byte
 	rand.Read(nonce[:])
+	now := time.Now()
 	o := JobOffer{
 		Version: ProtocolVersion, Requester: m.self.String(), Wallet: m.signer.Wallet(),
 		Req: r.Req, Image: r.Image, Token: r.Token, MaxPrice: r.MaxPrice,
 		MaxDurationS: int64(r.MaxDuration / time.Second), SpecHash: r.SpecHash,
-		DeadlineMs: start.Add(m.cfg.BidWindow).UnixMilli(), Nonce: binary.BigEndian.Uint64(nonce[:]),
+		DeadlineMs: now.Add(m.cfg.BidWindow).UnixMilli(), Nonce: binary.BigEndian.Uint64(nonce[:]),
+		OpenBids: len(targets) < m.cfg.Fanout,
+	}
+	for _, p := range targets {
+		o.Direct = append(o.Direct, p.String())
 	}
 	for _, a := range m.n.Host.Addrs() {
 		if len(o.Addrs) < 8 {
 			o.Addrs = append(o.Addrs, a.String())
 		}
 	}
-	if err := o.validate(start); err != nil {
+	if err := o.validate(now); err != nil {
 		return nil, st, err
 	}
 	raw, body, err := seal("offer", &o, m.key)
@@ -89,7 +104,7 @@ func (m *Market) Negotiate(ctx context.Context, r OfferRequest) (*Deal, Negotiat
 	st.OfferID = id
 	bids := make(chan receivedBid, 64)
 	m.mu.Lock()
-	m.pending[id] = &openOffer{offer: &o, start: start, bids: bids}
+	m.pending[id] = &openOffer{offer: &o, start: now, bids: bids}
 	m.mu.Unlock()
 	defer func() {
 		m.mu.Lock()
@@ -97,28 +112,8 @@ func (m *Market) Negotiate(ctx context.Context, r OfferRequest) (*Deal, Negotiat
 		m.mu.Unlock()
 	}()
 
-	// Gossip reaches providers the DHT did not name; the best few found in
-	// the DHT get it directly, which is faster and always arrives.
-	if err := m.topic.Publish(ctx, raw); err != nil {
-		m.log.Warn("offer not gossiped", "err", err)
-	} else {
-		m.msgsSent.Add(1)
-	}
-	class := r.Req.GPUClass
-	if class == "" && r.Req.GPUs > 0 {
-		class = AnyGPU
-	} else if r.Req.GPUs == 0 {
-		class = CPU
-	}
 	wctx, cancel := context.WithDeadline(ctx, time.UnixMilli(o.DeadlineMs))
 	defer cancel()
-	found, _ := m.FindProviders(wctx, class, 20)
-	st.Found = len(found)
-	targets := m.rankAdverts(found, &o)
-	if len(targets) > m.cfg.Fanout {
-		targets = targets[:m.cfg.Fanout]
-	}
-	st.Contacted = len(targets)
 	for _, p := range targets {
 		go func(p peer.ID) {
 			t0 := time.Now()
@@ -131,6 +126,13 @@ func (m *Market) Negotiate(ctx context.Context, r OfferRequest) (*Deal, Negotiat
 				bids <- receivedBid{bid: *b, latency: time.Since(t0)}
 			}
 		}(p)
+	}
+	// Gossip tells the rest of the network (and, when the DHT was thin,
+	// asks them to bid).
+	if err := m.topic.Publish(ctx, raw); err != nil {
+		m.log.Warn("offer not gossiped", "err", err)
+	} else {
+		m.msgsSent.Add(1)
 	}
 
 	// Collect until the window ends or enough bids came.
@@ -161,6 +163,8 @@ collect:
 			continue
 		}
 		st.Elapsed = time.Since(start)
+		m.releaseLosers(got, b.bid.Provider, id)
+		go m.releaseLate(bids, time.UnixMilli(o.DeadlineMs), b.bid.Provider, id)
 		return d, st, nil
 	}
 	st.Elapsed = time.Since(start)
@@ -170,54 +174,186 @@ collect:
 	return nil, st, fmt.Errorf("%w: %d bids, none confirmed its award", ErrNoDeal, len(got))
 }
 
-// rankAdverts orders providers whose adverts could serve o, cheapest first.
-func (m *Market) rankAdverts(found []ProviderInfo, o *JobOffer) []peer.ID {
+// lookup names up to Fanout providers for the request. Providers whose
+// adverts this node holds and that could serve it come first, cheapest
+// first: when there are enough, no DHT query delays the offer (the cache
+// is refreshed in the background). Otherwise the DHT names more, as they
+// come. Excluded providers, and ones with a poor record unless there are
+// no others, are left out.
+func (m *Market) lookup(ctx context.Context, class string, r OfferRequest) []peer.ID {
+	skip := map[string]bool{m.self.String(): true}
+	for _, e := range r.Exclude {
+		skip[e] = true
+	}
+	out := m.cachedCandidates(class, r, skip)
+	go m.refresh(class)
+	if len(out) >= m.cfg.Fanout {
+		return out[:m.cfg.Fanout]
+	}
+	for _, p := range out {
+		skip[p.String()] = true
+	}
+	lctx, cancel := context.WithTimeout(ctx, m.cfg.BidWindow/2)
+	defer cancel()
+	var poor []peer.ID
+	for ai := range m.n.DHT.FindProvidersAsync(lctx, classCID(m.n.Network(), class), 4*m.cfg.Fanout) {
+		if skip[ai.ID.String()] {
+			continue
+		}
+		skip[ai.ID.String()] = true
+		if a := m.cachedAdvert(ai.ID); a != nil && !a.couldServe(r) {
+			continue
+		}
+		if len(ai.Addrs) > 0 {
+			m.n.Host.Peerstore().AddAddrs(ai.ID, ai.Addrs, 10*time.Minute)
+		}
+		if m.rep.Get(ai.ID.String()).Score() < 0.25 {
+			poor = append(poor, ai.ID)
+			continue
+		}
+		out = append(out, ai.ID)
+		if len(out) == m.cfg.Fanout {
+			break
+		}
+	}
+	for _, p := range poor {
+		if len(out) < m.cfg.Fanout {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// cachedCandidates are the providers of class in the advert cache that
+// could serve r, cheapest first, then by reputation.
+func (m *Market) cachedCandidates(class string, r OfferRequest, skip map[string]bool) []peer.ID {
 	type cand struct {
 		id    peer.ID
 		price *big.Int
 		score float64
 	}
 	var cs []cand
-	maxPrice, _ := parseAmount("max_price", o.MaxPrice)
-	for _, f := range found {
-		a := f.Advert
-		if o.Req.GPUs > 0 {
-			free := 0
-			for _, g := range a.GPUs {
-				if (o.Req.GPUClass == "" || g.Class == o.Req.GPUClass) && g.MemoryMiB >= o.Req.GPUMemoryMiB && g.Free > free {
-					free = g.Free
-				}
-			}
-			if free < o.Req.GPUs {
-				continue
-			}
+	now := time.Now().UnixMilli()
+	m.mu.Lock()
+	for _, a := range m.adverts {
+		if skip[a.PeerID] || now > a.ExpiresAtMs || !a.couldServe(r) {
+			continue
 		}
-		var price *big.Int
-		for _, p := range a.Prices {
-			if p.Token == o.Token {
-				price, _ = parseAmount("price", p.PerGPUHour)
-			}
-		}
-		if price == nil || price.Cmp(maxPrice) > 0 {
+		if class != AnyGPU && class != CPU && !a.hasClass(class) {
 			continue
 		}
 		id, err := peer.Decode(a.PeerID)
 		if err != nil {
 			continue
 		}
-		cs = append(cs, cand{id, price, f.Reputation.Score()})
+		var price *big.Int
+		for _, p := range a.Prices {
+			if p.Token == r.Token {
+				price, _ = parseAmount("price", p.PerGPUHour)
+			}
+		}
+		cs = append(cs, cand{id: id, price: price})
 	}
-	sort.SliceStable(cs, func(i, j int) bool {
+	m.mu.Unlock()
+	for i := range cs {
+		cs[i].score = m.rep.Get(cs[i].id.String()).Score()
+	}
+	sort.Slice(cs, func(i, j int) bool {
 		if c := cs[i].price.Cmp(cs[j].price); c != 0 {
 			return c < 0
 		}
-		return cs[i].score > cs[j].score
+		if cs[i].score != cs[j].score {
+			return cs[i].score > cs[j].score
+		}
+		return cs[i].id < cs[j].id
 	})
-	out := make([]peer.ID, len(cs))
-	for i, c := range cs {
-		out[i] = c.id
+	out := make([]peer.ID, 0, len(cs))
+	for _, c := range cs {
+		if c.score >= 0.25 {
+			out = append(out, c.id)
+		}
 	}
 	return out
+}
+
+// refresh re-reads the adverts of class from the DHT into the cache, at
+// most once per refreshEvery per class.
+func (m *Market) refresh(class string) {
+	m.mu.Lock()
+	if time.Since(m.refreshed[class]) < refreshEvery {
+		m.mu.Unlock()
+		return
+	}
+	m.refreshed[class] = time.Now()
+	m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := m.FindProviders(ctx, class, 50); err != nil {
+		m.log.Debug("refresh adverts", "class", class, "err", err)
+	}
+}
+
+const refreshEvery = 30 * time.Second
+
+// couldServe says whether the advert's provider could bid on r.
+func (a *ProviderAdvert) couldServe(r OfferRequest) bool {
+	if r.Req.GPUs > 0 {
+		free := 0
+		for _, g := range a.GPUs {
+			if (r.Req.GPUClass == "" || g.Class == r.Req.GPUClass) && g.MemoryMiB >= r.Req.GPUMemoryMiB && g.Free > free {
+				free = g.Free
+			}
+		}
+		if free < r.Req.GPUs {
+			return false
+		}
+	}
+	maxPrice, _ := parseAmount("max_price", r.MaxPrice)
+	for _, p := range a.Prices {
+		if p.Token == r.Token {
+			price, err := parseAmount("price", p.PerGPUHour)
+			return err == nil && price.Cmp(maxPrice) <= 0
+		}
+	}
+	return false
+}
+
+// releaseLosers tells the other bidders their reservations can go, so that
+// GPUs are not held for offers that went elsewhere.
+func (m *Market) releaseLosers(got map[string]receivedBid, winner, offerID string) {
+	for p := range got {
+		if p == winner {
+			continue
+		}
+		id, err := peer.Decode(p)
+		if err != nil {
+			continue
+		}
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if _, err := m.request(ctx, id, protoFree, []byte(offerID), p2p.StreamLimits{MaxRequest: 128, MaxResponse: 64}); err != nil {
+				m.log.Debug("release", "peer_id", id, "err", err)
+			}
+		}()
+	}
+}
+
+// releaseLate releases the reservations of direct bids that arrive after
+// the award.
+func (m *Market) releaseLate(bids <-chan receivedBid, deadline time.Time, winner, offerID string) {
+	t := time.NewTimer(time.Until(deadline) + 5*time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case b := <-bids:
+			if b.bid.Provider != winner {
+				m.releaseLosers(map[string]receivedBid{b.bid.Provider: b}, winner, offerID)
+			}
+		case <-t.C:
+			return
+		}
+	}
 }
 
 // rankBids orders bids: lowest price, then best reputation, then fastest.

@@ -70,6 +70,13 @@ type JobOffer struct {
 	SpecHash     string `cbor:"sh" json:"spec_hash"` // hex SHA-256 of the job spec
 	DeadlineMs   int64  `cbor:"dl" json:"deadline_ms"`
 	Nonce        uint64 `cbor:"nc" json:"nonce"`
+	// Direct are the providers the offer was sent to directly; they ignore
+	// its gossip copy.
+	Direct []string `cbor:"dr" json:"direct"`
+	// OpenBids asks providers who hear the offer by gossip to bid too: the
+	// requester sets it when the DHT named fewer providers than it wanted,
+	// so that in a large network a deal costs the same few messages.
+	OpenBids bool `cbor:"ob" json:"open_bids"`
 }
 
 func (o *JobOffer) signer() string { return o.Requester }
@@ -230,8 +237,8 @@ func (o *JobOffer) validate(now time.Time) error {
 		return bad("offer max_duration_s %d", o.MaxDurationS)
 	case !hashRE.MatchString(o.SpecHash):
 		return bad("offer spec_hash %q", o.SpecHash)
-	case len(o.Addrs) > 8 || len(o.Image) > 256:
-		return bad("offer has %d addresses, image of %d bytes", len(o.Addrs), len(o.Image))
+	case len(o.Addrs) > 8 || len(o.Image) > 256 || len(o.Direct) > 16:
+		return bad("offer has %d addresses, %d direct providers, an image of %d bytes", len(o.Addrs), len(o.Direct), len(o.Image))
 	}
 	if err := o.Req.Validate(); err != nil {
 		return err

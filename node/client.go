@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -218,4 +219,22 @@ func (c *Client) CloseChannel(ctx context.Context, req ChannelRequest) (TxInfo, 
 func (c *Client) Withdraw(ctx context.Context, req ChannelRequest) (TxInfo, error) {
 	var out TxInfo
 	return out, c.do(ctx, http.MethodPost, "/v1/wallet/withdraw", req, &out)
+}
+
+// Providers is GET /v1/market/providers.
+func (c *Client) Providers(ctx context.Context, class string) (ProvidersInfo, error) {
+	var out ProvidersInfo
+	return out, c.do(ctx, http.MethodGet, "/v1/market/providers?gpu="+url.QueryEscape(class), nil, &out)
+}
+
+// Offer is POST /v1/market/offer.
+func (c *Client) Offer(ctx context.Context, req OfferRequest) (OfferResult, error) {
+	var out OfferResult
+	return out, c.do(ctx, http.MethodPost, "/v1/market/offer", req, &out)
+}
+
+// Deals is GET /v1/market/deals.
+func (c *Client) Deals(ctx context.Context) ([]MarketDeal, error) {
+	var out []MarketDeal
+	return out, c.do(ctx, http.MethodGet, "/v1/market/deals", nil, &out)
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,6 +53,28 @@ type Config struct {
 	Content ContentConfig `json:"content"`
 	// Chain configures payments.
 	Chain ChainConfig `json:"chain"`
+	// Market configures what this node offers and how it buys.
+	Market MarketConfig `json:"market"`
+}
+
+// MarketConfig is the "market" section of config.json.
+type MarketConfig struct {
+	// Prices per GPU-hour (per core-hour for "cpu") in whole units of a
+	// token ("2.5"), by GPU class (or "cpu", or "*" for any class), then
+	// by token: "default" (the chain's configured token), "native", or an
+	// address. A node without prices does not provide.
+	Prices map[string]map[string]string `json:"prices,omitempty"`
+	// PricingCommand, when set, prices each matching offer instead: it
+	// reads the offer as JSON on stdin and prints a price in base units.
+	PricingCommand []string `json:"pricing_command,omitempty"`
+	// AcceptedImages are glob patterns of images this node runs; empty
+	// accepts any.
+	AcceptedImages []string `json:"accepted_images,omitempty"`
+	// MaxDuration of a job here, e.g. "24h"; empty means 24 h.
+	MaxDuration string `json:"max_duration,omitempty"`
+	// BidWindow is how long this node, as a requester, collects bids,
+	// e.g. "1s"; empty means 1 s.
+	BidWindow string `json:"bid_window,omitempty"`
 }
 
 // ChainConfig is the "chain" section of config.json.
@@ -144,6 +167,9 @@ type parsed struct {
 	gpu       gpu.Config
 	content   content.Config
 	chain     chain.Config
+
+	marketMaxDuration time.Duration
+	marketBidWindow   time.Duration
 }
 
 // Validate checks every field and names the first bad one.
@@ -218,11 +244,32 @@ func (c Config) parse() (parsed, error) {
 	if p.chain, err = c.Chain.parse(); err != nil {
 		return p, err
 	}
+	if p.marketMaxDuration, err = duration("market.max_duration", c.Market.MaxDuration); err != nil {
+		return p, err
+	}
+	if p.marketBidWindow, err = duration("market.bid_window", c.Market.BidWindow); err != nil {
+		return p, err
+	}
+	for class, byToken := range c.Market.Prices {
+		if !priceClassRE.MatchString(class) {
+			return p, fmt.Errorf("market.prices: class %q: want a GPU class key such as nvidia-h100-80gb, cpu or *", class)
+		}
+		for tok, price := range byToken {
+			if _, err := ParseToken(strings.Replace(tok, "default", "", 1), common.Address{}); err != nil {
+				return p, fmt.Errorf("market.prices[%s]: token %w", class, err)
+			}
+			if _, err := chain.ParseUnits(price, 18); err != nil {
+				return p, fmt.Errorf("market.prices[%s][%s]: %w", class, tok, err)
+			}
+		}
+	}
 	if c.ConnLow < 0 || c.ConnHigh < 0 || (c.ConnHigh != 0 && c.ConnHigh < c.ConnLow) {
 		return p, fmt.Errorf("conn_low %d / conn_high %d: want 0 <= low <= high", c.ConnLow, c.ConnHigh)
 	}
 	return p, nil
 }
+
+var priceClassRE = regexp.MustCompile(`^([a-z0-9][a-z0-9-]{0,63}|\*)$`)
 
 func (c ChainConfig) parse() (chain.Config, error) {
 	cfg := chain.Config{Confirmations: c.Confirmations}

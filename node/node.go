@@ -14,6 +14,7 @@ import (
 
 	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/gpu"
+	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/aixblock/aixblock/p2p/content"
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +37,7 @@ type Node struct {
 	devchain    *chain.DevChain // the embedded dev chain, when no RPC is configured
 	rpc         *ethclient.Client
 	vouchers    *voucherStore
+	market      *market.Market
 	gatewayLn   net.Listener
 	gateway     *http.Server
 	apiLn       net.Listener
@@ -93,6 +95,7 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 		ConnLow:   repo.Config.ConnLow,
 		ConnHigh:  repo.Config.ConnHigh,
 		Metrics:   n.metrics,
+		Records:   []p2p.RecordValidator{market.AdvertRecord()},
 		Logger:    log,
 	})
 	if err != nil {
@@ -108,6 +111,9 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 		return nil, err
 	}
 	if err := n.openChain(ctx, cfg.chain, log); err != nil {
+		return nil, err
+	}
+	if err := n.openMarket(ctx, cfg); err != nil {
 		return nil, err
 	}
 	if n.gatewayLn != nil {
@@ -144,6 +150,11 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.log.Info("daemon ready", "peer_id", n.p2p.Host.ID(), "network", n.p2p.Network(),
 		"api", n.APIURL(), "addrs", n.p2p.Host.Addrs())
+
+	mctx, stopMarket := context.WithCancel(ctx)
+	marketDone := make(chan struct{})
+	go func() { n.market.Run(mctx); close(marketDone) }()
+	defer func() { stopMarket(); <-marketDone }()
 
 	gpuCtx, stopGPU := context.WithCancel(context.Background())
 	gpuDone := make(chan struct{})

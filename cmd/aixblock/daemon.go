@@ -28,6 +28,7 @@ func newDaemonCmd(g *globals) *cobra.Command {
 		logLevel         string
 		passFile         string
 		devchainFile     string
+		prices           []string
 	)
 	cmd := &cobra.Command{
 		Use:   "daemon",
@@ -68,6 +69,12 @@ ready its URL is written to <repo>/api, which other commands read.`,
 			}
 			if f.Changed("gpu-mock") {
 				c.GPU.Mock = gpuMock
+			}
+			if f.Changed("price") {
+				c.Market.Prices = nil
+				if err := setPrices(c, prices); err != nil {
+					return err
+				}
 			}
 			if devchainFile != "" {
 				if c.Chain, err = node.DevChainConfigFor(devchainFile); err != nil {
@@ -117,6 +124,7 @@ ready its URL is written to <repo>/api, which other commands read.`,
 	f.StringVar(&gpuMock, "gpu-mock", "", "use a mock GPU server instead of NVML: dgxa100, dgxh100, dgxh200 or dgxb200")
 	f.BoolVar(&mdns, "mdns", true, "discover peers on the LAN with mDNS")
 	f.BoolVar(&nat, "nat", true, "NAT port mapping, AutoNAT, relay client and hole punching")
+	f.StringArrayVar(&prices, "price", nil, "CLASS=AMOUNT per GPU-hour to provide at (repeatable; replaces the config's prices for this run)")
 	f.StringVar(&devchainFile, "devchain", "", "pay on the chain described by `aixblock devchain --out FILE` (this run only)")
 	f.StringVar(&passFile, "passphrase-file", "", "file holding the wallet's passphrase (else env AIXBLOCK_PASSPHRASE_FILE or AIXBLOCK_PASSPHRASE)")
 	f.StringVar(&logLevel, "log-level", envOr("AIXBLOCK_LOG_LEVEL", "info"), "debug, info, warn or error (env AIXBLOCK_LOG_LEVEL)")

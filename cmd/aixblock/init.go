@@ -2,7 +2,9 @@ package main
 
 import (
 	"crypto/ecdsa"
+	"fmt"
 	"io"
+	"strings"
 
 	"github.com/aixblock/aixblock/node"
 	"github.com/spf13/cobra"
@@ -11,6 +13,7 @@ import (
 func newInitCmd(g *globals) *cobra.Command {
 	var network, gpuMock, passFile, keyFile, devchainFile string
 	var chainCfg node.ChainConfig
+	var prices []string
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create a repo: identity, config, API token and wallet",
@@ -31,6 +34,9 @@ set the passphrase with AIXBLOCK_PASSPHRASE or --passphrase-file.`,
 					return err
 				}
 				cfg.Chain = dc
+			}
+			if err := setPrices(&cfg, prices); err != nil {
+				return err
 			}
 			pass, err := node.ReadPassphrase(passFile)
 			if err != nil {
@@ -78,6 +84,23 @@ set the passphrase with AIXBLOCK_PASSPHRASE or --passphrase-file.`,
 	f.StringVar(&chainCfg.Token, "token", "", `token to pay in on --chain-rpc: an ERC-20 address or "native"`)
 	f.StringVar(&devchainFile, "devchain", "", "use the chain described by `aixblock devchain --out FILE`")
 	f.StringVar(&passFile, "passphrase-file", "", "file holding the wallet's passphrase (else env AIXBLOCK_PASSPHRASE_FILE or AIXBLOCK_PASSPHRASE)")
+	f.StringArrayVar(&prices, "price", nil, "provide GPUs of CLASS at AMOUNT of the chain's token per GPU-hour: CLASS=AMOUNT, e.g. nvidia-h100-80gb=2.5 or cpu=0.05 (repeatable)")
 	f.StringVar(&keyFile, "wallet-key", "", "import this hex private key file instead of generating a key")
 	return cmd
+}
+
+// setPrices reads CLASS=AMOUNT flags into the market's prices, in the
+// chain's configured token.
+func setPrices(cfg *node.Config, prices []string) error {
+	for _, p := range prices {
+		class, amount, ok := strings.Cut(p, "=")
+		if !ok || class == "" || amount == "" {
+			return fmt.Errorf("price %q: want CLASS=AMOUNT, e.g. nvidia-h100-80gb=2.5", p)
+		}
+		if cfg.Market.Prices == nil {
+			cfg.Market.Prices = map[string]map[string]string{}
+		}
+		cfg.Market.Prices[strings.ToLower(class)] = map[string]string{"default": amount}
+	}
+	return cfg.Validate()
 }

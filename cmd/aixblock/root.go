@@ -40,6 +40,7 @@ func newRootCmd() *cobra.Command {
 		newDataCmd(g),
 		newWalletCmd(g),
 		newDevchainCmd(g),
+		newMarketCmd(g),
 	)
 	return root
 }

@@ -28,7 +28,7 @@ type devchainInfo struct {
 func startDevchain(t *testing.T) (devchainInfo, string) {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "devchain.json")
-	cmd := exec.Command(bin, "devchain", "--http", "127.0.0.1:0", "--accounts", "3", "--out", out, "--json")
+	cmd := exec.Command(bin, "devchain", "--http", "127.0.0.1:0", "--accounts", "4", "--out", out, "--json")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

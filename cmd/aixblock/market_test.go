@@ -1,0 +1,148 @@
+package main
+
+import (
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aixblock/aixblock/chain"
+	"github.com/ethereum/go-ethereum/common"
+)
+
+type dealOut struct {
+	Deal struct {
+		ID              string   `json:"deal_id"`
+		OfferID         string   `json:"offer_id"`
+		Provider        string   `json:"provider"`
+		Requester       string   `json:"requester"`
+		ProviderWallet  string   `json:"provider_wallet"`
+		RequesterWallet string   `json:"requester_wallet"`
+		Token           string   `json:"token"`
+		Price           string   `json:"price"`
+		MaxDurationS    int64    `json:"max_duration_s"`
+		GPUs            []string `json:"gpus"`
+		GPUClass        string   `json:"gpu_class"`
+		SpecHash        string   `json:"spec_hash"`
+		RequesterSig    []byte   `json:"requester_sig"`
+		ProviderSig     []byte   `json:"provider_sig"`
+	} `json:"deal"`
+	Stats struct {
+		Bids int `json:"bids"`
+	} `json:"stats"`
+}
+
+// Three daemons on one dev chain: an H100 provider, an A100 provider and a
+// requester. The requester finds exactly the H100 provider, agrees a deal
+// with it, and both wallet signatures verify.
+func TestMarketProvidersAndDeal(t *testing.T) {
+	info, file := startDevchain(t)
+	repos := make([]string, 3)
+	extra := [][]string{
+		{"--gpu-mock", "dgxh100", "--price", "nvidia-h100-80gb=2"},
+		{"--gpu-mock", "dgxa100", "--price", "nvidia-a100-40gb=1"},
+		nil,
+	}
+	var boot string
+	for i := range repos {
+		key := filepath.Join(t.TempDir(), "key")
+		os.WriteFile(key, []byte(info.Accounts[i+1].PrivateKey), 0o600)
+		repos[i] = filepath.Join(t.TempDir(), "repo")
+		mustRun(t, repos[i], append([]string{"init", "--network", "markettest", "--devchain", file, "--wallet-key", key}, extra[i]...)...)
+		var args []string
+		if boot != "" {
+			args = []string{"--bootstrap", boot}
+		}
+		startDaemon(t, repos[i], args...)
+		if i == 0 {
+			var id idInfo
+			runJSON(t, repos[0], &id, "id")
+			boot = id.Addrs[0]
+		}
+	}
+	var provID idInfo
+	runJSON(t, repos[0], &provID, "id")
+	requester := repos[2]
+
+	var found struct {
+		Providers []struct {
+			PeerID string `json:"peer_id"`
+			GPUs   []struct {
+				Class string `json:"class"`
+				Free  int    `json:"free"`
+			} `json:"gpus"`
+			Price []struct {
+				Units  string `json:"per_gpu_hour_units"`
+				Symbol string `json:"symbol"`
+			} `json:"price"`
+		} `json:"providers"`
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		runJSON(t, requester, &found, "market", "providers", "--gpu", "nvidia-h100-80gb")
+		if len(found.Providers) > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(found.Providers) != 1 || found.Providers[0].PeerID != provID.PeerID {
+		t.Fatalf("H100 providers: %+v, want only %s", found.Providers, provID.PeerID)
+	}
+	p := found.Providers[0]
+	if p.GPUs[0].Free != 8 || p.Price[0].Units != "2" || p.Price[0].Symbol != "tUSD" {
+		t.Fatalf("provider %+v", p)
+	}
+	if out := mustRun(t, requester, "market", "providers", "--gpu", "nvidia-h100-80gb"); !strings.Contains(out, "nvidia-h100-80gb 8/8") || !strings.Contains(out, "2 tUSD") {
+		t.Fatalf("table:\n%s", out)
+	}
+
+	var d dealOut
+	runJSON(t, requester, &d, "market", "offer", "--gpus", "2", "--gpu-class", "nvidia-h100-80gb", "--max-price", "5", "--duration", "30m")
+	if d.Deal.Provider != provID.PeerID || d.Deal.Price != "2000000" || len(d.Deal.GPUs) != 2 || d.Deal.MaxDurationS != 1800 {
+		t.Fatalf("deal %+v", d.Deal)
+	}
+	price, _ := new(big.Int).SetString(d.Deal.Price, 10)
+	cd := chain.Deal{ID: common.HexToHash(d.Deal.ID), OfferID: common.HexToHash(d.Deal.OfferID),
+		RequesterWallet: common.HexToAddress(d.Deal.RequesterWallet), ProviderWallet: common.HexToAddress(d.Deal.ProviderWallet),
+		Token: common.HexToAddress(d.Deal.Token), Price: price, MaxDurationS: uint64(d.Deal.MaxDurationS),
+		GPUs: uint32(len(d.Deal.GPUs)), SpecHash: common.HexToHash(d.Deal.SpecHash)}
+	escrow := common.HexToAddress(info.Escrow)
+	if !strings.EqualFold(d.Deal.RequesterWallet, info.Accounts[3].Address) || !strings.EqualFold(d.Deal.ProviderWallet, info.Accounts[1].Address) {
+		t.Fatalf("deal wallets %s / %s", d.Deal.RequesterWallet, d.Deal.ProviderWallet)
+	}
+	if err := chain.VerifyDeal(big.NewInt(1337), escrow, cd, d.Deal.RequesterSig, cd.RequesterWallet); err != nil {
+		t.Fatalf("requester signature: %v", err)
+	}
+	if err := chain.VerifyDeal(big.NewInt(1337), escrow, cd, d.Deal.ProviderSig, cd.ProviderWallet); err != nil {
+		t.Fatalf("provider signature: %v", err)
+	}
+	var deals []struct {
+		ID string `json:"deal_id"`
+	}
+	runJSON(t, repos[0], &deals, "market", "deals")
+	if len(deals) != 1 || deals[0].ID != d.Deal.ID {
+		t.Fatalf("provider's deals: %+v", deals)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"market", "offer", "--gpus", "1"}, `"max-price" not set`},
+		{[]string{"market", "offer", "--gpus", "1", "--gpu-class", "H100 please", "--max-price", "5"}, "gpu_class"},
+		{[]string{"market", "offer", "--gpus", "1", "--max-price", "abc"}, "max_price"},
+		{[]string{"market", "offer", "--gpus", "1", "--max-price", "5", "--duration", "forever"}, "duration"},
+		{[]string{"market", "offer", "--gpus", "1", "--gpu-class", "nvidia-h100-80gb", "--max-price", "0.5"}, "no deal"},
+		{[]string{"market", "providers", "--gpu", "not a class"}, "gpu class"},
+	} {
+		r := run(t, requester, tc.args...)
+		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("aixblock %v: exit %d, stderr %q; want an error containing %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+	if r := run(t, t.TempDir(), "init", "--price", "nvidia-h100-80gb"); r.code == 0 || !strings.Contains(r.stderr, "CLASS=AMOUNT") {
+		t.Errorf("bad --price: %+v", r)
+	}
+}

@@ -1,0 +1,243 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"math/big"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aixblock/aixblock/chain"
+	"github.com/aixblock/aixblock/market"
+	"github.com/ethereum/go-ethereum/common"
+)
+
+// dealSigner signs the market's deals with the node's wallet (EIP-712,
+// bound to the chain and escrow that will pay).
+type dealSigner struct {
+	w       *chain.Wallet
+	chainID *big.Int
+	escrow  common.Address
+}
+
+func (s dealSigner) Wallet() string { return s.w.Address().Hex() }
+
+func (s dealSigner) SignDeal(t market.DealTerms) ([]byte, error) {
+	d, err := chainDeal(t)
+	if err != nil {
+		return nil, err
+	}
+	return s.w.SignDeal(s.chainID, s.escrow, d)
+}
+
+func (s dealSigner) VerifyDeal(t market.DealTerms, sig []byte, wallet string) error {
+	if !common.IsHexAddress(wallet) {
+		return fmt.Errorf("wallet %q is not an address", wallet)
+	}
+	d, err := chainDeal(t)
+	if err != nil {
+		return err
+	}
+	return chain.VerifyDeal(s.chainID, s.escrow, d, sig, common.HexToAddress(wallet))
+}
+
+func chainDeal(t market.DealTerms) (chain.Deal, error) {
+	price, ok := new(big.Int).SetString(t.Price, 10)
+	if !ok {
+		return chain.Deal{}, fmt.Errorf("deal price %q", t.Price)
+	}
+	tok := chain.NativeToken
+	if t.Token != "native" {
+		tok = common.HexToAddress(t.Token)
+	}
+	return chain.Deal{
+		ID: common.HexToHash(t.ID), OfferID: common.HexToHash(t.OfferID),
+		RequesterWallet: common.HexToAddress(t.RequesterWallet), ProviderWallet: common.HexToAddress(t.ProviderWallet),
+		Token: tok, Price: price, MaxDurationS: uint64(t.MaxDurationS), GPUs: uint32(len(t.GPUs)),
+		SpecHash: common.HexToHash(t.SpecHash),
+	}, nil
+}
+
+// marketToken is a token as the market names it: "native" or the
+// checksummed address.
+func marketToken(a common.Address) string {
+	if a == chain.NativeToken {
+		return "native"
+	}
+	return a.Hex()
+}
+
+// openMarket starts the market with prices turned into base units of their
+// tokens.
+func (n *Node) openMarket(ctx context.Context, cfg parsed) error {
+	mc := n.repo.Config.Market
+	prices := map[string]map[string]string{}
+	for class, byToken := range mc.Prices {
+		prices[class] = map[string]string{}
+		for tok, whole := range byToken {
+			t, err := ParseToken(strings.Replace(tok, "default", "", 1), n.chain.DefaultToken())
+			if err != nil {
+				return fmt.Errorf("market.prices[%s]: %w", class, err)
+			}
+			_, dec, err := n.chain.TokenInfo(ctx, t)
+			if err != nil {
+				return fmt.Errorf("market.prices[%s]: %w", class, err)
+			}
+			base, err := chain.ParseUnits(whole, dec)
+			if err != nil {
+				return fmt.Errorf("market.prices[%s][%s]: %w", class, tok, err)
+			}
+			prices[class][marketToken(t)] = base.String()
+		}
+	}
+	m, err := market.New(n.p2p, n.repo.Identity, n.gpus, dealSigner{n.wallet, n.chain.ChainID(), n.chain.Escrow()}, market.Config{
+		Prices: prices, PricingCommand: mc.PricingCommand, AcceptedImages: mc.AcceptedImages,
+		MaxDuration: cfg.marketMaxDuration, BidWindow: cfg.marketBidWindow,
+		ReputationFile: n.repo.Dir + "/reputation.json", Logger: n.log,
+	})
+	if err != nil {
+		return err
+	}
+	n.market = m
+	return nil
+}
+
+// ProvidersInfo is GET /v1/market/providers.
+type ProvidersInfo struct {
+	Class     string            `json:"class"`
+	Providers []ProviderSummary `json:"providers"`
+}
+
+// ProviderSummary is one provider as `market providers` shows it.
+type ProviderSummary struct {
+	PeerID     string                `json:"peer_id"`
+	Wallet     string                `json:"wallet"`
+	GPUs       []market.GPUGroup     `json:"gpus"`
+	Price      []PriceView           `json:"price"`
+	Health     string                `json:"health"`
+	Reputation market.ProviderRecord `json:"reputation"`
+	ExpiresAt  time.Time             `json:"expires_at"`
+}
+
+// PriceView is a price per GPU-hour in base and whole units.
+type PriceView struct {
+	Token      string `json:"token"`
+	Symbol     string `json:"symbol"`
+	PerGPUHour string `json:"per_gpu_hour"`
+	Units      string `json:"per_gpu_hour_units"`
+}
+
+// OfferRequest is POST /v1/market/offer: what a job needs and the most it
+// pays per GPU-hour, in whole units of the token.
+type OfferRequest struct {
+	GPUs         int    `json:"gpus"`
+	GPUClass     string `json:"gpu_class,omitempty"`
+	GPUMemoryMiB uint64 `json:"gpu_memory_mib,omitempty"`
+	CPU          int    `json:"cpu,omitempty"`
+	MemoryMiB    uint64 `json:"memory_mib,omitempty"`
+	DiskMiB      uint64 `json:"disk_mib,omitempty"`
+	MaxPrice     string `json:"max_price"`
+	Token        string `json:"token,omitempty"`
+	Duration     string `json:"duration,omitempty"` // e.g. "1h"; empty means 1 h
+	Image        string `json:"image,omitempty"`
+	SpecHash     string `json:"spec_hash,omitempty"`
+}
+
+// OfferResult is the answer to POST /v1/market/offer.
+type OfferResult struct {
+	Deal  *market.Deal            `json:"deal"`
+	Stats market.NegotiationStats `json:"stats"`
+}
+
+func (n *Node) marketRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/market/providers", func(w http.ResponseWriter, r *http.Request) {
+		info, err := n.providers(r.Context(), r.URL.Query().Get("gpu"))
+		reply(w, info, err)
+	})
+	mux.HandleFunc("POST /v1/market/offer", func(w http.ResponseWriter, r *http.Request) {
+		var req OfferRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		res, err := n.offer(r.Context(), req)
+		reply(w, res, err)
+	})
+	mux.HandleFunc("GET /v1/market/deals", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, n.market.Deals())
+	})
+}
+
+func (n *Node) providers(ctx context.Context, class string) (ProvidersInfo, error) {
+	found, err := n.market.FindProviders(ctx, class, 50)
+	if err != nil {
+		return ProvidersInfo{}, badRequest{err}
+	}
+	if class == "" {
+		class = market.AnyGPU
+	}
+	out := ProvidersInfo{Class: class, Providers: []ProviderSummary{}}
+	for _, f := range found {
+		a := f.Advert
+		s := ProviderSummary{PeerID: a.PeerID, Wallet: a.Wallet, GPUs: a.GPUs, Reputation: f.Reputation,
+			ExpiresAt: time.UnixMilli(a.ExpiresAtMs).UTC(),
+			Health:    fmt.Sprintf("%d healthy, %d degraded, %d unhealthy", a.Healthy, a.Degraded, a.Unhealthy)}
+		if s.GPUs == nil {
+			s.GPUs = []market.GPUGroup{}
+		}
+		for _, p := range a.Prices {
+			pv := PriceView{Token: p.Token, PerGPUHour: p.PerGPUHour, Symbol: "?", Units: p.PerGPUHour}
+			tok := chain.NativeToken
+			if p.Token != "native" {
+				tok = common.HexToAddress(p.Token)
+			}
+			if sym, dec, err := n.chain.TokenInfo(ctx, tok); err == nil {
+				v, _ := new(big.Int).SetString(p.PerGPUHour, 10)
+				pv.Symbol, pv.Units = sym, chain.FormatUnits(v, dec)
+			}
+			s.Price = append(s.Price, pv)
+		}
+		out.Providers = append(out.Providers, s)
+	}
+	return out, nil
+}
+
+func (n *Node) offer(ctx context.Context, req OfferRequest) (OfferResult, error) {
+	tok, err := ParseToken(req.Token, n.chain.DefaultToken())
+	if err != nil {
+		return OfferResult{}, badRequest{fmt.Errorf("token: %w", err)}
+	}
+	_, dec, err := n.chain.TokenInfo(ctx, tok)
+	if err != nil {
+		return OfferResult{}, err
+	}
+	maxPrice, err := chain.ParseUnits(req.MaxPrice, dec)
+	if err != nil {
+		return OfferResult{}, badRequest{fmt.Errorf("max_price: %w", err)}
+	}
+	dur := time.Hour
+	if req.Duration != "" {
+		if dur, err = time.ParseDuration(req.Duration); err != nil || dur <= 0 {
+			return OfferResult{}, badRequest{fmt.Errorf("duration %q: want a positive duration like 30m or 2h", req.Duration)}
+		}
+	}
+	spec := req.SpecHash
+	if spec == "" {
+		spec = strings.Repeat("0", 64)
+	}
+	d, st, err := n.market.Negotiate(ctx, market.OfferRequest{
+		Req: market.Requirements{GPUClass: strings.ToLower(req.GPUClass), GPUs: req.GPUs, GPUMemoryMiB: req.GPUMemoryMiB,
+			CPUCores: req.CPU, MemoryMiB: req.MemoryMiB, DiskMiB: req.DiskMiB},
+		Image: req.Image, Token: marketToken(tok), MaxPrice: maxPrice.String(), MaxDuration: dur, SpecHash: spec,
+	})
+	if err != nil {
+		if strings.Contains(err.Error(), "invalid market message") {
+			return OfferResult{Stats: st}, badRequest{err}
+		}
+		return OfferResult{Stats: st}, err
+	}
+	return OfferResult{Deal: d, Stats: st}, nil
+}
+
+// MarketDeal is a deal as the API shows it.
+type MarketDeal = market.Deal
