@@ -37,7 +37,13 @@ for i in $(seq 1 "$n"); do
 	if [ ! -f "$repo/config.json" ]; then
 		# Dev account i: its key is in the chain file (never use it elsewhere).
 		sed -n 's/.*"private_key": "\(.*\)".*/\1/p' "$chainfile" | sed -n "$((i + 1))p" >"$dir/node$i.key"
-		"$bin" --repo "$repo" init --network "$net" --devchain "$chainfile" --wallet-key "$dir/node$i.key" >/dev/null
+		# node1 rents out mock H100s, node2 mock A100s; the rest only buy.
+		gpus=()
+		case $i in
+		1) gpus=(--gpu-mock dgxh100 --price nvidia-h100-80gb=2) ;;
+		2) gpus=(--gpu-mock dgxa100 --price nvidia-a100-40gb=1) ;;
+		esac
+		"$bin" --repo "$repo" init --network "$net" --devchain "$chainfile" --wallet-key "$dir/node$i.key" "${gpus[@]}" >/dev/null
 	fi
 	rm -f "$repo/api"
 	args=(--repo "$repo" daemon --listen /ip4/127.0.0.1/tcp/0 --listen /ip4/127.0.0.1/udp/0/quic-v1
@@ -79,6 +85,18 @@ if [ "$n" -ge 2 ]; then
 	"$bin" --repo "$dir/node2" wallet redeem "$dir/voucher.json" | sed 's/^/  /'
 	"$bin" --repo "$dir/node2" wallet channels | sed 's/^/  /'
 fi
+
+# The market: the last node finds the H100 provider and agrees a deal.
+if [ "$n" -ge 3 ]; then
+	echo
+	echo "node$n looks for H100s and agrees a deal for 2 of them:"
+	for _ in $(seq 1 50); do
+		"$bin" --repo "$dir/node$n" market providers --gpu nvidia-h100-80gb | grep -q nvidia-h100 && break
+		sleep 0.2
+	done
+	"$bin" --repo "$dir/node$n" market providers --gpu nvidia-h100-80gb | sed 's/^/  /'
+	"$bin" --repo "$dir/node$n" market offer --gpus 2 --gpu-class nvidia-h100-80gb --max-price 5 | sed 's/^/  /'
+fi
 cat <<MSG
 
 Reach them with the CLI, e.g.:
@@ -88,6 +106,8 @@ Reach them with the CLI, e.g.:
   cid=\$($bin --repo $dir/node1 data add --pin README.md); $bin --repo $dir/node3 data cat \$cid
   $bin --repo $dir/node1 wallet balance
   $bin --repo $dir/node1 wallet channels
+  $bin --repo $dir/node3 market providers
+  $bin --repo $dir/node1 market deals
 Bootstrap address of node1: $first
 Press Ctrl-C to stop.
 MSG
