@@ -1,0 +1,325 @@
+package jobs
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aixblock/aixblock/p2p"
+	"github.com/aixblock/aixblock/p2p/content"
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	"github.com/moby/moby/client"
+)
+
+const testImage = "aixblock-test/jobprog:latest"
+
+var (
+	imageOnce sync.Once
+	imageErr  error
+)
+
+// dockerOrSkip connects to the engine. Where .ci/run provides one
+// (AIXBLOCK_REQUIRE_DOCKER=1) a missing engine fails the test.
+func dockerOrSkip(t testing.TB) *Docker {
+	t.Helper()
+	d, err := NewDocker(context.Background())
+	if err != nil {
+		if os.Getenv("AIXBLOCK_REQUIRE_DOCKER") == "1" {
+			t.Fatalf("docker required: %v", err)
+		}
+		t.Skipf("no Docker engine here (%v); .ci/run installs one", err)
+	}
+	t.Cleanup(func() { d.Close() })
+	imageOnce.Do(func() { imageErr = buildTestImage(d) })
+	if imageErr != nil {
+		t.Fatal(imageErr)
+	}
+	return d
+}
+
+// buildTestImage compiles jobprog statically and imports it as a
+// single-file image: FROM scratch, no registry.
+func buildTestImage(d *Docker) error {
+	dir, err := os.MkdirTemp("", "jobprog")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "jobprog")
+	cmd := exec.Command("go", "build", "-o", bin, "./testdata/jobprog")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return &buildErr{string(out), err}
+	}
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: "jobprog", Mode: 0o755, Size: int64(len(b))})
+	tw.Write(b)
+	for _, dir := range []string{"inputs/", "outputs/", "tmp/", "mnt/"} {
+		tw.WriteHeader(&tar.Header{Name: dir, Mode: 0o755, Typeflag: tar.TypeDir})
+	}
+	tw.Close()
+	res, err := d.Client().ImageImport(context.Background(), client.ImageImportSource{Source: &buf, SourceName: "-"}, testImage,
+		client.ImageImportOptions{Changes: []string{`ENTRYPOINT ["/jobprog"]`}})
+	if err != nil {
+		return err
+	}
+	defer res.Close()
+	_, err = bytes.NewBuffer(nil).ReadFrom(res)
+	return err
+}
+
+type buildErr struct {
+	out string
+	err error
+}
+
+func (e *buildErr) Error() string { return "build jobprog: " + e.err.Error() + "\n" + e.out }
+
+// newTestManager is a manager on the real engine with a real block store.
+func newTestManager(t *testing.T, rt Runtime, dir string) (*Manager, *content.Store) {
+	t.Helper()
+	ctx := context.Background()
+	pn, err := p2p.New(ctx, p2p.Config{Network: "jobstest", NoNAT: true, DHTRefresh: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pn.Close() })
+	store, err := content.New(ctx, pn.Host, content.Config{Datastore: dssync.MutexWrap(ds.NewMapDatastore())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	m, err := NewManager(ctx, Config{Dir: dir, Runtime: rt, Content: store, Grace: time.Second, MockGPUs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, store
+}
+
+func waitJob(t *testing.T, m *Manager, id string, limit time.Duration) *Job {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		j, err := m.Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.State.Terminal() {
+			return j
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s still %s after %s", id, j.State, limit)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func logsOf(t *testing.T, m *Manager, id string) string {
+	var b bytes.Buffer
+	if err := m.Logs(context.Background(), id, false, &b); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func job(args ...string) Spec {
+	return Spec{Name: "t", Image: testImage, Args: args, Resources: Resources{MemoryMiB: 64, CPU: 0.5}}
+}
+
+func TestDockerJobs(t *testing.T) {
+	d := dockerOrSkip(t)
+	m, store := newTestManager(t, d, t.TempDir())
+	ctx := context.Background()
+	run := func(s Spec, opts SubmitOptions) *Job {
+		t.Helper()
+		j, err := m.Submit(s, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return waitJob(t, m, j.ID, time.Minute)
+	}
+
+	t.Run("prints and exits 0", func(t *testing.T) {
+		j := run(job("echo", "hello", "world"), SubmitOptions{})
+		if j.State != Completed || j.ExitCode == nil || *j.ExitCode != 0 || j.ResultCID == "" {
+			t.Fatalf("job %+v", j)
+		}
+		if l := logsOf(t, m, j.ID); !strings.Contains(l, "hello") || !strings.Contains(l, "world") || !strings.Contains(l, "to stderr") {
+			t.Fatalf("logs %q", l)
+		}
+		if b, _ := os.ReadFile(filepath.Join(m.dir(j), "stdout.log")); string(b) != "hello\nworld\n" {
+			t.Fatalf("stdout.log %q", b)
+		}
+		if b, _ := os.ReadFile(filepath.Join(m.dir(j), "stderr.log")); string(b) != "to stderr\n" {
+			t.Fatalf("stderr.log %q", b)
+		}
+		var states []State
+		for _, h := range j.History {
+			states = append(states, h.State)
+		}
+		if got := fmtStates(states); got != "pending preparing running uploading completed" {
+			t.Fatalf("states %s", got)
+		}
+	})
+	t.Run("exit 3 fails with the code", func(t *testing.T) {
+		j := run(job("exit", "3"), SubmitOptions{})
+		if j.State != Failed || j.ExitCode == nil || *j.ExitCode != 3 || !strings.Contains(j.Reason, "code 3") {
+			t.Fatalf("job %+v", j)
+		}
+	})
+	t.Run("inputs are readable, not writable; outputs come back", func(t *testing.T) {
+		in := filepath.Join(t.TempDir(), "in.txt")
+		os.WriteFile(in, []byte("input bytes"), 0o644)
+		root, err := store.Add(ctx, in, content.AddOptions{Pin: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := job("read", "/inputs/data")
+		s.Inputs = []Input{{CID: root.String(), Path: "/inputs/data"}}
+		j := run(s, SubmitOptions{})
+		l := logsOf(t, m, j.ID)
+		if j.State != Completed || !strings.Contains(l, "content: input bytes") || !strings.Contains(l, "input write refused") {
+			t.Fatalf("job %s %s, logs %q", j.State, j.Reason, l)
+		}
+		j = run(job("write", "/outputs/result.txt", "the result"), SubmitOptions{})
+		if j.State != Completed {
+			t.Fatalf("job %+v", j)
+		}
+		out := filepath.Join(t.TempDir(), "out")
+		rc, _ := cidDecode(j.ResultCID)
+		if _, err := store.Get(ctx, rc, out, nil); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(filepath.Join(out, "result.txt")); string(b) != "the result" {
+			t.Fatalf("result file %q", b)
+		}
+	})
+	t.Run("execution timeout kills", func(t *testing.T) {
+		s := job("sleep", "60s")
+		s.Timeouts.Execution = "2s"
+		j := run(s, SubmitOptions{})
+		if j.State != TimedOut {
+			t.Fatalf("job %+v", j)
+		}
+	})
+	t.Run("cancel", func(t *testing.T) {
+		j, err := m.Submit(job("sleep", "60s"), SubmitOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			g, _ := m.Get(j.ID)
+			if g.State == Running {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if _, err := m.Cancel(j.ID); err != nil {
+			t.Fatal(err)
+		}
+		if g := waitJob(t, m, j.ID, 30*time.Second); g.State != Canceled {
+			t.Fatalf("job %+v", g)
+		}
+		if _, err := m.Cancel(j.ID); err == nil {
+			t.Fatal("canceling a finished job succeeded")
+		}
+	})
+	t.Run("mock GPUs are named, not requested", func(t *testing.T) {
+		s := job("env")
+		s.Resources.GPUs = 2
+		j := run(s, SubmitOptions{GPUs: []string{"GPU-aaa", "GPU-bbb", "GPU-ccc"}})
+		if l := logsOf(t, m, j.ID); j.State != Completed || !strings.Contains(l, "NVIDIA_VISIBLE_DEVICES=GPU-aaa,GPU-bbb") {
+			t.Fatalf("job %s, logs %q", j.State, l)
+		}
+	})
+	t.Run("sandbox", func(t *testing.T) {
+		s := job("sandbox")
+		s.Resources.MemoryMiB = 256
+		j := run(s, SubmitOptions{})
+		l := logsOf(t, m, j.ID)
+		t.Logf("sandbox report:\n%s", l)
+		for _, what := range []string{"mount", "write /", "raw socket", "docker socket", "network", "fork bomb"} {
+			if !strings.Contains(l, "blocked "+what) {
+				t.Errorf("%s was not blocked", what)
+			}
+		}
+		if strings.Contains(l, "ALLOWED") {
+			t.Errorf("something was allowed")
+		}
+	})
+}
+
+func fmtStates(s []State) string {
+	out := make([]string, len(s))
+	for i, x := range s {
+		out[i] = string(x)
+	}
+	return strings.Join(out, " ")
+}
+
+// stuck is a runtime whose follow never ends: the manager using it stands
+// for a daemon that died mid-job.
+type stuck struct{ Runtime }
+
+func (stuck) Wait(ctx context.Context, id string) (int, error) { select {} }
+func (stuck) Logs(ctx context.Context, id string, _, _ io.Writer) error {
+	<-ctx.Done()
+	return nil
+}
+
+// A daemon that dies mid-job and restarts reattaches to the container,
+// and the job completes with its logs whole.
+func TestReattachAfterRestart(t *testing.T) {
+	d := dockerOrSkip(t)
+	dir := t.TempDir()
+	first, _ := newTestManager(t, stuck{d}, dir)
+	j, err := first.Submit(job("sleep", "2s"), SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		g, _ := first.Get(j.ID)
+		if g.State == Running {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	second, _ := newTestManager(t, d, dir) // the restarted daemon
+	got := waitJob(t, second, j.ID, time.Minute)
+	if got.State != Completed {
+		t.Fatalf("after reattach: %+v", got)
+	}
+	if l := logsOf(t, second, j.ID); !strings.Contains(l, "sleeping 2s") || !strings.Contains(l, "woke up") {
+		t.Fatalf("logs %q", l)
+	}
+
+	// A container that vanished while the daemon was down fails the job.
+	third, _ := newTestManager(t, stuck{d}, t.TempDir())
+	k, _ := third.Submit(job("sleep", "30s"), SubmitOptions{})
+	for {
+		g, _ := third.Get(k.ID)
+		if g.State == Running {
+			d.Remove(context.Background(), g.ContainerID)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	fourth, _ := newTestManager(t, d, third.cfg.Dir)
+	if g, _ := fourth.Get(k.ID); g.State != Failed || !strings.Contains(g.Reason, "vanished") {
+		t.Fatalf("vanished container: %+v", g)
+	}
+}

@@ -1,0 +1,80 @@
+package jobs
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// State is where a job is in its life.
+type State string
+
+const (
+	Pending   State = "pending"
+	Preparing State = "preparing"
+	Running   State = "running"
+	Uploading State = "uploading"
+	Completed State = "completed"
+	Failed    State = "failed"
+	Canceled  State = "canceled"
+	TimedOut  State = "timed_out"
+)
+
+// Terminal reports whether s is an end state.
+func (s State) Terminal() bool {
+	return s == Completed || s == Failed || s == Canceled || s == TimedOut
+}
+
+// Transition is one state change, as persisted.
+type Transition struct {
+	State  State     `json:"state"`
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// Job is a job and everything known about it; it is what `job status
+// --json` prints.
+type Job struct {
+	ID          string       `json:"id"`
+	Spec        Spec         `json:"spec"`
+	State       State        `json:"state"`
+	Reason      string       `json:"reason,omitempty"`
+	ExitCode    *int         `json:"exit_code,omitempty"`
+	ResultCID   string       `json:"result_cid,omitempty"`
+	ContainerID string       `json:"container_id,omitempty"`
+	GPUs        []string     `json:"gpus,omitempty"`
+	CreatedAt   time.Time    `json:"created_at"`
+	StartedAt   *time.Time   `json:"started_at,omitempty"`
+	FinishedAt  *time.Time   `json:"finished_at,omitempty"`
+	History     []Transition `json:"history"`
+}
+
+// save writes the job record atomically.
+func (j *Job) save(dir string) error {
+	b, err := json.MarshalIndent(j, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, "job.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("save job %s: %w", j.ID, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "job.json")); err != nil {
+		return fmt.Errorf("save job %s: %w", j.ID, err)
+	}
+	return nil
+}
+
+func loadJob(dir string) (*Job, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "job.json"))
+	if err != nil {
+		return nil, err
+	}
+	var j Job
+	if err := json.Unmarshal(b, &j); err != nil {
+		return nil, fmt.Errorf("job record %s is corrupt: %w", dir, err)
+	}
+	return &j, nil
+}

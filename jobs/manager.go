@@ -1,0 +1,513 @@
+package jobs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aixblock/aixblock/p2p/content"
+	"github.com/ipfs/go-cid"
+)
+
+// Content is what jobs need of the block service: inputs fetched into a
+// directory, outputs added as a pinned DAG. *content.Store is one.
+type Content interface {
+	Get(ctx context.Context, root cid.Cid, out string, progress func(content.FetchStats)) (content.FetchStats, error)
+	Add(ctx context.Context, path string, opts content.AddOptions) (cid.Cid, error)
+}
+
+// Config configures a Manager.
+type Config struct {
+	// Dir keeps one directory per job (record, logs, scratch); required.
+	Dir     string
+	Runtime Runtime
+	Content Content
+	// Grace between SIGTERM and SIGKILL on cancel and timeout; zero means 10 s.
+	Grace time.Duration
+	// PrepareTimeout bounds fetching the image and inputs; zero means 30 min.
+	PrepareTimeout time.Duration
+	// MaxLogBytes per log file before it rotates; zero means 16 MiB.
+	MaxLogBytes int64
+	// PidsLimit per container; zero means 512.
+	PidsLimit int64
+	// MockGPUs: GPUs are not real, so no device is requested (the UUIDs
+	// still reach the job in NVIDIA_VISIBLE_DEVICES).
+	MockGPUs bool
+	Logger   *slog.Logger
+}
+
+// Manager runs jobs on this node.
+type Manager struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	jobs    map[string]*Job
+	cancels map[string]context.CancelCauseFunc
+	wg      sync.WaitGroup
+	closed  bool
+}
+
+// Errors callers can tell apart.
+var (
+	ErrNotFound = errors.New("no such job")
+	ErrFinished = errors.New("job already finished")
+	errCanceled = errors.New("canceled")
+)
+
+// NewManager loads the jobs in cfg.Dir and reattaches to the containers of
+// those that were running: a container still running is followed again; one
+// that exited meanwhile is finished with its exit code; one that vanished
+// fails the job with that reason. Jobs caught preparing or uploading fail,
+// saying the daemon restarted.
+func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
+	if cfg.Dir == "" || cfg.Runtime == nil || cfg.Content == nil {
+		return nil, errors.New("jobs: Dir, Runtime and Content are required")
+	}
+	if cfg.Grace == 0 {
+		cfg.Grace = 10 * time.Second
+	}
+	if cfg.PrepareTimeout == 0 {
+		cfg.PrepareTimeout = DefaultPrepare
+	}
+	if cfg.MaxLogBytes == 0 {
+		cfg.MaxLogBytes = 16 << 20
+	}
+	if cfg.PidsLimit == 0 {
+		cfg.PidsLimit = 512
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "jobs"), jobs: map[string]*Job{}, cancels: map[string]context.CancelCauseFunc{}}
+	entries, err := os.ReadDir(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		j, err := loadJob(filepath.Join(cfg.Dir, e.Name()))
+		if err != nil {
+			m.log.Warn("skipping a job directory", "dir", e.Name(), "err", err)
+			continue
+		}
+		m.jobs[j.ID] = j
+		if j.State.Terminal() {
+			continue
+		}
+		m.reattach(ctx, j)
+	}
+	return m, nil
+}
+
+func (m *Manager) reattach(ctx context.Context, j *Job) {
+	if j.State != Running || j.ContainerID == "" {
+		m.finish(j, Failed, fmt.Sprintf("the daemon restarted while the job was %s", j.State), nil)
+		return
+	}
+	st, err := m.cfg.Runtime.State(ctx, j.ContainerID)
+	switch {
+	case err != nil:
+		m.finish(j, Failed, "container state unknown after a restart: "+err.Error(), nil)
+	case !st.Exists:
+		m.finish(j, Failed, "the container vanished while the daemon was down", nil)
+	default:
+		m.log.Info("reattached to a running job", "job_id", j.ID, "running", st.Running)
+		jctx, cancel := context.WithCancelCause(context.Background())
+		m.mu.Lock()
+		m.cancels[j.ID] = cancel
+		m.mu.Unlock()
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			defer cancel(nil)
+			m.follow(jctx, j, true)
+		}()
+	}
+}
+
+// SubmitOptions are what the node decides for a job, beyond its spec.
+type SubmitOptions struct {
+	// GPUs are the UUIDs the job was given.
+	GPUs []string
+}
+
+// Submit validates the spec, records the job as pending and starts it.
+func (m *Manager) Submit(spec Spec, opts SubmitOptions) (*Job, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if spec.Distributed != nil && spec.Distributed.Nodes > 1 {
+		return nil, specErr("distributed.nodes", "%d nodes need the market (job run without --local)", spec.Distributed.Nodes)
+	}
+	if spec.Resources.GPUs > len(opts.GPUs) {
+		return nil, specErr("resources.gpus", "%d requested, %d free healthy GPUs here", spec.Resources.GPUs, len(opts.GPUs))
+	}
+	var idb [8]byte
+	rand.Read(idb[:])
+	now := time.Now().UTC()
+	j := &Job{ID: hex.EncodeToString(idb[:]), Spec: spec, State: Pending, CreatedAt: now,
+		GPUs: opts.GPUs[:spec.Resources.GPUs], History: []Transition{{State: Pending, At: now}}}
+	if err := os.MkdirAll(m.dir(j), 0o700); err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, errors.New("jobs: shutting down")
+	}
+	if err := j.save(m.dir(j)); err != nil {
+		m.mu.Unlock()
+		return nil, err
+	}
+	m.jobs[j.ID] = j
+	jctx, cancel := context.WithCancelCause(context.Background())
+	m.cancels[j.ID] = cancel
+	m.wg.Add(1)
+	m.mu.Unlock()
+	go func() {
+		defer m.wg.Done()
+		defer cancel(nil)
+		m.run(jctx, j)
+	}()
+	return m.Get(j.ID)
+}
+
+func (m *Manager) dir(j *Job) string { return filepath.Join(m.cfg.Dir, j.ID) }
+
+// set records a transition.
+func (m *Manager) set(j *Job, s State, reason string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now().UTC()
+	j.State, j.Reason = s, reason
+	j.History = append(j.History, Transition{State: s, Reason: reason, At: now})
+	if s == Running && j.StartedAt == nil {
+		j.StartedAt = &now
+	}
+	if s.Terminal() {
+		j.FinishedAt = &now
+	}
+	if err := j.save(m.dir(j)); err != nil {
+		m.log.Error("persist job state", "job_id", j.ID, "err", err)
+	}
+	m.log.Info("job", "job_id", j.ID, "state", s, "reason", reason)
+}
+
+func (m *Manager) finish(j *Job, s State, reason string, exit *int) {
+	m.mu.Lock()
+	j.ExitCode = exit
+	m.mu.Unlock()
+	m.set(j, s, reason)
+	if j.ContainerID != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := m.cfg.Runtime.Remove(ctx, j.ContainerID); err != nil {
+			m.log.Warn("remove container", "job_id", j.ID, "err", err)
+		}
+		cancel()
+	}
+	// Scratch space goes; the record, the logs and the results stay.
+	os.RemoveAll(filepath.Join(m.dir(j), "inputs"))
+	os.RemoveAll(filepath.Join(m.dir(j), "outputs"))
+}
+
+// run takes a new job from pending to the end.
+func (m *Manager) run(ctx context.Context, j *Job) {
+	m.set(j, Preparing, "fetching the image and inputs")
+	pctx, cancel := context.WithTimeout(ctx, m.cfg.PrepareTimeout)
+	c, err := m.prepare(pctx, j)
+	cancel()
+	if err != nil {
+		switch {
+		case errors.Is(context.Cause(ctx), errCanceled):
+			m.finish(j, Canceled, "canceled while preparing", nil)
+		case pctx.Err() == context.DeadlineExceeded:
+			m.finish(j, TimedOut, fmt.Sprintf("preparing took more than %s: %v", m.cfg.PrepareTimeout, err), nil)
+		default:
+			m.finish(j, Failed, err.Error(), nil)
+		}
+		return
+	}
+	id, err := m.cfg.Runtime.Create(ctx, c)
+	if err != nil {
+		m.finish(j, Failed, err.Error(), nil)
+		return
+	}
+	m.mu.Lock()
+	j.ContainerID = id
+	m.mu.Unlock()
+	if err := m.cfg.Runtime.Start(ctx, id); err != nil {
+		m.finish(j, Failed, err.Error(), nil)
+		return
+	}
+	m.set(j, Running, "")
+	m.follow(ctx, j, false)
+}
+
+// prepare makes sure of the image, fetches the inputs and describes the
+// container.
+func (m *Manager) prepare(ctx context.Context, j *Job) (Container, error) {
+	s := j.Spec
+	ok, err := m.cfg.Runtime.HasImage(ctx, s.Image)
+	if err != nil {
+		return Container{}, err
+	}
+	if !ok {
+		return Container{}, fmt.Errorf("image %s is not in the local engine (load it with docker load, or build it)", s.Image)
+	}
+	dir := m.dir(j)
+	c := Container{
+		Name: "aixblock-" + j.ID, Image: s.Image, Entrypoint: s.Command, Cmd: s.Args,
+		CPU: s.Resources.CPU, MemoryMiB: s.Resources.MemoryMiB, PidsLimit: m.cfg.PidsLimit, ShmMiB: 64,
+		Network: s.Distributed != nil && s.Distributed.Nodes > 1,
+		Labels:  map[string]string{"aixblock.job": j.ID},
+	}
+	if c.CPU == 0 {
+		c.CPU = DefaultCPU
+	}
+	if c.MemoryMiB == 0 {
+		c.MemoryMiB = DefaultMemoryMiB
+	}
+	if !m.cfg.MockGPUs {
+		c.GPUs = j.GPUs
+	}
+	env := []string{"NVIDIA_VISIBLE_DEVICES=" + orNone(strings.Join(j.GPUs, ",")), "AIXBLOCK_JOB_ID=" + j.ID}
+	keys := make([]string, 0, len(s.Env))
+	for k := range s.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+s.Env[k])
+	}
+	c.Env = env
+	if err := os.MkdirAll(filepath.Join(dir, "inputs"), 0o755); err != nil {
+		return Container{}, fmt.Errorf("inputs: %w", err)
+	}
+	for i, in := range s.Inputs {
+		root, _ := cid.Decode(in.CID)
+		host := filepath.Join(dir, "inputs", fmt.Sprint(i))
+		if _, err := m.cfg.Content.Get(ctx, root, host, nil); err != nil {
+			return Container{}, fmt.Errorf("input %s: %w", in.CID, err)
+		}
+		c.Inputs = append(c.Inputs, Mount{Source: host, Target: in.Path})
+	}
+	out := filepath.Join(dir, "outputs")
+	if err := os.MkdirAll(out, 0o777); err != nil {
+		return Container{}, fmt.Errorf("outputs: %w", err)
+	}
+	// The job runs as nobody; its /outputs must be writable by it.
+	os.Chmod(out, 0o777)
+	c.Outputs = out
+	return c, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// follow streams the container's logs to files, waits for its exit (or the
+// execution timeout, or a cancel), and finishes the job.
+func (m *Manager) follow(ctx context.Context, j *Job, reattached bool) {
+	dir := m.dir(j)
+	// On a reattach the engine still has every line; rewrite the files
+	// from it rather than append duplicates.
+	stdout, err1 := openRotating(filepath.Join(dir, "stdout.log"), m.cfg.MaxLogBytes, reattached)
+	stderr, err2 := openRotating(filepath.Join(dir, "stderr.log"), m.cfg.MaxLogBytes, reattached)
+	both, err3 := openRotating(filepath.Join(dir, "output.log"), m.cfg.MaxLogBytes, reattached)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		m.finish(j, Failed, err.Error(), nil)
+		return
+	}
+	logsDone := make(chan struct{})
+	go func() {
+		defer close(logsDone)
+		lctx, cancel := context.WithTimeout(context.Background(), 7*24*time.Hour)
+		defer cancel()
+		if err := m.cfg.Runtime.Logs(lctx, j.ContainerID, io.MultiWriter(stdout, both), io.MultiWriter(stderr, both)); err != nil {
+			m.log.Warn("job logs", "job_id", j.ID, "err", err)
+		}
+	}()
+	limit := j.Spec.ExecutionTimeout()
+	if j.StartedAt != nil {
+		limit -= time.Since(*j.StartedAt)
+	}
+	wctx, cancel := context.WithTimeout(ctx, max(limit, time.Second))
+	code, err := m.cfg.Runtime.Wait(wctx, j.ContainerID)
+	cancel()
+	var state State
+	var reason string
+	switch {
+	case errors.Is(context.Cause(ctx), errCanceled):
+		state, reason = Canceled, "canceled by the user"
+	case wctx.Err() == context.DeadlineExceeded:
+		state, reason = TimedOut, fmt.Sprintf("ran longer than the execution timeout %s", j.Spec.ExecutionTimeout())
+	case err != nil:
+		state, reason = Failed, err.Error()
+	}
+	if state != "" {
+		sctx, scancel := context.WithTimeout(context.Background(), m.cfg.Grace+30*time.Second)
+		if serr := m.cfg.Runtime.Stop(sctx, j.ContainerID, m.cfg.Grace); serr != nil {
+			m.log.Warn("stop container", "job_id", j.ID, "err", serr)
+		}
+		if st, err := m.cfg.Runtime.State(sctx, j.ContainerID); err == nil && st.Exists && !st.Running {
+			code = st.ExitCode
+		}
+		scancel()
+	}
+	<-logsDone
+	stdout.Close()
+	stderr.Close()
+	both.Close()
+	exit := code
+	if state != "" {
+		m.finish(j, state, reason, &exit)
+		return
+	}
+	if code != 0 {
+		reason := fmt.Sprintf("exited with code %d", code)
+		if st, err := m.cfg.Runtime.State(context.Background(), j.ContainerID); err == nil && st.OOM {
+			reason += " (out of memory: raise resources.memory_mib)"
+		}
+		m.finish(j, Failed, reason, &exit)
+		return
+	}
+	m.set(j, Uploading, "adding /outputs to the block store")
+	root, err := m.cfg.Content.Add(context.Background(), filepath.Join(dir, "outputs"), content.AddOptions{Pin: true})
+	if err != nil {
+		m.finish(j, Failed, "upload outputs: "+err.Error(), &exit)
+		return
+	}
+	m.mu.Lock()
+	j.ResultCID = root.String()
+	m.mu.Unlock()
+	m.finish(j, Completed, "", &exit)
+}
+
+// Cancel stops a job: SIGTERM, then SIGKILL after the grace period.
+func (m *Manager) Cancel(id string) (*Job, error) {
+	m.mu.Lock()
+	j, ok := m.jobs[id]
+	cancel := m.cancels[id]
+	m.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if j.State.Terminal() || cancel == nil {
+		return nil, fmt.Errorf("%w: %s is %s", ErrFinished, id, j.State)
+	}
+	cancel(errCanceled)
+	return m.Get(id)
+}
+
+// Get is a copy of the job's record.
+func (m *Manager) Get(id string) (*Job, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, ok := m.jobs[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	c := *j
+	c.History = append([]Transition{}, j.History...)
+	return &c, nil
+}
+
+// List is every job, newest first.
+func (m *Manager) List() []*Job {
+	m.mu.Lock()
+	ids := make([]string, 0, len(m.jobs))
+	for id := range m.jobs {
+		ids = append(ids, id)
+	}
+	m.mu.Unlock()
+	var out []*Job
+	for _, id := range ids {
+		if j, err := m.Get(id); err == nil {
+			out = append(out, j)
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].CreatedAt.After(out[b].CreatedAt) })
+	return out
+}
+
+// Logs copies the job's combined output to w; with follow it keeps going
+// until the job ends or ctx does.
+func (m *Manager) Logs(ctx context.Context, id string, follow bool, w io.Writer) error {
+	j, err := m.Get(id)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(m.dir(j), "output.log")
+	var f *os.File
+	for f == nil {
+		f, err = os.Open(path)
+		if err == nil {
+			break
+		}
+		if !follow || !os.IsNotExist(err) {
+			if os.IsNotExist(err) {
+				return nil // not started yet
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+		if j, _ := m.Get(id); j != nil && j.State.Terminal() {
+			return nil
+		}
+	}
+	defer f.Close()
+	flusher, _ := w.(interface{ Flush() })
+	for {
+		n, err := io.Copy(w, f)
+		if err != nil {
+			return err
+		}
+		if n > 0 && flusher != nil {
+			flusher.Flush()
+		}
+		if !follow {
+			return nil
+		}
+		j, _ := m.Get(id)
+		if j != nil && j.State.Terminal() {
+			_, err := io.Copy(w, f) // the last lines
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops following jobs without stopping their containers: a daemon
+// that restarts reattaches to them.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+}

@@ -1,0 +1,59 @@
+package jobs
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Runtime runs containers; Docker is the implementation, a fake stands in
+// for it in unit tests of the state machine.
+type Runtime interface {
+	// HasImage reports whether the engine holds image.
+	HasImage(ctx context.Context, image string) (bool, error)
+	// LoadImage loads an image tarball (`docker save` format).
+	LoadImage(ctx context.Context, r io.Reader) error
+	Create(ctx context.Context, c Container) (id string, err error)
+	Start(ctx context.Context, id string) error
+	// Wait blocks until the container exits and returns its exit code.
+	Wait(ctx context.Context, id string) (int, error)
+	// Logs copies the container's stdout and stderr, following until it
+	// exits.
+	Logs(ctx context.Context, id string, stdout, stderr io.Writer) error
+	// Stop sends SIGTERM, then SIGKILL after grace.
+	Stop(ctx context.Context, id string, grace time.Duration) error
+	Remove(ctx context.Context, id string) error
+	// State is the container's state; Exists is false once it is gone.
+	State(ctx context.Context, id string) (ContainerState, error)
+}
+
+// Container is what the manager asks the runtime to create.
+type Container struct {
+	Name       string
+	Image      string
+	Entrypoint []string // empty: the image's
+	Cmd        []string
+	Env        []string
+	Inputs     []Mount // read-only
+	Outputs    string  // host directory bound writable at /outputs
+	CPU        float64
+	MemoryMiB  uint64
+	PidsLimit  int64
+	ShmMiB     uint64
+	Network    bool     // distributed jobs only
+	GPUs       []string // UUIDs to pass as device requests
+	Labels     map[string]string
+}
+
+// Mount binds a host path into the container.
+type Mount struct {
+	Source, Target string
+}
+
+// ContainerState is what the runtime knows of a container.
+type ContainerState struct {
+	Exists   bool
+	Running  bool
+	ExitCode int
+	OOM      bool
+}

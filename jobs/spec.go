@@ -1,0 +1,220 @@
+package jobs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"gopkg.in/yaml.v3"
+)
+
+// Spec is a job as users write it, in YAML.
+type Spec struct {
+	Name        string            `yaml:"name" json:"name"`
+	Image       string            `yaml:"image" json:"image"`
+	Command     []string          `yaml:"command,omitempty" json:"command,omitempty"`
+	Args        []string          `yaml:"args,omitempty" json:"args,omitempty"`
+	Env         map[string]string `yaml:"env,omitempty" json:"env,omitempty"`
+	Inputs      []Input           `yaml:"inputs,omitempty" json:"inputs,omitempty"`
+	Outputs     []string          `yaml:"outputs,omitempty" json:"outputs,omitempty"`
+	Resources   Resources         `yaml:"resources" json:"resources"`
+	Distributed *Distributed      `yaml:"distributed,omitempty" json:"distributed,omitempty"`
+	Timeouts    Timeouts          `yaml:"timeouts,omitempty" json:"timeouts,omitempty"`
+	MaxPrice    string            `yaml:"max_price,omitempty" json:"max_price,omitempty"`
+}
+
+// Input mounts the content of a CID, read-only, at a path under /inputs.
+type Input struct {
+	CID  string `yaml:"cid" json:"cid"`
+	Path string `yaml:"path" json:"path"`
+}
+
+// Resources a job needs on one node.
+type Resources struct {
+	GPUs         int     `yaml:"gpus,omitempty" json:"gpus,omitempty"`
+	GPUClass     string  `yaml:"gpu_class,omitempty" json:"gpu_class,omitempty"`
+	GPUMemoryMiB uint64  `yaml:"gpu_memory_mib,omitempty" json:"gpu_memory_mib,omitempty"`
+	CPU          float64 `yaml:"cpu,omitempty" json:"cpu,omitempty"`
+	MemoryMiB    uint64  `yaml:"memory_mib,omitempty" json:"memory_mib,omitempty"`
+	DiskMiB      uint64  `yaml:"disk_mib,omitempty" json:"disk_mib,omitempty"`
+}
+
+// Distributed asks for several nodes (the DDP issue runs them).
+type Distributed struct {
+	Nodes        int    `yaml:"nodes" json:"nodes"`
+	ProcsPerNode int    `yaml:"procs_per_node,omitempty" json:"procs_per_node,omitempty"`
+	Framework    string `yaml:"framework,omitempty" json:"framework,omitempty"`
+	MasterPort   int    `yaml:"master_port,omitempty" json:"master_port,omitempty"`
+}
+
+// Timeouts, as durations ("30s", "2h"). Queue bounds the wait to start,
+// Execution the container's run (preparing is not counted), Total all of it.
+type Timeouts struct {
+	Queue     string `yaml:"queue,omitempty" json:"queue,omitempty"`
+	Execution string `yaml:"execution,omitempty" json:"execution,omitempty"`
+	Total     string `yaml:"total,omitempty" json:"total,omitempty"`
+}
+
+// Defaults for a spec that leaves them out.
+const (
+	DefaultMemoryMiB = 2048
+	DefaultCPU       = 1.0
+	DefaultExecution = time.Hour
+	DefaultPrepare   = 30 * time.Minute
+	MaxSpecBytes     = 64 << 10
+)
+
+// ErrSpec marks an invalid spec; it is wrapped with the field and problem.
+var ErrSpec = errors.New("invalid job spec")
+
+func specErr(field, format string, a ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrSpec, field, fmt.Sprintf(format, a...))
+}
+
+// ParseSpec reads YAML strictly: unknown fields (privileged, volumes,
+// devices and anything else a job may not ask for) are errors that name
+// the field, as are bad values.
+func ParseSpec(b []byte) (*Spec, error) {
+	if len(b) > MaxSpecBytes {
+		return nil, specErr("spec", "%d bytes, limit %d", len(b), MaxSpecBytes)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var s Spec
+	if err := dec.Decode(&s); err != nil {
+		msg := err.Error()
+		for _, forbidden := range []string{"privileged", "volumes", "devices", "mounts", "host_network", "cap_add", "binds"} {
+			if strings.Contains(msg, "field "+forbidden+" not found") {
+				return nil, specErr(forbidden, "not allowed: jobs run unprivileged, without host mounts or devices")
+			}
+		}
+		return nil, fmt.Errorf("%w: %s", ErrSpec, strings.TrimPrefix(msg, "yaml: "))
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+var (
+	nameRE  = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
+	imageRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.:/@+-]{0,254}$`)
+	envRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+	classRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
+)
+
+// underRoot checks that p is an absolute path strictly inside root once
+// cleaned, with no .. segment anywhere (even one that cleans away).
+func underRoot(field, p, root string) (string, error) {
+	if !strings.HasPrefix(p, "/") {
+		return "", specErr(field, "%q must be an absolute path under %s", p, root)
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == ".." {
+			return "", specErr(field, "%q escapes %s (..)", p, root)
+		}
+	}
+	c := path.Clean(p)
+	if c == root || !strings.HasPrefix(c, root+"/") {
+		return "", specErr(field, "%q is not under %s", p, root)
+	}
+	return c, nil
+}
+
+// Validate checks every field and names the first bad one.
+func (s *Spec) Validate() error {
+	if s.Name != "" && !nameRE.MatchString(s.Name) {
+		return specErr("name", "%q: letters, digits, '.', '_' and '-', at most 63", s.Name)
+	}
+	if s.Image == "" {
+		return specErr("image", "required")
+	}
+	if !imageRE.MatchString(s.Image) {
+		return specErr("image", "%q is not an image reference", s.Image)
+	}
+	for k := range s.Env {
+		if !envRE.MatchString(k) {
+			return specErr("env", "%q is not a variable name", k)
+		}
+	}
+	seen := map[string]bool{}
+	for i, in := range s.Inputs {
+		f := fmt.Sprintf("inputs[%d]", i)
+		if _, err := cid.Decode(in.CID); err != nil {
+			return specErr(f+".cid", "%q is not a CID", in.CID)
+		}
+		p, err := underRoot(f+".path", in.Path, "/inputs")
+		if err != nil {
+			return err
+		}
+		if seen[p] {
+			return specErr(f+".path", "%s is used twice", p)
+		}
+		seen[p] = true
+		s.Inputs[i].Path = p
+	}
+	for i, o := range s.Outputs {
+		p, err := underRoot(fmt.Sprintf("outputs[%d]", i), o, "/outputs")
+		if err != nil {
+			return err
+		}
+		s.Outputs[i] = p
+	}
+	r := s.Resources
+	switch {
+	case r.GPUs < 0 || r.GPUs > 64:
+		return specErr("resources.gpus", "%d: want 0 to 64", r.GPUs)
+	case r.GPUClass != "" && !classRE.MatchString(r.GPUClass):
+		return specErr("resources.gpu_class", "%q: want a class key such as nvidia-h100-80gb", r.GPUClass)
+	case r.CPU < 0 || r.CPU > 1024:
+		return specErr("resources.cpu", "%g: want 0 to 1024", r.CPU)
+	case r.MemoryMiB != 0 && r.MemoryMiB < 6:
+		return specErr("resources.memory_mib", "%d: at least 6", r.MemoryMiB)
+	}
+	if d := s.Distributed; d != nil {
+		switch {
+		case d.Nodes < 1 || d.Nodes > 256:
+			return specErr("distributed.nodes", "%d: want 1 to 256", d.Nodes)
+		case d.ProcsPerNode < 0 || d.ProcsPerNode > 64:
+			return specErr("distributed.procs_per_node", "%d: want 0 to 64", d.ProcsPerNode)
+		case d.Framework != "" && d.Framework != "pytorch" && d.Framework != "tensorflow" && d.Framework != "none":
+			return specErr("distributed.framework", "%q: want pytorch, tensorflow or none", d.Framework)
+		case d.MasterPort < 0 || d.MasterPort > 65535:
+			return specErr("distributed.master_port", "%d", d.MasterPort)
+		}
+	}
+	for _, t := range []struct{ f, v string }{{"timeouts.queue", s.Timeouts.Queue}, {"timeouts.execution", s.Timeouts.Execution}, {"timeouts.total", s.Timeouts.Total}} {
+		if t.v == "" {
+			continue
+		}
+		if d, err := time.ParseDuration(t.v); err != nil || d <= 0 {
+			return specErr(t.f, "%q is not a positive duration like 30s or 2h", t.v)
+		}
+	}
+	if s.MaxPrice != "" {
+		var whole, frac string
+		whole, frac, _ = strings.Cut(s.MaxPrice, ".")
+		if strings.Trim(whole+frac, "0123456789") != "" || whole+frac == "" {
+			return specErr("max_price", "%q is not a decimal amount", s.MaxPrice)
+		}
+	}
+	return nil
+}
+
+// ExecutionTimeout is the spec's execution timeout or the default.
+func (s *Spec) ExecutionTimeout() time.Duration {
+	if d, err := time.ParseDuration(s.Timeouts.Execution); err == nil {
+		return d
+	}
+	return DefaultExecution
+}
+
+// Argv is the command line: command then args.
+func (s *Spec) Argv() []string { return append(append([]string{}, s.Command...), s.Args...) }
+
+func cidDecode(s string) (cid.Cid, error) { return cid.Decode(s) }

@@ -1,0 +1,107 @@
+// Command jobprog is the test workload: a static binary in a FROM-scratch
+// image. Its first argument picks what it does.
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Println("usage: jobprog echo|exit|sleep|write|read|sandbox|env ...")
+		os.Exit(2)
+	}
+	a := os.Args[2:]
+	switch os.Args[1] {
+	case "echo":
+		for _, s := range a {
+			fmt.Println(s)
+		}
+		fmt.Fprintln(os.Stderr, "to stderr")
+	case "exit":
+		n, _ := strconv.Atoi(a[0])
+		fmt.Println("exiting with", n)
+		os.Exit(n)
+	case "sleep":
+		d, _ := time.ParseDuration(a[0])
+		fmt.Println("sleeping", d)
+		time.Sleep(d)
+		fmt.Println("woke up")
+	case "write": // write PATH CONTENT
+		if err := os.WriteFile(a[0], []byte(a[1]), 0o644); err != nil {
+			fmt.Println("write failed:", err)
+			os.Exit(1)
+		}
+	case "read": // read PATH: print it, then try to write next to it
+		b, err := os.ReadFile(a[0])
+		if err != nil {
+			fmt.Println("read failed:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("content: %s\n", b)
+		if err := os.WriteFile(a[0], []byte("x"), 0o644); err != nil {
+			fmt.Println("input write refused:", err)
+		} else {
+			fmt.Println("input write ALLOWED")
+		}
+	case "env":
+		fmt.Println("NVIDIA_VISIBLE_DEVICES=" + os.Getenv("NVIDIA_VISIBLE_DEVICES"))
+	case "sandbox":
+		sandbox()
+	case "forkchild":
+		time.Sleep(30 * time.Second)
+	}
+}
+
+// sandbox tries what a job must not be able to do and reports each.
+func sandbox() {
+	report := func(what string, err error) {
+		if err != nil {
+			fmt.Printf("blocked %s: %v\n", what, err)
+		} else {
+			fmt.Printf("ALLOWED %s\n", what)
+		}
+	}
+	report("mount", syscall.Mount("tmpfs", "/mnt", "tmpfs", 0, ""))
+	report("write /", os.WriteFile("/owned", []byte("x"), 0o644))
+	_, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_ICMP)
+	report("raw socket", err)
+	_, err = os.Stat("/var/run/docker.sock")
+	report("docker socket", err)
+	// No network: nothing but the loopback interface (the check dials no
+	// address).
+	ifs, err := net.Interfaces()
+	if err == nil {
+		for _, i := range ifs {
+			if i.Flags&net.FlagLoopback == 0 {
+				err = nil
+				break
+			}
+			err = fmt.Errorf("only %s", i.Name)
+		}
+		if len(ifs) == 0 {
+			err = fmt.Errorf("no interfaces")
+		}
+	}
+	report("network", err)
+	// Fork bomb: keep starting children until the pids limit stops us.
+	var procs []*exec.Cmd
+	var ferr error
+	for i := 0; i < 2000; i++ {
+		cmd := exec.Command("/jobprog", "forkchild")
+		if ferr = cmd.Start(); ferr != nil {
+			break
+		}
+		procs = append(procs, cmd)
+	}
+	report(fmt.Sprintf("fork bomb (%d children started)", len(procs)), ferr)
+	for _, p := range procs {
+		p.Process.Kill()
+	}
+}
