@@ -16,6 +16,7 @@ import (
 	"github.com/ethereum/go-ethereum/accounts/abi/bind/v2"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core"
+	"github.com/ethereum/go-ethereum/core/rawdb"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/eth"
@@ -183,6 +184,11 @@ func StartDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
 	// A dev chain is small: go-ethereum's mainnet-sized caches would more
 	// than triple a daemon's memory.
 	ethConf.DatabaseCache, ethConf.TrieCleanCache, ethConf.TrieDirtyCache, ethConf.SnapshotCache = 16, 8, 8, 0
+	// Every block's state goes to disk as it is sealed (archive mode, hash
+	// scheme): a daemon killed with SIGKILL must find its chain whole on
+	// the next start, and a dev chain is small enough to keep it all.
+	ethConf.NoPruning = true
+	ethConf.StateScheme = rawdb.HashScheme
 	backend, err := eth.New(stack, &ethConf)
 	if err != nil {
 		stack.Close()

@@ -1,7 +1,6 @@
 package jobs
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"io"
@@ -17,7 +16,6 @@ import (
 	"github.com/aixblock/aixblock/p2p/content"
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
-	"github.com/moby/moby/client"
 )
 
 const testImage = "aixblock-test/jobprog:latest"
@@ -60,26 +58,7 @@ func buildTestImage(d *Docker) error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return &buildErr{string(out), err}
 	}
-	b, err := os.ReadFile(bin)
-	if err != nil {
-		return err
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	tw.WriteHeader(&tar.Header{Name: "jobprog", Mode: 0o755, Size: int64(len(b))})
-	tw.Write(b)
-	for _, dir := range []string{"inputs/", "outputs/", "tmp/", "mnt/"} {
-		tw.WriteHeader(&tar.Header{Name: dir, Mode: 0o755, Typeflag: tar.TypeDir})
-	}
-	tw.Close()
-	res, err := d.Client().ImageImport(context.Background(), client.ImageImportSource{Source: &buf, SourceName: "-"}, testImage,
-		client.ImageImportOptions{Changes: []string{`ENTRYPOINT ["/jobprog"]`}})
-	if err != nil {
-		return err
-	}
-	defer res.Close()
-	_, err = bytes.NewBuffer(nil).ReadFrom(res)
-	return err
+	return d.ImportStaticBinary(context.Background(), bin, testImage)
 }
 
 type buildErr struct {

@@ -457,26 +457,29 @@ func (m *Manager) Logs(ctx context.Context, id string, follow bool, w io.Writer)
 		return err
 	}
 	path := filepath.Join(m.dir(j), "output.log")
-	var f *os.File
-	for f == nil {
-		f, err = os.Open(path)
-		if err == nil {
-			break
+	f, err := os.Open(path)
+	for os.IsNotExist(err) {
+		// Not started yet. A job that ended meanwhile wrote its file
+		// first, so one more look finds it.
+		done := false
+		if g, _ := m.Get(id); g == nil || g.State.Terminal() {
+			done = true
 		}
-		if !follow || !os.IsNotExist(err) {
-			if os.IsNotExist(err) {
-				return nil // not started yet
+		if !follow || done {
+			if f, err = os.Open(path); os.IsNotExist(err) {
+				return nil
 			}
-			return err
+			break
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(100 * time.Millisecond):
 		}
-		if j, _ := m.Get(id); j != nil && j.State.Terminal() {
-			return nil
-		}
+		f, err = os.Open(path)
+	}
+	if err != nil {
+		return err
 	}
 	defer f.Close()
 	flusher, _ := w.(interface{ Flush() })

@@ -238,3 +238,42 @@ func (c *Client) Deals(ctx context.Context) ([]MarketDeal, error) {
 	var out []MarketDeal
 	return out, c.do(ctx, http.MethodGet, "/v1/market/deals", nil, &out)
 }
+
+// SubmitJob is POST /v1/jobs.
+func (c *Client) SubmitJob(ctx context.Context, req SubmitRequest) (*Job, error) {
+	var out Job
+	return &out, c.do(ctx, http.MethodPost, "/v1/jobs", req, &out)
+}
+
+// Job is GET /v1/jobs/ID.
+func (c *Client) Job(ctx context.Context, id string) (*Job, error) {
+	var out Job
+	return &out, c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id), nil, &out)
+}
+
+// Jobs is GET /v1/jobs.
+func (c *Client) Jobs(ctx context.Context) ([]*Job, error) {
+	var out []*Job
+	return out, c.do(ctx, http.MethodGet, "/v1/jobs", nil, &out)
+}
+
+// CancelJob is POST /v1/jobs/ID/cancel.
+func (c *Client) CancelJob(ctx context.Context, id string) (*Job, error) {
+	var out Job
+	return &out, c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/cancel", nil, &out)
+}
+
+// JobLogs copies a job's output to w; follow keeps going until it ends.
+func (c *Client) JobLogs(ctx context.Context, id string, follow bool, w io.Writer) error {
+	path := "/v1/jobs/" + url.PathEscape(id) + "/logs"
+	if follow {
+		path += "?follow=1"
+	}
+	resp, err := c.stream(ctx, http.MethodGet, path, nil, "")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(w, resp.Body)
+	return err
+}

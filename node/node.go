@@ -14,6 +14,7 @@ import (
 
 	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/gpu"
+	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/aixblock/aixblock/p2p/content"
@@ -38,6 +39,9 @@ type Node struct {
 	rpc         *ethclient.Client
 	vouchers    *voucherStore
 	market      *market.Market
+	jobs        *jobs.Manager
+	docker      *jobs.Docker
+	jobsErr     error
 	gatewayLn   net.Listener
 	gateway     *http.Server
 	apiLn       net.Listener
@@ -116,6 +120,7 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 	if err := n.openMarket(ctx, cfg); err != nil {
 		return nil, err
 	}
+	n.openJobs(ctx)
 	if n.gatewayLn != nil {
 		h, err := n.content.GatewayHandler()
 		if err != nil {
@@ -211,6 +216,10 @@ func (n *Node) close() error {
 		cancel()
 	} else if n.gatewayLn != nil {
 		n.gatewayLn.Close()
+	}
+	if n.jobs != nil {
+		n.jobs.Close() // containers keep running; the next start reattaches
+		n.docker.Close()
 	}
 	if err := n.closeChain(); err != nil {
 		errs = append(errs, fmt.Errorf("close chain: %w", err))

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -13,6 +14,11 @@ func main() {
 		// One line: errors.Join and libp2p put newlines in messages.
 		msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
 		fmt.Fprintln(os.Stderr, "aixblock: "+msg)
+		// A job that ran and failed: exit with its status, as docker run does.
+		var jf errJobFailed
+		if errors.As(err, &jf) && jf.j.ExitCode != nil && *jf.j.ExitCode > 0 && *jf.j.ExitCode < 256 {
+			os.Exit(*jf.j.ExitCode)
+		}
 		os.Exit(1)
 	}
 }

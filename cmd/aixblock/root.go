@@ -41,6 +41,7 @@ func newRootCmd() *cobra.Command {
 		newWalletCmd(g),
 		newDevchainCmd(g),
 		newMarketCmd(g),
+		newJobCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,155 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/aixblock/aixblock/gpu"
+	"github.com/aixblock/aixblock/jobs"
+)
+
+// Job types as the API and the CLI see them.
+type (
+	Job     = jobs.Job
+	JobSpec = jobs.Spec
+)
+
+// SubmitRequest is POST /v1/jobs: a spec as YAML (as in a spec file) or as
+// JSON, run on this node when Local is set.
+type SubmitRequest struct {
+	SpecYAML string   `json:"spec_yaml,omitempty"`
+	Spec     *JobSpec `json:"spec,omitempty"`
+	Local    bool     `json:"local"`
+}
+
+// ParseJobSpec reads a YAML spec as the daemon does, for the CLI to check
+// a file before sending it.
+func ParseJobSpec(b []byte) (*JobSpec, error) { return jobs.ParseSpec(b) }
+
+// openJobs starts the job manager on the local Docker engine. A node
+// without an engine still runs; its job routes say what is missing.
+func (n *Node) openJobs(ctx context.Context) {
+	d, err := jobs.NewDocker(ctx)
+	if err != nil {
+		n.jobsErr = err
+		n.log.Warn("no container runtime: this node cannot run jobs", "err", err)
+		return
+	}
+	m, err := jobs.NewManager(ctx, jobs.Config{
+		Dir: n.repo.Dir + "/jobs", Runtime: d, Content: n.content,
+		MockGPUs: strings.HasPrefix(n.gpus.Inventory().Source, "mock:"), Logger: n.log,
+	})
+	if err != nil {
+		d.Close()
+		n.jobsErr = err
+		n.log.Warn("jobs unavailable", "err", err)
+		return
+	}
+	n.jobs, n.docker = m, d
+}
+
+func (n *Node) jobRoutes(mux *http.ServeMux) {
+	need := func(w http.ResponseWriter) bool {
+		if n.jobs == nil {
+			writeJSON(w, http.StatusServiceUnavailable, apiError{fmt.Sprintf("this node cannot run jobs: %v", n.jobsErr)})
+			return false
+		}
+		return true
+	}
+	mux.HandleFunc("POST /v1/jobs", func(w http.ResponseWriter, r *http.Request) {
+		var req SubmitRequest
+		if !readJSON(w, r, &req) || !need(w) {
+			return
+		}
+		j, err := n.submit(req)
+		reply(w, j, err)
+	})
+	mux.HandleFunc("GET /v1/jobs", func(w http.ResponseWriter, r *http.Request) {
+		if need(w) {
+			writeJSON(w, http.StatusOK, n.jobs.List())
+		}
+	})
+	mux.HandleFunc("GET /v1/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if need(w) {
+			j, err := n.jobs.Get(r.PathValue("id"))
+			jobReply(w, j, err)
+		}
+	})
+	mux.HandleFunc("POST /v1/jobs/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
+		if need(w) {
+			j, err := n.jobs.Cancel(r.PathValue("id"))
+			jobReply(w, j, err)
+		}
+	})
+	mux.HandleFunc("GET /v1/jobs/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
+		if !need(w) {
+			return
+		}
+		id := r.PathValue("id")
+		if _, err := n.jobs.Get(id); err != nil {
+			jobReply(w, nil, err)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		n.jobs.Logs(r.Context(), id, r.URL.Query().Get("follow") == "1", flushWriter{w})
+	})
+}
+
+type flushWriter struct{ w http.ResponseWriter }
+
+func (f flushWriter) Write(p []byte) (int, error) { return f.w.Write(p) }
+func (f flushWriter) Flush() {
+	if fl, ok := f.w.(http.Flusher); ok {
+		fl.Flush()
+	}
+}
+
+func jobReply(w http.ResponseWriter, j *Job, err error) {
+	switch {
+	case errors.Is(err, jobs.ErrNotFound):
+		writeJSON(w, http.StatusNotFound, apiError{err.Error()})
+	case errors.Is(err, jobs.ErrFinished):
+		writeJSON(w, http.StatusConflict, apiError{err.Error()})
+	default:
+		reply(w, j, err)
+	}
+}
+
+func (n *Node) submit(req SubmitRequest) (*Job, error) {
+	if !req.Local {
+		return nil, badRequest{errors.New("jobs through the market are not wired yet: run with --local")}
+	}
+	var spec *JobSpec
+	var err error
+	switch {
+	case req.SpecYAML != "" && req.Spec != nil:
+		return nil, badRequest{errors.New("give spec_yaml or spec, not both")}
+	case req.SpecYAML != "":
+		spec, err = jobs.ParseSpec([]byte(req.SpecYAML))
+	case req.Spec != nil:
+		spec, err = req.Spec, req.Spec.Validate()
+	default:
+		return nil, badRequest{errors.New("no spec")}
+	}
+	if err != nil {
+		return nil, badRequest{err}
+	}
+	var free []string
+	for _, g := range n.gpus.Inventory().GPUs {
+		if g.Health == gpu.Healthy {
+			free = append(free, g.UUID)
+		}
+	}
+	j, err := n.jobs.Submit(*spec, jobs.SubmitOptions{GPUs: free})
+	if errors.Is(err, jobs.ErrSpec) {
+		return nil, badRequest{err}
+	}
+	return j, err
+}
+
+// JobInput is one input of a spec.
+type JobInput = jobs.Input
