@@ -5,7 +5,7 @@ LDFLAGS := -X github.com/aixblock/aixblock/node.Version=$(VERSION)
 # go-nvml's headers carry deprecation warnings that are not ours to fix.
 export CGO_CFLAGS := -Wno-deprecated-declarations
 
-.PHONY: build test run bench bench-gossip bench-idle bench-gpu bench-transfer gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market
+.PHONY: build test run bench bench-gossip bench-idle bench-gpu bench-transfer gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market bench-jobs
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/aixblock ./cmd/aixblock
@@ -19,7 +19,7 @@ run: build
 
 # Figures for the closing notes: gossip delivery and DHT lookups at several
 # sizes, then a daemon's memory and CPU when idle with 10 peers.
-bench: bench-gpu bench-transfer bench-gossip bench-idle bench-gas bench-market
+bench: bench-gpu bench-transfer bench-gossip bench-idle bench-gas bench-market bench-jobs
 
 # 1 GiB through bitswap against a plain TCP copy, and data add against
 # sha256sum (AIXBLOCK_BENCH_MIB=N for another size).
@@ -71,3 +71,8 @@ bench-gas:
 # on loopback and 50 and 500 peers on a mocknet with 10 ms links.
 bench-market:
 	$(GO) test -run '^$$' -bench Deal -benchtime 1x -timeout 30m ./market/
+
+# job run --local against docker run --rm of the same scratch image, and a
+# burst of 50 jobs (needs a Docker engine).
+bench-jobs:
+	$(GO) test -run '^$$' -bench Jobs -benchtime 1x -timeout 30m ./cmd/aixblock/

@@ -51,6 +51,27 @@ func (d *Docker) HasImage(ctx context.Context, image string) (bool, error) {
 	return false, fmt.Errorf("docker image inspect %s: %w", image, err)
 }
 
+func (d *Docker) Pull(ctx context.Context, image string) error {
+	res, err := d.c.ImagePull(ctx, image, client.ImagePullOptions{})
+	if err != nil {
+		return fmt.Errorf("docker pull %s: %w", image, err)
+	}
+	defer res.Close()
+	out, err := io.ReadAll(io.LimitReader(res, 16<<20))
+	if err != nil {
+		return fmt.Errorf("docker pull %s: %w", image, err)
+	}
+	if strings.Contains(string(out), `"error"`) {
+		return fmt.Errorf("docker pull %s: %s", image, lastLine(string(out)))
+	}
+	return nil
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
 func (d *Docker) LoadImage(ctx context.Context, r io.Reader) error {
 	res, err := d.c.ImageLoad(ctx, r)
 	if err != nil {

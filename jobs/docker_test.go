@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/aixblock/aixblock/p2p/content"
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
+	"github.com/moby/moby/client"
 )
 
 const testImage = "aixblock-test/jobprog:latest"
@@ -300,5 +302,69 @@ func TestReattachAfterRestart(t *testing.T) {
 	fourth, _ := newTestManager(t, d, third.cfg.Dir)
 	if g, _ := fourth.Get(k.ID); g.State != Failed || !strings.Contains(g.Reason, "vanished") {
 		t.Fatalf("vanished container: %+v", g)
+	}
+}
+
+// An image given as ipfs://CID of its tarball is fetched and loaded, and
+// runs under the tarball's own tag.
+func TestImageByCID(t *testing.T) {
+	d := dockerOrSkip(t)
+	m, store := newTestManager(t, d, t.TempDir())
+	ctx := context.Background()
+	const tag = "aixblock-test/jobprog-cid:latest"
+	d.Client().ImageRemove(ctx, tag, client.ImageRemoveOptions{Force: true})
+	t.Cleanup(func() { d.Client().ImageRemove(context.Background(), tag, client.ImageRemoveOptions{Force: true}) })
+	saved, err := d.Client().ImageSave(ctx, []string{testImage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Retag inside the tarball, so that loading it makes a new image name.
+	path := filepath.Join(t.TempDir(), "image.tar")
+	f, _ := os.Create(path)
+	tr, tw := tar.NewReader(saved), tar.NewWriter(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(tr)
+		if h.Name == "manifest.json" || h.Name == "repositories" {
+			body = bytes.ReplaceAll(body, []byte("aixblock-test/jobprog"), []byte("aixblock-test/jobprog-cid"))
+			h.Size = int64(len(body))
+		}
+		tw.WriteHeader(h)
+		tw.Write(body)
+	}
+	tw.Close()
+	f.Close()
+	saved.Close()
+	root, err := store.Add(ctx, path, content.AddOptions{Pin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := job("echo", "from a tarball")
+	s.Image = "ipfs://" + root.String()
+	j, err := m.Submit(s, SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j = waitJob(t, m, j.ID, time.Minute)
+	if l := logsOf(t, m, j.ID); j.State != Completed || !strings.Contains(l, "from a tarball") {
+		t.Fatalf("job %s %s, logs %q", j.State, j.Reason, l)
+	}
+	if ok, _ := d.HasImage(ctx, tag); !ok {
+		t.Fatal("the tarball's image was not loaded under its tag")
+	}
+	// Not a tarball: a clear error.
+	junk := filepath.Join(t.TempDir(), "junk")
+	os.WriteFile(junk, []byte("not an image"), 0o644)
+	jr, _ := store.Add(ctx, junk, content.AddOptions{Pin: true})
+	s.Image = "ipfs://" + jr.String()
+	j, _ = m.Submit(s, SubmitOptions{})
+	if j = waitJob(t, m, j.ID, time.Minute); j.State != Failed || !strings.Contains(j.Reason, "not an image tarball") {
+		t.Fatalf("junk image: %s %s", j.State, j.Reason)
 	}
 }

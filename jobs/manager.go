@@ -1,9 +1,11 @@
 package jobs
 
 import (
+	"archive/tar"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +42,9 @@ type Config struct {
 	MaxLogBytes int64
 	// PidsLimit per container; zero means 512.
 	PidsLimit int64
+	// NoPull keeps images to the local engine and tarballs by CID; by
+	// default an image missing locally is pulled from its registry.
+	NoPull bool
 	// MockGPUs: GPUs are not real, so no device is requested (the UUIDs
 	// still reach the job in NVIDIA_VISIBLE_DEVICES).
 	MockGPUs bool
@@ -54,6 +59,7 @@ type Manager struct {
 	mu      sync.Mutex
 	jobs    map[string]*Job
 	cancels map[string]context.CancelCauseFunc
+	changed map[string]chan struct{} // closed and replaced at every transition
 	wg      sync.WaitGroup
 	closed  bool
 }
@@ -92,7 +98,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "jobs"), jobs: map[string]*Job{}, cancels: map[string]context.CancelCauseFunc{}}
+	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "jobs"), jobs: map[string]*Job{}, cancels: map[string]context.CancelCauseFunc{}, changed: map[string]chan struct{}{}}
 	entries, err := os.ReadDir(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
@@ -206,6 +212,10 @@ func (m *Manager) set(j *Job, s State, reason string) {
 	if err := j.save(m.dir(j)); err != nil {
 		m.log.Error("persist job state", "job_id", j.ID, "err", err)
 	}
+	if ch := m.changed[j.ID]; ch != nil {
+		close(ch)
+	}
+	m.changed[j.ID] = make(chan struct{})
 	m.log.Info("job", "job_id", j.ID, "state", s, "reason", reason)
 }
 
@@ -263,14 +273,12 @@ func (m *Manager) run(ctx context.Context, j *Job) {
 // container.
 func (m *Manager) prepare(ctx context.Context, j *Job) (Container, error) {
 	s := j.Spec
-	ok, err := m.cfg.Runtime.HasImage(ctx, s.Image)
+	dir := m.dir(j)
+	image, err := m.image(ctx, s.Image, dir)
 	if err != nil {
 		return Container{}, err
 	}
-	if !ok {
-		return Container{}, fmt.Errorf("image %s is not in the local engine (load it with docker load, or build it)", s.Image)
-	}
-	dir := m.dir(j)
+	s.Image = image
 	c := Container{
 		Name: "aixblock-" + j.ID, Image: s.Image, Entrypoint: s.Command, Cmd: s.Args,
 		CPU: s.Resources.CPU, MemoryMiB: s.Resources.MemoryMiB, PidsLimit: m.cfg.PidsLimit, ShmMiB: 64,
@@ -315,6 +323,77 @@ func (m *Manager) prepare(ctx context.Context, j *Job) (Container, error) {
 	os.Chmod(out, 0o777)
 	c.Outputs = out
 	return c, nil
+}
+
+// image makes sure the engine holds the job's image and returns its name:
+// local, pulled from its registry, or loaded from a tarball fetched by CID
+// (ipfs://CID), named by the tarball's own tag.
+func (m *Manager) image(ctx context.Context, ref, dir string) (string, error) {
+	if c, ok := strings.CutPrefix(ref, "ipfs://"); ok {
+		root, _ := cid.Decode(c)
+		if err := os.MkdirAll(filepath.Join(dir, "inputs"), 0o755); err != nil {
+			return "", err
+		}
+		tarPath := filepath.Join(dir, "inputs", "image.tar")
+		if _, err := m.cfg.Content.Get(ctx, root, tarPath, nil); err != nil {
+			return "", fmt.Errorf("image %s: %w", ref, err)
+		}
+		defer os.Remove(tarPath)
+		tag, err := imageTag(tarPath)
+		if err != nil {
+			return "", fmt.Errorf("image %s: %w", ref, err)
+		}
+		if ok, err := m.cfg.Runtime.HasImage(ctx, tag); err != nil || ok {
+			return tag, err
+		}
+		f, err := os.Open(tarPath)
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		if err := m.cfg.Runtime.LoadImage(ctx, f); err != nil {
+			return "", fmt.Errorf("image %s: %w", ref, err)
+		}
+		return tag, nil
+	}
+	ok, err := m.cfg.Runtime.HasImage(ctx, ref)
+	if err != nil || ok {
+		return ref, err
+	}
+	if m.cfg.NoPull {
+		return "", fmt.Errorf("image %s is not in the local engine (docker load it, or give ipfs://CID of its tarball)", ref)
+	}
+	if err := m.cfg.Runtime.Pull(ctx, ref); err != nil {
+		return "", fmt.Errorf("image %s is not in the local engine and its registry did not give it: %w", ref, err)
+	}
+	return ref, nil
+}
+
+// imageTag reads the first tag in a docker-save tarball's manifest.
+func imageTag(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return "", fmt.Errorf("not an image tarball (no manifest.json): %w", err)
+		}
+		if h.Name != "manifest.json" {
+			continue
+		}
+		var man []struct{ RepoTags []string }
+		if err := json.NewDecoder(io.LimitReader(tr, 1<<20)).Decode(&man); err != nil {
+			return "", fmt.Errorf("manifest.json: %w", err)
+		}
+		if len(man) == 0 || len(man[0].RepoTags) == 0 {
+			return "", errors.New("the tarball's image has no tag (docker save NAME:TAG)")
+		}
+		return man[0].RepoTags[0], nil
+	}
 }
 
 func orNone(s string) string {
@@ -418,6 +497,18 @@ func (m *Manager) Cancel(id string) (*Job, error) {
 	return m.Get(id)
 }
 
+// watch is a channel closed at the job's next transition.
+func (m *Manager) watch(id string) <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ch := m.changed[id]
+	if ch == nil {
+		ch = make(chan struct{})
+		m.changed[id] = ch
+	}
+	return ch
+}
+
 // Get is a copy of the job's record.
 func (m *Manager) Get(id string) (*Job, error) {
 	m.mu.Lock()
@@ -494,6 +585,7 @@ func (m *Manager) Logs(ctx context.Context, id string, follow bool, w io.Writer)
 		if !follow {
 			return nil
 		}
+		changed := m.watch(id)
 		j, _ := m.Get(id)
 		if j != nil && j.State.Terminal() {
 			_, err := io.Copy(w, f) // the last lines
@@ -502,7 +594,8 @@ func (m *Manager) Logs(ctx context.Context, id string, follow bool, w io.Writer)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(100 * time.Millisecond):
+		case <-changed:
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 type Runtime interface {
 	// HasImage reports whether the engine holds image.
 	HasImage(ctx context.Context, image string) (bool, error)
+	// Pull fetches image from its registry.
+	Pull(ctx context.Context, image string) error
 	// LoadImage loads an image tarball (`docker save` format).
 	LoadImage(ctx context.Context, r io.Reader) error
 	Create(ctx context.Context, c Container) (id string, err error)

@@ -134,8 +134,12 @@ func (s *Spec) Validate() error {
 	if s.Image == "" {
 		return specErr("image", "required")
 	}
-	if !imageRE.MatchString(s.Image) {
-		return specErr("image", "%q is not an image reference", s.Image)
+	if c, ok := strings.CutPrefix(s.Image, "ipfs://"); ok {
+		if _, err := cid.Decode(c); err != nil {
+			return specErr("image", "%q: ipfs:// needs the CID of an image tarball (docker save)", s.Image)
+		}
+	} else if !imageRE.MatchString(s.Image) {
+		return specErr("image", "%q is not an image reference (or ipfs://CID of an image tarball)", s.Image)
 	}
 	for k := range s.Env {
 		if !envRE.MatchString(k) {

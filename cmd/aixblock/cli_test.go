@@ -42,7 +42,7 @@ type result struct {
 	code           int
 }
 
-func run(t *testing.T, repo string, args ...string) result {
+func run(t testing.TB, repo string, args ...string) result {
 	t.Helper()
 	// A command that should fail at once but does not must not hang the suite.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -60,7 +60,7 @@ func run(t *testing.T, repo string, args ...string) result {
 	return result{out.String(), errb.String(), code}
 }
 
-func mustRun(t *testing.T, repo string, args ...string) string {
+func mustRun(t testing.TB, repo string, args ...string) string {
 	t.Helper()
 	r := run(t, repo, args...)
 	if r.code != 0 {
@@ -69,7 +69,7 @@ func mustRun(t *testing.T, repo string, args ...string) string {
 	return r.stdout
 }
 
-func runJSON(t *testing.T, repo string, v any, args ...string) {
+func runJSON(t testing.TB, repo string, v any, args ...string) {
 	t.Helper()
 	out := mustRun(t, repo, append(args, "--json")...)
 	if err := json.Unmarshal([]byte(out), v); err != nil {
@@ -77,7 +77,7 @@ func runJSON(t *testing.T, repo string, v any, args ...string) {
 	}
 }
 
-func initRepo(t *testing.T, network string) string {
+func initRepo(t testing.TB, network string) string {
 	t.Helper()
 	repo := filepath.Join(t.TempDir(), "repo")
 	mustRun(t, repo, "init", "--network", network)
@@ -112,7 +112,7 @@ func quietExcept(args []string) []string {
 	return out
 }
 
-func startDaemon(t *testing.T, repo string, extra ...string) *daemon {
+func startDaemon(t testing.TB, repo string, extra ...string) *daemon {
 	t.Helper()
 	d := &daemon{stderr: &bytes.Buffer{}, done: make(chan error, 1)}
 	d.cmd = exec.Command(bin, append(append([]string{"--repo", repo, "daemon"}, quiet...), extra...)...)

@@ -128,11 +128,14 @@ func submitAndFollow(cmd *cobra.Command, g *globals, req node.SubmitRequest, det
 			return err
 		}
 	}
-	for !j.State.Terminal() {
-		time.Sleep(100 * time.Millisecond)
+	for {
 		if j, err = c.Job(cmd.Context(), j.ID); err != nil {
 			return err
 		}
+		if j.State.Terminal() {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if g.json {
 		if err := g.print(cmd.OutOrStdout(), j, nil); err != nil {

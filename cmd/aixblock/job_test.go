@@ -16,7 +16,7 @@ import (
 const jobImage = "aixblock-test/jobprog:latest"
 
 // jobDocker makes sure the engine answers and holds the test image.
-func jobDocker(t *testing.T) {
+func jobDocker(t testing.TB) {
 	t.Helper()
 	d, err := jobs.NewDocker(context.Background())
 	if err != nil {
@@ -45,7 +45,7 @@ type jobStatus struct {
 	ResultCID string `json:"result_cid"`
 }
 
-func waitState(t *testing.T, repo, id string, want func(string) bool) jobStatus {
+func waitState(t testing.TB, repo, id string, want func(string) bool) jobStatus {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
