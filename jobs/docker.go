@@ -72,6 +72,21 @@ func lastLine(s string) string {
 	return lines[len(lines)-1]
 }
 
+func (d *Docker) ImageSize(ctx context.Context, image string) (int64, error) {
+	res, err := d.c.ImageInspect(ctx, image)
+	if err != nil {
+		return 0, fmt.Errorf("docker image inspect %s: %w", image, err)
+	}
+	return res.Size, nil
+}
+
+func (d *Docker) RemoveImage(ctx context.Context, image string) error {
+	if _, err := d.c.ImageRemove(ctx, image, client.ImageRemoveOptions{}); err != nil && !isNotFound(err) {
+		return fmt.Errorf("docker rmi %s: %w", image, err)
+	}
+	return nil
+}
+
 func (d *Docker) LoadImage(ctx context.Context, r io.Reader) error {
 	res, err := d.c.ImageLoad(ctx, r)
 	if err != nil {

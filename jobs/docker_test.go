@@ -358,6 +358,19 @@ func TestImageByCID(t *testing.T) {
 	if ok, _ := d.HasImage(ctx, tag); !ok {
 		t.Fatal("the tarball's image was not loaded under its tag")
 	}
+	// With a cache of 1 MiB the loaded image goes; the operator's own
+	// image (imported by the test, not fetched by a job) stays.
+	small, err := NewManager(ctx, Config{Dir: m.cfg.Dir, Runtime: d, Content: store, ImageCacheMiB: 1, MockGPUs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = small
+	if ok, _ := d.HasImage(ctx, tag); ok {
+		t.Fatal("the image cache kept an image over its bound")
+	}
+	if ok, _ := d.HasImage(ctx, testImage); !ok {
+		t.Fatal("the cache evicted an image it did not fetch")
+	}
 	// Not a tarball: a clear error.
 	junk := filepath.Join(t.TempDir(), "junk")
 	os.WriteFile(junk, []byte("not an image"), 0o644)

@@ -49,6 +49,8 @@ type Job struct {
 	StartedAt   *time.Time   `json:"started_at,omitempty"`
 	FinishedAt  *time.Time   `json:"finished_at,omitempty"`
 	History     []Transition `json:"history"`
+	// Progress says what preparing is doing, e.g. "input 1/2: 12.0 MiB".
+	Progress string `json:"progress,omitempty"`
 }
 
 // save writes the job record atomically.

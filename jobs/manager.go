@@ -42,6 +42,9 @@ type Config struct {
 	MaxLogBytes int64
 	// PidsLimit per container; zero means 512.
 	PidsLimit int64
+	// ImageCacheMiB bounds the images this node pulled or loaded for jobs;
+	// the least recently used go first. Zero means 20 GiB.
+	ImageCacheMiB int64
 	// NoPull keeps images to the local engine and tarballs by CID; by
 	// default an image missing locally is pulled from its registry.
 	NoPull bool
@@ -60,6 +63,7 @@ type Manager struct {
 	jobs    map[string]*Job
 	cancels map[string]context.CancelCauseFunc
 	changed map[string]chan struct{} // closed and replaced at every transition
+	imgMu   sync.Mutex               // images.json
 	wg      sync.WaitGroup
 	closed  bool
 }
@@ -92,6 +96,9 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.PidsLimit == 0 {
 		cfg.PidsLimit = 512
 	}
+	if cfg.ImageCacheMiB == 0 {
+		cfg.ImageCacheMiB = 20 << 10
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -118,6 +125,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		}
 		m.reattach(ctx, j)
 	}
+	m.evictImages(ctx)
 	return m, nil
 }
 
@@ -234,10 +242,16 @@ func (m *Manager) finish(j *Job, s State, reason string, exit *int) {
 	// Scratch space goes; the record, the logs and the results stay.
 	os.RemoveAll(filepath.Join(m.dir(j), "inputs"))
 	os.RemoveAll(filepath.Join(m.dir(j), "outputs"))
+	m.evictImages(context.Background())
 }
 
 // run takes a new job from pending to the end.
 func (m *Manager) run(ctx context.Context, j *Job) {
+	if t, err := time.ParseDuration(j.Spec.Timeouts.Total); err == nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
 	m.set(j, Preparing, "fetching the image and inputs")
 	pctx, cancel := context.WithTimeout(ctx, m.cfg.PrepareTimeout)
 	c, err := m.prepare(pctx, j)
@@ -265,6 +279,7 @@ func (m *Manager) run(ctx context.Context, j *Job) {
 		m.finish(j, Failed, err.Error(), nil)
 		return
 	}
+	m.progress(j, "")
 	m.set(j, Running, "")
 	m.follow(ctx, j, false)
 }
@@ -274,10 +289,11 @@ func (m *Manager) run(ctx context.Context, j *Job) {
 func (m *Manager) prepare(ctx context.Context, j *Job) (Container, error) {
 	s := j.Spec
 	dir := m.dir(j)
-	image, err := m.image(ctx, s.Image, dir)
+	image, fetched, err := m.image(ctx, s.Image, dir)
 	if err != nil {
 		return Container{}, err
 	}
+	m.noteImage(ctx, image, fetched)
 	s.Image = image
 	c := Container{
 		Name: "aixblock-" + j.ID, Image: s.Image, Entrypoint: s.Command, Cmd: s.Args,
@@ -310,7 +326,10 @@ func (m *Manager) prepare(ctx context.Context, j *Job) (Container, error) {
 	for i, in := range s.Inputs {
 		root, _ := cid.Decode(in.CID)
 		host := filepath.Join(dir, "inputs", fmt.Sprint(i))
-		if _, err := m.cfg.Content.Get(ctx, root, host, nil); err != nil {
+		progress := func(st content.FetchStats) {
+			m.progress(j, fmt.Sprintf("input %d/%d: %.1f MiB", i+1, len(s.Inputs), float64(st.Bytes)/(1<<20)))
+		}
+		if _, err := m.cfg.Content.Get(ctx, root, host, progress); err != nil {
 			return Container{}, fmt.Errorf("input %s: %w", in.CID, err)
 		}
 		c.Inputs = append(c.Inputs, Mount{Source: host, Target: in.Path})
@@ -328,45 +347,45 @@ func (m *Manager) prepare(ctx context.Context, j *Job) (Container, error) {
 // image makes sure the engine holds the job's image and returns its name:
 // local, pulled from its registry, or loaded from a tarball fetched by CID
 // (ipfs://CID), named by the tarball's own tag.
-func (m *Manager) image(ctx context.Context, ref, dir string) (string, error) {
+func (m *Manager) image(ctx context.Context, ref, dir string) (string, bool, error) {
 	if c, ok := strings.CutPrefix(ref, "ipfs://"); ok {
 		root, _ := cid.Decode(c)
 		if err := os.MkdirAll(filepath.Join(dir, "inputs"), 0o755); err != nil {
-			return "", err
+			return "", false, err
 		}
 		tarPath := filepath.Join(dir, "inputs", "image.tar")
 		if _, err := m.cfg.Content.Get(ctx, root, tarPath, nil); err != nil {
-			return "", fmt.Errorf("image %s: %w", ref, err)
+			return "", false, fmt.Errorf("image %s: %w", ref, err)
 		}
 		defer os.Remove(tarPath)
 		tag, err := imageTag(tarPath)
 		if err != nil {
-			return "", fmt.Errorf("image %s: %w", ref, err)
+			return "", false, fmt.Errorf("image %s: %w", ref, err)
 		}
 		if ok, err := m.cfg.Runtime.HasImage(ctx, tag); err != nil || ok {
-			return tag, err
+			return tag, false, err
 		}
 		f, err := os.Open(tarPath)
 		if err != nil {
-			return "", err
+			return "", false, err
 		}
 		defer f.Close()
 		if err := m.cfg.Runtime.LoadImage(ctx, f); err != nil {
-			return "", fmt.Errorf("image %s: %w", ref, err)
+			return "", false, fmt.Errorf("image %s: %w", ref, err)
 		}
-		return tag, nil
+		return tag, true, nil
 	}
 	ok, err := m.cfg.Runtime.HasImage(ctx, ref)
 	if err != nil || ok {
-		return ref, err
+		return ref, false, err
 	}
 	if m.cfg.NoPull {
-		return "", fmt.Errorf("image %s is not in the local engine (docker load it, or give ipfs://CID of its tarball)", ref)
+		return "", false, fmt.Errorf("image %s is not in the local engine (docker load it, or give ipfs://CID of its tarball)", ref)
 	}
 	if err := m.cfg.Runtime.Pull(ctx, ref); err != nil {
-		return "", fmt.Errorf("image %s is not in the local engine and its registry did not give it: %w", ref, err)
+		return "", false, fmt.Errorf("image %s is not in the local engine and its registry did not give it: %w", ref, err)
 	}
-	return ref, nil
+	return ref, true, nil
 }
 
 // imageTag reads the first tag in a docker-save tarball's manifest.
@@ -437,6 +456,8 @@ func (m *Manager) follow(ctx context.Context, j *Job, reattached bool) {
 	switch {
 	case errors.Is(context.Cause(ctx), errCanceled):
 		state, reason = Canceled, "canceled by the user"
+	case ctx.Err() == context.DeadlineExceeded:
+		state, reason = TimedOut, fmt.Sprintf("took longer than the total timeout %s", j.Spec.Timeouts.Total)
 	case wctx.Err() == context.DeadlineExceeded:
 		state, reason = TimedOut, fmt.Sprintf("ran longer than the execution timeout %s", j.Spec.ExecutionTimeout())
 	case err != nil:
@@ -495,6 +516,13 @@ func (m *Manager) Cancel(id string) (*Job, error) {
 	}
 	cancel(errCanceled)
 	return m.Get(id)
+}
+
+// progress notes what preparing is doing (not persisted: it is live state).
+func (m *Manager) progress(j *Job, what string) {
+	m.mu.Lock()
+	j.Progress = what
+	m.mu.Unlock()
 }
 
 // watch is a channel closed at the job's next transition.

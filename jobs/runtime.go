@@ -13,6 +13,9 @@ type Runtime interface {
 	HasImage(ctx context.Context, image string) (bool, error)
 	// Pull fetches image from its registry.
 	Pull(ctx context.Context, image string) error
+	// ImageSize is an image's size in bytes; RemoveImage deletes it.
+	ImageSize(ctx context.Context, image string) (int64, error)
+	RemoveImage(ctx context.Context, image string) error
 	// LoadImage loads an image tarball (`docker save` format).
 	LoadImage(ctx context.Context, r io.Reader) error
 	Create(ctx context.Context, c Container) (id string, err error)

@@ -1,0 +1,39 @@
+package jobs
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRotatingLog(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "out.log")
+	r, err := openRotating(p, 10, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"aaaa\n", "bbbb\n", "cccc\n", "dddd\n"} {
+		if _, err := r.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Close()
+	cur, _ := os.ReadFile(p)
+	old, _ := os.ReadFile(p + ".1")
+	if string(cur) != "cccc\ndddd\n" || string(old) != "aaaa\nbbbb\n" {
+		t.Fatalf("current %q, rotated %q", cur, old)
+	}
+	// Reopening appends; truncate starts over.
+	r, _ = openRotating(p, 100, false)
+	r.Write([]byte("eeee\n"))
+	r.Close()
+	if b, _ := os.ReadFile(p); !strings.HasSuffix(string(b), "dddd\neeee\n") {
+		t.Fatalf("append: %q", b)
+	}
+	r, _ = openRotating(p, 100, true)
+	r.Close()
+	if b, _ := os.ReadFile(p); len(b) != 0 {
+		t.Fatalf("truncate: %q", b)
+	}
+}
