@@ -5,7 +5,7 @@ LDFLAGS := -X github.com/aixblock/aixblock/node.Version=$(VERSION)
 # go-nvml's headers carry deprecation warnings that are not ours to fix.
 export CGO_CFLAGS := -Wno-deprecated-declarations
 
-.PHONY: build test run bench bench-gossip bench-idle bench-gpu bench-transfer gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market bench-jobs
+.PHONY: build test run bench bench-gossip bench-idle bench-gpu bench-transfer gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market bench-jobs job-image
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/aixblock ./cmd/aixblock
@@ -76,3 +76,10 @@ bench-market:
 # burst of 50 jobs (needs a Docker engine).
 bench-jobs:
 	$(GO) test -run '^$$' -bench Jobs -benchtime 1x -timeout 30m ./cmd/aixblock/
+
+# The test workload as a FROM-scratch image (aixblock-test/jobprog:latest),
+# for jobs/examples/hello.yaml and make run; needs a Docker engine.
+job-image:
+	mkdir -p bin/jobimage/inputs bin/jobimage/outputs bin/jobimage/tmp bin/jobimage/mnt
+	CGO_ENABLED=0 $(GO) build -o bin/jobimage/jobprog ./jobs/testdata/jobprog
+	tar -C bin/jobimage -c . | docker import -c 'ENTRYPOINT ["/jobprog"]' - aixblock-test/jobprog:latest

@@ -37,3 +37,17 @@ func TestRotatingLog(t *testing.T) {
 		t.Fatalf("truncate: %q", b)
 	}
 }
+
+type noContent struct{ Content }
+
+// A repo given by a relative path still yields absolute bind mounts.
+func TestManagerDirIsAbsolute(t *testing.T) {
+	t.Chdir(t.TempDir())
+	m, err := NewManager(t.Context(), Config{Dir: "repo/jobs", Runtime: stuck{}, Content: noContent{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(m.cfg.Dir) {
+		t.Fatalf("dir %q", m.cfg.Dir)
+	}
+}

@@ -84,6 +84,12 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.Dir == "" || cfg.Runtime == nil || cfg.Content == nil {
 		return nil, errors.New("jobs: Dir, Runtime and Content are required")
 	}
+	// Bind mounts need absolute paths (a repo given as .testnet/node1 is not).
+	abs, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	cfg.Dir = abs
 	if cfg.Grace == 0 {
 		cfg.Grace = 10 * time.Second
 	}

@@ -86,6 +86,18 @@ if [ "$n" -ge 2 ]; then
 	"$bin" --repo "$dir/node2" wallet channels | sed 's/^/  /'
 fi
 
+# A job in a locked-down container, when a Docker engine answers.
+if docker info >/dev/null 2>&1 && make -s job-image >/dev/null 2>&1; then
+	echo
+	echo "node1 runs a job in a container (jobs/examples/hello.yaml):"
+	id=$("$bin" --repo "$dir/node1" job submit jobs/examples/hello.yaml --local)
+	"$bin" --repo "$dir/node1" job logs -f "$id" | sed 's/^/  /'
+	"$bin" --repo "$dir/node1" job status "$id" | sed -n 's/^\(state\|exit_code\|result_cid\).*/  &/p'
+else
+	echo
+	echo "(no Docker engine answers: skipping the job demo; see README, Jobs)"
+fi
+
 # The market: the last node finds the H100 provider and agrees a deal.
 if [ "$n" -ge 3 ]; then
 	echo
