@@ -61,22 +61,42 @@ func (n *Node) jobRoutes(mux *http.ServeMux) {
 	}
 	mux.HandleFunc("POST /v1/jobs", func(w http.ResponseWriter, r *http.Request) {
 		var req SubmitRequest
-		if !readJSON(w, r, &req) || !need(w) {
+		if !readJSON(w, r, &req) {
 			return
 		}
-		j, err := n.submit(req)
+		if req.Local && !need(w) {
+			return
+		}
+		j, err := n.submit(r.Context(), req)
 		reply(w, j, err)
 	})
 	mux.HandleFunc("GET /v1/jobs", func(w http.ResponseWriter, r *http.Request) {
-		if need(w) {
-			writeJSON(w, http.StatusOK, n.jobs.List())
+		var out []*Job
+		if n.jobs != nil {
+			out = n.jobs.List()
 		}
+		n.remote.mu.Lock()
+		for _, rj := range n.remote.jobs {
+			if rj.Last != nil {
+				out = append(out, rj.Last)
+			}
+		}
+		n.remote.mu.Unlock()
+		if out == nil {
+			out = []*Job{}
+		}
+		writeJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET /v1/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
-		if need(w) {
-			j, err := n.jobs.Get(r.PathValue("id"))
-			jobReply(w, j, err)
+		id := r.PathValue("id")
+		if n.jobs != nil {
+			if j, err := n.jobs.Get(id); err == nil {
+				jobReply(w, j, nil)
+				return
+			}
 		}
+		j, err := n.remoteJobByID(r.Context(), id)
+		jobReply(w, j, err)
 	})
 	mux.HandleFunc("POST /v1/jobs/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
 		if need(w) {
@@ -85,17 +105,23 @@ func (n *Node) jobRoutes(mux *http.ServeMux) {
 		}
 	})
 	mux.HandleFunc("GET /v1/jobs/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
-		if !need(w) {
-			return
-		}
 		id := r.PathValue("id")
-		if _, err := n.jobs.Get(id); err != nil {
-			jobReply(w, nil, err)
+		follow := r.URL.Query().Get("follow") == "1"
+		if n.jobs == nil || func() bool { _, err := n.jobs.Get(id); return err != nil }() {
+			n.remote.mu.Lock()
+			_, remote := n.remote.jobs[id]
+			n.remote.mu.Unlock()
+			if !remote {
+				jobReply(w, nil, fmt.Errorf("%w: %s", jobs.ErrNotFound, id))
+				return
+			}
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			n.remoteLogs(r.Context(), id, follow, flushWriter{w})
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
-		n.jobs.Logs(r.Context(), id, r.URL.Query().Get("follow") == "1", flushWriter{w})
+		n.jobs.Logs(r.Context(), id, follow, flushWriter{w})
 	})
 }
 
@@ -119,10 +145,7 @@ func jobReply(w http.ResponseWriter, j *Job, err error) {
 	}
 }
 
-func (n *Node) submit(req SubmitRequest) (*Job, error) {
-	if !req.Local {
-		return nil, badRequest{errors.New("jobs through the market are not wired yet: run with --local")}
-	}
+func (n *Node) submit(ctx context.Context, req SubmitRequest) (*Job, error) {
 	var spec *JobSpec
 	var err error
 	switch {
@@ -137,6 +160,9 @@ func (n *Node) submit(req SubmitRequest) (*Job, error) {
 	}
 	if err != nil {
 		return nil, badRequest{err}
+	}
+	if !req.Local {
+		return n.submitRemote(ctx, spec)
 	}
 	var free []string
 	for _, g := range n.gpus.Inventory().GPUs {

@@ -75,6 +75,9 @@ type MarketConfig struct {
 	// BidWindow is how long this node, as a requester, collects bids,
 	// e.g. "1s"; empty means 1 s.
 	BidWindow string `json:"bid_window,omitempty"`
+	// VoucherInterval is how often a requester pays for running jobs, e.g.
+	// "30s"; empty means 30 s. A provider stops a job after three missed.
+	VoucherInterval string `json:"voucher_interval,omitempty"`
 }
 
 // ChainConfig is the "chain" section of config.json.
@@ -170,6 +173,7 @@ type parsed struct {
 
 	marketMaxDuration time.Duration
 	marketBidWindow   time.Duration
+	voucherInterval   time.Duration
 }
 
 // Validate checks every field and names the first bad one.
@@ -248,6 +252,9 @@ func (c Config) parse() (parsed, error) {
 		return p, err
 	}
 	if p.marketBidWindow, err = duration("market.bid_window", c.Market.BidWindow); err != nil {
+		return p, err
+	}
+	if p.voucherInterval, err = duration("market.voucher_interval", c.Market.VoucherInterval); err != nil {
 		return p, err
 	}
 	for class, byToken := range c.Market.Prices {

@@ -42,10 +42,13 @@ type Node struct {
 	jobs        *jobs.Manager
 	docker      *jobs.Docker
 	jobsErr     error
-	gatewayLn   net.Listener
-	gateway     *http.Server
-	apiLn       net.Listener
-	api         *http.Server
+	remote      *remote
+	// voucherInterval is how often running market jobs are paid for.
+	voucherInterval time.Duration
+	gatewayLn       net.Listener
+	gateway         *http.Server
+	apiLn           net.Listener
+	api             *http.Server
 }
 
 // New builds every service of the repo's config, in start order, and binds
@@ -121,6 +124,13 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 		return nil, err
 	}
 	n.openJobs(ctx)
+	n.voucherInterval = cfg.voucherInterval
+	if n.voucherInterval == 0 {
+		n.voucherInterval = 30 * time.Second
+	}
+	if err := n.openRemote(); err != nil {
+		return nil, err
+	}
 	if n.gatewayLn != nil {
 		h, err := n.content.GatewayHandler()
 		if err != nil {
@@ -159,6 +169,7 @@ func (n *Node) Run(ctx context.Context) error {
 	mctx, stopMarket := context.WithCancel(ctx)
 	marketDone := make(chan struct{})
 	go func() { n.market.Run(mctx); close(marketDone) }()
+	go n.followRemote(mctx)
 	defer func() { stopMarket(); <-marketDone }()
 
 	gpuCtx, stopGPU := context.WithCancel(context.Background())

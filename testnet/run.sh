@@ -47,7 +47,7 @@ for i in $(seq 1 "$n"); do
 	fi
 	rm -f "$repo/api"
 	args=(--repo "$repo" daemon --listen /ip4/127.0.0.1/tcp/0 --listen /ip4/127.0.0.1/udp/0/quic-v1
-		--api 127.0.0.1:0 --gateway 127.0.0.1:0 --mdns=false --nat=false --network "$net" --devchain "$chainfile")
+		--api 127.0.0.1:0 --gateway 127.0.0.1:0 --mdns=false --nat=false --network "$net" --devchain "$chainfile" --voucher-interval 2s)
 	[ -n "$first" ] && args+=(--bootstrap "$first")
 	"$bin" "${args[@]}" 2>"$dir/node$i.log" &
 	pids+=($!)
@@ -98,7 +98,21 @@ else
 	echo "(no Docker engine answers: skipping the job demo; see README, Jobs)"
 fi
 
-# The market: the last node finds the H100 provider and agrees a deal.
+# The whole path: the last node runs a job through the market; node1's
+# H100s run it; the requester's daemon pays by vouchers; node1 redeems.
+if [ "$n" -ge 3 ] && docker info >/dev/null 2>&1; then
+	echo
+	echo "node$n runs a job through the market (2 tUSD per GPU-hour at most 5):"
+	before=$("$bin" --repo "$dir/node1" wallet balance --json | sed -n 's/.*"token_balance_units": "\(.*\)".*/\1/p')
+	"$bin" --repo "$dir/node$n" job run --gpus 1 --gpu-class nvidia-h100-80gb --max-price 5 \
+		aixblock-test/jobprog:latest -- sleep 3s 2>&1 | sed 's/^/  /'
+	sleep 2.5 # the final voucher goes out at the next 2 s tick
+	"$bin" --repo "$dir/node1" wallet redeem | sed 's/^/  node1 /'
+	after=$("$bin" --repo "$dir/node1" wallet balance --json | sed -n 's/.*"token_balance_units": "\(.*\)".*/\1/p')
+	echo "  node1's tUSD: $before before, $after after"
+fi
+
+# The market alone: the last node finds the H100 provider and agrees a deal.
 if [ "$n" -ge 3 ]; then
 	echo
 	echo "node$n looks for H100s and agrees a deal for 2 of them:"

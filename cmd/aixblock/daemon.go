@@ -29,6 +29,7 @@ func newDaemonCmd(g *globals) *cobra.Command {
 		passFile         string
 		devchainFile     string
 		prices           []string
+		voucherEvery     string
 	)
 	cmd := &cobra.Command{
 		Use:   "daemon",
@@ -75,6 +76,9 @@ ready its URL is written to <repo>/api, which other commands read.`,
 				if err := setPrices(c, prices); err != nil {
 					return err
 				}
+			}
+			if f.Changed("voucher-interval") {
+				c.Market.VoucherInterval = voucherEvery
 			}
 			if devchainFile != "" {
 				if c.Chain, err = node.DevChainConfigFor(devchainFile); err != nil {
@@ -125,6 +129,7 @@ ready its URL is written to <repo>/api, which other commands read.`,
 	f.BoolVar(&mdns, "mdns", true, "discover peers on the LAN with mDNS")
 	f.BoolVar(&nat, "nat", true, "NAT port mapping, AutoNAT, relay client and hole punching")
 	f.StringArrayVar(&prices, "price", nil, "CLASS=AMOUNT per GPU-hour to provide at (repeatable; replaces the config's prices for this run)")
+	f.StringVar(&voucherEvery, "voucher-interval", "", "how often to pay for running market jobs, e.g. 2s (default 30s)")
 	f.StringVar(&devchainFile, "devchain", "", "pay on the chain described by `aixblock devchain --out FILE` (this run only)")
 	f.StringVar(&passFile, "passphrase-file", "", "file holding the wallet's passphrase (else env AIXBLOCK_PASSPHRASE_FILE or AIXBLOCK_PASSPHRASE)")
 	f.StringVar(&logLevel, "log-level", envOr("AIXBLOCK_LOG_LEVEL", "info"), "debug, info, warn or error (env AIXBLOCK_LOG_LEVEL)")

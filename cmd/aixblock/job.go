@@ -16,7 +16,7 @@ import (
 func newJobCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "job",
-		Short: "Run containerized jobs: on this node with --local",
+		Short: "Run containerized jobs: through the market, or on this node with --local",
 	}
 	cmd.AddCommand(newJobRunCmd(g), newJobSubmitCmd(g), newJobStatusCmd(g), newJobLogsCmd(g),
 		newJobListCmd(g), newJobCancelCmd(g), newJobResultsCmd(g))
@@ -30,20 +30,24 @@ func newJobRunCmd(g *globals) *cobra.Command {
 		inputs, outputs []string
 		env             []string
 		name, timeout   string
+		gpuClass, price string
 		cpu             float64
 		memory          uint64
 	)
 	cmd := &cobra.Command{
-		Use:   "run --local [flags] IMAGE [-- ARGS...]",
+		Use:   "run [--local] [flags] IMAGE [-- ARGS...]",
 		Short: "Run IMAGE as a job and follow its output",
-		Long: `Run IMAGE as a job on this node (--local; providers use it to check their
-set-up) and follow its output until it ends; the exit status is the job's.
+		Long: `Run IMAGE as a job through the market (a provider is found, a deal signed,
+the payment channel funded, the GPU time paid by vouchers as it runs), or
+on this node with --local (providers use it to check their set-up), and
+follow its output until it ends; the exit status is the job's.
 ARGS after -- go to the image's entrypoint. --input CID:PATH mounts content
 read-only under /inputs; files the job writes under /outputs come back as
 the job's result CID.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			spec := node.JobSpec{Name: name, Image: args[0], Args: args[1:], Outputs: outputs}
+			spec := node.JobSpec{Name: name, Image: args[0], Args: args[1:], Outputs: outputs, MaxPrice: price}
+			spec.Resources.GPUClass = gpuClass
 			spec.Resources.GPUs, spec.Resources.CPU, spec.Resources.MemoryMiB = gpus, cpu, memory
 			spec.Timeouts.Execution = timeout
 			for _, in := range inputs {
@@ -69,6 +73,8 @@ the job's result CID.`,
 	f := cmd.Flags()
 	f.BoolVar(&local, "local", false, "run on this node, without the market")
 	f.BoolVarP(&detach, "detach", "d", false, "print the job ID and return")
+	f.StringVar(&gpuClass, "gpu-class", "", "GPU class, e.g. nvidia-h100-80gb (market jobs)")
+	f.StringVar(&price, "max-price", "", "most to pay per GPU-hour, in whole units of the token (market jobs)")
 	f.IntVar(&gpus, "gpus", 0, "GPUs")
 	f.StringArrayVar(&inputs, "input", nil, "CID:/inputs/PATH to mount read-only (repeatable)")
 	f.StringArrayVar(&outputs, "output", nil, "/outputs/PATH the job writes (repeatable; all of /outputs comes back)")

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"encoding/json"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// setConfig edits a repo's config.json.
+func setConfig(t *testing.T, repo string, edit func(map[string]any)) {
+	t.Helper()
+	p := filepath.Join(repo, "config.json")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	json.Unmarshal(b, &c)
+	edit(c)
+	b, _ = json.MarshalIndent(c, "", "  ")
+	os.WriteFile(p, b, 0o600)
+}
+
+// A job from a requester runs on a provider found in the market, paid
+// through the escrow: results come back byte for byte, the provider
+// redeems what it was vouched, and its balance rises by exactly that.
+func TestJobThroughTheMarket(t *testing.T) {
+	jobDocker(t)
+	info, file := startDevchain(t)
+	var repos [2]string
+	var boot string
+	for i := range repos {
+		key := filepath.Join(t.TempDir(), "key")
+		os.WriteFile(key, []byte(info.Accounts[i+1].PrivateKey), 0o600)
+		repos[i] = filepath.Join(t.TempDir(), "repo")
+		args := []string{"init", "--network", "e2etest", "--devchain", file, "--wallet-key", key}
+		if i == 0 {
+			args = append(args, "--gpu-mock", "dgxh100", "--price", "nvidia-h100-80gb=36") // 0.01 tUSD per GPU-second
+		}
+		mustRun(t, repos[i], args...)
+		setConfig(t, repos[i], func(c map[string]any) {
+			m, _ := c["market"].(map[string]any)
+			if m == nil {
+				m = map[string]any{}
+			}
+			m["voucher_interval"] = "500ms"
+			c["market"] = m
+		})
+		var extra []string
+		if boot != "" {
+			extra = []string{"--bootstrap", boot}
+		}
+		startDaemon(t, repos[i], extra...)
+		if i == 0 {
+			var id idInfo
+			runJSON(t, repos[0], &id, "id")
+			boot = id.Addrs[0]
+		}
+	}
+	provider, requester := repos[0], repos[1]
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(mustRun(t, requester, "market", "providers", "--gpu", "nvidia-h100-80gb"), "nvidia-h100-80gb") {
+		if time.Now().After(deadline) {
+			t.Fatal("the provider never showed up in the market")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var before walletBalance
+	runJSON(t, provider, &before, "wallet", "balance")
+
+	r := run(t, requester, "job", "run", "--gpus", "1", "--gpu-class", "nvidia-h100-80gb", "--max-price", "40",
+		"--timeout", "10m", jobImage, "--", "write", "/outputs/result.txt", "computed remotely")
+	if r.code != 0 {
+		t.Fatalf("job run through the market: %+v", r)
+	}
+	id := strings.TrimSpace(strings.TrimPrefix(strings.SplitN(r.stderr, "\n", 2)[0], "job "))
+	var s jobStatus
+	runJSON(t, requester, &s, "job", "status", id)
+	if s.State != "completed" || s.ResultCID == "" {
+		t.Fatalf("status on the requester: %+v", s)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	mustRun(t, requester, "job", "results", id, "-o", out)
+	if b, _ := os.ReadFile(filepath.Join(out, "result.txt")); string(b) != "computed remotely" {
+		t.Fatalf("results %q", b)
+	}
+	if l := mustRun(t, provider, "job", "list"); !strings.Contains(l, id) {
+		t.Fatalf("the provider does not list the job:\n%s", l)
+	}
+
+	// The final voucher reaches the provider; it redeems it.
+	var paid struct {
+		Paid string `json:"paid"`
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		runJSON(t, provider, &paid, "wallet", "redeem")
+		if paid.Paid != "0" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	p, _ := new(big.Int).SetString(paid.Paid, 10)
+	if p == nil || p.Sign() <= 0 {
+		t.Fatalf("nothing redeemed: %+v", paid)
+	}
+	var after walletBalance
+	runJSON(t, provider, &after, "wallet", "balance")
+	b0, _ := new(big.Int).SetString(before.TokenBalance, 10)
+	b1, _ := new(big.Int).SetString(after.TokenBalance, 10)
+	if got := new(big.Int).Sub(b1, b0); got.Cmp(p) != 0 {
+		t.Fatalf("provider balance rose by %s, redeemed %s", got, p)
+	}
+	t.Logf("the job cost %s base units (tUSD 6 decimals)", p)
+}

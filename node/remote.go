@@ -1,0 +1,550 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/aixblock/aixblock/chain"
+	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/p2p"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Jobs through the market: the requester's daemon agrees a deal, funds the
+// channel, starts the job on the provider over a direct stream, follows it
+// there, and signs cumulative vouchers for the GPU time as it runs; the
+// provider checks the deal and the deposit before preparing, keeps the
+// vouchers, and stops a job whose vouchers stop coming.
+
+const (
+	protoJobStart   = "jobs/start/1"
+	protoJobStatus  = "jobs/status/1"
+	protoJobLogs    = "jobs/logs/1"
+	protoJobVoucher = "jobs/voucher/1"
+	maxLogChunk     = 256 << 10
+)
+
+// remoteJob is the requester's record of a job running elsewhere.
+type remoteJob struct {
+	ID       string      `json:"id"` // the provider's job ID
+	Provider string      `json:"provider"`
+	Deal     market.Deal `json:"deal"`
+	Last     *jobs.Job   `json:"last"` // the provider's record, as last seen
+	// Vouched is this job's share of the channel's cumulative voucher.
+	Vouched string `json:"vouched"`
+	// Settled: the job ended and a voucher for its whole cost reached the
+	// provider.
+	Settled bool `json:"settled"`
+}
+
+type startRequest struct {
+	DealID string    `json:"deal_id"`
+	Spec   jobs.Spec `json:"spec"`
+}
+
+type jobIDRequest struct {
+	ID     string `json:"id"`
+	Offset int64  `json:"offset,omitempty"`
+}
+
+type logChunk struct {
+	Data  []byte `json:"data"`
+	Done  bool   `json:"done"` // the job ended and this is the last chunk
+	Bytes int64  `json:"next_offset"`
+}
+
+// remote holds both sides' state of market jobs.
+type remote struct {
+	mu       sync.Mutex
+	jobs     map[string]*remoteJob // requester side, by job ID
+	provided map[string]market.Deal
+	lastPaid map[string]time.Time // provider side: job ID -> last voucher
+	interval time.Duration
+}
+
+func (n *Node) remoteDir() string { return filepath.Join(n.repo.Dir, "remote") }
+
+// openRemote loads the requester's records and registers the provider's
+// protocols.
+func (n *Node) openRemote() error {
+	n.remote = &remote{jobs: map[string]*remoteJob{}, provided: map[string]market.Deal{}, lastPaid: map[string]time.Time{},
+		interval: n.voucherInterval}
+	if err := os.MkdirAll(n.remoteDir(), 0o700); err != nil {
+		return err
+	}
+	entries, _ := os.ReadDir(n.remoteDir())
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(n.remoteDir(), e.Name()))
+		if err != nil {
+			continue
+		}
+		var rj remoteJob
+		if json.Unmarshal(b, &rj) == nil && rj.ID != "" {
+			n.remote.jobs[rj.ID] = &rj
+		}
+	}
+	h := n.p2p.Host
+	lim := p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20}
+	p2p.Handle(h, n.p2p.ProtocolID(protoJobStart), lim, n.log, n.handleJobStart)
+	p2p.Handle(h, n.p2p.ProtocolID(protoJobStatus), lim, n.log, n.handleJobStatus)
+	p2p.Handle(h, n.p2p.ProtocolID(protoJobLogs), lim, n.log, n.handleJobLogs)
+	p2p.Handle(h, n.p2p.ProtocolID(protoJobVoucher), p2p.StreamLimits{MaxRequest: chain.MaxVoucherBytes, MaxResponse: 64}, n.log, n.handleJobVoucher)
+	return nil
+}
+
+func (n *Node) saveRemote(rj *remoteJob) {
+	b, _ := json.MarshalIndent(rj, "", "  ")
+	tmp := filepath.Join(n.remoteDir(), rj.ID+".json.tmp")
+	if os.WriteFile(tmp, b, 0o600) == nil {
+		os.Rename(tmp, filepath.Join(n.remoteDir(), rj.ID+".json"))
+	}
+}
+
+// dealCost is what a deal costs for d of run time: price per GPU-hour ×
+// GPUs × hours, rounded up to a base unit.
+func dealCost(deal market.Deal, d time.Duration) *big.Int {
+	price, _ := new(big.Int).SetString(deal.Price, 10)
+	gpus := int64(max(len(deal.GPUs), 1))
+	c := new(big.Int).Mul(price, big.NewInt(gpus))
+	c.Mul(c, big.NewInt(d.Milliseconds()))
+	ms := big.NewInt(3600 * 1000)
+	c.Add(c, new(big.Int).Sub(ms, big.NewInt(1)))
+	return c.Div(c, ms)
+}
+
+func dealToken(d market.Deal) common.Address {
+	if d.Token == "native" {
+		return chain.NativeToken
+	}
+	return common.HexToAddress(d.Token)
+}
+
+// submitRemote runs a spec through the market.
+func (n *Node) submitRemote(ctx context.Context, spec *jobs.Spec) (*jobs.Job, error) {
+	if spec.MaxPrice == "" {
+		return nil, badRequest{errors.New("max_price: required for a job through the market (per GPU-hour, in whole units of the token)")}
+	}
+	res, err := n.offer(ctx, OfferRequest{
+		GPUs: spec.Resources.GPUs, GPUClass: spec.Resources.GPUClass, GPUMemoryMiB: spec.Resources.GPUMemoryMiB,
+		CPU: int(spec.Resources.CPU), MemoryMiB: spec.Resources.MemoryMiB, DiskMiB: spec.Resources.DiskMiB,
+		MaxPrice: spec.MaxPrice, Duration: spec.ExecutionTimeout().String(), Image: spec.Image, SpecHash: specHash(spec),
+	})
+	if err != nil {
+		return nil, err
+	}
+	deal := *res.Deal
+	if err := n.fundChannel(ctx, deal); err != nil {
+		return nil, err
+	}
+	prov, _ := peer.Decode(deal.Provider)
+	req, _ := json.Marshal(startRequest{DealID: deal.ID, Spec: *spec})
+	resp, err := p2p.Request(ctx, n.p2p.Host, prov, n.p2p.ProtocolID(protoJobStart), req, p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20, Timeout: 30 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("provider %s did not start the job: %w", deal.Provider, err)
+	}
+	var j jobs.Job
+	if err := json.Unmarshal(resp, &j); err != nil {
+		return nil, fmt.Errorf("provider %s: %w", deal.Provider, err)
+	}
+	rj := &remoteJob{ID: j.ID, Provider: deal.Provider, Deal: deal, Last: &j, Vouched: "0"}
+	n.remote.mu.Lock()
+	n.remote.jobs[j.ID] = rj
+	n.remote.mu.Unlock()
+	n.saveRemote(rj)
+	n.log.Info("job started on a provider", "job_id", j.ID, "provider", deal.Provider, "deal_id", deal.ID[:12])
+	return &j, nil
+}
+
+func specHash(s *jobs.Spec) string {
+	b, _ := json.Marshal(s)
+	return fmt.Sprintf("%x", sha256Sum(b))
+}
+
+// fundChannel makes sure the channel to the provider holds everything
+// already vouched on it plus this deal's maximum cost: one deposit or
+// top-up, reused by later jobs.
+func (n *Node) fundChannel(ctx context.Context, deal market.Deal) error {
+	payee, token := common.HexToAddress(deal.ProviderWallet), dealToken(deal)
+	need := dealCost(deal, time.Duration(deal.MaxDurationS)*time.Second)
+	if v := n.vouchers.get(n.vouchers.data.Signed, chain.ChannelID(n.wallet.Address(), payee, token)); v != nil {
+		need.Add(need, v.CumulativeAmount.Big())
+	}
+	need.Add(need, n.committedRunning(payee, token))
+	ch, err := n.chain.Channel(ctx, n.wallet.Address(), payee, token)
+	if err != nil {
+		return err
+	}
+	short := new(big.Int).Sub(need, ch.Deposited.Big())
+	if short.Sign() <= 0 {
+		return nil
+	}
+	bal, err := n.chain.Balance(ctx, token)
+	if err != nil {
+		return err
+	}
+	if bal.Cmp(short) < 0 {
+		return badRequest{fmt.Errorf("insufficient funds: the deal may cost up to %s base units, the channel needs %s more, the wallet holds %s", dealCost(deal, time.Duration(deal.MaxDurationS)*time.Second), short, bal)}
+	}
+	if _, err := n.chain.Deposit(ctx, payee, token, short); err != nil {
+		return fmt.Errorf("fund the channel: %w", err)
+	}
+	return nil
+}
+
+// committedRunning is the rest of the maximum cost of this node's running
+// jobs on the channel (what they may still be vouched).
+func (n *Node) committedRunning(payee, token common.Address) *big.Int {
+	sum := new(big.Int)
+	n.remote.mu.Lock()
+	defer n.remote.mu.Unlock()
+	for _, rj := range n.remote.jobs {
+		if rj.Last != nil && rj.Last.State.Terminal() {
+			continue
+		}
+		if common.HexToAddress(rj.Deal.ProviderWallet) != payee || dealToken(rj.Deal) != token {
+			continue
+		}
+		sum.Add(sum, dealCost(rj.Deal, time.Duration(rj.Deal.MaxDurationS)*time.Second))
+	}
+	return sum
+}
+
+// handleJobStart is the provider's side: the deal must be ours and the
+// requester's, and the channel must hold the deal's maximum cost.
+func (n *Node) handleJobStart(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	if n.jobs == nil {
+		return nil, fmt.Errorf("this provider cannot run jobs: %v", n.jobsErr)
+	}
+	var sr startRequest
+	if err := json.Unmarshal(req, &sr); err != nil {
+		return nil, fmt.Errorf("start request: %w", err)
+	}
+	var deal *market.Deal
+	for _, d := range n.market.Deals() {
+		if d.ID == sr.DealID {
+			deal = &d
+			break
+		}
+	}
+	switch {
+	case deal == nil:
+		return nil, fmt.Errorf("no deal %s here", sr.DealID)
+	case deal.Requester != from.String():
+		return nil, fmt.Errorf("deal %s is not with %s", short(deal.ID), from)
+	case specHash(&sr.Spec) != deal.SpecHash:
+		return nil, errors.New("the spec is not the one the deal was made for")
+	}
+	if err := sr.Spec.Validate(); err != nil {
+		return nil, err
+	}
+	ch, err := n.chain.Channel(ctx, common.HexToAddress(deal.RequesterWallet), n.wallet.Address(), dealToken(*deal))
+	if err != nil {
+		return nil, err
+	}
+	owed := ch.Redeemed.Big()
+	if v := n.vouchers.get(n.vouchers.data.Received, ch.ID); v != nil && v.CumulativeAmount.Cmp(owed) > 0 {
+		owed = v.CumulativeAmount.Big()
+	}
+	need := dealCost(*deal, time.Duration(deal.MaxDurationS)*time.Second)
+	if free := new(big.Int).Sub(ch.Deposited.Big(), owed); free.Cmp(need) < 0 {
+		return nil, fmt.Errorf("the channel holds %s base units beyond what is owed; the deal needs %s", free, need)
+	}
+	spec := sr.Spec
+	spec.Resources.GPUs = len(deal.GPUs)
+	j, err := n.jobs.Submit(spec, jobs.SubmitOptions{GPUs: deal.GPUs})
+	if err != nil {
+		n.market.Release(deal.ID)
+		return nil, err
+	}
+	n.remote.mu.Lock()
+	n.remote.provided[j.ID] = *deal
+	n.remote.lastPaid[j.ID] = time.Now()
+	n.remote.mu.Unlock()
+	go n.watchProvided(j.ID, *deal)
+	return json.Marshal(j)
+}
+
+// watchProvided stops a job whose vouchers stop (after three intervals),
+// and frees the deal's GPUs when it ends.
+func (n *Node) watchProvided(id string, deal market.Deal) {
+	defer n.market.Release(deal.ID)
+	t := time.NewTicker(n.remote.interval)
+	defer t.Stop()
+	for range t.C {
+		j, err := n.jobs.Get(id)
+		if err != nil || j.State.Terminal() {
+			return
+		}
+		n.remote.mu.Lock()
+		last := n.remote.lastPaid[id]
+		n.remote.mu.Unlock()
+		if j.State == jobs.Running && time.Since(last) > 3*n.remote.interval {
+			n.log.Warn("vouchers stopped; stopping the job", "job_id", id, "requester", deal.Requester)
+			n.jobs.Cancel(id)
+			return
+		}
+	}
+}
+
+func (n *Node) providedJob(from peer.ID, id string) (*jobs.Job, error) {
+	n.remote.mu.Lock()
+	deal, ok := n.remote.provided[id]
+	n.remote.mu.Unlock()
+	if !ok || deal.Requester != from.String() {
+		return nil, fmt.Errorf("no job %s of yours here", id)
+	}
+	return n.jobs.Get(id)
+}
+
+func (n *Node) handleJobStatus(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	var r jobIDRequest
+	if err := json.Unmarshal(req, &r); err != nil {
+		return nil, err
+	}
+	j, err := n.providedJob(from, r.ID)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(j)
+}
+
+func (n *Node) handleJobLogs(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	var r jobIDRequest
+	if err := json.Unmarshal(req, &r); err != nil {
+		return nil, err
+	}
+	j, err := n.providedJob(from, r.ID)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(filepath.Join(n.repo.Dir, "jobs", j.ID, "output.log"))
+	if err != nil {
+		return json.Marshal(logChunk{Done: j.State.Terminal(), Bytes: r.Offset})
+	}
+	defer f.Close()
+	f.Seek(r.Offset, io.SeekStart)
+	buf := make([]byte, maxLogChunk)
+	k, _ := io.ReadFull(f, buf)
+	return json.Marshal(logChunk{Data: buf[:k], Done: j.State.Terminal() && k < maxLogChunk, Bytes: r.Offset + int64(k)})
+}
+
+// handleJobVoucher keeps a voucher for one of our jobs.
+func (n *Node) handleJobVoucher(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	v, err := chain.DecodeVoucher(req)
+	if err != nil {
+		return nil, err
+	}
+	if v.Payee != n.wallet.Address() || v.ChainID.Big().Cmp(n.chain.ChainID()) != 0 || v.Escrow != n.chain.Escrow() {
+		return nil, errors.New("voucher is not for this wallet, chain and escrow")
+	}
+	if _, err := n.vouchers.keep(n.vouchers.data.Received, v); err != nil {
+		return nil, err
+	}
+	n.remote.mu.Lock()
+	for id, d := range n.remote.provided {
+		if d.Requester == from.String() && common.HexToAddress(d.RequesterWallet) == v.Payer {
+			n.remote.lastPaid[id] = time.Now()
+		}
+	}
+	n.remote.mu.Unlock()
+	return []byte("ok"), nil
+}
+
+// followRemote is the requester's loop: it refreshes its remote jobs'
+// states and signs cumulative vouchers for their GPU time every interval,
+// and a final one when a job ends.
+func (n *Node) followRemote(ctx context.Context) {
+	t := time.NewTicker(n.remote.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n.remote.mu.Lock()
+		var live []*remoteJob
+		for _, rj := range n.remote.jobs {
+			if !rj.Settled {
+				live = append(live, rj)
+			}
+		}
+		n.remote.mu.Unlock()
+		channels := map[common.Hash]bool{}
+		for _, rj := range live {
+			if j, err := n.remoteStatus(ctx, rj); err == nil {
+				n.remote.mu.Lock()
+				rj.Last = j
+				n.remote.mu.Unlock()
+				n.saveRemote(rj)
+			}
+			channels[chain.ChannelID(n.wallet.Address(), common.HexToAddress(rj.Deal.ProviderWallet), dealToken(rj.Deal))] = true
+		}
+		for _, rj := range live {
+			id := chain.ChannelID(n.wallet.Address(), common.HexToAddress(rj.Deal.ProviderWallet), dealToken(rj.Deal))
+			if channels[id] {
+				delete(channels, id)
+				n.payChannel(ctx, rj)
+			}
+		}
+	}
+}
+
+// jobCost is what a job has cost so far: its run time at the deal's price.
+func jobCost(rj *remoteJob) *big.Int {
+	j := rj.Last
+	if j == nil || j.StartedAt == nil {
+		return new(big.Int)
+	}
+	end := time.Now()
+	if j.FinishedAt != nil {
+		end = *j.FinishedAt
+	}
+	d := end.Sub(*j.StartedAt)
+	if limit := time.Duration(rj.Deal.MaxDurationS) * time.Second; d > limit {
+		d = limit
+	}
+	return dealCost(rj.Deal, d)
+}
+
+// payChannel signs and sends the channel's cumulative voucher: every job
+// this node ran on it, at its cost so far.
+func (n *Node) payChannel(ctx context.Context, rj *remoteJob) {
+	payee, token := common.HexToAddress(rj.Deal.ProviderWallet), dealToken(rj.Deal)
+	total := new(big.Int)
+	var ended []*remoteJob
+	n.remote.mu.Lock()
+	for _, o := range n.remote.jobs {
+		if common.HexToAddress(o.Deal.ProviderWallet) == payee && dealToken(o.Deal) == token {
+			c := jobCost(o)
+			o.Vouched = c.String()
+			total.Add(total, c)
+			if !o.Settled && o.Last != nil && o.Last.State.Terminal() {
+				ended = append(ended, o)
+			}
+		}
+	}
+	n.remote.mu.Unlock()
+	if prev := n.vouchers.get(n.vouchers.data.Signed, chain.ChannelID(n.wallet.Address(), payee, token)); prev != nil && prev.CumulativeAmount.Cmp(total) >= 0 {
+		total = prev.CumulativeAmount.Big() // never less than before; resend it
+	}
+	if total.Sign() == 0 {
+		n.remote.mu.Lock()
+		for _, o := range ended {
+			o.Settled = true // ran for no time: nothing owed
+		}
+		n.remote.mu.Unlock()
+		return
+	}
+	v, err := n.chain.SignVoucher(payee, token, total)
+	if err != nil {
+		n.log.Warn("sign voucher", "err", err)
+		return
+	}
+	n.vouchers.keep(n.vouchers.data.Signed, v)
+	raw, _ := json.Marshal(v)
+	prov, _ := peer.Decode(rj.Provider)
+	if _, err := p2p.Request(ctx, n.p2p.Host, prov, n.p2p.ProtocolID(protoJobVoucher), raw, p2p.StreamLimits{MaxRequest: chain.MaxVoucherBytes, MaxResponse: 64}); err != nil {
+		n.log.Warn("voucher not delivered", "provider", rj.Provider, "err", err)
+		return
+	}
+	n.remote.mu.Lock()
+	for _, o := range ended {
+		o.Settled = true
+	}
+	n.remote.mu.Unlock()
+	for _, o := range ended {
+		n.saveRemote(o)
+	}
+}
+
+func (n *Node) remoteStatus(ctx context.Context, rj *remoteJob) (*jobs.Job, error) {
+	prov, err := peer.Decode(rj.Provider)
+	if err != nil {
+		return nil, err
+	}
+	req, _ := json.Marshal(jobIDRequest{ID: rj.ID})
+	resp, err := p2p.Request(ctx, n.p2p.Host, prov, n.p2p.ProtocolID(protoJobStatus), req, p2p.StreamLimits{MaxRequest: 1024, MaxResponse: 1 << 20})
+	if err != nil {
+		return nil, err
+	}
+	var j jobs.Job
+	return &j, json.Unmarshal(resp, &j)
+}
+
+// remoteJobByID is the requester's view of a job on a provider, refreshed.
+func (n *Node) remoteJobByID(ctx context.Context, id string) (*jobs.Job, error) {
+	n.remote.mu.Lock()
+	rj := n.remote.jobs[id]
+	n.remote.mu.Unlock()
+	if rj == nil {
+		return nil, fmt.Errorf("%w: %s", jobs.ErrNotFound, id)
+	}
+	if j, err := n.remoteStatus(ctx, rj); err == nil {
+		n.remote.mu.Lock()
+		rj.Last = j
+		n.remote.mu.Unlock()
+		return j, nil
+	}
+	return rj.Last, nil
+}
+
+// remoteLogs copies a remote job's output; follow keeps asking until it ends.
+func (n *Node) remoteLogs(ctx context.Context, id string, follow bool, w io.Writer) error {
+	n.remote.mu.Lock()
+	rj := n.remote.jobs[id]
+	n.remote.mu.Unlock()
+	if rj == nil {
+		return fmt.Errorf("%w: %s", jobs.ErrNotFound, id)
+	}
+	prov, _ := peer.Decode(rj.Provider)
+	flusher, _ := w.(interface{ Flush() })
+	var off int64
+	for {
+		req, _ := json.Marshal(jobIDRequest{ID: id, Offset: off})
+		resp, err := p2p.Request(ctx, n.p2p.Host, prov, n.p2p.ProtocolID(protoJobLogs), req, p2p.StreamLimits{MaxRequest: 1024, MaxResponse: maxLogChunk * 2})
+		if err != nil {
+			return err
+		}
+		var c logChunk
+		if err := json.Unmarshal(resp, &c); err != nil {
+			return err
+		}
+		w.Write(c.Data)
+		if flusher != nil && len(c.Data) > 0 {
+			flusher.Flush()
+		}
+		off = c.Bytes
+		if len(c.Data) == maxLogChunk {
+			continue
+		}
+		if !follow || c.Done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
