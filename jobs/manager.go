@@ -69,6 +69,11 @@ type Manager struct {
 }
 
 // Errors callers can tell apart.
+// failCause ends a job as failed with its reason (a GPU fault, say).
+type failCause struct{ reason string }
+
+func (f failCause) Error() string { return f.reason }
+
 var (
 	ErrNotFound = errors.New("no such job")
 	ErrFinished = errors.New("job already finished")
@@ -263,7 +268,10 @@ func (m *Manager) run(ctx context.Context, j *Job) {
 	c, err := m.prepare(pctx, j)
 	cancel()
 	if err != nil {
+		var fc failCause
 		switch {
+		case errors.As(context.Cause(ctx), &fc):
+			m.finish(j, Failed, fc.reason, nil)
 		case errors.Is(context.Cause(ctx), errCanceled):
 			m.finish(j, Canceled, "canceled while preparing", nil)
 		case pctx.Err() == context.DeadlineExceeded:
@@ -459,7 +467,10 @@ func (m *Manager) follow(ctx context.Context, j *Job, reattached bool) {
 	cancel()
 	var state State
 	var reason string
+	var fc failCause
 	switch {
+	case errors.As(context.Cause(ctx), &fc):
+		state, reason = Failed, fc.reason
 	case errors.Is(context.Cause(ctx), errCanceled):
 		state, reason = Canceled, "canceled by the user"
 	case ctx.Err() == context.DeadlineExceeded:
@@ -509,7 +520,12 @@ func (m *Manager) follow(ctx context.Context, j *Job, reattached bool) {
 }
 
 // Cancel stops a job: SIGTERM, then SIGKILL after the grace period.
-func (m *Manager) Cancel(id string) (*Job, error) {
+func (m *Manager) Cancel(id string) (*Job, error) { return m.stop(id, errCanceled) }
+
+// Fail stops a job as Cancel does, but ends it failed with reason.
+func (m *Manager) Fail(id, reason string) (*Job, error) { return m.stop(id, failCause{reason}) }
+
+func (m *Manager) stop(id string, cause error) (*Job, error) {
 	m.mu.Lock()
 	j, ok := m.jobs[id]
 	cancel := m.cancels[id]
@@ -520,7 +536,7 @@ func (m *Manager) Cancel(id string) (*Job, error) {
 	if j.State.Terminal() || cancel == nil {
 		return nil, fmt.Errorf("%w: %s is %s", ErrFinished, id, j.State)
 	}
-	cancel(errCanceled)
+	cancel(cause)
 	return m.Get(id)
 }
 

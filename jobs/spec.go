@@ -26,6 +26,14 @@ type Spec struct {
 	Distributed *Distributed      `yaml:"distributed,omitempty" json:"distributed,omitempty"`
 	Timeouts    Timeouts          `yaml:"timeouts,omitempty" json:"timeouts,omitempty"`
 	MaxPrice    string            `yaml:"max_price,omitempty" json:"max_price,omitempty"`
+	// Retry runs a market job again on another provider when its provider
+	// disappears; zero attempts means no retry.
+	Retry Retry `yaml:"retry,omitempty" json:"retry,omitempty"`
+}
+
+// Retry is a job's retry policy.
+type Retry struct {
+	Attempts int `yaml:"attempts,omitempty" json:"attempts,omitempty"`
 }
 
 // Input mounts the content of a CID, read-only, at a path under /inputs.
@@ -199,6 +207,9 @@ func (s *Spec) Validate() error {
 		if d, err := time.ParseDuration(t.v); err != nil || d <= 0 {
 			return specErr(t.f, "%q is not a positive duration like 30s or 2h", t.v)
 		}
+	}
+	if s.Retry.Attempts < 0 || s.Retry.Attempts > 10 {
+		return specErr("retry.attempts", "%d: want 0 to 10", s.Retry.Attempts)
 	}
 	if s.MaxPrice != "" {
 		var whole, frac string

@@ -54,6 +54,9 @@ type Config struct {
 	// AwardTimeout is how long a provider has to confirm an award; zero
 	// means 3 s.
 	AwardTimeout time.Duration
+	// StartWindow is how long a provider holds a deal's GPUs for a job that
+	// has not started; zero means 2 min.
+	StartWindow time.Duration
 	// ReputationFile persists reputation; empty keeps it in memory.
 	ReputationFile string
 
@@ -80,6 +83,7 @@ type Market struct {
 	seen      map[string]time.Time    // offer IDs already handled
 	pending   map[string]*openOffer   // offer ID -> where its bids go (requester)
 	deals     map[string]*Deal        // deal ID -> deal we provide
+	unstarted map[string]time.Time    // deal ID -> when its job must have started
 	cpuHeld   int
 	republ    chan struct{}
 	advert    *ProviderAdvert
@@ -144,6 +148,9 @@ func New(n *p2p.Node, key crypto.PrivKey, inv Inventory, signer DealSigner, cfg 
 	if cfg.AwardTimeout == 0 {
 		cfg.AwardTimeout = 3 * time.Second
 	}
+	if cfg.StartWindow == 0 {
+		cfg.StartWindow = 2 * time.Minute
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -162,6 +169,7 @@ func New(n *p2p.Node, key crypto.PrivKey, inv Inventory, signer DealSigner, cfg 
 		seen:      map[string]time.Time{},
 		pending:   map[string]*openOffer{},
 		deals:     map[string]*Deal{},
+		unstarted: map[string]time.Time{},
 		adverts:   map[string]*ProviderAdvert{},
 		refreshed: map[string]time.Time{},
 		republ:    make(chan struct{}, 1),
@@ -249,6 +257,19 @@ func (m *Market) sweep(now time.Time) bool {
 			delete(m.seen, id)
 		}
 	}
+	for id, by := range m.unstarted {
+		if now.After(by) {
+			m.log.Info("deal's job never started; releasing its GPUs", "deal_id", short(id))
+			for u, h := range m.held {
+				if h.dealID == id {
+					delete(m.held, u)
+				}
+			}
+			delete(m.deals, id)
+			delete(m.unstarted, id)
+			freed = true
+		}
+	}
 	return freed
 }
 
@@ -259,6 +280,13 @@ func (m *Market) awarded(offerID string) bool {
 		}
 	}
 	return false
+}
+
+// Started marks a deal's job as started, so its GPUs stay held for it.
+func (m *Market) Started(dealID string) {
+	m.mu.Lock()
+	delete(m.unstarted, dealID)
+	m.mu.Unlock()
 }
 
 // Release frees the GPUs of a deal (the job ended).

@@ -307,6 +307,7 @@ func (m *Market) handleAward(ctx context.Context, from peer.ID, req []byte) ([]b
 		m.held[u] = &hold{offerID: d.OfferID, dealID: d.ID, until: until}
 	}
 	m.deals[d.ID] = &d
+	m.unstarted[d.ID] = time.Now().Add(m.cfg.StartWindow)
 	m.mu.Unlock()
 	m.requestRepublish()
 	m.log.Info("deal", "deal_id", short(d.ID), "requester", d.Requester, "gpus", len(d.GPUs), "price", d.Price)

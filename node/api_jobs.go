@@ -99,10 +99,16 @@ func (n *Node) jobRoutes(mux *http.ServeMux) {
 		jobReply(w, j, err)
 	})
 	mux.HandleFunc("POST /v1/jobs/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
-		if need(w) {
-			j, err := n.jobs.Cancel(r.PathValue("id"))
-			jobReply(w, j, err)
+		id := r.PathValue("id")
+		if n.jobs != nil {
+			if _, err := n.jobs.Get(id); err == nil {
+				j, err := n.jobs.Cancel(id)
+				jobReply(w, j, err)
+				return
+			}
 		}
+		j, err := n.cancelRemote(r.Context(), id)
+		jobReply(w, j, err)
 	})
 	mux.HandleFunc("GET /v1/jobs/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")

@@ -142,6 +142,7 @@ type OfferRequest struct {
 	Duration     string `json:"duration,omitempty"` // e.g. "1h"; empty means 1 h
 	Image        string `json:"image,omitempty"`
 	SpecHash     string `json:"spec_hash,omitempty"`
+	exclude      []string
 }
 
 // OfferResult is the answer to POST /v1/market/offer.
@@ -229,6 +230,7 @@ func (n *Node) offer(ctx context.Context, req OfferRequest) (OfferResult, error)
 		Req: market.Requirements{GPUClass: strings.ToLower(req.GPUClass), GPUs: req.GPUs, GPUMemoryMiB: req.GPUMemoryMiB,
 			CPUCores: req.CPU, MemoryMiB: req.MemoryMiB, DiskMiB: req.DiskMiB},
 		Image: req.Image, Token: marketToken(tok), MaxPrice: maxPrice.String(), MaxDuration: dur, SpecHash: spec,
+		Exclude: req.exclude,
 	})
 	if err != nil {
 		if strings.Contains(err.Error(), "invalid market message") {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aixblock/aixblock/chain"
+	"github.com/aixblock/aixblock/gpu"
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/p2p"
@@ -32,6 +33,7 @@ const (
 	protoJobStatus  = "jobs/status/1"
 	protoJobLogs    = "jobs/logs/1"
 	protoJobVoucher = "jobs/voucher/1"
+	protoJobCancel  = "jobs/cancel/1"
 	maxLogChunk     = 256 << 10
 )
 
@@ -46,6 +48,15 @@ type remoteJob struct {
 	// Settled: the job ended and a voucher for its whole cost reached the
 	// provider.
 	Settled bool `json:"settled"`
+	// LastSeen is when the provider last answered about the job; a running
+	// job is paid up to it, never beyond.
+	LastSeen time.Time `json:"last_seen"`
+	// Unreachable: the provider vanished and the job was failed here.
+	Unreachable bool `json:"unreachable,omitempty"`
+	// RetriedAs is the job that replaced this one on another provider.
+	RetriedAs string `json:"retried_as,omitempty"`
+	// Spec is kept for a retry.
+	Spec jobs.Spec `json:"spec"`
 }
 
 type startRequest struct {
@@ -100,6 +111,7 @@ func (n *Node) openRemote() error {
 	p2p.Handle(h, n.p2p.ProtocolID(protoJobStatus), lim, n.log, n.handleJobStatus)
 	p2p.Handle(h, n.p2p.ProtocolID(protoJobLogs), lim, n.log, n.handleJobLogs)
 	p2p.Handle(h, n.p2p.ProtocolID(protoJobVoucher), p2p.StreamLimits{MaxRequest: chain.MaxVoucherBytes, MaxResponse: 64}, n.log, n.handleJobVoucher)
+	p2p.Handle(h, n.p2p.ProtocolID(protoJobCancel), lim, n.log, n.handleJobCancel)
 	return nil
 }
 
@@ -132,6 +144,10 @@ func dealToken(d market.Deal) common.Address {
 
 // submitRemote runs a spec through the market.
 func (n *Node) submitRemote(ctx context.Context, spec *jobs.Spec) (*jobs.Job, error) {
+	return n.submitRemoteExcluding(ctx, spec, nil)
+}
+
+func (n *Node) submitRemoteExcluding(ctx context.Context, spec *jobs.Spec, exclude []string) (*jobs.Job, error) {
 	if spec.MaxPrice == "" {
 		return nil, badRequest{errors.New("max_price: required for a job through the market (per GPU-hour, in whole units of the token)")}
 	}
@@ -139,6 +155,7 @@ func (n *Node) submitRemote(ctx context.Context, spec *jobs.Spec) (*jobs.Job, er
 		GPUs: spec.Resources.GPUs, GPUClass: spec.Resources.GPUClass, GPUMemoryMiB: spec.Resources.GPUMemoryMiB,
 		CPU: int(spec.Resources.CPU), MemoryMiB: spec.Resources.MemoryMiB, DiskMiB: spec.Resources.DiskMiB,
 		MaxPrice: spec.MaxPrice, Duration: spec.ExecutionTimeout().String(), Image: spec.Image, SpecHash: specHash(spec),
+		exclude: exclude,
 	})
 	if err != nil {
 		return nil, err
@@ -157,7 +174,7 @@ func (n *Node) submitRemote(ctx context.Context, spec *jobs.Spec) (*jobs.Job, er
 	if err := json.Unmarshal(resp, &j); err != nil {
 		return nil, fmt.Errorf("provider %s: %w", deal.Provider, err)
 	}
-	rj := &remoteJob{ID: j.ID, Provider: deal.Provider, Deal: deal, Last: &j, Vouched: "0"}
+	rj := &remoteJob{ID: j.ID, Provider: deal.Provider, Deal: deal, Last: &j, Vouched: "0", LastSeen: time.Now(), Spec: *spec}
 	n.remote.mu.Lock()
 	n.remote.jobs[j.ID] = rj
 	n.remote.mu.Unlock()
@@ -267,6 +284,7 @@ func (n *Node) handleJobStart(ctx context.Context, from peer.ID, req []byte) ([]
 		n.market.Release(deal.ID)
 		return nil, err
 	}
+	n.market.Started(deal.ID)
 	n.remote.mu.Lock()
 	n.remote.provided[j.ID] = *deal
 	n.remote.lastPaid[j.ID] = time.Now()
@@ -279,9 +297,24 @@ func (n *Node) handleJobStart(ctx context.Context, from peer.ID, req []byte) ([]
 // and frees the deal's GPUs when it ends.
 func (n *Node) watchProvided(id string, deal market.Deal) {
 	defer n.market.Release(deal.ID)
+	changes, unsub := n.gpus.Subscribe()
+	defer unsub()
+	ours := map[string]bool{}
+	for _, u := range deal.GPUs {
+		ours[u] = true
+	}
 	t := time.NewTicker(n.remote.interval)
 	defer t.Stop()
-	for range t.C {
+	for {
+		select {
+		case c := <-changes:
+			if ours[c.UUID] && c.To == gpu.Unhealthy {
+				n.log.Warn("a job's GPU failed; stopping the job", "job_id", id, "uuid", c.UUID, "reason", c.Reason)
+				n.jobs.Fail(id, fmt.Sprintf("GPU %s became unhealthy: %s", c.UUID, c.Reason))
+			}
+			continue
+		case <-t.C:
+		}
 		j, err := n.jobs.Get(id)
 		if err != nil || j.State.Terminal() {
 			return
@@ -291,10 +324,43 @@ func (n *Node) watchProvided(id string, deal market.Deal) {
 		n.remote.mu.Unlock()
 		if j.State == jobs.Running && time.Since(last) > 3*n.remote.interval {
 			n.log.Warn("vouchers stopped; stopping the job", "job_id", id, "requester", deal.Requester)
-			n.jobs.Cancel(id)
+			n.jobs.Fail(id, fmt.Sprintf("the requester's vouchers stopped (none for %s)", time.Since(last).Round(time.Second)))
 			return
 		}
 	}
+}
+
+func (n *Node) handleJobCancel(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	var r jobIDRequest
+	if err := json.Unmarshal(req, &r); err != nil {
+		return nil, err
+	}
+	if _, err := n.providedJob(from, r.ID); err != nil {
+		return nil, err
+	}
+	j, err := n.jobs.Cancel(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(j)
+}
+
+// cancelRemote asks the provider to stop a job.
+func (n *Node) cancelRemote(ctx context.Context, id string) (*jobs.Job, error) {
+	n.remote.mu.Lock()
+	rj := n.remote.jobs[id]
+	n.remote.mu.Unlock()
+	if rj == nil {
+		return nil, fmt.Errorf("%w: %s", jobs.ErrNotFound, id)
+	}
+	prov, _ := peer.Decode(rj.Provider)
+	req, _ := json.Marshal(jobIDRequest{ID: id})
+	resp, err := p2p.Request(ctx, n.p2p.Host, prov, n.p2p.ProtocolID(protoJobCancel), req, p2p.StreamLimits{MaxRequest: 1024, MaxResponse: 1 << 20})
+	if err != nil {
+		return nil, fmt.Errorf("provider %s: %w", rj.Provider, err)
+	}
+	var j jobs.Job
+	return &j, json.Unmarshal(resp, &j)
 }
 
 func (n *Node) providedJob(from peer.ID, id string) (*jobs.Job, error) {
@@ -385,9 +451,11 @@ func (n *Node) followRemote(ctx context.Context) {
 		for _, rj := range live {
 			if j, err := n.remoteStatus(ctx, rj); err == nil {
 				n.remote.mu.Lock()
-				rj.Last = j
+				rj.Last, rj.LastSeen = j, time.Now()
 				n.remote.mu.Unlock()
 				n.saveRemote(rj)
+			} else {
+				n.providerMissing(ctx, rj, err)
 			}
 			channels[chain.ChannelID(n.wallet.Address(), common.HexToAddress(rj.Deal.ProviderWallet), dealToken(rj.Deal))] = true
 		}
@@ -401,14 +469,68 @@ func (n *Node) followRemote(ctx context.Context) {
 	}
 }
 
+// Unknown is the state of a remote job whose provider stopped answering;
+// after the grace window it fails.
+const Unknown jobs.State = "unknown"
+
+// providerMissing marks a job unknown when its provider stops answering,
+// failed after the grace window (five voucher intervals, at least 10 s),
+// and then retries it elsewhere if its spec says so.
+func (n *Node) providerMissing(ctx context.Context, rj *remoteJob, err error) {
+	grace := max(5*n.remote.interval, 10*time.Second)
+	n.remote.mu.Lock()
+	last := *rj.Last
+	if last.State.Terminal() {
+		n.remote.mu.Unlock()
+		return
+	}
+	gone := time.Since(rj.LastSeen)
+	if gone < grace {
+		if last.State != Unknown {
+			last.State, last.Reason = Unknown, fmt.Sprintf("provider %s not answering: %v", short(rj.Provider), err)
+			rj.Last = &last
+		}
+		n.remote.mu.Unlock()
+		n.saveRemote(rj)
+		return
+	}
+	n.remote.mu.Unlock()
+	// The job stays unknown while a retry is arranged, so that whoever
+	// watches it sees failed and the retry together.
+	reason := fmt.Sprintf("provider %s unreachable for %s", rj.Provider, gone.Round(time.Second))
+	var retried string
+	if rj.Spec.Retry.Attempts > 0 {
+		spec := rj.Spec
+		spec.Retry.Attempts--
+		if j, err := n.submitRemoteExcluding(ctx, &spec, []string{rj.Provider}); err != nil {
+			reason += "; retry failed: " + err.Error()
+		} else {
+			retried = j.ID
+			reason += "; retried as " + j.ID
+		}
+	}
+	n.market.Reputation().Failed(rj.Provider)
+	n.log.Warn("remote job failed: provider unreachable", "job_id", rj.ID, "provider", rj.Provider, "retried_as", retried)
+	now := time.Now().UTC()
+	n.remote.mu.Lock()
+	last.State, last.Reason, last.FinishedAt = jobs.Failed, reason, &now
+	rj.Last, rj.RetriedAs = &last, retried
+	rj.Unreachable, rj.Settled = true, true // no more vouchers: paid up to the last sight
+	n.remote.mu.Unlock()
+	n.saveRemote(rj)
+}
+
 // jobCost is what a job has cost so far: its run time at the deal's price.
 func jobCost(rj *remoteJob) *big.Int {
 	j := rj.Last
 	if j == nil || j.StartedAt == nil {
 		return new(big.Int)
 	}
-	end := time.Now()
-	if j.FinishedAt != nil {
+	// A running job is paid up to when it was last seen running; one the
+	// provider reported ended, up to its end; one whose provider vanished,
+	// never beyond the last sight of it.
+	end := rj.LastSeen
+	if j.FinishedAt != nil && !rj.Unreachable {
 		end = *j.FinishedAt
 	}
 	d := end.Sub(*j.StartedAt)

@@ -2,10 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -116,4 +118,80 @@ func TestJobThroughTheMarket(t *testing.T) {
 		t.Fatalf("provider balance rose by %s, redeemed %s", got, p)
 	}
 	t.Logf("the job cost %s base units (tUSD 6 decimals)", p)
+}
+
+// A provider killed mid-job: the requester fails the job within the grace
+// window, pays nothing past the last sight of it, and with a retry policy
+// the job completes on another provider.
+func TestProviderKilledMidJob(t *testing.T) {
+	jobDocker(t)
+	info, file := startDevchain(t)
+	var repos [3]string
+	var daemons [3]*daemon
+	var boot string
+	for i := range repos {
+		key := filepath.Join(t.TempDir(), "key")
+		os.WriteFile(key, []byte(info.Accounts[i+1].PrivateKey), 0o600)
+		repos[i] = filepath.Join(t.TempDir(), "repo")
+		args := []string{"init", "--network", "e2ekill", "--devchain", file, "--wallet-key", key}
+		if i < 2 { // two providers; the first is cheaper
+			args = append(args, "--gpu-mock", "dgxh100", "--price", fmt.Sprintf("nvidia-h100-80gb=%d", 30+i*5))
+		}
+		mustRun(t, repos[i], args...)
+		extra := []string{"--voucher-interval", "500ms"}
+		if boot != "" {
+			extra = append(extra, "--bootstrap", boot)
+		}
+		daemons[i] = startDaemon(t, repos[i], extra...)
+		if i == 0 {
+			var id idInfo
+			runJSON(t, repos[0], &id, "id")
+			boot = id.Addrs[0]
+		}
+	}
+	requester := repos[2]
+	var provIDs [2]idInfo
+	runJSON(t, repos[0], &provIDs[0], "id")
+	runJSON(t, repos[1], &provIDs[1], "id")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var found struct {
+			Providers []struct{} `json:"providers"`
+		}
+		runJSON(t, requester, &found, "market", "providers", "--gpu", "nvidia-h100-80gb")
+		if len(found.Providers) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("providers seen: %d", len(found.Providers))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	spec := filepath.Join(t.TempDir(), "job.yaml")
+	os.WriteFile(spec, []byte("name: resilient\nimage: "+jobImage+"\nargs: [sleep, 4s]\nresources: {gpus: 1, gpu_class: nvidia-h100-80gb, memory_mib: 64}\nmax_price: \"50\"\nretry: {attempts: 1}\n"), 0o600)
+	id := strings.TrimSpace(mustRun(t, requester, "job", "submit", spec))
+	waitState(t, requester, id, func(s string) bool { return s == "running" })
+	if l := mustRun(t, repos[0], "job", "list"); !strings.Contains(l, id) {
+		t.Fatalf("the cheaper provider does not run the job:\n%s", l)
+	}
+	killed := time.Now()
+	daemons[0].cmd.Process.Signal(syscall.SIGKILL)
+	<-daemons[0].done
+
+	s := waitState(t, requester, id, terminal)
+	if s.State != "failed" || !strings.Contains(s.Reason, "unreachable") || !strings.Contains(s.Reason, "retried as ") {
+		t.Fatalf("after the kill: %+v", s)
+	}
+	if took := time.Since(killed); took > 20*time.Second {
+		t.Fatalf("the failure took %s to show", took)
+	}
+	_, next, _ := strings.Cut(s.Reason, "retried as ")
+	retried := strings.Fields(next)[0]
+	s2 := waitState(t, requester, retried, terminal)
+	if s2.State != "completed" {
+		t.Fatalf("the retry: %+v", s2)
+	}
+	if l := mustRun(t, repos[1], "job", "list"); !strings.Contains(l, retried) {
+		t.Fatalf("the other provider did not run the retry:\n%s", l)
+	}
 }

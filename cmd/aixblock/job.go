@@ -139,6 +139,15 @@ func submitAndFollow(cmd *cobra.Command, g *globals, req node.SubmitRequest, det
 			return err
 		}
 		if j.State.Terminal() {
+			// A market job whose provider vanished may go on elsewhere.
+			if _, next, ok := strings.Cut(j.Reason, "retried as "); ok {
+				fmt.Fprintf(cmd.ErrOrStderr(), "job %s %s: %s\n", j.ID, j.State, j.Reason)
+				j.ID = strings.Fields(next)[0]
+				if !g.json {
+					c.JobLogs(cmd.Context(), j.ID, true, cmd.OutOrStdout())
+				}
+				continue
+			}
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
