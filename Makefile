@@ -13,9 +13,10 @@ build:
 test:
 	$(GO) test -count=1 -timeout 15m ./...
 
-# Three daemons on loopback, bootstrapped from the first; Ctrl-C stops them.
+# Set-up (Docker), a four-node testnet, and one job end to end from node0;
+# the testnet keeps running (./bin/aixblock testnet down stops it).
 run: build
-	./testnet/run.sh 3
+	./testnet/run.sh
 
 # Figures for the closing notes: gossip delivery and DHT lookups at several
 # sizes, then a daemon's memory and CPU when idle with 10 peers.

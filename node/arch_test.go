@@ -19,7 +19,7 @@ var forbidden = map[string][]string{
 	"jobs":      {mod + "/market", mod + "/chain", mod + "/contracts", mod + "/testnet"},
 	"chain":     {mod + "/p2p", mod + "/market", mod + "/jobs", mod + "/gpu", mod + "/testnet"},
 	"contracts": {mod + "/p2p", mod + "/market", mod + "/jobs", mod + "/gpu", mod + "/chain", mod + "/testnet"},
-	"testnet":   {mod + "/cmd"},
+	"testnet":   {mod + "/cmd", mod + "/node"},
 	"cmd":       {mod + "/p2p", mod + "/market", mod + "/jobs", mod + "/gpu", mod + "/chain", mod + "/contracts", mod + "/testnet"},
 }
 

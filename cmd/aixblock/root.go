@@ -42,6 +42,7 @@ func newRootCmd() *cobra.Command {
 		newDevchainCmd(g),
 		newMarketCmd(g),
 		newJobCmd(g),
+		newTestnetCmd(g),
 	)
 	return root
 }
