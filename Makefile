@@ -5,7 +5,7 @@ LDFLAGS := -X github.com/aixblock/aixblock/node.Version=$(VERSION)
 # go-nvml's headers carry deprecation warnings that are not ours to fix.
 export CGO_CFLAGS := -Wno-deprecated-declarations
 
-.PHONY: build test run bench bench-gossip bench-idle bench-gpu bench-transfer gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market bench-jobs job-image
+.PHONY: build test run bench bench-gossip bench-idle bench-gpu bench-transfer gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market bench-jobs bench-e2e job-image
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/aixblock ./cmd/aixblock
@@ -20,7 +20,7 @@ run: build
 
 # Figures for the closing notes: gossip delivery and DHT lookups at several
 # sizes, then a daemon's memory and CPU when idle with 10 peers.
-bench: bench-gpu bench-transfer bench-gossip bench-idle bench-gas bench-market bench-jobs
+bench: bench-gpu bench-transfer bench-gossip bench-idle bench-gas bench-market bench-jobs bench-e2e
 
 # 1 GiB through bitswap against a plain TCP copy, and data add against
 # sha256sum (AIXBLOCK_BENCH_MIB=N for another size).
@@ -84,3 +84,8 @@ job-image:
 	mkdir -p bin/jobimage/inputs bin/jobimage/outputs bin/jobimage/tmp bin/jobimage/mnt
 	CGO_ENABLED=0 $(GO) build -o bin/jobimage/jobprog ./jobs/testdata/jobprog
 	tar -C bin/jobimage -c . | docker import -c 'ENTRYPOINT ["/jobprog"]' - aixblock-test/jobprog:latest
+
+# Twenty tiny jobs from node0 of a four-node testnet, submit to running and
+# to results, against docker run --rm (needs a Docker engine).
+bench-e2e:
+	$(GO) test -run '^$$' -bench E2E -benchtime 1x -timeout 30m ./cmd/aixblock/

@@ -46,6 +46,10 @@ type DevChainConfig struct {
 	ChallengePeriod time.Duration
 	// DataDir keeps the chain on disk; empty means in memory.
 	DataDir string
+	// IdleBlock seals an empty block when none came for so long, so that
+	// chain time follows the clock (a challenge period ends on a quiet
+	// chain too); zero means 2 s, negative never.
+	IdleBlock time.Duration
 	// Logger receives go-ethereum's errors; nil discards them. The first
 	// dev chain of a process sets go-ethereum's (global) logger.
 	Logger *slog.Logger
@@ -93,6 +97,46 @@ type DevChain struct {
 	beacon *catalyst.SimulatedBeacon
 	client *ethclient.Client
 	once   sync.Once
+	stop   chan struct{}
+}
+
+// clockKey sends the empty transactions that keep a quiet chain's time
+// moving (blocks are sealed when a transaction arrives).
+func clockKey() *ecdsa.PrivateKey {
+	k, _ := crypto.ToECDSA(crypto.Keccak256([]byte("aixblock dev chain clock")))
+	return k
+}
+
+// tick seals a block (through a zero-value transaction of the clock
+// account) whenever the head is older than idle.
+func (d *DevChain) tick(idle time.Duration, chainID *big.Int) {
+	key := clockKey()
+	from := crypto.PubkeyToAddress(key.PublicKey)
+	signer := types.LatestSignerForChainID(chainID)
+	t := time.NewTicker(idle / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		head, err := d.client.HeaderByNumber(ctx, nil)
+		if err == nil && time.Since(time.Unix(int64(head.Time), 0)) >= idle {
+			nonce, err1 := d.client.PendingNonceAt(ctx, from)
+			tip, err2 := d.client.SuggestGasTipCap(ctx)
+			if err1 == nil && err2 == nil {
+				feeCap := new(big.Int).Add(new(big.Int).Mul(head.BaseFee, big.NewInt(2)), tip)
+				tx, err := types.SignTx(types.NewTx(&types.DynamicFeeTx{ChainID: chainID, Nonce: nonce, GasTipCap: tip,
+					GasFeeCap: feeCap, Gas: 21000, To: &from, Value: new(big.Int)}), signer, key)
+				if err == nil {
+					d.client.SendTransaction(ctx, tx)
+				}
+			}
+		}
+		cancel()
+	}
 }
 
 // DevKey is the i-th dev account's key.
@@ -150,6 +194,7 @@ func StartDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
 	for _, a := range cfg.Fund {
 		alloc[a] = types.Account{Balance: DevCoin}
 	}
+	alloc[crypto.PubkeyToAddress(clockKey().PublicKey)] = types.Account{Balance: DevCoin}
 
 	nodeConf := node.DefaultConfig
 	nodeConf.DataDir = cfg.DataDir
@@ -208,7 +253,7 @@ func StartDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
 		stack.Close()
 		return nil, fmt.Errorf("devchain: start: %w", err)
 	}
-	d := &DevChain{stack: stack, beacon: beacon, client: ethclient.NewClient(stack.Attach())}
+	d := &DevChain{stack: stack, beacon: beacon, client: ethclient.NewClient(stack.Attach()), stop: make(chan struct{})}
 	if cfg.HTTP != "" {
 		info.RPCURL = stack.HTTPEndpoint()
 	}
@@ -224,6 +269,12 @@ func StartDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
 		return nil, err
 	}
 	d.Info = info
+	if cfg.IdleBlock == 0 {
+		cfg.IdleBlock = 2 * time.Second
+	}
+	if cfg.IdleBlock > 0 {
+		go d.tick(cfg.IdleBlock, id)
+	}
 	return d, nil
 }
 
@@ -330,6 +381,7 @@ func (d *DevChain) AdjustTime(dt time.Duration) error { return d.beacon.AdjustTi
 func (d *DevChain) Close() error {
 	var err error
 	d.once.Do(func() {
+		close(d.stop)
 		d.client.Close()
 		err = d.stack.Close()
 	})

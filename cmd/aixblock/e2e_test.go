@@ -32,7 +32,7 @@ func setConfig(t *testing.T, repo string, edit func(map[string]any)) {
 // redeems what it was vouched, and its balance rises by exactly that.
 func TestJobThroughTheMarket(t *testing.T) {
 	jobDocker(t)
-	info, file := startDevchain(t)
+	info, file := startDevchain(t, "--challenge", "3s")
 	var repos [2]string
 	var boot string
 	for i := range repos {
@@ -118,6 +118,43 @@ func TestJobThroughTheMarket(t *testing.T) {
 		t.Fatalf("provider balance rose by %s, redeemed %s", got, p)
 	}
 	t.Logf("the job cost %s base units (tUSD 6 decimals)", p)
+
+	// The requester closes the channel; after the challenge period it
+	// withdraws exactly what was deposited and not redeemed.
+	var chs channelsOut
+	runJSON(t, requester, &chs, "wallet", "channels")
+	if len(chs.Channels) != 1 {
+		t.Fatalf("requester's channels: %+v", chs)
+	}
+	ch := chs.Channels[0]
+	dep, _ := new(big.Int).SetString(ch.Deposited, 10)
+	red, _ := new(big.Int).SetString(ch.Redeemed, 10)
+	if red.Cmp(p) != 0 {
+		t.Fatalf("channel redeemed %s, provider redeemed %s", red, p)
+	}
+	var rb0, rb1 walletBalance
+	runJSON(t, requester, &rb0, "wallet", "balance")
+	mustRun(t, requester, "wallet", "close", ch.Payee)
+	runJSON(t, requester, &chs, "wallet", "channels")
+	// Dev-chain blocks can run ahead of the wall clock (one second a block
+	// at least); wait until the chain's closes_at has passed here too.
+	time.Sleep(time.Until(time.Unix(int64(chs.Channels[0].ClosesAt)+1, 0)))
+	for tries := 0; ; tries++ { // the next block (the dev chain seals an idle one every 2 s) passes it on chain
+		r := run(t, requester, "wallet", "withdraw", ch.Payee)
+		if r.code == 0 {
+			break
+		}
+		if tries > 20 || !strings.Contains(r.stderr, "ChallengePeriod") {
+			t.Fatalf("withdraw: %+v", r)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	runJSON(t, requester, &rb1, "wallet", "balance")
+	x0, _ := new(big.Int).SetString(rb0.TokenBalance, 10)
+	x1, _ := new(big.Int).SetString(rb1.TokenBalance, 10)
+	if got, want := new(big.Int).Sub(x1, x0), new(big.Int).Sub(dep, red); got.Cmp(want) != 0 {
+		t.Fatalf("withdrew %s, want deposit %s minus redeemed %s = %s", got, dep, red, want)
+	}
 }
 
 // A provider killed mid-job: the requester fails the job within the grace

@@ -25,10 +25,10 @@ type devchainInfo struct {
 }
 
 // startDevchain runs `aixblock devchain` and reads the file it writes.
-func startDevchain(t *testing.T) (devchainInfo, string) {
+func startDevchain(t *testing.T, extra ...string) (devchainInfo, string) {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "devchain.json")
-	cmd := exec.Command(bin, "devchain", "--http", "127.0.0.1:0", "--accounts", "4", "--out", out, "--json")
+	cmd := exec.Command(bin, append([]string{"devchain", "--http", "127.0.0.1:0", "--accounts", "6", "--out", out, "--json"}, extra...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkE2E runs 20 tiny jobs from node0 of a four-node testnet
+// (`aixblock testnet up`): submit → running and submit → results fetched,
+// against `docker run --rm` of the same image in the same run.
+func BenchmarkE2E(b *testing.B) {
+	jobDocker(b)
+	dir := b.TempDir()
+	if out, err := exec.Command(bin, "testnet", "up", "--dir", dir).CombinedOutput(); err != nil {
+		b.Fatalf("testnet up: %v\n%s", err, out)
+	}
+	b.Cleanup(func() { exec.Command(bin, "testnet", "down", "--dir", dir).Run() })
+	req := filepath.Join(dir, "node0")
+	const n = 20
+	pct := func(ds []time.Duration, p int) float64 {
+		s := slices.Clone(ds)
+		slices.Sort(s)
+		return ms(s[min(len(s)-1, len(s)*p/100)])
+	}
+	for range b.N {
+		var toRun, toResult, docker []time.Duration
+		for i := 0; i < n; i++ {
+			t0 := time.Now()
+			if out, err := exec.Command("docker", "run", "--rm", "--network", "none", jobImage, "write", "/tmp/x", "y").CombinedOutput(); err != nil {
+				b.Fatalf("docker run: %v %s", err, out)
+			}
+			docker = append(docker, time.Since(t0))
+
+			t0 = time.Now()
+			id := strings.TrimSpace(mustRun(b, req, "job", "run", "-d", "--gpus", "1", "--max-price", "5", jobImage, "--", "write", "/outputs/x", "y"))
+			var running time.Duration
+			for {
+				var s jobStatus
+				runJSON(b, req, &s, "job", "status", id)
+				if running == 0 && s.State != "pending" && s.State != "preparing" {
+					running = time.Since(t0)
+				}
+				if terminal(s.State) {
+					if s.State != "completed" {
+						b.Fatalf("job %s: %+v", id, s)
+					}
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			mustRun(b, req, "job", "results", id, "-o", filepath.Join(b.TempDir(), id))
+			toRun, toResult = append(toRun, running), append(toResult, time.Since(t0))
+		}
+		b.ReportMetric(pct(docker, 50), "docker-run-p50-ms")
+		b.ReportMetric(pct(toRun, 50), "to-running-p50-ms")
+		b.ReportMetric(pct(toRun, 99), "to-running-p99-ms")
+		b.ReportMetric(pct(toResult, 50), "to-results-p50-ms")
+		b.ReportMetric(pct(toResult, 99), "to-results-p99-ms")
+		b.ReportMetric(pct(toResult, 50)/pct(docker, 50), "results/docker")
+	}
+}
