@@ -21,6 +21,9 @@ import (
 type Config struct {
 	// Mock names a go-nvml mock server (see MockNames); empty means real NVML.
 	Mock string
+	// MockSeed makes the mock's UUIDs unique to this node (its peer ID);
+	// empty keeps the mock's own stable ones.
+	MockSeed string
 	// Library, when set, replaces both (tests).
 	Library nvml.Interface
 	// PollInterval is how often health counters are read; zero means 10 s.
@@ -91,7 +94,11 @@ func New(cfg Config) (*Manager, error) {
 	case m.lib != nil:
 		m.source = "nvml"
 	case cfg.Mock != "":
-		mk, err := NewMock(cfg.Mock)
+		var seed []string
+		if cfg.MockSeed != "" {
+			seed = []string{"/" + cfg.MockSeed}
+		}
+		mk, err := NewMock(cfg.Mock, seed...)
 		if err != nil {
 			return nil, err
 		}

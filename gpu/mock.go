@@ -75,8 +75,10 @@ type Mock struct {
 
 const mockSlowdownC = 87
 
-// NewMock starts the named go-nvml mock server.
-func NewMock(name string) (*Mock, error) {
+// NewMock starts the named go-nvml mock server. seed makes its UUIDs its
+// own (real GPUs' UUIDs are unique; a node passes its peer ID), and stable
+// across restarts.
+func NewMock(name string, seed ...string) (*Mock, error) {
 	newServer := mockServers[name]
 	if newServer == nil {
 		return nil, ValidateMock(name)
@@ -94,7 +96,7 @@ func NewMock(name string) (*Mock, error) {
 		m.state = append(m.state, st)
 		// Stable across restarts, unlike the mock's random ones, so that a
 		// job or an operator can name a GPU by UUID.
-		sum := sha256.Sum256([]byte(fmt.Sprintf("%s/%d", name, i)))
+		sum := sha256.Sum256([]byte(fmt.Sprintf("%s/%d%s", name, i, strings.Join(seed, "/"))))
 		dev.UUID = fmt.Sprintf("GPU-%x-%x-%x-%x-%x", sum[0:4], sum[4:6], sum[6:8], sum[8:10], sum[10:16])
 		dev.MemoryInfo.Free = dev.MemoryInfo.Total
 		busID := dev.PciBusID

@@ -86,7 +86,7 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 	}
 
 	gcfg := cfg.gpu
-	gcfg.DiskPath, gcfg.Logger = repo.Dir, log
+	gcfg.DiskPath, gcfg.Logger, gcfg.MockSeed = repo.Dir, log, repo.PeerID.String()
 	if n.gpus, err = gpu.New(gcfg); err != nil {
 		return nil, fmt.Errorf("gpu: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -151,13 +152,36 @@ func (n *Node) submitRemoteExcluding(ctx context.Context, spec *jobs.Spec, exclu
 	if spec.MaxPrice == "" {
 		return nil, badRequest{errors.New("max_price: required for a job through the market (per GPU-hour, in whole units of the token)")}
 	}
-	res, err := n.offer(ctx, OfferRequest{
-		GPUs: spec.Resources.GPUs, GPUClass: spec.Resources.GPUClass, GPUMemoryMiB: spec.Resources.GPUMemoryMiB,
-		CPU: int(spec.Resources.CPU), MemoryMiB: spec.Resources.MemoryMiB, DiskMiB: spec.Resources.DiskMiB,
-		MaxPrice: spec.MaxPrice, Duration: spec.ExecutionTimeout().String(), Image: spec.Image, SpecHash: specHash(spec),
-		exclude: exclude,
-	})
+	// A job waits in the queue (offering again) while no provider has room,
+	// up to timeouts.queue (default 1 min).
+	queue := time.Minute
+	if d, err := time.ParseDuration(spec.Timeouts.Queue); err == nil {
+		queue = d
+	}
+	deadline := time.Now().Add(queue)
+	var res OfferResult
+	var err error
+	for attempt := 0; ; attempt++ {
+		res, err = n.offer(ctx, OfferRequest{
+			GPUs: spec.Resources.GPUs, GPUClass: spec.Resources.GPUClass, GPUMemoryMiB: spec.Resources.GPUMemoryMiB,
+			CPU: int(spec.Resources.CPU), MemoryMiB: spec.Resources.MemoryMiB, DiskMiB: spec.Resources.DiskMiB,
+			MaxPrice: spec.MaxPrice, Duration: spec.ExecutionTimeout().String(), Image: spec.Image, SpecHash: specHash(spec),
+			exclude: exclude,
+		})
+		if err == nil || !errors.Is(err, market.ErrNoDeal) || time.Now().After(deadline) {
+			break
+		}
+		pause := time.Duration(200+mrand.IntN(300)*(1+min(attempt, 4))) * time.Millisecond
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(pause):
+		}
+	}
 	if err != nil {
+		if errors.Is(err, market.ErrNoDeal) {
+			return nil, fmt.Errorf("queued %s without a provider (timeouts.queue): %w", queue, err)
+		}
 		return nil, err
 	}
 	deal := *res.Deal

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"math/big"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -230,5 +232,86 @@ func TestProviderKilledMidJob(t *testing.T) {
 	}
 	if l := mustRun(t, repos[1], "job", "list"); !strings.Contains(l, retried) {
 		t.Fatalf("the other provider did not run the retry:\n%s", l)
+	}
+}
+
+// Twenty jobs from two requesters across three providers at once: every
+// submission ends completed or failed with a reason (or is refused with
+// one), none is lost, and no GPU runs two jobs at once.
+func TestManyJobsAtOnce(t *testing.T) {
+	jobDocker(t)
+	dir := t.TempDir()
+	if out, err := exec.Command(bin, "testnet", "up", "--dir", dir).CombinedOutput(); err != nil {
+		t.Fatalf("testnet up: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command(bin, "testnet", "down", "--dir", dir).Run() })
+	requesters := []string{filepath.Join(dir, "node0"), filepath.Join(dir, "node1")}
+	type sub struct {
+		repo, id, err string
+	}
+	subs := make(chan sub, 20)
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			repo := requesters[i%2]
+			r := run(t, repo, "job", "run", "-d", "--gpus", "1", "--max-price", "5", jobImage, "--", "sleep", "1s")
+			subs <- sub{repo, strings.TrimSpace(r.stdout), strings.TrimSpace(r.stderr)}
+		}(i)
+	}
+	wg.Wait()
+	close(subs)
+	completed, refused := 0, 0
+	for s := range subs {
+		if s.id == "" {
+			if s.err == "" {
+				t.Fatal("a submission failed without a reason")
+			}
+			refused++
+			t.Logf("refused: %s", s.err)
+			continue
+		}
+		st := waitState(t, s.repo, s.id, terminal)
+		switch {
+		case st.State == "completed":
+			completed++
+		case st.Reason == "":
+			t.Fatalf("job %s %s without a reason", s.id, st.State)
+		default:
+			t.Logf("job %s %s: %s", s.id, st.State, st.Reason)
+		}
+	}
+	t.Logf("%d completed, %d refused at submission", completed, refused)
+	if completed < 10 {
+		t.Fatalf("only %d of 20 jobs completed", completed)
+	}
+	// No GPU ran two jobs at once, on any provider.
+	type span struct {
+		id         string
+		start, end time.Time
+	}
+	for _, p := range []string{"node1", "node2", "node3"} {
+		var list []struct {
+			ID         string     `json:"id"`
+			GPUs       []string   `json:"gpus"`
+			StartedAt  *time.Time `json:"started_at"`
+			FinishedAt *time.Time `json:"finished_at"`
+		}
+		runJSON(t, filepath.Join(dir, p), &list, "job", "list")
+		byGPU := map[string][]span{}
+		for _, j := range list {
+			if j.StartedAt == nil || j.FinishedAt == nil {
+				continue
+			}
+			for _, g := range j.GPUs {
+				for _, o := range byGPU[g] {
+					if j.StartedAt.Before(o.end) && o.start.Before(*j.FinishedAt) {
+						t.Fatalf("%s: GPU %s ran jobs %s and %s at once", p, g, o.id, j.ID)
+					}
+				}
+				byGPU[g] = append(byGPU[g], span{j.ID, *j.StartedAt, *j.FinishedAt})
+			}
+		}
 	}
 }
