@@ -315,3 +315,75 @@ func TestManyJobsAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// A GPU fault fails the job with the GPU's reason, and the requester pays
+// only up to the fault; a requester without funds is refused before
+// anything runs.
+func TestGPUFaultAndNoFunds(t *testing.T) {
+	jobDocker(t)
+	dir := t.TempDir()
+	if out, err := exec.Command(bin, "testnet", "up", "--dir", dir, "--nodes", "2").CombinedOutput(); err != nil {
+		t.Fatalf("testnet up: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command(bin, "testnet", "down", "--dir", dir).Run() })
+	req, prov := filepath.Join(dir, "node0"), filepath.Join(dir, "node1")
+
+	id := strings.TrimSpace(mustRun(t, req, "job", "run", "-d", "--gpus", "1", "--max-price", "5", jobImage, "--", "sleep", "30s"))
+	waitState(t, req, id, func(s string) bool { return s == "running" })
+	var pj struct {
+		GPUs []string `json:"gpus"`
+	}
+	runJSON(t, prov, &pj, "job", "status", id)
+	var inv []struct {
+		Index int    `json:"index"`
+		UUID  string `json:"uuid"`
+	}
+	runJSON(t, prov, &inv, "gpu", "list")
+	idx := -1
+	for _, g := range inv {
+		if len(pj.GPUs) > 0 && g.UUID == pj.GPUs[0] {
+			idx = g.Index
+		}
+	}
+	if idx < 0 {
+		t.Fatalf("the job's GPU %v is not in the provider's inventory", pj.GPUs)
+	}
+	faultAt := time.Now()
+	mustRun(t, prov, "gpu", "inject", "--gpu", fmt.Sprint(idx), "--xid", "79")
+	s := waitState(t, req, id, terminal)
+	if s.State != "failed" || !strings.Contains(s.Reason, "unhealthy") || !strings.Contains(s.Reason, "XID 79") {
+		t.Fatalf("after the GPU fault: %+v", s)
+	}
+	// Paid up to the fault, not the 30 s asked for: at 2 tUSD per GPU-hour
+	// 30 s would be 16 667 base units.
+	time.Sleep(2500 * time.Millisecond)
+	var paid struct {
+		Paid string `json:"paid"`
+	}
+	runJSON(t, prov, &paid, "wallet", "redeem")
+	p, _ := new(big.Int).SetString(paid.Paid, 10)
+	ran := time.Since(faultAt) + 10*time.Second // generous: start-up plus the fault's detection
+	if max := new(big.Int).SetInt64(int64(ran.Seconds()*2e6/3600) + 1); p == nil || p.Cmp(max) > 0 {
+		t.Fatalf("paid %s base units, more than %s for at most %s", paid.Paid, max, ran)
+	}
+
+	// A requester whose wallet holds nothing: a clear error, nothing runs.
+	poor := filepath.Join(t.TempDir(), "repo")
+	mustRun(t, poor, "init", "--network", "testnet", "--devchain", filepath.Join(dir, "devchain.json"))
+	var id0 idInfo
+	runJSON(t, req, &id0, "id")
+	startDaemon(t, poor, "--network", "testnet", "--devchain", filepath.Join(dir, "devchain.json"), "--bootstrap", id0.Addrs[0])
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(mustRun(t, poor, "market", "providers"), "nvidia-h100") && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	r := run(t, poor, "job", "run", "--gpus", "1", "--max-price", "5", jobImage, "--", "echo", "hi")
+	if r.code == 0 || !strings.Contains(r.stderr, "insufficient funds") {
+		t.Fatalf("a requester without funds: %+v", r)
+	}
+	var list []struct{ ID string }
+	runJSON(t, poor, &list, "job", "list")
+	if len(list) != 0 {
+		t.Fatalf("jobs recorded for a refused submission: %+v", list)
+	}
+}
