@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/url"
 	"os"
@@ -78,6 +79,13 @@ type MarketConfig struct {
 	// VoucherInterval is how often a requester pays for running jobs, e.g.
 	// "30s"; empty means 30 s. A provider stops a job after three missed.
 	VoucherInterval string `json:"voucher_interval,omitempty"`
+	// RedeemEvery is how often a provider redeems the vouchers it holds
+	// (all channels in one transaction), e.g. "1h"; empty means 1 h, "off"
+	// leaves it to `wallet redeem`.
+	RedeemEvery string `json:"redeem_every,omitempty"`
+	// RedeemAbove skips a timed redeem while less than this is owed, in
+	// base units of the token; empty means any amount.
+	RedeemAbove string `json:"redeem_above,omitempty"`
 }
 
 // ChainConfig is the "chain" section of config.json.
@@ -174,6 +182,8 @@ type parsed struct {
 	marketMaxDuration time.Duration
 	marketBidWindow   time.Duration
 	voucherInterval   time.Duration
+	redeemEvery       time.Duration // zero: off
+	redeemAbove       *big.Int
 }
 
 // Validate checks every field and names the first bad one.
@@ -256,6 +266,21 @@ func (c Config) parse() (parsed, error) {
 	}
 	if p.voucherInterval, err = duration("market.voucher_interval", c.Market.VoucherInterval); err != nil {
 		return p, err
+	}
+	if c.Market.RedeemEvery != "off" {
+		if p.redeemEvery, err = duration("market.redeem_every", c.Market.RedeemEvery); err != nil {
+			return p, err
+		}
+		if p.redeemEvery == 0 {
+			p.redeemEvery = time.Hour
+		}
+	}
+	if c.Market.RedeemAbove != "" {
+		v, ok := new(big.Int).SetString(c.Market.RedeemAbove, 10)
+		if !ok || v.Sign() < 0 {
+			return p, fmt.Errorf("market.redeem_above: %q is not an amount of base units", c.Market.RedeemAbove)
+		}
+		p.redeemAbove = v
 	}
 	for class, byToken := range c.Market.Prices {
 		if !priceClassRE.MatchString(class) {

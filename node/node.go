@@ -7,6 +7,7 @@ import (
 	"github.com/ethereum/go-ethereum/ethclient"
 	pebbleds "github.com/ipfs/go-ds-pebble"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -45,10 +46,13 @@ type Node struct {
 	remote      *remote
 	// voucherInterval is how often running market jobs are paid for.
 	voucherInterval time.Duration
-	gatewayLn       net.Listener
-	gateway         *http.Server
-	apiLn           net.Listener
-	api             *http.Server
+	// redeemEvery (zero: off) and redeemAbove are the provider's redeem policy.
+	redeemEvery time.Duration
+	redeemAbove *big.Int
+	gatewayLn   net.Listener
+	gateway     *http.Server
+	apiLn       net.Listener
+	api         *http.Server
 }
 
 // New builds every service of the repo's config, in start order, and binds
@@ -125,6 +129,7 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 	}
 	n.openJobs(ctx)
 	n.voucherInterval = cfg.voucherInterval
+	n.redeemEvery, n.redeemAbove = cfg.redeemEvery, cfg.redeemAbove
 	if n.voucherInterval == 0 {
 		n.voucherInterval = 30 * time.Second
 	}
@@ -170,6 +175,9 @@ func (n *Node) Run(ctx context.Context) error {
 	marketDone := make(chan struct{})
 	go func() { n.market.Run(mctx); close(marketDone) }()
 	go n.followRemote(mctx)
+	if n.redeemEvery > 0 {
+		go n.autoRedeem(mctx, n.redeemEvery, n.redeemAbove)
+	}
 	defer func() { stopMarket(); <-marketDone }()
 
 	gpuCtx, stopGPU := context.WithCancel(context.Background())

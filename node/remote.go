@@ -694,3 +694,37 @@ func short(id string) string {
 }
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// autoRedeem is the provider's redeem policy: every interval, one
+// transaction for every kept voucher owed more than its channel paid, when
+// the total owed reaches the threshold.
+func (n *Node) autoRedeem(ctx context.Context, every time.Duration, above *big.Int) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		owed := new(big.Int)
+		for _, v := range n.vouchers.received() {
+			ch, err := n.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
+			if err != nil {
+				continue
+			}
+			if d := new(big.Int).Sub(v.CumulativeAmount.Big(), ch.Redeemed.Big()); d.Sign() > 0 {
+				owed.Add(owed, d)
+			}
+		}
+		if owed.Sign() == 0 || (above != nil && owed.Cmp(above) < 0) {
+			continue
+		}
+		res, err := n.redeem(ctx, RedeemRequest{})
+		if err != nil {
+			n.log.Warn("timed redeem failed; will try again", "err", err)
+			continue
+		}
+		n.log.Info("redeemed vouchers", "paid", res.Paid, "channels", len(res.Redeemed), "tx", res.Tx)
+	}
+}

@@ -30,6 +30,7 @@ func newDaemonCmd(g *globals) *cobra.Command {
 		devchainFile     string
 		prices           []string
 		voucherEvery     string
+		redeemEvery      string
 	)
 	cmd := &cobra.Command{
 		Use:   "daemon",
@@ -80,6 +81,9 @@ ready its URL is written to <repo>/api, which other commands read.`,
 			if f.Changed("voucher-interval") {
 				c.Market.VoucherInterval = voucherEvery
 			}
+			if f.Changed("redeem-every") {
+				c.Market.RedeemEvery = redeemEvery
+			}
 			if devchainFile != "" {
 				if c.Chain, err = node.DevChainConfigFor(devchainFile); err != nil {
 					return err
@@ -129,6 +133,7 @@ ready its URL is written to <repo>/api, which other commands read.`,
 	f.BoolVar(&mdns, "mdns", true, "discover peers on the LAN with mDNS")
 	f.BoolVar(&nat, "nat", true, "NAT port mapping, AutoNAT, relay client and hole punching")
 	f.StringArrayVar(&prices, "price", nil, "CLASS=AMOUNT per GPU-hour to provide at (repeatable; replaces the config's prices for this run)")
+	f.StringVar(&redeemEvery, "redeem-every", "", `how often a provider redeems its vouchers, e.g. 10m (default 1h; "off")`)
 	f.StringVar(&voucherEvery, "voucher-interval", "", "how often to pay for running market jobs, e.g. 2s (default 30s)")
 	f.StringVar(&devchainFile, "devchain", "", "pay on the chain described by `aixblock devchain --out FILE` (this run only)")
 	f.StringVar(&passFile, "passphrase-file", "", "file holding the wallet's passphrase (else env AIXBLOCK_PASSPHRASE_FILE or AIXBLOCK_PASSPHRASE)")

@@ -387,3 +387,46 @@ func TestGPUFaultAndNoFunds(t *testing.T) {
 		t.Fatalf("jobs recorded for a refused submission: %+v", list)
 	}
 }
+
+// A provider with a redeem policy is paid without anyone running
+// `wallet redeem`.
+func TestProviderRedeemsOnItsOwn(t *testing.T) {
+	jobDocker(t)
+	info, file := startDevchain(t)
+	repos := []string{filepath.Join(t.TempDir(), "p"), filepath.Join(t.TempDir(), "r")}
+	for i, repo := range repos {
+		key := filepath.Join(t.TempDir(), "key")
+		os.WriteFile(key, []byte(info.Accounts[i+1].PrivateKey), 0o600)
+		args := []string{"init", "--network", "e2eredeem", "--devchain", file, "--wallet-key", key}
+		if i == 0 {
+			args = append(args, "--gpu-mock", "dgxh100", "--price", "*=36")
+		}
+		mustRun(t, repo, args...)
+	}
+	startDaemon(t, repos[0], "--voucher-interval", "500ms", "--redeem-every", "1s")
+	var pid idInfo
+	runJSON(t, repos[0], &pid, "id")
+	startDaemon(t, repos[1], "--voucher-interval", "500ms", "--bootstrap", pid.Addrs[0])
+	var before walletBalance
+	runJSON(t, repos[0], &before, "wallet", "balance")
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(mustRun(t, repos[1], "market", "providers"), "nvidia-h100") {
+		if time.Now().After(deadline) {
+			t.Fatal("no provider")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	mustRun(t, repos[1], "job", "run", "--gpus", "1", "--max-price", "40", jobImage, "--", "sleep", "1s")
+	for {
+		var after walletBalance
+		runJSON(t, repos[0], &after, "wallet", "balance")
+		if after.TokenBalance != before.TokenBalance {
+			t.Logf("paid on its own: %s -> %s", before.TokenBalanceUnits, after.TokenBalanceUnits)
+			return
+		}
+		if time.Now().After(deadline.Add(15 * time.Second)) {
+			t.Fatal("the provider never redeemed")
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
