@@ -51,6 +51,9 @@ type Job struct {
 	History     []Transition `json:"history"`
 	// Progress says what preparing is doing, e.g. "input 1/2: 12.0 MiB".
 	Progress string `json:"progress,omitempty"`
+	// Provider is the peer running the job, on the requester's side of a
+	// market job.
+	Provider string `json:"provider,omitempty"`
 }
 
 // save writes the job record atomically.

@@ -198,6 +198,7 @@ func (n *Node) submitRemoteExcluding(ctx context.Context, spec *jobs.Spec, exclu
 	if err := json.Unmarshal(resp, &j); err != nil {
 		return nil, fmt.Errorf("provider %s: %w", deal.Provider, err)
 	}
+	j.Provider = deal.Provider
 	rj := &remoteJob{ID: j.ID, Provider: deal.Provider, Deal: deal, Last: &j, Vouched: "0", LastSeen: time.Now(), Spec: *spec}
 	n.remote.mu.Lock()
 	n.remote.jobs[j.ID] = rj
@@ -626,7 +627,11 @@ func (n *Node) remoteStatus(ctx context.Context, rj *remoteJob) (*jobs.Job, erro
 		return nil, err
 	}
 	var j jobs.Job
-	return &j, json.Unmarshal(resp, &j)
+	if err := json.Unmarshal(resp, &j); err != nil {
+		return nil, err
+	}
+	j.Provider = rj.Provider
+	return &j, nil
 }
 
 // remoteJobByID is the requester's view of a job on a provider, refreshed.

@@ -14,11 +14,15 @@ make -s job-image >/dev/null
 
 echo
 echo "node0 runs a job through the market (at most 5 tUSD per GPU-hour):"
+declare -A before
+for i in 1 2 3; do
+	before[$i]=$("$bin" --repo "$dir/node$i" wallet balance --json | sed -n 's/.*"token_balance_units": "\(.*\)".*/\1/p')
+done
 out=$("$bin" --repo "$dir/node0" job run --gpus 1 --max-price 5 --output /outputs/hello.txt \
-	aixblock-test/jobprog:latest -- write /outputs/hello.txt "hello from a provider" 2>&1)
+	aixblock-test/jobprog:latest -- greet "hello from a provider" 2>&1)
 echo "$out" | sed 's/^/  /'
 id=$(echo "$out" | sed -n 's/^job \([0-9a-f]*\)$/\1/p' | head -n1)
-"$bin" --repo "$dir/node0" job status "$id" | sed -n 's/^\(state\|result_cid\).*/  &/p'
+"$bin" --repo "$dir/node0" job status "$id" | sed -n 's/^\(state\|provider\|result_cid\).*/  &/p'
 rm -rf "$dir/results"
 "$bin" --repo "$dir/node0" job results "$id" -o "$dir/results" >/dev/null
 echo "  results in $dir/results: $(cat "$dir/results/hello.txt")"
@@ -26,8 +30,8 @@ sleep 2.5 # the final voucher goes out at the next 2 s tick
 for i in 1 2 3; do
 	paid=$("$bin" --repo "$dir/node$i" wallet redeem --json | sed -n 's/.*"paid": "\(.*\)".*/\1/p')
 	if [ -n "$paid" ] && [ "$paid" != 0 ]; then
-		echo "  node$i ran it and redeemed $paid base units (tUSD has 6 decimals)"
-		"$bin" --repo "$dir/node$i" wallet balance | sed -n 's/^tUSD.*/  node'$i' now holds &/p'
+		after=$("$bin" --repo "$dir/node$i" wallet balance --json | sed -n 's/.*"token_balance_units": "\(.*\)".*/\1/p')
+		echo "  node$i ran it and redeemed $paid base units: its tUSD went from ${before[$i]} to $after"
 	fi
 done
 

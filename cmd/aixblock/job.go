@@ -184,6 +184,9 @@ func newJobStatusCmd(g *globals) *cobra.Command {
 				kv(w, "name", j.Spec.Name)
 				kv(w, "image", j.Spec.Image)
 				kv(w, "state", j.State)
+				if j.Provider != "" {
+					kv(w, "provider", j.Provider)
+				}
 				if j.Reason != "" {
 					kv(w, "reason", j.Reason)
 				}

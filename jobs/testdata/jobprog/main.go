@@ -50,6 +50,13 @@ func main() {
 		} else {
 			fmt.Println("input write ALLOWED")
 		}
+	case "greet": // greet TEXT: print it, and write it to /outputs/hello.txt
+		fmt.Println(a[0])
+		fmt.Println("GPUs given:", os.Getenv("NVIDIA_VISIBLE_DEVICES"))
+		if err := os.WriteFile("/outputs/hello.txt", []byte(a[0]), 0o644); err != nil {
+			fmt.Println("write failed:", err)
+			os.Exit(1)
+		}
 	case "env":
 		fmt.Println("NVIDIA_VISIBLE_DEVICES=" + os.Getenv("NVIDIA_VISIBLE_DEVICES"))
 	case "sandbox":
