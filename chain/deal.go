@@ -31,12 +31,7 @@ type Deal struct {
 func DealTypedData(chainID *big.Int, escrow common.Address, d Deal) apitypes.TypedData {
 	return apitypes.TypedData{
 		Types: apitypes.Types{
-			"EIP712Domain": {
-				{Name: "name", Type: "string"},
-				{Name: "version", Type: "string"},
-				{Name: "chainId", Type: "uint256"},
-				{Name: "verifyingContract", Type: "address"},
-			},
+			"EIP712Domain": eip712Domain,
 			"Deal": {
 				{Name: "dealId", Type: "bytes32"},
 				{Name: "offerId", Type: "bytes32"},

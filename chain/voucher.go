@@ -72,12 +72,7 @@ func NewVoucher(chainID *big.Int, escrow, payer, payee, token common.Address, cu
 func (v *Voucher) TypedData() apitypes.TypedData {
 	return apitypes.TypedData{
 		Types: apitypes.Types{
-			"EIP712Domain": {
-				{Name: "name", Type: "string"},
-				{Name: "version", Type: "string"},
-				{Name: "chainId", Type: "uint256"},
-				{Name: "verifyingContract", Type: "address"},
-			},
+			"EIP712Domain": eip712Domain,
 			"Voucher": {
 				{Name: "channel", Type: "bytes32"},
 				{Name: "cumulativeAmount", Type: "uint256"},
@@ -103,6 +98,15 @@ func (v *Voucher) Digest() (common.Hash, error) {
 		return common.Hash{}, fmt.Errorf("%w: %v", ErrVoucherInvalid, err)
 	}
 	return common.BytesToHash(h), nil
+}
+
+// eip712Domain is the domain type of vouchers and deals: name, version,
+// chain and the escrow as the verifying contract.
+var eip712Domain = []apitypes.Type{
+	{Name: "name", Type: "string"},
+	{Name: "version", Type: "string"},
+	{Name: "chainId", Type: "uint256"},
+	{Name: "verifyingContract", Type: "address"},
 }
 
 // Sign signs the voucher with the payer's key.

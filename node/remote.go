@@ -356,11 +356,8 @@ func (n *Node) watchProvided(id string, deal market.Deal) {
 }
 
 func (n *Node) handleJobCancel(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
-	var r jobIDRequest
-	if err := json.Unmarshal(req, &r); err != nil {
-		return nil, err
-	}
-	if _, err := n.providedJob(from, r.ID); err != nil {
+	_, r, err := n.providedJob(from, req)
+	if err != nil {
 		return nil, err
 	}
 	j, err := n.jobs.Cancel(r.ID)
@@ -388,22 +385,25 @@ func (n *Node) cancelRemote(ctx context.Context, id string) (*jobs.Job, error) {
 	return &j, json.Unmarshal(resp, &j)
 }
 
-func (n *Node) providedJob(from peer.ID, id string) (*jobs.Job, error) {
+// providedJob reads a request about one of our jobs: only the requester of
+// its deal may ask.
+func (n *Node) providedJob(from peer.ID, req []byte) (*jobs.Job, jobIDRequest, error) {
+	var r jobIDRequest
+	if err := json.Unmarshal(req, &r); err != nil {
+		return nil, r, err
+	}
 	n.remote.mu.Lock()
-	deal, ok := n.remote.provided[id]
+	deal, ok := n.remote.provided[r.ID]
 	n.remote.mu.Unlock()
 	if !ok || deal.Requester != from.String() {
-		return nil, fmt.Errorf("no job %s of yours here", id)
+		return nil, r, fmt.Errorf("no job %s of yours here", r.ID)
 	}
-	return n.jobs.Get(id)
+	j, err := n.jobs.Get(r.ID)
+	return j, r, err
 }
 
 func (n *Node) handleJobStatus(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
-	var r jobIDRequest
-	if err := json.Unmarshal(req, &r); err != nil {
-		return nil, err
-	}
-	j, err := n.providedJob(from, r.ID)
+	j, _, err := n.providedJob(from, req)
 	if err != nil {
 		return nil, err
 	}
@@ -411,11 +411,7 @@ func (n *Node) handleJobStatus(ctx context.Context, from peer.ID, req []byte) ([
 }
 
 func (n *Node) handleJobLogs(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
-	var r jobIDRequest
-	if err := json.Unmarshal(req, &r); err != nil {
-		return nil, err
-	}
-	j, err := n.providedJob(from, r.ID)
+	j, r, err := n.providedJob(from, req)
 	if err != nil {
 		return nil, err
 	}
