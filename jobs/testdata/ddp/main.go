@@ -1,0 +1,252 @@
+// Command ddp is the distributed test workload: synchronous data-parallel
+// SGD for a linear regression, over plain TCP, from the launcher contract
+// alone (MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK). Each rank reads its
+// shard from /inputs/shard.csv (x1,x2,x3,y per line) or, without one,
+// makes a deterministic shard of its own; every step the gradients are
+// all-reduced through rank 0 (sum, then the average back to all); rank 0
+// writes the model to $OUTPUT_DIR/model.json (default /outputs). With the
+// argument "tfcheck" it checks TF_CONFIG instead.
+package main
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"math/rand"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const dim = 3 // weights, plus a bias
+
+var trueW = []float64{2, -3, 0.5, 1} // last: bias
+
+func env(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func atoi(k string, def int) int {
+	n, err := strconv.Atoi(env(k, strconv.Itoa(def)))
+	if err != nil {
+		fail("%s=%q is not a number", k, os.Getenv(k))
+	}
+	return n
+}
+
+func fail(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "ddp: "+format+"\n", a...)
+	os.Exit(1)
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "tfcheck" {
+		tfcheck()
+		return
+	}
+	world, rank := atoi("WORLD_SIZE", 1), atoi("RANK", 0)
+	steps, lr := atoi("STEPS", 300), 0.1
+	delay := time.Duration(atoi("STEP_DELAY_MS", 0)) * time.Millisecond
+	addr := net.JoinHostPort(env("MASTER_ADDR", "127.0.0.1"), env("MASTER_PORT", "29500"))
+	xs, ys := shard(rank)
+	fmt.Printf("rank %d of %d: %d samples, master %s\n", rank, world, len(ys), addr)
+
+	var peers []net.Conn // rank 0: the others, by rank-1; others: [master]
+	if rank == 0 {
+		peers = make([]net.Conn, world-1)
+		ln, err := net.Listen("tcp", ":"+env("MASTER_PORT", "29500"))
+		if err != nil {
+			fail("listen: %v", err)
+		}
+		for got := 0; got < world-1; got++ {
+			c, err := ln.Accept()
+			if err != nil {
+				fail("accept: %v", err)
+			}
+			var r uint32
+			if err := binary.Read(c, binary.LittleEndian, &r); err != nil || r == 0 || int(r) >= world || peers[r-1] != nil {
+				fail("bad hello from %s", c.RemoteAddr())
+			}
+			peers[r-1] = c
+		}
+		ln.Close()
+	} else {
+		var c net.Conn
+		var err error
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			if c, err = net.DialTimeout("tcp", addr, 2*time.Second); err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil {
+			fail("rank %d cannot reach the master %s: %v", rank, addr, err)
+		}
+		binary.Write(c, binary.LittleEndian, uint32(rank))
+		peers = []net.Conn{c}
+	}
+
+	w := make([]float64, dim+1)
+	buf := make([]float64, dim+1)
+	start := time.Now()
+	for step := 0; step < steps; step++ {
+		g := gradient(w, xs, ys)
+		if rank == 0 {
+			for i, c := range peers {
+				if err := binary.Read(c, binary.LittleEndian, buf); err != nil {
+					fail("rank %d lost at step %d: %v", i+1, step, err)
+				}
+				for k := range g {
+					g[k] += buf[k]
+				}
+			}
+			for k := range g {
+				g[k] /= float64(world)
+			}
+			for i, c := range peers {
+				if err := binary.Write(c, binary.LittleEndian, g); err != nil {
+					fail("rank %d lost at step %d: %v", i+1, step, err)
+				}
+			}
+		} else {
+			if err := binary.Write(peers[0], binary.LittleEndian, g); err != nil {
+				fail("master lost at step %d: %v", step, err)
+			}
+			if err := binary.Read(peers[0], binary.LittleEndian, g); err != nil {
+				fail("master lost at step %d: %v", step, err)
+			}
+		}
+		for k := range w {
+			w[k] -= lr * g[k]
+		}
+		time.Sleep(delay)
+	}
+	out, _ := json.Marshal(map[string]any{"rank": rank, "weights": w, "steps": steps,
+		"allreduce_per_s": float64(steps) / time.Since(start).Seconds()})
+	fmt.Printf("final %s\n", out)
+	if rank == 0 {
+		dir := env("OUTPUT_DIR", "/outputs")
+		if err := os.WriteFile(filepath.Join(dir, "model.json"), out, 0o644); err != nil {
+			fail("write model: %v", err)
+		}
+	}
+}
+
+// shard reads /inputs/shard.csv, or makes rank's own deterministic data.
+func shard(rank int) ([][]float64, []float64) {
+	var xs [][]float64
+	var ys []float64
+	if f, err := os.Open(env("SHARD", "/inputs/shard.csv")); err == nil {
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			parts := strings.Split(strings.TrimSpace(sc.Text()), ",")
+			if len(parts) != dim+1 {
+				continue
+			}
+			row := make([]float64, dim+1)
+			for i, p := range parts {
+				row[i], _ = strconv.ParseFloat(p, 64)
+			}
+			xs, ys = append(xs, row[:dim]), append(ys, row[dim])
+		}
+		return xs, ys
+	}
+	rng := rand.New(rand.NewSource(int64(rank) + 1))
+	for i := 0; i < 200; i++ {
+		x := []float64{rng.Float64()*2 - 1, rng.Float64()*2 - 1, rng.Float64()*2 - 1}
+		y := trueW[dim]
+		for k := range x {
+			y += trueW[k] * x[k]
+		}
+		xs, ys = append(xs, x), append(ys, y+rng.NormFloat64()*0.01)
+	}
+	return xs, ys
+}
+
+// gradient of the mean squared error over the shard.
+func gradient(w []float64, xs [][]float64, ys []float64) []float64 {
+	g := make([]float64, dim+1)
+	for i, x := range xs {
+		pred := w[dim]
+		for k := range x {
+			pred += w[k] * x[k]
+		}
+		e := pred - ys[i]
+		for k := range x {
+			g[k] += 2 * e * x[k]
+		}
+		g[dim] += 2 * e
+	}
+	for k := range g {
+		g[k] /= math.Max(1, float64(len(xs)))
+	}
+	return g
+}
+
+// tfcheck: every worker in TF_CONFIG is reachable and every index unique.
+func tfcheck() {
+	var tf struct {
+		Cluster struct{ Worker []string }
+		Task    struct {
+			Type  string
+			Index int
+		}
+	}
+	if err := json.Unmarshal([]byte(os.Getenv("TF_CONFIG")), &tf); err != nil {
+		fail("TF_CONFIG: %v", err)
+	}
+	me := tf.Task.Index
+	if tf.Task.Type != "worker" || me < 0 || me >= len(tf.Cluster.Worker) {
+		fail("TF_CONFIG task %+v", tf.Task)
+	}
+	_, port, _ := net.SplitHostPort(tf.Cluster.Worker[me])
+	ln, err := net.Listen("tcp", ":"+port)
+	if err != nil {
+		fail("listen: %v", err)
+	}
+	seen := map[int]bool{me: true}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			binary.Write(c, binary.LittleEndian, uint32(me))
+			c.Close()
+		}
+	}()
+	for i, a := range tf.Cluster.Worker {
+		if i == me {
+			continue
+		}
+		var c net.Conn
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if c, err = net.DialTimeout("tcp", a, time.Second); err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil {
+			fail("worker %d at %s unreachable: %v", i, a, err)
+		}
+		var idx uint32
+		if err := binary.Read(c, binary.LittleEndian, &idx); err != nil && err != io.EOF {
+			fail("worker %d: %v", i, err)
+		}
+		c.Close()
+		if int(idx) != i || seen[int(idx)] {
+			fail("worker at %s says index %d, want %d (unique)", a, idx, i)
+		}
+		seen[int(idx)] = true
+	}
+	time.Sleep(time.Second) // let the others finish dialing us
+	fmt.Printf("tfcheck ok: worker %d of %d reached every other\n", me, len(tf.Cluster.Worker))
+}
