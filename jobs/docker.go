@@ -122,6 +122,9 @@ func (d *Docker) Create(ctx context.Context, c Container) (string, error) {
 	if c.Network {
 		hc.NetworkMode = "bridge"
 	}
+	if c.HostNetwork {
+		hc.NetworkMode = "host"
+	}
 	for _, in := range c.Inputs {
 		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: in.Source, Target: in.Target, ReadOnly: true})
 	}

@@ -63,6 +63,7 @@ type Manager struct {
 	jobs    map[string]*Job
 	cancels map[string]context.CancelCauseFunc
 	changed map[string]chan struct{} // closed and replaced at every transition
+	gates   map[string]chan []string // held jobs: the environment that lets them start
 	imgMu   sync.Mutex               // images.json
 	wg      sync.WaitGroup
 	closed  bool
@@ -116,7 +117,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "jobs"), jobs: map[string]*Job{}, cancels: map[string]context.CancelCauseFunc{}, changed: map[string]chan struct{}{}}
+	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "jobs"), jobs: map[string]*Job{}, cancels: map[string]context.CancelCauseFunc{}, changed: map[string]chan struct{}{}, gates: map[string]chan []string{}}
 	entries, err := os.ReadDir(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
@@ -170,6 +171,12 @@ func (m *Manager) reattach(ctx context.Context, j *Job) {
 type SubmitOptions struct {
 	// GPUs are the UUIDs the job was given.
 	GPUs []string
+	// Gate holds the job after preparing until Go is called (a rank of a
+	// distributed job waits for every rank to be ready).
+	Gate bool
+	// HostNetwork runs the container on the host's network (a distributed
+	// rank, where the provider allows it).
+	HostNetwork bool
 }
 
 // Submit validates the spec, records the job as pending and starts it.
@@ -177,7 +184,7 @@ func (m *Manager) Submit(spec Spec, opts SubmitOptions) (*Job, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	if spec.Distributed != nil && spec.Distributed.Nodes > 1 {
+	if spec.Distributed != nil && spec.Distributed.Nodes > 1 && !opts.Gate {
 		return nil, specErr("distributed.nodes", "%d nodes need the market (job run without --local)", spec.Distributed.Nodes)
 	}
 	if spec.Resources.GPUs > len(opts.GPUs) {
@@ -203,12 +210,17 @@ func (m *Manager) Submit(spec Spec, opts SubmitOptions) (*Job, error) {
 	m.jobs[j.ID] = j
 	jctx, cancel := context.WithCancelCause(context.Background())
 	m.cancels[j.ID] = cancel
+	var gate chan []string
+	if opts.Gate {
+		gate = make(chan []string, 1)
+		m.gates[j.ID] = gate
+	}
 	m.wg.Add(1)
 	m.mu.Unlock()
 	go func() {
 		defer m.wg.Done()
 		defer cancel(nil)
-		m.run(jctx, j)
+		m.run(jctx, j, gate, opts.HostNetwork)
 	}()
 	return m.Get(j.ID)
 }
@@ -256,8 +268,9 @@ func (m *Manager) finish(j *Job, s State, reason string, exit *int) {
 	m.evictImages(context.Background())
 }
 
-// run takes a new job from pending to the end.
-func (m *Manager) run(ctx context.Context, j *Job) {
+// run takes a new job from pending to the end. A gated job waits after
+// preparing for the environment that Go sends.
+func (m *Manager) run(ctx context.Context, j *Job, gate chan []string, hostNet bool) {
 	if t, err := time.ParseDuration(j.Spec.Timeouts.Total); err == nil {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t)
@@ -280,6 +293,23 @@ func (m *Manager) run(ctx context.Context, j *Job) {
 			m.finish(j, Failed, err.Error(), nil)
 		}
 		return
+	}
+	if gate != nil {
+		m.progress(j, "prepared; waiting for the other ranks")
+		m.set(j, Preparing, "prepared; waiting for the other ranks")
+		select {
+		case env := <-gate:
+			c.Env = append(c.Env, env...)
+		case <-ctx.Done():
+			var fc failCause
+			if errors.As(context.Cause(ctx), &fc) {
+				m.finish(j, Failed, fc.reason, nil)
+			} else {
+				m.finish(j, Canceled, "canceled while waiting for the other ranks", nil)
+			}
+			return
+		}
+		c.HostNetwork = hostNet
 	}
 	id, err := m.cfg.Runtime.Create(ctx, c)
 	if err != nil {
@@ -538,6 +568,25 @@ func (m *Manager) stop(id string, cause error) (*Job, error) {
 	}
 	cancel(cause)
 	return m.Get(id)
+}
+
+// Go lets a gated job start, with env added to its container's.
+func (m *Manager) Go(id string, env []string) error {
+	m.mu.Lock()
+	gate := m.gates[id]
+	delete(m.gates, id)
+	m.mu.Unlock()
+	if gate == nil {
+		return fmt.Errorf("%w: %s is not waiting to start", ErrFinished, id)
+	}
+	gate <- env
+	return nil
+}
+
+// Prepared reports whether a gated job is ready to start.
+func (m *Manager) Prepared(id string) bool {
+	j, err := m.Get(id)
+	return err == nil && j.State == Preparing && j.Progress == "prepared; waiting for the other ranks"
 }
 
 // progress notes what preparing is doing (not persisted: it is live state).

@@ -45,9 +45,12 @@ type Container struct {
 	MemoryMiB  uint64
 	PidsLimit  int64
 	ShmMiB     uint64
-	Network    bool     // distributed jobs only
-	GPUs       []string // UUIDs to pass as device requests
-	Labels     map[string]string
+	Network    bool // distributed jobs only
+	// HostNetwork puts a distributed rank on the host's network, so that
+	// ranks on other machines reach it at the provider's address.
+	HostNetwork bool
+	GPUs        []string // UUIDs to pass as device requests
+	Labels      map[string]string
 }
 
 // Mount binds a host path into the container.

@@ -86,6 +86,12 @@ type MarketConfig struct {
 	// RedeemAbove skips a timed redeem while less than this is owed, in
 	// base units of the token; empty means any amount.
 	RedeemAbove string `json:"redeem_above,omitempty"`
+	// HostNetwork lets ranks of distributed jobs run on this host's
+	// network ("direct" mode: the other ranks reach them at this node's
+	// address); without it distributed jobs are refused here.
+	HostNetwork bool `json:"host_network,omitempty"`
+	// Ports distributed ranks listen on, e.g. "29500-29999" (the default).
+	Ports string `json:"ports,omitempty"`
 }
 
 // ChainConfig is the "chain" section of config.json.

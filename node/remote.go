@@ -58,6 +58,10 @@ type remoteJob struct {
 	RetriedAs string `json:"retried_as,omitempty"`
 	// Spec is kept for a retry.
 	Spec jobs.Spec `json:"spec"`
+	// Group names every rank's job of a distributed job, by rank; Rank is
+	// this one's.
+	Group []string `json:"group,omitempty"`
+	Rank  int      `json:"rank,omitempty"`
 }
 
 type startRequest struct {
@@ -82,6 +86,8 @@ type remote struct {
 	jobs     map[string]*remoteJob // requester side, by job ID
 	provided map[string]market.Deal
 	lastPaid map[string]time.Time // provider side: job ID -> last voucher
+	ports    map[int]bool         // provider side: ports given to distributed ranks
+	portOf   map[string]int       // provider side: job ID -> its port
 	interval time.Duration
 }
 
@@ -91,7 +97,7 @@ func (n *Node) remoteDir() string { return filepath.Join(n.repo.Dir, "remote") }
 // protocols.
 func (n *Node) openRemote() error {
 	n.remote = &remote{jobs: map[string]*remoteJob{}, provided: map[string]market.Deal{}, lastPaid: map[string]time.Time{},
-		interval: n.voucherInterval}
+		ports: map[int]bool{}, portOf: map[string]int{}, interval: n.voucherInterval}
 	if err := os.MkdirAll(n.remoteDir(), 0o700); err != nil {
 		return err
 	}
@@ -113,6 +119,7 @@ func (n *Node) openRemote() error {
 	p2p.Handle(h, n.p2p.ProtocolID(protoJobLogs), lim, n.log, n.handleJobLogs)
 	p2p.Handle(h, n.p2p.ProtocolID(protoJobVoucher), p2p.StreamLimits{MaxRequest: chain.MaxVoucherBytes, MaxResponse: 64}, n.log, n.handleJobVoucher)
 	p2p.Handle(h, n.p2p.ProtocolID(protoJobCancel), lim, n.log, n.handleJobCancel)
+	n.openGang()
 	return nil
 }
 
@@ -145,15 +152,44 @@ func dealToken(d market.Deal) common.Address {
 
 // submitRemote runs a spec through the market.
 func (n *Node) submitRemote(ctx context.Context, spec *jobs.Spec) (*jobs.Job, error) {
+	if spec.MaxPrice == "" {
+		return nil, badRequest{errors.New("max_price: required for a job through the market (per GPU-hour, in whole units of the token)")}
+	}
 	return n.submitRemoteExcluding(ctx, spec, nil)
 }
 
 func (n *Node) submitRemoteExcluding(ctx context.Context, spec *jobs.Spec, exclude []string) (*jobs.Job, error) {
-	if spec.MaxPrice == "" {
-		return nil, badRequest{errors.New("max_price: required for a job through the market (per GPU-hour, in whole units of the token)")}
+	if spec.Distributed != nil && spec.Distributed.Nodes > 1 {
+		return n.submitGang(ctx, spec)
 	}
-	// A job waits in the queue (offering again) while no provider has room,
-	// up to timeouts.queue (default 1 min).
+	deal, err := n.dealFor(ctx, spec, exclude)
+	if err != nil {
+		return nil, err
+	}
+	prov, _ := peer.Decode(deal.Provider)
+	req, _ := json.Marshal(startRequest{DealID: deal.ID, Spec: *spec})
+	resp, err := p2p.Request(ctx, n.p2p.Host, prov, n.p2p.ProtocolID(protoJobStart), req, p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20, Timeout: 30 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("provider %s did not start the job: %w", deal.Provider, err)
+	}
+	var j jobs.Job
+	if err := json.Unmarshal(resp, &j); err != nil {
+		return nil, fmt.Errorf("provider %s: %w", deal.Provider, err)
+	}
+	j.Provider = deal.Provider
+	rj := &remoteJob{ID: j.ID, Provider: deal.Provider, Deal: *deal, Last: &j, Vouched: "0", LastSeen: time.Now(), Spec: *spec}
+	n.remote.mu.Lock()
+	n.remote.jobs[j.ID] = rj
+	n.remote.mu.Unlock()
+	n.saveRemote(rj)
+	n.log.Info("job started on a provider", "job_id", j.ID, "provider", deal.Provider, "deal_id", deal.ID[:12])
+	return &j, nil
+}
+
+// dealFor agrees a deal for the spec (waiting in the queue while no
+// provider has room, up to timeouts.queue, default 1 min) and funds the
+// channel for it.
+func (n *Node) dealFor(ctx context.Context, spec *jobs.Spec, exclude []string) (*market.Deal, error) {
 	queue := time.Minute
 	if d, err := time.ParseDuration(spec.Timeouts.Queue); err == nil {
 		queue = d
@@ -184,28 +220,11 @@ func (n *Node) submitRemoteExcluding(ctx context.Context, spec *jobs.Spec, exclu
 		}
 		return nil, err
 	}
-	deal := *res.Deal
-	if err := n.fundChannel(ctx, deal); err != nil {
+	deal := res.Deal
+	if err := n.fundChannel(ctx, *deal); err != nil {
 		return nil, err
 	}
-	prov, _ := peer.Decode(deal.Provider)
-	req, _ := json.Marshal(startRequest{DealID: deal.ID, Spec: *spec})
-	resp, err := p2p.Request(ctx, n.p2p.Host, prov, n.p2p.ProtocolID(protoJobStart), req, p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20, Timeout: 30 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("provider %s did not start the job: %w", deal.Provider, err)
-	}
-	var j jobs.Job
-	if err := json.Unmarshal(resp, &j); err != nil {
-		return nil, fmt.Errorf("provider %s: %w", deal.Provider, err)
-	}
-	j.Provider = deal.Provider
-	rj := &remoteJob{ID: j.ID, Provider: deal.Provider, Deal: deal, Last: &j, Vouched: "0", LastSeen: time.Now(), Spec: *spec}
-	n.remote.mu.Lock()
-	n.remote.jobs[j.ID] = rj
-	n.remote.mu.Unlock()
-	n.saveRemote(rj)
-	n.log.Info("job started on a provider", "job_id", j.ID, "provider", deal.Provider, "deal_id", deal.ID[:12])
-	return &j, nil
+	return deal, nil
 }
 
 func specHash(s *jobs.Spec) string {
@@ -265,12 +284,31 @@ func (n *Node) committedRunning(payee, token common.Address) *big.Int {
 // handleJobStart is the provider's side: the deal must be ours and the
 // requester's, and the channel must hold the deal's maximum cost.
 func (n *Node) handleJobStart(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
-	if n.jobs == nil {
-		return nil, fmt.Errorf("this provider cannot run jobs: %v", n.jobsErr)
-	}
 	var sr startRequest
 	if err := json.Unmarshal(req, &sr); err != nil {
 		return nil, fmt.Errorf("start request: %w", err)
+	}
+	deal, err := n.checkStart(ctx, from, sr)
+	if err != nil {
+		return nil, err
+	}
+	spec := sr.Spec
+	spec.Resources.GPUs = len(deal.GPUs)
+	j, err := n.jobs.Submit(spec, jobs.SubmitOptions{GPUs: deal.GPUs})
+	if err != nil {
+		n.market.Release(deal.ID)
+		return nil, err
+	}
+	n.startedProvided(j, *deal)
+	return json.Marshal(j)
+}
+
+// checkStart is the provider's check before a market job prepares: the
+// deal must be ours and the requester's, the spec the deal's, and the
+// channel must hold the deal's maximum cost beyond what is owed.
+func (n *Node) checkStart(ctx context.Context, from peer.ID, sr startRequest) (*market.Deal, error) {
+	if n.jobs == nil {
+		return nil, fmt.Errorf("this provider cannot run jobs: %v", n.jobsErr)
 	}
 	var deal *market.Deal
 	for _, d := range n.market.Deals() {
@@ -302,26 +340,31 @@ func (n *Node) handleJobStart(ctx context.Context, from peer.ID, req []byte) ([]
 	if free := new(big.Int).Sub(ch.Deposited.Big(), owed); free.Cmp(need) < 0 {
 		return nil, fmt.Errorf("the channel holds %s base units beyond what is owed; the deal needs %s", free, need)
 	}
-	spec := sr.Spec
-	spec.Resources.GPUs = len(deal.GPUs)
-	j, err := n.jobs.Submit(spec, jobs.SubmitOptions{GPUs: deal.GPUs})
-	if err != nil {
-		n.market.Release(deal.ID)
-		return nil, err
-	}
+	return deal, nil
+}
+
+// startedProvided records a job this node runs for a deal and watches it.
+func (n *Node) startedProvided(j *jobs.Job, deal market.Deal) {
 	n.market.Started(deal.ID)
 	n.remote.mu.Lock()
-	n.remote.provided[j.ID] = *deal
+	n.remote.provided[j.ID] = deal
 	n.remote.lastPaid[j.ID] = time.Now()
 	n.remote.mu.Unlock()
-	go n.watchProvided(j.ID, *deal)
-	return json.Marshal(j)
+	go n.watchProvided(j.ID, deal)
 }
 
 // watchProvided stops a job whose vouchers stop (after three intervals),
 // and frees the deal's GPUs when it ends.
 func (n *Node) watchProvided(id string, deal market.Deal) {
 	defer n.market.Release(deal.ID)
+	defer func() { // a distributed rank's port is free again
+		n.remote.mu.Lock()
+		if p, ok := n.remote.portOf[id]; ok {
+			delete(n.remote.ports, p)
+			delete(n.remote.portOf, id)
+		}
+		n.remote.mu.Unlock()
+	}()
 	changes, unsub := n.gpus.Subscribe()
 	defer unsub()
 	ours := map[string]bool{}
@@ -475,6 +518,10 @@ func (n *Node) followRemote(ctx context.Context) {
 				rj.Last, rj.LastSeen = j, time.Now()
 				n.remote.mu.Unlock()
 				n.saveRemote(rj)
+				if len(rj.Group) > 1 && j.State.Terminal() && j.State != jobs.Completed {
+					// As torchrun does: one rank failing fails the job.
+					n.failGroup(ctx, rj.Group, fmt.Sprintf("rank %d on provider %s %s: %s", rj.Rank, rj.Provider, j.State, j.Reason))
+				}
 			} else {
 				n.providerMissing(ctx, rj, err)
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/big"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aixblock/aixblock/jobs"
 )
 
 // setConfig edits a repo's config.json.
@@ -428,5 +431,104 @@ func TestProviderRedeemsOnItsOwn(t *testing.T) {
 			t.Fatal("the provider never redeemed")
 		}
 		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// A distributed job across two providers: a deal per rank, a gang start,
+// the launcher contract; the ranks train one model (identical weights),
+// rank 0's model comes back as the result.
+func TestDistributedJob(t *testing.T) {
+	jobDocker(t)
+	d, err := jobs.NewDocker(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin2 := filepath.Join(t.TempDir(), "ddp")
+	build := exec.Command("go", "build", "-o", bin2, "../../jobs/testdata/ddp")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build ddp: %v\n%s", err, out)
+	}
+	if err := d.ImportStaticBinary(context.Background(), bin2, "aixblock-test/ddp:latest"); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+
+	info, file := startDevchain(t)
+	repos := make([]string, 3)
+	var boot string
+	for i := range repos {
+		key := filepath.Join(t.TempDir(), "key")
+		os.WriteFile(key, []byte(info.Accounts[i+1].PrivateKey), 0o600)
+		repos[i] = filepath.Join(t.TempDir(), "repo")
+		args := []string{"init", "--network", "e2eddp", "--devchain", file, "--wallet-key", key}
+		if i < 2 {
+			args = append(args, "--gpu-mock", "dgxh100", "--price", "*=10")
+		}
+		mustRun(t, repos[i], args...)
+		if i < 2 {
+			setConfig(t, repos[i], func(c map[string]any) {
+				m := c["market"].(map[string]any)
+				m["host_network"] = true
+				m["ports"] = fmt.Sprintf("%d-%d", 31000+i*100, 31099+i*100)
+			})
+		}
+		extra := []string{"--voucher-interval", "500ms"}
+		if boot != "" {
+			extra = append(extra, "--bootstrap", boot)
+		}
+		startDaemon(t, repos[i], extra...)
+		if i == 0 {
+			var id idInfo
+			runJSON(t, repos[0], &id, "id")
+			boot = id.Addrs[0]
+		}
+	}
+	req := repos[2]
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var found struct {
+			Providers []struct{} `json:"providers"`
+		}
+		runJSON(t, req, &found, "market", "providers")
+		if len(found.Providers) == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	spec := filepath.Join(t.TempDir(), "ddp.yaml")
+	os.WriteFile(spec, []byte("name: ddp\nimage: aixblock-test/ddp:latest\nresources: {gpus: 1, memory_mib: 128}\n"+
+		"distributed: {nodes: 2, framework: pytorch}\nmax_price: \"20\"\nenv: {STEPS: \"200\"}\n"), 0o600)
+	id := strings.TrimSpace(mustRun(t, req, "job", "submit", spec))
+	s := waitState(t, req, id, terminal)
+	if s.State != "completed" {
+		t.Fatalf("rank 0: %+v\n%s", s, mustRun(t, req, "job", "logs", id))
+	}
+	var list []struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+	}
+	runJSON(t, req, &list, "job", "list")
+	var weights []string
+	for _, j := range list {
+		st := waitState(t, req, j.ID, terminal)
+		if st.State != "completed" {
+			t.Fatalf("rank job %s: %+v", j.ID, st)
+		}
+		for _, l := range strings.Split(mustRun(t, req, "job", "logs", j.ID), "\n") {
+			if strings.HasPrefix(l, "final ") {
+				var m struct{ Weights []float64 }
+				json.Unmarshal([]byte(strings.TrimPrefix(l, "final ")), &m)
+				weights = append(weights, fmt.Sprint(m.Weights))
+			}
+		}
+	}
+	if len(weights) != 2 || weights[0] != weights[1] {
+		t.Fatalf("ranks' final weights: %v", weights)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	mustRun(t, req, "job", "results", id, "-o", out)
+	if b, err := os.ReadFile(filepath.Join(out, "model.json")); err != nil || !strings.Contains(string(b), "weights") {
+		t.Fatalf("model.json: %v %s", err, b)
 	}
 }

@@ -1,0 +1,275 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/p2p"
+	"github.com/libp2p/go-libp2p/core/peer"
+	manet "github.com/multiformats/go-multiaddr/net"
+)
+
+// Distributed jobs: one deal per node rank, a gang start (every rank funded
+// and prepared before any starts), the launcher contract handed to every
+// rank, and any rank failing fails all.
+
+const (
+	protoJobPrepare = "jobs/prepare/1"
+	protoJobGo      = "jobs/go/1"
+	gangStartWindow = 2 * time.Minute
+)
+
+type prepareRequest struct {
+	startRequest
+	NodeRank int `json:"node_rank"`
+}
+
+type prepareReply struct {
+	Job  jobs.Job `json:"job"`
+	Host string   `json:"host"`
+	Port int      `json:"port"`
+}
+
+type goRequest struct {
+	ID  string   `json:"id"`
+	Env []string `json:"env"`
+}
+
+func (n *Node) openGang() {
+	lim := p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20, Timeout: time.Minute}
+	p2p.Handle(n.p2p.Host, n.p2p.ProtocolID(protoJobPrepare), lim, n.log, n.handleJobPrepare)
+	p2p.Handle(n.p2p.Host, n.p2p.ProtocolID(protoJobGo), lim, n.log, n.handleJobGo)
+}
+
+// hostAddr is the address other ranks reach this node at: its first
+// public IPv4 listen address, else a private one, else loopback (a testnet
+// on one machine).
+func (n *Node) hostAddr() string {
+	best, rank := "127.0.0.1", 0
+	for _, a := range n.p2p.Host.Addrs() {
+		ip, err := manet.ToIP(a)
+		if err != nil || ip.To4() == nil {
+			continue
+		}
+		r := 1
+		switch {
+		case ip.IsLoopback():
+			r = 1
+		case ip.IsPrivate():
+			r = 2
+		default:
+			r = 3
+		}
+		if r > rank {
+			best, rank = ip.String(), r
+		}
+	}
+	return best
+}
+
+// freePort finds a port in the configured range that nothing listens on.
+func (n *Node) freePort() (int, error) {
+	lo, hi := 29500, 29999
+	if r := n.repo.Config.Market.Ports; r != "" {
+		a, b, ok := strings.Cut(r, "-")
+		x, err1 := strconv.Atoi(a)
+		y, err2 := strconv.Atoi(b)
+		if !ok || err1 != nil || err2 != nil || x < 1 || y > 65535 || x > y {
+			return 0, fmt.Errorf("market.ports %q: want LOW-HIGH", r)
+		}
+		lo, hi = x, y
+	}
+	n.remote.mu.Lock()
+	defer n.remote.mu.Unlock()
+	for p := lo; p <= hi; p++ {
+		if n.remote.ports[p] {
+			continue
+		}
+		ln, err := net.Listen("tcp", ":"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		n.remote.ports[p] = true
+		return p, nil
+	}
+	return 0, fmt.Errorf("no free port in %d-%d for a distributed rank", lo, hi)
+}
+
+// handleJobPrepare is the provider's first phase of a gang start: the same
+// checks as a single job, then the job prepares and waits.
+func (n *Node) handleJobPrepare(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	if !n.repo.Config.Market.HostNetwork {
+		return nil, errors.New("this provider does not run distributed jobs (market.host_network is off)")
+	}
+	var pr prepareRequest
+	if err := json.Unmarshal(req, &pr); err != nil {
+		return nil, fmt.Errorf("prepare request: %w", err)
+	}
+	deal, err := n.checkStart(ctx, from, pr.startRequest)
+	if err != nil {
+		return nil, err
+	}
+	port, err := n.freePort()
+	if err != nil {
+		return nil, err
+	}
+	spec := pr.Spec
+	spec.Resources.GPUs = len(deal.GPUs)
+	j, err := n.jobs.Submit(spec, jobs.SubmitOptions{GPUs: deal.GPUs, Gate: true, HostNetwork: true})
+	if err != nil {
+		n.market.Release(deal.ID)
+		return nil, err
+	}
+	n.startedProvided(j, *deal)
+	n.remote.mu.Lock()
+	n.remote.portOf[j.ID] = port
+	n.remote.mu.Unlock()
+	// A gang that never starts does not hold the GPUs.
+	go func() {
+		time.Sleep(gangStartWindow)
+		if n.jobs.Prepared(j.ID) {
+			n.jobs.Fail(j.ID, "the other ranks did not start within the gang start window")
+		}
+	}()
+	return json.Marshal(prepareReply{Job: *j, Host: n.hostAddr(), Port: port})
+}
+
+func (n *Node) handleJobGo(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	var g goRequest
+	if err := json.Unmarshal(req, &g); err != nil {
+		return nil, err
+	}
+	r, _ := json.Marshal(jobIDRequest{ID: g.ID})
+	if _, _, err := n.providedJob(from, r); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(gangStartWindow)
+	for !n.jobs.Prepared(g.ID) { // still fetching the image or inputs
+		if j, err := n.jobs.Get(g.ID); err != nil || j.State.Terminal() || time.Now().After(deadline) {
+			return nil, fmt.Errorf("job %s cannot start: %v", g.ID, stateOf(j))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := n.jobs.Go(g.ID, g.Env); err != nil {
+		return nil, err
+	}
+	return []byte("ok"), nil
+}
+
+func stateOf(j *jobs.Job) string {
+	if j == nil {
+		return "gone"
+	}
+	return string(j.State) + " " + j.Reason
+}
+
+// submitGang runs a distributed spec: a deal per node rank, every rank
+// funded and prepared before any starts, then the contract to all.
+func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec) (*jobs.Job, error) {
+	nodes := spec.Distributed.Nodes
+	type rank struct {
+		deal market.Deal
+		prov peer.ID
+		rep  prepareReply
+	}
+	ranks := make([]rank, nodes)
+	for r := range ranks {
+		deal, err := n.dealFor(ctx, spec, nil)
+		if err != nil {
+			return nil, fmt.Errorf("rank %d: %w", r, err)
+		}
+		ranks[r].deal = *deal
+		ranks[r].prov, _ = peer.Decode(deal.Provider)
+	}
+	// Prepare every rank (in parallel); any failure stops the others.
+	var wg sync.WaitGroup
+	errs := make([]error, nodes)
+	for r := range ranks {
+		wg.Add(1)
+		go func(r int) {
+			defer wg.Done()
+			req, _ := json.Marshal(prepareRequest{startRequest: startRequest{DealID: ranks[r].deal.ID, Spec: *spec}, NodeRank: r})
+			resp, err := p2p.Request(ctx, n.p2p.Host, ranks[r].prov, n.p2p.ProtocolID(protoJobPrepare), req,
+				p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20, Timeout: time.Minute})
+			if err == nil {
+				err = json.Unmarshal(resp, &ranks[r].rep)
+			}
+			errs[r] = err
+		}(r)
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if err != nil {
+			for q := range ranks {
+				if errs[q] == nil {
+					n.cancelOn(ctx, ranks[q].prov, ranks[q].rep.Job.ID)
+				}
+			}
+			return nil, fmt.Errorf("rank %d on provider %s did not prepare: %w", r, ranks[r].deal.Provider, err)
+		}
+	}
+	var group []string
+	workers := make([]string, nodes)
+	for r := range ranks {
+		workers[r] = net.JoinHostPort(ranks[r].rep.Host, strconv.Itoa(ranks[r].rep.Port))
+		group = append(group, ranks[r].rep.Job.ID)
+	}
+	fw := ""
+	if spec.Distributed != nil {
+		fw = spec.Distributed.Framework
+	}
+	for r := range ranks {
+		rj := &remoteJob{ID: ranks[r].rep.Job.ID, Provider: ranks[r].deal.Provider, Deal: ranks[r].deal,
+			Last: &ranks[r].rep.Job, Vouched: "0", LastSeen: time.Now(), Spec: *spec, Group: group, Rank: r}
+		n.remote.mu.Lock()
+		n.remote.jobs[rj.ID] = rj
+		n.remote.mu.Unlock()
+		n.saveRemote(rj)
+	}
+	// Go: every rank gets the contract.
+	for r := range ranks {
+		rv := jobs.Rendezvous{Nodes: nodes, ProcsPerNode: spec.Distributed.ProcsPerNode, NodeRank: r,
+			MasterAddr: ranks[0].rep.Host, MasterPort: ranks[0].rep.Port, Workers: workers, Framework: fw}
+		req, _ := json.Marshal(goRequest{ID: ranks[r].rep.Job.ID, Env: rv.Env()})
+		if _, err := p2p.Request(ctx, n.p2p.Host, ranks[r].prov, n.p2p.ProtocolID(protoJobGo), req,
+			p2p.StreamLimits{MaxRequest: 64 << 10, MaxResponse: 64, Timeout: gangStartWindow}); err != nil {
+			n.failGroup(ctx, group, fmt.Sprintf("rank %d on provider %s did not start: %v", r, ranks[r].deal.Provider, err))
+			return nil, fmt.Errorf("rank %d on provider %s did not start: %w", r, ranks[r].deal.Provider, err)
+		}
+	}
+	n.log.Info("distributed job started", "ranks", nodes, "master", workers[0], "job_ids", group)
+	j := ranks[0].rep.Job
+	j.Provider = ranks[0].deal.Provider
+	return &j, nil
+}
+
+// cancelOn asks a provider to stop one job.
+func (n *Node) cancelOn(ctx context.Context, prov peer.ID, id string) {
+	req, _ := json.Marshal(jobIDRequest{ID: id})
+	p2p.Request(ctx, n.p2p.Host, prov, n.p2p.ProtocolID(protoJobCancel), req, p2p.StreamLimits{MaxRequest: 1024, MaxResponse: 1 << 20})
+}
+
+// failGroup stops every rank of a distributed job still running.
+func (n *Node) failGroup(ctx context.Context, group []string, reason string) {
+	for _, id := range group {
+		n.remote.mu.Lock()
+		rj := n.remote.jobs[id]
+		n.remote.mu.Unlock()
+		if rj == nil || (rj.Last != nil && rj.Last.State.Terminal()) {
+			continue
+		}
+		prov, _ := peer.Decode(rj.Provider)
+		n.cancelOn(ctx, prov, id)
+		n.log.Warn("stopping a rank: another failed", "job_id", id, "reason", reason)
+	}
+}
