@@ -183,11 +183,19 @@ func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec) (*jobs.Job, erro
 		rep  prepareReply
 	}
 	ranks := make([]rank, nodes)
+	var used []string
 	for r := range ranks {
-		deal, err := n.dealFor(ctx, spec, nil)
+		// Ranks go to different providers when the market has them (one
+		// machine's failure then takes one rank); else a provider with
+		// room takes several.
+		deal, err := n.dealWithin(ctx, spec, used, 0)
+		if err != nil && len(used) > 0 {
+			deal, err = n.dealFor(ctx, spec, nil)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("rank %d: %w", r, err)
 		}
+		used = append(used, deal.Provider)
 		ranks[r].deal = *deal
 		ranks[r].prov, _ = peer.Decode(deal.Provider)
 	}
@@ -229,6 +237,7 @@ func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec) (*jobs.Job, erro
 		fw = spec.Distributed.Framework
 	}
 	for r := range ranks {
+		ranks[r].rep.Job.Provider = ranks[r].deal.Provider
 		rj := &remoteJob{ID: ranks[r].rep.Job.ID, Provider: ranks[r].deal.Provider, Deal: ranks[r].deal,
 			Last: &ranks[r].rep.Job, Vouched: "0", LastSeen: time.Now(), Spec: *spec, Group: group, Rank: r}
 		n.remote.mu.Lock()
@@ -253,9 +262,9 @@ func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec) (*jobs.Job, erro
 	return &j, nil
 }
 
-// cancelOn asks a provider to stop one job.
-func (n *Node) cancelOn(ctx context.Context, prov peer.ID, id string) {
-	req, _ := json.Marshal(jobIDRequest{ID: id})
+// cancelOn asks a provider to stop one job; with a reason it fails it.
+func (n *Node) cancelOn(ctx context.Context, prov peer.ID, id string, reason ...string) {
+	req, _ := json.Marshal(jobIDRequest{ID: id, Reason: strings.Join(reason, "")})
 	p2p.Request(ctx, n.p2p.Host, prov, n.p2p.ProtocolID(protoJobCancel), req, p2p.StreamLimits{MaxRequest: 1024, MaxResponse: 1 << 20})
 }
 
@@ -269,7 +278,7 @@ func (n *Node) failGroup(ctx context.Context, group []string, reason string) {
 			continue
 		}
 		prov, _ := peer.Decode(rj.Provider)
-		n.cancelOn(ctx, prov, id)
+		n.cancelOn(ctx, prov, id, "another rank failed: "+reason)
 		n.log.Warn("stopping a rank: another failed", "job_id", id, "reason", reason)
 	}
 }

@@ -72,6 +72,9 @@ type startRequest struct {
 type jobIDRequest struct {
 	ID     string `json:"id"`
 	Offset int64  `json:"offset,omitempty"`
+	// Reason, on a cancel, fails the job with it instead (another rank of
+	// a distributed job failed).
+	Reason string `json:"reason,omitempty"`
 }
 
 type logChunk struct {
@@ -190,9 +193,16 @@ func (n *Node) submitRemoteExcluding(ctx context.Context, spec *jobs.Spec, exclu
 // provider has room, up to timeouts.queue, default 1 min) and funds the
 // channel for it.
 func (n *Node) dealFor(ctx context.Context, spec *jobs.Spec, exclude []string) (*market.Deal, error) {
-	queue := time.Minute
-	if d, err := time.ParseDuration(spec.Timeouts.Queue); err == nil {
-		queue = d
+	return n.dealWithin(ctx, spec, exclude, -1)
+}
+
+// dealWithin is dealFor with the queue wait given (negative: the spec's).
+func (n *Node) dealWithin(ctx context.Context, spec *jobs.Spec, exclude []string, queue time.Duration) (*market.Deal, error) {
+	if queue < 0 {
+		queue = time.Minute
+		if d, err := time.ParseDuration(spec.Timeouts.Queue); err == nil {
+			queue = d
+		}
 	}
 	deadline := time.Now().Add(queue)
 	var res OfferResult
@@ -403,7 +413,12 @@ func (n *Node) handleJobCancel(ctx context.Context, from peer.ID, req []byte) ([
 	if err != nil {
 		return nil, err
 	}
-	j, err := n.jobs.Cancel(r.ID)
+	var j *jobs.Job
+	if r.Reason != "" {
+		j, err = n.jobs.Fail(r.ID, r.Reason)
+	} else {
+		j, err = n.jobs.Cancel(r.ID)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -567,7 +582,7 @@ func (n *Node) providerMissing(ctx context.Context, rj *remoteJob, err error) {
 	// watches it sees failed and the retry together.
 	reason := fmt.Sprintf("provider %s unreachable for %s", rj.Provider, gone.Round(time.Second))
 	var retried string
-	if rj.Spec.Retry.Attempts > 0 {
+	if rj.Spec.Retry.Attempts > 0 && len(rj.Group) <= 1 {
 		spec := rj.Spec
 		spec.Retry.Attempts--
 		if j, err := n.submitRemoteExcluding(ctx, &spec, []string{rj.Provider}); err != nil {
@@ -586,6 +601,9 @@ func (n *Node) providerMissing(ctx context.Context, rj *remoteJob, err error) {
 	rj.Unreachable, rj.Settled = true, true // no more vouchers: paid up to the last sight
 	n.remote.mu.Unlock()
 	n.saveRemote(rj)
+	if len(rj.Group) > 1 {
+		n.failGroup(ctx, rj.Group, fmt.Sprintf("rank %d: %s", rj.Rank, reason))
+	}
 }
 
 // jobCost is what a job has cost so far: its run time at the deal's price.

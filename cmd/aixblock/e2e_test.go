@@ -438,64 +438,9 @@ func TestProviderRedeemsOnItsOwn(t *testing.T) {
 // the launcher contract; the ranks train one model (identical weights),
 // rank 0's model comes back as the result.
 func TestDistributedJob(t *testing.T) {
-	jobDocker(t)
-	d, err := jobs.NewDocker(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin2 := filepath.Join(t.TempDir(), "ddp")
-	build := exec.Command("go", "build", "-o", bin2, "../../jobs/testdata/ddp")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build ddp: %v\n%s", err, out)
-	}
-	if err := d.ImportStaticBinary(context.Background(), bin2, "aixblock-test/ddp:latest"); err != nil {
-		t.Fatal(err)
-	}
-	d.Close()
-
-	info, file := startDevchain(t)
-	repos := make([]string, 3)
-	var boot string
-	for i := range repos {
-		key := filepath.Join(t.TempDir(), "key")
-		os.WriteFile(key, []byte(info.Accounts[i+1].PrivateKey), 0o600)
-		repos[i] = filepath.Join(t.TempDir(), "repo")
-		args := []string{"init", "--network", "e2eddp", "--devchain", file, "--wallet-key", key}
-		if i < 2 {
-			args = append(args, "--gpu-mock", "dgxh100", "--price", "*=10")
-		}
-		mustRun(t, repos[i], args...)
-		if i < 2 {
-			setConfig(t, repos[i], func(c map[string]any) {
-				m := c["market"].(map[string]any)
-				m["host_network"] = true
-				m["ports"] = fmt.Sprintf("%d-%d", 31000+i*100, 31099+i*100)
-			})
-		}
-		extra := []string{"--voucher-interval", "500ms"}
-		if boot != "" {
-			extra = append(extra, "--bootstrap", boot)
-		}
-		startDaemon(t, repos[i], extra...)
-		if i == 0 {
-			var id idInfo
-			runJSON(t, repos[0], &id, "id")
-			boot = id.Addrs[0]
-		}
-	}
+	ddpImage(t)
+	repos, _ := ddpNetwork(t)
 	req := repos[2]
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var found struct {
-			Providers []struct{} `json:"providers"`
-		}
-		runJSON(t, req, &found, "market", "providers")
-		if len(found.Providers) == 2 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 	spec := filepath.Join(t.TempDir(), "ddp.yaml")
 	os.WriteFile(spec, []byte("name: ddp\nimage: aixblock-test/ddp:latest\nresources: {gpus: 1, memory_mib: 128}\n"+
 		"distributed: {nodes: 2, framework: pytorch}\nmax_price: \"20\"\nenv: {STEPS: \"200\"}\n"), 0o600)
@@ -530,5 +475,116 @@ func TestDistributedJob(t *testing.T) {
 	mustRun(t, req, "job", "results", id, "-o", out)
 	if b, err := os.ReadFile(filepath.Join(out, "model.json")); err != nil || !strings.Contains(string(b), "weights") {
 		t.Fatalf("model.json: %v %s", err, b)
+	}
+}
+
+// ddpNetwork starts a dev chain, two providers that allow distributed jobs
+// and a requester; it returns the repos (providers first) and daemons.
+func ddpNetwork(t *testing.T) ([]string, []*daemon) {
+	t.Helper()
+	info, file := startDevchain(t)
+	repos := make([]string, 3)
+	var daemons []*daemon
+	var boot string
+	for i := range repos {
+		key := filepath.Join(t.TempDir(), "key")
+		os.WriteFile(key, []byte(info.Accounts[i+1].PrivateKey), 0o600)
+		repos[i] = filepath.Join(t.TempDir(), "repo")
+		args := []string{"init", "--network", "e2eddp", "--devchain", file, "--wallet-key", key}
+		if i < 2 {
+			args = append(args, "--gpu-mock", "dgxh100", "--price", "*=10")
+		}
+		mustRun(t, repos[i], args...)
+		if i < 2 {
+			setConfig(t, repos[i], func(c map[string]any) {
+				m := c["market"].(map[string]any)
+				m["host_network"] = true
+				m["ports"] = fmt.Sprintf("%d-%d", 31000+i*100, 31099+i*100)
+			})
+		}
+		extra := []string{"--voucher-interval", "500ms"}
+		if boot != "" {
+			extra = append(extra, "--bootstrap", boot)
+		}
+		daemons = append(daemons, startDaemon(t, repos[i], extra...))
+		if i == 0 {
+			var id idInfo
+			runJSON(t, repos[0], &id, "id")
+			boot = id.Addrs[0]
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var found struct {
+			Providers []struct{} `json:"providers"`
+		}
+		runJSON(t, repos[2], &found, "market", "providers")
+		if len(found.Providers) == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return repos, daemons
+}
+
+// ddpImage builds the distributed workload as aixblock-test/ddp:latest.
+func ddpImage(t *testing.T) {
+	t.Helper()
+	jobDocker(t)
+	d, err := jobs.NewDocker(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	bin2 := filepath.Join(t.TempDir(), "ddp")
+	build := exec.Command("go", "build", "-o", bin2, "../../jobs/testdata/ddp")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build ddp: %v\n%s", err, out)
+	}
+	if err := d.ImportStaticBinary(context.Background(), bin2, "aixblock-test/ddp:latest"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Killing one rank's provider fails the distributed job on every rank.
+func TestDistributedRankLost(t *testing.T) {
+	ddpImage(t)
+	repos, daemons := ddpNetwork(t)
+	req := repos[2]
+	spec := filepath.Join(t.TempDir(), "ddp.yaml")
+	os.WriteFile(spec, []byte("name: ddp\nimage: aixblock-test/ddp:latest\nresources: {gpus: 1, memory_mib: 128}\n"+
+		"distributed: {nodes: 2}\nmax_price: \"20\"\nenv: {STEPS: \"100000\", STEP_DELAY_MS: \"10\"}\n"), 0o600)
+	id := strings.TrimSpace(mustRun(t, req, "job", "submit", spec))
+	waitState(t, req, id, func(s string) bool { return s == "running" })
+	var list []struct {
+		ID       string `json:"id"`
+		Provider string `json:"provider"`
+	}
+	runJSON(t, req, &list, "job", "list")
+	if len(list) != 2 {
+		t.Fatalf("%d rank jobs", len(list))
+	}
+	if list[0].Provider == list[1].Provider {
+		t.Fatalf("both ranks on one provider although two had room: %+v", list)
+	}
+	// Kill the provider of rank 1 (not rank 0's): rank 0 must fail too.
+	var p0 idInfo
+	runJSON(t, repos[0], &p0, "id")
+	victim := 1
+	for _, j := range list {
+		if j.ID != id && j.Provider == p0.PeerID {
+			victim = 0
+		}
+	}
+	t.Logf("ranks %+v; killing provider %d", list, victim)
+	daemons[victim].cmd.Process.Signal(syscall.SIGKILL)
+	<-daemons[victim].done
+	for _, j := range list {
+		s := waitState(t, req, j.ID, terminal)
+		if s.State != "failed" || !strings.Contains(s.Reason, "rank") && !strings.Contains(s.Reason, "unreachable") {
+			t.Fatalf("rank job %s after its peer died: %s: %s", j.ID, s.State, s.Reason)
+		}
+		t.Logf("rank job %s: %s: %s", j.ID, s.State, s.Reason)
 	}
 }
