@@ -88,4 +88,4 @@ job-image:
 # Twenty tiny jobs from node0 of a four-node testnet, submit to running and
 # to results, against docker run --rm (needs a Docker engine).
 bench-e2e:
-	$(GO) test -run '^$$' -bench E2E -benchtime 1x -timeout 30m ./cmd/aixblock/
+	$(GO) test -run '^$$' -bench 'E2E|GangStart' -benchtime 1x -timeout 30m ./cmd/aixblock/

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -61,5 +62,46 @@ func BenchmarkE2E(b *testing.B) {
 		b.ReportMetric(pct(toResult, 50), "to-results-p50-ms")
 		b.ReportMetric(pct(toResult, 99), "to-results-p99-ms")
 		b.ReportMetric(pct(toResult, 50)/pct(docker, 50), "results/docker")
+	}
+}
+
+// BenchmarkGangStart times a two-rank distributed job across two providers
+// from submit (two deals, funding, prepare, go) to both ranks running.
+func BenchmarkGangStart(b *testing.B) {
+	ddpImage(b)
+	repos, _ := ddpNetwork(b)
+	req := repos[2]
+	spec := filepath.Join(b.TempDir(), "ddp.yaml")
+	os.WriteFile(spec, []byte("name: ddp\nimage: aixblock-test/ddp:latest\nresources: {gpus: 1, memory_mib: 128}\n"+
+		"distributed: {nodes: 2}\nmax_price: \"20\"\nenv: {STEPS: \"50\"}\n"), 0o600)
+	const n = 8
+	for range b.N {
+		var times []time.Duration
+		for i := 0; i < n; i++ {
+			t0 := time.Now()
+			id := strings.TrimSpace(mustRun(b, req, "job", "submit", spec))
+			var list []struct {
+				ID    string `json:"id"`
+				State string `json:"state"`
+			}
+			for {
+				runJSON(b, req, &list, "job", "list")
+				running := 0
+				for _, j := range list {
+					if j.State == "running" || j.State == "uploading" || j.State == "completed" {
+						running++
+					}
+				}
+				if running >= 2*(i+1) {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			times = append(times, time.Since(t0))
+			waitState(b, req, id, terminal)
+		}
+		slices.Sort(times)
+		b.ReportMetric(ms(times[len(times)/2]), "gang-start-p50-ms")
+		b.ReportMetric(ms(times[len(times)-1]), "gang-start-max-ms")
 	}
 }

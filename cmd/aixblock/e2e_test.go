@@ -18,7 +18,7 @@ import (
 )
 
 // setConfig edits a repo's config.json.
-func setConfig(t *testing.T, repo string, edit func(map[string]any)) {
+func setConfig(t testing.TB, repo string, edit func(map[string]any)) {
 	t.Helper()
 	p := filepath.Join(repo, "config.json")
 	b, err := os.ReadFile(p)
@@ -480,7 +480,7 @@ func TestDistributedJob(t *testing.T) {
 
 // ddpNetwork starts a dev chain, two providers that allow distributed jobs
 // and a requester; it returns the repos (providers first) and daemons.
-func ddpNetwork(t *testing.T) ([]string, []*daemon) {
+func ddpNetwork(t testing.TB) ([]string, []*daemon) {
 	t.Helper()
 	info, file := startDevchain(t)
 	repos := make([]string, 3)
@@ -528,7 +528,7 @@ func ddpNetwork(t *testing.T) ([]string, []*daemon) {
 }
 
 // ddpImage builds the distributed workload as aixblock-test/ddp:latest.
-func ddpImage(t *testing.T) {
+func ddpImage(t testing.TB) {
 	t.Helper()
 	jobDocker(t)
 	d, err := jobs.NewDocker(context.Background())

@@ -25,7 +25,7 @@ type devchainInfo struct {
 }
 
 // startDevchain runs `aixblock devchain` and reads the file it writes.
-func startDevchain(t *testing.T, extra ...string) (devchainInfo, string) {
+func startDevchain(t testing.TB, extra ...string) (devchainInfo, string) {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "devchain.json")
 	cmd := exec.Command(bin, append([]string{"devchain", "--http", "127.0.0.1:0", "--accounts", "6", "--out", out, "--json"}, extra...)...)
@@ -66,7 +66,7 @@ func startDevchain(t *testing.T, extra ...string) (devchainInfo, string) {
 }
 
 // rpc calls a JSON-RPC method the way any Ethereum tool would.
-func rpc(t *testing.T, url, method string, params ...any) string {
+func rpc(t testing.TB, url, method string, params ...any) string {
 	t.Helper()
 	if params == nil {
 		params = []any{}
