@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -712,36 +713,100 @@ func (n *Node) remoteJobByID(ctx context.Context, id string) (*jobs.Job, error) 
 	return rj.Last, nil
 }
 
-// remoteLogs copies a remote job's output; follow keeps asking until it ends.
+// remoteLogs copies a remote job's output; follow keeps asking until it
+// ends. For rank 0 of a distributed job it interleaves every rank's lines,
+// each prefixed "[rank N] "; for another rank, that rank's, prefixed.
 func (n *Node) remoteLogs(ctx context.Context, id string, follow bool, w io.Writer) error {
 	n.remote.mu.Lock()
 	rj := n.remote.jobs[id]
+	type source struct {
+		id, prefix string
+		prov       peer.ID
+		off        int64
+		partial    []byte
+		done       bool
+	}
+	var srcs []*source
+	if rj != nil {
+		ids := []string{id}
+		if len(rj.Group) > 1 && rj.Rank == 0 {
+			ids = rj.Group
+		}
+		for _, gid := range ids {
+			g := n.remote.jobs[gid]
+			if g == nil {
+				continue
+			}
+			p, _ := peer.Decode(g.Provider)
+			src := &source{id: gid, prov: p}
+			if len(g.Group) > 1 {
+				src.prefix = fmt.Sprintf("[rank %d] ", g.Rank)
+			}
+			srcs = append(srcs, src)
+		}
+	}
 	n.remote.mu.Unlock()
 	if rj == nil {
 		return fmt.Errorf("%w: %s", jobs.ErrNotFound, id)
 	}
-	prov, _ := peer.Decode(rj.Provider)
 	flusher, _ := w.(interface{ Flush() })
-	var off int64
+	emit := func(s *source, data []byte, final bool) {
+		if s.prefix == "" {
+			w.Write(data)
+			return
+		}
+		s.partial = append(s.partial, data...)
+		for {
+			i := bytes.IndexByte(s.partial, '\n')
+			if i < 0 {
+				break
+			}
+			w.Write([]byte(s.prefix))
+			w.Write(s.partial[:i+1])
+			s.partial = s.partial[i+1:]
+		}
+		if final && len(s.partial) > 0 {
+			w.Write([]byte(s.prefix))
+			w.Write(append(s.partial, '\n'))
+			s.partial = nil
+		}
+	}
 	for {
-		req, _ := json.Marshal(jobIDRequest{ID: id, Offset: off})
-		resp, err := p2p.Request(ctx, n.p2p.Host, prov, n.p2p.ProtocolID(protoJobLogs), req, p2p.StreamLimits{MaxRequest: 1024, MaxResponse: maxLogChunk * 2})
-		if err != nil {
-			return err
+		pending := 0
+		for _, s := range srcs {
+			if s.done {
+				continue
+			}
+			for { // drain what this rank has now
+				req, _ := json.Marshal(jobIDRequest{ID: s.id, Offset: s.off})
+				resp, err := p2p.Request(ctx, n.p2p.Host, s.prov, n.p2p.ProtocolID(protoJobLogs), req, p2p.StreamLimits{MaxRequest: 1024, MaxResponse: maxLogChunk * 2})
+				if err != nil {
+					if len(srcs) == 1 {
+						return err
+					}
+					s.done = true // a vanished rank's provider: its status says why
+					break
+				}
+				var c logChunk
+				if err := json.Unmarshal(resp, &c); err != nil {
+					return err
+				}
+				s.off = c.Bytes
+				emit(s, c.Data, c.Done || !follow)
+				if len(c.Data) == maxLogChunk {
+					continue
+				}
+				s.done = c.Done || !follow
+				break
+			}
+			if !s.done {
+				pending++
+			}
 		}
-		var c logChunk
-		if err := json.Unmarshal(resp, &c); err != nil {
-			return err
-		}
-		w.Write(c.Data)
-		if flusher != nil && len(c.Data) > 0 {
+		if flusher != nil {
 			flusher.Flush()
 		}
-		off = c.Bytes
-		if len(c.Data) == maxLogChunk {
-			continue
-		}
-		if !follow || c.Done {
+		if pending == 0 {
 			return nil
 		}
 		select {

@@ -454,22 +454,26 @@ func TestDistributedJob(t *testing.T) {
 		State string `json:"state"`
 	}
 	runJSON(t, req, &list, "job", "list")
-	var weights []string
 	for _, j := range list {
-		st := waitState(t, req, j.ID, terminal)
-		if st.State != "completed" {
+		if st := waitState(t, req, j.ID, terminal); st.State != "completed" {
 			t.Fatalf("rank job %s: %+v", j.ID, st)
 		}
-		for _, l := range strings.Split(mustRun(t, req, "job", "logs", j.ID), "\n") {
-			if strings.HasPrefix(l, "final ") {
-				var m struct{ Weights []float64 }
-				json.Unmarshal([]byte(strings.TrimPrefix(l, "final ")), &m)
-				weights = append(weights, fmt.Sprint(m.Weights))
-			}
+	}
+	// Every rank's final weights, from rank 0's combined logs.
+	var weights []string
+	for _, l := range strings.Split(mustRun(t, req, "job", "logs", id), "\n") {
+		if i := strings.Index(l, "final "); i >= 0 {
+			var m struct{ Weights []float64 }
+			json.Unmarshal([]byte(l[i+len("final "):]), &m)
+			weights = append(weights, fmt.Sprint(m.Weights))
 		}
 	}
 	if len(weights) != 2 || weights[0] != weights[1] {
 		t.Fatalf("ranks' final weights: %v", weights)
+	}
+	// Rank 0's logs show every rank's lines, prefixed by rank.
+	if l := mustRun(t, req, "job", "logs", id); !strings.Contains(l, "[rank 0] rank 0 of 2") || !strings.Contains(l, "[rank 1] rank 1 of 2") {
+		t.Fatalf("logs of the distributed job:\n%s", l)
 	}
 	out := filepath.Join(t.TempDir(), "out")
 	mustRun(t, req, "job", "results", id, "-o", out)
