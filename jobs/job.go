@@ -20,6 +20,9 @@ const (
 	Failed    State = "failed"
 	Canceled  State = "canceled"
 	TimedOut  State = "timed_out"
+	// Unknown: on a requester, a market job whose provider stopped
+	// answering; it fails after a grace window.
+	Unknown State = "unknown"
 )
 
 // Terminal reports whether s is an end state.

@@ -64,6 +64,7 @@ type Manager struct {
 	cancels map[string]context.CancelCauseFunc
 	changed map[string]chan struct{} // closed and replaced at every transition
 	gates   map[string]chan []string // held jobs: the environment that lets them start
+	waiting map[string]bool          // held jobs prepared and waiting at their gate
 	imgMu   sync.Mutex               // images.json
 	wg      sync.WaitGroup
 	closed  bool
@@ -117,7 +118,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "jobs"), jobs: map[string]*Job{}, cancels: map[string]context.CancelCauseFunc{}, changed: map[string]chan struct{}{}, gates: map[string]chan []string{}}
+	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "jobs"), jobs: map[string]*Job{}, cancels: map[string]context.CancelCauseFunc{}, changed: map[string]chan struct{}{}, gates: map[string]chan []string{}, waiting: map[string]bool{}}
 	entries, err := os.ReadDir(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
@@ -297,6 +298,14 @@ func (m *Manager) run(ctx context.Context, j *Job, gate chan []string, hostNet b
 	if gate != nil {
 		m.progress(j, "prepared; waiting for the other ranks")
 		m.set(j, Preparing, "prepared; waiting for the other ranks")
+		m.mu.Lock()
+		m.waiting[j.ID] = true
+		m.mu.Unlock()
+		defer func() {
+			m.mu.Lock()
+			delete(m.waiting, j.ID)
+			m.mu.Unlock()
+		}()
 		select {
 		case env := <-gate:
 			c.Env = append(c.Env, env...)
@@ -585,8 +594,9 @@ func (m *Manager) Go(id string, env []string) error {
 
 // Prepared reports whether a gated job is ready to start.
 func (m *Manager) Prepared(id string) bool {
-	j, err := m.Get(id)
-	return err == nil && j.State == Preparing && j.Progress == "prepared; waiting for the other ranks"
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.waiting[id] && m.gates[id] != nil
 }
 
 // progress notes what preparing is doing (not persisted: it is live state).

@@ -240,7 +240,7 @@ func (n *Node) dealWithin(ctx context.Context, spec *jobs.Spec, exclude []string
 
 func specHash(s *jobs.Spec) string {
 	b, _ := json.Marshal(s)
-	return fmt.Sprintf("%x", sha256Sum(b))
+	return fmt.Sprintf("%x", sha256.Sum256(b))
 }
 
 // fundChannel makes sure the channel to the provider holds everything
@@ -266,7 +266,8 @@ func (n *Node) fundChannel(ctx context.Context, deal market.Deal) error {
 		return err
 	}
 	if bal.Cmp(short) < 0 {
-		return badRequest{fmt.Errorf("insufficient funds: the deal may cost up to %s base units, the channel needs %s more, the wallet holds %s", dealCost(deal, time.Duration(deal.MaxDurationS)*time.Second), short, bal)}
+		return badRequest{fmt.Errorf("insufficient funds: the deal may cost up to %s base units, the channel needs %s more, wallet %s holds %s; fund the wallet, or lower max_price or timeouts.execution",
+			dealCost(deal, time.Duration(deal.MaxDurationS)*time.Second), short, n.wallet.Address(), bal)}
 	}
 	if _, err := n.chain.Deposit(ctx, payee, token, short); err != nil {
 		return fmt.Errorf("fund the channel: %w", err)
@@ -553,10 +554,6 @@ func (n *Node) followRemote(ctx context.Context) {
 	}
 }
 
-// Unknown is the state of a remote job whose provider stopped answering;
-// after the grace window it fails.
-const Unknown jobs.State = "unknown"
-
 // providerMissing marks a job unknown when its provider stops answering,
 // failed after the grace window (five voucher intervals, at least 10 s),
 // and then retries it elsewhere if its spec says so.
@@ -570,8 +567,8 @@ func (n *Node) providerMissing(ctx context.Context, rj *remoteJob, err error) {
 	}
 	gone := time.Since(rj.LastSeen)
 	if gone < grace {
-		if last.State != Unknown {
-			last.State, last.Reason = Unknown, fmt.Sprintf("provider %s not answering: %v", short(rj.Provider), err)
+		if last.State != jobs.Unknown {
+			last.State, last.Reason = jobs.Unknown, fmt.Sprintf("provider %s not answering: %v", short(rj.Provider), err)
 			rj.Last = &last
 		}
 		n.remote.mu.Unlock()
@@ -823,8 +820,6 @@ func short(id string) string {
 	}
 	return id
 }
-
-func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
 
 // autoRedeem is the provider's redeem policy: every interval, one
 // transaction for every kept voucher owed more than its channel paid, when

@@ -15,11 +15,7 @@ import (
 // against `docker run --rm` of the same image in the same run.
 func BenchmarkE2E(b *testing.B) {
 	jobDocker(b)
-	dir := b.TempDir()
-	if out, err := exec.Command(bin, "testnet", "up", "--dir", dir).CombinedOutput(); err != nil {
-		b.Fatalf("testnet up: %v\n%s", err, out)
-	}
-	b.Cleanup(func() { exec.Command(bin, "testnet", "down", "--dir", dir).Run() })
+	dir := testnetUp(b)
 	req := filepath.Join(dir, "node0")
 	const n = 20
 	pct := func(ds []time.Duration, p int) float64 {

@@ -243,11 +243,7 @@ func TestProviderKilledMidJob(t *testing.T) {
 // one), none is lost, and no GPU runs two jobs at once.
 func TestManyJobsAtOnce(t *testing.T) {
 	jobDocker(t)
-	dir := t.TempDir()
-	if out, err := exec.Command(bin, "testnet", "up", "--dir", dir).CombinedOutput(); err != nil {
-		t.Fatalf("testnet up: %v\n%s", err, out)
-	}
-	t.Cleanup(func() { exec.Command(bin, "testnet", "down", "--dir", dir).Run() })
+	dir := testnetUp(t)
 	requesters := []string{filepath.Join(dir, "node0"), filepath.Join(dir, "node1")}
 	type sub struct {
 		repo, id, err string
@@ -324,11 +320,7 @@ func TestManyJobsAtOnce(t *testing.T) {
 // anything runs.
 func TestGPUFaultAndNoFunds(t *testing.T) {
 	jobDocker(t)
-	dir := t.TempDir()
-	if out, err := exec.Command(bin, "testnet", "up", "--dir", dir, "--nodes", "2").CombinedOutput(); err != nil {
-		t.Fatalf("testnet up: %v\n%s", err, out)
-	}
-	t.Cleanup(func() { exec.Command(bin, "testnet", "down", "--dir", dir).Run() })
+	dir := testnetUp(t, "--nodes", "2")
 	req, prov := filepath.Join(dir, "node0"), filepath.Join(dir, "node1")
 
 	id := strings.TrimSpace(mustRun(t, req, "job", "run", "-d", "--gpus", "1", "--max-price", "5", jobImage, "--", "sleep", "30s"))
@@ -591,4 +583,16 @@ func TestDistributedRankLost(t *testing.T) {
 		}
 		t.Logf("rank job %s: %s: %s", j.ID, s.State, s.Reason)
 	}
+}
+
+// testnetUp starts `aixblock testnet up` in a directory of the test's and
+// stops it at the end; it returns the directory.
+func testnetUp(t testing.TB, args ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command(bin, append([]string{"testnet", "up", "--dir", dir}, args...)...).CombinedOutput(); err != nil {
+		t.Fatalf("testnet up: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command(bin, "testnet", "down", "--dir", dir).Run() })
+	return dir
 }
