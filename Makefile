@@ -5,7 +5,7 @@ LDFLAGS := -X github.com/aixblock/aixblock/node.Version=$(VERSION)
 # go-nvml's headers carry deprecation warnings that are not ours to fix.
 export CGO_CFLAGS := -Wno-deprecated-declarations
 
-.PHONY: build test run bench bench-gossip bench-idle bench-gpu bench-transfer gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market bench-jobs bench-e2e job-image
+.PHONY: build test run bench bench-gossip bench-idle bench-gpu bench-transfer gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market bench-jobs bench-e2e bench-ddp e2e-torch job-image
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/aixblock ./cmd/aixblock
@@ -77,6 +77,15 @@ bench-market:
 # burst of 50 jobs (needs a Docker engine).
 bench-jobs:
 	$(GO) test -run '^$$' -bench Jobs -benchtime 1x -timeout 30m ./cmd/aixblock/
+
+# Real PyTorch: a 2-node gloo DDP job across two providers, on an image
+# built once with debootstrap (python3-torch) and docker import.
+e2e-torch:
+	AIXBLOCK_E2E_TORCH=1 AIXBLOCK_REQUIRE_DOCKER=1 $(GO) test -run TestTorchDDP -count=1 -v -timeout 20m ./cmd/aixblock/
+
+# The distributed workload's all-reduce against a plain TCP copy (ratio).
+bench-ddp:
+	$(GO) test -run '^$$' -bench AllReduce -benchtime 5x -timeout 10m ./jobs/
 
 # The test workload as a FROM-scratch image (aixblock-test/jobprog:latest),
 # for jobs/examples/hello.yaml and make run; needs a Docker engine.

@@ -15,7 +15,7 @@ import (
 )
 
 // buildDDP compiles the distributed workload.
-func buildDDP(t *testing.T) string {
+func buildDDP(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "ddp")
 	cmd := exec.Command("go", "build", "-o", bin, "./testdata/ddp")
@@ -26,7 +26,7 @@ func buildDDP(t *testing.T) string {
 	return bin
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +42,7 @@ type rankRun struct {
 
 // startRanks runs the workload as n processes on loopback with the
 // contract's variables (what a container of each node rank gets).
-func startRanks(t *testing.T, bin string, n int, extra ...string) ([]rankRun, string) {
+func startRanks(t testing.TB, bin string, n int, extra ...string) ([]rankRun, string) {
 	t.Helper()
 	port := freePort(t)
 	outDir := t.TempDir()
@@ -50,7 +50,7 @@ func startRanks(t *testing.T, bin string, n int, extra ...string) ([]rankRun, st
 	for r := 0; r < n; r++ {
 		rv := Rendezvous{Nodes: n, NodeRank: r, MasterAddr: "127.0.0.1", MasterPort: port}
 		cmd := exec.Command(bin)
-		cmd.Env = append(append(os.Environ(), rv.Env()...), append([]string{"OUTPUT_DIR=" + outDir, "SHARD=/nonexistent"}, extra...)...)
+		cmd.Env = append(append(os.Environ(), rv.Env()...), append([]string{"OUTPUT_DIR=" + outDir}, extra...)...)
 		var b bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &b, &b
 		if err := cmd.Start(); err != nil {

@@ -102,6 +102,44 @@ func TestTenNodesFindBidAndDeal(t *testing.T) {
 	if d2.Provider != nodes[6].p2p.Host.ID().String() || d2.GPUClass != CPU {
 		t.Fatalf("cpu deal %+v", d2.DealTerms)
 	}
+	// Several deals from one offer (a distributed job's ranks): the two
+	// cheapest H100 providers, one deal each; the third is released.
+	many, st, err := req.m.NegotiateMany(context.Background(), OfferRequest{
+		Req: Requirements{GPUClass: h100, GPUs: 1}, Token: "native", MaxPrice: "5000",
+		MaxDuration: time.Hour, SpecHash: specHash,
+	}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(many) != 2 || st.Bids != 3 {
+		t.Fatalf("%d deals, stats %+v: want 2 deals from 3 bids", len(many), st)
+	}
+	got := map[string]string{}
+	for _, d := range many {
+		got[d.Provider] = d.Price
+		for _, p := range nodes[:3] {
+			if p.p2p.Host.ID().String() != d.Provider {
+				continue
+			}
+			if err := req.signer.VerifyDeal(d.DealTerms, d.ProviderSig, p.signer.Wallet()); err != nil {
+				t.Fatalf("provider signature on %s: %v", d.Provider, err)
+			}
+		}
+	}
+	if got[nodes[1].p2p.Host.ID().String()] != "2000" || got[nodes[2].p2p.Host.ID().String()] != "2500" {
+		t.Fatalf("deals %v: want the 2000 and 2500 providers", got)
+	}
+	if many[0].ID == many[1].ID {
+		t.Fatal("two ranks share a deal ID")
+	}
+	waitProviders(t, req, h100, func(f []ProviderInfo) bool {
+		free := map[string]int{}
+		for _, p := range f {
+			free[p.Advert.PeerID] = p.Advert.GPUs[0].Free
+		}
+		return free[nodes[0].p2p.Host.ID().String()] == 8 && free[nodes[1].p2p.Host.ID().String()] == 5 &&
+			free[nodes[2].p2p.Host.ID().String()] == 7
+	})
 	// No provider matches: a clear error, not a deal.
 	_, _, err = req.m.Negotiate(context.Background(), OfferRequest{
 		Req: Requirements{GPUClass: h100, GPUs: 2}, Token: "native", MaxPrice: "100", MaxDuration: time.Hour, SpecHash: specHash,

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/big"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/aixblock/aixblock/p2p"
@@ -48,7 +49,22 @@ var ErrNoDeal = errors.New("no deal")
 // then reputation, then latency. An award the provider does not confirm
 // in time goes to the next bid. It returns the deal both sides signed.
 func (m *Market) Negotiate(ctx context.Context, r OfferRequest) (*Deal, NegotiationStats, error) {
+	ds, st, err := m.NegotiateMany(ctx, r, 1)
+	if err != nil {
+		return nil, st, err
+	}
+	return ds[0], st, nil
+}
+
+// NegotiateMany is Negotiate for up to count deals with different
+// providers from one offer and one bid window (a distributed job's node
+// ranks), awarded in parallel. It returns at least one deal, fewer than
+// count when fewer providers bid; the caller places the rest.
+func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) ([]*Deal, NegotiationStats, error) {
 	start := time.Now()
+	if count < 1 {
+		count = 1
+	}
 	var st NegotiationStats
 	if err := r.Req.Validate(); err != nil {
 		return nil, st, err
@@ -138,7 +154,7 @@ func (m *Market) Negotiate(ctx context.Context, r OfferRequest) (*Deal, Negotiat
 	// Collect until the window ends or enough bids came.
 	got := map[string]receivedBid{}
 collect:
-	for len(got) < m.cfg.Enough {
+	for len(got) < max(m.cfg.Enough, count) {
 		select {
 		case b := <-bids:
 			if _, dup := got[b.bid.Provider]; !dup {
@@ -153,21 +169,44 @@ collect:
 	for p := range got {
 		st.Bidders = append(st.Bidders, p)
 	}
+	// Award the best bids, count at a time in parallel; an award not
+	// confirmed goes to the next bid.
 	ranked := m.rankBids(got, r.Exclude)
-	for _, b := range ranked {
-		st.Awards++
-		d, err := m.award(ctx, &o, &b.bid)
-		if err != nil {
-			m.log.Info("award not confirmed; trying the next bid", "provider", b.bid.Provider, "err", err)
-			m.rep.NoShow(b.bid.Provider)
-			continue
+	var deals []*Deal
+	winners := map[string]bool{}
+	for len(ranked) > 0 && len(deals) < count {
+		wave := ranked[:min(count-len(deals), len(ranked))]
+		ranked = ranked[len(wave):]
+		got := make([]*Deal, len(wave))
+		var wg sync.WaitGroup
+		for i := range wave {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				d, err := m.award(ctx, &o, &wave[i].bid)
+				if err != nil {
+					m.log.Info("award not confirmed; trying the next bid", "provider", wave[i].bid.Provider, "err", err)
+					m.rep.NoShow(wave[i].bid.Provider)
+					return
+				}
+				got[i] = d
+			}(i)
 		}
-		st.Elapsed = time.Since(start)
-		m.releaseLosers(got, b.bid.Provider, id)
-		go m.releaseLate(bids, time.UnixMilli(o.DeadlineMs), b.bid.Provider, id)
-		return d, st, nil
+		wg.Wait()
+		st.Awards += len(wave)
+		for _, d := range got {
+			if d != nil {
+				deals = append(deals, d)
+				winners[d.Provider] = true
+			}
+		}
 	}
 	st.Elapsed = time.Since(start)
+	if len(deals) > 0 {
+		m.releaseLosers(got, winners, id)
+		go m.releaseLate(bids, time.UnixMilli(o.DeadlineMs), winners, id)
+		return deals, st, nil
+	}
 	if len(got) == 0 {
 		return nil, st, fmt.Errorf("%w: no provider bid within %s (%d found, %d asked directly)", ErrNoDeal, m.cfg.BidWindow, st.Found, st.Contacted)
 	}
@@ -320,9 +359,9 @@ func (a *ProviderAdvert) couldServe(r OfferRequest) bool {
 
 // releaseLosers tells the other bidders their reservations can go, so that
 // GPUs are not held for offers that went elsewhere.
-func (m *Market) releaseLosers(got map[string]receivedBid, winner, offerID string) {
+func (m *Market) releaseLosers(got map[string]receivedBid, winners map[string]bool, offerID string) {
 	for p := range got {
-		if p == winner {
+		if winners[p] {
 			continue
 		}
 		id, err := peer.Decode(p)
@@ -341,14 +380,14 @@ func (m *Market) releaseLosers(got map[string]receivedBid, winner, offerID strin
 
 // releaseLate releases the reservations of direct bids that arrive after
 // the award.
-func (m *Market) releaseLate(bids <-chan receivedBid, deadline time.Time, winner, offerID string) {
+func (m *Market) releaseLate(bids <-chan receivedBid, deadline time.Time, winners map[string]bool, offerID string) {
 	t := time.NewTimer(time.Until(deadline) + 5*time.Second)
 	defer t.Stop()
 	for {
 		select {
 		case b := <-bids:
-			if b.bid.Provider != winner {
-				m.releaseLosers(map[string]receivedBid{b.bid.Provider: b}, winner, offerID)
+			if !winners[b.bid.Provider] {
+				m.releaseLosers(map[string]receivedBid{b.bid.Provider: b}, winners, offerID)
 			}
 		case <-t.C:
 			return

@@ -76,12 +76,16 @@ func (n *Node) jobRoutes(mux *http.ServeMux) {
 			out = n.jobs.List()
 		}
 		n.remote.mu.Lock()
+		var remote []*remoteJob
 		for _, rj := range n.remote.jobs {
 			if rj.Last != nil {
-				out = append(out, rj.Last)
+				remote = append(remote, rj)
 			}
 		}
 		n.remote.mu.Unlock()
+		for _, rj := range remote {
+			out = append(out, n.groupView(r.Context(), rj))
+		}
 		if out == nil {
 			out = []*Job{}
 		}

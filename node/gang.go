@@ -183,21 +183,37 @@ func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec) (*jobs.Job, erro
 		rep  prepareReply
 	}
 	ranks := make([]rank, nodes)
+	// One offer for every rank: the ranks go to different providers in
+	// one bid window when the market has them (one machine's failure then
+	// takes one rank); a provider with room takes the rest.
+	deals, err := n.dealsWithin(ctx, spec, nil, -1, nodes)
+	if err != nil {
+		return nil, fmt.Errorf("rank 0: %w", err)
+	}
 	var used []string
-	for r := range ranks {
-		// Ranks go to different providers when the market has them (one
-		// machine's failure then takes one rank); else a provider with
-		// room takes several.
-		deal, err := n.dealWithin(ctx, spec, used, 0)
-		if err != nil && len(used) > 0 {
-			deal, err = n.dealFor(ctx, spec, nil)
+	for _, d := range deals {
+		used = append(used, d.Provider)
+	}
+	for len(deals) < nodes {
+		more, err := n.dealsWithin(ctx, spec, used, 0, nodes-len(deals))
+		if err != nil {
+			more, err = n.dealsWithin(ctx, spec, nil, -1, 1)
 		}
 		if err != nil {
+			return nil, fmt.Errorf("rank %d: %w", len(deals), err)
+		}
+		deals = append(deals, more...)
+	}
+	for r, d := range deals[:nodes] {
+		var pending []market.Deal
+		for _, p := range deals[:r] {
+			pending = append(pending, *p)
+		}
+		if err := n.fundChannel(ctx, *d, pending...); err != nil {
 			return nil, fmt.Errorf("rank %d: %w", r, err)
 		}
-		used = append(used, deal.Provider)
-		ranks[r].deal = *deal
-		ranks[r].prov, _ = peer.Decode(deal.Provider)
+		ranks[r].deal = *d
+		ranks[r].prov, _ = peer.Decode(d.Provider)
 	}
 	// Prepare every rank (in parallel); any failure stops the others.
 	var wg sync.WaitGroup

@@ -143,12 +143,14 @@ type OfferRequest struct {
 	Image        string `json:"image,omitempty"`
 	SpecHash     string `json:"spec_hash,omitempty"`
 	exclude      []string
+	count        int // deals wanted with different providers (a gang's ranks)
 }
 
 // OfferResult is the answer to POST /v1/market/offer.
 type OfferResult struct {
 	Deal  *market.Deal            `json:"deal"`
 	Stats market.NegotiationStats `json:"stats"`
+	all   []*market.Deal          // every deal, when more than one was asked for
 }
 
 func (n *Node) marketRoutes(mux *http.ServeMux) {
@@ -226,19 +228,19 @@ func (n *Node) offer(ctx context.Context, req OfferRequest) (OfferResult, error)
 	if spec == "" {
 		spec = strings.Repeat("0", 64)
 	}
-	d, st, err := n.market.Negotiate(ctx, market.OfferRequest{
+	ds, st, err := n.market.NegotiateMany(ctx, market.OfferRequest{
 		Req: market.Requirements{GPUClass: strings.ToLower(req.GPUClass), GPUs: req.GPUs, GPUMemoryMiB: req.GPUMemoryMiB,
 			CPUCores: req.CPU, MemoryMiB: req.MemoryMiB, DiskMiB: req.DiskMiB},
 		Image: req.Image, Token: marketToken(tok), MaxPrice: maxPrice.String(), MaxDuration: dur, SpecHash: spec,
 		Exclude: req.exclude,
-	})
+	}, req.count)
 	if err != nil {
 		if strings.Contains(err.Error(), "invalid market message") {
 			return OfferResult{Stats: st}, badRequest{err}
 		}
 		return OfferResult{Stats: st}, err
 	}
-	return OfferResult{Deal: d, Stats: st}, nil
+	return OfferResult{Deal: ds[0], Stats: st, all: ds}, nil
 }
 
 // MarketDeal is a deal as the API shows it.

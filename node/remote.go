@@ -12,6 +12,8 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -63,6 +66,8 @@ type remoteJob struct {
 	// this one's.
 	Group []string `json:"group,omitempty"`
 	Rank  int      `json:"rank,omitempty"`
+	// GroupResult is rank 0's: the directory of every rank's result.
+	GroupResult string `json:"group_result,omitempty"`
 }
 
 type startRequest struct {
@@ -199,6 +204,20 @@ func (n *Node) dealFor(ctx context.Context, spec *jobs.Spec, exclude []string) (
 
 // dealWithin is dealFor with the queue wait given (negative: the spec's).
 func (n *Node) dealWithin(ctx context.Context, spec *jobs.Spec, exclude []string, queue time.Duration) (*market.Deal, error) {
+	deals, err := n.dealsWithin(ctx, spec, exclude, queue, 1)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.fundChannel(ctx, *deals[0]); err != nil {
+		return nil, err
+	}
+	return deals[0], nil
+}
+
+// dealsWithin negotiates up to count deals with different providers from
+// one offer, retrying within the queue wait until at least one is made.
+// The caller funds them.
+func (n *Node) dealsWithin(ctx context.Context, spec *jobs.Spec, exclude []string, queue time.Duration, count int) ([]*market.Deal, error) {
 	if queue < 0 {
 		queue = time.Minute
 		if d, err := time.ParseDuration(spec.Timeouts.Queue); err == nil {
@@ -213,7 +232,7 @@ func (n *Node) dealWithin(ctx context.Context, spec *jobs.Spec, exclude []string
 			GPUs: spec.Resources.GPUs, GPUClass: spec.Resources.GPUClass, GPUMemoryMiB: spec.Resources.GPUMemoryMiB,
 			CPU: int(spec.Resources.CPU), MemoryMiB: spec.Resources.MemoryMiB, DiskMiB: spec.Resources.DiskMiB,
 			MaxPrice: spec.MaxPrice, Duration: spec.ExecutionTimeout().String(), Image: spec.Image, SpecHash: specHash(spec),
-			exclude: exclude,
+			exclude: exclude, count: count,
 		})
 		if err == nil || !errors.Is(err, market.ErrNoDeal) || time.Now().After(deadline) {
 			break
@@ -231,11 +250,7 @@ func (n *Node) dealWithin(ctx context.Context, spec *jobs.Spec, exclude []string
 		}
 		return nil, err
 	}
-	deal := res.Deal
-	if err := n.fundChannel(ctx, *deal); err != nil {
-		return nil, err
-	}
-	return deal, nil
+	return res.all, nil
 }
 
 func specHash(s *jobs.Spec) string {
@@ -246,9 +261,15 @@ func specHash(s *jobs.Spec) string {
 // fundChannel makes sure the channel to the provider holds everything
 // already vouched on it plus this deal's maximum cost: one deposit or
 // top-up, reused by later jobs.
-func (n *Node) fundChannel(ctx context.Context, deal market.Deal) error {
+func (n *Node) fundChannel(ctx context.Context, deal market.Deal, pending ...market.Deal) error {
 	payee, token := common.HexToAddress(deal.ProviderWallet), dealToken(deal)
 	need := dealCost(deal, time.Duration(deal.MaxDurationS)*time.Second)
+	// Deals of the same job funded just before this one, not yet running.
+	for _, p := range pending {
+		if common.HexToAddress(p.ProviderWallet) == payee && dealToken(p) == token {
+			need.Add(need, dealCost(p, time.Duration(p.MaxDurationS)*time.Second))
+		}
+	}
 	if v := n.vouchers.get(n.vouchers.data.Signed, chain.ChannelID(n.wallet.Address(), payee, token)); v != nil {
 		need.Add(need, v.CumulativeAmount.Big())
 	}
@@ -705,9 +726,63 @@ func (n *Node) remoteJobByID(ctx context.Context, id string) (*jobs.Job, error) 
 		n.remote.mu.Lock()
 		rj.Last = j
 		n.remote.mu.Unlock()
-		return j, nil
 	}
-	return rj.Last, nil
+	return n.groupView(ctx, rj), nil
+}
+
+// groupView is how the requester shows a remote job. Rank 0 of a
+// distributed job stands for the whole job, as torchrun's launcher does:
+// it is not done until every rank is, a rank's failure is its failure,
+// and its result is a directory holding every rank's result by rank
+// ("rank-0", "rank-1", ...).
+func (n *Node) groupView(ctx context.Context, rj *remoteJob) *jobs.Job {
+	n.remote.mu.Lock()
+	if rj.Last == nil || len(rj.Group) < 2 || rj.Rank != 0 {
+		defer n.remote.mu.Unlock()
+		return rj.Last
+	}
+	j := *rj.Last
+	results := map[string]cid.Cid{}
+	var waiting []string
+	for r, id := range rj.Group {
+		other := n.remote.jobs[id]
+		switch {
+		case other == nil || other.Last == nil || !other.Last.State.Terminal():
+			waiting = append(waiting, strconv.Itoa(r))
+		case other.Last.State != jobs.Completed:
+			if j.State == jobs.Completed || !j.State.Terminal() {
+				j.State = other.Last.State
+				j.Reason = fmt.Sprintf("rank %d on provider %s %s: %s", r, other.Provider, other.Last.State, other.Last.Reason)
+			}
+		default:
+			if c, err := cid.Decode(other.Last.ResultCID); err == nil {
+				results[fmt.Sprintf("rank-%d", r)] = c
+			}
+		}
+	}
+	cached := rj.GroupResult
+	n.remote.mu.Unlock()
+	if j.State != jobs.Completed {
+		return &j
+	}
+	if len(waiting) > 0 {
+		j.State, j.Reason, j.ResultCID = jobs.Running, "rank 0 done; waiting for ranks "+strings.Join(waiting, ", "), ""
+		return &j
+	}
+	if cached == "" {
+		dir, err := n.content.Directory(ctx, results)
+		if err != nil {
+			j.State, j.Reason, j.ResultCID = jobs.Uploading, "making the result directory: "+err.Error(), ""
+			return &j
+		}
+		cached = dir.String()
+		n.remote.mu.Lock()
+		rj.GroupResult = cached
+		n.remote.mu.Unlock()
+		n.saveRemote(rj)
+	}
+	j.ResultCID = cached
+	return &j
 }
 
 // remoteLogs copies a remote job's output; follow keeps asking until it

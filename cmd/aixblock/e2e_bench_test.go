@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,15 +62,22 @@ func BenchmarkE2E(b *testing.B) {
 	}
 }
 
-// BenchmarkGangStart times a two-rank distributed job across two providers
-// from submit (two deals, funding, prepare, go) to both ranks running.
+// BenchmarkGangStart times a distributed job of 2 and 3 ranks across as
+// many providers from submit (the deals from one offer, funding, prepare,
+// go) to every rank running.
 func BenchmarkGangStart(b *testing.B) {
 	ddpImage(b)
-	repos, _ := ddpNetwork(b)
-	req := repos[2]
+	for _, nodes := range []int{2, 3} {
+		b.Run(fmt.Sprintf("nodes=%d", nodes), func(b *testing.B) { gangStart(b, nodes) })
+	}
+}
+
+func gangStart(b *testing.B, nodes int) {
+	repos, _ := ddpNetwork(b, nodes)
+	req := repos[nodes]
 	spec := filepath.Join(b.TempDir(), "ddp.yaml")
-	os.WriteFile(spec, []byte("name: ddp\nimage: aixblock-test/ddp:latest\nresources: {gpus: 1, memory_mib: 128}\n"+
-		"distributed: {nodes: 2}\nmax_price: \"20\"\nenv: {STEPS: \"50\"}\n"), 0o600)
+	os.WriteFile(spec, []byte(fmt.Sprintf("name: ddp\nimage: aixblock-test/ddp:latest\nresources: {gpus: 1, memory_mib: 128}\n"+
+		"distributed: {nodes: %d}\nmax_price: \"20\"\nenv: {STEPS: \"50\"}\n", nodes)), 0o600)
 	const n = 8
 	for range b.N {
 		var times []time.Duration
@@ -88,7 +96,7 @@ func BenchmarkGangStart(b *testing.B) {
 						running++
 					}
 				}
-				if running >= 2*(i+1) {
+				if running >= nodes*(i+1) {
 					break
 				}
 				time.Sleep(10 * time.Millisecond)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/big"
+	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -429,57 +431,108 @@ func TestProviderRedeemsOnItsOwn(t *testing.T) {
 // A distributed job across two providers: a deal per rank, a gang start,
 // the launcher contract; the ranks train one model (identical weights),
 // rank 0's model comes back as the result.
+// A distributed job over 2 and 3 providers: each rank trains on its own
+// shard of one input CID; the ranks' final weights are identical and
+// close to the model the shards were drawn from; the result is one
+// directory holding every rank's outputs by rank.
 func TestDistributedJob(t *testing.T) {
 	ddpImage(t)
-	repos, _ := ddpNetwork(t)
-	req := repos[2]
-	spec := filepath.Join(t.TempDir(), "ddp.yaml")
-	os.WriteFile(spec, []byte("name: ddp\nimage: aixblock-test/ddp:latest\nresources: {gpus: 1, memory_mib: 128}\n"+
-		"distributed: {nodes: 2, framework: pytorch}\nmax_price: \"20\"\nenv: {STEPS: \"200\"}\n"), 0o600)
-	id := strings.TrimSpace(mustRun(t, req, "job", "submit", spec))
-	s := waitState(t, req, id, terminal)
-	if s.State != "completed" {
-		t.Fatalf("rank 0: %+v\n%s", s, mustRun(t, req, "job", "logs", id))
-	}
-	var list []struct {
-		ID    string `json:"id"`
-		State string `json:"state"`
-	}
-	runJSON(t, req, &list, "job", "list")
-	for _, j := range list {
-		if st := waitState(t, req, j.ID, terminal); st.State != "completed" {
-			t.Fatalf("rank job %s: %+v", j.ID, st)
-		}
-	}
-	// Every rank's final weights, from rank 0's combined logs.
-	var weights []string
-	for _, l := range strings.Split(mustRun(t, req, "job", "logs", id), "\n") {
-		if i := strings.Index(l, "final "); i >= 0 {
-			var m struct{ Weights []float64 }
-			json.Unmarshal([]byte(l[i+len("final "):]), &m)
-			weights = append(weights, fmt.Sprint(m.Weights))
-		}
-	}
-	if len(weights) != 2 || weights[0] != weights[1] {
-		t.Fatalf("ranks' final weights: %v", weights)
-	}
-	// Rank 0's logs show every rank's lines, prefixed by rank.
-	if l := mustRun(t, req, "job", "logs", id); !strings.Contains(l, "[rank 0] rank 0 of 2") || !strings.Contains(l, "[rank 1] rank 1 of 2") {
-		t.Fatalf("logs of the distributed job:\n%s", l)
-	}
-	out := filepath.Join(t.TempDir(), "out")
-	mustRun(t, req, "job", "results", id, "-o", out)
-	if b, err := os.ReadFile(filepath.Join(out, "model.json")); err != nil || !strings.Contains(string(b), "weights") {
-		t.Fatalf("model.json: %v %s", err, b)
+	for _, nodes := range []int{2, 3} {
+		t.Run(fmt.Sprintf("%d providers", nodes), func(t *testing.T) {
+			repos, _ := ddpNetwork(t, nodes)
+			req := repos[nodes]
+			truth := []float64{1.5, 0.5, -2, 0.25} // not the workload's own
+			shards := t.TempDir()
+			rng := rand.New(rand.NewSource(int64(nodes)))
+			for r := 0; r < nodes; r++ {
+				var b strings.Builder
+				for i := 0; i < 200; i++ {
+					x := []float64{rng.Float64()*2 - 1, rng.Float64()*2 - 1, rng.Float64()*2 - 1}
+					y := truth[3] + truth[0]*x[0] + truth[1]*x[1] + truth[2]*x[2] + rng.NormFloat64()*0.01
+					fmt.Fprintf(&b, "%g,%g,%g,%g\n", x[0], x[1], x[2], y)
+				}
+				os.WriteFile(filepath.Join(shards, fmt.Sprintf("shard-%d.csv", r)), []byte(b.String()), 0o644)
+			}
+			var added struct {
+				CID string `json:"cid"`
+			}
+			runJSON(t, req, &added, "data", "add", shards)
+			spec := filepath.Join(t.TempDir(), "ddp.yaml")
+			os.WriteFile(spec, []byte(fmt.Sprintf("name: ddp\nimage: aixblock-test/ddp:latest\nresources: {gpus: 1, memory_mib: 128}\n"+
+				"distributed: {nodes: %d, framework: pytorch}\nmax_price: \"20\"\n"+
+				"inputs: [{cid: %s, path: /inputs/shards}]\n"+
+				"env: {STEPS: \"300\", SHARD: \"/inputs/shards/shard-{rank}.csv\"}\n", nodes, added.CID)), 0o600)
+			id := strings.TrimSpace(mustRun(t, req, "job", "submit", spec))
+			s := waitState(t, req, id, terminal)
+			if s.State != "completed" {
+				t.Fatalf("rank 0: %+v\n%s", s, mustRun(t, req, "job", "logs", id))
+			}
+			var list []struct {
+				ID       string `json:"id"`
+				State    string `json:"state"`
+				Provider string `json:"provider"`
+			}
+			runJSON(t, req, &list, "job", "list")
+			provs := map[string]bool{}
+			for _, j := range list {
+				if st := waitState(t, req, j.ID, terminal); st.State != "completed" {
+					t.Fatalf("rank job %s: %+v", j.ID, st)
+				}
+				provs[j.Provider] = true
+			}
+			if len(list) != nodes || len(provs) != nodes {
+				t.Fatalf("%d rank jobs on %d providers, want %d on %d", len(list), len(provs), nodes, nodes)
+			}
+			// Every rank's final weights, from rank 0's combined logs.
+			logs := mustRun(t, req, "job", "logs", id)
+			var weights []string
+			for _, l := range strings.Split(logs, "\n") {
+				if i := strings.Index(l, "final "); i >= 0 {
+					var m struct{ Weights []float64 }
+					json.Unmarshal([]byte(l[i+len("final "):]), &m)
+					weights = append(weights, fmt.Sprint(m.Weights))
+					for k, w := range m.Weights {
+						if math.Abs(w-truth[k]) > 0.05 {
+							t.Fatalf("weight %d = %g, want %g: %s", k, w, truth[k], l)
+						}
+					}
+				}
+			}
+			if len(weights) != nodes {
+				t.Fatalf("%d final lines in the logs:\n%s", len(weights), logs)
+			}
+			for _, w := range weights {
+				if w != weights[0] {
+					t.Fatalf("ranks' final weights differ: %v", weights)
+				}
+			}
+			// Rank 0's logs show every rank's lines, prefixed by rank.
+			for r := 0; r < nodes; r++ {
+				if want := fmt.Sprintf("[rank %d] rank %d of %d: 200 samples", r, r, nodes); !strings.Contains(logs, want) {
+					t.Fatalf("no %q in the logs of the distributed job:\n%s", want, logs)
+				}
+			}
+			// The result: a directory with every rank's outputs by rank.
+			out := filepath.Join(t.TempDir(), "out")
+			mustRun(t, req, "job", "results", id, "-o", out)
+			if b, err := os.ReadFile(filepath.Join(out, "rank-0", "model.json")); err != nil || !strings.Contains(string(b), "weights") {
+				t.Fatalf("rank-0/model.json: %v %s", err, b)
+			}
+			for r := 0; r < nodes; r++ {
+				if st, err := os.Stat(filepath.Join(out, fmt.Sprintf("rank-%d", r))); err != nil || !st.IsDir() {
+					t.Fatalf("rank-%d in the result: %v", r, err)
+				}
+			}
+		})
 	}
 }
 
-// ddpNetwork starts a dev chain, two providers that allow distributed jobs
+// ddpNetwork starts a dev chain, providers that allow distributed jobs
 // and a requester; it returns the repos (providers first) and daemons.
-func ddpNetwork(t testing.TB) ([]string, []*daemon) {
+func ddpNetwork(t testing.TB, providers int) ([]string, []*daemon) {
 	t.Helper()
 	info, file := startDevchain(t)
-	repos := make([]string, 3)
+	repos := make([]string, providers+1)
 	var daemons []*daemon
 	var boot string
 	for i := range repos {
@@ -487,11 +540,11 @@ func ddpNetwork(t testing.TB) ([]string, []*daemon) {
 		os.WriteFile(key, []byte(info.Accounts[i+1].PrivateKey), 0o600)
 		repos[i] = filepath.Join(t.TempDir(), "repo")
 		args := []string{"init", "--network", "e2eddp", "--devchain", file, "--wallet-key", key}
-		if i < 2 {
+		if i < providers {
 			args = append(args, "--gpu-mock", "dgxh100", "--price", "*=10")
 		}
 		mustRun(t, repos[i], args...)
-		if i < 2 {
+		if i < providers {
 			setConfig(t, repos[i], func(c map[string]any) {
 				m := c["market"].(map[string]any)
 				m["host_network"] = true
@@ -514,8 +567,8 @@ func ddpNetwork(t testing.TB) ([]string, []*daemon) {
 		var found struct {
 			Providers []struct{} `json:"providers"`
 		}
-		runJSON(t, repos[2], &found, "market", "providers")
-		if len(found.Providers) == 2 || time.Now().After(deadline) {
+		runJSON(t, repos[providers], &found, "market", "providers")
+		if len(found.Providers) == providers || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -546,11 +599,11 @@ func ddpImage(t testing.TB) {
 // Killing one rank's provider fails the distributed job on every rank.
 func TestDistributedRankLost(t *testing.T) {
 	ddpImage(t)
-	repos, daemons := ddpNetwork(t)
-	req := repos[2]
+	repos, daemons := ddpNetwork(t, 3)
+	req := repos[3]
 	spec := filepath.Join(t.TempDir(), "ddp.yaml")
 	os.WriteFile(spec, []byte("name: ddp\nimage: aixblock-test/ddp:latest\nresources: {gpus: 1, memory_mib: 128}\n"+
-		"distributed: {nodes: 2}\nmax_price: \"20\"\nenv: {STEPS: \"100000\", STEP_DELAY_MS: \"10\"}\n"), 0o600)
+		"distributed: {nodes: 3}\nmax_price: \"20\"\nenv: {STEPS: \"100000\", STEP_DELAY_MS: \"10\"}\n"), 0o600)
 	id := strings.TrimSpace(mustRun(t, req, "job", "submit", spec))
 	waitState(t, req, id, func(s string) bool { return s == "running" })
 	var list []struct {
@@ -558,19 +611,22 @@ func TestDistributedRankLost(t *testing.T) {
 		Provider string `json:"provider"`
 	}
 	runJSON(t, req, &list, "job", "list")
-	if len(list) != 2 {
-		t.Fatalf("%d rank jobs", len(list))
-	}
-	if list[0].Provider == list[1].Provider {
-		t.Fatalf("both ranks on one provider although two had room: %+v", list)
-	}
-	// Kill the provider of rank 1 (not rank 0's): rank 0 must fail too.
-	var p0 idInfo
-	runJSON(t, repos[0], &p0, "id")
-	victim := 1
+	provs := map[string]bool{}
 	for _, j := range list {
-		if j.ID != id && j.Provider == p0.PeerID {
-			victim = 0
+		provs[j.Provider] = true
+	}
+	if len(list) != 3 || len(provs) != 3 {
+		t.Fatalf("%d rank jobs on %d providers, want 3 on 3 (all had room): %+v", len(list), len(provs), list)
+	}
+	// Kill the provider of a rank other than rank 0: every rank must fail.
+	victim := -1
+	for i := 0; i < 3 && victim < 0; i++ {
+		var p idInfo
+		runJSON(t, repos[i], &p, "id")
+		for _, j := range list {
+			if j.ID != id && j.Provider == p.PeerID {
+				victim = i
+			}
 		}
 	}
 	t.Logf("ranks %+v; killing provider %d", list, victim)

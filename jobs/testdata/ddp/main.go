@@ -1,11 +1,12 @@
 // Command ddp is the distributed test workload: synchronous data-parallel
 // SGD for a linear regression, over plain TCP, from the launcher contract
 // alone (MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK). Each rank reads its
-// shard from /inputs/shard.csv (x1,x2,x3,y per line) or, without one,
+// shard from $SHARD or /inputs/shard.csv (x1,x2,x3,y per line) or, without one,
 // makes a deterministic shard of its own; every step the gradients are
 // all-reduced through rank 0 (sum, then the average back to all); rank 0
 // writes the model to $OUTPUT_DIR/model.json (default /outputs). With the
-// argument "tfcheck" it checks TF_CONFIG instead.
+// argument "tfcheck" it checks TF_CONFIG instead; "tcpcopy ADDR" is the
+// baseline for its all-reduce figure (a plain TCP copy, see tcpcopy).
 package main
 
 import (
@@ -22,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 const dim = 3 // weights, plus a bias
@@ -51,6 +53,10 @@ func fail(format string, a ...any) {
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "tfcheck" {
 		tfcheck()
+		return
+	}
+	if len(os.Args) > 2 && os.Args[1] == "tcpcopy" {
+		tcpcopy(os.Args[2])
 		return
 	}
 	world, rank := atoi("WORLD_SIZE", 1), atoi("RANK", 0)
@@ -94,43 +100,28 @@ func main() {
 		peers = []net.Conn{c}
 	}
 
+	// PAD extra zero parameters ride along in every all-reduce, to size it
+	// like a bigger model's gradients (for throughput figures).
+	n := dim + 1 + atoi("PAD", 0)
 	w := make([]float64, dim+1)
-	buf := make([]float64, dim+1)
+	ar := newAllReduce(peers, rank, world, n)
+	g := make([]float64, n)
 	start := time.Now()
 	for step := 0; step < steps; step++ {
-		g := gradient(w, xs, ys)
-		if rank == 0 {
-			for i, c := range peers {
-				if err := binary.Read(c, binary.LittleEndian, buf); err != nil {
-					fail("rank %d lost at step %d: %v", i+1, step, err)
-				}
-				for k := range g {
-					g[k] += buf[k]
-				}
-			}
-			for k := range g {
-				g[k] /= float64(world)
-			}
-			for i, c := range peers {
-				if err := binary.Write(c, binary.LittleEndian, g); err != nil {
-					fail("rank %d lost at step %d: %v", i+1, step, err)
-				}
-			}
-		} else {
-			if err := binary.Write(peers[0], binary.LittleEndian, g); err != nil {
-				fail("master lost at step %d: %v", step, err)
-			}
-			if err := binary.Read(peers[0], binary.LittleEndian, g); err != nil {
-				fail("master lost at step %d: %v", step, err)
-			}
+		copy(g, gradient(w, xs, ys))
+		clear(g[dim+1:])
+		if err := ar.run(g); err != nil {
+			fail("step %d: %v", step, err)
 		}
 		for k := range w {
 			w[k] -= lr * g[k]
 		}
 		time.Sleep(delay)
 	}
+	elapsed := time.Since(start).Seconds()
 	out, _ := json.Marshal(map[string]any{"rank": rank, "weights": w, "steps": steps,
-		"allreduce_per_s": float64(steps) / time.Since(start).Seconds()})
+		"allreduce_per_s":     float64(steps) / elapsed,
+		"allreduce_mib_per_s": float64(steps*n*8) / elapsed / (1 << 20)})
 	fmt.Printf("final %s\n", out)
 	if rank == 0 {
 		dir := env("OUTPUT_DIR", "/outputs")
@@ -140,11 +131,22 @@ func main() {
 	}
 }
 
-// shard reads /inputs/shard.csv, or makes rank's own deterministic data.
+// shard reads $SHARD ("{rank}" in it becomes the rank; it must exist
+// when set), else /inputs/shard.csv, else makes rank's own deterministic
+// data.
 func shard(rank int) ([][]float64, []float64) {
 	var xs [][]float64
 	var ys []float64
-	if f, err := os.Open(env("SHARD", "/inputs/shard.csv")); err == nil {
+	path, must := os.Getenv("SHARD"), true
+	if path == "" {
+		path, must = "/inputs/shard.csv", false
+	}
+	path = strings.ReplaceAll(path, "{rank}", strconv.Itoa(rank))
+	f, err := os.Open(path)
+	if err != nil && must {
+		fail("shard: %v", err)
+	}
+	if err == nil {
 		defer f.Close()
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
@@ -154,7 +156,9 @@ func shard(rank int) ([][]float64, []float64) {
 			}
 			row := make([]float64, dim+1)
 			for i, p := range parts {
-				row[i], _ = strconv.ParseFloat(p, 64)
+				if row[i], err = strconv.ParseFloat(p, 64); err != nil {
+					fail("shard %s: %v", path, err)
+				}
 			}
 			xs, ys = append(xs, row[:dim]), append(ys, row[dim])
 		}
@@ -249,4 +253,106 @@ func tfcheck() {
 	}
 	time.Sleep(time.Second) // let the others finish dialing us
 	fmt.Printf("tfcheck ok: worker %d of %d reached every other\n", me, len(tf.Cluster.Worker))
+}
+
+// allReduce averages a vector over the ranks through rank 0, pipelined
+// in chunks: the others send their whole vector while they read the
+// averages back; rank 0 sums each chunk as it arrives from every rank and
+// sends that chunk's average back at once, so both directions of every
+// connection stay busy. Values travel as the host's float64 bytes
+// (little-endian on every platform this runs on), without copying.
+type allReduce struct {
+	peers       []net.Conn // rank 0: the others, by rank-1; others: [master]
+	rank, world int
+	tmp         []float64
+}
+
+const chunk = 1 << 17 // float64s: 1 MiB
+
+func newAllReduce(peers []net.Conn, rank, world, n int) *allReduce {
+	return &allReduce{peers: peers, rank: rank, world: world, tmp: make([]float64, n)}
+}
+
+func bytesOf(v []float64) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 8*len(v))
+}
+
+func (a *allReduce) run(g []float64) error {
+	if a.rank != 0 {
+		sent := make(chan error, 1)
+		go func() {
+			_, err := a.peers[0].Write(bytesOf(g))
+			sent <- err
+		}()
+		_, err := io.ReadFull(a.peers[0], bytesOf(a.tmp))
+		if werr := <-sent; err == nil {
+			err = werr
+		}
+		if err != nil {
+			return fmt.Errorf("master lost: %w", err)
+		}
+		copy(g, a.tmp)
+		return nil
+	}
+	for lo := 0; lo < len(g); lo += chunk {
+		hi := min(lo+chunk, len(g))
+		part, buf := g[lo:hi], a.tmp[lo:hi]
+		for i, c := range a.peers {
+			if _, err := io.ReadFull(c, bytesOf(buf)); err != nil {
+				return fmt.Errorf("rank %d lost: %w", i+1, err)
+			}
+			for k, x := range buf {
+				part[k] += x
+			}
+		}
+		for k := range part {
+			part[k] /= float64(a.world)
+		}
+		for i, c := range a.peers {
+			if _, err := c.Write(bytesOf(part)); err != nil {
+				return fmt.Errorf("rank %d lost: %w", i+1, err)
+			}
+		}
+	}
+	return nil
+}
+
+// tcpcopy is the all-reduce figure's baseline: "tcpcopy listen:ADDR"
+// receives until EOF and prints the rate; "tcpcopy ADDR" sends $BYTES
+// (default 1 GiB) of zeros in 1 MiB writes.
+func tcpcopy(arg string) {
+	if addr, ok := strings.CutPrefix(arg, "listen:"); ok {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			fail("listen: %v", err)
+		}
+		fmt.Printf("listening %s\n", ln.Addr())
+		c, err := ln.Accept()
+		if err != nil {
+			fail("accept: %v", err)
+		}
+		start := time.Now()
+		n, err := io.Copy(io.Discard, c)
+		if err != nil {
+			fail("copy: %v", err)
+		}
+		el := time.Since(start).Seconds()
+		out, _ := json.Marshal(map[string]any{"bytes": n, "mib_per_s": float64(n) / el / (1 << 20)})
+		fmt.Printf("copied %s\n", out)
+		return
+	}
+	c, err := net.Dial("tcp", arg)
+	if err != nil {
+		fail("dial: %v", err)
+	}
+	buf := make([]byte, 1<<20)
+	for left := int64(atoi("BYTES", 1<<30)); left > 0; left -= int64(len(buf)) {
+		if _, err := c.Write(buf[:min(int64(len(buf)), left)]); err != nil {
+			fail("write: %v", err)
+		}
+	}
+	c.Close()
 }
