@@ -10,8 +10,10 @@ export CGO_CFLAGS := -Wno-deprecated-declarations
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/aixblock ./cmd/aixblock
 
+# Test artifacts (the dashboard's screenshots) land under artifacts/.
 test:
-	$(GO) test -count=1 -timeout 15m ./...
+	mkdir -p artifacts
+	$(GO) test -count=1 -timeout 15m -artifacts -outputdir $(CURDIR)/artifacts ./...
 
 # Set-up (Docker), a four-node testnet, and one job end to end from node0;
 # the testnet keeps running (./bin/aixblock testnet down stops it).

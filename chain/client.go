@@ -356,3 +356,40 @@ func (c *Client) event(l *types.Log) (Event, bool) {
 	}
 	return ev, true
 }
+
+// Redemption is one payment the escrow made to the wallet.
+type Redemption struct {
+	Channel common.Hash `json:"channel"`
+	Amount  *Amount     `json:"amount"`
+	Block   uint64      `json:"block"`
+	Time    time.Time   `json:"time"`
+	Tx      common.Hash `json:"tx"`
+}
+
+// Redemptions lists what the escrow paid the wallet as payee, oldest first,
+// from its Redeemed events, each with its block's time.
+func (c *Client) Redemptions(ctx context.Context) ([]Redemption, error) {
+	it, err := bind.FilterEvents(c.escrow, &bind.FilterOpts{Context: ctx}, c.esc.UnpackRedeemedEvent, nil, []any{c.w.Address()})
+	if err != nil {
+		return nil, fmt.Errorf("redemptions: %w", err)
+	}
+	defer it.Close()
+	times := map[uint64]time.Time{}
+	var out []Redemption
+	for it.Next() {
+		ev := it.Value()
+		n := ev.Raw.BlockNumber
+		if _, ok := times[n]; !ok {
+			h, err := c.b.HeaderByNumber(ctx, new(big.Int).SetUint64(n))
+			if err != nil {
+				return nil, fmt.Errorf("redemptions: block %d: %w", n, err)
+			}
+			times[n] = time.Unix(int64(h.Time), 0).UTC()
+		}
+		out = append(out, Redemption{Channel: ev.Channel, Amount: NewAmount(ev.Amount), Block: n, Time: times[n], Tx: ev.Raw.TxHash})
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("redemptions: %w", err)
+	}
+	return out, nil
+}

@@ -71,6 +71,14 @@ func TestDevChainOverHTTP(t *testing.T) {
 	if got := new(big.Int).Sub(after, before); got.Cmp(big.NewInt(1_250_000)) != 0 {
 		t.Fatalf("payee got %s, want 1250000", got)
 	}
+	// The payee's earnings; the payer earned nothing.
+	red, err := payee.Redemptions(ctx)
+	if err != nil || len(red) != 1 || red[0].Amount.Big().Cmp(big.NewInt(1_250_000)) != 0 || red[0].Time.IsZero() {
+		t.Fatalf("payee's redemptions %+v, %v", red, err)
+	}
+	if red, err := payer.Redemptions(ctx); err != nil || len(red) != 0 {
+		t.Fatalf("payer's redemptions %+v, %v", red, err)
+	}
 	if crypto.PubkeyToAddress(DevKey(1).PublicKey) != dc.Info.Accounts[1].Address {
 		t.Fatal("dev account keys are not the derived ones")
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -86,24 +87,39 @@ func (n *Node) apiHandler() http.Handler {
 	n.walletRoutes(auth)
 	n.marketRoutes(auth)
 	n.jobRoutes(auth)
+	n.dashboardRoutes(mux, auth)
 	auth.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, apiError{fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	})
 	mux.Handle("/", n.requireToken(auth))
-	return n.countRequests(mux)
+	return n.countRequests(n.checkHost(mux))
 }
 
-// requireToken checks the bearer token in constant time.
+// requireToken checks the bearer token, or the dashboard's session cookie,
+// in constant time. A state-changing request on the cookie must also carry
+// the dashboard's own header (cross-site request forgery).
 func (n *Node) requireToken(next http.Handler) http.Handler {
 	want := []byte("Bearer " + n.repo.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="aixblock"`)
-			writeJSON(w, http.StatusUnauthorized, apiError{"missing or wrong API token (see " + TokenFile + " in the repo)"})
+		if subtle.ConstantTimeCompare(got, want) == 1 {
+			next.ServeHTTP(w, r)
 			return
 		}
-		next.ServeHTTP(w, r)
+		if c, err := r.Cookie(sessionCookie); err == nil && subtle.ConstantTimeCompare([]byte(c.Value), []byte(n.repo.Token)) == 1 {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Header.Get(csrfHeader) == "" {
+				writeJSON(w, http.StatusForbidden, apiError{"a state-changing request on the session cookie needs the " + csrfHeader + " header"})
+				return
+			}
+			next.ServeHTTP(w, r)
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, "/ui/") {
+			loginPage(w, http.StatusUnauthorized, "You are not signed in.")
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="aixblock"`)
+		writeJSON(w, http.StatusUnauthorized, apiError{"missing or wrong API token (see " + TokenFile + " in the repo)"})
 	})
 }
 
@@ -211,7 +227,8 @@ func routeLabel(path string) string {
 		"/v1/data/add", "/v1/data/get", "/v1/data/cat", "/v1/data/ls", "/v1/data/pin/add",
 		"/v1/data/pin/rm", "/v1/data/pin/ls", "/v1/data/export", "/v1/data/import", "/v1/data/gc",
 		"/v1/wallet", "/v1/wallet/channels", "/v1/wallet/deposit", "/v1/wallet/voucher", "/v1/wallet/redeem",
-		"/v1/wallet/close", "/v1/wallet/withdraw", "/v1/market/providers", "/v1/market/offer", "/v1/market/deals", "/v1/jobs":
+		"/v1/wallet/close", "/v1/wallet/withdraw", "/v1/market/providers", "/v1/market/offer", "/v1/market/deals", "/v1/jobs",
+		"/v1/wallet/earnings", "/v1/testnet", "/ui/", "/ui/login":
 		return path
 	}
 	return "other"

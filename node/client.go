@@ -277,3 +277,6 @@ func (c *Client) JobLogs(ctx context.Context, id string, follow bool, w io.Write
 	_, err = io.Copy(w, resp.Body)
 	return err
 }
+
+// LoginURL opens the dashboard signed in (it carries the API token).
+func (c *Client) LoginURL() string { return LoginURL(c.base, c.token) }

@@ -169,7 +169,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	n.log.Info("daemon ready", "peer_id", n.p2p.Host.ID(), "network", n.p2p.Network(),
-		"api", n.APIURL(), "addrs", n.p2p.Host.Addrs())
+		"api", n.APIURL(), "dashboard", n.APIURL()+"/ui/ (aixblock dashboard prints a login link)", "addrs", n.p2p.Host.Addrs())
 
 	mctx, stopMarket := context.WithCancel(ctx)
 	marketDone := make(chan struct{})

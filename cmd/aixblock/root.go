@@ -43,6 +43,7 @@ func newRootCmd() *cobra.Command {
 		newMarketCmd(g),
 		newJobCmd(g),
 		newTestnetCmd(g),
+		newDashboardCmd(g),
 	)
 	return root
 }
