@@ -1,6 +1,8 @@
 // Package node is the daemon: its repo directory (identity, config, API
 // token, lock), the wiring of every service in one readable New and Run, the
-// local HTTP API with its client, and metrics.
+// local HTTP API with its client, metrics, and the web dashboard (plain
+// HTML, CSS and JavaScript in dashboard/, embedded, served on the API
+// address behind the same token).
 //
 // Services start in order and stop in reverse. No other package imports
 // node; the CLI talks to a running daemon only through Client.
