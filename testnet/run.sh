@@ -43,6 +43,7 @@ The testnet keeps running. Try:
   $bin --repo $dir/node0 market providers
   $bin --repo $dir/node1 wallet channels
   $bin testnet status
+  $bin --repo $dir/node3 dashboard --open      (the web dashboard; prints the link without --open)
 Stop it with:
   $bin testnet down        (add --purge to delete $dir)
 MSG
