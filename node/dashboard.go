@@ -168,6 +168,7 @@ func (n *Node) handleJobEvents(w http.ResponseWriter, r *http.Request) {
 		return rc.Flush() == nil
 	}
 	pr, pw := io.Pipe()
+	defer pr.Close() // a client gone mid-stream unblocks the log writer
 	go func() {
 		local := false
 		if n.jobs != nil {
