@@ -177,7 +177,7 @@ collect:
 	for len(ranked) > 0 && len(deals) < count {
 		wave := ranked[:min(count-len(deals), len(ranked))]
 		ranked = ranked[len(wave):]
-		got := make([]*Deal, len(wave))
+		awarded := make([]*Deal, len(wave))
 		var wg sync.WaitGroup
 		for i := range wave {
 			wg.Add(1)
@@ -189,12 +189,12 @@ collect:
 					m.rep.NoShow(wave[i].bid.Provider)
 					return
 				}
-				got[i] = d
+				awarded[i] = d
 			}(i)
 		}
 		wg.Wait()
 		st.Awards += len(wave)
-		for _, d := range got {
+		for _, d := range awarded {
 			if d != nil {
 				deals = append(deals, d)
 				winners[d.Provider] = true

@@ -221,6 +221,9 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // routeLabel keeps the metric's label set small: unknown paths share one.
 func routeLabel(path string) string {
+	if strings.HasPrefix(path, "/ui/") && path != "/ui/login" {
+		return "/ui/"
+	}
 	switch path {
 	case "/healthz", "/metrics", "/v1/id", "/v1/peers", "/v1/peers/connect", "/v1/status",
 		"/v1/gpus", "/v1/gpus/events", "/v1/gpus/inject", "/v1/gpus/reset-health",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
@@ -92,14 +93,7 @@ func (n *Node) jobRoutes(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET /v1/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		if n.jobs != nil {
-			if j, err := n.jobs.Get(id); err == nil {
-				jobReply(w, j, nil)
-				return
-			}
-		}
-		j, err := n.remoteJobByID(r.Context(), id)
+		j, err := n.lookupJob(r.Context(), r.PathValue("id"))
 		jobReply(w, j, err)
 	})
 	mux.HandleFunc("POST /v1/jobs/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
@@ -116,23 +110,36 @@ func (n *Node) jobRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("GET /v1/jobs/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
-		follow := r.URL.Query().Get("follow") == "1"
-		if n.jobs == nil || func() bool { _, err := n.jobs.Get(id); return err != nil }() {
-			n.remote.mu.Lock()
-			_, remote := n.remote.jobs[id]
-			n.remote.mu.Unlock()
-			if !remote {
-				jobReply(w, nil, fmt.Errorf("%w: %s", jobs.ErrNotFound, id))
-				return
-			}
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			n.remoteLogs(r.Context(), id, follow, flushWriter{w})
+		if _, err := n.lookupJob(r.Context(), id); err != nil {
+			jobReply(w, nil, err)
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
-		n.jobs.Logs(r.Context(), id, follow, flushWriter{w})
+		n.jobLogs(r.Context(), id, r.URL.Query().Get("follow") == "1", flushWriter{w})
 	})
+}
+
+// lookupJob is a job as the API shows it: this node's own, else one it
+// runs elsewhere through the market.
+func (n *Node) lookupJob(ctx context.Context, id string) (*Job, error) {
+	if n.jobs != nil {
+		if j, err := n.jobs.Get(id); err == nil {
+			return j, nil
+		}
+	}
+	return n.remoteJobByID(ctx, id)
+}
+
+// jobLogs copies a job's output to w, local or remote; follow keeps going
+// until the job ends.
+func (n *Node) jobLogs(ctx context.Context, id string, follow bool, w io.Writer) error {
+	if n.jobs != nil {
+		if _, err := n.jobs.Get(id); err == nil {
+			return n.jobs.Logs(ctx, id, follow, w)
+		}
+	}
+	return n.remoteLogs(ctx, id, follow, w)
 }
 
 type flushWriter struct{ w http.ResponseWriter }

@@ -188,7 +188,7 @@ func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec) (*jobs.Job, erro
 	// takes one rank); a provider with room takes the rest.
 	deals, err := n.dealsWithin(ctx, spec, nil, -1, nodes)
 	if err != nil {
-		return nil, fmt.Errorf("rank 0: %w", err)
+		return nil, fmt.Errorf("no deal for any of the %d ranks: %w", nodes, err)
 	}
 	var used []string
 	for _, d := range deals {
@@ -204,14 +204,15 @@ func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec) (*jobs.Job, erro
 		}
 		deals = append(deals, more...)
 	}
+	// Each channel is funded for all of this job's ranks on it: the
+	// earlier ranks' deals are not running yet, so committedRunning
+	// does not count them.
+	var funded []market.Deal
 	for r, d := range deals[:nodes] {
-		var pending []market.Deal
-		for _, p := range deals[:r] {
-			pending = append(pending, *p)
-		}
-		if err := n.fundChannel(ctx, *d, pending...); err != nil {
+		if err := n.fundChannel(ctx, *d, funded...); err != nil {
 			return nil, fmt.Errorf("rank %d: %w", r, err)
 		}
+		funded = append(funded, *d)
 		ranks[r].deal = *d
 		ranks[r].prov, _ = peer.Decode(d.Provider)
 	}

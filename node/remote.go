@@ -743,7 +743,7 @@ func (n *Node) groupView(ctx context.Context, rj *remoteJob) *jobs.Job {
 	}
 	j := *rj.Last
 	results := map[string]cid.Cid{}
-	var waiting []string
+	var waiting, noResult []string
 	for r, id := range rj.Group {
 		other := n.remote.jobs[id]
 		switch {
@@ -755,9 +755,12 @@ func (n *Node) groupView(ctx context.Context, rj *remoteJob) *jobs.Job {
 				j.Reason = fmt.Sprintf("rank %d on provider %s %s: %s", r, other.Provider, other.Last.State, other.Last.Reason)
 			}
 		default:
-			if c, err := cid.Decode(other.Last.ResultCID); err == nil {
-				results[fmt.Sprintf("rank-%d", r)] = c
+			c, err := cid.Decode(other.Last.ResultCID)
+			if err != nil {
+				noResult = append(noResult, strconv.Itoa(r))
+				continue
 			}
+			results[fmt.Sprintf("rank-%d", r)] = c
 		}
 	}
 	cached := rj.GroupResult
@@ -767,6 +770,13 @@ func (n *Node) groupView(ctx context.Context, rj *remoteJob) *jobs.Job {
 	}
 	if len(waiting) > 0 {
 		j.State, j.Reason, j.ResultCID = jobs.Running, "rank 0 done; waiting for ranks "+strings.Join(waiting, ", "), ""
+		return &j
+	}
+	if len(noResult) > 0 {
+		// A completed rank always reports its outputs' CID; one without is
+		// a provider's fault, not a result to leave out quietly.
+		j.State, j.ResultCID = jobs.Failed, ""
+		j.Reason = "ranks " + strings.Join(noResult, ", ") + " completed without a result CID (a provider fault: run the job again)"
 		return &j
 	}
 	if cached == "" {

@@ -145,6 +145,13 @@ func TestDashboard(t *testing.T) {
 		t.Fatalf("form error %q, CLI error %q", pageErr, cliErr)
 	}
 	screenshot(t, ctx, "submit-error")
+	// Every form field has its label; the page has one top heading.
+	unlabelled, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("input")]
+		.filter(i => !document.querySelector('label[for="' + i.id + '"]')).map(i => i.name || "?")
+		.concat(document.querySelectorAll("h1").length === 1 ? [] : ["h1 count"])`))
+	if err != nil || len(unlabelled) > 0 {
+		t.Fatalf("submit form: unlabelled %v (err %v)", unlabelled, err)
+	}
 
 	submit(jobImage, "sleep 3s", "1", "5")
 	textOf(t, ctx, "#job-state", 30*time.Second, func(s string) bool { return s != "" })

@@ -1,0 +1,48 @@
+package node
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/aixblock/aixblock/jobs"
+)
+
+// Rank 0's view stands for the whole distributed job: not done while a
+// rank runs, failed when a rank failed or came back without a result.
+func TestGroupView(t *testing.T) {
+	const cidA = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+	for _, c := range []struct {
+		name         string
+		rank0, rank1 jobs.Job
+		state        jobs.State
+		reason       string
+	}{
+		{"rank 1 still running", jobs.Job{State: jobs.Completed, ResultCID: cidA}, jobs.Job{State: jobs.Running},
+			jobs.Running, "waiting for ranks 1"},
+		{"rank 1 failed", jobs.Job{State: jobs.Running}, jobs.Job{State: jobs.Failed, Reason: "exited with code 3"},
+			jobs.Failed, "rank 1 on provider P1 failed: exited with code 3"},
+		{"rank 0 failed first", jobs.Job{State: jobs.Failed, Reason: "out of memory"}, jobs.Job{State: jobs.Failed, Reason: "another rank failed"},
+			jobs.Failed, "out of memory"},
+		{"rank 1 without a result", jobs.Job{State: jobs.Completed, ResultCID: cidA}, jobs.Job{State: jobs.Completed},
+			jobs.Failed, "ranks 1 completed without a result CID"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			group := []string{"j0", "j1"}
+			r0 := &remoteJob{ID: "j0", Provider: "P0", Last: &c.rank0, Group: group, Rank: 0}
+			r1 := &remoteJob{ID: "j1", Provider: "P1", Last: &c.rank1, Group: group, Rank: 1}
+			n := &Node{remote: &remote{jobs: map[string]*remoteJob{"j0": r0, "j1": r1}}}
+			got := n.groupView(context.Background(), r0)
+			if got.State != c.state || !strings.Contains(got.Reason, c.reason) {
+				t.Fatalf("view %s %q, want %s with %q", got.State, got.Reason, c.state, c.reason)
+			}
+			if got.State != jobs.Completed && got.ResultCID != "" {
+				t.Fatalf("an unfinished job shows result %s", got.ResultCID)
+			}
+			// Rank 1 is shown as itself.
+			if v := n.groupView(context.Background(), r1); v.State != c.rank1.State {
+				t.Fatalf("rank 1's view %s, want its own %s", v.State, c.rank1.State)
+			}
+		})
+	}
+}
