@@ -51,6 +51,17 @@ func (d *Docker) HasImage(ctx context.Context, image string) (bool, error) {
 	return false, fmt.Errorf("docker image inspect %s: %w", image, err)
 }
 
+func (d *Docker) ImageID(ctx context.Context, ref string) (string, error) {
+	res, err := d.c.ImageInspect(ctx, ref)
+	if isNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("docker image inspect %s: %w", ref, err)
+	}
+	return res.ID, nil
+}
+
 func (d *Docker) Pull(ctx context.Context, image string) error {
 	res, err := d.c.ImagePull(ctx, image, client.ImagePullOptions{})
 	if err != nil {

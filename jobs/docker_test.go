@@ -25,7 +25,18 @@ const testImage = "aixblock-test/jobprog:latest"
 var (
 	imageOnce sync.Once
 	imageErr  error
+	// jobprogBin is the static test program, built once per test binary
+	// (tests that craft image tarballs put it in their layers).
+	jobprogBin string
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if jobprogBin != "" {
+		os.RemoveAll(filepath.Dir(jobprogBin))
+	}
+	os.Exit(code)
+}
 
 // dockerOrSkip connects to the engine. Where .ci/run provides one
 // (AIXBLOCK_REQUIRE_DOCKER=1) a missing engine fails the test.
@@ -53,8 +64,8 @@ func buildTestImage(d *Docker) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "jobprog")
+	jobprogBin = bin
 	cmd := exec.Command("go", "build", "-o", bin, "./testdata/jobprog")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -89,6 +100,15 @@ func newTestManager(t *testing.T, rt Runtime, dir string) (*Manager, *content.St
 		t.Fatal(err)
 	}
 	return m, store
+}
+
+func mustSubmit(t *testing.T, m *Manager, s Spec) *Job {
+	t.Helper()
+	j, err := m.Submit(s, SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
 }
 
 func waitJob(t *testing.T, m *Manager, id string, limit time.Duration) *Job {
@@ -355,8 +375,18 @@ func TestImageByCID(t *testing.T) {
 	if l := logsOf(t, m, j.ID); j.State != Completed || !strings.Contains(l, "from a tarball") {
 		t.Fatalf("job %s %s, logs %q", j.State, j.Reason, l)
 	}
-	if ok, _ := d.HasImage(ctx, tag); !ok {
-		t.Fatal("the tarball's image was not loaded under its tag")
+	// Loaded under the daemon's CID-derived tag, never the tarball's own.
+	loaded := ipfsImageTag(root)
+	t.Cleanup(func() { d.Client().ImageRemove(context.Background(), loaded, client.ImageRemoveOptions{Force: true}) })
+	if ok, _ := d.HasImage(ctx, loaded); !ok {
+		t.Fatalf("the tarball's image was not loaded as %s", loaded)
+	}
+	if ok, _ := d.HasImage(ctx, tag); ok {
+		t.Fatalf("the tarball's own tag %s was written", tag)
+	}
+	// The same CID again runs the loaded image without fetching it.
+	if j = waitJob(t, m, mustSubmit(t, m, s).ID, time.Minute); j.State != Completed {
+		t.Fatalf("second run: %s %s", j.State, j.Reason)
 	}
 	// With a cache of 1 MiB the loaded image goes; the operator's own
 	// image (imported by the test, not fetched by a job) stays.
@@ -365,7 +395,7 @@ func TestImageByCID(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = small
-	if ok, _ := d.HasImage(ctx, tag); ok {
+	if ok, _ := d.HasImage(ctx, loaded); ok {
 		t.Fatal("the image cache kept an image over its bound")
 	}
 	if ok, _ := d.HasImage(ctx, testImage); !ok {
@@ -377,7 +407,7 @@ func TestImageByCID(t *testing.T) {
 	jr, _ := store.Add(ctx, junk, content.AddOptions{Pin: true})
 	s.Image = "ipfs://" + jr.String()
 	j, _ = m.Submit(s, SubmitOptions{})
-	if j = waitJob(t, m, j.ID, time.Minute); j.State != Failed || !strings.Contains(j.Reason, "not an image tarball") {
+	if j = waitJob(t, m, j.ID, time.Minute); j.State != Failed || !strings.Contains(j.Reason, "image tarball refused") {
 		t.Fatalf("junk image: %s %s", j.State, j.Reason)
 	}
 }

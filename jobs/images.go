@@ -6,12 +6,18 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
+
+	"github.com/ipfs/go-cid"
 )
 
 // cachedImage is an image this node pulled or loaded for a job (images an
 // operator put in the engine are never evicted).
 type cachedImage struct {
+	// ID is what the name pointed at when the manager fetched it; an
+	// ipfs:// image is reused only while its tag still names that ID.
+	ID       string    `json:"id,omitempty"`
 	Size     int64     `json:"size"`
 	LastUsed time.Time `json:"last_used"`
 }
@@ -28,7 +34,7 @@ func (m *Manager) loadImages() map[string]cachedImage {
 
 // noteImage records that the manager brought image into the engine, or
 // used one it brought earlier.
-func (m *Manager) noteImage(ctx context.Context, image string, fetched bool) {
+func (m *Manager) noteImage(ctx context.Context, image, id string, fetched bool) {
 	m.imgMu.Lock()
 	defer m.imgMu.Unlock()
 	imgs := m.loadImages()
@@ -36,6 +42,7 @@ func (m *Manager) noteImage(ctx context.Context, image string, fetched bool) {
 	if !known && !fetched {
 		return
 	}
+	c.ID = id
 	if size, err := m.cfg.Runtime.ImageSize(ctx, image); err == nil {
 		c.Size = size
 	}
@@ -50,6 +57,31 @@ func (m *Manager) saveImages(imgs map[string]cachedImage) {
 	if os.WriteFile(tmp, b, 0o600) == nil {
 		os.Rename(tmp, m.imagesPath())
 	}
+}
+
+// loadedImage is the ID of the ipfs:// image this manager loaded as tag,
+// if the engine still has it under that tag.
+func (m *Manager) loadedImage(ctx context.Context, tag string) string {
+	m.imgMu.Lock()
+	c, ok := m.loadImages()[tag]
+	m.imgMu.Unlock()
+	if !ok || c.ID == "" {
+		return ""
+	}
+	if id, err := m.cfg.Runtime.ImageID(ctx, tag); err == nil && id == c.ID {
+		return id
+	}
+	return ""
+}
+
+// cacheName is the name under which the cache knows a spec's image.
+func cacheName(image string) string {
+	if c, ok := strings.CutPrefix(image, "ipfs://"); ok {
+		if root, err := cid.Decode(c); err == nil {
+			return ipfsImageTag(root)
+		}
+	}
+	return image
 }
 
 // evictImages removes the least recently used images the manager fetched
@@ -71,7 +103,7 @@ func (m *Manager) evictImages(ctx context.Context) {
 	inUse := map[string]bool{}
 	for _, j := range m.List() {
 		if !j.State.Terminal() {
-			inUse[j.Spec.Image] = true
+			inUse[cacheName(j.Spec.Image)] = true
 		}
 	}
 	sort.Slice(names, func(a, b int) bool { return imgs[names[a]].LastUsed.Before(imgs[names[b]].LastUsed) })

@@ -1,11 +1,9 @@
 package jobs
 
 import (
-	"archive/tar"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/aixblock/aixblock/p2p/content"
@@ -42,6 +41,8 @@ type Config struct {
 	MaxLogBytes int64
 	// PidsLimit per container; zero means 512.
 	PidsLimit int64
+	// MaxImageMiB bounds an ipfs:// image tarball; zero means 20 GiB.
+	MaxImageMiB int64
 	// ImageCacheMiB bounds the images this node pulled or loaded for jobs;
 	// the least recently used go first. Zero means 20 GiB.
 	ImageCacheMiB int64
@@ -66,6 +67,7 @@ type Manager struct {
 	gates   map[string]chan []string // held jobs: the environment that lets them start
 	waiting map[string]bool          // held jobs prepared and waiting at their gate
 	imgMu   sync.Mutex               // images.json
+	diskErr error                    // why disk_mib cannot be enforced here, or nil
 	wg      sync.WaitGroup
 	closed  bool
 }
@@ -109,6 +111,9 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.PidsLimit == 0 {
 		cfg.PidsLimit = 512
 	}
+	if cfg.MaxImageMiB == 0 {
+		cfg.MaxImageMiB = DefaultMaxImageMiB
+	}
 	if cfg.ImageCacheMiB == 0 {
 		cfg.ImageCacheMiB = 20 << 10
 	}
@@ -119,6 +124,9 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "jobs"), jobs: map[string]*Job{}, cancels: map[string]context.CancelCauseFunc{}, changed: map[string]chan struct{}{}, gates: map[string]chan []string{}, waiting: map[string]bool{}}
+	if m.diskErr = diskSupport(); m.diskErr != nil {
+		m.log.Warn("jobs that set resources.disk_mib will be refused", "reason", m.diskErr)
+	}
 	entries, err := os.ReadDir(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
@@ -134,6 +142,11 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		}
 		m.jobs[j.ID] = j
 		if j.State.Terminal() {
+			// A daemon that died between the end and the cleanup left
+			// the disk mounted.
+			if err := removeDisk(m.dir(j)); err != nil {
+				m.log.Warn("remove a finished job's disk", "job_id", j.ID, "err", err)
+			}
 			continue
 		}
 		m.reattach(ctx, j)
@@ -154,6 +167,14 @@ func (m *Manager) reattach(ctx context.Context, j *Job) {
 	case !st.Exists:
 		m.finish(j, Failed, "the container vanished while the daemon was down", nil)
 	default:
+		// After a reboot the disk is not mounted, but the outputs of a
+		// container that exited meanwhile are on it.
+		if j.Spec.Resources.DiskMiB > 0 {
+			if err := mountDisk(ctx, m.dir(j)); err != nil {
+				m.finish(j, Failed, "after a restart: "+err.Error(), nil)
+				return
+			}
+		}
 		m.log.Info("reattached to a running job", "job_id", j.ID, "running", st.Running)
 		jctx, cancel := context.WithCancelCause(context.Background())
 		m.mu.Lock()
@@ -264,8 +285,13 @@ func (m *Manager) finish(j *Job, s State, reason string, exit *int) {
 		cancel()
 	}
 	// Scratch space goes; the record, the logs and the results stay.
-	os.RemoveAll(filepath.Join(m.dir(j), "inputs"))
-	os.RemoveAll(filepath.Join(m.dir(j), "outputs"))
+	// RemoveAll does not follow the symlinks a job left in /outputs.
+	scratch := m.scratch(j)
+	os.RemoveAll(filepath.Join(scratch, "inputs"))
+	os.RemoveAll(filepath.Join(scratch, "outputs"))
+	if err := removeDisk(m.dir(j)); err != nil {
+		m.log.Warn("remove the job's disk", "job_id", j.ID, "err", err)
+	}
 	m.evictImages(context.Background())
 }
 
@@ -308,7 +334,7 @@ func (m *Manager) run(ctx context.Context, j *Job, gate chan []string, hostNet b
 		}()
 		select {
 		case env := <-gate:
-			c.Env = append(c.Env, env...)
+			c.Env = setEnv(c.Env, env...)
 		case <-ctx.Done():
 			var fc failCause
 			if errors.As(context.Cause(ctx), &fc) {
@@ -342,14 +368,13 @@ func (m *Manager) run(ctx context.Context, j *Job, gate chan []string, hostNet b
 func (m *Manager) prepare(ctx context.Context, j *Job) (Container, error) {
 	s := j.Spec
 	dir := m.dir(j)
-	image, fetched, err := m.image(ctx, s.Image, dir)
+	image, imageID, fetched, err := m.image(ctx, s.Image, dir)
 	if err != nil {
 		return Container{}, err
 	}
-	m.noteImage(ctx, image, fetched)
-	s.Image = image
+	m.noteImage(ctx, image, imageID, fetched)
 	c := Container{
-		Name: "aixblock-" + j.ID, Image: s.Image, Entrypoint: s.Command, Cmd: s.Args,
+		Name: "aixblock-" + j.ID, Image: imageID, Entrypoint: s.Command, Cmd: s.Args,
 		CPU: s.Resources.CPU, MemoryMiB: s.Resources.MemoryMiB, PidsLimit: m.cfg.PidsLimit, ShmMiB: 64,
 		Network: s.Distributed != nil && s.Distributed.Nodes > 1,
 		Labels:  map[string]string{"aixblock.job": j.ID},
@@ -363,109 +388,225 @@ func (m *Manager) prepare(ctx context.Context, j *Job) (Container, error) {
 	if !m.cfg.MockGPUs {
 		c.GPUs = j.GPUs
 	}
-	env := []string{"NVIDIA_VISIBLE_DEVICES=" + orNone(strings.Join(j.GPUs, ",")), "AIXBLOCK_JOB_ID=" + j.ID}
 	keys := make([]string, 0, len(s.Env))
 	for k := range s.Env {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	var env []string
 	for _, k := range keys {
 		env = append(env, k+"="+s.Env[k])
 	}
-	c.Env = env
-	if err := os.MkdirAll(filepath.Join(dir, "inputs"), 0o755); err != nil {
+	// The daemon's own keys go last and replace any the spec had (it may
+	// have none: Validate refuses them, but a spec on disk from an older
+	// daemon was validated by older rules).
+	c.Env = setEnv(env, "NVIDIA_VISIBLE_DEVICES="+orNone(strings.Join(j.GPUs, ",")), "AIXBLOCK_JOB_ID="+j.ID)
+	scratch := m.scratch(j)
+	if mib := s.Resources.DiskMiB; mib > 0 {
+		if m.diskErr != nil {
+			return Container{}, fmt.Errorf("resources.disk_mib %d cannot be enforced on this provider (%v): leave disk_mib out or pick another provider", mib, m.diskErr)
+		}
+		if err := makeDisk(ctx, dir, mib); err != nil {
+			return Container{}, fmt.Errorf("resources.disk_mib %d: making the job's disk: %w", mib, err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(scratch, "inputs"), 0o755); err != nil {
 		return Container{}, fmt.Errorf("inputs: %w", err)
 	}
 	for i, in := range s.Inputs {
 		root, _ := cid.Decode(in.CID)
-		host := filepath.Join(dir, "inputs", fmt.Sprint(i))
+		host := filepath.Join(scratch, "inputs", fmt.Sprint(i))
+		name := fmt.Sprintf("input %d (%s → %s)", i, in.CID, in.Path)
 		progress := func(st content.FetchStats) {
 			m.progress(j, fmt.Sprintf("input %d/%d: %.1f MiB", i+1, len(s.Inputs), float64(st.Bytes)/(1<<20)))
 		}
 		if _, err := m.cfg.Content.Get(ctx, root, host, progress); err != nil {
-			return Container{}, fmt.Errorf("input %s: %w", in.CID, err)
+			if mib := s.Resources.DiskMiB; mib > 0 && (errors.Is(err, syscall.ENOSPC) || diskFull(scratch)) {
+				return Container{}, errors.New(diskExceeded(mib, fmt.Sprintf("%s does not fit: %v", name, err)))
+			}
+			return Container{}, fmt.Errorf("%s: %w", name, err)
+		}
+		if err := checkInput(dir, host); err != nil {
+			return Container{}, fmt.Errorf("%s: %w", name, err)
 		}
 		c.Inputs = append(c.Inputs, Mount{Source: host, Target: in.Path})
 	}
-	out := filepath.Join(dir, "outputs")
-	if err := os.MkdirAll(out, 0o777); err != nil {
+	out := filepath.Join(scratch, "outputs")
+	if err := os.Mkdir(out, 0o777); err != nil {
 		return Container{}, fmt.Errorf("outputs: %w", err)
 	}
-	// The job runs as nobody; its /outputs must be writable by it.
-	os.Chmod(out, 0o777)
+	// The job runs as nobody; its /outputs must be writable by it. The
+	// directory is new and ours, so this follows no link of a job's.
+	if err := os.Chmod(out, 0o777); err != nil {
+		return Container{}, fmt.Errorf("outputs: %w", err)
+	}
 	c.Outputs = out
 	return c, nil
 }
 
-// image makes sure the engine holds the job's image and returns its name:
-// local, pulled from its registry, or loaded from a tarball fetched by CID
-// (ipfs://CID), named by the tarball's own tag.
-func (m *Manager) image(ctx context.Context, ref, dir string) (string, bool, error) {
-	if c, ok := strings.CutPrefix(ref, "ipfs://"); ok {
-		root, _ := cid.Decode(c)
-		if err := os.MkdirAll(filepath.Join(dir, "inputs"), 0o755); err != nil {
-			return "", false, err
-		}
-		tarPath := filepath.Join(dir, "inputs", "image.tar")
-		if _, err := m.cfg.Content.Get(ctx, root, tarPath, nil); err != nil {
-			return "", false, fmt.Errorf("image %s: %w", ref, err)
-		}
-		defer os.Remove(tarPath)
-		tag, err := imageTag(tarPath)
+// checkInput makes sure a fetched input is what gets mounted: a plain
+// file or directory inside the job's directory, never a symlink, which
+// Docker would follow on the host and bind whatever it names. Symlinks
+// inside a directory stay: the container resolves them in its own mount
+// namespace, where a host path names nothing of the host.
+func checkInput(jobDir, host string) error {
+	st, err := os.Lstat(host)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() && !st.Mode().IsRegular() {
+		return fmt.Errorf("is a %s; inputs must be files or directories", fileKind(st.Mode()))
+	}
+	base, err := filepath.EvalSymlinks(jobDir)
+	if err != nil {
+		return err
+	}
+	real, err := filepath.EvalSymlinks(host)
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(real, base+string(filepath.Separator)) {
+		return fmt.Errorf("resolves to %s, outside the job's directory", real)
+	}
+	if !st.IsDir() {
+		return nil
+	}
+	// WalkDir does not follow symlinks; nothing but files, directories
+	// and symlinks may be bound in.
+	return filepath.WalkDir(host, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
-			return "", false, fmt.Errorf("image %s: %w", ref, err)
+			return err
 		}
-		if ok, err := m.cfg.Runtime.HasImage(ctx, tag); err != nil || ok {
-			return tag, false, err
+		if t := d.Type(); t&^(os.ModeDir|os.ModeSymlink) != 0 {
+			rel, _ := filepath.Rel(host, p)
+			return fmt.Errorf("%s is a %s; inputs hold only files, directories and symlinks", rel, fileKind(t))
 		}
-		f, err := os.Open(tarPath)
-		if err != nil {
-			return "", false, err
-		}
-		defer f.Close()
-		if err := m.cfg.Runtime.LoadImage(ctx, f); err != nil {
-			return "", false, fmt.Errorf("image %s: %w", ref, err)
-		}
-		return tag, true, nil
-	}
-	ok, err := m.cfg.Runtime.HasImage(ctx, ref)
-	if err != nil || ok {
-		return ref, false, err
-	}
-	if m.cfg.NoPull {
-		return "", false, fmt.Errorf("image %s is not in the local engine (docker load it, or give ipfs://CID of its tarball)", ref)
-	}
-	if err := m.cfg.Runtime.Pull(ctx, ref); err != nil {
-		return "", false, fmt.Errorf("image %s is not in the local engine and its registry did not give it: %w", ref, err)
-	}
-	return ref, true, nil
+		return nil
+	})
 }
 
-// imageTag reads the first tag in a docker-save tarball's manifest.
-func imageTag(path string) (string, error) {
-	f, err := os.Open(path)
+// image makes sure the engine holds the job's image and returns its name
+// and the ID to run it by (a tag can move between prepare and start; an
+// ID cannot): local, pulled from its registry, or loaded from a tarball
+// fetched by CID (ipfs://CID) under ipfsImageTag, never under the
+// tarball's own tags.
+func (m *Manager) image(ctx context.Context, ref, dir string) (name, id string, fetched bool, err error) {
+	if c, ok := strings.CutPrefix(ref, "ipfs://"); ok {
+		root, _ := cid.Decode(c)
+		tag := ipfsImageTag(root)
+		if id := m.loadedImage(ctx, tag); id != "" {
+			return tag, id, false, nil
+		}
+		id, err := m.loadTarball(ctx, root, tag, dir)
+		if err != nil {
+			return "", "", false, fmt.Errorf("image %s: %w", ref, err)
+		}
+		return tag, id, true, nil
+	}
+	id, err = m.cfg.Runtime.ImageID(ctx, ref)
+	if err != nil {
+		return "", "", false, err
+	}
+	if id == "" {
+		if m.cfg.NoPull {
+			return "", "", false, fmt.Errorf("image %s is not in the local engine (docker load it, or give ipfs://CID of its tarball)", ref)
+		}
+		if err := m.cfg.Runtime.Pull(ctx, ref); err != nil {
+			return "", "", false, fmt.Errorf("image %s is not in the local engine and its registry did not give it: %w", ref, err)
+		}
+		fetched = true
+		if id, err = m.cfg.Runtime.ImageID(ctx, ref); err == nil && id == "" {
+			err = fmt.Errorf("image %s: pulled, but the engine has no image by that name", ref)
+		}
+		if err != nil {
+			return "", "", false, err
+		}
+	}
+	return ref, id, fetched, nil
+}
+
+// loadTarball fetches an image tarball, checks it and loads it under tag
+// alone, returning the image's ID.
+func (m *Manager) loadTarball(ctx context.Context, root cid.Cid, tag, dir string) (string, error) {
+	// Beside the job's disk, not on it: disk_mib is for inputs and outputs.
+	tarPath := filepath.Join(dir, "image.tar")
+	defer os.Remove(tarPath)
+	limit := m.cfg.MaxImageMiB << 20
+	tooBig := imageTarErr("over the %d MiB limit on image tarballs of this provider", m.cfg.MaxImageMiB)
+	fctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	_, err := m.cfg.Content.Get(fctx, root, tarPath, func(st content.FetchStats) {
+		if st.Bytes > limit {
+			cancel(tooBig)
+		}
+	})
+	if errors.Is(context.Cause(fctx), tooBig) {
+		return "", tooBig
+	}
+	if err != nil {
+		return "", err
+	}
+	// A CID of a symlink would have the engine read whatever host file
+	// the link names.
+	st, err := os.Lstat(tarPath)
+	if err != nil {
+		return "", err
+	}
+	if !st.Mode().IsRegular() {
+		return "", imageTarErr("the CID is a %s, not a file; give the CID of a docker save tarball", fileKind(st.Mode()))
+	}
+	if st.Size() > limit {
+		return "", tooBig
+	}
+	open := func() (io.ReadCloser, error) { return os.Open(tarPath) }
+	a, err := readImageArchive(open)
+	if err != nil {
+		return "", err
+	}
+	f, err := os.Open(tarPath)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err != nil {
-			return "", fmt.Errorf("not an image tarball (no manifest.json): %w", err)
-		}
-		if h.Name != "manifest.json" {
-			continue
-		}
-		var man []struct{ RepoTags []string }
-		if err := json.NewDecoder(io.LimitReader(tr, 1<<20)).Decode(&man); err != nil {
-			return "", fmt.Errorf("manifest.json: %w", err)
-		}
-		if len(man) == 0 || len(man[0].RepoTags) == 0 {
-			return "", errors.New("the tarball's image has no tag (docker save NAME:TAG)")
-		}
-		return man[0].RepoTags[0], nil
+	pr, pw := io.Pipe()
+	wrote := make(chan error, 1)
+	go func() {
+		err := writeImageArchive(pw, f, a, tag)
+		pw.CloseWithError(err)
+		wrote <- err
+	}()
+	err = m.cfg.Runtime.LoadImage(ctx, pr)
+	pr.CloseWithError(errors.New("the engine stopped reading"))
+	if werr := <-wrote; err == nil && werr != nil {
+		err = werr
 	}
+	if err != nil {
+		return "", err
+	}
+	id, err := m.cfg.Runtime.ImageID(ctx, tag)
+	if err == nil && id == "" {
+		err = fmt.Errorf("the engine loaded the tarball but holds no %s", tag)
+	}
+	return id, err
+}
+
+// fileKind names a file mode for an error.
+func fileKind(mode os.FileMode) string {
+	switch {
+	case mode&os.ModeSymlink != 0:
+		return "symlink"
+	case mode.IsDir():
+		return "directory"
+	case mode.IsRegular():
+		return "file"
+	case mode&os.ModeNamedPipe != 0:
+		return "named pipe"
+	case mode&os.ModeSocket != 0:
+		return "socket"
+	case mode&os.ModeDevice != 0:
+		return "device"
+	}
+	return "special file"
 }
 
 func orNone(s string) string {
@@ -538,6 +679,12 @@ func (m *Manager) follow(ctx context.Context, j *Job, reattached bool) {
 		m.finish(j, state, reason, &exit)
 		return
 	}
+	// A job that filled its disk failed, whatever its exit code: its
+	// outputs are cut short.
+	if mib := j.Spec.Resources.DiskMiB; mib > 0 && diskFull(m.scratch(j)) {
+		m.finish(j, Failed, diskExceeded(mib, fmt.Sprintf("/outputs and the inputs filled the job's %d MiB disk (exited with code %d)", mib, code)), &exit)
+		return
+	}
 	if code != 0 {
 		reason := fmt.Sprintf("exited with code %d", code)
 		if st, err := m.cfg.Runtime.State(context.Background(), j.ContainerID); err == nil && st.OOM {
@@ -547,7 +694,9 @@ func (m *Manager) follow(ctx context.Context, j *Job, reattached bool) {
 		return
 	}
 	m.set(j, Uploading, "adding /outputs to the block store")
-	root, err := m.cfg.Content.Add(context.Background(), filepath.Join(dir, "outputs"), content.AddOptions{Pin: true})
+	// Add stores a symlink the job made as a symlink and never reads
+	// what it names on the host.
+	root, err := m.cfg.Content.Add(context.Background(), filepath.Join(m.scratch(j), "outputs"), content.AddOptions{Pin: true})
 	if err != nil {
 		m.finish(j, Failed, "upload outputs: "+err.Error(), &exit)
 		return
@@ -579,8 +728,15 @@ func (m *Manager) stop(id string, cause error) (*Job, error) {
 	return m.Get(id)
 }
 
-// Go lets a gated job start, with env added to its container's.
+// Go lets a gated job start, with env added to its container's. The env
+// comes from another daemon: anything ValidateGoEnv refuses fails the job.
 func (m *Manager) Go(id string, env []string) error {
+	if err := ValidateGoEnv(env); err != nil {
+		if _, ferr := m.Fail(id, "distributed start refused: "+err.Error()); ferr != nil {
+			return errors.Join(err, ferr)
+		}
+		return err
+	}
 	m.mu.Lock()
 	gate := m.gates[id]
 	delete(m.gates, id)

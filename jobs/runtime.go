@@ -11,6 +11,9 @@ import (
 type Runtime interface {
 	// HasImage reports whether the engine holds image.
 	HasImage(ctx context.Context, image string) (bool, error)
+	// ImageID is the ID of the image ref names now, or "" when the engine
+	// has none by that name.
+	ImageID(ctx context.Context, ref string) (string, error)
 	// Pull fetches image from its registry.
 	Pull(ctx context.Context, image string) error
 	// ImageSize is an image's size in bytes; RemoveImage deletes it.

@@ -148,11 +148,13 @@ func (s *Spec) Validate() error {
 		}
 	} else if !imageRE.MatchString(s.Image) {
 		return specErr("image", "%q is not an image reference (or ipfs://CID of an image tarball)", s.Image)
+	} else if strings.Contains(strings.ToLower(s.Image), ipfsImageRepo+"/") {
+		// Only the daemon names images there, after loading a tarball; a
+		// registry image pulled under that name would pass for one.
+		return specErr("image", "%q: the %s/ namespace is the daemon's own; name the tarball as ipfs://CID", s.Image, ipfsImageRepo)
 	}
-	for k := range s.Env {
-		if !envRE.MatchString(k) {
-			return specErr("env", "%q is not a variable name", k)
-		}
+	if err := checkSpecEnv(s.Env); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for i, in := range s.Inputs {
@@ -187,6 +189,10 @@ func (s *Spec) Validate() error {
 		return specErr("resources.cpu", "%g: want 0 to 1024", r.CPU)
 	case r.MemoryMiB != 0 && r.MemoryMiB < 6:
 		return specErr("resources.memory_mib", "%d: at least 6", r.MemoryMiB)
+	case r.DiskMiB != 0 && r.DiskMiB < MinDiskMiB:
+		return specErr("resources.disk_mib", "%d: at least %d (the job's filesystem needs room for itself)", r.DiskMiB, MinDiskMiB)
+	case r.DiskMiB > 64<<20:
+		return specErr("resources.disk_mib", "%d: at most %d (64 TiB)", r.DiskMiB, 64<<20)
 	}
 	if d := s.Distributed; d != nil {
 		switch {

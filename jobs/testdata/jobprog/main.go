@@ -59,11 +59,69 @@ func main() {
 		}
 	case "env":
 		fmt.Println("NVIDIA_VISIBLE_DEVICES=" + os.Getenv("NVIDIA_VISIBLE_DEVICES"))
+	case "cat": // cat PATH...: print each file's content or why not
+		for _, p := range a {
+			if b, err := os.ReadFile(p); err != nil {
+				fmt.Printf("%s: unreadable: %v\n", p, err)
+			} else {
+				fmt.Printf("%s: %s\n", p, b)
+			}
+		}
+	case "getenv": // getenv KEY...: print KEY=VALUE for each
+		for _, k := range a {
+			fmt.Printf("%s=%s\n", k, os.Getenv(k))
+		}
+	case "symlink": // symlink TARGET LINK
+		if err := os.Symlink(a[0], a[1]); err != nil {
+			fmt.Println("symlink failed:", err)
+			os.Exit(1)
+		}
+	case "fill": // fill PATH MIB: write up to MIB MiB to PATH, 1 MiB at a time
+		fill(a[0], a[1])
+	case "sleepwrite": // sleepwrite DURATION PATH CONTENT
+		d, _ := time.ParseDuration(a[0])
+		time.Sleep(d)
+		if err := os.WriteFile(a[1], []byte(a[2]), 0o644); err != nil {
+			fmt.Println("write failed:", err)
+			os.Exit(1)
+		}
 	case "sandbox":
 		sandbox()
 	case "forkchild":
 		time.Sleep(30 * time.Second)
 	}
+}
+
+// fill writes until it has written mib MiB or the disk refuses; it says
+// how much went in and exits 1 on a refusal.
+func fill(path, mib string) {
+	n, _ := strconv.Atoi(mib)
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Println("create failed:", err)
+		os.Exit(1)
+	}
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i*7 + 1) // not zeros: nothing may store it sparsely
+	}
+	var wrote int64
+	for i := 0; i < n; i++ {
+		w, err := f.Write(buf)
+		wrote += int64(w)
+		if err == nil {
+			err = f.Sync()
+		}
+		if err != nil {
+			fmt.Printf("wrote %d bytes, then: %v\n", wrote, err)
+			os.Exit(1)
+		}
+	}
+	if err := f.Close(); err != nil {
+		fmt.Printf("wrote %d bytes, then: %v\n", wrote, err)
+		os.Exit(1)
+	}
+	fmt.Printf("wrote %d bytes\n", wrote)
 }
 
 // sandbox tries what a job must not be able to do and reports each.

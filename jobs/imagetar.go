@@ -1,0 +1,310 @@
+package jobs
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/ipfs/go-cid"
+)
+
+// An image tarball from ipfs:// is the requester's, so the daemon reads
+// its manifest itself and hands the engine a tarball of its own making:
+// one image, its config and layers copied as plain files, and a manifest
+// whose only tag is ipfsImageTag(CID). Nothing else in the tarball
+// (RepoTags, repositories, index.json annotations, LayerSources URLs,
+// other blobs) reaches the engine, so loading it cannot move another
+// image's tag, and two tarballs that claim the same tag do not collide.
+
+// ipfsImageRepo is the repository the daemon loads ipfs:// images under.
+const ipfsImageRepo = "aixblock-ipfs"
+
+// DefaultMaxImageMiB bounds an ipfs:// image tarball when Config leaves
+// MaxImageMiB zero.
+const DefaultMaxImageMiB = 20 << 10
+
+const (
+	maxManifestBytes = 1 << 20
+	maxConfigBytes   = 8 << 20
+	maxTarEntries    = 1 << 16
+	maxImageLayers   = 512
+)
+
+// errImageTar marks a tarball that is refused; it is wrapped with why.
+var errImageTar = errors.New("image tarball refused")
+
+func imageTarErr(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", errImageTar, fmt.Sprintf(format, a...))
+}
+
+// ipfsImageTag is the one tag an ipfs:// image gets: the CID, as CIDv1 in
+// lower-case base32, so a CIDv0 and its CIDv1 share it.
+func ipfsImageTag(c cid.Cid) string {
+	return ipfsImageRepo + "/" + cid.NewCidV1(c.Type(), c.Hash()).String() + ":latest"
+}
+
+// imageArchive is what the daemon takes from a docker-save tarball.
+type imageArchive struct {
+	Config string   // entry of the image config
+	Layers []string // entries of the layers, in order, symlinks resolved
+}
+
+type tarEntry struct {
+	typ        byte
+	size       int64
+	link       string // symlink or hard link target, as an entry name
+	sum        [32]byte
+	compressed bool // gzip or zstd: the engine checks its diff ID after decompressing
+}
+
+// cleanEntry normalises a tar entry or manifest path; "" means refused
+// (absolute, or climbing out with ..).
+func cleanEntry(name string) string {
+	name = strings.TrimPrefix(name, "./")
+	if name == "" || strings.HasPrefix(name, "/") {
+		return ""
+	}
+	c := path.Clean(name)
+	if c == "." || c == ".." || strings.HasPrefix(c, "../") {
+		return ""
+	}
+	return c
+}
+
+// readImageArchive checks a docker-save tarball that open reads (twice at
+// most): exactly one image in manifest.json, its config and every layer
+// present as a file (a symlink to one is followed inside the tarball),
+// as many layers as the config's rootfs lists, and each uncompressed
+// layer's digest equal to its diff ID.
+func readImageArchive(open func() (io.ReadCloser, error)) (*imageArchive, error) {
+	r, err := open()
+	if err != nil {
+		return nil, err
+	}
+	entries := map[string]*tarEntry{}
+	var manifest []byte
+	err = func() error {
+		defer r.Close()
+		tr := tar.NewReader(r)
+		for n := 0; ; n++ {
+			h, err := tr.Next()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return imageTarErr("reading the tar: %v", err)
+			}
+			if n >= maxTarEntries {
+				return imageTarErr("more than %d entries", maxTarEntries)
+			}
+			name := cleanEntry(h.Name)
+			if name == "" {
+				return imageTarErr("entry %.100q is outside the tarball", h.Name)
+			}
+			if entries[name] != nil {
+				return imageTarErr("entry %.100q appears twice", name)
+			}
+			e := &tarEntry{typ: h.Typeflag, size: h.Size}
+			entries[name] = e
+			switch h.Typeflag {
+			case tar.TypeReg:
+				if name == "manifest.json" {
+					if h.Size > maxManifestBytes {
+						return imageTarErr("manifest.json is %d bytes, limit %d", h.Size, maxManifestBytes)
+					}
+					if manifest, err = io.ReadAll(tr); err != nil {
+						return imageTarErr("manifest.json: %v", err)
+					}
+					continue
+				}
+				hs := sha256.New()
+				var head [4]byte
+				k, _ := io.ReadFull(tr, head[:])
+				hs.Write(head[:k])
+				if _, err := io.Copy(hs, tr); err != nil {
+					return imageTarErr("entry %.100q: %v", name, err)
+				}
+				hs.Sum(e.sum[:0])
+				e.compressed = bytes.HasPrefix(head[:k], []byte{0x1f, 0x8b}) || bytes.HasPrefix(head[:k], []byte{0x28, 0xb5, 0x2f, 0xfd})
+			case tar.TypeSymlink:
+				if strings.HasPrefix(h.Linkname, "/") {
+					e.link = ""
+				} else {
+					e.link = cleanEntry(path.Join(path.Dir(name), h.Linkname))
+				}
+			case tar.TypeLink:
+				e.link = cleanEntry(h.Linkname)
+			}
+		}
+	}()
+	if err != nil {
+		return nil, err
+	}
+	if manifest == nil {
+		return nil, imageTarErr("no manifest.json (make it with docker save NAME:TAG)")
+	}
+	var man []struct {
+		Config       string
+		RepoTags     []string
+		Layers       []string
+		LayerSources map[string]json.RawMessage
+	}
+	if err := json.Unmarshal(manifest, &man); err != nil {
+		return nil, imageTarErr("manifest.json: %v", err)
+	}
+	if len(man) != 1 {
+		return nil, imageTarErr("manifest.json lists %d images; give one image per tarball", len(man))
+	}
+	m := man[0]
+	if len(m.LayerSources) > 0 {
+		return nil, imageTarErr("manifest.json has LayerSources (foreign layers the engine would download); give every layer in the tarball")
+	}
+	if len(m.Layers) > maxImageLayers {
+		return nil, imageTarErr("%d layers, limit %d", len(m.Layers), maxImageLayers)
+	}
+	resolve := func(what, name string) (string, *tarEntry, error) {
+		n := cleanEntry(name)
+		if n == "" {
+			return "", nil, imageTarErr("%s %.100q is outside the tarball", what, name)
+		}
+		for hops := 0; ; hops++ {
+			e := entries[n]
+			switch {
+			case e == nil:
+				return "", nil, imageTarErr("%s %.100q is missing from the tarball", what, name)
+			case e.typ == tar.TypeReg:
+				return n, e, nil
+			case (e.typ == tar.TypeSymlink || e.typ == tar.TypeLink) && e.link != "" && hops < 8:
+				n = e.link
+			default:
+				return "", nil, imageTarErr("%s %.100q is not a file in the tarball", what, name)
+			}
+		}
+	}
+	a := &imageArchive{}
+	cfgName, cfgEntry, err := resolve("config", m.Config)
+	if err != nil {
+		return nil, err
+	}
+	if cfgEntry.size > maxConfigBytes {
+		return nil, imageTarErr("config %.100q is %d bytes, limit %d", m.Config, cfgEntry.size, maxConfigBytes)
+	}
+	a.Config = cfgName
+	var sums []*tarEntry
+	for i, l := range m.Layers {
+		n, e, err := resolve(fmt.Sprintf("layer %d", i), l)
+		if err != nil {
+			return nil, err
+		}
+		a.Layers = append(a.Layers, n)
+		sums = append(sums, e)
+	}
+	cfg, err := readEntry(open, cfgName, maxConfigBytes)
+	if err != nil {
+		return nil, err
+	}
+	var conf struct {
+		OS     string `json:"os"`
+		RootFS struct {
+			Type    string   `json:"type"`
+			DiffIDs []string `json:"diff_ids"`
+		} `json:"rootfs"`
+	}
+	if err := json.Unmarshal(cfg, &conf); err != nil {
+		return nil, imageTarErr("config %.100q: %v", cfgName, err)
+	}
+	if conf.OS != "" && conf.OS != "linux" {
+		return nil, imageTarErr("config: os %.32q; this node runs linux images", conf.OS)
+	}
+	if len(conf.RootFS.DiffIDs) != len(a.Layers) {
+		return nil, imageTarErr("the config lists %d layers, manifest.json %d", len(conf.RootFS.DiffIDs), len(a.Layers))
+	}
+	for i, e := range sums {
+		if e.compressed {
+			continue
+		}
+		if want, got := conf.RootFS.DiffIDs[i], "sha256:"+hex.EncodeToString(e.sum[:]); want != got {
+			return nil, imageTarErr("layer %d (%.100q) does not match its diff ID: config says %.80q, the layer is %s", i, a.Layers[i], want, got)
+		}
+	}
+	return a, nil
+}
+
+// readEntry reads one regular entry of at most limit bytes.
+func readEntry(open func() (io.ReadCloser, error), name string, limit int64) ([]byte, error) {
+	r, err := open()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return nil, imageTarErr("entry %.100q: %v", name, err)
+		}
+		if h.Typeflag == tar.TypeReg && cleanEntry(h.Name) == name {
+			b, err := io.ReadAll(io.LimitReader(tr, limit+1))
+			if err == nil && int64(len(b)) > limit {
+				err = fmt.Errorf("over %d bytes", limit)
+			}
+			if err != nil {
+				return nil, imageTarErr("entry %.100q: %v", name, err)
+			}
+			return b, nil
+		}
+	}
+}
+
+// writeImageArchive copies the config and layers of a from the tarball r
+// into w as plain files and adds a manifest whose one tag is tag.
+func writeImageArchive(w io.Writer, r io.Reader, a *imageArchive, tag string) error {
+	want := map[string]bool{a.Config: true}
+	for _, l := range a.Layers {
+		want[l] = true
+	}
+	tr, tw := tar.NewReader(r), tar.NewWriter(w)
+	now := time.Unix(0, 0)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("image tarball: %w", err)
+		}
+		name := cleanEntry(h.Name)
+		if h.Typeflag != tar.TypeReg || !want[name] {
+			continue
+		}
+		delete(want, name)
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: h.Size, Typeflag: tar.TypeReg, ModTime: now}); err != nil {
+			return err
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			return fmt.Errorf("image tarball %s: %w", name, err)
+		}
+	}
+	if len(want) > 0 {
+		return imageTarErr("the tarball changed while it was loaded")
+	}
+	man, err := json.Marshal([]map[string]any{{"Config": a.Config, "RepoTags": []string{tag}, "Layers": a.Layers}})
+	if err != nil {
+		return err
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: "manifest.json", Mode: 0o644, Size: int64(len(man)), Typeflag: tar.TypeReg, ModTime: now}); err != nil {
+		return err
+	}
+	if _, err := tw.Write(man); err != nil {
+		return err
+	}
+	return tw.Close()
+}
