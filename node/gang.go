@@ -160,6 +160,11 @@ func (n *Node) handleJobGo(ctx context.Context, from peer.ID, req []byte) ([]byt
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// The env crosses from another daemon into the container.
+	if err := jobs.ValidateGoEnv(g.Env); err != nil {
+		n.jobs.Fail(g.ID, "distributed start refused: "+err.Error())
+		return nil, err
+	}
 	if err := n.jobs.Go(g.ID, g.Env); err != nil {
 		return nil, err
 	}
