@@ -87,18 +87,18 @@ func (n *Node) apiHandler() http.Handler {
 	n.walletRoutes(auth)
 	n.marketRoutes(auth)
 	n.jobRoutes(auth)
-	n.dashboardRoutes(mux, auth)
+	dash := n.dashboardRoutes(mux, auth)
 	auth.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, apiError{fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	})
-	mux.Handle("/", n.requireToken(auth))
+	mux.Handle("/", n.requireToken(auth, dash))
 	return n.countRequests(n.checkHost(mux))
 }
 
-// requireToken checks the bearer token, or the dashboard's session cookie,
-// in constant time. A state-changing request on the cookie must also carry
-// the dashboard's own header (cross-site request forgery).
-func (n *Node) requireToken(next http.Handler) http.Handler {
+// requireToken checks the bearer token in constant time, or else the
+// dashboard's session (its cookie, and its key on every API request: see
+// dashSessions).
+func (n *Node) requireToken(next http.Handler, dash *dashSessions) http.Handler {
 	want := []byte("Bearer " + n.repo.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Authorization"))
@@ -106,12 +106,10 @@ func (n *Node) requireToken(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if c, err := r.Cookie(sessionCookie); err == nil && subtle.ConstantTimeCompare([]byte(c.Value), []byte(n.repo.Token)) == 1 {
-			if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Header.Get(csrfHeader) == "" {
-				writeJSON(w, http.StatusForbidden, apiError{"a state-changing request on the session cookie needs the " + csrfHeader + " header"})
-				return
+		if ok, answered := dash.authenticate(w, r); answered {
+			if ok {
+				next.ServeHTTP(w, r)
 			}
-			next.ServeHTTP(w, r)
 			return
 		}
 		if strings.HasPrefix(r.URL.Path, "/ui/") {
@@ -141,6 +139,11 @@ func (n *Node) peers() []PeerInfo {
 	out := []PeerInfo{}
 	for _, c := range h.Network().Conns() {
 		p := c.RemotePeer()
+		// A peer of another network (or not yet identified) is not ours
+		// to list: it is disconnected once identify shows what it is.
+		if !n.p2p.IsMember(p) {
+			continue
+		}
 		dir := "inbound"
 		if c.Stat().Direction == network.DirOutbound {
 			dir = "outbound"
@@ -169,7 +172,7 @@ func (n *Node) status() StatusInfo {
 		PeerID:    n.p2p.Host.ID().String(),
 		Network:   n.p2p.Network(),
 		Version:   Version,
-		Peers:     len(n.p2p.Host.Network().Peers()),
+		Peers:     len(n.peers()),
 		DHTPeers:  n.p2p.DHT.RoutingTable().Size(),
 		UptimeS:   time.Since(n.started).Round(time.Millisecond).Seconds(),
 	}
@@ -189,6 +192,10 @@ func (n *Node) handleConnect(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := n.p2p.Host.Connect(ctx, *ai); err != nil {
 		writeJSON(w, http.StatusBadGateway, apiError{fmt.Sprintf("connect %s: %v", ai.ID, err)})
+		return
+	}
+	if !n.p2p.IsMember(ai.ID) {
+		writeJSON(w, http.StatusBadGateway, apiError{fmt.Sprintf("connect %s: it is not a node of network %q (it speaks none of its protocols; check its --network); disconnected", ai.ID, n.p2p.Network())})
 		return
 	}
 	writeJSON(w, http.StatusOK, PeerInfo{PeerID: ai.ID.String(), Addr: req.Addr, Direction: "outbound"})

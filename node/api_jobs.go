@@ -116,7 +116,7 @@ func (n *Node) jobRoutes(mux *http.ServeMux) {
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
-		n.jobLogs(r.Context(), id, r.URL.Query().Get("follow") == "1", flushWriter{w})
+		n.jobLogs(r.Context(), id, r.URL.Query().Get("follow") == "1", newFlushWriter(w))
 	})
 }
 
@@ -142,14 +142,21 @@ func (n *Node) jobLogs(ctx context.Context, id string, follow bool, w io.Writer)
 	return n.remoteLogs(ctx, id, follow, w)
 }
 
-type flushWriter struct{ w http.ResponseWriter }
+// flushWriter pushes each chunk of a streamed answer to the client at once.
+// The ResponseController unwraps the metrics recorder around w, which has
+// no Flush of its own: a type assertion on w would find none and hold every
+// line until the job ends.
+type flushWriter struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func newFlushWriter(w http.ResponseWriter) flushWriter {
+	return flushWriter{w, http.NewResponseController(w)}
+}
 
 func (f flushWriter) Write(p []byte) (int, error) { return f.w.Write(p) }
-func (f flushWriter) Flush() {
-	if fl, ok := f.w.(http.Flusher); ok {
-		fl.Flush()
-	}
-}
+func (f flushWriter) Flush()                      { _ = f.rc.Flush() }
 
 func jobReply(w http.ResponseWriter, j *Job, err error) {
 	switch {

@@ -171,10 +171,12 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 		defer resp.Body.Close()
 		var e apiError
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		// The daemon's message is for the user as it is: the route it
+		// came from is noise to them.
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return nil, fmt.Errorf("api %s: %s", path, e.Error)
+			return nil, errors.New(e.Error)
 		}
-		return nil, fmt.Errorf("api %s: %s", path, resp.Status)
+		return nil, fmt.Errorf("api %s %s: %s", method, path, resp.Status)
 	}
 	return resp, nil
 }
@@ -277,6 +279,3 @@ func (c *Client) JobLogs(ctx context.Context, id string, follow bool, w io.Write
 	_, err = io.Copy(w, resp.Body)
 	return err
 }
-
-// LoginURL opens the dashboard signed in (it carries the API token).
-func (c *Client) LoginURL() string { return LoginURL(c.base, c.token) }

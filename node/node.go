@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/aixblock/aixblock/chain"
@@ -80,12 +81,12 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 	}()
 
 	// Local ports first: a port in use fails before anything is created.
-	if n.apiLn, err = net.Listen("tcp", cfg.api); err != nil {
-		return nil, fmt.Errorf("api listen: %w", err)
+	if n.apiLn, err = listenLocal(n.log, "api", cfg.api, DefaultAPI); err != nil {
+		return nil, err
 	}
 	if cfg.gateway != "" {
-		if n.gatewayLn, err = net.Listen("tcp", cfg.gateway); err != nil {
-			return nil, fmt.Errorf("gateway listen: %w", err)
+		if n.gatewayLn, err = listenLocal(n.log, "gateway", cfg.gateway, DefaultGateway); err != nil {
+			return nil, err
 		}
 	}
 
@@ -266,4 +267,23 @@ func (n *Node) close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// listenLocal listens on addr. The built-in default is only a preference:
+// when another daemon on this machine holds it, a free port is taken
+// instead (the repo's api file and `aixblock id` say which), so a second
+// node starts without flags. Any other address was chosen by the user and
+// must be had as given.
+func listenLocal(log *slog.Logger, what, addr, def string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil && addr == def && errors.Is(err, syscall.EADDRINUSE) {
+		host, _, _ := net.SplitHostPort(addr)
+		if ln, err = net.Listen("tcp", net.JoinHostPort(host, "0")); err == nil {
+			log.Warn(what+" default address in use; listening on a free port", "default", def, "addr", ln.Addr().String())
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s listen: %w", what, err)
+	}
+	return ln, nil
 }

@@ -29,6 +29,9 @@ type Node struct {
 	ownsHost  bool
 	mdns      mdns.Service
 
+	stopGuard context.CancelFunc
+	wg        sync.WaitGroup
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -62,6 +65,13 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		n.ownsHost = true
 	}
 	n.Host = h
+	gctx, stop := context.WithCancel(context.Background())
+	n.stopGuard = stop
+	if err := n.guardMembership(gctx); err != nil {
+		stop()
+		n.closeHost()
+		return nil, fmt.Errorf("membership guard: %w", err)
+	}
 
 	dhtOpts := []dht.Option{
 		dht.Mode(dht.ModeServer),
@@ -130,6 +140,15 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 				mu.Unlock()
 				return
 			}
+			// Connect returns after identify, so membership is known here.
+			if !n.IsMember(ai.ID) {
+				n.log.Warn("bootstrap peer is not on this network; disconnected (check its --network)", "peer_id", ai.ID, "network", n.network)
+				_ = n.Host.Network().ClosePeer(ai.ID)
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("bootstrap %s: not a node of network %q", ai.ID, n.network))
+				mu.Unlock()
+				return
+			}
 			n.log.Debug("connected to bootstrap peer", "peer_id", ai.ID)
 		}(ai)
 	}
@@ -179,6 +198,8 @@ func (n *Node) RefreshRoutingTable(ctx context.Context) error {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		var errs []error
+		n.stopGuard()
+		n.wg.Wait()
 		if n.mdns != nil {
 			errs = append(errs, n.mdns.Close())
 		}

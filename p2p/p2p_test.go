@@ -8,6 +8,7 @@ import (
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -118,6 +119,22 @@ func TestFiveHostsOnLoopback(t *testing.T) {
 	})
 
 	t.Run("a host of another network never joins", func(t *testing.T) {
+		// alpha's own subscriber to the topic, so that beta's silence is
+		// checked after a delivery that proves the message went out.
+		alphaPub, err := nodes[0].Join("isolation/1", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		alphaTopic, err := nodes[1].Join("isolation/1", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		alphaSub, err := alphaTopic.Subscribe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer alphaSub.Cancel()
+
 		cfg := quietConfig("beta")
 		cfg.Bootstrap = []peer.AddrInfo{addrInfo(nodes[0])}
 		other, err := New(context.Background(), cfg)
@@ -127,12 +144,24 @@ func TestFiveHostsOnLoopback(t *testing.T) {
 		defer other.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		// The transport connects (same libp2p), but nothing of alpha's is spoken.
-		if err := other.Bootstrap(ctx); err != nil {
-			t.Fatalf("bootstrap dial: %v", err)
+		// The transport connects (same libp2p), identify shows no alpha
+		// protocol, and both sides hang up: bootstrap says why.
+		err = other.Bootstrap(ctx)
+		if err == nil || !strings.Contains(err.Error(), `not a node of network "beta"`) {
+			t.Fatalf("bootstrap to another network: %v, want a not-a-node-of-network error", err)
+		}
+		waitFor(t, 5*time.Second, func() bool {
+			return nodes[0].Host.Network().Connectedness(other.Host.ID()) != network.Connected &&
+				other.Host.Network().Connectedness(nodes[0].Host.ID()) != network.Connected
+		}, "alpha and beta still connected")
+		if nodes[0].IsMember(other.Host.ID()) || other.IsMember(nodes[0].Host.ID()) {
+			t.Fatal("a node of another network counts as a member")
+		}
+		if !nodes[0].IsMember(nodes[1].Host.ID()) {
+			t.Fatal("a node of the same network is not a member")
 		}
 		// Subscribing to alpha's exact topic name must not help either.
-		topic, err := other.PubSub.Join(TopicName("alpha", "hello/1"))
+		topic, err := other.PubSub.Join(TopicName("alpha", "isolation/1"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -140,14 +169,21 @@ func TestFiveHostsOnLoopback(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer sub.Cancel()
+		// Beta tries again through the DHT's own connect: still cut off.
+		_ = other.Host.Connect(ctx, addrInfo(nodes[0]))
 		_ = other.RefreshRoutingTable(ctx)
-		time.Sleep(time.Second)
-		alphaTopic, err := nodes[0].Join("isolation/1", nil)
-		if err != nil {
+		waitFor(t, 10*time.Second, func() bool { return len(alphaPub.ListPeers()) > 0 }, "alpha's publisher has no mesh peer")
+		if err := alphaPub.Publish(ctx, []byte("alpha only")); err != nil {
 			t.Fatal(err)
 		}
-		if err := alphaTopic.Publish(ctx, []byte("alpha only")); err != nil {
-			t.Fatal(err)
+		if msg, err := alphaSub.Next(ctx); err != nil || string(msg.Data) != "alpha only" {
+			t.Fatalf("alpha's own subscriber: %v %v", msg, err)
+		}
+		rctx, rcancel := context.WithTimeout(ctx, time.Second)
+		defer rcancel()
+		if msg, err := sub.Next(rctx); err == nil {
+			t.Errorf("beta received %q", msg.Data)
 		}
 		if n := other.DHT.RoutingTable().Size(); n != 0 {
 			t.Errorf("beta's routing table has %d peers, want 0", n)
@@ -159,11 +195,6 @@ func TestFiveHostsOnLoopback(t *testing.T) {
 		}
 		if got := topic.ListPeers(); len(got) != 0 {
 			t.Errorf("beta sees %d gossip peers on alpha's topic", len(got))
-		}
-		rctx, rcancel := context.WithTimeout(ctx, time.Second)
-		defer rcancel()
-		if msg, err := sub.Next(rctx); err == nil {
-			t.Errorf("beta received %q", msg.Data)
 		}
 		if _, err := other.DHT.GetValue(rctx, "/test/greeting"); err == nil {
 			t.Error("beta read alpha's record")

@@ -25,6 +25,12 @@ func newIDCmd(g *globals) *cobra.Command {
 				kv(w, "network", info.Network)
 				kv(w, "version", info.Version)
 				kv(w, "wallet", info.Wallet)
+				kv(w, "api", c.URL())
+				if info.Gateway != "" {
+					kv(w, "gateway", info.Gateway)
+				} else {
+					kv(w, "gateway", "off")
+				}
 				for _, a := range info.Addrs {
 					kv(w, "addr", a)
 				}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/aixblock/aixblock/node"
@@ -44,8 +45,34 @@ func newRootCmd() *cobra.Command {
 		newJobCmd(g),
 		newTestnetCmd(g),
 		newDashboardCmd(g),
+		newConfigCmd(g),
 	)
+	root.SuggestionsMinimumDistance = 2
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes every command group fail on a subcommand
+// it does not have (`aixblock job lst`), with cobra's suggestions, instead
+// of printing its help and exiting 0; the group alone still shows its help.
+func refuseUnknownSubcommands(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if !c.HasSubCommands() || c.Run != nil || c.RunE != nil || !c.HasParent() {
+		return
+	}
+	c.Args = cobra.ArbitraryArgs
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
+		}
+		return fmt.Errorf("%s\n\nRun '%s --help' for its commands.", msg, cmd.CommandPath())
+	}
 }
 
 func defaultRepo() string {

@@ -1,0 +1,85 @@
+package node
+
+import (
+	"reflect"
+	"sort"
+	"strings"
+)
+
+// ConfigKey documents one key of config.json for `aixblock config show
+// --defaults`. TestConfigReferenceCoversEveryKey fails when a field of
+// Config has no entry here (or an entry names a key that is gone), so the
+// reference cannot drift from the code.
+type ConfigKey struct {
+	Key     string `json:"key"`
+	Default string `json:"default"`
+	Meaning string `json:"meaning"`
+}
+
+// ConfigReference is every key of config.json, its default and its meaning.
+func ConfigReference() []ConfigKey {
+	d := DefaultConfig("")
+	return []ConfigKey{
+		{"network", d.Network, "network name: the DHT prefix, topics and stream protocols live under /aixblock/NAME/; nodes of two networks never exchange a record"},
+		{"listen", strings.Join(d.Listen, " "), "libp2p listen multiaddrs (TCP and QUIC); a port in use fails the start"},
+		{"announce", "(the listen addresses)", "replaces the addresses the node advertises"},
+		{"api", d.API, "HOST:PORT of the local HTTP API and dashboard; port 0 picks a free one; the default falls back to a free port when another daemon holds it"},
+		{"bootstrap", "(none)", "multiaddrs ending in /p2p/PEER-ID to join through"},
+		{"mdns", "true", "LAN discovery"},
+		{"nat", "true", "NAT port mapping, AutoNAT, the relay client and hole punching"},
+		{"conn_low", "64", "connection manager low watermark (0: the default)"},
+		{"conn_high", "192", "connection manager high watermark (0: the default)"},
+		{"gateway", d.Gateway, `HOST:PORT of the trustless IPFS gateway; port 0 picks a free one; "off" disables it; the default falls back to a free port when taken`},
+		{"gpu.mock", "(real NVML)", "a go-nvml mock server instead of NVML: dgxa100, dgxh100, dgxh200, dgxb200"},
+		{"gpu.poll_interval", "10s", "how often health counters are read"},
+		{"gpu.quiet_window", "5m", "how long a degraded GPU must stay quiet to be healthy again"},
+		{"gpu.fatal_xids", "48 62 63 64 74 79 92 94 95 119 120 136 140 143 155 156 158", "XIDs that make a GPU unhealthy (replaces the list)"},
+		{"gpu.app_xids", "13 31 43 45 68", "XIDs that blame the job, not the card (replaces the list)"},
+		{"content.find_timeout", "30s", "how long a fetch looks for providers of a CID"},
+		{"content.first_block_timeout", "60s", "how long a fetch waits for its first block"},
+		{"content.stall_timeout", "60s", "how long a fetch may go without progress"},
+		{"content.max_dag_mib", "65536 (64 GiB)", "largest DAG a fetch writes, counted in the bytes written (repeated links count each time)"},
+		{"content.max_depth", "64", "deepest DAG a fetch follows"},
+		{"content.result_ttl", "168h (7 days)", `how long a job's result stays pinned unless pinned for good (data pin add); "never" keeps results forever`},
+		{"chain.rpc", "(an embedded dev chain in REPO/devchain)", "EVM JSON-RPC URL: http, https, ws or wss"},
+		{"chain.escrow", "(deployed on the dev chain)", "escrow contract address; required with chain.rpc"},
+		{"chain.token", "(the dev chain's test token)", `ERC-20 token address, or "native"; required with chain.rpc`},
+		{"chain.dev", "false", "marks chain.rpc as a development chain, where the wallet may have an empty passphrase"},
+		{"chain.confirmations", "1", "blocks before a transaction counts"},
+		{"chain.bump_after", "30s", "how long a transaction may wait unmined before it is sent again with 12.5% higher fees"},
+		{"market.prices", "(none: this node does not provide)", `prices per GPU-hour (per core-hour for "cpu") in whole token units, by class ("*" for any), then by token ("default", "native" or an address)`},
+		{"market.pricing_command", "(none)", "a program that prices each offer: reads it as JSON on stdin, prints a price in base units"},
+		{"market.accepted_images", "(any)", "glob patterns of the images this node runs"},
+		{"market.max_duration", "24h", "longest job this node provides"},
+		{"market.bid_window", "1s", "how long this node, as a requester, collects bids"},
+		{"market.voucher_interval", "30s", "how often a requester pays for running jobs; a provider stops a job after three missed"},
+		{"market.redeem_every", "1h", `how often a provider redeems its vouchers, all channels in one transaction; "off" leaves it to wallet redeem`},
+		{"market.redeem_above", "(any amount)", "skip a timed redeem while less than this many base units are owed"},
+		{"market.host_network", "false", "run distributed ranks on this host's network (direct mode: the job gets the host's network)"},
+		{"market.ports", "29500-29999", "ports distributed ranks listen on in direct mode"},
+	}
+}
+
+// configKeys lists the JSON keys of Config, nested sections as
+// "section.key", for the drift test.
+func configKeys() []string {
+	var out []string
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			if f.Type.Kind() == reflect.Struct {
+				walk(f.Type, prefix+name+".")
+				continue
+			}
+			out = append(out, prefix+name)
+		}
+	}
+	walk(reflect.TypeOf(Config{}), "")
+	sort.Strings(out)
+	return out
+}
