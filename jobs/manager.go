@@ -696,7 +696,7 @@ func (m *Manager) follow(ctx context.Context, j *Job, reattached bool) {
 	m.set(j, Uploading, "adding /outputs to the block store")
 	// Add stores a symlink the job made as a symlink and never reads
 	// what it names on the host.
-	root, err := m.cfg.Content.Add(context.Background(), filepath.Join(m.scratch(j), "outputs"), content.AddOptions{Pin: true})
+	root, err := m.cfg.Content.Add(context.Background(), filepath.Join(m.scratch(j), "outputs"), content.AddOptions{Pin: true, Result: true})
 	if err != nil {
 		m.finish(j, Failed, "upload outputs: "+err.Error(), &exit)
 		return

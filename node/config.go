@@ -124,10 +124,15 @@ type ContentConfig struct {
 	FindTimeout       string `json:"find_timeout,omitempty"`
 	FirstBlockTimeout string `json:"first_block_timeout,omitempty"`
 	StallTimeout      string `json:"stall_timeout,omitempty"`
-	// MaxDAGMiB and MaxDepth refuse larger or deeper DAGs; zero means
-	// 1 TiB and 64 levels.
+	// MaxDAGMiB and MaxDepth refuse larger or deeper DAGs (what a get
+	// writes counts, every repeated link again); zero means 64 GiB and
+	// 64 levels.
 	MaxDAGMiB int64 `json:"max_dag_mib,omitempty"`
 	MaxDepth  int   `json:"max_depth,omitempty"`
+	// ResultTTL is how long a job's result stays pinned here unless it is
+	// pinned for good (`data pin add`), e.g. "72h"; empty means 7 days,
+	// "never" keeps results forever.
+	ResultTTL string `json:"result_ttl,omitempty"`
 }
 
 // GPUConfig is the "gpu" section of config.json.
@@ -241,6 +246,11 @@ func (c Config) parse() (parsed, error) {
 		return p, fmt.Errorf("content.max_dag_mib %d / max_depth %d: want 0 (default) or more", c.Content.MaxDAGMiB, c.Content.MaxDepth)
 	}
 	p.content = content.Config{MaxDAGBytes: c.Content.MaxDAGMiB << 20, MaxDepth: c.Content.MaxDepth}
+	if c.Content.ResultTTL == "never" {
+		p.content.ResultTTL = -1
+	} else if p.content.ResultTTL, err = duration("content.result_ttl", c.Content.ResultTTL); err != nil {
+		return p, err
+	}
 	for _, d := range []struct {
 		field string
 		val   string

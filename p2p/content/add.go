@@ -37,6 +37,10 @@ type AddOptions struct {
 	Hidden bool
 	// Pin pins the root recursively once the whole DAG is stored.
 	Pin bool
+	// Result makes that pin expire after Config.ResultTTL (a job's
+	// outputs), unless the root is pinned for good by then (Pin, `data
+	// pin add`). A root already pinned for good stays so.
+	Result bool
 	// Progress, when set, is called with the bytes read so far.
 	Progress func(bytes int64)
 }
@@ -93,10 +97,7 @@ func (s *Store) Add(ctx context.Context, path string, opts AddOptions) (cid.Cid,
 	}
 	root := nd.Cid()
 	if opts.Pin {
-		if err := s.pins.Pin(ctx, nd, true, ""); err != nil {
-			return cid.Undef, fmt.Errorf("pin %s: %w", root, err)
-		}
-		if err := s.pins.Flush(ctx); err != nil {
+		if err := s.pinAdded(ctx, nd, opts.Result); err != nil {
 			return cid.Undef, fmt.Errorf("pin %s: %w", root, err)
 		}
 	}

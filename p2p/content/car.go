@@ -113,6 +113,9 @@ func (s *Store) ImportCAR(ctx context.Context, r io.Reader) (ImportResult, error
 		if err := s.pins.Pin(ctx, nd, true, ""); err != nil {
 			return res, fmt.Errorf("pin %s: %w", root, err)
 		}
+		if err := s.clearExpiry(ctx, root); err != nil {
+			return res, err
+		}
 		s.provide(ctx, root)
 	}
 	return res, s.pins.Flush(ctx)

@@ -10,9 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ipfs/boxo/files"
 	"github.com/ipfs/boxo/ipld/merkledag"
-	unixfile "github.com/ipfs/boxo/ipld/unixfs/file"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/multiformats/go-multicodec"
@@ -48,6 +46,10 @@ func checkCodec(c cid.Cid) error {
 // missing. Blocks already here are never fetched again, so an interrupted
 // fetch resumes where it stopped. progress, when set, gets the running stats.
 func (s *Store) Fetch(ctx context.Context, root cid.Cid, progress func(FetchStats)) (FetchStats, error) {
+	return s.fetch(ctx, root, progress, s.limit(GetOptions{}))
+}
+
+func (s *Store) fetch(ctx context.Context, root cid.Cid, progress func(FetchStats), lim limit) (FetchStats, error) {
 	if err := checkCodec(root); err != nil {
 		return FetchStats{}, err
 	}
@@ -119,9 +121,9 @@ func (s *Store) Fetch(ctx context.Context, root cid.Cid, progress func(FetchStat
 		}
 		st := stats
 		d := depth[c]
-		if st.Bytes > s.cfg.MaxDAGBytes {
+		if st.Bytes > lim.max {
 			mu.Unlock()
-			return nil, fmt.Errorf("%s: %w (%d bytes)", root, ErrTooBig, s.cfg.MaxDAGBytes)
+			return nil, fmt.Errorf("%s: %w: its blocks hold more than %d MiB, over %s; raise %s, or fetch a smaller DAG", root, ErrTooBig, lim.max>>20, lim.name, lim.name)
 		}
 		if len(nd.Links()) > 0 && d+1 > s.cfg.MaxDepth {
 			mu.Unlock()
@@ -180,48 +182,79 @@ func (s *Store) watchProviders(ctx context.Context, cancel context.CancelCauseFu
 	}()
 }
 
+// GetOptions shape one Get or Cat. The zero value uses the Store's limits.
+type GetOptions struct {
+	// MaxBytes caps what the call fetches (unique blocks) and writes (every
+	// file's bytes, each repeated link again, plus EntryCost per entry);
+	// zero means the Store's MaxDAGBytes. A job passes its disk budget.
+	MaxBytes int64
+	// LimitName names MaxBytes in errors, e.g. "resources.disk_mib"; empty
+	// means the Store's limit, "content.max_dag_mib".
+	LimitName string
+	// Progress, when set, gets the running fetch stats.
+	Progress func(FetchStats)
+}
+
+func (s *Store) limit(opts GetOptions) limit {
+	if opts.MaxBytes > 0 {
+		name := opts.LimitName
+		if name == "" {
+			name = "the caller's limit"
+		}
+		return limit{opts.MaxBytes, name}
+	}
+	return limit{s.cfg.MaxDAGBytes, MaxDAGSetting}
+}
+
+// MaxDAGSetting is the node's config key for Config.MaxDAGBytes, named in
+// the errors that limit gives.
+const MaxDAGSetting = "content.max_dag_mib"
+
 // Get fetches root and writes it to out: a file, or a directory tree.
 func (s *Store) Get(ctx context.Context, root cid.Cid, out string, progress func(FetchStats)) (FetchStats, error) {
-	stats, err := s.Fetch(ctx, root, progress)
-	if err != nil {
-		return stats, err
-	}
-	nd, err := s.local.Get(ctx, root)
-	if err != nil {
-		return stats, err
-	}
-	f, err := unixfile.NewUnixfsFile(ctx, s.local, nd)
-	if err != nil {
-		return stats, fmt.Errorf("%s: %w", root, err)
-	}
-	defer f.Close()
+	return s.GetWith(ctx, root, out, GetOptions{Progress: progress})
+}
+
+// GetWith is Get with per-call options. Nothing is written when the DAG
+// would write more than the limit; out must not exist.
+func (s *Store) GetWith(ctx context.Context, root cid.Cid, out string, opts GetOptions) (FetchStats, error) {
 	if _, err := os.Lstat(out); err == nil {
-		return stats, fmt.Errorf("output %s exists; not overwriting it (remove it or give another -o)", out)
+		return FetchStats{}, fmt.Errorf("output %s exists; not overwriting it (remove it or give another -o)", out)
 	}
-	if err := files.WriteTo(f, out); err != nil {
-		return stats, fmt.Errorf("write %s: %w", out, err)
+	lim := s.limit(opts)
+	stats, err := s.fetch(ctx, root, opts.Progress, lim)
+	if err != nil {
+		return stats, err
+	}
+	t := &tree{dag: s.local, root: root, lim: lim, maxDepth: s.cfg.MaxDepth}
+	if err := t.write(ctx, out); err != nil {
+		return stats, fmt.Errorf("get %s: %w", root, err)
 	}
 	return stats, nil
 }
 
 // Cat fetches a file and copies its bytes to w.
 func (s *Store) Cat(ctx context.Context, root cid.Cid, w io.Writer) error {
-	if _, err := s.Fetch(ctx, root, nil); err != nil {
+	return s.CatWith(ctx, root, w, GetOptions{})
+}
+
+// CatWith is Cat with per-call options; the file's declared size is
+// checked against the limit before the first byte.
+func (s *Store) CatWith(ctx context.Context, root cid.Cid, w io.Writer, opts GetOptions) error {
+	lim := s.limit(opts)
+	if _, err := s.fetch(ctx, root, opts.Progress, lim); err != nil {
 		return err
 	}
-	nd, err := s.local.Get(ctx, root)
+	t := &tree{dag: s.local, root: root, lim: lim, maxDepth: s.cfg.MaxDepth}
+	n, err := t.get(ctx, root)
 	if err != nil {
 		return err
 	}
-	f, err := unixfile.NewUnixfsFile(ctx, s.local, nd)
-	if err != nil {
-		return fmt.Errorf("%s: %w", root, err)
+	if n.kind != kindFile {
+		return fmt.Errorf("%s is a directory or symlink: use get", root)
 	}
-	defer f.Close()
-	file, ok := f.(files.File)
-	if !ok {
-		return fmt.Errorf("%s is a directory: use get", root)
+	if err := t.plan(ctx, n, 0); err != nil {
+		return err
 	}
-	_, err = io.Copy(w, file)
-	return err
+	return t.writeFile(ctx, &fileWriter{f: w, left: n.size()}, n, 0)
 }

@@ -43,10 +43,21 @@ type Config struct {
 	// reconnects peers that bitswap lost track of (see heal); zero means
 	// 2 s, negative never.
 	HealAfter time.Duration
-	// MaxDAGBytes refuses DAGs larger than this; zero means 1 TiB.
+	// MaxDAGBytes refuses DAGs whose blocks, or whose files as written
+	// (every repeated link counted again), exceed this; zero means 64 GiB.
 	MaxDAGBytes int64
 	// MaxDepth refuses DAGs deeper than this; zero means 64.
 	MaxDepth int
+	// ResultTTL is how long a pin made by Add with AddOptions.Result
+	// lasts (a job's outputs) before it is removed and its blocks
+	// collected, unless Pin is called for the root; zero means 7 days,
+	// negative forever.
+	ResultTTL time.Duration
+	// SweepInterval is how often expired pins are looked for; zero means
+	// 10 minutes.
+	SweepInterval time.Duration
+	// Now is the clock for pin expiry; nil means time.Now (tests inject one).
+	Now func() time.Time
 	// ReprovideInterval re-announces pinned roots; zero means 12 h.
 	ReprovideInterval time.Duration
 	// Logger is the parent logger; nil means slog.Default().
@@ -88,7 +99,7 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Store, error) {
 		cfg.StallTimeout = 60 * time.Second
 	}
 	if cfg.MaxDAGBytes == 0 {
-		cfg.MaxDAGBytes = 1 << 40
+		cfg.MaxDAGBytes = 64 << 30
 	}
 	if cfg.MaxDepth == 0 {
 		cfg.MaxDepth = 64
@@ -98,6 +109,15 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Store, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.ResultTTL == 0 {
+		cfg.ResultTTL = 7 * 24 * time.Hour
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = 10 * time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Store{cfg: cfg, log: cfg.Logger.With("component", "content"), routing: cfg.Routing, cancel: cancel}
@@ -133,6 +153,7 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Store, error) {
 	}
 	s.pins = pins
 	go s.reprovide(ctx)
+	go s.sweepLoop(ctx)
 	return s, nil
 }
 

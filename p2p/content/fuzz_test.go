@@ -1,0 +1,162 @@
+package content
+
+import (
+	"bytes"
+	"context"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/boxo/exchange/offline"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	ft "github.com/ipfs/boxo/ipld/unixfs"
+	"github.com/ipfs/boxo/pinning/pinner/dspinner"
+	"github.com/ipfs/go-cid"
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	ipld "github.com/ipfs/go-ipld-format"
+	carv2 "github.com/ipld/go-car/v2"
+	"github.com/ipld/go-car/v2/storage"
+)
+
+// offlineStore is a Store without a network: blockstore, DAG and pins over
+// one in-memory datastore, enough for the code that reads what peers sent.
+func offlineStore(t testing.TB) *Store {
+	t.Helper()
+	d := dssync.MutexWrap(ds.NewMapDatastore())
+	bs := blockstore.NewGCBlockstore(blockstore.NewIdStore(blockstore.NewBlockstore(d)), blockstore.NewGCLocker())
+	off := blockservice.New(bs, offline.Exchange(bs))
+	s := &Store{cfg: Config{Datastore: d, MaxDAGBytes: 64 << 20, MaxDepth: 64, ResultTTL: -1}, log: slog.Default(), bs: bs, offline: off}
+	s.local = merkledag.NewDAGService(off)
+	s.dag = s.local
+	pins, err := dspinner.New(context.Background(), d, s.local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.pins = pins
+	return s
+}
+
+// fuzzFixtures are blocks a fuzzed root may link: a raw leaf, a file, a
+// symlink out of the tree, a directory.
+func fuzzFixtures(t testing.TB, s *Store) []ipld.Node {
+	leaf := merkledag.NewRawNode([]byte("leaf data"))
+	fsn := ft.NewFSNode(ft.TFile)
+	fsn.AddBlockSize(uint64(len(leaf.RawData())))
+	fsn.AddBlockSize(uint64(len(leaf.RawData())))
+	data, _ := fsn.GetBytes()
+	file := v1(merkledag.NodeWithData(data))
+	file.AddRawLink("", &ipld.Link{Cid: leaf.Cid()})
+	file.AddRawLink("", &ipld.Link{Cid: leaf.Cid()})
+	sl, _ := ft.SymlinkData("/etc")
+	link := v1(merkledag.NodeWithData(sl))
+	dir := v1(ft.EmptyDirNode())
+	dir.AddRawLink("f", &ipld.Link{Cid: file.Cid()})
+	dir.AddRawLink("l", &ipld.Link{Cid: link.Cid()})
+	nds := []ipld.Node{leaf, file, link, dir}
+	for _, nd := range nds {
+		if err := s.local.Add(context.Background(), nd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nds
+}
+
+// FuzzGetTree writes a fuzzed dag-pb root (as a peer sent it) that may link
+// the fixtures, under a small limit. Whatever the bytes, nothing is written
+// outside the output, and a refused tree leaves no output.
+func FuzzGetTree(f *testing.F) {
+	seed := offlineStore(f)
+	fx := fuzzFixtures(f, seed)
+	for _, nd := range fx {
+		f.Add(nd.RawData())
+	}
+	dup := v1(ft.EmptyDirNode())
+	dup.AddRawLink("a", &ipld.Link{Cid: fx[2].Cid()})
+	dup.AddRawLink("a", &ipld.Link{Cid: fx[3].Cid()})
+	f.Add(dup.RawData())
+	bad := v1(ft.EmptyDirNode())
+	bad.AddRawLink("../x", &ipld.Link{Cid: fx[1].Cid()})
+	f.Add(bad.RawData())
+	f.Add([]byte{})
+	f.Add([]byte{0x0a, 0x02, 0x08, 0x02})
+
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pn, err := merkledag.DecodeProtobuf(b)
+		if err != nil {
+			return
+		}
+		pn = v1(pn)
+		s := offlineStore(t)
+		fuzzFixtures(t, s)
+		if err := s.local.Add(context.Background(), pn); err != nil {
+			return
+		}
+		base := t.TempDir()
+		out := filepath.Join(base, "out")
+		tr := &tree{dag: s.local, root: pn.Cid(), lim: limit{1 << 20, "test"}, maxDepth: 16}
+		err = tr.write(context.Background(), out)
+		ents, _ := os.ReadDir(base)
+		if err != nil {
+			if _, serr := os.Lstat(out); serr == nil {
+				t.Fatalf("refused (%v) but left %s", err, out)
+			}
+			if len(ents) != 0 {
+				t.Fatalf("refused (%v) but left %v", err, ents)
+			}
+			return
+		}
+		if len(ents) != 1 || ents[0].Name() != "out" {
+			t.Fatalf("wrote %v beside the output", ents)
+		}
+		// Nothing under out is anything but a file, directory or symlink.
+		filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m := d.Type(); m&^(fs.ModeDir|fs.ModeSymlink) != 0 {
+				t.Fatalf("%s has mode %v", p, m)
+			}
+			return nil
+		})
+	})
+}
+
+// FuzzImportCAR feeds `data import` arbitrary CAR bytes: it must refuse
+// or import, never panic, and never pin an incomplete DAG.
+func FuzzImportCAR(f *testing.F) {
+	s := offlineStore(f)
+	fx := fuzzFixtures(f, s)
+	var car bytes.Buffer
+	w, err := storage.NewWritable(&car, []cid.Cid{fx[3].Cid()}, carv2.WriteAsCarV1(true))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, nd := range fx {
+		w.Put(context.Background(), nd.Cid().KeyString(), nd.RawData())
+	}
+	w.Finalize()
+	f.Add(car.Bytes())
+	f.Add(car.Bytes()[:car.Len()/2])
+	f.Add([]byte{})
+
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s := offlineStore(t)
+		res, err := s.ImportCAR(context.Background(), bytes.NewReader(b))
+		if err != nil {
+			if pins, _ := s.Pins(context.Background()); len(pins) != 0 {
+				t.Fatalf("refused (%v) but pinned %v", err, pins)
+			}
+			return
+		}
+		for _, r := range res.Roots {
+			if err := s.complete(context.Background(), r); err != nil {
+				t.Fatalf("pinned an incomplete root: %v", err)
+			}
+		}
+	})
+}
