@@ -3,17 +3,24 @@ package node
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aixblock/aixblock/chain"
@@ -26,31 +33,342 @@ import (
 //go:embed dashboard
 var dashboardFiles embed.FS
 
-// sessionCookie carries the API token for the dashboard's own requests
-// (EventSource cannot send an Authorization header). It is HttpOnly and
-// SameSite=Strict, so other sites can neither read nor send it.
-const sessionCookie = "aixblock_session"
+// Signing in to the dashboard. The browser never holds the API token:
+//
+//   - `aixblock dashboard`, which holds the token, asks the daemon for a
+//     login code: random, good for one use within loginCodeTTL (2 minutes).
+//   - GET /ui/login?code= spends the code and starts a session: a random
+//     session ID in an HttpOnly, SameSite=Strict cookie, and a random key
+//     that the sign-in page stores in the origin's localStorage before it
+//     moves on to /ui/ (so the address bar and history keep no live code).
+//   - Every API request from the page carries both: the cookie, and the
+//     key in the X-Aixblock-Request header. The static pages need only the
+//     cookie (a navigation cannot send a header); they hold nothing secret.
+//
+// Why two halves: browsers do not isolate cookies by port, so any other
+// listener on 127.0.0.1 that the browser visits (a job with host
+// networking, another local program) receives the cookie. localStorage is
+// per origin, port included, so no other port ever sees the key, and the
+// cookie alone reaches no API. The key also does the work of a CSRF token:
+// a cross-site page can neither read it nor send it without a CORS
+// preflight, which this API never grants.
+//
+// Sessions live in the daemon's memory only. One idle for sessionIdle
+// (12 h) or older than sessionMaxAge (7 days) ends; `aixblock dashboard
+// --logout-all` (a token-only route) ends them all, as does a restart.
+// Sessions cannot make login codes: only the token can.
+//
+// `dashboard --open` must not put anything secret in the browser's argv,
+// which every local user can read in /proc for as long as the browser runs.
+// A code in argv would be live until the browser spends it, and a local
+// onlooker racing the browser could win. So the browser is given only the
+// path of a file in a fresh 0700 directory, mode 0600, that redirects to
+// the login link; the CLI waits until the code is spent (or dead) and
+// removes the file.
+const (
+	loginCodeTTL  = 2 * time.Minute
+	sessionIdle   = 12 * time.Hour
+	sessionMaxAge = 7 * 24 * time.Hour
+	// maxLoginCodes bounds the codes waiting to be used.
+	maxLoginCodes = 64
+)
 
-// csrfHeader must accompany every state-changing request authenticated by
-// the cookie: a cross-origin page cannot set it without a CORS preflight,
-// which this API never grants.
+// csrfHeader carries the session's key on every API request the dashboard
+// makes on its cookie.
 const csrfHeader = "X-Aixblock-Request"
 
-// LoginURL is the URL that opens the dashboard: it trades the token for a
-// session cookie, then leaves the token out of the address bar.
-func LoginURL(apiBase, token string) string {
-	return strings.TrimRight(apiBase, "/") + "/ui/login?token=" + token
+// dashSessions holds the dashboard's login codes and sessions. Secrets are
+// kept only as SHA-256 hashes, which are also the map keys: a lookup's
+// timing says nothing about a secret.
+type dashSessions struct {
+	mu  sync.Mutex
+	now func() time.Time // the clock, for tests
+	// cookie is the session cookie's name: one per API port, so that two
+	// daemons on one machine keep their sessions apart.
+	cookie   string
+	codes    map[[32]byte]*loginCode
+	sessions map[[32]byte]*dashSession
 }
 
-func (n *Node) dashboardRoutes(open, auth *http.ServeMux) {
+type loginCode struct {
+	id      string // a handle that names the code without revealing it
+	expires time.Time
+	used    bool
+}
+
+type dashSession struct {
+	key           [32]byte // hash of the key the page sends in csrfHeader
+	created, used time.Time
+}
+
+func newDashSessions(port string) *dashSessions {
+	return &dashSessions{now: time.Now, cookie: "aixblock_session_" + port,
+		codes: map[[32]byte]*loginCode{}, sessions: map[[32]byte]*dashSession{}}
+}
+
+func randomSecret() string {
+	b := make([]byte, 32)
+	rand.Read(b) // never fails (crypto/rand)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func hashSecret(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+
+// newCode makes a login code; id names it for LoginCodeState.
+func (d *dashSessions) newCode() (code, id string, expires time.Time, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.now()
+	for h, c := range d.codes {
+		if !now.Before(c.expires) {
+			delete(d.codes, h)
+		}
+	}
+	if len(d.codes) >= maxLoginCodes {
+		return "", "", time.Time{}, fmt.Errorf("%d login codes are waiting to be used: try again in %s", len(d.codes), loginCodeTTL)
+	}
+	code = randomSecret()
+	h := hashSecret(code)
+	id = hex.EncodeToString(h[:8])
+	expires = now.Add(loginCodeTTL)
+	d.codes[h] = &loginCode{id: id, expires: expires}
+	return code, id, expires, nil
+}
+
+// useCode spends a code: true once, for a code that is live.
+func (d *dashSessions) useCode(code string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c, ok := d.codes[hashSecret(code)]
+	if !ok || c.used || !d.now().Before(c.expires) {
+		return false
+	}
+	c.used = true
+	return true
+}
+
+// codeState says whether the code named id was used or has died.
+func (d *dashSessions) codeState(id string) (LoginCodeState, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range d.codes {
+		if c.id == id {
+			return LoginCodeState{Used: c.used, Expired: !c.used && !d.now().Before(c.expires)}, true
+		}
+	}
+	return LoginCodeState{}, false
+}
+
+func (d *dashSessions) newSession() (id, key string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.now()
+	for h, s := range d.sessions {
+		if d.dead(s, now) {
+			delete(d.sessions, h)
+		}
+	}
+	id, key = randomSecret(), randomSecret()
+	d.sessions[hashSecret(id)] = &dashSession{key: hashSecret(key), created: now, used: now}
+	return id, key
+}
+
+func (d *dashSessions) dead(s *dashSession, now time.Time) bool {
+	return now.Sub(s.used) >= sessionIdle || now.Sub(s.created) >= sessionMaxAge
+}
+
+var (
+	errNoSession = errors.New("the dashboard session has expired or was signed out: run `aixblock dashboard` for a new login link")
+	errNoKey     = errors.New("a request on the dashboard's session cookie needs the session's key in the " + csrfHeader + " header (the dashboard's pages send it)")
+)
+
+// check finds the session of the cookie's ID; with needKey, the request
+// must also carry the session's key.
+func (d *dashSessions) check(id, key string, needKey bool) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h := hashSecret(id)
+	s, ok := d.sessions[h]
+	now := d.now()
+	if !ok || d.dead(s, now) {
+		delete(d.sessions, h)
+		return errNoSession
+	}
+	if needKey {
+		k := hashSecret(key)
+		if key == "" || subtle.ConstantTimeCompare(k[:], s.key[:]) != 1 {
+			return errNoKey
+		}
+	}
+	s.used = now
+	return nil
+}
+
+func (d *dashSessions) logout(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.sessions, hashSecret(id))
+}
+
+// logoutAll ends every session and kills every waiting code; it returns
+// how many sessions were live.
+func (d *dashSessions) logoutAll() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	now := d.now()
+	for _, s := range d.sessions {
+		if !d.dead(s, now) {
+			n++
+		}
+	}
+	clear(d.sessions)
+	clear(d.codes)
+	return n
+}
+
+// authenticate checks the request's session cookie, if it has one: ok when
+// the session is live (and, but for static pages, the key is right);
+// answered when it carried a cookie of ours, in which case a refusal has
+// been written.
+func (d *dashSessions) authenticate(w http.ResponseWriter, r *http.Request) (ok, answered bool) {
+	c, err := r.Cookie(d.cookie)
+	if err != nil || c.Value == "" {
+		return false, false
+	}
+	static := (r.Method == http.MethodGet || r.Method == http.MethodHead) && strings.HasPrefix(r.URL.Path, "/ui/")
+	if err := d.check(c.Value, r.Header.Get(csrfHeader), !static); err != nil {
+		code := http.StatusForbidden
+		if errors.Is(err, errNoSession) {
+			code = http.StatusUnauthorized
+			http.SetCookie(w, &http.Cookie{Name: d.cookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		}
+		if strings.HasPrefix(r.URL.Path, "/ui/") {
+			loginPage(w, code, "Your session has expired or was signed out.")
+		} else {
+			writeJSON(w, code, apiError{err.Error()})
+		}
+		return false, true
+	}
+	return true, true
+}
+
+// viaToken: the request carries the API token itself (not a session).
+func (n *Node) viaToken(r *http.Request) bool {
+	return subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+n.repo.Token)) == 1
+}
+
+// DashboardLogin is POST /v1/dashboard/login: a one-time login link.
+type DashboardLogin struct {
+	URL string `json:"url"`
+	// CodeID names the link's code for GET /v1/dashboard/login/{id}
+	// without revealing it.
+	CodeID    string    `json:"code_id"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// LoginCodeState is GET /v1/dashboard/login/{id}.
+type LoginCodeState struct {
+	Used    bool `json:"used"`
+	Expired bool `json:"expired"`
+}
+
+// LogoutResult is POST /v1/dashboard/logout-all.
+type LogoutResult struct {
+	SignedOut int `json:"signed_out"`
+}
+
+// DashboardLogin asks for a one-time login link (the token is required).
+func (c *Client) DashboardLogin(ctx context.Context) (DashboardLogin, error) {
+	var out DashboardLogin
+	err := c.do(ctx, http.MethodPost, "/v1/dashboard/login", struct{}{}, &out)
+	return out, err
+}
+
+// LoginCode says whether the login link's code was used or has died.
+func (c *Client) LoginCode(ctx context.Context, id string) (LoginCodeState, error) {
+	var out LoginCodeState
+	err := c.do(ctx, http.MethodGet, "/v1/dashboard/login/"+url.PathEscape(id), nil, &out)
+	return out, err
+}
+
+// LogoutAll ends every dashboard session and kills every waiting login link.
+func (c *Client) LogoutAll(ctx context.Context) (LogoutResult, error) {
+	var out LogoutResult
+	err := c.do(ctx, http.MethodPost, "/v1/dashboard/logout-all", struct{}{}, &out)
+	return out, err
+}
+
+// dashboardRoutes adds the dashboard's pages and routes; the sessions it
+// returns are what requireToken accepts besides the token.
+func (n *Node) dashboardRoutes(open, auth *http.ServeMux) *dashSessions {
+	_, port, _ := net.SplitHostPort(n.apiLn.Addr().String())
+	dash := newDashSessions(port)
 	open.HandleFunc("GET /ui/login", func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.URL.Query().Get("token")), []byte(n.repo.Token)) != 1 {
-			loginPage(w, http.StatusUnauthorized, "That login link's token is wrong or out of date.")
+		code := r.URL.Query().Get("code")
+		if code == "" || !dash.useCode(code) {
+			msg := "That login link was used already or is more than 2 minutes old: each link signs in once."
+			if r.URL.Query().Has("token") {
+				msg = "Login links no longer carry the API token."
+			}
+			loginPage(w, http.StatusUnauthorized, msg)
 			return
 		}
-		http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: n.repo.Token, Path: "/",
-			HttpOnly: true, SameSite: http.SameSiteStrictMode})
-		http.Redirect(w, r, "/ui/", http.StatusSeeOther)
+		id, key := dash.newSession()
+		http.SetCookie(w, &http.Cookie{Name: dash.cookie, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		// Not a redirect: the page stores the key, then moves on itself,
+		// a same-origin navigation on which the Strict cookie is sent
+		// (after a redirect from a cross-site start, such as --open's
+		// file, it would not be).
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		fmt.Fprintf(w, `<!doctype html><html lang="en"><meta charset="utf-8"><meta name="aixblock-key" content="%s">
+<title>AIxBlock: signing in</title><script src="/ui/login.js"></script>
+<main><p>Signing in… <a href="/ui/">Open the dashboard</a></p></main></html>`, key)
+	})
+	open.HandleFunc("GET /ui/login.js", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFileFS(w, r, dashboardFiles, "dashboard/login.js")
+	})
+	auth.HandleFunc("POST /v1/dashboard/login", func(w http.ResponseWriter, r *http.Request) {
+		if !n.viaToken(r) {
+			writeJSON(w, http.StatusForbidden, apiError{"login links are made with the API token (aixblock dashboard), not by a dashboard session"})
+			return
+		}
+		code, id, exp, err := dash.newCode()
+		if err != nil {
+			writeJSON(w, http.StatusTooManyRequests, apiError{err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, DashboardLogin{URL: "http://" + r.Host + "/ui/login?code=" + code, CodeID: id, ExpiresAt: exp})
+	})
+	auth.HandleFunc("GET /v1/dashboard/login/{id}", func(w http.ResponseWriter, r *http.Request) {
+		st, ok := dash.codeState(r.PathValue("id"))
+		if !ok {
+			writeJSON(w, http.StatusNotFound, apiError{fmt.Sprintf("no login code %q (codes are forgotten %s after they are made, and by --logout-all)", r.PathValue("id"), loginCodeTTL)})
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	})
+	auth.HandleFunc("POST /v1/dashboard/logout-all", func(w http.ResponseWriter, r *http.Request) {
+		if !n.viaToken(r) {
+			writeJSON(w, http.StatusForbidden, apiError{"signing every session out needs the API token (aixblock dashboard --logout-all)"})
+			return
+		}
+		k := dash.logoutAll()
+		n.log.Info("dashboard: every session signed out", "sessions", k)
+		writeJSON(w, http.StatusOK, LogoutResult{SignedOut: k})
+	})
+	auth.HandleFunc("POST /v1/dashboard/logout", func(w http.ResponseWriter, r *http.Request) {
+		c, err := r.Cookie(dash.cookie)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, apiError{"no dashboard session to sign out (this route is the dashboard's own; use --logout-all with the token)"})
+			return
+		}
+		dash.logout(c.Value)
+		http.SetCookie(w, &http.Cookie{Name: dash.cookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		writeJSON(w, http.StatusOK, LogoutResult{SignedOut: 1})
 	})
 	open.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/ui/", http.StatusSeeOther)
@@ -76,6 +394,19 @@ func (n *Node) dashboardRoutes(open, auth *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, t)
 	})
+	auth.HandleFunc("POST /v1/testnet/login", func(w http.ResponseWriter, r *http.Request) {
+		var req TestnetLoginRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		l, err := n.testnetLogin(r.Context(), req.Name)
+		if err != nil {
+			writeJSON(w, http.StatusNotFound, apiError{err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, l)
+	})
+	return dash
 }
 
 func loginPage(w http.ResponseWriter, code int, msg string) {
@@ -100,7 +431,12 @@ func (n *Node) checkHost(next http.Handler) http.Handler {
 			writeJSON(w, http.StatusForbidden, apiError{fmt.Sprintf("cross-origin request from %q refused", o)})
 			return
 		}
-		if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		// The sign-in page is the one exception: --open's file starts it
+		// from file://, which the browser calls cross-site. It changes
+		// nothing but a live code into a session, and a stranger has no
+		// live code.
+		signIn := r.Method == http.MethodGet && (r.URL.Path == "/ui/login" || r.URL.Path == "/ui/login.js")
+		if r.Header.Get("Sec-Fetch-Site") == "cross-site" && !signIn {
 			writeJSON(w, http.StatusForbidden, apiError{"cross-site request refused"})
 			return
 		}
@@ -256,9 +592,15 @@ func (n *Node) earnings(ctx context.Context) (EarningsInfo, error) {
 type TestnetNode struct {
 	testnet.Node
 	Self bool `json:"self"`
-	// Login opens that node's dashboard (its token, read from its repo:
-	// the testnet's repos all belong to the user running it).
-	Login string `json:"login,omitempty"`
+	// CanLogin: POST /v1/testnet/login makes a login link for that node
+	// (with its token, read from its repo: the testnet's repos all belong
+	// to the user running it).
+	CanLogin bool `json:"can_login,omitempty"`
+}
+
+// TestnetLoginRequest is POST /v1/testnet/login.
+type TestnetLoginRequest struct {
+	Name string `json:"name"`
 }
 
 // TestnetNodes is GET /v1/testnet.
@@ -285,11 +627,35 @@ func (n *Node) testnetNodes() (TestnetNodes, error) {
 		// restart); a stopped node gets no link.
 		if b, err := os.ReadFile(filepath.Join(nd.Repo, APIFile)); err == nil && nd.Up {
 			t.API = strings.TrimSpace(string(b))
-			if tok, err := readToken(nd.Repo); err == nil {
-				t.Login = LoginURL(t.API, tok)
-			}
+			_, err := readToken(nd.Repo)
+			t.CanLogin = err == nil
 		}
 		out.Nodes = append(out.Nodes, t)
 	}
 	return out, nil
+}
+
+// testnetLogin makes a one-time login link for the testnet node called
+// name, through that node's API with its token.
+func (n *Node) testnetLogin(ctx context.Context, name string) (DashboardLogin, error) {
+	t, err := n.testnetNodes()
+	if err != nil {
+		return DashboardLogin{}, err
+	}
+	var names []string
+	for _, nd := range t.Nodes {
+		if nd.Name != name {
+			names = append(names, nd.Name)
+			continue
+		}
+		if !nd.Up {
+			return DashboardLogin{}, fmt.Errorf("testnet node %s is not running", name)
+		}
+		c, err := NewClient(nd.Repo)
+		if err != nil {
+			return DashboardLogin{}, fmt.Errorf("testnet node %s: %w", name, err)
+		}
+		return c.DashboardLogin(ctx)
+	}
+	return DashboardLogin{}, fmt.Errorf("name: no testnet node %q (nodes: %s)", name, strings.Join(names, ", "))
 }

@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -223,7 +226,8 @@ func TestDashboard(t *testing.T) {
 	}{
 		{"no token", "/ui/", "", "", http.StatusUnauthorized},
 		{"no token on the API", "/v1/wallet/channels", "", "", http.StatusUnauthorized},
-		{"wrong login token", "/ui/login?token=nope", "", "", http.StatusUnauthorized},
+		{"wrong login code", "/ui/login?code=nope", "", "", http.StatusUnauthorized},
+		{"the API token as a login code", "/ui/login?token=" + strings.TrimSpace(readFile(t, filepath.Join(req, "api.token"))), "", "", http.StatusUnauthorized},
 		{"rebound host name", "/healthz", "attacker.example:" + strings.Split(base, ":")[2], "", http.StatusMisdirectedRequest},
 		{"foreign host", "/ui/", "attacker.example", "", http.StatusMisdirectedRequest},
 	} {
@@ -241,12 +245,17 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 	tok, _ := os.ReadFile(filepath.Join(req, "api.token"))
+	resp, _ := get(t, strings.TrimSpace(mustRun(t, req, "dashboard")), nil)
+	c := sessionCookie(resp)
+	if c == nil {
+		t.Fatalf("sign in: %s", resp.Status)
+	}
 	for _, c := range []struct {
 		name   string
 		header map[string]string
 		want   int
 	}{
-		{"cookie without the dashboard header", map[string]string{"Cookie": "aixblock_session=" + strings.TrimSpace(string(tok))}, http.StatusForbidden},
+		{"cookie without the session's key", map[string]string{"Cookie": c.Name + "=" + c.Value, "X-Aixblock-Request": "1"}, http.StatusForbidden},
 		{"foreign origin", map[string]string{"Authorization": "Bearer " + strings.TrimSpace(string(tok)), "Origin": "http://attacker.example"}, http.StatusForbidden},
 	} {
 		r, _ := http.NewRequest("POST", base+"/v1/jobs", strings.NewReader(`{"spec_yaml":"x"}`))
@@ -263,5 +272,177 @@ func TestDashboard(t *testing.T) {
 		if resp.StatusCode != c.want {
 			t.Errorf("%s: %d %q, want %d", c.name, resp.StatusCode, e.Error, c.want)
 		}
+	}
+}
+
+// noRedirect sees each answer itself, as a hostile client would.
+var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+func get(t *testing.T, url string, header map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+func sessionCookie(resp *http.Response) *http.Cookie {
+	for _, c := range resp.Cookies() {
+		if strings.HasPrefix(c.Name, "aixblock_session") && c.Value != "" {
+			return c
+		}
+	}
+	return nil
+}
+
+var keyMeta = regexp.MustCompile(`name="aixblock-key" content="([^"]+)"`)
+
+// The dashboard's sign-in from the hostile side: what another listener on
+// 127.0.0.1 receives (the cookie) is not the token and reaches no API on
+// its own; a login link works once; --logout-all ends every session; and
+// what --open hands the browser's process is nothing anyone can use.
+func TestDashboardSessions(t *testing.T) {
+	repo := initRepo(t, "dashtest")
+	startDaemon(t, repo)
+	base := strings.TrimSpace(readFile(t, filepath.Join(repo, "api")))
+	token := strings.TrimSpace(readFile(t, filepath.Join(repo, "api.token")))
+
+	link := strings.TrimSpace(mustRun(t, repo, "dashboard"))
+	if strings.Contains(link, token) {
+		t.Errorf("the login link carries the API token: %s", link)
+	}
+	resp, body := get(t, link, nil)
+	c := sessionCookie(resp)
+	if resp.StatusCode >= 400 || c == nil {
+		t.Fatalf("sign in with %s: %s, cookies %v\n%s", link, resp.Status, resp.Cookies(), body)
+	}
+	if strings.Contains(c.Value, token) {
+		t.Fatalf("the session cookie %s carries the API token", c.Name)
+	}
+	cookie := c.Name + "=" + c.Value
+	// What a stranger listening on another port of 127.0.0.1 receives.
+	for name, h := range map[string]map[string]string{
+		"cookie as a bearer":                  {"Authorization": "Bearer " + c.Value},
+		"cookie alone":                        {"Cookie": cookie},
+		"cookie with the old constant header": {"Cookie": cookie, "X-Aixblock-Request": "1"},
+	} {
+		if resp, body := get(t, base+"/v1/id", h); resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: GET /v1/id = %s, want 401 or 403: %s", name, resp.Status, body)
+		}
+	}
+	// The page the browser got holds the session's key; with both, the
+	// dashboard works.
+	m := keyMeta.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("the sign-in page holds no session key:\n%s", body)
+	}
+	signedIn := map[string]string{"Cookie": cookie, "X-Aixblock-Request": m[1]}
+	if resp, body := get(t, base+"/v1/id", signedIn); resp.StatusCode != http.StatusOK {
+		t.Fatalf("cookie and key: GET /v1/id = %s: %s", resp.Status, body)
+	}
+	if resp, _ := get(t, base+"/ui/", map[string]string{"Cookie": cookie}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("cookie: GET /ui/ = %s", resp.Status)
+	}
+	// A used link is dead.
+	if resp, body := get(t, link, nil); resp.StatusCode != http.StatusUnauthorized || sessionCookie(resp) != nil {
+		t.Errorf("a used login link: %s, cookies %v, want 401 and none: %s", resp.Status, resp.Cookies(), body)
+	}
+
+	t.Run("open", func(t *testing.T) {
+		// A fake xdg-open records the argv any local user could read in /proc.
+		dir := t.TempDir()
+		record := filepath.Join(dir, "argv")
+		writeFile(t, filepath.Join(dir, "xdg-open"), "#!/bin/sh\nprintf '%s\\n' \"$@\" >"+record+".tmp && mv "+record+".tmp "+record+"\n")
+		os.Chmod(filepath.Join(dir, "xdg-open"), 0o755)
+		cmd := exec.Command(bin, "--repo", repo, "dashboard", "--open")
+		cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"), "BROWSER=")
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		t.Cleanup(func() { cmd.Process.Kill() })
+		var argv []string
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if b, err := os.ReadFile(record); err == nil {
+				argv = strings.Split(strings.TrimSpace(string(b)), "\n")
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("dashboard --open did not start the browser; stdout %q stderr %q", out.String(), errb.String())
+			}
+		}
+		t.Logf("the browser's argv: %q", argv)
+		// An onlooker tries what it read before the browser does.
+		for _, a := range argv {
+			if strings.Contains(a, token) {
+				t.Errorf("the browser's argv carries the API token: %q", a)
+			}
+			for _, try := range []string{a, base + "/ui/login?code=" + url.QueryEscape(a)} {
+				if !strings.HasPrefix(try, "http") {
+					continue
+				}
+				if resp, _ := get(t, try, nil); resp.StatusCode < 400 || sessionCookie(resp) != nil {
+					t.Errorf("signed in with %q read from the browser's argv: %s", try, resp.Status)
+				}
+			}
+		}
+		if t.Failed() {
+			return
+		}
+		// The browser: the file it was pointed at is the user's alone and
+		// leads to the login link.
+		p := strings.TrimPrefix(argv[len(argv)-1], "file://")
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatalf("the browser was pointed at %q: %v", p, err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", p, st.Mode().Perm())
+		}
+		page := readFile(t, p)
+		lm := regexp.MustCompile(`http://[^"' ]+/ui/login\?code=[A-Za-z0-9_-]+`).FindString(page)
+		if lm == "" {
+			t.Fatalf("no login link in %s:\n%s", p, page)
+		}
+		if resp, _ := get(t, lm, nil); sessionCookie(resp) == nil {
+			t.Fatalf("the browser's sign-in failed: %s", resp.Status)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("dashboard --open: %v: %s", err, errb.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("dashboard --open did not notice the sign-in")
+		}
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s is still there after the sign-in (%v)", p, err)
+		}
+		t.Logf("dashboard --open: %s", strings.TrimSpace(out.String()))
+	})
+
+	// --logout-all ends the session above (and the one --open made).
+	out := mustRun(t, repo, "dashboard", "--logout-all")
+	if !strings.Contains(out, "2") {
+		t.Errorf("dashboard --logout-all: %q, want 2 sessions signed out", out)
+	}
+	if resp, body := get(t, base+"/v1/id", signedIn); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("after --logout-all, the old session: GET /v1/id = %s, want 401: %s", resp.Status, body)
+	}
+	if resp, _ := get(t, base+"/ui/", map[string]string{"Cookie": cookie}); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("after --logout-all, the old cookie: GET /ui/ = %s, want 401", resp.Status)
 	}
 }

@@ -20,8 +20,22 @@ function h(tag, attrs, ...kids) {
   return el;
 }
 
+// The session's key, which the sign-in page left in this origin's storage:
+// every API request carries it beside the session cookie (see the node
+// package's dashSessions for why).
+function authHeaders() {
+  return { "X-Aixblock-Request": localStorage.getItem("aixblock_key") || "" };
+}
+
+function signedOut(msg) {
+  for (const f of stop) f();
+  stop = [];
+  main.replaceChildren(h("h1", {}, "Signed out"), h("p", { class: "error", role: "alert" }, msg),
+    h("p", {}, "Run ", h("code", {}, "aixblock dashboard --open"), " on this machine to sign in again."));
+}
+
 async function api(path, opts = {}) {
-  const init = { credentials: "same-origin", headers: { "X-Aixblock-Request": "1" }, ...opts };
+  const init = { credentials: "same-origin", headers: authHeaders(), ...opts };
   if (opts.body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(opts.body);
@@ -31,7 +45,9 @@ async function api(path, opts = {}) {
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = text; }
   if (!r.ok) {
-    throw new Error((data && data.error) || `${r.status} ${r.statusText}`);
+    const msg = (data && data.error) || `${r.status} ${r.statusText}`;
+    if (r.status === 401) signedOut(msg);
+    throw new Error(msg);
   }
   return data;
 }
@@ -77,6 +93,42 @@ function page(title, ...body) {
 
 function showError(where, err) {
   where.replaceChildren(h("p", { class: "error", role: "alert" }, String(err.message || err)));
+}
+
+// events reads a server-sent event stream with fetch (EventSource cannot
+// send the session's key) and calls on[event](data) for each event, until
+// the stream ends or the page changes.
+function events(path, on) {
+  const ctl = new AbortController();
+  stop.push(() => ctl.abort());
+  (async () => {
+    const r = await fetch(path, { credentials: "same-origin", headers: authHeaders(), signal: ctl.signal });
+    if (!r.ok) {
+      let msg = `${r.status} ${r.statusText}`;
+      try { msg = (await r.json()).error || msg; } catch {}
+      if (r.status === 401) signedOut(msg);
+      throw new Error(msg);
+    }
+    const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += value;
+      let i;
+      while ((i = buf.indexOf("\n\n")) >= 0) {
+        const block = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        let ev = "message";
+        const data = [];
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event: ")) ev = line.slice(7);
+          else if (line.startsWith("data:")) data.push(line.slice(line.startsWith("data: ") ? 6 : 5));
+        }
+        if (on[ev]) on[ev](data.join("\n"));
+      }
+    }
+  })().catch((e) => { if (e.name !== "AbortError" && on.error) on.error(e); });
 }
 
 // every runs fn now and then every ms until the page changes.
@@ -188,10 +240,8 @@ const pages = {
     const byRank = new Map();
     let gateway = "";
     api("/v1/id").then((x) => { gateway = x.gateway || ""; }).catch(() => {});
-    const es = new EventSource("/v1/jobs/" + encodeURIComponent(id) + "/events");
-    stop.push(() => es.close());
-    es.addEventListener("state", (ev) => {
-      const j = JSON.parse(ev.data);
+    const onState = (data) => {
+      const j = JSON.parse(data);
       const pairs = [["State", h("span", { id: "job-state" }, state(j.state))], ["Reason", j.reason || "–"],
         ["Image", h("span", { class: "mono" }, j.spec.image)], ["Provider", j.provider || "this node"]];
       if (j.spec.distributed) pairs.push(["Distributed", `${j.spec.distributed.nodes} nodes × ${j.spec.distributed.procs_per_node || 1}`]);
@@ -202,9 +252,9 @@ const pages = {
         pairs.push(["Result", h("span", {}, h("span", { class: "mono", id: "job-result" }, j.result_cid), " ", link)]);
       }
       info.replaceChildren(kv(pairs));
-    });
-    es.addEventListener("log", (ev) => {
-      const m = /^\[rank (\d+)\] /.exec(ev.data);
+    };
+    const onLog = (data) => {
+      const m = /^\[rank (\d+)\] /.exec(data);
       if (m) {
         if (!byRank.has(m[1])) {
           byRank.set(m[1], 0);
@@ -213,11 +263,12 @@ const pages = {
             h("button", { type: "button", onclick: () => filter(null) }, "all")));
         }
       }
-      const line = h("div", { "data-rank": m ? m[1] : "" }, ev.data);
+      const line = h("div", { "data-rank": m ? m[1] : "" }, data);
       logs.append(line);
       logs.scrollTop = logs.scrollHeight;
-    });
-    es.addEventListener("end", () => es.close());
+    };
+    events("/v1/jobs/" + encodeURIComponent(id) + "/events", { state: onState, log: onLog,
+      error: (e) => showError(info, e) });
     const filter = (r) => {
       for (const el of logs.children) el.hidden = r !== null && el.dataset.rank !== r;
     };
@@ -294,10 +345,23 @@ const pages = {
       body.replaceChildren(kv([["Directory", h("span", { class: "mono" }, t.dir)]]),
         table("Testnet nodes", ["Node", "Peer", "GPUs", "Up", "Dashboard"],
           t.nodes.map((n) => [n.name + (n.self ? " (this node)" : ""), h("span", { class: "mono" }, short(n.peer_id, 20)),
-            n.gpus, n.up ? "yes" : "no", n.login ? h("a", { href: n.login }, "open") : "–"])));
+            n.gpus, n.up ? "yes" : "no",
+            n.can_login ? h("button", { type: "button", class: "link", onclick: () => openNode(n.name) }, "open") : "–"])));
     });
   },
 };
+
+// openNode signs this browser in to another node of the testnet: this
+// node asks that one for a one-time login link (with its token, from its
+// repo) and the browser follows it.
+async function openNode(name) {
+  try {
+    const l = await api("/v1/testnet/login", { method: "POST", body: { name } });
+    location.assign(l.url);
+  } catch (e) {
+    showError(main, e);
+  }
+}
 
 // chart draws cumulative earnings per token as an SVG line.
 function chart(earnings) {
@@ -357,6 +421,11 @@ function route() {
 }
 
 window.addEventListener("hashchange", route);
+document.getElementById("sign-out").addEventListener("click", async () => {
+  try { await api("/v1/dashboard/logout", { method: "POST", body: {} }); } catch {}
+  localStorage.removeItem("aixblock_key");
+  signedOut("You signed out.");
+});
 api("/v1/id").then((id) => { document.getElementById("brand-peer").textContent = short(id.peer_id, 16); }).catch(() => {});
 api("/v1/testnet").then(() => { document.getElementById("nav-testnet").hidden = false; }).catch(() => {});
 route();
