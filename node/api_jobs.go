@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strings"
 
 	"github.com/aixblock/aixblock/gpu"
@@ -72,32 +73,23 @@ func (n *Node) jobRoutes(mux *http.ServeMux) {
 		reply(w, j, err)
 	})
 	mux.HandleFunc("GET /v1/jobs", func(w http.ResponseWriter, r *http.Request) {
-		var out []*Job
-		if n.jobs != nil {
-			out = n.jobs.List()
-		}
-		n.remote.mu.Lock()
-		var remote []*remoteJob
-		for _, rj := range n.remote.jobs {
-			if rj.Last != nil {
-				remote = append(remote, rj)
-			}
-		}
-		n.remote.mu.Unlock()
-		for _, rj := range remote {
-			out = append(out, n.groupView(r.Context(), rj))
-		}
-		if out == nil {
-			out = []*Job{}
-		}
-		writeJSON(w, http.StatusOK, out)
+		writeJSON(w, http.StatusOK, n.listJobs(r.Context()))
 	})
 	mux.HandleFunc("GET /v1/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
-		j, err := n.lookupJob(r.Context(), r.PathValue("id"))
+		id, err := n.resolveJobID(r.PathValue("id"))
+		if err != nil {
+			jobReply(w, nil, err)
+			return
+		}
+		j, err := n.lookupJob(r.Context(), id)
 		jobReply(w, j, err)
 	})
 	mux.HandleFunc("POST /v1/jobs/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
+		id, err := n.resolveJobID(r.PathValue("id"))
+		if err != nil {
+			jobReply(w, nil, err)
+			return
+		}
 		if n.jobs != nil {
 			if _, err := n.jobs.Get(id); err == nil {
 				j, err := n.jobs.Cancel(id)
@@ -109,7 +101,11 @@ func (n *Node) jobRoutes(mux *http.ServeMux) {
 		jobReply(w, j, err)
 	})
 	mux.HandleFunc("GET /v1/jobs/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
+		id, err := n.resolveJobID(r.PathValue("id"))
+		if err != nil {
+			jobReply(w, nil, err)
+			return
+		}
 		if _, err := n.lookupJob(r.Context(), id); err != nil {
 			jobReply(w, nil, err)
 			return
@@ -157,6 +153,93 @@ func newFlushWriter(w http.ResponseWriter) flushWriter {
 
 func (f flushWriter) Write(p []byte) (int, error) { return f.w.Write(p) }
 func (f flushWriter) Flush()                      { _ = f.rc.Flush() }
+
+// JobListEntry is one job of GET /v1/jobs: the job, and for a rank of a
+// distributed job its rank and the job it belongs to (rank 0's ID).
+type JobListEntry struct {
+	*Job
+	Rank    *int   `json:"rank,omitempty"`
+	GroupOf string `json:"group_of,omitempty"`
+}
+
+// listJobs is every job this node knows, local and through the market,
+// newest first, each rank of a distributed job right after its rank 0.
+func (n *Node) listJobs(ctx context.Context) []JobListEntry {
+	var top []JobListEntry
+	if n.jobs != nil {
+		for _, j := range n.jobs.List() {
+			top = append(top, JobListEntry{Job: j})
+		}
+	}
+	n.remote.mu.Lock()
+	var remote []*remoteJob
+	for _, rj := range n.remote.jobs {
+		if rj.Last != nil {
+			remote = append(remote, rj)
+		}
+	}
+	n.remote.mu.Unlock()
+	ranks := map[string][]JobListEntry{} // by rank 0's ID
+	for _, rj := range remote {
+		e := JobListEntry{Job: n.groupView(ctx, rj)}
+		if len(rj.Group) > 1 {
+			r := rj.Rank
+			e.Rank = &r
+			if rj.Rank != 0 {
+				e.GroupOf = rj.Group[0]
+				ranks[e.GroupOf] = append(ranks[e.GroupOf], e)
+				continue
+			}
+		}
+		top = append(top, e)
+	}
+	sort.SliceStable(top, func(a, b int) bool { return top[a].CreatedAt.After(top[b].CreatedAt) })
+	out := []JobListEntry{}
+	for _, e := range top {
+		out = append(out, e)
+		rs := ranks[e.ID]
+		sort.Slice(rs, func(a, b int) bool { return *rs[a].Rank < *rs[b].Rank })
+		out = append(out, rs...)
+		delete(ranks, e.ID)
+	}
+	for _, rs := range ranks { // a rank whose rank 0 is gone
+		out = append(out, rs...)
+	}
+	return out
+}
+
+// resolveJobID turns a unique prefix of a job ID into the ID, as docker
+// does; an exact ID always wins.
+func (n *Node) resolveJobID(prefix string) (string, error) {
+	var ids []string
+	if n.jobs != nil {
+		for _, j := range n.jobs.List() {
+			ids = append(ids, j.ID)
+		}
+	}
+	n.remote.mu.Lock()
+	for id := range n.remote.jobs {
+		ids = append(ids, id)
+	}
+	n.remote.mu.Unlock()
+	var match []string
+	for _, id := range ids {
+		if id == prefix {
+			return id, nil
+		}
+		if prefix != "" && strings.HasPrefix(id, prefix) {
+			match = append(match, id)
+		}
+	}
+	switch len(match) {
+	case 0:
+		return prefix, nil // the lookup says "no such job"
+	case 1:
+		return match[0], nil
+	}
+	sort.Strings(match)
+	return "", badRequest{fmt.Errorf("job ID prefix %q is ambiguous: it matches %s; give more of it", prefix, strings.Join(match, ", "))}
+}
 
 func jobReply(w http.ResponseWriter, j *Job, err error) {
 	switch {

@@ -253,9 +253,9 @@ func (c *Client) Job(ctx context.Context, id string) (*Job, error) {
 	return &out, c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id), nil, &out)
 }
 
-// Jobs is GET /v1/jobs.
-func (c *Client) Jobs(ctx context.Context) ([]*Job, error) {
-	var out []*Job
+// Jobs is GET /v1/jobs: newest first, each rank after its job.
+func (c *Client) Jobs(ctx context.Context) ([]JobListEntry, error) {
+	var out []JobListEntry
 	return out, c.do(ctx, http.MethodGet, "/v1/jobs", nil, &out)
 }
 

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,6 +84,9 @@ type Info struct {
 	Chain       chain.DevChainInfo `json:"chain"`
 	DevchainPID int                `json:"devchain_pid"`
 	Nodes       []Node             `json:"nodes"`
+	// Stopped is how many processes the last Down stopped (0: nothing was
+	// running).
+	Stopped int `json:"stopped"`
 }
 
 const infoFile = "testnet.json"
@@ -172,8 +176,13 @@ func Up(ctx context.Context, cfg Config) (*Info, error) {
 			nd.GPUs = cfg.GPUMock
 		}
 		os.Remove(filepath.Join(repo, apiFile))
-		args := []string{"--repo", repo, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0",
-			"--gateway", "127.0.0.1:0", "--mdns=false", "--nat=false", "--network", cfg.Network,
+		// The ports go into config.json, so that it shows what the node
+		// really uses (and a restart of one node keeps them).
+		if err := pinPorts(filepath.Join(repo, configFile)); err != nil {
+			stopAll()
+			return nil, fmt.Errorf("testnet: %s: %w", name, err)
+		}
+		args := []string{"--repo", repo, "daemon", "--network", cfg.Network,
 			"--devchain", chainFile, "--voucher-interval", cfg.VoucherInterval}
 		if boot != "" {
 			args = append(args, "--bootstrap", boot)
@@ -347,9 +356,12 @@ func Down(dir string, purge bool) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	down(info)
+	info.Stopped = down(info)
+	// The process IDs are spent: a later down or status must not signal
+	// whatever process reuses them.
+	info.DevchainPID = 0
 	for i := range info.Nodes {
-		info.Nodes[i].Up = false
+		info.Nodes[i].Up, info.Nodes[i].PID = false, 0
 	}
 	if purge {
 		return info, os.RemoveAll(info.Dir)
@@ -357,15 +369,16 @@ func Down(dir string, purge bool) (*Info, error) {
 	return info, save(info)
 }
 
-func down(info *Info) {
-	pids := []int{info.DevchainPID}
-	for _, n := range info.Nodes {
-		pids = append(pids, n.PID)
+// down stops every process of info that still runs and says how many did.
+func down(info *Info) int {
+	var pids []int
+	for _, pid := range append([]int{info.DevchainPID}, nodePIDs(info)...) {
+		if pid > 0 && alive(pid) {
+			pids = append(pids, pid)
+		}
 	}
 	for _, pid := range pids {
-		if pid > 0 {
-			syscall.Kill(pid, syscall.SIGTERM)
-		}
+		syscall.Kill(pid, syscall.SIGTERM)
 	}
 	deadline := time.Now().Add(8 * time.Second)
 	for _, pid := range pids {
@@ -376,4 +389,62 @@ func down(info *Info) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+	return len(pids)
+}
+
+func nodePIDs(info *Info) []int {
+	var out []int
+	for _, n := range info.Nodes {
+		out = append(out, n.PID)
+	}
+	return out
+}
+
+// pinPorts writes loopback-only listen, API and gateway addresses on free
+// ports into a repo's config.json, with mDNS and NAT traversal off: a
+// testnet never leaves the machine. Ports already pinned are kept.
+func pinPorts(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var c map[string]any
+	if err := json.Unmarshal(b, &c); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if api, _ := c["api"].(string); !strings.HasPrefix(api, "127.0.0.1:") || api == "127.0.0.1:5901" {
+		ports, err := freePorts(3)
+		if err != nil {
+			return err
+		}
+		c["listen"] = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", ports[0])}
+		c["api"] = fmt.Sprintf("127.0.0.1:%d", ports[1])
+		c["gateway"] = fmt.Sprintf("127.0.0.1:%d", ports[2])
+	}
+	c["mdns"], c["nat"] = false, false
+	out, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(out, '\n'), 0o600)
+}
+
+// freePorts finds n free TCP ports on loopback.
+func freePorts(n int) ([]int, error) {
+	var out []int
+	var lns []net.Listener
+	defer func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("free port: %w", err)
+		}
+		lns = append(lns, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	return out, nil
 }

@@ -135,7 +135,7 @@ ready its URL is written to <repo>/api, which other commands read.`,
 	f.StringArrayVar(&prices, "price", nil, "CLASS=AMOUNT per GPU-hour to provide at (repeatable; replaces the config's prices for this run)")
 	f.StringVar(&redeemEvery, "redeem-every", "", `how often a provider redeems its vouchers, e.g. 10m (default 1h; "off")`)
 	f.StringVar(&voucherEvery, "voucher-interval", "", "how often to pay for running market jobs, e.g. 2s (default 30s)")
-	f.StringVar(&devchainFile, "devchain", "", "pay on the chain described by `aixblock devchain --out FILE` (this run only)")
+	f.StringVar(&devchainFile, "devchain", "", "pay on the chain described by `FILE`, as written by aixblock devchain --out FILE (this run only)")
 	f.StringVar(&passFile, "passphrase-file", "", "file holding the wallet's passphrase (else env AIXBLOCK_PASSPHRASE_FILE or AIXBLOCK_PASSPHRASE)")
 	f.StringVar(&logLevel, "log-level", envOr("AIXBLOCK_LOG_LEVEL", "info"), "debug, info, warn or error (env AIXBLOCK_LOG_LEVEL)")
 	return cmd

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -213,15 +214,31 @@ func describeFault(f node.GPUFault) string {
 
 func newGPUResetCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "reset-health UUID",
-		Short: "Clear a GPU's health state after fixing it; a fault still present shows again",
+		Use:   "reset-health INDEX|UUID",
+		Short: "Clear a GPU's health state after fixing it (by index, as gpu inject, or UUID); a fault still present shows again",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			x, err := c.ResetHealth(cmd.Context(), args[0])
+			uuid := args[0]
+			if i, err := strconv.Atoi(uuid); err == nil {
+				inv, err := c.GPUs(cmd.Context())
+				if err != nil {
+					return err
+				}
+				uuid = ""
+				for _, x := range inv.GPUs {
+					if x.Index == i {
+						uuid = x.UUID
+					}
+				}
+				if uuid == "" {
+					return fmt.Errorf("gpu index %d: this node has %d GPUs (see gpu list)", i, len(inv.GPUs))
+				}
+			}
+			x, err := c.ResetHealth(cmd.Context(), uuid)
 			if err != nil {
 				return err
 			}

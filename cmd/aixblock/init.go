@@ -82,7 +82,7 @@ set the passphrase with AIXBLOCK_PASSPHRASE or --passphrase-file.`,
 	f.StringVar(&chainCfg.RPC, "chain-rpc", "", "EVM JSON-RPC URL of the chain to pay on (default: an embedded dev chain)")
 	f.StringVar(&chainCfg.Escrow, "escrow", "", "escrow contract address on --chain-rpc")
 	f.StringVar(&chainCfg.Token, "token", "", `token to pay in on --chain-rpc: an ERC-20 address or "native"`)
-	f.StringVar(&devchainFile, "devchain", "", "use the chain described by `aixblock devchain --out FILE`")
+	f.StringVar(&devchainFile, "devchain", "", "use the chain described by `FILE`, as written by aixblock devchain --out FILE")
 	f.StringVar(&passFile, "passphrase-file", "", "file holding the wallet's passphrase (else env AIXBLOCK_PASSPHRASE_FILE or AIXBLOCK_PASSPHRASE)")
 	f.StringArrayVar(&prices, "price", nil, "provide GPUs of CLASS at AMOUNT of the chain's token per GPU-hour: CLASS=AMOUNT, e.g. nvidia-h100-80gb=2.5 or cpu=0.05 (repeatable)")
 	f.StringVar(&keyFile, "wallet-key", "", "import this hex private key file instead of generating a key")

@@ -1,12 +1,15 @@
 package main
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/aixblock/aixblock/node"
@@ -89,13 +92,19 @@ the job's result CID.`,
 func newJobSubmitCmd(g *globals) *cobra.Command {
 	var local bool
 	cmd := &cobra.Command{
-		Use:   "submit FILE.yaml --local",
-		Short: "Submit a job spec; prints the job ID",
+		Use:   "submit FILE.yaml|- [--local]",
+		Short: "Submit a job spec (- reads it from stdin); prints the job ID",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := os.ReadFile(args[0])
+			var b []byte
+			var err error
+			if args[0] == "-" {
+				b, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), 1<<20))
+			} else {
+				b, err = os.ReadFile(args[0])
+			}
 			if err != nil {
-				return err
+				return fmt.Errorf("read spec: %w", err)
 			}
 			if _, err := node.ParseJobSpec(b); err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
@@ -128,42 +137,152 @@ func submitAndFollow(cmd *cobra.Command, g *globals, req node.SubmitRequest, det
 	if detach {
 		return g.print(cmd.OutOrStdout(), j, func(w io.Writer) { fmt.Fprintln(w, j.ID) })
 	}
+	stderr := cmd.ErrOrStderr()
 	if !g.json {
-		fmt.Fprintf(cmd.ErrOrStderr(), "job %s\n", j.ID)
-		if err := c.JobLogs(cmd.Context(), j.ID, true, cmd.OutOrStdout()); err != nil {
-			return err
+		fmt.Fprintf(stderr, "job %s\n", j.ID)
+	}
+	// Ctrl-C leaves the job running (and paying): say so, and let a second
+	// Ctrl-C cancel it.
+	ctx, interrupted := interruptible(cmd, stderr, c, j.ID)
+	defer interrupted.stop()
+	if err := waitQueued(ctx, c, j, stderr, g.json); err != nil {
+		return interrupted.or(err)
+	}
+	if !g.json {
+		if err := c.JobLogs(ctx, j.ID, true, cmd.OutOrStdout()); err != nil {
+			return interrupted.or(err)
 		}
 	}
 	for {
-		if j, err = c.Job(cmd.Context(), j.ID); err != nil {
-			return err
+		if j, err = c.Job(ctx, j.ID); err != nil {
+			return interrupted.or(err)
 		}
 		if j.State.Terminal() {
 			// A market job whose provider vanished may go on elsewhere.
 			if _, next, ok := strings.Cut(j.Reason, "retried as "); ok {
-				fmt.Fprintf(cmd.ErrOrStderr(), "job %s %s: %s\n", j.ID, j.State, j.Reason)
+				fmt.Fprintf(stderr, "job %s %s: %s\n", j.ID, j.State, j.Reason)
 				j.ID = strings.Fields(next)[0]
 				if !g.json {
-					c.JobLogs(cmd.Context(), j.ID, true, cmd.OutOrStdout())
+					c.JobLogs(ctx, j.ID, true, cmd.OutOrStdout())
 				}
 				continue
 			}
 			break
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return interrupted.or(ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	if g.json {
-		if err := g.print(cmd.OutOrStdout(), j, nil); err != nil {
+		// The job's record, with its output: a script that asked for JSON
+		// still gets what the job printed.
+		var out strings.Builder
+		if err := c.JobLogs(cmd.Context(), j.ID, false, &out); err != nil {
+			return err
+		}
+		res := struct {
+			*node.Job
+			Output string `json:"output"`
+		}{j, out.String()}
+		if err := g.print(cmd.OutOrStdout(), res, nil); err != nil {
 			return err
 		}
 	} else if j.ResultCID != "" {
-		fmt.Fprintf(cmd.ErrOrStderr(), "job %s %s; result %s\n", j.ID, j.State, j.ResultCID)
+		fmt.Fprintf(stderr, "job %s %s; result %s\n", j.ID, j.State, j.ResultCID)
 	}
 	if j.State != "completed" {
 		return errJobFailed{j}
 	}
 	return nil
 }
+
+// waitQueued prints why a market job waits for a provider, each time the
+// reason changes, until it leaves the queue.
+func waitQueued(ctx context.Context, c *node.Client, j *node.Job, w io.Writer, quiet bool) error {
+	last := ""
+	for j.State == "queued" || j.State == "pending" {
+		if j.State == "queued" && j.Reason != last && !quiet {
+			fmt.Fprintf(w, "queued: %s\n", j.Reason)
+			last = j.Reason
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+		var err error
+		if j, err = c.Job(ctx, j.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// interrupt follows a job run's Ctrl-C: the first detaches (the job goes
+// on), a second within a few seconds cancels the job.
+type interrupt struct {
+	stop func()
+	msg  chan error
+}
+
+// or is the error to return when ctx ended: the interrupt's, if there was
+// one, else err.
+func (i interrupt) or(err error) error {
+	select {
+	case e := <-i.msg:
+		return e
+	default:
+		return err
+	}
+}
+
+func interruptible(cmd *cobra.Command, w io.Writer, c *node.Client, id string) (context.Context, interrupt) {
+	ctx, cancel := context.WithCancel(cmd.Context())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	it := interrupt{msg: make(chan error, 1)}
+	done := make(chan struct{})
+	it.stop = func() {
+		signal.Stop(sigs)
+		cancel()
+		select {
+		case <-done:
+		default:
+			close(done)
+		}
+	}
+	go func() {
+		select {
+		case <-sigs:
+		case <-done:
+			return
+		}
+		fmt.Fprintf(w, "\ndetached: job %s keeps running and paying. Ctrl-C again within 3s cancels it; later: aixblock job cancel %s\n", id, id)
+		cancel()
+		select {
+		case <-sigs:
+			cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer ccancel()
+			if _, err := c.CancelJob(cctx, id); err != nil {
+				it.msg <- fmt.Errorf("cancel job %s: %w", id, err)
+				return
+			}
+			it.msg <- errInterrupted{fmt.Sprintf("job %s canceled", id)}
+		case <-time.After(3 * time.Second):
+			it.msg <- errInterrupted{fmt.Sprintf("detached from job %s; it is still running (aixblock job logs -f %s)", id, id)}
+		case <-done:
+		}
+	}()
+	return ctx, it
+}
+
+// errInterrupted ends a job run that the user interrupted; it exits 130 as
+// shells do for SIGINT.
+type errInterrupted struct{ msg string }
+
+func (e errInterrupted) Error() string { return e.msg }
 
 func newJobStatusCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
@@ -223,21 +342,37 @@ func newJobLogsCmd(g *globals) *cobra.Command {
 }
 
 func newJobListCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "list",
-		Short: "Jobs on this node, newest first",
+	var quiet bool
+	var state string
+	cmd := &cobra.Command{
+		Use:   "list [-q] [--state STATE]",
+		Short: "Jobs on this node, newest first (ranks of a distributed job under it)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if state != "" && !slices.Contains(jobStates, state) {
+				return fmt.Errorf("--state %q: want one of %s", state, strings.Join(jobStates, ", "))
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			js, err := c.Jobs(cmd.Context())
+			all, err := c.Jobs(cmd.Context())
 			if err != nil {
 				return err
 			}
-			if js == nil {
-				js = []*node.Job{}
+			js := []node.JobListEntry{}
+			for _, j := range all {
+				if state == "" || string(j.State) == state {
+					js = append(js, j)
+				}
+			}
+			if quiet && !g.json {
+				for _, j := range js {
+					if j.GroupOf == "" {
+						fmt.Fprintln(cmd.OutOrStdout(), j.ID)
+					}
+				}
+				return nil
 			}
 			return g.print(cmd.OutOrStdout(), js, func(w io.Writer) {
 				if len(js) == 0 {
@@ -250,12 +385,22 @@ func newJobListCmd(g *globals) *cobra.Command {
 					if j.ExitCode != nil {
 						exit = fmt.Sprint(*j.ExitCode)
 					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Spec.Name, j.Spec.Image, j.State, exit, j.CreatedAt.Format(time.RFC3339))
+					id := j.ID
+					if j.GroupOf != "" {
+						id = fmt.Sprintf("  rank %d: %s", *j.Rank, j.ID)
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", id, j.Spec.Name, j.Spec.Image, j.State, exit, j.CreatedAt.Format(time.RFC3339))
 				}
 			})
 		},
 	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the job IDs")
+	cmd.Flags().StringVar(&state, "state", "", "only jobs in this state ("+strings.Join(jobStates, ", ")+")")
+	return cmd
 }
+
+// jobStates are the states --state accepts.
+var jobStates = []string{"queued", "pending", "preparing", "running", "uploading", "completed", "failed", "canceled", "timed_out", "unknown"}
 
 func newJobCancelCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
@@ -279,13 +424,10 @@ func newJobCancelCmd(g *globals) *cobra.Command {
 func newJobResultsCmd(g *globals) *cobra.Command {
 	var out string
 	cmd := &cobra.Command{
-		Use:   "results ID -o DIR",
-		Short: "Fetch a job's result CID (its /outputs) into DIR",
+		Use:   "results ID [-o DIR]",
+		Short: "Fetch a job's result CID (its /outputs) into DIR (default ./ID)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if out == "" {
-				return errors.New("-o DIR is required")
-			}
 			c, err := g.client()
 			if err != nil {
 				return err
@@ -296,6 +438,19 @@ func newJobResultsCmd(g *globals) *cobra.Command {
 			}
 			if j.ResultCID == "" {
 				return fmt.Errorf("job %s has no result (it is %s)", j.ID, j.State)
+			}
+			if out == "" {
+				out = j.ID
+			}
+			// An existing empty directory is a fine target (mkdir first, as
+			// with cp -r); one with files in it would be mixed with the result.
+			if ents, err := os.ReadDir(out); err == nil {
+				if len(ents) > 0 {
+					return fmt.Errorf("-o %s: the directory is not empty; give a new or empty one", out)
+				}
+				if err := os.Remove(out); err != nil {
+					return fmt.Errorf("-o %s: %w", out, err)
+				}
 			}
 			abs, err := filepath.Abs(out)
 			if err != nil {
@@ -317,6 +472,6 @@ func newJobResultsCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVarP(&out, "output", "o", "", "directory (or file) to write the result to")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "directory (or file) to write the result to; new or empty (default ./ID)")
 	return cmd
 }

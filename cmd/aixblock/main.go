@@ -36,6 +36,10 @@ func errorText(err error, asJSON bool) string {
 // exitCode: a job that ran and failed exits with its status, as docker run
 // does; every other error with 1.
 func exitCode(err error) int {
+	var ei errInterrupted
+	if errors.As(err, &ei) {
+		return 130
+	}
 	var jf errJobFailed
 	if errors.As(err, &jf) && jf.j.ExitCode != nil && *jf.j.ExitCode > 0 && *jf.j.ExitCode < 256 {
 		return *jf.j.ExitCode

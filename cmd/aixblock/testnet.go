@@ -69,7 +69,11 @@ func newTestnetCmd(g *globals) *cobra.Command {
 				return err
 			}
 			return g.print(cmd.OutOrStdout(), info, func(w io.Writer) {
-				fmt.Fprintf(w, "stopped %d daemons and the dev chain", len(info.Nodes))
+				if info.Stopped == 0 {
+					fmt.Fprintf(w, "nothing was running in %s", info.Dir)
+				} else {
+					fmt.Fprintf(w, "stopped %d processes (daemons and the dev chain)", info.Stopped)
+				}
 				if purge {
 					fmt.Fprintf(w, "; removed %s", info.Dir)
 				}
