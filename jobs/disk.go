@@ -142,14 +142,21 @@ func removeDisk(dir string) error {
 	return nil
 }
 
-// diskFull reports whether the filesystem at mnt has no room left for a
-// job's data.
-func diskFull(mnt string) bool {
+// diskFull reports whether the filesystem at mnt is out of room: no
+// inodes, or (nearly) no blocks. A write fails with ENOSPC while statfs
+// still shows a little free (ext4 keeps blocks back for its own tables),
+// so nearly means under 1 MiB plus 1/128 of the disk. A job that
+// exited 0 counts as full only with nothing at all left, so one that
+// handled its disk well is not failed for using it.
+func diskFull(mnt string, exited0 bool) bool {
 	var st syscall.Statfs_t
 	if syscall.Statfs(mnt, &st) != nil {
 		return false
 	}
-	return st.Bavail == 0 || st.Ffree == 0
+	if st.Ffree == 0 || st.Bavail == 0 {
+		return true
+	}
+	return !exited0 && st.Bavail*uint64(st.Bsize) < 1<<20+st.Blocks*uint64(st.Bsize)/128
 }
 
 // diskExceeded is the reason of a job that filled its disk.

@@ -11,11 +11,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -181,6 +184,12 @@ func newTestArchive(t *testing.T, entrypoint, repoTags []string) *testArchive {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newArchive(bin, entrypoint, repoTags)
+}
+
+// newArchive is newTestArchive with any bytes as the program (parser
+// tests need no Docker).
+func newArchive(bin []byte, entrypoint, repoTags []string) *testArchive {
 	var layer bytes.Buffer
 	tw := tar.NewWriter(&layer)
 	tw.WriteHeader(&tar.Header{Name: "jobprog", Mode: 0o755, Size: int64(len(bin)), Typeflag: tar.TypeReg})
@@ -210,7 +219,7 @@ func (a *testArchive) add(name string, body []byte) {
 	a.files[name] = body
 }
 
-func (a *testArchive) bytes(t *testing.T) []byte {
+func (a *testArchive) bytes(t testing.TB) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -303,5 +312,194 @@ func TestImageTagPoisoning(t *testing.T) {
 				t.Fatalf("the victim's job ran the hostile image: %s %q", j.State, logsOf(t, m, j.ID))
 			}
 		})
+	}
+}
+
+func diskOrSkip(t *testing.T) {
+	t.Helper()
+	if err := diskSupport(); err != nil {
+		t.Skipf("disk_mib cannot be enforced here: %v", err)
+	}
+}
+
+// noMountsUnder fails if any mount or loop device is left under dir.
+func noMountsUnder(t *testing.T, dir string) {
+	t.Helper()
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(b), dir) {
+		t.Errorf("a mount is left under %s", dir)
+	}
+	if out, _ := exec.Command("losetup", "-a").CombinedOutput(); strings.Contains(string(out), dir) {
+		t.Errorf("a loop device is left on %s: %s", dir, out)
+	}
+}
+
+// Attack 5: a job that writes more than disk_mib. Before the fix the limit
+// was not enforced and the job filled the provider's disk; now the kernel
+// refuses the write at the limit and the job fails with the reason.
+func TestDiskLimit(t *testing.T) {
+	d := dockerOrSkip(t)
+	diskOrSkip(t)
+	dir := t.TempDir()
+	m, store := newTestManager(t, d, dir)
+	ctx := context.Background()
+
+	t.Run("outputs past the limit", func(t *testing.T) {
+		s := job("fill", "/outputs/big", "200")
+		s.Resources.DiskMiB = 32
+		j := runJob(t, m, s)
+		l := logsOf(t, m, j.ID)
+		if j.State != Failed || !strings.Contains(j.Reason, "disk_mib 32 exceeded: /outputs") {
+			t.Fatalf("job %s %q, logs %q", j.State, j.Reason, l)
+		}
+		var wrote int64
+		if _, err := fmt.Sscanf(l[strings.Index(l, "wrote "):], "wrote %d bytes, then:", &wrote); err != nil || !strings.Contains(l, "no space left on device") {
+			t.Fatalf("the job was not stopped by the disk: %q", l)
+		}
+		if wrote > 32<<20 {
+			t.Fatalf("the job wrote %d bytes, more than its 32 MiB", wrote)
+		}
+		t.Logf("wrote %.1f MiB of 200 before ENOSPC; reason: %s", float64(wrote)/(1<<20), j.Reason)
+		if _, err := os.Stat(filepath.Join(m.dir(j), diskImage)); !os.IsNotExist(err) {
+			t.Fatalf("the disk image is left: %v", err)
+		}
+	})
+	t.Run("inputs past the limit", func(t *testing.T) {
+		big := filepath.Join(t.TempDir(), "big")
+		b := make([]byte, 24<<20)
+		rand.Read(b)
+		os.WriteFile(big, b, 0o644)
+		root, err := store.Add(ctx, big, content.AddOptions{Pin: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := job("cat", "/inputs/big")
+		s.Inputs = []Input{{CID: root.String(), Path: "/inputs/big"}}
+		s.Resources.DiskMiB = 16
+		j := runJob(t, m, s)
+		if want := fmt.Sprintf("disk_mib 16 exceeded: input 0 (%s → /inputs/big)", root); j.State != Failed || !strings.Contains(j.Reason, want) {
+			t.Fatalf("job %s %q, want %q", j.State, j.Reason, want)
+		}
+	})
+	t.Run("within the limit", func(t *testing.T) {
+		in := filepath.Join(t.TempDir(), "in.txt")
+		os.WriteFile(in, []byte("input bytes"), 0o644)
+		root, _ := store.Add(ctx, in, content.AddOptions{Pin: true})
+		s := job("fill", "/outputs/data", "4")
+		s.Inputs = []Input{{CID: root.String(), Path: "/inputs/in.txt"}}
+		s.Resources.DiskMiB = 16
+		j := runJob(t, m, s)
+		if j.State != Completed || j.ResultCID == "" {
+			t.Fatalf("job %s %q, logs %q", j.State, j.Reason, logsOf(t, m, j.ID))
+		}
+		rc, _ := cidDecode(j.ResultCID)
+		out := filepath.Join(t.TempDir(), "out")
+		if _, err := store.Get(ctx, rc, out, nil); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := os.Stat(filepath.Join(out, "data")); err != nil || st.Size() != 4<<20 {
+			t.Fatalf("result: %v %v", st, err)
+		}
+		if _, err := os.Stat(filepath.Join(out, "lost+found")); !os.IsNotExist(err) {
+			t.Fatalf("the filesystem's own lost+found is in the result")
+		}
+	})
+	noMountsUnder(t, dir)
+}
+
+// A daemon that restarts after a reboot finds the disk unmounted; it
+// mounts it again and uploads the outputs of the job that ended meanwhile.
+func TestDiskReattachRemounts(t *testing.T) {
+	d := dockerOrSkip(t)
+	diskOrSkip(t)
+	dir := t.TempDir()
+	first, _ := newTestManager(t, stuck{d}, dir)
+	s := job("write", "/outputs/r.txt", "written before the restart")
+	s.Resources.DiskMiB = 16
+	j := mustSubmit(t, first, s)
+	ctx := context.Background()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		g, _ := first.Get(j.ID)
+		if g.State == Running {
+			if st, err := d.State(ctx, g.ContainerID); err == nil && st.Exists && !st.Running {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the container did not run to its end")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mnt := filepath.Join(dir, j.ID, diskMount)
+	if err := syscall.Unmount(mnt, 0); err != nil { // the reboot
+		t.Fatal(err)
+	}
+	second, store := newTestManager(t, d, dir)
+	got := waitJob(t, second, j.ID, time.Minute)
+	if got.State != Completed {
+		t.Fatalf("after the restart: %s %q", got.State, got.Reason)
+	}
+	rc, _ := cidDecode(got.ResultCID)
+	out := filepath.Join(t.TempDir(), "out")
+	if _, err := store.Get(ctx, rc, out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "r.txt")); string(b) != "written before the restart" {
+		t.Fatalf("result %q", b)
+	}
+	noMountsUnder(t, dir)
+}
+
+// A provider that cannot enforce disk_mib refuses jobs that set it, with
+// the reason; the others still run.
+func TestDiskUnsupportedRefused(t *testing.T) {
+	d := dockerOrSkip(t)
+	m, _ := newTestManager(t, d, t.TempDir())
+	m.diskErr = errors.New("no loop devices (test)")
+	s := job("echo", "hi")
+	s.Resources.DiskMiB = 16
+	if j := runJob(t, m, s); j.State != Failed || !strings.Contains(j.Reason, "resources.disk_mib 16 cannot be enforced on this provider (no loop devices (test))") {
+		t.Fatalf("job %s %q", j.State, j.Reason)
+	}
+	if j := runJob(t, m, job("echo", "hi")); j.State != Completed {
+		t.Fatalf("a job without disk_mib: %s %q", j.State, j.Reason)
+	}
+}
+
+// Attack 6, through the manager: a "go" request whose env would hand the
+// job every GPU fails the job with the key named; the launcher's own env
+// goes in, after the daemon's, and the daemon's GPU key stays.
+func TestGoEnvRefused(t *testing.T) {
+	d := dockerOrSkip(t)
+	m, _ := newTestManager(t, d, t.TempDir())
+	gated := func() *Job {
+		j, err := m.Submit(job("getenv", "RANK", "NVIDIA_VISIBLE_DEVICES"), SubmitOptions{Gate: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(time.Minute)
+		for !m.Prepared(j.ID) {
+			if time.Now().After(deadline) {
+				t.Fatal("the gated job never became prepared")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return j
+	}
+	j := gated()
+	if err := m.Go(j.ID, []string{"RANK=0", "NVIDIA_VISIBLE_DEVICES=all"}); err == nil || !strings.Contains(err.Error(), "NVIDIA_VISIBLE_DEVICES") {
+		t.Fatalf("hostile go env accepted: %v", err)
+	}
+	if g := waitJob(t, m, j.ID, time.Minute); g.State != Failed || !strings.Contains(g.Reason, "distributed start refused") || !strings.Contains(g.Reason, "NVIDIA_VISIBLE_DEVICES") {
+		t.Fatalf("job %s %q", g.State, g.Reason)
+	}
+	k := gated()
+	if err := m.Go(k.ID, []string{"RANK=3"}); err != nil {
+		t.Fatal(err)
+	}
+	g := waitJob(t, m, k.ID, time.Minute)
+	if l := logsOf(t, m, k.ID); g.State != Completed || !strings.Contains(l, "RANK=3") || !strings.Contains(l, "NVIDIA_VISIBLE_DEVICES=none") {
+		t.Fatalf("job %s %q, logs %q", g.State, g.Reason, l)
 	}
 }

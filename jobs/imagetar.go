@@ -79,12 +79,13 @@ func cleanEntry(name string) string {
 	return c
 }
 
-// readImageArchive checks a docker-save tarball that open reads (twice at
-// most): exactly one image in manifest.json, its config and every layer
-// present as a file (a symlink to one is followed inside the tarball),
-// as many layers as the config's rootfs lists, and each uncompressed
-// layer's digest equal to its diff ID.
-func readImageArchive(open func() (io.ReadCloser, error)) (*imageArchive, error) {
+// readImageArchive checks a docker-save tarball of size bytes that open
+// reads (twice at most): exactly one image in manifest.json, its config
+// and every layer present as a file (a symlink to one is followed inside
+// the tarball), as many layers as the config's rootfs lists, and each
+// uncompressed layer's digest equal to its diff ID. Sparse entries are
+// refused: they read back larger than the tarball, as zeros.
+func readImageArchive(open func() (io.ReadCloser, error), size int64) (*imageArchive, error) {
 	r, err := open()
 	if err != nil {
 		return nil, err
@@ -94,6 +95,7 @@ func readImageArchive(open func() (io.ReadCloser, error)) (*imageArchive, error)
 	err = func() error {
 		defer r.Close()
 		tr := tar.NewReader(r)
+		var total int64
 		for n := 0; ; n++ {
 			h, err := tr.Next()
 			if err == io.EOF {
@@ -114,6 +116,16 @@ func readImageArchive(open func() (io.ReadCloser, error)) (*imageArchive, error)
 			}
 			e := &tarEntry{typ: h.Typeflag, size: h.Size}
 			entries[name] = e
+			for k := range h.PAXRecords {
+				if strings.HasPrefix(k, "GNU.sparse.") {
+					return imageTarErr("entry %.100q is sparse; give a plain docker save tarball", name)
+				}
+			}
+			if h.Typeflag == tar.TypeReg {
+				if total += h.Size; h.Size < 0 || total > size {
+					return imageTarErr("entry %.100q: its files add up to more than the tarball's %d bytes", name, size)
+				}
+			}
 			switch h.Typeflag {
 			case tar.TypeReg:
 				if name == "manifest.json" {

@@ -199,6 +199,9 @@ type SubmitOptions struct {
 	// HostNetwork runs the container on the host's network (a distributed
 	// rank, where the provider allows it).
 	HostNetwork bool
+	// ID, when set, is the job's ID (a market job keeps the one its
+	// requester gave it): 16 lowercase hex digits, new here.
+	ID string
 }
 
 // Submit validates the spec, records the job as pending and starts it.
@@ -212,10 +215,12 @@ func (m *Manager) Submit(spec Spec, opts SubmitOptions) (*Job, error) {
 	if spec.Resources.GPUs > len(opts.GPUs) {
 		return nil, specErr("resources.gpus", "%d requested, %d free healthy GPUs here", spec.Resources.GPUs, len(opts.GPUs))
 	}
-	var idb [8]byte
-	rand.Read(idb[:])
+	id, err := m.newID(opts.ID)
+	if err != nil {
+		return nil, err
+	}
 	now := time.Now().UTC()
-	j := &Job{ID: hex.EncodeToString(idb[:]), Spec: spec, State: Pending, CreatedAt: now,
+	j := &Job{ID: id, Spec: spec, State: Pending, CreatedAt: now,
 		GPUs: opts.GPUs[:spec.Resources.GPUs], History: []Transition{{State: Pending, At: now}}}
 	if err := os.MkdirAll(m.dir(j), 0o700); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
@@ -247,6 +252,25 @@ func (m *Manager) Submit(spec Spec, opts SubmitOptions) (*Job, error) {
 	return m.Get(j.ID)
 }
 
+// newID is want, checked, or a random ID when want is empty.
+func (m *Manager) newID(want string) (string, error) {
+	if want == "" {
+		var idb [8]byte
+		rand.Read(idb[:])
+		return hex.EncodeToString(idb[:]), nil
+	}
+	if len(want) != 16 || strings.Trim(want, "0123456789abcdef") != "" {
+		return "", fmt.Errorf("job ID %q: want 16 lowercase hex digits", want)
+	}
+	m.mu.Lock()
+	_, taken := m.jobs[want]
+	m.mu.Unlock()
+	if _, err := os.Lstat(filepath.Join(m.cfg.Dir, want)); taken || err == nil {
+		return "", fmt.Errorf("job ID %s is taken here", want)
+	}
+	return want, nil
+}
+
 func (m *Manager) dir(j *Job) string { return filepath.Join(m.cfg.Dir, j.ID) }
 
 // set records a transition.
@@ -272,11 +296,9 @@ func (m *Manager) set(j *Job, s State, reason string) {
 	m.log.Info("job", "job_id", j.ID, "state", s, "reason", reason)
 }
 
+// finish ends a job. The container and the scratch go first, so that a
+// job seen in its end state no longer holds a disk or a mount.
 func (m *Manager) finish(j *Job, s State, reason string, exit *int) {
-	m.mu.Lock()
-	j.ExitCode = exit
-	m.mu.Unlock()
-	m.set(j, s, reason)
 	if j.ContainerID != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if err := m.cfg.Runtime.Remove(ctx, j.ContainerID); err != nil {
@@ -285,13 +307,19 @@ func (m *Manager) finish(j *Job, s State, reason string, exit *int) {
 		cancel()
 	}
 	// Scratch space goes; the record, the logs and the results stay.
-	// RemoveAll does not follow the symlinks a job left in /outputs.
-	scratch := m.scratch(j)
-	os.RemoveAll(filepath.Join(scratch, "inputs"))
-	os.RemoveAll(filepath.Join(scratch, "outputs"))
+	// RemoveAll does not follow the symlinks a job left in /outputs; a
+	// job's own disk goes whole.
+	if j.Spec.Resources.DiskMiB == 0 {
+		os.RemoveAll(filepath.Join(m.dir(j), "inputs"))
+		os.RemoveAll(filepath.Join(m.dir(j), "outputs"))
+	}
 	if err := removeDisk(m.dir(j)); err != nil {
 		m.log.Warn("remove the job's disk", "job_id", j.ID, "err", err)
 	}
+	m.mu.Lock()
+	j.ExitCode = exit
+	m.mu.Unlock()
+	m.set(j, s, reason)
 	m.evictImages(context.Background())
 }
 
@@ -421,7 +449,7 @@ func (m *Manager) prepare(ctx context.Context, j *Job) (Container, error) {
 			m.progress(j, fmt.Sprintf("input %d/%d: %.1f MiB", i+1, len(s.Inputs), float64(st.Bytes)/(1<<20)))
 		}
 		if _, err := m.cfg.Content.Get(ctx, root, host, progress); err != nil {
-			if mib := s.Resources.DiskMiB; mib > 0 && (errors.Is(err, syscall.ENOSPC) || diskFull(scratch)) {
+			if mib := s.Resources.DiskMiB; mib > 0 && (errors.Is(err, syscall.ENOSPC) || diskFull(scratch, false)) {
 				return Container{}, errors.New(diskExceeded(mib, fmt.Sprintf("%s does not fit: %v", name, err)))
 			}
 			return Container{}, fmt.Errorf("%s: %w", name, err)
@@ -559,7 +587,7 @@ func (m *Manager) loadTarball(ctx context.Context, root cid.Cid, tag, dir string
 		return "", tooBig
 	}
 	open := func() (io.ReadCloser, error) { return os.Open(tarPath) }
-	a, err := readImageArchive(open)
+	a, err := readImageArchive(open, st.Size())
 	if err != nil {
 		return "", err
 	}
@@ -681,7 +709,7 @@ func (m *Manager) follow(ctx context.Context, j *Job, reattached bool) {
 	}
 	// A job that filled its disk failed, whatever its exit code: its
 	// outputs are cut short.
-	if mib := j.Spec.Resources.DiskMiB; mib > 0 && diskFull(m.scratch(j)) {
+	if mib := j.Spec.Resources.DiskMiB; mib > 0 && diskFull(m.scratch(j), code == 0) {
 		m.finish(j, Failed, diskExceeded(mib, fmt.Sprintf("/outputs and the inputs filled the job's %d MiB disk (exited with code %d)", mib, code)), &exit)
 		return
 	}
