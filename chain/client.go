@@ -51,6 +51,7 @@ type Client struct {
 	w       *Wallet
 	cfg     Config
 	chainID *big.Int
+	genesis common.Hash
 	escrow  *bind.BoundContract
 	esc     *contracts.Escrow
 	erc20   *contracts.TestToken // only its ERC-20 methods are used
@@ -79,6 +80,10 @@ func NewClient(ctx context.Context, b Backend, w *Wallet, cfg Config) (*Client, 
 	if err != nil {
 		return nil, fmt.Errorf("chain: chain id: %w", err)
 	}
+	g, err := b.HeaderByNumber(ctx, big.NewInt(0))
+	if err != nil {
+		return nil, fmt.Errorf("chain: genesis block: %w", err)
+	}
 	code, err := b.CodeAt(ctx, cfg.Escrow, nil)
 	if err != nil {
 		return nil, fmt.Errorf("chain: escrow code: %w", err)
@@ -90,7 +95,7 @@ func NewClient(ctx context.Context, b Backend, w *Wallet, cfg Config) (*Client, 
 	tok := contracts.NewTestToken()
 	log := cfg.Logger.With("component", "chain")
 	c := &Client{
-		b: b, w: w, cfg: cfg, chainID: id, log: log,
+		b: b, w: w, cfg: cfg, chainID: id, genesis: g.Hash(), log: log,
 		esc: esc, escrow: esc.Instance(b, cfg.Escrow), erc20: tok,
 	}
 	eabi, tabi := esc.GetABI(), tok.GetABI()
@@ -101,6 +106,10 @@ func NewClient(ctx context.Context, b Backend, w *Wallet, cfg Config) (*Client, 
 
 // ChainID is the chain's ID.
 func (c *Client) ChainID() *big.Int { return new(big.Int).Set(c.chainID) }
+
+// Genesis is the hash of the chain's genesis block: with the chain ID, it
+// tells two chains apart (dev chains share their ID and addresses).
+func (c *Client) Genesis() common.Hash { return c.genesis }
 
 // Address is the wallet's address.
 func (c *Client) Address() common.Address { return c.w.Address() }

@@ -3,12 +3,18 @@ package chain
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -196,6 +202,11 @@ func StartDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
 	}
 	alloc[crypto.PubkeyToAddress(clockKey().PublicKey)] = types.Account{Balance: DevCoin}
 
+	// Before the stack makes its files in the data directory.
+	salt, err := genesisSalt(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	nodeConf := node.DefaultConfig
 	nodeConf.DataDir = cfg.DataDir
 	nodeConf.P2P = p2p.Config{NoDiscovery: true, MaxPeers: 0} // no listener: a private chain
@@ -220,9 +231,10 @@ func StartDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
 	}
 	ethConf := ethconfig.Defaults
 	ethConf.Genesis = &core.Genesis{
-		Config:   DevChainParams(),
-		GasLimit: ethconfig.Defaults.Miner.GasCeil,
-		Alloc:    alloc,
+		Config:    DevChainParams(),
+		GasLimit:  ethconfig.Defaults.Miner.GasCeil,
+		Alloc:     alloc,
+		ExtraData: salt,
 	}
 	ethConf.SyncMode = ethconfig.FullSync
 	ethConf.TxPool.NoLocals = true
@@ -399,3 +411,38 @@ func (e errorsOnly) Enabled(ctx context.Context, l slog.Level) bool {
 func (e errorsOnly) Handle(ctx context.Context, r slog.Record) error { return e.h.Handle(ctx, r) }
 func (e errorsOnly) WithAttrs(as []slog.Attr) slog.Handler           { return errorsOnly{e.h.WithAttrs(as)} }
 func (e errorsOnly) WithGroup(name string) slog.Handler              { return errorsOnly{e.h.WithGroup(name)} }
+
+// genesisSalt makes every dev chain's genesis its own. Dev chains share
+// the chain ID and, deployed by the same key, the contract addresses; two
+// nodes each on an embedded chain of its own would otherwise look as if
+// they paid on one chain, and a deal between them would fail only when the
+// provider finds an empty channel. With a salt in the genesis block, the
+// genesis hash tells the chains apart. The salt is kept beside the chain
+// (a chain made before salts keeps its unsalted genesis).
+func genesisSalt(dataDir string) ([]byte, error) {
+	fresh := func() []byte {
+		b := make([]byte, 32)
+		rand.Read(b)
+		return b
+	}
+	if dataDir == "" {
+		return fresh(), nil
+	}
+	p := filepath.Join(dataDir, "genesis-salt")
+	if b, err := os.ReadFile(p); err == nil {
+		return hex.DecodeString(strings.TrimSpace(string(b)))
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("devchain: %w", err)
+	}
+	if ents, err := os.ReadDir(dataDir); err == nil && len(ents) > 0 {
+		return nil, nil // a chain from before salts
+	}
+	salt := fresh()
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("devchain: %w", err)
+	}
+	if err := os.WriteFile(p, []byte(hex.EncodeToString(salt)+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("devchain: %w", err)
+	}
+	return salt, nil
+}

@@ -83,3 +83,32 @@ func TestDevChainOverHTTP(t *testing.T) {
 		t.Fatal("dev account keys are not the derived ones")
 	}
 }
+
+// Two dev chains are told apart by their genesis hash, though they share
+// the chain ID and the contract addresses; a chain kept on disk keeps its
+// genesis when it starts again.
+func TestDevChainsHaveTheirOwnGenesis(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	genesis := func(dir string) string {
+		t.Helper()
+		dc, err := StartDevChain(ctx, DevChainConfig{DataDir: dir, Accounts: 1, IdleBlock: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dc.Close()
+		h, err := dc.client.HeaderByNumber(ctx, big.NewInt(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.Hash().Hex()
+	}
+	dir := filepath.Join(t.TempDir(), "kept")
+	a, b := genesis(dir), genesis(filepath.Join(t.TempDir(), "other"))
+	if a == b {
+		t.Fatalf("two dev chains share the genesis %s", a)
+	}
+	if again := genesis(dir); again != a {
+		t.Fatalf("the kept chain's genesis changed on restart: %s, then %s", a, again)
+	}
+}
