@@ -7,11 +7,87 @@
 // and reattaching to containers that outlived a daemon restart.
 //
 // Containers run locked down: not privileged, all capabilities dropped,
-// no-new-privileges, a pids limit, memory without swap, a CPU quota, a
-// read-only root with a tmpfs /tmp, inputs bound read-only, /outputs
-// writable, an explicit shm size, no network unless the job is
-// distributed, and no Docker socket. GPUs go in as device requests by UUID
-// (none on mock GPUs, where NVIDIA_VISIBLE_DEVICES still names them).
+// no-new-privileges, user nobody (65534), a pids limit, memory without
+// swap, a CPU quota, a read-only root with a 64 MiB tmpfs /tmp, inputs
+// bound read-only, /outputs writable, an explicit shm size, no network
+// unless the job is distributed, and no Docker socket. GPUs go in as
+// device requests by UUID (none on mock GPUs, where NVIDIA_VISIBLE_DEVICES
+// still names them).
+//
+// # Threat model
+//
+// A provider's host holds more than the jobs it runs: files, keys, other
+// tenants' images, local services. Three parties touch it through this
+// package, and each boundary below is enforced where it says.
+//
+// A job (the code in the container) reaches its container and nothing of
+// the host:
+//
+//   - Files: its image, its inputs (read-only) and its /outputs. Each
+//     input is fetched into the job's directory and checked after the
+//     fetch and before the mount (checkInput): its root must be a plain
+//     file or directory whose resolved path is inside the job's
+//     directory, so a UnixFS symlink root, which Docker would follow on
+//     the host, fails the job naming the input. Symlinks inside an input
+//     directory are kept; they resolve in the container's mount
+//     namespace, where a host path names nothing of the host. What the
+//     job leaves in /outputs is added by content.Add, which stores a
+//     symlink as a symlink and never reads its target; the cleanup's
+//     RemoveAll does not follow links either.
+//   - Disk: with resources.disk_mib, inputs and /outputs live on a
+//     filesystem of that size of the job's own (disk.go: a sparse ext4
+//     image, loop-mounted nosuid,nodev), so the kernel refuses the write
+//     past the limit and the job fails with "disk_mib N exceeded". A
+//     provider that cannot mount (not root, no loop devices) refuses jobs
+//     that set disk_mib. Without disk_mib nothing bounds inputs and
+//     outputs but the provider's disk; /tmp is bounded by its tmpfs, an
+//     ipfs:// tarball by Config.MaxImageMiB.
+//   - Env: keys under NVIDIA_, CUDA_, AIXBLOCK_, PET_, MASTER_,
+//     TORCHELASTIC_ and the launcher's names (RANK, WORLD_SIZE, TF_CONFIG,
+//     ...) are refused in specs (reservedEnv); the daemon sets
+//     NVIDIA_VISIBLE_DEVICES (to "none" on a CPU job, overriding an
+//     image's ENV) and AIXBLOCK_JOB_ID last, replacing any earlier entry.
+//   - GPUs: only the UUIDs its deal gave, as device requests; with
+//     NVIDIA_VISIBLE_DEVICES in the daemon's hands, a provider whose
+//     default runtime is nvidia hands out no others.
+//   - Network: none (loopback only) for a one-node job. A distributed
+//     rank gets a bridge network, or the host's network where the provider
+//     opts in (SubmitOptions.HostNetwork): such a rank can reach the
+//     host's local services, so a provider with services worth hiding
+//     does not opt in.
+//   - Kernel: no capabilities, no-new-privileges, not root in the
+//     container, pids and memory limits; the engine's seccomp and
+//     AppArmor defaults apply.
+//
+// A requester (who sends a spec and pays for it) chooses what runs, not
+// how: ParseSpec reads YAML strictly (privileged, volumes, devices, mounts
+// and every other unknown field are refused), paths must lie under
+// /inputs and /outputs, inputs are CIDs. Images:
+//
+//   - ipfs://CID: the tarball's manifest.json is read by the daemon
+//     (imagetar.go): one image only, its config and every layer present
+//     as files, as many layers as the config lists, each uncompressed
+//     layer matching its diff ID, no foreign-layer URLs, no sparse
+//     entries, at most MaxImageMiB, and the CID must be a file (a symlink
+//     would have the engine read a host file). The engine gets a tarball
+//     the daemon wrote: those files and a manifest whose one tag is
+//     aixblock-ipfs/<CIDv1>:latest. No tag of another image moves, two
+//     tarballs claiming one tag do not collide, and the job runs by image
+//     ID. Specs may not name aixblock-ipfs/ images directly.
+//   - A name: an image already in the engine, or pulled from its
+//     registry unless Config.NoPull. Any image in the engine can be
+//     named, so an operator who keeps private images there limits what
+//     jobs may name (market.accepted_images). The name is resolved to an
+//     ID once, at prepare.
+//
+// A third-party peer (any other node) cannot start a job here: the node
+// submits jobs only for deals it accepted (node/lease). What it can send
+// is content, fetched by CID and checked block by block by p2p/content,
+// whose limits bound how much is written. The "go" request that starts a
+// distributed rank comes from the job's requester only, and its env
+// crosses into the container only through ValidateGoEnv: the launcher's
+// own keys, each once, bounded, with no NUL or line break; anything else
+// fails the job.
 //
 // Imports: p2p/content (inputs and results by CID, through the small
 // Content interface) and the moby client; never market or chain.
