@@ -2,7 +2,6 @@ package market
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -37,8 +36,19 @@ type Config struct {
 	AcceptedImages []string
 	// MaxDuration of a job; zero means 24 h.
 	MaxDuration time.Duration
-	// ReserveFor is how long GPUs stay reserved for a bid; zero means 30 s.
+	// ReserveFor is how long GPUs stay reserved for a bid, whatever the
+	// offer's deadline says; zero means 10 s. A reservation not awarded by
+	// then is freed.
 	ReserveFor time.Duration
+	// MaxReservations is how many unawarded reservations one requester
+	// peer may hold here at a time; zero means 4.
+	MaxReservations int
+	// MaxLapses is how many of a requester's reservations may lapse
+	// unawarded (neither awarded nor released) within LapseWindow before
+	// its offers get no bids here; zero means 3, and a zero LapseWindow
+	// 10 min.
+	MaxLapses   int
+	LapseWindow time.Duration
 	// AdvertTTL is an advert's lifetime; zero means 30 min. It is
 	// republished every AdvertTTL/3, and at once when health or allocation
 	// change.
@@ -59,6 +69,12 @@ type Config struct {
 	StartWindow time.Duration
 	// ReputationFile persists reputation; empty keeps it in memory.
 	ReputationFile string
+	// FormatAmount renders base units of a token ("native" or an address)
+	// in a refusal's reason; nil writes "N base units".
+	FormatAmount func(token, baseUnits string) string
+	// Now is the clock for reservations and message expiry; nil is
+	// time.Now. Tests move it.
+	Now func() time.Time
 
 	Logger *slog.Logger
 }
@@ -84,6 +100,7 @@ type Market struct {
 	pending   map[string]*openOffer   // offer ID -> where its bids go (requester)
 	deals     map[string]*Deal        // deal ID -> deal we provide
 	unstarted map[string]time.Time    // deal ID -> when its job must have started
+	lapses    map[string][]time.Time  // requester -> when its unawarded reservations lapsed, oldest first
 	cpuHeld   int
 	republ    chan struct{}
 	advert    *ProviderAdvert
@@ -131,7 +148,22 @@ func New(n *p2p.Node, key crypto.PrivKey, inv Inventory, signer DealSigner, cfg 
 		cfg.MaxDuration = 24 * time.Hour
 	}
 	if cfg.ReserveFor == 0 {
-		cfg.ReserveFor = 30 * time.Second
+		cfg.ReserveFor = 10 * time.Second
+	}
+	if cfg.MaxReservations == 0 {
+		cfg.MaxReservations = 4
+	}
+	if cfg.MaxLapses == 0 {
+		cfg.MaxLapses = 3
+	}
+	if cfg.LapseWindow == 0 {
+		cfg.LapseWindow = 10 * time.Minute
+	}
+	if cfg.FormatAmount == nil {
+		cfg.FormatAmount = func(_, base string) string { return base + " base units" }
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.AdvertTTL == 0 {
 		cfg.AdvertTTL = 30 * time.Minute
@@ -170,6 +202,7 @@ func New(n *p2p.Node, key crypto.PrivKey, inv Inventory, signer DealSigner, cfg 
 		pending:   map[string]*openOffer{},
 		deals:     map[string]*Deal{},
 		unstarted: map[string]time.Time{},
+		lapses:    map[string][]time.Time{},
 		adverts:   map[string]*ProviderAdvert{},
 		refreshed: map[string]time.Time{},
 		republ:    make(chan struct{}, 1),
@@ -220,8 +253,8 @@ func (m *Market) Run(ctx context.Context) error {
 			m.publish(ctx)
 		case <-every.C:
 			m.publish(ctx)
-		case now := <-sweep.C:
-			if m.sweep(now) {
+		case <-sweep.C:
+			if m.sweep(m.now()) {
 				m.publish(ctx)
 			}
 		}
@@ -249,7 +282,12 @@ func (m *Market) sweep(now time.Time) bool {
 	}
 	for id, b := range m.bids {
 		if now.After(time.UnixMilli(b.bid.ReservedUntilMs)) && !m.awarded(id) {
+			// Neither awarded nor released: it counts against the
+			// requester (see admit).
+			r := b.offer.Requester
+			m.lapses[r] = append(m.lapses[r], now)
 			delete(m.bids, id)
+			m.log.Debug("reservation lapsed unawarded", "offer_id", short(id), "requester", r)
 		}
 	}
 	for id, t := range m.seen {
@@ -314,4 +352,4 @@ func (m *Market) request(ctx context.Context, p peer.ID, proto string, req []byt
 	return p2p.Request(ctx, m.n.Host, p, m.n.ProtocolID(proto), req, lim)
 }
 
-var errNoBid = errors.New("no bid")
+func (m *Market) now() time.Time { return m.cfg.Now() }

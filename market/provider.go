@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"os/exec"
@@ -15,8 +16,8 @@ import (
 
 	"github.com/aixblock/aixblock/gpu"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 )
 
 func validatePrices(prices map[string]map[string]string) error {
@@ -53,7 +54,7 @@ func decodeOffer(raw []byte, now time.Time) (*JobOffer, string, error) {
 // oversized, malformed and duplicate offers are rejected (the sender loses
 // score) before any state changes.
 func (m *Market) validateGossipOffer(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
-	o, _, err := decodeOffer(msg.Data, time.Now())
+	o, _, err := decodeOffer(msg.Data, m.now())
 	if err != nil {
 		m.log.Debug("offer rejected", "from", from, "err", err)
 		return pubsub.ValidationReject
@@ -75,7 +76,7 @@ func (m *Market) readOffers(ctx context.Context) {
 		if msg.ReceivedFrom == m.self {
 			continue
 		}
-		o, id, err := decodeOffer(msg.Data, time.Now())
+		o, id, err := decodeOffer(msg.Data, m.now())
 		if err != nil || o.Requester == m.self.String() || !o.OpenBids || slices.Contains(o.Direct, m.self.String()) {
 			continue
 		}
@@ -83,7 +84,12 @@ func (m *Market) readOffers(ctx context.Context) {
 	}
 }
 
-// bidBack answers a gossiped offer with a bid over a direct stream.
+// bidBack answers a gossiped offer with a bid over a direct stream to the
+// requester's peer ID. The offer's own addresses are never dialled: they
+// are whatever its signer wrote, and dialling them would let anyone make
+// every provider on the network connect to a victim. The requester is
+// reached over a connection we already have, or at the addresses the DHT
+// knows for its peer ID (and libp2p checks the peer ID on connect).
 func (m *Market) bidBack(ctx context.Context, o *JobOffer, id string) {
 	raw, err := m.bid(o, id)
 	if err != nil {
@@ -91,37 +97,70 @@ func (m *Market) bidBack(ctx context.Context, o *JobOffer, id string) {
 	}
 	rp, err := peer.Decode(o.Requester)
 	if err != nil {
+		m.dropBid(id)
 		return
-	}
-	for _, s := range o.Addrs {
-		if a, err := ma.NewMultiaddr(s); err == nil {
-			m.n.Host.Peerstore().AddAddr(rp, a, time.Minute)
-		}
 	}
 	cctx, cancel := context.WithDeadline(ctx, time.UnixMilli(o.DeadlineMs))
 	defer cancel()
+	h := m.n.Host
+	if h.Network().Connectedness(rp) != network.Connected && len(h.Peerstore().Addrs(rp)) == 0 {
+		ai, err := m.n.DHT.FindPeer(cctx, rp)
+		if err != nil {
+			m.log.Debug("bid not delivered: requester not found", "offer_id", short(id), "err", err)
+			m.dropBid(id)
+			return
+		}
+		h.Peerstore().AddAddrs(rp, ai.Addrs, time.Minute)
+	}
 	if _, err := m.request(cctx, rp, protoBid, raw, bidLimits); err != nil {
-		m.log.Debug("bid not delivered", "offer_id", id, "err", err)
+		// The requester did not take it (the window closed, or it is
+		// gone): the reservation goes now rather than when it lapses.
+		m.log.Debug("bid not delivered", "offer_id", short(id), "err", err)
+		m.dropBid(id)
 	}
 }
 
-// handleOffer answers an offer sent straight to us with a bid, or says why
-// not.
+// dropBid frees the reservation of an unawarded bid.
+func (m *Market) dropBid(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.awarded(id) {
+		return
+	}
+	for u, h := range m.held {
+		if h.offerID == id && h.dealID == "" {
+			delete(m.held, u)
+		}
+	}
+	delete(m.bids, id)
+}
+
+// handleOffer answers an offer sent straight to us with a bid, or with a
+// signed NoBid that says why not.
 func (m *Market) handleOffer(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
-	o, id, err := decodeOffer(req, time.Now())
+	o, id, err := decodeOffer(req, m.now())
 	if err != nil {
 		return nil, err
 	}
 	if o.Requester != from.String() {
 		return nil, bad("offer of %s sent by %s", o.Requester, from)
 	}
-	return m.bid(o, id)
+	raw, err := m.bid(o, id)
+	var r *refusal
+	if errors.As(err, &r) {
+		m.log.Debug("no bid", "offer_id", short(id), "requester", o.Requester, "code", r.code, "why", r.Error())
+		return sealNoBid(id, m.self, r, m.key)
+	}
+	return raw, err
 }
 
-// bid runs the bid engine: the offer against free healthy GPUs, accepted
-// images and tokens, and the price floor; on a match it reserves the GPUs
-// and returns the signed bid. An offer is bid on once, however it came.
+// bid runs the bid engine: the offer against the requester's reservations
+// here, free healthy GPUs, host resources, accepted images and tokens, and
+// the price floor; on a match it reserves the GPUs for at most ReserveFor,
+// whatever the offer's deadline, and returns the signed bid. A refusal is
+// a *refusal. An offer is bid on once, however it came.
 func (m *Market) bid(o *JobOffer, id string) ([]byte, error) {
+	now := m.now()
 	m.mu.Lock()
 	if b := m.bids[id]; b != nil {
 		m.mu.Unlock()
@@ -129,28 +168,36 @@ func (m *Market) bid(o *JobOffer, id string) ([]byte, error) {
 	}
 	if _, dup := m.seen[id]; dup {
 		m.mu.Unlock()
-		return nil, fmt.Errorf("%w: offer %s already declined", errNoBid, id[:12])
+		return nil, refuse(NoBidDeclined, "offer %s already declined", short(id))
 	}
-	m.seen[id] = time.Now()
+	m.seen[id] = now
+	if r := m.admit(o.Requester, now); r != nil {
+		m.mu.Unlock()
+		return nil, r
+	}
 	m.mu.Unlock()
 
 	if len(m.cfg.AcceptedImages) > 0 && !imageAccepted(m.cfg.AcceptedImages, o.Image) {
-		return nil, fmt.Errorf("%w: image %q not accepted here", errNoBid, o.Image)
+		return nil, refuse(NoBidImage, "image %q not accepted here (accepted: %s)", o.Image, strings.Join(m.cfg.AcceptedImages, ", "))
 	}
 	if time.Duration(o.MaxDurationS)*time.Second > m.cfg.MaxDuration {
-		return nil, fmt.Errorf("%w: jobs here run at most %s", errNoBid, m.cfg.MaxDuration)
+		return nil, refuse(NoBidDuration, "jobs here run at most %s, the offer asks up to %s", m.cfg.MaxDuration, time.Duration(o.MaxDurationS)*time.Second)
 	}
 	inv := m.inv.Inventory()
 	h := inv.Host
-	if o.Req.CPUCores > h.CPUCores || o.Req.MemoryMiB > h.MemoryMiB || o.Req.DiskMiB > h.DiskFreeMiB {
-		return nil, fmt.Errorf("%w: not enough CPU, memory or disk", errNoBid)
+	switch {
+	case o.Req.CPUCores > h.CPUCores:
+		return nil, refuse(NoBidCPU, "need %d CPU cores, %d here", o.Req.CPUCores, h.CPUCores)
+	case o.Req.MemoryMiB > h.MemoryMiB:
+		return nil, refuse(NoBidMemory, "need %d MiB of memory, %d MiB here", o.Req.MemoryMiB, h.MemoryMiB)
+	case o.Req.DiskMiB > h.DiskFreeMiB:
+		return nil, refuse(NoBidDisk, "need %d MiB of disk, %d MiB free here", o.Req.DiskMiB, h.DiskFreeMiB)
 	}
-	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	class, gpus := m.pickGPUs(inv, o.Req)
 	if o.Req.GPUs > 0 && gpus == nil {
-		return nil, fmt.Errorf("%w: no %d free healthy %s GPUs", errNoBid, o.Req.GPUs, orAny(o.Req.GPUClass))
+		return nil, refuse(NoBidGPUs, "need %d free healthy %s GPUs, %s", o.Req.GPUs, orAny(o.Req.GPUClass), m.freeGPUs(inv, o.Req))
 	}
 	if o.Req.GPUs == 0 {
 		class = CPU
@@ -161,12 +208,9 @@ func (m *Market) bid(o *JobOffer, id string) ([]byte, error) {
 	}
 	maxPrice, _ := parseAmount("max_price", o.MaxPrice)
 	if price.Cmp(maxPrice) > 0 {
-		return nil, fmt.Errorf("%w: price %s is over the offer's %s", errNoBid, price, maxPrice)
+		return nil, &refusal{code: NoBidPrice, class: class, floor: price.String()}
 	}
 	until := now.Add(m.cfg.ReserveFor)
-	if dl := time.UnixMilli(o.DeadlineMs); until.Before(dl) {
-		until = dl.Add(m.cfg.AwardTimeout)
-	}
 	b := Bid{
 		Version: ProtocolVersion, OfferID: id, Provider: m.self.String(), Wallet: m.signer.Wallet(),
 		Token: o.Token, Price: price.String(), GPUs: gpus, GPUClass: class, ReservedUntilMs: until.UnixMilli(),
@@ -181,6 +225,64 @@ func (m *Market) bid(o *JobOffer, id string) ([]byte, error) {
 	m.bids[id] = &providerBid{offer: *o, bid: b, raw: raw}
 	m.log.Debug("bid", "offer_id", id[:12], "requester", o.Requester, "gpus", len(gpus), "price", price)
 	return raw, nil
+}
+
+// admit applies the per-requester limits on reservations: at most
+// MaxReservations unawarded ones at a time, and none for a requester
+// whose reservations lapsed unawarded MaxLapses times within LapseWindow
+// (an honest requester awards or releases every bid). The caller holds
+// m.mu.
+func (m *Market) admit(requester string, now time.Time) *refusal {
+	m.pruneLapses(requester, now)
+	if n := len(m.lapses[requester]); n >= m.cfg.MaxLapses {
+		return refuse(NoBidLimit, "%d reservations of yours lapsed unawarded here in the last %s; try again later", n, m.cfg.LapseWindow)
+	}
+	open := 0
+	for id, pb := range m.bids {
+		if pb.offer.Requester == requester && !m.awarded(id) && now.Before(time.UnixMilli(pb.bid.ReservedUntilMs)) {
+			open++
+		}
+	}
+	if open >= m.cfg.MaxReservations {
+		return refuse(NoBidLimit, "you hold %d unawarded reservations here, the most allowed; award or release them", open)
+	}
+	return nil
+}
+
+func (m *Market) pruneLapses(requester string, now time.Time) {
+	l := m.lapses[requester]
+	i := 0
+	for i < len(l) && now.Sub(l[i]) > m.cfg.LapseWindow {
+		i++
+	}
+	if i == len(l) {
+		delete(m.lapses, requester)
+	} else {
+		m.lapses[requester] = l[i:]
+	}
+}
+
+// freeGPUs says how many GPUs of the request's class are free, for a
+// refusal; the caller holds m.mu.
+func (m *Market) freeGPUs(inv gpu.Inventory, req Requirements) string {
+	total, healthy, free := 0, 0, 0
+	for _, g := range inv.GPUs {
+		if req.GPUClass != "" && g.Class != req.GPUClass {
+			continue
+		}
+		total++
+		if g.Health != gpu.Healthy {
+			continue
+		}
+		healthy++
+		if m.held[g.UUID] == nil && g.MemoryMiB >= req.GPUMemoryMiB {
+			free++
+		}
+	}
+	if total == 0 {
+		return "none here"
+	}
+	return fmt.Sprintf("%d free here (%d total, %d healthy, %d reserved or in use)", free, total, healthy, healthy-free)
 }
 
 func orAny(class string) string {
@@ -231,7 +333,12 @@ func (m *Market) price(class string, o *JobOffer) (*big.Int, error) {
 	}
 	p, ok := byToken[o.Token]
 	if !ok {
-		return nil, fmt.Errorf("%w: no price for %s in token %s", errNoBid, class, o.Token)
+		var toks []string
+		for t := range byToken {
+			toks = append(toks, t)
+		}
+		sort.Strings(toks)
+		return nil, refuse(NoBidToken, "token %s not accepted for %s (accepted: %s)", o.Token, class, strings.Join(toks, ", "))
 	}
 	return parseAmount("price", p)
 }
@@ -245,12 +352,12 @@ func (m *Market) priceByCommand(o *JobOffer) (*big.Int, error) {
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("%w: pricing command declined: %v", errNoBid, err)
+		return nil, refuse(NoBidDeclined, "the pricing command declined the offer")
 	}
 	p, err := parseAmount("pricing command output", strings.TrimSpace(out.String()))
 	if err != nil {
 		m.log.Warn("pricing command printed no price", "output", strings.TrimSpace(out.String()))
-		return nil, fmt.Errorf("%w: pricing command printed no price", errNoBid)
+		return nil, refuse(NoBidDeclined, "the pricing command printed no price")
 	}
 	return p, nil
 }
@@ -290,7 +397,7 @@ func (m *Market) handleAward(ctx context.Context, from peer.ID, req []byte) ([]b
 	if !sameTerms(want, d.DealTerms) {
 		return nil, bad("deal terms differ from our bid")
 	}
-	if time.Now().After(time.UnixMilli(pb.bid.ReservedUntilMs)) {
+	if m.now().After(time.UnixMilli(pb.bid.ReservedUntilMs)) {
 		return nil, bad("our reservation for offer %s lapsed", short(d.OfferID))
 	}
 	if err := m.signer.VerifyDeal(d.DealTerms, d.RequesterSig, pb.offer.Wallet); err != nil {
@@ -302,12 +409,12 @@ func (m *Market) handleAward(ctx context.Context, from peer.ID, req []byte) ([]b
 	}
 	d.ProviderSig = sig
 	m.mu.Lock()
-	until := time.Now().Add(time.Duration(d.MaxDurationS) * time.Second)
+	until := m.now().Add(time.Duration(d.MaxDurationS) * time.Second)
 	for _, u := range d.GPUs {
 		m.held[u] = &hold{offerID: d.OfferID, dealID: d.ID, until: until}
 	}
 	m.deals[d.ID] = &d
-	m.unstarted[d.ID] = time.Now().Add(m.cfg.StartWindow)
+	m.unstarted[d.ID] = m.now().Add(m.cfg.StartWindow)
 	m.mu.Unlock()
 	m.requestRepublish()
 	m.log.Info("deal", "deal_id", short(d.ID), "requester", d.Requester, "gpus", len(d.GPUs), "price", d.Price)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/big"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +39,8 @@ type NegotiationStats struct {
 	Bidders   []string      `json:"bidders"`
 	Awards    int           `json:"awards"`
 	Elapsed   time.Duration `json:"elapsed_ns"`
+	// Refusals are why providers asked directly did not bid.
+	Refusals []Refusal `json:"refusals,omitempty"`
 }
 
 // ErrNoDeal means no provider agreed; it is wrapped with why.
@@ -88,8 +91,11 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 	} else if r.Req.GPUs == 0 {
 		class = CPU
 	}
-	targets := m.lookup(ctx, class, r)
-	st.Found, st.Contacted = len(targets), len(targets)
+	targets, unasked := m.lookup(ctx, class, r)
+	st.Found, st.Contacted = len(targets)+len(unasked), len(targets)
+	if len(targets) == 0 && r.Req.GPUClass != "" {
+		go m.refresh(AnyGPU) // the classes on the network, for an unknown class's reason
+	}
 
 	var nonce [8]byte
 	rand.Read(nonce[:])
@@ -104,11 +110,7 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 	for _, p := range targets {
 		o.Direct = append(o.Direct, p.String())
 	}
-	for _, a := range m.n.Host.Addrs() {
-		if len(o.Addrs) < 8 {
-			o.Addrs = append(o.Addrs, a.String())
-		}
-	}
+	// o.Addrs stays empty: providers reach us by peer ID (see bidBack).
 	if err := o.validate(now); err != nil {
 		return nil, st, err
 	}
@@ -130,16 +132,48 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 
 	wctx, cancel := context.WithDeadline(ctx, time.UnixMilli(o.DeadlineMs))
 	defer cancel()
+	var (
+		refMu    sync.Mutex
+		refusals []Refusal
+	)
+	answered := make(chan struct{}, len(targets))
 	for _, p := range targets {
 		go func(p peer.ID) {
+			defer func() { answered <- struct{}{} }()
 			t0 := time.Now()
 			resp, err := m.request(wctx, p, protoOffer, raw, p2p.StreamLimits{MaxRequest: MaxOfferBytes, MaxResponse: MaxBidBytes})
-			if err != nil {
-				m.log.Debug("no bid", "peer_id", p, "err", err)
-				return
-			}
-			if b, err := m.checkBid(resp, id, &o, p); err == nil {
+			var ref *Refusal
+			switch {
+			case err != nil:
+				// An older provider says why in an error; otherwise it did
+				// not answer in the window.
+				var re *p2p.RemoteError
+				if errors.As(err, &re) {
+					ref = &Refusal{Provider: p.String(), Reason: printable(re.Msg)}
+				} else {
+					ref = &Refusal{Provider: p.String(), Reason: "no answer within the bid window"}
+				}
+			case envelopeKind(resp) == "nobid":
+				nb, err := decodeNoBid(resp, id, p)
+				if err != nil {
+					ref = &Refusal{Provider: p.String(), Reason: "bad answer: " + printable(err.Error())}
+				} else {
+					r := m.refusalOf(nb, &o)
+					ref = &r
+				}
+			default:
+				b, err := m.checkBid(resp, id, &o, p)
+				if err != nil {
+					ref = &Refusal{Provider: p.String(), Reason: "bad bid: " + printable(err.Error())}
+					break
+				}
 				bids <- receivedBid{bid: *b, latency: time.Since(t0)}
+			}
+			if ref != nil {
+				m.log.Debug("no bid", "peer_id", p, "why", ref.Reason)
+				refMu.Lock()
+				refusals = append(refusals, *ref)
+				refMu.Unlock()
 			}
 		}(p)
 	}
@@ -151,20 +185,52 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 		m.msgsSent.Add(1)
 	}
 
-	// Collect until the window ends or enough bids came.
+	// Collect until the window ends, enough bids came, or every provider
+	// asked directly answered and no gossip bids are invited. A bid's
+	// reservation may end before the window (a provider's reserve_for is
+	// its own): the awards must start in time for it.
 	got := map[string]receivedBid{}
+	pending := len(targets)
+	lapse := time.NewTimer(time.Hour)
+	defer lapse.Stop()
+	var firstLapse time.Time
 collect:
-	for len(got) < max(m.cfg.Enough, count) {
+	for len(got) < max(m.cfg.Enough, count) && (pending > 0 || o.OpenBids) {
 		select {
 		case b := <-bids:
 			if _, dup := got[b.bid.Provider]; !dup {
 				got[b.bid.Provider] = b
 				m.rep.Latency(b.bid.Provider, b.latency)
+				at := time.UnixMilli(b.bid.ReservedUntilMs).Add(-m.cfg.AwardTimeout)
+				if firstLapse.IsZero() || at.Before(firstLapse) {
+					firstLapse = at
+					lapse.Reset(time.Until(at))
+				}
 			}
+		case <-answered:
+			pending--
+		case <-lapse.C:
+			break collect
 		case <-wctx.Done():
 			break collect
 		}
 	}
+	// A direct bid that was already on its way counts too.
+drain:
+	for {
+		select {
+		case b := <-bids:
+			if _, dup := got[b.bid.Provider]; !dup {
+				got[b.bid.Provider] = b
+			}
+		default:
+			break drain
+		}
+	}
+	refMu.Lock()
+	st.Refusals = append(append([]Refusal(nil), unasked...), refusals...)
+	refMu.Unlock()
+	sort.Slice(st.Refusals, func(i, j int) bool { return st.Refusals[i].Provider < st.Refusals[j].Provider })
 	st.Bids = len(got)
 	for p := range got {
 		st.Bidders = append(st.Bidders, p)
@@ -208,7 +274,21 @@ collect:
 		return deals, st, nil
 	}
 	if len(got) == 0 {
-		return nil, st, fmt.Errorf("%w: no provider bid within %s (%d found, %d asked directly)", ErrNoDeal, m.cfg.BidWindow, st.Found, st.Contacted)
+		why := fmt.Sprintf("no provider bid within %s (%d found, %d asked directly)", m.cfg.BidWindow, st.Found, st.Contacted)
+		if st.Found == 0 {
+			if u := m.unknownClass(r.Req.GPUClass); u != "" {
+				why += ": " + u
+			}
+		}
+		for i, rf := range st.Refusals {
+			if i == 0 {
+				why += ": "
+			} else {
+				why += "; "
+			}
+			why += rf.String()
+		}
+		return nil, st, fmt.Errorf("%w: %s", ErrNoDeal, why)
 	}
 	return nil, st, fmt.Errorf("%w: %d bids, none confirmed its award", ErrNoDeal, len(got))
 }
@@ -219,15 +299,15 @@ collect:
 // is refreshed in the background). Otherwise the DHT names more, as they
 // come. Excluded providers, and ones with a poor record unless there are
 // no others, are left out.
-func (m *Market) lookup(ctx context.Context, class string, r OfferRequest) []peer.ID {
+func (m *Market) lookup(ctx context.Context, class string, r OfferRequest) ([]peer.ID, []Refusal) {
 	skip := map[string]bool{m.self.String(): true}
 	for _, e := range r.Exclude {
 		skip[e] = true
 	}
-	out := m.cachedCandidates(class, r, skip)
+	out, refused := m.cachedCandidates(class, r, skip)
 	go m.refresh(class)
 	if len(out) >= m.cfg.Fanout {
-		return out[:m.cfg.Fanout]
+		return out[:m.cfg.Fanout], refused
 	}
 	for _, p := range out {
 		skip[p.String()] = true
@@ -240,8 +320,11 @@ func (m *Market) lookup(ctx context.Context, class string, r OfferRequest) []pee
 			continue
 		}
 		skip[ai.ID.String()] = true
-		if a := m.cachedAdvert(ai.ID); a != nil && !a.couldServe(r) {
-			continue
+		if a := m.cachedAdvert(ai.ID); a != nil {
+			if nb := a.whyNot(r); nb != nil {
+				refused = append(refused, m.advertRefusal(a, nb, r))
+				continue
+			}
 		}
 		if len(ai.Addrs) > 0 {
 			m.n.Host.Peerstore().AddAddrs(ai.ID, ai.Addrs, 10*time.Minute)
@@ -260,25 +343,48 @@ func (m *Market) lookup(ctx context.Context, class string, r OfferRequest) []pee
 			out = append(out, p)
 		}
 	}
-	return out
+	return out, refused
+}
+
+// advertRefusal is a refusal the requester reads from a provider's
+// advert without asking it.
+func (m *Market) advertRefusal(a *ProviderAdvert, nb *NoBid, r OfferRequest) Refusal {
+	nb.Provider = a.PeerID
+	ref := m.refusalOf(nb, &JobOffer{Token: r.Token, MaxPrice: r.MaxPrice})
+	ref.Reason += " (from its advert)"
+	return ref
 }
 
 // cachedCandidates are the providers of class in the advert cache that
-// could serve r, cheapest first, then by reputation.
-func (m *Market) cachedCandidates(class string, r OfferRequest, skip map[string]bool) []peer.ID {
+// could serve r, cheapest first, then by reputation, and why the others
+// of the class could not.
+func (m *Market) cachedCandidates(class string, r OfferRequest, skip map[string]bool) ([]peer.ID, []Refusal) {
 	type cand struct {
 		id    peer.ID
 		price *big.Int
 		score float64
 	}
 	var cs []cand
+	var refused []Refusal
+	var cannot []struct {
+		a  *ProviderAdvert
+		nb *NoBid
+	}
 	now := time.Now().UnixMilli()
 	m.mu.Lock()
 	for _, a := range m.adverts {
-		if skip[a.PeerID] || now > a.ExpiresAtMs || !a.couldServe(r) {
+		if skip[a.PeerID] || now > a.ExpiresAtMs {
 			continue
 		}
 		if class != AnyGPU && class != CPU && !a.hasClass(class) {
+			continue
+		}
+		if nb := a.whyNot(r); nb != nil {
+			skip[a.PeerID] = true // not asked, not looked up again
+			cannot = append(cannot, struct {
+				a  *ProviderAdvert
+				nb *NoBid
+			}{a, nb})
 			continue
 		}
 		id, err := peer.Decode(a.PeerID)
@@ -294,6 +400,9 @@ func (m *Market) cachedCandidates(class string, r OfferRequest, skip map[string]
 		cs = append(cs, cand{id: id, price: price})
 	}
 	m.mu.Unlock()
+	for _, c := range cannot {
+		refused = append(refused, m.advertRefusal(c.a, c.nb, r))
+	}
 	for i := range cs {
 		cs[i].score = m.rep.Get(cs[i].id.String()).Score()
 	}
@@ -312,7 +421,7 @@ func (m *Market) cachedCandidates(class string, r OfferRequest, skip map[string]
 			out = append(out, c.id)
 		}
 	}
-	return out
+	return out, refused
 }
 
 // refresh re-reads the adverts of class from the DHT into the cache, at
@@ -334,8 +443,9 @@ func (m *Market) refresh(class string) {
 
 const refreshEvery = 30 * time.Second
 
-// couldServe says whether the advert's provider could bid on r.
-func (a *ProviderAdvert) couldServe(r OfferRequest) bool {
+// whyNot is why the advert's provider could not bid on r, as the advert
+// tells; nil when it could.
+func (a *ProviderAdvert) whyNot(r OfferRequest) *NoBid {
 	if r.Req.GPUs > 0 {
 		free := 0
 		for _, g := range a.GPUs {
@@ -344,17 +454,35 @@ func (a *ProviderAdvert) couldServe(r OfferRequest) bool {
 			}
 		}
 		if free < r.Req.GPUs {
-			return false
+			return &NoBid{Code: NoBidGPUs, Detail: fmt.Sprintf("need %d free healthy %s GPUs, %d free in its advert", r.Req.GPUs, orAny(r.Req.GPUClass), free)}
 		}
 	}
+	switch {
+	case r.Req.CPUCores > a.CPUCores:
+		return &NoBid{Code: NoBidCPU, Detail: fmt.Sprintf("need %d CPU cores, %d in its advert", r.Req.CPUCores, a.CPUCores)}
+	case r.Req.MemoryMiB > a.MemoryMiB:
+		return &NoBid{Code: NoBidMemory, Detail: fmt.Sprintf("need %d MiB of memory, %d MiB in its advert", r.Req.MemoryMiB, a.MemoryMiB)}
+	}
 	maxPrice, _ := parseAmount("max_price", r.MaxPrice)
+	var toks []string
 	for _, p := range a.Prices {
 		if p.Token == r.Token {
 			price, err := parseAmount("price", p.PerGPUHour)
-			return err == nil && price.Cmp(maxPrice) <= 0
+			if err != nil {
+				return &NoBid{Code: NoBidDeclined, Detail: "its advert's price does not parse"}
+			}
+			if price.Cmp(maxPrice) > 0 {
+				class := r.Req.GPUClass
+				if r.Req.GPUs == 0 {
+					class = CPU
+				}
+				return &NoBid{Code: NoBidPrice, Class: class, Floor: price.String()}
+			}
+			return nil
 		}
+		toks = append(toks, p.Token)
 	}
-	return false
+	return &NoBid{Code: NoBidToken, Detail: fmt.Sprintf("token %s not accepted (its advert prices %s)", r.Token, strings.Join(toks, ", "))}
 }
 
 // releaseLosers tells the other bidders their reservations can go, so that

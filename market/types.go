@@ -57,13 +57,15 @@ type Requirements struct {
 
 // JobOffer is a requester's signed call for bids.
 type JobOffer struct {
-	Version   int          `cbor:"v" json:"version"`
-	Requester string       `cbor:"r" json:"requester"`
-	Addrs     []string     `cbor:"a" json:"addrs"` // where bids can reach the requester
-	Wallet    string       `cbor:"w" json:"wallet"`
-	Req       Requirements `cbor:"q" json:"requirements"`
-	Image     string       `cbor:"im" json:"image,omitempty"`
-	Token     string       `cbor:"t" json:"token"`
+	Version   int    `cbor:"v" json:"version"`
+	Requester string `cbor:"r" json:"requester"`
+	// Addrs is ignored: providers reach the requester by its peer ID, never
+	// at addresses an offer names (it is kept so that older offers decode).
+	Addrs  []string     `cbor:"a" json:"addrs"`
+	Wallet string       `cbor:"w" json:"wallet"`
+	Req    Requirements `cbor:"q" json:"requirements"`
+	Image  string       `cbor:"im" json:"image,omitempty"`
+	Token  string       `cbor:"t" json:"token"`
 	// MaxPrice is per GPU-hour in base units of Token.
 	MaxPrice     string `cbor:"mp" json:"max_price"`
 	MaxDurationS int64  `cbor:"d" json:"max_duration_s"`

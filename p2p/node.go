@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 )
 
 // Node is a libp2p host with the network's DHT and GossipSub on it.
@@ -140,7 +141,16 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 				mu.Unlock()
 				return
 			}
-			// Connect returns after identify, so membership is known here.
+			// Connect returns after identify only when it dialled; a
+			// connection that was already there may still be identifying.
+			if ids, ok := n.Host.(interface{ IDService() identify.IDService }); ok {
+				for _, c := range n.Host.Network().ConnsToPeer(ai.ID) {
+					select {
+					case <-ids.IDService().IdentifyWait(c):
+					case <-cctx.Done():
+					}
+				}
+			}
 			if !n.IsMember(ai.ID) {
 				n.log.Warn("bootstrap peer is not on this network; disconnected (check its --network)", "peer_id", ai.ID, "network", n.network)
 				_ = n.Host.Network().ClosePeer(ai.ID)
