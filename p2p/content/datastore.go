@@ -13,7 +13,7 @@ import (
 // whole blocks of up to 1 MiB, which pebble's defaults would copy again at
 // every compaction. Blocks go to blob files (value separation) that
 // compactions leave alone, and memtables hold a few dozen blocks rather
-// than four. An existing datastore is upgraded in place to the format that
+// than four, uncompressed. An existing datastore is upgraded in place to the format that
 // value separation needs.
 func OpenDatastore(dir string) (*pebbleds.Datastore, error) {
 	opts := &pebble.Options{
@@ -21,6 +21,10 @@ func OpenDatastore(dir string) (*pebbleds.Datastore, error) {
 		MemTableSize:                64 << 20,
 		MemTableStopWritesThreshold: 4,
 	}
+	// Blocks are mostly incompressible (weights, archives, media) and
+	// snappy's attempt showed in every write's profile; the small
+	// records that would compress are few.
+	opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionNone })
 	opts.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
 		return pebble.ValueSeparationPolicy{
 			Enabled:               true,

@@ -13,6 +13,7 @@ import (
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multicodec"
 )
 
@@ -31,6 +32,11 @@ type FetchStats struct {
 	Blocks  int   `json:"blocks"`
 	Bytes   int64 `json:"bytes"`
 	Fetched int   `json:"fetched"` // blocks that came from the network
+	// Total is the DAG's size as its root declares it (the blocks' bytes,
+	// comparable with Bytes); zero until the root is here.
+	Total int64 `json:"total,omitempty"`
+	// Peers is how many peers sent blocks so far.
+	Peers int `json:"peers,omitempty"`
 }
 
 // checkCodec accepts the codecs UnixFS is made of.
@@ -101,6 +107,7 @@ func (s *Store) fetch(ctx context.Context, root cid.Cid, progress func(FetchStat
 
 	sess := merkledag.NewSession(ctx, s.dag)
 	depth := map[cid.Cid]int{root: 0}
+	from := map[peer.ID]bool{}
 	var visit func(ctx context.Context, c cid.Cid) ([]*ipld.Link, error)
 	visit = func(ctx context.Context, c cid.Cid) ([]*ipld.Link, error) {
 		if err := checkCodec(c); err != nil {
@@ -116,8 +123,17 @@ func (s *Store) fetch(ctx context.Context, root cid.Cid, progress func(FetchStat
 		mu.Lock()
 		stats.Blocks++
 		stats.Bytes += int64(len(nd.RawData()))
+		if c == root {
+			if size, err := nd.Size(); err == nil {
+				stats.Total = int64(size)
+			}
+		}
 		if !local {
 			stats.Fetched++
+			if p, ok := s.senders.take(c); ok && !from[p] {
+				from[p] = true
+				stats.Peers = len(from)
+			}
 		}
 		st := stats
 		d := depth[c]
@@ -217,20 +233,44 @@ func (s *Store) Get(ctx context.Context, root cid.Cid, out string, progress func
 
 // GetWith is Get with per-call options. Nothing is written when the DAG
 // would write more than the limit; out must not exist.
+//
+// The file is written while the DAG is fetched: the fetch walks the DAG
+// with many blocks in flight while the writer asks for blocks in file
+// order through its own session, so a block is written once it has
+// arrived (from the memtable it just went to) instead of in a second pass
+// over the whole DAG after the last block.
 func (s *Store) GetWith(ctx context.Context, root cid.Cid, out string, opts GetOptions) (FetchStats, error) {
 	if _, err := os.Lstat(out); err == nil {
 		return FetchStats{}, fmt.Errorf("output %s exists; not overwriting it (remove it or give another -o)", out)
 	}
 	lim := s.limit(opts)
-	stats, err := s.fetch(ctx, root, opts.Progress, lim)
-	if err != nil {
-		return stats, err
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	type result struct {
+		stats FetchStats
+		err   error
 	}
-	t := &tree{dag: s.local, root: root, lim: lim, maxDepth: s.cfg.MaxDepth}
-	if err := t.write(ctx, out); err != nil {
-		return stats, fmt.Errorf("get %s: %w", root, err)
+	fetched := make(chan result, 1)
+	go func() {
+		st, err := s.fetch(ctx, root, opts.Progress, lim)
+		if err != nil {
+			wcancel() // the writer may be waiting for a block that will not come
+		}
+		fetched <- result{st, err}
+	}()
+	t := &tree{dag: readOnly{merkledag.NewSession(wctx, s.dag)}, root: root, lim: lim, maxDepth: s.cfg.MaxDepth}
+	werr := t.write(wctx, out)
+	r := <-fetched
+	if r.err != nil {
+		if werr == nil {
+			os.RemoveAll(out) // written, but the DAG is not all here or over a limit
+		}
+		return r.stats, r.err
 	}
-	return stats, nil
+	if werr != nil {
+		return r.stats, fmt.Errorf("get %s: %w", root, werr)
+	}
+	return r.stats, nil
 }
 
 // Cat fetches a file and copies its bytes to w.
@@ -258,3 +298,14 @@ func (s *Store) CatWith(ctx context.Context, root cid.Cid, w io.Writer, opts Get
 	}
 	return t.writeFile(ctx, &fileWriter{f: w, left: n.size()}, n, 0)
 }
+
+// readOnly gives a session the DAGService shape that directory readers
+// want; the writer never stores.
+type readOnly struct{ ipld.NodeGetter }
+
+var errReadOnly = errors.New("read-only DAG")
+
+func (readOnly) Add(context.Context, ipld.Node) error        { return errReadOnly }
+func (readOnly) AddMany(context.Context, []ipld.Node) error  { return errReadOnly }
+func (readOnly) Remove(context.Context, cid.Cid) error       { return errReadOnly }
+func (readOnly) RemoveMany(context.Context, []cid.Cid) error { return errReadOnly }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ipfs/boxo/bitswap"
+	bsmsg "github.com/ipfs/boxo/bitswap/message"
 	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/blockstore"
@@ -79,6 +80,7 @@ type Store struct {
 	routing  routing.ContentRouting
 	host     host.Host
 	cancel   context.CancelFunc
+	senders  senders
 }
 
 // New starts bitswap on h over the blockstore in cfg.Datastore.
@@ -139,6 +141,8 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Store, error) {
 		// The server's default keeps 1 MiB in flight per peer: with 1 MiB
 		// chunks that is one block per round trip. Keep a window of them.
 		bitswap.MaxOutstandingBytesPerPeer(32<<20),
+		// Which peer sent each block, for a fetch's count of its sources.
+		bitswap.WithTracer(&s.senders),
 	)
 	s.host = h
 	s.adoptConnected()
@@ -241,4 +245,41 @@ func (s *Store) heal(ctx context.Context) int {
 		cancel()
 	}
 	return healed
+}
+
+// senders remembers which peer sent each recent block, so that a fetch can
+// say how many peers it is fetching from (a session spreads its wants over
+// every peer that has the blocks). It holds at most maxSenders entries:
+// blocks nobody asked about are forgotten rather than kept.
+type senders struct {
+	mu sync.Mutex
+	m  map[string]peer.ID
+}
+
+const maxSenders = 8192
+
+func (t *senders) MessageReceived(p peer.ID, msg bsmsg.BitSwapMessage) {
+	blks := msg.Blocks()
+	if len(blks) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil || len(t.m) > maxSenders {
+		t.m = make(map[string]peer.ID)
+	}
+	for _, b := range blks {
+		t.m[b.Cid().KeyString()] = p
+	}
+}
+
+func (t *senders) MessageSent(peer.ID, bsmsg.BitSwapMessage) {}
+
+// take returns and forgets the sender of c.
+func (t *senders) take(c cid.Cid) (peer.ID, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, ok := t.m[c.KeyString()]
+	delete(t.m, c.KeyString())
+	return p, ok
 }
