@@ -169,6 +169,22 @@ func TestDashboard(t *testing.T) {
 	textOf(t, ctx, "#job-logs", 10*time.Second, func(s string) bool { return strings.Contains(s, "woke up") })
 	textOf(t, ctx, "#job-result", 10*time.Second, func(s string) bool { return strings.HasPrefix(s, "bafy") })
 	screenshot(t, ctx, "job")
+	// Its elapsed time and cost, in token units; what it paid is what the
+	// channel's voucher says.
+	jobID, err := chromedp.Run(ctx, chromedp.Evaluate[string](`decodeURIComponent(location.hash.split("/")[2])`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	textOf(t, ctx, "#job-elapsed", 5*time.Second, func(s string) bool { return strings.HasSuffix(s, "s") && !strings.Contains(s, "running") })
+	var wallet struct {
+		Symbol string `json:"token_symbol"`
+	}
+	runJSON(t, req, &wallet, "wallet", "balance")
+	textOf(t, ctx, "#job-price", 10*time.Second, func(s string) bool { return strings.HasSuffix(s, wallet.Symbol+" per GPU-hour × 1 GPU") })
+	units := regexp.MustCompile(`^(< )?[0-9][0-9,]*(\.[0-9]+)?…? ` + regexp.QuoteMeta(wallet.Symbol) + `$`)
+	for _, id := range []string{"#job-cost", "#job-paid", "#job-max-cost"} {
+		textOf(t, ctx, id, 10*time.Second, units.MatchString)
+	}
 	chromedp.Do(ctx, chromedp.Navigate(base+"/ui/#/jobs"))
 	textOf(t, ctx, "main table", 10*time.Second, func(s string) bool { return strings.Contains(s, "completed") })
 	screenshot(t, ctx, "jobs")
@@ -190,7 +206,7 @@ func TestDashboard(t *testing.T) {
 			} `json:"channels"`
 		}
 		runJSON(t, req, &cli, "wallet", "channels")
-		page, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("main tbody tr")].map(tr =>
+		page, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#channels tbody tr")].map(tr =>
 			[tr.querySelector("[data-channel]").dataset.channel, ...[...tr.querySelectorAll("[data-base]")].map(e => e.dataset.base)].join(" "))`))
 		var want []string
 		for _, c := range cli.Channels {
@@ -206,6 +222,38 @@ func TestDashboard(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	screenshot(t, ctx, "wallet")
+	textOf(t, ctx, "#spending", 5*time.Second, func(s string) bool { return strings.Contains(s, jobID) })
+	if over, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll(".card .v")]
+		.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)`)); err != nil || len(over) > 0 {
+		t.Fatalf("balances overflow their cards: %v (err %v)", over, err)
+	}
+
+	// Cancel: a long job, canceled from its page with two clicks; while it
+	// runs, the provider's pages say which job holds the GPU.
+	submit(jobImage, "sleep 120s", "1", "5")
+	textOf(t, ctx, "#job-state", 30*time.Second, eq("running"))
+	jobURL, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href`))
+	provBase := strings.Split(strings.TrimSpace(readFile(t, filepath.Join(prov, "api"))), "/ui/")[0]
+	chromedp.Do(ctx, chromedp.Navigate(provBase+"/ui/#/gpus")) // signed in there at the start
+	textOf(t, ctx, "#gpus-in-use", 10*time.Second, eq("1"))
+	textOf(t, ctx, "#gpus-table", 5*time.Second, func(s string) bool { return strings.Contains(s, "in use by job") })
+	screenshot(t, ctx, "gpus-in-use")
+	chromedp.Do(ctx, chromedp.Navigate(provBase+"/ui/#/node"))
+	textOf(t, ctx, "#node-gpus-busy", 10*time.Second, eq("1 of 8"))
+	textOf(t, ctx, "#node-jobs", 10*time.Second, func(s string) bool { return strings.Contains(s, "running") })
+	screenshot(t, ctx, "node-summary")
+	chromedp.Do(ctx, chromedp.Navigate(jobURL))
+	textOf(t, ctx, "#job-elapsed", 10*time.Second, func(s string) bool { return strings.Contains(s, "running") })
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#job-cancel"))); err != nil {
+		t.Fatal(err)
+	}
+	textOf(t, ctx, "#job-cancel", 5*time.Second, eq("Click again to cancel"))
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#job-cancel"))); err != nil {
+		t.Fatal(err)
+	}
+	textOf(t, ctx, "#job-state", 30*time.Second, eq("canceled"))
+	screenshot(t, ctx, "job-canceled")
+
 	// At phone width nothing spills sideways.
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844), chromedp.Navigate(base+"/ui/#/jobs"), chromedp.Sleep(time.Second)); err != nil {
 		t.Fatal(err)
@@ -217,6 +265,11 @@ func TestDashboard(t *testing.T) {
 	screenshot(t, ctx, "jobs-phone")
 	if overflow {
 		t.Fatal("the jobs page is wider than a phone's screen")
+	}
+	// ... and each job's State shows without scrolling.
+	right, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`Math.max(...[...document.querySelectorAll("#jobs-table tbody td:nth-child(2)")].map(td => td.getBoundingClientRect().right))`))
+	if err != nil || right > 390 {
+		t.Fatalf("the State column ends at %.0f px on a 390 px screen (err %v)", right, err)
 	}
 
 	// Security: no token, a wrong token, a foreign Host, a foreign Origin.

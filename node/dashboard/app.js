@@ -65,17 +65,47 @@ function units(base, decimals) {
   return (neg ? "-" : "") + whole + (frac ? "." + frac : "");
 }
 
+// fmtUnits makes a token-units decimal string readable: thousands
+// grouped, at most maxFrac decimals (cut, marked with …). The exact value
+// stays in the element's title (see amount).
+function fmtUnits(s, maxFrac = 6) {
+  s = String(s === undefined || s === null || s === "" ? "0" : s);
+  const neg = s.startsWith("-");
+  if (neg) s = s.slice(1);
+  const [w, f = ""] = s.split(".");
+  if (w.length >= 4) maxFrac = Math.min(maxFrac, 2); // big numbers: cents are enough
+  const whole = w.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  const cut = f.slice(0, maxFrac).replace(/0+$/, "");
+  const more = f.length > maxFrac && /[1-9]/.test(f.slice(maxFrac));
+  if (more && whole === "0" && !cut) return (neg ? "-" : "") + "< 0." + "0".repeat(maxFrac - 1) + "1";
+  return (neg ? "-" : "") + whole + (cut ? "." + cut : "") + (more ? "…" : "");
+}
+
+// amount is a formatted token amount, its exact value in the title and its
+// base units (when given) in data-base.
+function amount(unitsStr, symbol, base, id) {
+  const exact = String(unitsStr || "0") + (symbol ? " " + symbol : "");
+  return h("span", { class: "amount", title: exact, "data-base": base, id }, fmtUnits(unitsStr) + (symbol ? " " + symbol : ""));
+}
+
+function terminal(s) {
+  return ["completed", "failed", "canceled"].includes(s);
+}
+
 function state(s) {
   return h("span", { class: "state s-" + String(s || "unknown") }, s || "unknown");
 }
 
-function table(caption, headers, rows, empty) {
-  if (!rows.length) return h("p", { class: "muted" }, empty || "None.");
-  return h("div", { class: "table-wrap" },
+// table: a header is a label or [label, class]; a column's class is on
+// its cells too ("opt": left out on narrow screens).
+function table(caption, headers, rows, empty, id) {
+  if (!rows.length) return h("p", { class: "muted", id }, empty || "None.");
+  const cls = headers.map((x) => (Array.isArray(x) ? x[1] : undefined));
+  return h("div", { class: "table-wrap", id },
     h("table", {},
       h("caption", { class: "skip" }, caption),
-      h("thead", {}, h("tr", {}, headers.map((x) => h("th", { scope: "col" }, x)))),
-      h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c)))))));
+      h("thead", {}, h("tr", {}, headers.map((x, i) => h("th", { scope: "col", class: cls[i] }, Array.isArray(x) ? x[0] : x)))),
+      h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c, i) => h("td", { class: cls[i] }, c)))))));
 }
 
 function kv(pairs) {
@@ -161,11 +191,25 @@ const pages = {
     const body = h("div");
     page("Node", body);
     every(2000, async () => {
-      const [st, id, peers] = await Promise.all([api("/v1/status"), api("/v1/id"), api("/v1/peers")]);
+      const [st, id, peers, list] = await Promise.all([api("/v1/status"), api("/v1/id"), api("/v1/peers"), api("/v1/jobs")]);
+      const gpus = Object.values(st.gpus || {}).reduce((a, b) => a + b, 0);
+      const byState = {};
+      for (const j of list) if (!j.group_of) byState[j.state] = (byState[j.state] || 0) + 1;
+      const busy = new Set(list.filter((j) => !terminal(j.state) && !j.provider).flatMap((j) => j.gpus || []));
+      const jobStates = Object.entries(byState).sort((a, b) => b[1] - a[1]);
       body.replaceChildren(
         h("div", { class: "cards" },
           card("peers", st.peers, "node-peers"), card("DHT peers", st.dht_peers),
           card("uptime", duration(st.uptime_s)), card("network", st.network)),
+        h("h2", {}, "GPUs"),
+        h("div", { class: "cards" },
+          card("GPUs", gpus ? `${st.gpus.healthy || 0} healthy of ${gpus}` : "none (CPU only)", "node-gpus"),
+          card("in use by jobs", gpus ? `${busy.size} of ${gpus}` : "–", "node-gpus-busy"),
+          card("unhealthy", String(st.gpus.unhealthy || 0)), card("source", st.gpu_source || "none")),
+        h("h2", {}, "Jobs"),
+        h("div", { class: "cards", id: "node-jobs" },
+          jobStates.length ? jobStates.map(([s, k]) => card(s, String(k), "node-jobs-" + s)) : card("jobs", "none yet")),
+        h("h2", {}, "Identity"),
         kv([["Peer ID", h("span", { class: "mono", id: "node-peer-id" }, id.peer_id)],
             ["Version", id.version], ["Wallet", h("span", { class: "mono" }, id.wallet)],
             ["Gateway", id.gateway || "off"],
@@ -181,26 +225,44 @@ const pages = {
     const body = h("div");
     page("GPUs", body);
     every(1000, async () => {
-      const inv = await api("/v1/gpus");
+      const [inv, list] = await Promise.all([api("/v1/gpus"), api("/v1/jobs").catch(() => [])]);
+      // The jobs this node runs (its own and the market's) name their GPUs.
+      const usedBy = new Map();
+      for (const j of list) {
+        if (terminal(j.state) || j.provider) continue;
+        for (const u of j.gpus || []) usedBy.set(u, j);
+      }
       const count = (s) => inv.gpus.filter((g) => g.health === s).length;
       body.replaceChildren(
         h("div", { class: "cards" },
           card("GPUs", inv.gpus.length), card("healthy", count("healthy"), "gpus-healthy"),
-          card("degraded", count("degraded")), card("unhealthy", count("unhealthy"), "gpus-unhealthy")),
+          card("degraded", count("degraded")), card("unhealthy", count("unhealthy"), "gpus-unhealthy"),
+          card("in use", inv.gpus.filter((g) => usedBy.has(g.uuid)).length, "gpus-in-use")),
         kv([["Source", inv.source], ["Driver", inv.driver_version || "–"], ["CUDA", inv.cuda_version || "–"],
             ["Host", `${inv.host.cpu_cores} cores, ${Math.round(inv.host.memory_mib / 1024)} GiB, ${inv.host.cpu_model}`]]),
         inv.reason ? h("p", { class: "muted" }, inv.reason) : "",
         h("h2", {}, "Inventory"),
-        table("GPUs", ["#", "Name", "Class", "Memory", "Health", "Reason", "UUID"],
-          inv.gpus.map((g) => [String(g.index), g.name, g.class, Math.round(g.memory_mib / 1024) + " GiB",
-            state(g.health), g.reason || "", h("span", { class: "mono" }, g.uuid)]),
-          "No GPUs: this node offers CPU only."));
+        table("GPUs", ["#", "Name", "Class", "Memory", "Health", "In use", "Reason", "UUID"],
+          inv.gpus.map((g) => {
+            const j = usedBy.get(g.uuid);
+            return [String(g.index), g.name, g.class, Math.round(g.memory_mib / 1024) + " GiB", state(g.health),
+              j ? h("span", { "data-gpu-job": j.id }, "in use by job ", h("a", { href: "#/jobs/" + encodeURIComponent(j.id), class: "mono" }, short(j.id, 16)))
+                : h("span", { class: "muted" }, "free"),
+              g.reason || "", h("span", { class: "mono" }, g.uuid)];
+          }),
+          "No GPUs: this node offers CPU only.", "gpus-table"));
     });
   },
 
   async market() {
     const body = h("div");
     page("Market", body);
+    const w = await api("/v1/wallet").catch(() => null);
+    // A deal's price is in base units of its token: shown in units when the
+    // token is the wallet's (the node's own), else in base units, named so.
+    const price = (base, token) => w && token && token.toLowerCase() === String(w.token).toLowerCase()
+      ? amount(units(base, w.token_decimals), w.token_symbol, base)
+      : h("span", { "data-base": base }, `${base} base units of ${short(token, 10)}`);
     every(3000, async () => {
       const [prov, deals] = await Promise.all([api("/v1/market/providers"), api("/v1/market/deals")]);
       body.replaceChildren(
@@ -208,13 +270,13 @@ const pages = {
         table("Providers", ["Provider", "GPUs free / total", "Price per GPU-hour", "Health", "Jobs done / failed"],
           prov.providers.map((p) => [h("span", { class: "mono" }, short(p.peer_id, 20)),
             p.gpus.map((g) => `${g.class} ${g.free}/${g.total}`).join(", ") || "CPU",
-            p.price.map((x) => `${x.per_gpu_hour_units} ${x.symbol}`).join(", "),
+            p.price.map((x) => `${fmtUnits(x.per_gpu_hour_units)} ${x.symbol}`).join(", "),
             p.health, `${p.reputation.completed || 0} / ${p.reputation.failed || 0}`]),
           "No providers found yet."),
         h("h2", {}, "Deals this node provides"),
-        table("Deals", ["Deal", "Requester", "GPUs", "Price (base units)", "Max duration"],
+        table("Deals", ["Deal", "Requester", "GPUs", "Price per GPU-hour", "Max duration"],
           (deals || []).map((d) => [h("span", { class: "mono" }, short(d.deal_id)), h("span", { class: "mono" }, short(d.requester, 20)),
-            `${d.gpus.length} × ${d.gpu_class}`, d.price, d.max_duration_s + " s"]), "No deals."));
+            `${d.gpus.length} × ${d.gpu_class}`, price(d.price, d.token), duration(d.max_duration_s)]), "No deals."));
     });
   },
 
@@ -223,27 +285,88 @@ const pages = {
     page("Jobs", h("p", {}, h("a", { href: "#/submit" }, "Submit a job")), body);
     every(1500, async () => {
       const list = await api("/v1/jobs");
-      list.sort((a, b) => (b.created_at || "").localeCompare(a.created_at || ""));
-      body.replaceChildren(table("Jobs", ["Job", "Name", "Image", "State", "Provider", "Created"],
-        list.map((j) => [h("a", { href: "#/jobs/" + encodeURIComponent(j.id), class: "mono" }, j.id),
-          j.spec.name || "", h("span", { class: "mono" }, j.spec.image), state(j.state),
-          j.provider ? h("span", { class: "mono" }, short(j.provider, 16)) : "local",
-          new Date(j.created_at).toLocaleString()]), "No jobs yet."));
+      // Newest first, but a rank stays right under its job (the API's order).
+      if (!list.some((j) => j.group_of)) list.sort((a, b) => (b.created_at || "").localeCompare(a.created_at || ""));
+      body.replaceChildren(table("Jobs", ["Job", "State", ["Name", "opt"], ["Image", "opt"], ["Provider", "opt"], ["Created", "opt"]],
+        list.map((j) => [
+          h("span", {}, j.group_of ? h("span", { class: "muted" }, "↳ rank " + j.rank + " ") : "",
+            h("a", { href: "#/jobs/" + encodeURIComponent(j.group_of || j.id), class: "mono" }, j.id)),
+          state(j.state),
+          j.spec.name || "", h("span", { class: "mono" }, j.spec.image),
+          j.provider ? h("span", { class: "mono" }, short(j.provider, 16)) : "this node",
+          new Date(j.created_at).toLocaleString()]), "No jobs yet.", "jobs-table"));
     });
   },
 
   async job(id) {
     const info = h("div");
-    const ranks = h("div");
+    const money = h("div", { id: "job-money" });
+    const actions = h("div", { class: "actions" });
+    const ranks = h("div", { id: "job-ranks" });
     const logs = h("pre", { class: "logs", id: "job-logs", "aria-label": "Logs", tabindex: "0" });
-    page("Job " + id, info, h("h2", {}, "Logs"), ranks, logs);
-    const byRank = new Map();
+    page("Job " + id, actions, info, money, h("h2", {}, "Logs"), ranks, logs);
     let gateway = "";
     api("/v1/id").then((x) => { gateway = x.gateway || ""; }).catch(() => {});
+    let job = null;
+    let selected = null; // the rank whose logs show; null: all
+    const seenRanks = new Set();
+
+    // Elapsed time ticks between state events.
+    const elapsed = h("span", { id: "job-elapsed" });
+    const tickElapsed = () => {
+      if (!job) return;
+      const start = job.started_at ? new Date(job.started_at) : null;
+      const end = job.finished_at ? new Date(job.finished_at) : new Date();
+      elapsed.textContent = start ? duration(Math.max(0, (end - start) / 1000)) + (job.finished_at ? "" : " (running)")
+        : "not started (waiting " + duration(Math.max(0, (Date.now() - new Date(job.created_at)) / 1000)) + ")";
+    };
+    const tick = setInterval(tickElapsed, 1000);
+    stop.push(() => clearInterval(tick));
+
+    let armed = null;
+    const cancel = h("button", { type: "button", id: "job-cancel", class: "danger" }, "Cancel job");
+    const cancelMsg = h("span", { id: "job-cancel-result", role: "status" });
+    cancel.addEventListener("click", async () => {
+      // Two clicks: a job that pays by the second should not end by a slip.
+      if (!armed) {
+        cancel.textContent = "Click again to cancel";
+        armed = setTimeout(() => { armed = null; cancel.textContent = "Cancel job"; }, 5000);
+        return;
+      }
+      clearTimeout(armed);
+      armed = null;
+      cancel.disabled = true;
+      cancelMsg.textContent = "Canceling…";
+      try {
+        await api("/v1/jobs/" + encodeURIComponent(id) + "/cancel", { method: "POST", body: {} });
+        cancelMsg.textContent = "Canceled: the container is stopped; you pay only for the time it ran.";
+      } catch (e) {
+        cancelMsg.textContent = "";
+        showError(cancelMsg, e);
+        cancel.disabled = false;
+      }
+      cancel.textContent = "Cancel job";
+    });
+    actions.replaceChildren(cancel, " ", cancelMsg);
+
+    const drawRanks = () => {
+      if (seenRanks.size < 2) { ranks.replaceChildren(); return; }
+      const btn = (r, label) => h("button", { type: "button", class: "toggle", "aria-pressed": String(selected === r),
+        "data-rank": r === null ? "all" : r, onclick: () => { selected = r; filter(); drawRanks(); } }, label);
+      ranks.replaceChildren(h("div", { class: "toggles", role: "group", "aria-label": "Show the logs of" },
+        btn(null, "all ranks"), [...seenRanks].sort((a, b) => a - b).map((r) => btn(String(r), "rank " + r))));
+    };
+    const filter = () => {
+      for (const el of logs.children) el.hidden = selected !== null && el.dataset.rank !== selected;
+    };
+
     const onState = (data) => {
-      const j = JSON.parse(data);
+      job = JSON.parse(data);
+      const j = job;
+      cancel.hidden = terminal(j.state);
       const pairs = [["State", h("span", { id: "job-state" }, state(j.state))], ["Reason", j.reason || "–"],
-        ["Image", h("span", { class: "mono" }, j.spec.image)], ["Provider", j.provider || "this node"]];
+        ["Image", h("span", { class: "mono" }, j.spec.image)], ["Provider", j.provider ? h("span", { class: "mono" }, j.provider) : "this node"],
+        ["Created", new Date(j.created_at).toLocaleString()], ["Elapsed", elapsed]];
       if (j.spec.distributed) pairs.push(["Distributed", `${j.spec.distributed.nodes} nodes × ${j.spec.distributed.procs_per_node || 1}`]);
       if (j.progress) pairs.push(["Progress", j.progress]);
       if (j.exit_code !== undefined) pairs.push(["Exit code", String(j.exit_code)]);
@@ -252,26 +375,50 @@ const pages = {
         pairs.push(["Result", h("span", {}, h("span", { class: "mono", id: "job-result" }, j.result_cid), " ", link)]);
       }
       info.replaceChildren(kv(pairs));
+      tickElapsed();
     };
     const onLog = (data) => {
       const m = /^\[rank (\d+)\] /.exec(data);
-      if (m) {
-        if (!byRank.has(m[1])) {
-          byRank.set(m[1], 0);
-          ranks.replaceChildren(h("p", {}, "Ranks: ", [...byRank.keys()].sort().map((r) =>
-            h("button", { type: "button", onclick: () => filter(r) }, "rank " + r)), " ",
-            h("button", { type: "button", onclick: () => filter(null) }, "all")));
-        }
+      if (m && !seenRanks.has(Number(m[1]))) {
+        seenRanks.add(Number(m[1]));
+        drawRanks();
       }
       const line = h("div", { "data-rank": m ? m[1] : "" }, data);
+      if (selected !== null && line.dataset.rank !== selected) line.hidden = true;
       logs.append(line);
       logs.scrollTop = logs.scrollHeight;
     };
     events("/v1/jobs/" + encodeURIComponent(id) + "/events", { state: onState, log: onLog,
       error: (e) => showError(info, e) });
-    const filter = (r) => {
-      for (const el of logs.children) el.hidden = r !== null && el.dataset.rank !== r;
-    };
+
+    // What the job costs: only a job through the market has a price.
+    let local = false;
+    every(2000, async () => {
+      if (local) return;
+      let c;
+      try {
+        c = await api("/v1/jobs/" + encodeURIComponent(id) + "/cost");
+      } catch (e) {
+        local = true;
+        money.replaceChildren(h("p", { class: "muted", id: "job-cost-none" }, "No price: this job runs on this node, not through the market."));
+        return;
+      }
+      for (const r of c.ranks) if (c.ranks.length > 1) seenRanks.add(r.rank);
+      drawRanks();
+      const a = (u, base, id) => amount(u, c.symbol, base, id);
+      const gpus = c.ranks.reduce((s, r) => s + r.gpus, 0);
+      const prices = [...new Set(c.ranks.map((r) => r.price_units))];
+      money.replaceChildren(h("h2", {}, "Cost"),
+        kv([["Price", h("span", { id: "job-price" }, prices.map((p) => fmtUnits(p)).join(" / ") + " " + c.symbol + " per GPU-hour" +
+              (gpus ? ` × ${gpus} GPU${gpus === 1 ? "" : "s"}` : " (CPU only: billed as one GPU)"))],
+            ["Cost so far", a(c.cost_units, c.cost, "job-cost")],
+            ["Paid (vouched)", a(c.paid_units, c.paid, "job-paid")],
+            ["At most", a(c.max_cost_units, c.max_cost, "job-max-cost")]]),
+        c.ranks.length > 1 ? h("h2", {}, "Ranks") : "",
+        c.ranks.length > 1 ? table("Ranks", ["Rank", "Provider", "State", "Job", "Cost so far"],
+          c.ranks.map((r) => [String(r.rank), h("span", { class: "mono", "data-rank-provider": r.rank }, r.provider),
+            state(r.state), h("span", { class: "mono" }, r.job_id), a(r.cost_units, r.cost)]), "", "job-ranks-table") : "");
+    });
   },
 
   async submit() {
@@ -317,21 +464,48 @@ const pages = {
     const body = h("div");
     page("Wallet", body);
     every(3000, async () => {
-      const [w, chs, earn] = await Promise.all([api("/v1/wallet"), api("/v1/wallet/channels"), api("/v1/wallet/earnings")]);
+      const [w, chs, earn, spend] = await Promise.all([api("/v1/wallet"), api("/v1/wallet/channels"),
+        api("/v1/wallet/earnings"), api("/v1/wallet/spending").catch(() => ({ jobs: [] }))]);
+      // Per token: what payer channels vouched (spent), what payee channels
+      // hold vouched but not yet redeemed.
+      const sums = (role, f) => {
+        const m = new Map();
+        for (const c of chs.channels.filter((c) => c.role === role)) {
+          const k = c.symbol;
+          const v = f(c);
+          const cur = m.get(k) || { v: 0n, d: c.decimals };
+          cur.v += v;
+          m.set(k, cur);
+        }
+        return [...m].map(([sym, { v, d }]) => fmtUnits(units(v.toString(), d)) + " " + sym).join(", ") || "0";
+      };
+      const unredeemed = (c) => {
+        const v = BigInt(c.vouched || 0) - BigInt(c.redeemed || 0);
+        return v > 0n ? v : 0n;
+      };
       body.replaceChildren(
         h("div", { class: "cards" },
-          card(w.token_symbol + " balance", w.token_balance_units, "wallet-token-balance"),
-          card("native balance", w.native_balance_units)),
+          card(w.token_symbol + " balance", amount(w.token_balance_units, w.token_symbol, w.token_balance), "wallet-token-balance"),
+          card("native balance", amount(w.native_balance_units, "", w.native_balance)),
+          card("spent (vouched to providers)", sums("payer", (c) => BigInt(c.vouched || 0)), "wallet-spent"),
+          card("earned, not yet redeemed", sums("payee", unredeemed), "wallet-unredeemed")),
         kv([["Address", h("span", { class: "mono", id: "wallet-address" }, w.address)], ["Chain", `${w.chain_id} (${w.rpc})`],
             ["Escrow", h("span", { class: "mono" }, w.escrow)]]),
         h("h2", {}, "Channels"),
-        table("Channels", ["Channel", "Role", "Counterparty", "Deposited", "Vouched", "Redeemed", "Withdrawable"],
+        table("Channels", ["Channel", "Role", "Counterparty", "Deposited", "Vouched", "Redeemed", "Unredeemed", "Withdrawable"],
           chs.channels.map((c) => {
-            const u = (x) => h("span", { "data-base": x }, units(x, c.decimals) + " " + c.symbol);
+            const u = (x) => amount(units(x, c.decimals), c.symbol, x);
+            const un = unredeemed(c).toString();
             return [h("span", { class: "mono", "data-channel": c.channel }, short(c.channel, 14)), c.role,
               h("span", { class: "mono" }, short(c.role === "payer" ? c.payee : c.payer, 14)),
-              u(c.deposited), u(c.vouched), u(c.redeemed), u(c.withdrawable)];
-          }), "No channels yet."),
+              u(c.deposited), u(c.vouched), u(c.redeemed),
+              h("span", { "data-unredeemed": un }, fmtUnits(units(un, c.decimals)) + " " + c.symbol), u(c.withdrawable)];
+          }), "No channels yet.", "channels"),
+        h("h2", {}, "Spending: jobs through the market"),
+        table("Spending", ["Job", "Name", "State", "Providers", "Cost", "Paid"],
+          spend.jobs.map((j) => [h("a", { href: "#/jobs/" + encodeURIComponent(j.job_id), class: "mono" }, j.job_id), j.name || "",
+            state(j.state), String(j.providers), amount(j.cost_units, j.symbol), amount(j.paid_units, j.symbol)]),
+          "This node has sent no jobs to the market.", "spending"),
         h("h2", {}, "Earnings over time"),
         chart(earn.earnings));
     });
@@ -363,41 +537,66 @@ async function openNode(name) {
   }
 }
 
-// chart draws cumulative earnings per token as an SVG line.
+// chart draws cumulative earnings per token over time as an SVG line chart
+// with a time axis and an amount axis.
 function chart(earnings) {
   if (!earnings.length) return h("p", { class: "muted", id: "earnings-empty" }, "Nothing earned yet.");
   const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("class", "chart");
-  svg.setAttribute("viewBox", "0 0 600 200");
-  svg.setAttribute("role", "img");
+  const el = (tag, attrs, text) => {
+    const e = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  };
+  const W = 640, H = 240, L = 78, R = 16, T = 14, B = 44;
+  const svg = el("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", id: "earnings-chart" });
   const byToken = new Map();
   for (const e of earnings) {
     const k = e.symbol || e.token;
     if (!byToken.has(k)) byToken.set(k, []);
     byToken.get(k).push(e);
   }
-  const t0 = new Date(earnings[0].time).getTime(), t1 = new Date(earnings[earnings.length - 1].time).getTime();
+  const times = earnings.map((e) => new Date(e.time).getTime());
+  let t0 = Math.min(...times), t1 = Math.max(...times);
+  if (t1 - t0 < 60000) { t0 -= 30000; t1 += 30000; } // one payment: a minute around it
+  const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
   const colors = ["#0b57d0", "#0a6b2b", "#b3261e", "#8a5a00"];
-  let i = 0, label = [];
+  const labels = [];
+  // The amount axis is the first token's (one token is the common case).
+  let i = 0;
   for (const [sym, es] of byToken) {
     let sum = 0n;
-    const pts = es.map((e) => { sum += BigInt(e.amount); return [new Date(e.time).getTime(), sum, e.decimals]; });
+    const pts = es.map((e) => { sum += BigInt(e.amount); return [new Date(e.time).getTime(), sum]; });
+    const dec = es[0].decimals;
     const max = Number(sum) || 1;
-    const d = [[t0, 0n], ...pts].map(([t, v]) => {
-      const x = 20 + (t1 > t0 ? (t - t0) / (t1 - t0) : 1) * 560;
-      const y = 180 - (Number(v) / max) * 160;
-      return `${x.toFixed(1)},${y.toFixed(1)}`;
-    });
-    const pl = document.createElementNS(ns, "polyline");
-    pl.setAttribute("points", d.join(" "));
-    pl.setAttribute("fill", "none");
-    pl.setAttribute("stroke", colors[i++ % colors.length]);
-    pl.setAttribute("stroke-width", "3");
-    svg.append(pl);
-    label.push(`${units(sum.toString(), pts[0][2])} ${sym}`);
+    const y = (v) => T + (1 - Number(v) / max) * (H - T - B);
+    if (i === 0) {
+      for (const f of [0, 0.5, 1]) {
+        const yy = y(max * f);
+        svg.append(el("line", { x1: L, x2: W - R, y1: yy, y2: yy, class: "grid" }),
+          el("text", { x: L - 6, y: yy + 4, "text-anchor": "end", class: "tick" },
+            fmtUnits(units(BigInt(Math.round(max * f)).toString(), dec), 4)));
+      }
+      svg.append(el("text", { x: 12, y: T + (H - T - B) / 2, transform: `rotate(-90 12 ${T + (H - T - B) / 2})`, "text-anchor": "middle", class: "axis-title" }, "earned, " + sym));
+    }
+    const d = [[t0, 0n], ...pts.flatMap(([t, v], k) => [[t, k ? pts[k - 1][1] : 0n], [t, v]]), [t1, sum]]
+      .map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`);
+    svg.append(el("polyline", { points: d.join(" "), fill: "none", stroke: colors[i++ % colors.length], "stroke-width": "2.5" }));
+    labels.push(`${fmtUnits(units(sum.toString(), dec))} ${sym}`);
   }
-  const total = "Total earned: " + label.join(", ");
+  // The time axis: start, middle and end, as dates when it spans days.
+  const span = t1 - t0;
+  const fmt = (t) => span > 36 * 3600e3 ? new Date(t).toLocaleDateString() : new Date(t).toLocaleTimeString();
+  svg.append(el("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis" }),
+    el("line", { x1: L, x2: L, y1: T, y2: H - B, class: "axis" }));
+  for (const [f, anchor] of [[0, "start"], [0.5, "middle"], [1, "end"]]) {
+    const t = t0 + f * span;
+    svg.append(el("line", { x1: x(t), x2: x(t), y1: H - B, y2: H - B + 5, class: "axis" }),
+      el("text", { x: x(t), y: H - B + 18, "text-anchor": anchor, class: "tick" }, fmt(t)));
+  }
+  svg.append(el("text", { x: L + (W - L - R) / 2, y: H - 6, "text-anchor": "middle", class: "axis-title" },
+    "time (" + duration(span / 1000) + " shown)"));
+  const total = "Total earned: " + labels.join(", ");
   svg.setAttribute("aria-label", total + ", cumulative over time");
   return h("figure", {}, svg, h("figcaption", { id: "earnings-total" }, total));
 }
