@@ -23,7 +23,7 @@ import (
 // Content is what jobs need of the block service: inputs fetched into a
 // directory, outputs added as a pinned DAG. *content.Store is one.
 type Content interface {
-	Get(ctx context.Context, root cid.Cid, out string, progress func(content.FetchStats)) (content.FetchStats, error)
+	GetWith(ctx context.Context, root cid.Cid, out string, opts content.GetOptions) (content.FetchStats, error)
 	Add(ctx context.Context, path string, opts content.AddOptions) (cid.Cid, error)
 }
 
@@ -448,8 +448,14 @@ func (m *Manager) prepare(ctx context.Context, j *Job) (Container, error) {
 		progress := func(st content.FetchStats) {
 			m.progress(j, fmt.Sprintf("input %d/%d: %.1f MiB", i+1, len(s.Inputs), float64(st.Bytes)/(1<<20)))
 		}
-		if _, err := m.cfg.Content.Get(ctx, root, host, progress); err != nil {
-			if mib := s.Resources.DiskMiB; mib > 0 && (errors.Is(err, syscall.ENOSPC) || diskFull(scratch, false)) {
+		// With a disk, the store refuses an input that would not fit
+		// before writing it; the filesystem stops what slips past.
+		opts := content.GetOptions{Progress: progress}
+		if mib := s.Resources.DiskMiB; mib > 0 {
+			opts.MaxBytes, opts.LimitName = int64(mib)<<20, "resources.disk_mib"
+		}
+		if _, err := m.cfg.Content.GetWith(ctx, root, host, opts); err != nil {
+			if mib := s.Resources.DiskMiB; mib > 0 && (errors.Is(err, content.ErrTooBig) || errors.Is(err, syscall.ENOSPC) || diskFull(scratch, false)) {
 				return Container{}, errors.New(diskExceeded(mib, fmt.Sprintf("%s does not fit: %v", name, err)))
 			}
 			return Container{}, fmt.Errorf("%s: %w", name, err)
@@ -563,12 +569,13 @@ func (m *Manager) loadTarball(ctx context.Context, root cid.Cid, tag, dir string
 	tooBig := imageTarErr("over the %d MiB limit on image tarballs of this provider", m.cfg.MaxImageMiB)
 	fctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	_, err := m.cfg.Content.Get(fctx, root, tarPath, func(st content.FetchStats) {
-		if st.Bytes > limit {
-			cancel(tooBig)
-		}
-	})
-	if errors.Is(context.Cause(fctx), tooBig) {
+	_, err := m.cfg.Content.GetWith(fctx, root, tarPath, content.GetOptions{MaxBytes: limit, LimitName: "the provider's image tarball limit",
+		Progress: func(st content.FetchStats) {
+			if st.Bytes > limit {
+				cancel(tooBig)
+			}
+		}})
+	if errors.Is(context.Cause(fctx), tooBig) || errors.Is(err, content.ErrTooBig) {
 		return "", tooBig
 	}
 	if err != nil {
