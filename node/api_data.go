@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/aixblock/aixblock/p2p/content"
 	"github.com/ipfs/go-cid"
+	"golang.org/x/sys/unix"
 )
 
 // AddRequest is POST /v1/data/add: the daemon reads Path itself (the API
@@ -39,12 +41,16 @@ type CIDRequest struct {
 // DataEvent is one line of the NDJSON stream that add and get answer with:
 // progress lines, then one with CID (add) or Done (get), or one with Error.
 type DataEvent struct {
-	Bytes   int64  `json:"bytes,omitempty"`
-	Blocks  int    `json:"blocks,omitempty"`
-	Fetched int    `json:"fetched,omitempty"`
-	CID     string `json:"cid,omitempty"`
-	Done    bool   `json:"done,omitempty"`
-	Error   string `json:"error,omitempty"`
+	Bytes   int64 `json:"bytes,omitempty"`
+	Blocks  int   `json:"blocks,omitempty"`
+	Fetched int   `json:"fetched,omitempty"`
+	// Total (get) is the DAG's declared size, comparable with Bytes;
+	// Peers is how many peers sent blocks so far.
+	Total int64  `json:"total,omitempty"`
+	Peers int    `json:"peers,omitempty"`
+	CID   string `json:"cid,omitempty"`
+	Done  bool   `json:"done,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 type (
@@ -234,6 +240,24 @@ func (n *Node) handleAdd(w http.ResponseWriter, r *http.Request) {
 	ev.send(DataEvent{CID: c.String(), Done: true}, false)
 }
 
+// daemonCanWrite checks that this process can create out: its directory
+// exists and is writable by the daemon's user, which need not be the
+// CLI's.
+func daemonCanWrite(out string) error {
+	dir := filepath.Dir(out)
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("output: %s: %w (the daemon writes the file itself; create the directory first)", dir, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("output: %s is not a directory", dir)
+	}
+	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+		return fmt.Errorf("output: the daemon (uid %d) cannot write in %s: %w; choose a directory it can write, or give it access", os.Getuid(), dir, err)
+	}
+	return nil
+}
+
 func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
 	var req GetRequest
 	if !readJSON(w, r, &req) {
@@ -247,13 +271,19 @@ func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, apiError{fmt.Sprintf("output: %q is not absolute", req.Output)})
 		return
 	}
+	// The daemon writes the file itself (no bytes back over the API), so
+	// it must be able to write there: say so before fetching anything.
+	if err := daemonCanWrite(req.Output); err != nil {
+		writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+		return
+	}
 	ev := newEventStream(w)
 	st, err := n.content.Get(r.Context(), c, req.Output, func(s content.FetchStats) {
-		ev.send(DataEvent{Bytes: s.Bytes, Blocks: s.Blocks, Fetched: s.Fetched}, true)
+		ev.send(DataEvent{Bytes: s.Bytes, Blocks: s.Blocks, Fetched: s.Fetched, Total: s.Total, Peers: s.Peers}, true)
 	})
 	if err != nil {
 		ev.send(DataEvent{Error: err.Error()}, false)
 		return
 	}
-	ev.send(DataEvent{Bytes: st.Bytes, Blocks: st.Blocks, Fetched: st.Fetched, CID: c.String(), Done: true}, false)
+	ev.send(DataEvent{Bytes: st.Bytes, Blocks: st.Blocks, Fetched: st.Fetched, Total: st.Total, Peers: st.Peers, CID: c.String(), Done: true}, false)
 }

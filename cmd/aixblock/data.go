@@ -107,7 +107,11 @@ func newDataGetCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "get CID",
 		Short: "Fetch a file or directory by CID; an interrupted get resumes",
-		Args:  cobra.ExactArgs(1),
+		Long: `Fetch a file or directory by CID. The daemon writes -o itself, so the
+bytes do not travel back over the API; the directory must be writable by
+the daemon's user. Progress shows the total, rate, ETA and how many peers
+blocks come from.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
 				out = args[0]
@@ -121,7 +125,13 @@ func newDataGetCmd(g *globals) *cobra.Command {
 				return err
 			}
 			bar := newProgress("get", 0, quiet)
-			ev, err := c.Get(cmd.Context(), node.GetRequest{CID: args[0], Output: abs}, func(e node.DataEvent) { bar.set(e.Bytes) })
+			ev, err := c.Get(cmd.Context(), node.GetRequest{CID: args[0], Output: abs}, func(e node.DataEvent) {
+				bar.total = e.Total
+				if e.Peers > 0 {
+					bar.extra = fmt.Sprintf("  from %d peer%s", e.Peers, plural(e.Peers))
+				}
+				bar.set(e.Bytes)
+			})
 			bar.done(err == nil)
 			if err != nil {
 				return err
@@ -132,9 +142,10 @@ func newDataGetCmd(g *globals) *cobra.Command {
 				Blocks  int    `json:"blocks"`
 				Bytes   int64  `json:"bytes"`
 				Fetched int    `json:"fetched"`
-			}{ev.CID, abs, ev.Blocks, ev.Bytes, ev.Fetched}
+				Peers   int    `json:"peers"`
+			}{ev.CID, abs, ev.Blocks, ev.Bytes, ev.Fetched, ev.Peers}
 			return g.print(cmd.OutOrStdout(), res, func(w io.Writer) {
-				fmt.Fprintf(w, "saved %s to %s (%d blocks, %d fetched)\n", res.CID, res.Output, res.Blocks, res.Fetched)
+				fmt.Fprintf(w, "saved %s to %s (%d blocks, %d fetched from %d peer%s)\n", res.CID, res.Output, res.Blocks, res.Fetched, res.Peers, plural(res.Peers))
 			})
 		},
 	}
@@ -320,10 +331,12 @@ func newDataGCCmd(g *globals) *cobra.Command {
 	}
 }
 
-// progress draws bytes, rate and ETA on stderr when it is a terminal.
+// progress draws bytes, total, percent, rate and ETA on stderr when it is
+// a terminal.
 type progress struct {
 	label string
 	total int64
+	extra string // e.g. the peers a get fetches from
 	on    bool
 	start time.Time
 	last  time.Time
@@ -356,6 +369,7 @@ func (p *progress) draw() {
 	if p.total > 0 && rate > 0 && p.n < p.total {
 		line += fmt.Sprintf("  ETA %s", time.Duration(float64(p.total-p.n)/rate*float64(time.Second)).Round(time.Second))
 	}
+	line += p.extra
 	fmt.Fprintf(os.Stderr, "\r\033[K%s", line)
 }
 

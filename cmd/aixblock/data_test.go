@@ -69,6 +69,8 @@ func TestDataAcrossThreeDaemons(t *testing.T) {
 		t.Fatalf("ls: %+v", entries)
 	}
 	checkOneLineError(t, run(t, c, "data", "get", added.CID, "-o", filepath.Join(out, "model.bin")), "exists; not overwriting it")
+	// The daemon writes -o itself: a place it cannot write is refused up front.
+	checkOneLineError(t, run(t, c, "data", "get", added.CID, "-o", filepath.Join(out, "no", "such", "f")), "create the directory first")
 
 	// CAR out of A, into a fresh D, which pins it.
 	car := filepath.Join(out, "ds.car")

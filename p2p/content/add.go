@@ -46,7 +46,12 @@ type AddOptions struct {
 }
 
 type adder struct {
-	s        *Store
+	s *Store
+	// batch buffers file blocks into large datastore batches: pebble
+	// writes a batch over half a memtable straight to its flush queue,
+	// without copying each block into the memtable, and commits run
+	// beside the hashing.
+	batch    *ipld.Batch
 	opts     AddOptions
 	prefix   cid.Prefix
 	raw      bool
@@ -81,7 +86,8 @@ func (s *Store) Add(ctx context.Context, path string, opts AddOptions) (cid.Cid,
 		return cid.Undef, err
 	}
 	prefix.MhType = mh.SHA2_256
-	a := &adder{s: s, opts: opts, prefix: prefix, raw: raw, progress: opts.Progress}
+	a := &adder{s: s, opts: opts, prefix: prefix, raw: raw, progress: opts.Progress,
+		batch: ipld.NewBatch(ctx, s.local, ipld.MaxSizeBatchOption(40<<20), ipld.MaxNodesBatchOption(256))}
 
 	// Hold off garbage collection until the root is pinned (or returned).
 	unlock := s.bs.PinLock(ctx)
@@ -92,6 +98,9 @@ func (s *Store) Add(ctx context.Context, path string, opts AddOptions) (cid.Cid,
 		return cid.Undef, fmt.Errorf("add: %w", err)
 	}
 	nd, err := a.add(ctx, path, st)
+	if cerr := a.batch.Commit(); err == nil && cerr != nil {
+		err = fmt.Errorf("add: store blocks: %w", cerr)
+	}
 	if err != nil {
 		return cid.Undef, err
 	}
@@ -141,7 +150,7 @@ func (a *adder) addFile(ctx context.Context, r io.Reader) (ipld.Node, error) {
 		return nil, err
 	}
 	params := ihelper.DagBuilderParams{
-		Dagserv:    a.s.local,
+		Dagserv:    batched{a.s.local, a.batch},
 		RawLeaves:  a.raw,
 		Maxlinks:   ihelper.DefaultLinksPerBlock,
 		CidBuilder: a.prefix,
@@ -188,6 +197,17 @@ func (a *adder) addDir(ctx context.Context, path string) (ipld.Node, error) {
 		return nil, err
 	}
 	return nd, a.s.local.Add(ctx, nd)
+}
+
+// batched is a DAG service whose writes go through a batch.
+type batched struct {
+	ipld.DAGService
+	b *ipld.Batch
+}
+
+func (d batched) Add(ctx context.Context, nd ipld.Node) error { return d.b.Add(ctx, nd) }
+func (d batched) AddMany(ctx context.Context, nds []ipld.Node) error {
+	return d.b.AddMany(ctx, nds)
 }
 
 type countingReader struct {
