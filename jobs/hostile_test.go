@@ -252,6 +252,13 @@ func addTarball(t *testing.T, store *content.Store, b []byte) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The image a job loads from it goes with the test.
+	if d, err := NewDocker(context.Background()); err == nil {
+		t.Cleanup(func() {
+			d.Client().ImageRemove(context.Background(), ipfsImageTag(root), client.ImageRemoveOptions{Force: true})
+			d.Close()
+		})
+	}
 	return "ipfs://" + root.String()
 }
 
@@ -315,11 +322,19 @@ func TestImageTagPoisoning(t *testing.T) {
 	}
 }
 
-func diskOrSkip(t *testing.T) {
+// diskOrSkip skips where disk_mib cannot be enforced; elsewhere a test
+// that stops half-way leaves no job's disk mounted under dir.
+func diskOrSkip(t *testing.T, dir string) {
 	t.Helper()
 	if err := diskSupport(); err != nil {
 		t.Skipf("disk_mib cannot be enforced here: %v", err)
 	}
+	t.Cleanup(func() {
+		jobs, _ := os.ReadDir(dir)
+		for _, j := range jobs {
+			removeDisk(filepath.Join(dir, j.Name()))
+		}
+	})
 }
 
 // noMountsUnder fails if any mount or loop device is left under dir.
@@ -339,8 +354,8 @@ func noMountsUnder(t *testing.T, dir string) {
 // refuses the write at the limit and the job fails with the reason.
 func TestDiskLimit(t *testing.T) {
 	d := dockerOrSkip(t)
-	diskOrSkip(t)
 	dir := t.TempDir()
+	diskOrSkip(t, dir)
 	m, store := newTestManager(t, d, dir)
 	ctx := context.Background()
 
@@ -411,8 +426,8 @@ func TestDiskLimit(t *testing.T) {
 // mounts it again and uploads the outputs of the job that ended meanwhile.
 func TestDiskReattachRemounts(t *testing.T) {
 	d := dockerOrSkip(t)
-	diskOrSkip(t)
 	dir := t.TempDir()
+	diskOrSkip(t, dir)
 	first, _ := newTestManager(t, stuck{d}, dir)
 	s := job("write", "/outputs/r.txt", "written before the restart")
 	s.Resources.DiskMiB = 16
