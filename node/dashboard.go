@@ -29,6 +29,7 @@ import (
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/testnet"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The dashboard is plain HTML, CSS and JavaScript embedded in the binary:
@@ -214,6 +215,19 @@ func (d *dashSessions) logout(id string) {
 	delete(d.sessions, hashSecret(id))
 }
 
+// live counts the sessions that have not ended.
+func (d *dashSessions) live() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	k, now := 0, d.now()
+	for _, s := range d.sessions {
+		if !d.dead(s, now) {
+			k++
+		}
+	}
+	return k
+}
+
 // logoutAll ends every session and kills every waiting code; it returns
 // how many sessions were live.
 func (d *dashSessions) logoutAll() int {
@@ -308,6 +322,13 @@ func (c *Client) LogoutAll(ctx context.Context) (LogoutResult, error) {
 func (n *Node) dashboardRoutes(open, auth *http.ServeMux) *dashSessions {
 	_, port, _ := net.SplitHostPort(n.apiLn.Addr().String())
 	dash := newDashSessions(port)
+	if n.metrics != nil {
+		// Registered here, where the sessions are made; a second handler
+		// (tests) keeps the first one's gauge.
+		_ = n.metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "aixblock_dashboard_sessions", Help: "Live dashboard sessions.",
+		}, func() float64 { return float64(dash.live()) }))
+	}
 	open.HandleFunc("GET /ui/login", func(w http.ResponseWriter, r *http.Request) {
 		code := r.URL.Query().Get("code")
 		if code == "" || !dash.useCode(code) {

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -236,6 +237,34 @@ func TestDashboard(t *testing.T) {
 	provBase := strings.Split(strings.TrimSpace(readFile(t, filepath.Join(prov, "api"))), "/ui/")[0]
 	chromedp.Do(ctx, chromedp.Navigate(provBase+"/ui/#/gpus")) // signed in there at the start
 	textOf(t, ctx, "#gpus-in-use", 10*time.Second, eq("1"))
+	// The operator's view of the same: Prometheus metrics on both sides.
+	pm, rm := scrape(t, prov), scrape(t, req)
+	for _, c := range []struct {
+		text, series string
+		want         float64
+	}{
+		{pm, `aixblock_gpus_allocated`, 1},
+		{pm, `aixblock_gpus{health="unhealthy"}`, 1},
+		{pm, `aixblock_gpus{health="healthy"}`, 7},
+		{pm, `aixblock_jobs{state="running",where="local"}`, 1},
+		{pm, `aixblock_jobs{state="completed",where="local"}`, 1},
+		{pm, `aixblock_deals_active{side="provider"}`, 1},
+		{pm, `aixblock_vouchers{direction="received"}`, 1},
+		{rm, `aixblock_jobs{state="running",where="remote"}`, 1},
+		{rm, `aixblock_deals_active{side="requester"}`, 1},
+		{rm, `aixblock_vouchers{direction="signed"}`, 1},
+		{rm, `aixblock_dashboard_sessions`, 1},
+	} {
+		if got, ok := metric(c.text, c.series); !ok || got != c.want {
+			t.Errorf("metric %s = %v (present %v), want %v", c.series, got, ok, c.want)
+		}
+	}
+	for _, series := range []string{`aixblock_vouchers_amount{direction="signed",token="` + wallet.Symbol + `"}`,
+		`aixblock_deposited_amount{token="` + wallet.Symbol + `"}`, `aixblock_bitswap_bytes_total{direction="sent"}`} {
+		if v, ok := metric(rm, series); !ok || (v <= 0 && !strings.HasPrefix(series, "aixblock_bitswap")) {
+			t.Errorf("no metric %s", series)
+		}
+	}
 	textOf(t, ctx, "#gpus-table", 5*time.Second, func(s string) bool { return strings.Contains(s, "in use by job") })
 	screenshot(t, ctx, "gpus-in-use")
 	chromedp.Do(ctx, chromedp.Navigate(provBase+"/ui/#/node"))
@@ -253,6 +282,21 @@ func TestDashboard(t *testing.T) {
 	}
 	textOf(t, ctx, "#job-state", 30*time.Second, eq("canceled"))
 	screenshot(t, ctx, "job-canceled")
+
+	// The provider redeems; its wallet charts the earnings on two axes.
+	mustRun(t, prov, "wallet", "redeem")
+	chromedp.Do(ctx, chromedp.Navigate(provBase+"/ui/#/wallet"))
+	textOf(t, ctx, "#earnings-total", 15*time.Second, func(s string) bool { return strings.HasPrefix(s, "Total earned: ") })
+	ticks, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#earnings-chart text")].map(e => e.textContent)`))
+	if err != nil || len(ticks) < 8 || !strings.HasPrefix(ticks[3], "earned, ") {
+		t.Fatalf("the earnings chart's labels: %q (err %v), want 3 amounts, the amount axis, 3 times and the time axis", ticks, err)
+	}
+	t.Logf("earnings chart labels: %q", ticks)
+	if over, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll(".card .v")]
+		.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)`)); err != nil || len(over) > 0 {
+		t.Fatalf("the provider's balances overflow their cards: %v (err %v)", over, err)
+	}
+	screenshot(t, ctx, "wallet-earnings")
 
 	// At phone width nothing spills sideways.
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844), chromedp.Navigate(base+"/ui/#/jobs"), chromedp.Sleep(time.Second)); err != nil {
@@ -498,4 +542,26 @@ func TestDashboardSessions(t *testing.T) {
 	if resp, _ := get(t, base+"/ui/", map[string]string{"Cookie": cookie}); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("after --logout-all, the old cookie: GET /ui/ = %s, want 401", resp.Status)
 	}
+}
+
+// scrape reads the daemon's Prometheus metrics with its token.
+func scrape(t *testing.T, repo string) string {
+	t.Helper()
+	tok := strings.TrimSpace(readFile(t, filepath.Join(repo, "api.token")))
+	resp, body := get(t, strings.TrimSpace(readFile(t, filepath.Join(repo, "api")))+"/metrics", map[string]string{"Authorization": "Bearer " + tok})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s", resp.Status)
+	}
+	return body
+}
+
+// metric is the value of one series ("name{labels}" as Prometheus prints it).
+func metric(text, series string) (float64, bool) {
+	for _, l := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
 }

@@ -75,8 +75,9 @@ function fmtUnits(s, maxFrac = 6) {
   const [w, f = ""] = s.split(".");
   if (w.length >= 4) maxFrac = Math.min(maxFrac, 2); // big numbers: cents are enough
   const whole = w.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-  const cut = f.slice(0, maxFrac).replace(/0+$/, "");
   const more = f.length > maxFrac && /[1-9]/.test(f.slice(maxFrac));
+  // A cut value keeps its zeros ("1,000,000.00…"): they are digits shown.
+  const cut = more ? f.slice(0, maxFrac) : f.slice(0, maxFrac).replace(/0+$/, "");
   if (more && whole === "0" && !cut) return (neg ? "-" : "") + "< 0." + "0".repeat(maxFrac - 1) + "1";
   return (neg ? "-" : "") + whole + (cut ? "." + cut : "") + (more ? "…" : "");
 }
@@ -85,7 +86,8 @@ function fmtUnits(s, maxFrac = 6) {
 // base units (when given) in data-base.
 function amount(unitsStr, symbol, base, id) {
   const exact = String(unitsStr || "0") + (symbol ? " " + symbol : "");
-  return h("span", { class: "amount", title: exact, "data-base": base, id }, fmtUnits(unitsStr) + (symbol ? " " + symbol : ""));
+  return h("span", { class: "amount", title: exact, "data-base": base, id },
+    h("span", { class: "num" }, fmtUnits(unitsStr)), symbol ? " " + symbol : "");
 }
 
 function terminal(s) {
@@ -575,7 +577,7 @@ function chart(earnings) {
         const yy = y(max * f);
         svg.append(el("line", { x1: L, x2: W - R, y1: yy, y2: yy, class: "grid" }),
           el("text", { x: L - 6, y: yy + 4, "text-anchor": "end", class: "tick" },
-            fmtUnits(units(BigInt(Math.round(max * f)).toString(), dec), 4)));
+            fmtUnits(units(BigInt(Math.round(max * f)).toString(), dec))));
       }
       svg.append(el("text", { x: 12, y: T + (H - T - B) / 2, transform: `rotate(-90 12 ${T + (H - T - B) / 2})`, "text-anchor": "middle", class: "axis-title" }, "earned, " + sym));
     }

@@ -283,3 +283,7 @@ func (t *senders) take(c cid.Cid) (peer.ID, bool) {
 	delete(t.m, c.KeyString())
 	return p, ok
 }
+
+// BitswapStat is bitswap's running totals (blocks and bytes in and out),
+// for the daemon's metrics.
+func (s *Store) BitswapStat() (*bitswap.Stat, error) { return s.bswap.Stat() }
