@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/market"
 )
 
 // Only the API's own address, loopback names and (when listening on every
@@ -235,4 +239,51 @@ func TestDashboardSessionLifetimes(t *testing.T) {
 			t.Error("a login link made before logout-all signed in after it")
 		}
 	})
+}
+
+// Guessed cookies and keys never make a session, whatever their bytes.
+func FuzzDashboardSession(f *testing.F) {
+	d := newDashSessions("5901")
+	id, key := d.newSession()
+	f.Add(id, key[:len(key)-1])
+	f.Add(id[:len(id)-1], key)
+	f.Add("", "")
+	f.Add(id+"\x00", key)
+	f.Fuzz(func(t *testing.T, gid, gkey string) {
+		if gid == id && gkey == key {
+			return
+		}
+		if gid != id && d.check(gid, gkey, false) == nil {
+			t.Fatalf("cookie %q opened a session", gid)
+		}
+		if d.check(gid, gkey, true) == nil {
+			t.Fatalf("cookie %q with key %q passed", gid, gkey)
+		}
+	})
+}
+
+// A distributed job's cost view has every rank's provider and sums their
+// costs; a job the node runs itself has none.
+func TestDashboardJobCostRanks(t *testing.T) {
+	n := &Node{remote: &remote{jobs: map[string]*remoteJob{}}}
+	start := time.Unix(1_800_000_000, 0)
+	end := start.Add(30 * time.Minute)
+	group := []string{"job0", "job1"}
+	for r, prov := range []string{"12D3KooWprovA", "12D3KooWprovB"} {
+		n.remote.jobs[group[r]] = &remoteJob{ID: group[r], Provider: prov, Group: group, Rank: r, Vouched: "100",
+			Deal: market.Deal{DealTerms: market.DealTerms{Price: "2000000", GPUs: []string{"g0", "g1"}, MaxDurationS: 3600}},
+			Last: &jobs.Job{ID: group[r], State: jobs.Running, StartedAt: &start}, LastSeen: end}
+	}
+	c, err := n.jobCostView(t.Context(), "job0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each rank: 2 GPUs × 0.5 h × 2000000 = 2000000; at most 4000000.
+	if len(c.Ranks) != 2 || c.Ranks[0].Provider != "12D3KooWprovA" || c.Ranks[1].Provider != "12D3KooWprovB" || c.Ranks[1].Rank != 1 ||
+		c.Cost != "4000000" || c.Paid != "200" || c.MaxCost != "8000000" || c.Ranks[0].Cost != "2000000" {
+		t.Fatalf("cost view: %+v", c)
+	}
+	if _, err := n.jobCostView(t.Context(), "nope"); !errors.Is(err, jobs.ErrNotFound) {
+		t.Fatalf("a job not through the market: %v", err)
+	}
 }

@@ -283,6 +283,22 @@ func TestDashboard(t *testing.T) {
 	textOf(t, ctx, "#job-state", 30*time.Second, eq("canceled"))
 	screenshot(t, ctx, "job-canceled")
 
+	// Rank toggles: a job whose lines carry rank prefixes, as a distributed
+	// job's merged log does; the pressed toggle shows, and filters.
+	ranked := strings.TrimSpace(mustRun(t, req, "job", "run", "--local", "-d", jobImage, "--", "echo", "[rank 0] zero", "[rank 1] one"))
+	chromedp.Do(ctx, chromedp.Navigate(base+"/ui/#/jobs/"+ranked))
+	textOf(t, ctx, "#job-logs", 30*time.Second, func(s string) bool { return strings.Contains(s, "[rank 1] one") })
+	textOf(t, ctx, "#job-ranks", 5*time.Second, func(s string) bool { return strings.Contains(s, "rank 1") })
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#job-ranks button[data-rank="1"]`))); err != nil {
+		t.Fatal(err)
+	}
+	shown, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#job-ranks button[aria-pressed=true]")].map(b => b.textContent)
+		.concat([...document.querySelectorAll("#job-logs div")].filter(d => !d.hidden).map(d => d.textContent))`))
+	if err != nil || fmt.Sprint(shown) != fmt.Sprint([]string{"rank 1", "[rank 1] one"}) {
+		t.Fatalf("after pressing rank 1: pressed and shown %q (err %v), want rank 1 pressed and only its line", shown, err)
+	}
+	screenshot(t, ctx, "job-ranks")
+
 	// The provider redeems; its wallet charts the earnings on two axes.
 	mustRun(t, prov, "wallet", "redeem")
 	chromedp.Do(ctx, chromedp.Navigate(provBase+"/ui/#/wallet"))
