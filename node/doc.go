@@ -2,7 +2,8 @@
 // token, lock), the wiring of every service in one readable New and Run, the
 // local HTTP API with its client, metrics, and the web dashboard (plain
 // HTML, CSS and JavaScript in dashboard/, embedded, served on the API
-// address behind the same token).
+// address; a browser signs in with a one-time code to a session of its own,
+// never the token: see dashSessions).
 //
 // Services start in order and stop in reverse. No other package imports
 // node; the CLI talks to a running daemon only through Client.
