@@ -101,7 +101,7 @@ func ParseSpec(b []byte) (*Spec, error) {
 				return nil, specErr(forbidden, "not allowed: jobs run unprivileged, without host mounts or devices")
 			}
 		}
-		return nil, fmt.Errorf("%w: %s", ErrSpec, strings.TrimPrefix(msg, "yaml: "))
+		return nil, fmt.Errorf("%w: %s", ErrSpec, friendlyYAMLError(msg))
 	}
 	if err := s.Validate(); err != nil {
 		return nil, err
