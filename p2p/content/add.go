@@ -46,12 +46,8 @@ type AddOptions struct {
 }
 
 type adder struct {
-	s *Store
-	// batch buffers file blocks into large datastore batches: pebble
-	// writes a batch over half a memtable straight to its flush queue,
-	// without copying each block into the memtable, and commits run
-	// beside the hashing.
-	batch    *ipld.Batch
+	s        *Store
+	batch    *batcher
 	opts     AddOptions
 	prefix   cid.Prefix
 	raw      bool
@@ -87,7 +83,7 @@ func (s *Store) Add(ctx context.Context, path string, opts AddOptions) (cid.Cid,
 	}
 	prefix.MhType = mh.SHA2_256
 	a := &adder{s: s, opts: opts, prefix: prefix, raw: raw, progress: opts.Progress,
-		batch: ipld.NewBatch(ctx, s.local, ipld.MaxSizeBatchOption(40<<20), ipld.MaxNodesBatchOption(256))}
+		batch: newBatcher(ctx, s.local)}
 
 	// Hold off garbage collection until the root is pinned (or returned).
 	unlock := s.bs.PinLock(ctx)
@@ -199,16 +195,85 @@ func (a *adder) addDir(ctx context.Context, path string) (ipld.Node, error) {
 	return nd, a.s.local.Add(ctx, nd)
 }
 
-// batched is a DAG service whose writes go through a batch.
-type batched struct {
-	ipld.DAGService
-	b *ipld.Batch
+// batchBytes is one datastore batch of file blocks: over pebble's
+// large-batch threshold (half of OpenDatastore's 64 MiB memtable), so
+// pebble queues it for flushing as it is instead of copying each block
+// into the memtable.
+const batchBytes = 36 << 20
+
+// batcher buffers an add's blocks into batches of batchBytes and commits
+// each in the background while the next is hashed; at most two batches
+// are in memory.
+type batcher struct {
+	ctx  context.Context
+	dag  ipld.DAGService
+	buf  []ipld.Node
+	size int
+	work chan []ipld.Node
+	done chan error
+	err  error
 }
 
-func (d batched) Add(ctx context.Context, nd ipld.Node) error { return d.b.Add(ctx, nd) }
-func (d batched) AddMany(ctx context.Context, nds []ipld.Node) error {
-	return d.b.AddMany(ctx, nds)
+func newBatcher(ctx context.Context, dag ipld.DAGService) *batcher {
+	work := make(chan []ipld.Node)
+	b := &batcher{ctx: ctx, dag: dag, work: work, done: make(chan error, 1)}
+	go func() {
+		var err error
+		for nds := range work {
+			if err == nil {
+				err = dag.AddMany(ctx, nds)
+			}
+		}
+		b.done <- err
+	}()
+	return b
 }
+
+func (b *batcher) add(nds ...ipld.Node) error {
+	for _, nd := range nds {
+		b.buf = append(b.buf, nd)
+		b.size += len(nd.RawData())
+	}
+	if b.size >= batchBytes {
+		b.send()
+	}
+	return nil
+}
+
+func (b *batcher) send() {
+	if len(b.buf) == 0 {
+		return
+	}
+	select {
+	case b.work <- b.buf:
+	case <-b.ctx.Done():
+	}
+	b.buf, b.size = nil, 0
+}
+
+// Commit stores what is buffered and waits for every batch.
+func (b *batcher) Commit() error {
+	if b.work == nil {
+		return b.err
+	}
+	b.send()
+	close(b.work)
+	b.work = nil
+	b.err = <-b.done
+	if b.err == nil {
+		b.err = b.ctx.Err()
+	}
+	return b.err
+}
+
+// batched is a DAG service whose writes go through a batcher.
+type batched struct {
+	ipld.DAGService
+	b *batcher
+}
+
+func (d batched) Add(ctx context.Context, nd ipld.Node) error        { return d.b.add(nd) }
+func (d batched) AddMany(ctx context.Context, nds []ipld.Node) error { return d.b.add(nds...) }
 
 type countingReader struct {
 	r   io.Reader
