@@ -15,5 +15,15 @@
 // OpenDatastore separates block values into blob files that compactions do
 // not rewrite, which doubled bitswap's and add's throughput here.
 //
+// What peers send is not trusted: every block is verified against its CID
+// once, as bitswap decodes it; a Get counts what it would write (every
+// repeated link again, EntryCost per entry) against content.max_dag_mib or
+// the caller's GetOptions.MaxBytes and refuses before writing anything; it
+// writes directories relative to their descriptors (openat, mkdirat,
+// symlinkat, O_EXCL|O_NOFOLLOW), refuses duplicate and unsafe names, keeps
+// symlinks as symlinks and never follows one. A job's result is pinned
+// with an expiry (Config.ResultTTL), swept and collected unless someone
+// pins it for good.
+//
 // Imports: p2p (the host and DHT come in through small interfaces) and boxo.
 package content
