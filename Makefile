@@ -7,8 +7,11 @@ export CGO_CFLAGS := -Wno-deprecated-declarations
 
 .PHONY: build test run bench bench-gossip bench-idle bench-gpu bench-transfer gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market bench-jobs bench-e2e bench-ddp e2e-torch job-image
 
+# -trimpath keeps the checkout's path out of the binary and out of the
+# build cache's keys, so a second checkout (the README test's) reuses the
+# cache instead of compiling everything again.
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/aixblock ./cmd/aixblock
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/aixblock ./cmd/aixblock
 
 # Test artifacts (the dashboard's screenshots) land under artifacts/.
 test:

@@ -82,6 +82,12 @@ func (n *Node) apiHandler() http.Handler {
 	auth.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, n.status())
 	})
+	auth.HandleFunc("POST /v1/shutdown", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, struct {
+			PeerID string `json:"peer_id"`
+		}{n.p2p.Host.ID().String()})
+		n.requestStop()
+	})
 	n.gpuRoutes(auth)
 	n.dataRoutes(auth)
 	n.walletRoutes(auth)
@@ -232,7 +238,7 @@ func routeLabel(path string) string {
 		return "/ui/"
 	}
 	switch path {
-	case "/healthz", "/metrics", "/v1/id", "/v1/peers", "/v1/peers/connect", "/v1/status",
+	case "/healthz", "/metrics", "/v1/id", "/v1/peers", "/v1/peers/connect", "/v1/status", "/v1/shutdown",
 		"/v1/gpus", "/v1/gpus/events", "/v1/gpus/inject", "/v1/gpus/reset-health",
 		"/v1/data/add", "/v1/data/get", "/v1/data/cat", "/v1/data/ls", "/v1/data/pin/add",
 		"/v1/data/pin/rm", "/v1/data/pin/ls", "/v1/data/export", "/v1/data/import", "/v1/data/gc",

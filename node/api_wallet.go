@@ -63,8 +63,11 @@ type TxInfo struct {
 type RedeemResult struct {
 	TxInfo
 	Redeemed []ChannelView `json:"redeemed"`
-	// Paid is the sum paid by this transaction, in base units.
-	Paid *chain.Amount `json:"paid"`
+	// Paid is the sum paid by this transaction, in base units; PaidUnits
+	// and Symbol say it for people when every channel is in one token.
+	Paid      *chain.Amount `json:"paid"`
+	PaidUnits string        `json:"paid_units,omitempty"`
+	Symbol    string        `json:"symbol,omitempty"`
 }
 
 // ChannelView is a channel with this wallet's side of it.
@@ -326,7 +329,15 @@ func (n *Node) redeem(ctx context.Context, req RedeemRequest) (RedeemResult, err
 		}
 		views = append(views, n.view(ctx, ch))
 	}
-	return RedeemResult{TxInfo: txInfo(r, common.Hash{}), Redeemed: views, Paid: chain.NewAmount(paid)}, nil
+	res := RedeemResult{TxInfo: txInfo(r, common.Hash{}), Redeemed: views, Paid: chain.NewAmount(paid)}
+	one := true
+	for _, v := range views {
+		one = one && v.Token == views[0].Token
+	}
+	if one && len(views) > 0 {
+		res.PaidUnits, res.Symbol = chain.FormatUnits(paid, views[0].Decimals), views[0].Symbol
+	}
+	return res, nil
 }
 
 func (n *Node) channels(ctx context.Context) (ChannelsInfo, error) {

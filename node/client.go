@@ -73,6 +73,12 @@ func (c *Client) Connect(ctx context.Context, addr string) (PeerInfo, error) {
 	return out, c.do(ctx, http.MethodPost, "/v1/peers/connect", ConnectRequest{Addr: addr}, &out)
 }
 
+// Shutdown is POST /v1/shutdown: the daemon stops as on SIGTERM.
+func (c *Client) Shutdown(ctx context.Context) error {
+	var out struct{}
+	return c.do(ctx, http.MethodPost, "/v1/shutdown", nil, &out)
+}
+
 // Status reports peers, DHT peers and uptime.
 func (c *Client) Status(ctx context.Context) (StatusInfo, error) {
 	var out StatusInfo
@@ -251,6 +257,13 @@ func (c *Client) SubmitJob(ctx context.Context, req SubmitRequest) (*Job, error)
 func (c *Client) Job(ctx context.Context, id string) (*Job, error) {
 	var out Job
 	return &out, c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id), nil, &out)
+}
+
+// JobCost is GET /v1/jobs/ID/cost: a market job's price, cost so far and
+// what was paid, every rank together.
+func (c *Client) JobCost(ctx context.Context, id string) (*JobCost, error) {
+	var out JobCost
+	return &out, c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/cost", nil, &out)
 }
 
 // Jobs is GET /v1/jobs: newest first, each rank after its job.

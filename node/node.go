@@ -11,6 +11,9 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/aixblock/aixblock/p2p/content"
+	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -51,9 +55,12 @@ type Node struct {
 	redeemEvery time.Duration
 	redeemAbove *big.Int
 	gatewayLn   net.Listener
-	gateway     *http.Server
-	apiLn       net.Listener
-	api         *http.Server
+	// stopReq is closed by POST /v1/shutdown (aixblock shutdown).
+	stopReq  chan struct{}
+	stopOnce sync.Once
+	gateway  *http.Server
+	apiLn    net.Listener
+	api      *http.Server
 }
 
 // New builds every service of the repo's config, in start order, and binds
@@ -73,6 +80,7 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 		log:     log.With("component", "node"),
 		started: time.Now(),
 		metrics: prometheus.NewRegistry(),
+		stopReq: make(chan struct{}),
 	}
 	defer func() {
 		if err != nil {
@@ -96,7 +104,7 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 		return nil, fmt.Errorf("gpu: %w", err)
 	}
 
-	n.p2p, err = p2p.New(ctx, p2p.Config{
+	pcfg := p2p.Config{
 		Network:   cfg.network,
 		Identity:  repo.Identity,
 		Listen:    cfg.listen,
@@ -109,7 +117,18 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 		Metrics:   n.metrics,
 		Records:   []p2p.RecordValidator{market.AdvertRecord()},
 		Logger:    log,
-	})
+	}
+	n.p2p, err = p2p.New(ctx, pcfg)
+	// As with the API: the default ports are a preference, so a second
+	// node on this machine starts on free ones; chosen ports are strict.
+	if err != nil && (errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")) && slices.Equal(repo.Config.Listen, DefaultConfig("").Listen) {
+		n.log.Warn("libp2p default port in use; listening on free ports", "default", repo.Config.Listen)
+		pcfg.Listen = nil
+		for _, a := range cfg.listen {
+			pcfg.Listen = append(pcfg.Listen, anyPort(a))
+		}
+		n.p2p, err = p2p.New(ctx, pcfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("p2p: %w", err)
 	}
@@ -203,6 +222,8 @@ func (n *Node) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 		n.log.Info("shutting down")
+	case <-n.stopReq:
+		n.log.Info("shutting down (asked through the API)")
 	case err = <-serveErr:
 	}
 	cancelBootstrap()
@@ -286,4 +307,21 @@ func listenLocal(log *slog.Logger, what, addr, def string) (net.Listener, error)
 		return nil, fmt.Errorf("%s listen: %w", what, err)
 	}
 	return ln, nil
+}
+
+// requestStop makes Run return as if the daemon were signalled.
+func (n *Node) requestStop() { n.stopOnce.Do(func() { close(n.stopReq) }) }
+
+// anyPort is a listen multiaddr with its TCP or UDP port set to 0.
+func anyPort(a ma.Multiaddr) ma.Multiaddr {
+	var out ma.Multiaddr
+	for _, c := range a {
+		if c.Protocol().Code == ma.P_TCP || c.Protocol().Code == ma.P_UDP {
+			if z, err := ma.NewComponent(c.Protocol().Name, "0"); err == nil {
+				c = *z
+			}
+		}
+		out = append(out, c)
+	}
+	return out
 }

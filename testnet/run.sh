@@ -28,10 +28,10 @@ rm -rf "$dir/results"
 echo "  results in $dir/results: $(cat "$dir/results/hello.txt")"
 sleep 2.5 # the final voucher goes out at the next 2 s tick
 for i in 1 2 3; do
-	paid=$("$bin" --repo "$dir/node$i" wallet redeem --json | sed -n 's/.*"paid": "\(.*\)".*/\1/p')
+	paid=$("$bin" --repo "$dir/node$i" wallet redeem --json | sed -n 's/.*"paid_units": "\(.*\)".*/\1/p')
 	if [ -n "$paid" ] && [ "$paid" != 0 ]; then
 		after=$("$bin" --repo "$dir/node$i" wallet balance --json | sed -n 's/.*"token_balance_units": "\(.*\)".*/\1/p')
-		echo "  node$i ran it and redeemed $paid base units: its tUSD went from ${before[$i]} to $after"
+		echo "  node$i ran it and redeemed $paid tUSD: its tUSD went from ${before[$i]} to $after"
 	fi
 done
 

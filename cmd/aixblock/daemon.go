@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -31,6 +34,7 @@ func newDaemonCmd(g *globals) *cobra.Command {
 		prices           []string
 		voucherEvery     string
 		redeemEvery      string
+		background       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "daemon",
@@ -38,9 +42,16 @@ func newDaemonCmd(g *globals) *cobra.Command {
 		Long: `Run the node until SIGINT or SIGTERM.
 
 Flags override the repo's config.json for this run only. When the API is
-ready its URL is written to <repo>/api, which other commands read.`,
+ready its URL is written to <repo>/api, which other commands read.
+
+--background starts the daemon as a process of its own (its log in
+<repo>/daemon.log), waits until its API answers, prints its peer ID and
+API, and returns; aixblock shutdown stops it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if background {
+				return startBackground(cmd, g)
+			}
 			log, err := newLogger(logLevel)
 			if err != nil {
 				return err
@@ -137,6 +148,7 @@ ready its URL is written to <repo>/api, which other commands read.`,
 	f.StringVar(&voucherEvery, "voucher-interval", "", "how often to pay for running market jobs, e.g. 2s (default 30s)")
 	f.StringVar(&devchainFile, "devchain", "", "pay on the chain described by `FILE`, as written by aixblock devchain --out FILE (this run only)")
 	f.StringVar(&passFile, "passphrase-file", "", "file holding the wallet's passphrase (else env AIXBLOCK_PASSPHRASE_FILE or AIXBLOCK_PASSPHRASE)")
+	f.BoolVar(&background, "background", false, "run detached: return once the API answers (log in REPO/daemon.log)")
 	f.StringVar(&logLevel, "log-level", envOr("AIXBLOCK_LOG_LEVEL", "info"), "debug, info, warn or error (env AIXBLOCK_LOG_LEVEL)")
 	return cmd
 }
@@ -154,4 +166,102 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// startBackground runs this same command line, less --background, as a
+// process of its own and returns once its API answers; a daemon that exits
+// first (a port in use, a locked repo) fails this command with its last
+// log line.
+func startBackground(cmd *cobra.Command, g *globals) error {
+	if _, err := node.Open(g.repo); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("background: %w", err)
+	}
+	var args []string
+	for _, a := range os.Args[1:] {
+		if a != "--background" && a != "--background=true" {
+			args = append(args, a)
+		}
+	}
+	logPath := filepath.Join(g.repo, "daemon.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("background: %w", err)
+	}
+	defer logf.Close()
+	child := exec.Command(self, args...)
+	child.Stdout, child.Stderr = logf, logf
+	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := child.Start(); err != nil {
+		return fmt.Errorf("background: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- child.Wait() }()
+	deadline := time.After(60 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("daemon exited (%v): %s (log: %s)", err, lastLine(logPath), logPath)
+		case <-deadline:
+			return fmt.Errorf("daemon not ready after 60s (pid %d; log: %s)", child.Process.Pid, logPath)
+		case <-time.After(100 * time.Millisecond):
+		}
+		c, err := g.client()
+		if err != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
+		info, err := c.ID(ctx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		out := struct {
+			PID    int    `json:"pid"`
+			PeerID string `json:"peer_id"`
+			API    string `json:"api"`
+			Log    string `json:"log"`
+		}{child.Process.Pid, info.PeerID, c.URL(), logPath}
+		return g.print(cmd.OutOrStdout(), out, func(w io.Writer) {
+			kv(w, "daemon", fmt.Sprintf("pid %d", out.PID))
+			kv(w, "peer_id", out.PeerID)
+			kv(w, "api", out.API)
+			kv(w, "log", out.Log)
+		})
+	}
+}
+
+// lastLine is the last non-empty line of a file: a failed daemon's reason.
+func lastLine(path string) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
+}
+
+func newShutdownCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "shutdown",
+		Short: "Stop the running daemon (as Ctrl-C or SIGTERM would)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := c.Shutdown(cmd.Context()); err != nil {
+				return err
+			}
+			// Done when the daemon has let go of its repo's api file.
+			for range 100 {
+				if _, err := os.Stat(filepath.Join(g.repo, "api")); os.IsNotExist(err) {
+					return g.print(cmd.OutOrStdout(), map[string]bool{"stopped": true}, func(w io.Writer) { fmt.Fprintln(w, "daemon stopped") })
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			return fmt.Errorf("the daemon did not stop within 10s")
+		},
+	}
 }

@@ -298,7 +298,16 @@ func newJobStatusCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.print(cmd.OutOrStdout(), j, func(w io.Writer) {
+			// A market job's money, in token units (local jobs cost nothing).
+			var cost *node.JobCost
+			if j.Provider != "" {
+				cost, _ = c.JobCost(cmd.Context(), j.ID)
+			}
+			view := struct {
+				*node.Job
+				Cost *node.JobCost `json:"cost,omitempty"`
+			}{j, cost}
+			return g.print(cmd.OutOrStdout(), view, func(w io.Writer) {
 				kv(w, "id", j.ID)
 				kv(w, "name", j.Spec.Name)
 				kv(w, "image", j.Spec.Image)
@@ -314,6 +323,13 @@ func newJobStatusCmd(g *globals) *cobra.Command {
 				}
 				if j.ResultCID != "" {
 					kv(w, "result_cid", j.ResultCID)
+				}
+				if cost != nil && len(cost.Ranks) > 0 {
+					r := cost.Ranks[0]
+					kv(w, "price", fmt.Sprintf("%s %s per GPU-hour × %d GPUs", r.PriceUnits, cost.Symbol, max(r.GPUs, 1)))
+					kv(w, "cost so far", cost.CostUnits+" "+cost.Symbol)
+					kv(w, "paid (vouched)", cost.PaidUnits+" "+cost.Symbol)
+					kv(w, "at most", cost.MaxCostUnits+" "+cost.Symbol)
 				}
 				for _, h := range j.History {
 					kv(w, "at "+h.At.Format(time.RFC3339), string(h.State)+" "+h.Reason)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/aixblock/aixblock/node"
 	"github.com/spf13/cobra"
@@ -15,6 +16,8 @@ func newMarketCmd(g *globals) *cobra.Command {
 		Short: "Find GPU providers and agree deals, with no central server",
 	}
 	var class string
+	var wantN int
+	var waitFor time.Duration
 	providers := &cobra.Command{
 		Use:   "providers",
 		Short: "Find providers in the DHT (by GPU class with --gpu)",
@@ -25,8 +28,21 @@ func newMarketCmd(g *globals) *cobra.Command {
 				return err
 			}
 			info, err := c.Providers(cmd.Context(), class)
+			// --wait N: a node that just joined sees providers only once the
+			// DHT has their adverts.
+			for deadline := time.Now().Add(waitFor); err == nil && len(info.Providers) < wantN && time.Now().Before(deadline); {
+				select {
+				case <-cmd.Context().Done():
+					return cmd.Context().Err()
+				case <-time.After(500 * time.Millisecond):
+				}
+				info, err = c.Providers(cmd.Context(), class)
+			}
 			if err != nil {
 				return err
+			}
+			if len(info.Providers) < wantN {
+				return fmt.Errorf("%d providers of %s found after %s, want %d", len(info.Providers), info.Class, waitFor, wantN)
 			}
 			return g.print(cmd.OutOrStdout(), info, func(w io.Writer) {
 				if len(info.Providers) == 0 {
@@ -53,6 +69,8 @@ func newMarketCmd(g *globals) *cobra.Command {
 		},
 	}
 	providers.Flags().StringVar(&class, "gpu", "", "GPU class, e.g. nvidia-h100-80gb (default: any GPU; cpu for CPU-only providers)")
+	providers.Flags().IntVar(&wantN, "wait", 0, "wait until at least N providers are found (up to --wait-for)")
+	providers.Flags().DurationVar(&waitFor, "wait-for", 30*time.Second, "how long --wait waits")
 
 	var req node.OfferRequest
 	offer := &cobra.Command{

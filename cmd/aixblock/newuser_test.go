@@ -178,4 +178,3 @@ func startDaemonArgs(t *testing.T, repo string, args ...string) *daemon {
 	defer func() { quiet = saved }()
 	return startDaemon(t, repo, args...)
 }
-

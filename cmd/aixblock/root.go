@@ -33,6 +33,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		newInitCmd(g),
 		newDaemonCmd(g),
+		newShutdownCmd(g),
 		newIDCmd(g),
 		newPeersCmd(g),
 		newStatusCmd(g),

@@ -157,6 +157,9 @@ its channel has paid is redeemed, batched into one transaction.`,
 					}
 					kv(w, "tx", res.Tx)
 					kv(w, "gas_used", res.GasUsed)
+					if res.PaidUnits != "" {
+						kv(w, "paid", res.PaidUnits+" "+res.Symbol)
+					}
 					for _, ch := range res.Redeemed {
 						kv(w, "from", fmt.Sprintf("%s: %s %s redeemed in all", ch.Payer.Hex(), units(ch.Redeemed.Big(), ch.Decimals), ch.Symbol))
 					}
