@@ -23,6 +23,9 @@ const (
 	// Unknown: on a requester, a market job whose provider stopped
 	// answering; it fails after a grace window.
 	Unknown State = "unknown"
+	// Queued: on a requester, a market job waiting for a provider to bid
+	// (up to timeouts.queue); its reason says why none has.
+	Queued State = "queued"
 )
 
 // Terminal reports whether s is an end state.

@@ -476,6 +476,11 @@ func (a *ProviderAdvert) whyNot(r OfferRequest) *NoBid {
 				if r.Req.GPUs == 0 {
 					class = CPU
 				}
+				for _, g := range a.GPUs {
+					if class == "" && g.Free >= r.Req.GPUs {
+						class = g.Class // the class it would have bid with
+					}
+				}
 				return &NoBid{Code: NoBidPrice, Class: class, Floor: price.String()}
 			}
 			return nil

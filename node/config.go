@@ -76,6 +76,12 @@ type MarketConfig struct {
 	// BidWindow is how long this node, as a requester, collects bids,
 	// e.g. "1s"; empty means 1 s.
 	BidWindow string `json:"bid_window,omitempty"`
+	// ReserveFor is how long this node, as a provider, holds GPUs for a
+	// bid not yet awarded, whatever the offer asks, e.g. "10s" (the
+	// default); MaxReservations is how many such bids one requester may
+	// hold here at once (zero means 4).
+	ReserveFor      string `json:"reserve_for,omitempty"`
+	MaxReservations int    `json:"max_reservations,omitempty"`
 	// VoucherInterval is how often a requester pays for running jobs, e.g.
 	// "30s"; empty means 30 s. A provider stops a job after three missed.
 	VoucherInterval string `json:"voucher_interval,omitempty"`
@@ -192,6 +198,7 @@ type parsed struct {
 
 	marketMaxDuration time.Duration
 	marketBidWindow   time.Duration
+	marketReserveFor  time.Duration
 	voucherInterval   time.Duration
 	redeemEvery       time.Duration // zero: off
 	redeemAbove       *big.Int
@@ -279,6 +286,12 @@ func (c Config) parse() (parsed, error) {
 	}
 	if p.marketBidWindow, err = duration("market.bid_window", c.Market.BidWindow); err != nil {
 		return p, err
+	}
+	if p.marketReserveFor, err = duration("market.reserve_for", c.Market.ReserveFor); err != nil {
+		return p, err
+	}
+	if c.Market.MaxReservations < 0 {
+		return p, fmt.Errorf("market.max_reservations %d: want 0 (the default, 4) or more", c.Market.MaxReservations)
 	}
 	if p.voucherInterval, err = duration("market.voucher_interval", c.Market.VoucherInterval); err != nil {
 		return p, err

@@ -52,6 +52,8 @@ func ConfigReference() []ConfigKey {
 		{"market.accepted_images", "(any)", "glob patterns of the images this node runs"},
 		{"market.max_duration", "24h", "longest job this node provides"},
 		{"market.bid_window", "1s", "how long this node, as a requester, collects bids"},
+		{"market.reserve_for", "10s", "how long this node, as a provider, holds GPUs for a bid not yet awarded, whatever the offer asks"},
+		{"market.max_reservations", "4", "how many unawarded bids one requester may hold on this node at once"},
 		{"market.voucher_interval", "30s", "how often a requester pays for running jobs; a provider stops a job after three missed"},
 		{"market.redeem_every", "1h", `how often a provider redeems its vouchers, all channels in one transaction; "off" leaves it to wallet redeem`},
 		{"market.redeem_above", "(any amount)", "skip a timed redeem while less than this many base units are owed"},

@@ -125,7 +125,7 @@ func (n *Node) handleJobPrepare(ctx context.Context, from peer.ID, req []byte) (
 	}
 	spec := pr.Spec
 	spec.Resources.GPUs = len(deal.GPUs)
-	j, err := n.jobs.Submit(spec, jobs.SubmitOptions{GPUs: deal.GPUs, Gate: true, HostNetwork: true})
+	j, err := n.jobs.Submit(spec, jobs.SubmitOptions{GPUs: deal.GPUs, Gate: true, HostNetwork: true, ID: pr.JobID})
 	if err != nil {
 		n.market.Release(deal.ID)
 		return nil, err
@@ -179,8 +179,10 @@ func stateOf(j *jobs.Job) string {
 }
 
 // submitGang runs a distributed spec: a deal per node rank, every rank
-// funded and prepared before any starts, then the contract to all.
-func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec) (*jobs.Job, error) {
+// funded and prepared before any starts, then the contract to all. Rank 0
+// is the job id (queued until now); progress hears why no deal was made
+// yet.
+func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec, id string, progress func(string)) (*jobs.Job, error) {
 	nodes := spec.Distributed.Nodes
 	type rank struct {
 		deal market.Deal
@@ -191,7 +193,7 @@ func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec) (*jobs.Job, erro
 	// One offer for every rank: the ranks go to different providers in
 	// one bid window when the market has them (one machine's failure then
 	// takes one rank); a provider with room takes the rest.
-	deals, err := n.dealsWithin(ctx, spec, nil, -1, nodes)
+	deals, err := n.dealsWithin(ctx, spec, nil, -1, nodes, progress)
 	if err != nil {
 		return nil, fmt.Errorf("no deal for any of the %d ranks: %w", nodes, err)
 	}
@@ -200,9 +202,9 @@ func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec) (*jobs.Job, erro
 		used = append(used, d.Provider)
 	}
 	for len(deals) < nodes {
-		more, err := n.dealsWithin(ctx, spec, used, 0, nodes-len(deals))
+		more, err := n.dealsWithin(ctx, spec, used, 0, nodes-len(deals), progress)
 		if err != nil {
-			more, err = n.dealsWithin(ctx, spec, nil, -1, 1)
+			more, err = n.dealsWithin(ctx, spec, nil, -1, 1, progress)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("rank %d: %w", len(deals), err)
@@ -221,14 +223,21 @@ func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec) (*jobs.Job, erro
 		ranks[r].deal = *d
 		ranks[r].prov, _ = peer.Decode(d.Provider)
 	}
-	// Prepare every rank (in parallel); any failure stops the others.
+	// Prepare every rank (in parallel); any failure stops the others. Each
+	// rank keeps the ID given here: rank 0's is the job's.
+	progress(fmt.Sprintf("%d deals made; preparing every rank", nodes))
+	ids := make([]string, nodes)
+	for r := range ids {
+		ids[r] = newJobID()
+	}
+	ids[0] = id
 	var wg sync.WaitGroup
 	errs := make([]error, nodes)
 	for r := range ranks {
 		wg.Add(1)
 		go func(r int) {
 			defer wg.Done()
-			req, _ := json.Marshal(prepareRequest{startRequest: startRequest{DealID: ranks[r].deal.ID, Spec: *spec}, NodeRank: r})
+			req, _ := json.Marshal(prepareRequest{startRequest: startRequest{DealID: ranks[r].deal.ID, Spec: *spec, JobID: ids[r]}, NodeRank: r})
 			resp, err := p2p.Request(ctx, n.p2p.Host, ranks[r].prov, n.p2p.ProtocolID(protoJobPrepare), req,
 				p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20, Timeout: time.Minute})
 			if err == nil {
@@ -248,30 +257,46 @@ func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec) (*jobs.Job, erro
 			return nil, fmt.Errorf("rank %d on provider %s did not prepare: %w", r, ranks[r].deal.Provider, err)
 		}
 	}
-	var group []string
 	workers := make([]string, nodes)
+	remoteIDs := make([]string, nodes)
 	for r := range ranks {
 		workers[r] = net.JoinHostPort(ranks[r].rep.Host, strconv.Itoa(ranks[r].rep.Port))
-		group = append(group, ranks[r].rep.Job.ID)
+		if got := ranks[r].rep.Job.ID; got != ids[r] {
+			if err := checkJobID(got); err != nil {
+				return nil, fmt.Errorf("rank %d on provider %s: %w", r, ranks[r].deal.Provider, err)
+			}
+			remoteIDs[r] = got // a provider that chose its own
+		}
 	}
+	group := ids
 	fw := ""
 	if spec.Distributed != nil {
 		fw = spec.Distributed.Framework
 	}
 	for r := range ranks {
 		ranks[r].rep.Job.Provider = ranks[r].deal.Provider
-		rj := &remoteJob{ID: ranks[r].rep.Job.ID, Provider: ranks[r].deal.Provider, Deal: ranks[r].deal,
+		ranks[r].rep.Job.ID = ids[r]
+		rj := &remoteJob{ID: ids[r], Remote: remoteIDs[r], Provider: ranks[r].deal.Provider, Deal: ranks[r].deal,
 			Last: &ranks[r].rep.Job, Vouched: "0", LastSeen: time.Now(), Spec: *spec, Group: group, Rank: r}
 		n.remote.mu.Lock()
-		n.remote.jobs[rj.ID] = rj
+		if old := n.remote.jobs[rj.ID]; old != nil {
+			rj.Rated = old.Rated
+		}
+		n.remote.jobs[rj.ID] = rj // rank 0 replaces the queued record
 		n.remote.mu.Unlock()
-		n.saveRemote(rj)
+		if err := n.saveRemote(rj); err != nil {
+			n.log.Error("record of a started rank not saved", "job_id", rj.ID, "err", err)
+		}
 	}
 	// Go: every rank gets the contract.
 	for r := range ranks {
 		rv := jobs.Rendezvous{Nodes: nodes, ProcsPerNode: spec.Distributed.ProcsPerNode, NodeRank: r,
 			MasterAddr: ranks[0].rep.Host, MasterPort: ranks[0].rep.Port, Workers: workers, Framework: fw}
-		req, _ := json.Marshal(goRequest{ID: ranks[r].rep.Job.ID, Env: rv.Env()})
+		rid := ids[r]
+		if remoteIDs[r] != "" {
+			rid = remoteIDs[r]
+		}
+		req, _ := json.Marshal(goRequest{ID: rid, Env: rv.Env()})
 		if _, err := p2p.Request(ctx, n.p2p.Host, ranks[r].prov, n.p2p.ProtocolID(protoJobGo), req,
 			p2p.StreamLimits{MaxRequest: 64 << 10, MaxResponse: 64, Timeout: gangStartWindow}); err != nil {
 			n.failGroup(ctx, group, fmt.Sprintf("rank %d on provider %s did not start: %v", r, ranks[r].deal.Provider, err))
@@ -280,7 +305,6 @@ func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec) (*jobs.Job, erro
 	}
 	n.log.Info("distributed job started", "ranks", nodes, "master", workers[0], "job_ids", group)
 	j := ranks[0].rep.Job
-	j.Provider = ranks[0].deal.Provider
 	return &j, nil
 }
 
@@ -300,7 +324,7 @@ func (n *Node) failGroup(ctx context.Context, group []string, reason string) {
 			continue
 		}
 		prov, _ := peer.Decode(rj.Provider)
-		n.cancelOn(ctx, prov, id, "another rank failed: "+reason)
+		n.cancelOn(ctx, prov, rj.remoteID(), "another rank failed: "+reason)
 		n.log.Warn("stopping a rank: another failed", "job_id", id, "reason", reason)
 	}
 }

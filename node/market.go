@@ -94,6 +94,7 @@ func (n *Node) openMarket(ctx context.Context, cfg parsed) error {
 	m, err := market.New(n.p2p, n.repo.Identity, n.gpus, dealSigner{n.wallet, n.chain.ChainID(), n.chain.Escrow()}, market.Config{
 		Prices: prices, PricingCommand: mc.PricingCommand, AcceptedImages: mc.AcceptedImages,
 		MaxDuration: cfg.marketMaxDuration, BidWindow: cfg.marketBidWindow,
+		ReserveFor: cfg.marketReserveFor, MaxReservations: mc.MaxReservations, FormatAmount: n.formatAmount,
 		ReputationFile: n.repo.Dir + "/reputation.json", Logger: n.log,
 	})
 	if err != nil {
@@ -101,6 +102,27 @@ func (n *Node) openMarket(ctx context.Context, cfg parsed) error {
 	}
 	n.market = m
 	return nil
+}
+
+// formatAmount writes base units of a market token in whole units with
+// its symbol ("2 tUSD"), for the reasons a job gives; base units when the
+// token's decimals cannot be read.
+func (n *Node) formatAmount(token, base string) string {
+	v, ok := new(big.Int).SetString(base, 10)
+	if !ok {
+		return base
+	}
+	tok := chain.NativeToken
+	if token != "native" {
+		tok = common.HexToAddress(token)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sym, dec, err := n.chain.TokenInfo(ctx, tok)
+	if err != nil {
+		return base + " base units"
+	}
+	return chain.FormatUnits(v, dec) + " " + sym
 }
 
 // ProvidersInfo is GET /v1/market/providers.

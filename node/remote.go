@@ -3,7 +3,9 @@ package node
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,11 +29,15 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// Jobs through the market: the requester's daemon agrees a deal, funds the
-// channel, starts the job on the provider over a direct stream, follows it
-// there, and signs cumulative vouchers for the GPU time as it runs; the
+// Jobs through the market: the requester's daemon records the job as
+// queued and answers at once; in the background it agrees a deal (asking
+// again while no provider bids, up to timeouts.queue, with each asked
+// provider's reason in the job's), funds the channel, starts the job on
+// the provider over a direct stream under the requester's job ID, follows
+// it there, and signs cumulative vouchers for the GPU time as it runs; the
 // provider checks the deal and the deposit before preparing, keeps the
-// vouchers, and stops a job whose vouchers stop coming.
+// vouchers, and stops a job whose vouchers stop coming. The requester
+// counts each deal's outcome in its reputation record of the provider.
 
 const (
 	protoJobStart   = "jobs/start/1"
@@ -44,7 +50,10 @@ const (
 
 // remoteJob is the requester's record of a job running elsewhere.
 type remoteJob struct {
-	ID       string      `json:"id"` // the provider's job ID
+	ID string `json:"id"` // the job's ID here, and on the provider unless Remote says otherwise
+	// Remote is the provider's ID for the job when it differs from ID (a
+	// provider that does not take the requester's).
+	Remote   string      `json:"remote_id,omitempty"`
 	Provider string      `json:"provider"`
 	Deal     market.Deal `json:"deal"`
 	Last     *jobs.Job   `json:"last"` // the provider's record, as last seen
@@ -68,11 +77,29 @@ type remoteJob struct {
 	Rank  int      `json:"rank,omitempty"`
 	// GroupResult is rank 0's: the directory of every rank's result.
 	GroupResult string `json:"group_result,omitempty"`
+	// QueueUntil is when a queued job stops waiting for a provider.
+	QueueUntil time.Time `json:"queue_until,omitempty"`
+	// Rated: the deal's outcome is in the provider's reputation.
+	Rated bool `json:"rated,omitempty"`
 }
+
+// remoteID is the job's ID on its provider.
+func (rj *remoteJob) remoteID() string {
+	if rj.Remote != "" {
+		return rj.Remote
+	}
+	return rj.ID
+}
+
+// queued reports whether the job waits for a provider (no deal yet).
+func (rj *remoteJob) queued() bool { return rj.Provider == "" }
 
 type startRequest struct {
 	DealID string    `json:"deal_id"`
 	Spec   jobs.Spec `json:"spec"`
+	// JobID is the requester's ID for the job, which the provider keeps
+	// (16 hex digits); empty lets the provider choose.
+	JobID string `json:"job_id,omitempty"`
 }
 
 type jobIDRequest struct {
@@ -98,6 +125,11 @@ type remote struct {
 	ports    map[int]bool         // provider side: ports given to distributed ranks
 	portOf   map[string]int       // provider side: job ID -> its port
 	interval time.Duration
+	// Queued jobs wait under ctx (the daemon's; followRemote ends it),
+	// each with its own cancel.
+	ctx     context.Context
+	stop    context.CancelFunc
+	waiting map[string]context.CancelFunc
 }
 
 func (n *Node) remoteDir() string { return filepath.Join(n.repo.Dir, "remote") }
@@ -106,20 +138,27 @@ func (n *Node) remoteDir() string { return filepath.Join(n.repo.Dir, "remote") }
 // protocols.
 func (n *Node) openRemote() error {
 	n.remote = &remote{jobs: map[string]*remoteJob{}, provided: map[string]market.Deal{}, lastPaid: map[string]time.Time{},
-		ports: map[int]bool{}, portOf: map[string]int{}, interval: n.voucherInterval}
+		ports: map[int]bool{}, portOf: map[string]int{}, interval: n.voucherInterval, waiting: map[string]context.CancelFunc{}}
+	n.remote.ctx, n.remote.stop = context.WithCancel(context.Background())
 	if err := os.MkdirAll(n.remoteDir(), 0o700); err != nil {
 		return err
 	}
 	entries, _ := os.ReadDir(n.remoteDir())
 	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
 		b, err := os.ReadFile(filepath.Join(n.remoteDir(), e.Name()))
 		if err != nil {
+			n.log.Error("remote job record unreadable; leaving it out", "file", e.Name(), "err", err)
 			continue
 		}
 		var rj remoteJob
-		if json.Unmarshal(b, &rj) == nil && rj.ID != "" {
-			n.remote.jobs[rj.ID] = &rj
+		if err := json.Unmarshal(b, &rj); err != nil || rj.ID == "" {
+			n.log.Error("remote job record is corrupt; leaving it out", "file", e.Name(), "err", err)
+			continue
 		}
+		n.remote.jobs[rj.ID] = &rj
 	}
 	h := n.p2p.Host
 	lim := p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20}
@@ -132,12 +171,25 @@ func (n *Node) openRemote() error {
 	return nil
 }
 
-func (n *Node) saveRemote(rj *remoteJob) {
-	b, _ := json.MarshalIndent(rj, "", "  ")
-	tmp := filepath.Join(n.remoteDir(), rj.ID+".json.tmp")
-	if os.WriteFile(tmp, b, 0o600) == nil {
-		os.Rename(tmp, filepath.Join(n.remoteDir(), rj.ID+".json"))
+// saveRemote writes a requester's record atomically.
+func (n *Node) saveRemote(rj *remoteJob) error {
+	if err := checkJobID(rj.ID); err != nil {
+		return fmt.Errorf("save remote job: %w", err)
 	}
+	n.remote.mu.Lock()
+	b, err := json.MarshalIndent(rj, "", "  ")
+	n.remote.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("save remote job %s: %w", rj.ID, err)
+	}
+	tmp := filepath.Join(n.remoteDir(), rj.ID+".json.tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("save remote job %s: %w", rj.ID, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(n.remoteDir(), rj.ID+".json")); err != nil {
+		return fmt.Errorf("save remote job %s: %w", rj.ID, err)
+	}
+	return nil
 }
 
 // dealCost is what a deal costs for d of run time: price per GPU-hour ×
@@ -159,70 +211,257 @@ func dealToken(d market.Deal) common.Address {
 	return common.HexToAddress(d.Token)
 }
 
-// submitRemote runs a spec through the market.
+// submitRemote runs a spec through the market. It returns the job queued,
+// at once: the deal, the funding and the start follow in the background
+// (runQueued), and the job's state and reason say how they go. What can
+// be told now (no max_price, a bad token or price, an empty wallet) is
+// refused now.
 func (n *Node) submitRemote(ctx context.Context, spec *jobs.Spec) (*jobs.Job, error) {
 	if spec.MaxPrice == "" {
 		return nil, badRequest{errors.New("max_price: required for a job through the market (per GPU-hour, in whole units of the token)")}
 	}
-	return n.submitRemoteExcluding(ctx, spec, nil)
-}
-
-func (n *Node) submitRemoteExcluding(ctx context.Context, spec *jobs.Spec, exclude []string) (*jobs.Job, error) {
-	if spec.Distributed != nil && spec.Distributed.Nodes > 1 {
-		return n.submitGang(ctx, spec)
-	}
-	deal, err := n.dealFor(ctx, spec, exclude)
-	if err != nil {
+	if err := n.checkFunds(ctx, spec); err != nil {
 		return nil, err
 	}
+	return n.queueRemote(spec, nil)
+}
+
+// checkFunds refuses a market job that could not be paid for at any
+// price: the token and max price must parse, and the wallet or a channel
+// already funded must hold something of the token.
+func (n *Node) checkFunds(ctx context.Context, spec *jobs.Spec) error {
+	tok, err := ParseToken("", n.chain.DefaultToken())
+	if err != nil {
+		return badRequest{fmt.Errorf("token: %w", err)}
+	}
+	_, dec, err := n.chain.TokenInfo(ctx, tok)
+	if err != nil {
+		return err
+	}
+	if _, err := chain.ParseUnits(spec.MaxPrice, dec); err != nil {
+		return badRequest{fmt.Errorf("max_price: %w", err)}
+	}
+	bal, err := n.chain.Balance(ctx, tok)
+	if err != nil {
+		return err
+	}
+	if bal.Sign() > 0 {
+		return nil
+	}
+	payees := map[common.Address]bool{}
+	n.remote.mu.Lock()
+	for _, rj := range n.remote.jobs {
+		if !rj.queued() && dealToken(rj.Deal) == tok {
+			payees[common.HexToAddress(rj.Deal.ProviderWallet)] = true
+		}
+	}
+	n.remote.mu.Unlock()
+	for p := range payees {
+		if ch, err := n.chain.Channel(ctx, n.wallet.Address(), p, tok); err == nil && ch.Deposited.Big().Cmp(ch.Redeemed.Big()) > 0 {
+			return nil // what is left in the channel may pay for it
+		}
+	}
+	return badRequest{fmt.Errorf("insufficient funds: wallet %s holds no %s to pay a provider with; fund the wallet first", n.wallet.Address(), marketToken(tok))}
+}
+
+func newJobID() string {
+	var b [8]byte
+	crand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// queueRemote records a market job as queued, starts its wait for a
+// provider, and returns it. exclude are providers not to use (a retry's
+// failed one).
+func (n *Node) queueRemote(spec *jobs.Spec, exclude []string) (*jobs.Job, error) {
+	queue := queueTimeout(spec)
+	now := time.Now().UTC()
+	id := newJobID()
+	reason := "waiting for a provider to bid"
+	j := &jobs.Job{ID: id, Spec: *spec, State: jobs.Queued, Reason: reason, CreatedAt: now,
+		History: []jobs.Transition{{State: jobs.Queued, Reason: reason, At: now}}}
+	rj := &remoteJob{ID: id, Last: j, Vouched: "0", Spec: *spec, QueueUntil: now.Add(queue)}
+	n.remote.mu.Lock()
+	n.remote.jobs[id] = rj
+	n.remote.mu.Unlock()
+	if err := n.saveRemote(rj); err != nil {
+		n.remote.mu.Lock()
+		delete(n.remote.jobs, id)
+		n.remote.mu.Unlock()
+		return nil, err
+	}
+	n.log.Info("job queued for the market", "job_id", id, "queue", queue)
+	n.startQueued(rj, exclude)
+	v := *j
+	return &v, nil
+}
+
+// queueTimeout is the spec's timeouts.queue, 1 min by default.
+func queueTimeout(spec *jobs.Spec) time.Duration {
+	if d, err := time.ParseDuration(spec.Timeouts.Queue); err == nil && d > 0 {
+		return d
+	}
+	return time.Minute
+}
+
+// startQueued runs a queued job's wait in the background.
+func (n *Node) startQueued(rj *remoteJob, exclude []string) {
+	ctx, cancel := context.WithCancel(n.remote.ctx)
+	n.remote.mu.Lock()
+	n.remote.waiting[rj.ID] = cancel
+	n.remote.mu.Unlock()
+	go func() {
+		defer func() {
+			cancel()
+			n.remote.mu.Lock()
+			delete(n.remote.waiting, rj.ID)
+			n.remote.mu.Unlock()
+		}()
+		n.runQueued(ctx, rj, exclude)
+	}()
+}
+
+// runQueued waits for a deal, funds it and starts the job; on any failure
+// the job fails with the reason.
+func (n *Node) runQueued(ctx context.Context, rj *remoteJob, exclude []string) {
+	spec := rj.Spec
+	progress := func(reason string) { n.setQueued(rj, reason) }
+	var err error
+	if spec.Distributed != nil && spec.Distributed.Nodes > 1 {
+		_, err = n.submitGang(ctx, &spec, rj.ID, progress)
+	} else {
+		err = n.startSingle(ctx, rj, exclude, progress)
+	}
+	if err == nil {
+		return
+	}
+	if ctx.Err() != nil && n.remote.ctx.Err() != nil {
+		return // the daemon is stopping: the record stays queued and resumes
+	}
+	n.remote.mu.Lock()
+	canceled := rj.Last != nil && rj.Last.State == jobs.Canceled
+	n.remote.mu.Unlock()
+	if canceled {
+		return
+	}
+	n.log.Warn("market job failed before it started", "job_id", rj.ID, "err", err)
+	n.endQueued(rj, jobs.Failed, err.Error())
+}
+
+// startSingle is runQueued for a job on one provider.
+func (n *Node) startSingle(ctx context.Context, rj *remoteJob, exclude []string, progress func(string)) error {
+	spec := rj.Spec
+	deals, err := n.dealsWithin(ctx, &spec, exclude, time.Until(rj.QueueUntil), 1, progress)
+	if err != nil {
+		return err
+	}
+	deal := deals[0]
+	progress(fmt.Sprintf("deal %s with provider %s; funding the channel", short(deal.ID), short(deal.Provider)))
+	if err := n.fundChannel(ctx, *deal); err != nil {
+		return err
+	}
 	prov, _ := peer.Decode(deal.Provider)
-	req, _ := json.Marshal(startRequest{DealID: deal.ID, Spec: *spec})
+	req, _ := json.Marshal(startRequest{DealID: deal.ID, Spec: spec, JobID: rj.ID})
 	resp, err := p2p.Request(ctx, n.p2p.Host, prov, n.p2p.ProtocolID(protoJobStart), req, p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20, Timeout: 30 * time.Second})
 	if err != nil {
-		return nil, fmt.Errorf("provider %s did not start the job: %w", deal.Provider, err)
+		n.market.Reputation().NoShow(deal.Provider)
+		return fmt.Errorf("provider %s did not start the job: %w", deal.Provider, err)
 	}
 	var j jobs.Job
 	if err := json.Unmarshal(resp, &j); err != nil {
-		return nil, fmt.Errorf("provider %s: %w", deal.Provider, err)
+		return fmt.Errorf("provider %s: %w", deal.Provider, err)
 	}
-	j.Provider = deal.Provider
-	rj := &remoteJob{ID: j.ID, Provider: deal.Provider, Deal: *deal, Last: &j, Vouched: "0", LastSeen: time.Now(), Spec: *spec}
+	remoteID := ""
+	if j.ID != rj.ID {
+		if err := checkJobID(j.ID); err != nil {
+			return fmt.Errorf("provider %s: %w", deal.Provider, err)
+		}
+		remoteID = j.ID
+	}
+	j.ID, j.Provider = rj.ID, deal.Provider
 	n.remote.mu.Lock()
-	n.remote.jobs[j.ID] = rj
+	rj.Remote, rj.Provider, rj.Deal, rj.Last, rj.LastSeen, rj.QueueUntil = remoteID, deal.Provider, *deal, &j, time.Now(), time.Time{}
 	n.remote.mu.Unlock()
-	n.saveRemote(rj)
-	n.log.Info("job started on a provider", "job_id", j.ID, "provider", deal.Provider, "deal_id", deal.ID[:12])
-	return &j, nil
+	if err := n.saveRemote(rj); err != nil {
+		n.log.Error("record of a started job not saved", "job_id", rj.ID, "err", err)
+	}
+	n.log.Info("job started on a provider", "job_id", rj.ID, "provider", deal.Provider, "deal_id", short(deal.ID))
+	return nil
 }
 
-// dealFor agrees a deal for the spec (waiting in the queue while no
-// provider has room, up to timeouts.queue, default 1 min) and funds the
-// channel for it.
-func (n *Node) dealFor(ctx context.Context, spec *jobs.Spec, exclude []string) (*market.Deal, error) {
-	return n.dealWithin(ctx, spec, exclude, -1)
+// setQueued updates a queued job's reason.
+func (n *Node) setQueued(rj *remoteJob, reason string) {
+	n.remote.mu.Lock()
+	if rj.Last == nil || rj.Last.State != jobs.Queued || !rj.queued() {
+		n.remote.mu.Unlock()
+		return
+	}
+	j := *rj.Last
+	j.Reason = reason
+	rj.Last = &j
+	n.remote.mu.Unlock()
+	if err := n.saveRemote(rj); err != nil {
+		n.log.Warn("queued job's reason not saved", "job_id", rj.ID, "err", err)
+	}
 }
 
-// dealWithin is dealFor with the queue wait given (negative: the spec's).
-func (n *Node) dealWithin(ctx context.Context, spec *jobs.Spec, exclude []string, queue time.Duration) (*market.Deal, error) {
-	deals, err := n.dealsWithin(ctx, spec, exclude, queue, 1)
-	if err != nil {
-		return nil, err
+// endQueued ends a job that never started.
+func (n *Node) endQueued(rj *remoteJob, state jobs.State, reason string) {
+	now := time.Now().UTC()
+	n.remote.mu.Lock()
+	// A gang's rank 0 replaces the queued record once it starts; the
+	// record that ends here must still be the job's.
+	if rj.Last == nil || rj.Last.State.Terminal() || n.remote.jobs[rj.ID] != rj {
+		n.remote.mu.Unlock()
+		return
 	}
-	if err := n.fundChannel(ctx, *deals[0]); err != nil {
-		return nil, err
+	j := *rj.Last
+	j.State, j.Reason, j.FinishedAt = state, reason, &now
+	j.History = append(append([]jobs.Transition(nil), j.History...), jobs.Transition{State: state, Reason: reason, At: now})
+	rj.Last, rj.Settled = &j, true
+	n.remote.mu.Unlock()
+	if err := n.saveRemote(rj); err != nil {
+		n.log.Error("record of a failed job not saved", "job_id", rj.ID, "err", err)
 	}
-	return deals[0], nil
+}
+
+// resumeQueued picks up the jobs that were queued when the daemon
+// stopped: each waits out what is left of its queue timeout, and one whose
+// timeout passed while the daemon was down fails with that reason.
+func (n *Node) resumeQueued() {
+	n.remote.mu.Lock()
+	var todo []*remoteJob
+	for _, rj := range n.remote.jobs {
+		if rj.queued() && rj.Last != nil && rj.Last.State == jobs.Queued && n.remote.waiting[rj.ID] == nil {
+			todo = append(todo, rj)
+		}
+	}
+	n.remote.mu.Unlock()
+	for _, rj := range todo {
+		if time.Now().After(rj.QueueUntil) {
+			n.endQueued(rj, jobs.Failed, "timeouts.queue ran out while the daemon was down; last: "+rj.Last.Reason)
+			continue
+		}
+		n.log.Info("queued job resumed", "job_id", rj.ID, "until", rj.QueueUntil)
+		n.startQueued(rj, nil)
+	}
+}
+
+// checkJobID accepts what becomes a file name: a job ID is 16 hex digits.
+func checkJobID(id string) error {
+	if len(id) != 16 || strings.Trim(id, "0123456789abcdef") != "" {
+		return fmt.Errorf("job ID %q: want 16 lowercase hex digits", id)
+	}
+	return nil
 }
 
 // dealsWithin negotiates up to count deals with different providers from
-// one offer, retrying within the queue wait until at least one is made.
-// The caller funds them.
-func (n *Node) dealsWithin(ctx context.Context, spec *jobs.Spec, exclude []string, queue time.Duration, count int) ([]*market.Deal, error) {
+// one offer, asking again within the queue wait (negative: the spec's
+// timeouts.queue) until at least one is made; progress hears why each
+// round made none. The caller funds them.
+func (n *Node) dealsWithin(ctx context.Context, spec *jobs.Spec, exclude []string, queue time.Duration, count int, progress func(string)) ([]*market.Deal, error) {
 	if queue < 0 {
-		queue = time.Minute
-		if d, err := time.ParseDuration(spec.Timeouts.Queue); err == nil {
-			queue = d
-		}
+		queue = queueTimeout(spec)
 	}
 	deadline := time.Now().Add(queue)
 	var res OfferResult
@@ -237,6 +476,9 @@ func (n *Node) dealsWithin(ctx context.Context, spec *jobs.Spec, exclude []strin
 		if err == nil || !errors.Is(err, market.ErrNoDeal) || time.Now().After(deadline) {
 			break
 		}
+		if progress != nil {
+			progress(fmt.Sprintf("waiting for a provider (%s of timeouts.queue left): %s", time.Until(deadline).Round(time.Second), noDealReason(err)))
+		}
 		pause := time.Duration(200+mrand.IntN(300)*(1+min(attempt, 4))) * time.Millisecond
 		select {
 		case <-ctx.Done():
@@ -246,11 +488,16 @@ func (n *Node) dealsWithin(ctx context.Context, spec *jobs.Spec, exclude []strin
 	}
 	if err != nil {
 		if errors.Is(err, market.ErrNoDeal) {
-			return nil, fmt.Errorf("queued %s without a provider (timeouts.queue): %w", queue, err)
+			return nil, fmt.Errorf("no provider within timeouts.queue (%s): %s", queue, noDealReason(err))
 		}
 		return nil, err
 	}
 	return res.all, nil
+}
+
+// noDealReason is the market's no-deal error without its prefix.
+func noDealReason(err error) string {
+	return strings.TrimPrefix(err.Error(), market.ErrNoDeal.Error()+": ")
 }
 
 func specHash(s *jobs.Spec) string {
@@ -327,7 +574,7 @@ func (n *Node) handleJobStart(ctx context.Context, from peer.ID, req []byte) ([]
 	}
 	spec := sr.Spec
 	spec.Resources.GPUs = len(deal.GPUs)
-	j, err := n.jobs.Submit(spec, jobs.SubmitOptions{GPUs: deal.GPUs})
+	j, err := n.jobs.Submit(spec, jobs.SubmitOptions{GPUs: deal.GPUs, ID: sr.JobID})
 	if err != nil {
 		n.market.Release(deal.ID)
 		return nil, err
@@ -423,6 +670,11 @@ func (n *Node) watchProvided(id string, deal market.Deal) {
 		n.remote.mu.Lock()
 		last := n.remote.lastPaid[id]
 		n.remote.mu.Unlock()
+		// Nothing is owed before the job runs (a gang's rank waits for
+		// the others, an image loads): the vouchers are due from its start.
+		if j.StartedAt != nil && last.Before(*j.StartedAt) {
+			last = *j.StartedAt
+		}
 		if j.State == jobs.Running && time.Since(last) > 3*n.remote.interval {
 			n.log.Warn("vouchers stopped; stopping the job", "job_id", id, "requester", deal.Requester)
 			n.jobs.Fail(id, fmt.Sprintf("the requester's vouchers stopped (none for %s)", time.Since(last).Round(time.Second)))
@@ -456,14 +708,38 @@ func (n *Node) cancelRemote(ctx context.Context, id string) (*jobs.Job, error) {
 	if rj == nil {
 		return nil, fmt.Errorf("%w: %s", jobs.ErrNotFound, id)
 	}
+	n.remote.mu.Lock()
+	stopWait, queued := n.remote.waiting[id], rj.queued()
+	var last jobs.State
+	if rj.Last != nil {
+		last = rj.Last.State
+	}
+	n.remote.mu.Unlock()
+	if queued {
+		if last.Terminal() {
+			return nil, fmt.Errorf("%w: %s is %s", jobs.ErrFinished, id, last)
+		}
+		n.endQueued(rj, jobs.Canceled, "canceled while queued")
+		if stopWait != nil {
+			stopWait()
+		}
+		n.remote.mu.Lock()
+		j := *rj.Last
+		n.remote.mu.Unlock()
+		return &j, nil
+	}
 	prov, _ := peer.Decode(rj.Provider)
-	req, _ := json.Marshal(jobIDRequest{ID: id})
+	req, _ := json.Marshal(jobIDRequest{ID: rj.remoteID()})
 	resp, err := p2p.Request(ctx, n.p2p.Host, prov, n.p2p.ProtocolID(protoJobCancel), req, p2p.StreamLimits{MaxRequest: 1024, MaxResponse: 1 << 20})
 	if err != nil {
 		return nil, fmt.Errorf("provider %s: %w", rj.Provider, err)
 	}
 	var j jobs.Job
-	return &j, json.Unmarshal(resp, &j)
+	if err := json.Unmarshal(resp, &j); err != nil {
+		return nil, fmt.Errorf("provider %s: %w", rj.Provider, err)
+	}
+	j.ID, j.Provider = rj.ID, rj.Provider
+	return &j, nil
 }
 
 // providedJob reads a request about one of our jobs: only the requester of
@@ -533,6 +809,8 @@ func (n *Node) handleJobVoucher(ctx context.Context, from peer.ID, req []byte) (
 // states and signs cumulative vouchers for their GPU time every interval,
 // and a final one when a job ends.
 func (n *Node) followRemote(ctx context.Context) {
+	defer n.remote.stop() // queued jobs stop waiting with the daemon
+	n.resumeQueued()
 	t := time.NewTicker(n.remote.interval)
 	defer t.Stop()
 	for {
@@ -544,7 +822,7 @@ func (n *Node) followRemote(ctx context.Context) {
 		n.remote.mu.Lock()
 		var live []*remoteJob
 		for _, rj := range n.remote.jobs {
-			if !rj.Settled {
+			if !rj.Settled && !rj.queued() {
 				live = append(live, rj)
 			}
 		}
@@ -555,7 +833,10 @@ func (n *Node) followRemote(ctx context.Context) {
 				n.remote.mu.Lock()
 				rj.Last, rj.LastSeen = j, time.Now()
 				n.remote.mu.Unlock()
-				n.saveRemote(rj)
+				n.rate(rj)
+				if err := n.saveRemote(rj); err != nil {
+					n.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
+				}
 				if len(rj.Group) > 1 && j.State.Terminal() && j.State != jobs.Completed {
 					// As torchrun does: one rank failing fails the job.
 					n.failGroup(ctx, rj.Group, fmt.Sprintf("rank %d on provider %s %s: %s", rj.Rank, rj.Provider, j.State, j.Reason))
@@ -572,6 +853,28 @@ func (n *Node) followRemote(ctx context.Context) {
 				n.payChannel(ctx, rj)
 			}
 		}
+	}
+}
+
+// rate counts a remote job's end in its provider's reputation, once: a
+// completed job is a deal kept; a failure that is not the job's own (no
+// exit code: the GPU, the container, the inputs on the provider's side)
+// one failed. A job that exited non-zero, timed out, was canceled, or
+// was stopped because another rank failed says nothing of the provider.
+func (n *Node) rate(rj *remoteJob) {
+	n.remote.mu.Lock()
+	j := rj.Last
+	if rj.Rated || j == nil || !j.State.Terminal() {
+		n.remote.mu.Unlock()
+		return
+	}
+	rj.Rated = true
+	n.remote.mu.Unlock()
+	switch {
+	case j.State == jobs.Completed:
+		n.market.Reputation().Completed(rj.Provider)
+	case j.State == jobs.Failed && j.ExitCode == nil && !strings.HasPrefix(j.Reason, "another rank failed"):
+		n.market.Reputation().Failed(rj.Provider)
 	}
 }
 
@@ -593,7 +896,9 @@ func (n *Node) providerMissing(ctx context.Context, rj *remoteJob, err error) {
 			rj.Last = &last
 		}
 		n.remote.mu.Unlock()
-		n.saveRemote(rj)
+		if err := n.saveRemote(rj); err != nil {
+			n.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
+		}
 		return
 	}
 	n.remote.mu.Unlock()
@@ -604,14 +909,20 @@ func (n *Node) providerMissing(ctx context.Context, rj *remoteJob, err error) {
 	if rj.Spec.Retry.Attempts > 0 && len(rj.Group) <= 1 {
 		spec := rj.Spec
 		spec.Retry.Attempts--
-		if j, err := n.submitRemoteExcluding(ctx, &spec, []string{rj.Provider}); err != nil {
+		if j, err := n.queueRemote(&spec, []string{rj.Provider}); err != nil {
 			reason += "; retry failed: " + err.Error()
 		} else {
 			retried = j.ID
 			reason += "; retried as " + j.ID
 		}
 	}
-	n.market.Reputation().Failed(rj.Provider)
+	n.remote.mu.Lock()
+	rated := rj.Rated
+	rj.Rated = true
+	n.remote.mu.Unlock()
+	if !rated {
+		n.market.Reputation().Failed(rj.Provider)
+	}
 	n.log.Warn("remote job failed: provider unreachable", "job_id", rj.ID, "provider", rj.Provider, "retried_as", retried)
 	now := time.Now().UTC()
 	n.remote.mu.Lock()
@@ -619,7 +930,9 @@ func (n *Node) providerMissing(ctx context.Context, rj *remoteJob, err error) {
 	rj.Last, rj.RetriedAs = &last, retried
 	rj.Unreachable, rj.Settled = true, true // no more vouchers: paid up to the last sight
 	n.remote.mu.Unlock()
-	n.saveRemote(rj)
+	if err := n.saveRemote(rj); err != nil {
+		n.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
+	}
 	if len(rj.Group) > 1 {
 		n.failGroup(ctx, rj.Group, fmt.Sprintf("rank %d: %s", rj.Rank, reason))
 	}
@@ -692,7 +1005,9 @@ func (n *Node) payChannel(ctx context.Context, rj *remoteJob) {
 	}
 	n.remote.mu.Unlock()
 	for _, o := range ended {
-		n.saveRemote(o)
+		if err := n.saveRemote(o); err != nil {
+			n.log.Warn("remote job record not saved", "job_id", o.ID, "err", err)
+		}
 	}
 }
 
@@ -701,7 +1016,7 @@ func (n *Node) remoteStatus(ctx context.Context, rj *remoteJob) (*jobs.Job, erro
 	if err != nil {
 		return nil, err
 	}
-	req, _ := json.Marshal(jobIDRequest{ID: rj.ID})
+	req, _ := json.Marshal(jobIDRequest{ID: rj.remoteID()})
 	resp, err := p2p.Request(ctx, n.p2p.Host, prov, n.p2p.ProtocolID(protoJobStatus), req, p2p.StreamLimits{MaxRequest: 1024, MaxResponse: 1 << 20})
 	if err != nil {
 		return nil, err
@@ -710,7 +1025,7 @@ func (n *Node) remoteStatus(ctx context.Context, rj *remoteJob) (*jobs.Job, erro
 	if err := json.Unmarshal(resp, &j); err != nil {
 		return nil, err
 	}
-	j.Provider = rj.Provider
+	j.ID, j.Provider = rj.ID, rj.Provider
 	return &j, nil
 }
 
@@ -722,10 +1037,21 @@ func (n *Node) remoteJobByID(ctx context.Context, id string) (*jobs.Job, error) 
 	if rj == nil {
 		return nil, fmt.Errorf("%w: %s", jobs.ErrNotFound, id)
 	}
-	if j, err := n.remoteStatus(ctx, rj); err == nil {
+	n.remote.mu.Lock()
+	queued, settled := rj.queued(), rj.Settled
+	n.remote.mu.Unlock()
+	if queued {
 		n.remote.mu.Lock()
-		rj.Last = j
-		n.remote.mu.Unlock()
+		defer n.remote.mu.Unlock()
+		j := *rj.Last
+		return &j, nil
+	}
+	if !settled {
+		if j, err := n.remoteStatus(ctx, rj); err == nil {
+			n.remote.mu.Lock()
+			rj.Last = j
+			n.remote.mu.Unlock()
+		}
 	}
 	return n.groupView(ctx, rj), nil
 }
@@ -789,7 +1115,9 @@ func (n *Node) groupView(ctx context.Context, rj *remoteJob) *jobs.Job {
 		n.remote.mu.Lock()
 		rj.GroupResult = cached
 		n.remote.mu.Unlock()
-		n.saveRemote(rj)
+		if err := n.saveRemote(rj); err != nil {
+			n.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
+		}
 	}
 	j.ResultCID = cached
 	return &j
@@ -799,8 +1127,15 @@ func (n *Node) groupView(ctx context.Context, rj *remoteJob) *jobs.Job {
 // ends. For rank 0 of a distributed job it interleaves every rank's lines,
 // each prefixed "[rank N] "; for another rank, that rank's, prefixed.
 func (n *Node) remoteLogs(ctx context.Context, id string, follow bool, w io.Writer) error {
+	if err := n.awaitStart(ctx, id, follow); err != nil || ctx.Err() != nil {
+		return err
+	}
 	n.remote.mu.Lock()
 	rj := n.remote.jobs[id]
+	if rj != nil && rj.queued() {
+		n.remote.mu.Unlock()
+		return nil // it never ran: no output
+	}
 	type source struct {
 		id, prefix string
 		prov       peer.ID
@@ -820,7 +1155,7 @@ func (n *Node) remoteLogs(ctx context.Context, id string, follow bool, w io.Writ
 				continue
 			}
 			p, _ := peer.Decode(g.Provider)
-			src := &source{id: gid, prov: p}
+			src := &source{id: g.remoteID(), prov: p}
 			if len(g.Group) > 1 {
 				src.prefix = fmt.Sprintf("[rank %d] ", g.Rank)
 			}
@@ -889,6 +1224,29 @@ func (n *Node) remoteLogs(ctx context.Context, id string, follow bool, w io.Writ
 			flusher.Flush()
 		}
 		if pending == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// awaitStart waits while a job is queued when following its logs: there
+// are none until a provider runs it. Without follow, or once it ended
+// queued, it returns at once.
+func (n *Node) awaitStart(ctx context.Context, id string, follow bool) error {
+	for {
+		n.remote.mu.Lock()
+		rj := n.remote.jobs[id]
+		waiting := rj != nil && rj.queued() && rj.Last != nil && !rj.Last.State.Terminal()
+		n.remote.mu.Unlock()
+		if rj == nil {
+			return fmt.Errorf("%w: %s", jobs.ErrNotFound, id)
+		}
+		if !waiting || !follow {
 			return nil
 		}
 		select {
