@@ -161,6 +161,11 @@ func TestOutputSymlinksAreNotFollowed(t *testing.T) {
 			t.Fatalf("result %s: readlink %q, %v; want the symlink to %s", c.name, got, err, c.target)
 		}
 	}
+	// A named pipe in /outputs is refused, not opened (which would
+	// block the upload forever).
+	if f := runJob(t, m, job("mkfifo", "/outputs/pipe")); f.State != Failed || !strings.Contains(f.Reason, "upload outputs: add /outputs/pipe: not a file") {
+		t.Fatalf("fifo in /outputs: %s %q", f.State, f.Reason)
+	}
 	if b, _ := os.ReadFile(hostFile); string(b) != secret {
 		t.Fatalf("the host file changed: %q", b)
 	}

@@ -731,9 +731,12 @@ func (m *Manager) follow(ctx context.Context, j *Job, reattached bool) {
 	m.set(j, Uploading, "adding /outputs to the block store")
 	// Add stores a symlink the job made as a symlink and never reads
 	// what it names on the host.
-	root, err := m.cfg.Content.Add(context.Background(), filepath.Join(m.scratch(j), "outputs"), content.AddOptions{Pin: true, Result: true})
+	outputs := filepath.Join(m.scratch(j), "outputs")
+	root, err := m.cfg.Content.Add(context.Background(), outputs, content.AddOptions{Pin: true, Result: true})
 	if err != nil {
-		m.finish(j, Failed, "upload outputs: "+err.Error(), &exit)
+		// The reason goes to the requester: name the path as the job
+		// knows it, not where this host keeps it.
+		m.finish(j, Failed, "upload outputs: "+strings.ReplaceAll(err.Error(), outputs, "/outputs"), &exit)
 		return
 	}
 	m.mu.Lock()

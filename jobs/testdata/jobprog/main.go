@@ -76,6 +76,11 @@ func main() {
 			fmt.Println("symlink failed:", err)
 			os.Exit(1)
 		}
+	case "mkfifo": // mkfifo PATH
+		if err := syscall.Mkfifo(a[0], 0o644); err != nil {
+			fmt.Println("mkfifo failed:", err)
+			os.Exit(1)
+		}
 	case "fill": // fill PATH MIB: write up to MIB MiB to PATH, 1 MiB at a time
 		fill(a[0], a[1])
 	case "sleepwrite": // sleepwrite DURATION PATH CONTENT
