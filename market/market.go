@@ -295,6 +295,9 @@ func (m *Market) sweep(now time.Time) bool {
 			delete(m.seen, id)
 		}
 	}
+	for r := range m.lapses {
+		m.pruneLapses(r, now)
+	}
 	for id, by := range m.unstarted {
 		if now.After(by) {
 			m.log.Info("deal's job never started; releasing its GPUs", "deal_id", short(id))
