@@ -332,6 +332,46 @@ func TestDashboard(t *testing.T) {
 		t.Fatalf("the State column ends at %.0f px on a 390 px screen (err %v)", right, err)
 	}
 
+	// --open in a real browser: after --logout-all, the file it is pointed
+	// at (from file://, which the browser calls cross-site) signs it in.
+	mustRun(t, prov, "dashboard", "--logout-all")
+	bdir := t.TempDir()
+	record := filepath.Join(bdir, "argv")
+	writeFile(t, filepath.Join(bdir, "browser"), "#!/bin/sh\nprintf '%s' \"$1\" >"+record+".tmp && mv "+record+".tmp "+record+"\n")
+	os.Chmod(filepath.Join(bdir, "browser"), 0o755)
+	open := exec.Command(bin, "--repo", prov, "dashboard", "--open")
+	open.Env = append(os.Environ(), "BROWSER="+filepath.Join(bdir, "browser"))
+	var openErr strings.Builder
+	open.Stderr = &openErr
+	if err := open.Start(); err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan error, 1)
+	go func() { opened <- open.Wait() }()
+	t.Cleanup(func() { open.Process.Kill() })
+	var fileURL []byte
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if fileURL, err = os.ReadFile(record); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dashboard --open started no browser: %s", openErr.String())
+		}
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(string(fileURL))); err != nil {
+		t.Fatal(err)
+	}
+	textOf(t, ctx, "#node-peer-id", 20*time.Second, eq(id.PeerID))
+	select {
+	case err := <-opened:
+		if err != nil {
+			t.Fatalf("dashboard --open: %v: %s", err, openErr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("dashboard --open did not see the browser sign in")
+	}
+	screenshot(t, ctx, "open")
+
 	// Security: no token, a wrong token, a foreign Host, a foreign Origin.
 	for _, c := range []struct {
 		name, path, host, origin string
