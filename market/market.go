@@ -69,6 +69,13 @@ type Config struct {
 	StartWindow time.Duration
 	// ReputationFile persists reputation; empty keeps it in memory.
 	ReputationFile string
+	// Chain names the chain this node pays and is paid on (chain ID and
+	// genesis hash, as "1337/0xab…"); empty means unknown. Offers carry the
+	// requester's, and a provider on another chain does not bid: a deal
+	// between them would be funded where the provider never looks. Dev
+	// chains share the chain ID and the contracts' addresses, so the
+	// genesis hash is what tells them apart.
+	Chain string
 	// FormatAmount renders base units of a token ("native" or an address)
 	// in a refusal's reason; nil writes "N base units".
 	FormatAmount func(token, baseUnits string) string

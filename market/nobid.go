@@ -39,12 +39,13 @@ const (
 	NoBidDisk     = "disk"     // not enough disk
 	NoBidImage    = "image"    // the image is not accepted here
 	NoBidToken    = "token"    // no price in the offer's token
+	NoBidChain    = "chain"    // the requester pays on another chain
 	NoBidDuration = "duration" // the job may run longer than jobs here do
 	NoBidLimit    = "limit"    // the requester holds too many reservations here
 	NoBidDeclined = "declined" // the pricing command declined, or the offer was already declined
 )
 
-var noBidCodes = []string{NoBidPrice, NoBidGPUs, NoBidCPU, NoBidMemory, NoBidDisk, NoBidImage, NoBidToken, NoBidDuration, NoBidLimit, NoBidDeclined}
+var noBidCodes = []string{NoBidPrice, NoBidGPUs, NoBidCPU, NoBidMemory, NoBidDisk, NoBidImage, NoBidToken, NoBidChain, NoBidDuration, NoBidLimit, NoBidDeclined}
 
 // Size limits of a no-bid: it fits in an offer's response with room.
 const (

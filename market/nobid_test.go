@@ -24,6 +24,8 @@ func TestRefusalReasonsReachTheRequester(t *testing.T) {
 	}, Config{BidWindow: 500 * time.Millisecond, AcceptedImages: []string{"ok/*"},
 		FormatAmount: func(tok, base string) string { return base + " wei of " + tok }})
 	req := nodes[2]
+	const ourChain, otherChain = "1337/0x1111111111111111111111111111111111111111111111111111111111111111", "1337/0x2222222222222222222222222222222222222222222222222222222222222222"
+	nodes[0].m.cfg.Chain, nodes[1].m.cfg.Chain = ourChain, ourChain
 	p1, p2 := short(nodes[0].p2p.Host.ID().String()), short(nodes[1].p2p.Host.ID().String())
 	waitProviders(t, req, h100, func(f []ProviderInfo) bool { return len(f) == 2 })
 	// The requester's advert cache would answer for some of these without
@@ -55,11 +57,19 @@ func TestRefusalReasonsReachTheRequester(t *testing.T) {
 		{"token", func(r *OfferRequest) { r.Token = "0x00000000000000000000000000000000000000aa" }, NoBidToken, []string{
 			p2 + ": token 0x00000000000000000000000000000000000000aa not accepted for nvidia-h100-80gb (accepted: native)"}},
 		{"duration", func(r *OfferRequest) { r.MaxDuration = 48 * time.Hour }, NoBidDuration, []string{p1 + ": jobs here run at most 24h0m0s"}},
+		// Two dev chains share the chain ID and the contracts' addresses;
+		// only the genesis tells them apart.
+		{"chain", nil, NoBidChain, []string{p1 + ": the offer pays on chain " + otherChain + ", this provider is paid on chain " + ourChain}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			emptyCache()
 			r := base
-			c.mut(&r)
+			if c.mut != nil {
+				c.mut(&r)
+			} else {
+				req.m.cfg.Chain = otherChain
+				defer func() { req.m.cfg.Chain = "" }()
+			}
 			_, st, err := req.m.Negotiate(context.Background(), r)
 			if !errors.Is(err, ErrNoDeal) {
 				t.Fatalf("negotiate: %v, want no deal", err)

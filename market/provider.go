@@ -177,6 +177,9 @@ func (m *Market) bid(o *JobOffer, id string) ([]byte, error) {
 	}
 	m.mu.Unlock()
 
+	if o.Chain != "" && m.cfg.Chain != "" && o.Chain != m.cfg.Chain {
+		return nil, refuse(NoBidChain, "the offer pays on chain %s, this provider is paid on chain %s: both nodes must use one chain (init --devchain FILE, or the same --chain-rpc)", o.Chain, m.cfg.Chain)
+	}
 	if len(m.cfg.AcceptedImages) > 0 && !imageAccepted(m.cfg.AcceptedImages, o.Image) {
 		return nil, refuse(NoBidImage, "image %q not accepted here (accepted: %s)", o.Image, strings.Join(m.cfg.AcceptedImages, ", "))
 	}

@@ -101,7 +101,7 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 	rand.Read(nonce[:])
 	now := time.Now()
 	o := JobOffer{
-		Version: ProtocolVersion, Requester: m.self.String(), Wallet: m.signer.Wallet(),
+		Version: ProtocolVersion, Requester: m.self.String(), Wallet: m.signer.Wallet(), Chain: m.cfg.Chain,
 		Req: r.Req, Image: r.Image, Token: r.Token, MaxPrice: r.MaxPrice,
 		MaxDurationS: int64(r.MaxDuration / time.Second), SpecHash: r.SpecHash,
 		DeadlineMs: now.Add(m.cfg.BidWindow).UnixMilli(), Nonce: binary.BigEndian.Uint64(nonce[:]),

@@ -66,6 +66,9 @@ type JobOffer struct {
 	Req    Requirements `cbor:"q" json:"requirements"`
 	Image  string       `cbor:"im" json:"image,omitempty"`
 	Token  string       `cbor:"t" json:"token"`
+	// Chain is the requester's chain (Config.Chain); empty from older
+	// requesters, which then meet any provider.
+	Chain string `cbor:"ch,omitempty" json:"chain,omitempty"`
 	// MaxPrice is per GPU-hour in base units of Token.
 	MaxPrice     string `cbor:"mp" json:"max_price"`
 	MaxDurationS int64  `cbor:"d" json:"max_duration_s"`
@@ -150,6 +153,7 @@ var (
 	classRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
 	walletRE = regexp.MustCompile(`^0x[0-9a-fA-F]{40}$`)
 	hashRE   = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	chainRE  = regexp.MustCompile(`^[0-9]{1,20}/0x[0-9a-f]{64}$`)
 	uuidRE   = regexp.MustCompile(`^[A-Za-z0-9-]{1,80}$`)
 )
 
@@ -239,6 +243,8 @@ func (o *JobOffer) validate(now time.Time) error {
 		return bad("offer max_duration_s %d", o.MaxDurationS)
 	case !hashRE.MatchString(o.SpecHash):
 		return bad("offer spec_hash %q", o.SpecHash)
+	case o.Chain != "" && !chainRE.MatchString(o.Chain):
+		return bad("offer chain %q: want CHAIN-ID/0xGENESIS-HASH", o.Chain)
 	case len(o.Addrs) > 8 || len(o.Image) > 256 || len(o.Direct) > 16:
 		return bad("offer has %d addresses, %d direct providers, an image of %d bytes", len(o.Addrs), len(o.Direct), len(o.Image))
 	}

@@ -95,6 +95,7 @@ func (n *Node) openMarket(ctx context.Context, cfg parsed) error {
 		Prices: prices, PricingCommand: mc.PricingCommand, AcceptedImages: mc.AcceptedImages,
 		MaxDuration: cfg.marketMaxDuration, BidWindow: cfg.marketBidWindow,
 		ReserveFor: cfg.marketReserveFor, MaxReservations: mc.MaxReservations, FormatAmount: n.formatAmount,
+		Chain:          fmt.Sprintf("%s/%s", n.chain.ChainID(), strings.ToLower(n.chain.Genesis().Hex())),
 		ReputationFile: n.repo.Dir + "/reputation.json", Logger: n.log,
 	})
 	if err != nil {
