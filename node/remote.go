@@ -999,6 +999,11 @@ func (n *Node) payChannel(ctx context.Context, rj *remoteJob) {
 		n.log.Warn("voucher not delivered", "provider", rj.Provider, "err", err)
 		return
 	}
+	tok := token.Hex()
+	if token == chain.NativeToken {
+		tok = "native"
+	}
+	n.log.Info("paid: voucher sent", "job_id", rj.ID, "provider", rj.Provider, "channel_total", n.formatAmount(tok, total.String()), "jobs_settled", len(ended))
 	n.remote.mu.Lock()
 	for _, o := range ended {
 		o.Settled = true
@@ -1294,6 +1299,10 @@ func (n *Node) autoRedeem(ctx context.Context, every time.Duration, above *big.I
 			n.log.Warn("timed redeem failed; will try again", "err", err)
 			continue
 		}
-		n.log.Info("redeemed vouchers", "paid", res.Paid, "channels", len(res.Redeemed), "tx", res.Tx)
+		if len(res.Redeemed) == 0 {
+			n.log.Debug("timed redeem: nothing owed")
+			continue
+		}
+		n.log.Info("redeemed vouchers", "paid", strings.TrimSpace(res.PaidUnits+" "+res.Symbol), "paid_base", res.Paid, "channels", len(res.Redeemed), "tx", res.Tx)
 	}
 }
