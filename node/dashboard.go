@@ -90,9 +90,12 @@ type dashSessions struct {
 	now func() time.Time // the clock, for tests
 	// cookie is the session cookie's name: one per API port, so that two
 	// daemons on one machine keep their sessions apart.
-	cookie   string
-	codes    map[[32]byte]*loginCode
-	sessions map[[32]byte]*dashSession
+	cookie string
+	// idle and maxAge end a session (defaults sessionIdle, sessionMaxAge;
+	// a config key can set them here).
+	idle, maxAge time.Duration
+	codes        map[[32]byte]*loginCode
+	sessions     map[[32]byte]*dashSession
 }
 
 type loginCode struct {
@@ -107,7 +110,7 @@ type dashSession struct {
 }
 
 func newDashSessions(port string) *dashSessions {
-	return &dashSessions{now: time.Now, cookie: "aixblock_session_" + port,
+	return &dashSessions{now: time.Now, cookie: "aixblock_session_" + port, idle: sessionIdle, maxAge: sessionMaxAge,
 		codes: map[[32]byte]*loginCode{}, sessions: map[[32]byte]*dashSession{}}
 }
 
@@ -179,7 +182,7 @@ func (d *dashSessions) newSession() (id, key string) {
 }
 
 func (d *dashSessions) dead(s *dashSession, now time.Time) bool {
-	return now.Sub(s.used) >= sessionIdle || now.Sub(s.created) >= sessionMaxAge
+	return now.Sub(s.used) >= d.idle || now.Sub(s.created) >= d.maxAge
 }
 
 var (
@@ -776,13 +779,14 @@ func (n *Node) jobCostView(ctx context.Context, id string) (JobCost, error) {
 		if i == 0 && r.deal.Token != "" {
 			out.Symbol, out.Decimals, _ = n.chain.TokenInfo(ctx, dealToken(r.deal))
 		}
-		price, _ := new(big.Int).SetString(r.deal.Price, 10)
-		if price == nil {
+		price, ok := new(big.Int).SetString(r.deal.Price, 10)
+		if !ok { // queued: no deal yet
 			price = new(big.Int)
+		} else {
+			maxCost.Add(maxCost, dealCost(r.deal, time.Duration(r.deal.MaxDurationS)*time.Second))
 		}
 		cost.Add(cost, r.cost)
 		paid.Add(paid, r.paid)
-		maxCost.Add(maxCost, dealCost(r.deal, time.Duration(r.deal.MaxDurationS)*time.Second))
 		out.Ranks = append(out.Ranks, JobRank{Rank: r.rank, JobID: r.id, Provider: r.prov, State: r.state,
 			Price: price.String(), PriceUnits: chain.FormatUnits(price, out.Decimals), GPUs: len(r.deal.GPUs),
 			Cost: r.cost.String(), CostUnits: chain.FormatUnits(r.cost, out.Decimals)})

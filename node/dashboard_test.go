@@ -283,6 +283,11 @@ func TestDashboardJobCostRanks(t *testing.T) {
 		c.Cost != "4000000" || c.Paid != "200" || c.MaxCost != "8000000" || c.Ranks[0].Cost != "2000000" {
 		t.Fatalf("cost view: %+v", c)
 	}
+	// Queued: no deal, no price yet.
+	n.remote.jobs["queued"] = &remoteJob{ID: "queued", Vouched: "0", Last: &jobs.Job{ID: "queued", State: jobs.Queued}}
+	if c, err := n.jobCostView(t.Context(), "queued"); err != nil || c.Cost != "0" || c.MaxCost != "0" || len(c.Ranks) != 1 || c.Ranks[0].Provider != "" {
+		t.Fatalf("a queued job's cost view: %+v, %v", c, err)
+	}
 	if _, err := n.jobCostView(t.Context(), "nope"); !errors.Is(err, jobs.ErrNotFound) {
 		t.Fatalf("a job not through the market: %v", err)
 	}

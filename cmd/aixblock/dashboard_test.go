@@ -122,6 +122,14 @@ func TestDashboard(t *testing.T) {
 	chromedp.Do(ctx, chromedp.Navigate(strings.Split(login, "/ui/")[0]+"/ui/#/testnet"))
 	textOf(t, ctx, "main table", 10*time.Second, func(s string) bool { return strings.Contains(s, "node1 (this node)") })
 	screenshot(t, ctx, "testnet")
+	// Its "open" signs this browser in to another node, through that node's
+	// own one-time link.
+	var reqID idInfo
+	runJSON(t, req, &reqID, "id")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`main table tbody tr:first-child button`))); err != nil {
+		t.Fatal(err)
+	}
+	textOf(t, ctx, "#node-peer-id", 20*time.Second, eq(reqID.PeerID))
 
 	// Requester: a bad form gets the CLI's error, a good one runs.
 	login = strings.TrimSpace(mustRun(t, req, "dashboard"))
@@ -253,7 +261,7 @@ func TestDashboard(t *testing.T) {
 		{rm, `aixblock_jobs{state="running",where="remote"}`, 1},
 		{rm, `aixblock_deals_active{side="requester"}`, 1},
 		{rm, `aixblock_vouchers{direction="signed"}`, 1},
-		{rm, `aixblock_dashboard_sessions`, 1},
+		{rm, `aixblock_dashboard_sessions`, 2}, // the testnet page's "open", then the login link
 	} {
 		if got, ok := metric(c.text, c.series); !ok || got != c.want {
 			t.Errorf("metric %s = %v (present %v), want %v", c.series, got, ok, c.want)

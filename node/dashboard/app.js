@@ -47,7 +47,9 @@ async function api(path, opts = {}) {
   if (!r.ok) {
     const msg = (data && data.error) || `${r.status} ${r.statusText}`;
     if (r.status === 401) signedOut(msg);
-    throw new Error(msg);
+    const err = new Error(msg);
+    err.status = r.status;
+    throw err;
   }
   return data;
 }
@@ -401,8 +403,13 @@ const pages = {
       try {
         c = await api("/v1/jobs/" + encodeURIComponent(id) + "/cost");
       } catch (e) {
+        if (e.status !== 404) throw e; // try again on the next tick
         local = true;
         money.replaceChildren(h("p", { class: "muted", id: "job-cost-none" }, "No price: this job runs on this node, not through the market."));
+        return;
+      }
+      if (c.ranks.every((r) => !r.provider)) {
+        money.replaceChildren(h("h2", {}, "Cost"), h("p", { class: "muted", id: "job-cost-queued" }, "No deal yet: the job waits for a provider, and costs nothing until one runs it."));
         return;
       }
       for (const r of c.ranks) if (c.ranks.length > 1) seenRanks.add(r.rank);
