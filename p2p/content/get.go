@@ -50,12 +50,15 @@ func checkCodec(c cid.Cid) error {
 
 // Fetch makes every block of the DAG under root local, fetching what is
 // missing. Blocks already here are never fetched again, so an interrupted
-// fetch resumes where it stopped. progress, when set, gets the running stats.
+// fetch resumes where it stopped. progress, when set, gets the running
+// stats, possibly from several goroutines at once.
 func (s *Store) Fetch(ctx context.Context, root cid.Cid, progress func(FetchStats)) (FetchStats, error) {
-	return s.fetch(ctx, root, progress, s.limit(GetOptions{}))
+	return s.fetch(ctx, root, progress, s.limit(GetOptions{}), nil)
 }
 
-func (s *Store) fetch(ctx context.Context, root cid.Cid, progress func(FetchStats), lim limit) (FetchStats, error) {
+// fetch is Fetch with a limit; blocks it receives are also offered to
+// pass, when set.
+func (s *Store) fetch(ctx context.Context, root cid.Cid, progress func(FetchStats), lim limit, pass *handoff) (FetchStats, error) {
 	if err := checkCodec(root); err != nil {
 		return FetchStats{}, err
 	}
@@ -149,6 +152,7 @@ func (s *Store) fetch(ctx context.Context, root cid.Cid, progress func(FetchStat
 			depth[l.Cid] = d + 1
 		}
 		mu.Unlock()
+		pass.put(nd)
 		if progress != nil {
 			progress(st)
 		}
@@ -251,14 +255,15 @@ func (s *Store) GetWith(ctx context.Context, root cid.Cid, out string, opts GetO
 		err   error
 	}
 	fetched := make(chan result, 1)
+	pass := &handoff{m: map[cid.Cid]ipld.Node{}}
 	go func() {
-		st, err := s.fetch(ctx, root, opts.Progress, lim)
+		st, err := s.fetch(ctx, root, opts.Progress, lim, pass)
 		if err != nil {
 			wcancel() // the writer may be waiting for a block that will not come
 		}
 		fetched <- result{st, err}
 	}()
-	t := &tree{dag: readOnly{merkledag.NewSession(wctx, s.dag)}, root: root, lim: lim, maxDepth: s.cfg.MaxDepth}
+	t := &tree{dag: readOnly{merkledag.NewSession(wctx, s.dag)}, pass: pass, root: root, lim: lim, maxDepth: s.cfg.MaxDepth}
 	werr := t.write(wctx, out)
 	r := <-fetched
 	if r.err != nil {
@@ -282,7 +287,7 @@ func (s *Store) Cat(ctx context.Context, root cid.Cid, w io.Writer) error {
 // checked against the limit before the first byte.
 func (s *Store) CatWith(ctx context.Context, root cid.Cid, w io.Writer, opts GetOptions) error {
 	lim := s.limit(opts)
-	if _, err := s.fetch(ctx, root, opts.Progress, lim); err != nil {
+	if _, err := s.fetch(ctx, root, opts.Progress, lim, nil); err != nil {
 		return err
 	}
 	t := &tree{dag: s.local, root: root, lim: lim, maxDepth: s.cfg.MaxDepth}
@@ -309,3 +314,47 @@ func (readOnly) Add(context.Context, ipld.Node) error        { return errReadOnl
 func (readOnly) AddMany(context.Context, []ipld.Node) error  { return errReadOnly }
 func (readOnly) Remove(context.Context, cid.Cid) error       { return errReadOnly }
 func (readOnly) RemoveMany(context.Context, []cid.Cid) error { return errReadOnly }
+
+// handoff passes the raw leaves a fetch has just received to the writer
+// of the same Get, which would otherwise read each back from the
+// datastore. It holds at most handoffBytes: when the writer lags, leaves
+// are not kept and it reads them from the datastore as before. Only raw
+// nodes pass; they are immutable, so sharing them is safe.
+type handoff struct {
+	mu    sync.Mutex
+	m     map[cid.Cid]ipld.Node
+	bytes int
+}
+
+const handoffBytes = 64 << 20
+
+func (h *handoff) put(nd ipld.Node) {
+	if h == nil {
+		return
+	}
+	if _, raw := nd.(*merkledag.RawNode); !raw {
+		return
+	}
+	n := len(nd.RawData())
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, dup := h.m[nd.Cid()]; dup || h.bytes+n > handoffBytes {
+		return
+	}
+	h.m[nd.Cid()] = nd
+	h.bytes += n
+}
+
+func (h *handoff) take(c cid.Cid) (ipld.Node, bool) {
+	if h == nil {
+		return nil, false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	nd, ok := h.m[c]
+	if ok {
+		delete(h.m, c)
+		h.bytes -= len(nd.RawData())
+	}
+	return nd, ok
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -246,16 +247,29 @@ func TestGetKeepsExecutableBit(t *testing.T) {
 }
 
 // fakeClock is the injectable clock of pin expiry.
-type fakeClock struct{ now time.Time }
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
 
-func (c *fakeClock) Now() time.Time { return c.now }
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
 
 // Results expire: an expiring pin is unpinned and its blocks collected once
 // ResultTTL has passed; a result pinned for good, or content that was
 // already pinned for good, stays.
 func TestResultPinsExpire(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
-	s := line(t, 1, Config{ResultTTL: time.Hour, Now: clock.Now, SweepInterval: time.Hour})[0].store
+	s := line(t, 1, Config{ResultTTL: time.Hour, Now: clock.Now, SweepInterval: -1})[0].store
 	ctx := context.Background()
 	dir := t.TempDir()
 	add := func(name string, size int, opts AddOptions) cid.Cid {
@@ -276,18 +290,18 @@ func TestResultPinsExpire(t *testing.T) {
 	if again, err := s.Add(ctx, p, AddOptions{Pin: true, Result: true}); err != nil || again != data {
 		t.Fatalf("re-add: %s %v", again, err)
 	}
-	if at, ok, _ := s.PinExpiry(ctx, result); !ok || !at.Equal(clock.now.Add(time.Hour)) {
+	if at, ok, _ := s.PinExpiry(ctx, result); !ok || !at.Equal(clock.Now().Add(time.Hour)) {
 		t.Fatalf("result expires %v (%v), want in an hour", at, ok)
 	}
 	if err := s.Pin(ctx, kept); err != nil { // `data pin add` by the requester
 		t.Fatal(err)
 	}
 
-	clock.now = clock.now.Add(59 * time.Minute)
+	clock.advance(59 * time.Minute)
 	if gone, err := s.SweepExpired(ctx); err != nil || len(gone) != 0 {
 		t.Fatalf("before the TTL: unpinned %v (%v)", gone, err)
 	}
-	clock.now = clock.now.Add(2 * time.Minute)
+	clock.advance(2 * time.Minute)
 	gone, err := s.SweepExpired(ctx)
 	if err != nil || len(gone) != 1 || gone[0] != result {
 		t.Fatalf("after the TTL: unpinned %v (%v), want only %s", gone, err, result)

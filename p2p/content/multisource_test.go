@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,8 +35,11 @@ func TestGetFromTwoSources(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "f")
-	var last FetchStats
-	st, err := c.store.Get(ctx, root, out, func(s FetchStats) { last = s })
+	var (
+		mu   sync.Mutex
+		last FetchStats
+	)
+	st, err := c.store.Get(ctx, root, out, func(s FetchStats) { mu.Lock(); last = s; mu.Unlock() })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,6 +49,8 @@ func TestGetFromTwoSources(t *testing.T) {
 	if st.Peers != 2 {
 		t.Fatalf("fetched from %d peers, want both (%+v)", st.Peers, st)
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if last.Total == 0 || st.Total < int64(len(want)) || st.Bytes != st.Total {
 		t.Fatalf("total %d, bytes %d: want the root's declared size, reached", st.Total, st.Bytes)
 	}

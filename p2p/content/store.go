@@ -55,7 +55,7 @@ type Config struct {
 	// negative forever.
 	ResultTTL time.Duration
 	// SweepInterval is how often expired pins are looked for; zero means
-	// 10 minutes.
+	// 10 minutes, negative never (SweepExpired only).
 	SweepInterval time.Duration
 	// Now is the clock for pin expiry; nil means time.Now (tests inject one).
 	Now func() time.Time
@@ -157,7 +157,9 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Store, error) {
 	}
 	s.pins = pins
 	go s.reprovide(ctx)
-	go s.sweepLoop(ctx)
+	if cfg.SweepInterval > 0 {
+		go s.sweepLoop(ctx)
+	}
 	return s, nil
 }
 
