@@ -114,6 +114,7 @@ type Market struct {
 	adverts   map[string]*ProviderAdvert // fetched from the DHT, by peer
 	refreshed map[string]time.Time       // when each class's adverts were last fetched
 	msgsSent  atomic.Int64
+	bidStats  bidStats // what bid answered, for metrics
 }
 
 type hold struct {

@@ -154,12 +154,12 @@ func (m *Market) handleOffer(ctx context.Context, from peer.ID, req []byte) ([]b
 	return raw, err
 }
 
-// bid runs the bid engine: the offer against the requester's reservations
+// decideBid runs the bid engine: the offer against the requester's reservations
 // here, free healthy GPUs, host resources, accepted images and tokens, and
 // the price floor; on a match it reserves the GPUs for at most ReserveFor,
 // whatever the offer's deadline, and returns the signed bid. A refusal is
 // a *refusal. An offer is bid on once, however it came.
-func (m *Market) bid(o *JobOffer, id string) ([]byte, error) {
+func (m *Market) decideBid(o *JobOffer, id string) ([]byte, error) {
 	now := m.now()
 	m.mu.Lock()
 	if b := m.bids[id]; b != nil {

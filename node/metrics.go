@@ -34,6 +34,10 @@ import (
 //	aixblock_deposited_amount{token}       deposited by this wallet into its channels
 //	aixblock_bitswap_bytes_total{direction}   block bytes received/sent by bitswap
 //	aixblock_bitswap_blocks_total{direction}  blocks received/sent by bitswap
+//	aixblock_bids_total                    offers this provider bid on
+//	aixblock_bids_refused_total{reason}    offers it refused, by NoBid code (price,
+//	                                       gpus, cpu, memory, disk, image, token,
+//	                                       duration, limit, declined, chain, error)
 //	aixblock_dashboard_sessions            live dashboard sessions
 //
 // Chain figures are read at most every chainMetricsEvery, so a scrape
@@ -98,6 +102,8 @@ var (
 	descRedeemed     = prometheus.NewDesc("aixblock_redeemed_amount", "Redeemed on chain into this wallet's channels, in token units.", []string{"token"}, nil)
 	descDeposited    = prometheus.NewDesc("aixblock_deposited_amount", "Deposited by this wallet into its channels, in token units.", []string{"token"}, nil)
 	descBitswapBytes = prometheus.NewDesc("aixblock_bitswap_bytes_total", "Block bytes moved by bitswap.", []string{"direction"}, nil)
+	descBids         = prometheus.NewDesc("aixblock_bids_total", "Offers this provider bid on.", nil, nil)
+	descBidsRefused  = prometheus.NewDesc("aixblock_bids_refused_total", "Offers this provider refused, by reason (the NoBid code).", []string{"reason"}, nil)
 	descBitswapBlks  = prometheus.NewDesc("aixblock_bitswap_blocks_total", "Blocks moved by bitswap.", []string{"direction"}, nil)
 )
 
@@ -118,7 +124,7 @@ type tokenMeta struct {
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descJobs, descGPUs, descGPUsAlloc, descDeals, descVouchers, descVouchAmount,
-		descRedeemed, descDeposited, descBitswapBytes, descBitswapBlks} {
+		descRedeemed, descDeposited, descBitswapBytes, descBitswapBlks, descBids, descBidsRefused} {
 		ch <- d
 	}
 }
@@ -187,6 +193,15 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descGPUs, v, h)
 	}
 	gauge(descGPUsAlloc, float64(len(alloc)))
+
+	// Bids.
+	if n.market != nil {
+		bids, refused := n.market.BidCounts()
+		ch <- prometheus.MustNewConstMetric(descBids, prometheus.CounterValue, float64(bids))
+		for code, v := range refused {
+			ch <- prometheus.MustNewConstMetric(descBidsRefused, prometheus.CounterValue, float64(v), code)
+		}
+	}
 
 	// Bitswap.
 	if n.content != nil {

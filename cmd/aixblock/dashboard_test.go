@@ -258,6 +258,7 @@ func TestDashboard(t *testing.T) {
 		{pm, `aixblock_jobs{state="completed",where="local"}`, 1},
 		{pm, `aixblock_deals_active{side="provider"}`, 1},
 		{pm, `aixblock_vouchers{direction="received"}`, 1},
+		{pm, `aixblock_bids_total`, 2}, // the first job and this one
 		{rm, `aixblock_jobs{state="running",where="remote"}`, 1},
 		{rm, `aixblock_deals_active{side="requester"}`, 1},
 		{rm, `aixblock_vouchers{direction="signed"}`, 1},
