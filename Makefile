@@ -27,8 +27,9 @@ run: build
 # sizes, then a daemon's memory and CPU when idle with 10 peers.
 bench: bench-gpu bench-transfer bench-gossip bench-idle bench-gas bench-market bench-jobs bench-e2e
 
-# 1 GiB through bitswap against a plain TCP copy, and data add against
-# sha256sum (AIXBLOCK_BENCH_MIB=N for another size).
+# One run: get to a file, bitswap alone, a raw TCP copy and a libp2p stream
+# copy over the same hosts, as MiB/s and ratios of TCP; data add against Go
+# reading and SHA-256 hashing the file (AIXBLOCK_BENCH_MIB=N for another size).
 bench-transfer:
 	$(GO) test -run '^$$' -bench Transfer -benchtime 1x -timeout 30m ./p2p/content/
 
