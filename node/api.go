@@ -244,8 +244,22 @@ func routeLabel(path string) string {
 		"/v1/data/pin/rm", "/v1/data/pin/ls", "/v1/data/export", "/v1/data/import", "/v1/data/gc",
 		"/v1/wallet", "/v1/wallet/channels", "/v1/wallet/deposit", "/v1/wallet/voucher", "/v1/wallet/redeem",
 		"/v1/wallet/close", "/v1/wallet/withdraw", "/v1/market/providers", "/v1/market/offer", "/v1/market/deals", "/v1/jobs",
-		"/v1/wallet/earnings", "/v1/testnet", "/ui/", "/ui/login":
+		"/v1/wallet/earnings", "/v1/wallet/spending", "/v1/testnet", "/v1/testnet/login", "/ui/", "/ui/login", "/ui/login.js",
+		"/v1/dashboard/login", "/v1/dashboard/logout", "/v1/dashboard/logout-all":
 		return path
+	}
+	// Per-job routes under one label each: IDs would grow the label set.
+	if rest, ok := strings.CutPrefix(path, "/v1/jobs/"); ok {
+		_, sub, ok := strings.Cut(rest, "/")
+		switch {
+		case !ok:
+			return "/v1/jobs/{id}"
+		case sub == "logs" || sub == "cancel" || sub == "events" || sub == "cost":
+			return "/v1/jobs/{id}/" + sub
+		}
+	}
+	if strings.HasPrefix(path, "/v1/dashboard/login/") {
+		return "/v1/dashboard/login/{id}"
 	}
 	return "other"
 }
