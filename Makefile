@@ -16,7 +16,7 @@ build:
 # Test artifacts (the dashboard's screenshots) land under artifacts/.
 test:
 	mkdir -p artifacts
-	$(GO) test -count=1 -timeout 15m -artifacts -outputdir $(CURDIR)/artifacts ./...
+	$(GO) test -count=1 -timeout 25m -artifacts -outputdir $(CURDIR)/artifacts ./...
 
 # Set-up (Docker), a four-node testnet, and one job end to end from node0;
 # the testnet keeps running (./bin/aixblock testnet down stops it).
