@@ -119,6 +119,9 @@ func (n *Node) handleJobPrepare(ctx context.Context, from peer.ID, req []byte) (
 	if err != nil {
 		return nil, err
 	}
+	if err := n.claimDeal(deal.ID); err != nil {
+		return nil, err
+	}
 	port, err := n.freePort()
 	if err != nil {
 		return nil, err
@@ -277,7 +280,8 @@ func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec, id string, progr
 		ranks[r].rep.Job.Provider = ranks[r].deal.Provider
 		ranks[r].rep.Job.ID = ids[r]
 		rj := &remoteJob{ID: ids[r], Remote: remoteIDs[r], Provider: ranks[r].deal.Provider, Deal: ranks[r].deal,
-			Last: &ranks[r].rep.Job, Vouched: "0", LastSeen: time.Now(), Spec: *spec, Group: group, Rank: r}
+			Vouched: "0", Spec: *spec, Group: group, Rank: r}
+		rj.see(&ranks[r].rep.Job, time.Now())
 		n.remote.mu.Lock()
 		if old := n.remote.jobs[rj.ID]; old != nil {
 			rj.Rated = old.Rated

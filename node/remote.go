@@ -14,6 +14,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -81,6 +82,27 @@ type remoteJob struct {
 	QueueUntil time.Time `json:"queue_until,omitempty"`
 	// Rated: the deal's outcome is in the provider's reputation.
 	Rated bool `json:"rated,omitempty"`
+	// RunSeen and EndSeen are when this node first saw the job started
+	// and ended, by its own clock: it pays for the time between them (or
+	// up to LastSeen while it runs), never for the provider's StartedAt
+	// and FinishedAt, which a provider could set to anything.
+	RunSeen time.Time `json:"run_seen,omitzero"`
+	EndSeen time.Time `json:"end_seen,omitzero"`
+}
+
+// see records the provider's answer about the job at now (this node's
+// clock), and when the job was first seen started and ended.
+func (rj *remoteJob) see(j *jobs.Job, now time.Time) {
+	rj.Last, rj.LastSeen = j, now
+	if j.StartedAt != nil && rj.RunSeen.IsZero() {
+		rj.RunSeen = now
+	}
+	if j.State.Terminal() && rj.EndSeen.IsZero() {
+		rj.EndSeen = now
+		if rj.RunSeen.IsZero() && j.StartedAt != nil {
+			rj.RunSeen = now
+		}
+	}
 }
 
 // remoteID is the job's ID on its provider.
@@ -121,10 +143,22 @@ type remote struct {
 	mu       sync.Mutex
 	jobs     map[string]*remoteJob // requester side, by job ID
 	provided map[string]market.Deal
-	lastPaid map[string]time.Time // provider side: job ID -> last voucher
-	ports    map[int]bool         // provider side: ports given to distributed ranks
-	portOf   map[string]int       // provider side: job ID -> its port
-	interval time.Duration
+	// Provider side, for the money check (see coverage): the jobs still
+	// watched, when each started running (this node's clock), and per
+	// channel what was owed before its running jobs: the voucher held
+	// when the first of them started, plus the cost of those that ended.
+	live     map[string]bool
+	runSince map[string]time.Time
+	floor    map[common.Hash]*big.Int
+	// refused is, per channel, why its last voucher was refused.
+	refused map[common.Hash]string
+	// startedDeals: every deal that started a job here, kept in
+	// startedPath so that a replayed start is refused after a restart.
+	startedDeals map[string]bool
+	startedPath  string
+	ports        map[int]bool   // provider side: ports given to distributed ranks
+	portOf       map[string]int // provider side: job ID -> its port
+	interval     time.Duration
 	// Queued jobs wait under ctx (the daemon's; followRemote ends it),
 	// each with its own cancel.
 	ctx     context.Context
@@ -137,13 +171,53 @@ func (n *Node) remoteDir() string { return filepath.Join(n.repo.Dir, "remote") }
 // openRemote loads the requester's records and registers the provider's
 // protocols.
 func (n *Node) openRemote() error {
-	n.remote = &remote{jobs: map[string]*remoteJob{}, provided: map[string]market.Deal{}, lastPaid: map[string]time.Time{},
+	if err := n.loadRemote(); err != nil {
+		return err
+	}
+	h := n.p2p.Host
+	lim := p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20}
+	p2p.Handle(h, n.p2p.ProtocolID(protoJobStart), lim, n.log, n.handleJobStart)
+	p2p.Handle(h, n.p2p.ProtocolID(protoJobStatus), lim, n.log, n.handleJobStatus)
+	p2p.Handle(h, n.p2p.ProtocolID(protoJobLogs), lim, n.log, n.handleJobLogs)
+	p2p.Handle(h, n.p2p.ProtocolID(protoJobVoucher), p2p.StreamLimits{MaxRequest: chain.MaxVoucherBytes, MaxResponse: 64}, n.log, n.handleJobVoucher)
+	p2p.Handle(h, n.p2p.ProtocolID(protoJobCancel), lim, n.log, n.handleJobCancel)
+	n.openGang()
+	return nil
+}
+
+// loadRemote makes both sides' state and loads the requester's records
+// and the deals already started here.
+func (n *Node) loadRemote() error {
+	n.remote = &remote{jobs: map[string]*remoteJob{}, provided: map[string]market.Deal{},
+		live: map[string]bool{}, runSince: map[string]time.Time{}, floor: map[common.Hash]*big.Int{}, refused: map[common.Hash]string{},
+		startedDeals: map[string]bool{}, startedPath: filepath.Join(n.repo.Dir, "started-deals.json"),
 		ports: map[int]bool{}, portOf: map[string]int{}, interval: n.voucherInterval, waiting: map[string]context.CancelFunc{}}
+	if n.remote.interval <= 0 {
+		n.remote.interval = 10 * time.Second
+	}
 	n.remote.ctx, n.remote.stop = context.WithCancel(context.Background())
 	if err := os.MkdirAll(n.remoteDir(), 0o700); err != nil {
 		return err
 	}
-	entries, _ := os.ReadDir(n.remoteDir())
+	switch b, err := os.ReadFile(n.remote.startedPath); {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("started deals: %w", err)
+	default:
+		var ids []string
+		if err := json.Unmarshal(b, &ids); err != nil {
+			// Refusing to start beats forgetting which deals already ran:
+			// a replayed deal would run again.
+			return fmt.Errorf("started deals %s is corrupt (%v): repair it or move it away; a deal in it could then be started again", n.remote.startedPath, err)
+		}
+		for _, id := range ids {
+			n.remote.startedDeals[id] = true
+		}
+	}
+	entries, err := os.ReadDir(n.remoteDir())
+	if err != nil {
+		return fmt.Errorf("remote job records: %w", err)
+	}
 	for _, e := range entries {
 		if !strings.HasSuffix(e.Name(), ".json") {
 			continue
@@ -154,20 +228,18 @@ func (n *Node) openRemote() error {
 			continue
 		}
 		var rj remoteJob
-		if err := json.Unmarshal(b, &rj); err != nil || rj.ID == "" {
+		if err := json.Unmarshal(b, &rj); err != nil {
 			n.log.Error("remote job record is corrupt; leaving it out", "file", e.Name(), "err", err)
+			continue
+		}
+		// The file is named after the ID it holds; one that is not is no
+		// record of ours.
+		if err := checkJobID(rj.ID); err != nil || rj.ID+".json" != e.Name() {
+			n.log.Error("remote job record names another job, or none; leaving it out", "file", e.Name(), "id", rj.ID, "err", err)
 			continue
 		}
 		n.remote.jobs[rj.ID] = &rj
 	}
-	h := n.p2p.Host
-	lim := p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20}
-	p2p.Handle(h, n.p2p.ProtocolID(protoJobStart), lim, n.log, n.handleJobStart)
-	p2p.Handle(h, n.p2p.ProtocolID(protoJobStatus), lim, n.log, n.handleJobStatus)
-	p2p.Handle(h, n.p2p.ProtocolID(protoJobLogs), lim, n.log, n.handleJobLogs)
-	p2p.Handle(h, n.p2p.ProtocolID(protoJobVoucher), p2p.StreamLimits{MaxRequest: chain.MaxVoucherBytes, MaxResponse: 64}, n.log, n.handleJobVoucher)
-	p2p.Handle(h, n.p2p.ProtocolID(protoJobCancel), lim, n.log, n.handleJobCancel)
-	n.openGang()
 	return nil
 }
 
@@ -371,16 +443,14 @@ func (n *Node) startSingle(ctx context.Context, rj *remoteJob, exclude []string,
 	if err := json.Unmarshal(resp, &j); err != nil {
 		return fmt.Errorf("provider %s: %w", deal.Provider, err)
 	}
-	remoteID := ""
-	if j.ID != rj.ID {
-		if err := checkJobID(j.ID); err != nil {
-			return fmt.Errorf("provider %s: %w", deal.Provider, err)
-		}
-		remoteID = j.ID
+	remoteID, err := providerJobID(rj.ID, j.ID)
+	if err != nil {
+		return fmt.Errorf("provider %s: %w", deal.Provider, err)
 	}
 	j.ID, j.Provider = rj.ID, deal.Provider
 	n.remote.mu.Lock()
-	rj.Remote, rj.Provider, rj.Deal, rj.Last, rj.LastSeen, rj.QueueUntil = remoteID, deal.Provider, *deal, &j, time.Now(), time.Time{}
+	rj.Remote, rj.Provider, rj.Deal, rj.QueueUntil = remoteID, deal.Provider, *deal, time.Time{}
+	rj.see(&j, time.Now())
 	n.remote.mu.Unlock()
 	if err := n.saveRemote(rj); err != nil {
 		n.log.Error("record of a started job not saved", "job_id", rj.ID, "err", err)
@@ -445,6 +515,19 @@ func (n *Node) resumeQueued() {
 		n.log.Info("queued job resumed", "job_id", rj.ID, "until", rj.QueueUntil)
 		n.startQueued(rj, nil)
 	}
+}
+
+// providerJobID is the provider's ID for a job this node named ours, as
+// the requester keeps it (empty: the same): it is sent back in requests
+// and must be a job ID, never a path.
+func providerJobID(ours, got string) (string, error) {
+	if got == ours {
+		return "", nil
+	}
+	if err := checkJobID(got); err != nil {
+		return "", fmt.Errorf("the provider's ID for job %s: %w", ours, err)
+	}
+	return got, nil
 }
 
 // checkJobID accepts what becomes a file name: a job ID is 16 hex digits.
@@ -572,6 +655,9 @@ func (n *Node) handleJobStart(ctx context.Context, from peer.ID, req []byte) ([]
 	if err != nil {
 		return nil, err
 	}
+	if err := n.claimDeal(deal.ID); err != nil {
+		return nil, err
+	}
 	spec := sr.Spec
 	spec.Resources.GPUs = len(deal.GPUs)
 	j, err := n.jobs.Submit(spec, jobs.SubmitOptions{GPUs: deal.GPUs, ID: sr.JobID})
@@ -587,6 +673,18 @@ func (n *Node) handleJobStart(ctx context.Context, from peer.ID, req []byte) ([]
 // deal must be ours and the requester's, the spec the deal's, and the
 // channel must hold the deal's maximum cost beyond what is owed.
 func (n *Node) checkStart(ctx context.Context, from peer.ID, sr startRequest) (*market.Deal, error) {
+	// The ID names the job's directory here: refused before anything else.
+	if sr.JobID != "" {
+		if err := checkJobID(sr.JobID); err != nil {
+			return nil, fmt.Errorf("start request: job_id: %w", err)
+		}
+	}
+	n.remote.mu.Lock()
+	replay := n.remote.startedDeals[sr.DealID]
+	n.remote.mu.Unlock()
+	if replay {
+		return nil, fmt.Errorf("deal %s already started its job here: a deal starts one job, once; make a new deal for another", short(sr.DealID))
+	}
 	if n.jobs == nil {
 		return nil, fmt.Errorf("this provider cannot run jobs: %v", n.jobsErr)
 	}
@@ -612,6 +710,11 @@ func (n *Node) checkStart(ctx context.Context, from peer.ID, sr startRequest) (*
 	if err != nil {
 		return nil, err
 	}
+	if ch.ClosesAt != 0 {
+		// Its payer may withdraw at ClosesAt, whatever it vouched by then.
+		return nil, fmt.Errorf("channel %s is closing (its payer may withdraw at %s): no job starts on it; deposit into a new channel after withdrawing",
+			ch.ID, time.Unix(int64(ch.ClosesAt), 0).UTC().Format(time.RFC3339))
+	}
 	owed := ch.Redeemed.Big()
 	if v := n.vouchers.get(n.vouchers.data.Received, ch.ID); v != nil && v.CumulativeAmount.Cmp(owed) > 0 {
 		owed = v.CumulativeAmount.Big()
@@ -623,14 +726,145 @@ func (n *Node) checkStart(ctx context.Context, from peer.ID, sr startRequest) (*
 	return deal, nil
 }
 
+// claimDeal records that a deal started its job, on disk before the job
+// starts; a deal already recorded is refused (a replayed start).
+func (n *Node) claimDeal(id string) error {
+	r := n.remote
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.startedDeals[id] {
+		return fmt.Errorf("deal %s already started its job here: a deal starts one job, once; make a new deal for another", short(id))
+	}
+	ids := make([]string, 0, len(r.startedDeals)+1)
+	for d := range r.startedDeals {
+		ids = append(ids, d)
+	}
+	ids = append(ids, id)
+	sort.Strings(ids)
+	b, err := json.Marshal(ids)
+	if err != nil {
+		return fmt.Errorf("record started deal: %w", err)
+	}
+	if err := writeAtomic(r.startedPath, b); err != nil {
+		return fmt.Errorf("record started deal %s: %w", short(id), err)
+	}
+	r.startedDeals[id] = true
+	return nil
+}
+
 // startedProvided records a job this node runs for a deal and watches it.
 func (n *Node) startedProvided(j *jobs.Job, deal market.Deal) {
-	n.market.Started(deal.ID)
-	n.remote.mu.Lock()
-	n.remote.provided[j.ID] = deal
-	n.remote.lastPaid[j.ID] = time.Now()
-	n.remote.mu.Unlock()
+	if n.market != nil {
+		n.market.Started(deal.ID)
+	}
+	n.trackProvided(j.ID, deal)
 	go n.watchProvided(j.ID, deal)
+}
+
+// providedChannel is the channel that pays for a deal this node provides.
+func (n *Node) providedChannel(deal market.Deal) common.Hash {
+	return chain.ChannelID(common.HexToAddress(deal.RequesterWallet), n.wallet.Address(), dealToken(deal))
+}
+
+// trackProvided starts the money check of a provided job: when it is the
+// only running job on its channel, what was owed before it is what the
+// voucher held now says.
+func (n *Node) trackProvided(id string, deal market.Deal) {
+	ch := n.providedChannel(deal)
+	held := new(big.Int)
+	if v := n.vouchers.get(n.vouchers.data.Received, ch); v != nil {
+		held = v.CumulativeAmount.Big()
+	}
+	r := n.remote
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	others := false
+	for o := range r.live {
+		if n.providedChannel(r.provided[o]) == ch {
+			others = true
+		}
+	}
+	if !others {
+		r.floor[ch] = held
+	}
+	r.provided[id] = deal
+	r.live[id] = true
+}
+
+// endProvided ends the money check of a provided job: what it cost (its
+// run time here, within the deal) is owed before the channel's other jobs.
+func (n *Node) endProvided(id string, started, finished *time.Time) {
+	r := n.remote
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.live[id] {
+		return
+	}
+	deal := r.provided[id]
+	ch := n.providedChannel(deal)
+	delete(r.live, id)
+	delete(r.runSince, id)
+	if started != nil && finished != nil && r.floor[ch] != nil {
+		r.floor[ch] = new(big.Int).Add(r.floor[ch], dealCost(deal, min(finished.Sub(*started), time.Duration(deal.MaxDurationS)*time.Second)))
+	}
+}
+
+// coverage is the money check of a channel at now: what its best voucher
+// holds, what it owes (what was owed before its running jobs, plus each
+// one's price × its run time here so far), and the slack allowed: two
+// voucher intervals of each running job (the requester pays once an
+// interval, for the time it saw, from when it first saw the job run).
+func (n *Node) coverage(ch common.Hash, now time.Time) (held, owed, slack *big.Int) {
+	held = new(big.Int)
+	if v := n.vouchers.get(n.vouchers.data.Received, ch); v != nil {
+		held = v.CumulativeAmount.Big()
+	}
+	r := n.remote
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	owed, slack = new(big.Int), new(big.Int)
+	if f := r.floor[ch]; f != nil {
+		owed.Set(f)
+	}
+	for id := range r.live {
+		deal := r.provided[id]
+		if n.providedChannel(deal) != ch {
+			continue
+		}
+		since, ok := r.runSince[id]
+		if !ok {
+			continue // not running yet: nothing owed
+		}
+		owed.Add(owed, dealCost(deal, min(now.Sub(since), time.Duration(deal.MaxDurationS)*time.Second)))
+		slack.Add(slack, dealCost(deal, 2*r.interval))
+	}
+	return held, owed, slack
+}
+
+// unpaid says why a running provided job must stop for want of pay, or
+// "" while the channel's vouchers keep up with its jobs.
+func (n *Node) unpaid(id string, now time.Time) string {
+	n.remote.mu.Lock()
+	deal, ok := n.remote.provided[id]
+	n.remote.mu.Unlock()
+	if !ok {
+		return ""
+	}
+	ch := n.providedChannel(deal)
+	held, owed, slack := n.coverage(ch, now)
+	short := new(big.Int).Sub(owed, held)
+	if short.Cmp(slack) <= 0 {
+		return ""
+	}
+	n.remote.mu.Lock()
+	why := n.remote.refused[ch]
+	n.remote.mu.Unlock()
+	reason := fmt.Sprintf("the requester's vouchers stopped covering the job: channel %s holds %s base units, its running jobs owe %s (%s short, %s allowed)",
+		ch, held, owed, short, slack)
+	if why != "" {
+		reason += "; last voucher refused: " + why
+	}
+	return reason
 }
 
 // watchProvided stops a job whose vouchers stop (after three intervals),
@@ -653,6 +887,8 @@ func (n *Node) watchProvided(id string, deal market.Deal) {
 	}
 	t := time.NewTicker(n.remote.interval)
 	defer t.Stop()
+	var started, finished *time.Time
+	defer func() { n.endProvided(id, started, finished) }()
 	for {
 		select {
 		case c := <-changes:
@@ -664,20 +900,30 @@ func (n *Node) watchProvided(id string, deal market.Deal) {
 		case <-t.C:
 		}
 		j, err := n.jobs.Get(id)
-		if err != nil || j.State.Terminal() {
+		if err != nil {
 			return
 		}
-		n.remote.mu.Lock()
-		last := n.remote.lastPaid[id]
-		n.remote.mu.Unlock()
+		started, finished = j.StartedAt, j.FinishedAt
+		if j.State.Terminal() {
+			return
+		}
 		// Nothing is owed before the job runs (a gang's rank waits for
 		// the others, an image loads): the vouchers are due from its start.
-		if j.StartedAt != nil && last.Before(*j.StartedAt) {
-			last = *j.StartedAt
+		if j.StartedAt != nil {
+			n.remote.mu.Lock()
+			if _, ok := n.remote.runSince[id]; !ok {
+				n.remote.runSince[id] = *j.StartedAt
+			}
+			n.remote.mu.Unlock()
 		}
-		if j.State == jobs.Running && time.Since(last) > 3*n.remote.interval {
-			n.log.Warn("vouchers stopped; stopping the job", "job_id", id, "requester", deal.Requester)
-			n.jobs.Fail(id, fmt.Sprintf("the requester's vouchers stopped (none for %s)", time.Since(last).Round(time.Second)))
+		if j.State != jobs.Running {
+			continue
+		}
+		if why := n.unpaid(id, time.Now()); why != "" {
+			n.log.Warn("vouchers stopped; stopping the job", "job_id", id, "requester", deal.Requester, "why", why)
+			if f, err := n.jobs.Fail(id, why); err == nil {
+				started, finished = f.StartedAt, f.FinishedAt
+			}
 			return
 		}
 	}
@@ -783,26 +1029,86 @@ func (n *Node) handleJobLogs(ctx context.Context, from peer.ID, req []byte) ([]b
 	return json.Marshal(logChunk{Data: buf[:k], Done: j.State.Terminal() && k < maxLogChunk, Bytes: r.Offset + int64(k)})
 }
 
-// handleJobVoucher keeps a voucher for one of our jobs.
+// handleJobVoucher keeps a voucher for one of our jobs, only if it can be
+// redeemed for more than the one held: signed by the payer, for this
+// wallet, chain and escrow, on the channel of a deal of the sender's here,
+// raising the cumulative amount, within the channel's deposit on chain.
+// Anything else is refused with the reason, and the voucher held stays.
 func (n *Node) handleJobVoucher(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
-	v, err := chain.DecodeVoucher(req)
+	v, err := chain.DecodeVoucher(req) // checks the fields and the signature
 	if err != nil {
 		return nil, err
 	}
+	if err := n.acceptVoucher(ctx, from, v); err != nil {
+		if !errors.Is(err, errVoucherHeld) {
+			n.remote.mu.Lock()
+			n.remote.refused[v.Channel] = err.Error()
+			n.remote.mu.Unlock()
+			n.log.Warn("voucher refused", "requester", from, "channel", v.Channel, "amount", v.CumulativeAmount, "err", err)
+			return nil, err
+		}
+	}
+	return []byte("ok"), nil
+}
+
+// errVoucherHeld: the voucher is the one already held (a requester resends
+// its last when nothing more is owed); nothing changes.
+var errVoucherHeld = errors.New("voucher already held")
+
+func (n *Node) acceptVoucher(ctx context.Context, from peer.ID, v *chain.Voucher) error {
 	if v.Payee != n.wallet.Address() || v.ChainID.Big().Cmp(n.chain.ChainID()) != 0 || v.Escrow != n.chain.Escrow() {
-		return nil, errors.New("voucher is not for this wallet, chain and escrow")
+		return fmt.Errorf("voucher refused: it pays %s on chain %s through escrow %s; this provider is %s on chain %s through %s",
+			v.Payee, v.ChainID, v.Escrow, n.wallet.Address(), n.chain.ChainID(), n.chain.Escrow())
 	}
-	if _, err := n.vouchers.keep(n.vouchers.data.Received, v); err != nil {
-		return nil, err
-	}
+	ours := false
 	n.remote.mu.Lock()
-	for id, d := range n.remote.provided {
-		if d.Requester == from.String() && common.HexToAddress(d.RequesterWallet) == v.Payer {
-			n.remote.lastPaid[id] = time.Now()
+	for _, d := range n.remote.provided {
+		if d.Requester == from.String() && n.providedChannel(d) == v.Channel {
+			ours = true
+			break
 		}
 	}
 	n.remote.mu.Unlock()
-	return []byte("ok"), nil
+	if !ours {
+		return fmt.Errorf("voucher refused: channel %s (payer %s, token %s) is not the channel of any deal of yours here", v.Channel, v.Payer, v.Token)
+	}
+	prev := n.vouchers.get(n.vouchers.data.Received, v.Channel)
+	if prev != nil {
+		switch c := v.CumulativeAmount.Cmp(prev.CumulativeAmount.Big()); {
+		case c == 0:
+			return errVoucherHeld
+		case c < 0:
+			return fmt.Errorf("voucher refused: cumulative amount %s is below the %s already held on channel %s; send a voucher for more", v.CumulativeAmount, prev.CumulativeAmount, v.Channel)
+		}
+	}
+	ch, err := n.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
+	if err != nil {
+		return fmt.Errorf("voucher not kept: reading its channel to check the deposit: %w", err)
+	}
+	if v.CumulativeAmount.Cmp(ch.Deposited.Big()) > 0 {
+		// Redeem skips it, and it would hide the one that can be redeemed.
+		return fmt.Errorf("voucher refused: cumulative amount %s exceeds channel %s's deposit of %s; the voucher held (%s) stays", v.CumulativeAmount, v.Channel, ch.Deposited, amountOf(prev))
+	}
+	kept, err := n.vouchers.keepIf(n.vouchers.data.Received, v, func(old *chain.Voucher) bool {
+		return old == nil || old.CumulativeAmount.Cmp(v.CumulativeAmount.Big()) < 0
+	})
+	if err != nil {
+		return fmt.Errorf("voucher not kept: %w", err)
+	}
+	if !kept {
+		return errVoucherHeld // a higher one came in meanwhile
+	}
+	n.remote.mu.Lock()
+	delete(n.remote.refused, v.Channel)
+	n.remote.mu.Unlock()
+	return nil
+}
+
+func amountOf(v *chain.Voucher) string {
+	if v == nil {
+		return "none"
+	}
+	return v.CumulativeAmount.String()
 }
 
 // followRemote is the requester's loop: it refreshes its remote jobs'
@@ -811,6 +1117,7 @@ func (n *Node) handleJobVoucher(ctx context.Context, from peer.ID, req []byte) (
 func (n *Node) followRemote(ctx context.Context) {
 	defer n.remote.stop() // queued jobs stop waiting with the daemon
 	n.resumeQueued()
+	go n.watchClosing(ctx)
 	t := time.NewTicker(n.remote.interval)
 	defer t.Stop()
 	for {
@@ -831,7 +1138,7 @@ func (n *Node) followRemote(ctx context.Context) {
 		for _, rj := range live {
 			if j, err := n.remoteStatus(ctx, rj); err == nil {
 				n.remote.mu.Lock()
-				rj.Last, rj.LastSeen = j, time.Now()
+				rj.see(j, time.Now())
 				n.remote.mu.Unlock()
 				n.rate(rj)
 				if err := n.saveRemote(rj); err != nil {
@@ -938,24 +1245,48 @@ func (n *Node) providerMissing(ctx context.Context, rj *remoteJob, err error) {
 	}
 }
 
-// jobCost is what a job has cost so far: its run time at the deal's price.
-func jobCost(rj *remoteJob) *big.Int {
+// jobCost is what a job has cost so far: the run time this node saw, at
+// the deal's price.
+func jobCost(rj *remoteJob) *big.Int { return dealCost(rj.Deal, observedRun(rj, 0)) }
+
+// jobPayable is what this node pays for a job: the run time it saw, plus
+// one interval (it polls once an interval, so the job ran up to one
+// before it was first seen running), within the deal's maximum duration.
+func jobPayable(rj *remoteJob, interval time.Duration) *big.Int {
+	return dealCost(rj.Deal, observedRun(rj, interval))
+}
+
+// observedRun is the job's run time by this node's own clock: from when
+// it first saw the job started to when it saw it end, or last saw it
+// (a running job, or one whose provider vanished), plus extra, clamped
+// to the deal's maximum duration. The provider's StartedAt and
+// FinishedAt count for nothing: a provider could report any.
+func observedRun(rj *remoteJob, extra time.Duration) time.Duration {
 	j := rj.Last
-	if j == nil || j.StartedAt == nil {
-		return new(big.Int)
+	if j == nil {
+		return 0
 	}
-	// A running job is paid up to when it was last seen running; one the
-	// provider reported ended, up to its end; one whose provider vanished,
-	// never beyond the last sight of it.
+	start := rj.RunSeen
+	if start.IsZero() {
+		if j.StartedAt == nil || rj.LastSeen.IsZero() {
+			return 0
+		}
+		// A record from before RunSeen was kept: the provider's start,
+		// never before this node's record of the job was made.
+		start = *j.StartedAt
+		if !j.CreatedAt.IsZero() && start.Before(j.CreatedAt) {
+			start = j.CreatedAt
+		}
+	}
 	end := rj.LastSeen
-	if j.FinishedAt != nil && !rj.Unreachable {
-		end = *j.FinishedAt
+	if !rj.EndSeen.IsZero() && (end.IsZero() || rj.EndSeen.Before(end)) {
+		end = rj.EndSeen
 	}
-	d := end.Sub(*j.StartedAt)
+	d := max(end.Sub(start), 0) + extra
 	if limit := time.Duration(rj.Deal.MaxDurationS) * time.Second; d > limit {
 		d = limit
 	}
-	return dealCost(rj.Deal, d)
+	return d
 }
 
 // payChannel signs and sends the channel's cumulative voucher: every job
@@ -967,7 +1298,7 @@ func (n *Node) payChannel(ctx context.Context, rj *remoteJob) {
 	n.remote.mu.Lock()
 	for _, o := range n.remote.jobs {
 		if common.HexToAddress(o.Deal.ProviderWallet) == payee && dealToken(o.Deal) == token {
-			c := jobCost(o)
+			c := jobPayable(o, n.remote.interval)
 			o.Vouched = c.String()
 			total.Add(total, c)
 			if !o.Settled && o.Last != nil && o.Last.State.Terminal() {
@@ -992,8 +1323,17 @@ func (n *Node) payChannel(ctx context.Context, rj *remoteJob) {
 		n.log.Warn("sign voucher", "err", err)
 		return
 	}
-	n.vouchers.keep(n.vouchers.data.Signed, v)
-	raw, _ := json.Marshal(v)
+	// Kept before it is sent: a voucher the provider holds and this node
+	// forgot would be signed again for less, and the provider refuses less.
+	if _, err := n.vouchers.keep(n.vouchers.data.Signed, v); err != nil {
+		n.log.Error("voucher not sent: keeping it failed", "provider", rj.Provider, "err", err)
+		return
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		n.log.Error("voucher not sent", "provider", rj.Provider, "err", err)
+		return
+	}
 	prov, _ := peer.Decode(rj.Provider)
 	if _, err := p2p.Request(ctx, n.p2p.Host, prov, n.p2p.ProtocolID(protoJobVoucher), raw, p2p.StreamLimits{MaxRequest: chain.MaxVoucherBytes, MaxResponse: 64}); err != nil {
 		n.log.Warn("voucher not delivered", "provider", rj.Provider, "err", err)
@@ -1054,7 +1394,7 @@ func (n *Node) remoteJobByID(ctx context.Context, id string) (*jobs.Job, error) 
 	if !settled {
 		if j, err := n.remoteStatus(ctx, rj); err == nil {
 			n.remote.mu.Lock()
-			rj.Last = j
+			rj.see(j, time.Now())
 			n.remote.mu.Unlock()
 		}
 	}
@@ -1267,6 +1607,71 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// watchClosing is the provider's guard against a payer that closes a
+// channel to withdraw: every voucher interval it reads the channels it
+// holds vouchers for, and on one that is closing it redeems what it is
+// owed at once (the payer may withdraw the rest when the challenge period
+// ends) and stops the jobs running on it (nothing more can be paid).
+func (n *Node) watchClosing(ctx context.Context) {
+	t := time.NewTicker(n.remote.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n.checkClosing(ctx)
+	}
+}
+
+// checkClosing is one round of watchClosing.
+func (n *Node) checkClosing(ctx context.Context) {
+	if n.chain == nil || n.vouchers == nil {
+		return
+	}
+	owed := false
+	var closing []common.Hash
+	for _, v := range n.vouchers.received() {
+		if v.ChainID.Big().Cmp(n.chain.ChainID()) != 0 || v.Escrow != n.chain.Escrow() {
+			continue
+		}
+		ch, err := n.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
+		if err != nil || ch.ClosesAt == 0 {
+			continue
+		}
+		closing = append(closing, ch.ID)
+		if v.CumulativeAmount.Cmp(ch.Redeemed.Big()) > 0 && v.CumulativeAmount.Cmp(ch.Deposited.Big()) <= 0 {
+			owed = true
+		}
+	}
+	if owed {
+		res, err := n.redeem(ctx, RedeemRequest{})
+		if err != nil {
+			n.log.Error("a payer is closing a channel; redeeming failed, will try again", "err", err)
+		} else {
+			n.log.Info("a payer is closing a channel: redeemed at once", "paid_base", res.Paid, "channels", len(res.Redeemed), "tx", res.Tx)
+		}
+	}
+	for _, ch := range closing {
+		n.remote.mu.Lock()
+		var stop []string
+		for id := range n.remote.live {
+			if n.providedChannel(n.remote.provided[id]) == ch {
+				stop = append(stop, id)
+			}
+		}
+		n.remote.mu.Unlock()
+		for _, id := range stop {
+			if n.jobs == nil {
+				continue
+			}
+			n.log.Warn("the requester is closing the job's channel; stopping the job", "job_id", id, "channel", ch)
+			n.jobs.Fail(id, fmt.Sprintf("the requester started closing channel %s, which pays for the job: it could withdraw what the job earns from now", ch))
+		}
+	}
 }
 
 // autoRedeem is the provider's redeem policy: every interval, one

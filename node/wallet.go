@@ -117,24 +117,59 @@ func openVoucherStore(path string) (*voucherStore, error) {
 // keep stores v if it beats what m holds for its channel; it reports
 // whether it did.
 func (s *voucherStore) keep(m map[common.Hash]*chain.Voucher, v *chain.Voucher) (bool, error) {
+	return s.keepIf(m, v, func(old *chain.Voucher) bool {
+		return old == nil || old.CumulativeAmount.Cmp(v.CumulativeAmount.Big()) < 0
+	})
+}
+
+// keepIf stores v if better says so of what m holds for its channel (nil
+// for none), on disk first: a failed write leaves the old one in place.
+func (s *voucherStore) keepIf(m map[common.Hash]*chain.Voucher, v *chain.Voucher, better func(old *chain.Voucher) bool) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old := m[v.Channel]; old != nil && old.CumulativeAmount.Cmp(v.CumulativeAmount.Big()) >= 0 {
+	old, had := m[v.Channel]
+	if !better(old) {
 		return false, nil
 	}
 	m[v.Channel] = v
 	b, err := json.MarshalIndent(s.data, "", "  ")
+	if err == nil {
+		err = writeAtomic(s.path, b)
+	}
 	if err != nil {
-		return false, err
-	}
-	tmp := s.path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return false, fmt.Errorf("vouchers: %w", err)
-	}
-	if err := os.Rename(tmp, s.path); err != nil {
+		if had {
+			m[v.Channel] = old
+		} else {
+			delete(m, v.Channel)
+		}
 		return false, fmt.Errorf("vouchers: %w", err)
 	}
 	return true, nil
+}
+
+// writeAtomic replaces path with b: a crash leaves the old file or the
+// new one, never part of either.
+func writeAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 func (s *voucherStore) received() []*chain.Voucher { return s.list(s.data.Received) }

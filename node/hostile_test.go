@@ -1,0 +1,333 @@
+package node
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aixblock/aixblock/chain"
+	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/market"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// The attacks of a hostile peer on the money path (issue 17), each sent
+// as the peer would: crafted wire messages and vouchers signed with its
+// own key, against a provider (or requester) on a real dev chain.
+
+// hostile is a provider on an in-memory dev chain and a requester that
+// attacks it: its own wallet, chain client, peer ID, a funded channel to
+// the provider and a deal with it.
+type hostile struct {
+	t        *testing.T
+	dev      *chain.DevChain
+	prov     *Node
+	req      *chain.Client // the attacker's
+	from     peer.ID       // the attacker's peer
+	deal     market.Deal
+	deposit  *big.Int
+	interval time.Duration
+}
+
+func newHostile(t *testing.T) *hostile {
+	t.Helper()
+	ctx := t.Context()
+	dev, err := chain.StartDevChain(ctx, chain.DevChainConfig{IdleBlock: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dev.Close() })
+	client := func(i int) (*chain.Wallet, *chain.Client) {
+		w, err := chain.ImportWallet(t.TempDir(), "", chain.DevKey(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := chain.NewClient(ctx, dev.Client(), w, chain.Config{Escrow: dev.Info.Escrow, Token: dev.Info.Token, Poll: 10 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w, c
+	}
+	reqW, reqC := client(1)
+	provW, provC := client(2)
+	h := &hostile{t: t, dev: dev, req: reqC, deposit: big.NewInt(1_000_000), interval: time.Second}
+	h.prov = providerNode(t, t.TempDir(), provW, provC, h.interval)
+	if _, err := reqC.Deposit(ctx, provW.Address(), dev.Info.Token, h.deposit); err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.from, err = peer.IDFromPrivateKey(key); err != nil {
+		t.Fatal(err)
+	}
+	// 3600 base units per GPU-hour on one GPU: 1 a second.
+	h.deal = market.Deal{DealTerms: market.DealTerms{ID: "deal-1", Requester: h.from.String(), RequesterWallet: reqW.Address().Hex(),
+		ProviderWallet: provW.Address().Hex(), Token: dev.Info.Token.Hex(), Price: "3600", MaxDurationS: 3600, GPUs: []string{"GPU-0"}}}
+	return h
+}
+
+// providerNode is the provider's side of a node, from its repo dir: its
+// wallet, chain, vouchers and market-job state, without p2p or Docker.
+func providerNode(t *testing.T, dir string, w *chain.Wallet, c *chain.Client, interval time.Duration) *Node {
+	t.Helper()
+	n := &Node{log: slog.New(slog.NewTextHandler(io.Discard, nil)), repo: &Repo{Dir: dir}, wallet: w, chain: c, voucherInterval: interval}
+	var err error
+	if n.vouchers, err = openVoucherStore(filepath.Join(dir, "vouchers.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.loadRemote(); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// voucher is the attacker's voucher for amount on the deal's channel.
+func (h *hostile) voucher(amount *big.Int) []byte {
+	h.t.Helper()
+	v, err := h.req.SignVoucher(h.prov.wallet.Address(), h.dev.Info.Token, amount)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return b
+}
+
+func (h *hostile) send(amount *big.Int) error {
+	_, err := h.prov.handleJobVoucher(h.t.Context(), h.from, h.voucher(amount))
+	return err
+}
+
+func (h *hostile) held() *big.Int {
+	v := h.prov.vouchers.get(h.prov.vouchers.data.Received, h.prov.providedChannel(h.deal))
+	if v == nil {
+		return new(big.Int)
+	}
+	return v.CumulativeAmount.Big()
+}
+
+// Attack 1: a voucher for 2^96-1 used to replace the redeemable one, so
+// that redeem skipped it and the requester withdrew everything. Now it is
+// refused, the redeemable one stays, and redeem pays it.
+func TestHostileVoucherPoisoning(t *testing.T) {
+	h := newHostile(t)
+	h.prov.trackProvided("00000000000000a1", h.deal)
+	if err := h.send(big.NewInt(100)); err != nil {
+		t.Fatalf("an honest voucher for 100: %v", err)
+	}
+	for _, amount := range []*big.Int{chain.MaxAmount, new(big.Int).Add(h.deposit, big.NewInt(1))} {
+		err := h.send(amount)
+		if err == nil || !strings.Contains(err.Error(), "exceeds channel") || !strings.Contains(err.Error(), "deposit") {
+			t.Fatalf("voucher for %s over the deposit of %s: %v", amount, h.deposit, err)
+		}
+		if got := h.held(); got.Cmp(big.NewInt(100)) != 0 {
+			t.Fatalf("after a voucher for %s the provider holds %s, want the redeemable 100", amount, got)
+		}
+	}
+	if err := h.send(big.NewInt(99)); err == nil || !strings.Contains(err.Error(), "below the 100 already held") {
+		t.Fatalf("a voucher for less than held: %v", err)
+	}
+	if err := h.send(big.NewInt(100)); err != nil {
+		t.Fatalf("the held voucher resent: %v", err)
+	}
+	res, err := h.prov.redeem(t.Context(), RedeemRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := h.prov.chain.Channel(t.Context(), h.req.Address(), h.prov.wallet.Address(), h.dev.Info.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch.Redeemed.Big().Cmp(big.NewInt(100)) != 0 || res.Paid.Big().Cmp(big.NewInt(100)) != 0 {
+		t.Fatalf("redeemed %s (paid %s), want the 100 vouched", ch.Redeemed, res.Paid)
+	}
+}
+
+// Attack 2: a 1-wei voucher replayed every interval kept a job running
+// for its whole timeout, and a voucher on any channel counted. Now the
+// job's vouchers must keep up with price × run time; one that falls two
+// intervals behind stops it, and a voucher off the deal's channel is
+// refused.
+func TestHostileVoucherReplay(t *testing.T) {
+	h := newHostile(t)
+	const id = "00000000000000a2"
+	h.prov.trackProvided(id, h.deal)
+	t0 := time.Now()
+	h.prov.remote.mu.Lock()
+	h.prov.remote.runSince[id] = t0 // as watchProvided records the job's start
+	h.prov.remote.mu.Unlock()
+
+	// Another channel of the attacker's: the native coin, not the deal's token.
+	other, err := h.req.SignVoucher(h.prov.wallet.Address(), chain.NativeToken, big.NewInt(5_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(other)
+	if _, err := h.prov.handleJobVoucher(t.Context(), h.from, raw); err == nil || !strings.Contains(err.Error(), "not the channel of any deal of yours") {
+		t.Fatalf("a voucher on another channel: %v", err)
+	}
+	// Nor does a stranger's peer get to pay for (or poison) the deal's channel.
+	key, _, _ := crypto.GenerateEd25519Key(nil)
+	stranger, _ := peer.IDFromPrivateKey(key)
+	if _, err := h.prov.handleJobVoucher(t.Context(), stranger, h.voucher(big.NewInt(7))); err == nil {
+		t.Fatal("a voucher from a peer without a deal was kept")
+	}
+
+	if err := h.send(big.NewInt(1)); err != nil {
+		t.Fatalf("the first 1-wei voucher is a valid one: %v", err)
+	}
+	for i := 1; i <= 10; i++ {
+		h.send(big.NewInt(1)) // replayed every interval
+		if why := h.prov.unpaid(id, t0.Add(time.Duration(i)*h.interval)); why != "" {
+			if i <= 2 {
+				t.Fatalf("stopped after %d intervals, within the slack: %s", i, why)
+			}
+			if !strings.Contains(why, "vouchers stopped") || !strings.Contains(why, "holds 1 base units") {
+				t.Fatalf("reason: %s", why)
+			}
+			t.Logf("stopped after %d intervals: %s", i, why)
+			break
+		}
+		if i == 10 {
+			t.Fatal("a replayed 1-wei voucher kept the job running for 10 intervals")
+		}
+	}
+
+	// An honest requester's vouchers, price × time seen, keep it running.
+	if err := h.send(big.NewInt(60)); err != nil {
+		t.Fatal(err)
+	}
+	if why := h.prov.unpaid(id, t0.Add(61*time.Second)); why != "" {
+		t.Fatalf("paid for 60 s of 61, stopped: %s", why)
+	}
+}
+
+// Attack 3: the same start request sent again started another job on the
+// same GPUs. A deal starts one job, once, across a restart too.
+func TestHostileDealReplay(t *testing.T) {
+	h := newHostile(t)
+	if err := h.prov.claimDeal(h.deal.ID); err != nil { // the first start
+		t.Fatal(err)
+	}
+	spec := jobs.Spec{Image: "scratch"}
+	req, _ := json.Marshal(startRequest{DealID: h.deal.ID, Spec: spec, JobID: "00000000000000b1"})
+	for _, prov := range []*Node{h.prov, providerNode(t, h.prov.repo.Dir, h.prov.wallet, h.prov.chain, h.interval)} {
+		if _, err := prov.handleJobStart(t.Context(), h.from, req); err == nil || !strings.Contains(err.Error(), "already started its job") {
+			t.Fatalf("a replayed start: %v", err)
+		}
+		if err := prov.claimDeal(h.deal.ID); err == nil {
+			t.Fatal("a deal was claimed twice")
+		}
+	}
+}
+
+// Attack 4: a requester that starts closing its channel may withdraw
+// what the provider has not redeemed when the challenge period ends. The
+// provider redeems at once when it sees the channel closing.
+func TestHostileClosingChannel(t *testing.T) {
+	h := newHostile(t)
+	h.prov.trackProvided("00000000000000a4", h.deal)
+	if err := h.send(big.NewInt(755)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.req.StartClose(t.Context(), h.prov.wallet.Address(), h.dev.Info.Token); err != nil {
+		t.Fatal(err)
+	}
+	h.prov.checkClosing(t.Context())
+	ch, err := h.prov.chain.Channel(t.Context(), h.req.Address(), h.prov.wallet.Address(), h.dev.Info.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch.ClosesAt == 0 || ch.Redeemed.Big().Cmp(big.NewInt(755)) != 0 {
+		t.Fatalf("closing channel (closes at %d): redeemed %s, want the 755 vouched", ch.ClosesAt, ch.Redeemed)
+	}
+}
+
+// Attack 8: a provider that reports a start a year ago collected the
+// maximum cost of a 1 s job. The requester pays for what it saw itself.
+func TestHostileProviderTime(t *testing.T) {
+	deal := market.Deal{DealTerms: market.DealTerms{Price: "3600", MaxDurationS: 3600, GPUs: []string{"GPU-0"}}}
+	rj := &remoteJob{ID: "00000000000000c1", Deal: deal}
+	t0 := time.Now()
+	yearAgo, future := t0.Add(-365*24*time.Hour), t0.Add(365*24*time.Hour)
+	rj.see(&jobs.Job{State: jobs.Pending, CreatedAt: yearAgo}, t0)
+	rj.see(&jobs.Job{State: jobs.Running, CreatedAt: yearAgo, StartedAt: &yearAgo}, t0.Add(time.Second))
+	interval := 10 * time.Second
+	if got, want := jobPayable(rj, interval), dealCost(deal, interval); got.Cmp(want) != 0 {
+		t.Fatalf("just seen running: pays %s, want one interval's %s", got, want)
+	}
+	rj.see(&jobs.Job{State: jobs.Completed, CreatedAt: yearAgo, StartedAt: &yearAgo, FinishedAt: &future}, t0.Add(2*time.Second))
+	rj.see(&jobs.Job{State: jobs.Completed, CreatedAt: yearAgo, StartedAt: &yearAgo, FinishedAt: &future}, t0.Add(time.Hour))
+	want := dealCost(deal, time.Second+interval) // seen running for 1 s, plus an interval
+	if got := jobPayable(rj, interval); got.Cmp(want) != 0 {
+		t.Fatalf("a 1 s job whose provider claims a year: pays %s, want %s (the deal's maximum is %s)", got, want, dealCost(deal, time.Hour))
+	}
+	if got := jobCost(rj); got.Cmp(dealCost(deal, time.Second)) != 0 {
+		t.Fatalf("the job's cost shown: %s, want 1 s's", got)
+	}
+}
+
+// Attack 9: the requester named its record after the job ID the provider
+// returned: "../config" overwrote its config.json. IDs are 16 lowercase
+// hex digits wherever they become file names, on both sides.
+func TestHostileJobIDTraversal(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.json")
+	if err := os.WriteFile(cfg, []byte(`{"keep":"me"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{log: slog.New(slog.NewTextHandler(io.Discard, nil)), repo: &Repo{Dir: dir}}
+	if err := n.loadRemote(); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"../config", "../../etc/x", "00000000000000AB", "0000000000000000/", "", "0123456789abcdef0"} {
+		if _, err := providerJobID("0123456789abcdef", bad); err == nil || !strings.Contains(err.Error(), "16 lowercase hex digits") {
+			t.Fatalf("the provider's job ID %q: %v", bad, err)
+		}
+		if err := n.saveRemote(&remoteJob{ID: bad}); err == nil {
+			t.Fatalf("a record saved under %q", bad)
+		}
+		// The provider's side: the requester's job_id names the job's directory.
+		req, _ := json.Marshal(startRequest{DealID: "d", JobID: bad})
+		if bad == "" {
+			continue // the provider chooses
+		}
+		if _, err := n.handleJobStart(t.Context(), "peer", req); err == nil || !strings.Contains(err.Error(), "job_id") {
+			t.Fatalf("a start request with job_id %q: %v", bad, err)
+		}
+	}
+	if id, err := providerJobID("0123456789abcdef", "fedcba9876543210"); err != nil || id != "fedcba9876543210" {
+		t.Fatalf("a provider's own valid ID: %q, %v", id, err)
+	}
+	// A record that names another file's job is not loaded.
+	b, _ := json.Marshal(remoteJob{ID: "../config"})
+	if err := os.WriteFile(filepath.Join(n.remoteDir(), "0123456789abcdef.json"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.loadRemote(); err != nil {
+		t.Fatal(err)
+	}
+	if len(n.remote.jobs) != 0 {
+		t.Fatalf("loaded %v", n.remote.jobs)
+	}
+	if b, _ := os.ReadFile(cfg); string(b) != `{"keep":"me"}` {
+		t.Fatalf("config.json is now %q", b)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.Name() != "config.json" && e.Name() != "remote" {
+			t.Fatalf("a file outside remote/: %s", e.Name())
+		}
+	}
+}
