@@ -39,6 +39,25 @@ import (
 // provider checks the deal and the deposit before preparing, keeps the
 // vouchers, and stops a job whose vouchers stop coming. The requester
 // counts each deal's outcome in its reputation record of the provider.
+//
+// Money rules, against a hostile peer on either side:
+//   - The provider keeps a voucher only if it is signed by the payer, for
+//     this wallet, chain and escrow, on the channel of a deal of the
+//     sender's, raises the cumulative amount and fits the channel's
+//     deposit on chain; otherwise it is refused with the reason and the
+//     voucher held stays (handleJobVoucher).
+//   - A running job stops when its channel's best voucher falls more than
+//     two voucher intervals of its jobs' price behind what they owe: what
+//     was owed before them plus price × each one's run time here
+//     (coverage, unpaid).
+//   - A deal starts one job, once, across restarts (claimDeal,
+//     started-deals.json); a start on a closing channel is refused, and a
+//     closing channel is redeemed at once (checkClosing).
+//   - The requester pays for the run time it saw itself, from first
+//     seeing the job started to seeing it end (or last seeing it), plus
+//     one interval, within the deal's maximum (observedRun); never by the
+//     provider's StartedAt or FinishedAt.
+//   - Job IDs become file names only as 16 lowercase hex digits.
 
 const (
 	protoJobStart   = "jobs/start/1"
