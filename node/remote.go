@@ -286,7 +286,10 @@ func (n *Node) saveRemote(rj *remoteJob) error {
 // dealCost is what a deal costs for d of run time: price per GPU-hour ×
 // GPUs × hours, rounded up to a base unit.
 func dealCost(deal market.Deal, d time.Duration) *big.Int {
-	price, _ := new(big.Int).SetString(deal.Price, 10)
+	price, ok := new(big.Int).SetString(deal.Price, 10)
+	if !ok {
+		return new(big.Int) // no deal yet (a queued job): nothing to pay
+	}
 	gpus := int64(max(len(deal.GPUs), 1))
 	c := new(big.Int).Mul(price, big.NewInt(gpus))
 	c.Mul(c, big.NewInt(d.Milliseconds()))
