@@ -114,8 +114,15 @@ func quietExcept(args []string) []string {
 
 func startDaemon(t testing.TB, repo string, extra ...string) *daemon {
 	t.Helper()
+	return startDaemonArgs(t, repo, append(slices.Clone(quiet), extra...)...)
+}
+
+// startDaemonArgs starts a daemon with exactly these flags, without the
+// quiet defaults (for tests of the defaults themselves).
+func startDaemonArgs(t testing.TB, repo string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{stderr: &bytes.Buffer{}, done: make(chan error, 1)}
-	d.cmd = exec.Command(bin, append(append([]string{"--repo", repo, "daemon"}, quiet...), extra...)...)
+	d.cmd = exec.Command(bin, append([]string{"--repo", repo, "daemon"}, args...)...)
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -261,7 +261,7 @@ func newShutdownCmd(g *globals) *cobra.Command {
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
-			return fmt.Errorf("the daemon did not stop within 10s")
+			return fmt.Errorf("the daemon did not stop within 10s; its log is %s; stop it with SIGTERM (or SIGKILL) to its process", filepath.Join(g.repo, "daemon.log"))
 		},
 	}
 }

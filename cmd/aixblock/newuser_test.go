@@ -168,13 +168,3 @@ func TestForeignNetworkBootstrap(t *testing.T) {
 		t.Fatalf("no bootstrap warning:\n%s", d.stderr)
 	}
 }
-
-// startDaemonArgs starts a daemon with exactly these flags (no quiet
-// defaults), for tests of the defaults themselves.
-func startDaemonArgs(t *testing.T, repo string, args ...string) *daemon {
-	t.Helper()
-	saved := quiet
-	quiet = nil
-	defer func() { quiet = saved }()
-	return startDaemon(t, repo, args...)
-}
