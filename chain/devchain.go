@@ -333,11 +333,20 @@ func (d *DevChain) deploy(ctx context.Context, key *ecdsa.PrivateKey, info DevCh
 		}
 	}
 	// Nonces are counted here: asking the pool for each one races with the
-	// block that seals the previous transaction.
-	nonce, err := d.client.NonceAt(ctx, crypto.PubkeyToAddress(key.PublicKey), nil)
+	// block that seals the previous transaction. The first is the higher of
+	// the head's and the pool's: a receipt can be served before the head
+	// moves to its block, and then the head's nonce is one behind (seen as
+	// "replacement transaction underpriced" on the first mint).
+	from := crypto.PubkeyToAddress(key.PublicKey)
+	nonce, err := d.client.NonceAt(ctx, from, nil)
 	if err != nil {
 		return fmt.Errorf("devchain: %w", err)
 	}
+	pending, err := d.client.PendingNonceAt(ctx, from)
+	if err != nil {
+		return fmt.Errorf("devchain: %w", err)
+	}
+	nonce = max(nonce, pending)
 	t := tok.Instance(d.client, info.Token)
 	var last *types.Transaction
 	for _, a := range fund {
