@@ -26,6 +26,7 @@ require (
 	github.com/multiformats/go-multihash v0.2.3
 	github.com/prometheus/client_golang v1.25.0
 	github.com/spf13/cobra v1.10.2
+	github.com/vishvananda/netns v0.0.5
 	gopkg.in/yaml.v3 v3.0.1
 )
 

@@ -1,0 +1,163 @@
+package overlay
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+)
+
+// newNetns makes a network namespace with loopback up, removed at cleanup.
+func newNetns(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("no ip command (iproute2)")
+	}
+	var b [4]byte
+	rand.Read(b[:])
+	name := "aixov-" + hex.EncodeToString(b[:])
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "delete", name).Run() })
+	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("lo up: %v: %s", err, out)
+	}
+	return name
+}
+
+// listenIn listens on addr inside the namespace at path, from a thread
+// that goes back afterwards; the listener stays in the namespace.
+func listenIn(t *testing.T, path, addr string) net.Listener {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	own, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	if err := netns.Set(ns); err != nil {
+		t.Fatal(err)
+	}
+	ln, lerr := net.Listen("tcp4", addr)
+	if err := netns.Set(own); err != nil {
+		t.Fatalf("back to the test's namespace: %v", err) // the thread dies locked
+	}
+	if lerr != nil {
+		t.Fatal(lerr)
+	}
+	return ln
+}
+
+func answer(ln net.Listener, text string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		io.WriteString(c, text)
+		c.Close()
+	}
+}
+
+func readAll(t *testing.T, c net.Conn) string {
+	t.Helper()
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// The dialer reaches the namespace's own loopback, not the host's, on the
+// same port number; by path and by the PID of a process in it.
+func TestDialNetns(t *testing.T) {
+	name := newNetns(t)
+	path := "/run/netns/" + name
+	host, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	port := host.Addr().(*net.TCPAddr).Port
+	go answer(host, "the host's loopback")
+	inside := listenIn(t, path, host.Addr().String())
+	defer inside.Close()
+	go answer(inside, "inside the namespace")
+
+	c, err := DialNetns(context.Background(), path, port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, c); got != "inside the namespace" {
+		t.Fatalf("DialNetns reached %q", got)
+	}
+	// The dialing thread went back: a plain dial reaches the host.
+	c, err = net.Dial("tcp4", host.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, c); got != "the host's loopback" {
+		t.Fatalf("plain dial reached %q", got)
+	}
+
+	sleeper := exec.Command("ip", "netns", "exec", name, "sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	// ip netns exec enters the namespace before it execs sleep: wait.
+	want, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		got, err := os.Stat("/proc/" + strconv.Itoa(sleeper.Process.Pid) + "/ns/net")
+		if err == nil && os.SameFile(got, want) && strings.Contains(cmdline(sleeper.Process.Pid), "sleep") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the helper process never entered the namespace")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c, err = DialPID(context.Background(), sleeper.Process.Pid, port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, c); got != "inside the namespace" {
+		t.Fatalf("DialPID reached %q", got)
+	}
+	// A port nothing listens on in the namespace is refused, even though
+	// the host has one open under another number.
+	if c, err := DialNetns(context.Background(), path, port+1); err == nil {
+		c.Close()
+		t.Fatal("dialed a port nobody listens on in the namespace")
+	}
+}
+
+func cmdline(pid int) string {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return string(b)
+}
