@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"testing"
@@ -72,6 +73,23 @@ func BenchmarkTransfer(b *testing.B) {
 	cpuPerMiB := func(from time.Duration) float64 {
 		return float64((cpuTime(b) - from).Milliseconds()) / float64(size>>20)
 	}
+	// AIXBLOCK_BENCH_PROFILE=DIR writes one CPU profile per phase
+	// (add.cpu, bitswap.cpu, get.cpu) there, so that each phase's profile
+	// holds only that phase; run it without -cpuprofile.
+	profDir := os.Getenv("AIXBLOCK_BENCH_PROFILE")
+	profile := func(name string) func() {
+		if profDir == "" {
+			return func() {}
+		}
+		f, err := os.Create(filepath.Join(profDir, name+".cpu"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		return func() { pprof.StopCPUProfile(); f.Close() }
+	}
 	for range b.N {
 		start := time.Now()
 		if sum := fileHash(b, file); sum != want {
@@ -79,28 +97,34 @@ func BenchmarkTransfer(b *testing.B) {
 		}
 		shaT := time.Since(start)
 
+		stop := profile("add")
 		start, cpu := time.Now(), cpuTime(b)
 		root, err := a.Add(ctx, file, AddOptions{Pin: true})
 		if err != nil {
 			b.Fatal(err)
 		}
 		addT := time.Since(start)
+		stop()
 		addCPU := cpuPerMiB(cpu)
 
+		stop = profile("bitswap")
 		start, cpu = time.Now(), cpuTime(b)
 		if _, err := c.Fetch(ctx, root, nil); err != nil {
 			b.Fatal(err)
 		}
 		fetchT := time.Since(start)
+		stop()
 		fetchCPU := cpuPerMiB(cpu)
 		c.GC(ctx)
 
 		out := filepath.Join(dir, "out")
+		stop = profile("get")
 		start, cpu = time.Now(), cpuTime(b)
 		if _, err := c.Get(ctx, root, out, nil); err != nil {
 			b.Fatal(err)
 		}
 		getT := time.Since(start)
+		stop()
 		getCPU := cpuPerMiB(cpu)
 		if fileHash(b, out) != want {
 			b.Fatal("the file got differs")

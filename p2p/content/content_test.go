@@ -46,6 +46,9 @@ func line(t *testing.T, n int, cfg Config) []testNode {
 		}
 		c := cfg
 		c.Datastore = dssync.MutexWrap(ds.NewMapDatastore())
+		if c.BlocksDir == "" {
+			c.BlocksDir = t.TempDir() // large blocks as files, as the daemon keeps them
+		}
 		c.Routing = pn.DHT
 		st, err := New(ctx, pn.Host, c)
 		if err != nil {

@@ -2,14 +2,17 @@ package content
 
 import (
 	"fmt"
+	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	pebbleds "github.com/ipfs/go-ds-pebble"
 )
 
-// OpenDatastore opens the node's one datastore (blocks, pins and small
-// records) at dir, with pebble tuned for a block store: most values are
+// OpenDatastore opens the node's one datastore (small blocks, pins and
+// records) at dir, and marks dir/blocks as the place where a Store over it
+// keeps blocks of 64 KiB and more, one file each (see flatStore), with pebble tuned for a block store: most values are
 // whole blocks of up to 1 MiB, which pebble's defaults would copy again at
 // every compaction. Blocks go to blob files (value separation) that
 // compactions leave alone, and memtables hold a few dozen blocks rather
@@ -38,5 +41,10 @@ func OpenDatastore(dir string) (*pebbleds.Datastore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open datastore %s: %w", dir, err)
 	}
+	blockDirs.Store(d, filepath.Join(dir, "blocks")) // pebble ignores names it did not make
 	return d, nil
 }
+
+// blockDirs maps each datastore OpenDatastore opened to its block-file
+// directory, which New uses when Config.BlocksDir is empty.
+var blockDirs sync.Map

@@ -4,16 +4,22 @@
 // recursive pins, garbage collection, CAR import and export, provider
 // records in the DHT, and a trustless gateway.
 //
-// Storage: one pebble datastore in the repo holds blocks (/blocks) and pins
-// (/pins), as Kubo lays them out (the DHT keeps its records in memory). Pebble,
-// because Kubo itself ships it (go-ds-pebble), it is pure Go (no cgo), its
-// write-ahead log means a daemon crash loses nothing already written (like
-// Kubo it does not fsync every write, so a power cut can lose the last
-// moments), and one store for the node keeps a block and the pin that
-// protects it in one place. flatfs, Kubo's other choice, costs a file and a
-// rename per 1 MiB chunk. Pebble's defaults suit small values, though:
-// OpenDatastore separates block values into blob files that compactions do
-// not rewrite, which doubled bitswap's and add's throughput here.
+// Storage: one pebble datastore in the repo holds pins (/pins) and small
+// blocks (/blocks: directory and file nodes), as Kubo lays them out (the DHT
+// keeps its records in memory); blocks of 64 KiB and more (file data) are
+// files of their own under the datastore's blocks/ directory, named and
+// sharded as Kubo's flatfs names them. Pebble, because Kubo itself ships it
+// (go-ds-pebble), it is pure Go (no cgo), and its write-ahead log means a
+// daemon crash loses nothing already written. It wrote every large block
+// twice, though (the log, then a blob file), and copied it into a batch
+// and a memtable first, which was most of what bitswap and add cost; a
+// block file is written once, through a temporary file and a rename. Block
+// files are synced in the background and on Close, and a marker says when
+// some are not: after a power cut the recent ones are checked against
+// their hashes, a lost one is fetched again when wanted, and a pin that
+// lost a block is reported and fetched again (see flatStore for the
+// trade-off). Large blocks an older version kept in pebble stay readable
+// there.
 //
 // What peers send is not trusted: every block is verified against its CID
 // once, as bitswap decodes it; a Get counts what it would write (every

@@ -31,6 +31,11 @@ import (
 type Config struct {
 	// Datastore holds blocks and pins; required (the node opens pebble).
 	Datastore ds.Batching
+	// BlocksDir holds blocks of 64 KiB and more as one file each, written
+	// once (see flatStore); empty means the directory OpenDatastore made
+	// beside a datastore it opened, or, for any other datastore, none:
+	// every block in Datastore.
+	BlocksDir string
 	// Routing finds and announces providers (the DHT); nil means
 	// connected peers only.
 	Routing routing.ContentRouting
@@ -70,6 +75,7 @@ type Store struct {
 	cfg   Config
 	log   *slog.Logger
 	bs    blockstore.GCBlockstore
+	flat  *flatStore // nil when every block is in the datastore
 	bswap *bitswap.Bitswap
 	// notifiee reports the disconnection of peers adopted at start.
 	notifiee network.Notifiee
@@ -125,9 +131,22 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Store, error) {
 	s := &Store{cfg: cfg, log: cfg.Logger.With("component", "content"), routing: cfg.Routing, cancel: cancel}
 	// Identity CIDs hold their data inline; the idstore answers them
 	// without a lookup, as Kubo does.
-	s.bs = blockstore.NewGCBlockstore(
-		blockstore.NewIdStore(blockstore.NewBlockstore(cfg.Datastore)), // keys under /blocks, as Kubo
-		blockstore.NewGCLocker())
+	var base blockstore.Blockstore = blockstore.NewBlockstore(cfg.Datastore) // keys under /blocks, as Kubo
+	if cfg.BlocksDir == "" {
+		if d, ok := blockDirs.Load(cfg.Datastore); ok {
+			cfg.BlocksDir = d.(string)
+		}
+	}
+	recovered := 0
+	if cfg.BlocksDir != "" {
+		f, removed, err := openFlatStore(cfg.BlocksDir, base, s.log)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		s.flat, base, recovered = f, f, removed
+	}
+	s.bs = blockstore.NewGCBlockstore(blockstore.NewIdStore(base), blockstore.NewGCLocker())
 	var finder routing.ContentDiscovery = noFinder{}
 	if cfg.Routing != nil {
 		finder = cfg.Routing
@@ -153,9 +172,15 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Store, error) {
 	if err != nil {
 		cancel()
 		s.bswap.Close()
+		if s.flat != nil {
+			s.flat.Close()
+		}
 		return nil, fmt.Errorf("content: pinner: %w", err)
 	}
 	s.pins = pins
+	if recovered > 0 {
+		go s.refetchIncomplete(ctx)
+	}
 	go s.reprovide(ctx)
 	if cfg.SweepInterval > 0 {
 		go s.sweepLoop(ctx)
@@ -163,11 +188,54 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// Close stops bitswap and the reprovider.
+// Close stops bitswap and the reprovider and syncs the block files.
 func (s *Store) Close() error {
 	s.cancel()
 	s.host.Network().StopNotify(s.notifiee)
-	return s.bswap.Close()
+	err := s.bswap.Close()
+	if s.flat != nil {
+		if ferr := s.flat.Close(); err == nil {
+			err = ferr
+		}
+	}
+	return err
+}
+
+// refetchIncomplete runs after a crash recovery removed blocks: each pin
+// that lost one is logged and fetched again from whoever has it.
+func (s *Store) refetchIncomplete(ctx context.Context) {
+	bad, err := s.Verify(ctx)
+	if err != nil {
+		s.log.Error("check pins after crash recovery", "err", err)
+		return
+	}
+	for _, root := range bad {
+		s.log.Error("pin lost blocks in a crash; fetching them again", "cid", root)
+		if _, err := s.Fetch(ctx, root, nil); err != nil {
+			s.log.Error("fetch again after crash", "cid", root, "err", err)
+			continue
+		}
+		s.log.Info("pin complete again", "cid", root)
+	}
+}
+
+// Verify lists the pins whose DAG is not all here (a block lost in a
+// crash, or removed by hand); fetching such a root completes it again.
+func (s *Store) Verify(ctx context.Context) ([]cid.Cid, error) {
+	pins, err := s.Pins(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var bad []cid.Cid
+	for _, p := range pins {
+		if err := s.complete(ctx, p); err != nil {
+			if ctx.Err() != nil {
+				return bad, ctx.Err()
+			}
+			bad = append(bad, p)
+		}
+	}
+	return bad, nil
 }
 
 type noFinder struct{}

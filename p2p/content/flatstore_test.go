@@ -1,0 +1,234 @@
+package content
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/aixblock/aixblock/p2p"
+	"github.com/ipfs/boxo/blockstore"
+	bl "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mh "github.com/multiformats/go-multihash"
+)
+
+func randomBlock(t *testing.T, size int) bl.Block {
+	t.Helper()
+	data := make([]byte, size)
+	rand.Read(data)
+	h, err := mh.Sum(data, mh.SHA2_256, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := bl.NewBlockWithCid(data, cid.NewCidV1(cid.Raw, h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A datastore written before block files existed still serves its large
+// blocks, a new Put of one does not store it twice, and GC frees blocks
+// of both kinds.
+func TestFlatStoreReadsOldDatastore(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "datastore")
+	d, err := OpenDatastore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := randomBlock(t, 1<<20)
+	if err := blockstore.NewBlockstore(d).Put(ctx, old); err != nil { // as the previous version stored it
+		t.Fatal(err)
+	}
+	d.Close()
+
+	d, err = OpenDatastore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	pn, err := p2p.New(ctx, p2p.Config{Network: "flat", NoNAT: true, DHTRefresh: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pn.Close()
+	s, err := New(ctx, pn.Host, Config{Datastore: d, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.flat == nil || s.flat.dir != filepath.Join(dir, "blocks") {
+		t.Fatalf("block files not beside the datastore: %+v", s.flat)
+	}
+	got, err := s.bs.Get(ctx, old.Cid())
+	if err != nil || !bytes.Equal(got.RawData(), old.RawData()) {
+		t.Fatalf("old block: %v", err)
+	}
+	if err := s.bs.Put(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := s.flat.path(old.Cid().Hash()); exists(p) {
+		t.Error("an old block was stored again as a file")
+	}
+	fresh := randomBlock(t, 1<<20)
+	small := randomBlock(t, 1<<10)
+	if err := s.bs.PutMany(ctx, []bl.Block{fresh, small}); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := s.flat.path(fresh.Cid().Hash()); !exists(p) {
+		t.Error("a new large block is not a file")
+	}
+	if p, _ := s.flat.path(small.Cid().Hash()); exists(p) {
+		t.Error("a small block became a file")
+	}
+	for _, b := range []bl.Block{old, fresh, small} {
+		if n, err := s.bs.GetSize(ctx, b.Cid()); err != nil || n != len(b.RawData()) {
+			t.Errorf("size of %s: %d %v", b.Cid(), n, err)
+		}
+	}
+	res, err := s.GC(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Removed != 3 || res.Bytes != 2<<20+1<<10 {
+		t.Errorf("gc: %+v, want 3 blocks and 2 MiB + 1 KiB", res)
+	}
+	for _, b := range []bl.Block{old, fresh, small} {
+		if has, _ := s.bs.Has(ctx, b.Cid()); has {
+			t.Errorf("%s survived gc", b.Cid())
+		}
+	}
+}
+
+// After a crash (the marker left behind), block files written since the
+// marker are checked: a truncated one is removed, good ones stay, and the
+// temporary files of interrupted writes go.
+func TestFlatStoreRecovery(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	small := blockstore.NewBlockstore(dssync.MutexWrap(ds.NewMapDatastore()))
+	f, _, err := openFlatStore(dir, small, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, bad := randomBlock(t, 1<<20), randomBlock(t, 1<<20)
+	if err := f.PutMany(ctx, []bl.Block{good, bad}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, markerName)); err != nil {
+		t.Fatalf("no marker while writes are unsynced: %v", err)
+	}
+	// The crash: no Close; one file lost its tail, one write was cut short.
+	f.closeOnce.Do(func() { close(f.stop) })
+	<-f.done
+	badPath, _ := f.path(bad.Cid().Hash())
+	if err := os.Truncate(badPath, 4096); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, ".tmp", "partial"), []byte("x"), 0o644)
+
+	f, removed, err := openFlatStore(dir, small, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if removed != 1 {
+		t.Errorf("removed %d, want 1", removed)
+	}
+	if has, _ := f.Has(ctx, bad.Cid()); has {
+		t.Error("the truncated block is still there")
+	}
+	if got, err := f.Get(ctx, good.Cid()); err != nil || !bytes.Equal(got.RawData(), good.RawData()) {
+		t.Errorf("the good block: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, markerName)); err == nil {
+		t.Error("marker still there after recovery")
+	}
+	if tmps, _ := os.ReadDir(filepath.Join(dir, ".tmp")); len(tmps) != 0 {
+		t.Errorf("temporary files left: %v", tmps)
+	}
+	// A sync clears the marker that the next write makes.
+	if err := f.Put(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, markerName)); err == nil {
+		t.Error("marker still there after a sync")
+	}
+}
+
+// A pin whose block was lost in a crash is detected when the store opens
+// again, and fetched again from a peer that has it.
+func TestFlatStoreRefetchesLostPin(t *testing.T) {
+	nodes := line(t, 2, Config{SweepInterval: -1})
+	a, b := nodes[0], nodes[1]
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	path := filepath.Join(t.TempDir(), "f")
+	want := writeRandom(t, path, 3<<20)
+	root, err := a.store.Add(ctx, path, AddOptions{Pin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.store.Fetch(ctx, root, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store.Pin(ctx, root); err != nil {
+		t.Fatal(err)
+	}
+	cfg := b.store.cfg
+	dir := b.store.flat.dir
+	b.store.Close()
+	// The crash: b's last blocks were not synced and one came back empty.
+	os.WriteFile(filepath.Join(dir, markerName), nil, 0o644)
+	shards, _ := os.ReadDir(dir)
+	var victim string
+	for _, sh := range shards {
+		if files, _ := os.ReadDir(filepath.Join(dir, sh.Name())); sh.Name() != ".tmp" && len(files) > 0 {
+			victim = filepath.Join(dir, sh.Name(), files[0].Name())
+			break
+		}
+	}
+	if victim == "" {
+		t.Fatal("no block files")
+	}
+	os.Truncate(victim, 0)
+
+	s, err := New(ctx, b.p2p.Host, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := b.p2p.Host.Connect(ctx, peer.AddrInfo{ID: a.p2p.Host.ID(), Addrs: a.p2p.Host.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		bad, err := s.Verify(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(bad) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pins still incomplete: %v", bad)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var buf bytes.Buffer
+	if err := s.Cat(ctx, root, &buf); err != nil || !bytes.Equal(buf.Bytes(), want) {
+		t.Fatalf("cat after recovery: %v", err)
+	}
+}
