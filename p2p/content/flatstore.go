@@ -83,7 +83,7 @@ type flatStore struct {
 	syncMu    sync.Mutex // one sync at a time
 	closeOnce sync.Once
 	stop      chan struct{}
-	done   chan struct{}
+	done      chan struct{}
 }
 
 // openFlatStore opens (creating) dir, recovering from an unclean shutdown
