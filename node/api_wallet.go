@@ -181,7 +181,7 @@ func (n *Node) channelArgs(payee, token string) (common.Address, common.Address,
 	if !common.IsHexAddress(payee) {
 		return common.Address{}, common.Address{}, badRequest{fmt.Errorf("payee: %q is not an address (0x and 40 hex digits)", payee)}
 	}
-	t, err := ParseToken(token, n.chain.DefaultToken())
+	t, err := chain.ParseToken(token, n.chain.DefaultToken())
 	if err != nil {
 		return common.Address{}, common.Address{}, badRequest{fmt.Errorf("token: %w", err)}
 	}
@@ -267,7 +267,7 @@ func (n *Node) signVoucher(ctx context.Context, req PaymentRequest) (*chain.Vouc
 	if err != nil {
 		return nil, err
 	}
-	if _, err := n.vouchers.keep(n.vouchers.data.Signed, v); err != nil {
+	if _, err := n.vouchers.KeepSigned(v); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -282,46 +282,17 @@ func (n *Node) redeem(ctx context.Context, req RedeemRequest) (RedeemResult, err
 		if v.Payee != n.wallet.Address() {
 			return RedeemResult{}, badRequest{fmt.Errorf("voucher %d pays %s, not this wallet %s", i, v.Payee, n.wallet.Address())}
 		}
-		if _, err := n.vouchers.keep(n.vouchers.data.Received, v); err != nil {
+		if _, err := n.vouchers.KeepReceived(v); err != nil {
 			return RedeemResult{}, err
 		}
 	}
-	// Redeem the best kept voucher of each channel that is owed more.
-	var todo []*chain.Voucher
-	paid := new(big.Int)
-	var views []ChannelView
-	for _, v := range n.vouchers.received() {
-		if v.ChainID.Big().Cmp(n.chain.ChainID()) != 0 || v.Escrow != n.chain.Escrow() {
-			continue
-		}
-		ch, err := n.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
-		if err != nil {
-			return RedeemResult{}, err
-		}
-		owed := new(big.Int).Sub(v.CumulativeAmount.Big(), ch.Redeemed.Big())
-		if owed.Sign() <= 0 {
-			continue
-		}
-		if v.CumulativeAmount.Cmp(ch.Deposited.Big()) > 0 {
-			n.log.Warn("voucher exceeds its channel's deposit; waiting for a top-up", "channel", v.Channel, "vouched", v.CumulativeAmount, "deposited", ch.Deposited)
-			continue
-		}
-		todo = append(todo, v)
-		paid.Add(paid, owed)
-	}
-	if len(todo) == 0 {
-		return RedeemResult{Paid: chain.NewAmount(nil), Redeemed: []ChannelView{}}, nil
-	}
-	var r *types.Receipt
-	var err error
-	if len(todo) == 1 {
-		r, err = n.chain.Redeem(ctx, todo[0])
-	} else {
-		r, err = n.chain.RedeemBatch(ctx, todo)
-	}
+	red, err := n.lease.RedeemOwed(ctx)
 	if err != nil {
 		return RedeemResult{}, err
 	}
+	views := []ChannelView{}
+	paid := red.Paid
+	r, todo := red.Receipt, red.Vouchers
 	for _, v := range todo {
 		ch, err := n.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
 		if err != nil {
@@ -354,14 +325,14 @@ func (n *Node) channels(ctx context.Context) (ChannelsInfo, error) {
 
 func (n *Node) view(ctx context.Context, ch chain.Channel) ChannelView {
 	v := ChannelView{Channel: ch, Role: "payee", Vouched: chain.NewAmount(nil), Withdrawable: chain.NewAmount(nil)}
-	store := n.vouchers.data.Received
-	if ch.Payer == n.wallet.Address() {
-		v.Role, store = "payer", n.vouchers.data.Signed
+	payer := ch.Payer == n.wallet.Address()
+	if payer {
+		v.Role = "payer"
 		if ch.ClosesAt != 0 && uint64(time.Now().Unix()) >= ch.ClosesAt {
 			v.Withdrawable = ch.Available
 		}
 	}
-	if best := n.vouchers.get(store, ch.ID); best != nil {
+	if best := n.vouchers.Best(ch.ID, payer); best != nil {
 		v.Vouched = best.CumulativeAmount
 	}
 	v.Symbol, v.Decimals, _ = n.chain.TokenInfo(ctx, ch.Token)

@@ -316,7 +316,7 @@ func (c Config) parse() (parsed, error) {
 			return p, fmt.Errorf("market.prices: class %q: want a GPU class key such as nvidia-h100-80gb, cpu or *", class)
 		}
 		for tok, price := range byToken {
-			if _, err := ParseToken(strings.Replace(tok, "default", "", 1), common.Address{}); err != nil {
+			if _, err := chain.ParseToken(strings.Replace(tok, "default", "", 1), common.Address{}); err != nil {
 				return p, fmt.Errorf("market.prices[%s]: token %w", class, err)
 			}
 			if _, err := chain.ParseUnits(price, 18); err != nil {
@@ -352,25 +352,10 @@ func (c ChainConfig) parse() (chain.Config, error) {
 		return cfg, fmt.Errorf("chain.escrow: %q is not an address (0x and 40 hex digits)", c.Escrow)
 	}
 	cfg.Escrow = common.HexToAddress(c.Escrow)
-	if cfg.Token, err = ParseToken(c.Token, common.Address{}); err != nil {
+	if cfg.Token, err = chain.ParseToken(c.Token, common.Address{}); err != nil {
 		return cfg, fmt.Errorf("chain.token: %w", err)
 	}
 	return cfg, nil
-}
-
-// ParseToken reads a token as an address, or "native" (also "eth", or
-// empty when def is zero) for the chain's coin; empty means def.
-func ParseToken(s string, def common.Address) (common.Address, error) {
-	switch strings.ToLower(s) {
-	case "":
-		return def, nil
-	case "native", "eth":
-		return chain.NativeToken, nil
-	}
-	if !common.IsHexAddress(s) {
-		return common.Address{}, fmt.Errorf("%q is not an address (0x and 40 hex digits) or native", s)
-	}
-	return common.HexToAddress(s), nil
 }
 
 func duration(field, s string) (time.Duration, error) {

@@ -14,20 +14,17 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/aixblock/aixblock/chain"
-	"github.com/aixblock/aixblock/jobs"
-	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/node/lease"
 	"github.com/aixblock/aixblock/testnet"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -415,7 +412,7 @@ func (n *Node) dashboardRoutes(open, auth *http.ServeMux) *dashSessions {
 		reply(w, e, err)
 	})
 	auth.HandleFunc("GET /v1/jobs/{id}/cost", func(w http.ResponseWriter, r *http.Request) {
-		c, err := n.jobCostView(r.Context(), r.PathValue("id"))
+		c, err := n.lease.Cost(r.Context(), r.PathValue("id"))
 		if err != nil {
 			jobReply(w, nil, err)
 			return
@@ -423,7 +420,7 @@ func (n *Node) dashboardRoutes(open, auth *http.ServeMux) *dashSessions {
 		writeJSON(w, http.StatusOK, c)
 	})
 	auth.HandleFunc("GET /v1/wallet/spending", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, n.spending(r.Context()))
+		writeJSON(w, http.StatusOK, n.lease.Spending(r.Context()))
 	})
 	auth.HandleFunc("GET /v1/testnet", func(w http.ResponseWriter, r *http.Request) {
 		t, err := n.testnetNodes()
@@ -513,7 +510,7 @@ func (n *Node) hostAllowed(host string) bool {
 func (n *Node) handleJobEvents(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	ctx := r.Context()
-	j, err := n.lookupJob(ctx, id)
+	j, err := n.lease.Get(ctx, id)
 	if err != nil {
 		jobReply(w, nil, err)
 		return
@@ -534,7 +531,7 @@ func (n *Node) handleJobEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	pr, pw := io.Pipe()
 	defer pr.Close() // a client gone mid-stream unblocks the log writer
-	go func() { pw.CloseWithError(n.jobLogs(ctx, id, true, pw)) }()
+	go func() { pw.CloseWithError(n.lease.Logs(ctx, id, true, pw)) }()
 	lines := make(chan string, 64)
 	go func() {
 		defer close(lines)
@@ -568,7 +565,7 @@ func (n *Node) handleJobEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-tick.C:
-			j, err := n.lookupJob(ctx, id)
+			j, err := n.lease.Get(ctx, id)
 			if err != nil {
 				continue
 			}
@@ -699,141 +696,11 @@ func (n *Node) testnetLogin(ctx context.Context, name string) (DashboardLogin, e
 	return DashboardLogin{}, fmt.Errorf("name: no testnet node %q (nodes: %s)", name, strings.Join(names, ", "))
 }
 
-// Money figures come in base units (exact) and in token units (what a
-// person reads), with the token's symbol.
-
-// JobRank is one rank of a distributed market job, or the one deal of a
-// single one.
-type JobRank struct {
-	Rank     int    `json:"rank"`
-	JobID    string `json:"job_id"`
-	Provider string `json:"provider"`
-	State    string `json:"state"`
-	// Price is per GPU-hour; Cost is what the rank has cost so far.
-	Price      string `json:"price"`
-	PriceUnits string `json:"price_units"`
-	GPUs       int    `json:"gpus"`
-	Cost       string `json:"cost"`
-	CostUnits  string `json:"cost_units"`
-}
-
-// JobCost is GET /v1/jobs/{id}/cost: what a job through the market costs
-// its requester, every rank's deal together.
-type JobCost struct {
-	JobID    string `json:"job_id"`
-	Symbol   string `json:"symbol"`
-	Decimals uint8  `json:"decimals"`
-	// Cost is the run time so far at the deals' prices; Paid is what the
-	// requester has vouched for it; MaxCost is the deals' ceiling.
-	Cost         string    `json:"cost"`
-	CostUnits    string    `json:"cost_units"`
-	Paid         string    `json:"paid"`
-	PaidUnits    string    `json:"paid_units"`
-	MaxCost      string    `json:"max_cost"`
-	MaxCostUnits string    `json:"max_cost_units"`
-	Ranks        []JobRank `json:"ranks"`
-}
-
-// jobCostView reads the requester's records of the job's deals; a job
-// this node runs for itself, or one it runs for another node, has none.
-func (n *Node) jobCostView(ctx context.Context, id string) (JobCost, error) {
-	n.remote.mu.Lock()
-	rj := n.remote.jobs[id]
-	var group []*remoteJob
-	if rj != nil {
-		group = []*remoteJob{rj}
-		if len(rj.Group) > 1 {
-			group = group[:0]
-			for _, gid := range rj.Group {
-				if o := n.remote.jobs[gid]; o != nil {
-					group = append(group, o)
-				}
-			}
-		}
-	}
-	type rankCopy struct {
-		rank            int
-		id, prov, state string
-		deal            market.Deal
-		cost, paid      *big.Int
-	}
-	var ranks []rankCopy
-	for _, o := range group {
-		paid, ok := new(big.Int).SetString(o.Vouched, 10)
-		if !ok {
-			paid = new(big.Int)
-		}
-		st := ""
-		if o.Last != nil {
-			st = string(o.Last.State)
-		}
-		ranks = append(ranks, rankCopy{o.Rank, o.ID, o.Provider, st, o.Deal, jobCost(o), paid})
-	}
-	n.remote.mu.Unlock()
-	if rj == nil {
-		return JobCost{}, fmt.Errorf("%w: %s is not a job this node runs through the market (a local job costs nothing; a provider's earnings are on the wallet page)", jobs.ErrNotFound, id)
-	}
-	out := JobCost{JobID: id, Ranks: []JobRank{}}
-	cost, paid, maxCost := new(big.Int), new(big.Int), new(big.Int)
-	for i, r := range ranks {
-		if i == 0 && r.deal.Token != "" {
-			out.Symbol, out.Decimals, _ = n.chain.TokenInfo(ctx, dealToken(r.deal))
-		}
-		price, ok := new(big.Int).SetString(r.deal.Price, 10)
-		if !ok { // queued: no deal yet
-			price = new(big.Int)
-		} else {
-			maxCost.Add(maxCost, dealCost(r.deal, time.Duration(r.deal.MaxDurationS)*time.Second))
-		}
-		cost.Add(cost, r.cost)
-		paid.Add(paid, r.paid)
-		out.Ranks = append(out.Ranks, JobRank{Rank: r.rank, JobID: r.id, Provider: r.prov, State: r.state,
-			Price: price.String(), PriceUnits: chain.FormatUnits(price, out.Decimals), GPUs: len(r.deal.GPUs),
-			Cost: r.cost.String(), CostUnits: chain.FormatUnits(r.cost, out.Decimals)})
-	}
-	out.Cost, out.CostUnits = cost.String(), chain.FormatUnits(cost, out.Decimals)
-	out.Paid, out.PaidUnits = paid.String(), chain.FormatUnits(paid, out.Decimals)
-	out.MaxCost, out.MaxCostUnits = maxCost.String(), chain.FormatUnits(maxCost, out.Decimals)
-	return out, nil
-}
-
-// Spend is one market job in GET /v1/wallet/spending.
-type Spend struct {
-	Name      string    `json:"name,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	State     string    `json:"state"`
-	Providers int       `json:"providers"`
-	JobCost
-}
-
-// SpendingInfo is GET /v1/wallet/spending: what this node's market jobs
-// cost, newest first, a distributed job once (under rank 0).
-type SpendingInfo struct {
-	Jobs []Spend `json:"jobs"`
-}
-
-func (n *Node) spending(ctx context.Context) SpendingInfo {
-	n.remote.mu.Lock()
-	type top struct {
-		id, name, state string
-		created         time.Time
-	}
-	var ids []top
-	for _, rj := range n.remote.jobs {
-		if (len(rj.Group) > 1 && rj.Rank != 0) || rj.Last == nil {
-			continue
-		}
-		ids = append(ids, top{rj.ID, rj.Spec.Name, string(rj.Last.State), rj.Last.CreatedAt})
-	}
-	n.remote.mu.Unlock()
-	sort.Slice(ids, func(a, b int) bool { return ids[a].created.After(ids[b].created) })
-	out := SpendingInfo{Jobs: []Spend{}}
-	for _, t := range ids {
-		c, err := n.jobCostView(ctx, t.id)
-		if err != nil {
-			continue // gone since the list was taken
-		}
-		out.Jobs = append(out.Jobs, Spend{Name: t.name, CreatedAt: t.created, State: t.state, Providers: len(c.Ranks), JobCost: c})
-	}
-	return out
-}
+// JobRank, JobCost, Spend and SpendingInfo are what the requester's
+// market jobs cost (lease keeps the records).
+type (
+	JobRank      = lease.JobRank
+	JobCost      = lease.JobCost
+	Spend        = lease.Spend
+	SpendingInfo = lease.SpendingInfo
+)

@@ -2,7 +2,6 @@ package node
 
 import (
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -13,9 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/aixblock/aixblock/jobs"
-	"github.com/aixblock/aixblock/market"
 )
 
 // Only the API's own address, loopback names and (when listening on every
@@ -260,35 +256,4 @@ func FuzzDashboardSession(f *testing.F) {
 			t.Fatalf("cookie %q with key %q passed", gid, gkey)
 		}
 	})
-}
-
-// A distributed job's cost view has every rank's provider and sums their
-// costs; a job the node runs itself has none.
-func TestDashboardJobCostRanks(t *testing.T) {
-	n := &Node{remote: &remote{jobs: map[string]*remoteJob{}}}
-	start := time.Unix(1_800_000_000, 0)
-	end := start.Add(30 * time.Minute)
-	group := []string{"job0", "job1"}
-	for r, prov := range []string{"12D3KooWprovA", "12D3KooWprovB"} {
-		n.remote.jobs[group[r]] = &remoteJob{ID: group[r], Provider: prov, Group: group, Rank: r, Vouched: "100",
-			Deal: market.Deal{DealTerms: market.DealTerms{Price: "2000000", GPUs: []string{"g0", "g1"}, MaxDurationS: 3600}},
-			Last: &jobs.Job{ID: group[r], State: jobs.Running, StartedAt: &start}, LastSeen: end}
-	}
-	c, err := n.jobCostView(t.Context(), "job0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Each rank: 2 GPUs × 0.5 h × 2000000 = 2000000; at most 4000000.
-	if len(c.Ranks) != 2 || c.Ranks[0].Provider != "12D3KooWprovA" || c.Ranks[1].Provider != "12D3KooWprovB" || c.Ranks[1].Rank != 1 ||
-		c.Cost != "4000000" || c.Paid != "200" || c.MaxCost != "8000000" || c.Ranks[0].Cost != "2000000" {
-		t.Fatalf("cost view: %+v", c)
-	}
-	// Queued: no deal, no price yet.
-	n.remote.jobs["queued"] = &remoteJob{ID: "queued", Vouched: "0", Last: &jobs.Job{ID: "queued", State: jobs.Queued}}
-	if c, err := n.jobCostView(t.Context(), "queued"); err != nil || c.Cost != "0" || c.MaxCost != "0" || len(c.Ranks) != 1 || c.Ranks[0].Provider != "" {
-		t.Fatalf("a queued job's cost view: %+v, %v", c, err)
-	}
-	if _, err := n.jobCostView(t.Context(), "nope"); !errors.Is(err, jobs.ErrNotFound) {
-		t.Fatalf("a job not through the market: %v", err)
-	}
 }

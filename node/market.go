@@ -10,6 +10,7 @@ import (
 
 	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/node/lease"
 	"github.com/ethereum/go-ethereum/common"
 )
 
@@ -59,15 +60,6 @@ func chainDeal(t market.DealTerms) (chain.Deal, error) {
 	}, nil
 }
 
-// marketToken is a token as the market names it: "native" or the
-// checksummed address.
-func marketToken(a common.Address) string {
-	if a == chain.NativeToken {
-		return "native"
-	}
-	return a.Hex()
-}
-
 // openMarket starts the market with prices turned into base units of their
 // tokens.
 func (n *Node) openMarket(ctx context.Context, cfg parsed) error {
@@ -76,7 +68,7 @@ func (n *Node) openMarket(ctx context.Context, cfg parsed) error {
 	for class, byToken := range mc.Prices {
 		prices[class] = map[string]string{}
 		for tok, whole := range byToken {
-			t, err := ParseToken(strings.Replace(tok, "default", "", 1), n.chain.DefaultToken())
+			t, err := chain.ParseToken(strings.Replace(tok, "default", "", 1), n.chain.DefaultToken())
 			if err != nil {
 				return fmt.Errorf("market.prices[%s]: %w", class, err)
 			}
@@ -88,7 +80,7 @@ func (n *Node) openMarket(ctx context.Context, cfg parsed) error {
 			if err != nil {
 				return fmt.Errorf("market.prices[%s][%s]: %w", class, tok, err)
 			}
-			prices[class][marketToken(t)] = base.String()
+			prices[class][chain.TokenName(t)] = base.String()
 		}
 	}
 	m, err := market.New(n.p2p, n.repo.Identity, n.gpus, dealSigner{n.wallet, n.chain.ChainID(), n.chain.Escrow()}, market.Config{
@@ -151,30 +143,11 @@ type PriceView struct {
 	Units      string `json:"per_gpu_hour_units"`
 }
 
-// OfferRequest is POST /v1/market/offer: what a job needs and the most it
-// pays per GPU-hour, in whole units of the token.
-type OfferRequest struct {
-	GPUs         int    `json:"gpus"`
-	GPUClass     string `json:"gpu_class,omitempty"`
-	GPUMemoryMiB uint64 `json:"gpu_memory_mib,omitempty"`
-	CPU          int    `json:"cpu,omitempty"`
-	MemoryMiB    uint64 `json:"memory_mib,omitempty"`
-	DiskMiB      uint64 `json:"disk_mib,omitempty"`
-	MaxPrice     string `json:"max_price"`
-	Token        string `json:"token,omitempty"`
-	Duration     string `json:"duration,omitempty"` // e.g. "1h"; empty means 1 h
-	Image        string `json:"image,omitempty"`
-	SpecHash     string `json:"spec_hash,omitempty"`
-	exclude      []string
-	count        int // deals wanted with different providers (a gang's ranks)
-}
-
-// OfferResult is the answer to POST /v1/market/offer.
-type OfferResult struct {
-	Deal  *market.Deal            `json:"deal"`
-	Stats market.NegotiationStats `json:"stats"`
-	all   []*market.Deal          // every deal, when more than one was asked for
-}
+// OfferRequest is POST /v1/market/offer; OfferResult its answer.
+type (
+	OfferRequest = lease.OfferRequest
+	OfferResult  = lease.OfferResult
+)
 
 func (n *Node) marketRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/market/providers", func(w http.ResponseWriter, r *http.Request) {
@@ -186,7 +159,7 @@ func (n *Node) marketRoutes(mux *http.ServeMux) {
 		if !readJSON(w, r, &req) {
 			return
 		}
-		res, err := n.offer(r.Context(), req)
+		res, err := n.lease.Negotiate(r.Context(), req)
 		reply(w, res, err)
 	})
 	mux.HandleFunc("GET /v1/market/deals", func(w http.ResponseWriter, r *http.Request) {
@@ -226,44 +199,6 @@ func (n *Node) providers(ctx context.Context, class string) (ProvidersInfo, erro
 		out.Providers = append(out.Providers, s)
 	}
 	return out, nil
-}
-
-func (n *Node) offer(ctx context.Context, req OfferRequest) (OfferResult, error) {
-	tok, err := ParseToken(req.Token, n.chain.DefaultToken())
-	if err != nil {
-		return OfferResult{}, badRequest{fmt.Errorf("token: %w", err)}
-	}
-	_, dec, err := n.chain.TokenInfo(ctx, tok)
-	if err != nil {
-		return OfferResult{}, err
-	}
-	maxPrice, err := chain.ParseUnits(req.MaxPrice, dec)
-	if err != nil {
-		return OfferResult{}, badRequest{fmt.Errorf("max_price: %w", err)}
-	}
-	dur := time.Hour
-	if req.Duration != "" {
-		if dur, err = time.ParseDuration(req.Duration); err != nil || dur <= 0 {
-			return OfferResult{}, badRequest{fmt.Errorf("duration %q: want a positive duration like 30m or 2h", req.Duration)}
-		}
-	}
-	spec := req.SpecHash
-	if spec == "" {
-		spec = strings.Repeat("0", 64)
-	}
-	ds, st, err := n.market.NegotiateMany(ctx, market.OfferRequest{
-		Req: market.Requirements{GPUClass: strings.ToLower(req.GPUClass), GPUs: req.GPUs, GPUMemoryMiB: req.GPUMemoryMiB,
-			CPUCores: req.CPU, MemoryMiB: req.MemoryMiB, DiskMiB: req.DiskMiB},
-		Image: req.Image, Token: marketToken(tok), MaxPrice: maxPrice.String(), MaxDuration: dur, SpecHash: spec,
-		Exclude: req.exclude,
-	}, req.count)
-	if err != nil {
-		if strings.Contains(err.Error(), "invalid market message") {
-			return OfferResult{Stats: st}, badRequest{err}
-		}
-		return OfferResult{Stats: st}, err
-	}
-	return OfferResult{Deal: ds[0], Stats: st, all: ds}, nil
 }
 
 // MarketDeal is a deal as the API shows it.

@@ -152,24 +152,12 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	remote := map[string]float64{}
 	provDeals, reqDeals := 0, 0
-	if n.remote != nil {
-		n.remote.mu.Lock()
-		for _, rj := range n.remote.jobs {
-			st := jobs.State("unknown")
-			if rj.Last != nil {
-				st = rj.Last.State
-			}
-			remote[string(st)]++
-			if rj.Provider != "" && !st.Terminal() {
-				reqDeals++
-			}
+	if n.lease != nil {
+		var by map[jobs.State]int
+		by, reqDeals, provDeals = n.lease.Stats()
+		for st, c := range by {
+			remote[string(st)] = float64(c)
 		}
-		for id := range n.remote.provided {
-			if live[id] {
-				provDeals++
-			}
-		}
-		n.remote.mu.Unlock()
 	}
 	for _, s := range []jobs.State{jobs.Running, jobs.Completed, jobs.Failed, jobs.Canceled} {
 		local[string(s)] += 0 // the usual states always show, at zero too
@@ -262,7 +250,7 @@ func (c *nodeCollector) chainMetrics() []prometheus.Metric {
 	for _, dir := range []struct {
 		name string
 		vs   []*chain.Voucher
-	}{{"signed", n.vouchers.list(n.vouchers.data.Signed)}, {"received", n.vouchers.list(n.vouchers.data.Received)}} {
+	}{{"signed", n.vouchers.Signed()}, {"received", n.vouchers.Received()}} {
 		sums := map[common.Address]*big.Int{}
 		for _, v := range dir.vs {
 			if sums[v.Token] == nil {

@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ethereum/go-ethereum/ethclient"
-	pebbleds "github.com/ipfs/go-ds-pebble"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -17,10 +14,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ethereum/go-ethereum/ethclient"
+	pebbleds "github.com/ipfs/go-ds-pebble"
+
 	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/gpu"
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/node/lease"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/aixblock/aixblock/p2p/content"
 	ma "github.com/multiformats/go-multiaddr"
@@ -43,17 +44,12 @@ type Node struct {
 	chain       *chain.Client
 	devchain    *chain.DevChain // the embedded dev chain, when no RPC is configured
 	rpc         *ethclient.Client
-	vouchers    *voucherStore
+	vouchers    *lease.Vouchers
 	market      *market.Market
 	jobs        *jobs.Manager
 	docker      *jobs.Docker
 	jobsErr     error
-	remote      *remote
-	// voucherInterval is how often running market jobs are paid for.
-	voucherInterval time.Duration
-	// redeemEvery (zero: off) and redeemAbove are the provider's redeem policy.
-	redeemEvery time.Duration
-	redeemAbove *big.Int
+	lease       *lease.Manager
 	gatewayLn   net.Listener
 	// stopReq is closed by POST /v1/shutdown (aixblock shutdown).
 	stopReq  chan struct{}
@@ -148,12 +144,16 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 		return nil, err
 	}
 	n.openJobs(ctx)
-	n.voucherInterval = cfg.voucherInterval
-	n.redeemEvery, n.redeemAbove = cfg.redeemEvery, cfg.redeemAbove
-	if n.voucherInterval == 0 {
-		n.voucherInterval = 30 * time.Second
+	interval := cfg.voucherInterval
+	if interval == 0 {
+		interval = 30 * time.Second
 	}
-	if err := n.openRemote(); err != nil {
+	if n.lease, err = lease.New(lease.Config{
+		Dir: repo.Dir, Log: log, P2P: n.p2p, Content: n.content, Wallet: n.wallet, Chain: n.chain,
+		Market: n.market, GPUs: n.gpus, Jobs: n.jobs, JobsErr: n.jobsErr, Vouchers: n.vouchers,
+		VoucherInterval: interval, RedeemEvery: cfg.redeemEvery, RedeemAbove: cfg.redeemAbove,
+		HostNetwork: repo.Config.Market.HostNetwork, Ports: repo.Config.Market.Ports, FormatAmount: n.formatAmount,
+	}); err != nil {
 		return nil, err
 	}
 	if n.gatewayLn != nil {
@@ -194,11 +194,9 @@ func (n *Node) Run(ctx context.Context) error {
 	mctx, stopMarket := context.WithCancel(ctx)
 	marketDone := make(chan struct{})
 	go func() { n.market.Run(mctx); close(marketDone) }()
-	go n.followRemote(mctx)
-	if n.redeemEvery > 0 {
-		go n.autoRedeem(mctx, n.redeemEvery, n.redeemAbove)
-	}
-	defer func() { stopMarket(); <-marketDone }()
+	leaseDone := make(chan struct{})
+	go func() { n.lease.Run(mctx); close(leaseDone) }()
+	defer func() { stopMarket(); <-marketDone; <-leaseDone }()
 
 	gpuCtx, stopGPU := context.WithCancel(context.Background())
 	gpuDone := make(chan struct{})
@@ -257,6 +255,11 @@ func (n *Node) close() error {
 		cancel()
 	} else if n.gatewayLn != nil {
 		n.gatewayLn.Close()
+	}
+	if n.lease != nil {
+		if err := n.lease.Close(2 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if n.jobs != nil {
 		n.jobs.Close() // containers keep running; the next start reattaches

@@ -1,4 +1,4 @@
-package node
+package lease
 
 import (
 	"context"
@@ -13,7 +13,6 @@ import (
 
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
-	"github.com/aixblock/aixblock/p2p"
 	"github.com/libp2p/go-libp2p/core/peer"
 	manet "github.com/multiformats/go-multiaddr/net"
 )
@@ -23,8 +22,6 @@ import (
 // rank, and any rank failing fails all.
 
 const (
-	protoJobPrepare = "jobs/prepare/1"
-	protoJobGo      = "jobs/go/1"
 	gangStartWindow = 2 * time.Minute
 )
 
@@ -44,18 +41,12 @@ type goRequest struct {
 	Env []string `json:"env"`
 }
 
-func (n *Node) openGang() {
-	lim := p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20, Timeout: time.Minute}
-	p2p.Handle(n.p2p.Host, n.p2p.ProtocolID(protoJobPrepare), lim, n.log, n.handleJobPrepare)
-	p2p.Handle(n.p2p.Host, n.p2p.ProtocolID(protoJobGo), lim, n.log, n.handleJobGo)
-}
-
 // hostAddr is the address other ranks reach this node at: its first
 // public IPv4 listen address, else a private one, else loopback (a testnet
 // on one machine).
-func (n *Node) hostAddr() string {
+func (m *Manager) hostAddr() string {
 	best, rank := "127.0.0.1", 0
-	for _, a := range n.p2p.Host.Addrs() {
+	for _, a := range m.p2p.Host.Addrs() {
 		ip, err := manet.ToIP(a)
 		if err != nil || ip.To4() == nil {
 			continue
@@ -77,9 +68,9 @@ func (n *Node) hostAddr() string {
 }
 
 // freePort finds a port in the configured range that nothing listens on.
-func (n *Node) freePort() (int, error) {
+func (m *Manager) freePort() (int, error) {
 	lo, hi := 29500, 29999
-	if r := n.repo.Config.Market.Ports; r != "" {
+	if r := m.cfg.Ports; r != "" {
 		a, b, ok := strings.Cut(r, "-")
 		x, err1 := strconv.Atoi(a)
 		y, err2 := strconv.Atoi(b)
@@ -88,10 +79,10 @@ func (n *Node) freePort() (int, error) {
 		}
 		lo, hi = x, y
 	}
-	n.remote.mu.Lock()
-	defer n.remote.mu.Unlock()
+	m.remote.mu.Lock()
+	defer m.remote.mu.Unlock()
 	for p := lo; p <= hi; p++ {
-		if n.remote.ports[p] {
+		if m.remote.ports[p] {
 			continue
 		}
 		ln, err := net.Listen("tcp", ":"+strconv.Itoa(p))
@@ -99,7 +90,7 @@ func (n *Node) freePort() (int, error) {
 			continue
 		}
 		ln.Close()
-		n.remote.ports[p] = true
+		m.remote.ports[p] = true
 		return p, nil
 	}
 	return 0, fmt.Errorf("no free port in %d-%d for a distributed rank", lo, hi)
@@ -107,68 +98,74 @@ func (n *Node) freePort() (int, error) {
 
 // handleJobPrepare is the provider's first phase of a gang start: the same
 // checks as a single job, then the job prepares and waits.
-func (n *Node) handleJobPrepare(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
-	if !n.repo.Config.Market.HostNetwork {
+func (m *Manager) handleJobPrepare(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	if !m.cfg.HostNetwork {
 		return nil, errors.New("this provider does not run distributed jobs (market.host_network is off)")
 	}
 	var pr prepareRequest
 	if err := json.Unmarshal(req, &pr); err != nil {
 		return nil, fmt.Errorf("prepare request: %w", err)
 	}
-	deal, err := n.checkStart(ctx, from, pr.startRequest)
+	deal, err := m.checkStart(ctx, from, pr.startRequest)
 	if err != nil {
 		return nil, err
 	}
-	if err := n.claimDeal(deal.ID); err != nil {
+	if err := m.claimDeal(deal.ID); err != nil {
 		return nil, err
 	}
-	port, err := n.freePort()
+	port, err := m.freePort()
 	if err != nil {
 		return nil, err
 	}
 	spec := pr.Spec
 	spec.Resources.GPUs = len(deal.GPUs)
-	j, err := n.jobs.Submit(spec, jobs.SubmitOptions{GPUs: deal.GPUs, Gate: true, HostNetwork: true, ID: pr.JobID})
+	j, err := m.jobs.Submit(spec, jobs.SubmitOptions{GPUs: deal.GPUs, Gate: true, HostNetwork: true, ID: pr.JobID})
 	if err != nil {
-		n.market.Release(deal.ID)
+		m.market.Release(deal.ID)
 		return nil, err
 	}
-	n.startedProvided(j, *deal)
-	n.remote.mu.Lock()
-	n.remote.portOf[j.ID] = port
-	n.remote.mu.Unlock()
+	if err := m.startedProvided(j, *deal); err != nil {
+		return nil, err
+	}
+	m.remote.mu.Lock()
+	m.remote.portOf[j.ID] = port
+	m.remote.mu.Unlock()
 	// A gang that never starts does not hold the GPUs.
-	go func() {
-		time.Sleep(gangStartWindow)
-		if n.jobs.Prepared(j.ID) {
-			n.jobs.Fail(j.ID, "the other ranks did not start within the gang start window")
+	m.spawn(func(ctx context.Context) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(gangStartWindow):
 		}
-	}()
-	return json.Marshal(prepareReply{Job: *j, Host: n.hostAddr(), Port: port})
+		if m.jobs.Prepared(j.ID) {
+			m.jobs.Fail(j.ID, "the other ranks did not start within the gang start window")
+		}
+	})
+	return json.Marshal(prepareReply{Job: *j, Host: m.hostAddr(), Port: port})
 }
 
-func (n *Node) handleJobGo(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+func (m *Manager) handleJobGo(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
 	var g goRequest
 	if err := json.Unmarshal(req, &g); err != nil {
 		return nil, err
 	}
 	r, _ := json.Marshal(jobIDRequest{ID: g.ID})
-	if _, _, err := n.providedJob(from, r); err != nil {
+	if _, _, err := m.providedJob(from, r); err != nil {
 		return nil, err
 	}
 	deadline := time.Now().Add(gangStartWindow)
-	for !n.jobs.Prepared(g.ID) { // still fetching the image or inputs
-		if j, err := n.jobs.Get(g.ID); err != nil || j.State.Terminal() || time.Now().After(deadline) {
+	for !m.jobs.Prepared(g.ID) { // still fetching the image or inputs
+		if j, err := m.jobs.Get(g.ID); err != nil || j.State.Terminal() || time.Now().After(deadline) {
 			return nil, fmt.Errorf("job %s cannot start: %v", g.ID, stateOf(j))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	// The env crosses from another daemon into the container.
 	if err := jobs.ValidateGoEnv(g.Env); err != nil {
-		n.jobs.Fail(g.ID, "distributed start refused: "+err.Error())
+		m.jobs.Fail(g.ID, "distributed start refused: "+err.Error())
 		return nil, err
 	}
-	if err := n.jobs.Go(g.ID, g.Env); err != nil {
+	if err := m.jobs.Go(g.ID, g.Env); err != nil {
 		return nil, err
 	}
 	return []byte("ok"), nil
@@ -185,7 +182,7 @@ func stateOf(j *jobs.Job) string {
 // funded and prepared before any starts, then the contract to all. Rank 0
 // is the job id (queued until now); progress hears why no deal was made
 // yet.
-func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec, id string, progress func(string)) (*jobs.Job, error) {
+func (m *Manager) submitGang(ctx context.Context, spec *jobs.Spec, id string, progress func(string)) (*jobs.Job, error) {
 	nodes := spec.Distributed.Nodes
 	type rank struct {
 		deal market.Deal
@@ -196,7 +193,7 @@ func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec, id string, progr
 	// One offer for every rank: the ranks go to different providers in
 	// one bid window when the market has them (one machine's failure then
 	// takes one rank); a provider with room takes the rest.
-	deals, err := n.dealsWithin(ctx, spec, nil, -1, nodes, progress)
+	deals, err := m.dealsWithin(ctx, spec, nil, -1, nodes, progress)
 	if err != nil {
 		return nil, fmt.Errorf("no deal for any of the %d ranks: %w", nodes, err)
 	}
@@ -205,9 +202,9 @@ func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec, id string, progr
 		used = append(used, d.Provider)
 	}
 	for len(deals) < nodes {
-		more, err := n.dealsWithin(ctx, spec, used, 0, nodes-len(deals), progress)
+		more, err := m.dealsWithin(ctx, spec, used, 0, nodes-len(deals), progress)
 		if err != nil {
-			more, err = n.dealsWithin(ctx, spec, nil, -1, 1, progress)
+			more, err = m.dealsWithin(ctx, spec, nil, -1, 1, progress)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("rank %d: %w", len(deals), err)
@@ -219,7 +216,7 @@ func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec, id string, progr
 	// does not count them.
 	var funded []market.Deal
 	for r, d := range deals[:nodes] {
-		if err := n.fundChannel(ctx, *d, funded...); err != nil {
+		if err := m.fundChannel(ctx, *d, funded...); err != nil {
 			return nil, fmt.Errorf("rank %d: %w", r, err)
 		}
 		funded = append(funded, *d)
@@ -241,8 +238,7 @@ func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec, id string, progr
 		go func(r int) {
 			defer wg.Done()
 			req, _ := json.Marshal(prepareRequest{startRequest: startRequest{DealID: ranks[r].deal.ID, Spec: *spec, JobID: ids[r]}, NodeRank: r})
-			resp, err := p2p.Request(ctx, n.p2p.Host, ranks[r].prov, n.p2p.ProtocolID(protoJobPrepare), req,
-				p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20, Timeout: time.Minute})
+			resp, err := m.request(ctx, ranks[r].prov, wirePrepare, req)
 			if err == nil {
 				err = json.Unmarshal(resp, &ranks[r].rep)
 			}
@@ -254,7 +250,7 @@ func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec, id string, progr
 		if err != nil {
 			for q := range ranks {
 				if errs[q] == nil {
-					n.cancelOn(ctx, ranks[q].prov, ranks[q].rep.Job.ID)
+					m.cancelOn(ctx, ranks[q].prov, ranks[q].rep.Job.ID)
 				}
 			}
 			return nil, fmt.Errorf("rank %d on provider %s did not prepare: %w", r, ranks[r].deal.Provider, err)
@@ -279,17 +275,17 @@ func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec, id string, progr
 	for r := range ranks {
 		ranks[r].rep.Job.Provider = ranks[r].deal.Provider
 		ranks[r].rep.Job.ID = ids[r]
-		rj := &remoteJob{ID: ids[r], Remote: remoteIDs[r], Provider: ranks[r].deal.Provider, Deal: ranks[r].deal,
+		rj := &Record{ID: ids[r], Remote: remoteIDs[r], Provider: ranks[r].deal.Provider, Deal: ranks[r].deal,
 			Vouched: "0", Spec: *spec, Group: group, Rank: r}
 		rj.see(&ranks[r].rep.Job, time.Now())
-		n.remote.mu.Lock()
-		if old := n.remote.jobs[rj.ID]; old != nil {
+		m.remote.mu.Lock()
+		if old := m.remote.jobs[rj.ID]; old != nil {
 			rj.Rated = old.Rated
 		}
-		n.remote.jobs[rj.ID] = rj // rank 0 replaces the queued record
-		n.remote.mu.Unlock()
-		if err := n.saveRemote(rj); err != nil {
-			n.log.Error("record of a started rank not saved", "job_id", rj.ID, "err", err)
+		m.remote.jobs[rj.ID] = rj // rank 0 replaces the queued record
+		m.remote.mu.Unlock()
+		if err := m.saveRemote(rj); err != nil {
+			m.log.Error("record of a started rank not saved", "job_id", rj.ID, "err", err)
 		}
 	}
 	// Go: every rank gets the contract.
@@ -301,34 +297,33 @@ func (n *Node) submitGang(ctx context.Context, spec *jobs.Spec, id string, progr
 			rid = remoteIDs[r]
 		}
 		req, _ := json.Marshal(goRequest{ID: rid, Env: rv.Env()})
-		if _, err := p2p.Request(ctx, n.p2p.Host, ranks[r].prov, n.p2p.ProtocolID(protoJobGo), req,
-			p2p.StreamLimits{MaxRequest: 64 << 10, MaxResponse: 64, Timeout: gangStartWindow}); err != nil {
-			n.failGroup(ctx, group, fmt.Sprintf("rank %d on provider %s did not start: %v", r, ranks[r].deal.Provider, err))
+		if _, err := m.request(ctx, ranks[r].prov, wireGo, req); err != nil {
+			m.failGroup(ctx, group, fmt.Sprintf("rank %d on provider %s did not start: %v", r, ranks[r].deal.Provider, err))
 			return nil, fmt.Errorf("rank %d on provider %s did not start: %w", r, ranks[r].deal.Provider, err)
 		}
 	}
-	n.log.Info("distributed job started", "ranks", nodes, "master", workers[0], "job_ids", group)
+	m.log.Info("distributed job started", "ranks", nodes, "master", workers[0], "job_ids", group)
 	j := ranks[0].rep.Job
 	return &j, nil
 }
 
 // cancelOn asks a provider to stop one job; with a reason it fails it.
-func (n *Node) cancelOn(ctx context.Context, prov peer.ID, id string, reason ...string) {
+func (m *Manager) cancelOn(ctx context.Context, prov peer.ID, id string, reason ...string) {
 	req, _ := json.Marshal(jobIDRequest{ID: id, Reason: strings.Join(reason, "")})
-	p2p.Request(ctx, n.p2p.Host, prov, n.p2p.ProtocolID(protoJobCancel), req, p2p.StreamLimits{MaxRequest: 1024, MaxResponse: 1 << 20})
+	m.request(ctx, prov, wireCancel, req)
 }
 
 // failGroup stops every rank of a distributed job still running.
-func (n *Node) failGroup(ctx context.Context, group []string, reason string) {
+func (m *Manager) failGroup(ctx context.Context, group []string, reason string) {
 	for _, id := range group {
-		n.remote.mu.Lock()
-		rj := n.remote.jobs[id]
-		n.remote.mu.Unlock()
+		m.remote.mu.Lock()
+		rj := m.remote.jobs[id]
+		m.remote.mu.Unlock()
 		if rj == nil || (rj.Last != nil && rj.Last.State.Terminal()) {
 			continue
 		}
 		prov, _ := peer.Decode(rj.Provider)
-		n.cancelOn(ctx, prov, rj.remoteID(), "another rank failed: "+reason)
-		n.log.Warn("stopping a rank: another failed", "job_id", id, "reason", reason)
+		m.cancelOn(ctx, prov, rj.remoteID(), "another rank failed: "+reason)
+		m.log.Warn("stopping a rank: another failed", "job_id", id, "reason", reason)
 	}
 }

@@ -1,4 +1,4 @@
-package node
+package lease
 
 import (
 	"encoding/json"
@@ -28,7 +28,7 @@ import (
 type hostile struct {
 	t        *testing.T
 	dev      *chain.DevChain
-	prov     *Node
+	prov     *Manager
 	req      *chain.Client // the attacker's
 	from     peer.ID       // the attacker's peer
 	deal     market.Deal
@@ -77,11 +77,11 @@ func newHostile(t *testing.T) *hostile {
 
 // providerNode is the provider's side of a node, from its repo dir: its
 // wallet, chain, vouchers and market-job state, without p2p or Docker.
-func providerNode(t *testing.T, dir string, w *chain.Wallet, c *chain.Client, interval time.Duration) *Node {
+func providerNode(t *testing.T, dir string, w *chain.Wallet, c *chain.Client, interval time.Duration) *Manager {
 	t.Helper()
-	n := &Node{log: slog.New(slog.NewTextHandler(io.Discard, nil)), repo: &Repo{Dir: dir}, wallet: w, chain: c, voucherInterval: interval}
+	n := &Manager{log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfg: Config{Dir: dir}, wallet: w, chain: c, voucherInterval: interval}
 	var err error
-	if n.vouchers, err = openVoucherStore(filepath.Join(dir, "vouchers.json")); err != nil {
+	if n.vouchers, err = OpenVouchers(filepath.Join(dir, "vouchers.json")); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.loadRemote(); err != nil {
@@ -141,7 +141,7 @@ func TestHostileVoucherPoisoning(t *testing.T) {
 	if err := h.send(big.NewInt(100)); err != nil {
 		t.Fatalf("the held voucher resent: %v", err)
 	}
-	res, err := h.prov.redeem(t.Context(), RedeemRequest{})
+	res, err := h.prov.RedeemOwed(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestHostileVoucherPoisoning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ch.Redeemed.Big().Cmp(big.NewInt(100)) != 0 || res.Paid.Big().Cmp(big.NewInt(100)) != 0 {
+	if ch.Redeemed.Big().Cmp(big.NewInt(100)) != 0 || res.Paid.Cmp(big.NewInt(100)) != 0 {
 		t.Fatalf("redeemed %s (paid %s), want the 100 vouched", ch.Redeemed, res.Paid)
 	}
 }
@@ -222,7 +222,7 @@ func TestHostileDealReplay(t *testing.T) {
 	}
 	spec := jobs.Spec{Image: "scratch"}
 	req, _ := json.Marshal(startRequest{DealID: h.deal.ID, Spec: spec, JobID: "00000000000000b1"})
-	for _, prov := range []*Node{h.prov, providerNode(t, h.prov.repo.Dir, h.prov.wallet, h.prov.chain, h.interval)} {
+	for _, prov := range []*Manager{h.prov, providerNode(t, h.prov.cfg.Dir, h.prov.wallet, h.prov.chain, h.interval)} {
 		if _, err := prov.handleJobStart(t.Context(), h.from, req); err == nil || !strings.Contains(err.Error(), "already started its job") {
 			t.Fatalf("a replayed start: %v", err)
 		}
@@ -258,7 +258,7 @@ func TestHostileClosingChannel(t *testing.T) {
 // maximum cost of a 1 s job. The requester pays for what it saw itself.
 func TestHostileProviderTime(t *testing.T) {
 	deal := market.Deal{DealTerms: market.DealTerms{Price: "3600", MaxDurationS: 3600, GPUs: []string{"GPU-0"}}}
-	rj := &remoteJob{ID: "00000000000000c1", Deal: deal}
+	rj := &Record{ID: "00000000000000c1", Deal: deal}
 	t0 := time.Now()
 	yearAgo, future := t0.Add(-365*24*time.Hour), t0.Add(365*24*time.Hour)
 	rj.see(&jobs.Job{State: jobs.Pending, CreatedAt: yearAgo}, t0)
@@ -287,7 +287,7 @@ func TestHostileJobIDTraversal(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(`{"keep":"me"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	n := &Node{log: slog.New(slog.NewTextHandler(io.Discard, nil)), repo: &Repo{Dir: dir}}
+	n := &Manager{log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfg: Config{Dir: dir}}
 	if err := n.loadRemote(); err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func TestHostileJobIDTraversal(t *testing.T) {
 		if _, err := providerJobID("0123456789abcdef", bad); err == nil || !strings.Contains(err.Error(), "16 lowercase hex digits") {
 			t.Fatalf("the provider's job ID %q: %v", bad, err)
 		}
-		if err := n.saveRemote(&remoteJob{ID: bad}); err == nil {
+		if err := n.saveRemote(&Record{ID: bad}); err == nil {
 			t.Fatalf("a record saved under %q", bad)
 		}
 		// The provider's side: the requester's job_id names the job's directory.
@@ -311,7 +311,7 @@ func TestHostileJobIDTraversal(t *testing.T) {
 		t.Fatalf("a provider's own valid ID: %q, %v", id, err)
 	}
 	// A record that names another file's job is not loaded.
-	b, _ := json.Marshal(remoteJob{ID: "../config"})
+	b, _ := json.Marshal(Record{ID: "../config"})
 	if err := os.WriteFile(filepath.Join(n.remoteDir(), "0123456789abcdef.json"), b, 0o600); err != nil {
 		t.Fatal(err)
 	}

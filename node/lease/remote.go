@@ -1,4 +1,4 @@
-package node
+package lease
 
 import (
 	"bytes"
@@ -24,7 +24,6 @@ import (
 	"github.com/aixblock/aixblock/gpu"
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
-	"github.com/aixblock/aixblock/p2p"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -59,17 +58,8 @@ import (
 //     provider's StartedAt or FinishedAt.
 //   - Job IDs become file names only as 16 lowercase hex digits.
 
-const (
-	protoJobStart   = "jobs/start/1"
-	protoJobStatus  = "jobs/status/1"
-	protoJobLogs    = "jobs/logs/1"
-	protoJobVoucher = "jobs/voucher/1"
-	protoJobCancel  = "jobs/cancel/1"
-	maxLogChunk     = 256 << 10
-)
-
-// remoteJob is the requester's record of a job running elsewhere.
-type remoteJob struct {
+// Record is the requester's record of a job running elsewhere.
+type Record struct {
 	ID string `json:"id"` // the job's ID here, and on the provider unless Remote says otherwise
 	// Remote is the provider's ID for the job when it differs from ID (a
 	// provider that does not take the requester's).
@@ -107,11 +97,15 @@ type remoteJob struct {
 	// and FinishedAt, which a provider could set to anything.
 	RunSeen time.Time `json:"run_seen,omitzero"`
 	EndSeen time.Time `json:"end_seen,omitzero"`
+	// ProviderAddrs are the addresses of this node's last connection to
+	// the provider (its identity checked by the handshake), so that a
+	// restarted daemon can reach it again without asking anyone.
+	ProviderAddrs []string `json:"provider_addrs,omitempty"`
 }
 
 // see records the provider's answer about the job at now (this node's
 // clock), and when the job was first seen started and ended.
-func (rj *remoteJob) see(j *jobs.Job, now time.Time) {
+func (rj *Record) see(j *jobs.Job, now time.Time) {
 	rj.Last, rj.LastSeen = j, now
 	if j.StartedAt != nil && rj.RunSeen.IsZero() {
 		rj.RunSeen = now
@@ -125,7 +119,7 @@ func (rj *remoteJob) see(j *jobs.Job, now time.Time) {
 }
 
 // remoteID is the job's ID on its provider.
-func (rj *remoteJob) remoteID() string {
+func (rj *Record) remoteID() string {
 	if rj.Remote != "" {
 		return rj.Remote
 	}
@@ -133,7 +127,7 @@ func (rj *remoteJob) remoteID() string {
 }
 
 // queued reports whether the job waits for a provider (no deal yet).
-func (rj *remoteJob) queued() bool { return rj.Provider == "" }
+func (rj *Record) queued() bool { return rj.Provider == "" }
 
 type startRequest struct {
 	DealID string    `json:"deal_id"`
@@ -160,7 +154,7 @@ type logChunk struct {
 // remote holds both sides' state of market jobs.
 type remote struct {
 	mu       sync.Mutex
-	jobs     map[string]*remoteJob // requester side, by job ID
+	jobs     map[string]*Record // requester side, by job ID
 	provided map[string]market.Deal
 	// Provider side, for the money check (see coverage): the jobs still
 	// watched, when each started running (this node's clock), and per
@@ -185,40 +179,37 @@ type remote struct {
 	waiting map[string]context.CancelFunc
 }
 
-func (n *Node) remoteDir() string { return filepath.Join(n.repo.Dir, "remote") }
+func (m *Manager) remoteDir() string { return filepath.Join(m.cfg.Dir, "remote") }
 
 // openRemote loads the requester's records and registers the provider's
 // protocols.
-func (n *Node) openRemote() error {
-	if err := n.loadRemote(); err != nil {
+func (m *Manager) openRemote() error {
+	if err := m.loadRemote(); err != nil {
 		return err
 	}
-	h := n.p2p.Host
-	lim := p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20}
-	p2p.Handle(h, n.p2p.ProtocolID(protoJobStart), lim, n.log, n.handleJobStart)
-	p2p.Handle(h, n.p2p.ProtocolID(protoJobStatus), lim, n.log, n.handleJobStatus)
-	p2p.Handle(h, n.p2p.ProtocolID(protoJobLogs), lim, n.log, n.handleJobLogs)
-	p2p.Handle(h, n.p2p.ProtocolID(protoJobVoucher), p2p.StreamLimits{MaxRequest: chain.MaxVoucherBytes, MaxResponse: 64}, n.log, n.handleJobVoucher)
-	p2p.Handle(h, n.p2p.ProtocolID(protoJobCancel), lim, n.log, n.handleJobCancel)
-	n.openGang()
+	if err := m.loadProvided(); err != nil {
+		return err
+	}
+	m.rememberAddrs()
+	m.protocols()
 	return nil
 }
 
 // loadRemote makes both sides' state and loads the requester's records
 // and the deals already started here.
-func (n *Node) loadRemote() error {
-	n.remote = &remote{jobs: map[string]*remoteJob{}, provided: map[string]market.Deal{},
+func (m *Manager) loadRemote() error {
+	m.remote = &remote{jobs: map[string]*Record{}, provided: map[string]market.Deal{},
 		live: map[string]bool{}, runSince: map[string]time.Time{}, floor: map[common.Hash]*big.Int{}, refused: map[common.Hash]string{},
-		startedDeals: map[string]bool{}, startedPath: filepath.Join(n.repo.Dir, "started-deals.json"),
-		ports: map[int]bool{}, portOf: map[string]int{}, interval: n.voucherInterval, waiting: map[string]context.CancelFunc{}}
-	if n.remote.interval <= 0 {
-		n.remote.interval = 10 * time.Second
+		startedDeals: map[string]bool{}, startedPath: filepath.Join(m.cfg.Dir, "started-deals.json"),
+		ports: map[int]bool{}, portOf: map[string]int{}, interval: m.voucherInterval, waiting: map[string]context.CancelFunc{}}
+	if m.remote.interval <= 0 {
+		m.remote.interval = 10 * time.Second
 	}
-	n.remote.ctx, n.remote.stop = context.WithCancel(context.Background())
-	if err := os.MkdirAll(n.remoteDir(), 0o700); err != nil {
+	m.remote.ctx, m.remote.stop = context.WithCancel(context.Background())
+	if err := os.MkdirAll(m.remoteDir(), 0o700); err != nil {
 		return err
 	}
-	switch b, err := os.ReadFile(n.remote.startedPath); {
+	switch b, err := os.ReadFile(m.remote.startedPath); {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
 		return fmt.Errorf("started deals: %w", err)
@@ -227,13 +218,13 @@ func (n *Node) loadRemote() error {
 		if err := json.Unmarshal(b, &ids); err != nil {
 			// Refusing to start beats forgetting which deals already ran:
 			// a replayed deal would run again.
-			return fmt.Errorf("started deals %s is corrupt (%v): repair it or move it away; a deal in it could then be started again", n.remote.startedPath, err)
+			return fmt.Errorf("started deals %s is corrupt (%v): repair it or move it away; a deal in it could then be started again", m.remote.startedPath, err)
 		}
 		for _, id := range ids {
-			n.remote.startedDeals[id] = true
+			m.remote.startedDeals[id] = true
 		}
 	}
-	entries, err := os.ReadDir(n.remoteDir())
+	entries, err := os.ReadDir(m.remoteDir())
 	if err != nil {
 		return fmt.Errorf("remote job records: %w", err)
 	}
@@ -241,43 +232,43 @@ func (n *Node) loadRemote() error {
 		if !strings.HasSuffix(e.Name(), ".json") {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(n.remoteDir(), e.Name()))
+		b, err := os.ReadFile(filepath.Join(m.remoteDir(), e.Name()))
 		if err != nil {
-			n.log.Error("remote job record unreadable; leaving it out", "file", e.Name(), "err", err)
+			m.log.Error("remote job record unreadable; leaving it out", "file", e.Name(), "err", err)
 			continue
 		}
-		var rj remoteJob
+		var rj Record
 		if err := json.Unmarshal(b, &rj); err != nil {
-			n.log.Error("remote job record is corrupt; leaving it out", "file", e.Name(), "err", err)
+			m.log.Error("remote job record is corrupt; leaving it out", "file", e.Name(), "err", err)
 			continue
 		}
 		// The file is named after the ID it holds; one that is not is no
 		// record of ours.
 		if err := checkJobID(rj.ID); err != nil || rj.ID+".json" != e.Name() {
-			n.log.Error("remote job record names another job, or none; leaving it out", "file", e.Name(), "id", rj.ID, "err", err)
+			m.log.Error("remote job record names another job, or none; leaving it out", "file", e.Name(), "id", rj.ID, "err", err)
 			continue
 		}
-		n.remote.jobs[rj.ID] = &rj
+		m.remote.jobs[rj.ID] = &rj
 	}
 	return nil
 }
 
 // saveRemote writes a requester's record atomically.
-func (n *Node) saveRemote(rj *remoteJob) error {
+func (m *Manager) saveRemote(rj *Record) error {
 	if err := checkJobID(rj.ID); err != nil {
 		return fmt.Errorf("save remote job: %w", err)
 	}
-	n.remote.mu.Lock()
+	addrs := m.connAddrs(rj.Provider)
+	m.remote.mu.Lock()
+	if len(addrs) > 0 {
+		rj.ProviderAddrs = addrs
+	}
 	b, err := json.MarshalIndent(rj, "", "  ")
-	n.remote.mu.Unlock()
+	m.remote.mu.Unlock()
+	if err == nil {
+		err = writeAtomic(filepath.Join(m.remoteDir(), rj.ID+".json"), b)
+	}
 	if err != nil {
-		return fmt.Errorf("save remote job %s: %w", rj.ID, err)
-	}
-	tmp := filepath.Join(n.remoteDir(), rj.ID+".json.tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("save remote job %s: %w", rj.ID, err)
-	}
-	if err := os.Rename(tmp, filepath.Join(n.remoteDir(), rj.ID+".json")); err != nil {
 		return fmt.Errorf("save remote job %s: %w", rj.ID, err)
 	}
 	return nil
@@ -310,32 +301,32 @@ func dealToken(d market.Deal) common.Address {
 // (runQueued), and the job's state and reason say how they go. What can
 // be told now (no max_price, a bad token or price, an empty wallet) is
 // refused now.
-func (n *Node) submitRemote(ctx context.Context, spec *jobs.Spec) (*jobs.Job, error) {
+func (m *Manager) submitRemote(ctx context.Context, spec *jobs.Spec) (*jobs.Job, error) {
 	if spec.MaxPrice == "" {
-		return nil, badRequest{errors.New("max_price: required for a job through the market (per GPU-hour, in whole units of the token)")}
+		return nil, invalid{errors.New("max_price: required for a job through the market (per GPU-hour, in whole units of the token)")}
 	}
-	if err := n.checkFunds(ctx, spec); err != nil {
+	if err := m.checkFunds(ctx, spec); err != nil {
 		return nil, err
 	}
-	return n.queueRemote(spec, nil)
+	return m.queueRemote(spec, nil)
 }
 
 // checkFunds refuses a market job that could not be paid for at any
 // price: the token and max price must parse, and the wallet or a channel
 // already funded must hold something of the token.
-func (n *Node) checkFunds(ctx context.Context, spec *jobs.Spec) error {
-	tok, err := ParseToken("", n.chain.DefaultToken())
+func (m *Manager) checkFunds(ctx context.Context, spec *jobs.Spec) error {
+	tok, err := chain.ParseToken("", m.chain.DefaultToken())
 	if err != nil {
-		return badRequest{fmt.Errorf("token: %w", err)}
+		return invalid{fmt.Errorf("token: %w", err)}
 	}
-	_, dec, err := n.chain.TokenInfo(ctx, tok)
+	_, dec, err := m.chain.TokenInfo(ctx, tok)
 	if err != nil {
 		return err
 	}
 	if _, err := chain.ParseUnits(spec.MaxPrice, dec); err != nil {
-		return badRequest{fmt.Errorf("max_price: %w", err)}
+		return invalid{fmt.Errorf("max_price: %w", err)}
 	}
-	bal, err := n.chain.Balance(ctx, tok)
+	bal, err := m.chain.Balance(ctx, tok)
 	if err != nil {
 		return err
 	}
@@ -343,19 +334,19 @@ func (n *Node) checkFunds(ctx context.Context, spec *jobs.Spec) error {
 		return nil
 	}
 	payees := map[common.Address]bool{}
-	n.remote.mu.Lock()
-	for _, rj := range n.remote.jobs {
+	m.remote.mu.Lock()
+	for _, rj := range m.remote.jobs {
 		if !rj.queued() && dealToken(rj.Deal) == tok {
 			payees[common.HexToAddress(rj.Deal.ProviderWallet)] = true
 		}
 	}
-	n.remote.mu.Unlock()
+	m.remote.mu.Unlock()
 	for p := range payees {
-		if ch, err := n.chain.Channel(ctx, n.wallet.Address(), p, tok); err == nil && ch.Deposited.Big().Cmp(ch.Redeemed.Big()) > 0 {
+		if ch, err := m.chain.Channel(ctx, m.wallet.Address(), p, tok); err == nil && ch.Deposited.Big().Cmp(ch.Redeemed.Big()) > 0 {
 			return nil // what is left in the channel may pay for it
 		}
 	}
-	return badRequest{fmt.Errorf("insufficient funds: wallet %s holds no %s to pay a provider with; fund the wallet first", n.wallet.Address(), marketToken(tok))}
+	return invalid{fmt.Errorf("insufficient funds: wallet %s holds no %s to pay a provider with; fund the wallet first", m.wallet.Address(), chain.TokenName(tok))}
 }
 
 func newJobID() string {
@@ -367,25 +358,25 @@ func newJobID() string {
 // queueRemote records a market job as queued, starts its wait for a
 // provider, and returns it. exclude are providers not to use (a retry's
 // failed one).
-func (n *Node) queueRemote(spec *jobs.Spec, exclude []string) (*jobs.Job, error) {
+func (m *Manager) queueRemote(spec *jobs.Spec, exclude []string) (*jobs.Job, error) {
 	queue := queueTimeout(spec)
 	now := time.Now().UTC()
 	id := newJobID()
 	reason := "waiting for a provider to bid"
 	j := &jobs.Job{ID: id, Spec: *spec, State: jobs.Queued, Reason: reason, CreatedAt: now,
 		History: []jobs.Transition{{State: jobs.Queued, Reason: reason, At: now}}}
-	rj := &remoteJob{ID: id, Last: j, Vouched: "0", Spec: *spec, QueueUntil: now.Add(queue)}
-	n.remote.mu.Lock()
-	n.remote.jobs[id] = rj
-	n.remote.mu.Unlock()
-	if err := n.saveRemote(rj); err != nil {
-		n.remote.mu.Lock()
-		delete(n.remote.jobs, id)
-		n.remote.mu.Unlock()
+	rj := &Record{ID: id, Last: j, Vouched: "0", Spec: *spec, QueueUntil: now.Add(queue)}
+	m.remote.mu.Lock()
+	m.remote.jobs[id] = rj
+	m.remote.mu.Unlock()
+	if err := m.saveRemote(rj); err != nil {
+		m.remote.mu.Lock()
+		delete(m.remote.jobs, id)
+		m.remote.mu.Unlock()
 		return nil, err
 	}
-	n.log.Info("job queued for the market", "job_id", id, "queue", queue)
-	n.startQueued(rj, exclude)
+	m.log.Info("job queued for the market", "job_id", id, "queue", queue)
+	m.startQueued(rj, exclude)
 	v := *j
 	return &v, nil
 }
@@ -399,66 +390,66 @@ func queueTimeout(spec *jobs.Spec) time.Duration {
 }
 
 // startQueued runs a queued job's wait in the background.
-func (n *Node) startQueued(rj *remoteJob, exclude []string) {
-	ctx, cancel := context.WithCancel(n.remote.ctx)
-	n.remote.mu.Lock()
-	n.remote.waiting[rj.ID] = cancel
-	n.remote.mu.Unlock()
-	go func() {
+func (m *Manager) startQueued(rj *Record, exclude []string) {
+	ctx, cancel := context.WithCancel(m.remote.ctx)
+	m.remote.mu.Lock()
+	m.remote.waiting[rj.ID] = cancel
+	m.remote.mu.Unlock()
+	m.spawn(func(context.Context) {
 		defer func() {
 			cancel()
-			n.remote.mu.Lock()
-			delete(n.remote.waiting, rj.ID)
-			n.remote.mu.Unlock()
+			m.remote.mu.Lock()
+			delete(m.remote.waiting, rj.ID)
+			m.remote.mu.Unlock()
 		}()
-		n.runQueued(ctx, rj, exclude)
-	}()
+		m.runQueued(ctx, rj, exclude)
+	})
 }
 
 // runQueued waits for a deal, funds it and starts the job; on any failure
 // the job fails with the reason.
-func (n *Node) runQueued(ctx context.Context, rj *remoteJob, exclude []string) {
+func (m *Manager) runQueued(ctx context.Context, rj *Record, exclude []string) {
 	spec := rj.Spec
-	progress := func(reason string) { n.setQueued(rj, reason) }
+	progress := func(reason string) { m.setQueued(rj, reason) }
 	var err error
 	if spec.Distributed != nil && spec.Distributed.Nodes > 1 {
-		_, err = n.submitGang(ctx, &spec, rj.ID, progress)
+		_, err = m.submitGang(ctx, &spec, rj.ID, progress)
 	} else {
-		err = n.startSingle(ctx, rj, exclude, progress)
+		err = m.startSingle(ctx, rj, exclude, progress)
 	}
 	if err == nil {
 		return
 	}
-	if ctx.Err() != nil && n.remote.ctx.Err() != nil {
+	if ctx.Err() != nil && m.remote.ctx.Err() != nil {
 		return // the daemon is stopping: the record stays queued and resumes
 	}
-	n.remote.mu.Lock()
+	m.remote.mu.Lock()
 	canceled := rj.Last != nil && rj.Last.State == jobs.Canceled
-	n.remote.mu.Unlock()
+	m.remote.mu.Unlock()
 	if canceled {
 		return
 	}
-	n.log.Warn("market job failed before it started", "job_id", rj.ID, "err", err)
-	n.endQueued(rj, jobs.Failed, err.Error())
+	m.log.Warn("market job failed before it started", "job_id", rj.ID, "err", err)
+	m.endQueued(rj, jobs.Failed, err.Error())
 }
 
 // startSingle is runQueued for a job on one provider.
-func (n *Node) startSingle(ctx context.Context, rj *remoteJob, exclude []string, progress func(string)) error {
+func (m *Manager) startSingle(ctx context.Context, rj *Record, exclude []string, progress func(string)) error {
 	spec := rj.Spec
-	deals, err := n.dealsWithin(ctx, &spec, exclude, time.Until(rj.QueueUntil), 1, progress)
+	deals, err := m.dealsWithin(ctx, &spec, exclude, time.Until(rj.QueueUntil), 1, progress)
 	if err != nil {
 		return err
 	}
 	deal := deals[0]
 	progress(fmt.Sprintf("deal %s with provider %s; funding the channel", short(deal.ID), short(deal.Provider)))
-	if err := n.fundChannel(ctx, *deal); err != nil {
+	if err := m.fundChannel(ctx, *deal); err != nil {
 		return err
 	}
 	prov, _ := peer.Decode(deal.Provider)
 	req, _ := json.Marshal(startRequest{DealID: deal.ID, Spec: spec, JobID: rj.ID})
-	resp, err := p2p.Request(ctx, n.p2p.Host, prov, n.p2p.ProtocolID(protoJobStart), req, p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20, Timeout: 30 * time.Second})
+	resp, err := m.request(ctx, prov, wireStart, req)
 	if err != nil {
-		n.market.Reputation().NoShow(deal.Provider)
+		m.market.Reputation().NoShow(deal.Provider)
 		return fmt.Errorf("provider %s did not start the job: %w", deal.Provider, err)
 	}
 	var j jobs.Job
@@ -470,72 +461,72 @@ func (n *Node) startSingle(ctx context.Context, rj *remoteJob, exclude []string,
 		return fmt.Errorf("provider %s: %w", deal.Provider, err)
 	}
 	j.ID, j.Provider = rj.ID, deal.Provider
-	n.remote.mu.Lock()
+	m.remote.mu.Lock()
 	rj.Remote, rj.Provider, rj.Deal, rj.QueueUntil = remoteID, deal.Provider, *deal, time.Time{}
 	rj.see(&j, time.Now())
-	n.remote.mu.Unlock()
-	if err := n.saveRemote(rj); err != nil {
-		n.log.Error("record of a started job not saved", "job_id", rj.ID, "err", err)
+	m.remote.mu.Unlock()
+	if err := m.saveRemote(rj); err != nil {
+		m.log.Error("record of a started job not saved", "job_id", rj.ID, "err", err)
 	}
-	n.log.Info("job started on a provider", "job_id", rj.ID, "provider", deal.Provider, "deal_id", short(deal.ID))
+	m.log.Info("job started on a provider", "job_id", rj.ID, "provider", deal.Provider, "deal_id", short(deal.ID))
 	return nil
 }
 
 // setQueued updates a queued job's reason.
-func (n *Node) setQueued(rj *remoteJob, reason string) {
-	n.remote.mu.Lock()
+func (m *Manager) setQueued(rj *Record, reason string) {
+	m.remote.mu.Lock()
 	if rj.Last == nil || rj.Last.State != jobs.Queued || !rj.queued() {
-		n.remote.mu.Unlock()
+		m.remote.mu.Unlock()
 		return
 	}
 	j := *rj.Last
 	j.Reason = reason
 	rj.Last = &j
-	n.remote.mu.Unlock()
-	if err := n.saveRemote(rj); err != nil {
-		n.log.Warn("queued job's reason not saved", "job_id", rj.ID, "err", err)
+	m.remote.mu.Unlock()
+	if err := m.saveRemote(rj); err != nil {
+		m.log.Warn("queued job's reason not saved", "job_id", rj.ID, "err", err)
 	}
 }
 
 // endQueued ends a job that never started.
-func (n *Node) endQueued(rj *remoteJob, state jobs.State, reason string) {
+func (m *Manager) endQueued(rj *Record, state jobs.State, reason string) {
 	now := time.Now().UTC()
-	n.remote.mu.Lock()
+	m.remote.mu.Lock()
 	// A gang's rank 0 replaces the queued record once it starts; the
 	// record that ends here must still be the job's.
-	if rj.Last == nil || rj.Last.State.Terminal() || n.remote.jobs[rj.ID] != rj {
-		n.remote.mu.Unlock()
+	if rj.Last == nil || rj.Last.State.Terminal() || m.remote.jobs[rj.ID] != rj {
+		m.remote.mu.Unlock()
 		return
 	}
 	j := *rj.Last
 	j.State, j.Reason, j.FinishedAt = state, reason, &now
 	j.History = append(append([]jobs.Transition(nil), j.History...), jobs.Transition{State: state, Reason: reason, At: now})
 	rj.Last, rj.Settled = &j, true
-	n.remote.mu.Unlock()
-	if err := n.saveRemote(rj); err != nil {
-		n.log.Error("record of a failed job not saved", "job_id", rj.ID, "err", err)
+	m.remote.mu.Unlock()
+	if err := m.saveRemote(rj); err != nil {
+		m.log.Error("record of a failed job not saved", "job_id", rj.ID, "err", err)
 	}
 }
 
 // resumeQueued picks up the jobs that were queued when the daemon
 // stopped: each waits out what is left of its queue timeout, and one whose
 // timeout passed while the daemon was down fails with that reason.
-func (n *Node) resumeQueued() {
-	n.remote.mu.Lock()
-	var todo []*remoteJob
-	for _, rj := range n.remote.jobs {
-		if rj.queued() && rj.Last != nil && rj.Last.State == jobs.Queued && n.remote.waiting[rj.ID] == nil {
+func (m *Manager) resumeQueued() {
+	m.remote.mu.Lock()
+	var todo []*Record
+	for _, rj := range m.remote.jobs {
+		if rj.queued() && rj.Last != nil && rj.Last.State == jobs.Queued && m.remote.waiting[rj.ID] == nil {
 			todo = append(todo, rj)
 		}
 	}
-	n.remote.mu.Unlock()
+	m.remote.mu.Unlock()
 	for _, rj := range todo {
 		if time.Now().After(rj.QueueUntil) {
-			n.endQueued(rj, jobs.Failed, "timeouts.queue ran out while the daemon was down; last: "+rj.Last.Reason)
+			m.endQueued(rj, jobs.Failed, "timeouts.queue ran out while the daemon was down; last: "+rj.Last.Reason)
 			continue
 		}
-		n.log.Info("queued job resumed", "job_id", rj.ID, "until", rj.QueueUntil)
-		n.startQueued(rj, nil)
+		m.log.Info("queued job resumed", "job_id", rj.ID, "until", rj.QueueUntil)
+		m.startQueued(rj, nil)
 	}
 }
 
@@ -564,7 +555,7 @@ func checkJobID(id string) error {
 // one offer, asking again within the queue wait (negative: the spec's
 // timeouts.queue) until at least one is made; progress hears why each
 // round made none. The caller funds them.
-func (n *Node) dealsWithin(ctx context.Context, spec *jobs.Spec, exclude []string, queue time.Duration, count int, progress func(string)) ([]*market.Deal, error) {
+func (m *Manager) dealsWithin(ctx context.Context, spec *jobs.Spec, exclude []string, queue time.Duration, count int, progress func(string)) ([]*market.Deal, error) {
 	if queue < 0 {
 		queue = queueTimeout(spec)
 	}
@@ -572,7 +563,7 @@ func (n *Node) dealsWithin(ctx context.Context, spec *jobs.Spec, exclude []strin
 	var res OfferResult
 	var err error
 	for attempt := 0; ; attempt++ {
-		res, err = n.offer(ctx, OfferRequest{
+		res, err = m.Negotiate(ctx, OfferRequest{
 			GPUs: spec.Resources.GPUs, GPUClass: spec.Resources.GPUClass, GPUMemoryMiB: spec.Resources.GPUMemoryMiB,
 			CPU: int(spec.Resources.CPU), MemoryMiB: spec.Resources.MemoryMiB, DiskMiB: spec.Resources.DiskMiB,
 			MaxPrice: spec.MaxPrice, Duration: spec.ExecutionTimeout().String(), Image: spec.Image, SpecHash: specHash(spec),
@@ -613,7 +604,7 @@ func specHash(s *jobs.Spec) string {
 // fundChannel makes sure the channel to the provider holds everything
 // already vouched on it plus this deal's maximum cost: one deposit or
 // top-up, reused by later jobs.
-func (n *Node) fundChannel(ctx context.Context, deal market.Deal, pending ...market.Deal) error {
+func (m *Manager) fundChannel(ctx context.Context, deal market.Deal, pending ...market.Deal) error {
 	payee, token := common.HexToAddress(deal.ProviderWallet), dealToken(deal)
 	need := dealCost(deal, time.Duration(deal.MaxDurationS)*time.Second)
 	// Deals of the same job funded just before this one, not yet running.
@@ -622,11 +613,11 @@ func (n *Node) fundChannel(ctx context.Context, deal market.Deal, pending ...mar
 			need.Add(need, dealCost(p, time.Duration(p.MaxDurationS)*time.Second))
 		}
 	}
-	if v := n.vouchers.get(n.vouchers.data.Signed, chain.ChannelID(n.wallet.Address(), payee, token)); v != nil {
+	if v := m.vouchers.get(m.vouchers.data.Signed, chain.ChannelID(m.wallet.Address(), payee, token)); v != nil {
 		need.Add(need, v.CumulativeAmount.Big())
 	}
-	need.Add(need, n.committedRunning(payee, token))
-	ch, err := n.chain.Channel(ctx, n.wallet.Address(), payee, token)
+	need.Add(need, m.committedRunning(payee, token))
+	ch, err := m.chain.Channel(ctx, m.wallet.Address(), payee, token)
 	if err != nil {
 		return err
 	}
@@ -634,15 +625,15 @@ func (n *Node) fundChannel(ctx context.Context, deal market.Deal, pending ...mar
 	if short.Sign() <= 0 {
 		return nil
 	}
-	bal, err := n.chain.Balance(ctx, token)
+	bal, err := m.chain.Balance(ctx, token)
 	if err != nil {
 		return err
 	}
 	if bal.Cmp(short) < 0 {
-		return badRequest{fmt.Errorf("insufficient funds: the deal may cost up to %s base units, the channel needs %s more, wallet %s holds %s; fund the wallet, or lower max_price or timeouts.execution",
-			dealCost(deal, time.Duration(deal.MaxDurationS)*time.Second), short, n.wallet.Address(), bal)}
+		return invalid{fmt.Errorf("insufficient funds: the deal may cost up to %s base units, the channel needs %s more, wallet %s holds %s; fund the wallet, or lower max_price or timeouts.execution",
+			dealCost(deal, time.Duration(deal.MaxDurationS)*time.Second), short, m.wallet.Address(), bal)}
 	}
-	if _, err := n.chain.Deposit(ctx, payee, token, short); err != nil {
+	if _, err := m.chain.Deposit(ctx, payee, token, short); err != nil {
 		return fmt.Errorf("fund the channel: %w", err)
 	}
 	return nil
@@ -650,11 +641,11 @@ func (n *Node) fundChannel(ctx context.Context, deal market.Deal, pending ...mar
 
 // committedRunning is the rest of the maximum cost of this node's running
 // jobs on the channel (what they may still be vouched).
-func (n *Node) committedRunning(payee, token common.Address) *big.Int {
+func (m *Manager) committedRunning(payee, token common.Address) *big.Int {
 	sum := new(big.Int)
-	n.remote.mu.Lock()
-	defer n.remote.mu.Unlock()
-	for _, rj := range n.remote.jobs {
+	m.remote.mu.Lock()
+	defer m.remote.mu.Unlock()
+	for _, rj := range m.remote.jobs {
 		if rj.Last != nil && rj.Last.State.Terminal() {
 			continue
 		}
@@ -668,50 +659,52 @@ func (n *Node) committedRunning(payee, token common.Address) *big.Int {
 
 // handleJobStart is the provider's side: the deal must be ours and the
 // requester's, and the channel must hold the deal's maximum cost.
-func (n *Node) handleJobStart(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+func (m *Manager) handleJobStart(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
 	var sr startRequest
 	if err := json.Unmarshal(req, &sr); err != nil {
 		return nil, fmt.Errorf("start request: %w", err)
 	}
-	deal, err := n.checkStart(ctx, from, sr)
+	deal, err := m.checkStart(ctx, from, sr)
 	if err != nil {
 		return nil, err
 	}
-	if err := n.claimDeal(deal.ID); err != nil {
+	if err := m.claimDeal(deal.ID); err != nil {
 		return nil, err
 	}
 	spec := sr.Spec
 	spec.Resources.GPUs = len(deal.GPUs)
-	j, err := n.jobs.Submit(spec, jobs.SubmitOptions{GPUs: deal.GPUs, ID: sr.JobID})
+	j, err := m.jobs.Submit(spec, jobs.SubmitOptions{GPUs: deal.GPUs, ID: sr.JobID})
 	if err != nil {
-		n.market.Release(deal.ID)
+		m.market.Release(deal.ID)
 		return nil, err
 	}
-	n.startedProvided(j, *deal)
+	if err := m.startedProvided(j, *deal); err != nil {
+		return nil, err
+	}
 	return json.Marshal(j)
 }
 
 // checkStart is the provider's check before a market job prepares: the
 // deal must be ours and the requester's, the spec the deal's, and the
 // channel must hold the deal's maximum cost beyond what is owed.
-func (n *Node) checkStart(ctx context.Context, from peer.ID, sr startRequest) (*market.Deal, error) {
+func (m *Manager) checkStart(ctx context.Context, from peer.ID, sr startRequest) (*market.Deal, error) {
 	// The ID names the job's directory here: refused before anything else.
 	if sr.JobID != "" {
 		if err := checkJobID(sr.JobID); err != nil {
 			return nil, fmt.Errorf("start request: job_id: %w", err)
 		}
 	}
-	n.remote.mu.Lock()
-	replay := n.remote.startedDeals[sr.DealID]
-	n.remote.mu.Unlock()
+	m.remote.mu.Lock()
+	replay := m.remote.startedDeals[sr.DealID]
+	m.remote.mu.Unlock()
 	if replay {
 		return nil, fmt.Errorf("deal %s already started its job here: a deal starts one job, once; make a new deal for another", short(sr.DealID))
 	}
-	if n.jobs == nil {
-		return nil, fmt.Errorf("this provider cannot run jobs: %v", n.jobsErr)
+	if m.jobs == nil {
+		return nil, fmt.Errorf("this provider cannot run jobs: %v", m.jobsErr)
 	}
 	var deal *market.Deal
-	for _, d := range n.market.Deals() {
+	for _, d := range m.market.Deals() {
 		if d.ID == sr.DealID {
 			deal = &d
 			break
@@ -728,7 +721,7 @@ func (n *Node) checkStart(ctx context.Context, from peer.ID, sr startRequest) (*
 	if err := sr.Spec.Validate(); err != nil {
 		return nil, err
 	}
-	ch, err := n.chain.Channel(ctx, common.HexToAddress(deal.RequesterWallet), n.wallet.Address(), dealToken(*deal))
+	ch, err := m.chain.Channel(ctx, common.HexToAddress(deal.RequesterWallet), m.wallet.Address(), dealToken(*deal))
 	if err != nil {
 		return nil, err
 	}
@@ -738,7 +731,7 @@ func (n *Node) checkStart(ctx context.Context, from peer.ID, sr startRequest) (*
 			ch.ID, time.Unix(int64(ch.ClosesAt), 0).UTC().Format(time.RFC3339))
 	}
 	owed := ch.Redeemed.Big()
-	if v := n.vouchers.get(n.vouchers.data.Received, ch.ID); v != nil && v.CumulativeAmount.Cmp(owed) > 0 {
+	if v := m.vouchers.get(m.vouchers.data.Received, ch.ID); v != nil && v.CumulativeAmount.Cmp(owed) > 0 {
 		owed = v.CumulativeAmount.Big()
 	}
 	need := dealCost(*deal, time.Duration(deal.MaxDurationS)*time.Second)
@@ -750,8 +743,8 @@ func (n *Node) checkStart(ctx context.Context, from peer.ID, sr startRequest) (*
 
 // claimDeal records that a deal started its job, on disk before the job
 // starts; a deal already recorded is refused (a replayed start).
-func (n *Node) claimDeal(id string) error {
-	r := n.remote
+func (m *Manager) claimDeal(id string) error {
+	r := m.remote
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.startedDeals[id] {
@@ -774,35 +767,120 @@ func (n *Node) claimDeal(id string) error {
 	return nil
 }
 
-// startedProvided records a job this node runs for a deal and watches it.
-func (n *Node) startedProvided(j *jobs.Job, deal market.Deal) {
-	if n.market != nil {
-		n.market.Started(deal.ID)
+// startedProvided records a job this node runs for a deal, on disk
+// first (a restarted provider must still know whose job it is, and what
+// pays for it), and watches it. A record that cannot be written stops
+// the job: it would run unwatched after a restart.
+func (m *Manager) startedProvided(j *jobs.Job, deal market.Deal) error {
+	if err := m.saveProvided(j.ID, deal); err != nil {
+		m.jobs.Fail(j.ID, "the provider could not record the deal: "+err.Error())
+		if m.market != nil {
+			m.market.Release(deal.ID)
+		}
+		return err
 	}
-	n.trackProvided(j.ID, deal)
-	go n.watchProvided(j.ID, deal)
+	if m.market != nil {
+		m.market.Started(deal.ID)
+	}
+	m.trackProvided(j.ID, deal)
+	m.spawn(func(ctx context.Context) { m.watchProvided(ctx, j.ID, deal) })
+	return nil
+}
+
+func (m *Manager) providedDir() string { return filepath.Join(m.cfg.Dir, "provided") }
+
+// saveProvided writes the deal of a job this node runs, as
+// provided/ID.json.
+func (m *Manager) saveProvided(id string, deal market.Deal) error {
+	if err := checkJobID(id); err != nil {
+		return fmt.Errorf("provided job: %w", err)
+	}
+	b, err := json.Marshal(deal)
+	if err == nil {
+		err = os.MkdirAll(m.providedDir(), 0o700)
+	}
+	if err == nil {
+		err = writeAtomic(filepath.Join(m.providedDir(), id+".json"), b)
+	}
+	if err != nil {
+		return fmt.Errorf("save provided job %s: %w", id, err)
+	}
+	return nil
+}
+
+// loadProvided reads the deals of the jobs this node runs for others and
+// watches again those still running: their requesters keep following and
+// paying them. What was owed before the restart is the voucher held; the
+// run time owed for starts now.
+func (m *Manager) loadProvided() error {
+	entries, err := os.ReadDir(m.providedDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("provided jobs: %w", err)
+	}
+	var bad []string
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(m.providedDir(), e.Name()))
+		var deal market.Deal
+		if err == nil {
+			err = json.Unmarshal(b, &deal)
+		}
+		if err == nil {
+			err = checkJobID(id)
+		}
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("%s: %v", e.Name(), err))
+			continue
+		}
+		m.remote.mu.Lock()
+		m.remote.provided[id] = deal
+		m.remote.mu.Unlock()
+		if m.jobs == nil {
+			continue
+		}
+		if j, err := m.jobs.Get(id); err == nil && !j.State.Terminal() {
+			m.trackProvided(id, deal)
+			m.remote.mu.Lock()
+			m.remote.runSince[id] = time.Now()
+			m.remote.mu.Unlock()
+			m.spawn(func(ctx context.Context) { m.watchProvided(ctx, id, deal) })
+			m.log.Info("watching a provided job again", "job_id", id, "deal_id", short(deal.ID), "requester", deal.Requester)
+		}
+	}
+	if len(bad) > 0 {
+		// Said at every start until repaired: such a job's requester can
+		// no longer follow it here.
+		m.log.Error("provided job records unreadable; their jobs are not watched", "files", bad, "dir", m.providedDir())
+	}
+	return nil
 }
 
 // providedChannel is the channel that pays for a deal this node provides.
-func (n *Node) providedChannel(deal market.Deal) common.Hash {
-	return chain.ChannelID(common.HexToAddress(deal.RequesterWallet), n.wallet.Address(), dealToken(deal))
+func (m *Manager) providedChannel(deal market.Deal) common.Hash {
+	return chain.ChannelID(common.HexToAddress(deal.RequesterWallet), m.wallet.Address(), dealToken(deal))
 }
 
 // trackProvided starts the money check of a provided job: when it is the
 // only running job on its channel, what was owed before it is what the
 // voucher held now says.
-func (n *Node) trackProvided(id string, deal market.Deal) {
-	ch := n.providedChannel(deal)
+func (m *Manager) trackProvided(id string, deal market.Deal) {
+	ch := m.providedChannel(deal)
 	held := new(big.Int)
-	if v := n.vouchers.get(n.vouchers.data.Received, ch); v != nil {
+	if v := m.vouchers.get(m.vouchers.data.Received, ch); v != nil {
 		held = v.CumulativeAmount.Big()
 	}
-	r := n.remote
+	r := m.remote
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	others := false
 	for o := range r.live {
-		if n.providedChannel(r.provided[o]) == ch {
+		if m.providedChannel(r.provided[o]) == ch {
 			others = true
 		}
 	}
@@ -815,15 +893,15 @@ func (n *Node) trackProvided(id string, deal market.Deal) {
 
 // endProvided ends the money check of a provided job: what it cost (its
 // run time here, within the deal) is owed before the channel's other jobs.
-func (n *Node) endProvided(id string, started, finished *time.Time) {
-	r := n.remote
+func (m *Manager) endProvided(id string, started, finished *time.Time) {
+	r := m.remote
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.live[id] {
 		return
 	}
 	deal := r.provided[id]
-	ch := n.providedChannel(deal)
+	ch := m.providedChannel(deal)
 	delete(r.live, id)
 	delete(r.runSince, id)
 	if started != nil && finished != nil && r.floor[ch] != nil {
@@ -836,12 +914,12 @@ func (n *Node) endProvided(id string, started, finished *time.Time) {
 // one's price × its run time here so far), and the slack allowed: two
 // voucher intervals of each running job (the requester pays once an
 // interval, for the time it saw, from when it first saw the job run).
-func (n *Node) coverage(ch common.Hash, now time.Time) (held, owed, slack *big.Int) {
+func (m *Manager) coverage(ch common.Hash, now time.Time) (held, owed, slack *big.Int) {
 	held = new(big.Int)
-	if v := n.vouchers.get(n.vouchers.data.Received, ch); v != nil {
+	if v := m.vouchers.get(m.vouchers.data.Received, ch); v != nil {
 		held = v.CumulativeAmount.Big()
 	}
-	r := n.remote
+	r := m.remote
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	owed, slack = new(big.Int), new(big.Int)
@@ -850,7 +928,7 @@ func (n *Node) coverage(ch common.Hash, now time.Time) (held, owed, slack *big.I
 	}
 	for id := range r.live {
 		deal := r.provided[id]
-		if n.providedChannel(deal) != ch {
+		if m.providedChannel(deal) != ch {
 			continue
 		}
 		since, ok := r.runSince[id]
@@ -865,22 +943,22 @@ func (n *Node) coverage(ch common.Hash, now time.Time) (held, owed, slack *big.I
 
 // unpaid says why a running provided job must stop for want of pay, or
 // "" while the channel's vouchers keep up with its jobs.
-func (n *Node) unpaid(id string, now time.Time) string {
-	n.remote.mu.Lock()
-	deal, ok := n.remote.provided[id]
-	n.remote.mu.Unlock()
+func (m *Manager) unpaid(id string, now time.Time) string {
+	m.remote.mu.Lock()
+	deal, ok := m.remote.provided[id]
+	m.remote.mu.Unlock()
 	if !ok {
 		return ""
 	}
-	ch := n.providedChannel(deal)
-	held, owed, slack := n.coverage(ch, now)
+	ch := m.providedChannel(deal)
+	held, owed, slack := m.coverage(ch, now)
 	short := new(big.Int).Sub(owed, held)
 	if short.Cmp(slack) <= 0 {
 		return ""
 	}
-	n.remote.mu.Lock()
-	why := n.remote.refused[ch]
-	n.remote.mu.Unlock()
+	m.remote.mu.Lock()
+	why := m.remote.refused[ch]
+	m.remote.mu.Unlock()
 	reason := fmt.Sprintf("the requester's vouchers stopped covering the job: channel %s holds %s base units, its running jobs owe %s (%s short, %s allowed)",
 		ch, held, owed, short, slack)
 	if why != "" {
@@ -891,37 +969,49 @@ func (n *Node) unpaid(id string, now time.Time) string {
 
 // watchProvided stops a job whose vouchers stop (after three intervals),
 // and frees the deal's GPUs when it ends.
-func (n *Node) watchProvided(id string, deal market.Deal) {
-	defer n.market.Release(deal.ID)
-	defer func() { // a distributed rank's port is free again
-		n.remote.mu.Lock()
-		if p, ok := n.remote.portOf[id]; ok {
-			delete(n.remote.ports, p)
-			delete(n.remote.portOf, id)
+func (m *Manager) watchProvided(ctx context.Context, id string, deal market.Deal) {
+	defer func() {
+		if m.market != nil {
+			m.market.Release(deal.ID)
 		}
-		n.remote.mu.Unlock()
 	}()
-	changes, unsub := n.gpus.Subscribe()
+	defer func() { // a distributed rank's port is free again
+		m.remote.mu.Lock()
+		if p, ok := m.remote.portOf[id]; ok {
+			delete(m.remote.ports, p)
+			delete(m.remote.portOf, id)
+		}
+		m.remote.mu.Unlock()
+	}()
+	changes, unsub := m.gpus.Subscribe()
 	defer unsub()
 	ours := map[string]bool{}
 	for _, u := range deal.GPUs {
 		ours[u] = true
 	}
-	t := time.NewTicker(n.remote.interval)
+	t := time.NewTicker(m.remote.interval)
 	defer t.Stop()
 	var started, finished *time.Time
-	defer func() { n.endProvided(id, started, finished) }()
+	stopping := false // the daemon stops: the job goes on, watched again at the next start
+	defer func() {
+		if !stopping {
+			m.endProvided(id, started, finished)
+		}
+	}()
 	for {
 		select {
+		case <-ctx.Done():
+			stopping = true
+			return
 		case c := <-changes:
 			if ours[c.UUID] && c.To == gpu.Unhealthy {
-				n.log.Warn("a job's GPU failed; stopping the job", "job_id", id, "uuid", c.UUID, "reason", c.Reason)
-				n.jobs.Fail(id, fmt.Sprintf("GPU %s became unhealthy: %s", c.UUID, c.Reason))
+				m.log.Warn("a job's GPU failed; stopping the job", "job_id", id, "uuid", c.UUID, "reason", c.Reason)
+				m.jobs.Fail(id, fmt.Sprintf("GPU %s became unhealthy: %s", c.UUID, c.Reason))
 			}
 			continue
 		case <-t.C:
 		}
-		j, err := n.jobs.Get(id)
+		j, err := m.jobs.Get(id)
 		if err != nil {
 			return
 		}
@@ -932,18 +1022,18 @@ func (n *Node) watchProvided(id string, deal market.Deal) {
 		// Nothing is owed before the job runs (a gang's rank waits for
 		// the others, an image loads): the vouchers are due from its start.
 		if j.StartedAt != nil {
-			n.remote.mu.Lock()
-			if _, ok := n.remote.runSince[id]; !ok {
-				n.remote.runSince[id] = *j.StartedAt
+			m.remote.mu.Lock()
+			if _, ok := m.remote.runSince[id]; !ok {
+				m.remote.runSince[id] = *j.StartedAt
 			}
-			n.remote.mu.Unlock()
+			m.remote.mu.Unlock()
 		}
 		if j.State != jobs.Running {
 			continue
 		}
-		if why := n.unpaid(id, time.Now()); why != "" {
-			n.log.Warn("vouchers stopped; stopping the job", "job_id", id, "requester", deal.Requester, "why", why)
-			if f, err := n.jobs.Fail(id, why); err == nil {
+		if why := m.unpaid(id, time.Now()); why != "" {
+			m.log.Warn("vouchers stopped; stopping the job", "job_id", id, "requester", deal.Requester, "why", why)
+			if f, err := m.jobs.Fail(id, why); err == nil {
 				started, finished = f.StartedAt, f.FinishedAt
 			}
 			return
@@ -951,16 +1041,16 @@ func (n *Node) watchProvided(id string, deal market.Deal) {
 	}
 }
 
-func (n *Node) handleJobCancel(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
-	_, r, err := n.providedJob(from, req)
+func (m *Manager) handleJobCancel(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	_, r, err := m.providedJob(from, req)
 	if err != nil {
 		return nil, err
 	}
 	var j *jobs.Job
 	if r.Reason != "" {
-		j, err = n.jobs.Fail(r.ID, r.Reason)
+		j, err = m.jobs.Fail(r.ID, r.Reason)
 	} else {
-		j, err = n.jobs.Cancel(r.ID)
+		j, err = m.jobs.Cancel(r.ID)
 	}
 	if err != nil {
 		return nil, err
@@ -969,36 +1059,36 @@ func (n *Node) handleJobCancel(ctx context.Context, from peer.ID, req []byte) ([
 }
 
 // cancelRemote asks the provider to stop a job.
-func (n *Node) cancelRemote(ctx context.Context, id string) (*jobs.Job, error) {
-	n.remote.mu.Lock()
-	rj := n.remote.jobs[id]
-	n.remote.mu.Unlock()
+func (m *Manager) cancelRemote(ctx context.Context, id string) (*jobs.Job, error) {
+	m.remote.mu.Lock()
+	rj := m.remote.jobs[id]
+	m.remote.mu.Unlock()
 	if rj == nil {
 		return nil, fmt.Errorf("%w: %s", jobs.ErrNotFound, id)
 	}
-	n.remote.mu.Lock()
-	stopWait, queued := n.remote.waiting[id], rj.queued()
+	m.remote.mu.Lock()
+	stopWait, queued := m.remote.waiting[id], rj.queued()
 	var last jobs.State
 	if rj.Last != nil {
 		last = rj.Last.State
 	}
-	n.remote.mu.Unlock()
+	m.remote.mu.Unlock()
 	if queued {
 		if last.Terminal() {
 			return nil, fmt.Errorf("%w: %s is %s", jobs.ErrFinished, id, last)
 		}
-		n.endQueued(rj, jobs.Canceled, "canceled while queued")
+		m.endQueued(rj, jobs.Canceled, "canceled while queued")
 		if stopWait != nil {
 			stopWait()
 		}
-		n.remote.mu.Lock()
+		m.remote.mu.Lock()
 		j := *rj.Last
-		n.remote.mu.Unlock()
+		m.remote.mu.Unlock()
 		return &j, nil
 	}
 	prov, _ := peer.Decode(rj.Provider)
 	req, _ := json.Marshal(jobIDRequest{ID: rj.remoteID()})
-	resp, err := p2p.Request(ctx, n.p2p.Host, prov, n.p2p.ProtocolID(protoJobCancel), req, p2p.StreamLimits{MaxRequest: 1024, MaxResponse: 1 << 20})
+	resp, err := m.request(ctx, prov, wireCancel, req)
 	if err != nil {
 		return nil, fmt.Errorf("provider %s: %w", rj.Provider, err)
 	}
@@ -1012,35 +1102,35 @@ func (n *Node) cancelRemote(ctx context.Context, id string) (*jobs.Job, error) {
 
 // providedJob reads a request about one of our jobs: only the requester of
 // its deal may ask.
-func (n *Node) providedJob(from peer.ID, req []byte) (*jobs.Job, jobIDRequest, error) {
+func (m *Manager) providedJob(from peer.ID, req []byte) (*jobs.Job, jobIDRequest, error) {
 	var r jobIDRequest
 	if err := json.Unmarshal(req, &r); err != nil {
 		return nil, r, err
 	}
-	n.remote.mu.Lock()
-	deal, ok := n.remote.provided[r.ID]
-	n.remote.mu.Unlock()
+	m.remote.mu.Lock()
+	deal, ok := m.remote.provided[r.ID]
+	m.remote.mu.Unlock()
 	if !ok || deal.Requester != from.String() {
 		return nil, r, fmt.Errorf("no job %s of yours here", r.ID)
 	}
-	j, err := n.jobs.Get(r.ID)
+	j, err := m.jobs.Get(r.ID)
 	return j, r, err
 }
 
-func (n *Node) handleJobStatus(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
-	j, _, err := n.providedJob(from, req)
+func (m *Manager) handleJobStatus(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	j, _, err := m.providedJob(from, req)
 	if err != nil {
 		return nil, err
 	}
 	return json.Marshal(j)
 }
 
-func (n *Node) handleJobLogs(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
-	j, r, err := n.providedJob(from, req)
+func (m *Manager) handleJobLogs(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	j, r, err := m.providedJob(from, req)
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(filepath.Join(n.repo.Dir, "jobs", j.ID, "output.log"))
+	f, err := os.Open(filepath.Join(m.cfg.Dir, "jobs", j.ID, "output.log"))
 	if err != nil {
 		return json.Marshal(logChunk{Done: j.State.Terminal(), Bytes: r.Offset})
 	}
@@ -1056,17 +1146,17 @@ func (n *Node) handleJobLogs(ctx context.Context, from peer.ID, req []byte) ([]b
 // wallet, chain and escrow, on the channel of a deal of the sender's here,
 // raising the cumulative amount, within the channel's deposit on chain.
 // Anything else is refused with the reason, and the voucher held stays.
-func (n *Node) handleJobVoucher(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+func (m *Manager) handleJobVoucher(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
 	v, err := chain.DecodeVoucher(req) // checks the fields and the signature
 	if err != nil {
 		return nil, err
 	}
-	if err := n.acceptVoucher(ctx, from, v); err != nil {
+	if err := m.acceptVoucher(ctx, from, v); err != nil {
 		if !errors.Is(err, errVoucherHeld) {
-			n.remote.mu.Lock()
-			n.remote.refused[v.Channel] = err.Error()
-			n.remote.mu.Unlock()
-			n.log.Warn("voucher refused", "requester", from, "channel", v.Channel, "amount", v.CumulativeAmount, "err", err)
+			m.remote.mu.Lock()
+			m.remote.refused[v.Channel] = err.Error()
+			m.remote.mu.Unlock()
+			m.log.Warn("voucher refused", "requester", from, "channel", v.Channel, "amount", v.CumulativeAmount, "err", err)
 			return nil, err
 		}
 	}
@@ -1077,24 +1167,24 @@ func (n *Node) handleJobVoucher(ctx context.Context, from peer.ID, req []byte) (
 // its last when nothing more is owed); nothing changes.
 var errVoucherHeld = errors.New("voucher already held")
 
-func (n *Node) acceptVoucher(ctx context.Context, from peer.ID, v *chain.Voucher) error {
-	if v.Payee != n.wallet.Address() || v.ChainID.Big().Cmp(n.chain.ChainID()) != 0 || v.Escrow != n.chain.Escrow() {
+func (m *Manager) acceptVoucher(ctx context.Context, from peer.ID, v *chain.Voucher) error {
+	if v.Payee != m.wallet.Address() || v.ChainID.Big().Cmp(m.chain.ChainID()) != 0 || v.Escrow != m.chain.Escrow() {
 		return fmt.Errorf("voucher refused: it pays %s on chain %s through escrow %s; this provider is %s on chain %s through %s",
-			v.Payee, v.ChainID, v.Escrow, n.wallet.Address(), n.chain.ChainID(), n.chain.Escrow())
+			v.Payee, v.ChainID, v.Escrow, m.wallet.Address(), m.chain.ChainID(), m.chain.Escrow())
 	}
 	ours := false
-	n.remote.mu.Lock()
-	for _, d := range n.remote.provided {
-		if d.Requester == from.String() && n.providedChannel(d) == v.Channel {
+	m.remote.mu.Lock()
+	for _, d := range m.remote.provided {
+		if d.Requester == from.String() && m.providedChannel(d) == v.Channel {
 			ours = true
 			break
 		}
 	}
-	n.remote.mu.Unlock()
+	m.remote.mu.Unlock()
 	if !ours {
 		return fmt.Errorf("voucher refused: channel %s (payer %s, token %s) is not the channel of any deal of yours here", v.Channel, v.Payer, v.Token)
 	}
-	prev := n.vouchers.get(n.vouchers.data.Received, v.Channel)
+	prev := m.vouchers.get(m.vouchers.data.Received, v.Channel)
 	if prev != nil {
 		switch c := v.CumulativeAmount.Cmp(prev.CumulativeAmount.Big()); {
 		case c == 0:
@@ -1103,7 +1193,7 @@ func (n *Node) acceptVoucher(ctx context.Context, from peer.ID, v *chain.Voucher
 			return fmt.Errorf("voucher refused: cumulative amount %s is below the %s already held on channel %s; send a voucher for more", v.CumulativeAmount, prev.CumulativeAmount, v.Channel)
 		}
 	}
-	ch, err := n.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
+	ch, err := m.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
 	if err != nil {
 		return fmt.Errorf("voucher not kept: reading its channel to check the deposit: %w", err)
 	}
@@ -1111,7 +1201,7 @@ func (n *Node) acceptVoucher(ctx context.Context, from peer.ID, v *chain.Voucher
 		// Redeem skips it, and it would hide the one that can be redeemed.
 		return fmt.Errorf("voucher refused: cumulative amount %s exceeds channel %s's deposit of %s; the voucher held (%s) stays", v.CumulativeAmount, v.Channel, ch.Deposited, amountOf(prev))
 	}
-	kept, err := n.vouchers.keepIf(n.vouchers.data.Received, v, func(old *chain.Voucher) bool {
+	kept, err := m.vouchers.keepIf(m.vouchers.data.Received, v, func(old *chain.Voucher) bool {
 		return old == nil || old.CumulativeAmount.Cmp(v.CumulativeAmount.Big()) < 0
 	})
 	if err != nil {
@@ -1120,9 +1210,9 @@ func (n *Node) acceptVoucher(ctx context.Context, from peer.ID, v *chain.Voucher
 	if !kept {
 		return errVoucherHeld // a higher one came in meanwhile
 	}
-	n.remote.mu.Lock()
-	delete(n.remote.refused, v.Channel)
-	n.remote.mu.Unlock()
+	m.remote.mu.Lock()
+	delete(m.remote.refused, v.Channel)
+	m.remote.mu.Unlock()
 	return nil
 }
 
@@ -1136,11 +1226,10 @@ func amountOf(v *chain.Voucher) string {
 // followRemote is the requester's loop: it refreshes its remote jobs'
 // states and signs cumulative vouchers for their GPU time every interval,
 // and a final one when a job ends.
-func (n *Node) followRemote(ctx context.Context) {
-	defer n.remote.stop() // queued jobs stop waiting with the daemon
-	n.resumeQueued()
-	go n.watchClosing(ctx)
-	t := time.NewTicker(n.remote.interval)
+func (m *Manager) followRemote(ctx context.Context) {
+	defer m.remote.stop() // queued jobs stop waiting with the daemon
+	m.resumeQueued()
+	t := time.NewTicker(m.remote.interval)
 	defer t.Stop()
 	for {
 		select {
@@ -1148,38 +1237,38 @@ func (n *Node) followRemote(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		n.remote.mu.Lock()
-		var live []*remoteJob
-		for _, rj := range n.remote.jobs {
+		m.remote.mu.Lock()
+		var live []*Record
+		for _, rj := range m.remote.jobs {
 			if !rj.Settled && !rj.queued() {
 				live = append(live, rj)
 			}
 		}
-		n.remote.mu.Unlock()
+		m.remote.mu.Unlock()
 		channels := map[common.Hash]bool{}
 		for _, rj := range live {
-			if j, err := n.remoteStatus(ctx, rj); err == nil {
-				n.remote.mu.Lock()
+			if j, err := m.remoteStatus(ctx, rj); err == nil {
+				m.remote.mu.Lock()
 				rj.see(j, time.Now())
-				n.remote.mu.Unlock()
-				n.rate(rj)
-				if err := n.saveRemote(rj); err != nil {
-					n.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
+				m.remote.mu.Unlock()
+				m.rate(rj)
+				if err := m.saveRemote(rj); err != nil {
+					m.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
 				}
 				if len(rj.Group) > 1 && j.State.Terminal() && j.State != jobs.Completed {
 					// As torchrun does: one rank failing fails the job.
-					n.failGroup(ctx, rj.Group, fmt.Sprintf("rank %d on provider %s %s: %s", rj.Rank, rj.Provider, j.State, j.Reason))
+					m.failGroup(ctx, rj.Group, fmt.Sprintf("rank %d on provider %s %s: %s", rj.Rank, rj.Provider, j.State, j.Reason))
 				}
 			} else {
-				n.providerMissing(ctx, rj, err)
+				m.providerMissing(ctx, rj, err)
 			}
-			channels[chain.ChannelID(n.wallet.Address(), common.HexToAddress(rj.Deal.ProviderWallet), dealToken(rj.Deal))] = true
+			channels[chain.ChannelID(m.wallet.Address(), common.HexToAddress(rj.Deal.ProviderWallet), dealToken(rj.Deal))] = true
 		}
 		for _, rj := range live {
-			id := chain.ChannelID(n.wallet.Address(), common.HexToAddress(rj.Deal.ProviderWallet), dealToken(rj.Deal))
+			id := chain.ChannelID(m.wallet.Address(), common.HexToAddress(rj.Deal.ProviderWallet), dealToken(rj.Deal))
 			if channels[id] {
 				delete(channels, id)
-				n.payChannel(ctx, rj)
+				m.payChannel(ctx, rj)
 			}
 		}
 	}
@@ -1190,47 +1279,55 @@ func (n *Node) followRemote(ctx context.Context) {
 // exit code: the GPU, the container, the inputs on the provider's side)
 // one failed. A job that exited non-zero, timed out, was canceled, or
 // was stopped because another rank failed says nothing of the provider.
-func (n *Node) rate(rj *remoteJob) {
-	n.remote.mu.Lock()
+func (m *Manager) rate(rj *Record) {
+	m.remote.mu.Lock()
 	j := rj.Last
 	if rj.Rated || j == nil || !j.State.Terminal() {
-		n.remote.mu.Unlock()
+		m.remote.mu.Unlock()
 		return
 	}
 	rj.Rated = true
-	n.remote.mu.Unlock()
+	m.remote.mu.Unlock()
 	switch {
 	case j.State == jobs.Completed:
-		n.market.Reputation().Completed(rj.Provider)
+		m.market.Reputation().Completed(rj.Provider)
 	case j.State == jobs.Failed && j.ExitCode == nil && !strings.HasPrefix(j.Reason, "another rank failed"):
-		n.market.Reputation().Failed(rj.Provider)
+		m.market.Reputation().Failed(rj.Provider)
 	}
 }
 
 // providerMissing marks a job unknown when its provider stops answering,
 // failed after the grace window (five voucher intervals, at least 10 s),
 // and then retries it elsewhere if its spec says so.
-func (n *Node) providerMissing(ctx context.Context, rj *remoteJob, err error) {
-	grace := max(5*n.remote.interval, 10*time.Second)
-	n.remote.mu.Lock()
+func (m *Manager) providerMissing(ctx context.Context, rj *Record, err error) {
+	grace := max(5*m.remote.interval, 10*time.Second)
+	m.remote.mu.Lock()
 	last := *rj.Last
 	if last.State.Terminal() {
-		n.remote.mu.Unlock()
+		m.remote.mu.Unlock()
 		return
 	}
-	gone := time.Since(rj.LastSeen)
+	// A daemon that was down did not look: the grace starts when it
+	// started again, not at the last sight before it went down.
+	m.spawnMu.Lock()
+	since := rj.LastSeen
+	if m.started.After(since) {
+		since = m.started
+	}
+	m.spawnMu.Unlock()
+	gone := time.Since(since)
 	if gone < grace {
 		if last.State != jobs.Unknown {
 			last.State, last.Reason = jobs.Unknown, fmt.Sprintf("provider %s not answering: %v", short(rj.Provider), err)
 			rj.Last = &last
 		}
-		n.remote.mu.Unlock()
-		if err := n.saveRemote(rj); err != nil {
-			n.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
+		m.remote.mu.Unlock()
+		if err := m.saveRemote(rj); err != nil {
+			m.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
 		}
 		return
 	}
-	n.remote.mu.Unlock()
+	m.remote.mu.Unlock()
 	// The job stays unknown while a retry is arranged, so that whoever
 	// watches it sees failed and the retry together.
 	reason := fmt.Sprintf("provider %s unreachable for %s", rj.Provider, gone.Round(time.Second))
@@ -1238,43 +1335,43 @@ func (n *Node) providerMissing(ctx context.Context, rj *remoteJob, err error) {
 	if rj.Spec.Retry.Attempts > 0 && len(rj.Group) <= 1 {
 		spec := rj.Spec
 		spec.Retry.Attempts--
-		if j, err := n.queueRemote(&spec, []string{rj.Provider}); err != nil {
+		if j, err := m.queueRemote(&spec, []string{rj.Provider}); err != nil {
 			reason += "; retry failed: " + err.Error()
 		} else {
 			retried = j.ID
 			reason += "; retried as " + j.ID
 		}
 	}
-	n.remote.mu.Lock()
+	m.remote.mu.Lock()
 	rated := rj.Rated
 	rj.Rated = true
-	n.remote.mu.Unlock()
+	m.remote.mu.Unlock()
 	if !rated {
-		n.market.Reputation().Failed(rj.Provider)
+		m.market.Reputation().Failed(rj.Provider)
 	}
-	n.log.Warn("remote job failed: provider unreachable", "job_id", rj.ID, "provider", rj.Provider, "retried_as", retried)
+	m.log.Warn("remote job failed: provider unreachable", "job_id", rj.ID, "provider", rj.Provider, "retried_as", retried)
 	now := time.Now().UTC()
-	n.remote.mu.Lock()
+	m.remote.mu.Lock()
 	last.State, last.Reason, last.FinishedAt = jobs.Failed, reason, &now
 	rj.Last, rj.RetriedAs = &last, retried
 	rj.Unreachable, rj.Settled = true, true // no more vouchers: paid up to the last sight
-	n.remote.mu.Unlock()
-	if err := n.saveRemote(rj); err != nil {
-		n.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
+	m.remote.mu.Unlock()
+	if err := m.saveRemote(rj); err != nil {
+		m.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
 	}
 	if len(rj.Group) > 1 {
-		n.failGroup(ctx, rj.Group, fmt.Sprintf("rank %d: %s", rj.Rank, reason))
+		m.failGroup(ctx, rj.Group, fmt.Sprintf("rank %d: %s", rj.Rank, reason))
 	}
 }
 
 // jobCost is what a job has cost so far: the run time this node saw, at
 // the deal's price.
-func jobCost(rj *remoteJob) *big.Int { return dealCost(rj.Deal, observedRun(rj, 0)) }
+func jobCost(rj *Record) *big.Int { return dealCost(rj.Deal, observedRun(rj, 0)) }
 
 // jobPayable is what this node pays for a job: the run time it saw, plus
 // one interval (it polls once an interval, so the job ran up to one
 // before it was first seen running), within the deal's maximum duration.
-func jobPayable(rj *remoteJob, interval time.Duration) *big.Int {
+func jobPayable(rj *Record, interval time.Duration) *big.Int {
 	return dealCost(rj.Deal, observedRun(rj, interval))
 }
 
@@ -1283,7 +1380,7 @@ func jobPayable(rj *remoteJob, interval time.Duration) *big.Int {
 // (a running job, or one whose provider vanished), plus extra, clamped
 // to the deal's maximum duration. The provider's StartedAt and
 // FinishedAt count for nothing: a provider could report any.
-func observedRun(rj *remoteJob, extra time.Duration) time.Duration {
+func observedRun(rj *Record, extra time.Duration) time.Duration {
 	j := rj.Last
 	if j == nil {
 		return 0
@@ -1313,14 +1410,14 @@ func observedRun(rj *remoteJob, extra time.Duration) time.Duration {
 
 // payChannel signs and sends the channel's cumulative voucher: every job
 // this node ran on it, at its cost so far.
-func (n *Node) payChannel(ctx context.Context, rj *remoteJob) {
+func (m *Manager) payChannel(ctx context.Context, rj *Record) {
 	payee, token := common.HexToAddress(rj.Deal.ProviderWallet), dealToken(rj.Deal)
 	total := new(big.Int)
-	var ended []*remoteJob
-	n.remote.mu.Lock()
-	for _, o := range n.remote.jobs {
+	var ended []*Record
+	m.remote.mu.Lock()
+	for _, o := range m.remote.jobs {
 		if common.HexToAddress(o.Deal.ProviderWallet) == payee && dealToken(o.Deal) == token {
-			c := jobPayable(o, n.remote.interval)
+			c := jobPayable(o, m.remote.interval)
 			o.Vouched = c.String()
 			total.Add(total, c)
 			if !o.Settled && o.Last != nil && o.Last.State.Terminal() {
@@ -1328,63 +1425,63 @@ func (n *Node) payChannel(ctx context.Context, rj *remoteJob) {
 			}
 		}
 	}
-	n.remote.mu.Unlock()
-	if prev := n.vouchers.get(n.vouchers.data.Signed, chain.ChannelID(n.wallet.Address(), payee, token)); prev != nil && prev.CumulativeAmount.Cmp(total) >= 0 {
+	m.remote.mu.Unlock()
+	if prev := m.vouchers.get(m.vouchers.data.Signed, chain.ChannelID(m.wallet.Address(), payee, token)); prev != nil && prev.CumulativeAmount.Cmp(total) >= 0 {
 		total = prev.CumulativeAmount.Big() // never less than before; resend it
 	}
 	if total.Sign() == 0 {
-		n.remote.mu.Lock()
+		m.remote.mu.Lock()
 		for _, o := range ended {
 			o.Settled = true // ran for no time: nothing owed
 		}
-		n.remote.mu.Unlock()
+		m.remote.mu.Unlock()
 		return
 	}
-	v, err := n.chain.SignVoucher(payee, token, total)
+	v, err := m.chain.SignVoucher(payee, token, total)
 	if err != nil {
-		n.log.Warn("sign voucher", "err", err)
+		m.log.Warn("sign voucher", "err", err)
 		return
 	}
 	// Kept before it is sent: a voucher the provider holds and this node
 	// forgot would be signed again for less, and the provider refuses less.
-	if _, err := n.vouchers.keep(n.vouchers.data.Signed, v); err != nil {
-		n.log.Error("voucher not sent: keeping it failed", "provider", rj.Provider, "err", err)
+	if _, err := m.vouchers.keep(m.vouchers.data.Signed, v); err != nil {
+		m.log.Error("voucher not sent: keeping it failed", "provider", rj.Provider, "err", err)
 		return
 	}
 	raw, err := json.Marshal(v)
 	if err != nil {
-		n.log.Error("voucher not sent", "provider", rj.Provider, "err", err)
+		m.log.Error("voucher not sent", "provider", rj.Provider, "err", err)
 		return
 	}
 	prov, _ := peer.Decode(rj.Provider)
-	if _, err := p2p.Request(ctx, n.p2p.Host, prov, n.p2p.ProtocolID(protoJobVoucher), raw, p2p.StreamLimits{MaxRequest: chain.MaxVoucherBytes, MaxResponse: 64}); err != nil {
-		n.log.Warn("voucher not delivered", "provider", rj.Provider, "err", err)
+	if _, err := m.request(ctx, prov, wireVoucher, raw); err != nil {
+		m.log.Warn("voucher not delivered", "provider", rj.Provider, "err", err)
 		return
 	}
 	tok := token.Hex()
 	if token == chain.NativeToken {
 		tok = "native"
 	}
-	n.log.Info("paid: voucher sent", "job_id", rj.ID, "provider", rj.Provider, "channel_total", n.formatAmount(tok, total.String()), "jobs_settled", len(ended))
-	n.remote.mu.Lock()
+	m.log.Info("paid: voucher sent", "job_id", rj.ID, "provider", rj.Provider, "channel_total", m.formatAmount(tok, total.String()), "jobs_settled", len(ended))
+	m.remote.mu.Lock()
 	for _, o := range ended {
 		o.Settled = true
 	}
-	n.remote.mu.Unlock()
+	m.remote.mu.Unlock()
 	for _, o := range ended {
-		if err := n.saveRemote(o); err != nil {
-			n.log.Warn("remote job record not saved", "job_id", o.ID, "err", err)
+		if err := m.saveRemote(o); err != nil {
+			m.log.Warn("remote job record not saved", "job_id", o.ID, "err", err)
 		}
 	}
 }
 
-func (n *Node) remoteStatus(ctx context.Context, rj *remoteJob) (*jobs.Job, error) {
+func (m *Manager) remoteStatus(ctx context.Context, rj *Record) (*jobs.Job, error) {
 	prov, err := peer.Decode(rj.Provider)
 	if err != nil {
 		return nil, err
 	}
 	req, _ := json.Marshal(jobIDRequest{ID: rj.remoteID()})
-	resp, err := p2p.Request(ctx, n.p2p.Host, prov, n.p2p.ProtocolID(protoJobStatus), req, p2p.StreamLimits{MaxRequest: 1024, MaxResponse: 1 << 20})
+	resp, err := m.request(ctx, prov, wireStatus, req)
 	if err != nil {
 		return nil, err
 	}
@@ -1397,30 +1494,30 @@ func (n *Node) remoteStatus(ctx context.Context, rj *remoteJob) (*jobs.Job, erro
 }
 
 // remoteJobByID is the requester's view of a job on a provider, refreshed.
-func (n *Node) remoteJobByID(ctx context.Context, id string) (*jobs.Job, error) {
-	n.remote.mu.Lock()
-	rj := n.remote.jobs[id]
-	n.remote.mu.Unlock()
+func (m *Manager) remoteJobByID(ctx context.Context, id string) (*jobs.Job, error) {
+	m.remote.mu.Lock()
+	rj := m.remote.jobs[id]
+	m.remote.mu.Unlock()
 	if rj == nil {
 		return nil, fmt.Errorf("%w: %s", jobs.ErrNotFound, id)
 	}
-	n.remote.mu.Lock()
+	m.remote.mu.Lock()
 	queued, settled := rj.queued(), rj.Settled
-	n.remote.mu.Unlock()
+	m.remote.mu.Unlock()
 	if queued {
-		n.remote.mu.Lock()
-		defer n.remote.mu.Unlock()
+		m.remote.mu.Lock()
+		defer m.remote.mu.Unlock()
 		j := *rj.Last
 		return &j, nil
 	}
 	if !settled {
-		if j, err := n.remoteStatus(ctx, rj); err == nil {
-			n.remote.mu.Lock()
+		if j, err := m.remoteStatus(ctx, rj); err == nil {
+			m.remote.mu.Lock()
 			rj.see(j, time.Now())
-			n.remote.mu.Unlock()
+			m.remote.mu.Unlock()
 		}
 	}
-	return n.groupView(ctx, rj), nil
+	return m.groupView(ctx, rj), nil
 }
 
 // groupView is how the requester shows a remote job. Rank 0 of a
@@ -1428,17 +1525,17 @@ func (n *Node) remoteJobByID(ctx context.Context, id string) (*jobs.Job, error) 
 // it is not done until every rank is, a rank's failure is its failure,
 // and its result is a directory holding every rank's result by rank
 // ("rank-0", "rank-1", ...).
-func (n *Node) groupView(ctx context.Context, rj *remoteJob) *jobs.Job {
-	n.remote.mu.Lock()
+func (m *Manager) groupView(ctx context.Context, rj *Record) *jobs.Job {
+	m.remote.mu.Lock()
 	if rj.Last == nil || len(rj.Group) < 2 || rj.Rank != 0 {
-		defer n.remote.mu.Unlock()
+		defer m.remote.mu.Unlock()
 		return rj.Last
 	}
 	j := *rj.Last
 	results := map[string]cid.Cid{}
 	var waiting, noResult []string
 	for r, id := range rj.Group {
-		other := n.remote.jobs[id]
+		other := m.remote.jobs[id]
 		switch {
 		case other == nil || other.Last == nil || !other.Last.State.Terminal():
 			waiting = append(waiting, strconv.Itoa(r))
@@ -1457,7 +1554,7 @@ func (n *Node) groupView(ctx context.Context, rj *remoteJob) *jobs.Job {
 		}
 	}
 	cached := rj.GroupResult
-	n.remote.mu.Unlock()
+	m.remote.mu.Unlock()
 	if j.State != jobs.Completed {
 		return &j
 	}
@@ -1473,17 +1570,17 @@ func (n *Node) groupView(ctx context.Context, rj *remoteJob) *jobs.Job {
 		return &j
 	}
 	if cached == "" {
-		dir, err := n.content.Directory(ctx, results)
+		dir, err := m.content.Directory(ctx, results)
 		if err != nil {
 			j.State, j.Reason, j.ResultCID = jobs.Uploading, "making the result directory: "+err.Error(), ""
 			return &j
 		}
 		cached = dir.String()
-		n.remote.mu.Lock()
+		m.remote.mu.Lock()
 		rj.GroupResult = cached
-		n.remote.mu.Unlock()
-		if err := n.saveRemote(rj); err != nil {
-			n.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
+		m.remote.mu.Unlock()
+		if err := m.saveRemote(rj); err != nil {
+			m.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
 		}
 	}
 	j.ResultCID = cached
@@ -1493,14 +1590,14 @@ func (n *Node) groupView(ctx context.Context, rj *remoteJob) *jobs.Job {
 // remoteLogs copies a remote job's output; follow keeps asking until it
 // ends. For rank 0 of a distributed job it interleaves every rank's lines,
 // each prefixed "[rank N] "; for another rank, that rank's, prefixed.
-func (n *Node) remoteLogs(ctx context.Context, id string, follow bool, w io.Writer) error {
-	if err := n.awaitStart(ctx, id, follow); err != nil || ctx.Err() != nil {
+func (m *Manager) remoteLogs(ctx context.Context, id string, follow bool, w io.Writer) error {
+	if err := m.awaitStart(ctx, id, follow); err != nil || ctx.Err() != nil {
 		return err
 	}
-	n.remote.mu.Lock()
-	rj := n.remote.jobs[id]
+	m.remote.mu.Lock()
+	rj := m.remote.jobs[id]
 	if rj != nil && rj.queued() {
-		n.remote.mu.Unlock()
+		m.remote.mu.Unlock()
 		return nil // it never ran: no output
 	}
 	type source struct {
@@ -1517,7 +1614,7 @@ func (n *Node) remoteLogs(ctx context.Context, id string, follow bool, w io.Writ
 			ids = rj.Group
 		}
 		for _, gid := range ids {
-			g := n.remote.jobs[gid]
+			g := m.remote.jobs[gid]
 			if g == nil {
 				continue
 			}
@@ -1529,7 +1626,7 @@ func (n *Node) remoteLogs(ctx context.Context, id string, follow bool, w io.Writ
 			srcs = append(srcs, src)
 		}
 	}
-	n.remote.mu.Unlock()
+	m.remote.mu.Unlock()
 	if rj == nil {
 		return fmt.Errorf("%w: %s", jobs.ErrNotFound, id)
 	}
@@ -1563,7 +1660,7 @@ func (n *Node) remoteLogs(ctx context.Context, id string, follow bool, w io.Writ
 			}
 			for { // drain what this rank has now
 				req, _ := json.Marshal(jobIDRequest{ID: s.id, Offset: s.off})
-				resp, err := p2p.Request(ctx, n.p2p.Host, s.prov, n.p2p.ProtocolID(protoJobLogs), req, p2p.StreamLimits{MaxRequest: 1024, MaxResponse: maxLogChunk * 2})
+				resp, err := m.request(ctx, s.prov, wireLogs, req)
 				if err != nil {
 					if len(srcs) == 1 {
 						return err
@@ -1604,12 +1701,12 @@ func (n *Node) remoteLogs(ctx context.Context, id string, follow bool, w io.Writ
 // awaitStart waits while a job is queued when following its logs: there
 // are none until a provider runs it. Without follow, or once it ended
 // queued, it returns at once.
-func (n *Node) awaitStart(ctx context.Context, id string, follow bool) error {
+func (m *Manager) awaitStart(ctx context.Context, id string, follow bool) error {
 	for {
-		n.remote.mu.Lock()
-		rj := n.remote.jobs[id]
+		m.remote.mu.Lock()
+		rj := m.remote.jobs[id]
 		waiting := rj != nil && rj.queued() && rj.Last != nil && !rj.Last.State.Terminal()
-		n.remote.mu.Unlock()
+		m.remote.mu.Unlock()
 		if rj == nil {
 			return fmt.Errorf("%w: %s", jobs.ErrNotFound, id)
 		}
@@ -1636,8 +1733,8 @@ func short(id string) string {
 // holds vouchers for, and on one that is closing it redeems what it is
 // owed at once (the payer may withdraw the rest when the challenge period
 // ends) and stops the jobs running on it (nothing more can be paid).
-func (n *Node) watchClosing(ctx context.Context) {
-	t := time.NewTicker(n.remote.interval)
+func (m *Manager) watchClosing(ctx context.Context) {
+	t := time.NewTicker(m.remote.interval)
 	defer t.Stop()
 	for {
 		select {
@@ -1645,22 +1742,22 @@ func (n *Node) watchClosing(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		n.checkClosing(ctx)
+		m.checkClosing(ctx)
 	}
 }
 
 // checkClosing is one round of watchClosing.
-func (n *Node) checkClosing(ctx context.Context) {
-	if n.chain == nil || n.vouchers == nil {
+func (m *Manager) checkClosing(ctx context.Context) {
+	if m.chain == nil || m.vouchers == nil {
 		return
 	}
 	owed := false
 	var closing []common.Hash
-	for _, v := range n.vouchers.received() {
-		if v.ChainID.Big().Cmp(n.chain.ChainID()) != 0 || v.Escrow != n.chain.Escrow() {
+	for _, v := range m.vouchers.received() {
+		if v.ChainID.Big().Cmp(m.chain.ChainID()) != 0 || v.Escrow != m.chain.Escrow() {
 			continue
 		}
-		ch, err := n.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
+		ch, err := m.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
 		if err != nil || ch.ClosesAt == 0 {
 			continue
 		}
@@ -1670,28 +1767,28 @@ func (n *Node) checkClosing(ctx context.Context) {
 		}
 	}
 	if owed {
-		res, err := n.redeem(ctx, RedeemRequest{})
+		res, err := m.RedeemOwed(ctx)
 		if err != nil {
-			n.log.Error("a payer is closing a channel; redeeming failed, will try again", "err", err)
-		} else {
-			n.log.Info("a payer is closing a channel: redeemed at once", "paid_base", res.Paid, "channels", len(res.Redeemed), "tx", res.Tx)
+			m.log.Error("a payer is closing a channel; redeeming failed, will try again", "err", err)
+		} else if res.Receipt != nil {
+			m.log.Info("a payer is closing a channel: redeemed at once", "paid_base", res.Paid, "channels", len(res.Vouchers), "tx", res.Receipt.TxHash)
 		}
 	}
 	for _, ch := range closing {
-		n.remote.mu.Lock()
+		m.remote.mu.Lock()
 		var stop []string
-		for id := range n.remote.live {
-			if n.providedChannel(n.remote.provided[id]) == ch {
+		for id := range m.remote.live {
+			if m.providedChannel(m.remote.provided[id]) == ch {
 				stop = append(stop, id)
 			}
 		}
-		n.remote.mu.Unlock()
+		m.remote.mu.Unlock()
 		for _, id := range stop {
-			if n.jobs == nil {
+			if m.jobs == nil {
 				continue
 			}
-			n.log.Warn("the requester is closing the job's channel; stopping the job", "job_id", id, "channel", ch)
-			n.jobs.Fail(id, fmt.Sprintf("the requester started closing channel %s, which pays for the job: it could withdraw what the job earns from now", ch))
+			m.log.Warn("the requester is closing the job's channel; stopping the job", "job_id", id, "channel", ch)
+			m.jobs.Fail(id, fmt.Sprintf("the requester started closing channel %s, which pays for the job: it could withdraw what the job earns from now", ch))
 		}
 	}
 }
@@ -1699,7 +1796,7 @@ func (n *Node) checkClosing(ctx context.Context) {
 // autoRedeem is the provider's redeem policy: every interval, one
 // transaction for every kept voucher owed more than its channel paid, when
 // the total owed reaches the threshold.
-func (n *Node) autoRedeem(ctx context.Context, every time.Duration, above *big.Int) {
+func (m *Manager) autoRedeem(ctx context.Context, every time.Duration, above *big.Int) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -1709,8 +1806,8 @@ func (n *Node) autoRedeem(ctx context.Context, every time.Duration, above *big.I
 		case <-t.C:
 		}
 		owed := new(big.Int)
-		for _, v := range n.vouchers.received() {
-			ch, err := n.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
+		for _, v := range m.vouchers.received() {
+			ch, err := m.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
 			if err != nil {
 				continue
 			}
@@ -1721,15 +1818,16 @@ func (n *Node) autoRedeem(ctx context.Context, every time.Duration, above *big.I
 		if owed.Sign() == 0 || (above != nil && owed.Cmp(above) < 0) {
 			continue
 		}
-		res, err := n.redeem(ctx, RedeemRequest{})
+		res, err := m.RedeemOwed(ctx)
 		if err != nil {
-			n.log.Warn("timed redeem failed; will try again", "err", err)
+			m.log.Warn("timed redeem failed; will try again", "err", err)
 			continue
 		}
-		if len(res.Redeemed) == 0 {
-			n.log.Debug("timed redeem: nothing owed")
+		if res.Receipt == nil {
+			m.log.Debug("timed redeem: nothing owed")
 			continue
 		}
-		n.log.Info("redeemed vouchers", "paid", strings.TrimSpace(res.PaidUnits+" "+res.Symbol), "paid_base", res.Paid, "channels", len(res.Redeemed), "tx", res.Tx)
+		tok := chain.TokenName(res.Vouchers[0].Token)
+		m.log.Info("redeemed vouchers", "paid", m.formatAmount(tok, res.Paid.String()), "paid_base", res.Paid, "channels", len(res.Vouchers), "tx", res.Receipt.TxHash)
 	}
 }

@@ -1,0 +1,118 @@
+package lease
+
+import (
+	"context"
+	"time"
+
+	"github.com/aixblock/aixblock/chain"
+	"github.com/aixblock/aixblock/p2p"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/multiformats/go-multiaddr"
+)
+
+// wire is one protocol between a requester's and a provider's daemon:
+// its ID (under the network's prefix), what travels, and the limits both
+// sides hold it to. Every request and answer is one length-prefixed frame
+// (p2p.Request); an error answer is its reason, within MaxResponse.
+type wire struct {
+	id     string
+	limits p2p.StreamLimits
+}
+
+// The job protocol, every message of it. Sizes: a spec is at most
+// jobs.MaxSpecBytes (64 KiB) as YAML and its JSON within 128 KiB; a job
+// record within 1 MiB; a log chunk maxLogChunk before JSON's base64.
+var (
+	// startRequest → the provider's jobs.Job.
+	wireStart = wire{"jobs/start/1", p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20, Timeout: 30 * time.Second}}
+	// jobIDRequest → jobs.Job.
+	wireStatus = wire{"jobs/status/1", p2p.StreamLimits{MaxRequest: 1 << 10, MaxResponse: 1 << 20}}
+	// jobIDRequest with Offset → logChunk.
+	wireLogs = wire{"jobs/logs/1", p2p.StreamLimits{MaxRequest: 1 << 10, MaxResponse: maxLogChunk * 2}}
+	// a chain.Voucher as JSON → "ok", or why it was refused.
+	wireVoucher = wire{"jobs/voucher/1", p2p.StreamLimits{MaxRequest: chain.MaxVoucherBytes, MaxResponse: 4 << 10}}
+	// jobIDRequest with Reason → jobs.Job.
+	wireCancel = wire{"jobs/cancel/1", p2p.StreamLimits{MaxRequest: 1 << 10, MaxResponse: 1 << 20}}
+	// A distributed job's gang start: prepareRequest → prepareReply, then
+	// goRequest → "ok" once every rank is prepared.
+	wirePrepare = wire{"jobs/prepare/1", p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20, Timeout: time.Minute}}
+	wireGo      = wire{"jobs/go/1", p2p.StreamLimits{MaxRequest: 64 << 10, MaxResponse: 4 << 10, Timeout: gangStartWindow}}
+)
+
+// maxLogChunk is the most log bytes one jobs/logs answer carries.
+const maxLogChunk = 256 << 10
+
+// protocols registers the provider's side of every wire protocol.
+func (m *Manager) protocols() {
+	for _, p := range []struct {
+		w wire
+		h p2p.Handler
+	}{
+		{wireStart, m.handleJobStart},
+		{wireStatus, m.handleJobStatus},
+		{wireLogs, m.handleJobLogs},
+		{wireVoucher, m.handleJobVoucher},
+		{wireCancel, m.handleJobCancel},
+		{wirePrepare, m.handleJobPrepare},
+		{wireGo, m.handleJobGo},
+	} {
+		p2p.Handle(m.p2p.Host, m.p2p.ProtocolID(p.w.id), p.w.limits, m.log, p.h)
+	}
+}
+
+// request sends one message of w to prov and returns its answer.
+func (m *Manager) request(ctx context.Context, prov peer.ID, w wire, req []byte) ([]byte, error) {
+	m.reach(ctx, prov)
+	return p2p.Request(ctx, m.p2p.Host, prov, m.p2p.ProtocolID(w.id), req, w.limits)
+}
+
+// reach makes sure the host knows where prov is before a request: with
+// no connection and no address (a daemon just restarted), it asks the
+// DHT. The handshake checks the peer ID whatever the address.
+func (m *Manager) reach(ctx context.Context, prov peer.ID) {
+	h := m.p2p.Host
+	if h.Network().Connectedness(prov) == network.Connected || len(h.Peerstore().Addrs(prov)) > 0 || m.p2p.DHT == nil {
+		return
+	}
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if ai, err := m.p2p.DHT.FindPeer(fctx, prov); err == nil {
+		h.Peerstore().AddAddrs(prov, ai.Addrs, peerstore.TempAddrTTL)
+	}
+}
+
+// connAddrs are the remote addresses of this host's connections to p.
+func (m *Manager) connAddrs(p string) []string {
+	id, err := peer.Decode(p)
+	if m.p2p == nil || err != nil {
+		return nil
+	}
+	var out []string
+	for _, c := range m.p2p.Host.Network().ConnsToPeer(id) {
+		out = append(out, c.RemoteMultiaddr().String())
+	}
+	return out
+}
+
+// rememberAddrs gives the host the addresses of each loaded record's
+// provider, for the requests that follow a restart.
+func (m *Manager) rememberAddrs() {
+	if m.p2p == nil {
+		return
+	}
+	m.remote.mu.Lock()
+	defer m.remote.mu.Unlock()
+	for _, rj := range m.remote.jobs {
+		id, err := peer.Decode(rj.Provider)
+		if err != nil || rj.Settled {
+			continue
+		}
+		for _, a := range rj.ProviderAddrs {
+			if ma, err := multiaddr.NewMultiaddr(a); err == nil {
+				m.p2p.Host.Peerstore().AddAddr(id, ma, peerstore.RecentlyConnectedAddrTTL)
+			}
+		}
+	}
+}

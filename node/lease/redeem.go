@@ -1,0 +1,59 @@
+package lease
+
+import (
+	"context"
+	"math/big"
+
+	"github.com/aixblock/aixblock/chain"
+	"github.com/ethereum/go-ethereum/core/types"
+)
+
+// Redeemed is one redeem transaction: the vouchers it redeemed and what it
+// paid in all, in base units.
+type Redeemed struct {
+	Receipt  *types.Receipt
+	Vouchers []*chain.Voucher
+	Paid     *big.Int
+}
+
+// RedeemOwed redeems, in one transaction, the best kept voucher of each
+// channel of this chain that is owed more than the channel has paid and
+// fits its deposit (one over it waits for a top-up). Nothing owed: no
+// transaction, an empty Redeemed.
+func (m *Manager) RedeemOwed(ctx context.Context) (Redeemed, error) {
+	var todo []*chain.Voucher
+	paid := new(big.Int)
+	for _, v := range m.vouchers.received() {
+		if v.ChainID.Big().Cmp(m.chain.ChainID()) != 0 || v.Escrow != m.chain.Escrow() {
+			continue
+		}
+		ch, err := m.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
+		if err != nil {
+			return Redeemed{}, err
+		}
+		owed := new(big.Int).Sub(v.CumulativeAmount.Big(), ch.Redeemed.Big())
+		if owed.Sign() <= 0 {
+			continue
+		}
+		if v.CumulativeAmount.Cmp(ch.Deposited.Big()) > 0 {
+			m.log.Warn("voucher exceeds its channel's deposit; waiting for a top-up", "channel", v.Channel, "vouched", v.CumulativeAmount, "deposited", ch.Deposited)
+			continue
+		}
+		todo = append(todo, v)
+		paid.Add(paid, owed)
+	}
+	if len(todo) == 0 {
+		return Redeemed{Paid: paid}, nil
+	}
+	var r *types.Receipt
+	var err error
+	if len(todo) == 1 {
+		r, err = m.chain.Redeem(ctx, todo[0])
+	} else {
+		r, err = m.chain.RedeemBatch(ctx, todo)
+	}
+	if err != nil {
+		return Redeemed{}, err
+	}
+	return Redeemed{Receipt: r, Vouchers: todo, Paid: paid}, nil
+}
