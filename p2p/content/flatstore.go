@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	blocks "github.com/ipfs/boxo/blockstore"
@@ -79,6 +80,9 @@ type flatStore struct {
 	inflight int             // writes between marking dirty and pending
 	shards   map[string]bool // shard directories known to exist
 	syncDirs map[string]bool // shard directories with new entries
+
+	buffered atomic.Bool   // the filesystem refused O_DIRECT: write through the page cache
+	tmpSeq   atomic.Uint64 // names temporary files
 
 	syncMu    sync.Mutex // one sync at a time
 	closeOnce sync.Once
@@ -229,7 +233,7 @@ func (f *flatStore) Has(ctx context.Context, c cid.Cid) (bool, error) {
 
 func (f *flatStore) Get(ctx context.Context, c cid.Cid) (bl.Block, error) {
 	p, _ := f.path(c.Hash())
-	data, err := os.ReadFile(p)
+	data, err := readFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return f.small.Get(ctx, c)
 	}
@@ -255,14 +259,41 @@ func (f *flatStore) Put(ctx context.Context, b bl.Block) error {
 	return f.put(ctx, b)
 }
 
+// putWorkers is how many block files PutMany writes at once: a direct
+// write waits for the device, which takes several at a time.
+const putWorkers = 8
+
 func (f *flatStore) PutMany(ctx context.Context, bs []bl.Block) error {
-	var small []bl.Block
+	var small, large []bl.Block
 	for _, b := range bs {
 		if len(b.RawData()) < flatMin {
 			small = append(small, b)
-			continue
+		} else {
+			large = append(large, b)
 		}
-		if err := f.put(ctx, b); err != nil {
+	}
+	work := make(chan bl.Block)
+	errs := make(chan error, putWorkers)
+	var wg sync.WaitGroup
+	for range min(putWorkers, len(large)) {
+		wg.Go(func() {
+			var first error
+			for b := range work {
+				if first == nil {
+					first = f.put(ctx, b)
+				}
+			}
+			errs <- first
+		})
+	}
+	for _, b := range large {
+		work <- b
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
 			return err
 		}
 	}
@@ -317,6 +348,20 @@ func (f *flatStore) begin() error {
 // write stores data at path through a temporary file and a rename, so
 // that path holds the whole block or nothing.
 func (f *flatStore) write(path, name string, data []byte) error {
+	if !f.buffered.Load() {
+		tmp := filepath.Join(f.dir, ".tmp", name+"."+strconv.FormatUint(f.tmpSeq.Add(1), 10))
+		ok, err := writeDirect(tmp, data)
+		if ok {
+			if err == nil {
+				err = f.rename(tmp, path)
+			}
+			if err != nil {
+				os.Remove(tmp)
+			}
+			return err
+		}
+		f.buffered.Store(true) // no direct I/O on this filesystem
+	}
 	tmp, err := os.CreateTemp(filepath.Join(f.dir, ".tmp"), name+".*")
 	if err != nil {
 		return err
