@@ -33,7 +33,8 @@ func offlineStore(t testing.TB) *Store {
 	s := &Store{cfg: Config{Datastore: d, MaxDAGBytes: 64 << 20, MaxDepth: 64, ResultTTL: -1}, log: slog.Default(), bs: bs, offline: off}
 	s.local = merkledag.NewDAGService(off)
 	s.dag = s.local
-	pins, err := dspinner.New(context.Background(), d, s.local)
+	s.links = linksOnly{s.local, bs}
+	pins, err := dspinner.New(context.Background(), d, s.links)
 	if err != nil {
 		t.Fatal(err)
 	}

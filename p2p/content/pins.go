@@ -186,7 +186,7 @@ func (s *Store) Pins(ctx context.Context) ([]cid.Cid, error) {
 
 // complete checks, offline, that every block under root is here.
 func (s *Store) complete(ctx context.Context, root cid.Cid) error {
-	err := merkledag.Walk(ctx, merkledag.GetLinksWithDAG(s.local), root, cid.NewSet().Visit)
+	err := merkledag.Walk(ctx, merkledag.GetLinksWithDAG(s.links), root, cid.NewSet().Visit)
 	if err != nil {
 		return fmt.Errorf("%s is incomplete here (%w); fetch it first", root, err)
 	}
@@ -210,7 +210,7 @@ func (s *Store) GC(ctx context.Context) (GCResult, error) {
 		return GCResult{}, err
 	}
 	for _, p := range pins {
-		if err := merkledag.Walk(ctx, merkledag.GetLinksWithDAG(s.local), p, keep.Visit); err != nil {
+		if err := merkledag.Walk(ctx, merkledag.GetLinksWithDAG(s.links), p, keep.Visit); err != nil {
 			return GCResult{}, fmt.Errorf("gc: walk pin %s: %w", p, err)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/ipfs/boxo/ipld/merkledag"
 	pin "github.com/ipfs/boxo/pinning/pinner"
 	"github.com/ipfs/boxo/pinning/pinner/dspinner"
+	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
 	ipld "github.com/ipfs/go-ipld-format"
@@ -25,6 +26,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/routing"
+	mh "github.com/multiformats/go-multihash"
 )
 
 // Config configures a Store. Zero values are working defaults.
@@ -82,6 +84,7 @@ type Store struct {
 	offline  blockservice.BlockService
 	dag      ipld.DAGService // fetches from the network
 	local    ipld.DAGService // never leaves this node
+	links    ipld.DAGService // local, but raw blocks are checked for, not read
 	pins     pin.Pinner
 	routing  routing.ContentRouting
 	host     host.Host
@@ -168,7 +171,8 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Store, error) {
 	s.offline = blockservice.New(s.bs, offline.Exchange(s.bs))
 	s.dag = merkledag.NewDAGService(blockservice.New(s.bs, s.bswap))
 	s.local = merkledag.NewDAGService(s.offline)
-	pins, err := dspinner.New(ctx, cfg.Datastore, s.local) // keys under /pins, as Kubo
+	s.links = linksOnly{s.local, s.bs}
+	pins, err := dspinner.New(ctx, cfg.Datastore, s.links) // keys under /pins, as Kubo
 	if err != nil {
 		cancel()
 		s.bswap.Close()
@@ -199,6 +203,49 @@ func (s *Store) Close() error {
 		}
 	}
 	return err
+}
+
+// linksOnly is the local DAG for walks that need only each node's links
+// (pinning, completeness, GC): a raw block has none, so it is looked for
+// (a stat) instead of read, and pinning a file does not read all of it
+// back from disk.
+type linksOnly struct {
+	ipld.DAGService
+	bs blockstore.Blockstore
+}
+
+func (l linksOnly) Get(ctx context.Context, c cid.Cid) (ipld.Node, error) {
+	if c.Type() != cid.Raw || c.Prefix().MhType == mh.IDENTITY {
+		return l.DAGService.Get(ctx, c)
+	}
+	has, err := l.bs.Has(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if !has {
+		return nil, ipld.ErrNotFound{Cid: c}
+	}
+	b, err := blocks.NewBlockWithCid(nil, c) // never read: RawData is empty
+	if err != nil {
+		return nil, err
+	}
+	return &merkledag.RawNode{Block: b}, nil
+}
+
+func (l linksOnly) GetMany(ctx context.Context, cs []cid.Cid) <-chan *ipld.NodeOption {
+	out := make(chan *ipld.NodeOption, len(cs))
+	go func() {
+		defer close(out)
+		for _, c := range cs {
+			nd, err := l.Get(ctx, c)
+			select {
+			case out <- &ipld.NodeOption{Node: nd, Err: err}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
 }
 
 // refetchIncomplete runs after a crash recovery removed blocks: each pin
