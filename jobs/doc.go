@@ -6,6 +6,23 @@
 // and exit code in the repo, keeping stdout and stderr in rotated files,
 // and reattaching to containers that outlived a daemon restart.
 //
+// # Service jobs
+//
+// A spec with kind: service runs until it is canceled or its deal ends
+// (the lease layer enforces the deal; only an explicit timeouts.execution
+// stops it here). It declares its ports (ports: [{port: 8080, name:
+// http}]); a container that exits non-zero is started again per restart
+// (on-failure, at most 3 times unless max says otherwise; never), each
+// restart recorded as a running transition with its reason and counted in
+// Job.Restarts. With ready: {http: /healthz} or {tcp: true} the job is
+// running but not Ready until the check passes, and again after each
+// restart. A service's container has network mode none like any one-node
+// job: its ports are reached only through Config.DialPort, a socket made
+// in the container's network namespace by the container's PID
+// (Manager.PortDialer, Manager.ContainerPID), which the node carries over
+// libp2p to the job's requester (p2p/overlay). The provider publishes
+// nothing on its own interfaces.
+//
 // Containers run locked down: not privileged, all capabilities dropped,
 // no-new-privileges, user nobody (65534), a pids limit, memory without
 // swap, a CPU quota, a read-only root with a 64 MiB tmpfs /tmp, inputs
@@ -50,7 +67,7 @@
 //   - GPUs: only the UUIDs its deal gave, as device requests; with
 //     NVIDIA_VISIBLE_DEVICES in the daemon's hands, a provider whose
 //     default runtime is nvidia hands out no others.
-//   - Network: none (loopback only) for a one-node job. A distributed
+//   - Network: none (loopback only) for a one-node job, a service too. A distributed
 //     rank gets a bridge network, or the host's network where the provider
 //     opts in (SubmitOptions.HostNetwork): such a rank can reach the
 //     host's local services, so a provider with services worth hiding

@@ -216,7 +216,7 @@ func (d *Docker) State(ctx context.Context, id string) (ContainerState, error) {
 	if st == nil {
 		return ContainerState{Exists: true}, nil
 	}
-	return ContainerState{Exists: true, Running: st.Running, ExitCode: st.ExitCode, OOM: st.OOMKilled}, nil
+	return ContainerState{Exists: true, Running: st.Running, ExitCode: st.ExitCode, OOM: st.OOMKilled, Pid: st.Pid}, nil
 }
 
 func isNotFound(err error) bool {

@@ -55,8 +55,14 @@ type Job struct {
 	StartedAt   *time.Time   `json:"started_at,omitempty"`
 	FinishedAt  *time.Time   `json:"finished_at,omitempty"`
 	History     []Transition `json:"history"`
-	// Progress says what preparing is doing, e.g. "input 1/2: 12.0 MiB".
+	// Progress says what preparing is doing, e.g. "input 1/2: 12.0 MiB",
+	// or, for a service not ready yet, what its last readiness check saw.
 	Progress string `json:"progress,omitempty"`
+	// Ready: a running service passed its readiness check (or has none).
+	// A service stays running while not ready; its reason says so.
+	Ready bool `json:"ready,omitempty"`
+	// Restarts counts a service's restarts after non-zero exits.
+	Restarts int `json:"restarts,omitempty"`
 	// Provider is the peer running the job, on the requester's side of a
 	// market job.
 	Provider string `json:"provider,omitempty"`

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -52,6 +53,11 @@ type Config struct {
 	// MockGPUs: GPUs are not real, so no device is requested (the UUIDs
 	// still reach the job in NVIDIA_VISIBLE_DEVICES).
 	MockGPUs bool
+	// DialPort connects to 127.0.0.1:port inside the network namespace of
+	// process pid (a service container's; overlay.DialPID is one). Nil
+	// means services run, but their readiness checks and ports cannot be
+	// reached: a service with a readiness check is refused.
+	DialPort func(ctx context.Context, pid, port int) (net.Conn, error)
 	Logger   *slog.Logger
 }
 
@@ -212,6 +218,12 @@ func (m *Manager) Submit(spec Spec, opts SubmitOptions) (*Job, error) {
 	if spec.Distributed != nil && spec.Distributed.Nodes > 1 && !opts.Gate {
 		return nil, specErr("distributed.nodes", "%d nodes need the market (job run without --local)", spec.Distributed.Nodes)
 	}
+	if spec.IsService() && opts.HostNetwork {
+		return nil, specErr("kind", "a service never runs on the host's network")
+	}
+	if _, check := spec.readyCheck(); check && m.cfg.DialPort == nil {
+		return nil, specErr("ready", "this node cannot run readiness checks (no port dialer)")
+	}
 	if spec.Resources.GPUs > len(opts.GPUs) {
 		return nil, specErr("resources.gpus", "%d requested, %d free healthy GPUs here", spec.Resources.GPUs, len(opts.GPUs))
 	}
@@ -317,7 +329,7 @@ func (m *Manager) finish(j *Job, s State, reason string, exit *int) {
 		m.log.Warn("remove the job's disk", "job_id", j.ID, "err", err)
 	}
 	m.mu.Lock()
-	j.ExitCode = exit
+	j.ExitCode, j.Ready = exit, false
 	m.mu.Unlock()
 	m.set(j, s, reason)
 	m.evictImages(context.Background())
@@ -387,7 +399,11 @@ func (m *Manager) run(ctx context.Context, j *Job, gate chan []string, hostNet b
 		return
 	}
 	m.progress(j, "")
-	m.set(j, Running, "")
+	_, check := j.Spec.readyCheck()
+	m.mu.Lock()
+	j.Ready = j.Spec.IsService() && !check
+	m.mu.Unlock()
+	m.set(j, Running, strings.TrimPrefix(m.notReady(j), "; "))
 	m.follow(ctx, j, false)
 }
 
@@ -652,8 +668,42 @@ func orNone(s string) string {
 }
 
 // follow streams the container's logs to files, waits for its exit (or the
-// execution timeout, or a cancel), and finishes the job.
+// execution timeout, or a cancel), restarts a service that failed while
+// its policy allows, and finishes the job.
 func (m *Manager) follow(ctx context.Context, j *Job, reattached bool) {
+	wctx, cancel := ctx, context.CancelFunc(func() {})
+	if limit, ok := j.Spec.ExecutionLimit(); ok {
+		if j.StartedAt != nil {
+			limit -= time.Since(*j.StartedAt)
+		}
+		wctx, cancel = context.WithTimeout(ctx, max(limit, time.Second))
+	}
+	defer cancel()
+	for {
+		code, state, reason, err := m.followOnce(ctx, wctx, j, reattached)
+		if err != nil {
+			m.finish(j, Failed, err.Error(), nil)
+			return
+		}
+		if state == "" && code != 0 && j.Restarts < j.Spec.MaxRestartCount() {
+			if err := m.restart(wctx, j, code); err == nil {
+				// The engine keeps every run's lines: rewrite the files
+				// from it, as after a daemon restart.
+				reattached = true
+				continue
+			} else if state, reason = m.cutShort(ctx, wctx, j); state == "" {
+				state, reason = Failed, fmt.Sprintf("exited with code %d; restarting it failed: %v", code, err)
+			}
+		}
+		m.ended(j, code, state, reason)
+		return
+	}
+}
+
+// followOnce follows one run of the container: logs, readiness, exit. A
+// state is returned when the run was cut short (cancel, timeout, failure
+// cause), after the container was stopped.
+func (m *Manager) followOnce(ctx, wctx context.Context, j *Job, reattached bool) (code int, state State, reason string, err error) {
 	dir := m.dir(j)
 	// On a reattach the engine still has every line; rewrite the files
 	// from it rather than append duplicates.
@@ -661,8 +711,7 @@ func (m *Manager) follow(ctx context.Context, j *Job, reattached bool) {
 	stderr, err2 := openRotating(filepath.Join(dir, "stderr.log"), m.cfg.MaxLogBytes, reattached)
 	both, err3 := openRotating(filepath.Join(dir, "output.log"), m.cfg.MaxLogBytes, reattached)
 	if err := errors.Join(err1, err2, err3); err != nil {
-		m.finish(j, Failed, err.Error(), nil)
-		return
+		return 0, "", "", err
 	}
 	logsDone := make(chan struct{})
 	go func() {
@@ -673,27 +722,19 @@ func (m *Manager) follow(ctx context.Context, j *Job, reattached bool) {
 			m.log.Warn("job logs", "job_id", j.ID, "err", err)
 		}
 	}()
-	limit := j.Spec.ExecutionTimeout()
-	if j.StartedAt != nil {
-		limit -= time.Since(*j.StartedAt)
-	}
-	wctx, cancel := context.WithTimeout(ctx, max(limit, time.Second))
-	code, err := m.cfg.Runtime.Wait(wctx, j.ContainerID)
-	cancel()
-	var state State
-	var reason string
-	var fc failCause
-	switch {
-	case errors.As(context.Cause(ctx), &fc):
-		state, reason = Failed, fc.reason
-	case errors.Is(context.Cause(ctx), errCanceled):
-		state, reason = Canceled, "canceled by the user"
-	case ctx.Err() == context.DeadlineExceeded:
-		state, reason = TimedOut, fmt.Sprintf("took longer than the total timeout %s", j.Spec.Timeouts.Total)
-	case wctx.Err() == context.DeadlineExceeded:
-		state, reason = TimedOut, fmt.Sprintf("ran longer than the execution timeout %s", j.Spec.ExecutionTimeout())
-	case err != nil:
-		state, reason = Failed, err.Error()
+	// The readiness check ends with the run, before anything records
+	// the run's end, so a late "ready" cannot follow it.
+	rctx, rcancel := context.WithCancel(wctx)
+	readyDone := make(chan struct{})
+	go func() {
+		defer close(readyDone)
+		m.checkReady(rctx, j)
+	}()
+	code, werr := m.cfg.Runtime.Wait(wctx, j.ContainerID)
+	rcancel()
+	<-readyDone
+	if state, reason = m.cutShort(ctx, wctx, j); state == "" && werr != nil {
+		state, reason = Failed, werr.Error()
 	}
 	if state != "" {
 		sctx, scancel := context.WithTimeout(context.Background(), m.cfg.Grace+30*time.Second)
@@ -709,6 +750,50 @@ func (m *Manager) follow(ctx context.Context, j *Job, reattached bool) {
 	stdout.Close()
 	stderr.Close()
 	both.Close()
+	return code, state, reason, nil
+}
+
+// cutShort says why the run must end when ctx or wctx has ended, else "".
+func (m *Manager) cutShort(ctx, wctx context.Context, j *Job) (State, string) {
+	var fc failCause
+	switch {
+	case errors.As(context.Cause(ctx), &fc):
+		return Failed, fc.reason
+	case errors.Is(context.Cause(ctx), errCanceled):
+		return Canceled, "canceled by the user"
+	case ctx.Err() == context.DeadlineExceeded:
+		return TimedOut, fmt.Sprintf("took longer than the total timeout %s", j.Spec.Timeouts.Total)
+	case wctx.Err() == context.DeadlineExceeded:
+		return TimedOut, fmt.Sprintf("ran longer than the execution timeout %s", j.Spec.ExecutionTimeout())
+	}
+	return "", ""
+}
+
+// restart starts a service's exited container again after a backoff
+// (1 s, doubling, at most 30 s), recording why.
+func (m *Manager) restart(ctx context.Context, j *Job, code int) error {
+	wait := min(time.Second<<min(j.Restarts, 5), 30*time.Second)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(wait):
+	}
+	if err := m.cfg.Runtime.Start(ctx, j.ContainerID); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	j.Restarts++
+	_, check := j.Spec.readyCheck()
+	j.Ready = !check
+	n := j.Restarts
+	m.mu.Unlock()
+	m.set(j, Running, fmt.Sprintf("restarted after exit code %d (%d of %d)%s", code, n, j.Spec.MaxRestartCount(), m.notReady(j)))
+	return nil
+}
+
+// ended records the end of the job's last run: failed on a non-zero exit
+// or a full disk, else its outputs are uploaded and it completed.
+func (m *Manager) ended(j *Job, code int, state State, reason string) {
 	exit := code
 	if state != "" {
 		m.finish(j, state, reason, &exit)
@@ -724,6 +809,9 @@ func (m *Manager) follow(ctx context.Context, j *Job, reattached bool) {
 		reason := fmt.Sprintf("exited with code %d", code)
 		if st, err := m.cfg.Runtime.State(context.Background(), j.ContainerID); err == nil && st.OOM {
 			reason += " (out of memory: raise resources.memory_mib)"
+		}
+		if j.Restarts > 0 {
+			reason += fmt.Sprintf(", after %d restarts", j.Restarts)
 		}
 		m.finish(j, Failed, reason, &exit)
 		return

@@ -67,4 +67,7 @@ type ContainerState struct {
 	Running  bool
 	ExitCode int
 	OOM      bool
+	// Pid is the container's first process as the host sees it, while it
+	// runs (a service's ports are reached in its network namespace).
+	Pid int
 }

@@ -29,6 +29,54 @@ type Spec struct {
 	// Retry runs a market job again on another provider when its provider
 	// disappears; zero attempts means no retry.
 	Retry Retry `yaml:"retry,omitempty" json:"retry,omitempty"`
+	// Kind is batch (the default: runs to its exit, then its outputs are
+	// the result) or service (runs until canceled, its ports reached by
+	// the requester through libp2p).
+	Kind string `yaml:"kind,omitempty" json:"kind,omitempty"`
+	// Ports a service listens on inside its container.
+	Ports []Port `yaml:"ports,omitempty" json:"ports,omitempty"`
+	// Restart is a service's restart policy; nil means on-failure, at
+	// most DefaultRestarts times.
+	Restart *Restart `yaml:"restart,omitempty" json:"restart,omitempty"`
+	// Ready is a service's readiness check; nil means ready once started.
+	Ready *Ready `yaml:"ready,omitempty" json:"ready,omitempty"`
+}
+
+// Job kinds.
+const (
+	KindBatch   = "batch"
+	KindService = "service"
+)
+
+// Port is a TCP port a service listens on, on its container's loopback.
+type Port struct {
+	Port int    `yaml:"port" json:"port"`
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
+}
+
+// Restart policies.
+const (
+	RestartOnFailure = "on-failure"
+	RestartNever     = "never"
+)
+
+// Restart says whether a service whose container exits non-zero starts
+// again (policy on-failure, the default), and how many times at most (max;
+// zero means DefaultRestarts: to never restart, say policy: never).
+type Restart struct {
+	Policy string `yaml:"policy,omitempty" json:"policy,omitempty"`
+	Max    int    `yaml:"max,omitempty" json:"max,omitempty"`
+}
+
+// Ready is a readiness check: an HTTP GET of a path answering 200-399, or
+// a TCP connect, to Port (zero: the first declared port), every Interval
+// (default 1s), each attempt bounded by Timeout (default 2s).
+type Ready struct {
+	HTTP     string `yaml:"http,omitempty" json:"http,omitempty"`
+	TCP      bool   `yaml:"tcp,omitempty" json:"tcp,omitempty"`
+	Port     int    `yaml:"port,omitempty" json:"port,omitempty"`
+	Interval string `yaml:"interval,omitempty" json:"interval,omitempty"`
+	Timeout  string `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 }
 
 // Retry is a job's retry policy.
@@ -75,6 +123,11 @@ const (
 	DefaultExecution = time.Hour
 	DefaultPrepare   = 30 * time.Minute
 	MaxSpecBytes     = 64 << 10
+	// DefaultRestarts is how often a service restarts when its spec does
+	// not say.
+	DefaultRestarts = 3
+	MaxPorts        = 16
+	MaxRestarts     = 100
 )
 
 // ErrSpec marks an invalid spec; it is wrapped with the field and problem.
@@ -114,6 +167,10 @@ var (
 	imageRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.:/@+-]{0,254}$`)
 	envRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 	classRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
+	portRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+	// A readiness path goes into a request line the daemon writes: no
+	// spaces or control characters, nothing but a path and a query.
+	readyPathRE = regexp.MustCompile(`^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,255}$`)
 )
 
 // underRoot checks that p is an absolute path strictly inside root once
@@ -217,6 +274,9 @@ func (s *Spec) Validate() error {
 	if s.Retry.Attempts < 0 || s.Retry.Attempts > 10 {
 		return specErr("retry.attempts", "%d: want 0 to 10", s.Retry.Attempts)
 	}
+	if err := s.validateService(); err != nil {
+		return err
+	}
 	if s.MaxPrice != "" {
 		var whole, frac string
 		whole, frac, _ = strings.Cut(s.MaxPrice, ".")
@@ -227,12 +287,152 @@ func (s *Spec) Validate() error {
 	return nil
 }
 
-// ExecutionTimeout is the spec's execution timeout or the default.
+// validateService checks kind, ports, restart and ready. Ports, restart
+// and ready belong to services only: on a batch job they would mean
+// nothing, and silently ignoring them hides a forgotten kind: service.
+func (s *Spec) validateService() error {
+	switch s.Kind {
+	case "", KindBatch, KindService:
+	default:
+		return specErr("kind", "%q: want batch or service", s.Kind)
+	}
+	if !s.IsService() {
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"ports", len(s.Ports) > 0}, {"restart", s.Restart != nil}, {"ready", s.Ready != nil}} {
+			if f.set {
+				return specErr(f.name, "only a service has %s: add kind: service", f.name)
+			}
+		}
+		return nil
+	}
+	if d := s.Distributed; d != nil && d.Nodes > 1 {
+		return specErr("distributed.nodes", "%d: a service runs on one node", d.Nodes)
+	}
+	if len(s.Ports) > MaxPorts {
+		return specErr("ports", "%d ports, at most %d", len(s.Ports), MaxPorts)
+	}
+	ports, names := map[int]bool{}, map[string]bool{}
+	for i, p := range s.Ports {
+		f := fmt.Sprintf("ports[%d]", i)
+		switch {
+		case p.Port < 1 || p.Port > 65535:
+			return specErr(f+".port", "%d: want 1 to 65535", p.Port)
+		case ports[p.Port]:
+			return specErr(f+".port", "%d is declared twice", p.Port)
+		case p.Name != "" && !portRE.MatchString(p.Name):
+			return specErr(f+".name", "%q: lower-case letters, digits and '-', at most 32", p.Name)
+		case p.Name != "" && names[p.Name]:
+			return specErr(f+".name", "%q is used twice", p.Name)
+		}
+		ports[p.Port], names[p.Name] = true, p.Name != ""
+	}
+	if r := s.Restart; r != nil {
+		switch {
+		case r.Policy != "" && r.Policy != RestartOnFailure && r.Policy != RestartNever:
+			return specErr("restart.policy", "%q: want on-failure or never", r.Policy)
+		case r.Max < 0 || r.Max > MaxRestarts:
+			return specErr("restart.max", "%d: want 0 to %d", r.Max, MaxRestarts)
+		}
+	}
+	r := s.Ready
+	if r == nil {
+		return nil
+	}
+	switch {
+	case (r.HTTP != "") == r.TCP:
+		return specErr("ready", "give one check: http: /path or tcp: true")
+	case r.HTTP != "" && !readyPathRE.MatchString(r.HTTP):
+		return specErr("ready.http", "%q: want a path such as /healthz", r.HTTP)
+	case len(s.Ports) == 0:
+		return specErr("ready", "a readiness check needs a declared port (ports: [{port: 8080}])")
+	case r.Port != 0 && !ports[r.Port]:
+		return specErr("ready.port", "%d is not one of the declared ports", r.Port)
+	}
+	for _, t := range []struct{ f, v string }{{"ready.interval", r.Interval}, {"ready.timeout", r.Timeout}} {
+		if t.v == "" {
+			continue
+		}
+		if d, err := time.ParseDuration(t.v); err != nil || d < 10*time.Millisecond || d > time.Hour {
+			return specErr(t.f, "%q: want a duration from 10ms to 1h, like 1s", t.v)
+		}
+	}
+	return nil
+}
+
+// IsService reports whether the spec is a service.
+func (s *Spec) IsService() bool { return s.Kind == KindService }
+
+// HasPort reports whether a service declares port.
+func (s *Spec) HasPort(port int) bool {
+	for _, p := range s.Ports {
+		if p.Port == port {
+			return true
+		}
+	}
+	return false
+}
+
+// MaxRestartCount is how many times the job's container may restart
+// after a non-zero exit: zero for batch jobs and policy never.
+func (s *Spec) MaxRestartCount() int {
+	switch {
+	case !s.IsService():
+		return 0
+	case s.Restart == nil:
+		return DefaultRestarts
+	case s.Restart.Policy == RestartNever:
+		return 0
+	case s.Restart.Max == 0:
+		return DefaultRestarts
+	}
+	return s.Restart.Max
+}
+
+// ExecutionTimeout is the spec's execution timeout or the default. For a
+// service without one it is the run time the requester asks a deal for;
+// the Manager does not stop the service at its end (see ExecutionLimit).
 func (s *Spec) ExecutionTimeout() time.Duration {
 	if d, err := time.ParseDuration(s.Timeouts.Execution); err == nil {
 		return d
 	}
 	return DefaultExecution
+}
+
+// ExecutionLimit is how long the Manager lets the container run: the
+// execution timeout, or for a service without an explicit one no limit
+// (ok false): it runs until canceled or its deal ends.
+func (s *Spec) ExecutionLimit() (d time.Duration, ok bool) {
+	if s.IsService() && s.Timeouts.Execution == "" {
+		return 0, false
+	}
+	return s.ExecutionTimeout(), true
+}
+
+// readyCheck is the readiness check with its defaults filled in.
+func (s *Spec) readyCheck() (r Ready, ok bool) {
+	if !s.IsService() || s.Ready == nil {
+		return Ready{}, false
+	}
+	r = *s.Ready
+	if r.Port == 0 {
+		r.Port = s.Ports[0].Port
+	}
+	if r.Interval == "" {
+		r.Interval = "1s"
+	}
+	if r.Timeout == "" {
+		r.Timeout = "2s"
+	}
+	return r, true
+}
+
+func (r Ready) String() string {
+	if r.TCP {
+		return fmt.Sprintf("a TCP connect to port %d", r.Port)
+	}
+	return fmt.Sprintf("GET %s on port %d", r.HTTP, r.Port)
 }
 
 // Argv is the command line: command then args.

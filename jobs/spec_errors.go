@@ -16,6 +16,9 @@ var specSections = map[string]reflect.Type{
 	"jobs.Distributed": reflect.TypeOf(Distributed{}),
 	"jobs.Timeouts":    reflect.TypeOf(Timeouts{}),
 	"jobs.Retry":       reflect.TypeOf(Retry{}),
+	"jobs.Port":        reflect.TypeOf(Port{}),
+	"jobs.Restart":     reflect.TypeOf(Restart{}),
+	"jobs.Ready":       reflect.TypeOf(Ready{}),
 }
 
 var sectionNames = map[string]string{
@@ -25,6 +28,9 @@ var sectionNames = map[string]string{
 	"jobs.Distributed": "distributed",
 	"jobs.Timeouts":    "timeouts",
 	"jobs.Retry":       "retry",
+	"jobs.Port":        "ports[]",
+	"jobs.Restart":     "restart",
+	"jobs.Ready":       "ready",
 }
 
 var unknownFieldRE = regexp.MustCompile(`field (\S+) not found in type (jobs\.\w+)`)

@@ -4,7 +4,9 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -14,7 +16,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Println("usage: jobprog echo|exit|sleep|write|read|sandbox|env ...")
+		fmt.Println("usage: jobprog echo|exit|sleep|write|read|serve|sandbox|env ...")
 		os.Exit(2)
 	}
 	a := os.Args[2:]
@@ -90,6 +92,8 @@ func main() {
 			fmt.Println("write failed:", err)
 			os.Exit(1)
 		}
+	case "serve": // serve ADDR [READY_AFTER]: a tiny HTTP service
+		serve(a)
 	case "sandbox":
 		sandbox()
 	case "forkchild":
@@ -173,5 +177,37 @@ func sandbox() {
 	report(fmt.Sprintf("fork bomb (%d children started)", len(procs)), ferr)
 	for _, p := range procs {
 		p.Process.Kill()
+	}
+}
+
+// serve answers HTTP on addr: /healthz is 503 until readyAfter has passed,
+// /echo returns the request body, /crash answers and exits 2, anything
+// else says hello.
+func serve(a []string) {
+	start := time.Now()
+	var readyAfter time.Duration
+	if len(a) > 1 {
+		readyAfter, _ = time.ParseDuration(a[1])
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if time.Since(start) < readyAfter {
+			http.Error(w, "warming up", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) })
+	mux.HandleFunc("/crash", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "crashing")
+		w.(http.Flusher).Flush()
+		fmt.Println("crash requested")
+		go func() { time.Sleep(50 * time.Millisecond); os.Exit(2) }()
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "hello from jobprog") })
+	fmt.Println("serving on", a[0])
+	if err := http.ListenAndServe(a[0], mux); err != nil {
+		fmt.Println("serve:", err)
+		os.Exit(1)
 	}
 }
