@@ -188,7 +188,9 @@ func (f *Forwarder) carry(c net.Conn) {
 	stop()
 	if err != nil {
 		c.Close()
-		f.fail(err)
+		if f.ctx.Err() == nil { // a Close mid-setup is no failure
+			f.fail(err)
+		}
 		return
 	}
 	f.mu.Lock()
