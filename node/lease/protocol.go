@@ -68,17 +68,25 @@ func (m *Manager) request(ctx context.Context, prov peer.ID, w wire, req []byte)
 	return p2p.Request(ctx, m.p2p.Host, prov, m.p2p.ProtocolID(w.id), req, w.limits)
 }
 
-// reach makes sure the host knows where prov is before a request: with
-// no connection and no address (a daemon just restarted), it asks the
-// DHT. The handshake checks the peer ID whatever the address.
+// reach makes sure the host can talk to prov before a request: with no
+// connection, it dials the addresses it knows (kept from an earlier
+// connection), and when that fails asks the DHT where prov is now (a
+// provider that restarted on another port). The handshake checks the
+// peer ID whatever the address.
 func (m *Manager) reach(ctx context.Context, prov peer.ID) {
 	h := m.p2p.Host
-	if h.Network().Connectedness(prov) == network.Connected || len(h.Peerstore().Addrs(prov)) > 0 || m.p2p.DHT == nil {
+	if h.Network().Connectedness(prov) == network.Connected {
 		return
 	}
-	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if ai, err := m.p2p.DHT.FindPeer(fctx, prov); err == nil {
+	if len(h.Peerstore().Addrs(prov)) > 0 && h.Connect(cctx, peer.AddrInfo{ID: prov}) == nil {
+		return
+	}
+	if m.p2p.DHT == nil {
+		return
+	}
+	if ai, err := m.p2p.DHT.FindPeer(cctx, prov); err == nil {
 		h.Peerstore().AddAddrs(prov, ai.Addrs, peerstore.TempAddrTTL)
 	}
 }

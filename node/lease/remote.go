@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	crand "crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/big"
 	mrand "math/rand/v2"
 	"os"
@@ -560,13 +560,16 @@ func (m *Manager) dealsWithin(ctx context.Context, spec *jobs.Spec, exclude []st
 		queue = queueTimeout(spec)
 	}
 	deadline := time.Now().Add(queue)
+	hash, err := spec.Hash()
+	if err != nil {
+		return nil, err
+	}
 	var res OfferResult
-	var err error
 	for attempt := 0; ; attempt++ {
 		res, err = m.Negotiate(ctx, OfferRequest{
 			GPUs: spec.Resources.GPUs, GPUClass: spec.Resources.GPUClass, GPUMemoryMiB: spec.Resources.GPUMemoryMiB,
-			CPU: int(spec.Resources.CPU), MemoryMiB: spec.Resources.MemoryMiB, DiskMiB: spec.Resources.DiskMiB,
-			MaxPrice: spec.MaxPrice, Duration: spec.ExecutionTimeout().String(), Image: spec.Image, SpecHash: specHash(spec),
+			CPU: int(math.Ceil(spec.Resources.CPU)), MemoryMiB: spec.Resources.MemoryMiB, DiskMiB: spec.Resources.DiskMiB,
+			MaxPrice: spec.MaxPrice, Duration: spec.ExecutionTimeout().String(), Image: spec.Image, SpecHash: hash,
 			exclude: exclude, count: count,
 		})
 		if err == nil || !errors.Is(err, market.ErrNoDeal) || time.Now().After(deadline) {
@@ -594,11 +597,6 @@ func (m *Manager) dealsWithin(ctx context.Context, spec *jobs.Spec, exclude []st
 // noDealReason is the market's no-deal error without its prefix.
 func noDealReason(err error) string {
 	return strings.TrimPrefix(err.Error(), market.ErrNoDeal.Error()+": ")
-}
-
-func specHash(s *jobs.Spec) string {
-	b, _ := json.Marshal(s)
-	return fmt.Sprintf("%x", sha256.Sum256(b))
 }
 
 // fundChannel makes sure the channel to the provider holds everything
@@ -715,10 +713,14 @@ func (m *Manager) checkStart(ctx context.Context, from peer.ID, sr startRequest)
 		return nil, fmt.Errorf("no deal %s here", sr.DealID)
 	case deal.Requester != from.String():
 		return nil, fmt.Errorf("deal %s is not with %s", short(deal.ID), from)
-	case specHash(&sr.Spec) != deal.SpecHash:
-		return nil, errors.New("the spec is not the one the deal was made for")
+	}
+	if h, err := sr.Spec.Hash(); err != nil || h != deal.SpecHash {
+		return nil, fmt.Errorf("the spec is not the one deal %s was made for (its %s hash differs): send the spec the offer named", short(deal.ID), jobs.SpecHashVersion)
 	}
 	if err := sr.Spec.Validate(); err != nil {
+		return nil, err
+	}
+	if err := m.withinTerms(deal, &sr.Spec); err != nil {
 		return nil, err
 	}
 	ch, err := m.chain.Channel(ctx, common.HexToAddress(deal.RequesterWallet), m.wallet.Address(), dealToken(*deal))
