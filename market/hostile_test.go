@@ -241,3 +241,46 @@ func containsPort(addrs []ma.Multiaddr, port int) bool {
 	}
 	return false
 }
+
+// An award replayed after the deal's job started must not re-arm the
+// sweep of unstarted deals, which would free the GPUs and forget the deal
+// while the job runs. The replay gets the deal as signed the first time.
+func TestAwardReplayAfterStart(t *testing.T) {
+	clk := &testClock{t: time.Now()}
+	nodes := startMarket(t, "marketreplay", []nodeSpec{
+		{"dgxh100", map[string]string{h100: "1000"}},
+		{"", nil},
+	}, Config{ReserveFor: 10 * time.Second, StartWindow: time.Minute, Now: clk.Now})
+	prov, evil := nodes[0], nodes[1]
+	var off JobOffer
+	b, nb := hostileOffer(t, evil, prov, clk.Now(), func(o *JobOffer) { off = *o })
+	if nb != nil {
+		t.Fatalf("no bid: %+v", nb)
+	}
+	d, err := evil.m.award(t.Context(), &off, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov.m.Started(d.ID) // the job runs
+	again, err := evil.m.award(t.Context(), &off, b)
+	if err != nil || again.ID != d.ID || string(again.ProviderSig) != string(d.ProviderSig) {
+		t.Fatalf("replayed award: %v, %+v", err, again)
+	}
+	clk.Add(2 * time.Minute)
+	prov.m.sweep(clk.Now())
+	found := false
+	for _, x := range prov.m.Deals() {
+		found = found || x.ID == d.ID
+	}
+	if !found || freeH100(prov, clk.Now()) != 7 {
+		t.Fatalf("after a replayed award and the start window: deal kept %v, %d GPUs free (want the job's one held)", found, freeH100(prov, clk.Now()))
+	}
+	// Once the job ended and the deal was released, a replay is refused.
+	prov.m.Release(d.ID)
+	if _, err := evil.m.award(t.Context(), &off, b); err == nil {
+		t.Fatal("an award replayed after the deal ended was accepted")
+	}
+	if f := freeH100(prov, clk.Now()); f != 8 {
+		t.Fatalf("%d GPUs free after the deal ended and its award was replayed", f)
+	}
+}

@@ -346,7 +346,12 @@ func (m *Market) Release(dealID string) {
 			delete(m.held, u)
 		}
 	}
+	if d := m.deals[dealID]; d != nil {
+		// The bid is spent: an award replayed now finds none.
+		delete(m.bids, d.OfferID)
+	}
 	delete(m.deals, dealID)
+	delete(m.unstarted, dealID)
 	m.mu.Unlock()
 	m.requestRepublish()
 }

@@ -400,6 +400,15 @@ func (m *Market) handleAward(ctx context.Context, from peer.ID, req []byte) ([]b
 	if !sameTerms(want, d.DealTerms) {
 		return nil, bad("deal terms differ from our bid")
 	}
+	m.mu.Lock()
+	old := m.deals[d.ID]
+	m.mu.Unlock()
+	if old != nil {
+		// A retried award gets the same answer and changes nothing: above
+		// all, a started deal's GPUs stay held (re-arming the unstarted
+		// sweep would free them under the running job).
+		return canonical(*old)
+	}
 	if m.now().After(time.UnixMilli(pb.bid.ReservedUntilMs)) {
 		return nil, bad("our reservation for offer %s lapsed", short(d.OfferID))
 	}
@@ -442,6 +451,23 @@ func (m *Market) handleRelease(ctx context.Context, from peer.ID, req []byte) ([
 	delete(m.bids, id)
 	m.mu.Unlock()
 	return []byte("ok"), nil
+}
+
+// DealOffer is the offer a deal of this node's answered: what the
+// requester asked for (resources, duration), which the deal's job must
+// keep to. False once the deal is released.
+func (m *Market) DealOffer(dealID string) (JobOffer, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d := m.deals[dealID]
+	if d == nil {
+		return JobOffer{}, false
+	}
+	pb := m.bids[d.OfferID]
+	if pb == nil {
+		return JobOffer{}, false
+	}
+	return pb.offer, true
 }
 
 // Deals are the deals this node provides for.
