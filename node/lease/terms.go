@@ -1,0 +1,60 @@
+package lease
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/market"
+)
+
+// withinTerms refuses a spec that asks for more than its deal: the deal
+// binds the spec's hash, but the provider's bid, the deposit it asked for
+// and the GPUs it holds all followed the offer, so a spec must keep to the
+// offer's duration and resources. Each refusal names the spec's field.
+func (m *Manager) withinTerms(deal *market.Deal, spec *jobs.Spec) error {
+	o, ok := m.market.DealOffer(deal.ID)
+	if !ok {
+		return fmt.Errorf("deal %s: no offer of it on record here (released?)", short(deal.ID))
+	}
+	return specWithinTerms(deal, o.Req, spec)
+}
+
+func specWithinTerms(deal *market.Deal, req market.Requirements, spec *jobs.Spec) error {
+	r := spec.Resources
+	limit := time.Duration(deal.MaxDurationS) * time.Second
+	if d := spec.ExecutionTimeout(); d > limit {
+		return fmt.Errorf("timeouts.execution: %s is longer than the deal's %s", d, limit)
+	}
+	if r.GPUs > len(deal.GPUs) {
+		return fmt.Errorf("resources.gpus: %d, the deal holds %d", r.GPUs, len(deal.GPUs))
+	}
+	if r.GPUClass != "" && deal.GPUClass != "" && !strings.EqualFold(r.GPUClass, deal.GPUClass) {
+		return fmt.Errorf("resources.gpu_class: %q, the deal's GPUs are %q", r.GPUClass, deal.GPUClass)
+	}
+	if r.GPUMemoryMiB > req.GPUMemoryMiB {
+		return fmt.Errorf("resources.gpu_memory_mib: %d, the offer asked %d", r.GPUMemoryMiB, req.GPUMemoryMiB)
+	}
+	// What a spec leaves out runs at the jobs package's defaults, which
+	// the offer need not name.
+	cpu := r.CPU
+	if cpu == 0 {
+		cpu = jobs.DefaultCPU
+	}
+	if c := int(math.Ceil(cpu)); c > max(req.CPUCores, int(math.Ceil(jobs.DefaultCPU))) {
+		return fmt.Errorf("resources.cpu: %g, the offer asked %d cores", cpu, req.CPUCores)
+	}
+	mem := r.MemoryMiB
+	if mem == 0 {
+		mem = jobs.DefaultMemoryMiB
+	}
+	if mem > max(req.MemoryMiB, jobs.DefaultMemoryMiB) {
+		return fmt.Errorf("resources.memory_mib: %d, the offer asked %d", mem, req.MemoryMiB)
+	}
+	if r.DiskMiB > req.DiskMiB {
+		return fmt.Errorf("resources.disk_mib: %d, the offer asked %d", r.DiskMiB, req.DiskMiB)
+	}
+	return nil
+}
