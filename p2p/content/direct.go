@@ -46,23 +46,36 @@ func alignedBuf(n int) []byte {
 // dioPool holds 1 MiB aligned buffers for copying unaligned blocks.
 var dioPool = sync.Pool{New: func() any { b := alignedBuf(1 << 20); return &b }}
 
-// writeDirect writes data as the whole content of the new file path
-// (O_EXCL) with O_DIRECT. ok is false, with nothing created, when the
-// filesystem does not do direct I/O.
-func writeDirect(path string, data []byte) (ok bool, err error) {
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC|unix.O_DIRECT, 0o644)
-	if errors.Is(err, unix.EINVAL) {
-		return false, nil
-	}
+// setDirect turns O_DIRECT on for fd; false when the filesystem does not
+// do direct I/O (the descriptor then stays as it was). Setting it after
+// the open, rather than opening with it, leaves no half-made file behind
+// an open that fails.
+func setDirect(fd int) bool {
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 	if err != nil {
-		return true, &fs.PathError{Op: "open", Path: path, Err: err}
+		return false
+	}
+	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl|unix.O_DIRECT)
+	return err == nil
+}
+
+// writeNew writes data as the whole content of the new file path
+// (O_EXCL), with O_DIRECT where the filesystem allows and direct is set.
+// It says whether it wrote directly.
+func writeNew(path string, data []byte, direct bool) (wrote bool, err error) {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return false, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer func() {
 		if cerr := unix.Close(fd); err == nil && cerr != nil {
 			err = &fs.PathError{Op: "close", Path: path, Err: cerr}
 		}
 	}()
-	return true, writeAllDirect(fd, path, data)
+	if direct && setDirect(fd) {
+		return true, writeAllDirect(fd, path, data)
+	}
+	return false, writeFull(fd, path, data)
 }
 
 // writeAllDirect writes data at the descriptor's (aligned) offset and
@@ -166,4 +179,71 @@ func readFile(path string) ([]byte, error) {
 		return os.ReadFile(path)
 	}
 	return data, err
+}
+
+// directFile writes a file sequentially with O_DIRECT: writes that are
+// aligned go straight from the caller's buffer (a block bitswap decoded
+// is), the rest through an aligned buffer; Close pads the last write and
+// truncates the file back to the bytes written.
+type directFile struct {
+	fd    int
+	path  string
+	buf   []byte
+	n     int
+	total int64
+}
+
+const directFileBuf = 4 << 20
+
+func (d *directFile) Write(p []byte) (int, error) {
+	written := len(p)
+	d.total += int64(len(p))
+	if d.n == 0 {
+		if whole := len(p) &^ (dioAlign - 1); whole > 0 && isAligned(p) {
+			if err := writeFull(d.fd, d.path, p[:whole]); err != nil {
+				return 0, err
+			}
+			p = p[whole:]
+		}
+	}
+	for len(p) > 0 {
+		if d.buf == nil {
+			d.buf = alignedBuf(directFileBuf)
+		}
+		c := copy(d.buf[d.n:], p)
+		d.n += c
+		p = p[c:]
+		if d.n == len(d.buf) {
+			if err := writeFull(d.fd, d.path, d.buf); err != nil {
+				return 0, err
+			}
+			d.n = 0
+		}
+	}
+	return written, nil
+}
+
+// Close writes what is buffered and closes the descriptor.
+func (d *directFile) Close() error {
+	err := d.flush()
+	if cerr := unix.Close(d.fd); err == nil && cerr != nil {
+		err = &fs.PathError{Op: "close", Path: d.path, Err: cerr}
+	}
+	return err
+}
+
+func (d *directFile) flush() error {
+	if d.n == 0 {
+		return nil
+	}
+	padded := roundUp(d.n)
+	clear(d.buf[d.n:padded])
+	if err := writeFull(d.fd, d.path, d.buf[:padded]); err != nil {
+		return err
+	}
+	d.n = 0
+	if err := unix.Ftruncate(d.fd, d.total); err != nil {
+		return &fs.PathError{Op: "truncate", Path: d.path, Err: err}
+	}
+	return nil
 }

@@ -348,33 +348,16 @@ func (f *flatStore) begin() error {
 // write stores data at path through a temporary file and a rename, so
 // that path holds the whole block or nothing.
 func (f *flatStore) write(path, name string, data []byte) error {
-	if !f.buffered.Load() {
-		tmp := filepath.Join(f.dir, ".tmp", name+"."+strconv.FormatUint(f.tmpSeq.Add(1), 10))
-		ok, err := writeDirect(tmp, data)
-		if ok {
-			if err == nil {
-				err = f.rename(tmp, path)
-			}
-			if err != nil {
-				os.Remove(tmp)
-			}
-			return err
-		}
+	tmp := filepath.Join(f.dir, ".tmp", name+"."+strconv.FormatUint(f.tmpSeq.Add(1), 10))
+	direct, err := writeNew(tmp, data, !f.buffered.Load())
+	if !direct {
 		f.buffered.Store(true) // no direct I/O on this filesystem
 	}
-	tmp, err := os.CreateTemp(filepath.Join(f.dir, ".tmp"), name+".*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(data)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
 	if err == nil {
-		err = f.rename(tmp.Name(), path)
+		err = f.rename(tmp, path)
 	}
 	if err != nil {
-		os.Remove(tmp.Name())
+		os.Remove(tmp)
 	}
 	return err
 }

@@ -18,6 +18,7 @@ import (
 	dssync "github.com/ipfs/go-datastore/sync"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
+	"golang.org/x/sys/unix"
 )
 
 func randomBlock(t *testing.T, size int) bl.Block {
@@ -268,5 +269,40 @@ func TestFlatStoreOddBlocks(t *testing.T) {
 				t.Fatalf("%s: size %d, want %d", dir, n, size)
 			}
 		}
+	}
+}
+
+// A file written through directFile holds exactly what was written, for
+// writes of any size and alignment.
+func TestDirectFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out")
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !setDirect(fd) {
+		unix.Close(fd)
+		t.Skip("no direct I/O here")
+	}
+	d := &directFile{fd: fd, path: path}
+	var want []byte
+	for _, size := range []int{1 << 20, 4096, 1, 70000, 1 << 20, 5 << 20, 12345, 1 << 20} {
+		b := alignedBuf(size + 1)
+		rand.Read(b)
+		p := b[:size]
+		if size == 1 || size == 12345 {
+			p = b[1 : size+1] // not aligned
+		}
+		if _, err := d.Write(p); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, p...)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read back %d bytes, want %d (%v)", len(got), len(want), err)
 	}
 }
