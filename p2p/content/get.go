@@ -37,6 +37,11 @@ type FetchStats struct {
 	Total int64 `json:"total,omitempty"`
 	// Peers is how many peers sent blocks so far.
 	Peers int `json:"peers,omitempty"`
+	// From is those peers, in the order their first block came (shared
+	// between calls: read it, do not change it).
+	From []peer.ID `json:"from,omitempty"`
+	// Elapsed is the time since the fetch began; Bytes/Elapsed is its rate.
+	Elapsed time.Duration `json:"elapsed_ns,omitempty"`
 }
 
 // checkCodec accepts the codecs UnixFS is made of.
@@ -71,7 +76,8 @@ func (s *Store) fetch(ctx context.Context, root cid.Cid, progress func(FetchStat
 		lastNano atomic.Int64
 		gotFirst atomic.Bool
 	)
-	lastNano.Store(time.Now().UnixNano())
+	began := time.Now()
+	lastNano.Store(began.UnixNano())
 	if has, _ := s.bs.Has(ctx, root); !has {
 		s.watchProviders(ctx, cancel, root, &gotFirst)
 	}
@@ -136,8 +142,10 @@ func (s *Store) fetch(ctx context.Context, root cid.Cid, progress func(FetchStat
 			if p, ok := s.senders.take(c); ok && !from[p] {
 				from[p] = true
 				stats.Peers = len(from)
+				stats.From = append(stats.From, p)
 			}
 		}
+		stats.Elapsed = time.Since(began)
 		st := stats
 		d := depth[c]
 		if st.Bytes > lim.max {

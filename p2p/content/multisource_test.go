@@ -49,6 +49,14 @@ func TestGetFromTwoSources(t *testing.T) {
 	if st.Peers != 2 {
 		t.Fatalf("fetched from %d peers, want both (%+v)", st.Peers, st)
 	}
+	if len(st.From) != 2 || st.From[0] == st.From[1] || st.Elapsed <= 0 {
+		t.Fatalf("sources %v over %s: want a's and b's IDs and the time taken", st.From, st.Elapsed)
+	}
+	for _, p := range st.From {
+		if p != a.p2p.Host.ID() && p != b.p2p.Host.ID() {
+			t.Fatalf("a block from %s, neither a nor b", p)
+		}
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if last.Total == 0 || st.Total < int64(len(want)) || st.Bytes != st.Total {
