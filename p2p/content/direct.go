@@ -35,6 +35,9 @@ func isAligned(b []byte) bool {
 // alignedBuf is a buffer of roundUp(n) bytes whose start is aligned.
 func alignedBuf(n int) []byte {
 	size := roundUp(n)
+	if b := make([]byte, size); isAligned(b) { // Go's large objects start on a page
+		return b
+	}
 	b := make([]byte, size+dioAlign)
 	off := 0
 	if r := int(uintptr(unsafe.Pointer(unsafe.SliceData(b))) & (dioAlign - 1)); r != 0 {

@@ -49,6 +49,11 @@ const markerName = "unsynced"
 // and that was most of bitswap's and add's CPU. A file costs one write
 // (the copy into the page cache) and a rename.
 //
+// Block files are written and read with O_DIRECT where the filesystem
+// allows (see direct.go), so a block's bytes are on the device when its
+// write returns; what the background sync below still makes durable is
+// the metadata (the file's size and its name).
+//
 // Crash safety, and what it trades: a block is written to a temporary
 // file and renamed into place, so a reader never sees a partial block and
 // a daemon that is killed loses nothing the kernel already holds. Blocks
