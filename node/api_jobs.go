@@ -9,6 +9,7 @@ import (
 
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/node/lease"
+	"github.com/aixblock/aixblock/p2p/overlay"
 )
 
 // Job types as the API and the CLI see them.
@@ -41,6 +42,9 @@ func (n *Node) openJobs(ctx context.Context) {
 	m, err := jobs.NewManager(ctx, jobs.Config{
 		Dir: n.repo.Dir + "/jobs", Runtime: d, Content: n.content,
 		MockGPUs: strings.HasPrefix(n.gpus.Inventory().Source, "mock:"), Logger: n.log,
+		// A service's ports are reached inside its container's network
+		// namespace, never published on this host.
+		DialPort: overlay.DialPID,
 	})
 	if err != nil {
 		d.Close()
@@ -91,6 +95,34 @@ func (n *Node) jobRoutes(mux *http.ServeMux) {
 		j, err := n.lease.Cancel(r.Context(), id)
 		jobReply(w, j, err)
 	})
+	mux.HandleFunc("POST /v1/jobs/{id}/forward", func(w http.ResponseWriter, r *http.Request) {
+		var req ForwardRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		id, err := n.lease.Resolve(r.PathValue("id"))
+		if err != nil {
+			jobReply(w, nil, err)
+			return
+		}
+		f, err := n.lease.Forward(r.Context(), id, req.Port, req.Listen)
+		if err != nil {
+			jobReply(w, nil, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, f)
+	})
+	mux.HandleFunc("GET /v1/jobs/{id}/forwards", func(w http.ResponseWriter, r *http.Request) {
+		id, err := n.lease.Resolve(r.PathValue("id"))
+		if err != nil {
+			jobReply(w, nil, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, n.lease.Forwards(id))
+	})
+	mux.HandleFunc("GET /v1/forwards", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, n.lease.Forwards(""))
+	})
 	mux.HandleFunc("GET /v1/jobs/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
 		id, err := n.lease.Resolve(r.PathValue("id"))
 		if err != nil {
@@ -122,6 +154,16 @@ func newFlushWriter(w http.ResponseWriter) flushWriter {
 
 func (f flushWriter) Write(p []byte) (int, error) { return f.w.Write(p) }
 func (f flushWriter) Flush()                      { _ = f.rc.Flush() }
+
+// ForwardRequest is POST /v1/jobs/{id}/forward: publish the job's Port on
+// Listen ([HOST:]PORT of this machine; the host defaults to 127.0.0.1).
+type ForwardRequest struct {
+	Port   int    `json:"port"`
+	Listen string `json:"listen"`
+}
+
+// ForwardInfo is one published port of a service job.
+type ForwardInfo = lease.ForwardInfo
 
 // JobListEntry is one job of GET /v1/jobs.
 type JobListEntry = lease.ListEntry
@@ -158,3 +200,9 @@ func (n *Node) submit(ctx context.Context, req SubmitRequest) (*Job, error) {
 
 // JobInput is one input of a spec.
 type JobInput = jobs.Input
+
+// JobPort and JobReady are a service's ports and readiness check.
+type (
+	JobPort  = jobs.Port
+	JobReady = jobs.Ready
+)

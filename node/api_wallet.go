@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aixblock/aixblock/chain"
+	"github.com/aixblock/aixblock/node/lease"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 )
@@ -164,7 +165,7 @@ func reply(w http.ResponseWriter, v any, err error) {
 	var br badRequest
 	var re *chain.RevertError
 	code := http.StatusBadGateway
-	if errors.As(err, &br) || errors.As(err, &re) || errors.Is(err, chain.ErrVoucherInvalid) || errors.Is(err, chain.ErrVoucherSignature) {
+	if errors.As(err, &br) || errors.Is(err, lease.ErrInvalid) || errors.As(err, &re) || errors.Is(err, chain.ErrVoucherInvalid) || errors.Is(err, chain.ErrVoucherSignature) {
 		code = http.StatusBadRequest
 	}
 	writeJSON(w, code, apiError{err.Error()})

@@ -266,6 +266,23 @@ func (c *Client) JobCost(ctx context.Context, id string) (*JobCost, error) {
 	return &out, c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/cost", nil, &out)
 }
 
+// Forward is POST /v1/jobs/ID/forward: the daemon publishes the port of a
+// service job on listen ([HOST:]PORT) of this machine until the job ends.
+func (c *Client) Forward(ctx context.Context, id string, port int, listen string) (*ForwardInfo, error) {
+	var out ForwardInfo
+	return &out, c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/forward", ForwardRequest{Port: port, Listen: listen}, &out)
+}
+
+// Forwards is GET /v1/jobs/ID/forwards (every job's for "").
+func (c *Client) Forwards(ctx context.Context, id string) ([]ForwardInfo, error) {
+	var out []ForwardInfo
+	path := "/v1/forwards"
+	if id != "" {
+		path = "/v1/jobs/" + url.PathEscape(id) + "/forwards"
+	}
+	return out, c.do(ctx, http.MethodGet, path, nil, &out)
+}
+
 // Jobs is GET /v1/jobs: newest first, each rank after its job.
 func (c *Client) Jobs(ctx context.Context) ([]JobListEntry, error) {
 	var out []JobListEntry

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -22,7 +24,7 @@ func newJobCmd(g *globals) *cobra.Command {
 		Short: "Run containerized jobs: through the market, or on this node with --local",
 	}
 	cmd.AddCommand(newJobRunCmd(g), newJobSubmitCmd(g), newJobStatusCmd(g), newJobLogsCmd(g),
-		newJobListCmd(g), newJobCancelCmd(g), newJobResultsCmd(g))
+		newJobListCmd(g), newJobCancelCmd(g), newJobResultsCmd(g), newJobForwardCmd(g))
 	return cmd
 }
 
@@ -36,6 +38,8 @@ func newJobRunCmd(g *globals) *cobra.Command {
 		gpuClass, price string
 		cpu             float64
 		memory          uint64
+		publish         []string
+		readyHTTP       string
 	)
 	cmd := &cobra.Command{
 		Use:   "run [--local] [flags] IMAGE [-- ARGS...]",
@@ -46,7 +50,11 @@ on this node with --local (providers use it to check their set-up), and
 follow its output until it ends; the exit status is the job's.
 ARGS after -- go to the image's entrypoint. --input CID:PATH mounts content
 read-only under /inputs; files the job writes under /outputs come back as
-the job's result CID.`,
+the job's result CID.
+-p [HOST:]LOCAL:PORT (repeatable) runs the image as a service (until
+canceled, restarted on a crash) and publishes its PORT on LOCAL of this
+machine (HOST defaults to 127.0.0.1), as docker run -p does: connections
+travel over libp2p to the provider, which publishes nothing itself.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec := node.JobSpec{Name: name, Image: args[0], Args: args[1:], Outputs: outputs, MaxPrice: price}
@@ -70,10 +78,32 @@ the job's result CID.`,
 				}
 				spec.Env[k] = v
 			}
-			return submitAndFollow(cmd, g, node.SubmitRequest{Spec: &spec, Local: local}, detach)
+			pubs, err := parsePublish(publish)
+			if err != nil {
+				return err
+			}
+			if len(pubs) > 0 {
+				if local {
+					return errors.New("-p: a job with --local runs on this node: reach its port through the provider's own forward; -p publishes a market job's port here")
+				}
+				spec.Kind = "service"
+				for _, p := range pubs {
+					if !spec.HasPort(p.port) {
+						spec.Ports = append(spec.Ports, node.JobPort{Port: p.port})
+					}
+				}
+				if readyHTTP != "" {
+					spec.Ready = &node.JobReady{HTTP: readyHTTP}
+				}
+			} else if readyHTTP != "" {
+				return errors.New("--ready-http: only for a service (give -p)")
+			}
+			return submitAndFollowPublish(cmd, g, node.SubmitRequest{Spec: &spec, Local: local}, detach, pubs)
 		},
 	}
 	f := cmd.Flags()
+	f.StringArrayVarP(&publish, "publish", "p", nil, "[HOST:]LOCAL:PORT: run as a service and publish its PORT on LOCAL here (repeatable)")
+	f.StringVar(&readyHTTP, "ready-http", "", "a service is ready once GET PATH on its first port answers 2xx (e.g. /healthz)")
 	f.BoolVar(&local, "local", false, "run on this node, without the market")
 	f.BoolVarP(&detach, "detach", "d", false, "print the job ID and return")
 	f.StringVar(&gpuClass, "gpu-class", "", "GPU class, e.g. nvidia-h100-80gb (market jobs)")
@@ -126,6 +156,10 @@ func (e errJobFailed) Error() string {
 }
 
 func submitAndFollow(cmd *cobra.Command, g *globals, req node.SubmitRequest, detach bool) error {
+	return submitAndFollowPublish(cmd, g, req, detach, nil)
+}
+
+func submitAndFollowPublish(cmd *cobra.Command, g *globals, req node.SubmitRequest, detach bool, pubs []publishSpec) error {
 	c, err := g.client()
 	if err != nil {
 		return err
@@ -134,10 +168,23 @@ func submitAndFollow(cmd *cobra.Command, g *globals, req node.SubmitRequest, det
 	if err != nil {
 		return err
 	}
+	stderr := cmd.ErrOrStderr()
+	if len(pubs) > 0 {
+		fws, err := publishPorts(cmd.Context(), c, j, pubs, stderr, g.json)
+		if err != nil {
+			return err
+		}
+		if detach {
+			res := struct {
+				*node.Job
+				Forwards []node.ForwardInfo `json:"forwards"`
+			}{j, fws}
+			return g.print(cmd.OutOrStdout(), res, func(w io.Writer) { fmt.Fprintln(w, j.ID) })
+		}
+	}
 	if detach {
 		return g.print(cmd.OutOrStdout(), j, func(w io.Writer) { fmt.Fprintln(w, j.ID) })
 	}
-	stderr := cmd.ErrOrStderr()
 	if !g.json {
 		fmt.Fprintf(stderr, "job %s\n", j.ID)
 	}
@@ -303,10 +350,15 @@ func newJobStatusCmd(g *globals) *cobra.Command {
 			if j.Provider != "" {
 				cost, _ = c.JobCost(cmd.Context(), j.ID)
 			}
+			var fws []node.ForwardInfo
+			if j.Spec.IsService() {
+				fws, _ = c.Forwards(cmd.Context(), j.ID)
+			}
 			view := struct {
 				*node.Job
-				Cost *node.JobCost `json:"cost,omitempty"`
-			}{j, cost}
+				Cost     *node.JobCost      `json:"cost,omitempty"`
+				Forwards []node.ForwardInfo `json:"forwards,omitempty"`
+			}{j, cost, fws}
 			return g.print(cmd.OutOrStdout(), view, func(w io.Writer) {
 				kv(w, "id", j.ID)
 				kv(w, "name", j.Spec.Name)
@@ -317,6 +369,20 @@ func newJobStatusCmd(g *globals) *cobra.Command {
 				}
 				if j.Reason != "" {
 					kv(w, "reason", j.Reason)
+				}
+				if j.Spec.IsService() {
+					var ports []string
+					for _, p := range j.Spec.Ports {
+						ports = append(ports, strconv.Itoa(p.Port))
+					}
+					kv(w, "ports", strings.Join(ports, ", "))
+					kv(w, "ready", j.Ready)
+					if j.Restarts > 0 {
+						kv(w, "restarts", j.Restarts)
+					}
+					for _, f := range fws {
+						kv(w, "forward", fmt.Sprintf("%s -> port %d", f.Local, f.Port))
+					}
 				}
 				if j.ExitCode != nil {
 					kv(w, "exit_code", *j.ExitCode)

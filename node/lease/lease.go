@@ -15,6 +15,7 @@ import (
 	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/aixblock/aixblock/p2p/content"
+	"github.com/aixblock/aixblock/p2p/overlay"
 )
 
 // Config is what a Manager runs on. Every service is the node's own; the
@@ -68,6 +69,7 @@ type Manager struct {
 	vouchers        *Vouchers
 	voucherInterval time.Duration
 	remote          *remote
+	ports           *overlay.Server // the provider's service ports
 
 	// Every goroutine of the manager runs under ctx through spawn and is
 	// waited for by Close.
@@ -132,6 +134,9 @@ func (m *Manager) Close(wait time.Duration) error {
 	m.spawnMu.Lock()
 	m.remote.stop()
 	m.spawnMu.Unlock()
+	if m.ports != nil {
+		m.ports.Close()
+	}
 	done := make(chan struct{})
 	go func() { m.wg.Wait(); close(done) }()
 	select {

@@ -177,6 +177,8 @@ type remote struct {
 	ctx     context.Context
 	stop    context.CancelFunc
 	waiting map[string]context.CancelFunc
+	// forwards: requester side, the published ports of service jobs.
+	forwards map[string][]*forward
 }
 
 func (m *Manager) remoteDir() string { return filepath.Join(m.cfg.Dir, "remote") }
@@ -192,6 +194,9 @@ func (m *Manager) openRemote() error {
 	}
 	m.rememberAddrs()
 	m.protocols()
+	if err := m.openPorts(); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -201,7 +206,7 @@ func (m *Manager) loadRemote() error {
 	m.remote = &remote{jobs: map[string]*Record{}, provided: map[string]market.Deal{},
 		live: map[string]bool{}, runSince: map[string]time.Time{}, floor: map[common.Hash]*big.Int{}, refused: map[common.Hash]string{},
 		startedDeals: map[string]bool{}, startedPath: filepath.Join(m.cfg.Dir, "started-deals.json"),
-		ports: map[int]bool{}, portOf: map[string]int{}, interval: m.voucherInterval, waiting: map[string]context.CancelFunc{}}
+		ports: map[int]bool{}, portOf: map[string]int{}, interval: m.voucherInterval, waiting: map[string]context.CancelFunc{}, forwards: map[string][]*forward{}}
 	if m.remote.interval <= 0 {
 		m.remote.interval = 10 * time.Second
 	}
@@ -998,6 +1003,9 @@ func (m *Manager) watchProvided(ctx context.Context, id string, deal market.Deal
 	defer func() {
 		if !stopping {
 			m.endProvided(id, started, finished)
+			if m.ports != nil {
+				m.ports.CloseJob(id)
+			}
 		}
 	}()
 	for {
@@ -1099,6 +1107,7 @@ func (m *Manager) cancelRemote(ctx context.Context, id string) (*jobs.Job, error
 		return nil, fmt.Errorf("provider %s: %w", rj.Provider, err)
 	}
 	j.ID, j.Provider = rj.ID, rj.Provider
+	m.endForwards(rj.ID) // its local ports close with it, not at the next poll
 	return &j, nil
 }
 
@@ -1253,6 +1262,9 @@ func (m *Manager) followRemote(ctx context.Context) {
 				m.remote.mu.Lock()
 				rj.see(j, time.Now())
 				m.remote.mu.Unlock()
+				if j.State.Terminal() {
+					m.endForwards(rj.ID)
+				}
 				m.rate(rj)
 				if err := m.saveRemote(rj); err != nil {
 					m.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
@@ -1358,6 +1370,7 @@ func (m *Manager) providerMissing(ctx context.Context, rj *Record, err error) {
 	rj.Last, rj.RetriedAs = &last, retried
 	rj.Unreachable, rj.Settled = true, true // no more vouchers: paid up to the last sight
 	m.remote.mu.Unlock()
+	m.endForwards(rj.ID)
 	if err := m.saveRemote(rj); err != nil {
 		m.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
 	}

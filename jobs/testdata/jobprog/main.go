@@ -197,7 +197,12 @@ func serve(a []string) {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) })
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		// Read all first: an HTTP/1 server stops reading a body once the
+		// answer has begun.
+		b, _ := io.ReadAll(r.Body)
+		w.Write(b)
+	})
 	mux.HandleFunc("/crash", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "crashing")
 		w.(http.Flusher).Flush()

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aixblock/aixblock/p2p/overlay"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// A service job through the market on a testnet: `job run -d -p` serves
+// HTTP on the requester's machine from a container on a provider that
+// publishes nothing; many requests at once work; the job is paid while it
+// runs; a peer that is not the job's requester cannot open its port; and
+// job cancel closes the local port.
+func TestServiceThroughTheMarket(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a testnet and a market service")
+	}
+	jobDocker(t)
+	dir := testnetUp(t, "--nodes", "2")
+	req := filepath.Join(dir, "node0")
+	var started struct {
+		ID       string `json:"id"`
+		Forwards []struct {
+			Local string `json:"local"`
+			Port  int    `json:"port"`
+		} `json:"forwards"`
+	}
+	out := mustRun(t, req, "job", "run", "--json", "-d", "-p", "127.0.0.1:0:8080", "--ready-http", "/healthz",
+		"--gpus", "1", "--max-price", "5", jobImage, "--", "serve", ":8080")
+	if err := json.Unmarshal([]byte(out), &started); err != nil {
+		t.Fatalf("job run -d -p --json: %v\n%s", err, out)
+	}
+	if len(started.Forwards) != 1 || started.Forwards[0].Port != 8080 {
+		t.Fatalf("job run -d -p: %+v", started)
+	}
+	local := started.Forwards[0].Local
+	base := "http://" + local
+
+	// Ready: the provider's check reached the port inside the container.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var st struct {
+			State string `json:"state"`
+			Ready bool   `json:"ready"`
+		}
+		runJSON(t, req, &st, "job", "status", started.ID)
+		if st.State == "running" && st.Ready {
+			break
+		}
+		if time.Now().After(deadline) || terminal(st.State) {
+			t.Fatalf("service never ready: %+v", st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	get := func(path string) (string, error) {
+		c := &http.Client{Timeout: 10 * time.Second}
+		r, err := c.Get(base + path)
+		if err != nil {
+			return "", err
+		}
+		defer r.Body.Close()
+		b, err := io.ReadAll(r.Body)
+		return string(b), err
+	}
+	if body, err := get("/"); err != nil || !strings.Contains(body, "hello from jobprog") {
+		t.Fatalf("GET %s/: %q, %v", base, body, err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for i := 0; i < 32; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			want := fmt.Sprintf("request %d %s", i, strings.Repeat("x", i*1000))
+			r, err := http.Post(base+"/echo", "text/plain", strings.NewReader(want))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer r.Body.Close()
+			if b, _ := io.ReadAll(r.Body); string(b) != want {
+				errs <- fmt.Errorf("echo %d: %d bytes back of %d", i, len(b), len(want))
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	// The provider: which node, and nothing of the job's published there.
+	var st struct {
+		Provider string `json:"provider"`
+		Cost     struct {
+			Cost string `json:"cost"`
+		} `json:"cost"`
+	}
+	runJSON(t, req, &st, "job", "status", started.ID)
+	var prov idInfo
+	for _, n := range []string{"node0", "node1"} {
+		var id idInfo
+		runJSON(t, filepath.Join(dir, n), &id, "id")
+		if id.PeerID == st.Provider {
+			prov = id
+		}
+	}
+	if prov.PeerID == "" {
+		t.Fatalf("provider %s is no node of the testnet", st.Provider)
+	}
+
+	// A stranger's peer asks the provider for the job's port itself.
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	// A member of the network, as any peer can claim to be: it speaks the
+	// network's marker protocol.
+	h.SetStreamHandler(protocol.ID("/aixblock/"+prov.Network+"/member/1"), func(s network.Stream) { s.Reset() })
+	pid, _ := peer.Decode(prov.PeerID)
+	a, _ := ma.NewMultiaddr(prov.Addrs[0])
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := h.Connect(ctx, peer.AddrInfo{ID: pid, Addrs: []ma.Multiaddr{a}}); err != nil {
+		t.Fatal(err)
+	}
+	evil, err := overlay.Forward(ctx, h, pid, started.ID, 8080, "127.0.0.1:0", overlay.ForwardOptions{Network: prov.Network})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer evil.Close()
+	c, err := net.Dial("tcp", evil.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(c, "GET / HTTP/1.0\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, _ := io.ReadAll(c)
+	c.Close()
+	if len(b) != 0 {
+		t.Fatalf("a stranger reached the job's port: %q", b)
+	}
+	for time.Now().Before(deadline) && evil.Stats().LastError == "" {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if e := evil.Stats().LastError; !strings.Contains(e, "no job") {
+		t.Fatalf("the stranger's refusal: %q", e)
+	}
+	t.Logf("stranger refused: %s", evil.Stats().LastError)
+
+	if st.Cost.Cost == "" || st.Cost.Cost == "0" {
+		t.Fatalf("a running service costs nothing: %+v", st.Cost)
+	}
+
+	mustRun(t, req, "job", "cancel", started.ID)
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", local, time.Second)
+		if err != nil {
+			break // the local port closed with the job
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still accepts after job cancel", local)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -1,0 +1,175 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/p2p/overlay"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Service jobs: a provider publishes nothing on its own interfaces; the
+// requester's daemon listens on its own machine and carries each
+// connection over a libp2p stream to the provider (p2p/overlay), which
+// connects it to the port inside the job's container. Only the requester
+// of the job's deal may open its ports, and only the ports its spec
+// declares.
+
+// ForwardInfo is one forward of a job's port to the requester's machine.
+type ForwardInfo struct {
+	JobID string `json:"job_id"`
+	Port  int    `json:"port"`
+	Local string `json:"local"` // the address it listens on here
+	// Accepted and Open count its connections; LastError is the last
+	// connection that could not be carried, and why.
+	Accepted  int       `json:"accepted"`
+	Open      int       `json:"open"`
+	Failed    int       `json:"failed"`
+	LastError string    `json:"last_error,omitempty"`
+	Since     time.Time `json:"since"`
+}
+
+type forward struct {
+	f     *overlay.Forwarder
+	port  int
+	since time.Time
+}
+
+// openPorts starts the provider's side: the port streams of its service
+// jobs, each checked against the job's deal.
+func (m *Manager) openPorts() error {
+	if m.p2p == nil {
+		return nil
+	}
+	srv, err := overlay.NewServer(m.p2p.Host, overlay.ServerConfig{Network: m.p2p.Network(), Authorize: m.authorizePort, Logger: m.cfg.Log})
+	if err != nil {
+		return fmt.Errorf("service ports: %w", err)
+	}
+	m.ports = srv
+	return nil
+}
+
+// authorizePort lets the requester of a job's deal reach a port the job's
+// spec declares, while the job serves; anyone else learns only that there
+// is no such job of theirs (the same answer as for a job that does not
+// exist).
+func (m *Manager) authorizePort(ctx context.Context, from peer.ID, jobID string, port int) (overlay.Dialer, error) {
+	m.remote.mu.Lock()
+	deal, ok := m.remote.provided[jobID]
+	m.remote.mu.Unlock()
+	if !ok || deal.Requester != from.String() || m.jobs == nil {
+		return nil, fmt.Errorf("no job %s of yours here", jobID)
+	}
+	d, err := m.jobs.PortDialer(jobID, port)
+	if err != nil {
+		return nil, err
+	}
+	return overlay.Dialer(d), nil
+}
+
+// Forward publishes port of a job this node runs through the market on
+// listen here ([HOST:]PORT; the host defaults to 127.0.0.1, the port 0 to
+// a free one), until the job ends or the daemon stops.
+func (m *Manager) Forward(ctx context.Context, id string, port int, listen string) (ForwardInfo, error) {
+	m.remote.mu.Lock()
+	rj := m.remote.jobs[id]
+	var spec jobs.Spec
+	var state jobs.State
+	if rj != nil {
+		spec = rj.Spec
+		if rj.Last != nil {
+			state = rj.Last.State
+		}
+	}
+	m.remote.mu.Unlock()
+	switch {
+	case rj == nil:
+		if m.jobs != nil {
+			if _, err := m.jobs.Get(id); err == nil {
+				return ForwardInfo{}, invalid{fmt.Errorf("job %s runs on this node: its ports are reached through the provider's own forward, not published here", short(id))}
+			}
+		}
+		return ForwardInfo{}, fmt.Errorf("%w: %s", jobs.ErrNotFound, id)
+	case !spec.IsService():
+		return ForwardInfo{}, invalid{fmt.Errorf("job %s is not a service (kind: service with ports): it has no ports to forward", short(id))}
+	case !spec.HasPort(port):
+		return ForwardInfo{}, invalid{fmt.Errorf("port %d: job %s declares ports %s", port, short(id), portList(spec))}
+	case state.Terminal():
+		return ForwardInfo{}, fmt.Errorf("%w: %s is %s", jobs.ErrFinished, id, state)
+	case rj.queued():
+		return ForwardInfo{}, invalid{fmt.Errorf("job %s has no provider yet (%s): forward it once it runs", short(id), state)}
+	}
+	prov, err := peer.Decode(rj.Provider)
+	if err != nil {
+		return ForwardInfo{}, err
+	}
+	m.reach(ctx, prov)
+	// The forward lives with the daemon, not the request that made it.
+	f, err := overlay.Forward(m.remote.ctx, m.p2p.Host, prov, rj.remoteID(), port, listen, overlay.ForwardOptions{Network: m.p2p.Network(), Logger: m.cfg.Log})
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) {
+			return ForwardInfo{}, invalid{err}
+		}
+		return ForwardInfo{}, err
+	}
+	fw := &forward{f: f, port: port, since: time.Now()}
+	m.remote.mu.Lock()
+	m.remote.forwards[id] = append(m.remote.forwards[id], fw)
+	m.remote.mu.Unlock()
+	m.log.Info("forwarding a service port", "job_id", id, "port", port, "local", f.Addr().String(), "provider", rj.Provider)
+	return fw.info(id), nil
+}
+
+func (fw *forward) info(id string) ForwardInfo {
+	st := fw.f.Stats()
+	return ForwardInfo{JobID: id, Port: fw.port, Local: fw.f.Addr().String(), Accepted: st.Accepted, Open: st.Open,
+		Failed: st.Failed, LastError: st.LastError, Since: fw.since}
+}
+
+// Forwards are the open forwards of job id (every job's for "").
+func (m *Manager) Forwards(id string) []ForwardInfo {
+	m.remote.mu.Lock()
+	defer m.remote.mu.Unlock()
+	out := []ForwardInfo{}
+	for jid, fws := range m.remote.forwards {
+		if id != "" && jid != id {
+			continue
+		}
+		for _, fw := range fws {
+			out = append(out, fw.info(jid))
+		}
+	}
+	return out
+}
+
+// endForwards closes the forwards of a job that ended: its local ports
+// close with it.
+func (m *Manager) endForwards(id string) {
+	m.remote.mu.Lock()
+	fws := m.remote.forwards[id]
+	delete(m.remote.forwards, id)
+	m.remote.mu.Unlock()
+	for _, fw := range fws {
+		fw.f.Close()
+		m.log.Info("forward closed: the job ended", "job_id", id, "local", fw.f.Addr().String())
+	}
+}
+
+func portList(s jobs.Spec) string {
+	out := ""
+	for i, p := range s.Ports {
+		if i > 0 {
+			out += ", "
+		}
+		out += fmt.Sprint(p.Port)
+	}
+	if out == "" {
+		return "none"
+	}
+	return out
+}
