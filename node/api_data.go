@@ -46,11 +46,15 @@ type DataEvent struct {
 	Fetched int   `json:"fetched,omitempty"`
 	// Total (get) is the DAG's declared size, comparable with Bytes;
 	// Peers is how many peers sent blocks so far.
-	Total int64  `json:"total,omitempty"`
-	Peers int    `json:"peers,omitempty"`
-	CID   string `json:"cid,omitempty"`
-	Done  bool   `json:"done,omitempty"`
-	Error string `json:"error,omitempty"`
+	Total int64 `json:"total,omitempty"`
+	Peers int   `json:"peers,omitempty"`
+	// From (get) names the peers that sent blocks, in the order their
+	// first block came; MiBs is the rate so far.
+	From  []string `json:"from,omitempty"`
+	MiBs  float64  `json:"mib_s,omitempty"`
+	CID   string   `json:"cid,omitempty"`
+	Done  bool     `json:"done,omitempty"`
+	Error string   `json:"error,omitempty"`
 }
 
 type (
@@ -279,11 +283,24 @@ func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
 	}
 	ev := newEventStream(w)
 	st, err := n.content.Get(r.Context(), c, req.Output, func(s content.FetchStats) {
-		ev.send(DataEvent{Bytes: s.Bytes, Blocks: s.Blocks, Fetched: s.Fetched, Total: s.Total, Peers: s.Peers}, true)
+		ev.send(getEvent(s), true)
 	})
 	if err != nil {
 		ev.send(DataEvent{Error: err.Error()}, false)
 		return
 	}
-	ev.send(DataEvent{Bytes: st.Bytes, Blocks: st.Blocks, Fetched: st.Fetched, Total: st.Total, Peers: st.Peers, CID: c.String(), Done: true}, false)
+	done := getEvent(st)
+	done.CID, done.Done = c.String(), true
+	ev.send(done, false)
+}
+
+func getEvent(s content.FetchStats) DataEvent {
+	e := DataEvent{Bytes: s.Bytes, Blocks: s.Blocks, Fetched: s.Fetched, Total: s.Total, Peers: s.Peers}
+	for _, p := range s.From {
+		e.From = append(e.From, p.String())
+	}
+	if s.Elapsed > 0 {
+		e.MiBs = float64(s.Bytes) / (1 << 20) / s.Elapsed.Seconds()
+	}
+	return e
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/aixblock/aixblock/node"
@@ -128,7 +129,11 @@ blocks come from.`,
 			ev, err := c.Get(cmd.Context(), node.GetRequest{CID: args[0], Output: abs}, func(e node.DataEvent) {
 				bar.total = e.Total
 				if e.Peers > 0 {
-					bar.extra = fmt.Sprintf("  from %d peer%s", e.Peers, plural(e.Peers))
+					short := make([]string, 0, len(e.From))
+					for _, p := range e.From {
+						short = append(short, shortPeer(p))
+					}
+					bar.extra = fmt.Sprintf("  from %d peer%s (%s)", e.Peers, plural(e.Peers), strings.Join(short, ", "))
 				}
 				bar.set(e.Bytes)
 			})
@@ -137,15 +142,17 @@ blocks come from.`,
 				return err
 			}
 			res := struct {
-				CID     string `json:"cid"`
-				Output  string `json:"output"`
-				Blocks  int    `json:"blocks"`
-				Bytes   int64  `json:"bytes"`
-				Fetched int    `json:"fetched"`
-				Peers   int    `json:"peers"`
-			}{ev.CID, abs, ev.Blocks, ev.Bytes, ev.Fetched, ev.Peers}
+				CID     string   `json:"cid"`
+				Output  string   `json:"output"`
+				Blocks  int      `json:"blocks"`
+				Bytes   int64    `json:"bytes"`
+				Fetched int      `json:"fetched"`
+				Peers   int      `json:"peers"`
+				From    []string `json:"from,omitempty"`
+				MiBs    float64  `json:"mib_s"`
+			}{ev.CID, abs, ev.Blocks, ev.Bytes, ev.Fetched, ev.Peers, ev.From, ev.MiBs}
 			return g.print(cmd.OutOrStdout(), res, func(w io.Writer) {
-				fmt.Fprintf(w, "saved %s to %s (%d blocks, %d fetched from %d peer%s)\n", res.CID, res.Output, res.Blocks, res.Fetched, res.Peers, plural(res.Peers))
+				fmt.Fprintf(w, "saved %s to %s (%d blocks, %d fetched from %d peer%s, %.0f MiB/s)\n", res.CID, res.Output, res.Blocks, res.Fetched, res.Peers, plural(res.Peers), res.MiBs)
 			})
 		},
 	}
@@ -385,3 +392,11 @@ func (p *progress) done(ok bool) {
 }
 
 func mib(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
+
+// shortPeer is a peer ID as people tell them apart: its last 6 characters.
+func shortPeer(p string) string {
+	if len(p) <= 8 {
+		return p
+	}
+	return "…" + p[len(p)-6:]
+}

@@ -49,7 +49,18 @@ func TestDataAcrossThreeDaemons(t *testing.T) {
 	}
 
 	out := t.TempDir()
-	mustRun(t, c, "data", "get", added.CID, "-o", filepath.Join(out, "model.bin"))
+	var got1 struct {
+		From []string `json:"from"`
+		MiBs float64  `json:"mib_s"`
+	}
+	runJSON(t, c, &got1, "data", "get", added.CID, "-o", filepath.Join(out, "model.bin"))
+	// Progress names who sent the blocks (A, the only one that has them)
+	// and the rate.
+	var idA2 idInfo
+	runJSON(t, a, &idA2, "id")
+	if len(got1.From) != 1 || got1.From[0] != idA2.PeerID || got1.MiBs <= 0 {
+		t.Fatalf("data get --json: from %v at %.1f MiB/s, want A (%s) and a rate", got1.From, got1.MiBs, idA2.PeerID)
+	}
 	got, _ := os.ReadFile(filepath.Join(out, "model.bin"))
 	if !bytes.Equal(got, data) {
 		t.Fatalf("C got %d bytes, want %d identical", len(got), len(data))
