@@ -232,6 +232,32 @@ func TestHostileDealReplay(t *testing.T) {
 	}
 }
 
+// Attack 3, the exposure: two deals on one channel were each checked
+// against the whole deposit, so a requester could run jobs worth more than
+// it deposited. A start now counts what the channel's running jobs may
+// still cost.
+func TestHostileTwoDealsOneDeposit(t *testing.T) {
+	h := newHostile(t)
+	large := h.deal // 1 base unit a second, for up to 600000 s: 600000 of the 1000000 deposited
+	large.MaxDurationS = 600_000
+	ch := h.prov.providedChannel(large)
+	if err := h.prov.depositCovers(ch, h.deposit, new(big.Int), &large); err != nil {
+		t.Fatalf("the first deal: %v", err)
+	}
+	h.prov.trackProvided("00000000000000d1", large) // it runs
+	second := large
+	second.ID = "deal-2"
+	err := h.prov.depositCovers(ch, h.deposit, new(big.Int), &second)
+	if err == nil || !strings.Contains(err.Error(), "1 running job(s) may still cost (600000)") {
+		t.Fatalf("a second deal beyond the deposit: %v", err)
+	}
+	t.Logf("refused: %v", err)
+	h.prov.endProvided("00000000000000d1", nil, nil)
+	if err := h.prov.depositCovers(ch, h.deposit, new(big.Int), &second); err != nil {
+		t.Fatalf("once the first ended: %v", err)
+	}
+}
+
 // Attack 4: a requester that starts closing its channel may withdraw
 // what the provider has not redeemed when the challenge period ends. The
 // provider redeems at once when it sees the channel closing.

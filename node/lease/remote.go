@@ -29,35 +29,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// Jobs through the market: the requester's daemon records the job as
-// queued and answers at once; in the background it agrees a deal (asking
-// again while no provider bids, up to timeouts.queue, with each asked
-// provider's reason in the job's), funds the channel, starts the job on
-// the provider over a direct stream under the requester's job ID, follows
-// it there, and signs cumulative vouchers for the GPU time as it runs; the
-// provider checks the deal and the deposit before preparing, keeps the
-// vouchers, and stops a job whose vouchers stop coming. The requester
-// counts each deal's outcome in its reputation record of the provider.
-//
-// Money rules, against a hostile peer on either side:
-//   - The provider keeps a voucher only if it is signed by the payer, for
-//     this wallet, chain and escrow, on the channel of a deal of the
-//     sender's, raises the cumulative amount and fits the channel's
-//     deposit on chain; otherwise it is refused with the reason and the
-//     voucher held stays (handleJobVoucher).
-//   - A running job stops when its channel's best voucher falls more than
-//     two voucher intervals of its jobs' price behind what they owe: what
-//     was owed before them plus price × each one's run time here
-//     (coverage, unpaid).
-//   - A deal starts one job, once, across restarts (claimDeal,
-//     started-deals.json); a start on a closing channel is refused, and a
-//     closing channel is redeemed at once (checkClosing).
-//   - The requester pays for the run time it saw itself, from first
-//     seeing the job started to seeing it end (or last seeing it), plus
-//     one interval, within the deal's maximum (observedRun); never by the
-//     provider's StartedAt or FinishedAt.
-//   - Job IDs become file names only as 16 lowercase hex digits.
-
 // Record is the requester's record of a job running elsewhere.
 type Record struct {
 	ID string `json:"id"` // the job's ID here, and on the provider unless Remote says otherwise
@@ -737,15 +708,45 @@ func (m *Manager) checkStart(ctx context.Context, from peer.ID, sr startRequest)
 		return nil, fmt.Errorf("channel %s is closing (its payer may withdraw at %s): no job starts on it; deposit into a new channel after withdrawing",
 			ch.ID, time.Unix(int64(ch.ClosesAt), 0).UTC().Format(time.RFC3339))
 	}
-	owed := ch.Redeemed.Big()
-	if v := m.vouchers.get(m.vouchers.data.Received, ch.ID); v != nil && v.CumulativeAmount.Cmp(owed) > 0 {
-		owed = v.CumulativeAmount.Big()
-	}
-	need := dealCost(*deal, time.Duration(deal.MaxDurationS)*time.Second)
-	if free := new(big.Int).Sub(ch.Deposited.Big(), owed); free.Cmp(need) < 0 {
-		return nil, fmt.Errorf("the channel holds %s base units beyond what is owed; the deal needs %s", free, need)
+	if err := m.depositCovers(ch.ID, ch.Deposited.Big(), ch.Redeemed.Big(), deal); err != nil {
+		return nil, err
 	}
 	return deal, nil
+}
+
+// depositCovers checks that a channel's deposit holds a new deal's most
+// cost beyond what is owed on it and what its running jobs may still
+// cost: every job on one channel is paid from one deposit.
+func (m *Manager) depositCovers(ch common.Hash, deposited, redeemed *big.Int, deal *market.Deal) error {
+	owed := new(big.Int).Set(redeemed)
+	if v := m.vouchers.get(m.vouchers.data.Received, ch); v != nil && v.CumulativeAmount.Cmp(owed) > 0 {
+		owed = v.CumulativeAmount.Big()
+	}
+	committed, running := new(big.Int), 0
+	m.remote.mu.Lock()
+	for id := range m.remote.live {
+		d := m.remote.provided[id]
+		if m.providedChannel(d) == ch {
+			committed.Add(committed, dealCost(d, time.Duration(d.MaxDurationS)*time.Second))
+			running++
+		}
+	}
+	// With jobs running, what was owed before them is the floor; what
+	// they have been paid since is inside their committed cost.
+	if f := m.remote.floor[ch]; running > 0 && f != nil {
+		owed = new(big.Int).Set(f)
+	}
+	m.remote.mu.Unlock()
+	need := dealCost(*deal, time.Duration(deal.MaxDurationS)*time.Second)
+	free := new(big.Int).Sub(deposited, owed)
+	free.Sub(free, committed)
+	if free.Cmp(need) < 0 {
+		if running > 0 {
+			return fmt.Errorf("the channel holds %s base units beyond what is owed and what its %d running job(s) may still cost (%s); the deal needs %s: deposit more", free, running, committed, need)
+		}
+		return fmt.Errorf("the channel holds %s base units beyond what is owed; the deal needs %s", free, need)
+	}
+	return nil
 }
 
 // claimDeal records that a deal started its job, on disk before the job
@@ -943,9 +944,17 @@ func (m *Manager) coverage(ch common.Hash, now time.Time) (held, owed, slack *bi
 			continue // not running yet: nothing owed
 		}
 		owed.Add(owed, dealCost(deal, min(now.Sub(since), time.Duration(deal.MaxDurationS)*time.Second)))
-		slack.Add(slack, dealCost(deal, 2*r.interval))
+		slack.Add(slack, dealCost(deal, paySlack(r.interval)))
 	}
 	return held, owed, slack
+}
+
+// paySlack is the unpaid run time a provider allows each running job: the
+// requester pays once an interval (for what it saw, plus an interval), so
+// an honest one is up to an interval behind just before it pays; on top,
+// a margin for the voucher's delivery, a quarter interval and at least 1 s.
+func paySlack(interval time.Duration) time.Duration {
+	return interval + max(interval/4, time.Second)
 }
 
 // unpaid says why a running provided job must stop for want of pay, or
@@ -974,8 +983,8 @@ func (m *Manager) unpaid(id string, now time.Time) string {
 	return reason
 }
 
-// watchProvided stops a job whose vouchers stop (after three intervals),
-// and frees the deal's GPUs when it ends.
+// watchProvided stops a job whose vouchers stop covering it (see
+// paySlack), or whose GPU fails, and frees the deal's GPUs when it ends.
 func (m *Manager) watchProvided(ctx context.Context, id string, deal market.Deal) {
 	defer func() {
 		if m.market != nil {
@@ -996,7 +1005,9 @@ func (m *Manager) watchProvided(ctx context.Context, id string, deal market.Deal
 	for _, u := range deal.GPUs {
 		ours[u] = true
 	}
-	t := time.NewTicker(m.remote.interval)
+	// Checked four times an interval: a job whose pay stops runs at most a
+	// quarter interval past its slack.
+	t := time.NewTicker(max(m.remote.interval/4, 100*time.Millisecond))
 	defer t.Stop()
 	var started, finished *time.Time
 	stopping := false // the daemon stops: the job goes on, watched again at the next start

@@ -1,0 +1,67 @@
+// Package lease executes deals: a job that the market matched with a
+// provider, run there and paid for as it runs (what Akash calls a lease).
+// It holds both sides. The requester's: a job is recorded as queued and
+// answered at once; in the background a deal is made through the market
+// (asking again while no provider bids, up to timeouts.queue, each asked
+// provider's reason in the job's), the channel funded, the job started on
+// the provider under the requester's job ID, followed there, paid by
+// cumulative vouchers every interval, failed over to another provider
+// when its provider vanishes (retry), and rated in the provider's
+// reputation. The provider's: a start is checked against the deal, its
+// terms and the deposit, the job watched (its GPUs' health, its pay), its
+// vouchers kept and redeemed. A distributed job is a gang of deals that
+// start together (gang.go); a service job's ports reach its requester
+// through p2p/overlay (service.go).
+//
+// Every message between the two daemons is in the table of protocol.go:
+// its ID, what travels, and the size and time limits both sides hold it
+// to. Local jobs and market jobs are behind one Get, Cancel, Logs and List,
+// so the API does not branch on where a job runs.
+//
+// # Money invariants
+//
+// Against a hostile peer on either side; each has a test in
+// hostile_test.go, terms_test.go or the market's and the CLI's tests.
+//
+//   - A provider keeps a voucher only if it is signed by the payer, for
+//     its wallet, chain and escrow, on the channel of a deal of the
+//     sender's, raises the cumulative amount, and fits the channel's
+//     deposit on chain; otherwise it is refused with the reason and the
+//     voucher held stays (acceptVoucher).
+//   - A provider never works more than one voucher interval, plus a
+//     delivery margin (a quarter interval, at least 1 s), beyond what its
+//     redeemable vouchers cover: each running job on a channel owes
+//     price × its run time here on top of what the channel owed before it,
+//     checked four times an interval; a job that falls further behind is
+//     stopped with the reason (coverage, unpaid, paySlack).
+//   - A deal starts at most one job, once, across restarts (claimDeal,
+//     started-deals.json). A start on a closing channel is refused; a
+//     provider watches its channels' close and redeems at once
+//     (checkClosing). A start must keep to the deal's terms: its duration,
+//     GPUs, CPU, memory, disk and GPU memory, as offered (withinTerms).
+//   - A deal binds the spec by jobs.Spec.Hash: a versioned SHA-256 of
+//     the spec's canonical CBOR, independent of Go field order.
+//   - A requester pays for the run time it observed itself, from first
+//     seeing the job running to first seeing it ended (or last seeing it
+//     while it runs), by its own clock, plus one interval, within the
+//     deal's maximum (observedRun, jobPayable); never by the provider's
+//     StartedAt or FinishedAt.
+//   - Job IDs become file names only as 16 lowercase hex digits, and
+//     records are written atomically with their errors returned.
+//
+// # Restarts
+//
+// A requester's records (remote/ID.json) and a provider's deals
+// (provided/ID.json) survive the daemon: a requester restarted mid-job
+// dials its provider at the addresses of its last connection (else asks
+// the DHT), follows and pays the job again, and counts the provider's
+// grace from its own start; a provider restarted mid-job watches the
+// containers it left running again, owed from the voucher it holds.
+//
+// Every goroutine runs under the Manager's context through spawn and is
+// waited for by Close.
+//
+// lease imports market, jobs, chain, p2p, p2p/content, p2p/overlay and gpu;
+// never node or net/http (node maps its errors to status codes: ErrInvalid
+// is the caller's, jobs.ErrNotFound and jobs.ErrFinished are what they say).
+package lease
