@@ -5,6 +5,10 @@
 // address; a browser signs in with a one-time code to a session of its own,
 // never the token: see dashSessions).
 //
+// The execution of deals (a market job on either side, its payment, the
+// gang of a distributed job, a service's forwarded ports) lives in
+// node/lease; node hands it its services and maps its errors to HTTP.
+//
 // Services start in order and stop in reverse. No other package imports
 // node; the CLI talks to a running daemon only through Client.
 package node
