@@ -1052,6 +1052,17 @@ func (m *Manager) watchProvided(ctx context.Context, id string, deal market.Deal
 		if j.State != jobs.Running {
 			continue
 		}
+		// The deal pays for its duration and no more: a service (which
+		// has no execution limit of its own) ends with it. A batch job times
+		// out first (its execution fits the deal): an interval later.
+		if max := time.Duration(deal.MaxDurationS) * time.Second; j.StartedAt != nil && time.Since(*j.StartedAt) >= max+m.remote.interval {
+			why := fmt.Sprintf("the deal's duration (%s) ended: a job runs for its deal's duration at most; start a new one to go on", max)
+			m.log.Info("deal's duration ended; stopping the job", "job_id", id, "deal_id", short(deal.ID))
+			if f, err := m.jobs.Fail(id, why); err == nil {
+				started, finished = f.StartedAt, f.FinishedAt
+			}
+			return
+		}
 		if why := m.unpaid(id, time.Now()); why != "" {
 			m.log.Warn("vouchers stopped; stopping the job", "job_id", id, "requester", deal.Requester, "why", why)
 			if f, err := m.jobs.Fail(id, why); err == nil {
