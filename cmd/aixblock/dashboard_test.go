@@ -294,6 +294,64 @@ func TestDashboard(t *testing.T) {
 	textOf(t, ctx, "#job-state", 30*time.Second, eq("canceled"))
 	screenshot(t, ctx, "job-canceled")
 
+	// A service: its page shows its port, its readiness, the forward the
+	// CLI printed (a link that opens apart from the dashboard), the
+	// forward's connections and the cost growing while it runs; the jobs
+	// list marks it; canceled, its forward is gone.
+	var svc struct {
+		ID       string `json:"id"`
+		Forwards []struct {
+			Local string `json:"local"`
+			Port  int    `json:"port"`
+		} `json:"forwards"`
+	}
+	svcOut := mustRun(t, req, "job", "run", "--json", "-d", "-p", "127.0.0.1:0:8080", "--ready-http", "/healthz",
+		"--gpus", "1", "--max-price", "5", jobImage, "--", "serve", ":8080")
+	if err := json.Unmarshal([]byte(svcOut), &svc); err != nil || len(svc.Forwards) != 1 {
+		t.Fatalf("job run -d -p --json: %v\n%s", err, svcOut)
+	}
+	local := svc.Forwards[0].Local
+	chromedp.Do(ctx, chromedp.Navigate(base+"/ui/#/jobs/"+svc.ID))
+	textOf(t, ctx, "#job-ports", 10*time.Second, eq("8080"))
+	textOf(t, ctx, "#job-ready", 60*time.Second, eq("✓ ready"))
+	textOf(t, ctx, "#job-forwards a", 10*time.Second, func(s string) bool { return strings.HasPrefix(s, local) })
+	link, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#job-forwards a")]
+		.map(a => [a.dataset.local, a.getAttribute("href"), a.target, a.rel.split(" ").includes("noopener")].join(" "))
+		.concat([...document.querySelectorAll("#job-service caption, #job-forwards th")].map(e => e.textContent))`))
+	if err != nil || len(link) < 2 || link[0] != local+" http://"+local+"/ _blank true" || !strings.HasPrefix(link[1], "Forwards") {
+		t.Fatalf("the forward on the service's page: %q (err %v), want %s linked to http://%s/ in a new tab, noopener, in a captioned table", link, err, local, local)
+	}
+	if r, err := http.Get("http://" + local + "/"); err != nil {
+		t.Fatalf("GET through the forward: %v", err)
+	} else {
+		r.Body.Close()
+	}
+	textOf(t, ctx, "#job-forwards tbody td:nth-child(3)", 10*time.Second, func(s string) bool { n, _ := strconv.Atoi(s); return n >= 1 })
+	costNow := func() float64 {
+		v, _ := chromedp.Run(ctx, chromedp.Evaluate[float64](`Number((document.querySelector("#job-cost") || {dataset: {}}).dataset.base || 0)`))
+		return v
+	}
+	for first, deadline := costNow(), time.Now().Add(20*time.Second); ; time.Sleep(250 * time.Millisecond) {
+		if c := costNow(); first > 0 && c > first {
+			t.Logf("the service's cost so far grew on its page: %v to %v base units", first, c)
+			break
+		} else if first == 0 {
+			first = c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the service's cost so far did not grow on its page: %v", first)
+		}
+	}
+	screenshot(t, ctx, "job-service")
+	chromedp.Do(ctx, chromedp.Navigate(base+"/ui/#/jobs"))
+	textOf(t, ctx, `#jobs-table [data-service="`+svc.ID+`"]`, 10*time.Second, eq("service · 8080"))
+	screenshot(t, ctx, "jobs-service")
+	chromedp.Do(ctx, chromedp.Navigate(base+"/ui/#/jobs/"+svc.ID))
+	textOf(t, ctx, "#job-ready", 10*time.Second, eq("✓ ready"))
+	mustRun(t, req, "job", "cancel", svc.ID)
+	textOf(t, ctx, "#job-state", 30*time.Second, eq("canceled"))
+	textOf(t, ctx, "#job-forwards", 10*time.Second, func(s string) bool { return strings.Contains(s, "closes when its job ends") })
+
 	// Rank toggles: a job whose lines carry rank prefixes, as a distributed
 	// job's merged log does; the pressed toggle shows, and filters.
 	ranked := strings.TrimSpace(mustRun(t, req, "job", "run", "--local", "-d", jobImage, "--", "echo", "[rank 0] zero", "[rank 1] one"))

@@ -93,7 +93,23 @@ function amount(unitsStr, symbol, base, id) {
 }
 
 function terminal(s) {
-  return ["completed", "failed", "canceled"].includes(s);
+  return ["completed", "failed", "canceled", "timed_out"].includes(s);
+}
+
+function isService(j) {
+  return !!(j && j.spec && j.spec.kind === "service");
+}
+
+// portsText names a service's ports: "8080 (http), 9090".
+function portsText(ports) {
+  return (ports || []).map((p) => String(p.port) + (p.name ? ` (${p.name})` : "")).join(", ");
+}
+
+// serviceTag marks a service in a list, with its ports.
+function serviceTag(j) {
+  const ports = (j.spec.ports || []).map((p) => p.port).join(", ");
+  return h("span", { class: "tag", "data-service": j.id, title: ports ? "a service with ports " + portsText(j.spec.ports) : "a service" },
+    "service" + (ports ? " · " + ports : ""));
 }
 
 function state(s) {
@@ -294,7 +310,8 @@ const pages = {
       body.replaceChildren(table("Jobs", ["Job", "State", ["Name", "opt"], ["Image", "opt"], ["Provider", "opt"], ["Created", "opt"]],
         list.map((j) => [
           h("span", {}, j.group_of ? h("span", { class: "muted" }, "↳ rank " + j.rank + " ") : "",
-            h("a", { href: "#/jobs/" + encodeURIComponent(j.group_of || j.id), class: "mono" }, j.id)),
+            h("a", { href: "#/jobs/" + encodeURIComponent(j.group_of || j.id), class: "mono" }, j.id),
+            isService(j) ? [" ", serviceTag(j)] : ""),
           state(j.state),
           j.spec.name || "", h("span", { class: "mono" }, j.spec.image),
           j.provider ? h("span", { class: "mono" }, short(j.provider, 16)) : "this node",
@@ -305,10 +322,11 @@ const pages = {
   async job(id) {
     const info = h("div");
     const money = h("div", { id: "job-money" });
+    const service = h("section", { id: "job-service", "aria-labelledby": "job-service-title", hidden: true });
     const actions = h("div", { class: "actions" });
     const ranks = h("div", { id: "job-ranks" });
     const logs = h("pre", { class: "logs", id: "job-logs", "aria-label": "Logs", tabindex: "0" });
-    page("Job " + id, actions, info, money, h("h2", {}, "Logs"), ranks, logs);
+    page("Job " + id, actions, info, service, money, h("h2", {}, "Logs"), ranks, logs);
     let gateway = "";
     api("/v1/id").then((x) => { gateway = x.gateway || ""; }).catch(() => {});
     let job = null;
@@ -380,6 +398,8 @@ const pages = {
       }
       info.replaceChildren(kv(pairs));
       tickElapsed();
+      drawService();
+      if (isService(j)) readForwards(); // with the job: a state change may open or close them
     };
     const onLog = (data) => {
       const m = /^\[rank (\d+)\] /.exec(data);
@@ -392,6 +412,84 @@ const pages = {
       logs.append(line);
       logs.scrollTop = logs.scrollHeight;
     };
+    // A service: its ports, readiness and restarts (from the job), and the
+    // forwards of its ports to this machine (read on every tick while it
+    // runs: their connection counts change without the job changing).
+    let forwards = null; // null: not read yet
+    let forwardsErr = "";
+    let drawn = "";
+    const readyCheck = (j) => {
+      const r = j.spec.ready;
+      if (!r) return "none: ready once started";
+      const port = r.port || ((j.spec.ports || [])[0] || {}).port;
+      return (r.http ? `HTTP GET ${r.http}` : "TCP connect") + ` on port ${port}` + (r.interval ? `, every ${r.interval}` : "");
+    };
+    const maxRestarts = (s) => !s.restart ? 3 : s.restart.policy === "never" ? 0 : (s.restart.max || 3);
+    const drawService = () => {
+      const j = job;
+      if (!isService(j)) { service.hidden = true; return; }
+      const sig = JSON.stringify([j.state, j.ready, j.reason, j.progress, j.restarts, forwards, forwardsErr]);
+      if (sig === drawn) return; // unchanged: keep focus and the screen reader's place
+      drawn = sig;
+      service.hidden = false;
+      const why = j.reason || j.progress || "";
+      let ready;
+      if (terminal(j.state)) ready = h("span", { class: "muted", id: "job-ready", "data-ready": "false" }, "not serving: the job has ended");
+      else if (j.state === "running" && j.ready) ready = h("span", { class: "ready", id: "job-ready", "data-ready": "true" }, "✓ ready");
+      else ready = h("span", { class: "not-ready", id: "job-ready", "data-ready": "false" }, "not ready" + (why ? ": " + why : ""));
+      const max = maxRestarts(j.spec);
+      const fw = forwards || [];
+      let fwView;
+      if (forwardsErr) fwView = h("p", { class: "error", role: "alert", id: "job-forwards" }, forwardsErr);
+      else if (forwards === null) fwView = h("p", { class: "muted", id: "job-forwards" }, "Reading the forwards…");
+      else if (!fw.length) {
+        fwView = h("p", { class: "muted", id: "job-forwards" }, terminal(j.state)
+          ? "None: a forward closes when its job ends."
+          : ["None on this machine. Publish a port here with ", h("code", {}, `aixblock job forward ${j.id} [HOST:]LOCAL:PORT`),
+            " (or ", h("code", {}, "job run -p"), ")."]);
+      } else {
+        fwView = table("Forwards of this service's ports to this machine",
+          ["Local address", "Port", "Connections accepted", "Open now", ["Failed", "opt"], "Last error", ["Since", "opt"]],
+          fw.map((f) => {
+            // An address on every interface is reached here on loopback.
+            const host = f.local.replace(/^0\.0\.0\.0:/, "127.0.0.1:").replace(/^\[::\]:/, "[::1]:");
+            return [
+              h("a", { href: "http://" + host + "/", target: "_blank", rel: "noopener noreferrer", class: "mono", "data-local": f.local, "data-port": f.port },
+                f.local, h("span", { class: "skip" }, " (opens in a new tab)")),
+              String(f.port), String(f.accepted || 0), String(f.open || 0), String(f.failed || 0),
+              f.last_error ? h("span", { class: "error-text" }, f.last_error) : h("span", { class: "muted" }, "none"),
+              f.since ? new Date(f.since).toLocaleString() : ""];
+          }), "", "job-forwards");
+      }
+      service.replaceChildren(h("h2", { id: "job-service-title" }, "Service"),
+        kv([["Ports", h("span", { id: "job-ports" }, (j.spec.ports || []).length
+              ? (j.spec.ports || []).flatMap((p, i) => [i ? ", " : "", h("span", { class: "port", "data-port": p.port }, String(p.port)),
+                  p.name ? ` (${p.name})` : ""])
+              : "none declared")],
+            ["Readiness", ready],
+            ["Readiness check", readyCheck(j)],
+            ["Restarts", h("span", { id: "job-restarts" }, `${j.restarts || 0} of at most ${max}` + (max ? "" : " (restart: never)"))]]),
+        h("h3", {}, "Forwards"), fwView);
+    };
+    let forwardsDone = false, reading = false;
+    const readForwards = async () => {
+      if (!isService(job) || forwardsDone || reading) return;
+      reading = true;
+      const end = terminal(job.state); // one last read after the end: they are closed
+      try {
+        forwards = await api("/v1/jobs/" + encodeURIComponent(id) + "/forwards") || [];
+        forwardsErr = "";
+        if (end) forwardsDone = true;
+      } catch (e) {
+        if (e.status === 401) return;
+        forwardsErr = "Forwards: " + (e.message || e);
+      } finally {
+        reading = false;
+      }
+      drawService();
+    };
+    every(2000, readForwards);
+
     events("/v1/jobs/" + encodeURIComponent(id) + "/events", { state: onState, log: onLog,
       error: (e) => showError(info, e) });
 
