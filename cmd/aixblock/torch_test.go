@@ -2,12 +2,20 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
+
+const torchImage = "aixblock-test/torch:latest"
 
 // TestTorchDDP runs real PyTorch: a 2-node gloo DDP training across two
 // providers, initialised from the launcher contract's variables alone
@@ -20,6 +28,176 @@ import (
 // argument parser fails on the --redirects/--tee defaults), so the script
 // runs under python3 directly; the PET_* variables are for torchrun.
 func TestTorchDDP(t *testing.T) {
+	torchTrain(t)
+}
+
+// TestTorchTrainThenServe goes on where TestTorchDDP ends: rank 0's model
+// comes back in the job's result CID; a service job on a provider other
+// than rank 0's mounts that CID as an input and serves predictions with
+// PyTorch (serve.py, itself an input CID); the requester queries it
+// through -p and gets the trained model's answer; job cancel closes the
+// local port.
+func TestTorchTrainThenServe(t *testing.T) {
+	tr := torchTrain(t)
+	req := tr.repos[2]
+
+	// Take rank 0's provider out of the market (every mock GPU faulted, so
+	// it bids on nothing), so the service has to run elsewhere and fetch
+	// the model by its CID.
+	var rank0 jobStatusProvider
+	runJSON(t, req, &rank0, "job", "status", tr.id)
+	other := ""
+	for _, r := range tr.repos[:2] {
+		var id idInfo
+		runJSON(t, r, &id, "id")
+		if id.PeerID != rank0.Provider {
+			other = id.PeerID
+			continue
+		}
+		var inv []struct {
+			Index int `json:"index"`
+		}
+		runJSON(t, r, &inv, "gpu", "list")
+		for _, g := range inv {
+			mustRun(t, r, "gpu", "inject", "--gpu", fmt.Sprint(g.Index), "--xid", "79")
+		}
+	}
+	if other == "" {
+		t.Fatalf("rank 0's provider %s is not one of the two providers", rank0.Provider)
+	}
+
+	src := t.TempDir()
+	script, _ := os.ReadFile("../../jobs/testdata/torch/serve.py")
+	os.WriteFile(filepath.Join(src, "serve.py"), script, 0o644)
+	var added struct {
+		CID string `json:"cid"`
+	}
+	runJSON(t, req, &added, "data", "add", src)
+
+	start := time.Now()
+	var started struct {
+		ID       string `json:"id"`
+		Forwards []struct {
+			Local string `json:"local"`
+			Port  int    `json:"port"`
+		} `json:"forwards"`
+	}
+	out := mustRun(t, req, "job", "run", "--json", "-d", "-p", "127.0.0.1:0:8080", "--ready-http", "/healthz",
+		"--gpus", "1", "--max-price", "20", "--name", "torch-serve",
+		"--input", tr.resultCID+":/inputs/model", "--input", added.CID+":/inputs/serve", "-e", "HOME=/tmp",
+		torchImage, "--", "python3", "/inputs/serve/serve.py", "/inputs/model/rank-0/model.pt")
+	if err := json.Unmarshal([]byte(out), &started); err != nil {
+		t.Fatalf("job run -d -p --json: %v\n%s", err, out)
+	}
+	if len(started.Forwards) != 1 || started.Forwards[0].Port != 8080 {
+		t.Fatalf("job run -d -p: %+v", started)
+	}
+	local := started.Forwards[0].Local
+	base := "http://" + local
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var st struct {
+			State    string `json:"state"`
+			Reason   string `json:"reason"`
+			Ready    bool   `json:"ready"`
+			Provider string `json:"provider"`
+		}
+		runJSON(t, req, &st, "job", "status", started.ID)
+		if st.State == "running" && st.Ready {
+			if st.Provider == rank0.Provider || st.Provider != other {
+				t.Fatalf("the service runs on %s; rank 0 ran on %s", st.Provider, rank0.Provider)
+			}
+			break
+		}
+		if time.Now().After(deadline) || terminal(st.State) {
+			t.Fatalf("service never ready: %+v\n%s", st, mustRun(t, req, "job", "logs", started.ID))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("service %s ready on %s after %s, on provider %s (rank 0 ran on %s)",
+		started.ID, local, time.Since(start).Round(100*time.Millisecond), other, rank0.Provider)
+
+	c := &http.Client{Timeout: 30 * time.Second}
+	do := func(method, path, body string) (int, string) {
+		t.Helper()
+		r, err := http.NewRequest(method, base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.Do(r)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := do("GET", "/healthz", ""); code != 200 || body != "ok" {
+		t.Fatalf("GET /healthz: %d %q", code, body)
+	}
+	if code, _ := do("GET", "/nothing", ""); code != 404 {
+		t.Fatalf("GET /nothing: %d, want 404", code)
+	}
+	xs := []float64{0.5, -2, 4, 0}
+	in, _ := json.Marshal(map[string]any{"x": xs})
+	code, body := do("POST", "/predict", string(in))
+	var pred struct {
+		Y []float64 `json:"y"`
+	}
+	if code != 200 || json.Unmarshal([]byte(body), &pred) != nil || len(pred.Y) != len(xs) {
+		t.Fatalf("POST /predict %s: %d %q", in, code, body)
+	}
+	// The answer is the trained model's (weight and bias as rank 0
+	// printed them), and that model learned y = 3x - 1.
+	w, b := tr.params[0], tr.params[1]
+	for i, x := range xs {
+		if want := w*x + b; math.Abs(pred.Y[i]-want) > 1e-4 {
+			t.Fatalf("predict(%g) = %g, the trained model (w %g, b %g) gives %g", x, pred.Y[i], w, b, want)
+		}
+		if truth := 3*x - 1; math.Abs(pred.Y[i]-truth) > 0.05*(1+math.Abs(x)) {
+			t.Fatalf("predict(%g) = %g, far from the truth 3x-1 = %g", x, pred.Y[i], truth)
+		}
+	}
+	t.Logf("predict %v = %v (trained w %g, b %g; truth 3x-1)", xs, pred.Y, w, b)
+
+	mustRun(t, req, "job", "cancel", started.ID)
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", local, time.Second)
+		if err != nil {
+			break // the local port closed with the job
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still accepts after job cancel", local)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if s := waitState(t, req, started.ID, terminal); s.State != "canceled" {
+		t.Fatalf("the service after job cancel: %+v", s)
+	}
+	t.Logf("service logs:\n%s", mustRun(t, req, "job", "logs", started.ID))
+}
+
+type jobStatusProvider struct {
+	Provider string `json:"provider"`
+}
+
+// torchTrained is what torchTrain leaves: the network (two providers,
+// then the requester), the distributed job, its result CID and the
+// trained parameters (weight, bias) every rank agreed on.
+type torchTrained struct {
+	repos     []string
+	id        string
+	resultCID string
+	params    []float64
+}
+
+// torchTrain builds the torch image (cached by tag), runs ddp.py as a
+// 2-node gloo DDP job through the market and checks it: the loss fell,
+// the ranks ended equal, rank 0's model is in the result.
+func torchTrain(t *testing.T) torchTrained {
+	t.Helper()
 	if os.Getenv("AIXBLOCK_E2E_TORCH") != "1" {
 		t.Skip("real PyTorch: run make e2e-torch")
 	}
@@ -40,12 +218,13 @@ func TestTorchDDP(t *testing.T) {
 	}
 	runJSON(t, req, &added, "data", "add", src)
 	spec := filepath.Join(t.TempDir(), "torch.yaml")
-	os.WriteFile(spec, []byte("name: torch-ddp\nimage: aixblock-test/torch:latest\n"+
+	os.WriteFile(spec, []byte("name: torch-ddp\nimage: "+torchImage+"\n"+
 		"command: [python3, /inputs/train/ddp.py]\n"+
 		"resources: {gpus: 1, memory_mib: 2048}\n"+
 		"distributed: {nodes: 2, framework: pytorch}\nmax_price: \"20\"\n"+
 		"inputs: [{cid: "+added.CID+", path: /inputs/train}]\n"+
 		"env: {HOME: /tmp}\n"), 0o600)
+	start := time.Now()
 	id := strings.TrimSpace(mustRun(t, req, "job", "submit", spec))
 	s := waitState(t, req, id, terminal)
 	logs := mustRun(t, req, "job", "logs", id)
@@ -53,6 +232,7 @@ func TestTorchDDP(t *testing.T) {
 	if s.State != "completed" {
 		t.Fatalf("torch job: %+v", s)
 	}
+	t.Logf("DDP job %s completed in %s; result %s", id, time.Since(start).Round(100*time.Millisecond), s.ResultCID)
 	type final struct {
 		Rank       int       `json:"rank"`
 		First      float64   `json:"first_loss"`
@@ -74,6 +254,7 @@ func TestTorchDDP(t *testing.T) {
 		t.Fatalf("%d final lines, want one per rank", len(finals))
 	}
 	for _, f := range finals {
+		t.Logf("rank %d: loss %.6f -> %.6f, parameters %v, ranks equal %v", f.Rank, f.First, f.Last, f.Params, f.RanksEqual)
 		if !(f.Last < f.First/10) || !f.RanksEqual {
 			t.Fatalf("rank %d: loss %g -> %g, ranks equal %v", f.Rank, f.First, f.Last, f.RanksEqual)
 		}
@@ -86,4 +267,8 @@ func TestTorchDDP(t *testing.T) {
 	if st, err := os.Stat(filepath.Join(out, "rank-0", "model.pt")); err != nil || st.Size() == 0 {
 		t.Fatalf("rank-0/model.pt in the result: %v", err)
 	}
+	if s.ResultCID == "" {
+		t.Fatalf("no result CID: %+v", s)
+	}
+	return torchTrained{repos: repos, id: id, resultCID: s.ResultCID, params: finals[0].Params}
 }
