@@ -5,7 +5,7 @@ LDFLAGS := -X github.com/aixblock/aixblock/node.Version=$(VERSION)
 # go-nvml's headers carry deprecation warnings that are not ours to fix.
 export CGO_CFLAGS := -Wno-deprecated-declarations
 
-.PHONY: build test run bench bench-gossip bench-idle bench-gpu bench-transfer gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market bench-jobs bench-e2e bench-ddp e2e-torch job-image
+.PHONY: build test test-short test-race fuzz run bench bench-gossip bench-services bench-idle bench-gpu bench-transfer gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market bench-jobs bench-e2e bench-ddp e2e-torch job-image
 
 # -trimpath keeps the checkout's path out of the binary and out of the
 # build cache's keys, so a second checkout (the README test's) reuses the
@@ -17,6 +17,31 @@ build:
 test:
 	mkdir -p artifacts
 	$(GO) test -count=1 -timeout 25m -artifacts -outputdir $(CURDIR)/artifacts ./...
+
+# A quick loop while editing: the long tests skip themselves under -short.
+test-short:
+	$(GO) test -short -count=1 ./...
+
+# The money path under the race detector: the chain, the market, the
+# deals being executed and paid, and the daemon that wires them. Their
+# goroutines share channels, vouchers and records, where a race pays
+# the wrong amount instead of crashing.
+test-race:
+	$(GO) test -race -count=1 ./chain/ ./market/ ./node/lease/ ./node/
+
+# Every fuzz target in the repo for FUZZTIME each, one after another
+# (`go test -fuzz` takes one target at a time). They are found by name,
+# so a new one is fuzzed without an edit here; a crash stops the loop
+# and its input lands in the package's testdata/fuzz/, where plain
+# `go test` replays it from then on.
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; grep -rno --include='*_test.go' --exclude-dir=node_modules --exclude-dir=.git '^func Fuzz[A-Za-z0-9_]*' . | sort | \
+	while IFS=: read -r file _ fn; do \
+		name=$${fn#func }; dir=$$(dirname "$$file"); \
+		echo "== $$name ($$dir, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "$$dir/" </dev/null; \
+	done
 
 # Set-up (Docker), a four-node testnet, and one job end to end from node0;
 # the testnet keeps running (./bin/aixblock testnet down stops it).
@@ -32,6 +57,10 @@ bench: bench-gpu bench-transfer bench-gossip bench-idle bench-gas bench-market b
 # reading and SHA-256 hashing the file (AIXBLOCK_BENCH_MIB=N for another size).
 bench-transfer:
 	$(GO) test -run '^$$' -bench Transfer -benchtime 1x -timeout 30m ./p2p/content/
+
+# Requests/s and p50/p99 through a port forward over libp2p vs direct, and the first byte's setup time, as ratios.
+bench-services:
+	$(GO) test -run '^$$' -bench BenchmarkForward -benchtime 3000x ./p2p/overlay/
 
 bench-gpu:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./gpu/
