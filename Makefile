@@ -27,7 +27,7 @@ test-short:
 # goroutines share channels, vouchers and records, where a race pays
 # the wrong amount instead of crashing.
 test-race:
-	$(GO) test -race -count=1 ./chain/ ./market/ ./node/lease/ ./node/
+	$(GO) test -race -count=1 -p 1 -timeout 20m ./chain/ ./market/ ./node/lease/ ./node/
 
 # Every fuzz target in the repo for FUZZTIME each, one after another
 # (`go test -fuzz` takes one target at a time). They are found by name,
@@ -116,7 +116,7 @@ bench-jobs:
 # Real PyTorch: a 2-node gloo DDP job across two providers, on an image
 # built once with debootstrap (python3-torch) and docker import.
 e2e-torch:
-	AIXBLOCK_E2E_TORCH=1 AIXBLOCK_REQUIRE_DOCKER=1 $(GO) test -run TestTorchDDP -count=1 -v -timeout 20m ./cmd/aixblock/
+	AIXBLOCK_E2E_TORCH=1 AIXBLOCK_REQUIRE_DOCKER=1 $(GO) test -run TestTorch -count=1 -v -timeout 20m ./cmd/aixblock/
 
 # The distributed workload's all-reduce against a plain TCP copy (ratio).
 bench-ddp:

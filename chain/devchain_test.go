@@ -88,7 +88,9 @@ func TestDevChainOverHTTP(t *testing.T) {
 // the chain ID and the contract addresses; a chain kept on disk keeps its
 // genesis when it starts again.
 func TestDevChainsHaveTheirOwnGenesis(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// Three chains started one after another: minutes under -race on a
+	// loaded 2-core machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	genesis := func(dir string) string {
 		t.Helper()

@@ -87,6 +87,9 @@ func providerNode(t *testing.T, dir string, w *chain.Wallet, c *chain.Client, in
 	if err := n.loadRemote(); err != nil {
 		t.Fatal(err)
 	}
+	if err := n.loadProvided(); err != nil {
+		t.Fatal(err)
+	}
 	return n
 }
 
@@ -354,6 +357,30 @@ func TestHostileJobIDTraversal(t *testing.T) {
 	for _, e := range entries {
 		if e.Name() != "config.json" && e.Name() != "remote" {
 			t.Fatalf("a file outside remote/: %s", e.Name())
+		}
+	}
+}
+
+// A provider restarted without its container runtime still has its deals'
+// records: its former requester's status, logs, cancel and go requests
+// get a reason, not a crash of the daemon (a nil jobs manager).
+func TestProvidedJobWithoutRuntime(t *testing.T) {
+	h := newHostile(t)
+	id := "00000000000000e1"
+	if err := h.prov.saveProvided(id, h.deal); err != nil {
+		t.Fatal(err)
+	}
+	prov := providerNode(t, h.prov.cfg.Dir, h.prov.wallet, h.prov.chain, h.interval) // loads provided/
+	req, _ := json.Marshal(jobIDRequest{ID: id})
+	goReq, _ := json.Marshal(goRequest{ID: id})
+	for name, call := range map[string]func() ([]byte, error){
+		"status": func() ([]byte, error) { return prov.handleJobStatus(t.Context(), h.from, req) },
+		"logs":   func() ([]byte, error) { return prov.handleJobLogs(t.Context(), h.from, req) },
+		"cancel": func() ([]byte, error) { return prov.handleJobCancel(t.Context(), h.from, req) },
+		"go":     func() ([]byte, error) { return prov.handleJobGo(t.Context(), h.from, goReq) },
+	} {
+		if _, err := call(); err == nil || !strings.Contains(err.Error(), "cannot run jobs") {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
 }

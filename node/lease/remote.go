@@ -1146,6 +1146,11 @@ func (m *Manager) providedJob(from peer.ID, req []byte) (*jobs.Job, jobIDRequest
 	if !ok || deal.Requester != from.String() {
 		return nil, r, fmt.Errorf("no job %s of yours here", r.ID)
 	}
+	if m.jobs == nil {
+		// Restarted without its container runtime: the records are here,
+		// the jobs are not reachable.
+		return nil, r, fmt.Errorf("this provider cannot run jobs now: %v", m.jobsErr)
+	}
 	j, err := m.jobs.Get(r.ID)
 	return j, r, err
 }
@@ -1168,7 +1173,12 @@ func (m *Manager) handleJobLogs(ctx context.Context, from peer.ID, req []byte) (
 		return json.Marshal(logChunk{Done: j.State.Terminal(), Bytes: r.Offset})
 	}
 	defer f.Close()
-	f.Seek(r.Offset, io.SeekStart)
+	if r.Offset < 0 {
+		return nil, fmt.Errorf("logs: offset %d: want 0 or more", r.Offset)
+	}
+	if _, err := f.Seek(r.Offset, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("logs: offset %d: %w", r.Offset, err)
+	}
 	buf := make([]byte, maxLogChunk)
 	k, _ := io.ReadFull(f, buf)
 	return json.Marshal(logChunk{Data: buf[:k], Done: j.State.Terminal() && k < maxLogChunk, Bytes: r.Offset + int64(k)})
