@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/aixblock/aixblock/chain"
+	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -123,4 +124,26 @@ func (m *Manager) rememberAddrs() {
 			}
 		}
 	}
+}
+
+type startRequest struct {
+	DealID string    `json:"deal_id"`
+	Spec   jobs.Spec `json:"spec"`
+	// JobID is the requester's ID for the job, which the provider keeps
+	// (16 hex digits); empty lets the provider choose.
+	JobID string `json:"job_id,omitempty"`
+}
+
+type jobIDRequest struct {
+	ID     string `json:"id"`
+	Offset int64  `json:"offset,omitempty"`
+	// Reason, on a cancel, fails the job with it instead (another rank of
+	// a distributed job failed).
+	Reason string `json:"reason,omitempty"`
+}
+
+type logChunk struct {
+	Data  []byte `json:"data"`
+	Done  bool   `json:"done"` // the job ended and this is the last chunk
+	Bytes int64  `json:"next_offset"`
 }

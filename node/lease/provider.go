@@ -1,0 +1,722 @@
+package lease
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aixblock/aixblock/chain"
+	"github.com/aixblock/aixblock/gpu"
+	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/market"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// The provider's side: a start checked against its deal, the job watched
+// (its pay, its GPUs, its deal's duration), vouchers kept, channels
+// watched for a close and redeemed.
+
+// handleJobStart is the provider's side: the deal must be ours and the
+// requester's, and the channel must hold the deal's maximum cost.
+func (m *Manager) handleJobStart(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	var sr startRequest
+	if err := json.Unmarshal(req, &sr); err != nil {
+		return nil, fmt.Errorf("start request: %w", err)
+	}
+	deal, err := m.checkStart(ctx, from, sr)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.claimDeal(deal.ID); err != nil {
+		return nil, err
+	}
+	spec := sr.Spec
+	spec.Resources.GPUs = len(deal.GPUs)
+	j, err := m.jobs.Submit(spec, jobs.SubmitOptions{GPUs: deal.GPUs, ID: sr.JobID})
+	if err != nil {
+		m.market.Release(deal.ID)
+		return nil, err
+	}
+	if err := m.startedProvided(j, *deal); err != nil {
+		return nil, err
+	}
+	return json.Marshal(j)
+}
+
+// checkStart is the provider's check before a market job prepares: the
+// deal must be ours and the requester's, the spec the deal's, and the
+// channel must hold the deal's maximum cost beyond what is owed.
+func (m *Manager) checkStart(ctx context.Context, from peer.ID, sr startRequest) (*market.Deal, error) {
+	// The ID names the job's directory here: refused before anything else.
+	if sr.JobID != "" {
+		if err := checkJobID(sr.JobID); err != nil {
+			return nil, fmt.Errorf("start request: job_id: %w", err)
+		}
+	}
+	m.remote.mu.Lock()
+	replay := m.remote.startedDeals[sr.DealID]
+	m.remote.mu.Unlock()
+	if replay {
+		return nil, fmt.Errorf("deal %s already started its job here: a deal starts one job, once; make a new deal for another", short(sr.DealID))
+	}
+	if m.jobs == nil {
+		return nil, fmt.Errorf("this provider cannot run jobs: %v", m.jobsErr)
+	}
+	var deal *market.Deal
+	for _, d := range m.market.Deals() {
+		if d.ID == sr.DealID {
+			deal = &d
+			break
+		}
+	}
+	switch {
+	case deal == nil:
+		return nil, fmt.Errorf("no deal %s here", sr.DealID)
+	case deal.Requester != from.String():
+		return nil, fmt.Errorf("deal %s is not with %s", short(deal.ID), from)
+	}
+	if h, err := sr.Spec.Hash(); err != nil || h != deal.SpecHash {
+		return nil, fmt.Errorf("the spec is not the one deal %s was made for (its %s hash differs): send the spec the offer named", short(deal.ID), jobs.SpecHashVersion)
+	}
+	if err := sr.Spec.Validate(); err != nil {
+		return nil, err
+	}
+	if err := m.withinTerms(deal, &sr.Spec); err != nil {
+		return nil, err
+	}
+	ch, err := m.chain.Channel(ctx, common.HexToAddress(deal.RequesterWallet), m.wallet.Address(), dealToken(*deal))
+	if err != nil {
+		return nil, err
+	}
+	if ch.ClosesAt != 0 {
+		// Its payer may withdraw at ClosesAt, whatever it vouched by then.
+		return nil, fmt.Errorf("channel %s is closing (its payer may withdraw at %s): no job starts on it; deposit into a new channel after withdrawing",
+			ch.ID, time.Unix(int64(ch.ClosesAt), 0).UTC().Format(time.RFC3339))
+	}
+	if err := m.depositCovers(ch.ID, ch.Deposited.Big(), ch.Redeemed.Big(), deal); err != nil {
+		return nil, err
+	}
+	return deal, nil
+}
+
+// depositCovers checks that a channel's deposit holds a new deal's most
+// cost beyond what is owed on it and what its running jobs may still
+// cost: every job on one channel is paid from one deposit.
+func (m *Manager) depositCovers(ch common.Hash, deposited, redeemed *big.Int, deal *market.Deal) error {
+	owed := new(big.Int).Set(redeemed)
+	if v := m.vouchers.get(m.vouchers.data.Received, ch); v != nil && v.CumulativeAmount.Cmp(owed) > 0 {
+		owed = v.CumulativeAmount.Big()
+	}
+	committed, running := new(big.Int), 0
+	m.remote.mu.Lock()
+	for id := range m.remote.live {
+		d := m.remote.provided[id]
+		if m.providedChannel(d) == ch {
+			committed.Add(committed, dealCost(d, time.Duration(d.MaxDurationS)*time.Second))
+			running++
+		}
+	}
+	// With jobs running, what was owed before them is the floor; what
+	// they have been paid since is inside their committed cost.
+	if f := m.remote.floor[ch]; running > 0 && f != nil {
+		owed = new(big.Int).Set(f)
+	}
+	m.remote.mu.Unlock()
+	need := dealCost(*deal, time.Duration(deal.MaxDurationS)*time.Second)
+	free := new(big.Int).Sub(deposited, owed)
+	free.Sub(free, committed)
+	if free.Cmp(need) < 0 {
+		if running > 0 {
+			return fmt.Errorf("the channel holds %s base units beyond what is owed and what its %d running job(s) may still cost (%s); the deal needs %s: deposit more", free, running, committed, need)
+		}
+		return fmt.Errorf("the channel holds %s base units beyond what is owed; the deal needs %s", free, need)
+	}
+	return nil
+}
+
+// claimDeal records that a deal started its job, on disk before the job
+// starts; a deal already recorded is refused (a replayed start).
+func (m *Manager) claimDeal(id string) error {
+	r := m.remote
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.startedDeals[id] {
+		return fmt.Errorf("deal %s already started its job here: a deal starts one job, once; make a new deal for another", short(id))
+	}
+	ids := make([]string, 0, len(r.startedDeals)+1)
+	for d := range r.startedDeals {
+		ids = append(ids, d)
+	}
+	ids = append(ids, id)
+	sort.Strings(ids)
+	b, err := json.Marshal(ids)
+	if err != nil {
+		return fmt.Errorf("record started deal: %w", err)
+	}
+	if err := writeAtomic(r.startedPath, b); err != nil {
+		return fmt.Errorf("record started deal %s: %w", short(id), err)
+	}
+	r.startedDeals[id] = true
+	return nil
+}
+
+// startedProvided records a job this node runs for a deal, on disk
+// first (a restarted provider must still know whose job it is, and what
+// pays for it), and watches it. A record that cannot be written stops
+// the job: it would run unwatched after a restart.
+func (m *Manager) startedProvided(j *jobs.Job, deal market.Deal) error {
+	if err := m.saveProvided(j.ID, deal); err != nil {
+		m.jobs.Fail(j.ID, "the provider could not record the deal: "+err.Error())
+		if m.market != nil {
+			m.market.Release(deal.ID)
+		}
+		return err
+	}
+	if m.market != nil {
+		m.market.Started(deal.ID)
+	}
+	m.trackProvided(j.ID, deal)
+	m.spawn(func(ctx context.Context) { m.watchProvided(ctx, j.ID, deal) })
+	return nil
+}
+
+func (m *Manager) providedDir() string { return filepath.Join(m.cfg.Dir, "provided") }
+
+// saveProvided writes the deal of a job this node runs, as
+// provided/ID.json.
+func (m *Manager) saveProvided(id string, deal market.Deal) error {
+	if err := checkJobID(id); err != nil {
+		return fmt.Errorf("provided job: %w", err)
+	}
+	b, err := json.Marshal(deal)
+	if err == nil {
+		err = os.MkdirAll(m.providedDir(), 0o700)
+	}
+	if err == nil {
+		err = writeAtomic(filepath.Join(m.providedDir(), id+".json"), b)
+	}
+	if err != nil {
+		return fmt.Errorf("save provided job %s: %w", id, err)
+	}
+	return nil
+}
+
+// loadProvided reads the deals of the jobs this node runs for others and
+// watches again those still running: their requesters keep following and
+// paying them. What was owed before the restart is the voucher held; the
+// run time owed for starts now.
+func (m *Manager) loadProvided() error {
+	entries, err := os.ReadDir(m.providedDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("provided jobs: %w", err)
+	}
+	var bad []string
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(m.providedDir(), e.Name()))
+		var deal market.Deal
+		if err == nil {
+			err = json.Unmarshal(b, &deal)
+		}
+		if err == nil {
+			err = checkJobID(id)
+		}
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("%s: %v", e.Name(), err))
+			continue
+		}
+		m.remote.mu.Lock()
+		m.remote.provided[id] = deal
+		m.remote.mu.Unlock()
+		if m.jobs == nil {
+			continue
+		}
+		if j, err := m.jobs.Get(id); err == nil && !j.State.Terminal() {
+			m.trackProvided(id, deal)
+			m.remote.mu.Lock()
+			m.remote.runSince[id] = time.Now()
+			m.remote.mu.Unlock()
+			m.spawn(func(ctx context.Context) { m.watchProvided(ctx, id, deal) })
+			m.log.Info("watching a provided job again", "job_id", id, "deal_id", short(deal.ID), "requester", deal.Requester)
+		}
+	}
+	if len(bad) > 0 {
+		// Said at every start until repaired: such a job's requester can
+		// no longer follow it here.
+		m.log.Error("provided job records unreadable; their jobs are not watched", "files", bad, "dir", m.providedDir())
+	}
+	return nil
+}
+
+// providedChannel is the channel that pays for a deal this node provides.
+func (m *Manager) providedChannel(deal market.Deal) common.Hash {
+	return chain.ChannelID(common.HexToAddress(deal.RequesterWallet), m.wallet.Address(), dealToken(deal))
+}
+
+// trackProvided starts the money check of a provided job: when it is the
+// only running job on its channel, what was owed before it is what the
+// voucher held now says.
+func (m *Manager) trackProvided(id string, deal market.Deal) {
+	ch := m.providedChannel(deal)
+	held := new(big.Int)
+	if v := m.vouchers.get(m.vouchers.data.Received, ch); v != nil {
+		held = v.CumulativeAmount.Big()
+	}
+	r := m.remote
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	others := false
+	for o := range r.live {
+		if m.providedChannel(r.provided[o]) == ch {
+			others = true
+		}
+	}
+	if !others {
+		r.floor[ch] = held
+	}
+	r.provided[id] = deal
+	r.live[id] = true
+}
+
+// endProvided ends the money check of a provided job: what it cost (its
+// run time here, within the deal) is owed before the channel's other jobs.
+func (m *Manager) endProvided(id string, started, finished *time.Time) {
+	r := m.remote
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.live[id] {
+		return
+	}
+	deal := r.provided[id]
+	ch := m.providedChannel(deal)
+	delete(r.live, id)
+	delete(r.runSince, id)
+	if started != nil && finished != nil && r.floor[ch] != nil {
+		r.floor[ch] = new(big.Int).Add(r.floor[ch], dealCost(deal, min(finished.Sub(*started), time.Duration(deal.MaxDurationS)*time.Second)))
+	}
+}
+
+// coverage is the money check of a channel at now: what its best voucher
+// holds, what it owes (what was owed before its running jobs, plus each
+// one's price × its run time here so far), and the slack allowed: two
+// voucher intervals of each running job (the requester pays once an
+// interval, for the time it saw, from when it first saw the job run).
+func (m *Manager) coverage(ch common.Hash, now time.Time) (held, owed, slack *big.Int) {
+	held = new(big.Int)
+	if v := m.vouchers.get(m.vouchers.data.Received, ch); v != nil {
+		held = v.CumulativeAmount.Big()
+	}
+	r := m.remote
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	owed, slack = new(big.Int), new(big.Int)
+	if f := r.floor[ch]; f != nil {
+		owed.Set(f)
+	}
+	for id := range r.live {
+		deal := r.provided[id]
+		if m.providedChannel(deal) != ch {
+			continue
+		}
+		since, ok := r.runSince[id]
+		if !ok {
+			continue // not running yet: nothing owed
+		}
+		owed.Add(owed, dealCost(deal, min(now.Sub(since), time.Duration(deal.MaxDurationS)*time.Second)))
+		slack.Add(slack, dealCost(deal, paySlack(r.interval)))
+	}
+	return held, owed, slack
+}
+
+// paySlack is the unpaid run time a provider allows each running job: the
+// requester pays once an interval (for what it saw, plus an interval), so
+// an honest one is up to an interval behind just before it pays; on top,
+// a margin for the voucher's delivery, a quarter interval and at least 1 s.
+func paySlack(interval time.Duration) time.Duration {
+	return interval + max(interval/4, time.Second)
+}
+
+// unpaid says why a running provided job must stop for want of pay, or
+// "" while the channel's vouchers keep up with its jobs.
+func (m *Manager) unpaid(id string, now time.Time) string {
+	m.remote.mu.Lock()
+	deal, ok := m.remote.provided[id]
+	m.remote.mu.Unlock()
+	if !ok {
+		return ""
+	}
+	ch := m.providedChannel(deal)
+	held, owed, slack := m.coverage(ch, now)
+	short := new(big.Int).Sub(owed, held)
+	if short.Cmp(slack) <= 0 {
+		return ""
+	}
+	m.remote.mu.Lock()
+	why := m.remote.refused[ch]
+	m.remote.mu.Unlock()
+	reason := fmt.Sprintf("the requester's vouchers stopped covering the job: channel %s holds %s base units, its running jobs owe %s (%s short, %s allowed)",
+		ch, held, owed, short, slack)
+	if why != "" {
+		reason += "; last voucher refused: " + why
+	}
+	return reason
+}
+
+// watchProvided stops a job whose vouchers stop covering it (see
+// paySlack), or whose GPU fails, and frees the deal's GPUs when it ends.
+func (m *Manager) watchProvided(ctx context.Context, id string, deal market.Deal) {
+	defer func() {
+		if m.market != nil {
+			m.market.Release(deal.ID)
+		}
+	}()
+	defer func() { // a distributed rank's port is free again
+		m.remote.mu.Lock()
+		if p, ok := m.remote.portOf[id]; ok {
+			delete(m.remote.ports, p)
+			delete(m.remote.portOf, id)
+		}
+		m.remote.mu.Unlock()
+	}()
+	changes, unsub := m.gpus.Subscribe()
+	defer unsub()
+	ours := map[string]bool{}
+	for _, u := range deal.GPUs {
+		ours[u] = true
+	}
+	// Checked four times an interval: a job whose pay stops runs at most a
+	// quarter interval past its slack.
+	t := time.NewTicker(max(m.remote.interval/4, 100*time.Millisecond))
+	defer t.Stop()
+	var started, finished *time.Time
+	stopping := false // the daemon stops: the job goes on, watched again at the next start
+	defer func() {
+		if !stopping {
+			m.endProvided(id, started, finished)
+			if m.ports != nil {
+				m.ports.CloseJob(id)
+			}
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			stopping = true
+			return
+		case c := <-changes:
+			if ours[c.UUID] && c.To == gpu.Unhealthy {
+				m.log.Warn("a job's GPU failed; stopping the job", "job_id", id, "uuid", c.UUID, "reason", c.Reason)
+				m.jobs.Fail(id, fmt.Sprintf("GPU %s became unhealthy: %s", c.UUID, c.Reason))
+			}
+			continue
+		case <-t.C:
+		}
+		j, err := m.jobs.Get(id)
+		if err != nil {
+			return
+		}
+		started, finished = j.StartedAt, j.FinishedAt
+		if j.State.Terminal() {
+			return
+		}
+		// Nothing is owed before the job runs (a gang's rank waits for
+		// the others, an image loads): the vouchers are due from its start.
+		if j.StartedAt != nil {
+			m.remote.mu.Lock()
+			if _, ok := m.remote.runSince[id]; !ok {
+				m.remote.runSince[id] = *j.StartedAt
+			}
+			m.remote.mu.Unlock()
+		}
+		if j.State != jobs.Running {
+			continue
+		}
+		// The deal pays for its duration and no more: a service (which
+		// has no execution limit of its own) ends with it. A batch job times
+		// out first (its execution fits the deal): an interval later.
+		if max := time.Duration(deal.MaxDurationS) * time.Second; j.StartedAt != nil && time.Since(*j.StartedAt) >= max+m.remote.interval {
+			why := fmt.Sprintf("the deal's duration (%s) ended: a job runs for its deal's duration at most; start a new one to go on", max)
+			m.log.Info("deal's duration ended; stopping the job", "job_id", id, "deal_id", short(deal.ID))
+			if f, err := m.jobs.Fail(id, why); err == nil {
+				started, finished = f.StartedAt, f.FinishedAt
+			}
+			return
+		}
+		if why := m.unpaid(id, time.Now()); why != "" {
+			m.log.Warn("vouchers stopped; stopping the job", "job_id", id, "requester", deal.Requester, "why", why)
+			if f, err := m.jobs.Fail(id, why); err == nil {
+				started, finished = f.StartedAt, f.FinishedAt
+			}
+			return
+		}
+	}
+}
+
+func (m *Manager) handleJobCancel(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	_, r, err := m.providedJob(from, req)
+	if err != nil {
+		return nil, err
+	}
+	var j *jobs.Job
+	if r.Reason != "" {
+		j, err = m.jobs.Fail(r.ID, r.Reason)
+	} else {
+		j, err = m.jobs.Cancel(r.ID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(j)
+}
+
+// providedJob reads a request about one of our jobs: only the requester of
+// its deal may ask.
+func (m *Manager) providedJob(from peer.ID, req []byte) (*jobs.Job, jobIDRequest, error) {
+	var r jobIDRequest
+	if err := json.Unmarshal(req, &r); err != nil {
+		return nil, r, err
+	}
+	m.remote.mu.Lock()
+	deal, ok := m.remote.provided[r.ID]
+	m.remote.mu.Unlock()
+	if !ok || deal.Requester != from.String() {
+		return nil, r, fmt.Errorf("no job %s of yours here", r.ID)
+	}
+	if m.jobs == nil {
+		// Restarted without its container runtime: the records are here,
+		// the jobs are not reachable.
+		return nil, r, fmt.Errorf("this provider cannot run jobs now: %v", m.jobsErr)
+	}
+	j, err := m.jobs.Get(r.ID)
+	return j, r, err
+}
+
+func (m *Manager) handleJobStatus(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	j, _, err := m.providedJob(from, req)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(j)
+}
+
+func (m *Manager) handleJobLogs(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	j, r, err := m.providedJob(from, req)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(filepath.Join(m.cfg.Dir, "jobs", j.ID, "output.log"))
+	if err != nil {
+		return json.Marshal(logChunk{Done: j.State.Terminal(), Bytes: r.Offset})
+	}
+	defer f.Close()
+	if r.Offset < 0 {
+		return nil, fmt.Errorf("logs: offset %d: want 0 or more", r.Offset)
+	}
+	if _, err := f.Seek(r.Offset, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("logs: offset %d: %w", r.Offset, err)
+	}
+	buf := make([]byte, maxLogChunk)
+	k, _ := io.ReadFull(f, buf)
+	return json.Marshal(logChunk{Data: buf[:k], Done: j.State.Terminal() && k < maxLogChunk, Bytes: r.Offset + int64(k)})
+}
+
+// handleJobVoucher keeps a voucher for one of our jobs, only if it can be
+// redeemed for more than the one held: signed by the payer, for this
+// wallet, chain and escrow, on the channel of a deal of the sender's here,
+// raising the cumulative amount, within the channel's deposit on chain.
+// Anything else is refused with the reason, and the voucher held stays.
+func (m *Manager) handleJobVoucher(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	v, err := chain.DecodeVoucher(req) // checks the fields and the signature
+	if err != nil {
+		return nil, err
+	}
+	if err := m.acceptVoucher(ctx, from, v); err != nil {
+		if !errors.Is(err, errVoucherHeld) {
+			m.remote.mu.Lock()
+			m.remote.refused[v.Channel] = err.Error()
+			m.remote.mu.Unlock()
+			m.log.Warn("voucher refused", "requester", from, "channel", v.Channel, "amount", v.CumulativeAmount, "err", err)
+			return nil, err
+		}
+	}
+	return []byte("ok"), nil
+}
+
+// errVoucherHeld: the voucher is the one already held (a requester resends
+// its last when nothing more is owed); nothing changes.
+var errVoucherHeld = errors.New("voucher already held")
+
+func (m *Manager) acceptVoucher(ctx context.Context, from peer.ID, v *chain.Voucher) error {
+	if v.Payee != m.wallet.Address() || v.ChainID.Big().Cmp(m.chain.ChainID()) != 0 || v.Escrow != m.chain.Escrow() {
+		return fmt.Errorf("voucher refused: it pays %s on chain %s through escrow %s; this provider is %s on chain %s through %s",
+			v.Payee, v.ChainID, v.Escrow, m.wallet.Address(), m.chain.ChainID(), m.chain.Escrow())
+	}
+	ours := false
+	m.remote.mu.Lock()
+	for _, d := range m.remote.provided {
+		if d.Requester == from.String() && m.providedChannel(d) == v.Channel {
+			ours = true
+			break
+		}
+	}
+	m.remote.mu.Unlock()
+	if !ours {
+		return fmt.Errorf("voucher refused: channel %s (payer %s, token %s) is not the channel of any deal of yours here", v.Channel, v.Payer, v.Token)
+	}
+	prev := m.vouchers.get(m.vouchers.data.Received, v.Channel)
+	if prev != nil {
+		switch c := v.CumulativeAmount.Cmp(prev.CumulativeAmount.Big()); {
+		case c == 0:
+			return errVoucherHeld
+		case c < 0:
+			return fmt.Errorf("voucher refused: cumulative amount %s is below the %s already held on channel %s; send a voucher for more", v.CumulativeAmount, prev.CumulativeAmount, v.Channel)
+		}
+	}
+	ch, err := m.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
+	if err != nil {
+		return fmt.Errorf("voucher not kept: reading its channel to check the deposit: %w", err)
+	}
+	if v.CumulativeAmount.Cmp(ch.Deposited.Big()) > 0 {
+		// Redeem skips it, and it would hide the one that can be redeemed.
+		return fmt.Errorf("voucher refused: cumulative amount %s exceeds channel %s's deposit of %s; the voucher held (%s) stays", v.CumulativeAmount, v.Channel, ch.Deposited, amountOf(prev))
+	}
+	kept, err := m.vouchers.keepIf(m.vouchers.data.Received, v, func(old *chain.Voucher) bool {
+		return old == nil || old.CumulativeAmount.Cmp(v.CumulativeAmount.Big()) < 0
+	})
+	if err != nil {
+		return fmt.Errorf("voucher not kept: %w", err)
+	}
+	if !kept {
+		return errVoucherHeld // a higher one came in meanwhile
+	}
+	m.remote.mu.Lock()
+	delete(m.remote.refused, v.Channel)
+	m.remote.mu.Unlock()
+	return nil
+}
+
+func amountOf(v *chain.Voucher) string {
+	if v == nil {
+		return "none"
+	}
+	return v.CumulativeAmount.String()
+}
+
+// watchClosing is the provider's guard against a payer that closes a
+// channel to withdraw: every voucher interval it reads the channels it
+// holds vouchers for, and on one that is closing it redeems what it is
+// owed at once (the payer may withdraw the rest when the challenge period
+// ends) and stops the jobs running on it (nothing more can be paid).
+func (m *Manager) watchClosing(ctx context.Context) {
+	t := time.NewTicker(m.remote.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.checkClosing(ctx)
+	}
+}
+
+// checkClosing is one round of watchClosing.
+func (m *Manager) checkClosing(ctx context.Context) {
+	if m.chain == nil || m.vouchers == nil {
+		return
+	}
+	owed := false
+	var closing []common.Hash
+	for _, v := range m.vouchers.received() {
+		if v.ChainID.Big().Cmp(m.chain.ChainID()) != 0 || v.Escrow != m.chain.Escrow() {
+			continue
+		}
+		ch, err := m.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
+		if err != nil || ch.ClosesAt == 0 {
+			continue
+		}
+		closing = append(closing, ch.ID)
+		if v.CumulativeAmount.Cmp(ch.Redeemed.Big()) > 0 && v.CumulativeAmount.Cmp(ch.Deposited.Big()) <= 0 {
+			owed = true
+		}
+	}
+	if owed {
+		res, err := m.RedeemOwed(ctx)
+		if err != nil {
+			m.log.Error("a payer is closing a channel; redeeming failed, will try again", "err", err)
+		} else if res.Receipt != nil {
+			m.log.Info("a payer is closing a channel: redeemed at once", "paid_base", res.Paid, "channels", len(res.Vouchers), "tx", res.Receipt.TxHash)
+		}
+	}
+	for _, ch := range closing {
+		m.remote.mu.Lock()
+		var stop []string
+		for id := range m.remote.live {
+			if m.providedChannel(m.remote.provided[id]) == ch {
+				stop = append(stop, id)
+			}
+		}
+		m.remote.mu.Unlock()
+		for _, id := range stop {
+			if m.jobs == nil {
+				continue
+			}
+			m.log.Warn("the requester is closing the job's channel; stopping the job", "job_id", id, "channel", ch)
+			m.jobs.Fail(id, fmt.Sprintf("the requester started closing channel %s, which pays for the job: it could withdraw what the job earns from now", ch))
+		}
+	}
+}
+
+// autoRedeem is the provider's redeem policy: every interval, one
+// transaction for every kept voucher owed more than its channel paid, when
+// the total owed reaches the threshold.
+func (m *Manager) autoRedeem(ctx context.Context, every time.Duration, above *big.Int) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		owed := new(big.Int)
+		for _, v := range m.vouchers.received() {
+			ch, err := m.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
+			if err != nil {
+				continue
+			}
+			if d := new(big.Int).Sub(v.CumulativeAmount.Big(), ch.Redeemed.Big()); d.Sign() > 0 {
+				owed.Add(owed, d)
+			}
+		}
+		if owed.Sign() == 0 || (above != nil && owed.Cmp(above) < 0) {
+			continue
+		}
+		res, err := m.RedeemOwed(ctx)
+		if err != nil {
+			m.log.Warn("timed redeem failed; will try again", "err", err)
+			continue
+		}
+		if res.Receipt == nil {
+			m.log.Debug("timed redeem: nothing owed")
+			continue
+		}
+		tok := chain.TokenName(res.Vouchers[0].Token)
+		m.log.Info("redeemed vouchers", "paid", m.formatAmount(tok, res.Paid.String()), "paid_base", res.Paid, "channels", len(res.Vouchers), "tx", res.Receipt.TxHash)
+	}
+}

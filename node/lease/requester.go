@@ -1,0 +1,903 @@
+package lease
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/big"
+	mrand "math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aixblock/aixblock/chain"
+	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/market"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// The requester's side: a job queued, a deal made, the channel funded,
+// the job started on its provider, followed, paid and failed over.
+
+// submitRemote runs a spec through the market. It returns the job queued,
+// at once: the deal, the funding and the start follow in the background
+// (runQueued), and the job's state and reason say how they go. What can
+// be told now (no max_price, a bad token or price, an empty wallet) is
+// refused now.
+func (m *Manager) submitRemote(ctx context.Context, spec *jobs.Spec) (*jobs.Job, error) {
+	if spec.MaxPrice == "" {
+		return nil, invalid{errors.New("max_price: required for a job through the market (per GPU-hour, in whole units of the token)")}
+	}
+	if err := m.checkFunds(ctx, spec); err != nil {
+		return nil, err
+	}
+	return m.queueRemote(spec, nil)
+}
+
+// checkFunds refuses a market job that could not be paid for at any
+// price: the token and max price must parse, and the wallet or a channel
+// already funded must hold something of the token.
+func (m *Manager) checkFunds(ctx context.Context, spec *jobs.Spec) error {
+	tok, err := chain.ParseToken("", m.chain.DefaultToken())
+	if err != nil {
+		return invalid{fmt.Errorf("token: %w", err)}
+	}
+	_, dec, err := m.chain.TokenInfo(ctx, tok)
+	if err != nil {
+		return err
+	}
+	if _, err := chain.ParseUnits(spec.MaxPrice, dec); err != nil {
+		return invalid{fmt.Errorf("max_price: %w", err)}
+	}
+	bal, err := m.chain.Balance(ctx, tok)
+	if err != nil {
+		return err
+	}
+	if bal.Sign() > 0 {
+		return nil
+	}
+	payees := map[common.Address]bool{}
+	m.remote.mu.Lock()
+	for _, rj := range m.remote.jobs {
+		if !rj.queued() && dealToken(rj.Deal) == tok {
+			payees[common.HexToAddress(rj.Deal.ProviderWallet)] = true
+		}
+	}
+	m.remote.mu.Unlock()
+	for p := range payees {
+		if ch, err := m.chain.Channel(ctx, m.wallet.Address(), p, tok); err == nil && ch.Deposited.Big().Cmp(ch.Redeemed.Big()) > 0 {
+			return nil // what is left in the channel may pay for it
+		}
+	}
+	return invalid{fmt.Errorf("insufficient funds: wallet %s holds no %s to pay a provider with; fund the wallet first", m.wallet.Address(), chain.TokenName(tok))}
+}
+
+// queueRemote records a market job as queued, starts its wait for a
+// provider, and returns it. exclude are providers not to use (a retry's
+// failed one).
+func (m *Manager) queueRemote(spec *jobs.Spec, exclude []string) (*jobs.Job, error) {
+	queue := queueTimeout(spec)
+	now := time.Now().UTC()
+	id := newJobID()
+	reason := "waiting for a provider to bid"
+	j := &jobs.Job{ID: id, Spec: *spec, State: jobs.Queued, Reason: reason, CreatedAt: now,
+		History: []jobs.Transition{{State: jobs.Queued, Reason: reason, At: now}}}
+	rj := &Record{ID: id, Last: j, Vouched: "0", Spec: *spec, QueueUntil: now.Add(queue)}
+	m.remote.mu.Lock()
+	m.remote.jobs[id] = rj
+	m.remote.mu.Unlock()
+	if err := m.saveRemote(rj); err != nil {
+		m.remote.mu.Lock()
+		delete(m.remote.jobs, id)
+		m.remote.mu.Unlock()
+		return nil, err
+	}
+	m.log.Info("job queued for the market", "job_id", id, "queue", queue)
+	m.startQueued(rj, exclude)
+	v := *j
+	return &v, nil
+}
+
+// queueTimeout is the spec's timeouts.queue, 1 min by default.
+func queueTimeout(spec *jobs.Spec) time.Duration {
+	if d, err := time.ParseDuration(spec.Timeouts.Queue); err == nil && d > 0 {
+		return d
+	}
+	return time.Minute
+}
+
+// startQueued runs a queued job's wait in the background.
+func (m *Manager) startQueued(rj *Record, exclude []string) {
+	ctx, cancel := context.WithCancel(m.remote.ctx)
+	m.remote.mu.Lock()
+	m.remote.waiting[rj.ID] = cancel
+	m.remote.mu.Unlock()
+	m.spawn(func(context.Context) {
+		defer func() {
+			cancel()
+			m.remote.mu.Lock()
+			delete(m.remote.waiting, rj.ID)
+			m.remote.mu.Unlock()
+		}()
+		m.runQueued(ctx, rj, exclude)
+	})
+}
+
+// runQueued waits for a deal, funds it and starts the job; on any failure
+// the job fails with the reason.
+func (m *Manager) runQueued(ctx context.Context, rj *Record, exclude []string) {
+	spec := rj.Spec
+	progress := func(reason string) { m.setQueued(rj, reason) }
+	var err error
+	if spec.Distributed != nil && spec.Distributed.Nodes > 1 {
+		_, err = m.submitGang(ctx, &spec, rj.ID, progress)
+	} else {
+		err = m.startSingle(ctx, rj, exclude, progress)
+	}
+	if err == nil {
+		return
+	}
+	if ctx.Err() != nil && m.remote.ctx.Err() != nil {
+		return // the daemon is stopping: the record stays queued and resumes
+	}
+	m.remote.mu.Lock()
+	canceled := rj.Last != nil && rj.Last.State == jobs.Canceled
+	m.remote.mu.Unlock()
+	if canceled {
+		return
+	}
+	m.log.Warn("market job failed before it started", "job_id", rj.ID, "err", err)
+	m.endQueued(rj, jobs.Failed, err.Error())
+}
+
+// startSingle is runQueued for a job on one provider.
+func (m *Manager) startSingle(ctx context.Context, rj *Record, exclude []string, progress func(string)) error {
+	spec := rj.Spec
+	deals, err := m.dealsWithin(ctx, &spec, exclude, time.Until(rj.QueueUntil), 1, progress)
+	if err != nil {
+		return err
+	}
+	deal := deals[0]
+	progress(fmt.Sprintf("deal %s with provider %s; funding the channel", short(deal.ID), short(deal.Provider)))
+	if err := m.fundChannel(ctx, *deal); err != nil {
+		return err
+	}
+	prov, _ := peer.Decode(deal.Provider)
+	req, _ := json.Marshal(startRequest{DealID: deal.ID, Spec: spec, JobID: rj.ID})
+	resp, err := m.request(ctx, prov, wireStart, req)
+	if err != nil {
+		m.market.Reputation().NoShow(deal.Provider)
+		return fmt.Errorf("provider %s did not start the job: %w", deal.Provider, err)
+	}
+	var j jobs.Job
+	if err := json.Unmarshal(resp, &j); err != nil {
+		return fmt.Errorf("provider %s: %w", deal.Provider, err)
+	}
+	remoteID, err := providerJobID(rj.ID, j.ID)
+	if err != nil {
+		return fmt.Errorf("provider %s: %w", deal.Provider, err)
+	}
+	j.ID, j.Provider = rj.ID, deal.Provider
+	m.remote.mu.Lock()
+	rj.Remote, rj.Provider, rj.Deal, rj.QueueUntil = remoteID, deal.Provider, *deal, time.Time{}
+	rj.see(&j, time.Now())
+	m.remote.mu.Unlock()
+	if err := m.saveRemote(rj); err != nil {
+		m.log.Error("record of a started job not saved", "job_id", rj.ID, "err", err)
+	}
+	m.log.Info("job started on a provider", "job_id", rj.ID, "provider", deal.Provider, "deal_id", short(deal.ID))
+	return nil
+}
+
+// setQueued updates a queued job's reason.
+func (m *Manager) setQueued(rj *Record, reason string) {
+	m.remote.mu.Lock()
+	if rj.Last == nil || rj.Last.State != jobs.Queued || !rj.queued() {
+		m.remote.mu.Unlock()
+		return
+	}
+	j := *rj.Last
+	j.Reason = reason
+	rj.Last = &j
+	m.remote.mu.Unlock()
+	if err := m.saveRemote(rj); err != nil {
+		m.log.Warn("queued job's reason not saved", "job_id", rj.ID, "err", err)
+	}
+}
+
+// endQueued ends a job that never started.
+func (m *Manager) endQueued(rj *Record, state jobs.State, reason string) {
+	now := time.Now().UTC()
+	m.remote.mu.Lock()
+	// A gang's rank 0 replaces the queued record once it starts; the
+	// record that ends here must still be the job's.
+	if rj.Last == nil || rj.Last.State.Terminal() || m.remote.jobs[rj.ID] != rj {
+		m.remote.mu.Unlock()
+		return
+	}
+	j := *rj.Last
+	j.State, j.Reason, j.FinishedAt = state, reason, &now
+	j.History = append(append([]jobs.Transition(nil), j.History...), jobs.Transition{State: state, Reason: reason, At: now})
+	rj.Last, rj.Settled = &j, true
+	m.remote.mu.Unlock()
+	if err := m.saveRemote(rj); err != nil {
+		m.log.Error("record of a failed job not saved", "job_id", rj.ID, "err", err)
+	}
+}
+
+// resumeQueued picks up the jobs that were queued when the daemon
+// stopped: each waits out what is left of its queue timeout, and one whose
+// timeout passed while the daemon was down fails with that reason.
+func (m *Manager) resumeQueued() {
+	m.remote.mu.Lock()
+	var todo []*Record
+	for _, rj := range m.remote.jobs {
+		if rj.queued() && rj.Last != nil && rj.Last.State == jobs.Queued && m.remote.waiting[rj.ID] == nil {
+			todo = append(todo, rj)
+		}
+	}
+	m.remote.mu.Unlock()
+	for _, rj := range todo {
+		if time.Now().After(rj.QueueUntil) {
+			m.endQueued(rj, jobs.Failed, "timeouts.queue ran out while the daemon was down; last: "+rj.Last.Reason)
+			continue
+		}
+		m.log.Info("queued job resumed", "job_id", rj.ID, "until", rj.QueueUntil)
+		m.startQueued(rj, nil)
+	}
+}
+
+// dealsWithin negotiates up to count deals with different providers from
+// one offer, asking again within the queue wait (negative: the spec's
+// timeouts.queue) until at least one is made; progress hears why each
+// round made none. The caller funds them.
+func (m *Manager) dealsWithin(ctx context.Context, spec *jobs.Spec, exclude []string, queue time.Duration, count int, progress func(string)) ([]*market.Deal, error) {
+	if queue < 0 {
+		queue = queueTimeout(spec)
+	}
+	deadline := time.Now().Add(queue)
+	hash, err := spec.Hash()
+	if err != nil {
+		return nil, err
+	}
+	var res OfferResult
+	for attempt := 0; ; attempt++ {
+		res, err = m.Negotiate(ctx, OfferRequest{
+			GPUs: spec.Resources.GPUs, GPUClass: spec.Resources.GPUClass, GPUMemoryMiB: spec.Resources.GPUMemoryMiB,
+			CPU: int(math.Ceil(spec.Resources.CPU)), MemoryMiB: spec.Resources.MemoryMiB, DiskMiB: spec.Resources.DiskMiB,
+			MaxPrice: spec.MaxPrice, Duration: spec.ExecutionTimeout().String(), Image: spec.Image, SpecHash: hash,
+			exclude: exclude, count: count,
+		})
+		if err == nil || !errors.Is(err, market.ErrNoDeal) || time.Now().After(deadline) {
+			break
+		}
+		if progress != nil {
+			progress(fmt.Sprintf("waiting for a provider (%s of timeouts.queue left): %s", time.Until(deadline).Round(time.Second), noDealReason(err)))
+		}
+		pause := time.Duration(200+mrand.IntN(300)*(1+min(attempt, 4))) * time.Millisecond
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(pause):
+		}
+	}
+	if err != nil {
+		if errors.Is(err, market.ErrNoDeal) {
+			return nil, fmt.Errorf("no provider within timeouts.queue (%s): %s", queue, noDealReason(err))
+		}
+		return nil, err
+	}
+	return res.all, nil
+}
+
+// noDealReason is the market's no-deal error without its prefix.
+func noDealReason(err error) string {
+	return strings.TrimPrefix(err.Error(), market.ErrNoDeal.Error()+": ")
+}
+
+// fundChannel makes sure the channel to the provider holds everything
+// already vouched on it plus this deal's maximum cost: one deposit or
+// top-up, reused by later jobs.
+func (m *Manager) fundChannel(ctx context.Context, deal market.Deal, pending ...market.Deal) error {
+	payee, token := common.HexToAddress(deal.ProviderWallet), dealToken(deal)
+	need := dealCost(deal, time.Duration(deal.MaxDurationS)*time.Second)
+	// Deals of the same job funded just before this one, not yet running.
+	for _, p := range pending {
+		if common.HexToAddress(p.ProviderWallet) == payee && dealToken(p) == token {
+			need.Add(need, dealCost(p, time.Duration(p.MaxDurationS)*time.Second))
+		}
+	}
+	if v := m.vouchers.get(m.vouchers.data.Signed, chain.ChannelID(m.wallet.Address(), payee, token)); v != nil {
+		need.Add(need, v.CumulativeAmount.Big())
+	}
+	need.Add(need, m.committedRunning(payee, token))
+	ch, err := m.chain.Channel(ctx, m.wallet.Address(), payee, token)
+	if err != nil {
+		return err
+	}
+	short := new(big.Int).Sub(need, ch.Deposited.Big())
+	if short.Sign() <= 0 {
+		return nil
+	}
+	bal, err := m.chain.Balance(ctx, token)
+	if err != nil {
+		return err
+	}
+	if bal.Cmp(short) < 0 {
+		return invalid{fmt.Errorf("insufficient funds: the deal may cost up to %s base units, the channel needs %s more, wallet %s holds %s; fund the wallet, or lower max_price or timeouts.execution",
+			dealCost(deal, time.Duration(deal.MaxDurationS)*time.Second), short, m.wallet.Address(), bal)}
+	}
+	if _, err := m.chain.Deposit(ctx, payee, token, short); err != nil {
+		return fmt.Errorf("fund the channel: %w", err)
+	}
+	return nil
+}
+
+// committedRunning is the rest of the maximum cost of this node's running
+// jobs on the channel (what they may still be vouched).
+func (m *Manager) committedRunning(payee, token common.Address) *big.Int {
+	sum := new(big.Int)
+	m.remote.mu.Lock()
+	defer m.remote.mu.Unlock()
+	for _, rj := range m.remote.jobs {
+		if rj.Last != nil && rj.Last.State.Terminal() {
+			continue
+		}
+		if common.HexToAddress(rj.Deal.ProviderWallet) != payee || dealToken(rj.Deal) != token {
+			continue
+		}
+		sum.Add(sum, dealCost(rj.Deal, time.Duration(rj.Deal.MaxDurationS)*time.Second))
+	}
+	return sum
+}
+
+// cancelRemote asks the provider to stop a job.
+func (m *Manager) cancelRemote(ctx context.Context, id string) (*jobs.Job, error) {
+	m.remote.mu.Lock()
+	rj := m.remote.jobs[id]
+	m.remote.mu.Unlock()
+	if rj == nil {
+		return nil, fmt.Errorf("%w: %s", jobs.ErrNotFound, id)
+	}
+	m.remote.mu.Lock()
+	stopWait, queued := m.remote.waiting[id], rj.queued()
+	var last jobs.State
+	if rj.Last != nil {
+		last = rj.Last.State
+	}
+	m.remote.mu.Unlock()
+	if queued {
+		if last.Terminal() {
+			return nil, fmt.Errorf("%w: %s is %s", jobs.ErrFinished, id, last)
+		}
+		m.endQueued(rj, jobs.Canceled, "canceled while queued")
+		if stopWait != nil {
+			stopWait()
+		}
+		m.remote.mu.Lock()
+		j := *rj.Last
+		m.remote.mu.Unlock()
+		return &j, nil
+	}
+	prov, _ := peer.Decode(rj.Provider)
+	req, _ := json.Marshal(jobIDRequest{ID: rj.remoteID()})
+	resp, err := m.request(ctx, prov, wireCancel, req)
+	if err != nil {
+		return nil, fmt.Errorf("provider %s: %w", rj.Provider, err)
+	}
+	var j jobs.Job
+	if err := json.Unmarshal(resp, &j); err != nil {
+		return nil, fmt.Errorf("provider %s: %w", rj.Provider, err)
+	}
+	j.ID, j.Provider = rj.ID, rj.Provider
+	m.endForwards(rj.ID) // its local ports close with it, not at the next poll
+	return &j, nil
+}
+
+// followRemote is the requester's loop: it refreshes its remote jobs'
+// states and signs cumulative vouchers for their GPU time every interval,
+// and a final one when a job ends.
+func (m *Manager) followRemote(ctx context.Context) {
+	defer m.remote.stop() // queued jobs stop waiting with the daemon
+	m.resumeQueued()
+	t := time.NewTicker(m.remote.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.remote.mu.Lock()
+		var live []*Record
+		for _, rj := range m.remote.jobs {
+			if !rj.Settled && !rj.queued() {
+				live = append(live, rj)
+			}
+		}
+		m.remote.mu.Unlock()
+		channels := map[common.Hash]bool{}
+		for _, rj := range live {
+			if j, err := m.remoteStatus(ctx, rj); err == nil {
+				m.remote.mu.Lock()
+				rj.see(j, time.Now())
+				m.remote.mu.Unlock()
+				if j.State.Terminal() {
+					m.endForwards(rj.ID)
+				}
+				m.rate(rj)
+				if err := m.saveRemote(rj); err != nil {
+					m.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
+				}
+				if len(rj.Group) > 1 && j.State.Terminal() && j.State != jobs.Completed {
+					// As torchrun does: one rank failing fails the job.
+					m.failGroup(ctx, rj.Group, fmt.Sprintf("rank %d on provider %s %s: %s", rj.Rank, rj.Provider, j.State, j.Reason))
+				}
+			} else {
+				m.providerMissing(ctx, rj, err)
+			}
+			channels[chain.ChannelID(m.wallet.Address(), common.HexToAddress(rj.Deal.ProviderWallet), dealToken(rj.Deal))] = true
+		}
+		for _, rj := range live {
+			id := chain.ChannelID(m.wallet.Address(), common.HexToAddress(rj.Deal.ProviderWallet), dealToken(rj.Deal))
+			if channels[id] {
+				delete(channels, id)
+				m.payChannel(ctx, rj)
+			}
+		}
+	}
+}
+
+// rate counts a remote job's end in its provider's reputation, once: a
+// completed job is a deal kept; a failure that is not the job's own (no
+// exit code: the GPU, the container, the inputs on the provider's side)
+// one failed. A job that exited non-zero, timed out, was canceled, or
+// was stopped because another rank failed says nothing of the provider.
+func (m *Manager) rate(rj *Record) {
+	m.remote.mu.Lock()
+	j := rj.Last
+	if rj.Rated || j == nil || !j.State.Terminal() {
+		m.remote.mu.Unlock()
+		return
+	}
+	rj.Rated = true
+	m.remote.mu.Unlock()
+	switch {
+	case j.State == jobs.Completed:
+		m.market.Reputation().Completed(rj.Provider)
+	case j.State == jobs.Failed && j.ExitCode == nil && !strings.HasPrefix(j.Reason, "another rank failed"):
+		m.market.Reputation().Failed(rj.Provider)
+	}
+}
+
+// providerMissing marks a job unknown when its provider stops answering,
+// failed after the grace window (five voucher intervals, at least 10 s),
+// and then retries it elsewhere if its spec says so.
+func (m *Manager) providerMissing(ctx context.Context, rj *Record, err error) {
+	grace := max(5*m.remote.interval, 10*time.Second)
+	m.remote.mu.Lock()
+	last := *rj.Last
+	if last.State.Terminal() {
+		m.remote.mu.Unlock()
+		return
+	}
+	// A daemon that was down did not look: the grace starts when it
+	// started again, not at the last sight before it went down.
+	m.spawnMu.Lock()
+	since := rj.LastSeen
+	if m.started.After(since) {
+		since = m.started
+	}
+	m.spawnMu.Unlock()
+	gone := time.Since(since)
+	if gone < grace {
+		if last.State != jobs.Unknown {
+			last.State, last.Reason = jobs.Unknown, fmt.Sprintf("provider %s not answering: %v", short(rj.Provider), err)
+			rj.Last = &last
+		}
+		m.remote.mu.Unlock()
+		if err := m.saveRemote(rj); err != nil {
+			m.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
+		}
+		return
+	}
+	m.remote.mu.Unlock()
+	// The job stays unknown while a retry is arranged, so that whoever
+	// watches it sees failed and the retry together.
+	reason := fmt.Sprintf("provider %s unreachable for %s", rj.Provider, gone.Round(time.Second))
+	var retried string
+	if rj.Spec.Retry.Attempts > 0 && len(rj.Group) <= 1 {
+		spec := rj.Spec
+		spec.Retry.Attempts--
+		if j, err := m.queueRemote(&spec, []string{rj.Provider}); err != nil {
+			reason += "; retry failed: " + err.Error()
+		} else {
+			retried = j.ID
+			reason += "; retried as " + j.ID
+		}
+	}
+	m.remote.mu.Lock()
+	rated := rj.Rated
+	rj.Rated = true
+	m.remote.mu.Unlock()
+	if !rated {
+		m.market.Reputation().Failed(rj.Provider)
+	}
+	m.log.Warn("remote job failed: provider unreachable", "job_id", rj.ID, "provider", rj.Provider, "retried_as", retried)
+	now := time.Now().UTC()
+	m.remote.mu.Lock()
+	last.State, last.Reason, last.FinishedAt = jobs.Failed, reason, &now
+	rj.Last, rj.RetriedAs = &last, retried
+	rj.Unreachable, rj.Settled = true, true // no more vouchers: paid up to the last sight
+	m.remote.mu.Unlock()
+	m.endForwards(rj.ID)
+	if err := m.saveRemote(rj); err != nil {
+		m.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
+	}
+	if len(rj.Group) > 1 {
+		m.failGroup(ctx, rj.Group, fmt.Sprintf("rank %d: %s", rj.Rank, reason))
+	}
+}
+
+// jobCost is what a job has cost so far: the run time this node saw, at
+// the deal's price.
+func jobCost(rj *Record) *big.Int { return dealCost(rj.Deal, observedRun(rj, 0)) }
+
+// jobPayable is what this node pays for a job: the run time it saw, plus
+// one interval (it polls once an interval, so the job ran up to one
+// before it was first seen running), within the deal's maximum duration.
+func jobPayable(rj *Record, interval time.Duration) *big.Int {
+	return dealCost(rj.Deal, observedRun(rj, interval))
+}
+
+// observedRun is the job's run time by this node's own clock: from when
+// it first saw the job started to when it saw it end, or last saw it
+// (a running job, or one whose provider vanished), plus extra, clamped
+// to the deal's maximum duration. The provider's StartedAt and
+// FinishedAt count for nothing: a provider could report any.
+func observedRun(rj *Record, extra time.Duration) time.Duration {
+	j := rj.Last
+	if j == nil {
+		return 0
+	}
+	start := rj.RunSeen
+	if start.IsZero() {
+		if j.StartedAt == nil || rj.LastSeen.IsZero() {
+			return 0
+		}
+		// A record from before RunSeen was kept: the provider's start,
+		// never before this node's record of the job was made.
+		start = *j.StartedAt
+		if !j.CreatedAt.IsZero() && start.Before(j.CreatedAt) {
+			start = j.CreatedAt
+		}
+	}
+	end := rj.LastSeen
+	if !rj.EndSeen.IsZero() && (end.IsZero() || rj.EndSeen.Before(end)) {
+		end = rj.EndSeen
+	}
+	d := max(end.Sub(start), 0) + extra
+	if limit := time.Duration(rj.Deal.MaxDurationS) * time.Second; d > limit {
+		d = limit
+	}
+	return d
+}
+
+// payChannel signs and sends the channel's cumulative voucher: every job
+// this node ran on it, at its cost so far.
+func (m *Manager) payChannel(ctx context.Context, rj *Record) {
+	payee, token := common.HexToAddress(rj.Deal.ProviderWallet), dealToken(rj.Deal)
+	total := new(big.Int)
+	var ended []*Record
+	m.remote.mu.Lock()
+	for _, o := range m.remote.jobs {
+		if common.HexToAddress(o.Deal.ProviderWallet) == payee && dealToken(o.Deal) == token {
+			c := jobPayable(o, m.remote.interval)
+			o.Vouched = c.String()
+			total.Add(total, c)
+			if !o.Settled && o.Last != nil && o.Last.State.Terminal() {
+				ended = append(ended, o)
+			}
+		}
+	}
+	m.remote.mu.Unlock()
+	if prev := m.vouchers.get(m.vouchers.data.Signed, chain.ChannelID(m.wallet.Address(), payee, token)); prev != nil && prev.CumulativeAmount.Cmp(total) >= 0 {
+		total = prev.CumulativeAmount.Big() // never less than before; resend it
+	}
+	if total.Sign() == 0 {
+		m.remote.mu.Lock()
+		for _, o := range ended {
+			o.Settled = true // ran for no time: nothing owed
+		}
+		m.remote.mu.Unlock()
+		return
+	}
+	v, err := m.chain.SignVoucher(payee, token, total)
+	if err != nil {
+		m.log.Warn("sign voucher", "err", err)
+		return
+	}
+	// Kept before it is sent: a voucher the provider holds and this node
+	// forgot would be signed again for less, and the provider refuses less.
+	if _, err := m.vouchers.keep(m.vouchers.data.Signed, v); err != nil {
+		m.log.Error("voucher not sent: keeping it failed", "provider", rj.Provider, "err", err)
+		return
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		m.log.Error("voucher not sent", "provider", rj.Provider, "err", err)
+		return
+	}
+	prov, _ := peer.Decode(rj.Provider)
+	if _, err := m.request(ctx, prov, wireVoucher, raw); err != nil {
+		m.log.Warn("voucher not delivered", "provider", rj.Provider, "err", err)
+		return
+	}
+	tok := token.Hex()
+	if token == chain.NativeToken {
+		tok = "native"
+	}
+	m.log.Info("paid: voucher sent", "job_id", rj.ID, "provider", rj.Provider, "channel_total", m.formatAmount(tok, total.String()), "jobs_settled", len(ended))
+	m.remote.mu.Lock()
+	for _, o := range ended {
+		o.Settled = true
+	}
+	m.remote.mu.Unlock()
+	for _, o := range ended {
+		if err := m.saveRemote(o); err != nil {
+			m.log.Warn("remote job record not saved", "job_id", o.ID, "err", err)
+		}
+	}
+}
+
+func (m *Manager) remoteStatus(ctx context.Context, rj *Record) (*jobs.Job, error) {
+	prov, err := peer.Decode(rj.Provider)
+	if err != nil {
+		return nil, err
+	}
+	req, _ := json.Marshal(jobIDRequest{ID: rj.remoteID()})
+	resp, err := m.request(ctx, prov, wireStatus, req)
+	if err != nil {
+		return nil, err
+	}
+	var j jobs.Job
+	if err := json.Unmarshal(resp, &j); err != nil {
+		return nil, err
+	}
+	j.ID, j.Provider = rj.ID, rj.Provider
+	return &j, nil
+}
+
+// remoteJobByID is the requester's view of a job on a provider, refreshed.
+func (m *Manager) remoteJobByID(ctx context.Context, id string) (*jobs.Job, error) {
+	m.remote.mu.Lock()
+	rj := m.remote.jobs[id]
+	m.remote.mu.Unlock()
+	if rj == nil {
+		return nil, fmt.Errorf("%w: %s", jobs.ErrNotFound, id)
+	}
+	m.remote.mu.Lock()
+	queued, settled := rj.queued(), rj.Settled
+	m.remote.mu.Unlock()
+	if queued {
+		m.remote.mu.Lock()
+		defer m.remote.mu.Unlock()
+		j := *rj.Last
+		return &j, nil
+	}
+	if !settled {
+		if j, err := m.remoteStatus(ctx, rj); err == nil {
+			m.remote.mu.Lock()
+			rj.see(j, time.Now())
+			m.remote.mu.Unlock()
+		}
+	}
+	return m.groupView(ctx, rj), nil
+}
+
+// groupView is how the requester shows a remote job. Rank 0 of a
+// distributed job stands for the whole job, as torchrun's launcher does:
+// it is not done until every rank is, a rank's failure is its failure,
+// and its result is a directory holding every rank's result by rank
+// ("rank-0", "rank-1", ...).
+func (m *Manager) groupView(ctx context.Context, rj *Record) *jobs.Job {
+	m.remote.mu.Lock()
+	if rj.Last == nil || len(rj.Group) < 2 || rj.Rank != 0 {
+		defer m.remote.mu.Unlock()
+		return rj.Last
+	}
+	j := *rj.Last
+	results := map[string]cid.Cid{}
+	var waiting, noResult []string
+	for r, id := range rj.Group {
+		other := m.remote.jobs[id]
+		switch {
+		case other == nil || other.Last == nil || !other.Last.State.Terminal():
+			waiting = append(waiting, strconv.Itoa(r))
+		case other.Last.State != jobs.Completed:
+			if j.State == jobs.Completed || !j.State.Terminal() {
+				j.State = other.Last.State
+				j.Reason = fmt.Sprintf("rank %d on provider %s %s: %s", r, other.Provider, other.Last.State, other.Last.Reason)
+			}
+		default:
+			c, err := cid.Decode(other.Last.ResultCID)
+			if err != nil {
+				noResult = append(noResult, strconv.Itoa(r))
+				continue
+			}
+			results[fmt.Sprintf("rank-%d", r)] = c
+		}
+	}
+	cached := rj.GroupResult
+	m.remote.mu.Unlock()
+	if j.State != jobs.Completed {
+		return &j
+	}
+	if len(waiting) > 0 {
+		j.State, j.Reason, j.ResultCID = jobs.Running, "rank 0 done; waiting for ranks "+strings.Join(waiting, ", "), ""
+		return &j
+	}
+	if len(noResult) > 0 {
+		// A completed rank always reports its outputs' CID; one without is
+		// a provider's fault, not a result to leave out quietly.
+		j.State, j.ResultCID = jobs.Failed, ""
+		j.Reason = "ranks " + strings.Join(noResult, ", ") + " completed without a result CID (a provider fault: run the job again)"
+		return &j
+	}
+	if cached == "" {
+		dir, err := m.content.Directory(ctx, results)
+		if err != nil {
+			j.State, j.Reason, j.ResultCID = jobs.Uploading, "making the result directory: "+err.Error(), ""
+			return &j
+		}
+		cached = dir.String()
+		m.remote.mu.Lock()
+		rj.GroupResult = cached
+		m.remote.mu.Unlock()
+		if err := m.saveRemote(rj); err != nil {
+			m.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
+		}
+	}
+	j.ResultCID = cached
+	return &j
+}
+
+// remoteLogs copies a remote job's output; follow keeps asking until it
+// ends. For rank 0 of a distributed job it interleaves every rank's lines,
+// each prefixed "[rank N] "; for another rank, that rank's, prefixed.
+func (m *Manager) remoteLogs(ctx context.Context, id string, follow bool, w io.Writer) error {
+	if err := m.awaitStart(ctx, id, follow); err != nil || ctx.Err() != nil {
+		return err
+	}
+	m.remote.mu.Lock()
+	rj := m.remote.jobs[id]
+	if rj != nil && rj.queued() {
+		m.remote.mu.Unlock()
+		return nil // it never ran: no output
+	}
+	type source struct {
+		id, prefix string
+		prov       peer.ID
+		off        int64
+		partial    []byte
+		done       bool
+	}
+	var srcs []*source
+	if rj != nil {
+		ids := []string{id}
+		if len(rj.Group) > 1 && rj.Rank == 0 {
+			ids = rj.Group
+		}
+		for _, gid := range ids {
+			g := m.remote.jobs[gid]
+			if g == nil {
+				continue
+			}
+			p, _ := peer.Decode(g.Provider)
+			src := &source{id: g.remoteID(), prov: p}
+			if len(g.Group) > 1 {
+				src.prefix = fmt.Sprintf("[rank %d] ", g.Rank)
+			}
+			srcs = append(srcs, src)
+		}
+	}
+	m.remote.mu.Unlock()
+	if rj == nil {
+		return fmt.Errorf("%w: %s", jobs.ErrNotFound, id)
+	}
+	flusher, _ := w.(interface{ Flush() })
+	emit := func(s *source, data []byte, final bool) {
+		if s.prefix == "" {
+			w.Write(data)
+			return
+		}
+		s.partial = append(s.partial, data...)
+		for {
+			i := bytes.IndexByte(s.partial, '\n')
+			if i < 0 {
+				break
+			}
+			w.Write([]byte(s.prefix))
+			w.Write(s.partial[:i+1])
+			s.partial = s.partial[i+1:]
+		}
+		if final && len(s.partial) > 0 {
+			w.Write([]byte(s.prefix))
+			w.Write(append(s.partial, '\n'))
+			s.partial = nil
+		}
+	}
+	for {
+		pending := 0
+		for _, s := range srcs {
+			if s.done {
+				continue
+			}
+			for { // drain what this rank has now
+				req, _ := json.Marshal(jobIDRequest{ID: s.id, Offset: s.off})
+				resp, err := m.request(ctx, s.prov, wireLogs, req)
+				if err != nil {
+					if len(srcs) == 1 {
+						return err
+					}
+					s.done = true // a vanished rank's provider: its status says why
+					break
+				}
+				var c logChunk
+				if err := json.Unmarshal(resp, &c); err != nil {
+					return err
+				}
+				s.off = c.Bytes
+				emit(s, c.Data, c.Done || !follow)
+				if len(c.Data) == maxLogChunk {
+					continue
+				}
+				s.done = c.Done || !follow
+				break
+			}
+			if !s.done {
+				pending++
+			}
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		if pending == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// awaitStart waits while a job is queued when following its logs: there
+// are none until a provider runs it. Without follow, or once it ended
+// queued, it returns at once.
+func (m *Manager) awaitStart(ctx context.Context, id string, follow bool) error {
+	for {
+		m.remote.mu.Lock()
+		rj := m.remote.jobs[id]
+		waiting := rj != nil && rj.queued() && rj.Last != nil && !rj.Last.State.Terminal()
+		m.remote.mu.Unlock()
+		if rj == nil {
+			return fmt.Errorf("%w: %s", jobs.ErrNotFound, id)
+		}
+		if !waiting || !follow {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
