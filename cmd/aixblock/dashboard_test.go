@@ -298,19 +298,8 @@ func TestDashboard(t *testing.T) {
 	// CLI printed (a link that opens apart from the dashboard), the
 	// forward's connections and the cost growing while it runs; the jobs
 	// list marks it; canceled, its forward is gone.
-	var svc struct {
-		ID       string `json:"id"`
-		Forwards []struct {
-			Local string `json:"local"`
-			Port  int    `json:"port"`
-		} `json:"forwards"`
-	}
-	svcOut := mustRun(t, req, "job", "run", "--json", "-d", "-p", "127.0.0.1:0:8080", "--ready-http", "/healthz",
-		"--gpus", "1", "--max-price", "5", jobImage, "--", "serve", ":8080")
-	if err := json.Unmarshal([]byte(svcOut), &svc); err != nil || len(svc.Forwards) != 1 {
-		t.Fatalf("job run -d -p --json: %v\n%s", err, svcOut)
-	}
-	local := svc.Forwards[0].Local
+	svc := runService(t, req, "--ready-http", "/healthz", "--gpus", "1", "--max-price", "5", jobImage, "--", "serve", ":8080")
+	local := svc.Local
 	chromedp.Do(ctx, chromedp.Navigate(base+"/ui/#/jobs/"+svc.ID))
 	textOf(t, ctx, "#job-ports", 10*time.Second, eq("8080"))
 	textOf(t, ctx, "#job-ready", 60*time.Second, eq("✓ ready"))

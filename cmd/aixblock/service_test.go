@@ -33,22 +33,8 @@ func TestServiceThroughTheMarket(t *testing.T) {
 	jobDocker(t)
 	dir := testnetUp(t, "--nodes", "2")
 	req := filepath.Join(dir, "node0")
-	var started struct {
-		ID       string `json:"id"`
-		Forwards []struct {
-			Local string `json:"local"`
-			Port  int    `json:"port"`
-		} `json:"forwards"`
-	}
-	out := mustRun(t, req, "job", "run", "--json", "-d", "-p", "127.0.0.1:0:8080", "--ready-http", "/healthz",
-		"--gpus", "1", "--max-price", "5", jobImage, "--", "serve", ":8080")
-	if err := json.Unmarshal([]byte(out), &started); err != nil {
-		t.Fatalf("job run -d -p --json: %v\n%s", err, out)
-	}
-	if len(started.Forwards) != 1 || started.Forwards[0].Port != 8080 {
-		t.Fatalf("job run -d -p: %+v", started)
-	}
-	local := started.Forwards[0].Local
+	started := runService(t, req, "--ready-http", "/healthz", "--gpus", "1", "--max-price", "5", jobImage, "--", "serve", ":8080")
+	local := started.Local
 	base := "http://" + local
 
 	// Ready: the provider's check reached the port inside the container.
@@ -181,4 +167,33 @@ func TestServiceThroughTheMarket(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// service is a service job started with job run -d -p: its ID and the
+// local address its port 8080 is published on.
+type service struct {
+	ID, Local string
+}
+
+// runService starts args (job run's flags, the image, -- and its args) as
+// a service through the market with its port 8080 published on a free
+// local port, and returns where.
+func runService(t *testing.T, repo string, args ...string) service {
+	t.Helper()
+	var started struct {
+		ID       string `json:"id"`
+		Forwards []struct {
+			Local string `json:"local"`
+			Port  int    `json:"port"`
+		} `json:"forwards"`
+	}
+	// --json before the image: after -- it would go to the job.
+	out := mustRun(t, repo, append([]string{"job", "run", "--json", "-d", "-p", "127.0.0.1:0:8080"}, args...)...)
+	if err := json.Unmarshal([]byte(out), &started); err != nil {
+		t.Fatalf("job run -d -p --json: %v\n%s", err, out)
+	}
+	if len(started.Forwards) != 1 || started.Forwards[0].Port != 8080 {
+		t.Fatalf("job run -d -p: %+v", started)
+	}
+	return service{started.ID, started.Forwards[0].Local}
 }

@@ -75,24 +75,11 @@ func TestTorchTrainThenServe(t *testing.T) {
 	runJSON(t, req, &added, "data", "add", src)
 
 	start := time.Now()
-	var started struct {
-		ID       string `json:"id"`
-		Forwards []struct {
-			Local string `json:"local"`
-			Port  int    `json:"port"`
-		} `json:"forwards"`
-	}
-	out := mustRun(t, req, "job", "run", "--json", "-d", "-p", "127.0.0.1:0:8080", "--ready-http", "/healthz",
+	started := runService(t, req, "--ready-http", "/healthz",
 		"--gpus", "1", "--max-price", "20", "--name", "torch-serve",
 		"--input", tr.resultCID+":/inputs/model", "--input", added.CID+":/inputs/serve", "-e", "HOME=/tmp",
 		torchImage, "--", "python3", "/inputs/serve/serve.py", "/inputs/model/rank-0/model.pt")
-	if err := json.Unmarshal([]byte(out), &started); err != nil {
-		t.Fatalf("job run -d -p --json: %v\n%s", err, out)
-	}
-	if len(started.Forwards) != 1 || started.Forwards[0].Port != 8080 {
-		t.Fatalf("job run -d -p: %+v", started)
-	}
-	local := started.Forwards[0].Local
+	local := started.Local
 	base := "http://" + local
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
