@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -521,5 +522,39 @@ func TestGoEnvRefused(t *testing.T) {
 	g := waitJob(t, m, k.ID, time.Minute)
 	if l := logsOf(t, m, k.ID); g.State != Completed || !strings.Contains(l, "RANK=3") || !strings.Contains(l, "NVIDIA_VISIBLE_DEVICES=none") {
 		t.Fatalf("job %s %q, logs %q", g.State, g.Reason, l)
+	}
+}
+
+// A requester's two starts with one job ID at once (two deals, one ID)
+// both used to succeed: the second took the first's place in the
+// manager, and the first ran on, unwatched and unstoppable. Of two
+// submissions of one ID at once exactly one now succeeds.
+func TestSameJobIDTwiceAtOnce(t *testing.T) {
+	d := dockerOrSkip(t)
+	m, _ := newTestManager(t, d, t.TempDir())
+	for round := range 20 {
+		id := fmt.Sprintf("%016x", 0xabc000+round)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = m.Submit(job("sleep", "30s"), SubmitOptions{ID: id})
+			}()
+		}
+		wg.Wait()
+		if (errs[0] == nil) == (errs[1] == nil) {
+			t.Fatalf("round %d: two submissions of %s: %v, %v; want exactly one to succeed", round, id, errs[0], errs[1])
+		}
+		for _, err := range errs {
+			if err != nil && !strings.Contains(err.Error(), "is taken here") {
+				t.Fatalf("the refused one: %v", err)
+			}
+		}
+		if _, err := m.Cancel(id); err != nil {
+			t.Fatalf("cancel %s: %v", id, err)
+		}
+		waitJob(t, m, id, time.Minute)
 	}
 }

@@ -234,13 +234,26 @@ func (m *Manager) Submit(spec Spec, opts SubmitOptions) (*Job, error) {
 	now := time.Now().UTC()
 	j := &Job{ID: id, Spec: spec, State: Pending, CreatedAt: now,
 		GPUs: opts.GPUs[:spec.Resources.GPUs], History: []Transition{{State: Pending, At: now}}}
-	if err := os.MkdirAll(m.dir(j), 0o700); err != nil {
+	// The directory is the job's claim on its ID: made exclusively, so of
+	// two submissions of one ID (a requester's two starts at once) one
+	// fails here, and the job in the map is checked again below.
+	if err := os.MkdirAll(m.cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	if err := os.Mkdir(m.dir(j), 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("job ID %s is taken here", id)
+		}
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
 		return nil, errors.New("jobs: shutting down")
+	}
+	if _, taken := m.jobs[j.ID]; taken {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("job ID %s is taken here", id)
 	}
 	if err := j.save(m.dir(j)); err != nil {
 		m.mu.Unlock()
@@ -879,6 +892,14 @@ func (m *Manager) Prepared(id string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.waiting[id] && m.gates[id] != nil
+}
+
+// Gated reports whether job id waits for Go (a rank of a gang that has
+// not started yet).
+func (m *Manager) Gated(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.gates[id] != nil
 }
 
 // progress notes what preparing is doing (not persisted: it is live state).

@@ -117,6 +117,16 @@ func (m *Manager) handleJobPrepare(ctx context.Context, from peer.ID, req []byte
 	if err != nil {
 		return nil, err
 	}
+	// The port is the job's once it runs (watchProvided frees it when the
+	// job ends); a prepare that fails before gives it back here.
+	owned := false
+	defer func() {
+		if !owned {
+			m.remote.mu.Lock()
+			delete(m.remote.ports, port)
+			m.remote.mu.Unlock()
+		}
+	}()
 	spec := pr.Spec
 	spec.Resources.GPUs = len(deal.GPUs)
 	j, err := m.jobs.Submit(spec, jobs.SubmitOptions{GPUs: deal.GPUs, Gate: true, HostNetwork: true, ID: pr.JobID})
@@ -124,12 +134,18 @@ func (m *Manager) handleJobPrepare(ctx context.Context, from peer.ID, req []byte
 		m.market.Release(deal.ID)
 		return nil, err
 	}
-	if err := m.startedProvided(j, *deal); err != nil {
-		return nil, err
-	}
 	m.remote.mu.Lock()
 	m.remote.portOf[j.ID] = port
 	m.remote.mu.Unlock()
+	owned = true
+	if err := m.startedProvided(j, *deal); err != nil {
+		// The job failed and its watch never started: the port goes back.
+		m.remote.mu.Lock()
+		delete(m.remote.portOf, j.ID)
+		m.remote.mu.Unlock()
+		owned = false
+		return nil, err
+	}
 	// A gang that never starts does not hold the GPUs.
 	m.spawn(func(ctx context.Context) {
 		select {
@@ -153,12 +169,22 @@ func (m *Manager) handleJobGo(ctx context.Context, from peer.ID, req []byte) ([]
 	if _, _, err := m.providedJob(from, r); err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(gangStartWindow)
+	if !m.jobs.Gated(g.ID) {
+		// Only a gang's rank waits for go; answering anything else at once
+		// keeps a request from holding a goroutine for the start window.
+		return nil, fmt.Errorf("job %s is not a rank waiting for its gang to start", g.ID)
+	}
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
 	for !m.jobs.Prepared(g.ID) { // still fetching the image or inputs
-		if j, err := m.jobs.Get(g.ID); err != nil || j.State.Terminal() || time.Now().After(deadline) {
+		if j, err := m.jobs.Get(g.ID); err != nil || j.State.Terminal() {
 			return nil, fmt.Errorf("job %s cannot start: %v", g.ID, stateOf(j))
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-ctx.Done(): // the stream's limit (the gang start window) or its reset
+			return nil, fmt.Errorf("job %s cannot start: still preparing (%w)", g.ID, ctx.Err())
+		case <-t.C:
+		}
 	}
 	// The env crosses from another daemon into the container.
 	if err := jobs.ValidateGoEnv(g.Env); err != nil {

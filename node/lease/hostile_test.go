@@ -14,6 +14,7 @@ import (
 	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -382,5 +383,37 @@ func TestProvidedJobWithoutRuntime(t *testing.T) {
 		if _, err := call(); err == nil || !strings.Contains(err.Error(), "cannot run jobs") {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// A stranger's vouchers for channels of its choosing were each kept as
+// "why the last voucher was refused" and logged as a warning: unbounded
+// memory and log. Only a refusal on a channel that pays a job of the
+// sender's is kept.
+func TestStrangerVouchersKeepNothing(t *testing.T) {
+	h := newHostile(t)
+	stranger := peer.ID("not-the-requester")
+	for i := range 20 {
+		payee := common.BigToAddress(big.NewInt(int64(1000 + i)))
+		v, err := h.req.SignVoucher(payee, h.dev.Info.Token, big.NewInt(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(v)
+		if _, err := h.prov.handleJobVoucher(t.Context(), stranger, b); err == nil {
+			t.Fatal("a voucher for another payee was kept")
+		}
+	}
+	if n := len(h.prov.remote.refused); n != 0 {
+		t.Fatalf("%d refusals kept for a stranger's vouchers", n)
+	}
+	// The requester of a running job: its refusal is kept, for the
+	// reason the job may stop with.
+	h.prov.trackProvided("00000000000000f1", h.deal)
+	if err := h.send(new(big.Int).Lsh(big.NewInt(1), 90)); err == nil {
+		t.Fatal("a voucher over the deposit was kept")
+	}
+	if n := len(h.prov.remote.refused); n != 1 {
+		t.Fatalf("the requester's refused voucher: %d kept, want 1", n)
 	}
 }

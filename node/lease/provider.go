@@ -535,6 +535,18 @@ func (m *Manager) handleJobLogs(ctx context.Context, from peer.ID, req []byte) (
 	return json.Marshal(logChunk{Data: buf[:k], Done: j.State.Terminal() && k < maxLogChunk, Bytes: r.Offset + int64(k)})
 }
 
+// paysJobOf reports whether ch pays a job this node runs for peer from.
+func (m *Manager) paysJobOf(from peer.ID, ch common.Hash) bool {
+	m.remote.mu.Lock()
+	defer m.remote.mu.Unlock()
+	for _, d := range m.remote.provided {
+		if d.Requester == from.String() && m.providedChannel(d) == ch {
+			return true
+		}
+	}
+	return false
+}
+
 // handleJobVoucher keeps a voucher for one of our jobs, only if it can be
 // redeemed for more than the one held: signed by the payer, for this
 // wallet, chain and escrow, on the channel of a deal of the sender's here,
@@ -547,10 +559,17 @@ func (m *Manager) handleJobVoucher(ctx context.Context, from peer.ID, req []byte
 	}
 	if err := m.acceptVoucher(ctx, from, v); err != nil {
 		if !errors.Is(err, errVoucherHeld) {
-			m.remote.mu.Lock()
-			m.remote.refused[v.Channel] = err.Error()
-			m.remote.mu.Unlock()
-			m.log.Warn("voucher refused", "requester", from, "channel", v.Channel, "amount", v.CumulativeAmount, "err", err)
+			// Kept (and logged for the operator) only for a channel that
+			// pays a job of the sender's here: a stranger's vouchers for
+			// channels of its choosing must not grow the map or the log.
+			if m.paysJobOf(from, v.Channel) {
+				m.remote.mu.Lock()
+				m.remote.refused[v.Channel] = err.Error()
+				m.remote.mu.Unlock()
+				m.log.Warn("voucher refused", "requester", from, "channel", v.Channel, "amount", v.CumulativeAmount, "err", err)
+			} else {
+				m.log.Debug("voucher refused", "peer_id", from, "channel", v.Channel, "err", err)
+			}
 			return nil, err
 		}
 	}

@@ -187,10 +187,12 @@ func (f *Forwarder) carry(c net.Conn) {
 	s, err := f.open()
 	stop()
 	if err != nil {
-		c.Close()
+		// Counted before the client sees its connection close: whoever
+		// reads the stats after that sees why.
 		if f.ctx.Err() == nil { // a Close mid-setup is no failure
 			f.fail(err)
 		}
+		c.Close()
 		return
 	}
 	f.mu.Lock()

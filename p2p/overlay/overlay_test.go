@@ -18,7 +18,9 @@ import (
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/fxamacker/cbor/v2"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
 const testNet = "overlaytest"
@@ -39,9 +41,34 @@ func newHosts(tb testing.TB, n int) []host.Host {
 			if err := hs[i].Connect(ctx, peer.AddrInfo{ID: hs[0].ID(), Addrs: hs[0].Addrs()}); err != nil {
 				tb.Fatal(err)
 			}
+			waitIdentified(tb, hs[0], hs[i])
+			waitIdentified(tb, hs[i], hs[0])
 		}
 	}
 	return hs
+}
+
+// waitIdentified waits until a has identified b as a node of the
+// network: a stream opened before may meet the connection closing under
+// it (the membership guard acts on identify).
+func waitIdentified(tb testing.TB, a, b host.Host) {
+	tb.Helper()
+	proto := protocol.ID("/aixblock/" + testNet + "/member/1")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if ok, _ := a.Peerstore().SupportsProtocols(b.ID(), proto); len(ok) > 0 && a.Network().Connectedness(b.ID()) == network.Connected {
+			return
+		}
+		if a.Network().Connectedness(b.ID()) != network.Connected {
+			// Seen on loopback now and then: a fresh connection closed
+			// before identify finished. Dial again.
+			a.Connect(context.Background(), peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()})
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s never identified %s", a.ID(), b.ID())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // allowOnly is the node's rule in small: one requester, one job, one port,
@@ -324,6 +351,12 @@ func TestUndeclaredPortRefused(t *testing.T) {
 			t.Fatalf("read %d bytes, %v; want the connection closed", n, err)
 		}
 		c.Close()
+		// The failure is counted as the forward closes the connection:
+		// the local read may see the close first.
+		deadline := time.Now().Add(5 * time.Second)
+		for f.Stats().Failed == 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
 		if st := f.Stats(); st.Failed != 1 || !strings.Contains(st.LastError, tc.want) || st.LastErrorAt.IsZero() {
 			t.Fatalf("stats %+v, want the reason %q", st, tc.want)
 		}
@@ -385,10 +418,55 @@ func TestCloseEndsConnections(t *testing.T) {
 	}
 	ended(c)
 
+	// The provider drops the ended streams as their resets arrive.
+	for deadline := time.Now().Add(5 * time.Second); srv.Open() > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	h := forward(t, requester, provider.ID(), "job1", 7000)
 	c = openConn(h)
 	if n := srv.CloseJob("job1"); n != 1 {
 		t.Fatalf("CloseJob ended %d streams, want 1", n)
 	}
 	ended(c)
+}
+
+// Strangers' silent streams counted against the one limit of all streams,
+// so a few throwaway peers holding streams open without a header locked
+// the job's requester out. Now a peer's streams waiting for their header
+// are capped per peer and do not count against the carried ones.
+func TestSilentStrangersDoNotLockOut(t *testing.T) {
+	hs := newHosts(t, 4)
+	provider, requester := hs[0], hs[1]
+	s, err := NewServer(provider, ServerConfig{Network: testNet, Authorize: allowOnly(requester.ID(), "job1", 7000, echoServer(t)),
+		HeaderTimeout: 5 * time.Second, MaxStreams: 16, MaxPendingPerPeer: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	refused := 0
+	for _, stranger := range hs[2:] {
+		for range 12 {
+			st, err := stranger.NewStream(t.Context(), provider.ID(), Protocol(testNet))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Reset()
+			// Silent: no header. A refused stream gets its reason at once.
+			st.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			b := make([]byte, 128)
+			if n, _ := st.Read(b); n > 0 {
+				if !strings.Contains(string(b[:n]), "waiting for their header") {
+					t.Fatalf("stranger's stream answered %q", b[:n])
+				}
+				refused++
+			}
+		}
+	}
+	if refused != 8 {
+		t.Fatalf("%d of the strangers' 24 silent streams refused, want 8 (4 over the cap of 8 for each)", refused)
+	}
+	f := forward(t, requester, provider.ID(), "job1", 7000)
+	if err := echoOnce(f.Addr().String(), 1<<16); err != nil {
+		t.Fatalf("the requester, with the strangers' streams open: %v (stats %+v)", err, f.Stats())
+	}
 }

@@ -44,8 +44,15 @@ type ServerConfig struct {
 	HeaderTimeout time.Duration
 	// DialTimeout bounds authorizing and connecting to the port; zero means 10 s.
 	DialTimeout time.Duration
-	// MaxStreams caps the streams open at once; zero means 1024.
+	// MaxStreams caps the authorized streams open at once; zero means
+	// 1024. MaxPerPeer caps one peer's (zero: MaxStreams/4), so one
+	// requester cannot lock the others out.
 	MaxStreams int
+	MaxPerPeer int
+	// MaxPendingPerPeer caps one peer's streams that have not been
+	// authorized yet (zero: 64): a stranger's silent streams cannot fill
+	// the provider, however many it opens.
+	MaxPendingPerPeer int
 	// Logger is the parent logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -68,7 +75,9 @@ type Server struct {
 
 // session is one accepted stream; cancel ends it.
 type session struct {
-	jobID  string // empty until the header is read
+	peer       peer.ID
+	authorized bool   // counted against MaxStreams once its port is dialed
+	jobID      string // empty until the header is read
 	ctx    context.Context
 	cancel context.CancelFunc
 }
@@ -84,13 +93,19 @@ func NewServer(h host.Host, cfg ServerConfig) (*Server, error) {
 		}
 	}
 	if cfg.HeaderTimeout == 0 {
-		cfg.HeaderTimeout = 10 * time.Second
+		cfg.HeaderTimeout = 3 * time.Second
 	}
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = 10 * time.Second
 	}
 	if cfg.MaxStreams == 0 {
 		cfg.MaxStreams = 1024
+	}
+	if cfg.MaxPerPeer == 0 {
+		cfg.MaxPerPeer = max(cfg.MaxStreams/4, 1)
+	}
+	if cfg.MaxPendingPerPeer == 0 {
+		cfg.MaxPendingPerPeer = 64
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -139,7 +154,7 @@ func (s *Server) Close() error {
 func (s *Server) handle(st network.Stream) {
 	from := st.Conn().RemotePeer()
 	log := s.log.With("peer_id", from)
-	ss, err := s.admit()
+	ss, err := s.admit(from)
 	if err != nil {
 		log.Info("port stream refused", "reason", err)
 		refuse(st, err.Error())
@@ -165,6 +180,11 @@ func (s *Server) handle(st network.Stream) {
 	dctx, dcancel := context.WithTimeout(ss.ctx, s.cfg.DialTimeout)
 	conn, err := s.dial(dctx, from, hdr)
 	dcancel()
+	if err == nil {
+		if err = s.authorized(ss); err != nil {
+			conn.Close()
+		}
+	}
 	if err != nil {
 		log.Info("port stream refused", "reason", err)
 		refuse(st, err.Error())
@@ -183,22 +203,53 @@ func (s *Server) handle(st network.Stream) {
 	}
 }
 
-// admit counts a stream in (headers still to come count too, so a flood
-// of silent streams is bounded), or says why not.
-func (s *Server) admit() (*session, error) {
+// admit counts a stream in while its header and its authorization are
+// to come (at most MaxPendingPerPeer a peer, each for HeaderTimeout), or
+// says why not.
+func (s *Server) admit(from peer.ID) (*session, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch {
-	case s.closed:
+	if s.closed {
 		return nil, errors.New("shutting down")
-	case len(s.open) >= s.cfg.MaxStreams:
-		return nil, fmt.Errorf("%d port streams open, the most this provider carries", len(s.open))
 	}
-	ss := &session{}
+	pending := 0
+	for ss := range s.open {
+		if ss.peer == from && !ss.authorized {
+			pending++
+		}
+	}
+	if pending >= s.cfg.MaxPendingPerPeer {
+		return nil, fmt.Errorf("%d port streams of yours are waiting for their header or port: finish those first", pending)
+	}
+	ss := &session{peer: from}
 	ss.ctx, ss.cancel = context.WithCancel(s.ctx)
 	s.open[ss] = struct{}{}
 	s.wg.Add(1)
 	return ss, nil
+}
+
+// authorized moves an admitted stream into the carried ones, within
+// MaxStreams and the peer's MaxPerPeer.
+func (s *Server) authorized(ss *session) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	all, mine := 0, 0
+	for o := range s.open {
+		if o.authorized {
+			all++
+			if o.peer == ss.peer {
+				mine++
+			}
+		}
+	}
+	switch {
+	case all >= s.cfg.MaxStreams:
+		return fmt.Errorf("%d port streams open, the most this provider carries", all)
+	case mine >= s.cfg.MaxPerPeer:
+		return fmt.Errorf("%d port streams of yours open, the most one peer may have", mine)
+	}
+	ss.authorized = true
+	return nil
 }
 
 func (s *Server) drop(ss *session) {
