@@ -78,8 +78,8 @@ type session struct {
 	peer       peer.ID
 	authorized bool   // counted against MaxStreams once its port is dialed
 	jobID      string // empty until the header is read
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx        context.Context
+	cancel     context.CancelFunc
 }
 
 // NewServer registers the port protocol's handler on h.
