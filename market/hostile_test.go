@@ -284,3 +284,43 @@ func TestAwardReplayAfterStart(t *testing.T) {
 		t.Fatalf("%d GPUs free after the deal ended and its award was replayed", f)
 	}
 }
+
+// An awarded deal that never starts held its GPUs for the start window
+// without counting against its requester: a requester with an empty
+// wallet could award and never start, over and over. Such deals count as
+// reservations while they wait, as lapses when they expire, and a start
+// that comes after the sweep freed the GPUs is refused.
+func TestUnstartedDealsCountAgainstTheRequester(t *testing.T) {
+	clk := &testClock{t: time.Now()}
+	nodes := startMarket(t, "marketunstarted", []nodeSpec{
+		{"dgxh100", map[string]string{h100: "1000"}},
+		{"", nil},
+	}, Config{ReserveFor: 10 * time.Second, StartWindow: time.Minute, MaxReservations: 2, MaxLapses: 2, LapseWindow: time.Hour, Now: clk.Now})
+	prov, evil := nodes[0], nodes[1]
+	var deals []*Deal
+	for i := range 2 {
+		var off JobOffer
+		b, nb := hostileOffer(t, evil, prov, clk.Now().Add(time.Duration(i)), func(o *JobOffer) { off = *o })
+		if nb != nil {
+			t.Fatalf("offer %d: %+v", i, nb)
+		}
+		d, err := evil.m.award(t.Context(), &off, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deals = append(deals, d)
+	}
+	_, nb := hostileOffer(t, evil, prov, clk.Now().Add(5), nil)
+	if nb == nil || nb.Code != NoBidLimit {
+		t.Fatalf("a third reservation while two awarded deals wait unstarted: %+v", nb)
+	}
+	clk.Add(2 * time.Minute)
+	prov.m.sweep(clk.Now())
+	if err := prov.m.Claim(deals[0].ID); err == nil {
+		t.Fatal("a start after the start window was claimed")
+	}
+	_, nb = hostileOffer(t, evil, prov, clk.Now(), nil)
+	if nb == nil || nb.Code != NoBidLimit || !strings.Contains(nb.Detail, "lapsed") {
+		t.Fatalf("after two deals lapsed unstarted: %+v", nb)
+	}
+}

@@ -309,6 +309,10 @@ func (m *Market) sweep(now time.Time) bool {
 	for id, by := range m.unstarted {
 		if now.After(by) {
 			m.log.Info("deal's job never started; releasing its GPUs", "deal_id", short(id))
+			if d := m.deals[id]; d != nil {
+				// As a lapsed reservation: it counts against its requester.
+				m.lapses[d.Requester] = append(m.lapses[d.Requester], now)
+			}
 			for u, h := range m.held {
 				if h.dealID == id {
 					delete(m.held, u)
@@ -336,6 +340,19 @@ func (m *Market) Started(dealID string) {
 	m.mu.Lock()
 	delete(m.unstarted, dealID)
 	m.mu.Unlock()
+}
+
+// Claim marks a deal's job as starting, if the deal is still held here:
+// a start that comes as its start window ends must not run on GPUs the
+// sweep has just given back to the market.
+func (m *Market) Claim(dealID string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.deals[dealID] == nil {
+		return fmt.Errorf("deal %s is not held here (its start window passed, or it ended): make a new deal", short(dealID))
+	}
+	delete(m.unstarted, dealID)
+	return nil
 }
 
 // Release frees the GPUs of a deal (the job ended).

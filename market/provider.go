@@ -246,6 +246,13 @@ func (m *Market) admit(requester string, now time.Time) *refusal {
 			open++
 		}
 	}
+	// A deal awarded and not started holds its GPUs for the start window
+	// as a reservation does, and counts as one.
+	for id, d := range m.deals {
+		if _, waiting := m.unstarted[id]; waiting && d.Requester == requester {
+			open++
+		}
+	}
 	if open >= m.cfg.MaxReservations {
 		return refuse(NoBidLimit, "you hold %d unawarded reservations here, the most allowed; award or release them", open)
 	}

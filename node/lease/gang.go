@@ -110,6 +110,9 @@ func (m *Manager) handleJobPrepare(ctx context.Context, from peer.ID, req []byte
 	if err != nil {
 		return nil, err
 	}
+	if err := m.market.Claim(deal.ID); err != nil {
+		return nil, err
+	}
 	if err := m.claimDeal(deal.ID); err != nil {
 		return nil, err
 	}
