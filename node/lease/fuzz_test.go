@@ -574,9 +574,9 @@ func FuzzJobAnswer(f *testing.F) {
 }
 
 // FuzzLogChunk: a provider's answer to jobs/logs/1, as remoteLogs
-// decodes it and writes its data out. It never panics, writes exactly
-// the chunk's data, and ends (here the provider says done after one
-// chunk).
+// decodes it and writes its data out. It never panics, takes a chunk only
+// if its offset follows its bytes, writes exactly the chunk's data, and
+// ends (here the provider gives the same answer to every request).
 func FuzzLogChunk(f *testing.F) {
 	for _, c := range []logChunk{
 		{Data: []byte("hello\n"), Done: true, Bytes: 6},
@@ -601,12 +601,17 @@ func FuzzLogChunk(f *testing.F) {
 		}
 		var c logChunk
 		decoded := len(b) <= wireLogs.limits.MaxResponse && json.Unmarshal(b, &c) == nil
+		// Taken: it decodes and its offset follows its bytes from 0. A
+		// full chunk asks for the next, which here is the same answer
+		// again, whose offset no longer follows: refused after the first.
+		follows := decoded && c.Bytes == int64(len(c.Data))
+		ok := follows && len(c.Data) < maxLogChunk
 		switch {
-		case decoded && err != nil:
-			t.Fatalf("answer %.200q decodes, but remoteLogs: %v", b, err)
-		case !decoded && err == nil:
-			t.Fatalf("answer %.200q does not decode, but remoteLogs took it", b)
-		case decoded && !bytes.Equal(out.Bytes(), c.Data):
+		case ok && err != nil:
+			t.Fatalf("answer %.200q is a valid chunk, but remoteLogs: %v", b, err)
+		case !ok && err == nil:
+			t.Fatalf("answer %.200q is no valid last chunk, but remoteLogs took it", b)
+		case follows && !bytes.Equal(out.Bytes(), c.Data):
 			t.Fatalf("answer %.200q: wrote %d bytes, the chunk holds %d", b, out.Len(), len(c.Data))
 		case err != nil && errors.Is(err, context.Canceled):
 			t.Fatal(err)

@@ -42,8 +42,13 @@ var (
 	wireGo      = wire{"jobs/go/1", p2p.StreamLimits{MaxRequest: 64 << 10, MaxResponse: 4 << 10, Timeout: gangStartWindow}}
 )
 
-// maxLogChunk is the most log bytes one jobs/logs answer carries.
-const maxLogChunk = 256 << 10
+// maxLogChunk is the most log bytes one jobs/logs answer carries;
+// maxLogRead the most one read of a log without follow takes from one
+// provider (the jobs package rotates a job's output well below it).
+const (
+	maxLogChunk = 256 << 10
+	maxLogRead  = 1 << 30
+)
 
 // protocols registers the provider's side of every wire protocol.
 func (m *Manager) protocols() {

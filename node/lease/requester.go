@@ -785,6 +785,7 @@ func (m *Manager) remoteLogs(ctx context.Context, id string, follow bool, w io.W
 		id, prefix string
 		prov       peer.ID
 		off        int64
+		read       int64 // bytes read by this call
 		partial    []byte
 		done       bool
 	}
@@ -853,9 +854,16 @@ func (m *Manager) remoteLogs(ctx context.Context, id string, follow bool, w io.W
 				if err := json.Unmarshal(resp, &c); err != nil {
 					return err
 				}
+				// A provider's offsets must follow its bytes, and a log read
+				// without follow ends: a provider answering full chunks
+				// forever would hold the reader for good.
+				if want := s.off + int64(len(c.Data)); c.Bytes != want {
+					return fmt.Errorf("provider %s: log chunk ends at %d, not %d", s.prov, c.Bytes, want)
+				}
 				s.off = c.Bytes
+				s.read += int64(len(c.Data))
 				emit(s, c.Data, c.Done || !follow)
-				if len(c.Data) == maxLogChunk {
+				if len(c.Data) == maxLogChunk && (follow || s.read < maxLogRead) {
 					continue
 				}
 				s.done = c.Done || !follow
