@@ -185,19 +185,23 @@ func TestGossipedOfferAddressesAreNotDialled(t *testing.T) {
 	prov.p2p.Host.Peerstore().ClearAddrs(eid)
 
 	port := victim.Addr().(*net.TCPAddr).Port
-	o := JobOffer{Version: ProtocolVersion, Requester: eid.String(), Wallet: evil.signer.Wallet(),
-		Addrs: []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)},
-		Req:   Requirements{GPUClass: h100, GPUs: 1}, Token: "native", MaxPrice: "5000", MaxDurationS: 3600,
-		SpecHash: specHash, DeadlineMs: time.Now().Add(59 * time.Minute).UnixMilli(), Nonce: 7, OpenBids: true}
-	raw, body, err := seal("offer", &o, evil.p2p.Host.Peerstore().PrivKey(eid))
-	if err != nil {
-		t.Fatal(err)
+	bids := make(chan receivedBid, 64)
+	// A fresh offer each round: a provider bids once per offer, and the
+	// first may come before its DHT can find the requester.
+	offer := func(nonce uint64) []byte {
+		o := JobOffer{Version: ProtocolVersion, Requester: eid.String(), Wallet: evil.signer.Wallet(),
+			Addrs: []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)},
+			Req:   Requirements{GPUClass: h100, GPUs: 1}, Token: "native", MaxPrice: "5000", MaxDurationS: 3600,
+			SpecHash: specHash, DeadlineMs: time.Now().Add(59 * time.Minute).UnixMilli(), Nonce: nonce, OpenBids: true}
+		raw, body, err := seal("offer", &o, evil.p2p.Host.Peerstore().PrivKey(eid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		evil.m.mu.Lock()
+		evil.m.pending[hashID(body)] = &openOffer{offer: &o, start: time.Now(), bids: bids}
+		evil.m.mu.Unlock()
+		return raw
 	}
-	id := hashID(body)
-	bids := make(chan receivedBid, 4)
-	evil.m.mu.Lock()
-	evil.m.pending[id] = &openOffer{offer: &o, start: time.Now(), bids: bids}
-	evil.m.mu.Unlock()
 
 	// Gossip until the provider's bid arrives (the mesh may still be
 	// forming): the bid is the event the check is ordered after.
@@ -206,8 +210,8 @@ func TestGossipedOfferAddressesAreNotDialled(t *testing.T) {
 	// Generous: under load the provider finds the requester through the
 	// DHT slowly; the bid is what the check waits for, not a time.
 	deadline := time.After(60 * time.Second)
-	for {
-		if err := evil.m.topic.Publish(context.Background(), raw); err != nil {
+	for nonce := uint64(7); ; nonce++ {
+		if err := evil.m.topic.Publish(context.Background(), offer(nonce)); err != nil {
 			t.Fatal(err)
 		}
 		select {
