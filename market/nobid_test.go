@@ -21,7 +21,7 @@ func TestRefusalReasonsReachTheRequester(t *testing.T) {
 		{"dgxh100", map[string]string{h100: "2000"}},
 		{"dgxh100", map[string]string{h100: "3000"}},
 		{"", nil}, // requester
-	}, Config{BidWindow: 2 * time.Second, AcceptedImages: []string{"ok/*"},
+	}, Config{BidWindow: 5 * time.Second, AcceptedImages: []string{"ok/*"},
 		FormatAmount: func(tok, base string) string { return base + " wei of " + tok }})
 	req := nodes[2]
 	const ourChain, otherChain = "1337/0x1111111111111111111111111111111111111111111111111111111111111111", "1337/0x2222222222222222222222222222222222222222222222222222222222222222"

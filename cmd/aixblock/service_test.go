@@ -188,7 +188,24 @@ func runService(t *testing.T, repo string, args ...string) service {
 		} `json:"forwards"`
 	}
 	// --json before the image: after -- it would go to the job.
-	out := mustRun(t, repo, append([]string{"job", "run", "--json", "-d", "-p", "127.0.0.1:0:8080"}, args...)...)
+	argv := append([]string{"job", "run", "--json", "-d", "-p", "127.0.0.1:0:8080"}, args...)
+	r := run(t, repo, argv...)
+	if r.code != 0 && strings.Contains(r.stdout+r.stderr, "job already finished") {
+		// The job ended before its port could be published: say why (a
+		// provider can refuse a start), and try once more.
+		var last []struct {
+			ID, State, Reason string
+		}
+		runJSON(t, repo, &last, "job", "list")
+		if len(last) > 0 {
+			t.Logf("service %s ended %s before its port was published: %s; starting it again", last[0].ID, last[0].State, last[0].Reason)
+		}
+		r = run(t, repo, argv...)
+	}
+	if r.code != 0 {
+		t.Fatalf("aixblock %v: exit %d: %s%s", argv, r.code, r.stdout, r.stderr)
+	}
+	out := r.stdout
 	if err := json.Unmarshal([]byte(out), &started); err != nil {
 		t.Fatalf("job run -d -p --json: %v\n%s", err, out)
 	}
