@@ -287,7 +287,7 @@ func (n *Node) redeem(ctx context.Context, req RedeemRequest) (RedeemResult, err
 			return RedeemResult{}, err
 		}
 	}
-	red, err := n.lease.RedeemOwed(ctx)
+	red, err := n.lease.RedeemOwed(ctx, nil)
 	if err != nil {
 		return RedeemResult{}, err
 	}

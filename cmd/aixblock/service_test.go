@@ -154,19 +154,7 @@ func TestServiceThroughTheMarket(t *testing.T) {
 		t.Fatalf("a running service costs nothing: %+v", st.Cost)
 	}
 
-	mustRun(t, req, "job", "cancel", started.ID)
-	deadline = time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", local, time.Second)
-		if err != nil {
-			break // the local port closed with the job
-		}
-		c.Close()
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still accepts after job cancel", local)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	cancelService(t, req, started)
 }
 
 // service is a service job started with job run -d -p: its ID and the
@@ -213,4 +201,23 @@ func runService(t *testing.T, repo string, args ...string) service {
 		t.Fatalf("job run -d -p: %+v", started)
 	}
 	return service{started.ID, started.Forwards[0].Local}
+}
+
+// cancelService cancels a service with job cancel and waits until its
+// local port closes with it.
+func cancelService(t *testing.T, repo string, svc service) {
+	t.Helper()
+	mustRun(t, repo, "job", "cancel", svc.ID)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", svc.Local, time.Second)
+		if err != nil {
+			return // the local port closed with the job
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still accepts after job cancel", svc.Local)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -147,19 +146,7 @@ func TestTorchTrainThenServe(t *testing.T) {
 	}
 	t.Logf("predict %v = %v (trained w %g, b %g; truth 3x-1)", xs, pred.Y, w, b)
 
-	mustRun(t, req, "job", "cancel", started.ID)
-	deadline = time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", local, time.Second)
-		if err != nil {
-			break // the local port closed with the job
-		}
-		c.Close()
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still accepts after job cancel", local)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	cancelService(t, req, started)
 	if s := waitState(t, req, started.ID, terminal); s.State != "canceled" {
 		t.Fatalf("the service after job cancel: %+v", s)
 	}

@@ -145,7 +145,7 @@ func TestHostileVoucherPoisoning(t *testing.T) {
 	if err := h.send(big.NewInt(100)); err != nil {
 		t.Fatalf("the held voucher resent: %v", err)
 	}
-	res, err := h.prov.RedeemOwed(t.Context())
+	res, err := h.prov.RedeemOwed(t.Context(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

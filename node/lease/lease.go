@@ -69,7 +69,7 @@ type Manager struct {
 	vouchers        *Vouchers
 	voucherInterval time.Duration
 	remote          *remote
-	ports           *overlay.Server // the provider's service ports
+	portServer      *overlay.Server // the provider's side of service ports
 
 	// Every goroutine of the manager runs under ctx through spawn and is
 	// waited for by Close.
@@ -134,8 +134,8 @@ func (m *Manager) Close(wait time.Duration) error {
 	m.spawnMu.Lock()
 	m.remote.stop()
 	m.spawnMu.Unlock()
-	if m.ports != nil {
-		m.ports.Close()
+	if m.portServer != nil {
+		m.portServer.Close()
 	}
 	done := make(chan struct{})
 	go func() { m.wg.Wait(); close(done) }()
@@ -144,6 +144,21 @@ func (m *Manager) Close(wait time.Duration) error {
 		return nil
 	case <-time.After(wait):
 		return fmt.Errorf("lease: goroutines still running %s after close", wait)
+	}
+}
+
+// every runs f each interval until ctx ends (the first run one interval
+// after the start).
+func every(ctx context.Context, interval time.Duration, f func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		f()
 	}
 }
 

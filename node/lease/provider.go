@@ -411,8 +411,8 @@ func (m *Manager) watchProvided(ctx context.Context, id string, deal market.Deal
 	defer func() {
 		if !stopping {
 			m.endProvided(id, started, finished)
-			if m.ports != nil {
-				m.ports.CloseJob(id)
+			if m.portServer != nil {
+				m.portServer.CloseJob(id)
 			}
 		}
 	}()
@@ -645,16 +645,7 @@ func amountOf(v *chain.Voucher) string {
 // owed at once (the payer may withdraw the rest when the challenge period
 // ends) and stops the jobs running on it (nothing more can be paid).
 func (m *Manager) watchClosing(ctx context.Context) {
-	t := time.NewTicker(m.remote.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		m.checkClosing(ctx)
-	}
+	every(ctx, m.remote.interval, func() { m.checkClosing(ctx) })
 }
 
 // checkClosing is one round of watchClosing.
@@ -664,7 +655,7 @@ func (m *Manager) checkClosing(ctx context.Context) {
 	}
 	owed := false
 	var closing []common.Hash
-	for _, v := range m.vouchers.received() {
+	for _, v := range m.vouchers.Received() {
 		if v.ChainID.Big().Cmp(m.chain.ChainID()) != 0 || v.Escrow != m.chain.Escrow() {
 			continue
 		}
@@ -678,7 +669,7 @@ func (m *Manager) checkClosing(ctx context.Context) {
 		}
 	}
 	if owed {
-		res, err := m.RedeemOwed(ctx)
+		res, err := m.RedeemOwed(ctx, nil)
 		if err != nil {
 			m.log.Error("a payer is closing a channel; redeeming failed, will try again", "err", err)
 		} else if res.Receipt != nil {
@@ -707,38 +698,16 @@ func (m *Manager) checkClosing(ctx context.Context) {
 // autoRedeem is the provider's redeem policy: every interval, one
 // transaction for every kept voucher owed more than its channel paid, when
 // the total owed reaches the threshold.
-func (m *Manager) autoRedeem(ctx context.Context, every time.Duration, above *big.Int) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		owed := new(big.Int)
-		for _, v := range m.vouchers.received() {
-			ch, err := m.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
-			if err != nil {
-				continue
-			}
-			if d := new(big.Int).Sub(v.CumulativeAmount.Big(), ch.Redeemed.Big()); d.Sign() > 0 {
-				owed.Add(owed, d)
-			}
-		}
-		if owed.Sign() == 0 || (above != nil && owed.Cmp(above) < 0) {
-			continue
-		}
-		res, err := m.RedeemOwed(ctx)
-		if err != nil {
+func (m *Manager) autoRedeem(ctx context.Context, interval time.Duration, above *big.Int) {
+	every(ctx, interval, func() {
+		res, err := m.RedeemOwed(ctx, above)
+		switch {
+		case err != nil:
 			m.log.Warn("timed redeem failed; will try again", "err", err)
-			continue
+		case res.Receipt == nil:
+			m.log.Debug("timed redeem: nothing sent", "owed_base", res.Paid, "threshold_base", above)
+		default:
+			m.log.Info("redeemed vouchers", "paid", m.paidAmount(res), "paid_base", res.Paid, "channels", len(res.Vouchers), "tx", res.Receipt.TxHash)
 		}
-		if res.Receipt == nil {
-			m.log.Debug("timed redeem: nothing owed")
-			continue
-		}
-		tok := chain.TokenName(res.Vouchers[0].Token)
-		m.log.Info("redeemed vouchers", "paid", m.formatAmount(tok, res.Paid.String()), "paid_base", res.Paid, "channels", len(res.Vouchers), "tx", res.Receipt.TxHash)
-	}
+	})
 }

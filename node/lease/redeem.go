@@ -18,12 +18,12 @@ type Redeemed struct {
 
 // RedeemOwed redeems, in one transaction, the best kept voucher of each
 // channel of this chain that is owed more than the channel has paid and
-// fits its deposit (one over it waits for a top-up). Nothing owed: no
-// transaction, an empty Redeemed.
-func (m *Manager) RedeemOwed(ctx context.Context) (Redeemed, error) {
+// fits its deposit (one over it waits for a top-up). Nothing owed, or
+// less than above (nil: any): no transaction, and Paid says what is owed.
+func (m *Manager) RedeemOwed(ctx context.Context, above *big.Int) (Redeemed, error) {
 	var todo []*chain.Voucher
 	paid := new(big.Int)
-	for _, v := range m.vouchers.received() {
+	for _, v := range m.vouchers.Received() {
 		if v.ChainID.Big().Cmp(m.chain.ChainID()) != 0 || v.Escrow != m.chain.Escrow() {
 			continue
 		}
@@ -42,7 +42,7 @@ func (m *Manager) RedeemOwed(ctx context.Context) (Redeemed, error) {
 		todo = append(todo, v)
 		paid.Add(paid, owed)
 	}
-	if len(todo) == 0 {
+	if len(todo) == 0 || (above != nil && paid.Cmp(above) < 0) {
 		return Redeemed{Paid: paid}, nil
 	}
 	var r *types.Receipt
@@ -56,4 +56,15 @@ func (m *Manager) RedeemOwed(ctx context.Context) (Redeemed, error) {
 		return Redeemed{}, err
 	}
 	return Redeemed{Receipt: r, Vouchers: todo, Paid: paid}, nil
+}
+
+// paidAmount is what a redeem paid, in token units when every voucher is
+// in one token (base units otherwise).
+func (m *Manager) paidAmount(r Redeemed) string {
+	for _, v := range r.Vouchers[1:] {
+		if v.Token != r.Vouchers[0].Token {
+			return r.Paid.String() + " base units of several tokens"
+		}
+	}
+	return m.formatAmount(chain.TokenName(r.Vouchers[0].Token), r.Paid.String())
 }

@@ -406,50 +406,46 @@ func (m *Manager) cancelRemote(ctx context.Context, id string) (*jobs.Job, error
 func (m *Manager) followRemote(ctx context.Context) {
 	defer m.remote.stop() // queued jobs stop waiting with the daemon
 	m.resumeQueued()
-	t := time.NewTicker(m.remote.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	every(ctx, m.remote.interval, func() { m.followOnce(ctx) })
+}
+
+// followOnce is one round of followRemote.
+func (m *Manager) followOnce(ctx context.Context) {
+	m.remote.mu.Lock()
+	var live []*Record
+	for _, rj := range m.remote.jobs {
+		if !rj.Settled && !rj.queued() {
+			live = append(live, rj)
 		}
-		m.remote.mu.Lock()
-		var live []*Record
-		for _, rj := range m.remote.jobs {
-			if !rj.Settled && !rj.queued() {
-				live = append(live, rj)
+	}
+	m.remote.mu.Unlock()
+	channels := map[common.Hash]bool{}
+	for _, rj := range live {
+		if j, err := m.remoteStatus(ctx, rj); err == nil {
+			m.remote.mu.Lock()
+			rj.see(j, time.Now())
+			m.remote.mu.Unlock()
+			if j.State.Terminal() {
+				m.endForwards(rj.ID)
 			}
+			m.rate(rj)
+			if err := m.saveRemote(rj); err != nil {
+				m.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
+			}
+			if len(rj.Group) > 1 && j.State.Terminal() && j.State != jobs.Completed {
+				// As torchrun does: one rank failing fails the job.
+				m.failGroup(ctx, rj.Group, fmt.Sprintf("rank %d on provider %s %s: %s", rj.Rank, rj.Provider, j.State, j.Reason))
+			}
+		} else {
+			m.providerMissing(ctx, rj, err)
 		}
-		m.remote.mu.Unlock()
-		channels := map[common.Hash]bool{}
-		for _, rj := range live {
-			if j, err := m.remoteStatus(ctx, rj); err == nil {
-				m.remote.mu.Lock()
-				rj.see(j, time.Now())
-				m.remote.mu.Unlock()
-				if j.State.Terminal() {
-					m.endForwards(rj.ID)
-				}
-				m.rate(rj)
-				if err := m.saveRemote(rj); err != nil {
-					m.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
-				}
-				if len(rj.Group) > 1 && j.State.Terminal() && j.State != jobs.Completed {
-					// As torchrun does: one rank failing fails the job.
-					m.failGroup(ctx, rj.Group, fmt.Sprintf("rank %d on provider %s %s: %s", rj.Rank, rj.Provider, j.State, j.Reason))
-				}
-			} else {
-				m.providerMissing(ctx, rj, err)
-			}
-			channels[chain.ChannelID(m.wallet.Address(), common.HexToAddress(rj.Deal.ProviderWallet), dealToken(rj.Deal))] = true
-		}
-		for _, rj := range live {
-			id := chain.ChannelID(m.wallet.Address(), common.HexToAddress(rj.Deal.ProviderWallet), dealToken(rj.Deal))
-			if channels[id] {
-				delete(channels, id)
-				m.payChannel(ctx, rj)
-			}
+		channels[chain.ChannelID(m.wallet.Address(), common.HexToAddress(rj.Deal.ProviderWallet), dealToken(rj.Deal))] = true
+	}
+	for _, rj := range live {
+		id := chain.ChannelID(m.wallet.Address(), common.HexToAddress(rj.Deal.ProviderWallet), dealToken(rj.Deal))
+		if channels[id] {
+			delete(channels, id)
+			m.payChannel(ctx, rj)
 		}
 	}
 }

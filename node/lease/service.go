@@ -49,7 +49,7 @@ func (m *Manager) openPorts() error {
 	if err != nil {
 		return fmt.Errorf("service ports: %w", err)
 	}
-	m.ports = srv
+	m.portServer = srv
 	return nil
 }
 

@@ -111,8 +111,6 @@ func writeAtomic(path string, b []byte) error {
 	return nil
 }
 
-func (s *Vouchers) received() []*chain.Voucher { return s.list(s.data.Received) }
-
 func (s *Vouchers) list(m map[common.Hash]*chain.Voucher) []*chain.Voucher {
 	s.mu.Lock()
 	defer s.mu.Unlock()
