@@ -130,8 +130,8 @@ func (d *Docker) Create(ctx context.Context, c Container) (string, error) {
 			PidsLimit:  &pids,
 		},
 	}
-	if c.Network {
-		hc.NetworkMode = "bridge"
+	if c.NetworkOf != "" {
+		hc.NetworkMode = container.NetworkMode("container:" + c.NetworkOf)
 	}
 	if c.HostNetwork {
 		hc.NetworkMode = "host"

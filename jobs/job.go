@@ -50,6 +50,9 @@ type Job struct {
 	ExitCode    *int         `json:"exit_code,omitempty"`
 	ResultCID   string       `json:"result_cid,omitempty"`
 	ContainerID string       `json:"container_id,omitempty"`
+	// NetHolder is the container holding a distributed rank's network
+	// namespace (hold.go).
+	NetHolder string `json:"net_holder,omitempty"`
 	GPUs        []string     `json:"gpus,omitempty"`
 	CreatedAt   time.Time    `json:"created_at"`
 	StartedAt   *time.Time   `json:"started_at,omitempty"`

@@ -71,6 +71,7 @@ type Manager struct {
 	cancels map[string]context.CancelCauseFunc
 	changed map[string]chan struct{} // closed and replaced at every transition
 	gates   map[string]chan []string // held jobs: the environment that lets them start
+	nets    map[string]io.Closer     // distributed ranks' job networks, closed at the end
 	waiting map[string]bool          // held jobs prepared and waiting at their gate
 	imgMu   sync.Mutex               // images.json
 	diskErr error                    // why disk_mib cannot be enforced here, or nil
@@ -129,7 +130,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "jobs"), jobs: map[string]*Job{}, cancels: map[string]context.CancelCauseFunc{}, changed: map[string]chan struct{}{}, gates: map[string]chan []string{}, waiting: map[string]bool{}}
+	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "jobs"), jobs: map[string]*Job{}, cancels: map[string]context.CancelCauseFunc{}, changed: map[string]chan struct{}{}, gates: map[string]chan []string{}, nets: map[string]io.Closer{}, waiting: map[string]bool{}}
 	if m.diskErr = diskSupport(); m.diskErr != nil {
 		m.log.Warn("jobs that set resources.disk_mib will be refused", "reason", m.diskErr)
 	}
@@ -162,6 +163,11 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 }
 
 func (m *Manager) reattach(ctx context.Context, j *Job) {
+	if j.NetHolder != "" {
+		// The job network's device went with the daemon that held it.
+		m.finish(j, Failed, "the daemon restarted: the rank's job network ended with it", nil)
+		return
+	}
 	if j.State != Running || j.ContainerID == "" {
 		m.finish(j, Failed, fmt.Sprintf("the daemon restarted while the job was %s", j.State), nil)
 		return
@@ -203,8 +209,13 @@ type SubmitOptions struct {
 	// distributed job waits for every rank to be ready).
 	Gate bool
 	// HostNetwork runs the container on the host's network (a distributed
-	// rank, where the provider allows it).
+	// rank of a requester the provider trusts with it).
 	HostNetwork bool
+	// JoinNetwork, when set, gives a distributed rank its private network:
+	// called once the job is prepared, with the path of the network
+	// namespace the rank will run in (a holder container's), before the
+	// gate opens; what it returns is closed when the job ends.
+	JoinNetwork func(ctx context.Context, nsPath string) (io.Closer, error)
 	// ID, when set, is the job's ID (a market job keeps the one its
 	// requester gave it): 16 lowercase hex digits, new here.
 	ID string
@@ -272,7 +283,7 @@ func (m *Manager) Submit(spec Spec, opts SubmitOptions) (*Job, error) {
 	go func() {
 		defer m.wg.Done()
 		defer cancel(nil)
-		m.run(jctx, j, gate, opts.HostNetwork)
+		m.run(jctx, j, gate, opts)
 	}()
 	return m.Get(j.ID)
 }
@@ -324,6 +335,7 @@ func (m *Manager) set(j *Job, s State, reason string) {
 // finish ends a job. The container and the scratch go first, so that a
 // job seen in its end state no longer holds a disk or a mount.
 func (m *Manager) finish(j *Job, s State, reason string, exit *int) {
+	m.releaseNetwork(j)
 	if j.ContainerID != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if err := m.cfg.Runtime.Remove(ctx, j.ContainerID); err != nil {
@@ -350,7 +362,7 @@ func (m *Manager) finish(j *Job, s State, reason string, exit *int) {
 
 // run takes a new job from pending to the end. A gated job waits after
 // preparing for the environment that Go sends.
-func (m *Manager) run(ctx context.Context, j *Job, gate chan []string, hostNet bool) {
+func (m *Manager) run(ctx context.Context, j *Job, gate chan []string, opts SubmitOptions) {
 	if t, err := time.ParseDuration(j.Spec.Timeouts.Total); err == nil {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t)
@@ -373,6 +385,14 @@ func (m *Manager) run(ctx context.Context, j *Job, gate chan []string, hostNet b
 			m.finish(j, Failed, err.Error(), nil)
 		}
 		return
+	}
+	if opts.JoinNetwork != nil {
+		holder, err := m.holdNetwork(ctx, j, c, opts.JoinNetwork)
+		if err != nil {
+			m.finish(j, Failed, err.Error(), nil)
+			return
+		}
+		c.NetworkOf = holder
 	}
 	if gate != nil {
 		m.progress(j, "prepared; waiting for the other ranks")
@@ -397,7 +417,7 @@ func (m *Manager) run(ctx context.Context, j *Job, gate chan []string, hostNet b
 			}
 			return
 		}
-		c.HostNetwork = hostNet
+		c.HostNetwork = opts.HostNetwork
 	}
 	id, err := m.cfg.Runtime.Create(ctx, c)
 	if err != nil {
@@ -433,7 +453,6 @@ func (m *Manager) prepare(ctx context.Context, j *Job) (Container, error) {
 	c := Container{
 		Name: "aixblock-" + j.ID, Image: imageID, Entrypoint: s.Command, Cmd: s.Args,
 		CPU: s.Resources.CPU, MemoryMiB: s.Resources.MemoryMiB, PidsLimit: m.cfg.PidsLimit, ShmMiB: 64,
-		Network: s.Distributed != nil && s.Distributed.Nodes > 1,
 		Labels:  map[string]string{"aixblock.job": j.ID},
 	}
 	if c.CPU == 0 {

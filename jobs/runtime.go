@@ -48,9 +48,13 @@ type Container struct {
 	MemoryMiB  uint64
 	PidsLimit  int64
 	ShmMiB     uint64
-	Network    bool // distributed jobs only
+	// NetworkOf, when set, is the container whose network namespace this
+	// one joins (a rank joins its holder's, where the job network is);
+	// otherwise the container has loopback only.
+	NetworkOf string
 	// HostNetwork puts a distributed rank on the host's network, so that
-	// ranks on other machines reach it at the provider's address.
+	// ranks on other machines reach it at the provider's address: only
+	// for a requester the provider trusts with its network.
 	HostNetwork bool
 	GPUs        []string // UUIDs to pass as device requests
 	Labels      map[string]string

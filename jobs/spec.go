@@ -106,7 +106,21 @@ type Distributed struct {
 	ProcsPerNode int    `yaml:"procs_per_node,omitempty" json:"procs_per_node,omitempty"`
 	Framework    string `yaml:"framework,omitempty" json:"framework,omitempty"`
 	MasterPort   int    `yaml:"master_port,omitempty" json:"master_port,omitempty"`
+	// Network is where the ranks meet: "overlay" (the default) is the
+	// job's private network over libp2p, each rank in a namespace of its
+	// own; "host" puts ranks on their providers' networks, which only a
+	// provider that lists this requester in market.host_network_for
+	// accepts.
+	Network string `yaml:"network,omitempty" json:"network,omitempty"`
+	// Relay says whether ranks whose providers cannot reach each other
+	// directly may talk through a job relay: "allow" (the default) or
+	// "deny" (then such a set of providers is refused before any rank
+	// starts).
+	Relay string `yaml:"relay,omitempty" json:"relay,omitempty"`
 }
+
+// HostNetwork reports whether the ranks ask for their providers' networks.
+func (d *Distributed) HostNetwork() bool { return d != nil && d.Network == "host" }
 
 // Timeouts, as durations ("30s", "2h"). Queue bounds the wait to start,
 // Execution the container's run (preparing is not counted), Total all of it.
@@ -261,6 +275,10 @@ func (s *Spec) Validate() error {
 			return specErr("distributed.framework", "%q: want pytorch, tensorflow or none", d.Framework)
 		case d.MasterPort < 0 || d.MasterPort > 65535:
 			return specErr("distributed.master_port", "%d", d.MasterPort)
+		case d.Network != "" && d.Network != "overlay" && d.Network != "host":
+			return specErr("distributed.network", "%q: want overlay (the job's private network) or host", d.Network)
+		case d.Relay != "" && d.Relay != "allow" && d.Relay != "deny":
+			return specErr("distributed.relay", "%q: want allow or deny", d.Relay)
 		}
 	}
 	for _, t := range []struct{ f, v string }{{"timeouts.queue", s.Timeouts.Queue}, {"timeouts.execution", s.Timeouts.Execution}, {"timeouts.total", s.Timeouts.Total}} {

@@ -282,3 +282,24 @@ func (b *Bid) validate(now time.Time) error {
 	_, err := parseAmount("bid price", b.Price)
 	return err
 }
+
+// VerifyDeal checks a deal another node shows: its ID is its terms' hash
+// and both wallets signed them (a provider checks the deals of its gang's
+// other ranks this way before letting their providers into the job's
+// network).
+func (m *Market) VerifyDeal(d Deal) error {
+	want := d.DealTerms
+	if err := want.computeID(); err != nil {
+		return err
+	}
+	if want.ID != d.ID {
+		return fmt.Errorf("deal %s: its ID is not its terms' hash", d.ID)
+	}
+	if err := m.signer.VerifyDeal(d.DealTerms, d.RequesterSig, d.RequesterWallet); err != nil {
+		return fmt.Errorf("deal %s: requester's signature: %w", d.ID, err)
+	}
+	if err := m.signer.VerifyDeal(d.DealTerms, d.ProviderSig, d.ProviderWallet); err != nil {
+		return fmt.Errorf("deal %s: provider's signature: %w", d.ID, err)
+	}
+	return nil
+}

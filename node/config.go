@@ -92,11 +92,15 @@ type MarketConfig struct {
 	// RedeemAbove skips a timed redeem while less than this is owed, in
 	// base units of the token; empty means any amount.
 	RedeemAbove string `json:"redeem_above,omitempty"`
-	// HostNetwork lets ranks of distributed jobs run on this host's
-	// network ("direct" mode: the other ranks reach them at this node's
-	// address); without it distributed jobs are refused here.
-	HostNetwork bool `json:"host_network,omitempty"`
-	// Ports distributed ranks listen on, e.g. "29500-29999" (the default).
+	// HostNetworkFor are the requesters (peer IDs) whose distributed jobs
+	// may ask for this host's network (distributed.network: host): their
+	// ranks then see everything this host's network does, its local
+	// services included, so list only requesters you trust as you trust
+	// yourself (your own cluster). Empty means none: every distributed
+	// rank runs on its job's private network.
+	HostNetworkFor []string `json:"host_network_for,omitempty"`
+	// Ports ranks on the host's network listen on, e.g. "29500-29999"
+	// (the default).
 	Ports string `json:"ports,omitempty"`
 }
 
@@ -290,6 +294,11 @@ func (c Config) parse() (parsed, error) {
 	if p.marketReserveFor, err = duration("market.reserve_for", c.Market.ReserveFor); err != nil {
 		return p, err
 	}
+	for i, id := range c.Market.HostNetworkFor {
+		if _, err := peer.Decode(id); err != nil {
+			return p, fmt.Errorf("market.host_network_for[%d] %q: not a peer ID (the 12D3KooW... that `aixblock id` prints): %v", i, id, err)
+		}
+	}
 	if c.Market.MaxReservations < 0 {
 		return p, fmt.Errorf("market.max_reservations %d: want 0 (the default, 4) or more", c.Market.MaxReservations)
 	}
@@ -406,6 +415,9 @@ func loadConfig(path string) (Config, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
+		if strings.Contains(err.Error(), `unknown field "host_network"`) {
+			return Config{}, fmt.Errorf("config %s: market.host_network is gone: distributed jobs now run on their own private network with no setting; to give trusted requesters this host's network, list their peer IDs in market.host_network_for", path)
+		}
 		return Config{}, fmt.Errorf("config %s: %w", path, jsonErr(b, err))
 	}
 	if err := c.Validate(); err != nil {

@@ -57,8 +57,8 @@ func ConfigReference() []ConfigKey {
 		{"market.voucher_interval", "30s", "how often a requester pays for running jobs; a provider stops a job after three missed"},
 		{"market.redeem_every", "1h", `how often a provider redeems its vouchers, all channels in one transaction; "off" leaves it to wallet redeem`},
 		{"market.redeem_above", "(any amount)", "skip a timed redeem while less than this many base units are owed"},
-		{"market.host_network", "false", "run distributed ranks on this host's network (direct mode: the job gets the host's network)"},
-		{"market.ports", "29500-29999", "ports distributed ranks listen on in direct mode"},
+		{"market.host_network_for", "[]", "requesters (peer IDs) whose distributed jobs may ask for this host's network (distributed.network: host; the job gets the host's network)"},
+		{"market.ports", "29500-29999", "ports distributed ranks on the host's network listen on"},
 	}
 }
 

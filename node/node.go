@@ -152,7 +152,7 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 		Dir: repo.Dir, Log: log, P2P: n.p2p, Content: n.content, Wallet: n.wallet, Chain: n.chain,
 		Market: n.market, GPUs: n.gpus, Jobs: n.jobs, JobsErr: n.jobsErr, Vouchers: n.vouchers,
 		VoucherInterval: interval, RedeemEvery: cfg.redeemEvery, RedeemAbove: cfg.redeemAbove,
-		HostNetwork: repo.Config.Market.HostNetwork, Ports: repo.Config.Market.Ports, FormatAmount: n.formatAmount,
+		HostNetworkFor: repo.Config.Market.HostNetworkFor, Ports: repo.Config.Market.Ports, FormatAmount: n.formatAmount,
 	}); err != nil {
 		return nil, err
 	}

@@ -7,9 +7,12 @@ import (
 	"math"
 	"math/big"
 	"math/rand"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -457,11 +460,16 @@ func TestDistributedJob(t *testing.T) {
 				CID string `json:"cid"`
 			}
 			runJSON(t, req, &added, "data", "add", shards)
+			// Every rank probes what a rank must not reach: the
+			// providers' API, gateway and libp2p ports on loopback, and
+			// a listener of this test's on every host address (which a
+			// bridge network's containers would reach at docker0's).
+			probes := hostProbes(t, repos[:nodes])
 			spec := filepath.Join(t.TempDir(), "ddp.yaml")
 			os.WriteFile(spec, []byte(fmt.Sprintf("name: ddp\nimage: aixblock-test/ddp:latest\nresources: {gpus: 1, memory_mib: 128}\n"+
 				"distributed: {nodes: %d, framework: pytorch}\nmax_price: \"20\"\n"+
 				"inputs: [{cid: %s, path: /inputs/shards}]\n"+
-				"env: {STEPS: \"300\", SHARD: \"/inputs/shards/shard-{rank}.csv\"}\n", nodes, added.CID)), 0o600)
+				"env: {STEPS: \"300\", SHARD: \"/inputs/shards/shard-{rank}.csv\", PROBE: %q}\n", nodes, added.CID, strings.Join(probes, ","))), 0o600)
 			id := strings.TrimSpace(mustRun(t, req, "job", "submit", spec))
 			s := waitState(t, req, id, terminal)
 			if s.State != "completed" {
@@ -506,6 +514,15 @@ func TestDistributedJob(t *testing.T) {
 					t.Fatalf("ranks' final weights differ: %v", weights)
 				}
 			}
+			// Each rank saw loopback and the job network's device only,
+			// met the others at rank 0's overlay address, and reached
+			// none of the probes.
+			if strings.Count(logs, "interfaces: lo,aix0") != nodes || strings.Count(logs, "master 10.77.0.1:29500") != nodes {
+				t.Fatalf("ranks not on the job network alone:\n%s", logs)
+			}
+			if strings.Contains(logs, ": reached") || strings.Count(logs, ": not reached") != nodes*len(probes) {
+				t.Fatalf("a rank reached a provider's service or the host:\n%s", logs)
+			}
 			// Rank 0's logs show every rank's lines, prefixed by rank.
 			for r := 0; r < nodes; r++ {
 				if want := fmt.Sprintf("[rank %d] rank %d of %d: 200 samples", r, r, nodes); !strings.Contains(logs, want) {
@@ -527,8 +544,9 @@ func TestDistributedJob(t *testing.T) {
 	}
 }
 
-// ddpNetwork starts a dev chain, providers that allow distributed jobs
-// and a requester; it returns the repos (providers first) and daemons.
+// ddpNetwork starts a dev chain, providers with their default config
+// (distributed ranks on the job's private network) and a requester; it
+// returns the repos (providers first) and daemons.
 func ddpNetwork(t testing.TB, providers int) ([]string, []*daemon) {
 	t.Helper()
 	info, file := startDevchain(t)
@@ -544,13 +562,6 @@ func ddpNetwork(t testing.TB, providers int) ([]string, []*daemon) {
 			args = append(args, "--gpu-mock", "dgxh100", "--price", "*=10")
 		}
 		mustRun(t, repos[i], args...)
-		if i < providers {
-			setConfig(t, repos[i], func(c map[string]any) {
-				m := c["market"].(map[string]any)
-				m["host_network"] = true
-				m["ports"] = fmt.Sprintf("%d-%d", 31000+i*100, 31099+i*100)
-			})
-		}
 		extra := []string{"--voucher-interval", "500ms"}
 		if boot != "" {
 			extra = append(extra, "--bootstrap", boot)
@@ -651,4 +662,51 @@ func testnetUp(t testing.TB, args ...string) string {
 	}
 	t.Cleanup(func() { exec.Command(bin, "testnet", "down", "--dir", dir).Run() })
 	return dir
+}
+
+// hostProbes are addresses no rank may reach: each provider's API,
+// gateway and libp2p TCP ports on loopback, and a listener on all of
+// this host's addresses, by each non-loopback IPv4 address it has.
+func hostProbes(t *testing.T, repos []string) []string {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	var out []string
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
+			out = append(out, net.JoinHostPort(ipn.IP.String(), port))
+		}
+	}
+	out = append(out, "127.0.0.1:"+port)
+	for _, r := range repos {
+		var id idInfo
+		runJSON(t, r, &id, "id")
+		if u, err := url.Parse(id.Gateway); err == nil && u.Host != "" {
+			out = append(out, u.Host)
+		}
+		for _, a := range id.Addrs {
+			if strings.HasPrefix(a, "/ip4/127.0.0.1/tcp/") {
+				out = append(out, "127.0.0.1:"+strings.Split(a, "/")[4])
+				break
+			}
+		}
+		if b, err := os.ReadFile(filepath.Join(r, "api")); err == nil {
+			out = append(out, strings.TrimPrefix(strings.TrimSpace(string(b)), "http://"))
+		}
+	}
+	return out
 }

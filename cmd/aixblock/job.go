@@ -40,6 +40,9 @@ func newJobRunCmd(g *globals) *cobra.Command {
 		memory          uint64
 		publish         []string
 		readyHTTP       string
+		nodes, procs    int
+		framework       string
+		relay           string
 	)
 	cmd := &cobra.Command{
 		Use:   "run [--local] [flags] IMAGE [-- ARGS...]",
@@ -54,7 +57,11 @@ the job's result CID.
 -p [HOST:]LOCAL:PORT (repeatable) runs the image as a service (until
 canceled, restarted on a crash) and publishes its PORT on LOCAL of this
 machine (HOST defaults to 127.0.0.1), as docker run -p does: connections
-travel over libp2p to the provider, which publishes nothing itself.`,
+travel over libp2p to the provider, which publishes nothing itself.
+--nodes N runs N node ranks on N providers' GPUs (a deal each, all started
+together) on the job's private network: rank r is 10.77.0.(r+1), and every
+rank gets the launcher contract (MASTER_ADDR, MASTER_PORT, WORLD_SIZE,
+RANK, NODE_RANK, PET_* for torchrun, TF_CONFIG for TensorFlow).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec := node.JobSpec{Name: name, Image: args[0], Args: args[1:], Outputs: outputs, MaxPrice: price}
@@ -77,6 +84,12 @@ travel over libp2p to the provider, which publishes nothing itself.`,
 					spec.Env = map[string]string{}
 				}
 				spec.Env[k] = v
+			}
+			if nodes > 1 || procs > 0 || framework != "" || relay != "" {
+				if nodes < 1 {
+					return errors.New("--procs-per-node, --framework and --relay are for a distributed job: give --nodes N too")
+				}
+				spec.Distributed = &node.JobDistributed{Nodes: nodes, ProcsPerNode: procs, Framework: framework, Relay: relay}
 			}
 			pubs, err := parsePublish(publish)
 			if err != nil {
@@ -105,6 +118,10 @@ travel over libp2p to the provider, which publishes nothing itself.`,
 	f.StringArrayVarP(&publish, "publish", "p", nil, "[HOST:]LOCAL:PORT: run as a service and publish its PORT on LOCAL here (repeatable)")
 	f.StringVar(&readyHTTP, "ready-http", "", "a service is ready once GET PATH on its first port answers 2xx (e.g. /healthz)")
 	f.BoolVar(&local, "local", false, "run on this node, without the market")
+	f.IntVar(&nodes, "nodes", 0, "node ranks of a distributed job, one deal each (they meet on the job's private network)")
+	f.IntVar(&procs, "procs-per-node", 0, "processes per node rank (torchrun's --nproc-per-node; default 1)")
+	f.StringVar(&framework, "framework", "", "pytorch, tensorflow or none: the launcher contract the ranks read (TF_CONFIG for tensorflow)")
+	f.StringVar(&relay, "relay", "", "allow (default) or deny ranks whose providers reach each other only through a relay")
 	f.BoolVarP(&detach, "detach", "d", false, "print the job ID and return")
 	f.StringVar(&gpuClass, "gpu-class", "", "GPU class, e.g. nvidia-h100-80gb (market jobs)")
 	f.StringVar(&price, "max-price", "", "most to pay per GPU-hour, in whole units of the token (market jobs)")

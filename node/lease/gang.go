@@ -2,14 +2,19 @@ package lease
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/aixblock/aixblock/p2p/overlay"
 
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
@@ -28,12 +33,81 @@ const (
 type prepareRequest struct {
 	startRequest
 	NodeRank int `json:"node_rank"`
+	// Group is rank 0's job ID and Deals every rank's deal, by rank: the
+	// providers of those deals, and only they, make up the job's network.
+	// Absent for ranks on their hosts' networks.
+	Group string        `json:"group,omitempty"`
+	Deals []market.Deal `json:"deals,omitempty"`
 }
 
 type prepareReply struct {
-	Job  jobs.Job `json:"job"`
-	Host string   `json:"host"`
-	Port int      `json:"port"`
+	Job jobs.Job `json:"job"`
+	// Host and Port are where a rank on its host's network listens.
+	Host string `json:"host,omitempty"`
+	Port int    `json:"port,omitempty"`
+	// Paths is how this provider reaches each other rank's (by rank):
+	// direct or relayed; on the job's network only.
+	Paths map[int]string `json:"paths,omitempty"`
+}
+
+// defaultMasterPort is where rank 0 listens on a job network (its own
+// namespace: no port of the provider's is taken).
+const defaultMasterPort = 29500
+
+// reachWait is how long the prepare gives hole punching to turn a relayed
+// path into a direct one.
+const reachWait = 5 * time.Second
+
+// netID names a job's network on its providers: the requester's peer ID
+// and rank 0's job ID, hashed, so no requester can name another's.
+func netID(requester, group string) string {
+	h := sha256.Sum256([]byte("aixblock-jobnet/1\x00" + requester + "\x00" + group))
+	return hex.EncodeToString(h[:16])
+}
+
+// checkGang checks the deals a prepare names for the job's network: one
+// per rank, this rank's the deal being started, all of them signed by
+// both sides, with the same requester and spec. It returns the members:
+// each rank's provider.
+func (m *Manager) checkGang(deal *market.Deal, pr prepareRequest) ([]peer.ID, error) {
+	nodes := pr.Spec.Distributed.Nodes
+	switch {
+	case pr.Group == "":
+		return nil, errors.New("prepare request: group: missing (rank 0's job ID)")
+	case len(pr.Deals) != nodes:
+		return nil, fmt.Errorf("prepare request: deals: %d for %d ranks", len(pr.Deals), nodes)
+	case pr.NodeRank < 0 || pr.NodeRank >= nodes:
+		return nil, fmt.Errorf("prepare request: node_rank %d of %d", pr.NodeRank, nodes)
+	case pr.Deals[pr.NodeRank].ID != deal.ID:
+		return nil, fmt.Errorf("prepare request: deals[%d] is not deal %s", pr.NodeRank, short(deal.ID))
+	}
+	if err := checkJobID(pr.Group); err != nil {
+		return nil, fmt.Errorf("prepare request: group: %w", err)
+	}
+	members := make([]peer.ID, nodes)
+	for r, d := range pr.Deals {
+		if d.Requester != deal.Requester || d.RequesterWallet != deal.RequesterWallet || d.SpecHash != deal.SpecHash {
+			return nil, fmt.Errorf("prepare request: deals[%d] (%s) is another requester's or another spec's", r, short(d.ID))
+		}
+		if err := m.market.VerifyDeal(d); err != nil {
+			return nil, fmt.Errorf("prepare request: deals[%d]: %w", r, err)
+		}
+		p, err := peer.Decode(d.Provider)
+		if err != nil {
+			return nil, fmt.Errorf("prepare request: deals[%d]: provider %q: %w", r, d.Provider, err)
+		}
+		members[r] = p
+	}
+	return members, nil
+}
+
+func (m *Manager) hostNetworkFor(p peer.ID) bool {
+	for _, s := range m.cfg.HostNetworkFor {
+		if s == p.String() {
+			return true
+		}
+	}
+	return false
 }
 
 type goRequest struct {
@@ -99,16 +173,22 @@ func (m *Manager) freePort() (int, error) {
 // handleJobPrepare is the provider's first phase of a gang start: the same
 // checks as a single job, then the job prepares and waits.
 func (m *Manager) handleJobPrepare(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
-	if !m.cfg.HostNetwork {
-		return nil, errors.New("this provider does not run distributed jobs (market.host_network is off)")
-	}
 	var pr prepareRequest
 	if err := json.Unmarshal(req, &pr); err != nil {
 		return nil, fmt.Errorf("prepare request: %w", err)
 	}
+	if pr.Spec.Distributed == nil {
+		return nil, errors.New("prepare request: the spec is not distributed")
+	}
+	if pr.Spec.Distributed.HostNetwork() && !m.hostNetworkFor(from) {
+		return nil, errors.New("distributed.network: host: this provider gives its network only to the requesters in its market.host_network_for; leave distributed.network out to run on the job's private network")
+	}
 	deal, err := m.checkStart(ctx, from, pr.startRequest)
 	if err != nil {
 		return nil, err
+	}
+	if !pr.Spec.Distributed.HostNetwork() {
+		return m.prepareOnJobNet(ctx, deal, pr)
 	}
 	if err := m.market.Claim(deal.ID); err != nil {
 		return nil, err
@@ -149,18 +229,71 @@ func (m *Manager) handleJobPrepare(ctx context.Context, from peer.ID, req []byte
 		owned = false
 		return nil, err
 	}
-	// A gang that never starts does not hold the GPUs.
+	m.failUnstarted(j.ID)
+	return json.Marshal(prepareReply{Job: *j, Host: m.hostAddr(), Port: port})
+}
+
+// failUnstarted fails a rank still waiting at the end of the gang start
+// window: a gang that never starts does not hold the GPUs.
+func (m *Manager) failUnstarted(id string) {
 	m.spawn(func(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(gangStartWindow):
 		}
-		if m.jobs.Prepared(j.ID) {
-			m.jobs.Fail(j.ID, "the other ranks did not start within the gang start window")
+		if m.jobs.Prepared(id) {
+			m.jobs.Fail(id, "the other ranks did not start within the gang start window")
 		}
 	})
-	return json.Marshal(prepareReply{Job: *j, Host: m.hostAddr(), Port: port})
+}
+
+// prepareOnJobNet prepares a rank on its job's private network: the deals
+// checked, the job submitted to join the network once prepared, and every
+// other rank's provider reached (the path to each is in the reply, so the
+// requester can refuse relayed paths before any rank starts).
+func (m *Manager) prepareOnJobNet(ctx context.Context, deal *market.Deal, pr prepareRequest) ([]byte, error) {
+	if m.jobNet == nil {
+		return nil, errors.New("this provider has no job network (no libp2p host)")
+	}
+	members, err := m.checkGang(deal, pr)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.market.Claim(deal.ID); err != nil {
+		return nil, err
+	}
+	if err := m.claimDeal(deal.ID); err != nil {
+		return nil, err
+	}
+	id, rank := netID(deal.Requester, pr.Group), pr.NodeRank
+	join := func(ctx context.Context, nsPath string) (io.Closer, error) {
+		return m.jobNet.Join(id, members, rank, nsPath)
+	}
+	spec := pr.Spec
+	spec.Resources.GPUs = len(deal.GPUs)
+	j, err := m.jobs.Submit(spec, jobs.SubmitOptions{GPUs: deal.GPUs, Gate: true, JoinNetwork: join, ID: pr.JobID})
+	if err != nil {
+		m.market.Release(deal.ID)
+		return nil, err
+	}
+	if err := m.startedProvided(j, *deal); err != nil {
+		return nil, err
+	}
+	m.failUnstarted(j.ID)
+	paths, err := m.jobNet.Reach(ctx, members, m.reach, reachWait)
+	if err != nil {
+		m.jobs.Fail(j.ID, "the job network: "+err.Error())
+		return nil, fmt.Errorf("the job network: %w", err)
+	}
+	rep := prepareReply{Job: *j, Paths: map[int]string{}}
+	for r, p := range members {
+		if path, ok := paths[p]; ok {
+			rep.Paths[r] = path
+		}
+	}
+	m.log.Info("rank prepared on its job network", "job_id", j.ID, "rank", rank, "net", id, "paths", rep.Paths)
+	return json.Marshal(rep)
 }
 
 func (m *Manager) handleJobGo(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
@@ -255,6 +388,11 @@ func (m *Manager) submitGang(ctx context.Context, spec *jobs.Spec, id string, pr
 	// Prepare every rank (in parallel); any failure stops the others. Each
 	// rank keeps the ID given here: rank 0's is the job's.
 	progress(fmt.Sprintf("%d deals made; preparing every rank", nodes))
+	overlayNet := !spec.Distributed.HostNetwork()
+	var dealList []market.Deal
+	for _, rk := range ranks {
+		dealList = append(dealList, rk.deal)
+	}
 	ids := make([]string, nodes)
 	for r := range ids {
 		ids[r] = newJobID()
@@ -266,7 +404,11 @@ func (m *Manager) submitGang(ctx context.Context, spec *jobs.Spec, id string, pr
 		wg.Add(1)
 		go func(r int) {
 			defer wg.Done()
-			req, _ := json.Marshal(prepareRequest{startRequest: startRequest{DealID: ranks[r].deal.ID, Spec: *spec, JobID: ids[r]}, NodeRank: r})
+			pr := prepareRequest{startRequest: startRequest{DealID: ranks[r].deal.ID, Spec: *spec, JobID: ids[r]}, NodeRank: r}
+			if overlayNet {
+				pr.Group, pr.Deals = ids[0], dealList
+			}
+			req, _ := json.Marshal(pr)
 			resp, err := m.request(ctx, ranks[r].prov, wirePrepare, req)
 			if err == nil {
 				err = json.Unmarshal(resp, &ranks[r].rep)
@@ -285,10 +427,32 @@ func (m *Manager) submitGang(ctx context.Context, spec *jobs.Spec, id string, pr
 			return nil, fmt.Errorf("rank %d on provider %s did not prepare: %w", r, ranks[r].deal.Provider, err)
 		}
 	}
+	paths := map[string]string{}
+	for r := range ranks {
+		for q, path := range ranks[r].rep.Paths {
+			paths[fmt.Sprintf("%d-%d", r, q)] = path
+			if path != "direct" && overlayNet && spec.Distributed.Relay == "deny" {
+				for k := range ranks {
+					m.cancelOn(ctx, ranks[k].prov, ranks[k].rep.Job.ID)
+				}
+				return nil, fmt.Errorf("rank %d's provider reaches rank %d's only through a relay, and distributed.relay is deny: allow it, or try again for other providers", r, q)
+			}
+		}
+	}
 	workers := make([]string, nodes)
 	remoteIDs := make([]string, nodes)
+	masterHost, masterPort := ranks[0].rep.Host, ranks[0].rep.Port
+	if overlayNet {
+		masterHost, masterPort = overlay.RankAddr(0).String(), spec.Distributed.MasterPort
+		if masterPort == 0 {
+			masterPort = defaultMasterPort
+		}
+	}
 	for r := range ranks {
 		workers[r] = net.JoinHostPort(ranks[r].rep.Host, strconv.Itoa(ranks[r].rep.Port))
+		if overlayNet {
+			workers[r] = net.JoinHostPort(overlay.RankAddr(r).String(), strconv.Itoa(masterPort))
+		}
 		if got := ranks[r].rep.Job.ID; got != ids[r] {
 			if err := checkJobID(got); err != nil {
 				return nil, fmt.Errorf("rank %d on provider %s: %w", r, ranks[r].deal.Provider, err)
@@ -320,7 +484,7 @@ func (m *Manager) submitGang(ctx context.Context, spec *jobs.Spec, id string, pr
 	// Go: every rank gets the contract.
 	for r := range ranks {
 		rv := jobs.Rendezvous{Nodes: nodes, ProcsPerNode: spec.Distributed.ProcsPerNode, NodeRank: r,
-			MasterAddr: ranks[0].rep.Host, MasterPort: ranks[0].rep.Port, Workers: workers, Framework: fw}
+			MasterAddr: masterHost, MasterPort: masterPort, Workers: workers, Framework: fw}
 		rid := ids[r]
 		if remoteIDs[r] != "" {
 			rid = remoteIDs[r]
@@ -331,7 +495,7 @@ func (m *Manager) submitGang(ctx context.Context, spec *jobs.Spec, id string, pr
 			return nil, fmt.Errorf("rank %d on provider %s did not start: %w", r, ranks[r].deal.Provider, err)
 		}
 	}
-	m.log.Info("distributed job started", "ranks", nodes, "master", workers[0], "job_ids", group)
+	m.log.Info("distributed job started", "ranks", nodes, "master", workers[0], "job_ids", group, "paths", paths)
 	j := ranks[0].rep.Job
 	return &j, nil
 }

@@ -44,10 +44,13 @@ type Config struct {
 	// RedeemAbove (nil: any).
 	RedeemEvery time.Duration
 	RedeemAbove *big.Int
-	// HostNetwork lets distributed ranks share the host's network; Ports
-	// ("40000-40100"; empty: any free port) are what they may listen on.
-	HostNetwork bool
-	Ports       string
+	// HostNetworkFor are the requesters (peer IDs) whose distributed
+	// ranks may ask for this host's network (distributed.network: host);
+	// Ports ("40000-40100"; empty: 29500-29999) are what such ranks may
+	// listen on. Every other distributed rank runs on its job's private
+	// network.
+	HostNetworkFor []string
+	Ports          string
 	// FormatAmount writes base units of a token for reasons people read
 	// (nil: base units).
 	FormatAmount func(token, base string) string
@@ -70,6 +73,7 @@ type Manager struct {
 	voucherInterval time.Duration
 	remote          *remote
 	portServer      *overlay.Server // the provider's side of service ports
+	jobNet          *overlay.JobNet // distributed ranks' private networks
 
 	// Every goroutine of the manager runs under ctx through spawn and is
 	// waited for by Close.
@@ -134,6 +138,9 @@ func (m *Manager) Close(wait time.Duration) error {
 	m.spawnMu.Lock()
 	m.remote.stop()
 	m.spawnMu.Unlock()
+	if m.jobNet != nil {
+		m.jobNet.Close()
+	}
 	if m.portServer != nil {
 		m.portServer.Close()
 	}

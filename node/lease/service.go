@@ -50,6 +50,7 @@ func (m *Manager) openPorts() error {
 		return fmt.Errorf("service ports: %w", err)
 	}
 	m.portServer = srv
+	m.jobNet = overlay.NewJobNet(m.p2p.Host, m.p2p.Network(), m.cfg.Log)
 	return nil
 }
 

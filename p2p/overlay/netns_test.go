@@ -18,7 +18,7 @@ import (
 )
 
 // newNetns makes a network namespace with loopback up, removed at cleanup.
-func newNetns(t *testing.T) string {
+func newNetns(t testing.TB) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("network namespaces need root")
@@ -41,7 +41,7 @@ func newNetns(t *testing.T) string {
 
 // listenIn listens on addr inside the namespace at path, from a thread
 // that goes back afterwards; the listener stays in the namespace.
-func listenIn(t *testing.T, path, addr string) net.Listener {
+func listenIn(t testing.TB, path, addr string) net.Listener {
 	t.Helper()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()

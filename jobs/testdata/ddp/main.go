@@ -65,6 +65,7 @@ func main() {
 	addr := net.JoinHostPort(env("MASTER_ADDR", "127.0.0.1"), env("MASTER_PORT", "29500"))
 	xs, ys := shard(rank)
 	fmt.Printf("rank %d of %d: %d samples, master %s\n", rank, world, len(ys), addr)
+	probe()
 
 	var peers []net.Conn // rank 0: the others, by rank-1; others: [master]
 	if rank == 0 {
@@ -355,4 +356,27 @@ func tcpcopy(arg string) {
 		}
 	}
 	c.Close()
+}
+
+// probe prints the rank's interfaces and tries each HOST:PORT in PROBE (a
+// rank's view of what it can reach: the job network's test).
+func probe() {
+	if os.Getenv("PROBE") == "" {
+		return
+	}
+	ifs, _ := net.Interfaces()
+	var names []string
+	for _, i := range ifs {
+		names = append(names, i.Name)
+	}
+	fmt.Printf("interfaces: %s\n", strings.Join(names, ","))
+	for _, a := range strings.Split(os.Getenv("PROBE"), ",") {
+		c, err := net.DialTimeout("tcp", a, time.Second)
+		if err == nil {
+			c.Close()
+			fmt.Printf("probe %s: reached\n", a)
+			continue
+		}
+		fmt.Printf("probe %s: not reached (%v)\n", a, err)
+	}
 }
