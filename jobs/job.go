@@ -69,6 +69,29 @@ type Job struct {
 	// Provider is the peer running the job, on the requester's side of a
 	// market job.
 	Provider string `json:"provider,omitempty"`
+	// Network is a distributed rank's job network as its provider sees
+	// it (filled in by the provider's daemon when it answers).
+	Network *Network `json:"network,omitempty"`
+	// GangStartMs is how long the gang start of a distributed job took
+	// (every rank prepared, then told to go), on rank 0's requester side.
+	GangStartMs int64 `json:"gang_start_ms,omitempty"`
+}
+
+// Network is a rank's place on its job's private network.
+type Network struct {
+	Addr    string        `json:"addr"`
+	Peers   []NetworkPeer `json:"peers,omitempty"`
+	Dropped uint64        `json:"dropped_packets,omitempty"`
+}
+
+// NetworkPeer is another rank's provider as one rank's provider reaches
+// it: "direct" or "relayed", and the bytes carried each way.
+type NetworkPeer struct {
+	Rank    int    `json:"rank"`
+	Peer    string `json:"peer"`
+	Path    string `json:"path,omitempty"`
+	TxBytes uint64 `json:"tx_bytes"`
+	RxBytes uint64 `json:"rx_bytes"`
 }
 
 // save writes the job record atomically.

@@ -216,6 +216,9 @@ type SubmitOptions struct {
 	// namespace the rank will run in (a holder container's), before the
 	// gate opens; what it returns is closed when the job ends.
 	JoinNetwork func(ctx context.Context, nsPath string) (io.Closer, error)
+	// Env is the daemon's own additions to the container's environment
+	// (a job network's interface for the collective libraries), set last.
+	Env []string
 	// ID, when set, is the job's ID (a market job keeps the one its
 	// requester gave it): 16 lowercase hex digits, new here.
 	ID string
@@ -394,6 +397,7 @@ func (m *Manager) run(ctx context.Context, j *Job, gate chan []string, opts Subm
 		}
 		c.NetworkOf = holder
 	}
+	c.Env = setEnv(c.Env, opts.Env...)
 	if gate != nil {
 		m.progress(j, "prepared; waiting for the other ranks")
 		m.set(j, Preparing, "prepared; waiting for the other ranks")

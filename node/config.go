@@ -41,6 +41,21 @@ type Config struct {
 	MDNS bool `json:"mdns"`
 	// NAT turns on port mapping, AutoNAT, the relay client and hole punching.
 	NAT bool `json:"nat"`
+	// Reachability, "public" or "private", overrides AutoNAT; empty
+	// leaves it to AutoNAT.
+	Reachability string `json:"reachability,omitempty"`
+	// Relays are multiaddrs (with /p2p/ID) of relays to reserve a slot on
+	// when behind NAT; empty means candidates found in the DHT.
+	Relays []string `json:"relays,omitempty"`
+	// JobRelay offers this node as a relay for its network's nodes that
+	// cannot reach each other directly, with no time or data limit per
+	// circuit (a distributed job's ranks talk for hours): for a node with
+	// a public address and bandwidth to give. Off by default.
+	JobRelay bool `json:"job_relay,omitempty"`
+	// ObservedAddrThreshold is how many peers must report the same
+	// external address before this node advertises it and hole punches
+	// with it; zero means libp2p's 4 (a network of a few nodes needs less).
+	ObservedAddrThreshold int `json:"observed_addr_threshold,omitempty"`
 	// ConnLow and ConnHigh are the connection manager's watermarks; zero
 	// means the p2p defaults.
 	ConnLow  int `json:"conn_low,omitempty"`
@@ -194,6 +209,7 @@ type parsed struct {
 	listen    []ma.Multiaddr
 	announce  []ma.Multiaddr
 	bootstrap []peer.AddrInfo
+	relays    []peer.AddrInfo
 	api       string
 	gateway   string // empty: off
 	gpu       gpu.Config
@@ -229,6 +245,19 @@ func (c Config) parse() (parsed, error) {
 	var err error
 	if p.listen, err = multiaddrs("listen", c.Listen); err != nil {
 		return p, err
+	}
+	for _, s := range c.Relays {
+		ai, err := peer.AddrInfoFromString(s)
+		if err != nil {
+			return p, fmt.Errorf("relays: %q is not a multiaddr ending in /p2p/<peer-id>: %w", s, err)
+		}
+		p.relays = append(p.relays, *ai)
+	}
+	if c.Reachability != "" && c.Reachability != "public" && c.Reachability != "private" {
+		return p, fmt.Errorf("reachability %q: want public, private, or leave it out (AutoNAT decides)", c.Reachability)
+	}
+	if c.ObservedAddrThreshold < 0 {
+		return p, fmt.Errorf("observed_addr_threshold %d: want 0 (libp2p's 4) or more", c.ObservedAddrThreshold)
 	}
 	if p.announce, err = multiaddrs("announce", c.Announce); err != nil {
 		return p, err

@@ -101,18 +101,20 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 	}
 
 	pcfg := p2p.Config{
-		Network:   cfg.network,
-		Identity:  repo.Identity,
-		Listen:    cfg.listen,
-		Announce:  cfg.announce,
-		Bootstrap: cfg.bootstrap,
-		MDNS:      repo.Config.MDNS,
-		NoNAT:     !repo.Config.NAT,
-		ConnLow:   repo.Config.ConnLow,
-		ConnHigh:  repo.Config.ConnHigh,
-		Metrics:   n.metrics,
-		Records:   []p2p.RecordValidator{market.AdvertRecord()},
-		Logger:    log,
+		Network:      cfg.network,
+		Identity:     repo.Identity,
+		Listen:       cfg.listen,
+		Announce:     cfg.announce,
+		Bootstrap:    cfg.bootstrap,
+		MDNS:         repo.Config.MDNS,
+		NoNAT:        !repo.Config.NAT,
+		Reachability: repo.Config.Reachability, StaticRelays: cfg.relays, JobRelay: repo.Config.JobRelay,
+		ObservedAddrThreshold: repo.Config.ObservedAddrThreshold,
+		ConnLow:               repo.Config.ConnLow,
+		ConnHigh:              repo.Config.ConnHigh,
+		Metrics:               n.metrics,
+		Records:               []p2p.RecordValidator{market.AdvertRecord()},
+		Logger:                log,
 	}
 	n.p2p, err = p2p.New(ctx, pcfg)
 	// As with the API: the default ports are a preference, so a second

@@ -47,6 +47,22 @@ type Config struct {
 	// NoNAT turns off port mapping, AutoNAT, the relay client and hole
 	// punching; zero (false) keeps them on, as a real node wants.
 	NoNAT bool
+	// Reachability overrides AutoNAT: "public" or "private"; empty leaves
+	// it to AutoNAT. A node that knows it is behind NAT starts looking for
+	// relays at once instead of after AutoNAT's probes.
+	Reachability string
+	// StaticRelays are the relays a node behind NAT reserves a slot on;
+	// nil means candidates from the DHT.
+	StaticRelays []peer.AddrInfo
+	// JobRelay makes this node a relay for other nodes of its network
+	// whose peers cannot reach them directly, without libp2p's default
+	// circuit limits (2 minutes, 128 KiB), which cannot carry a job's
+	// traffic; it should be a node with bandwidth to give.
+	JobRelay bool
+	// ObservedAddrThreshold is how many peers must see the same external
+	// address before the node advertises it (and hole punches with it);
+	// zero keeps libp2p's 4. A small network has fewer peers than that.
+	ObservedAddrThreshold int
 	// ConnLow and ConnHigh are the connection manager's watermarks; zero means 64 and 192.
 	ConnLow, ConnHigh int
 	// MaxConns caps the resource manager's connections; zero means 1024.
@@ -76,6 +92,9 @@ type Config struct {
 }
 
 func (c *Config) withDefaults() error {
+	if c.Reachability != "" && c.Reachability != "public" && c.Reachability != "private" {
+		return fmt.Errorf("reachability %q: want public, private or empty (AutoNAT decides)", c.Reachability)
+	}
 	if c.Network == "" {
 		c.Network = DefaultNetwork
 	}

@@ -7,6 +7,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/libp2p/go-libp2p/p2p/host/observedaddrs"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -84,8 +87,25 @@ func newHost(cfg *Config, relayPeers func(context.Context, int) <-chan peer.Addr
 			libp2p.EnableAutoNATv2(),
 			libp2p.EnableRelay(),
 			libp2p.EnableHolePunching(),
-			libp2p.EnableAutoRelayWithPeerSource(relayPeers),
 		)
+		if len(cfg.StaticRelays) > 0 {
+			opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(cfg.StaticRelays))
+		} else {
+			opts = append(opts, libp2p.EnableAutoRelayWithPeerSource(relayPeers))
+		}
+		switch cfg.Reachability {
+		case "public":
+			opts = append(opts, libp2p.ForceReachabilityPublic())
+		case "private":
+			opts = append(opts, libp2p.ForceReachabilityPrivate())
+		}
+	}
+	if cfg.JobRelay {
+		opts = append(opts, libp2p.EnableRelayService(relayv2.WithResources(jobRelayResources())))
+	}
+	if cfg.ObservedAddrThreshold > 0 {
+		// A process-wide libp2p setting; a daemon has one host.
+		observedaddrs.ActivationThresh = cfg.ObservedAddrThreshold
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
@@ -125,4 +145,17 @@ func listen(h host.Host, cfg *Config) error {
 func isUnspecified(a ma.Multiaddr) bool {
 	ip, err := manet.ToIP(a)
 	return err == nil && ip.IsUnspecified()
+}
+
+// jobRelayResources are a job relay's limits: circuits without a time or
+// data limit (a job's traffic runs for hours), big buffers (the relay's
+// copy is the circuit's ceiling), and fewer of them than libp2p's
+// defaults, since each may carry a training run.
+func jobRelayResources() relayv2.Resources {
+	rc := relayv2.DefaultResources()
+	rc.Limit = nil
+	rc.MaxCircuits = 32
+	rc.BufferSize = 256 << 10
+	rc.MaxReservations = 256
+	return rc
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -47,7 +48,7 @@ func run(t testing.TB, repo string, args ...string) result {
 	// A command that should fail at once but does not must not hang the suite.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, append([]string{"--repo", repo}, args...)...)
+	cmd := cliCommand(ctx, repo, append([]string{"--repo", repo}, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -122,7 +123,7 @@ func startDaemon(t testing.TB, repo string, extra ...string) *daemon {
 func startDaemonArgs(t testing.TB, repo string, args ...string) *daemon {
 	t.Helper()
 	d := &daemon{stderr: &bytes.Buffer{}, done: make(chan error, 1)}
-	d.cmd = exec.Command(bin, append([]string{"--repo", repo, "daemon"}, args...)...)
+	d.cmd = cliCommand(context.Background(), repo, append([]string{"--repo", repo, "daemon"}, args...)...)
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -426,4 +427,18 @@ func TestVersionAndInitJSON(t *testing.T) {
 			t.Errorf("%s has mode %v, want 0600", f, st.Mode().Perm())
 		}
 	}
+}
+
+// repoNetns places a repo's daemon and CLI in a network namespace (the
+// NAT topology's hosts): run, mustRun, startDaemon and the helpers over
+// them then run there.
+var repoNetns sync.Map // repo -> namespace name
+
+// cliCommand is the aixblock binary with args, inside the repo's network
+// namespace when it has one.
+func cliCommand(ctx context.Context, repo string, args ...string) *exec.Cmd {
+	if ns, ok := repoNetns.Load(repo); ok {
+		return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns.(string), bin}, args...)...)
+	}
+	return exec.CommandContext(ctx, bin, args...)
 }

@@ -401,6 +401,15 @@ func newJobStatusCmd(g *globals) *cobra.Command {
 						kv(w, "forward", fmt.Sprintf("%s -> port %d", f.Local, f.Port))
 					}
 				}
+				if n := j.Network; n != nil {
+					kv(w, "network", n.Addr+" (the job's private network)")
+					for _, p := range n.Peers {
+						kv(w, fmt.Sprintf("  rank %d", p.Rank), fmt.Sprintf("%s, sent %s, received %s", orDash(p.Path), mib(float64(p.TxBytes)), mib(float64(p.RxBytes))))
+					}
+				}
+				if j.GangStartMs > 0 {
+					kv(w, "gang start", fmt.Sprintf("%d ms", j.GangStartMs))
+				}
 				if j.ExitCode != nil {
 					kv(w, "exit_code", *j.ExitCode)
 				}
@@ -573,4 +582,11 @@ func newJobResultsCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "directory (or file) to write the result to; new or empty (default ./ID)")
 	return cmd
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "not connected"
+	}
+	return s
 }

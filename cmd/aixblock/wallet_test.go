@@ -27,8 +27,19 @@ type devchainInfo struct {
 // startDevchain runs `aixblock devchain` and reads the file it writes.
 func startDevchain(t testing.TB, extra ...string) (devchainInfo, string) {
 	t.Helper()
+	return startDevchainIn(t, "", "127.0.0.1", extra...)
+}
+
+// startDevchainIn starts the dev chain inside network namespace ns (none:
+// this one), serving on ip.
+func startDevchainIn(t testing.TB, ns, ip string, extra ...string) (devchainInfo, string) {
+	t.Helper()
 	out := filepath.Join(t.TempDir(), "devchain.json")
-	cmd := exec.Command(bin, append([]string{"devchain", "--http", "127.0.0.1:0", "--accounts", "6", "--out", out, "--json"}, extra...)...)
+	args := append([]string{"devchain", "--http", ip + ":0", "--accounts", "6", "--out", out, "--json"}, extra...)
+	cmd := exec.Command(bin, args...)
+	if ns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", ns, bin}, args...)...)
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

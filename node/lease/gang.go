@@ -50,6 +50,12 @@ type prepareReply struct {
 	Paths map[int]string `json:"paths,omitempty"`
 }
 
+// netRank is a provided rank's job network and rank.
+type netRank struct {
+	id   string
+	rank int
+}
+
 // defaultMasterPort is where rank 0 listens on a job network (its own
 // namespace: no port of the provider's is taken).
 const defaultMasterPort = 29500
@@ -272,7 +278,11 @@ func (m *Manager) prepareOnJobNet(ctx context.Context, deal *market.Deal, pr pre
 	}
 	spec := pr.Spec
 	spec.Resources.GPUs = len(deal.GPUs)
-	j, err := m.jobs.Submit(spec, jobs.SubmitOptions{GPUs: deal.GPUs, Gate: true, JoinNetwork: join, ID: pr.JobID})
+	// The collective libraries pick their interface by the hostname's
+	// address, which in the rank's namespace is loopback: name the job
+	// network's device instead.
+	ifEnv := []string{"GLOO_SOCKET_IFNAME=" + overlay.IfName, "NCCL_SOCKET_IFNAME=" + overlay.IfName, "TP_SOCKET_IFNAME=" + overlay.IfName}
+	j, err := m.jobs.Submit(spec, jobs.SubmitOptions{GPUs: deal.GPUs, Gate: true, JoinNetwork: join, Env: ifEnv, ID: pr.JobID})
 	if err != nil {
 		m.market.Release(deal.ID)
 		return nil, err
@@ -280,6 +290,9 @@ func (m *Manager) prepareOnJobNet(ctx context.Context, deal *market.Deal, pr pre
 	if err := m.startedProvided(j, *deal); err != nil {
 		return nil, err
 	}
+	m.remote.mu.Lock()
+	m.remote.netOf[j.ID] = netRank{id, rank}
+	m.remote.mu.Unlock()
 	m.failUnstarted(j.ID)
 	paths, err := m.jobNet.Reach(ctx, members, m.reach, reachWait)
 	if err != nil {
@@ -388,6 +401,7 @@ func (m *Manager) submitGang(ctx context.Context, spec *jobs.Spec, id string, pr
 	// Prepare every rank (in parallel); any failure stops the others. Each
 	// rank keeps the ID given here: rank 0's is the job's.
 	progress(fmt.Sprintf("%d deals made; preparing every rank", nodes))
+	gangStart := time.Now()
 	overlayNet := !spec.Distributed.HostNetwork()
 	var dealList []market.Deal
 	for _, rk := range ranks {
@@ -495,8 +509,15 @@ func (m *Manager) submitGang(ctx context.Context, spec *jobs.Spec, id string, pr
 			return nil, fmt.Errorf("rank %d on provider %s did not start: %w", r, ranks[r].deal.Provider, err)
 		}
 	}
-	m.log.Info("distributed job started", "ranks", nodes, "master", workers[0], "job_ids", group, "paths", paths)
+	took := time.Since(gangStart)
+	m.log.Info("distributed job started", "ranks", nodes, "master", workers[0], "job_ids", group, "paths", paths, "gang_start", took)
+	m.remote.mu.Lock()
+	if rj := m.remote.jobs[ids[0]]; rj != nil {
+		rj.GangStartMs = took.Milliseconds()
+	}
+	m.remote.mu.Unlock()
 	j := ranks[0].rep.Job
+	j.GangStartMs = took.Milliseconds()
 	return &j, nil
 }
 

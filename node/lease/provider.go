@@ -17,6 +17,7 @@ import (
 	"github.com/aixblock/aixblock/gpu"
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/p2p/overlay"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -394,6 +395,7 @@ func (m *Manager) watchProvided(ctx context.Context, id string, deal market.Deal
 			delete(m.remote.ports, p)
 			delete(m.remote.portOf, id)
 		}
+		delete(m.remote.netOf, id)
 		m.remote.mu.Unlock()
 	}()
 	changes, unsub := m.gpus.Subscribe()
@@ -514,7 +516,27 @@ func (m *Manager) handleJobStatus(ctx context.Context, from peer.ID, req []byte)
 	if err != nil {
 		return nil, err
 	}
+	m.annotateNet(j)
 	return json.Marshal(j)
+}
+
+// annotateNet adds a rank's job network, as this daemon carries it.
+func (m *Manager) annotateNet(j *jobs.Job) {
+	m.remote.mu.Lock()
+	nr, ok := m.remote.netOf[j.ID]
+	m.remote.mu.Unlock()
+	if !ok || m.jobNet == nil {
+		return
+	}
+	st, ok := m.jobNet.Stat(nr.id)
+	if !ok {
+		return
+	}
+	n := &jobs.Network{Addr: overlay.RankAddr(nr.rank).String(), Dropped: st.Dropped}
+	for _, p := range st.Peers {
+		n.Peers = append(n.Peers, jobs.NetworkPeer{Rank: p.Rank, Peer: p.Peer, Path: p.Path, TxBytes: p.TxBytes, RxBytes: p.RxBytes})
+	}
+	j.Network = n
 }
 
 func (m *Manager) handleJobLogs(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {

@@ -49,6 +49,8 @@ type Record struct {
 	// this one's.
 	Group []string `json:"group,omitempty"`
 	Rank  int      `json:"rank,omitempty"`
+	// GangStartMs is rank 0's: how long the gang start took.
+	GangStartMs int64 `json:"gang_start_ms,omitempty"`
 	// GroupResult is rank 0's: the directory of every rank's result.
 	GroupResult string `json:"group_result,omitempty"`
 	// QueueUntil is when a queued job stops waiting for a provider.
@@ -111,8 +113,9 @@ type remote struct {
 	// startedPath so that a replayed start is refused after a restart.
 	startedDeals map[string]bool
 	startedPath  string
-	ports        map[int]bool   // provider side: ports given to distributed ranks
-	portOf       map[string]int // provider side: job ID -> its port
+	ports        map[int]bool       // provider side: ports given to distributed ranks
+	portOf       map[string]int     // provider side: job ID -> its port
+	netOf        map[string]netRank // provider side: job ID -> its job network
 	interval     time.Duration
 	// Queued jobs wait under ctx (the daemon's; followRemote ends it),
 	// each with its own cancel.
@@ -148,7 +151,7 @@ func (m *Manager) loadRemote() error {
 	m.remote = &remote{jobs: map[string]*Record{}, provided: map[string]market.Deal{},
 		live: map[string]bool{}, runSince: map[string]time.Time{}, floor: map[common.Hash]*big.Int{}, refused: map[common.Hash]string{},
 		startedDeals: map[string]bool{}, startedPath: filepath.Join(m.cfg.Dir, "started-deals.json"),
-		ports: map[int]bool{}, portOf: map[string]int{}, interval: m.voucherInterval, waiting: map[string]context.CancelFunc{}, forwards: map[string][]*forward{}}
+		ports: map[int]bool{}, portOf: map[string]int{}, netOf: map[string]netRank{}, interval: m.voucherInterval, waiting: map[string]context.CancelFunc{}, forwards: map[string][]*forward{}}
 	if m.remote.interval <= 0 {
 		m.remote.interval = 10 * time.Second
 	}

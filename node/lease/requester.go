@@ -666,7 +666,7 @@ func (m *Manager) remoteStatus(ctx context.Context, rj *Record) (*jobs.Job, erro
 	if err := json.Unmarshal(resp, &j); err != nil {
 		return nil, err
 	}
-	j.ID, j.Provider = rj.ID, rj.Provider
+	j.ID, j.Provider, j.GangStartMs = rj.ID, rj.Provider, rj.GangStartMs
 	return &j, nil
 }
 
