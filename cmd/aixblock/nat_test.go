@@ -105,6 +105,10 @@ func newNATNet(t *testing.T, symmetric bool) *natNet {
 		n.exec(t, r, masq...)
 		n.exec(t, r, "iptables", "-A", "FORWARD", "-i", "eth0", "-o", "lan", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")
 		n.exec(t, r, "iptables", "-A", "FORWARD", "-i", "eth0", "-o", "lan", "-j", "DROP")
+		// Nor does the router answer for itself (a refusal would end a
+		// hole punch's first SYN before the other side's opens the way).
+		n.exec(t, r, "iptables", "-A", "INPUT", "-i", "eth0", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")
+		n.exec(t, r, "iptables", "-A", "INPUT", "-i", "eth0", "-j", "DROP")
 	}
 	return n
 }
@@ -178,9 +182,21 @@ func TestJobAcrossNATs(t *testing.T) {
 				provs = append(provs, p)
 			}
 			startDaemonArgs(t, req, "--voucher-interval", "500ms")
+			var provDaemons []*daemon
 			for _, p := range provs {
-				startDaemonArgs(t, p)
+				provDaemons = append(provDaemons, startDaemonArgs(t, p))
 			}
+			defer func() {
+				if t.Failed() {
+					for i, d := range provDaemons {
+						if dir := os.Getenv("AIXBLOCK_TEST_LOGS"); dir != "" {
+							os.WriteFile(filepath.Join(dir, fmt.Sprintf("nat-p%d.log", i+1)), d.stderr.Bytes(), 0o644)
+						}
+						lines := strings.Split(d.stderr.String(), "\n")
+						t.Logf("provider %d's log (last lines):\n%s", i+1, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+					}
+				}
+			}()
 			waitProviders(t, req, 2)
 			spec := filepath.Join(t.TempDir(), "ddp.yaml")
 			os.WriteFile(spec, []byte("name: nat\nimage: aixblock-test/ddp:latest\nresources: {gpus: 1, memory_mib: 128}\n"+

@@ -626,6 +626,23 @@ func (s *JobNet) Reach(ctx context.Context, members []peer.ID, find func(context
 				}
 				path = Path(s.h, p)
 			}
+			if path == "relayed" && s.h.ID() < p {
+				// A relayed connection made before this host's hole
+				// puncher started (the relay reservation starts both)
+				// is never punched: one side of each pair dials again,
+				// and the other's puncher acts on the fresh inbound
+				// relayed connection.
+				for _, c := range s.h.Network().ConnsToPeer(p) {
+					if isRelayed(c) {
+						c.Close()
+					}
+				}
+				if err := s.h.Connect(network.WithAllowLimitedConn(ctx, "job network"), peer.AddrInfo{ID: p}); err != nil {
+					errs[i] = fmt.Errorf("rank %d's provider %s: %w", i, p, err)
+					return
+				}
+				path = Path(s.h, p)
+			}
 			deadline := time.Now().Add(wait)
 			for path == "relayed" && time.Now().Before(deadline) && ctx.Err() == nil {
 				time.Sleep(100 * time.Millisecond)
