@@ -198,6 +198,19 @@ func TestJobAcrossNATs(t *testing.T) {
 				}
 			}()
 			waitProviders(t, req, 2)
+			if c.symmetric {
+				// A job that denies relays is refused before any rank
+				// starts, saying why.
+				deny := filepath.Join(t.TempDir(), "deny.yaml")
+				os.WriteFile(deny, []byte("name: nat-deny\nimage: aixblock-test/ddp:latest\nresources: {gpus: 1, memory_mib: 128}\n"+
+					"distributed: {nodes: 2, relay: deny}\nmax_price: \"20\"\n"), 0o600)
+				id := strings.TrimSpace(mustRun(t, req, "job", "submit", deny))
+				s := waitState(t, req, id, terminal)
+				if s.State != "failed" || !strings.Contains(s.Reason, "relay") {
+					t.Fatalf("a relay-denying job behind symmetric NATs: %s: %s", s.State, s.Reason)
+				}
+				t.Logf("relay denied: %s", s.Reason)
+			}
 			spec := filepath.Join(t.TempDir(), "ddp.yaml")
 			os.WriteFile(spec, []byte("name: nat\nimage: aixblock-test/ddp:latest\nresources: {gpus: 1, memory_mib: 128}\n"+
 				"distributed: {nodes: 2}\nmax_price: \"20\"\nenv: {STEPS: \"400\", STEP_DELAY_MS: \"10\"}\n"), 0o600)
@@ -209,6 +222,7 @@ func TestJobAcrossNATs(t *testing.T) {
 			for len(seen) < 2 {
 				var list []struct {
 					ID      string `json:"id"`
+					GroupOf string `json:"group_of"`
 					State   string `json:"state"`
 					Network *struct {
 						Peers []struct {
@@ -220,8 +234,11 @@ func TestJobAcrossNATs(t *testing.T) {
 				}
 				runJSON(t, req, &list, "job", "list")
 				for _, j := range list {
+					if j.ID != id && j.GroupOf != id {
+						continue // the refused job's
+					}
 					if j.State == "failed" {
-						t.Fatalf("rank %s failed:\n%s", j.ID, mustRun(t, req, "job", "status", j.ID))
+						t.Fatalf("rank %s failed:\n%s\n%s", j.ID, mustRun(t, req, "job", "status", j.ID), mustRun(t, req, "job", "logs", j.ID))
 					}
 					if _, ok := seen[j.ID]; ok || j.Network == nil || len(j.Network.Peers) != 1 {
 						continue

@@ -124,10 +124,21 @@ func (m *Manager) depositCovers(ch common.Hash, deposited, redeemed *big.Int, de
 	m.remote.mu.Lock()
 	for id := range m.remote.live {
 		d := m.remote.provided[id]
-		if m.providedChannel(d) == ch {
-			committed.Add(committed, dealCost(d, time.Duration(d.MaxDurationS)*time.Second))
-			running++
+		if m.providedChannel(d) != ch {
+			continue
 		}
+		// A job that has ended but whose watch has not yet seen it
+		// (it looks every quarter interval) costs what it ran, not its
+		// whole deal: a requester who starts again at once after a
+		// canceled gang is not refused for the canceled ranks.
+		if j, err := m.jobsGet(id); err == nil && j.State.Terminal() {
+			if j.StartedAt != nil && j.FinishedAt != nil {
+				committed.Add(committed, dealCost(d, min(j.FinishedAt.Sub(*j.StartedAt), time.Duration(d.MaxDurationS)*time.Second)))
+			}
+			continue
+		}
+		committed.Add(committed, dealCost(d, time.Duration(d.MaxDurationS)*time.Second))
+		running++
 	}
 	// With jobs running, what was owed before them is the floor; what
 	// they have been paid since is inside their committed cost.
@@ -732,4 +743,12 @@ func (m *Manager) autoRedeem(ctx context.Context, interval time.Duration, above 
 			m.log.Info("redeemed vouchers", "paid", m.paidAmount(res), "paid_base", res.Paid, "channels", len(res.Vouchers), "tx", res.Receipt.TxHash)
 		}
 	})
+}
+
+// jobsGet is a provided job's record; an error where this node runs none.
+func (m *Manager) jobsGet(id string) (*jobs.Job, error) {
+	if m.jobs == nil {
+		return nil, errors.New("no jobs here")
+	}
+	return m.jobs.Get(id)
 }
