@@ -74,6 +74,7 @@ type Manager struct {
 	remote          *remote
 	portServer      *overlay.Server // the provider's side of service ports
 	jobNet          *overlay.JobNet // distributed ranks' private networks
+	verifyDealFn    func(market.Deal) error // nil: the market's check
 
 	// Every goroutine of the manager runs under ctx through spawn and is
 	// waited for by Close.

@@ -43,3 +43,58 @@ func FuzzPortHeader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzNetHeader: the opening of a job network stream, from any peer. What
+// it accepts is a printable ID of the allowed length, read from exactly
+// the bytes the header claims.
+func FuzzNetHeader(f *testing.F) {
+	f.Add([]byte("\x01\x20" + "0123456789abcdef0123456789abcdef"))
+	f.Add([]byte{1, 0})
+	f.Add([]byte{1, 255, 'a'})
+	f.Add([]byte{2, 1, 'a'})
+	f.Add([]byte{1, 1, 0})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := bytes.NewReader(b)
+		id, err := readNetHeader(r)
+		if err != nil {
+			return
+		}
+		if len(id) == 0 || len(id) > maxNetID || int(b[1]) != len(id) || len(b)-r.Len() != 2+len(id) {
+			t.Fatalf("accepted %q from %x", id, b)
+		}
+		for _, c := range []byte(id) {
+			if c <= ' ' || c > '~' {
+				t.Fatalf("accepted an unprintable id %q", id)
+			}
+		}
+	})
+}
+
+// FuzzParsePacket: every packet a member sends is parsed before it is
+// routed. What is accepted is IPv4 with consistent lengths; the addresses
+// are the header's.
+func FuzzParsePacket(f *testing.F) {
+	f.Add(udpPacket(RankAddr(1), RankAddr(0), 9000, []byte("hi")))
+	f.Add([]byte{0x45, 0, 0, 20})
+	f.Add(make([]byte, 20))
+	f.Add([]byte{0x60, 0, 0, 0, 0, 0, 0, 0})
+	f.Add([]byte{0x4f, 0, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		src, dst, err := ParsePacket(b)
+		if err != nil {
+			return
+		}
+		ihl := int(b[0]&0x0f) * 4
+		total := int(binary.BigEndian.Uint16(b[2:4]))
+		if b[0]>>4 != 4 || ihl < 20 || total < ihl || total > len(b) {
+			t.Fatalf("accepted an inconsistent packet %x", b)
+		}
+		if src.As4() != [4]byte(b[12:16]) || dst.As4() != [4]byte(b[16:20]) {
+			t.Fatalf("addresses %s %s from %x", src, dst, b)
+		}
+		if r, ok := rankOf(dst); ok && RankAddr(r) != dst {
+			t.Fatalf("rank %d of %s maps back to %s", r, dst, RankAddr(r))
+		}
+	})
+}
