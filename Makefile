@@ -118,9 +118,13 @@ bench-jobs:
 e2e-torch:
 	AIXBLOCK_E2E_TORCH=1 AIXBLOCK_REQUIRE_DOCKER=1 $(GO) test -run TestTorch -count=1 -v -timeout 20m ./cmd/aixblock/
 
-# The distributed workload's all-reduce against a plain TCP copy (ratio).
+# The job network against plain TCP between the same two namespaces (a
+# copy and the workload's all-reduce, unshaped and at 10 and 1 Gbit/s),
+# then the gang start on a testnet of 2 and 3 providers (needs root,
+# iproute2 and a Docker engine).
 bench-ddp:
-	$(GO) test -run '^$$' -bench AllReduce -benchtime 5x -timeout 10m ./jobs/
+	$(GO) test -run '^$$' -bench JobNetLink -benchtime 3x -timeout 10m ./p2p/overlay/
+	$(GO) test -run '^$$' -bench GangStart -benchtime 1x -timeout 10m ./cmd/aixblock/
 
 # The test workload as a FROM-scratch image (aixblock-test/jobprog:latest),
 # for jobs/examples/hello.yaml and make run; needs a Docker engine.
