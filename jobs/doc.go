@@ -67,11 +67,13 @@
 //   - GPUs: only the UUIDs its deal gave, as device requests; with
 //     NVIDIA_VISIBLE_DEVICES in the daemon's hands, a provider whose
 //     default runtime is nvidia hands out no others.
-//   - Network: none (loopback only) for a one-node job, a service too. A distributed
-//     rank gets a bridge network, or the host's network where the provider
-//     opts in (SubmitOptions.HostNetwork): such a rank can reach the
-//     host's local services, so a provider with services worth hiding
-//     does not opt in.
+//   - Network: none (loopback only) for a one-node job, a service too. A
+//     distributed rank joins a holder container's namespace (hold.go), in
+//     which the node places the job network's device before the rank
+//     starts (SubmitOptions.JoinNetwork): it reaches its job's other ranks
+//     and nothing else. The host's network (SubmitOptions.HostNetwork) is
+//     only for a requester the provider lists as trusted with it: such a
+//     rank can reach the host's local services.
 //   - Kernel: no capabilities, no-new-privileges, not root in the
 //     container, pids and memory limits; the engine's seccomp and
 //     AppArmor defaults apply.

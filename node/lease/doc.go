@@ -10,8 +10,14 @@
 // reputation. The provider's: a start is checked against the deal, its
 // terms and the deposit, the job watched (its GPUs' health, its pay), its
 // vouchers kept and redeemed. A distributed job is a gang of deals that
-// start together (gang.go); a service job's ports reach its requester
-// through p2p/overlay (service.go).
+// start together (gang.go): the prepare names every rank's deal, each
+// provider checks them (this requester's, this spec's, signed by both)
+// and lets exactly their providers into the job's network (p2p/overlay's
+// JobNet, keyed by the requester and rank 0's job ID), reaches them and
+// reports the path; the requester refuses relayed paths when the spec
+// denies relays, then tells every rank to go with MASTER_ADDR the rank 0
+// overlay address. A service job's ports reach its requester through
+// p2p/overlay (service.go).
 //
 // Every message between the two daemons is in the table of protocol.go:
 // its ID, what travels, and the size and time limits both sides hold it

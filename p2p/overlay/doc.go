@@ -1,5 +1,30 @@
-// Package overlay holds a job's private network on libp2p. Today that is
-// the forwarding of a service job's ports to its requester:
+// Package overlay holds jobs' private networks on libp2p: the job network
+// of a distributed job's ranks, and the forwarding of a service job's
+// ports to its requester.
+//
+// The job network (JobNet, /aixblock/<network>/jobnet/1):
+//
+//   - Each rank has a network namespace of its own (a holder container's,
+//     made by jobs). Join makes a TUN device in the daemon's namespace,
+//     moves it into the rank's (named IfName, MTU 65000, the rank's
+//     address RankAddr(r) = 10.77.0.(r+1) in Prefix, loopback up) and
+//     keeps its file: the rank's only route is the job's subnet.
+//   - Every packet the rank sends is read here. One whose source is not
+//     the rank's own address, or whose destination is not another rank
+//     of the job, is dropped (counted); the rest go to the member that
+//     hosts the destination rank, framed (2-byte length, packet) on one
+//     stream per member, flushed when the queue runs dry, or straight to
+//     a local rank's device. A full queue drops, as a router does.
+//   - A member's stream opens with a header (version 1, the network ID)
+//     read within 3 s; a network this daemon does not have, or a peer
+//     that is not one of its members, gets a reset. Each packet received
+//     must come from a rank that member hosts and go to a rank here.
+//   - Reach connects to every member before the ranks start and reports
+//     the path (direct or relayed), giving hole punching its chance; a
+//     stream on a relayed connection moves once a direct one exists.
+//     Stat is the network's paths and traffic.
+//
+// Ports:
 //
 //   - On the provider, Server answers /aixblock/<network>/port/1. A stream
 //     opens with a small CBOR Header (version, job ID, port), at most
@@ -22,6 +47,7 @@
 // decoded before anything else is read, it must arrive within a timeout,
 // and the refusal reply is a bounded single line.
 //
-// It imports p2p, libp2p and vishvananda/netns; never node, jobs or market
-// (the node wires the Authorizer from its deals and the jobs Manager).
+// It imports p2p, libp2p and vishvananda/netns and netlink; never node,
+// jobs or market (node/lease wires the Authorizer and the job networks'
+// members from its deals and the jobs Manager).
 package overlay

@@ -16,7 +16,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Println("usage: jobprog echo|exit|sleep|write|read|serve|sandbox|env ...")
+		fmt.Println("usage: jobprog echo|exit|sleep|write|read|serve|sandbox|env|meet ...")
 		os.Exit(2)
 	}
 	a := os.Args[2:]
@@ -98,6 +98,68 @@ func main() {
 		sandbox()
 	case "forkchild":
 		time.Sleep(30 * time.Second)
+	case "meet": // meet [PROBE...]: a distributed rank meets rank 0 at MASTER_ADDR, then tries each HOST:PORT
+		meet(a)
+	}
+}
+
+// meet is a distributed rank's first step: rank 0 listens on MASTER_PORT
+// and answers every other rank; the others dial MASTER_ADDR. Then it
+// tries each probe (what a rank must not reach) and says what happened.
+func meet(probes []string) {
+	world, _ := strconv.Atoi(os.Getenv("WORLD_SIZE"))
+	rank, _ := strconv.Atoi(os.Getenv("RANK"))
+	master := net.JoinHostPort(os.Getenv("MASTER_ADDR"), os.Getenv("MASTER_PORT"))
+	ifs, _ := net.Interfaces()
+	var names []string
+	for _, i := range ifs {
+		names = append(names, i.Name)
+	}
+	fmt.Printf("rank %d of %d, interfaces %v\n", rank, world, names)
+	if rank == 0 {
+		ln, err := net.Listen("tcp", ":"+os.Getenv("MASTER_PORT"))
+		if err != nil {
+			fmt.Println("listen:", err)
+			os.Exit(1)
+		}
+		for n := 1; n < world; n++ {
+			c, err := ln.Accept()
+			if err != nil {
+				fmt.Println("accept:", err)
+				os.Exit(1)
+			}
+			buf := make([]byte, 64)
+			k, _ := c.Read(buf)
+			fmt.Printf("rank 0 met %s from %s\n", buf[:k], c.RemoteAddr())
+			c.Write([]byte("rank 0"))
+			c.Close()
+		}
+	} else {
+		var c net.Conn
+		var err error
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if c, err = net.DialTimeout("tcp", master, time.Second); err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil {
+			fmt.Println("dial the master:", err)
+			os.Exit(1)
+		}
+		fmt.Fprintf(c, "rank %d", rank)
+		buf := make([]byte, 64)
+		k, _ := c.Read(buf)
+		fmt.Printf("rank %d met %s at %s\n", rank, buf[:k], master)
+		c.Close()
+	}
+	for _, p := range probes {
+		c, err := net.DialTimeout("tcp", p, time.Second)
+		if err == nil {
+			c.Close()
+			fmt.Printf("probe %s: reached\n", p)
+			continue
+		}
+		fmt.Printf("probe %s: not reached (%v)\n", p, err)
 	}
 }
 
