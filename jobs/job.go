@@ -43,21 +43,21 @@ type Transition struct {
 // Job is a job and everything known about it; it is what `job status
 // --json` prints.
 type Job struct {
-	ID          string       `json:"id"`
-	Spec        Spec         `json:"spec"`
-	State       State        `json:"state"`
-	Reason      string       `json:"reason,omitempty"`
-	ExitCode    *int         `json:"exit_code,omitempty"`
-	ResultCID   string       `json:"result_cid,omitempty"`
-	ContainerID string       `json:"container_id,omitempty"`
+	ID          string `json:"id"`
+	Spec        Spec   `json:"spec"`
+	State       State  `json:"state"`
+	Reason      string `json:"reason,omitempty"`
+	ExitCode    *int   `json:"exit_code,omitempty"`
+	ResultCID   string `json:"result_cid,omitempty"`
+	ContainerID string `json:"container_id,omitempty"`
 	// NetHolder is the container holding a distributed rank's network
 	// namespace (hold.go).
-	NetHolder string `json:"net_holder,omitempty"`
-	GPUs        []string     `json:"gpus,omitempty"`
-	CreatedAt   time.Time    `json:"created_at"`
-	StartedAt   *time.Time   `json:"started_at,omitempty"`
-	FinishedAt  *time.Time   `json:"finished_at,omitempty"`
-	History     []Transition `json:"history"`
+	NetHolder  string       `json:"net_holder,omitempty"`
+	GPUs       []string     `json:"gpus,omitempty"`
+	CreatedAt  time.Time    `json:"created_at"`
+	StartedAt  *time.Time   `json:"started_at,omitempty"`
+	FinishedAt *time.Time   `json:"finished_at,omitempty"`
+	History    []Transition `json:"history"`
 	// Progress says what preparing is doing, e.g. "input 1/2: 12.0 MiB",
 	// or, for a service not ready yet, what its last readiness check saw.
 	Progress string `json:"progress,omitempty"`

@@ -457,7 +457,7 @@ func (m *Manager) prepare(ctx context.Context, j *Job) (Container, error) {
 	c := Container{
 		Name: "aixblock-" + j.ID, Image: imageID, Entrypoint: s.Command, Cmd: s.Args,
 		CPU: s.Resources.CPU, MemoryMiB: s.Resources.MemoryMiB, PidsLimit: m.cfg.PidsLimit, ShmMiB: 64,
-		Labels:  map[string]string{"aixblock.job": j.ID},
+		Labels: map[string]string{"aixblock.job": j.ID},
 	}
 	if c.CPU == 0 {
 		c.CPU = DefaultCPU

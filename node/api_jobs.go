@@ -203,8 +203,8 @@ type JobInput = jobs.Input
 
 // JobPort and JobReady are a service's ports and readiness check.
 type (
-	JobPort  = jobs.Port
+	JobPort = jobs.Port
 	// JobDistributed asks for several node ranks.
 	JobDistributed = jobs.Distributed
-	JobReady = jobs.Ready
+	JobReady       = jobs.Ready
 )

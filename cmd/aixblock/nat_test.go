@@ -14,12 +14,12 @@ import (
 
 // The NAT topology, all in network namespaces this test makes:
 //
-//	           inet (a bridge: the "internet", 11.11.0.0/24)
-//	   ┌────────────┬──────────┴──┬──────────────┐
-//	  pub .2       req .3      r1 .11          r2 .12   (home routers:
-//	 (bootstrap,  (requester)     │ NAT           │ NAT   MASQUERADE)
-//	  job relay,               p1 192.168.1.2   p2 192.168.2.2
-//	  dev chain)               (provider)       (provider)
+//	          inet (a bridge: the "internet", 11.11.0.0/24)
+//	  ┌────────────┬──────────┴──┬──────────────┐
+//	 pub .2       req .3      r1 .11          r2 .12   (home routers:
+//	(bootstrap,  (requester)     │ NAT           │ NAT   MASQUERADE)
+//	 job relay,               p1 192.168.1.2   p2 192.168.2.2
+//	 dev chain)               (provider)       (provider)
 //
 // Daemons run inside the namespaces (ip netns exec); Docker stays the
 // host's engine, so a rank's holder container has its own namespace,
@@ -268,7 +268,6 @@ func TestJobAcrossNATs(t *testing.T) {
 		})
 	}
 }
-
 
 // skipNetns skips a test that needs network namespaces where this machine
 // cannot make them, except under AIXBLOCK_REQUIRE_NETNS (CI), where it

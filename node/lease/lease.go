@@ -72,8 +72,8 @@ type Manager struct {
 	vouchers        *Vouchers
 	voucherInterval time.Duration
 	remote          *remote
-	portServer      *overlay.Server // the provider's side of service ports
-	jobNet          *overlay.JobNet // distributed ranks' private networks
+	portServer      *overlay.Server         // the provider's side of service ports
+	jobNet          *overlay.JobNet         // distributed ranks' private networks
 	verifyDealFn    func(market.Deal) error // nil: the market's check
 
 	// Every goroutine of the manager runs under ctx through spawn and is
