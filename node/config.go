@@ -52,10 +52,7 @@ type Config struct {
 	// circuit (a distributed job's ranks talk for hours): for a node with
 	// a public address and bandwidth to give. Off by default.
 	JobRelay bool `json:"job_relay,omitempty"`
-	// ObservedAddrThreshold is how many peers must report the same
-	// external address before this node advertises it and hole punches
-	// with it; zero means libp2p's 4 (a network of a few nodes needs less).
-	ObservedAddrThreshold int `json:"observed_addr_threshold,omitempty"`
+
 	// ConnLow and ConnHigh are the connection manager's watermarks; zero
 	// means the p2p defaults.
 	ConnLow  int `json:"conn_low,omitempty"`
@@ -253,11 +250,8 @@ func (c Config) parse() (parsed, error) {
 		}
 		p.relays = append(p.relays, *ai)
 	}
-	if c.Reachability != "" && c.Reachability != "public" && c.Reachability != "private" {
-		return p, fmt.Errorf("reachability %q: want public, private, or leave it out (AutoNAT decides)", c.Reachability)
-	}
-	if c.ObservedAddrThreshold < 0 {
-		return p, fmt.Errorf("observed_addr_threshold %d: want 0 (libp2p's 4) or more", c.ObservedAddrThreshold)
+	if err := p2p.CheckReachability(c.Reachability); err != nil {
+		return p, err
 	}
 	if p.announce, err = multiaddrs("announce", c.Announce); err != nil {
 		return p, err

@@ -30,7 +30,6 @@ func ConfigReference() []ConfigKey {
 		{"reachability", "(AutoNAT decides)", "public or private: skip AutoNAT's verdict (a node known to be behind NAT looks for relays at once)"},
 		{"relays", "[] (candidates from the DHT)", "multiaddrs with /p2p/ID of relays to reserve a slot on when behind NAT"},
 		{"job_relay", "false", "relay other nodes' connections with no time or data limit, so ranks whose providers cannot reach each other directly can talk (a public node with bandwidth to give)"},
-		{"observed_addr_threshold", "0 (libp2p's 4)", "peers that must report one external address before it is advertised and hole punched with"},
 		{"conn_low", "64", "connection manager low watermark (0: the default)"},
 		{"conn_high", "192", "connection manager high watermark (0: the default)"},
 		{"gateway", d.Gateway, `HOST:PORT of the trustless IPFS gateway; port 0 picks a free one; "off" disables it; the default falls back to a free port when taken`},

@@ -109,12 +109,11 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 		MDNS:         repo.Config.MDNS,
 		NoNAT:        !repo.Config.NAT,
 		Reachability: repo.Config.Reachability, StaticRelays: cfg.relays, JobRelay: repo.Config.JobRelay,
-		ObservedAddrThreshold: repo.Config.ObservedAddrThreshold,
-		ConnLow:               repo.Config.ConnLow,
-		ConnHigh:              repo.Config.ConnHigh,
-		Metrics:               n.metrics,
-		Records:               []p2p.RecordValidator{market.AdvertRecord()},
-		Logger:                log,
+		ConnLow:  repo.Config.ConnLow,
+		ConnHigh: repo.Config.ConnHigh,
+		Metrics:  n.metrics,
+		Records:  []p2p.RecordValidator{market.AdvertRecord()},
+		Logger:   log,
 	}
 	n.p2p, err = p2p.New(ctx, pcfg)
 	// As with the API: the default ports are a preference, so a second

@@ -59,10 +59,6 @@ type Config struct {
 	// circuit limits (2 minutes, 128 KiB), which cannot carry a job's
 	// traffic; it should be a node with bandwidth to give.
 	JobRelay bool
-	// ObservedAddrThreshold is how many peers must see the same external
-	// address before the node advertises it (and hole punches with it);
-	// zero keeps libp2p's 4. A small network has fewer peers than that.
-	ObservedAddrThreshold int
 	// ConnLow and ConnHigh are the connection manager's watermarks; zero means 64 and 192.
 	ConnLow, ConnHigh int
 	// MaxConns caps the resource manager's connections; zero means 1024.
@@ -91,9 +87,17 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// CheckReachability checks a Reachability value, naming it.
+func CheckReachability(s string) error {
+	if s != "" && s != "public" && s != "private" {
+		return fmt.Errorf("reachability %q: want public, private, or leave it out (AutoNAT decides)", s)
+	}
+	return nil
+}
+
 func (c *Config) withDefaults() error {
-	if c.Reachability != "" && c.Reachability != "public" && c.Reachability != "private" {
-		return fmt.Errorf("reachability %q: want public, private or empty (AutoNAT decides)", c.Reachability)
+	if err := CheckReachability(c.Reachability); err != nil {
+		return err
 	}
 	if c.Network == "" {
 		c.Network = DefaultNetwork

@@ -7,7 +7,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/libp2p/go-libp2p/p2p/host/observedaddrs"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 
 	"github.com/libp2p/go-libp2p"
@@ -102,10 +101,6 @@ func newHost(cfg *Config, relayPeers func(context.Context, int) <-chan peer.Addr
 	}
 	if cfg.JobRelay {
 		opts = append(opts, libp2p.EnableRelayService(relayv2.WithResources(jobRelayResources())))
-	}
-	if cfg.ObservedAddrThreshold > 0 {
-		// A process-wide libp2p setting; a daemon has one host.
-		observedaddrs.ActivationThresh = cfg.ObservedAddrThreshold
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {

@@ -404,7 +404,7 @@ func newJobStatusCmd(g *globals) *cobra.Command {
 				if n := j.Network; n != nil {
 					kv(w, "network", n.Addr+" (the job's private network)")
 					for _, p := range n.Peers {
-						kv(w, fmt.Sprintf("  rank %d", p.Rank), fmt.Sprintf("%s, sent %s, received %s", orDash(p.Path), mib(float64(p.TxBytes)), mib(float64(p.RxBytes))))
+						kv(w, fmt.Sprintf("  rank %d", p.Rank), fmt.Sprintf("%s, sent %s, received %s", pathOrNone(p.Path), mib(float64(p.TxBytes)), mib(float64(p.RxBytes))))
 					}
 				}
 				if j.GangStartMs > 0 {
@@ -584,7 +584,8 @@ func newJobResultsCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func orDash(s string) string {
+// pathOrNone names a rank's path, or its absence.
+func pathOrNone(s string) string {
 	if s == "" {
 		return "not connected"
 	}

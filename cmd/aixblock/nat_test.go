@@ -129,10 +129,6 @@ func (n *natNet) node(t *testing.T, host, devchain, key string, provider bool, c
 		c["listen"] = []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"}
 		c["mdns"] = false
 		c["nat"] = true
-		// Two peers on the "internet" see each address: fewer than
-		// libp2p's four, so the providers' observed addresses would
-		// never be trusted for hole punching.
-		c["observed_addr_threshold"] = 2
 		config(c)
 	})
 	return repo

@@ -208,12 +208,6 @@ func (m *Manager) handleJobPrepare(ctx context.Context, from peer.ID, req []byte
 	if !pr.Spec.Distributed.HostNetwork() {
 		return m.prepareOnJobNet(ctx, deal, pr)
 	}
-	if err := m.market.Claim(deal.ID); err != nil {
-		return nil, err
-	}
-	if err := m.claimDeal(deal.ID); err != nil {
-		return nil, err
-	}
 	port, err := m.freePort()
 	if err != nil {
 		return nil, err
@@ -228,11 +222,8 @@ func (m *Manager) handleJobPrepare(ctx context.Context, from peer.ID, req []byte
 			m.remote.mu.Unlock()
 		}
 	}()
-	spec := pr.Spec
-	spec.Resources.GPUs = len(deal.GPUs)
-	j, err := m.jobs.Submit(spec, jobs.SubmitOptions{GPUs: deal.GPUs, Gate: true, HostNetwork: true, ID: pr.JobID})
+	j, err := m.submitProvided(deal, pr.Spec, jobs.SubmitOptions{Gate: true, HostNetwork: true, ID: pr.JobID})
 	if err != nil {
-		m.market.Release(deal.ID)
 		return nil, err
 	}
 	m.remote.mu.Lock()
@@ -278,25 +269,16 @@ func (m *Manager) prepareOnJobNet(ctx context.Context, deal *market.Deal, pr pre
 	if err != nil {
 		return nil, err
 	}
-	if err := m.market.Claim(deal.ID); err != nil {
-		return nil, err
-	}
-	if err := m.claimDeal(deal.ID); err != nil {
-		return nil, err
-	}
 	id, rank := netID(deal.Requester, pr.Group), pr.NodeRank
 	join := func(ctx context.Context, nsPath string) (io.Closer, error) {
 		return m.jobNet.Join(id, members, rank, nsPath)
 	}
-	spec := pr.Spec
-	spec.Resources.GPUs = len(deal.GPUs)
 	// The collective libraries pick their interface by the hostname's
 	// address, which in the rank's namespace is loopback: name the job
 	// network's device instead.
 	ifEnv := []string{"GLOO_SOCKET_IFNAME=" + overlay.IfName, "NCCL_SOCKET_IFNAME=" + overlay.IfName, "TP_SOCKET_IFNAME=" + overlay.IfName}
-	j, err := m.jobs.Submit(spec, jobs.SubmitOptions{GPUs: deal.GPUs, Gate: true, JoinNetwork: join, Env: ifEnv, ID: pr.JobID})
+	j, err := m.submitProvided(deal, pr.Spec, jobs.SubmitOptions{Gate: true, JoinNetwork: join, Env: ifEnv, ID: pr.JobID})
 	if err != nil {
-		m.market.Release(deal.ID)
 		return nil, err
 	}
 	if err := m.startedProvided(j, *deal); err != nil {

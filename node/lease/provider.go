@@ -37,23 +37,34 @@ func (m *Manager) handleJobStart(ctx context.Context, from peer.ID, req []byte) 
 	if err != nil {
 		return nil, err
 	}
-	if err := m.market.Claim(deal.ID); err != nil {
-		return nil, err
-	}
-	if err := m.claimDeal(deal.ID); err != nil {
-		return nil, err
-	}
-	spec := sr.Spec
-	spec.Resources.GPUs = len(deal.GPUs)
-	j, err := m.jobs.Submit(spec, jobs.SubmitOptions{GPUs: deal.GPUs, ID: sr.JobID})
+	j, err := m.submitProvided(deal, sr.Spec, jobs.SubmitOptions{ID: sr.JobID})
 	if err != nil {
-		m.market.Release(deal.ID)
 		return nil, err
 	}
 	if err := m.startedProvided(j, *deal); err != nil {
 		return nil, err
 	}
 	return json.Marshal(j)
+}
+
+// submitProvided claims a checked deal (in the market and on disk) and
+// submits its job on the deal's GPUs; a job that cannot be submitted
+// gives the GPUs back.
+func (m *Manager) submitProvided(deal *market.Deal, spec jobs.Spec, opts jobs.SubmitOptions) (*jobs.Job, error) {
+	if err := m.market.Claim(deal.ID); err != nil {
+		return nil, err
+	}
+	if err := m.claimDeal(deal.ID); err != nil {
+		return nil, err
+	}
+	spec.Resources.GPUs = len(deal.GPUs)
+	opts.GPUs = deal.GPUs
+	j, err := m.jobs.Submit(spec, opts)
+	if err != nil {
+		m.market.Release(deal.ID)
+		return nil, err
+	}
+	return j, nil
 }
 
 // checkStart is the provider's check before a market job prepares: the
@@ -132,9 +143,7 @@ func (m *Manager) depositCovers(ch common.Hash, deposited, redeemed *big.Int, de
 		// whole deal: a requester who starts again at once after a
 		// canceled gang is not refused for the canceled ranks.
 		if j, err := m.jobsGet(id); err == nil && j.State.Terminal() {
-			if j.StartedAt != nil && j.FinishedAt != nil {
-				committed.Add(committed, dealCost(d, min(j.FinishedAt.Sub(*j.StartedAt), time.Duration(d.MaxDurationS)*time.Second)))
-			}
+			committed.Add(committed, ranCost(d, j.StartedAt, j.FinishedAt))
 			continue
 		}
 		committed.Add(committed, dealCost(d, time.Duration(d.MaxDurationS)*time.Second))
@@ -321,9 +330,18 @@ func (m *Manager) endProvided(id string, started, finished *time.Time) {
 	ch := m.providedChannel(deal)
 	delete(r.live, id)
 	delete(r.runSince, id)
-	if started != nil && finished != nil && r.floor[ch] != nil {
-		r.floor[ch] = new(big.Int).Add(r.floor[ch], dealCost(deal, min(finished.Sub(*started), time.Duration(deal.MaxDurationS)*time.Second)))
+	if r.floor[ch] != nil {
+		r.floor[ch] = new(big.Int).Add(r.floor[ch], ranCost(deal, started, finished))
 	}
+}
+
+// ranCost is what an ended job owes: its run time here, within its deal's
+// duration; nothing for a job that never ran.
+func ranCost(deal market.Deal, started, finished *time.Time) *big.Int {
+	if started == nil || finished == nil {
+		return new(big.Int)
+	}
+	return dealCost(deal, min(finished.Sub(*started), time.Duration(deal.MaxDurationS)*time.Second))
 }
 
 // coverage is the money check of a channel at now: what its best voucher

@@ -81,7 +81,7 @@ func FuzzParsePacket(f *testing.F) {
 	f.Add([]byte{0x60, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{0x4f, 0, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		src, dst, err := ParsePacket(b)
+		src, dst, err := parsePacket(b)
 		if err != nil {
 			return
 		}

@@ -58,9 +58,9 @@ const (
 	streamBuf     = 256 << 10
 )
 
-// ParsePacket reads an IPv4 packet's source and destination; anything
+// parsePacket reads an IPv4 packet's source and destination; anything
 // else (IPv6, a short or inconsistent header) is an error.
-func ParsePacket(p []byte) (src, dst netip.Addr, err error) {
+func parsePacket(p []byte) (src, dst netip.Addr, err error) {
 	if len(p) < 20 {
 		return src, dst, errors.New("packet: shorter than an IPv4 header")
 	}
@@ -271,7 +271,7 @@ func (n *jobNet) readLocal(rank int, t *tun) {
 			return
 		}
 		pkt := (*bp)[2 : 2+k]
-		src, dst, err := ParsePacket(pkt)
+		src, dst, err := parsePacket(pkt)
 		d, ok := rankOf(dst)
 		// A rank speaks only as itself and only to its job's ranks: the
 		// provider's own addresses, its LAN and the internet have no
@@ -482,7 +482,7 @@ func (s *JobNet) handle(st network.Stream) {
 // deliver writes a member's packet to the local rank it is for, if it
 // comes from a rank that member hosts.
 func (n *jobNet) deliver(from peer.ID, pkt []byte) bool {
-	src, dst, err := ParsePacket(pkt)
+	src, dst, err := parsePacket(pkt)
 	if err != nil {
 		return false
 	}

@@ -8,13 +8,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netns"
 )
 
 // newNetns makes a network namespace with loopback up, removed at cleanup.
@@ -39,31 +36,17 @@ func newNetns(t testing.TB) string {
 	return name
 }
 
-// listenIn listens on addr inside the namespace at path, from a thread
-// that goes back afterwards; the listener stays in the namespace.
+// listenIn listens on addr inside the namespace at path; the listener
+// stays in the namespace.
 func listenIn(t testing.TB, path, addr string) net.Listener {
 	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	own, err := netns.Get()
-	if err != nil {
+	var ln net.Listener
+	if err := inNetns(t, path, func() error {
+		var err error
+		ln, err = net.Listen("tcp4", addr)
+		return err
+	}); err != nil {
 		t.Fatal(err)
-	}
-	defer own.Close()
-	ns, err := netns.GetFromPath(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	if err := netns.Set(ns); err != nil {
-		t.Fatal(err)
-	}
-	ln, lerr := net.Listen("tcp4", addr)
-	if err := netns.Set(own); err != nil {
-		t.Fatalf("back to the test's namespace: %v", err) // the thread dies locked
-	}
-	if lerr != nil {
-		t.Fatal(lerr)
 	}
 	return ln
 }

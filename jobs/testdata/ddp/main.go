@@ -5,8 +5,8 @@
 // makes a deterministic shard of its own; every step the gradients are
 // all-reduced through rank 0 (sum, then the average back to all); rank 0
 // writes the model to $OUTPUT_DIR/model.json (default /outputs). With the
-// argument "tfcheck" it checks TF_CONFIG instead; "tcpcopy ADDR" is the
-// baseline for its all-reduce figure (a plain TCP copy, see tcpcopy).
+// argument "tfcheck" it checks TF_CONFIG instead. PROBE lists HOST:PORTs
+// it tries after meeting the others (what a rank must not reach).
 package main
 
 import (
@@ -53,10 +53,6 @@ func fail(format string, a ...any) {
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "tfcheck" {
 		tfcheck()
-		return
-	}
-	if len(os.Args) > 2 && os.Args[1] == "tcpcopy" {
-		tcpcopy(os.Args[2])
 		return
 	}
 	world, rank := atoi("WORLD_SIZE", 1), atoi("RANK", 0)
@@ -319,43 +315,6 @@ func (a *allReduce) run(g []float64) error {
 		}
 	}
 	return nil
-}
-
-// tcpcopy is the all-reduce figure's baseline: "tcpcopy listen:ADDR"
-// receives until EOF and prints the rate; "tcpcopy ADDR" sends $BYTES
-// (default 1 GiB) of zeros in 1 MiB writes.
-func tcpcopy(arg string) {
-	if addr, ok := strings.CutPrefix(arg, "listen:"); ok {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			fail("listen: %v", err)
-		}
-		fmt.Printf("listening %s\n", ln.Addr())
-		c, err := ln.Accept()
-		if err != nil {
-			fail("accept: %v", err)
-		}
-		start := time.Now()
-		n, err := io.Copy(io.Discard, c)
-		if err != nil {
-			fail("copy: %v", err)
-		}
-		el := time.Since(start).Seconds()
-		out, _ := json.Marshal(map[string]any{"bytes": n, "mib_per_s": float64(n) / el / (1 << 20)})
-		fmt.Printf("copied %s\n", out)
-		return
-	}
-	c, err := net.Dial("tcp", arg)
-	if err != nil {
-		fail("dial: %v", err)
-	}
-	buf := make([]byte, 1<<20)
-	for left := int64(atoi("BYTES", 1<<30)); left > 0; left -= int64(len(buf)) {
-		if _, err := c.Write(buf[:min(int64(len(buf)), left)]); err != nil {
-			fail("write: %v", err)
-		}
-	}
-	c.Close()
 }
 
 // probe prints the rank's interfaces and tries each HOST:PORT in PROBE (a
