@@ -54,7 +54,7 @@ type Client struct {
 	genesis common.Hash
 	escrow  *bind.BoundContract
 	esc     *contracts.Escrow
-	erc20   *contracts.TestToken // only its ERC-20 methods are used
+	erc20   *contracts.ERC20
 	tx      *sender
 	log     *slog.Logger
 }
@@ -92,7 +92,7 @@ func NewClient(ctx context.Context, b Backend, w *Wallet, cfg Config) (*Client, 
 		return nil, fmt.Errorf("chain: no contract at escrow address %s on chain %s", cfg.Escrow, id)
 	}
 	esc := contracts.NewEscrow()
-	tok := contracts.NewTestToken()
+	tok := contracts.NewERC20()
 	log := cfg.Logger.With("component", "chain")
 	c := &Client{
 		b: b, w: w, cfg: cfg, chainID: id, genesis: g.Hash(), log: log,

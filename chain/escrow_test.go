@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aixblock/aixblock/contracts"
+	"github.com/aixblock/aixblock/contracts/testcontracts"
 	"github.com/ethereum/go-ethereum/accounts/abi/bind/v2"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
@@ -217,6 +217,10 @@ func TestAttacks(t *testing.T) {
 		{"redeem from the zero payer", e.payee, e.esc.PackRedeem(common.Address{}, tok, big.NewInt(1), make([]byte, 65)), 0, "ZeroAddress"},
 		{"withdraw an open channel", e.payer, e.esc.PackWithdraw(e.payee.Address(), tok), 0, "NotClosing"},
 		{"close a channel never opened", e.other, e.esc.PackStartClose(e.payee.Address(), tok), 0, "ZeroAmount"},
+		// The token's own errors come through the escrow and read by name
+		// (contracts.ERC20 carries them).
+		{"token deposit without allowance", e.other, e.esc.PackDeposit(e.payee.Address(), tok, big.NewInt(1)), 0, "ERC20InsufficientAllowance"},
+		{"token deposit beyond the balance", e.payer, e.esc.PackDeposit(e.payee.Address(), tok, new(big.Int).Add(DevToken, big.NewInt(1))), 0, "ERC20InsufficientBalance"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := send(tc.from, tc.data, tc.value); !IsRevert(err, tc.revert) {
@@ -241,8 +245,8 @@ func TestAttacks(t *testing.T) {
 func TestReentrantToken(t *testing.T) {
 	e := newSim(t)
 	ctx := context.Background()
-	rt := contracts.NewReentrantToken()
-	deployer, addr := e.deploy(contracts.ReentrantTokenMetaData.Bin)
+	rt := testcontracts.NewReentrantToken()
+	deployer, addr := e.deploy(testcontracts.ReentrantTokenMetaData.Bin)
 	inst := rt.Instance(e.b, addr)
 	call := func(data []byte) {
 		t.Helper()
@@ -289,8 +293,8 @@ func TestReentrantToken(t *testing.T) {
 func TestFeeOnTransferToken(t *testing.T) {
 	e := newSim(t)
 	ctx := context.Background()
-	ft := contracts.NewFeeToken()
-	deployer, addr := e.deploy(contracts.FeeTokenMetaData.Bin)
+	ft := testcontracts.NewFeeToken()
+	deployer, addr := e.deploy(testcontracts.FeeTokenMetaData.Bin)
 	tx, err := bind.Transact(ft.Instance(e.b, addr), deployer, ft.PackMint(e.payer.Address(), big.NewInt(10_000)))
 	if err != nil {
 		t.Fatal(err)

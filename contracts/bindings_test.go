@@ -8,18 +8,20 @@ import (
 	"github.com/aixblock/aixblock/contracts/internal/bindgen"
 )
 
-// The committed bindings must be what abigen makes of the committed
-// artifacts.
+// The committed bindings, production and test, must be what abigen makes
+// of the committed artifacts.
 func TestBindingsMatchArtifacts(t *testing.T) {
-	want, err := bindgen.Generate("artifacts", "contracts")
+	files, err := bindgen.Generate("artifacts")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := os.ReadFile("bindings.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatal("bindings.go is stale: run `make contracts` and commit the result")
+	for _, f := range files {
+		got, err := os.ReadFile(f.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, f.Code) {
+			t.Errorf("%s is stale: run `make contracts` and commit the result", f.Path)
+		}
 	}
 }
