@@ -32,22 +32,35 @@ func (a *Amount) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// ParseUnits reads a decimal amount in whole units ("1.5") as base units
-// for a token with the given decimals (1.5 at 6 decimals is 1500000).
+// ParseBaseUnits reads an amount written in base units, a plain decimal
+// integer ("1500000"): no sign, no exponent, no separators.
+func ParseBaseUnits(s string) (*big.Int, error) {
+	if !isDigits(s) {
+		return nil, fmt.Errorf("amount %q: want a whole number of base units such as 1500000", s)
+	}
+	v, _ := new(big.Int).SetString(s, 10)
+	return v, nil
+}
+
+// ParseUnits reads a decimal amount in whole units ("1.5", ".5", "2.")
+// as base units for a token with the given decimals (1.5 at 6 decimals is
+// 1500000). Surrounding space is ignored; signs and exponents are not
+// numbers here.
 func ParseUnits(s string, decimals uint8) (*big.Int, error) {
 	whole, frac, _ := strings.Cut(strings.TrimSpace(s), ".")
-	if whole == "" && frac == "" || strings.HasPrefix(whole, "-") || strings.HasPrefix(whole, "+") {
-		return nil, fmt.Errorf("amount %q: want a positive decimal such as 1.5", s)
+	if whole+frac == "" || whole != "" && !isDigits(whole) || frac != "" && !isDigits(frac) {
+		return nil, fmt.Errorf("amount %q: want a decimal number of whole units such as 1.5", s)
 	}
 	if len(frac) > int(decimals) {
 		return nil, fmt.Errorf("amount %q: more than %d decimal places", s, decimals)
 	}
-	digits := whole + frac + strings.Repeat("0", int(decimals)-len(frac))
-	v, ok := new(big.Int).SetString(digits, 10)
-	if !ok {
-		return nil, fmt.Errorf("amount %q: want a positive decimal such as 1.5", s)
-	}
+	v, _ := new(big.Int).SetString(whole+frac+strings.Repeat("0", int(decimals)-len(frac)), 10)
 	return v, nil
+}
+
+// isDigits reports whether s is one or more ASCII digits.
+func isDigits(s string) bool {
+	return s != "" && strings.TrimLeft(s, "0123456789") == ""
 }
 
 // FormatUnits writes base units as a decimal in whole units, trimming

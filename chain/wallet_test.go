@@ -59,26 +59,3 @@ func TestReadPassphrase(t *testing.T) {
 		t.Fatal("missing file accepted")
 	}
 }
-
-func TestUnits(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		dec  uint8
-		want string
-		err  bool
-	}{
-		{"1.5", 6, "1500000", false}, {"2", 6, "2000000", false}, {"0.000001", 6, "1", false},
-		{".5", 6, "500000", false}, {"1.0000001", 6, "", true}, {"-1", 6, "", true}, {"abc", 6, "", true}, {"", 6, "", true},
-		{"1", 18, "1000000000000000000", false},
-	} {
-		got, err := ParseUnits(tc.in, tc.dec)
-		if (err != nil) != tc.err || (err == nil && got.String() != tc.want) {
-			t.Errorf("ParseUnits(%q, %d) = %v, %v", tc.in, tc.dec, got, err)
-		}
-		if err == nil {
-			if back, _ := ParseUnits(FormatUnits(got, tc.dec), tc.dec); back.Cmp(got) != 0 {
-				t.Errorf("FormatUnits round trip of %s: %s", got, FormatUnits(got, tc.dec))
-			}
-		}
-	}
-}

@@ -337,19 +337,17 @@ func (c Config) parse() (parsed, error) {
 		}
 	}
 	if c.Market.RedeemAbove != "" {
-		v, ok := new(big.Int).SetString(c.Market.RedeemAbove, 10)
-		if !ok || v.Sign() < 0 {
-			return p, fmt.Errorf("market.redeem_above: %q is not an amount of base units", c.Market.RedeemAbove)
+		if p.redeemAbove, err = chain.ParseBaseUnits(c.Market.RedeemAbove); err != nil {
+			return p, fmt.Errorf("market.redeem_above: %w", err)
 		}
-		p.redeemAbove = v
 	}
 	for class, byToken := range c.Market.Prices {
 		if !priceClassRE.MatchString(class) {
 			return p, fmt.Errorf("market.prices: class %q: want a GPU class key such as nvidia-h100-80gb, cpu or *", class)
 		}
 		for tok, price := range byToken {
-			if _, err := chain.ParseToken(strings.Replace(tok, "default", "", 1), common.Address{}); err != nil {
-				return p, fmt.Errorf("market.prices[%s]: token %w", class, err)
+			if _, err := chain.ParsePriceToken(tok, common.Address{}); err != nil {
+				return p, fmt.Errorf("market.prices[%s]: %w", class, err)
 			}
 			if _, err := chain.ParseUnits(price, 18); err != nil {
 				return p, fmt.Errorf("market.prices[%s][%s]: %w", class, tok, err)

@@ -24,6 +24,16 @@ func TestConfigValidate(t *testing.T) {
 		"api bad port":        {func(c *Config) { c.API = "127.0.0.1:99999" }, `port "99999"`},
 		"api no host":         {func(c *Config) { c.API = ":5901" }, "no host"},
 		"watermarks reversed": {func(c *Config) { c.ConnLow, c.ConnHigh = 10, 5 }, "conn_low 10 / conn_high 5"},
+		"prices": {func(c *Config) {
+			c.Market.Prices = map[string]map[string]string{"*": {"default": "2.5", "native": "0.001"}}
+		}, ""},
+		"price token":        {func(c *Config) { c.Market.Prices = map[string]map[string]string{"*": {"tUSD": "2"}} }, `market.prices[*]: token "tUSD": want default, native or an address`},
+		"price amount":       {func(c *Config) { c.Market.Prices = map[string]map[string]string{"cpu": {"default": "-2"}} }, `market.prices[cpu][default]: amount "-2"`},
+		"redeem above":       {func(c *Config) { c.Market.RedeemAbove = "1000000" }, ""},
+		"redeem above units": {func(c *Config) { c.Market.RedeemAbove = "1.5" }, `market.redeem_above: amount "1.5": want a whole number of base units`},
+		"chain token": {func(c *Config) {
+			c.Chain = ChainConfig{RPC: "http://127.0.0.1:8545", Escrow: "0x33AB224A224Cd09bBA4761260478F8C20C1582e1", Token: "tUSD"}
+		}, `chain.token: token "tUSD"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := good

@@ -44,13 +44,13 @@ func (s dealSigner) VerifyDeal(t market.DealTerms, sig []byte, wallet string) er
 }
 
 func chainDeal(t market.DealTerms) (chain.Deal, error) {
-	price, ok := new(big.Int).SetString(t.Price, 10)
-	if !ok {
-		return chain.Deal{}, fmt.Errorf("deal price %q", t.Price)
+	price, err := chain.ParseBaseUnits(t.Price)
+	if err != nil {
+		return chain.Deal{}, fmt.Errorf("deal price: %w", err)
 	}
-	tok := chain.NativeToken
-	if t.Token != "native" {
-		tok = common.HexToAddress(t.Token)
+	tok, err := chain.ParseTokenName(t.Token)
+	if err != nil {
+		return chain.Deal{}, fmt.Errorf("deal: %w", err)
 	}
 	return chain.Deal{
 		ID: common.HexToHash(t.ID), OfferID: common.HexToHash(t.OfferID),
@@ -68,7 +68,7 @@ func (n *Node) openMarket(ctx context.Context, cfg parsed) error {
 	for class, byToken := range mc.Prices {
 		prices[class] = map[string]string{}
 		for tok, whole := range byToken {
-			t, err := chain.ParseToken(strings.Replace(tok, "default", "", 1), n.chain.DefaultToken())
+			t, err := chain.ParsePriceToken(tok, n.chain.DefaultToken())
 			if err != nil {
 				return fmt.Errorf("market.prices[%s]: %w", class, err)
 			}
@@ -101,13 +101,13 @@ func (n *Node) openMarket(ctx context.Context, cfg parsed) error {
 // its symbol ("2 tUSD"), for the reasons a job gives; base units when the
 // token's decimals cannot be read.
 func (n *Node) formatAmount(token, base string) string {
-	v, ok := new(big.Int).SetString(base, 10)
-	if !ok {
+	v, err := chain.ParseBaseUnits(base)
+	if err != nil {
 		return base
 	}
-	tok := chain.NativeToken
-	if token != "native" {
-		tok = common.HexToAddress(token)
+	tok, err := chain.ParseTokenName(token)
+	if err != nil {
+		return base + " base units"
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -186,13 +186,12 @@ func (n *Node) providers(ctx context.Context, class string) (ProvidersInfo, erro
 		}
 		for _, p := range a.Prices {
 			pv := PriceView{Token: p.Token, PerGPUHour: p.PerGPUHour, Symbol: "?", Units: p.PerGPUHour}
-			tok := chain.NativeToken
-			if p.Token != "native" {
-				tok = common.HexToAddress(p.Token)
-			}
-			if sym, dec, err := n.chain.TokenInfo(ctx, tok); err == nil {
-				v, _ := new(big.Int).SetString(p.PerGPUHour, 10)
-				pv.Symbol, pv.Units = sym, chain.FormatUnits(v, dec)
+			tok, terr := chain.ParseTokenName(p.Token)
+			v, verr := chain.ParseBaseUnits(p.PerGPUHour)
+			if terr == nil && verr == nil {
+				if sym, dec, err := n.chain.TokenInfo(ctx, tok); err == nil {
+					pv.Symbol, pv.Units = sym, chain.FormatUnits(v, dec)
+				}
 			}
 			s.Price = append(s.Price, pv)
 		}

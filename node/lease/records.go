@@ -239,12 +239,19 @@ func dealCost(deal market.Deal, d time.Duration) *big.Int {
 	return c.Div(c, ms)
 }
 
+// dealToken is the token a deal pays in. The market checked its name
+// before the deal was made; a name that does not parse (a record written
+// by hand) gives unparsedToken, which no channel is in, so that such a
+// deal is neither funded nor trusted, rather than paid in the native coin.
 func dealToken(d market.Deal) common.Address {
-	if d.Token == "native" {
-		return chain.NativeToken
+	t, err := chain.ParseTokenName(d.Token)
+	if err != nil {
+		return unparsedToken
 	}
-	return common.HexToAddress(d.Token)
+	return t
 }
+
+var unparsedToken = common.MaxAddress
 
 func newJobID() string {
 	var b [8]byte

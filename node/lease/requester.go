@@ -635,11 +635,7 @@ func (m *Manager) payChannel(ctx context.Context, rj *Record) {
 		m.log.Warn("voucher not delivered", "provider", rj.Provider, "err", err)
 		return
 	}
-	tok := token.Hex()
-	if token == chain.NativeToken {
-		tok = "native"
-	}
-	m.log.Info("paid: voucher sent", "job_id", rj.ID, "provider", rj.Provider, "channel_total", m.formatAmount(tok, total.String()), "jobs_settled", len(ended))
+	m.log.Info("paid: voucher sent", "job_id", rj.ID, "provider", rj.Provider, "channel_total", m.formatAmount(chain.TokenName(token), total.String()), "jobs_settled", len(ended))
 	m.remote.mu.Lock()
 	for _, o := range ended {
 		o.Settled = true
