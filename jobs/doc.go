@@ -109,5 +109,6 @@
 // fails the job.
 //
 // Imports: p2p/content (inputs and results by CID, through the small
-// Content interface) and the moby client; never market or chain.
+// Content interface), internal/atomicfile (its records) and the moby
+// client; never market or chain.
 package jobs

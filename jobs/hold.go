@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"time"
+
+	"github.com/aixblock/aixblock/internal/atomicfile"
 )
 
 // A distributed rank's network namespace is made by a holder container
@@ -91,14 +93,7 @@ func holdFile(dir string) (string, error) {
 	if old, err := os.ReadFile(p); err == nil && string(old) == string(elf) {
 		return p, nil
 	}
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, elf, 0o755); err != nil {
-		return "", fmt.Errorf("jobs: holder program: %w", err)
-	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return "", fmt.Errorf("jobs: holder program: %w", err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
+	if err := atomicfile.WriteFile(p, elf, 0o755); err != nil {
 		return "", fmt.Errorf("jobs: holder program: %w", err)
 	}
 	return p, nil

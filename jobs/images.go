@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aixblock/aixblock/internal/atomicfile"
 	"github.com/ipfs/go-cid"
 )
 
@@ -52,10 +53,13 @@ func (m *Manager) noteImage(ctx context.Context, image, id string, fetched bool)
 }
 
 func (m *Manager) saveImages(imgs map[string]cachedImage) {
-	b, _ := json.MarshalIndent(imgs, "", "  ")
-	tmp := m.imagesPath() + ".tmp"
-	if os.WriteFile(tmp, b, 0o600) == nil {
-		os.Rename(tmp, m.imagesPath())
+	b, err := json.MarshalIndent(imgs, "", "  ")
+	if err == nil {
+		err = atomicfile.WriteFile(m.imagesPath(), b, 0o600)
+	}
+	if err != nil {
+		// A cache: the next use of an image writes it again.
+		m.log.Warn("save the image cache", "err", err)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/aixblock/aixblock/internal/atomicfile"
 )
 
 // State is where a job is in its life.
@@ -100,11 +102,7 @@ func (j *Job) save(dir string) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, "job.json.tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("save job %s: %w", j.ID, err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, "job.json")); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, "job.json"), b, 0o600); err != nil {
 		return fmt.Errorf("save job %s: %w", j.ID, err)
 	}
 	return nil

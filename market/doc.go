@@ -30,5 +30,6 @@
 // and signature-checked before it changes any state; IDs are hashes of the
 // canonical bytes.
 //
-// Imports: p2p and gpu's types; never go-ethereum or Docker.
+// Imports: p2p, gpu's types and internal/atomicfile (the reputation
+// file); never go-ethereum or Docker.
 package market

@@ -7,6 +7,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/aixblock/aixblock/internal/atomicfile"
 )
 
 // ProviderRecord is what a requester remembers of one provider.
@@ -80,10 +82,9 @@ func (r *Reputation) update(p string, f func(*ProviderRecord)) {
 	}
 	r.mu.Unlock()
 	if b != nil {
-		tmp := r.path + ".tmp"
-		if err := os.WriteFile(tmp, b, 0o600); err == nil {
-			os.Rename(tmp, r.path)
-		}
+		// Best effort: the record only ranks providers, and the next
+		// update writes it whole again.
+		_ = atomicfile.WriteFile(r.path, b, 0o600)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/aixblock/aixblock/chain"
+	"github.com/aixblock/aixblock/internal/atomicfile"
 	"github.com/gofrs/flock"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -233,13 +234,8 @@ func (r *Repo) Unlock() error {
 
 // writeAPIFile publishes the API URL for the CLI, atomically.
 func (r *Repo) writeAPIFile(url string) error {
-	p := filepath.Join(r.Dir, APIFile)
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, []byte(url+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write api file: %w", err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("write api file: %w", err)
+	if err := atomicfile.WriteFile(filepath.Join(r.Dir, APIFile), []byte(url+"\n"), 0o600); err != nil {
+		return fmt.Errorf("api file: %w", err)
 	}
 	return nil
 }

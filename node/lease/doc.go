@@ -67,7 +67,8 @@
 // Every goroutine runs under the Manager's context through spawn and is
 // waited for by Close.
 //
-// lease imports market, jobs, chain, p2p, p2p/content, p2p/overlay and gpu;
-// never node or net/http (node maps its errors to status codes: ErrInvalid
-// is the caller's, jobs.ErrNotFound and jobs.ErrFinished are what they say).
+// lease imports market, jobs, chain, p2p, p2p/content, p2p/overlay, gpu and
+// internal/atomicfile (its records); never node or net/http (node maps its
+// errors to status codes: ErrInvalid is the caller's, jobs.ErrNotFound and
+// jobs.ErrFinished are what they say).
 package lease

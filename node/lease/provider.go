@@ -15,6 +15,7 @@ import (
 
 	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/gpu"
+	"github.com/aixblock/aixblock/internal/atomicfile"
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/p2p/overlay"
@@ -186,7 +187,7 @@ func (m *Manager) claimDeal(id string) error {
 	if err != nil {
 		return fmt.Errorf("record started deal: %w", err)
 	}
-	if err := writeAtomic(r.startedPath, b); err != nil {
+	if err := atomicfile.WriteFile(r.startedPath, b, 0o600); err != nil {
 		return fmt.Errorf("record started deal %s: %w", short(id), err)
 	}
 	r.startedDeals[id] = true
@@ -226,7 +227,7 @@ func (m *Manager) saveProvided(id string, deal market.Deal) error {
 		err = os.MkdirAll(m.providedDir(), 0o700)
 	}
 	if err == nil {
-		err = writeAtomic(filepath.Join(m.providedDir(), id+".json"), b)
+		err = atomicfile.WriteFile(filepath.Join(m.providedDir(), id+".json"), b, 0o600)
 	}
 	if err != nil {
 		return fmt.Errorf("save provided job %s: %w", id, err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aixblock/aixblock/chain"
+	"github.com/aixblock/aixblock/internal/atomicfile"
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
 	"github.com/ethereum/go-ethereum/common"
@@ -216,7 +217,7 @@ func (m *Manager) saveRemote(rj *Record) error {
 	b, err := json.MarshalIndent(rj, "", "  ")
 	m.remote.mu.Unlock()
 	if err == nil {
-		err = writeAtomic(filepath.Join(m.remoteDir(), rj.ID+".json"), b)
+		err = atomicfile.WriteFile(filepath.Join(m.remoteDir(), rj.ID+".json"), b, 0o600)
 	}
 	if err != nil {
 		return fmt.Errorf("save remote job %s: %w", rj.ID, err)

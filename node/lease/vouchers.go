@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 
 	"github.com/aixblock/aixblock/chain"
+	"github.com/aixblock/aixblock/internal/atomicfile"
 	"github.com/ethereum/go-ethereum/common"
 )
 
@@ -68,7 +68,7 @@ func (s *Vouchers) keepIf(m map[common.Hash]*chain.Voucher, v *chain.Voucher, be
 	m[v.Channel] = v
 	b, err := json.MarshalIndent(s.data, "", "  ")
 	if err == nil {
-		err = writeAtomic(s.path, b)
+		err = atomicfile.WriteFile(s.path, b, 0o600)
 	}
 	if err != nil {
 		if had {
@@ -79,36 +79,6 @@ func (s *Vouchers) keepIf(m map[common.Hash]*chain.Voucher, v *chain.Voucher, be
 		return false, fmt.Errorf("vouchers: %w", err)
 	}
 	return true, nil
-}
-
-// writeAtomic replaces path with b: a crash leaves the old file or the
-// new one, never part of either.
-func writeAtomic(path string, b []byte) error {
-	// A temporary file of its own: two writers of one record must not
-	// share one.
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Chmod(0o600)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
 }
 
 func (s *Vouchers) list(m map[common.Hash]*chain.Voucher) []*chain.Voucher {
