@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/blockstore"
@@ -30,7 +31,8 @@ func offlineStore(t testing.TB) *Store {
 	d := dssync.MutexWrap(ds.NewMapDatastore())
 	bs := blockstore.NewGCBlockstore(blockstore.NewIdStore(blockstore.NewBlockstore(d)), blockstore.NewGCLocker())
 	off := blockservice.New(bs, offline.Exchange(bs))
-	s := &Store{cfg: Config{Datastore: d, MaxDAGBytes: 64 << 20, MaxDepth: 64, ResultTTL: -1}, log: slog.Default(), bs: bs, offline: off}
+	s := &Store{cfg: Config{Datastore: d, MaxDAGBytes: 64 << 20, MaxDepth: 64, ResultTTL: -1,
+		FirstBlockTimeout: time.Minute, StallTimeout: time.Minute}, log: slog.Default(), bs: bs, offline: off}
 	s.local = merkledag.NewDAGService(off)
 	s.dag = s.local
 	s.links = linksOnly{s.local, bs}
@@ -67,9 +69,11 @@ func fuzzFixtures(t testing.TB, s *Store) []ipld.Node {
 	return nds
 }
 
-// FuzzGetTree writes a fuzzed dag-pb root (as a peer sent it) that may link
+// FuzzGetTree gets a fuzzed dag-pb root (as a peer sent it) that may link
 // the fixtures, under a small limit. Whatever the bytes, nothing is written
-// outside the output, and a refused tree leaves no output.
+// outside the output, and a refused tree leaves no output. A file, which
+// Get writes block by block at the offsets its nodes declare, must hold
+// exactly what reading its leaves in order gives.
 func FuzzGetTree(f *testing.F) {
 	seed := offlineStore(f)
 	fx := fuzzFixtures(f, seed)
@@ -85,6 +89,22 @@ func FuzzGetTree(f *testing.F) {
 	f.Add(bad.RawData())
 	f.Add([]byte{})
 	f.Add([]byte{0x0a, 0x02, 0x08, 0x02})
+	// Files: inline data before the links, a size that lies, a leaf twice
+	// through two parents.
+	for _, sizes := range [][]uint64{{9, 9}, {9, 8}, {20, 9}, {9}} {
+		fsn := ft.NewFSNode(ft.TFile)
+		fsn.SetData([]byte("inline"))
+		for _, n := range sizes {
+			fsn.AddBlockSize(n)
+		}
+		data, _ := fsn.GetBytes()
+		nd := v1(merkledag.NodeWithData(data))
+		nd.AddRawLink("", &ipld.Link{Cid: fx[0].Cid()})
+		if len(sizes) > 1 {
+			nd.AddRawLink("", &ipld.Link{Cid: fx[1].Cid()})
+		}
+		f.Add(nd.RawData())
+	}
 
 	f.Fuzz(func(t *testing.T, b []byte) {
 		pn, err := merkledag.DecodeProtobuf(b)
@@ -99,8 +119,8 @@ func FuzzGetTree(f *testing.F) {
 		}
 		base := t.TempDir()
 		out := filepath.Join(base, "out")
-		tr := &tree{dag: s.local, root: pn.Cid(), lim: limit{1 << 20, "test"}, maxDepth: 16}
-		err = tr.write(context.Background(), out)
+		s.cfg.MaxDepth = 16
+		_, err = s.GetWith(context.Background(), pn.Cid(), out, GetOptions{MaxBytes: 1 << 20})
 		ents, _ := os.ReadDir(base)
 		if err != nil {
 			if _, serr := os.Lstat(out); serr == nil {
@@ -113,6 +133,18 @@ func FuzzGetTree(f *testing.F) {
 		}
 		if len(ents) != 1 || ents[0].Name() != "out" {
 			t.Fatalf("wrote %v beside the output", ents)
+		}
+		if ents[0].Type().IsRegular() {
+			var want bytes.Buffer
+			tr := &tree{dag: s.local, root: pn.Cid(), lim: limit{1 << 20, "test"}, maxDepth: 16}
+			n, err := tr.get(context.Background(), pn.Cid())
+			if err == nil {
+				err = tr.writeFile(context.Background(), &fileWriter{f: &want, left: n.size()}, n, 0)
+			}
+			got, _ := os.ReadFile(out)
+			if err != nil || !bytes.Equal(got, want.Bytes()) {
+				t.Fatalf("file of %d bytes written; reading its leaves in order gives %d bytes (%v)", len(got), want.Len(), err)
+			}
 		}
 		// Nothing under out is anything but a file, directory or symlink.
 		filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error {

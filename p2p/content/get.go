@@ -61,9 +61,15 @@ func (s *Store) Fetch(ctx context.Context, root cid.Cid, progress func(FetchStat
 	return s.fetch(ctx, root, progress, s.limit(GetOptions{}), nil)
 }
 
-// fetch is Fetch with a limit; blocks it receives are also offered to
-// pass, when set.
-func (s *Store) fetch(ctx context.Context, root cid.Cid, progress func(FetchStats), lim limit, pass *handoff) (FetchStats, error) {
+// sink takes each block a fetch has made local, the root first, from
+// many goroutines at once; an error ends the fetch.
+type sink interface {
+	put(ctx context.Context, nd ipld.Node, isRoot bool) error
+}
+
+// fetch is Fetch with a limit; blocks it walks are also given to to, when
+// set.
+func (s *Store) fetch(ctx context.Context, root cid.Cid, progress func(FetchStats), lim limit, to sink) (FetchStats, error) {
 	if err := checkCodec(root); err != nil {
 		return FetchStats{}, err
 	}
@@ -160,7 +166,11 @@ func (s *Store) fetch(ctx context.Context, root cid.Cid, progress func(FetchStat
 			depth[l.Cid] = d + 1
 		}
 		mu.Unlock()
-		pass.put(nd)
+		if to != nil {
+			if err := to.put(ctx, nd, c == root); err != nil {
+				return nil, err
+			}
+		}
 		if progress != nil {
 			progress(st)
 		}
@@ -246,44 +256,35 @@ func (s *Store) Get(ctx context.Context, root cid.Cid, out string, progress func
 // GetWith is Get with per-call options. Nothing is written when the DAG
 // would write more than the limit; out must not exist.
 //
-// The file is written while the DAG is fetched: the fetch walks the DAG
-// with many blocks in flight while the writer asks for blocks in file
-// order through its own session, so a block is written once it has
-// arrived (from the memtable it just went to) instead of in a second pass
-// over the whole DAG after the last block.
+// A file is written while the DAG is fetched, each block at its offset as
+// it arrives (see placer); a directory is written from the blockstore once
+// the fetch has made all of it local.
 func (s *Store) GetWith(ctx context.Context, root cid.Cid, out string, opts GetOptions) (FetchStats, error) {
 	if _, err := os.Lstat(out); err == nil {
 		return FetchStats{}, fmt.Errorf("output %s exists; not overwriting it (remove it or give another -o)", out)
 	}
 	lim := s.limit(opts)
-	wctx, wcancel := context.WithCancel(ctx)
-	defer wcancel()
-	type result struct {
-		stats FetchStats
-		err   error
+	pl := newPlacer(s, out, lim)
+	st, err := s.fetch(ctx, root, opts.Progress, lim, pl)
+	select {
+	case <-pl.decided:
+	default: // the root never came
+		return st, err
 	}
-	fetched := make(chan result, 1)
-	pass := &handoff{m: map[cid.Cid]ipld.Node{}}
-	go func() {
-		st, err := s.fetch(ctx, root, opts.Progress, lim, pass)
-		if err != nil {
-			wcancel() // the writer may be waiting for a block that will not come
+	if pl.isFile {
+		if ferr := pl.finish(err); err == nil && ferr != nil {
+			return st, fmt.Errorf("get %s: %w", root, ferr)
 		}
-		fetched <- result{st, err}
-	}()
-	t := &tree{dag: readOnly{merkledag.NewSession(wctx, s.dag)}, pass: pass, root: root, lim: lim, maxDepth: s.cfg.MaxDepth}
-	werr := t.write(wctx, out)
-	r := <-fetched
-	if r.err != nil {
-		if werr == nil {
-			os.RemoveAll(out) // written, but the DAG is not all here or over a limit
-		}
-		return r.stats, r.err
+		return st, err
 	}
-	if werr != nil {
-		return r.stats, fmt.Errorf("get %s: %w", root, werr)
+	if err != nil {
+		return st, err
 	}
-	return r.stats, nil
+	t := &tree{dag: s.local, root: root, lim: lim, maxDepth: s.cfg.MaxDepth}
+	if err := t.write(ctx, out); err != nil {
+		return st, fmt.Errorf("get %s: %w", root, err)
+	}
+	return st, nil
 }
 
 // Cat fetches a file and copies its bytes to w.
@@ -322,47 +323,3 @@ func (readOnly) Add(context.Context, ipld.Node) error        { return errReadOnl
 func (readOnly) AddMany(context.Context, []ipld.Node) error  { return errReadOnly }
 func (readOnly) Remove(context.Context, cid.Cid) error       { return errReadOnly }
 func (readOnly) RemoveMany(context.Context, []cid.Cid) error { return errReadOnly }
-
-// handoff passes the raw leaves a fetch has just received to the writer
-// of the same Get, which would otherwise read each back from the
-// datastore. It holds at most handoffBytes: when the writer lags, leaves
-// are not kept and it reads them from the datastore as before. Only raw
-// nodes pass; they are immutable, so sharing them is safe.
-type handoff struct {
-	mu    sync.Mutex
-	m     map[cid.Cid]ipld.Node
-	bytes int
-}
-
-const handoffBytes = 64 << 20
-
-func (h *handoff) put(nd ipld.Node) {
-	if h == nil {
-		return
-	}
-	if _, raw := nd.(*merkledag.RawNode); !raw {
-		return
-	}
-	n := len(nd.RawData())
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if _, dup := h.m[nd.Cid()]; dup || h.bytes+n > handoffBytes {
-		return
-	}
-	h.m[nd.Cid()] = nd
-	h.bytes += n
-}
-
-func (h *handoff) take(c cid.Cid) (ipld.Node, bool) {
-	if h == nil {
-		return nil, false
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	nd, ok := h.m[c]
-	if ok {
-		delete(h.m, c)
-		h.bytes -= len(nd.RawData())
-	}
-	return nd, ok
-}

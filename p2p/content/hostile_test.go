@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -319,6 +320,96 @@ func TestResultPinsExpire(t *testing.T) {
 		}
 		if _, ok, _ := s.PinExpiry(ctx, c); ok {
 			t.Fatalf("%s still expires", c)
+		}
+	}
+}
+
+// fileNode is a dag-pb file node with inline data over the given children,
+// each declared as the size given beside it (a hostile node may lie).
+func fileNode(t *testing.T, s *Store, inline []byte, kids []ipld.Node, sizes []uint64) *merkledag.ProtoNode {
+	t.Helper()
+	fsn := ft.NewFSNode(ft.TFile)
+	fsn.SetData(inline)
+	for _, n := range sizes {
+		fsn.AddBlockSize(n)
+	}
+	data, _ := fsn.GetBytes()
+	nd := v1(merkledag.NodeWithData(data))
+	for _, k := range kids {
+		nd.AddRawLink("", &ipld.Link{Cid: k.Cid()})
+	}
+	put(t, s, nd)
+	return nd
+}
+
+// Get writes a file block by block at the offsets its nodes declare: inline
+// data that leaves the leaves unaligned, a leaf under two parents (written
+// twice, the second time read back), and three levels with a short tail
+// all come out byte for byte.
+func TestGetPlacesEveryBlock(t *testing.T) {
+	s := line(t, 1, Config{})[0].store
+	leaf := func(b byte, n int) ipld.Node {
+		nd := merkledag.NewRawNode(bytes.Repeat([]byte{b}, n))
+		put(t, s, nd)
+		return nd
+	}
+	size := func(nd ipld.Node) uint64 {
+		if pn, ok := nd.(*merkledag.ProtoNode); ok {
+			fsn, _ := ft.FSNodeFromBytes(pn.Data())
+			return fsn.FileSize()
+		}
+		return uint64(len(nd.RawData()))
+	}
+	file := func(inline []byte, kids ...ipld.Node) ipld.Node {
+		var sizes []uint64
+		for _, k := range kids {
+			sizes = append(sizes, size(k))
+		}
+		return fileNode(t, s, inline, kids, sizes)
+	}
+	a, b, tail := leaf('a', 1<<20), leaf('b', 1<<20), leaf('t', 1000)
+	cases := []struct {
+		name string
+		root ipld.Node
+		want []byte
+	}{
+		{"inline data shifts the leaves", file([]byte("head"), a, b),
+			slices.Concat([]byte("head"), a.RawData(), b.RawData())},
+		{"a leaf under two parents", file(nil, a, file(nil, b, a), a),
+			slices.Concat(a.RawData(), b.RawData(), a.RawData(), a.RawData())},
+		{"three levels and a short tail", file(nil, file(nil, file(nil, a, b), b), file([]byte("x"), tail)),
+			slices.Concat(a.RawData(), b.RawData(), b.RawData(), []byte("x"), tail.RawData())},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "f")
+			if _, err := s.Get(context.Background(), tc.root.Cid(), out, nil); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(out)
+			if err != nil || !bytes.Equal(got, tc.want) {
+				t.Fatalf("got %d bytes (%v), want %d", len(got), err, len(tc.want))
+			}
+		})
+	}
+}
+
+// A node inside the file whose children add up to more (or less) than
+// its parent declares for it would move every later block: refused, and
+// the half-written file removed.
+func TestInnerNodeSizeLieRefused(t *testing.T) {
+	s := line(t, 1, Config{})[0].store
+	a := merkledag.NewRawNode(bytes.Repeat([]byte{1}, 4096))
+	put(t, s, a)
+	for _, lie := range []uint64{4095, 4097} {
+		inner := fileNode(t, s, nil, []ipld.Node{a, a}, []uint64{4096, 4096})
+		root := fileNode(t, s, nil, []ipld.Node{inner, a}, []uint64{lie, 4096})
+		out := filepath.Join(t.TempDir(), "f")
+		if _, err := s.Get(context.Background(), root.Cid(), out, nil); err == nil || !strings.Contains(err.Error(), "declared size") {
+			t.Fatalf("inner node declared as %d: err %v, want the declared size refused", lie, err)
+		}
+		if _, err := os.Lstat(out); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("inner node declared as %d: the refused file was left behind", lie)
 		}
 	}
 }

@@ -41,7 +41,6 @@ type limit struct {
 // every repeated link again, since that is what lands on disk.
 type tree struct {
 	dag      ipld.DAGService
-	pass     *handoff // leaves the fetch already holds, or nil
 	root     cid.Cid
 	lim      limit
 	maxDepth int
@@ -64,9 +63,6 @@ const (
 func (t *tree) get(ctx context.Context, c cid.Cid) (node, error) {
 	if err := checkCodec(c); err != nil {
 		return node{}, err
-	}
-	if nd, ok := t.pass.take(c); ok {
-		return decode(nd)
 	}
 	nd, err := t.dag.Get(ctx, c)
 	if err != nil {
