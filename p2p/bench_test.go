@@ -1,4 +1,4 @@
-package p2p
+package p2p_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aixblock/aixblock/p2p"
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 )
 
@@ -29,7 +31,7 @@ const benchMsgs = 20
 func BenchmarkGossipLoopback(b *testing.B) {
 	for _, n := range []int{10, 50} {
 		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
-			nodes := startLoopback(b, n, "bench")
+			nodes := p2ptest.Loopback(b, n, quietConfig("bench"))
 			topics, subs := joinAll(b, nodes, "bench/1")
 			b.ResetTimer()
 			for range b.N {
@@ -43,8 +45,9 @@ func BenchmarkGossipMocknet(b *testing.B) {
 	const latency = 10 * time.Millisecond
 	for _, n := range []int{200, 1000} {
 		b.Run(fmt.Sprintf("peers=%d/latency=10ms", n), func(b *testing.B) {
-			nodes, g := startMocknet(b, n, 4, latency)
-			bootstrapTrimmed(b, nodes, g)
+			mn := p2ptest.NewMocknet(b, n, 4, latency, quietConfig("mock"))
+			nodes := mn.Nodes
+			bootstrapTrimmed(b, mn)
 			topics, subs := joinAll(b, nodes, "bench/1")
 			b.ResetTimer()
 			for range b.N {
@@ -65,13 +68,13 @@ func reportGossip(b *testing.B, res []gossipResult, latency time.Duration) {
 	}
 	lat, ideal = sortedDurations(lat), sortedDurations(ideal)
 	p50, p99 := percentile(lat, 50), percentile(lat, 99)
-	b.ReportMetric(ms(p50), "p50-ms")
-	b.ReportMetric(ms(p99), "p99-ms")
+	b.ReportMetric(p2ptest.Ms(p50), "p50-ms")
+	b.ReportMetric(p2ptest.Ms(p99), "p99-ms")
 	b.ReportMetric(float64(maxHops), "max-hops")
 	if latency > 0 {
 		i50, i99 := percentile(ideal, 50), percentile(ideal, 99)
-		b.ReportMetric(ms(i50), "ideal-p50-ms")
-		b.ReportMetric(ms(i99), "ideal-p99-ms")
+		b.ReportMetric(p2ptest.Ms(i50), "ideal-p50-ms")
+		b.ReportMetric(p2ptest.Ms(i99), "ideal-p99-ms")
 		b.ReportMetric(float64(p50)/float64(i50), "p50-x-ideal")
 		b.ReportMetric(float64(p99)/float64(i99), "p99-x-ideal")
 	}
@@ -81,7 +84,7 @@ func reportGossip(b *testing.B, res []gossipResult, latency time.Duration) {
 func BenchmarkDHTGetValueLoopback(b *testing.B) {
 	for _, n := range []int{10, 50} {
 		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
-			benchGetValue(b, startLoopback(b, n, "bench"))
+			benchGetValue(b, p2ptest.Loopback(b, n, quietConfig("bench")))
 		})
 	}
 }
@@ -89,14 +92,14 @@ func BenchmarkDHTGetValueLoopback(b *testing.B) {
 func BenchmarkDHTGetValueMocknet(b *testing.B) {
 	for _, n := range []int{200, 1000} {
 		b.Run(fmt.Sprintf("peers=%d/latency=10ms", n), func(b *testing.B) {
-			nodes, g := startMocknet(b, n, 4, 10*time.Millisecond)
-			bootstrapTrimmed(b, nodes, g)
-			benchGetValue(b, nodes)
+			mn := p2ptest.NewMocknet(b, n, 4, 10*time.Millisecond, quietConfig("mock"))
+			bootstrapTrimmed(b, mn)
+			benchGetValue(b, mn.Nodes)
 		})
 	}
 }
 
-func benchGetValue(b *testing.B, nodes []*Node) {
+func benchGetValue(b *testing.B, nodes []*p2p.Node) {
 	const records, reads = 10, 50
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -129,13 +132,11 @@ func benchGetValue(b *testing.B, nodes []*Node) {
 			if quorum > 0 {
 				name = fmt.Sprintf("q%d", quorum)
 			}
-			b.ReportMetric(ms(percentile(lat, 50)), name+"-p50-ms")
-			b.ReportMetric(ms(percentile(lat, 99)), name+"-p99-ms")
+			b.ReportMetric(p2ptest.Ms(percentile(lat, 50)), name+"-p50-ms")
+			b.ReportMetric(p2ptest.Ms(percentile(lat, 99)), name+"-p99-ms")
 		}
 	}
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	b.ReportMetric(float64(m.HeapAlloc)/float64(len(nodes))/1024, "heap-KiB/node")
 }
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

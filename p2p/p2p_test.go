@@ -1,24 +1,27 @@
-package p2p
+package p2p_test
 
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/aixblock/aixblock/p2p"
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 func TestFiveHostsOnLoopback(t *testing.T) {
-	nodes := startLoopback(t, 5, "alpha")
+	nodes := p2ptest.Loopback(t, 5, quietConfig("alpha"))
 
 	t.Run("every DHT reaches the others", func(t *testing.T) {
 		for i, n := range nodes {
-			waitFor(t, 20*time.Second, func() bool { return n.DHT.RoutingTable().Size() == len(nodes)-1 },
-				"node %d routing table has %d peers, want %d", i, n.DHT.RoutingTable().Size(), len(nodes)-1)
+			p2ptest.WaitFor(t, 20*time.Second, func() bool { return n.DHT.RoutingTable().Size() == len(nodes)-1 },
+				"node %d routing table never held the %d others", i, len(nodes)-1)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -99,7 +102,7 @@ func TestFiveHostsOnLoopback(t *testing.T) {
 			defer sub.Cancel()
 			subs = append(subs, sub)
 		}
-		waitFor(t, 10*time.Second, func() bool { return len(pub.ListPeers()) == len(nodes)-1 }, "publisher sees %d subscribers", len(pub.ListPeers()))
+		p2ptest.WaitFor(t, 10*time.Second, func() bool { return len(pub.ListPeers()) == len(nodes)-1 }, "publisher never saw the %d subscribers", len(nodes)-1)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		for _, m := range []string{"bad", "good"} {
@@ -119,6 +122,9 @@ func TestFiveHostsOnLoopback(t *testing.T) {
 	})
 
 	t.Run("a host of another network never joins", func(t *testing.T) {
+		// Every layer of the isolation is checked on its own, with Errorf
+		// where a later check still means something: a leak at one layer
+		// must not hide a leak at another.
 		// alpha's own subscriber to the topic, so that beta's silence is
 		// checked after a delivery that proves the message went out.
 		alphaPub, err := nodes[0].Join("isolation/1", nil)
@@ -136,32 +142,12 @@ func TestFiveHostsOnLoopback(t *testing.T) {
 		defer alphaSub.Cancel()
 
 		cfg := quietConfig("beta")
-		cfg.Bootstrap = []peer.AddrInfo{addrInfo(nodes[0])}
-		other, err := New(context.Background(), cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer other.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		// The transport connects (same libp2p), identify shows no alpha
-		// protocol, and both sides hang up: bootstrap says why.
-		err = other.Bootstrap(ctx)
-		if err == nil || !strings.Contains(err.Error(), `not a node of network "beta"`) {
-			t.Fatalf("bootstrap to another network: %v, want a not-a-node-of-network error", err)
-		}
-		waitFor(t, 5*time.Second, func() bool {
-			return nodes[0].Host.Network().Connectedness(other.Host.ID()) != network.Connected &&
-				other.Host.Network().Connectedness(nodes[0].Host.ID()) != network.Connected
-		}, "alpha and beta still connected")
-		if nodes[0].IsMember(other.Host.ID()) || other.IsMember(nodes[0].Host.ID()) {
-			t.Fatal("a node of another network counts as a member")
-		}
-		if !nodes[0].IsMember(nodes[1].Host.ID()) {
-			t.Fatal("a node of the same network is not a member")
-		}
-		// Subscribing to alpha's exact topic name must not help either.
-		topic, err := other.PubSub.Join(TopicName("alpha", "isolation/1"))
+		cfg.Bootstrap = []peer.AddrInfo{p2ptest.AddrInfo(nodes[0])}
+		other := p2ptest.New(t, cfg)
+		// Beta subscribes to alpha's exact topic name (the name alpha
+		// publishes on) before it dials: were the networks to meet, its
+		// subscription would reach alpha with the first connection.
+		topic, err := other.PubSub.Join(p2p.TopicName("alpha", "isolation/1"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -170,20 +156,34 @@ func TestFiveHostsOnLoopback(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer sub.Cancel()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		// The transport connects (same libp2p), identify shows no alpha
+		// protocol, and both sides hang up: bootstrap says why.
+		err = other.Bootstrap(ctx)
+		if err == nil || !strings.Contains(err.Error(), `not a node of network "beta"`) {
+			t.Errorf("bootstrap to another network: %v, want a not-a-node-of-network error", err)
+		}
 		// Beta tries again through the DHT's own connect: still cut off.
-		_ = other.Host.Connect(ctx, addrInfo(nodes[0]))
+		_ = other.Host.Connect(ctx, p2ptest.AddrInfo(nodes[0]))
 		_ = other.RefreshRoutingTable(ctx)
-		waitFor(t, 10*time.Second, func() bool { return len(alphaPub.ListPeers()) > 0 }, "alpha's publisher has no mesh peer")
+		p2ptest.WaitFor(t, 10*time.Second, func() bool { return slices.Contains(alphaPub.ListPeers(), nodes[1].Host.ID()) },
+			"alpha's publisher never saw alpha's subscriber")
 		if err := alphaPub.Publish(ctx, []byte("alpha only")); err != nil {
 			t.Fatal(err)
 		}
 		if msg, err := alphaSub.Next(ctx); err != nil || string(msg.Data) != "alpha only" {
 			t.Fatalf("alpha's own subscriber: %v %v", msg, err)
 		}
+		// Published to every subscribed peer at once (flood publish) and
+		// gossiped again every 200 ms heartbeat: a second is five rounds.
 		rctx, rcancel := context.WithTimeout(ctx, time.Second)
 		defer rcancel()
 		if msg, err := sub.Next(rctx); err == nil {
-			t.Errorf("beta received %q", msg.Data)
+			t.Errorf("beta received %q from alpha", msg.Data)
+		}
+		if got := topic.ListPeers(); len(got) != 0 {
+			t.Errorf("beta sees %d gossip peers on alpha's topic", len(got))
 		}
 		if n := other.DHT.RoutingTable().Size(); n != 0 {
 			t.Errorf("beta's routing table has %d peers, want 0", n)
@@ -193,12 +193,19 @@ func TestFiveHostsOnLoopback(t *testing.T) {
 				t.Errorf("alpha node %d has beta in its routing table", i)
 			}
 		}
-		if got := topic.ListPeers(); len(got) != 0 {
-			t.Errorf("beta sees %d gossip peers on alpha's topic", len(got))
-		}
 		if _, err := other.DHT.GetValue(rctx, "/test/greeting"); err == nil {
 			t.Error("beta read alpha's record")
 		}
+		if nodes[0].IsMember(other.Host.ID()) || other.IsMember(nodes[0].Host.ID()) {
+			t.Error("a node of another network counts as a member")
+		}
+		if !nodes[0].IsMember(nodes[1].Host.ID()) {
+			t.Error("a node of the same network is not a member")
+		}
+		p2ptest.WaitFor(t, 5*time.Second, func() bool {
+			return nodes[0].Host.Network().Connectedness(other.Host.ID()) != network.Connected &&
+				other.Host.Network().Connectedness(nodes[0].Host.ID()) != network.Connected
+		}, "alpha and beta still connected")
 	})
 }
 
@@ -208,27 +215,27 @@ func TestNetworkNames(t *testing.T) {
 		"": false, "Main": false, "-x": false, "a/b": false, "has space": false,
 		strings.Repeat("a", 33): false,
 	} {
-		err := ValidateNetwork(name)
+		err := p2p.ValidateNetwork(name)
 		if (err == nil) != ok {
-			t.Errorf("ValidateNetwork(%q) = %v, want ok=%v", name, err, ok)
+			t.Errorf("p2p.ValidateNetwork(%q) = %v, want ok=%v", name, err, ok)
 		}
 		if err != nil && !strings.Contains(err.Error(), "network name") {
 			t.Errorf("error %q does not name the field", err)
 		}
 	}
-	if _, err := New(context.Background(), Config{Network: "Bad/Name"}); err == nil {
+	if _, err := p2p.New(context.Background(), p2p.Config{Network: "Bad/Name"}); err == nil {
 		t.Fatal("New accepted a bad network name")
 	}
-	if got := ProtocolID("testnet", "bid/1"); got != "/aixblock/testnet/bid/1" {
+	if got := p2p.ProtocolID("testnet", "bid/1"); got != "/aixblock/testnet/bid/1" {
 		t.Fatalf("ProtocolID = %s", got)
 	}
 }
 
 func TestRequestResponse(t *testing.T) {
-	nodes := startLoopback(t, 2, "rr")
+	nodes := p2ptest.Loopback(t, 2, quietConfig("rr"))
 	server, client := nodes[0], nodes[1]
 	echo := server.ProtocolID("echo/1")
-	Handle(server.Host, echo, StreamLimits{MaxRequest: 64, MaxResponse: 128}, nil,
+	p2p.Handle(server.Host, echo, p2p.StreamLimits{MaxRequest: 64, MaxResponse: 128}, nil,
 		func(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
 			switch string(req) {
 			case "fail":
@@ -244,19 +251,19 @@ func TestRequestResponse(t *testing.T) {
 	ctx := context.Background()
 	for name, tc := range map[string]struct {
 		req     string
-		lim     StreamLimits
+		lim     p2p.StreamLimits
 		want    string
 		wantErr string
 	}{
 		"echo":             {req: "hi", want: client.Host.ID().String() + ":hi"},
 		"handler error":    {req: "fail", wantErr: "remote: no such thing"},
-		"request too big":  {req: strings.Repeat("y", 100), lim: StreamLimits{MaxRequest: 1000}, wantErr: "remote: frame of 100 bytes over the 64 limit"},
-		"local size check": {req: strings.Repeat("y", 100), lim: StreamLimits{MaxRequest: 10}, wantErr: "too large"},
-		"response too big": {req: "big", lim: StreamLimits{MaxResponse: 100}, wantErr: "over the 100 limit"},
-		"deadline":         {req: "slow", lim: StreamLimits{Timeout: 300 * time.Millisecond}, wantErr: "deadline"},
+		"request too big":  {req: strings.Repeat("y", 100), lim: p2p.StreamLimits{MaxRequest: 1000}, wantErr: "remote: frame of 100 bytes over the 64 limit"},
+		"local size check": {req: strings.Repeat("y", 100), lim: p2p.StreamLimits{MaxRequest: 10}, wantErr: "too large"},
+		"response too big": {req: "big", lim: p2p.StreamLimits{MaxResponse: 100}, wantErr: "over the 100 limit"},
+		"deadline":         {req: "slow", lim: p2p.StreamLimits{Timeout: 300 * time.Millisecond}, wantErr: "deadline"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			got, err := Request(ctx, client.Host, server.Host.ID(), echo, []byte(tc.req), tc.lim)
+			got, err := p2p.Request(ctx, client.Host, server.Host.ID(), echo, []byte(tc.req), tc.lim)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err %v, want one containing %q", err, tc.wantErr)
@@ -274,8 +281,8 @@ func TestMocknet200Peers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("200-peer mocknet in -short mode")
 	}
-	nodes, _ := startMocknet(t, 200, 4, 0)
-	bootstrapAll(t, nodes)
+	nodes := p2ptest.NewMocknet(t, 200, 4, 0, quietConfig("mock")).Nodes
+	p2ptest.Bootstrap(t, nodes)
 
 	topics, subs := joinAll(t, nodes, "scale/1")
 	res := gossipRounds(t, nodes, topics, subs, 2, 30*time.Second)
@@ -297,16 +304,5 @@ func TestMocknet200Peers(t *testing.T) {
 		if _, err := nodes[i].DHT.FindPeer(ctx, target); err != nil {
 			t.Fatalf("node %d FindPeer: %v", i, err)
 		}
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, ok func() bool, format string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf(format, args...)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
