@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 )
 
 // BenchmarkForward compares small HTTP requests through a forward (two
@@ -32,17 +34,16 @@ func BenchmarkForward(b *testing.B) {
 	fSetup := firstBytes(b, f.Addr().String(), setups)
 	b.StopTimer()
 
-	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
 	b.ReportMetric(dRate, "direct-req/s")
 	b.ReportMetric(fRate, "fwd-req/s")
 	b.ReportMetric(fRate/dRate, "fwd/direct-req/s")
-	b.ReportMetric(ms(pct(dLat, 50)), "direct-p50-ms")
-	b.ReportMetric(ms(pct(fLat, 50)), "fwd-p50-ms")
-	b.ReportMetric(ms(pct(dLat, 99)), "direct-p99-ms")
-	b.ReportMetric(ms(pct(fLat, 99)), "fwd-p99-ms")
+	b.ReportMetric(p2ptest.Ms(pct(dLat, 50)), "direct-p50-ms")
+	b.ReportMetric(p2ptest.Ms(pct(fLat, 50)), "fwd-p50-ms")
+	b.ReportMetric(p2ptest.Ms(pct(dLat, 99)), "direct-p99-ms")
+	b.ReportMetric(p2ptest.Ms(pct(fLat, 99)), "fwd-p99-ms")
 	b.ReportMetric(float64(pct(fLat, 50))/float64(pct(dLat, 50)), "fwd/direct-p50")
-	b.ReportMetric(ms(pct(dSetup, 50)), "direct-setup-p50-ms")
-	b.ReportMetric(ms(pct(fSetup, 50)), "fwd-setup-p50-ms")
+	b.ReportMetric(p2ptest.Ms(pct(dSetup, 50)), "direct-setup-p50-ms")
+	b.ReportMetric(p2ptest.Ms(pct(fSetup, 50)), "fwd-setup-p50-ms")
 	b.ReportMetric(float64(pct(fSetup, 50))/float64(pct(dSetup, 50)), "fwd/direct-setup-p50")
 	b.ReportMetric(0, "ns/op") // the figures above are the result
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/aixblock/aixblock/p2p"
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -129,16 +130,10 @@ func benchLink(b *testing.B, rate string) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { stdin.Close(); cmd.Wait() })
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			if _, err := os.Stat(filepath.Join(dir, fmt.Sprintf("ready-%d", i))); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatalf("helper %d not ready:\n%s", i, out.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		p2ptest.WaitFor(b, 20*time.Second, func() bool {
+			_, err := os.Stat(filepath.Join(dir, fmt.Sprintf("ready-%d", i)))
+			return err == nil
+		}, "helper %d not ready:\n%s", i, &out)
 	}
 	ddp := filepath.Join(b.TempDir(), "ddp")
 	build := exec.Command("go", "build", "-o", ddp, "../../jobs/testdata/ddp")

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/vishvananda/netns"
@@ -172,10 +173,10 @@ func TestJobNetReachesNothingElse(t *testing.T) {
 	if err == nil {
 		t.Fatal("a rank reached an address no rank has")
 	}
-	waitFor(t, 5*time.Second, "the packet to a missing rank counted as dropped", func() bool {
+	p2ptest.WaitFor(t, 5*time.Second, func() bool {
 		st, _ := p.nets[1].Stat("job-1")
 		return st.Dropped > before.Dropped
-	})
+	}, "the packet to a missing rank was not counted as dropped")
 }
 
 // udpPacket is an IPv4/UDP packet from src to dst (checksums left zero:
@@ -304,16 +305,5 @@ func TestJoinChecks(t *testing.T) {
 		if _, err := jn.Join(c.id, c.members, c.rank, "/proc/self/ns/net"); err == nil {
 			t.Errorf("%s: joined", c.name)
 		}
-	}
-}
-
-func waitFor(t testing.TB, d time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -12,16 +12,18 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 )
 
 // newNetns makes a network namespace with loopback up, removed at cleanup.
 func newNetns(t testing.TB) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		skipNetns(t, "network namespaces need root")
+		p2ptest.SkipNetns(t, "network namespaces need root")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		skipNetns(t, "no ip command (iproute2)")
+		p2ptest.SkipNetns(t, "no ip command (iproute2)")
 	}
 	var b [4]byte
 	rand.Read(b[:])
@@ -115,16 +117,10 @@ func TestDialNetns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; {
+	p2ptest.WaitFor(t, 5*time.Second, func() bool {
 		got, err := os.Stat("/proc/" + strconv.Itoa(sleeper.Process.Pid) + "/ns/net")
-		if err == nil && os.SameFile(got, want) && strings.Contains(cmdline(sleeper.Process.Pid), "sleep") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the helper process never entered the namespace")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err == nil && os.SameFile(got, want) && strings.Contains(cmdline(sleeper.Process.Pid), "sleep")
+	}, "the helper process never entered the namespace")
 	c, err = DialPID(context.Background(), sleeper.Process.Pid, port)
 	if err != nil {
 		t.Fatal(err)
@@ -143,15 +139,4 @@ func TestDialNetns(t *testing.T) {
 func cmdline(pid int) string {
 	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	return string(b)
-}
-
-// skipNetns skips a test that needs network namespaces where this machine
-// cannot make them, except under AIXBLOCK_REQUIRE_NETNS (CI), where it
-// fails.
-func skipNetns(t testing.TB, why string) {
-	t.Helper()
-	if os.Getenv("AIXBLOCK_REQUIRE_NETNS") != "" {
-		t.Fatal(why)
-	}
-	t.Skip(why)
 }

@@ -16,59 +16,28 @@ import (
 	"time"
 
 	"github.com/aixblock/aixblock/p2p"
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 	"github.com/fxamacker/cbor/v2"
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
 const testNet = "overlaytest"
 
-// newHosts starts n libp2p nodes on loopback TCP, each connected to the first.
+// newHosts starts n nodes on loopback TCP, each connected to the first
+// and identified both ways, and returns their hosts.
 func newHosts(tb testing.TB, n int) []host.Host {
 	tb.Helper()
-	ctx := context.Background()
+	nodes := make([]*p2p.Node, n)
 	hs := make([]host.Host, n)
-	for i := range hs {
-		nd, err := p2p.New(ctx, p2p.Config{Network: testNet, NoNAT: true, DHTRefresh: -1})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() { nd.Close() })
-		hs[i] = nd.Host
+	for i := range nodes {
+		nodes[i] = p2ptest.New(tb, p2ptest.Config(testNet))
+		hs[i] = nodes[i].Host
 		if i > 0 {
-			if err := hs[i].Connect(ctx, peer.AddrInfo{ID: hs[0].ID(), Addrs: hs[0].Addrs()}); err != nil {
-				tb.Fatal(err)
-			}
-			waitIdentified(tb, hs[0], hs[i])
-			waitIdentified(tb, hs[i], hs[0])
+			p2ptest.Connect(tb, nodes[i], nodes[0])
 		}
 	}
 	return hs
-}
-
-// waitIdentified waits until a has identified b as a node of the
-// network: a stream opened before may meet the connection closing under
-// it (the membership guard acts on identify).
-func waitIdentified(tb testing.TB, a, b host.Host) {
-	tb.Helper()
-	proto := protocol.ID("/aixblock/" + testNet + "/member/1")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if ok, _ := a.Peerstore().SupportsProtocols(b.ID(), proto); len(ok) > 0 && a.Network().Connectedness(b.ID()) == network.Connected {
-			return
-		}
-		if a.Network().Connectedness(b.ID()) != network.Connected {
-			// Seen on loopback now and then: a fresh connection closed
-			// before identify finished. Dial again.
-			a.Connect(context.Background(), peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()})
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s never identified %s", a.ID(), b.ID())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // allowOnly is the node's rule in small: one requester, one job, one port,
@@ -353,10 +322,7 @@ func TestUndeclaredPortRefused(t *testing.T) {
 		c.Close()
 		// The failure is counted as the forward closes the connection:
 		// the local read may see the close first.
-		deadline := time.Now().Add(5 * time.Second)
-		for f.Stats().Failed == 0 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
+		p2ptest.WaitFor(t, 5*time.Second, func() bool { return f.Stats().Failed > 0 }, "no failure counted")
 		if st := f.Stats(); st.Failed != 1 || !strings.Contains(st.LastError, tc.want) || st.LastErrorAt.IsZero() {
 			t.Fatalf("stats %+v, want the reason %q", st, tc.want)
 		}
@@ -419,9 +385,7 @@ func TestCloseEndsConnections(t *testing.T) {
 	ended(c)
 
 	// The provider drops the ended streams as their resets arrive.
-	for deadline := time.Now().Add(5 * time.Second); srv.Open() > 0 && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
+	p2ptest.WaitFor(t, 5*time.Second, func() bool { return srv.Open() == 0 }, "the provider still holds streams of the ended forwards")
 	h := forward(t, requester, provider.ID(), "job1", 7000)
 	c = openConn(h)
 	if n := srv.CloseJob("job1"); n != 1 {
