@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,10 +58,15 @@ func TestInventoryOfEachMock(t *testing.T) {
 	}
 }
 
-// running starts a Manager on dgxh100 with a short quiet window.
-func running(t *testing.T, quiet time.Duration) (*Manager, <-chan Change) {
+// running starts a Manager on dgxh100 with the given quiet window and
+// clock (nil: the real one).
+func running(t *testing.T, quiet time.Duration, clock *testClock) (*Manager, <-chan Change) {
 	t.Helper()
-	m, err := New(Config{Mock: "dgxh100", PollInterval: time.Hour, QuietWindow: quiet})
+	cfg := Config{Mock: "dgxh100", PollInterval: time.Hour, QuietWindow: quiet}
+	if clock != nil {
+		cfg.Now = clock.Now
+	}
+	m, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +77,26 @@ func running(t *testing.T, quiet time.Duration) (*Manager, <-chan Change) {
 	ch, unsub := m.Subscribe()
 	t.Cleanup(unsub)
 	return m, ch
+}
+
+// testClock is a clock the test moves by hand.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newTestClock() *testClock { return &testClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }
 
 func mustInject(t *testing.T, m *Manager, index int, f Fault) {
@@ -100,7 +126,7 @@ func states(m *Manager) []State {
 }
 
 func TestFatalXIDMakesOnlyThatGPUUnhealthy(t *testing.T) {
-	m, ch := running(t, time.Minute)
+	m, ch := running(t, time.Minute, nil)
 	if err := m.Inject(3, Fault{Kind: "xid", XID: 79}); err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +155,7 @@ func TestFatalXIDMakesOnlyThatGPUUnhealthy(t *testing.T) {
 }
 
 func TestApplicationXIDKeepsGPUHealthy(t *testing.T) {
-	m, ch := running(t, time.Minute)
+	m, ch := running(t, time.Minute, nil)
 	for _, xid := range DefaultAppXIDs {
 		if err := m.Inject(2, Fault{Kind: "xid", XID: xid}); err != nil {
 			t.Fatal(err)
@@ -146,8 +172,9 @@ func TestApplicationXIDKeepsGPUHealthy(t *testing.T) {
 }
 
 func TestThrottlingDegradesThenRecovers(t *testing.T) {
-	const quiet = 300 * time.Millisecond
-	m, ch := running(t, quiet)
+	const quiet = 5 * time.Minute // the default, on a clock the test moves
+	clock := newTestClock()
+	m, ch := running(t, quiet, clock)
 	for _, kind := range []string{"thermal", "power", "temperature"} {
 		t.Run(kind, func(t *testing.T) {
 			if err := m.Inject(1, Fault{Kind: kind}); err != nil {
@@ -159,11 +186,12 @@ func TestThrottlingDegradesThenRecovers(t *testing.T) {
 				t.Fatalf("change %+v", c)
 			}
 			mustInject(t, m, 1, Fault{Kind: "clear"})
-			m.PollOnce() // still inside the window: stays degraded
+			clock.Add(quiet - time.Millisecond)
+			m.PollOnce() // a millisecond inside the window: stays degraded
 			if s := states(m)[1]; s != Degraded {
 				t.Fatalf("gpu 1 is %s inside the quiet window", s)
 			}
-			time.Sleep(quiet + 50*time.Millisecond)
+			clock.Add(time.Millisecond)
 			m.PollOnce()
 			if c := next(t, ch); c.To != Healthy || !strings.Contains(c.Reason, "quiet") {
 				t.Fatalf("change %+v, want recovery", c)
@@ -173,7 +201,7 @@ func TestThrottlingDegradesThenRecovers(t *testing.T) {
 }
 
 func TestECCAndLostGPU(t *testing.T) {
-	m, ch := running(t, time.Minute)
+	m, ch := running(t, time.Minute, nil)
 	mustInject(t, m, 0, Fault{Kind: "ecc-double"})
 	if c := next(t, ch); c.Index != 0 || c.To != Unhealthy || !strings.Contains(c.Reason, "double-bit") {
 		t.Fatalf("change %+v", c)
@@ -197,7 +225,7 @@ func TestECCAndLostGPU(t *testing.T) {
 }
 
 func TestInjectRefusals(t *testing.T) {
-	m, _ := running(t, time.Minute)
+	m, _ := running(t, time.Minute, nil)
 	for _, tc := range []struct {
 		index int
 		f     Fault

@@ -37,6 +37,9 @@ type Config struct {
 	DiskPath string
 	// Logger is the parent logger; nil means slog.Default().
 	Logger *slog.Logger
+	// Now is the clock health windows are measured by; nil means
+	// time.Now (tests step it through a quiet window).
+	Now func() time.Time
 }
 
 // ErrNotMock refuses fault injection on real GPUs.
@@ -81,6 +84,9 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	m := &Manager{
 		cfg:  cfg,
@@ -130,7 +136,7 @@ func (m *Manager) enumerate() error {
 	if r != nvml.SUCCESS {
 		return fmt.Errorf("nvml device count: %v", r)
 	}
-	now := time.Now()
+	now := m.cfg.Now()
 	for i := 0; i < n; i++ {
 		d, r := m.lib.DeviceGetHandleByIndex(i)
 		if r != nvml.SUCCESS {
@@ -265,7 +271,7 @@ func (m *Manager) handleEvent(e nvml.EventData) {
 	if t == nil {
 		return
 	}
-	now := time.Now()
+	now := m.cfg.Now()
 	f, ok := t.h.event(e, m.xids, now)
 	if !ok {
 		if e.EventType&nvml.EventTypeXidCriticalError != 0 {
@@ -280,7 +286,7 @@ func (m *Manager) handleEvent(e nvml.EventData) {
 func (m *Manager) PollOnce() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := time.Now()
+	now := m.cfg.Now()
 	for _, t := range m.gpus {
 		for _, f := range t.h.poll(t.dev) {
 			m.transition(t, f, now)
@@ -338,7 +344,7 @@ func (m *Manager) ResetHealth(uuid string) (GPU, error) {
 	if t == nil {
 		return GPU{}, fmt.Errorf("gpu %q: no such UUID on this node (`aixblock gpu list` shows them)", uuid)
 	}
-	now := time.Now()
+	now := m.cfg.Now()
 	from := t.h.state
 	t.h.state, t.h.reason, t.h.since, t.h.sbe = Healthy, "reset by operator", now, nil
 	if from != Healthy {
