@@ -250,6 +250,7 @@ func (s *Spec) Validate() error {
 		}
 		s.Outputs[i] = p
 	}
+	s.Resources.Normalize()
 	r := s.Resources
 	switch {
 	case r.GPUs < 0 || r.GPUs > 64:
