@@ -5,7 +5,7 @@ LDFLAGS := -X github.com/aixblock/aixblock/node.Version=$(VERSION)
 # go-nvml's headers carry deprecation warnings that are not ours to fix.
 export CGO_CFLAGS := -Wno-deprecated-declarations
 
-.PHONY: build test test-short test-race fuzz run bench bench-gossip bench-services bench-idle bench-gpu bench-transfer gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market bench-jobs bench-e2e bench-ddp e2e-torch job-image
+.PHONY: build test test-short test-race fuzz run bench bench-gossip bench-services bench-idle bench-gpu bench-transfer bench-transfer-daemons gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market bench-jobs bench-e2e bench-ddp e2e-torch job-image
 
 # -trimpath keeps the checkout's path out of the binary and out of the
 # build cache's keys, so a second checkout (the README test's) reuses the
@@ -57,6 +57,11 @@ bench: bench-gpu bench-transfer bench-gossip bench-idle bench-gas bench-market b
 # reading and SHA-256 hashing the file (AIXBLOCK_BENCH_MIB=N for another size).
 bench-transfer:
 	$(GO) test -run '^$$' -bench Transfer -benchtime 1x -timeout 30m ./p2p/content/
+
+# data get between two daemons against a raw TCP copy and Kubo (built once
+# from its Go module into .testnet/), 256 MiB, 3 rounds, ratios and spread.
+bench-transfer-daemons: build
+	./testnet/transfer.sh
 
 # Requests/s and p50/p99 through a port forward over libp2p vs direct, and the first byte's setup time, as ratios.
 bench-services:
