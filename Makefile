@@ -132,11 +132,10 @@ bench-ddp:
 	$(GO) test -run '^$$' -bench GangStart -benchtime 1x -timeout 10m ./cmd/aixblock/
 
 # The test workload as a FROM-scratch image (aixblock-test/jobprog:latest),
-# for jobs/examples/hello.yaml and make run; needs a Docker engine.
+# for jobs/examples/hello.yaml and make run; needs a Docker engine. The
+# tests build it the same way (jobs/jobstest).
 job-image:
-	mkdir -p bin/jobimage/inputs bin/jobimage/outputs bin/jobimage/tmp bin/jobimage/mnt
-	CGO_ENABLED=0 $(GO) build -o bin/jobimage/jobprog ./jobs/testdata/jobprog
-	tar -C bin/jobimage -c . | docker import -c 'ENTRYPOINT ["/jobprog"]' - aixblock-test/jobprog:latest
+	$(GO) run ./jobs/jobstest/cmd/jobimage
 
 # Twenty tiny jobs from node0 of a four-node testnet, submit to running and
 # to results, against docker run --rm (needs a Docker engine).

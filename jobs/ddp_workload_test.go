@@ -12,19 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// buildDDP compiles the distributed workload.
-func buildDDP(t testing.TB) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "ddp")
-	cmd := exec.Command("go", "build", "-o", bin, "./testdata/ddp")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build ddp: %v\n%s", err, out)
-	}
-	return bin
-}
+	"github.com/aixblock/aixblock/jobs/jobstest"
+)
 
 func freePort(t testing.TB) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -69,7 +59,7 @@ func startRanks(t testing.TB, bin string, n int, extra ...string) ([]rankRun, st
 // The ranks train one model: identical final weights, close to the truth,
 // and rank 0's model written to the outputs.
 func TestDDPWorkloadTrains(t *testing.T) {
-	bin := buildDDP(t)
+	bin := jobstest.Program(t, jobstest.DDP)
 	for _, n := range []int{2, 3} {
 		t.Run(fmt.Sprintf("%d ranks", n), func(t *testing.T) {
 			runs, out := startRanks(t, bin, n)
@@ -114,7 +104,7 @@ func TestDDPWorkloadTrains(t *testing.T) {
 
 // Killing one rank fails the others cleanly, naming the lost rank.
 func TestDDPWorkloadRankLost(t *testing.T) {
-	bin := buildDDP(t)
+	bin := jobstest.Program(t, jobstest.DDP)
 	runs, _ := startRanks(t, bin, 3, "STEPS=100000", "STEP_DELAY_MS=5")
 	time.Sleep(700 * time.Millisecond)
 	runs[2].cmd.Process.Kill()
@@ -139,7 +129,7 @@ func TestDDPWorkloadRankLost(t *testing.T) {
 // The TensorFlow-style check: every worker reaches the others and the
 // indices are unique.
 func TestTFConfigCheck(t *testing.T) {
-	bin := buildDDP(t)
+	bin := jobstest.Program(t, jobstest.DDP)
 	ports := []int{freePort(t), freePort(t), freePort(t)}
 	var workers []string
 	for _, p := range ports {

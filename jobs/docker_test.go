@@ -4,82 +4,29 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/aixblock/aixblock/jobs/jobstest"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/aixblock/aixblock/p2p/content"
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
 	"github.com/moby/moby/client"
 )
 
-const testImage = "aixblock-test/jobprog:latest"
-
-var (
-	imageOnce sync.Once
-	imageErr  error
-	// jobprogBin is the static test program, built once per test binary
-	// (tests that craft image tarballs put it in their layers).
-	jobprogBin string
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if jobprogBin != "" {
-		os.RemoveAll(filepath.Dir(jobprogBin))
-	}
-	os.Exit(code)
-}
-
-// dockerOrSkip connects to the engine. Where .ci/run provides one
-// (AIXBLOCK_REQUIRE_DOCKER=1) a missing engine fails the test.
+// dockerOrSkip is the engine as a Runtime, holding jobstest.Image; it
+// skips (or fails) as jobstest.Docker does.
 func dockerOrSkip(t testing.TB) *Docker {
 	t.Helper()
-	d, err := NewDocker(context.Background())
-	if err != nil {
-		if os.Getenv("AIXBLOCK_REQUIRE_DOCKER") == "1" {
-			t.Fatalf("docker required: %v", err)
-		}
-		t.Skipf("no Docker engine here (%v); .ci/run installs one", err)
-	}
-	t.Cleanup(func() { d.Close() })
-	imageOnce.Do(func() { imageErr = buildTestImage(d) })
-	if imageErr != nil {
-		t.Fatal(imageErr)
-	}
-	return d
+	return &Docker{jobstest.Docker(t)}
 }
-
-// buildTestImage compiles jobprog statically and imports it as a
-// single-file image: FROM scratch, no registry.
-func buildTestImage(d *Docker) error {
-	dir, err := os.MkdirTemp("", "jobprog")
-	if err != nil {
-		return err
-	}
-	bin := filepath.Join(dir, "jobprog")
-	jobprogBin = bin
-	cmd := exec.Command("go", "build", "-o", bin, "./testdata/jobprog")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return &buildErr{string(out), err}
-	}
-	return d.ImportStaticBinary(context.Background(), bin, testImage)
-}
-
-type buildErr struct {
-	out string
-	err error
-}
-
-func (e *buildErr) Error() string { return "build jobprog: " + e.err.Error() + "\n" + e.out }
 
 // newTestManager is a manager on the real engine with a real block store.
 func newTestManager(t *testing.T, rt Runtime, dir string) (*Manager, *content.Store) {
@@ -111,25 +58,45 @@ func mustSubmit(t *testing.T, m *Manager, s Spec) *Job {
 	return j
 }
 
-func waitJob(t *testing.T, m *Manager, id string, limit time.Duration) *Job {
+// waitJob waits for job id to end.
+func waitJob(t testing.TB, m *Manager, id string, limit time.Duration) *Job {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
+	return await(t, m, id, "its end", limit, func(j *Job) bool { return j.State.Terminal() })
+}
+
+// await waits until ok holds of job id, failing t as soon as the job
+// ends without it, or at limit, with what the job was doing.
+func await(t testing.TB, m *Manager, id, what string, limit time.Duration, ok func(*Job) bool) *Job {
+	t.Helper()
+	last := &seenJob{}
+	p2ptest.WaitFor(t, limit, func() bool {
 		j, err := m.Get(id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if j.State.Terminal() {
-			return j
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job %s still %s after %s", id, j.State, limit)
-		}
-		time.Sleep(50 * time.Millisecond)
+		last.j = j
+		return ok(j) || j.State.Terminal()
+	}, "job %s: waited for %s; it is %s", id, what, last)
+	if !ok(last.j) {
+		t.Fatalf("job %s: waited for %s; it ended %s", id, what, last)
 	}
+	return last.j
 }
 
-func logsOf(t *testing.T, m *Manager, id string) string {
+// seenJob prints the job a wait saw last, when the wait gives up.
+type seenJob struct{ j *Job }
+
+func (s *seenJob) String() string {
+	return fmt.Sprintf("%s (%s), progress %q", s.j.State, s.j.Reason, s.j.Progress)
+}
+
+// waitRunning waits for job id to be running.
+func waitRunning(t testing.TB, m *Manager, id string) *Job {
+	t.Helper()
+	return await(t, m, id, "running", time.Minute, func(j *Job) bool { return j.State == Running })
+}
+
+func logsOf(t testing.TB, m *Manager, id string) string {
 	var b bytes.Buffer
 	if err := m.Logs(context.Background(), id, false, &b); err != nil {
 		t.Fatal(err)
@@ -138,7 +105,7 @@ func logsOf(t *testing.T, m *Manager, id string) string {
 }
 
 func job(args ...string) Spec {
-	return Spec{Name: "t", Image: testImage, Args: args, Resources: Resources{MemoryMiB: 64, CPU: 0.5}}
+	return Spec{Name: "t", Image: jobstest.Image, Args: args, Resources: Resources{MemoryMiB: 64, CPU: 0.5}}
 }
 
 func TestDockerJobs(t *testing.T) {
@@ -222,13 +189,7 @@ func TestDockerJobs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for {
-			g, _ := m.Get(j.ID)
-			if g.State == Running {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		waitRunning(t, m, j.ID)
 		if _, err := m.Cancel(j.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -292,13 +253,7 @@ func TestReattachAfterRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		g, _ := first.Get(j.ID)
-		if g.State == Running {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitRunning(t, first, j.ID)
 	second, _ := newTestManager(t, d, dir) // the restarted daemon
 	got := waitJob(t, second, j.ID, time.Minute)
 	if got.State != Completed {
@@ -311,14 +266,7 @@ func TestReattachAfterRestart(t *testing.T) {
 	// A container that vanished while the daemon was down fails the job.
 	third, _ := newTestManager(t, stuck{d}, t.TempDir())
 	k, _ := third.Submit(job("sleep", "30s"), SubmitOptions{})
-	for {
-		g, _ := third.Get(k.ID)
-		if g.State == Running {
-			d.Remove(context.Background(), g.ContainerID)
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	d.Remove(context.Background(), waitRunning(t, third, k.ID).ContainerID)
 	fourth, _ := newTestManager(t, d, third.cfg.Dir)
 	if g, _ := fourth.Get(k.ID); g.State != Failed || !strings.Contains(g.Reason, "vanished") {
 		t.Fatalf("vanished container: %+v", g)
@@ -334,7 +282,7 @@ func TestImageByCID(t *testing.T) {
 	const tag = "aixblock-test/jobprog-cid:latest"
 	d.Client().ImageRemove(ctx, tag, client.ImageRemoveOptions{Force: true})
 	t.Cleanup(func() { d.Client().ImageRemove(context.Background(), tag, client.ImageRemoveOptions{Force: true}) })
-	saved, err := d.Client().ImageSave(ctx, []string{testImage})
+	saved, err := d.Client().ImageSave(ctx, []string{jobstest.Image})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +346,7 @@ func TestImageByCID(t *testing.T) {
 	if ok, _ := d.HasImage(ctx, loaded); ok {
 		t.Fatal("the image cache kept an image over its bound")
 	}
-	if ok, _ := d.HasImage(ctx, testImage); !ok {
+	if ok, _ := d.HasImage(ctx, jobstest.Image); !ok {
 		t.Fatal("the cache evicted an image it did not fetch")
 	}
 	// Not a tarball: a clear error.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 )
 
 // The holder program runs and waits: it is alive after a positive event
@@ -24,28 +26,17 @@ func TestHoldProgramWaits(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	exe := filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "exe")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if got, err := os.Readlink(exe); err == nil && got == p {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the holder never showed as running")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	p2ptest.WaitFor(t, 5*time.Second, func() bool {
+		got, err := os.Readlink(exe)
+		return err == nil && got == p
+	}, "the holder showing as running")
 	// It sleeps in the kernel (S), not in a busy loop (R), and has not
 	// exited.
-	for {
+	p2ptest.WaitFor(t, 5*time.Second, func() bool {
 		stat, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "stat"))
-		if f := strings.Fields(string(stat)); len(f) > 2 && f[2] == "S" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the holder is not waiting: %s", stat)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		f := strings.Fields(string(stat))
+		return len(f) > 2 && f[2] == "S"
+	}, "the holder waiting in the kernel (state S)")
 	select {
 	case err := <-done:
 		t.Fatalf("the holder exited: %v", err)

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aixblock/aixblock/jobs/jobstest"
 	"github.com/aixblock/aixblock/p2p/content"
 	"github.com/moby/moby/client"
 )
@@ -186,7 +187,7 @@ type testArchive struct {
 
 func newTestArchive(t *testing.T, entrypoint, repoTags []string) *testArchive {
 	t.Helper()
-	bin, err := os.ReadFile(jobprogBin)
+	bin, err := os.ReadFile(jobstest.Program(t, jobstest.Jobprog))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +289,7 @@ func TestImageTagPoisoning(t *testing.T) {
 	ctx := context.Background()
 	const victim = "aixblock-test/victim:latest"
 	const hostileTag = "aixblock-test/hostile:latest"
-	if _, err := d.Client().ImageTag(ctx, client.ImageTagOptions{Source: testImage, Target: victim}); err != nil {
+	if _, err := d.Client().ImageTag(ctx, client.ImageTagOptions{Source: jobstest.Image, Target: victim}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -439,19 +440,13 @@ func TestDiskReattachRemounts(t *testing.T) {
 	s.Resources.DiskMiB = 16
 	j := mustSubmit(t, first, s)
 	ctx := context.Background()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		g, _ := first.Get(j.ID)
-		if g.State == Running {
-			if st, err := d.State(ctx, g.ContainerID); err == nil && st.Exists && !st.Running {
-				break
-			}
+	await(t, first, j.ID, "its container's end", time.Minute, func(g *Job) bool {
+		if g.State != Running {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the container did not run to its end")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		st, err := d.State(ctx, g.ContainerID)
+		return err == nil && st.Exists && !st.Running
+	})
 	mnt := filepath.Join(dir, j.ID, diskMount)
 	if err := syscall.Unmount(mnt, 0); err != nil { // the reboot
 		t.Fatal(err)
@@ -499,13 +494,7 @@ func TestGoEnvRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(time.Minute)
-		for !m.Prepared(j.ID) {
-			if time.Now().After(deadline) {
-				t.Fatal("the gated job never became prepared")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		await(t, m, j.ID, "prepared at its gate", time.Minute, func(*Job) bool { return m.Prepared(j.ID) })
 		return j
 	}
 	j := gated()

@@ -156,24 +156,6 @@ func serviceJob(args ...string) Spec {
 	return s
 }
 
-func waitFor(t *testing.T, m *Manager, id, what string, limit time.Duration, ok func(*Job) bool) *Job {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		j, err := m.Get(id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ok(j) {
-			return j
-		}
-		if j.State.Terminal() || time.Now().After(deadline) {
-			t.Fatalf("job %s: waiting for %s, but it is %s (%s), progress %q", id, what, j.State, j.Reason, j.Progress)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // get fetches path from a service job's port through the Manager's dialer.
 func get(t *testing.T, m *Manager, id string, port int, path string) (string, error) {
 	t.Helper()
@@ -208,11 +190,11 @@ func TestDockerService(t *testing.T) {
 	s := serviceJob("serve", ":8080", "2s")
 	s.Ready = &Ready{HTTP: "/healthz", Interval: "200ms"}
 	j := mustSubmit(t, m, s)
-	j = waitFor(t, m, j.ID, "running", time.Minute, func(j *Job) bool { return j.State == Running })
+	j = await(t, m, j.ID, "running", time.Minute, func(j *Job) bool { return j.State == Running })
 	if j.Ready || !strings.Contains(j.Reason, "not ready until GET /healthz on port 8080 answers") {
 		t.Fatalf("just started: ready %v, reason %q", j.Ready, j.Reason)
 	}
-	j = waitFor(t, m, j.ID, "ready", 30*time.Second, func(j *Job) bool { return j.Ready })
+	j = await(t, m, j.ID, "ready", 30*time.Second, func(j *Job) bool { return j.Ready })
 	if j.State != Running || !strings.HasPrefix(j.Reason, "ready") || j.Progress != "" {
 		t.Fatalf("ready: %s %q %q", j.State, j.Reason, j.Progress)
 	}
@@ -239,11 +221,11 @@ func TestDockerService(t *testing.T) {
 	if body, err := get(t, m, j.ID, 8080, "/crash"); err != nil || body != "crashing\n" {
 		t.Fatalf("GET /crash: %q, %v", body, err)
 	}
-	j = waitFor(t, m, j.ID, "a restart", 30*time.Second, func(j *Job) bool { return j.Restarts == 1 })
+	j = await(t, m, j.ID, "a restart", 30*time.Second, func(j *Job) bool { return j.Restarts == 1 })
 	if !strings.Contains(j.Reason, "restarted after exit code 2 (1 of 3)") {
 		t.Fatalf("after the crash: %q", j.Reason)
 	}
-	j = waitFor(t, m, j.ID, "ready again", 30*time.Second, func(j *Job) bool { return j.Ready })
+	j = await(t, m, j.ID, "ready again", 30*time.Second, func(j *Job) bool { return j.Ready })
 	if body, err := get(t, m, j.ID, 8080, "/healthz"); err != nil || body != "ok\n" {
 		t.Fatalf("after the restart: %q, %v", body, err)
 	}
@@ -277,7 +259,7 @@ func TestDockerService(t *testing.T) {
 		s := serviceJob("serve", ":8080")
 		s.Ready = &Ready{TCP: true, Interval: "100ms"}
 		j := mustSubmit(t, m, s)
-		waitFor(t, m, j.ID, "ready", time.Minute, func(j *Job) bool { return j.Ready })
+		await(t, m, j.ID, "ready", time.Minute, func(j *Job) bool { return j.Ready })
 		m.Cancel(j.ID)
 		waitJob(t, m, j.ID, 30*time.Second)
 	})

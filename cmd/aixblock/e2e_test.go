@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -19,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/jobs/jobstest"
 )
 
 // setConfig edits a repo's config.json.
@@ -590,21 +589,7 @@ func ddpNetwork(t testing.TB, providers int) ([]string, []*daemon) {
 // ddpImage builds the distributed workload as aixblock-test/ddp:latest.
 func ddpImage(t testing.TB) {
 	t.Helper()
-	jobDocker(t)
-	d, err := jobs.NewDocker(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	bin2 := filepath.Join(t.TempDir(), "ddp")
-	build := exec.Command("go", "build", "-o", bin2, "../../jobs/testdata/ddp")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build ddp: %v\n%s", err, out)
-	}
-	if err := d.ImportStaticBinary(context.Background(), bin2, "aixblock-test/ddp:latest"); err != nil {
-		t.Fatal(err)
-	}
+	jobstest.StaticImage(t, jobstest.Docker(t), jobstest.DDP, "aixblock-test/ddp:latest")
 }
 
 // Killing one rank's provider fails the distributed job on every rank.

@@ -1,40 +1,25 @@
 package main
 
 import (
-	"context"
+	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/jobs/jobstest"
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 )
 
-const jobImage = "aixblock-test/jobprog:latest"
+const jobImage = jobstest.Image
 
-// jobDocker makes sure the engine answers and holds the test image.
+// jobDocker skips t without a Docker engine and makes sure the engine
+// holds jobImage (jobstest.Docker).
 func jobDocker(t testing.TB) {
 	t.Helper()
-	d, err := jobs.NewDocker(context.Background())
-	if err != nil {
-		if os.Getenv("AIXBLOCK_REQUIRE_DOCKER") == "1" {
-			t.Fatalf("docker required: %v", err)
-		}
-		t.Skipf("no Docker engine here (%v); .ci/run installs one", err)
-	}
-	defer d.Close()
-	bin := filepath.Join(t.TempDir(), "jobprog")
-	cmd := exec.Command("go", "build", "-o", bin, "../../jobs/testdata/jobprog")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build jobprog: %v\n%s", err, out)
-	}
-	if err := d.ImportStaticBinary(context.Background(), bin, jobImage); err != nil {
-		t.Fatal(err)
-	}
+	jobstest.Docker(t)
 }
 
 type jobStatus struct {
@@ -45,21 +30,23 @@ type jobStatus struct {
 	ResultCID string `json:"result_cid"`
 }
 
+// waitState waits until want holds of job id's state, as job status
+// tells it.
 func waitState(t testing.TB, repo, id string, want func(string) bool) jobStatus {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		var s jobStatus
-		runJSON(t, repo, &s, "job", "status", id)
-		if want(s.State) {
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job %s still %s", id, s.State)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	last := &seenStatus{}
+	p2ptest.WaitFor(t, time.Minute, func() bool {
+		last.s = jobStatus{}
+		runJSON(t, repo, &last.s, "job", "status", id)
+		return want(last.s.State)
+	}, "job %s is still %s", id, last)
+	return last.s
 }
+
+// seenStatus prints the status a wait saw last, when the wait gives up.
+type seenStatus struct{ s jobStatus }
+
+func (s *seenStatus) String() string { return fmt.Sprintf("%s (%s)", s.s.State, s.s.Reason) }
 
 func terminal(s string) bool {
 	return s == "completed" || s == "failed" || s == "canceled" || s == "timed_out"
