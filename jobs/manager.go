@@ -358,6 +358,9 @@ func (m *Manager) finish(j *Job, s State, reason string, exit *int) {
 	}
 	m.mu.Lock()
 	j.ExitCode, j.Ready = exit, false
+	// A rank that ended at its gate takes no go (Go would have said it
+	// had started it).
+	delete(m.gates, j.ID)
 	m.mu.Unlock()
 	m.set(j, s, reason)
 	m.evictImages(context.Background())
