@@ -40,6 +40,7 @@ func (d *Docker) Client() *client.Client { return d.c }
 // Close releases the client.
 func (d *Docker) Close() error { return d.c.Close() }
 
+// HasImage reports whether the engine holds image.
 func (d *Docker) HasImage(ctx context.Context, image string) (bool, error) {
 	_, err := d.c.ImageInspect(ctx, image)
 	if err == nil {

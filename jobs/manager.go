@@ -77,6 +77,9 @@ type Manager struct {
 	diskErr error                    // why disk_mib cannot be enforced here, or nil
 	wg      sync.WaitGroup
 	closed  bool
+
+	// backoff is restartBackoff; tests shorten it.
+	backoff func(restarts int) time.Duration
 }
 
 // Errors callers can tell apart.
@@ -130,7 +133,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "jobs"), jobs: map[string]*Job{}, cancels: map[string]context.CancelCauseFunc{}, changed: map[string]chan struct{}{}, gates: map[string]chan []string{}, nets: map[string]io.Closer{}, waiting: map[string]bool{}}
+	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "jobs"), jobs: map[string]*Job{}, cancels: map[string]context.CancelCauseFunc{}, changed: map[string]chan struct{}{}, gates: map[string]chan []string{}, nets: map[string]io.Closer{}, waiting: map[string]bool{}, backoff: restartBackoff}
 	if m.diskErr = diskSupport(); m.diskErr != nil {
 		m.log.Warn("jobs that set resources.disk_mib will be refused", "reason", m.diskErr)
 	}
@@ -808,14 +811,17 @@ func (m *Manager) cutShort(ctx, wctx context.Context, j *Job) (State, string) {
 	return "", ""
 }
 
-// restart starts a service's exited container again after a backoff
-// (1 s, doubling, at most 30 s), recording why.
+// restartBackoff is the wait before a service's container starts again
+// after it restarted n times: 1 s, doubling, at most 30 s.
+func restartBackoff(n int) time.Duration { return min(time.Second<<min(n, 5), 30*time.Second) }
+
+// restart starts a service's exited container again after a backoff,
+// recording why.
 func (m *Manager) restart(ctx context.Context, j *Job, code int) error {
-	wait := min(time.Second<<min(j.Restarts, 5), 30*time.Second)
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-time.After(wait):
+	case <-time.After(m.backoff(j.Restarts)):
 	}
 	if err := m.cfg.Runtime.Start(ctx, j.ContainerID); err != nil {
 		return err

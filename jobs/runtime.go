@@ -6,11 +6,10 @@ import (
 	"time"
 )
 
-// Runtime runs containers; Docker is the implementation, a fake stands in
-// for it in unit tests of the state machine.
+// Runtime runs containers: what the Manager asks of the engine. Docker is
+// the implementation; an in-memory fake (fake_test.go) stands in for it in
+// the state machine's unit tests (manager_test.go).
 type Runtime interface {
-	// HasImage reports whether the engine holds image.
-	HasImage(ctx context.Context, image string) (bool, error)
 	// ImageID is the ID of the image ref names now, or "" when the engine
 	// has none by that name.
 	ImageID(ctx context.Context, ref string) (string, error)
