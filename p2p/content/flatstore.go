@@ -353,13 +353,21 @@ func (f *flatStore) begin() error {
 // write stores data at path through a temporary file and a rename, so
 // that path holds the whole block or nothing.
 func (f *flatStore) write(path, name string, data []byte) error {
-	tmp := filepath.Join(f.dir, ".tmp", name+"."+strconv.FormatUint(f.tmpSeq.Add(1), 10))
+	// The temporary sits beside its block: creating and renaming it then
+	// lock only that shard's directory, not one that every write shares.
+	// A killed daemon's temporaries are recent files whose names are no
+	// block's, which recovery removes (a write sets the marker first).
+	shard := filepath.Dir(path)
+	if err := f.shard(shard); err != nil {
+		return err
+	}
+	tmp := filepath.Join(shard, ".tmp-"+name+"."+strconv.FormatUint(f.tmpSeq.Add(1), 10))
 	direct, err := writeNew(tmp, data, !f.buffered.Load())
 	if !direct {
 		f.buffered.Store(true) // no direct I/O on this filesystem
 	}
 	if err == nil {
-		err = f.rename(tmp, path)
+		err = os.Rename(tmp, path)
 	}
 	if err != nil {
 		os.Remove(tmp)
@@ -367,23 +375,26 @@ func (f *flatStore) write(path, name string, data []byte) error {
 	return err
 }
 
-func (f *flatStore) rename(tmp, path string) error {
-	shard := filepath.Dir(path)
+// shard makes sure a shard directory exists. The new entry in the
+// parent is made durable by the next Sync, with the blocks in it: synced
+// here, each new shard held up every create behind it, and with 1024
+// shards nearly every block of a fresh repo's first transfer made one
+// (that cost more CPU than writing the data).
+func (f *flatStore) shard(dir string) error {
 	f.mu.Lock()
-	known := f.shards[shard]
+	known := f.shards[dir]
 	f.mu.Unlock()
-	if !known {
-		if err := os.Mkdir(shard, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
-		}
-		if err := syncDir(f.dir); err != nil {
-			return err
-		}
-		f.mu.Lock()
-		f.shards[shard] = true
-		f.mu.Unlock()
+	if known {
+		return nil
 	}
-	return os.Rename(tmp, path)
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	f.mu.Lock()
+	f.shards[dir] = true
+	f.syncDirs[f.dir] = true
+	f.mu.Unlock()
+	return nil
 }
 
 func (f *flatStore) DeleteBlock(ctx context.Context, c cid.Cid) error {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -135,6 +137,10 @@ func TestFlatStoreRecovery(t *testing.T) {
 	if err := os.Truncate(badPath, 4096); err != nil {
 		t.Fatal(err)
 	}
+	// A write cut short leaves its temporary beside its block (an older
+	// version's were under .tmp).
+	stray := filepath.Join(filepath.Dir(badPath), ".tmp-"+filepath.Base(badPath)+".7")
+	os.WriteFile(stray, []byte("x"), 0o644)
 	os.WriteFile(filepath.Join(dir, ".tmp", "partial"), []byte("x"), 0o644)
 
 	f, removed, err := openFlatStore(dir, small, slog.Default())
@@ -142,8 +148,11 @@ func TestFlatStoreRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if removed != 1 {
-		t.Errorf("removed %d, want 1", removed)
+	if removed != 2 {
+		t.Errorf("removed %d, want 2 (the truncated block and the cut-short write)", removed)
+	}
+	if _, err := os.Lstat(stray); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the cut-short write's temporary is still there: %v", err)
 	}
 	if has, _ := f.Has(ctx, bad.Cid()); has {
 		t.Error("the truncated block is still there")
