@@ -23,8 +23,15 @@
 // trade-off). Large blocks an older version kept in pebble stay readable
 // there.
 //
+// A Get of one file writes each block at its offset as bitswap delivers
+// it, in arrival order, straight from the buffer bitswap decoded (see
+// placer); a directory is written from the blockstore once all of it is
+// here.
+//
 // What peers send is not trusted: every block is verified against its CID
-// once, as bitswap decodes it; a Get counts what it would write (every
+// once, as bitswap decodes it; a file's offsets come from its nodes' block
+// sizes, each node checked against what its parent declares for it, so no
+// write lands outside the declared size; a Get counts what it would write (every
 // repeated link again, EntryCost per entry) against content.max_dag_mib or
 // the caller's GetOptions.MaxBytes and refuses before writing anything; it
 // writes directories relative to their descriptors (openat, mkdirat,
