@@ -2,22 +2,16 @@ package market
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
-	mrand "math/rand"
-	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aixblock/aixblock/gpu"
 	"github.com/aixblock/aixblock/p2p"
-	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 	"github.com/libp2p/go-libp2p/core/peer"
-	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
-	ma "github.com/multiformats/go-multiaddr"
 )
 
 // BenchmarkDeal times offer to signed deal, and counts market messages per
@@ -85,11 +79,11 @@ func BenchmarkDeal(b *testing.B) {
 				slices.Sort(rtts)
 				slices.Sort(times)
 				if !tc.mock { // mocknet delays writes, not every round trip: links are its baseline
-					b.ReportMetric(ms(rtts[len(rtts)/2]), "rtt-p50-ms")
+					b.ReportMetric(p2ptest.Ms(rtts[len(rtts)/2]), "rtt-p50-ms")
 					b.ReportMetric(float64(times[len(times)/2])/float64(rtts[len(rtts)/2]), "p50/rtt")
 				}
-				b.ReportMetric(ms(times[len(times)/2]), "p50-ms")
-				b.ReportMetric(ms(times[len(times)*99/100]), "p99-ms")
+				b.ReportMetric(p2ptest.Ms(times[len(times)/2]), "p50-ms")
+				b.ReportMetric(p2ptest.Ms(times[len(times)*99/100]), "p99-ms")
 				b.ReportMetric(float64(msgs()-before-deals)/deals, "msgs/deal")
 				if tc.mock {
 					b.Logf("node 0: %d conns, routing table %d", len(nodes[0].p2p.Host.Network().Conns()), nodes[0].p2p.DHT.RoutingTable().Size())
@@ -101,8 +95,6 @@ func BenchmarkDeal(b *testing.B) {
 		})
 	}
 }
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // benchInventory is eight healthy H100s without go-nvml behind them: at
 // 500 peers the mock servers would dominate the benchmark's memory. The
@@ -124,84 +116,23 @@ func (b *benchInventory) Subscribe() (<-chan gpu.Change, func()) {
 func benchNetwork(b *testing.B, n, providers int, latency time.Duration, mock bool) []*tnode {
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
-	var mn mocknet.Mocknet
+	var pns []*p2p.Node
 	if mock {
-		mn = mocknet.New()
-		b.Cleanup(func() { mn.Close() })
-		mn.SetLinkDefaults(mocknet.LinkOptions{Latency: latency})
+		pns = p2ptest.NewMocknet(b, n, 8, latency, testP2PConfig("marketbench")).Nodes
+	} else {
+		pns = p2ptest.Start(b, n, testP2PConfig("marketbench"))
 	}
 	nodes := make([]*tnode, n)
 	for i := range nodes {
-		key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-		pc := testP2PConfig("marketbench", key)
-		if mock {
-			// Market messages name their signer by an Ed25519 peer ID, so
-			// the mocknet peers get such keys (GenPeer makes ECDSA ones).
-			ip := make(net.IP, net.IPv6len)
-			ip[0], ip[1] = 1, 0 // 100::/64, as mocknet's own peers
-			ip[14], ip[15] = byte((i+1)>>8), byte(i+1)
-			h, err := mn.AddPeer(key, ma.StringCast(fmt.Sprintf("/ip6/%s/tcp/4242", ip)))
-			if err != nil {
-				b.Fatal(err)
-			}
-			pc.Host = h
-			pc.GossipHeartbeat = time.Second
-			pc.ColocatedNets = []*net.IPNet{{IP: net.ParseIP("100::"), Mask: net.CIDRMask(64, 128)}}
-		} else if i > 0 {
-			pc.Bootstrap = []peer.AddrInfo{{ID: nodes[0].p2p.Host.ID(), Addrs: nodes[0].p2p.Host.Addrs()}}
-		}
-		tn := newTnode(b, ctx, pc)
 		var inv Inventory = cpuOnly{}
 		c := Config{BidWindow: 5 * time.Second, Enough: 3, Fanout: 5}
 		if i < providers {
 			inv = newBenchInventory(i)
 			c.Prices = map[string]map[string]string{h100: {"native": fmt.Sprint(1000 + i)}}
 		}
-		var err error
-		if tn.m, err = New(tn.p2p, key, inv, tn.signer, c); err != nil {
-			b.Fatal(err)
-		}
-		nodes[i] = tn
+		nodes[i] = newTnode(b, pns[i], inv, c)
 	}
-	if mock {
-		if err := mn.LinkAll(); err != nil {
-			b.Fatal(err)
-		}
-		rng := mrand.New(mrand.NewSource(1))
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 64)
-		for i := range nodes {
-			for k := 0; k < 8; k++ {
-				j := rng.Intn(n)
-				if j == i {
-					continue
-				}
-				wg.Add(1)
-				sem <- struct{}{}
-				go func(a, c peer.ID) {
-					defer wg.Done()
-					defer func() { <-sem }()
-					if _, err := mn.ConnectPeers(a, c); err != nil {
-						b.Errorf("connect: %v", err)
-					}
-				}(nodes[i].p2p.Host.ID(), nodes[j].p2p.Host.ID())
-			}
-		}
-		wg.Wait()
-	}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 32)
-	for _, nd := range nodes {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(nd *tnode) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			nd.p2p.Bootstrap(ctx)
-			nd.p2p.RefreshRoutingTable(ctx)
-		}(nd)
-	}
-	wg.Wait()
+	p2ptest.Bootstrap(b, pns)
 	for _, nd := range nodes {
 		go nd.m.Run(ctx)
 	}

@@ -13,8 +13,7 @@ import (
 
 	"github.com/aixblock/aixblock/gpu"
 	"github.com/aixblock/aixblock/p2p"
-	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 )
 
 // fakeSigner stands in for the wallet at the DealSigner boundary: ed25519
@@ -81,42 +80,29 @@ func startMarket(t testing.TB, network string, specs []nodeSpec, cfg Config) []*
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	var nodes []*tnode
+	// The markets register their protocols before anyone dials.
+	pns := p2ptest.Start(t, len(specs), testP2PConfig(network))
+	nodes := make([]*tnode, len(specs))
 	for i, s := range specs {
-		key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-		pc := testP2PConfig(network, key)
-		if i > 0 {
-			pc.Bootstrap = []peer.AddrInfo{{ID: nodes[0].p2p.Host.ID(), Addrs: nodes[0].p2p.Host.Addrs()}}
-		}
-		tn := newTnode(t, ctx, pc)
 		var inv Inventory = cpuOnly{}
+		var gpus *gpu.Manager
 		if s.mock != "" {
 			g, err := gpu.New(gpu.Config{Mock: s.mock, PollInterval: 100 * time.Millisecond, DiskPath: t.TempDir()})
 			if err != nil {
 				t.Fatal(err)
 			}
 			go g.Run(ctx)
-			tn.gpus, inv = g, g
+			gpus, inv = g, g
 		}
 		c := cfg
 		c.Prices = map[string]map[string]string{}
 		for class, p := range s.prices {
 			c.Prices[class] = map[string]string{"native": p}
 		}
-		var err error
-		if tn.m, err = New(tn.p2p, key, inv, tn.signer, c); err != nil {
-			t.Fatal(err)
-		}
-		nodes = append(nodes, tn)
+		nodes[i] = newTnode(t, pns[i], inv, c)
+		nodes[i].gpus = gpus
 	}
-	for _, n := range nodes {
-		if err := n.p2p.Bootstrap(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, n := range nodes {
-		n.p2p.RefreshRoutingTable(ctx)
-	}
+	p2ptest.Bootstrap(t, pns)
 	for _, n := range nodes {
 		go n.m.Run(ctx)
 	}
@@ -126,17 +112,13 @@ func startMarket(t testing.TB, network string, specs []nodeSpec, cfg Config) []*
 // waitProviders polls the DHT from n until want(found) holds.
 func waitProviders(t testing.TB, n *tnode, class string, want func([]ProviderInfo) bool) []ProviderInfo {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		found, err := n.m.FindProviders(context.Background(), class, 50)
-		if err == nil && want(found) {
-			return found
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("providers of %s: %d found, not what the test waits for (%v)", class, len(found), err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	var found []ProviderInfo
+	p2ptest.WaitFor(t, 30*time.Second, func() bool {
+		var err error
+		found, err = n.m.FindProviders(context.Background(), class, 50)
+		return err == nil && want(found)
+	}, "the providers of %s found are never what the test waits for", class)
+	return found
 }
 
 func ids(ps []ProviderInfo) map[string]bool {
@@ -149,19 +131,21 @@ func ids(ps []ProviderInfo) map[string]bool {
 
 const specHash = "5d41402abc4b2a76b9719d911017c592ae5d41402abc4b2a76b9719d911017c5"
 
-// testP2PConfig is a quiet loopback node that accepts adverts.
-func testP2PConfig(network string, key crypto.PrivKey) p2p.Config {
-	return p2p.Config{Network: network, Identity: key, NoNAT: true, DHTRefresh: -1,
-		GossipHeartbeat: 200 * time.Millisecond, Records: []p2p.RecordValidator{AdvertRecord()}}
+// testP2PConfig is a quiet node that accepts adverts.
+func testP2PConfig(network string) p2p.Config {
+	pc := p2ptest.Config(network)
+	pc.Records = []p2p.RecordValidator{AdvertRecord()}
+	return pc
 }
 
-// newTnode starts the p2p node of pc, with a fresh fake wallet.
-func newTnode(t testing.TB, ctx context.Context, pc p2p.Config) *tnode {
+// newTnode puts a market with a fresh fake wallet on the p2p node pn.
+func newTnode(t testing.TB, pn *p2p.Node, inv Inventory, cfg Config) *tnode {
 	t.Helper()
-	pn, err := p2p.New(ctx, pc)
+	tn := &tnode{p2p: pn, signer: newFakeSigner()}
+	m, err := New(pn, pn.Host.Peerstore().PrivKey(pn.Host.ID()), inv, tn.signer, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { pn.Close() })
-	return &tnode{p2p: pn, signer: newFakeSigner()}
+	tn.m = m
+	return tn
 }

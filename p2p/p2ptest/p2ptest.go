@@ -109,10 +109,11 @@ func Loopback(tb testing.TB, n int, cfg p2p.Config) []*p2p.Node {
 }
 
 // Bootstrap bootstraps every node, then refreshes each routing table so
-// that every node learns more than its bootstrap peer.
+// that every node learns more than its bootstrap peer. Ten minutes is a
+// limit for a stuck walk, not a budget: large mocknets bootstrap in one call.
 func Bootstrap(tb testing.TB, nodes []*p2p.Node) {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	Parallel(len(nodes), 32, func(i int) {
 		if err := nodes[i].Bootstrap(ctx); err != nil {
