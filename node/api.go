@@ -12,55 +12,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// IDInfo is GET /v1/id.
-type IDInfo struct {
-	PeerID  string   `json:"peer_id"`
-	Addrs   []string `json:"addrs"`
-	Network string   `json:"network"`
-	Version string   `json:"version"`
-	// Gateway is the trustless gateway's base URL; empty when off.
-	Gateway string `json:"gateway,omitempty"`
-	// Wallet is the node's Ethereum address.
-	Wallet string `json:"wallet"`
-}
-
-// PeerInfo is one entry of GET /v1/peers.
-type PeerInfo struct {
-	PeerID    string `json:"peer_id"`
-	Addr      string `json:"addr"`
-	Direction string `json:"direction"`
-	LatencyMS int64  `json:"latency_ms,omitempty"`
-}
-
-// StatusInfo is GET /v1/status.
-type StatusInfo struct {
-	PeerID   string  `json:"peer_id"`
-	Network  string  `json:"network"`
-	Version  string  `json:"version"`
-	Peers    int     `json:"peers"`
-	DHTPeers int     `json:"dht_peers"`
-	UptimeS  float64 `json:"uptime_s"`
-	// GPUs counts the GPUs per health state; GPUSource says where they come
-	// from ("nvml", "mock:<name>" or "none" for a CPU-only node).
-	GPUs      map[string]int `json:"gpus"`
-	GPUSource string         `json:"gpu_source"`
-	GPUReason string         `json:"gpu_reason,omitempty"`
-}
-
-// ConnectRequest is POST /v1/peers/connect.
-type ConnectRequest struct {
-	Addr string `json:"addr"`
-}
-
-// apiError is the body of every error response.
-type apiError struct {
-	Error string `json:"error"`
-}
+// apiError is the body of an error response.
+func apiError(msg string) api.ErrorBody { return api.ErrorBody{Error: msg} }
 
 // maxRequestBody bounds every request body the API reads.
 const maxRequestBody = 1 << 20
@@ -83,9 +42,7 @@ func (n *Node) apiHandler() http.Handler {
 		writeJSON(w, http.StatusOK, n.status())
 	})
 	auth.HandleFunc("POST /v1/shutdown", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, struct {
-			PeerID string `json:"peer_id"`
-		}{n.p2p.Host.ID().String()})
+		writeJSON(w, http.StatusOK, api.ShutdownResult{PeerID: n.p2p.Host.ID().String()})
 		n.requestStop()
 	})
 	n.gpuRoutes(auth)
@@ -95,7 +52,7 @@ func (n *Node) apiHandler() http.Handler {
 	n.jobRoutes(auth)
 	dash := n.dashboardRoutes(mux, auth)
 	auth.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, apiError{fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
+		writeJSON(w, http.StatusNotFound, apiError(fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)))
 	})
 	mux.Handle("/", n.requireToken(auth, dash))
 	return n.countRequests(n.checkHost(mux))
@@ -123,13 +80,13 @@ func (n *Node) requireToken(next http.Handler, dash *dashSessions) http.Handler 
 			return
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="aixblock"`)
-		writeJSON(w, http.StatusUnauthorized, apiError{"missing or wrong API token (see " + TokenFile + " in the repo)"})
+		writeJSON(w, http.StatusUnauthorized, apiError("missing or wrong API token (see "+TokenFile+" in the repo)"))
 	})
 }
 
-func (n *Node) id() IDInfo {
+func (n *Node) id() api.IDInfo {
 	h := n.p2p.Host
-	info := IDInfo{PeerID: h.ID().String(), Network: n.p2p.Network(), Version: Version, Addrs: []string{},
+	info := api.IDInfo{PeerID: h.ID().String(), Network: n.p2p.Network(), Version: Version, Addrs: []string{},
 		Wallet: n.wallet.Address().Hex()}
 	if n.gatewayLn != nil {
 		info.Gateway = "http://" + n.gatewayLn.Addr().String()
@@ -140,9 +97,9 @@ func (n *Node) id() IDInfo {
 	return info
 }
 
-func (n *Node) peers() []PeerInfo {
+func (n *Node) peers() []api.PeerInfo {
 	h := n.p2p.Host
-	out := []PeerInfo{}
+	out := []api.PeerInfo{}
 	for _, c := range h.Network().Conns() {
 		p := c.RemotePeer()
 		// A peer of another network (or not yet identified) is not ours
@@ -154,7 +111,7 @@ func (n *Node) peers() []PeerInfo {
 		if c.Stat().Direction == network.DirOutbound {
 			dir = "outbound"
 		}
-		out = append(out, PeerInfo{
+		out = append(out, api.PeerInfo{
 			PeerID:    p.String(),
 			Addr:      c.RemoteMultiaddr().String(),
 			Direction: dir,
@@ -165,13 +122,13 @@ func (n *Node) peers() []PeerInfo {
 	return out
 }
 
-func (n *Node) status() StatusInfo {
+func (n *Node) status() api.StatusInfo {
 	inv := n.gpus.Inventory()
 	counts := map[string]int{}
 	for _, g := range inv.GPUs {
 		counts[string(g.Health)]++
 	}
-	return StatusInfo{
+	return api.StatusInfo{
 		GPUs:      counts,
 		GPUSource: inv.Source,
 		GPUReason: inv.Reason,
@@ -185,26 +142,26 @@ func (n *Node) status() StatusInfo {
 }
 
 func (n *Node) handleConnect(w http.ResponseWriter, r *http.Request) {
-	var req ConnectRequest
+	var req api.ConnectRequest
 	if !readJSON(w, r, &req) {
 		return
 	}
 	ai, err := peer.AddrInfoFromString(req.Addr)
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, apiError{fmt.Sprintf("addr: %q is not a multiaddr ending in /p2p/<peer-id>: %v", req.Addr, err)})
+		writeJSON(w, http.StatusBadRequest, apiError(fmt.Sprintf("addr: %q is not a multiaddr ending in /p2p/<peer-id>: %v", req.Addr, err)))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 	defer cancel()
 	if err := n.p2p.Host.Connect(ctx, *ai); err != nil {
-		writeJSON(w, http.StatusBadGateway, apiError{fmt.Sprintf("connect %s: %v", ai.ID, err)})
+		writeJSON(w, http.StatusBadGateway, apiError(fmt.Sprintf("connect %s: %v", ai.ID, err)))
 		return
 	}
 	if !n.p2p.IsMember(ai.ID) {
-		writeJSON(w, http.StatusBadGateway, apiError{fmt.Sprintf("connect %s: it is not a node of network %q (it speaks none of its protocols; check its --network); disconnected", ai.ID, n.p2p.Network())})
+		writeJSON(w, http.StatusBadGateway, apiError(fmt.Sprintf("connect %s: it is not a node of network %q (it speaks none of its protocols; check its --network); disconnected", ai.ID, n.p2p.Network())))
 		return
 	}
-	writeJSON(w, http.StatusOK, PeerInfo{PeerID: ai.ID.String(), Addr: req.Addr, Direction: "outbound"})
+	writeJSON(w, http.StatusOK, api.PeerInfo{PeerID: ai.ID.String(), Addr: req.Addr, Direction: "outbound"})
 }
 
 // readJSON decodes the request body into v; on failure it answers 400 with
@@ -217,7 +174,7 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 		if errors.Is(err, io.EOF) {
 			msg = "empty request body"
 		}
-		writeJSON(w, http.StatusBadRequest, apiError{msg})
+		writeJSON(w, http.StatusBadRequest, apiError(msg))
 		return false
 	}
 	return true

@@ -11,59 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/aixblock/aixblock/p2p/content"
 	"github.com/ipfs/go-cid"
 	"golang.org/x/sys/unix"
-)
-
-// AddRequest is POST /v1/data/add: the daemon reads Path itself (the API
-// is local to this machine).
-type AddRequest struct {
-	Path       string `json:"path"`
-	Pin        bool   `json:"pin,omitempty"`
-	CIDVersion *int   `json:"cid_version,omitempty"`
-	RawLeaves  *bool  `json:"raw_leaves,omitempty"`
-	Chunker    string `json:"chunker,omitempty"`
-	Hidden     bool   `json:"hidden,omitempty"`
-}
-
-// GetRequest is POST /v1/data/get: the daemon writes Output itself.
-type GetRequest struct {
-	CID    string `json:"cid"`
-	Output string `json:"output"`
-}
-
-// CIDRequest names one CID.
-type CIDRequest struct {
-	CID string `json:"cid"`
-}
-
-// DataEvent is one line of the NDJSON stream that add and get answer with:
-// progress lines, then one with CID (add) or Done (get), or one with Error.
-type DataEvent struct {
-	Bytes   int64 `json:"bytes,omitempty"`
-	Blocks  int   `json:"blocks,omitempty"`
-	Fetched int   `json:"fetched,omitempty"`
-	// Total (get) is the DAG's declared size, comparable with Bytes;
-	// Peers is how many peers sent blocks so far.
-	Total int64 `json:"total,omitempty"`
-	Peers int   `json:"peers,omitempty"`
-	// From (get) names the peers that sent blocks, in the order their
-	// first block came; MiBs is the rate so far.
-	From  []string `json:"from,omitempty"`
-	MiBs  float64  `json:"mib_s,omitempty"`
-	CID   string   `json:"cid,omitempty"`
-	Done  bool     `json:"done,omitempty"`
-	Error string   `json:"error,omitempty"`
-}
-
-type (
-	// DataEntry is one entry of `data ls`.
-	DataEntry = content.Entry
-	// GCResult is what `data gc` removed.
-	GCResult = content.GCResult
-	// ImportResult is what `data import` brought.
-	ImportResult = content.ImportResult
 )
 
 func (n *Node) dataRoutes(mux *http.ServeMux) {
@@ -81,7 +32,7 @@ func (n *Node) dataRoutes(mux *http.ServeMux) {
 		}
 		entries, err := n.content.Ls(r.Context(), c)
 		if err != nil {
-			writeJSON(w, http.StatusBadGateway, apiError{err.Error()})
+			writeJSON(w, http.StatusBadGateway, apiError(err.Error()))
 			return
 		}
 		writeJSON(w, http.StatusOK, entries)
@@ -90,17 +41,17 @@ func (n *Node) dataRoutes(mux *http.ServeMux) {
 		if _, err := n.content.Fetch(ctx, c, nil); err != nil {
 			return nil, err
 		}
-		return CIDRequest{c.String()}, n.content.Pin(ctx, c)
+		return api.CIDRequest{CID: c.String()}, n.content.Pin(ctx, c)
 	}))
 	mux.HandleFunc("POST /v1/data/pin/rm", n.withCID(func(ctx context.Context, c cid.Cid) (any, error) {
-		return CIDRequest{c.String()}, n.content.Unpin(ctx, c)
+		return api.CIDRequest{CID: c.String()}, n.content.Unpin(ctx, c)
 	}))
 	mux.HandleFunc("GET /v1/data/pin/ls", n.handlePinLs)
 	mux.HandleFunc("GET /v1/data/export", n.fetchThenStream("application/vnd.ipld.car; version=1", n.content.ExportCAR))
 	mux.HandleFunc("POST /v1/data/import", func(w http.ResponseWriter, r *http.Request) {
 		res, err := n.content.ImportCAR(r.Context(), r.Body)
 		if err != nil {
-			writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+			writeJSON(w, http.StatusBadRequest, apiError(err.Error()))
 			return
 		}
 		writeJSON(w, http.StatusOK, res)
@@ -108,7 +59,7 @@ func (n *Node) dataRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/data/gc", func(w http.ResponseWriter, r *http.Request) {
 		res, err := n.content.GC(r.Context())
 		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
+			writeJSON(w, http.StatusInternalServerError, apiError(err.Error()))
 			return
 		}
 		writeJSON(w, http.StatusOK, res)
@@ -126,7 +77,7 @@ func (n *Node) fetchThenStream(contentType string, write func(context.Context, c
 		lw := &lazyHeader{w: w, contentType: contentType}
 		if err := write(r.Context(), c, lw); err != nil {
 			if !lw.started {
-				writeJSON(w, http.StatusBadGateway, apiError{err.Error()})
+				writeJSON(w, http.StatusBadGateway, apiError(err.Error()))
 				return
 			}
 			n.log.Warn("stream cut short", "path", r.URL.Path, "cid", c, "err", err)
@@ -154,7 +105,7 @@ func (l *lazyHeader) Write(p []byte) (int, error) {
 func (n *Node) handlePinLs(w http.ResponseWriter, r *http.Request) {
 	pins, err := n.content.Pins(r.Context())
 	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, apiError{err.Error()})
+		writeJSON(w, http.StatusInternalServerError, apiError(err.Error()))
 		return
 	}
 	writeJSON(w, http.StatusOK, cidStrings(pins))
@@ -171,7 +122,7 @@ func cidStrings(cs []cid.Cid) []string {
 func cidParam(w http.ResponseWriter, s string) (cid.Cid, bool) {
 	c, err := cid.Parse(s)
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, apiError{fmt.Sprintf("cid: %q is not a CID: %v", s, err)})
+		writeJSON(w, http.StatusBadRequest, apiError(fmt.Sprintf("cid: %q is not a CID: %v", s, err)))
 		return cid.Undef, false
 	}
 	return c, true
@@ -179,7 +130,7 @@ func cidParam(w http.ResponseWriter, s string) (cid.Cid, bool) {
 
 func (n *Node) withCID(fn func(context.Context, cid.Cid) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var req CIDRequest
+		var req api.CIDRequest
 		if !readJSON(w, r, &req) {
 			return
 		}
@@ -189,7 +140,7 @@ func (n *Node) withCID(fn func(context.Context, cid.Cid) (any, error)) http.Hand
 		}
 		out, err := fn(r.Context(), c)
 		if err != nil {
-			writeJSON(w, http.StatusBadGateway, apiError{err.Error()})
+			writeJSON(w, http.StatusBadGateway, apiError(err.Error()))
 			return
 		}
 		writeJSON(w, http.StatusOK, out)
@@ -211,7 +162,7 @@ func newEventStream(w http.ResponseWriter) *eventStream {
 	return &eventStream{w: w, rc: http.NewResponseController(w), enc: json.NewEncoder(w)}
 }
 
-func (e *eventStream) send(ev DataEvent, progress bool) {
+func (e *eventStream) send(ev api.DataEvent, progress bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if progress && time.Since(e.last) < 100*time.Millisecond {
@@ -223,25 +174,25 @@ func (e *eventStream) send(ev DataEvent, progress bool) {
 }
 
 func (n *Node) handleAdd(w http.ResponseWriter, r *http.Request) {
-	var req AddRequest
+	var req api.AddRequest
 	if !readJSON(w, r, &req) {
 		return
 	}
 	if !filepath.IsAbs(req.Path) {
-		writeJSON(w, http.StatusBadRequest, apiError{fmt.Sprintf("path: %q is not absolute", req.Path)})
+		writeJSON(w, http.StatusBadRequest, apiError(fmt.Sprintf("path: %q is not absolute", req.Path)))
 		return
 	}
 	ev := newEventStream(w)
 	c, err := n.content.Add(r.Context(), req.Path, content.AddOptions{
 		CIDVersion: req.CIDVersion, RawLeaves: req.RawLeaves, Chunker: req.Chunker,
 		Hidden: req.Hidden, Pin: req.Pin,
-		Progress: func(b int64) { ev.send(DataEvent{Bytes: b}, true) },
+		Progress: func(b int64) { ev.send(api.DataEvent{Bytes: b}, true) },
 	})
 	if err != nil {
-		ev.send(DataEvent{Error: err.Error()}, false)
+		ev.send(api.DataEvent{Error: err.Error()}, false)
 		return
 	}
-	ev.send(DataEvent{CID: c.String(), Done: true}, false)
+	ev.send(api.DataEvent{CID: c.String(), Done: true}, false)
 }
 
 // daemonCanWrite checks that this process can create out: its directory
@@ -263,7 +214,7 @@ func daemonCanWrite(out string) error {
 }
 
 func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
-	var req GetRequest
+	var req api.GetRequest
 	if !readJSON(w, r, &req) {
 		return
 	}
@@ -272,13 +223,13 @@ func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !filepath.IsAbs(req.Output) {
-		writeJSON(w, http.StatusBadRequest, apiError{fmt.Sprintf("output: %q is not absolute", req.Output)})
+		writeJSON(w, http.StatusBadRequest, apiError(fmt.Sprintf("output: %q is not absolute", req.Output)))
 		return
 	}
 	// The daemon writes the file itself (no bytes back over the API), so
 	// it must be able to write there: say so before fetching anything.
 	if err := daemonCanWrite(req.Output); err != nil {
-		writeJSON(w, http.StatusBadRequest, apiError{err.Error()})
+		writeJSON(w, http.StatusBadRequest, apiError(err.Error()))
 		return
 	}
 	ev := newEventStream(w)
@@ -286,7 +237,7 @@ func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
 		ev.send(getEvent(s), true)
 	})
 	if err != nil {
-		ev.send(DataEvent{Error: err.Error()}, false)
+		ev.send(api.DataEvent{Error: err.Error()}, false)
 		return
 	}
 	done := getEvent(st)
@@ -294,8 +245,8 @@ func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
 	ev.send(done, false)
 }
 
-func getEvent(s content.FetchStats) DataEvent {
-	e := DataEvent{Bytes: s.Bytes, Blocks: s.Blocks, Fetched: s.Fetched, Total: s.Total, Peers: s.Peers}
+func getEvent(s content.FetchStats) api.DataEvent {
+	e := api.DataEvent{Bytes: s.Bytes, Blocks: s.Blocks, Fetched: s.Fetched, Total: s.Total, Peers: s.Peers}
 	for _, p := range s.From {
 		e.From = append(e.From, p.String())
 	}

@@ -8,18 +8,8 @@ import (
 	"strconv"
 
 	"github.com/aixblock/aixblock/gpu"
+	"github.com/aixblock/aixblock/node/api"
 )
-
-// InjectRequest is POST /v1/gpus/inject.
-type InjectRequest struct {
-	Index int       `json:"index"`
-	Fault gpu.Fault `json:"fault"`
-}
-
-// ResetHealthRequest is POST /v1/gpus/reset-health.
-type ResetHealthRequest struct {
-	UUID string `json:"uuid"`
-}
 
 func (n *Node) gpuRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/gpus", func(w http.ResponseWriter, r *http.Request) {
@@ -27,7 +17,7 @@ func (n *Node) gpuRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("GET /v1/gpus/events", n.handleGPUEvents)
 	mux.HandleFunc("POST /v1/gpus/inject", func(w http.ResponseWriter, r *http.Request) {
-		var req InjectRequest
+		var req api.InjectRequest
 		if !readJSON(w, r, &req) {
 			return
 		}
@@ -36,19 +26,19 @@ func (n *Node) gpuRoutes(mux *http.ServeMux) {
 			if errors.Is(err, gpu.ErrNotMock) {
 				code = http.StatusForbidden
 			}
-			writeJSON(w, code, apiError{err.Error()})
+			writeJSON(w, code, apiError(err.Error()))
 			return
 		}
 		writeJSON(w, http.StatusOK, req)
 	})
 	mux.HandleFunc("POST /v1/gpus/reset-health", func(w http.ResponseWriter, r *http.Request) {
-		var req ResetHealthRequest
+		var req api.ResetHealthRequest
 		if !readJSON(w, r, &req) {
 			return
 		}
 		g, err := n.gpus.ResetHealth(req.UUID)
 		if err != nil {
-			writeJSON(w, http.StatusNotFound, apiError{err.Error()})
+			writeJSON(w, http.StatusNotFound, apiError(err.Error()))
 			return
 		}
 		writeJSON(w, http.StatusOK, g)
@@ -62,7 +52,7 @@ func (n *Node) handleGPUEvents(w http.ResponseWriter, r *http.Request) {
 	if s := r.URL.Query().Get("limit"); s != "" {
 		v, err := strconv.Atoi(s)
 		if err != nil || v < 1 {
-			writeJSON(w, http.StatusBadRequest, apiError{fmt.Sprintf("limit: %q is not a positive number", s)})
+			writeJSON(w, http.StatusBadRequest, apiError(fmt.Sprintf("limit: %q is not a positive number", s)))
 			return
 		}
 		limit = v
@@ -87,27 +77,4 @@ func (n *Node) handleGPUEvents(w http.ResponseWriter, r *http.Request) {
 			limit--
 		}
 	}
-}
-
-// Aliases so that the CLI, which imports only node, can name GPU types.
-type (
-	GPU          = gpu.GPU
-	GPUInventory = gpu.Inventory
-	GPUChange    = gpu.Change
-	GPUFault     = gpu.Fault
-)
-
-// GPUFaultKinds lists what `gpu inject --fault` accepts.
-var GPUFaultKinds = gpu.FaultKinds
-
-// CheckGPUs opens the GPUs as the daemon would (real NVML unless mock is
-// set), runs one health poll and returns the inventory, without a daemon:
-// `aixblock gpu check` and `make gpu-check` use it on real hardware.
-func CheckGPUs(mock, diskPath string) (GPUInventory, error) {
-	m, err := gpu.New(gpu.Config{Mock: mock, DiskPath: diskPath})
-	if err != nil {
-		return GPUInventory{}, err
-	}
-	m.PollOnce()
-	return m.Inventory(), nil
 }

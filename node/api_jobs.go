@@ -8,27 +8,9 @@ import (
 	"strings"
 
 	"github.com/aixblock/aixblock/jobs"
-	"github.com/aixblock/aixblock/node/lease"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/aixblock/aixblock/p2p/overlay"
 )
-
-// Job types as the API and the CLI see them.
-type (
-	Job     = jobs.Job
-	JobSpec = jobs.Spec
-)
-
-// SubmitRequest is POST /v1/jobs: a spec as YAML (as in a spec file) or as
-// JSON, run on this node when Local is set.
-type SubmitRequest struct {
-	SpecYAML string   `json:"spec_yaml,omitempty"`
-	Spec     *JobSpec `json:"spec,omitempty"`
-	Local    bool     `json:"local"`
-}
-
-// ParseJobSpec reads a YAML spec as the daemon does, for the CLI to check
-// a file before sending it.
-func ParseJobSpec(b []byte) (*JobSpec, error) { return jobs.ParseSpec(b) }
 
 // openJobs starts the job manager on the local Docker engine. A node
 // without an engine still runs; its job routes say what is missing.
@@ -58,13 +40,13 @@ func (n *Node) openJobs(ctx context.Context) {
 func (n *Node) jobRoutes(mux *http.ServeMux) {
 	need := func(w http.ResponseWriter) bool {
 		if n.jobs == nil {
-			writeJSON(w, http.StatusServiceUnavailable, apiError{fmt.Sprintf("this node cannot run jobs: %v", n.jobsErr)})
+			writeJSON(w, http.StatusServiceUnavailable, apiError(fmt.Sprintf("this node cannot run jobs: %v", n.jobsErr)))
 			return false
 		}
 		return true
 	}
 	mux.HandleFunc("POST /v1/jobs", func(w http.ResponseWriter, r *http.Request) {
-		var req SubmitRequest
+		var req api.SubmitRequest
 		if !readJSON(w, r, &req) {
 			return
 		}
@@ -96,7 +78,7 @@ func (n *Node) jobRoutes(mux *http.ServeMux) {
 		jobReply(w, j, err)
 	})
 	mux.HandleFunc("POST /v1/jobs/{id}/forward", func(w http.ResponseWriter, r *http.Request) {
-		var req ForwardRequest
+		var req api.ForwardRequest
 		if !readJSON(w, r, &req) {
 			return
 		}
@@ -155,32 +137,19 @@ func newFlushWriter(w http.ResponseWriter) flushWriter {
 func (f flushWriter) Write(p []byte) (int, error) { return f.w.Write(p) }
 func (f flushWriter) Flush()                      { _ = f.rc.Flush() }
 
-// ForwardRequest is POST /v1/jobs/{id}/forward: publish the job's Port on
-// Listen ([HOST:]PORT of this machine; the host defaults to 127.0.0.1).
-type ForwardRequest struct {
-	Port   int    `json:"port"`
-	Listen string `json:"listen"`
-}
-
-// ForwardInfo is one published port of a service job.
-type ForwardInfo = lease.ForwardInfo
-
-// JobListEntry is one job of GET /v1/jobs.
-type JobListEntry = lease.ListEntry
-
-func jobReply(w http.ResponseWriter, j *Job, err error) {
+func jobReply(w http.ResponseWriter, j *jobs.Job, err error) {
 	switch {
 	case errors.Is(err, jobs.ErrNotFound):
-		writeJSON(w, http.StatusNotFound, apiError{err.Error()})
+		writeJSON(w, http.StatusNotFound, apiError(err.Error()))
 	case errors.Is(err, jobs.ErrFinished):
-		writeJSON(w, http.StatusConflict, apiError{err.Error()})
+		writeJSON(w, http.StatusConflict, apiError(err.Error()))
 	default:
 		reply(w, j, err)
 	}
 }
 
-func (n *Node) submit(ctx context.Context, req SubmitRequest) (*Job, error) {
-	var spec *JobSpec
+func (n *Node) submit(ctx context.Context, req api.SubmitRequest) (*jobs.Job, error) {
+	var spec *jobs.Spec
 	var err error
 	switch {
 	case req.SpecYAML != "" && req.Spec != nil:
@@ -197,14 +166,3 @@ func (n *Node) submit(ctx context.Context, req SubmitRequest) (*Job, error) {
 	}
 	return n.lease.Submit(ctx, spec, req.Local)
 }
-
-// JobInput is one input of a spec.
-type JobInput = jobs.Input
-
-// JobPort and JobReady are a service's ports and readiness check.
-type (
-	JobPort = jobs.Port
-	// JobDistributed asks for several node ranks.
-	JobDistributed = jobs.Distributed
-	JobReady       = jobs.Ready
-)

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
@@ -10,85 +9,11 @@ import (
 	"time"
 
 	"github.com/aixblock/aixblock/chain"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/aixblock/aixblock/node/lease"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 )
-
-// WalletInfo is GET /v1/wallet.
-type WalletInfo struct {
-	Address string `json:"address"`
-	ChainID uint64 `json:"chain_id"`
-	// RPC is the chain's URL, or "embedded" for the daemon's dev chain.
-	RPC                string        `json:"rpc"`
-	Escrow             string        `json:"escrow"`
-	Token              string        `json:"token"`
-	TokenSymbol        string        `json:"token_symbol"`
-	TokenDecimals      uint8         `json:"token_decimals"`
-	TokenBalance       *chain.Amount `json:"token_balance"`
-	TokenBalanceUnits  string        `json:"token_balance_units"`
-	NativeBalance      *chain.Amount `json:"native_balance"`
-	NativeBalanceUnits string        `json:"native_balance_units"`
-}
-
-// PaymentRequest is POST /v1/wallet/deposit and /v1/wallet/voucher: Amount
-// in whole units of the token ("1.5"); Token empty means the configured one,
-// "native" the chain's coin. For a voucher, Amount is cumulative.
-type PaymentRequest struct {
-	Payee  string `json:"payee"`
-	Token  string `json:"token,omitempty"`
-	Amount string `json:"amount"`
-}
-
-// ChannelRequest is POST /v1/wallet/close and /v1/wallet/withdraw.
-type ChannelRequest struct {
-	Payee string `json:"payee"`
-	Token string `json:"token,omitempty"`
-}
-
-// RedeemRequest is POST /v1/wallet/redeem: vouchers to redeem (each also
-// kept); none means every kept voucher that is owed more than was redeemed.
-type RedeemRequest struct {
-	Vouchers []json.RawMessage `json:"vouchers,omitempty"`
-}
-
-// TxInfo is a mined transaction.
-type TxInfo struct {
-	Tx      string `json:"tx"`
-	Block   uint64 `json:"block"`
-	GasUsed uint64 `json:"gas_used"`
-	Channel string `json:"channel,omitempty"`
-}
-
-// RedeemResult is the answer to POST /v1/wallet/redeem.
-type RedeemResult struct {
-	TxInfo
-	Redeemed []ChannelView `json:"redeemed"`
-	// Paid is the sum paid by this transaction, in base units; PaidUnits
-	// and Symbol say it for people when every channel is in one token.
-	Paid      *chain.Amount `json:"paid"`
-	PaidUnits string        `json:"paid_units,omitempty"`
-	Symbol    string        `json:"symbol,omitempty"`
-}
-
-// ChannelView is a channel with this wallet's side of it.
-type ChannelView struct {
-	chain.Channel
-	Role     string `json:"role"` // payer or payee
-	Symbol   string `json:"symbol"`
-	Decimals uint8  `json:"decimals"`
-	// Vouched is the best voucher kept for the channel: received (payee)
-	// or signed (payer); zero when none.
-	Vouched *chain.Amount `json:"vouched"`
-	// Withdrawable is what the payer can withdraw now.
-	Withdrawable *chain.Amount `json:"withdrawable"`
-}
-
-// ChannelsInfo is GET /v1/wallet/channels.
-type ChannelsInfo struct {
-	Address  string        `json:"address"`
-	Channels []ChannelView `json:"channels"`
-}
 
 func (n *Node) walletRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/wallet", func(w http.ResponseWriter, r *http.Request) {
@@ -100,7 +25,7 @@ func (n *Node) walletRoutes(mux *http.ServeMux) {
 		reply(w, info, err)
 	})
 	mux.HandleFunc("POST /v1/wallet/deposit", func(w http.ResponseWriter, r *http.Request) {
-		var req PaymentRequest
+		var req api.PaymentRequest
 		if !readJSON(w, r, &req) {
 			return
 		}
@@ -108,7 +33,7 @@ func (n *Node) walletRoutes(mux *http.ServeMux) {
 		reply(w, info, err)
 	})
 	mux.HandleFunc("POST /v1/wallet/voucher", func(w http.ResponseWriter, r *http.Request) {
-		var req PaymentRequest
+		var req api.PaymentRequest
 		if !readJSON(w, r, &req) {
 			return
 		}
@@ -116,7 +41,7 @@ func (n *Node) walletRoutes(mux *http.ServeMux) {
 		reply(w, v, err)
 	})
 	mux.HandleFunc("POST /v1/wallet/redeem", func(w http.ResponseWriter, r *http.Request) {
-		var req RedeemRequest
+		var req api.RedeemRequest
 		if !readJSON(w, r, &req) {
 			return
 		}
@@ -135,7 +60,7 @@ func (n *Node) walletRoutes(mux *http.ServeMux) {
 		}},
 	} {
 		mux.HandleFunc(op.path, func(w http.ResponseWriter, r *http.Request) {
-			var req ChannelRequest
+			var req api.ChannelRequest
 			if !readJSON(w, r, &req) {
 				return
 			}
@@ -168,14 +93,14 @@ func reply(w http.ResponseWriter, v any, err error) {
 	if errors.As(err, &br) || errors.Is(err, lease.ErrInvalid) || errors.As(err, &re) || errors.Is(err, chain.ErrVoucherInvalid) || errors.Is(err, chain.ErrVoucherSignature) {
 		code = http.StatusBadRequest
 	}
-	writeJSON(w, code, apiError{err.Error()})
+	writeJSON(w, code, apiError(err.Error()))
 }
 
-func txInfo(r *types.Receipt, ch common.Hash) TxInfo {
+func txInfo(r *types.Receipt, ch common.Hash) api.TxInfo {
 	if r == nil {
-		return TxInfo{}
+		return api.TxInfo{}
 	}
-	return TxInfo{Tx: r.TxHash.Hex(), Block: r.BlockNumber.Uint64(), GasUsed: r.GasUsed, Channel: ch.Hex()}
+	return api.TxInfo{Tx: r.TxHash.Hex(), Block: r.BlockNumber.Uint64(), GasUsed: r.GasUsed, Channel: ch.Hex()}
 }
 
 func (n *Node) channelArgs(payee, token string) (common.Address, common.Address, error) {
@@ -190,7 +115,7 @@ func (n *Node) channelArgs(payee, token string) (common.Address, common.Address,
 }
 
 // amountArgs parses a payment request's payee, token and amount.
-func (n *Node) amountArgs(ctx context.Context, req PaymentRequest) (payee, token common.Address, amount *big.Int, err error) {
+func (n *Node) amountArgs(ctx context.Context, req api.PaymentRequest) (payee, token common.Address, amount *big.Int, err error) {
 	if payee, token, err = n.channelArgs(req.Payee, req.Token); err != nil {
 		return
 	}
@@ -208,9 +133,9 @@ func (n *Node) amountArgs(ctx context.Context, req PaymentRequest) (payee, token
 	return
 }
 
-func (n *Node) walletInfo(ctx context.Context) (WalletInfo, error) {
+func (n *Node) walletInfo(ctx context.Context) (api.WalletInfo, error) {
 	c := n.chain
-	info := WalletInfo{Address: c.Address().Hex(), ChainID: c.ChainID().Uint64(), RPC: n.repo.Config.Chain.RPC,
+	info := api.WalletInfo{Address: c.Address().Hex(), ChainID: c.ChainID().Uint64(), RPC: n.repo.Config.Chain.RPC,
 		Escrow: c.Escrow().Hex(), Token: c.DefaultToken().Hex()}
 	if info.RPC == "" {
 		info.RPC = "embedded"
@@ -232,18 +157,18 @@ func (n *Node) walletInfo(ctx context.Context) (WalletInfo, error) {
 	return info, nil
 }
 
-func (n *Node) deposit(ctx context.Context, req PaymentRequest) (TxInfo, error) {
+func (n *Node) deposit(ctx context.Context, req api.PaymentRequest) (api.TxInfo, error) {
 	payee, token, amount, err := n.amountArgs(ctx, req)
 	if err != nil {
-		return TxInfo{}, err
+		return api.TxInfo{}, err
 	}
 	bal, err := n.chain.Balance(ctx, token)
 	if err != nil {
-		return TxInfo{}, err
+		return api.TxInfo{}, err
 	}
 	if bal.Cmp(amount) < 0 {
 		sym, dec, _ := n.chain.TokenInfo(ctx, token)
-		return TxInfo{}, badRequest{fmt.Errorf("insufficient funds: wallet %s holds %s %s, deposit needs %s",
+		return api.TxInfo{}, badRequest{fmt.Errorf("insufficient funds: wallet %s holds %s %s, deposit needs %s",
 			n.wallet.Address(), chain.FormatUnits(bal, dec), sym, chain.FormatUnits(amount, dec))}
 	}
 	r, err := n.chain.Deposit(ctx, payee, token, amount)
@@ -252,7 +177,7 @@ func (n *Node) deposit(ctx context.Context, req PaymentRequest) (TxInfo, error) 
 
 // signVoucher signs a cumulative voucher; it refuses one above what the
 // channel holds, since the escrow would not pay it.
-func (n *Node) signVoucher(ctx context.Context, req PaymentRequest) (*chain.Voucher, error) {
+func (n *Node) signVoucher(ctx context.Context, req api.PaymentRequest) (*chain.Voucher, error) {
 	payee, token, amount, err := n.amountArgs(ctx, req)
 	if err != nil {
 		return nil, err
@@ -274,34 +199,34 @@ func (n *Node) signVoucher(ctx context.Context, req PaymentRequest) (*chain.Vouc
 	return v, nil
 }
 
-func (n *Node) redeem(ctx context.Context, req RedeemRequest) (RedeemResult, error) {
+func (n *Node) redeem(ctx context.Context, req api.RedeemRequest) (api.RedeemResult, error) {
 	for i, raw := range req.Vouchers {
 		v, err := chain.DecodeVoucher(raw)
 		if err != nil {
-			return RedeemResult{}, fmt.Errorf("voucher %d: %w", i, err)
+			return api.RedeemResult{}, fmt.Errorf("voucher %d: %w", i, err)
 		}
 		if v.Payee != n.wallet.Address() {
-			return RedeemResult{}, badRequest{fmt.Errorf("voucher %d pays %s, not this wallet %s", i, v.Payee, n.wallet.Address())}
+			return api.RedeemResult{}, badRequest{fmt.Errorf("voucher %d pays %s, not this wallet %s", i, v.Payee, n.wallet.Address())}
 		}
 		if _, err := n.vouchers.KeepReceived(v); err != nil {
-			return RedeemResult{}, err
+			return api.RedeemResult{}, err
 		}
 	}
 	red, err := n.lease.RedeemOwed(ctx, nil)
 	if err != nil {
-		return RedeemResult{}, err
+		return api.RedeemResult{}, err
 	}
-	views := []ChannelView{}
+	views := []api.ChannelView{}
 	paid := red.Paid
 	r, todo := red.Receipt, red.Vouchers
 	for _, v := range todo {
 		ch, err := n.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
 		if err != nil {
-			return RedeemResult{}, err
+			return api.RedeemResult{}, err
 		}
 		views = append(views, n.view(ctx, ch))
 	}
-	res := RedeemResult{TxInfo: txInfo(r, common.Hash{}), Redeemed: views, Paid: chain.NewAmount(paid)}
+	res := api.RedeemResult{TxInfo: txInfo(r, common.Hash{}), Redeemed: views, Paid: chain.NewAmount(paid)}
 	one := true
 	for _, v := range views {
 		one = one && v.Token == views[0].Token
@@ -312,20 +237,20 @@ func (n *Node) redeem(ctx context.Context, req RedeemRequest) (RedeemResult, err
 	return res, nil
 }
 
-func (n *Node) channels(ctx context.Context) (ChannelsInfo, error) {
+func (n *Node) channels(ctx context.Context) (api.ChannelsInfo, error) {
 	chs, err := n.chain.Channels(ctx)
 	if err != nil {
-		return ChannelsInfo{}, err
+		return api.ChannelsInfo{}, err
 	}
-	out := ChannelsInfo{Address: n.wallet.Address().Hex(), Channels: []ChannelView{}}
+	out := api.ChannelsInfo{Address: n.wallet.Address().Hex(), Channels: []api.ChannelView{}}
 	for _, ch := range chs {
 		out.Channels = append(out.Channels, n.view(ctx, ch))
 	}
 	return out, nil
 }
 
-func (n *Node) view(ctx context.Context, ch chain.Channel) ChannelView {
-	v := ChannelView{Channel: ch, Role: "payee", Vouched: chain.NewAmount(nil), Withdrawable: chain.NewAmount(nil)}
+func (n *Node) view(ctx context.Context, ch chain.Channel) api.ChannelView {
+	v := api.ChannelView{Channel: ch, Role: "payee", Vouched: chain.NewAmount(nil), Withdrawable: chain.NewAmount(nil)}
 	payer := ch.Payer == n.wallet.Address()
 	if payer {
 		v.Role = "payer"

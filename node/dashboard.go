@@ -16,7 +16,6 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +23,7 @@ import (
 	"time"
 
 	"github.com/aixblock/aixblock/chain"
-	"github.com/aixblock/aixblock/node/lease"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/aixblock/aixblock/testnet"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -119,7 +118,7 @@ func randomSecret() string {
 
 func hashSecret(s string) [32]byte { return sha256.Sum256([]byte(s)) }
 
-// newCode makes a login code; id names it for LoginCodeState.
+// newCode makes a login code; id names it for codeState.
 func (d *dashSessions) newCode() (code, id string, expires time.Time, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -153,15 +152,15 @@ func (d *dashSessions) useCode(code string) bool {
 }
 
 // codeState says whether the code named id was used or has died.
-func (d *dashSessions) codeState(id string) (LoginCodeState, bool) {
+func (d *dashSessions) codeState(id string) (api.LoginCodeState, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, c := range d.codes {
 		if c.id == id {
-			return LoginCodeState{Used: c.used, Expired: !c.used && !d.now().Before(c.expires)}, true
+			return api.LoginCodeState{Used: c.used, Expired: !c.used && !d.now().Before(c.expires)}, true
 		}
 	}
-	return LoginCodeState{}, false
+	return api.LoginCodeState{}, false
 }
 
 func (d *dashSessions) newSession() (id, key string) {
@@ -264,7 +263,7 @@ func (d *dashSessions) authenticate(w http.ResponseWriter, r *http.Request) (ok,
 		if strings.HasPrefix(r.URL.Path, "/ui/") {
 			loginPage(w, code, "Your session has expired or was signed out.")
 		} else {
-			writeJSON(w, code, apiError{err.Error()})
+			writeJSON(w, code, apiError(err.Error()))
 		}
 		return false, true
 	}
@@ -274,47 +273,6 @@ func (d *dashSessions) authenticate(w http.ResponseWriter, r *http.Request) (ok,
 // viaToken: the request carries the API token itself (not a session).
 func (n *Node) viaToken(r *http.Request) bool {
 	return subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+n.repo.Token)) == 1
-}
-
-// DashboardLogin is POST /v1/dashboard/login: a one-time login link.
-type DashboardLogin struct {
-	URL string `json:"url"`
-	// CodeID names the link's code for GET /v1/dashboard/login/{id}
-	// without revealing it.
-	CodeID    string    `json:"code_id"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
-
-// LoginCodeState is GET /v1/dashboard/login/{id}.
-type LoginCodeState struct {
-	Used    bool `json:"used"`
-	Expired bool `json:"expired"`
-}
-
-// LogoutResult is POST /v1/dashboard/logout-all.
-type LogoutResult struct {
-	SignedOut int `json:"signed_out"`
-}
-
-// DashboardLogin asks for a one-time login link (the token is required).
-func (c *Client) DashboardLogin(ctx context.Context) (DashboardLogin, error) {
-	var out DashboardLogin
-	err := c.do(ctx, http.MethodPost, "/v1/dashboard/login", struct{}{}, &out)
-	return out, err
-}
-
-// LoginCode says whether the login link's code was used or has died.
-func (c *Client) LoginCode(ctx context.Context, id string) (LoginCodeState, error) {
-	var out LoginCodeState
-	err := c.do(ctx, http.MethodGet, "/v1/dashboard/login/"+url.PathEscape(id), nil, &out)
-	return out, err
-}
-
-// LogoutAll ends every dashboard session and kills every waiting login link.
-func (c *Client) LogoutAll(ctx context.Context) (LogoutResult, error) {
-	var out LogoutResult
-	err := c.do(ctx, http.MethodPost, "/v1/dashboard/logout-all", struct{}{}, &out)
-	return out, err
 }
 
 // dashboardRoutes adds the dashboard's pages and routes; the sessions it
@@ -358,42 +316,42 @@ func (n *Node) dashboardRoutes(open, auth *http.ServeMux) *dashSessions {
 	})
 	auth.HandleFunc("POST /v1/dashboard/login", func(w http.ResponseWriter, r *http.Request) {
 		if !n.viaToken(r) {
-			writeJSON(w, http.StatusForbidden, apiError{"login links are made with the API token (aixblock dashboard), not by a dashboard session"})
+			writeJSON(w, http.StatusForbidden, apiError("login links are made with the API token (aixblock dashboard), not by a dashboard session"))
 			return
 		}
 		code, id, exp, err := dash.newCode()
 		if err != nil {
-			writeJSON(w, http.StatusTooManyRequests, apiError{err.Error()})
+			writeJSON(w, http.StatusTooManyRequests, apiError(err.Error()))
 			return
 		}
-		writeJSON(w, http.StatusOK, DashboardLogin{URL: "http://" + r.Host + "/ui/login?code=" + code, CodeID: id, ExpiresAt: exp})
+		writeJSON(w, http.StatusOK, api.DashboardLogin{URL: "http://" + r.Host + "/ui/login?code=" + code, CodeID: id, ExpiresAt: exp})
 	})
 	auth.HandleFunc("GET /v1/dashboard/login/{id}", func(w http.ResponseWriter, r *http.Request) {
 		st, ok := dash.codeState(r.PathValue("id"))
 		if !ok {
-			writeJSON(w, http.StatusNotFound, apiError{fmt.Sprintf("no login code %q (codes are forgotten %s after they are made, and by --logout-all)", r.PathValue("id"), loginCodeTTL)})
+			writeJSON(w, http.StatusNotFound, apiError(fmt.Sprintf("no login code %q (codes are forgotten %s after they are made, and by --logout-all)", r.PathValue("id"), loginCodeTTL)))
 			return
 		}
 		writeJSON(w, http.StatusOK, st)
 	})
 	auth.HandleFunc("POST /v1/dashboard/logout-all", func(w http.ResponseWriter, r *http.Request) {
 		if !n.viaToken(r) {
-			writeJSON(w, http.StatusForbidden, apiError{"signing every session out needs the API token (aixblock dashboard --logout-all)"})
+			writeJSON(w, http.StatusForbidden, apiError("signing every session out needs the API token (aixblock dashboard --logout-all)"))
 			return
 		}
 		k := dash.logoutAll()
 		n.log.Info("dashboard: every session signed out", "sessions", k)
-		writeJSON(w, http.StatusOK, LogoutResult{SignedOut: k})
+		writeJSON(w, http.StatusOK, api.LogoutResult{SignedOut: k})
 	})
 	auth.HandleFunc("POST /v1/dashboard/logout", func(w http.ResponseWriter, r *http.Request) {
 		c, err := r.Cookie(dash.cookie)
 		if err != nil {
-			writeJSON(w, http.StatusBadRequest, apiError{"no dashboard session to sign out (this route is the dashboard's own; use --logout-all with the token)"})
+			writeJSON(w, http.StatusBadRequest, apiError("no dashboard session to sign out (this route is the dashboard's own; use --logout-all with the token)"))
 			return
 		}
 		dash.logout(c.Value)
 		http.SetCookie(w, &http.Cookie{Name: dash.cookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
-		writeJSON(w, http.StatusOK, LogoutResult{SignedOut: 1})
+		writeJSON(w, http.StatusOK, api.LogoutResult{SignedOut: 1})
 	})
 	open.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/ui/", http.StatusSeeOther)
@@ -425,7 +383,7 @@ func (n *Node) dashboardRoutes(open, auth *http.ServeMux) *dashSessions {
 	auth.HandleFunc("GET /v1/testnet", func(w http.ResponseWriter, r *http.Request) {
 		t, err := n.testnetNodes()
 		if err != nil {
-			writeJSON(w, http.StatusNotFound, apiError{err.Error()})
+			writeJSON(w, http.StatusNotFound, apiError(err.Error()))
 			return
 		}
 		writeJSON(w, http.StatusOK, t)
@@ -437,7 +395,7 @@ func (n *Node) dashboardRoutes(open, auth *http.ServeMux) *dashSessions {
 		}
 		l, err := n.testnetLogin(r.Context(), req.Name)
 		if err != nil {
-			writeJSON(w, http.StatusNotFound, apiError{err.Error()})
+			writeJSON(w, http.StatusNotFound, apiError(err.Error()))
 			return
 		}
 		writeJSON(w, http.StatusOK, l)
@@ -460,11 +418,11 @@ func loginPage(w http.ResponseWriter, code int, msg string) {
 func (n *Node) checkHost(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !n.hostAllowed(r.Host) {
-			writeJSON(w, http.StatusMisdirectedRequest, apiError{fmt.Sprintf("host %q refused: this API answers only to %s", r.Host, n.apiLn.Addr())})
+			writeJSON(w, http.StatusMisdirectedRequest, apiError(fmt.Sprintf("host %q refused: this API answers only to %s", r.Host, n.apiLn.Addr())))
 			return
 		}
 		if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host {
-			writeJSON(w, http.StatusForbidden, apiError{fmt.Sprintf("cross-origin request from %q refused", o)})
+			writeJSON(w, http.StatusForbidden, apiError(fmt.Sprintf("cross-origin request from %q refused", o)))
 			return
 		}
 		// The sign-in page is the one exception: --open's file starts it
@@ -473,7 +431,7 @@ func (n *Node) checkHost(next http.Handler) http.Handler {
 		// live code.
 		signIn := r.Method == http.MethodGet && (r.URL.Path == "/ui/login" || r.URL.Path == "/ui/login.js")
 		if r.Header.Get("Sec-Fetch-Site") == "cross-site" && !signIn {
-			writeJSON(w, http.StatusForbidden, apiError{"cross-site request refused"})
+			writeJSON(w, http.StatusForbidden, apiError("cross-site request refused"))
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -583,26 +541,8 @@ func (n *Node) handleJobEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Earning is one payment into the wallet, for the earnings chart.
-type Earning struct {
-	Time     time.Time     `json:"time"`
-	Channel  string        `json:"channel"`
-	Token    string        `json:"token"`
-	Symbol   string        `json:"symbol"`
-	Decimals uint8         `json:"decimals"`
-	Amount   *chain.Amount `json:"amount"`
-	Units    string        `json:"amount_units"`
-	Tx       string        `json:"tx"`
-}
-
-// EarningsInfo is GET /v1/wallet/earnings.
-type EarningsInfo struct {
-	Address  string    `json:"address"`
-	Earnings []Earning `json:"earnings"`
-}
-
-func (n *Node) earnings(ctx context.Context) (EarningsInfo, error) {
-	out := EarningsInfo{Address: n.wallet.Address().Hex(), Earnings: []Earning{}}
+func (n *Node) earnings(ctx context.Context) (api.EarningsInfo, error) {
+	out := api.EarningsInfo{Address: n.wallet.Address().Hex(), Earnings: []api.Earning{}}
 	red, err := n.chain.Redemptions(ctx)
 	if err != nil {
 		return out, err
@@ -618,7 +558,7 @@ func (n *Node) earnings(ctx context.Context) (EarningsInfo, error) {
 	for _, e := range red {
 		ch := byID[e.Channel.Hex()]
 		sym, dec, _ := n.chain.TokenInfo(ctx, ch.Token)
-		out.Earnings = append(out.Earnings, Earning{Time: e.Time, Channel: e.Channel.Hex(), Token: ch.Token.Hex(),
+		out.Earnings = append(out.Earnings, api.Earning{Time: e.Time, Channel: e.Channel.Hex(), Token: ch.Token.Hex(),
 			Symbol: sym, Decimals: dec, Amount: e.Amount, Units: chain.FormatUnits(e.Amount.Big(), dec), Tx: e.Tx.Hex()})
 	}
 	return out, nil
@@ -673,10 +613,10 @@ func (n *Node) testnetNodes() (TestnetNodes, error) {
 
 // testnetLogin makes a one-time login link for the testnet node called
 // name, through that node's API with its token.
-func (n *Node) testnetLogin(ctx context.Context, name string) (DashboardLogin, error) {
+func (n *Node) testnetLogin(ctx context.Context, name string) (api.DashboardLogin, error) {
 	t, err := n.testnetNodes()
 	if err != nil {
-		return DashboardLogin{}, err
+		return api.DashboardLogin{}, err
 	}
 	var names []string
 	for _, nd := range t.Nodes {
@@ -685,22 +625,13 @@ func (n *Node) testnetLogin(ctx context.Context, name string) (DashboardLogin, e
 			continue
 		}
 		if !nd.Up {
-			return DashboardLogin{}, fmt.Errorf("testnet node %s is not running", name)
+			return api.DashboardLogin{}, fmt.Errorf("testnet node %s is not running", name)
 		}
 		c, err := NewClient(nd.Repo)
 		if err != nil {
-			return DashboardLogin{}, fmt.Errorf("testnet node %s: %w", name, err)
+			return api.DashboardLogin{}, fmt.Errorf("testnet node %s: %w", name, err)
 		}
 		return c.DashboardLogin(ctx)
 	}
-	return DashboardLogin{}, fmt.Errorf("name: no testnet node %q (nodes: %s)", name, strings.Join(names, ", "))
+	return api.DashboardLogin{}, fmt.Errorf("name: no testnet node %q (nodes: %s)", name, strings.Join(names, ", "))
 }
-
-// JobRank, JobCost, Spend and SpendingInfo are what the requester's
-// market jobs cost (lease keeps the records).
-type (
-	JobRank      = lease.JobRank
-	JobCost      = lease.JobCost
-	Spend        = lease.Spend
-	SpendingInfo = lease.SpendingInfo
-)

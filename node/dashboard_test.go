@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aixblock/aixblock/node/api"
 )
 
 // Only the API's own address, loopback names and (when listening on every
@@ -104,7 +106,7 @@ func (s *dashServer) do(method, path string, header map[string]string) (int, str
 func (s *dashServer) link() string {
 	s.t.Helper()
 	code, body, _ := s.do("POST", "/v1/dashboard/login", map[string]string{"Authorization": "Bearer " + s.token})
-	var l DashboardLogin
+	var l api.DashboardLogin
 	if code != http.StatusOK || json.Unmarshal([]byte(body), &l) != nil || l.URL == "" {
 		s.t.Fatalf("POST /v1/dashboard/login: %d %s", code, body)
 	}
@@ -222,7 +224,7 @@ func TestDashboardSessionLifetimes(t *testing.T) {
 		a, b := s.signIn(s.link()), s.signIn(s.link())
 		waiting := s.link()
 		code, body, _ := s.do("POST", "/v1/dashboard/logout-all", map[string]string{"Authorization": "Bearer " + s.token})
-		var res LogoutResult
+		var res api.LogoutResult
 		if code != http.StatusOK || json.Unmarshal([]byte(body), &res) != nil || res.SignedOut < 2 {
 			t.Fatalf("logout-all: %d %s", code, body)
 		}

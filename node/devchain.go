@@ -1,36 +1,15 @@
 package node
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"encoding/json"
 	"fmt"
-	"math/big"
 	"os"
 	"strings"
 
 	"github.com/aixblock/aixblock/chain"
 	"github.com/ethereum/go-ethereum/crypto"
 )
-
-// What the CLI needs of package chain, which it does not import itself.
-type (
-	DevChain        = chain.DevChain
-	DevChainInfo    = chain.DevChainInfo
-	DevChainOptions = chain.DevChainConfig
-)
-
-// ReadPassphrase reads the wallet passphrase: from file, else from
-// $AIXBLOCK_PASSPHRASE_FILE, else $AIXBLOCK_PASSPHRASE.
-func ReadPassphrase(file string) (string, error) { return chain.ReadPassphrase(file) }
-
-// FormatUnits writes base units as a decimal in whole units.
-func FormatUnits(v *big.Int, decimals uint8) string { return chain.FormatUnits(v, decimals) }
-
-// StartDevChain starts a standalone dev chain (`aixblock devchain`).
-func StartDevChain(ctx context.Context, o DevChainOptions) (*DevChain, error) {
-	return chain.StartDevChain(ctx, o)
-}
 
 // ReadKeyFile reads a hex private key (as `aixblock devchain` prints them)
 // from a file, for importing into a new repo's wallet.
@@ -53,7 +32,7 @@ func DevChainConfigFor(path string) (ChainConfig, error) {
 	if err != nil {
 		return ChainConfig{}, fmt.Errorf("devchain file: %w", err)
 	}
-	var info DevChainInfo
+	var info chain.DevChainInfo
 	if err := json.Unmarshal(b, &info); err != nil {
 		return ChainConfig{}, fmt.Errorf("devchain file %s: %w", path, err)
 	}

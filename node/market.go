@@ -10,7 +10,7 @@ import (
 
 	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/market"
-	"github.com/aixblock/aixblock/node/lease"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/ethereum/go-ethereum/common"
 )
 
@@ -118,47 +118,17 @@ func (n *Node) formatAmount(token, base string) string {
 	return chain.FormatUnits(v, dec) + " " + sym
 }
 
-// ProvidersInfo is GET /v1/market/providers.
-type ProvidersInfo struct {
-	Class     string            `json:"class"`
-	Providers []ProviderSummary `json:"providers"`
-}
-
-// ProviderSummary is one provider as `market providers` shows it.
-type ProviderSummary struct {
-	PeerID     string                `json:"peer_id"`
-	Wallet     string                `json:"wallet"`
-	GPUs       []market.GPUGroup     `json:"gpus"`
-	Price      []PriceView           `json:"price"`
-	Health     string                `json:"health"`
-	Reputation market.ProviderRecord `json:"reputation"`
-	ExpiresAt  time.Time             `json:"expires_at"`
-}
-
-// PriceView is a price per GPU-hour in base and whole units.
-type PriceView struct {
-	Token      string `json:"token"`
-	Symbol     string `json:"symbol"`
-	PerGPUHour string `json:"per_gpu_hour"`
-	Units      string `json:"per_gpu_hour_units"`
-}
-
-// OfferRequest is POST /v1/market/offer; OfferResult its answer.
-type (
-	OfferRequest = lease.OfferRequest
-	OfferResult  = lease.OfferResult
-)
-
 func (n *Node) marketRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/market/providers", func(w http.ResponseWriter, r *http.Request) {
 		info, err := n.providers(r.Context(), r.URL.Query().Get("gpu"))
 		reply(w, info, err)
 	})
 	mux.HandleFunc("POST /v1/market/offer", func(w http.ResponseWriter, r *http.Request) {
-		var req OfferRequest
+		var req api.OfferRequest
 		if !readJSON(w, r, &req) {
 			return
 		}
+		req.Resources.Normalize()
 		res, err := n.lease.Negotiate(r.Context(), req)
 		reply(w, res, err)
 	})
@@ -167,25 +137,25 @@ func (n *Node) marketRoutes(mux *http.ServeMux) {
 	})
 }
 
-func (n *Node) providers(ctx context.Context, class string) (ProvidersInfo, error) {
+func (n *Node) providers(ctx context.Context, class string) (api.ProvidersInfo, error) {
 	found, err := n.market.FindProviders(ctx, class, 50)
 	if err != nil {
-		return ProvidersInfo{}, badRequest{err}
+		return api.ProvidersInfo{}, badRequest{err}
 	}
 	if class == "" {
 		class = market.AnyGPU
 	}
-	out := ProvidersInfo{Class: class, Providers: []ProviderSummary{}}
+	out := api.ProvidersInfo{Class: class, Providers: []api.ProviderSummary{}}
 	for _, f := range found {
 		a := f.Advert
-		s := ProviderSummary{PeerID: a.PeerID, Wallet: a.Wallet, GPUs: a.GPUs, Reputation: f.Reputation,
+		s := api.ProviderSummary{PeerID: a.PeerID, Wallet: a.Wallet, GPUs: a.GPUs, Reputation: f.Reputation,
 			ExpiresAt: time.UnixMilli(a.ExpiresAtMs).UTC(),
 			Health:    fmt.Sprintf("%d healthy, %d degraded, %d unhealthy", a.Healthy, a.Degraded, a.Unhealthy)}
 		if s.GPUs == nil {
 			s.GPUs = []market.GPUGroup{}
 		}
 		for _, p := range a.Prices {
-			pv := PriceView{Token: p.Token, PerGPUHour: p.PerGPUHour, Symbol: "?", Units: p.PerGPUHour}
+			pv := api.PriceView{Token: p.Token, PerGPUHour: p.PerGPUHour, Symbol: "?", Units: p.PerGPUHour}
 			tok, terr := chain.ParseTokenName(p.Token)
 			v, verr := chain.ParseBaseUnits(p.PerGPUHour)
 			if terr == nil && verr == nil {
@@ -199,6 +169,3 @@ func (n *Node) providers(ctx context.Context, class string) (ProvidersInfo, erro
 	}
 	return out, nil
 }
-
-// MarketDeal is a deal as the API shows it.
-type MarketDeal = market.Deal

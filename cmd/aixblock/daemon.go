@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/node"
 	"github.com/spf13/cobra"
 )
@@ -123,7 +124,7 @@ API, and returns; aixblock shutdown stops it.`,
 				os.Exit(2)
 			}()
 
-			if repo.Passphrase, err = node.ReadPassphrase(passFile); err != nil {
+			if repo.Passphrase, err = chain.ReadPassphrase(passFile); err != nil {
 				return err
 			}
 			n, err := node.New(ctx, repo, log)

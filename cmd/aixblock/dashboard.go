@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aixblock/aixblock/node"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/spf13/cobra"
 )
 
@@ -87,7 +87,7 @@ func plural(n int) string {
 // openLogin points the browser at a 0600 file that leads to the login link
 // (the browser's argv is public to every local user; the file is not), waits
 // until the link is used or has died, and removes the file.
-func openLogin(ctx context.Context, c *node.Client, login node.DashboardLogin, stderr io.Writer) (bool, error) {
+func openLogin(ctx context.Context, c *api.Client, login api.DashboardLogin, stderr io.Writer) (bool, error) {
 	dir, err := os.MkdirTemp("", "aixblock-login-") // 0700
 	if err != nil {
 		return false, fmt.Errorf("login file: %w", err)

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aixblock/aixblock/node"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/spf13/cobra"
 )
 
@@ -26,7 +26,7 @@ func newDataCmd(g *globals) *cobra.Command {
 
 func newDataAddCmd(g *globals) *cobra.Command {
 	var (
-		req        node.AddRequest
+		req        api.AddRequest
 		cidVersion int
 		rawLeaves  bool
 		quiet      bool
@@ -58,7 +58,7 @@ func newDataAddCmd(g *globals) *cobra.Command {
 				return err
 			}
 			bar := newProgress("add", total, quiet)
-			ev, err := c.Add(cmd.Context(), req, func(e node.DataEvent) { bar.set(e.Bytes) })
+			ev, err := c.Add(cmd.Context(), req, func(e api.DataEvent) { bar.set(e.Bytes) })
 			bar.done(err == nil)
 			if err != nil {
 				return err
@@ -126,7 +126,7 @@ blocks come from.`,
 				return err
 			}
 			bar := newProgress("get", 0, quiet)
-			ev, err := c.Get(cmd.Context(), node.GetRequest{CID: args[0], Output: abs}, func(e node.DataEvent) {
+			ev, err := c.Get(cmd.Context(), api.GetRequest{CID: args[0], Output: abs}, func(e api.DataEvent) {
 				bar.total = e.Total
 				if e.Peers > 0 {
 					short := make([]string, 0, len(e.From))
@@ -202,7 +202,7 @@ func newDataLsCmd(g *globals) *cobra.Command {
 	}
 }
 
-func printPins(cmd *cobra.Command, g *globals, c *node.Client) error {
+func printPins(cmd *cobra.Command, g *globals, c *api.Client) error {
 	pins, err := c.Pins(cmd.Context())
 	if err != nil {
 		return err
@@ -216,7 +216,7 @@ func printPins(cmd *cobra.Command, g *globals, c *node.Client) error {
 
 func newDataPinCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "pin", Short: "Keep data through gc"}
-	pinOp := func(use, short string, op func(c *node.Client, cmd *cobra.Command, cid string) error) *cobra.Command {
+	pinOp := func(use, short string, op func(c *api.Client, cmd *cobra.Command, cid string) error) *cobra.Command {
 		return &cobra.Command{
 			Use: use + " CID", Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
@@ -234,10 +234,10 @@ func newDataPinCmd(g *globals) *cobra.Command {
 		}
 	}
 	cmd.AddCommand(
-		pinOp("add", "Fetch what is missing and pin recursively", func(c *node.Client, cmd *cobra.Command, cid string) error {
+		pinOp("add", "Fetch what is missing and pin recursively", func(c *api.Client, cmd *cobra.Command, cid string) error {
 			return c.PinAdd(cmd.Context(), cid)
 		}),
-		pinOp("rm", "Remove a pin (gc then frees the data)", func(c *node.Client, cmd *cobra.Command, cid string) error {
+		pinOp("rm", "Remove a pin (gc then frees the data)", func(c *api.Client, cmd *cobra.Command, cid string) error {
 			return c.PinRm(cmd.Context(), cid)
 		}),
 		&cobra.Command{

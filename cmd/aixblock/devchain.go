@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/aixblock/aixblock/node"
+	"github.com/aixblock/aixblock/chain"
 	"github.com/spf13/cobra"
 )
 
@@ -37,7 +37,7 @@ use the RPC URL.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			dc, err := node.StartDevChain(ctx, node.DevChainOptions{HTTP: httpAddr, Accounts: accounts, ChallengePeriod: challenge, Logger: log})
+			dc, err := chain.StartDevChain(ctx, chain.DevChainConfig{HTTP: httpAddr, Accounts: accounts, ChallengePeriod: challenge, Logger: log})
 			if err != nil {
 				return err
 			}

@@ -7,7 +7,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/aixblock/aixblock/node"
+	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/spf13/cobra"
 )
 
@@ -35,11 +36,11 @@ func parsePublish(args []string) ([]publishSpec, error) {
 
 // publishPorts waits for a service job to leave the queue (its provider
 // found) and asks the daemon to publish each port, printing where.
-func publishPorts(ctx context.Context, c *node.Client, j *node.Job, pubs []publishSpec, w io.Writer, quiet bool) ([]node.ForwardInfo, error) {
+func publishPorts(ctx context.Context, c *api.Client, j *jobs.Job, pubs []publishSpec, w io.Writer, quiet bool) ([]api.ForwardInfo, error) {
 	if err := waitQueued(ctx, c, j, w, quiet); err != nil {
 		return nil, err
 	}
-	var out []node.ForwardInfo
+	var out []api.ForwardInfo
 	for _, p := range pubs {
 		f, err := c.Forward(ctx, j.ID, p.port, p.listen)
 		if err != nil {
@@ -72,7 +73,7 @@ job's forwards.`,
 			if err != nil {
 				return err
 			}
-			var fws []node.ForwardInfo
+			var fws []api.ForwardInfo
 			if len(pubs) == 0 {
 				if fws, err = c.Forwards(cmd.Context(), args[0]); err != nil {
 					return err

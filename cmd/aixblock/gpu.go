@@ -10,7 +10,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/aixblock/aixblock/node"
+	"github.com/aixblock/aixblock/gpu"
 	"github.com/spf13/cobra"
 )
 
@@ -32,10 +32,14 @@ func newGPUCheckCmd(g *globals) *cobra.Command {
 process: a check of a machine's cards before it serves. Needs no repo or daemon.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inv, err := node.CheckGPUs(mock, ".")
+			// The GPUs as the daemon would open them (real NVML unless
+			// --gpu-mock), one health poll, no daemon.
+			m, err := gpu.New(gpu.Config{Mock: mock, DiskPath: "."})
 			if err != nil {
 				return err
 			}
+			m.PollOnce()
+			inv := m.Inventory()
 			return g.print(cmd.OutOrStdout(), inv, func(w io.Writer) {
 				fmt.Fprintf(w, "source\t%s\n", inv.Source)
 				if inv.Reason != "" {
@@ -56,10 +60,10 @@ process: a check of a machine's cards before it serves. Needs no repo or daemon.
 	return cmd
 }
 
-func fetchGPUs(cmd *cobra.Command, g *globals) (node.GPUInventory, error) {
+func fetchGPUs(cmd *cobra.Command, g *globals) (gpu.Inventory, error) {
 	c, err := g.client()
 	if err != nil {
-		return node.GPUInventory{}, err
+		return gpu.Inventory{}, err
 	}
 	return c.GPUs(cmd.Context())
 }
@@ -138,7 +142,7 @@ func newGPUHealthCmd(g *globals) *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			enc := json.NewEncoder(out)
-			return c.WatchGPUs(ctx, func(ch node.GPUChange) error {
+			return c.WatchGPUs(ctx, func(ch gpu.Change) error {
 				if g.json {
 					return enc.Encode(ch)
 				}
@@ -178,19 +182,19 @@ func newGPUInjectCmd(g *globals) *cobra.Command {
 			case f.Changed("xid"):
 				kind = "xid"
 			case !f.Changed("fault"):
-				return fmt.Errorf("give --xid N or --fault KIND (one of %s)", strings.Join(node.GPUFaultKinds, ", "))
+				return fmt.Errorf("give --xid N or --fault KIND (one of %s)", strings.Join(gpu.FaultKinds, ", "))
 			}
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			fault := node.GPUFault{Kind: kind, XID: xid, Temperature: temp}
+			fault := gpu.Fault{Kind: kind, XID: xid, Temperature: temp}
 			if err := c.InjectFault(cmd.Context(), index, fault); err != nil {
 				return err
 			}
 			out := struct {
-				Index int           `json:"index"`
-				Fault node.GPUFault `json:"fault"`
+				Index int       `json:"index"`
+				Fault gpu.Fault `json:"fault"`
 			}{index, fault}
 			return g.print(cmd.OutOrStdout(), out, func(w io.Writer) {
 				fmt.Fprintf(w, "injected %s into gpu %d\n", describeFault(fault), index)
@@ -200,12 +204,12 @@ func newGPUInjectCmd(g *globals) *cobra.Command {
 	f := cmd.Flags()
 	f.IntVar(&index, "gpu", 0, "GPU index")
 	f.Uint64Var(&xid, "xid", 0, "inject this XID critical error")
-	f.StringVar(&kind, "fault", "", "fault kind: "+strings.Join(node.GPUFaultKinds, ", "))
+	f.StringVar(&kind, "fault", "", "fault kind: "+strings.Join(gpu.FaultKinds, ", "))
 	f.Uint32Var(&temp, "temperature", 0, "temperature in °C for --fault temperature (default 3 over the slowdown threshold)")
 	return cmd
 }
 
-func describeFault(f node.GPUFault) string {
+func describeFault(f gpu.Fault) string {
 	if f.Kind == "xid" {
 		return fmt.Sprintf("XID %d", f.XID)
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/node"
 	"github.com/spf13/cobra"
 )
@@ -38,7 +39,7 @@ set the passphrase with AIXBLOCK_PASSPHRASE or --passphrase-file.`,
 			if err := setPrices(&cfg, prices); err != nil {
 				return err
 			}
-			pass, err := node.ReadPassphrase(passFile)
+			pass, err := chain.ReadPassphrase(passFile)
 			if err != nil {
 				return err
 			}

@@ -14,7 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/aixblock/aixblock/node"
+	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/spf13/cobra"
 )
 
@@ -64,7 +65,7 @@ rank gets the launcher contract (MASTER_ADDR, MASTER_PORT, WORLD_SIZE,
 RANK, NODE_RANK, PET_* for torchrun, TF_CONFIG for TensorFlow).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			spec := node.JobSpec{Name: name, Image: args[0], Args: args[1:], Outputs: outputs, MaxPrice: price}
+			spec := jobs.Spec{Name: name, Image: args[0], Args: args[1:], Outputs: outputs, MaxPrice: price}
 			spec.Resources.GPUClass = gpuClass
 			spec.Resources.GPUs, spec.Resources.CPU, spec.Resources.MemoryMiB = gpus, cpu, memory
 			spec.Timeouts.Execution = timeout
@@ -73,7 +74,7 @@ RANK, NODE_RANK, PET_* for torchrun, TF_CONFIG for TensorFlow).`,
 				if !ok {
 					return fmt.Errorf("input %q: want CID:/inputs/PATH", in)
 				}
-				spec.Inputs = append(spec.Inputs, node.JobInput{CID: c, Path: p})
+				spec.Inputs = append(spec.Inputs, jobs.Input{CID: c, Path: p})
 			}
 			for _, e := range env {
 				k, v, ok := strings.Cut(e, "=")
@@ -89,7 +90,7 @@ RANK, NODE_RANK, PET_* for torchrun, TF_CONFIG for TensorFlow).`,
 				if nodes < 1 {
 					return errors.New("--procs-per-node, --framework and --relay are for a distributed job: give --nodes N too")
 				}
-				spec.Distributed = &node.JobDistributed{Nodes: nodes, ProcsPerNode: procs, Framework: framework, Relay: relay}
+				spec.Distributed = &jobs.Distributed{Nodes: nodes, ProcsPerNode: procs, Framework: framework, Relay: relay}
 			}
 			pubs, err := parsePublish(publish)
 			if err != nil {
@@ -102,16 +103,16 @@ RANK, NODE_RANK, PET_* for torchrun, TF_CONFIG for TensorFlow).`,
 				spec.Kind = "service"
 				for _, p := range pubs {
 					if !spec.HasPort(p.port) {
-						spec.Ports = append(spec.Ports, node.JobPort{Port: p.port})
+						spec.Ports = append(spec.Ports, jobs.Port{Port: p.port})
 					}
 				}
 				if readyHTTP != "" {
-					spec.Ready = &node.JobReady{HTTP: readyHTTP}
+					spec.Ready = &jobs.Ready{HTTP: readyHTTP}
 				}
 			} else if readyHTTP != "" {
 				return errors.New("--ready-http: only for a service (give -p)")
 			}
-			return submitAndFollowPublish(cmd, g, node.SubmitRequest{Spec: &spec, Local: local}, detach, pubs)
+			return submitAndFollowPublish(cmd, g, api.SubmitRequest{Spec: &spec, Local: local}, detach, pubs)
 		},
 	}
 	f := cmd.Flags()
@@ -153,10 +154,10 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("read spec: %w", err)
 			}
-			if _, err := node.ParseJobSpec(b); err != nil {
+			if _, err := jobs.ParseSpec(b); err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			return submitAndFollow(cmd, g, node.SubmitRequest{SpecYAML: string(b), Local: local}, true)
+			return submitAndFollow(cmd, g, api.SubmitRequest{SpecYAML: string(b), Local: local}, true)
 		},
 	}
 	cmd.Flags().BoolVar(&local, "local", false, "run on this node, without the market")
@@ -165,18 +166,18 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 
 // errJobFailed carries a failed job's exit status to main.
 type errJobFailed struct {
-	j *node.Job
+	j *jobs.Job
 }
 
 func (e errJobFailed) Error() string {
 	return fmt.Sprintf("job %s %s: %s", e.j.ID, e.j.State, e.j.Reason)
 }
 
-func submitAndFollow(cmd *cobra.Command, g *globals, req node.SubmitRequest, detach bool) error {
+func submitAndFollow(cmd *cobra.Command, g *globals, req api.SubmitRequest, detach bool) error {
 	return submitAndFollowPublish(cmd, g, req, detach, nil)
 }
 
-func submitAndFollowPublish(cmd *cobra.Command, g *globals, req node.SubmitRequest, detach bool, pubs []publishSpec) error {
+func submitAndFollowPublish(cmd *cobra.Command, g *globals, req api.SubmitRequest, detach bool, pubs []publishSpec) error {
 	c, err := g.client()
 	if err != nil {
 		return err
@@ -193,8 +194,8 @@ func submitAndFollowPublish(cmd *cobra.Command, g *globals, req node.SubmitReque
 		}
 		if detach {
 			res := struct {
-				*node.Job
-				Forwards []node.ForwardInfo `json:"forwards"`
+				*jobs.Job
+				Forwards []api.ForwardInfo `json:"forwards"`
 			}{j, fws}
 			return g.print(cmd.OutOrStdout(), res, func(w io.Writer) { fmt.Fprintln(w, j.ID) })
 		}
@@ -247,7 +248,7 @@ func submitAndFollowPublish(cmd *cobra.Command, g *globals, req node.SubmitReque
 			return err
 		}
 		res := struct {
-			*node.Job
+			*jobs.Job
 			Output string `json:"output"`
 		}{j, out.String()}
 		if err := g.print(cmd.OutOrStdout(), res, nil); err != nil {
@@ -264,7 +265,7 @@ func submitAndFollowPublish(cmd *cobra.Command, g *globals, req node.SubmitReque
 
 // waitQueued prints why a market job waits for a provider, each time the
 // reason changes, until it leaves the queue.
-func waitQueued(ctx context.Context, c *node.Client, j *node.Job, w io.Writer, quiet bool) error {
+func waitQueued(ctx context.Context, c *api.Client, j *jobs.Job, w io.Writer, quiet bool) error {
 	last := ""
 	for j.State == "queued" || j.State == "pending" {
 		if j.State == "queued" && j.Reason != last && !quiet {
@@ -302,7 +303,7 @@ func (i interrupt) or(err error) error {
 	}
 }
 
-func interruptible(cmd *cobra.Command, w io.Writer, c *node.Client, id string) (context.Context, interrupt) {
+func interruptible(cmd *cobra.Command, w io.Writer, c *api.Client, id string) (context.Context, interrupt) {
 	ctx, cancel := context.WithCancel(cmd.Context())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -363,18 +364,18 @@ func newJobStatusCmd(g *globals) *cobra.Command {
 				return err
 			}
 			// A market job's money, in token units (local jobs cost nothing).
-			var cost *node.JobCost
+			var cost *api.JobCost
 			if j.Provider != "" {
 				cost, _ = c.JobCost(cmd.Context(), j.ID)
 			}
-			var fws []node.ForwardInfo
+			var fws []api.ForwardInfo
 			if j.Spec.IsService() {
 				fws, _ = c.Forwards(cmd.Context(), j.ID)
 			}
 			view := struct {
-				*node.Job
-				Cost     *node.JobCost      `json:"cost,omitempty"`
-				Forwards []node.ForwardInfo `json:"forwards,omitempty"`
+				*jobs.Job
+				Cost     *api.JobCost      `json:"cost,omitempty"`
+				Forwards []api.ForwardInfo `json:"forwards,omitempty"`
 			}{j, cost, fws}
 			return g.print(cmd.OutOrStdout(), view, func(w io.Writer) {
 				kv(w, "id", j.ID)
@@ -468,7 +469,7 @@ func newJobListCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			js := []node.JobListEntry{}
+			js := []api.JobListEntry{}
 			for _, j := range all {
 				if state == "" || string(j.State) == state {
 					js = append(js, j)
@@ -564,7 +565,7 @@ func newJobResultsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ev, err := c.Get(cmd.Context(), node.GetRequest{CID: j.ResultCID, Output: abs}, nil)
+			ev, err := c.Get(cmd.Context(), api.GetRequest{CID: j.ResultCID, Output: abs}, nil)
 			if err != nil {
 				return err
 			}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aixblock/aixblock/node"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/spf13/cobra"
 )
 
@@ -72,7 +72,7 @@ func newMarketCmd(g *globals) *cobra.Command {
 	providers.Flags().IntVar(&wantN, "wait", 0, "wait until at least N providers are found (up to --wait-for)")
 	providers.Flags().DurationVar(&waitFor, "wait-for", 30*time.Second, "how long --wait waits")
 
-	var req node.OfferRequest
+	var req api.OfferRequest
 	offer := &cobra.Command{
 		Use:   "offer",
 		Short: "Offer a job to the market and agree a deal with the best bidder",
@@ -106,7 +106,7 @@ prints the deal.`,
 	f.IntVar(&req.GPUs, "gpus", 0, "GPUs")
 	f.StringVar(&req.GPUClass, "gpu-class", "", "GPU class, e.g. nvidia-h100-80gb (default: any)")
 	f.Uint64Var(&req.GPUMemoryMiB, "gpu-memory-mib", 0, "least memory per GPU")
-	f.IntVar(&req.CPU, "cpu", 0, "CPU cores")
+	f.Float64Var(&req.CPU, "cpu", 0, "CPU cores (a fraction asks for the next whole core: providers count whole cores)")
 	f.Uint64Var(&req.MemoryMiB, "memory-mib", 0, "memory")
 	f.StringVar(&req.MaxPrice, "max-price", "", "most to pay per GPU-hour, in whole units of the token (required)")
 	f.StringVar(&req.Token, "token", "", `token to pay in: an address or "native" (default: the configured token)`)

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/aixblock/aixblock/node"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/spf13/cobra"
 )
 
@@ -88,7 +89,7 @@ func defaultRepo() string {
 	return filepath.Join(home, ".aixblock")
 }
 
-func (g *globals) client() (*node.Client, error) { return node.NewClient(g.repo) }
+func (g *globals) client() (*api.Client, error) { return node.NewClient(g.repo) }
 
 // print writes v as JSON with --json, or calls human otherwise.
 func (g *globals) print(w io.Writer, v any, human func(w io.Writer)) error {

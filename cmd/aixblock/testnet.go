@@ -6,7 +6,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/aixblock/aixblock/node"
+	"github.com/aixblock/aixblock/testnet"
 	"github.com/spf13/cobra"
 )
 
@@ -17,14 +17,14 @@ func newTestnetCmd(g *globals) *cobra.Command {
 		Short: "A whole network on this machine: a dev chain and N daemons",
 	}
 	cmd.PersistentFlags().StringVar(&dir, "dir", ".testnet", "where the testnet keeps its repos, logs and testnet.json")
-	table := func(w io.Writer, info *node.TestnetInfo) {
+	table := func(w io.Writer, info *testnet.Info) {
 		fmt.Fprintf(w, "chain\t%s (id %d), escrow %s, token %s\n", info.Chain.RPCURL, info.Chain.ChainID, info.Chain.Escrow.Hex(), info.Chain.Token.Hex())
 		fmt.Fprintln(w, "NODE\tPEER ID\tAPI\tGPUS\tWALLET\tUP")
 		for _, n := range info.Nodes {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%v\n", n.Name, n.PeerID, n.API, n.GPUs, n.Wallet, n.Up)
 		}
 	}
-	var cfg node.TestnetConfig
+	var cfg testnet.Config
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Start the dev chain and the daemons, and wait until the market sees every provider",
@@ -33,7 +33,7 @@ func newTestnetCmd(g *globals) *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			cfg.Dir = dir
-			info, err := node.TestnetUp(ctx, cfg)
+			info, err := testnet.Up(ctx, cfg)
 			if err != nil {
 				return err
 			}
@@ -51,7 +51,7 @@ func newTestnetCmd(g *globals) *cobra.Command {
 		Short: "The testnet's nodes and whether they run",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			info, err := node.TestnetStatus(dir)
+			info, err := testnet.Status(dir)
 			if err != nil {
 				return err
 			}
@@ -64,7 +64,7 @@ func newTestnetCmd(g *globals) *cobra.Command {
 		Short: "Stop what testnet up started (--purge also deletes its directory)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			info, err := node.TestnetDown(dir, purge)
+			info, err := testnet.Down(dir, purge)
 			if err != nil {
 				return err
 			}

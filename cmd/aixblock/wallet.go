@@ -5,11 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/big"
 	"os"
 	"time"
 
+	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/node"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/spf13/cobra"
 )
 
@@ -78,7 +79,7 @@ a dev chain).`,
 				if err != nil {
 					return err
 				}
-				tx, err := c.Deposit(cmd.Context(), node.PaymentRequest{Payee: args[0], Amount: args[1], Token: token})
+				tx, err := c.Deposit(cmd.Context(), api.PaymentRequest{Payee: args[0], Amount: args[1], Token: token})
 				if err != nil {
 					return err
 				}
@@ -114,8 +115,8 @@ a dev chain).`,
 							closes = time.Unix(int64(ch.ClosesAt), 0).UTC().Format(time.RFC3339)
 						}
 						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ch.Role, other.Hex(), ch.Symbol,
-							units(ch.Deposited.Big(), ch.Decimals), units(ch.Redeemed.Big(), ch.Decimals),
-							units(ch.Available.Big(), ch.Decimals), units(ch.Vouched.Big(), ch.Decimals), closes)
+							chain.FormatUnits(ch.Deposited.Big(), ch.Decimals), chain.FormatUnits(ch.Redeemed.Big(), ch.Decimals),
+							chain.FormatUnits(ch.Available.Big(), ch.Decimals), chain.FormatUnits(ch.Vouched.Big(), ch.Decimals), closes)
 					}
 				})
 			},
@@ -128,7 +129,7 @@ a dev chain).`,
 stdin) are checked and kept; then every kept voucher that is owed more than
 its channel has paid is redeemed, batched into one transaction.`,
 			RunE: func(cmd *cobra.Command, args []string) error {
-				var req node.RedeemRequest
+				var req api.RedeemRequest
 				for _, a := range args {
 					var b []byte
 					var err error
@@ -161,13 +162,13 @@ its channel has paid is redeemed, batched into one transaction.`,
 						kv(w, "paid", res.PaidUnits+" "+res.Symbol)
 					}
 					for _, ch := range res.Redeemed {
-						kv(w, "from", fmt.Sprintf("%s: %s %s redeemed in all", ch.Payer.Hex(), units(ch.Redeemed.Big(), ch.Decimals), ch.Symbol))
+						kv(w, "from", fmt.Sprintf("%s: %s %s redeemed in all", ch.Payer.Hex(), chain.FormatUnits(ch.Redeemed.Big(), ch.Decimals), ch.Symbol))
 					}
 				})
 			},
 		},
-		tokenFlag(channelCmd(g, "close PAYEE", "Start closing the channel to PAYEE (the payee can still redeem during the challenge period)", (*node.Client).CloseChannel, &token)),
-		tokenFlag(channelCmd(g, "withdraw PAYEE", "Withdraw what is left in the channel to PAYEE after its challenge period", (*node.Client).Withdraw, &token)),
+		tokenFlag(channelCmd(g, "close PAYEE", "Start closing the channel to PAYEE (the payee can still redeem during the challenge period)", (*api.Client).CloseChannel, &token)),
+		tokenFlag(channelCmd(g, "withdraw PAYEE", "Withdraw what is left in the channel to PAYEE after its challenge period", (*api.Client).Withdraw, &token)),
 	)
 	return cmd
 }
@@ -187,7 +188,7 @@ is paid only the difference. It prints the voucher's JSON (or writes it to
 			if err != nil {
 				return err
 			}
-			v, err := c.Voucher(cmd.Context(), node.PaymentRequest{Payee: args[0], Amount: args[1], Token: *token})
+			v, err := c.Voucher(cmd.Context(), api.PaymentRequest{Payee: args[0], Amount: args[1], Token: *token})
 			if err != nil {
 				return err
 			}
@@ -202,7 +203,7 @@ is paid only the difference. It prints the voucher's JSON (or writes it to
 	return c
 }
 
-func channelCmd(g *globals, use, short string, do func(*node.Client, context.Context, node.ChannelRequest) (node.TxInfo, error), token *string) *cobra.Command {
+func channelCmd(g *globals, use, short string, do func(*api.Client, context.Context, api.ChannelRequest) (api.TxInfo, error), token *string) *cobra.Command {
 	return &cobra.Command{
 		Use:   use,
 		Short: short,
@@ -212,7 +213,7 @@ func channelCmd(g *globals, use, short string, do func(*node.Client, context.Con
 			if err != nil {
 				return err
 			}
-			tx, err := do(c, cmd.Context(), node.ChannelRequest{Payee: args[0], Token: *token})
+			tx, err := do(c, cmd.Context(), api.ChannelRequest{Payee: args[0], Token: *token})
 			if err != nil {
 				return err
 			}
@@ -221,7 +222,7 @@ func channelCmd(g *globals, use, short string, do func(*node.Client, context.Con
 	}
 }
 
-func txHuman(tx node.TxInfo) func(io.Writer) {
+func txHuman(tx api.TxInfo) func(io.Writer) {
 	return func(w io.Writer) {
 		kv(w, "tx", tx.Tx)
 		kv(w, "block", tx.Block)
@@ -229,5 +230,3 @@ func txHuman(tx node.TxInfo) func(io.Writer) {
 		kv(w, "channel", tx.Channel)
 	}
 }
-
-func units(v *big.Int, decimals uint8) string { return node.FormatUnits(v, decimals) }

@@ -67,8 +67,10 @@
 // Every goroutine runs under the Manager's context through spawn and is
 // waited for by Close.
 //
-// lease imports market, jobs, chain, p2p, p2p/content, p2p/overlay, gpu and
-// internal/atomicfile (its records); never node or net/http (node maps its
-// errors to status codes: ErrInvalid is the caller's, jobs.ErrNotFound and
-// jobs.ErrFinished are what they say).
+// lease imports market, jobs, chain, p2p, p2p/content, p2p/overlay, gpu,
+// internal/atomicfile (its records) and node/api (the API's types of what
+// it reports: job lists, costs, forwards, an offer's request and result);
+// never node or net/http (node maps its errors to status codes: ErrInvalid
+// is the caller's, jobs.ErrNotFound and jobs.ErrFinished are what they
+// say).
 package lease

@@ -7,53 +7,42 @@ import (
 	"time"
 
 	"github.com/aixblock/aixblock/chain"
+	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/node/api"
 )
 
-// OfferRequest is POST /v1/market/offer: what a job needs and the most it
-// pays per GPU-hour, in whole units of the token.
-type OfferRequest struct {
-	GPUs         int    `json:"gpus"`
-	GPUClass     string `json:"gpu_class,omitempty"`
-	GPUMemoryMiB uint64 `json:"gpu_memory_mib,omitempty"`
-	CPU          int    `json:"cpu,omitempty"`
-	MemoryMiB    uint64 `json:"memory_mib,omitempty"`
-	DiskMiB      uint64 `json:"disk_mib,omitempty"`
-	MaxPrice     string `json:"max_price"`
-	Token        string `json:"token,omitempty"`
-	Duration     string `json:"duration,omitempty"` // e.g. "1h"; empty means 1 h
-	Image        string `json:"image,omitempty"`
-	SpecHash     string `json:"spec_hash,omitempty"`
-	exclude      []string
-	count        int // deals wanted with different providers (a gang's ranks)
+// Negotiate makes one deal for req through the market (POST
+// /v1/market/offer). req's resources are normal already (the API
+// normalises them as it decodes the request).
+func (m *Manager) Negotiate(ctx context.Context, req api.OfferRequest) (api.OfferResult, error) {
+	ds, st, err := m.negotiate(ctx, req, nil, 1)
+	if err != nil {
+		return api.OfferResult{Stats: st}, err
+	}
+	return api.OfferResult{Deal: ds[0], Stats: st}, nil
 }
 
-// OfferResult is the answer to POST /v1/market/offer.
-type OfferResult struct {
-	Deal  *market.Deal            `json:"deal"`
-	Stats market.NegotiationStats `json:"stats"`
-	all   []*market.Deal          // every deal, when more than one was asked for
-}
-
-// Negotiate makes deals for req through the market: one, or req.count
-// with different providers (a gang's ranks), from one offer.
-func (m *Manager) Negotiate(ctx context.Context, req OfferRequest) (OfferResult, error) {
+// negotiate makes count deals for req with different providers (a gang's
+// ranks) from one offer, none with the providers in exclude.
+func (m *Manager) negotiate(ctx context.Context, req api.OfferRequest, exclude []string, count int) ([]*market.Deal, market.NegotiationStats, error) {
+	var st market.NegotiationStats
 	tok, err := chain.ParseToken(req.Token, m.chain.DefaultToken())
 	if err != nil {
-		return OfferResult{}, invalid{fmt.Errorf("token: %w", err)}
+		return nil, st, invalid{fmt.Errorf("token: %w", err)}
 	}
 	_, dec, err := m.chain.TokenInfo(ctx, tok)
 	if err != nil {
-		return OfferResult{}, err
+		return nil, st, err
 	}
 	maxPrice, err := chain.ParseUnits(req.MaxPrice, dec)
 	if err != nil {
-		return OfferResult{}, invalid{fmt.Errorf("max_price: %w", err)}
+		return nil, st, invalid{fmt.Errorf("max_price: %w", err)}
 	}
 	dur := time.Hour
 	if req.Duration != "" {
 		if dur, err = time.ParseDuration(req.Duration); err != nil || dur <= 0 {
-			return OfferResult{}, invalid{fmt.Errorf("duration %q: want a positive duration like 30m or 2h", req.Duration)}
+			return nil, st, invalid{fmt.Errorf("duration %q: want a positive duration like 30m or 2h", req.Duration)}
 		}
 	}
 	spec := req.SpecHash
@@ -61,16 +50,23 @@ func (m *Manager) Negotiate(ctx context.Context, req OfferRequest) (OfferResult,
 		spec = strings.Repeat("0", 64)
 	}
 	ds, st, err := m.market.NegotiateMany(ctx, market.OfferRequest{
-		Req: market.Requirements{GPUClass: strings.ToLower(req.GPUClass), GPUs: req.GPUs, GPUMemoryMiB: req.GPUMemoryMiB,
-			CPUCores: req.CPU, MemoryMiB: req.MemoryMiB, DiskMiB: req.DiskMiB},
+		Req:   requirements(req.Resources),
 		Image: req.Image, Token: chain.TokenName(tok), MaxPrice: maxPrice.String(), MaxDuration: dur, SpecHash: spec,
-		Exclude: req.exclude,
-	}, req.count)
+		Exclude: exclude,
+	}, count)
 	if err != nil {
 		if strings.Contains(err.Error(), "invalid market message") {
-			return OfferResult{Stats: st}, invalid{err}
+			return nil, st, invalid{err}
 		}
-		return OfferResult{Stats: st}, err
+		return nil, st, err
 	}
-	return OfferResult{Deal: ds[0], Stats: st, all: ds}, nil
+	return ds, st, nil
+}
+
+// requirements is what an offer asks of a provider, from a job's
+// resources: the one conversion from jobs' model to the market's wire
+// form, which counts whole CPU cores (jobs.Resources.CPUCores rounds up).
+func requirements(r jobs.Resources) market.Requirements {
+	return market.Requirements{GPUClass: r.GPUClass, GPUs: r.GPUs, GPUMemoryMiB: r.GPUMemoryMiB,
+		CPUCores: r.CPUCores(), MemoryMiB: r.MemoryMiB, DiskMiB: r.DiskMiB}
 }

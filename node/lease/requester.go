@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"math/big"
 	mrand "math/rand/v2"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -266,14 +266,11 @@ func (m *Manager) dealsWithin(ctx context.Context, spec *jobs.Spec, exclude []st
 	if err != nil {
 		return nil, err
 	}
-	var res OfferResult
+	var deals []*market.Deal
 	for attempt := 0; ; attempt++ {
-		res, err = m.Negotiate(ctx, OfferRequest{
-			GPUs: spec.Resources.GPUs, GPUClass: spec.Resources.GPUClass, GPUMemoryMiB: spec.Resources.GPUMemoryMiB,
-			CPU: int(math.Ceil(spec.Resources.CPU)), MemoryMiB: spec.Resources.MemoryMiB, DiskMiB: spec.Resources.DiskMiB,
+		deals, _, err = m.negotiate(ctx, api.OfferRequest{Resources: spec.Resources,
 			MaxPrice: spec.MaxPrice, Duration: spec.ExecutionTimeout().String(), Image: spec.Image, SpecHash: hash,
-			exclude: exclude, count: count,
-		})
+		}, exclude, count)
 		if err == nil || !errors.Is(err, market.ErrNoDeal) || time.Now().After(deadline) {
 			break
 		}
@@ -293,7 +290,7 @@ func (m *Manager) dealsWithin(ctx context.Context, spec *jobs.Spec, exclude []st
 		}
 		return nil, err
 	}
-	return res.all, nil
+	return deals, nil
 }
 
 // noDealReason is the market's no-deal error without its prefix.

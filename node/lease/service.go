@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/aixblock/aixblock/p2p/overlay"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -18,20 +19,6 @@ import (
 // connects it to the port inside the job's container. Only the requester
 // of the job's deal may open its ports, and only the ports its spec
 // declares.
-
-// ForwardInfo is one forward of a job's port to the requester's machine.
-type ForwardInfo struct {
-	JobID string `json:"job_id"`
-	Port  int    `json:"port"`
-	Local string `json:"local"` // the address it listens on here
-	// Accepted and Open count its connections; LastError is the last
-	// connection that could not be carried, and why.
-	Accepted  int       `json:"accepted"`
-	Open      int       `json:"open"`
-	Failed    int       `json:"failed"`
-	LastError string    `json:"last_error,omitempty"`
-	Since     time.Time `json:"since"`
-}
 
 type forward struct {
 	f     *overlay.Forwarder
@@ -75,7 +62,7 @@ func (m *Manager) authorizePort(ctx context.Context, from peer.ID, jobID string,
 // Forward publishes port of a job this node runs through the market on
 // listen here ([HOST:]PORT; the host defaults to 127.0.0.1, the port 0 to
 // a free one), until the job ends or the daemon stops.
-func (m *Manager) Forward(ctx context.Context, id string, port int, listen string) (ForwardInfo, error) {
+func (m *Manager) Forward(ctx context.Context, id string, port int, listen string) (api.ForwardInfo, error) {
 	m.remote.mu.Lock()
 	rj := m.remote.jobs[id]
 	var spec jobs.Spec
@@ -91,22 +78,22 @@ func (m *Manager) Forward(ctx context.Context, id string, port int, listen strin
 	case rj == nil:
 		if m.jobs != nil {
 			if _, err := m.jobs.Get(id); err == nil {
-				return ForwardInfo{}, invalid{fmt.Errorf("job %s runs on this node: its ports are reached through the provider's own forward, not published here", short(id))}
+				return api.ForwardInfo{}, invalid{fmt.Errorf("job %s runs on this node: its ports are reached through the provider's own forward, not published here", short(id))}
 			}
 		}
-		return ForwardInfo{}, fmt.Errorf("%w: %s", jobs.ErrNotFound, id)
+		return api.ForwardInfo{}, fmt.Errorf("%w: %s", jobs.ErrNotFound, id)
 	case !spec.IsService():
-		return ForwardInfo{}, invalid{fmt.Errorf("job %s is not a service (kind: service with ports): it has no ports to forward", short(id))}
+		return api.ForwardInfo{}, invalid{fmt.Errorf("job %s is not a service (kind: service with ports): it has no ports to forward", short(id))}
 	case !spec.HasPort(port):
-		return ForwardInfo{}, invalid{fmt.Errorf("port %d: job %s declares ports %s", port, short(id), portList(spec))}
+		return api.ForwardInfo{}, invalid{fmt.Errorf("port %d: job %s declares ports %s", port, short(id), portList(spec))}
 	case state.Terminal():
-		return ForwardInfo{}, fmt.Errorf("%w: %s is %s", jobs.ErrFinished, id, state)
+		return api.ForwardInfo{}, fmt.Errorf("%w: %s is %s", jobs.ErrFinished, id, state)
 	case rj.queued():
-		return ForwardInfo{}, invalid{fmt.Errorf("job %s has no provider yet (%s): forward it once it runs", short(id), state)}
+		return api.ForwardInfo{}, invalid{fmt.Errorf("job %s has no provider yet (%s): forward it once it runs", short(id), state)}
 	}
 	prov, err := peer.Decode(rj.Provider)
 	if err != nil {
-		return ForwardInfo{}, err
+		return api.ForwardInfo{}, err
 	}
 	m.reach(ctx, prov)
 	// The forward lives with the daemon, not the request that made it.
@@ -114,9 +101,9 @@ func (m *Manager) Forward(ctx context.Context, id string, port int, listen strin
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) {
-			return ForwardInfo{}, invalid{err}
+			return api.ForwardInfo{}, invalid{err}
 		}
-		return ForwardInfo{}, err
+		return api.ForwardInfo{}, err
 	}
 	fw := &forward{f: f, port: port, since: time.Now()}
 	m.remote.mu.Lock()
@@ -126,17 +113,17 @@ func (m *Manager) Forward(ctx context.Context, id string, port int, listen strin
 	return fw.info(id), nil
 }
 
-func (fw *forward) info(id string) ForwardInfo {
+func (fw *forward) info(id string) api.ForwardInfo {
 	st := fw.f.Stats()
-	return ForwardInfo{JobID: id, Port: fw.port, Local: fw.f.Addr().String(), Accepted: st.Accepted, Open: st.Open,
+	return api.ForwardInfo{JobID: id, Port: fw.port, Local: fw.f.Addr().String(), Accepted: st.Accepted, Open: st.Open,
 		Failed: st.Failed, LastError: st.LastError, Since: fw.since}
 }
 
 // Forwards are the open forwards of job id (every job's for "").
-func (m *Manager) Forwards(id string) []ForwardInfo {
+func (m *Manager) Forwards(id string) []api.ForwardInfo {
 	m.remote.mu.Lock()
 	defer m.remote.mu.Unlock()
-	out := []ForwardInfo{}
+	out := []api.ForwardInfo{}
 	for jid, fws := range m.remote.forwards {
 		if id != "" && jid != id {
 			continue

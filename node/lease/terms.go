@@ -2,8 +2,6 @@ package lease
 
 import (
 	"fmt"
-	"math"
-	"strings"
 	"time"
 
 	"github.com/aixblock/aixblock/jobs"
@@ -31,7 +29,7 @@ func specWithinTerms(deal *market.Deal, req market.Requirements, spec *jobs.Spec
 	if r.GPUs > len(deal.GPUs) {
 		return fmt.Errorf("resources.gpus: %d, the deal holds %d", r.GPUs, len(deal.GPUs))
 	}
-	if r.GPUClass != "" && deal.GPUClass != "" && !strings.EqualFold(r.GPUClass, deal.GPUClass) {
+	if r.GPUClass != "" && deal.GPUClass != "" && r.GPUClass != deal.GPUClass {
 		return fmt.Errorf("resources.gpu_class: %q, the deal's GPUs are %q", r.GPUClass, deal.GPUClass)
 	}
 	if r.GPUMemoryMiB > req.GPUMemoryMiB {
@@ -39,12 +37,11 @@ func specWithinTerms(deal *market.Deal, req market.Requirements, spec *jobs.Spec
 	}
 	// What a spec leaves out runs at the jobs package's defaults, which
 	// the offer need not name.
-	cpu := r.CPU
-	if cpu == 0 {
-		cpu = jobs.DefaultCPU
+	if r.CPU == 0 {
+		r.CPU = jobs.DefaultCPU
 	}
-	if c := int(math.Ceil(cpu)); c > max(req.CPUCores, int(math.Ceil(jobs.DefaultCPU))) {
-		return fmt.Errorf("resources.cpu: %g, the offer asked %d cores", cpu, req.CPUCores)
+	if r.CPUCores() > max(req.CPUCores, jobs.Resources{CPU: jobs.DefaultCPU}.CPUCores()) {
+		return fmt.Errorf("resources.cpu: %g, the offer asked %d cores", r.CPU, req.CPUCores)
 	}
 	mem := r.MemoryMiB
 	if mem == 0 {

@@ -14,6 +14,7 @@ import (
 	"github.com/aixblock/aixblock/gpu"
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/node/api"
 )
 
 // Get is a job as the API shows it: this node's own, else one it
@@ -38,21 +39,13 @@ func (m *Manager) Logs(ctx context.Context, id string, follow bool, w io.Writer)
 	return m.remoteLogs(ctx, id, follow, w)
 }
 
-// ListEntry is one job of GET /v1/jobs: the job, and for a rank of a
-// distributed job its rank and the job it belongs to (rank 0's ID).
-type ListEntry struct {
-	*jobs.Job
-	Rank    *int   `json:"rank,omitempty"`
-	GroupOf string `json:"group_of,omitempty"`
-}
-
 // List is every job this node knows, local and through the market,
 // newest first, each rank of a distributed job right after its rank 0.
-func (m *Manager) List(ctx context.Context) []ListEntry {
-	var top []ListEntry
+func (m *Manager) List(ctx context.Context) []api.JobListEntry {
+	var top []api.JobListEntry
 	if m.jobs != nil {
 		for _, j := range m.jobs.List() {
-			top = append(top, ListEntry{Job: j})
+			top = append(top, api.JobListEntry{Job: j})
 		}
 	}
 	m.remote.mu.Lock()
@@ -63,9 +56,9 @@ func (m *Manager) List(ctx context.Context) []ListEntry {
 		}
 	}
 	m.remote.mu.Unlock()
-	ranks := map[string][]ListEntry{} // by rank 0's ID
+	ranks := map[string][]api.JobListEntry{} // by rank 0's ID
 	for _, rj := range remote {
-		e := ListEntry{Job: m.groupView(ctx, rj)}
+		e := api.JobListEntry{Job: m.groupView(ctx, rj)}
 		if len(rj.Group) > 1 {
 			r := rj.Rank
 			e.Rank = &r
@@ -78,7 +71,7 @@ func (m *Manager) List(ctx context.Context) []ListEntry {
 		top = append(top, e)
 	}
 	sort.SliceStable(top, func(a, b int) bool { return top[a].CreatedAt.After(top[b].CreatedAt) })
-	out := []ListEntry{}
+	out := []api.JobListEntry{}
 	for _, e := range top {
 		out = append(out, e)
 		rs := ranks[e.ID]
@@ -125,44 +118,9 @@ func (m *Manager) Resolve(prefix string) (string, error) {
 	return "", invalid{fmt.Errorf("job ID prefix %q is ambiguous: it matches %s; give more of it", prefix, strings.Join(match, ", "))}
 }
 
-// Money figures come in base units (exact) and in token units (what a
-// person reads), with the token's symbol.
-
-// JobRank is one rank of a distributed market job, or the one deal of a
-// single one.
-type JobRank struct {
-	Rank     int    `json:"rank"`
-	JobID    string `json:"job_id"`
-	Provider string `json:"provider"`
-	State    string `json:"state"`
-	// Price is per GPU-hour; Cost is what the rank has cost so far.
-	Price      string `json:"price"`
-	PriceUnits string `json:"price_units"`
-	GPUs       int    `json:"gpus"`
-	Cost       string `json:"cost"`
-	CostUnits  string `json:"cost_units"`
-}
-
-// JobCost is GET /v1/jobs/{id}/cost: what a job through the market costs
-// its requester, every rank's deal together.
-type JobCost struct {
-	JobID    string `json:"job_id"`
-	Symbol   string `json:"symbol"`
-	Decimals uint8  `json:"decimals"`
-	// Cost is the run time so far at the deals' prices; Paid is what the
-	// requester has vouched for it; MaxCost is the deals' ceiling.
-	Cost         string    `json:"cost"`
-	CostUnits    string    `json:"cost_units"`
-	Paid         string    `json:"paid"`
-	PaidUnits    string    `json:"paid_units"`
-	MaxCost      string    `json:"max_cost"`
-	MaxCostUnits string    `json:"max_cost_units"`
-	Ranks        []JobRank `json:"ranks"`
-}
-
 // Cost reads the requester's records of the job's deals; a job
 // this node runs for itself, or one it runs for another node, has none.
-func (m *Manager) Cost(ctx context.Context, id string) (JobCost, error) {
+func (m *Manager) Cost(ctx context.Context, id string) (api.JobCost, error) {
 	m.remote.mu.Lock()
 	rj := m.remote.jobs[id]
 	var group []*Record
@@ -197,9 +155,9 @@ func (m *Manager) Cost(ctx context.Context, id string) (JobCost, error) {
 	}
 	m.remote.mu.Unlock()
 	if rj == nil {
-		return JobCost{}, fmt.Errorf("%w: %s is not a job this node runs through the market (a local job costs nothing; a provider's earnings are on the wallet page)", jobs.ErrNotFound, id)
+		return api.JobCost{}, fmt.Errorf("%w: %s is not a job this node runs through the market (a local job costs nothing; a provider's earnings are on the wallet page)", jobs.ErrNotFound, id)
 	}
-	out := JobCost{JobID: id, Ranks: []JobRank{}}
+	out := api.JobCost{JobID: id, Ranks: []api.JobRank{}}
 	cost, paid, maxCost := new(big.Int), new(big.Int), new(big.Int)
 	for i, r := range ranks {
 		if i == 0 && r.deal.Token != "" {
@@ -213,7 +171,7 @@ func (m *Manager) Cost(ctx context.Context, id string) (JobCost, error) {
 		}
 		cost.Add(cost, r.cost)
 		paid.Add(paid, r.paid)
-		out.Ranks = append(out.Ranks, JobRank{Rank: r.rank, JobID: r.id, Provider: r.prov, State: r.state,
+		out.Ranks = append(out.Ranks, api.JobRank{Rank: r.rank, JobID: r.id, Provider: r.prov, State: r.state,
 			Price: price.String(), PriceUnits: chain.FormatUnits(price, out.Decimals), GPUs: len(r.deal.GPUs),
 			Cost: r.cost.String(), CostUnits: chain.FormatUnits(r.cost, out.Decimals)})
 	}
@@ -223,22 +181,7 @@ func (m *Manager) Cost(ctx context.Context, id string) (JobCost, error) {
 	return out, nil
 }
 
-// Spend is one market job in GET /v1/wallet/spending.
-type Spend struct {
-	Name      string    `json:"name,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	State     string    `json:"state"`
-	Providers int       `json:"providers"`
-	JobCost
-}
-
-// SpendingInfo is GET /v1/wallet/spending: what this node's market jobs
-// cost, newest first, a distributed job once (under rank 0).
-type SpendingInfo struct {
-	Jobs []Spend `json:"jobs"`
-}
-
-func (m *Manager) Spending(ctx context.Context) SpendingInfo {
+func (m *Manager) Spending(ctx context.Context) api.SpendingInfo {
 	m.remote.mu.Lock()
 	type top struct {
 		id, name, state string
@@ -253,13 +196,13 @@ func (m *Manager) Spending(ctx context.Context) SpendingInfo {
 	}
 	m.remote.mu.Unlock()
 	sort.Slice(ids, func(a, b int) bool { return ids[a].created.After(ids[b].created) })
-	out := SpendingInfo{Jobs: []Spend{}}
+	out := api.SpendingInfo{Jobs: []api.Spend{}}
 	for _, t := range ids {
 		c, err := m.Cost(ctx, t.id)
 		if err != nil {
 			continue // gone since the list was taken
 		}
-		out.Jobs = append(out.Jobs, Spend{Name: t.name, CreatedAt: t.created, State: t.state, Providers: len(c.Ranks), JobCost: c})
+		out.Jobs = append(out.Jobs, api.Spend{Name: t.name, CreatedAt: t.created, State: t.state, Providers: len(c.Ranks), JobCost: c})
 	}
 	return out
 }

@@ -1,4 +1,4 @@
-package node
+package api
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+
+	"github.com/aixblock/aixblock/p2p/content"
 )
 
 // stream sends a request without the client's 30 s timeout (transfers take
@@ -71,8 +73,8 @@ func (c *Client) Cat(ctx context.Context, cid string, w io.Writer) error {
 }
 
 // Ls lists a directory's entries.
-func (c *Client) Ls(ctx context.Context, cid string) ([]DataEntry, error) {
-	var out []DataEntry
+func (c *Client) Ls(ctx context.Context, cid string) ([]content.Entry, error) {
+	var out []content.Entry
 	return out, c.do(ctx, http.MethodGet, "/v1/data/ls?cid="+url.QueryEscape(cid), nil, &out)
 }
 
@@ -104,8 +106,8 @@ func (c *Client) Export(ctx context.Context, cid string, w io.Writer) error {
 }
 
 // Import sends a CAR to the daemon.
-func (c *Client) Import(ctx context.Context, r io.Reader) (ImportResult, error) {
-	var out ImportResult
+func (c *Client) Import(ctx context.Context, r io.Reader) (content.ImportResult, error) {
+	var out content.ImportResult
 	resp, err := c.stream(ctx, http.MethodPost, "/v1/data/import", r, "application/vnd.ipld.car")
 	if err != nil {
 		return out, err
@@ -115,8 +117,8 @@ func (c *Client) Import(ctx context.Context, r io.Reader) (ImportResult, error) 
 }
 
 // GC removes unpinned blocks.
-func (c *Client) GC(ctx context.Context) (GCResult, error) {
-	var out GCResult
+func (c *Client) GC(ctx context.Context) (content.GCResult, error) {
+	var out content.GCResult
 	return out, c.postJSON(ctx, "/v1/data/gc", struct{}{}, &out)
 }
 

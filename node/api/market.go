@@ -1,0 +1,53 @@
+package api
+
+import (
+	"time"
+
+	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/market"
+)
+
+// ProvidersInfo is GET /v1/market/providers.
+type ProvidersInfo struct {
+	Class     string            `json:"class"`
+	Providers []ProviderSummary `json:"providers"`
+}
+
+// ProviderSummary is one provider as `market providers` shows it.
+type ProviderSummary struct {
+	PeerID     string                `json:"peer_id"`
+	Wallet     string                `json:"wallet"`
+	GPUs       []market.GPUGroup     `json:"gpus"`
+	Price      []PriceView           `json:"price"`
+	Health     string                `json:"health"`
+	Reputation market.ProviderRecord `json:"reputation"`
+	ExpiresAt  time.Time             `json:"expires_at"`
+}
+
+// PriceView is a price per GPU-hour in base and whole units.
+type PriceView struct {
+	Token      string `json:"token"`
+	Symbol     string `json:"symbol"`
+	PerGPUHour string `json:"per_gpu_hour"`
+	Units      string `json:"per_gpu_hour_units"`
+}
+
+// OfferRequest is POST /v1/market/offer: what a job needs (a spec's
+// resources, with their JSON names: gpus, gpu_class, gpu_memory_mib, cpu,
+// memory_mib, disk_mib) and the most it pays per GPU-hour, in whole units
+// of the token. The daemon normalises the resources as a spec's are
+// (jobs.Resources.Normalize) when it decodes the request.
+type OfferRequest struct {
+	jobs.Resources
+	MaxPrice string `json:"max_price"`
+	Token    string `json:"token,omitempty"`
+	Duration string `json:"duration,omitempty"` // e.g. "1h"; empty means 1 h
+	Image    string `json:"image,omitempty"`
+	SpecHash string `json:"spec_hash,omitempty"`
+}
+
+// OfferResult is the answer to POST /v1/market/offer.
+type OfferResult struct {
+	Deal  *market.Deal            `json:"deal"`
+	Stats market.NegotiationStats `json:"stats"`
+}
