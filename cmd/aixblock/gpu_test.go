@@ -3,12 +3,21 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 )
+
+// gpuChange is a line of gpu health --watch --json.
+type gpuChange struct {
+	Index int    `json:"index"`
+	To    string `json:"to"`
+}
 
 type gpuRow struct {
 	Index     int    `json:"index"`
@@ -37,6 +46,19 @@ func TestMockGPUsThroughTheCLI(t *testing.T) {
 		}
 	}
 
+	health := func() []gpuRow {
+		var rows []gpuRow
+		runJSON(t, repo, &rows, "gpu", "health")
+		return rows
+	}
+	// fail makes GPU i unhealthy with a fatal XID and waits until it is.
+	fail := func(i int) time.Duration {
+		injected := time.Now()
+		mustRun(t, repo, "gpu", "inject", "--gpu", fmt.Sprint(i), "--xid", "79")
+		p2ptest.WaitFor(t, 2*time.Second, func() bool { return health()[i].Health == "unhealthy" }, "gpu %d still healthy 2s after XID 79", i)
+		return time.Since(injected)
+	}
+
 	// A watcher started before the fault sees it as one JSON line.
 	watch := exec.Command(bin, "--repo", repo, "gpu", "health", "--watch", "--json")
 	stdout, _ := watch.StdoutPipe()
@@ -44,50 +66,66 @@ func TestMockGPUsThroughTheCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer watch.Process.Kill()
-	time.Sleep(300 * time.Millisecond) // let it subscribe
-
-	injected := time.Now()
-	mustRun(t, repo, "gpu", "inject", "--gpu", "3", "--xid", "79")
-	deadline := injected.Add(2 * time.Second)
-	for {
-		var rows []gpuRow
-		runJSON(t, repo, &rows, "gpu", "health")
-		if rows[3].Health == "unhealthy" {
-			if !strings.Contains(rows[3].Reason, "XID 79") {
-				t.Fatalf("reason %q", rows[3].Reason)
+	changes := make(chan gpuChange, 16)
+	go func() {
+		defer close(changes)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var c gpuChange
+			if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
+				c.Index, c.To = -1, "unparsable: "+sc.Text()
 			}
-			for i, r := range rows {
-				if i != 3 && r.Health != "healthy" {
-					t.Fatalf("gpu %d is %s", i, r.Health)
-				}
+			changes <- c
+		}
+	}()
+	// It prints only changes, so it shows it has subscribed by printing
+	// one: GPU 5 fails and is reset until a line comes.
+	p2ptest.WaitFor(t, 20*time.Second, func() bool {
+		fail(5)
+		mustRun(t, repo, "gpu", "reset-health", gpus[5].UUID)
+		select {
+		case c := <-changes:
+			return c.Index == 5
+		case <-time.After(200 * time.Millisecond):
+			return false
+		}
+	}, "gpu health --watch printed no change of gpu 5")
+
+	took := fail(3)
+	rows := health()
+	if !strings.Contains(rows[3].Reason, "XID 79") {
+		t.Fatalf("reason %q", rows[3].Reason)
+	}
+	for i, r := range rows {
+		if i != 3 && r.Health != "healthy" {
+			t.Fatalf("gpu %d is %s", i, r.Health)
+		}
+	}
+	t.Logf("unhealthy %s after the injection", took.Round(time.Millisecond))
+	for seen := false; !seen; {
+		select {
+		case c, ok := <-changes:
+			switch {
+			case !ok:
+				t.Fatal("the watcher ended before it printed gpu 3's change")
+			case c.Index == 5: // the rest of the subscription check
+			case c.Index != 3 || c.To != "unhealthy":
+				t.Fatalf("watch line %+v, want gpu 3 unhealthy", c)
+			default:
+				seen = true
 			}
-			t.Logf("unhealthy %s after the injection", time.Since(injected).Round(time.Millisecond))
-			break
+		case <-time.After(5 * time.Second):
+			t.Fatal("the watcher printed no change of gpu 3")
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gpu 3 still %s 2s after XID 79", rows[3].Health)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("watch: %v", err)
-	}
-	var change struct {
-		Index int    `json:"index"`
-		To    string `json:"to"`
-	}
-	if err := json.Unmarshal([]byte(line), &change); err != nil || change.Index != 3 || change.To != "unhealthy" {
-		t.Fatalf("watch line %q: %v", line, err)
 	}
 
-	// XID 13 blames the application: the GPU stays healthy.
+	// XID 13 blames the application: the GPU stays healthy. A fatal XID
+	// on another GPU after it is read after it (one event queue), so
+	// once that one shows, 13 has had its effect.
 	mustRun(t, repo, "gpu", "inject", "--gpu", "2", "--xid", "13")
-	time.Sleep(700 * time.Millisecond)
-	var rows []gpuRow
-	runJSON(t, repo, &rows, "gpu", "health")
-	if rows[2].Health != "healthy" {
-		t.Fatalf("gpu 2 is %s after XID 13", rows[2].Health)
+	fail(4)
+	if h := health()[2]; h.Health != "healthy" {
+		t.Fatalf("gpu 2 is %s after XID 13 (%s)", h.Health, h.Reason)
 	}
 
 	var reset gpuRow
