@@ -8,10 +8,10 @@
 #
 # Kubo is built once from its Go module (KUBO_VERSION, default v0.42.0)
 # into .testnet/, or taken from KUBO=path. SIZE_MIB (default 256) and
-# ROUNDS (default 3) change the run.
+# ROUNDS (default 3) change the run; AIXBLOCK_BIN another build of ours.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=./bin/aixblock
+bin=${AIXBLOCK_BIN:-./bin/aixblock}
 size=${SIZE_MIB:-256}
 rounds=${ROUNDS:-3}
 kubo_version=${KUBO_VERSION:-v0.42.0}
