@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strings"
 	"time"
@@ -45,6 +46,13 @@ func (n *Node) apiHandler() http.Handler {
 		writeJSON(w, http.StatusOK, api.ShutdownResult{PeerID: n.p2p.Host.ID().String()})
 		n.requestStop()
 	})
+	// Go's profiler, as Kubo serves it on its API: behind the token like
+	// every route, since a profile shows what the daemon is doing.
+	auth.HandleFunc("GET /debug/pprof/", pprof.Index)
+	auth.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	auth.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	auth.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	auth.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	n.gpuRoutes(auth)
 	n.dataRoutes(auth)
 	n.walletRoutes(auth)
