@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 )
 
 // bin is the CLI built once for every test in this file.
@@ -87,9 +89,29 @@ func initRepo(t testing.TB, network string) string {
 
 type daemon struct {
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	stderr *logBuffer
 	done   chan error
 }
+
+// logBuffer is a daemon's stderr, which tests read while it writes.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.b.Bytes())
+}
+
+func (l *logBuffer) String() string { return string(l.Bytes()) }
 
 // quiet keeps a test daemon on loopback: no mDNS, no NAT port mapping.
 var quiet = []string{"--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--gateway", "127.0.0.1:0", "--mdns=false", "--nat=false"}
@@ -122,7 +144,7 @@ func startDaemon(t testing.TB, repo string, extra ...string) *daemon {
 // quiet defaults (for tests of the defaults themselves).
 func startDaemonArgs(t testing.TB, repo string, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	d := &daemon{stderr: &logBuffer{}, done: make(chan error, 1)}
 	d.cmd = cliCommand(context.Background(), repo, append([]string{"--repo", repo, "daemon"}, args...)...)
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {
@@ -137,22 +159,24 @@ func startDaemonArgs(t testing.TB, repo string, args ...string) *daemon {
 			d.cmd.Process.Kill()
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(repo, "api")); err == nil {
-			return d
-		}
+	p2ptest.WaitFor(t, 20*time.Second, func() bool {
 		select {
 		case err := <-d.done:
 			t.Fatalf("daemon exited: %v\n%s", err, d.stderr)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon not ready after 20s\n%s", d.stderr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		_, err := os.Stat(filepath.Join(repo, "api"))
+		return err == nil
+	}, "daemon not ready\n%s", d.stderr)
+	return d
 }
+
+// later is part of a wait's message that is worked out only if the wait
+// gives up (p2ptest.WaitFor formats its args then): a command's output,
+// say.
+type later func() string
+
+func (f later) String() string { return f() }
 
 type idInfo struct {
 	PeerID  string   `json:"peer_id"`
@@ -188,19 +212,13 @@ func TestTwoDaemonsConnect(t *testing.T) {
 	var id2 idInfo
 	runJSON(t, r2, &id2, "id")
 
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		var p1, p2 []peerInfo
+	var p1, p2 []peerInfo
+	p2ptest.WaitFor(t, 15*time.Second, func() bool {
+		p1, p2 = nil, nil
 		runJSON(t, r1, &p1, "peers")
 		runJSON(t, r2, &p2, "peers")
-		if hasPeer(p1, id2.PeerID) && hasPeer(p2, id1.PeerID) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("daemons did not connect: r1 sees %+v, r2 sees %+v", p1, p2)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return hasPeer(p1, id2.PeerID) && hasPeer(p2, id1.PeerID)
+	}, "daemons did not connect: r1 sees %+v, r2 sees %+v", &p1, &p2)
 
 	var st struct {
 		PeerID   string   `json:"peer_id"`

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 	"github.com/chromedp/chromedp"
 )
 
@@ -70,22 +71,18 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 // textOf waits until the element's text satisfies ok (or the timeout).
 func textOf(t *testing.T, ctx context.Context, sel string, timeout time.Duration, ok func(string) bool) string {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
 	var s string
-	for {
+	var err error
+	p2ptest.WaitFor(t, timeout, func() bool {
 		tctx, cancel := context.WithTimeout(ctx, time.Second)
-		var err error
+		defer cancel()
 		s, err = chromedp.Run(tctx, chromedp.Text(chromedp.CSS(sel)))
-		cancel()
-		if err == nil && ok(s) {
-			return s
-		}
-		if time.Now().After(deadline) {
-			body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main")))
-			t.Fatalf("%s: %q after %s (err %v); page:\n%s", sel, s, timeout, err, body)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err == nil && ok(s)
+	}, "%s: %v (err %v); page:\n%s", sel, later(func() string { return fmt.Sprintf("%q", s) }), later(func() string { return fmt.Sprint(err) }), later(func() string {
+		body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main")))
+		return body
+	}))
+	return s
 }
 
 func eq(want string) func(string) bool {
@@ -205,8 +202,9 @@ func TestDashboard(t *testing.T) {
 
 	// Wallet: the page's figures are the CLI's, channel by channel.
 	chromedp.Do(ctx, chromedp.Navigate(base+"/ui/#/wallet"))
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var page, want []string
+	var perr error
+	p2ptest.WaitFor(t, 30*time.Second, func() bool {
 		var cli struct {
 			Channels []struct {
 				ID           string `json:"channel"`
@@ -217,21 +215,15 @@ func TestDashboard(t *testing.T) {
 			} `json:"channels"`
 		}
 		runJSON(t, req, &cli, "wallet", "channels")
-		page, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#channels tbody tr")].map(tr =>
+		page, perr = chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#channels tbody tr")].map(tr =>
 			[tr.querySelector("[data-channel]").dataset.channel, ...[...tr.querySelectorAll("[data-base]")].map(e => e.dataset.base)].join(" "))`))
-		var want []string
+		want = want[:0]
 		for _, c := range cli.Channels {
 			want = append(want, strings.Join([]string{c.ID, c.Deposited, c.Vouched, c.Redeemed, c.Withdrawable}, " "))
 		}
-		if err == nil && len(want) > 0 && fmt.Sprint(page) == fmt.Sprint(want) {
-			t.Logf("wallet page = wallet channels --json: %v", want)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("wallet page %v (err %v), CLI %v", page, err, want)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return perr == nil && len(want) > 0 && fmt.Sprint(page) == fmt.Sprint(want)
+	}, "wallet page %v (err %v), CLI %v", &page, later(func() string { return fmt.Sprint(perr) }), &want)
+	t.Logf("wallet page = wallet channels --json: %v", want)
 	screenshot(t, ctx, "wallet")
 	textOf(t, ctx, "#spending", 5*time.Second, func(s string) bool { return strings.Contains(s, jobID) })
 	if over, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll(".card .v")]
@@ -320,17 +312,15 @@ func TestDashboard(t *testing.T) {
 		v, _ := chromedp.Run(ctx, chromedp.Evaluate[float64](`Number((document.querySelector("#job-cost") || {dataset: {}}).dataset.base || 0)`))
 		return v
 	}
-	for first, deadline := costNow(), time.Now().Add(20*time.Second); ; time.Sleep(250 * time.Millisecond) {
-		if c := costNow(); first > 0 && c > first {
-			t.Logf("the service's cost so far grew on its page: %v to %v base units", first, c)
-			break
-		} else if first == 0 {
-			first = c
+	first, last := costNow(), 0.0
+	p2ptest.WaitFor(t, 20*time.Second, func() bool {
+		last = costNow()
+		if first == 0 {
+			first = last
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the service's cost so far did not grow on its page: %v", first)
-		}
-	}
+		return first > 0 && last > first
+	}, "the service's cost so far did not grow on its page")
+	t.Logf("the service's cost so far grew on its page: %v to %v base units", first, last)
 	screenshot(t, ctx, "job-service")
 	chromedp.Do(ctx, chromedp.Navigate(base+"/ui/#/jobs"))
 	textOf(t, ctx, `#jobs-table [data-service="`+svc.ID+`"]`, 10*time.Second, eq("service · 8080"))
@@ -408,14 +398,10 @@ func TestDashboard(t *testing.T) {
 	go func() { opened <- open.Wait() }()
 	t.Cleanup(func() { open.Process.Kill() })
 	var fileURL []byte
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if fileURL, err = os.ReadFile(record); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dashboard --open started no browser: %s", openErr.String())
-		}
-	}
+	p2ptest.WaitFor(t, 20*time.Second, func() bool {
+		fileURL, err = os.ReadFile(record)
+		return err == nil
+	}, "dashboard --open started no browser: %s", &openErr)
 	if err := chromedp.Do(ctx, chromedp.Navigate(string(fileURL))); err != nil {
 		t.Fatal(err)
 	}
@@ -586,15 +572,11 @@ func TestDashboardSessions(t *testing.T) {
 		go func() { done <- cmd.Wait() }()
 		t.Cleanup(func() { cmd.Process.Kill() })
 		var argv []string
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if b, err := os.ReadFile(record); err == nil {
-				argv = strings.Split(strings.TrimSpace(string(b)), "\n")
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("dashboard --open did not start the browser; stdout %q stderr %q", out.String(), errb.String())
-			}
-		}
+		p2ptest.WaitFor(t, 20*time.Second, func() bool {
+			b, err := os.ReadFile(record)
+			argv = strings.Split(strings.TrimSpace(string(b)), "\n")
+			return err == nil
+		}, "dashboard --open did not start the browser; stdout %q stderr %q", &out, &errb)
 		t.Logf("the browser's argv: %q", argv)
 		// An onlooker tries what it read before the browser does.
 		for _, a := range argv {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 )
 
 // BenchmarkE2E runs 20 tiny jobs from node0 of a four-node testnet
@@ -22,7 +24,7 @@ func BenchmarkE2E(b *testing.B) {
 	pct := func(ds []time.Duration, p int) float64 {
 		s := slices.Clone(ds)
 		slices.Sort(s)
-		return ms(s[min(len(s)-1, len(s)*p/100)])
+		return p2ptest.Ms(s[min(len(s)-1, len(s)*p/100)])
 	}
 	for range b.N {
 		var toRun, toResult, docker []time.Duration
@@ -115,9 +117,9 @@ func gangStart(b *testing.B, nodes int) {
 		// The gang start proper: every rank prepared (its job network
 		// joined, its peers reached), then told to go; the requester's
 		// own figure.
-		b.ReportMetric(ms(gang[len(gang)/2]), "prepare-go-p50-ms")
-		b.ReportMetric(ms(gang[len(gang)-1]), "prepare-go-max-ms")
-		b.ReportMetric(ms(times[len(times)/2]), "gang-start-p50-ms")
-		b.ReportMetric(ms(times[len(times)-1]), "gang-start-max-ms")
+		b.ReportMetric(p2ptest.Ms(gang[len(gang)/2]), "prepare-go-p50-ms")
+		b.ReportMetric(p2ptest.Ms(gang[len(gang)-1]), "prepare-go-max-ms")
+		b.ReportMetric(p2ptest.Ms(times[len(times)/2]), "gang-start-p50-ms")
+		b.ReportMetric(p2ptest.Ms(times[len(times)-1]), "gang-start-max-ms")
 	}
 }

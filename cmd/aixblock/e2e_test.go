@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/aixblock/aixblock/jobs/jobstest"
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 )
 
 // setConfig edits a repo's config.json.
@@ -43,6 +45,7 @@ func TestJobThroughTheMarket(t *testing.T) {
 	jobDocker(t)
 	info, file := startDevchain(t, "--challenge", "3s")
 	var repos [2]string
+	var daemons [2]*daemon
 	var boot string
 	for i := range repos {
 		key := filepath.Join(t.TempDir(), "key")
@@ -65,7 +68,7 @@ func TestJobThroughTheMarket(t *testing.T) {
 		if boot != "" {
 			extra = []string{"--bootstrap", boot}
 		}
-		startDaemon(t, repos[i], extra...)
+		daemons[i] = startDaemon(t, repos[i], extra...)
 		if i == 0 {
 			var id idInfo
 			runJSON(t, repos[0], &id, "id")
@@ -73,13 +76,7 @@ func TestJobThroughTheMarket(t *testing.T) {
 		}
 	}
 	provider, requester := repos[0], repos[1]
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(mustRun(t, requester, "market", "providers", "--gpu", "nvidia-h100-80gb"), "nvidia-h100-80gb") {
-		if time.Now().After(deadline) {
-			t.Fatal("the provider never showed up in the market")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitProviders(t, requester, 1, "--gpu", "nvidia-h100-80gb")
 	var before walletBalance
 	runJSON(t, provider, &before, "wallet", "balance")
 
@@ -104,17 +101,11 @@ func TestJobThroughTheMarket(t *testing.T) {
 	}
 
 	// The final voucher reaches the provider; it redeems it.
+	waitSettled(t, daemons[1].stderr, id)
 	var paid struct {
 		Paid string `json:"paid"`
 	}
-	deadline = time.Now().Add(20 * time.Second)
-	for {
-		runJSON(t, provider, &paid, "wallet", "redeem")
-		if paid.Paid != "0" || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
+	runJSON(t, provider, &paid, "wallet", "redeem")
 	p, _ := new(big.Int).SetString(paid.Paid, 10)
 	if p == nil || p.Sign() <= 0 {
 		t.Fatalf("nothing redeemed: %+v", paid)
@@ -148,16 +139,15 @@ func TestJobThroughTheMarket(t *testing.T) {
 	// Dev-chain blocks can run ahead of the wall clock (one second a block
 	// at least); wait until the chain's closes_at has passed here too.
 	time.Sleep(time.Until(time.Unix(int64(chs.Channels[0].ClosesAt)+1, 0)))
-	for tries := 0; ; tries++ { // the next block (the dev chain seals an idle one every 2 s) passes it on chain
+	// The next block (the dev chain seals an idle one every 2 s) passes
+	// it on chain.
+	p2ptest.WaitFor(t, 10*time.Second, func() bool {
 		r := run(t, requester, "wallet", "withdraw", ch.Payee)
-		if r.code == 0 {
-			break
-		}
-		if tries > 20 || !strings.Contains(r.stderr, "ChallengePeriod") {
+		if r.code != 0 && !strings.Contains(r.stderr, "ChallengePeriod") {
 			t.Fatalf("withdraw: %+v", r)
 		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return r.code == 0
+	}, "withdraw still refused inside the challenge period")
 	runJSON(t, requester, &rb1, "wallet", "balance")
 	x0, _ := new(big.Int).SetString(rb0.TokenBalance, 10)
 	x1, _ := new(big.Int).SetString(rb1.TokenBalance, 10)
@@ -199,20 +189,7 @@ func TestProviderKilledMidJob(t *testing.T) {
 	var provIDs [2]idInfo
 	runJSON(t, repos[0], &provIDs[0], "id")
 	runJSON(t, repos[1], &provIDs[1], "id")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var found struct {
-			Providers []struct{} `json:"providers"`
-		}
-		runJSON(t, requester, &found, "market", "providers", "--gpu", "nvidia-h100-80gb")
-		if len(found.Providers) == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("providers seen: %d", len(found.Providers))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitProviders(t, requester, 2, "--gpu", "nvidia-h100-80gb")
 	spec := filepath.Join(t.TempDir(), "job.yaml")
 	os.WriteFile(spec, []byte("name: resilient\nimage: "+jobImage+"\nargs: [sleep, 4s]\nresources: {gpus: 1, gpu_class: nvidia-h100-80gb, memory_mib: 64}\nmax_price: \"50\"\nretry: {attempts: 1}\n"), 0o600)
 	id := strings.TrimSpace(mustRun(t, requester, "job", "submit", spec))
@@ -354,8 +331,10 @@ func TestGPUFaultAndNoFunds(t *testing.T) {
 		t.Fatalf("after the GPU fault: %+v", s)
 	}
 	// Paid up to the fault, not the 30 s asked for: at 2 tUSD per GPU-hour
-	// 30 s would be 16 667 base units.
-	time.Sleep(2500 * time.Millisecond)
+	// 30 s would be 16 667 base units. Checked once the requester has
+	// delivered the job's last voucher, so a later, larger one cannot be
+	// missed.
+	waitSettled(t, logFile(filepath.Join(dir, "node0.log")), id)
 	var paid struct {
 		Paid string `json:"paid"`
 	}
@@ -372,10 +351,7 @@ func TestGPUFaultAndNoFunds(t *testing.T) {
 	var id0 idInfo
 	runJSON(t, req, &id0, "id")
 	startDaemon(t, poor, "--network", "testnet", "--devchain", filepath.Join(dir, "devchain.json"), "--bootstrap", id0.Addrs[0])
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(mustRun(t, poor, "market", "providers"), "nvidia-h100") && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitProviders(t, poor, 1, "--gpu", "nvidia-h100-80gb")
 	r := run(t, poor, "job", "run", "--gpus", "1", "--max-price", "5", jobImage, "--", "echo", "hi")
 	if r.code == 0 || !strings.Contains(r.stderr, "insufficient funds") {
 		t.Fatalf("a requester without funds: %+v", r)
@@ -408,26 +384,14 @@ func TestProviderRedeemsOnItsOwn(t *testing.T) {
 	startDaemon(t, repos[1], "--voucher-interval", "500ms", "--bootstrap", pid.Addrs[0])
 	var before walletBalance
 	runJSON(t, repos[0], &before, "wallet", "balance")
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(mustRun(t, repos[1], "market", "providers"), "nvidia-h100") {
-		if time.Now().After(deadline) {
-			t.Fatal("no provider")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitProviders(t, repos[1], 1, "--gpu", "nvidia-h100-80gb")
 	mustRun(t, repos[1], "job", "run", "--gpus", "1", "--max-price", "40", jobImage, "--", "sleep", "1s")
-	for {
-		var after walletBalance
+	var after walletBalance
+	p2ptest.WaitFor(t, 15*time.Second, func() bool {
 		runJSON(t, repos[0], &after, "wallet", "balance")
-		if after.TokenBalance != before.TokenBalance {
-			t.Logf("paid on its own: %s -> %s", before.TokenBalanceUnits, after.TokenBalanceUnits)
-			return
-		}
-		if time.Now().After(deadline.Add(15 * time.Second)) {
-			t.Fatal("the provider never redeemed")
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
+		return after.TokenBalance != before.TokenBalance
+	}, "the provider never redeemed")
+	t.Logf("paid on its own: %s -> %s", before.TokenBalanceUnits, after.TokenBalanceUnits)
 }
 
 // A distributed job across two providers: a deal per rank, a gang start,
@@ -572,17 +536,7 @@ func ddpNetwork(t testing.TB, providers int) ([]string, []*daemon) {
 			boot = id.Addrs[0]
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var found struct {
-			Providers []struct{} `json:"providers"`
-		}
-		runJSON(t, repos[providers], &found, "market", "providers")
-		if len(found.Providers) == providers || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitProviders(t, repos[providers], providers)
 	return repos, daemons
 }
 
@@ -694,4 +648,23 @@ func hostProbes(t *testing.T, repos []string) []string {
 		}
 	}
 	return out
+}
+
+// waitSettled waits until a requester, by its log, has delivered the last
+// voucher for job id: it logs each voucher it sends with the ended jobs
+// it settles, and signs none for a settled job after that. What a
+// provider holds then is all it will get for the job.
+func waitSettled(t testing.TB, log fmt.Stringer, id string) {
+	t.Helper()
+	settled := regexp.MustCompile(`msg="paid: voucher sent" .*job_id=` + regexp.QuoteMeta(id) + ` .*jobs_settled=[1-9]`)
+	p2ptest.WaitFor(t, 20*time.Second, func() bool { return settled.MatchString(log.String()) },
+		"the requester never settled job %s (no final voucher in its log)", id)
+}
+
+// logFile is a testnet daemon's log, read when it is printed.
+type logFile string
+
+func (f logFile) String() string {
+	b, _ := os.ReadFile(string(f))
+	return string(b)
 }

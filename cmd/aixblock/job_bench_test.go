@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 )
 
 // BenchmarkJobs times submit → running → exit of a scratch image through
@@ -30,8 +32,8 @@ func BenchmarkJobs(b *testing.B) {
 			mustRun(b, repo, "job", "run", "--local", jobImage, "--", "echo", "hi")
 			ours = append(ours, time.Since(t0))
 		}
-		b.ReportMetric(ms(med(theirs)), "docker-run-ms")
-		b.ReportMetric(ms(med(ours)), "job-run-ms")
+		b.ReportMetric(p2ptest.Ms(med(theirs)), "docker-run-ms")
+		b.ReportMetric(p2ptest.Ms(med(ours)), "job-run-ms")
 		b.ReportMetric(float64(med(ours))/float64(med(theirs)), "job/docker")
 
 		const burst = 50
@@ -56,5 +58,3 @@ func BenchmarkJobs(b *testing.B) {
 		b.ReportMetric(el.Seconds(), "burst-50-s")
 	}
 }
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aixblock/aixblock/chain"
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 	"github.com/ethereum/go-ethereum/common"
 )
 
@@ -79,14 +80,8 @@ func TestMarketProvidersAndDeal(t *testing.T) {
 			} `json:"price"`
 		} `json:"providers"`
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		runJSON(t, requester, &found, "market", "providers", "--gpu", "nvidia-h100-80gb")
-		if len(found.Providers) > 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitProviders(t, requester, 1, "--gpu", "nvidia-h100-80gb")
+	runJSON(t, requester, &found, "market", "providers", "--gpu", "nvidia-h100-80gb")
 	if len(found.Providers) != 1 || found.Providers[0].PeerID != provID.PeerID {
 		t.Fatalf("H100 providers: %+v, want only %s", found.Providers, provID.PeerID)
 	}
@@ -145,4 +140,17 @@ func TestMarketProvidersAndDeal(t *testing.T) {
 	if r := run(t, t.TempDir(), "init", "--price", "nvidia-h100-80gb"); r.code == 0 || !strings.Contains(r.stderr, "CLASS=AMOUNT") {
 		t.Errorf("bad --price: %+v", r)
 	}
+}
+
+// waitProviders waits until repo's market finds at least n providers
+// (market providers with flags, such as --gpu CLASS).
+func waitProviders(t testing.TB, repo string, n int, flags ...string) {
+	t.Helper()
+	p2ptest.WaitFor(t, 30*time.Second, func() bool {
+		var found struct {
+			Providers []struct{} `json:"providers"`
+		}
+		runJSON(t, repo, &found, append([]string{"market", "providers"}, flags...)...)
+		return len(found.Providers) >= n
+	}, "%s sees fewer than %d providers %v", repo, n, flags)
 }

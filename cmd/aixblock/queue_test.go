@@ -7,21 +7,21 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 )
 
-// waitReason polls a job's status until its reason says want (or it ends
-// without ever saying it).
+// waitReason polls a job's status until its reason says want or it ends
+// without ever saying it.
 func waitReason(t testing.TB, repo, id, want string) jobStatus {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		var s jobStatus
-		runJSON(t, repo, &s, "job", "status", id)
-		if strings.Contains(s.Reason, want) || terminal(s.State) || time.Now().After(deadline) {
-			return s
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	last := &seenStatus{}
+	p2ptest.WaitFor(t, time.Minute, func() bool {
+		last.s = jobStatus{}
+		runJSON(t, repo, &last.s, "job", "status", id)
+		return strings.Contains(last.s.Reason, want) || terminal(last.s.State)
+	}, "job %s is %s, not saying %q", id, last, want)
+	return last.s
 }
 
 // A market job that no provider can take returns its ID at once, is
@@ -34,13 +34,8 @@ func TestMarketJobNobodyCanTake(t *testing.T) {
 	req, prov := filepath.Join(dir, "node0"), filepath.Join(dir, "node1")
 	var pid idInfo
 	runJSON(t, prov, &pid, "id")
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(mustRun(t, req, "market", "providers"), pid.PeerID) {
-		if time.Now().After(deadline) {
-			t.Fatal("the provider never showed up in the market")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	p2ptest.WaitFor(t, 30*time.Second, func() bool { return strings.Contains(mustRun(t, req, "market", "providers"), pid.PeerID) },
+		"the provider never showed up in the market")
 	who := pid.PeerID[:12] + ": "
 	for _, c := range []struct {
 		name, resources, maxPrice string
@@ -101,23 +96,15 @@ func TestMarketJobNobodyCanTake(t *testing.T) {
 			} `json:"reputation"`
 		} `json:"providers"`
 	}
-	deadline = time.Now().Add(30 * time.Second)
-	for {
+	p2ptest.WaitFor(t, 30*time.Second, func() bool {
 		runJSON(t, req, &found, "market", "providers")
-		ok := false
 		for _, p := range found.Providers {
 			if p.PeerID == pid.PeerID {
-				ok = p.Reputation.Completed == 1 && p.Reputation.Failed == 0 && p.Reputation.NoShow == 0
+				return p.Reputation.Completed == 1 && p.Reputation.Failed == 0 && p.Reputation.NoShow == 0
 			}
 		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("provider's reputation after a completed job: %+v, want 1 ok", found.Providers)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return false
+	}, "provider's reputation after a completed job: %+v, want 1 ok", &found)
 }
 
 // A queued market job survives a SIGKILL of its daemon: after the restart

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 )
 
 // A market job outlives a SIGKILL of either side: the requester's daemon,
@@ -70,7 +72,14 @@ func TestRestartsMidJob(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			id := strings.TrimSpace(mustRun(t, req, "job", "submit", spec(c.name)))
 			waitState(t, req, id, func(s string) bool { return s == "running" })
-			time.Sleep(interval) // a voucher or two paid before the kill
+			// A voucher paid before the kill.
+			p2ptest.WaitFor(t, 10*time.Second, func() bool {
+				var st struct {
+					Cost struct{ Paid string } `json:"cost"`
+				}
+				runJSON(t, req, &st, "job", "status", id)
+				return st.Cost.Paid != "" && st.Cost.Paid != "0"
+			}, "job %s running and not paid for", id)
 			kill(c.killed)
 			s := waitState(t, req, id, terminal)
 			if s.State != "completed" {
@@ -112,42 +121,17 @@ func TestRestartsMidJob(t *testing.T) {
 				t.Fatalf("cost %s for a run of %s on the provider: want between %s and %s", cost, actual, lo, hi)
 			}
 			var chs channelsOut
-			deadline := time.Now().Add(20 * time.Second)
-			for {
+			p2ptest.WaitFor(t, 20*time.Second, func() bool {
 				runJSON(t, prov, &chs, "wallet", "channels")
-				if len(chs.Channels) == 1 && chs.Channels[0].Vouched != "" {
-					held, _ := new(big.Int).SetString(chs.Channels[0].Vouched, 10)
-					var all channelsOut
-					runJSON(t, req, &all, "wallet", "channels")
-					if held != nil && len(all.Channels) == 1 && all.Channels[0].Vouched == chs.Channels[0].Vouched {
-						break
-					}
+				if len(chs.Channels) != 1 || chs.Channels[0].Vouched == "" {
+					return false
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("the provider's voucher never matched the requester's: %+v", chs)
-				}
-				time.Sleep(200 * time.Millisecond)
-			}
+				held, _ := new(big.Int).SetString(chs.Channels[0].Vouched, 10)
+				var all channelsOut
+				runJSON(t, req, &all, "wallet", "channels")
+				return held != nil && len(all.Channels) == 1 && all.Channels[0].Vouched == chs.Channels[0].Vouched
+			}, "the provider's voucher never matched the requester's: %+v", &chs)
 			t.Logf("%s: ran %s on the provider, cost %s, paid %s (price %s per GPU-hour)", c.name, actual.Round(time.Millisecond), cost, paid, fmt.Sprint(price))
 		})
-	}
-}
-
-// waitProviders waits until repo's market finds n providers.
-func waitProviders(t *testing.T, repo string, n int) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var found struct {
-			Providers []struct{} `json:"providers"`
-		}
-		runJSON(t, repo, &found, "market", "providers")
-		if len(found.Providers) >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("providers seen: %d, want %d", len(found.Providers), n)
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aixblock/aixblock/p2p/overlay"
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -38,21 +39,17 @@ func TestServiceThroughTheMarket(t *testing.T) {
 	base := "http://" + local
 
 	// Ready: the provider's check reached the port inside the container.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var st struct {
-			State string `json:"state"`
-			Ready bool   `json:"ready"`
-		}
-		runJSON(t, req, &st, "job", "status", started.ID)
-		if st.State == "running" && st.Ready {
-			break
-		}
-		if time.Now().After(deadline) || terminal(st.State) {
-			t.Fatalf("service never ready: %+v", st)
-		}
-		time.Sleep(200 * time.Millisecond)
+	var ready struct {
+		State string `json:"state"`
+		Ready bool   `json:"ready"`
 	}
+	p2ptest.WaitFor(t, 60*time.Second, func() bool {
+		runJSON(t, req, &ready, "job", "status", started.ID)
+		if terminal(ready.State) {
+			t.Fatalf("service ended before it was ready: %+v", ready)
+		}
+		return ready.State == "running" && ready.Ready
+	}, "service never ready: %+v", &ready)
 	get := func(path string) (string, error) {
 		c := &http.Client{Timeout: 10 * time.Second}
 		r, err := c.Get(base + path)
@@ -142,9 +139,8 @@ func TestServiceThroughTheMarket(t *testing.T) {
 	if len(b) != 0 {
 		t.Fatalf("a stranger reached the job's port: %q", b)
 	}
-	for time.Now().Before(deadline) && evil.Stats().LastError == "" {
-		time.Sleep(50 * time.Millisecond)
-	}
+	// The refusal is counted as the forward closes the connection.
+	p2ptest.WaitFor(t, 10*time.Second, func() bool { return evil.Stats().LastError != "" }, "the stranger's forward counted no refusal")
 	if e := evil.Stats().LastError; !strings.Contains(e, "no job") {
 		t.Fatalf("the stranger's refusal: %q", e)
 	}
@@ -208,16 +204,12 @@ func runService(t *testing.T, repo string, args ...string) service {
 func cancelService(t *testing.T, repo string, svc service) {
 	t.Helper()
 	mustRun(t, repo, "job", "cancel", svc.ID)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	p2ptest.WaitFor(t, 10*time.Second, func() bool {
 		c, err := net.DialTimeout("tcp", svc.Local, time.Second)
 		if err != nil {
-			return // the local port closed with the job
+			return true // the local port closed with the job
 		}
 		c.Close()
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still accepts after job cancel", svc.Local)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return false
+	}, "%s still accepts after job cancel", svc.Local)
 }

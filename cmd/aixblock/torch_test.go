@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 )
 
 const torchImage = "aixblock-test/torch:latest"
@@ -80,25 +82,22 @@ func TestTorchTrainThenServe(t *testing.T) {
 		torchImage, "--", "python3", "/inputs/serve/serve.py", "/inputs/model/rank-0/model.pt")
 	local := started.Local
 	base := "http://" + local
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		var st struct {
-			State    string `json:"state"`
-			Reason   string `json:"reason"`
-			Ready    bool   `json:"ready"`
-			Provider string `json:"provider"`
-		}
+	var st struct {
+		State    string `json:"state"`
+		Reason   string `json:"reason"`
+		Ready    bool   `json:"ready"`
+		Provider string `json:"provider"`
+	}
+	logs := later(func() string { return mustRun(t, req, "job", "logs", started.ID) })
+	p2ptest.WaitFor(t, 2*time.Minute, func() bool {
 		runJSON(t, req, &st, "job", "status", started.ID)
-		if st.State == "running" && st.Ready {
-			if st.Provider == rank0.Provider || st.Provider != other {
-				t.Fatalf("the service runs on %s; rank 0 ran on %s", st.Provider, rank0.Provider)
-			}
-			break
+		if terminal(st.State) {
+			t.Fatalf("service ended before it was ready: %+v\n%s", st, logs)
 		}
-		if time.Now().After(deadline) || terminal(st.State) {
-			t.Fatalf("service never ready: %+v\n%s", st, mustRun(t, req, "job", "logs", started.ID))
-		}
-		time.Sleep(250 * time.Millisecond)
+		return st.State == "running" && st.Ready
+	}, "service never ready: %+v\n%s", &st, logs)
+	if st.Provider == rank0.Provider || st.Provider != other {
+		t.Fatalf("the service runs on %s; rank 0 ran on %s", st.Provider, rank0.Provider)
 	}
 	t.Logf("service %s ready on %s after %s, on provider %s (rank 0 ran on %s)",
 		started.ID, local, time.Since(start).Round(100*time.Millisecond), other, rank0.Provider)

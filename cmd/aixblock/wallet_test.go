@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 )
 
 type devchainInfo struct {
@@ -55,25 +57,22 @@ func startDevchainIn(t testing.TB, ns, ip string, extra ...string) (devchainInfo
 			cmd.Process.Kill()
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if b, err := os.ReadFile(out); err == nil && len(b) > 0 && bytes.HasSuffix(b, []byte("\n")) {
-			var info devchainInfo
-			if err := json.Unmarshal(b, &info); err != nil {
-				t.Fatal(err)
-			}
-			return info, out
-		}
+	var b []byte
+	p2ptest.WaitFor(t, 30*time.Second, func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("devchain exited: %v\n%s", err, &stderr)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("devchain not ready\n%s", &stderr)
-		}
-		time.Sleep(20 * time.Millisecond)
+		var err error
+		b, err = os.ReadFile(out)
+		return err == nil && len(b) > 0 && bytes.HasSuffix(b, []byte("\n"))
+	}, "devchain not ready\n%s", &stderr)
+	var info devchainInfo
+	if err := json.Unmarshal(b, &info); err != nil {
+		t.Fatal(err)
 	}
+	return info, out
 }
 
 // rpc calls a JSON-RPC method the way any Ethereum tool would.
