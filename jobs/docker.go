@@ -21,7 +21,7 @@ type Docker struct{ c *client.Client }
 // else the local socket), negotiating the API version down to the
 // engine's (Debian's speaks 1.41).
 func NewDocker(ctx context.Context) (*Docker, error) {
-	c, err := client.New(client.FromEnv, client.WithAPIVersionNegotiation())
+	c, err := client.New(client.FromEnv)
 	if err != nil {
 		return nil, fmt.Errorf("docker: %w", err)
 	}

@@ -68,7 +68,7 @@ func Docker(t testing.TB) *client.Client {
 // Connect is a client of the engine the environment names (DOCKER_HOST,
 // else the local socket) that answered a ping.
 func Connect(ctx context.Context) (*client.Client, error) {
-	c, err := client.New(client.FromEnv, client.WithAPIVersionNegotiation())
+	c, err := client.New(client.FromEnv)
 	if err != nil {
 		return nil, fmt.Errorf("docker: %w", err)
 	}
