@@ -108,7 +108,6 @@ type Market struct {
 	deals     map[string]*Deal        // deal ID -> deal we provide
 	unstarted map[string]time.Time    // deal ID -> when its job must have started
 	lapses    map[string][]time.Time  // requester -> when its unawarded reservations lapsed, oldest first
-	cpuHeld   int
 	republ    chan struct{}
 	advert    *ProviderAdvert
 	adverts   map[string]*ProviderAdvert // fetched from the DHT, by peer
