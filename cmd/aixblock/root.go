@@ -74,6 +74,7 @@ func refuseUnknownSubcommands(c *cobra.Command) {
 		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
 			msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
 		}
+		//lint:ignore ST1005 cobra's own wording for an unknown command: the suggestions and the hint are lines of the message
 		return fmt.Errorf("%s\n\nRun '%s --help' for its commands.", msg, cmd.CommandPath())
 	}
 }
