@@ -123,8 +123,7 @@ func (s *Store) fetch(ctx context.Context, root cid.Cid, progress func(FetchStat
 	sess := merkledag.NewSession(ctx, s.dag)
 	depth := map[cid.Cid]int{root: 0}
 	from := map[peer.ID]bool{}
-	var visit func(ctx context.Context, c cid.Cid) ([]*ipld.Link, error)
-	visit = func(ctx context.Context, c cid.Cid) ([]*ipld.Link, error) {
+	visit := func(ctx context.Context, c cid.Cid) ([]*ipld.Link, error) {
 		if err := checkCodec(c); err != nil {
 			return nil, err
 		}
@@ -312,14 +311,3 @@ func (s *Store) CatWith(ctx context.Context, root cid.Cid, w io.Writer, opts Get
 	}
 	return t.writeFile(ctx, &fileWriter{f: w, left: n.size()}, n, 0)
 }
-
-// readOnly gives a session the DAGService shape that directory readers
-// want; the writer never stores.
-type readOnly struct{ ipld.NodeGetter }
-
-var errReadOnly = errors.New("read-only DAG")
-
-func (readOnly) Add(context.Context, ipld.Node) error        { return errReadOnly }
-func (readOnly) AddMany(context.Context, []ipld.Node) error  { return errReadOnly }
-func (readOnly) Remove(context.Context, cid.Cid) error       { return errReadOnly }
-func (readOnly) RemoveMany(context.Context, []cid.Cid) error { return errReadOnly }
