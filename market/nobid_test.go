@@ -62,6 +62,9 @@ func TestRefusalReasonsReachTheRequester(t *testing.T) {
 		{"chain", nil, NoBidChain, []string{p1 + ": the offer pays on chain " + otherChain + ", this provider is paid on chain " + ourChain}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			if testing.Short() && c.name != "price" {
+				t.Skip("each case waits out a 5 s bid window; -short runs the price case")
+			}
 			emptyCache()
 			r := base
 			if c.mut != nil {
