@@ -109,7 +109,7 @@ func (n *Node) channelArgs(payee, token string) (common.Address, common.Address,
 	}
 	t, err := chain.ParseToken(token, n.chain.DefaultToken())
 	if err != nil {
-		return common.Address{}, common.Address{}, badRequest{fmt.Errorf("token: %w", err)}
+		return common.Address{}, common.Address{}, badRequest{err} // the error names the token
 	}
 	return common.HexToAddress(payee), t, nil
 }

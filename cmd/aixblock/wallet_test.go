@@ -200,7 +200,7 @@ func TestDevchainDepositAndRedeem(t *testing.T) {
 		{payer, []string{"wallet", "deposit", "0x12", "1"}, `payee: "0x12" is not an address`},
 		{payer, []string{"wallet", "deposit", payeeAddr, "1.0000001"}, "more than 6 decimal places"},
 		{payer, []string{"wallet", "deposit", payeeAddr, "5000000"}, "insufficient funds"},
-		{payer, []string{"wallet", "deposit", payeeAddr, "1", "--token", "gold"}, `token: "gold" is not an address`},
+		{payer, []string{"wallet", "deposit", payeeAddr, "1", "--token", "gold"}, `token "gold": want native or an address`},
 		{payer, []string{"wallet", "voucher", payeeAddr, "11"}, "exceeds the channel's deposit"},
 		{payee, []string{"wallet", "redeem", tampered}, "not signed by its payer"},
 		{payer, []string{"wallet", "redeem", vfile}, "not this wallet"},

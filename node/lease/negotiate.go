@@ -29,7 +29,7 @@ func (m *Manager) negotiate(ctx context.Context, req api.OfferRequest, exclude [
 	var st market.NegotiationStats
 	tok, err := chain.ParseToken(req.Token, m.chain.DefaultToken())
 	if err != nil {
-		return nil, st, invalid{fmt.Errorf("token: %w", err)}
+		return nil, st, invalid{err} // the error names the token
 	}
 	_, dec, err := m.chain.TokenInfo(ctx, tok)
 	if err != nil {

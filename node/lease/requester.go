@@ -46,7 +46,7 @@ func (m *Manager) submitRemote(ctx context.Context, spec *jobs.Spec) (*jobs.Job,
 func (m *Manager) checkFunds(ctx context.Context, spec *jobs.Spec) error {
 	tok, err := chain.ParseToken("", m.chain.DefaultToken())
 	if err != nil {
-		return invalid{fmt.Errorf("token: %w", err)}
+		return invalid{err} // the error names the token
 	}
 	_, dec, err := m.chain.TokenInfo(ctx, tok)
 	if err != nil {
