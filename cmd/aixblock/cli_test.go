@@ -241,13 +241,15 @@ func TestTwoDaemonsConnect(t *testing.T) {
 			path, auth string
 			want       int
 		}{
-			"no token":        {"/v1/id", "", 401},
-			"wrong token":     {"/v1/id", "Bearer " + strings.Repeat("0", len(token)), 401},
-			"not bearer":      {"/v1/status", token, 401},
-			"metrics too":     {"/metrics", "", 401},
-			"right token":     {"/v1/id", "Bearer " + token, 200},
-			"liveness probe":  {"/healthz", "", 200},
-			"metrics allowed": {"/metrics", "Bearer " + token, 200},
+			"no token":         {"/v1/id", "", 401},
+			"wrong token":      {"/v1/id", "Bearer " + strings.Repeat("0", len(token)), 401},
+			"not bearer":       {"/v1/status", token, 401},
+			"metrics too":      {"/metrics", "", 401},
+			"right token":      {"/v1/id", "Bearer " + token, 200},
+			"liveness probe":   {"/healthz", "", 200},
+			"metrics allowed":  {"/metrics", "Bearer " + token, 200},
+			"profiler too":     {"/debug/pprof/cmdline", "", 401},
+			"profiler allowed": {"/debug/pprof/cmdline", "Bearer " + token, 200},
 		} {
 			req, _ := http.NewRequest("GET", url+tc.path, nil)
 			if tc.auth != "" {
