@@ -73,7 +73,22 @@ func TestRefusalReasonsReachTheRequester(t *testing.T) {
 				req.m.cfg.Chain = otherChain
 				defer func() { req.m.cfg.Chain = "" }()
 			}
-			_, st, err := req.m.Negotiate(context.Background(), r)
+			// The test checks what the refusals say, not how fast they come:
+			// a provider starved of CPU by the rest of the suite can miss
+			// a 5 s window, and then the case is asked again (at most
+			// twice more) rather than failed.
+			var (
+				st  NegotiationStats
+				err error
+			)
+			for try := 1; ; try++ {
+				_, st, err = req.m.Negotiate(context.Background(), r)
+				if try == 3 || err == nil || !strings.Contains(err.Error(), "no answer within the bid window") {
+					break
+				}
+				t.Logf("try %d: a provider missed the bid window (%v); asking again", try, err)
+				emptyCache()
+			}
 			if !errors.Is(err, ErrNoDeal) {
 				t.Fatalf("negotiate: %v, want no deal", err)
 			}
