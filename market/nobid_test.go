@@ -75,15 +75,15 @@ func TestRefusalReasonsReachTheRequester(t *testing.T) {
 			}
 			// The test checks what the refusals say, not how fast they come:
 			// a provider starved of CPU by the rest of the suite can miss
-			// a 5 s window, and then the case is asked again (at most
-			// twice more) rather than failed.
+			// a 5 s window (or its stream fail), and then the case is asked
+			// again (at most twice more) rather than failed.
 			var (
 				st  NegotiationStats
 				err error
 			)
 			for try := 1; ; try++ {
 				_, st, err = req.m.Negotiate(context.Background(), r)
-				if try == 3 || err == nil || !strings.Contains(err.Error(), "no answer within the bid window") {
+				if try == 3 || err == nil || !strings.Contains(err.Error(), "no answer within the bid window") && !strings.Contains(err.Error(), "could not be asked") {
 					break
 				}
 				t.Logf("try %d: a provider missed the bid window (%v); asking again", try, err)
@@ -132,6 +132,25 @@ func TestRefusalReasonsReachTheRequester(t *testing.T) {
 		if len(st.Refusals) != 1 || st.Refusals[0].Code != NoBidPrice ||
 			st.Refusals[0].Reason != "price floor 3000 wei of native per GPU-hour for nvidia-h100-80gb > max price 2500 wei of native (from its advert)" {
 			t.Fatalf("refusals %+v", st.Refusals)
+		}
+	})
+	t.Run("a provider that cannot be asked", func(t *testing.T) {
+		// Gone since its advert: the dial fails at once, and the reason
+		// says so instead of blaming the bid window.
+		waitProviders(t, req, h100, func(f []ProviderInfo) bool { return len(f) == 2 })
+		nodes[1].p2p.Close()
+		_, st, err := req.m.Negotiate(context.Background(), base) // both within the price
+		if err != nil {
+			t.Fatalf("the open provider should still bid: %v", err)
+		}
+		var gone *Refusal
+		for i, rf := range st.Refusals {
+			if rf.Provider == nodes[1].p2p.Host.ID().String() {
+				gone = &st.Refusals[i]
+			}
+		}
+		if gone == nil || !strings.HasPrefix(gone.Reason, "could not be asked: ") {
+			t.Fatalf("refusals %+v, want the closed provider's saying it could not be asked", st.Refusals)
 		}
 	})
 }

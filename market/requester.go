@@ -145,13 +145,18 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 			var ref *Refusal
 			switch {
 			case err != nil:
-				// An older provider says why in an error; otherwise it did
-				// not answer in the window.
+				// An older provider says why in an error. Otherwise it did
+				// not answer in the window, or could not be asked at all
+				// (no route, a refused stream): say which, since the two
+				// call for different fixes.
 				var re *p2p.RemoteError
-				if errors.As(err, &re) {
+				switch {
+				case errors.As(err, &re):
 					ref = &Refusal{Provider: p.String(), Reason: printable(re.Msg)}
-				} else {
+				case wctx.Err() != nil:
 					ref = &Refusal{Provider: p.String(), Reason: "no answer within the bid window"}
+				default:
+					ref = &Refusal{Provider: p.String(), Reason: "could not be asked: " + printable(err.Error())}
 				}
 			case envelopeKind(resp) == "nobid":
 				nb, err := decodeNoBid(resp, id, p)
