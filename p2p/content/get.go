@@ -265,12 +265,7 @@ func (s *Store) GetWith(ctx context.Context, root cid.Cid, out string, opts GetO
 	lim := s.limit(opts)
 	pl := newPlacer(s, out, lim)
 	st, err := s.fetch(ctx, root, opts.Progress, lim, pl)
-	select {
-	case <-pl.decided:
-	default: // the root never came
-		return st, err
-	}
-	if pl.isFile {
+	if pl.isFile { // the root came, and the placer has been writing it
 		if ferr := pl.finish(err); err == nil && ferr != nil {
 			return st, fmt.Errorf("get %s: %w", root, ferr)
 		}

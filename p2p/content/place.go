@@ -45,8 +45,9 @@ type placer struct {
 	lim      limit
 	maxDepth int
 
-	decided chan struct{} // closed once the root is seen
-	isFile  bool          // the root is a file: the placer writes it
+	// isFile says the root came and is a file, which the placer writes.
+	// The fetch's walk has ended (its walkers too) when Get reads it.
+	isFile bool
 
 	mu      sync.Mutex
 	want    map[cid.Cid][]span // blocks not yet here and where they go
@@ -60,7 +61,7 @@ type placer struct {
 }
 
 func newPlacer(s *Store, out string, lim limit) *placer {
-	return &placer{s: s, out: out, lim: lim, maxDepth: s.cfg.MaxDepth, decided: make(chan struct{}),
+	return &placer{s: s, out: out, lim: lim, maxDepth: s.cfg.MaxDepth,
 		want: map[cid.Cid][]span{}, seen: map[cid.Cid]bool{}, fd: -1}
 }
 
@@ -69,7 +70,6 @@ func newPlacer(s *Store, out string, lim limit) *placer {
 // tree after the fetch) and every later put is a no-op.
 func (p *placer) put(ctx context.Context, nd ipld.Node, isRoot bool) error {
 	if isRoot {
-		defer close(p.decided)
 		n, err := decode(nd)
 		if err != nil {
 			return err
@@ -77,10 +77,14 @@ func (p *placer) put(ctx context.Context, nd ipld.Node, isRoot bool) error {
 		if n.kind != kindFile {
 			return nil
 		}
+		// What tree's plan would charge a file: its entry and its bytes.
 		size := n.size()
-		if size < 0 || size > p.lim.max-EntryCost {
-			return fmt.Errorf("%s: %w: writing it takes more than %d MiB, over %s (%d MiB); raise %s, or fetch a smaller DAG",
-				nd.Cid(), ErrTooBig, p.lim.max>>20, p.lim.name, p.lim.max>>20, p.lim.name)
+		t := &tree{root: nd.Cid(), lim: p.lim}
+		if err := t.charge(EntryCost); err != nil {
+			return err
+		}
+		if err := t.charge(size); err != nil { // refuses a negative one too
+			return err
 		}
 		if err := p.create(fileMode(n), size); err != nil {
 			return err
