@@ -155,6 +155,10 @@ type ContentConfig struct {
 	// pinned for good (`data pin add`), e.g. "72h"; empty means 7 days,
 	// "never" keeps results forever.
 	ResultTTL string `json:"result_ttl,omitempty"`
+	// DirectIO writes block files, and the files `data get` writes, with
+	// O_DIRECT instead of through the page cache (content.Config.DirectIO):
+	// faster only where the disk outruns the kernel's page handling.
+	DirectIO bool `json:"direct_io,omitempty"`
 }
 
 // GPUConfig is the "gpu" section of config.json.
@@ -279,7 +283,7 @@ func (c Config) parse() (parsed, error) {
 	if c.Content.MaxDAGMiB < 0 || c.Content.MaxDepth < 0 {
 		return p, fmt.Errorf("content.max_dag_mib %d / max_depth %d: want 0 (default) or more", c.Content.MaxDAGMiB, c.Content.MaxDepth)
 	}
-	p.content = content.Config{MaxDAGBytes: c.Content.MaxDAGMiB << 20, MaxDepth: c.Content.MaxDepth}
+	p.content = content.Config{MaxDAGBytes: c.Content.MaxDAGMiB << 20, MaxDepth: c.Content.MaxDepth, DirectIO: c.Content.DirectIO}
 	if c.Content.ResultTTL == "never" {
 		p.content.ResultTTL = -1
 	} else if p.content.ResultTTL, err = duration("content.result_ttl", c.Content.ResultTTL); err != nil {

@@ -44,6 +44,7 @@ func ConfigReference() []ConfigKey {
 		{"content.max_dag_mib", "65536 (64 GiB)", "largest DAG a fetch writes, counted in the bytes written (repeated links count each time)"},
 		{"content.max_depth", "64", "deepest DAG a fetch follows"},
 		{"content.result_ttl", "168h (7 days)", `how long a job's result stays pinned unless pinned for good (data pin add); "never" keeps results forever`},
+		{"content.direct_io", "false", "write block files and the files data get writes with O_DIRECT, past the page cache: faster only where the disk outruns the kernel's page handling"},
 		{"chain.rpc", "(an embedded dev chain in REPO/devchain)", "EVM JSON-RPC URL: http, https, ws or wss"},
 		{"chain.escrow", "(deployed on the dev chain)", "escrow contract address; required with chain.rpc"},
 		{"chain.token", "(the dev chain's test token)", `ERC-20 token address, or "native"; required with chain.rpc`},

@@ -14,8 +14,9 @@
 // twice, though (the log, then a blob file), and copied it into a batch
 // and a memtable first, which was most of what bitswap and add cost; a
 // block file is written once, through a temporary file and a rename, and
-// with O_DIRECT (as are the files a Get writes): here the page cache cost
-// more CPU per MiB than hashing and encrypting it together. Block
+// through the page cache, or with O_DIRECT when Config.DirectIO says so
+// (as are then the files a Get writes; see direct.go for when each is
+// faster). Block
 // files are synced in the background and on Close, and a marker says when
 // some are not: after a power cut the recent ones are checked against
 // their hashes, a lost one is fetched again when wanted, and a pin that

@@ -49,10 +49,11 @@ const markerName = "unsynced"
 // and that was most of bitswap's and add's CPU. A file costs one write
 // (the copy into the page cache) and a rename.
 //
-// Block files are written and read with O_DIRECT where the filesystem
-// allows (see direct.go), so a block's bytes are on the device when its
-// write returns; what the background sync below still makes durable is
-// the metadata (the file's size and its name).
+// Block files go through the page cache, or, with Config.DirectIO and
+// where the filesystem allows, are written and read with O_DIRECT (see
+// direct.go), so that a block's bytes are on the device when its write
+// returns and the background sync below makes only the metadata (the
+// file's size and its name) durable.
 //
 // Crash safety, and what it trades: a block is written to a temporary
 // file and renamed into place, so a reader never sees a partial block and
@@ -86,7 +87,7 @@ type flatStore struct {
 	shards   map[string]bool // shard directories known to exist
 	syncDirs map[string]bool // shard directories with new entries
 
-	buffered atomic.Bool   // the filesystem refused O_DIRECT: write through the page cache
+	buffered atomic.Bool   // no direct I/O: asked for none, or the filesystem refused it
 	tmpSeq   atomic.Uint64 // names temporary files
 
 	syncMu    sync.Mutex // one sync at a time
@@ -97,12 +98,13 @@ type flatStore struct {
 
 // openFlatStore opens (creating) dir, recovering from an unclean shutdown
 // first; removed is how many corrupt or partial blocks it deleted.
-func openFlatStore(dir string, small blocks.Blockstore, log *slog.Logger) (*flatStore, int, error) {
+func openFlatStore(dir string, small blocks.Blockstore, direct bool, log *slog.Logger) (*flatStore, int, error) {
 	if err := os.MkdirAll(filepath.Join(dir, ".tmp"), 0o755); err != nil {
 		return nil, 0, fmt.Errorf("block files: %w", err)
 	}
 	f := &flatStore{dir: dir, small: small, log: log, shards: map[string]bool{}, syncDirs: map[string]bool{},
 		stop: make(chan struct{}), done: make(chan struct{})}
+	f.buffered.Store(!direct)
 	removed, err := f.recover()
 	if err != nil {
 		return nil, 0, fmt.Errorf("block files: recover: %w", err)
@@ -238,7 +240,7 @@ func (f *flatStore) Has(ctx context.Context, c cid.Cid) (bool, error) {
 
 func (f *flatStore) Get(ctx context.Context, c cid.Cid) (bl.Block, error) {
 	p, _ := f.path(c.Hash())
-	data, err := readFile(p)
+	data, err := f.read(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return f.small.Get(ctx, c)
 	}
@@ -246,6 +248,13 @@ func (f *flatStore) Get(ctx context.Context, c cid.Cid) (bl.Block, error) {
 		return nil, fmt.Errorf("block %s: %w", c, err)
 	}
 	return bl.NewBlockWithCid(data, c)
+}
+
+func (f *flatStore) read(path string) ([]byte, error) {
+	if f.buffered.Load() {
+		return os.ReadFile(path)
+	}
+	return readFile(path)
 }
 
 func (f *flatStore) GetSize(ctx context.Context, c cid.Cid) (int, error) {

@@ -119,7 +119,7 @@ func TestFlatStoreRecovery(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	small := blockstore.NewBlockstore(dssync.MutexWrap(ds.NewMapDatastore()))
-	f, _, err := openFlatStore(dir, small, slog.Default())
+	f, _, err := openFlatStore(dir, small, false, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestFlatStoreRecovery(t *testing.T) {
 	os.WriteFile(stray, []byte("x"), 0o644)
 	os.WriteFile(filepath.Join(dir, ".tmp", "partial"), []byte("x"), 0o644)
 
-	f, removed, err := openFlatStore(dir, small, slog.Default())
+	f, removed, err := openFlatStore(dir, small, false, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,19 +244,23 @@ func TestFlatStoreRefetchesLostPin(t *testing.T) {
 }
 
 // Blocks of any length, at any address, come back as they went in,
-// whether the filesystem takes direct I/O or not.
+// through the page cache, with direct I/O, and where the filesystem
+// refuses direct I/O (tmpfs).
 func TestFlatStoreOddBlocks(t *testing.T) {
 	ctx := context.Background()
-	for _, dir := range []string{t.TempDir(), "/dev/shm"} {
-		if _, err := os.Stat(dir); err != nil {
+	for _, tc := range []struct {
+		dir    string
+		direct bool
+	}{{t.TempDir(), false}, {t.TempDir(), true}, {"/dev/shm", true}} {
+		if _, err := os.Stat(tc.dir); err != nil {
 			continue
 		}
-		dir, err := os.MkdirTemp(dir, "flat")
+		dir, err := os.MkdirTemp(tc.dir, "flat")
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer os.RemoveAll(dir)
-		f, _, err := openFlatStore(dir, blockstore.NewBlockstore(dssync.MutexWrap(ds.NewMapDatastore())), slog.Default())
+		f, _, err := openFlatStore(dir, blockstore.NewBlockstore(dssync.MutexWrap(ds.NewMapDatastore())), tc.direct, slog.Default())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -274,7 +274,7 @@ func (s *Store) GetWith(ctx context.Context, root cid.Cid, out string, opts GetO
 	if err != nil {
 		return st, err
 	}
-	t := &tree{dag: s.local, root: root, lim: lim, maxDepth: s.cfg.MaxDepth}
+	t := &tree{dag: s.local, root: root, lim: lim, maxDepth: s.cfg.MaxDepth, direct: s.cfg.DirectIO}
 	if err := t.write(ctx, out); err != nil {
 		return st, fmt.Errorf("get %s: %w", root, err)
 	}
@@ -293,7 +293,7 @@ func (s *Store) CatWith(ctx context.Context, root cid.Cid, w io.Writer, opts Get
 	if _, err := s.fetch(ctx, root, opts.Progress, lim, nil); err != nil {
 		return err
 	}
-	t := &tree{dag: s.local, root: root, lim: lim, maxDepth: s.cfg.MaxDepth}
+	t := &tree{dag: s.local, root: root, lim: lim, maxDepth: s.cfg.MaxDepth, direct: s.cfg.DirectIO}
 	n, err := t.get(ctx, root)
 	if err != nil {
 		return err

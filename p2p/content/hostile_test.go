@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -347,7 +348,13 @@ func fileNode(t *testing.T, s *Store, inline []byte, kids []ipld.Node, sizes []u
 // twice, the second time read back), and three levels with a short tail
 // all come out byte for byte.
 func TestGetPlacesEveryBlock(t *testing.T) {
-	s := line(t, 1, Config{})[0].store
+	for _, direct := range []bool{false, true} {
+		t.Run(fmt.Sprintf("DirectIO=%v", direct), func(t *testing.T) { placesEveryBlock(t, direct) })
+	}
+}
+
+func placesEveryBlock(t *testing.T, direct bool) {
+	s := line(t, 1, Config{DirectIO: direct})[0].store
 	leaf := func(b byte, n int) ipld.Node {
 		nd := merkledag.NewRawNode(bytes.Repeat([]byte{b}, n))
 		put(t, s, nd)

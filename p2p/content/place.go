@@ -26,11 +26,12 @@ import (
 // fetch ends every byte of the file has been written exactly once (or the
 // file is removed).
 //
-// Leaves go straight from the buffer bitswap decoded into the file with
-// O_DIRECT where they are aligned (1 MiB chunks at 1 MiB offsets are; the
-// file's last leaf is padded and the file truncated back at the end); the
-// rest, e.g. after inline data in a node, go through the page cache on a
-// second descriptor of the same file.
+// Leaves go straight from the buffer bitswap decoded into the file,
+// through the page cache; with Config.DirectIO, those that are aligned
+// (1 MiB chunks at 1 MiB offsets are; the file's last leaf is padded and
+// the file truncated back at the end) go with O_DIRECT on a second
+// descriptor of the same file, the rest, e.g. after inline data in a
+// node, through the page cache.
 
 // span is where one block's bytes go in the output file.
 type span struct {
@@ -54,7 +55,7 @@ type placer struct {
 	seen    map[cid.Cid]bool   // blocks already placed once
 	size    int64
 	placed  int64
-	fd      int      // O_DIRECT descriptor, or -1
+	fd      int      // O_DIRECT descriptor (Config.DirectIO), or -1
 	f       *os.File // page-cache descriptor
 	created bool
 	tail    atomic.Bool // a padded write went past the end
@@ -240,6 +241,9 @@ func (p *placer) create(mode uint32, size int64) error {
 	p.size = size
 	// Reopening through /proc/self/fd names this very file, not whatever
 	// the path points at by now.
+	if !p.s.cfg.DirectIO {
+		return nil
+	}
 	if dfd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fd), unix.O_WRONLY|unix.O_CLOEXEC, 0); err == nil {
 		if setDirect(dfd) {
 			p.fd = dfd

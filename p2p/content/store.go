@@ -70,6 +70,13 @@ type Config struct {
 	ReprovideInterval time.Duration
 	// Logger is the parent logger; nil means slog.Default().
 	Logger *slog.Logger
+	// DirectIO moves block files, and the files a Get writes, between our
+	// buffers and the disk with O_DIRECT instead of through the page cache
+	// (see direct.go). Off by default: the page cache lets a transfer run
+	// at memory speed and writes back behind it, where O_DIRECT holds every
+	// byte to the device's rate. Worth turning on where the device outruns
+	// the kernel's page handling and CPU is what is short.
+	DirectIO bool
 }
 
 // Store is the block service of one node.
@@ -142,7 +149,7 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Store, error) {
 	}
 	recovered := 0
 	if cfg.BlocksDir != "" {
-		f, removed, err := openFlatStore(cfg.BlocksDir, base, s.log)
+		f, removed, err := openFlatStore(cfg.BlocksDir, base, cfg.DirectIO, s.log)
 		if err != nil {
 			cancel()
 			return nil, err

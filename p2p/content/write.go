@@ -44,6 +44,7 @@ type tree struct {
 	root     cid.Cid
 	lim      limit
 	maxDepth int
+	direct   bool  // write files with O_DIRECT (Config.DirectIO)
 	used     int64 // charged so far, by the plan
 }
 
@@ -250,10 +251,10 @@ func (t *tree) writeAt(ctx context.Context, dirfd int, name string, n node, crea
 			return fmt.Errorf("create %s: %w", name, err)
 		}
 		*created = true
-		// Straight to the disk where the filesystem allows (see direct.go):
-		// a page-cache write costs more CPU here than fetching the bytes.
+		// Straight to the disk when asked and the filesystem allows (see
+		// direct.go).
 		var f io.WriteCloser
-		if setDirect(fd) {
+		if t.direct && setDirect(fd) {
 			f = &directFile{fd: fd, path: name}
 		} else {
 			f = os.NewFile(uintptr(fd), name)
