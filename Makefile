@@ -54,7 +54,8 @@ bench: bench-gpu bench-transfer bench-gossip bench-idle bench-gas bench-market b
 
 # One run: get to a file, bitswap alone, a raw TCP copy and a libp2p stream
 # copy over the same hosts, as MiB/s and ratios of TCP; data add against Go
-# reading and SHA-256 hashing the file (AIXBLOCK_BENCH_MIB=N for another size).
+# reading and SHA-256 hashing the file; writing the file once, cached and
+# direct, as the disk's floor (AIXBLOCK_BENCH_MIB=N for another size).
 bench-transfer:
 	$(GO) test -run '^$$' -bench Transfer -benchtime 1x -timeout 30m ./p2p/content/
 

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,8 +32,10 @@ func benchSize() int64 {
 // (libp2p, bitswap, pebble datastores in temp dirs: the daemon's stack in one
 // process) and, in the same run, the baselines it is judged against: a plain
 // loopback TCP copy, a libp2p stream copy over the same host pair (TCP,
-// noise, yamux: the ceiling for bitswap), and for `data add` Go reading and
-// SHA-256 hashing the same file.
+// noise, yamux: the ceiling for bitswap), for `data add` Go reading and
+// SHA-256 hashing the same file, and writing a file of that size once
+// through the page cache and once with O_DIRECT (what a get to a file
+// cannot beat on this disk).
 func BenchmarkTransfer(b *testing.B) {
 	size := benchSize()
 	dir := b.TempDir()
@@ -134,6 +137,10 @@ func BenchmarkTransfer(b *testing.B) {
 
 		tcpT := tcpCopy(b, file)
 		streamT := streamCopy(b, pa, pc, file)
+		// What writing the file alone costs, once through the page cache
+		// and once with O_DIRECT: the floor under any get to a file here.
+		cachedT := writeOnce(b, filepath.Join(dir, "w"), size, false)
+		directT := writeOnce(b, filepath.Join(dir, "w"), size, true)
 
 		b.ReportMetric(mbps(tcpT), "tcp-MiB/s")
 		b.ReportMetric(mbps(streamT), "libp2p-stream-MiB/s")
@@ -142,6 +149,10 @@ func BenchmarkTransfer(b *testing.B) {
 		b.ReportMetric(tcpT.Seconds()/streamT.Seconds(), "stream/tcp")
 		b.ReportMetric(tcpT.Seconds()/fetchT.Seconds(), "bitswap/tcp")
 		b.ReportMetric(tcpT.Seconds()/getT.Seconds(), "get/tcp")
+		b.ReportMetric(mbps(cachedT), "write-cached-MiB/s")
+		if directT > 0 {
+			b.ReportMetric(mbps(directT), "write-direct-MiB/s")
+		}
 		b.ReportMetric(mbps(shaT), "go-sha256-MiB/s")
 		b.ReportMetric(mbps(addT), "add-MiB/s")
 		b.ReportMetric(shaT.Seconds()/addT.Seconds(), "add/sha256")
@@ -172,6 +183,47 @@ func fileHash(b *testing.B, path string) [32]byte {
 		b.Fatal(err)
 	}
 	return [32]byte(h.Sum(nil))
+}
+
+// writeOnce times writing size bytes to a new file at path, 1 MiB at a
+// time, 8 writes in flight (Go's page-cache write, or O_DIRECT; 0 when
+// the filesystem has no direct I/O), and removes it.
+func writeOnce(b *testing.B, path string, size int64, direct bool) time.Duration {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.Remove(path)
+	defer f.Close()
+	if direct && !setDirect(int(f.Fd())) {
+		return 0
+	}
+	buf := alignedBuf(1 << 20)
+	rand.Read(buf)
+	start := time.Now()
+	var wg sync.WaitGroup
+	offs := make(chan int64)
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() {
+			for off := range offs {
+				if _, err := f.WriteAt(buf[:min(int64(len(buf)), size-off)], off); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		offs <- off
+	}
+	close(offs)
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start)
 }
 
 // streamCopy sends the file from a to c over one libp2p stream on their
