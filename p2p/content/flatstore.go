@@ -20,6 +20,7 @@ import (
 	bl "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
+	ipld "github.com/ipfs/go-ipld-format"
 	mh "github.com/multiformats/go-multihash"
 	"golang.org/x/sys/unix"
 )
@@ -78,6 +79,7 @@ const markerName = "unsynced"
 type flatStore struct {
 	dir   string
 	small blocks.Blockstore
+	refs  *refStore // leaves kept in the files Gets wrote; nil: none
 	log   *slog.Logger
 
 	mu       sync.Mutex
@@ -235,14 +237,21 @@ func (f *flatStore) Has(ctx context.Context, c cid.Cid) (bool, error) {
 	if p, _ := f.path(c.Hash()); exists(p) {
 		return true, nil
 	}
-	return f.small.Has(ctx, c)
+	if has, err := f.small.Has(ctx, c); err != nil || has {
+		return has, err
+	}
+	return f.refs != nil && f.refs.has(ctx, c.Hash()), nil
 }
 
 func (f *flatStore) Get(ctx context.Context, c cid.Cid) (bl.Block, error) {
 	p, _ := f.path(c.Hash())
 	data, err := f.read(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return f.small.Get(ctx, c)
+		b, err := f.small.Get(ctx, c)
+		if ipld.IsNotFound(err) && f.refs != nil {
+			return f.refs.get(ctx, c)
+		}
+		return b, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("block %s: %w", c, err)
@@ -263,7 +272,13 @@ func (f *flatStore) GetSize(ctx context.Context, c cid.Cid) (int, error) {
 	if err := unix.Stat(p, &st); err == nil {
 		return int(st.Size), nil
 	}
-	return f.small.GetSize(ctx, c)
+	n, err := f.small.GetSize(ctx, c)
+	if ipld.IsNotFound(err) && f.refs != nil {
+		if n, ok := f.refs.size(ctx, c.Hash()); ok {
+			return n, nil
+		}
+	}
+	return n, err
 }
 
 func (f *flatStore) Put(ctx context.Context, b bl.Block) error {
@@ -411,6 +426,11 @@ func (f *flatStore) DeleteBlock(ctx context.Context, c cid.Cid) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("delete block %s: %w", c, err)
 	}
+	if f.refs != nil {
+		if err := f.refs.delete(ctx, c.Hash()); err != nil {
+			return fmt.Errorf("delete block %s: its reference: %w", c, err)
+		}
+	}
 	return f.small.DeleteBlock(ctx, c)
 }
 
@@ -455,6 +475,11 @@ func (f *flatStore) AllKeysChan(ctx context.Context) (<-chan cid.Cid, error) {
 				case <-ctx.Done():
 					return
 				}
+			}
+		}
+		if f.refs != nil {
+			if err := f.refs.keys(ctx, out); err != nil && ctx.Err() == nil {
+				f.log.Error("list block references", "err", err)
 			}
 		}
 	}()
