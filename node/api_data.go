@@ -233,11 +233,9 @@ func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ev := newEventStream(w)
-	// The user keeps this file: the node serves its data from there
-	// rather than from a second copy.
-	st, err := n.content.GetWith(r.Context(), c, req.Output, content.GetOptions{KeepInFile: true, Progress: func(s content.FetchStats) {
+	st, err := n.content.Get(r.Context(), c, req.Output, func(s content.FetchStats) {
 		ev.send(getEvent(s), true)
-	}})
+	})
 	if err != nil {
 		ev.send(api.DataEvent{Error: err.Error()}, false)
 		return

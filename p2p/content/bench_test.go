@@ -123,7 +123,7 @@ func BenchmarkTransfer(b *testing.B) {
 		out := filepath.Join(dir, "out")
 		stop = profile("get")
 		start, cpu = time.Now(), cpuTime(b)
-		if _, err := c.GetWith(ctx, root, out, GetOptions{KeepInFile: true}); err != nil { // as `data get -o`
+		if _, err := c.Get(ctx, root, out, nil); err != nil {
 			b.Fatal(err)
 		}
 		getT := time.Since(start)

@@ -25,10 +25,9 @@
 //
 // A Get of one file writes each block at its offset as bitswap delivers
 // it, in arrival order, straight from the buffer bitswap decoded (see
-// placer); with GetOptions.KeepInFile (`data get -o`) it keeps each leaf
-// it fetched as a reference into that file instead of a second copy (see
-// refStore: verified on every read, dropped when the file changes); a
-// directory is written from the blockstore once
+// placer), and keeps each leaf it fetched as a reference into that file
+// instead of a second copy (see refStore: verified on every read, dropped
+// when the file changes); a directory is written from the blockstore once
 // all of it is here.
 //
 // What peers send is not trusted: every block is verified against its CID

@@ -230,12 +230,6 @@ type GetOptions struct {
 	LimitName string
 	// Progress, when set, gets the running fetch stats.
 	Progress func(FetchStats)
-	// KeepInFile keeps the file data a Get of one file fetches as
-	// references into out instead of a second copy (see refStore): for a
-	// file the user keeps (`data get -o`). Leave it off for a file that
-	// goes away (a job's inputs, an image tarball), whose data the node
-	// should still have afterwards.
-	KeepInFile bool
 }
 
 func (s *Store) limit(opts GetOptions) limit {
@@ -269,7 +263,7 @@ func (s *Store) GetWith(ctx context.Context, root cid.Cid, out string, opts GetO
 		return FetchStats{}, fmt.Errorf("output %s exists; not overwriting it (remove it or give another -o)", out)
 	}
 	lim := s.limit(opts)
-	pl := newPlacer(s, out, lim, opts.KeepInFile)
+	pl := newPlacer(s, out, lim)
 	st, err := s.fetch(ctx, root, opts.Progress, lim, pl)
 	if pl.isFile { // the root came, and the placer has been writing it
 		if ferr := pl.finish(err); err == nil && ferr != nil {

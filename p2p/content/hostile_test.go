@@ -400,7 +400,7 @@ func placesEveryBlock(t *testing.T, direct, remote bool) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "f")
-			if _, err := g.GetWith(context.Background(), tc.root.Cid(), out, GetOptions{KeepInFile: true}); err != nil {
+			if _, err := g.Get(context.Background(), tc.root.Cid(), out, nil); err != nil {
 				t.Fatal(err)
 			}
 			got, err := os.ReadFile(out)

@@ -72,11 +72,11 @@ type placer struct {
 	refd     []cid.Cid
 }
 
-func newPlacer(s *Store, out string, lim limit, keep bool) *placer {
+func newPlacer(s *Store, out string, lim limit) *placer {
 	p := &placer{s: s, out: out, lim: lim, maxDepth: s.cfg.MaxDepth,
 		want: map[cid.Cid][]span{}, seen: map[cid.Cid]bool{}, fd: -1,
 		waiting: map[cid.Cid]bool{}, inflight: map[cid.Cid]ipld.Node{}}
-	if keep && s.refs != nil {
+	if s.refs != nil {
 		p.abs, _ = filepath.Abs(out)
 	}
 	return p

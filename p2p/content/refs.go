@@ -20,9 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Leaves kept in the file a Get wrote (GetOptions.KeepInFile, which
-// `data get -o` sets: a job's inputs are scratch and keep their copies).
-// A Get of one file writes every
+// Leaves kept in the file a Get wrote. A Get of one file writes every
 // leaf into that file; storing each again as a block file doubled what
 // the getter wrote, and on a machine whose page cache or disk is the
 // limit that second write cost as much as everything else a fetch does.

@@ -28,7 +28,7 @@ func TestGetKeepsLeavesInTheFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "got")
-	if _, err := b.GetWith(ctx, root, out, GetOptions{KeepInFile: true}); err != nil {
+	if _, err := b.Get(ctx, root, out, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(out); !bytes.Equal(got, want) {
@@ -61,7 +61,7 @@ func TestGetKeepsLeavesInTheFile(t *testing.T) {
 	nodes[0].store.Close()
 	nodes[0].p2p.Close()
 	out2 := filepath.Join(t.TempDir(), "again")
-	if _, err := c.GetWith(ctx, root, out2, GetOptions{KeepInFile: true}); err != nil {
+	if _, err := c.Get(ctx, root, out2, nil); err != nil {
 		t.Fatalf("from the getter's file: %v", err)
 	}
 	if got, _ := os.ReadFile(out2); !bytes.Equal(got, want) {
@@ -125,7 +125,7 @@ func TestFailedGetDropsItsReferences(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "got")
-	if _, err := b.GetWith(ctx, root, out, GetOptions{KeepInFile: true}); err == nil {
+	if _, err := b.Get(ctx, root, out, nil); err == nil {
 		t.Fatal("a get of a file missing a leaf succeeded")
 	}
 	if _, err := os.Lstat(out); err == nil {
@@ -156,34 +156,5 @@ func TestRefEncoding(t *testing.T) {
 		if _, _, _, err := decodeRef(b); err == nil {
 			t.Errorf("%s: decoded", name)
 		}
-	}
-}
-
-// Without KeepInFile (a job's inputs, an image tarball) the Get stores its
-// own copy: the node still serves the data after the file is gone.
-func TestGetWithoutKeepInFileCopies(t *testing.T) {
-	nodes := line(t, 3, Config{FirstBlockTimeout: 10 * time.Second, SweepInterval: -1})
-	a, b, c := nodes[0].store, nodes[1].store, nodes[2].store
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	src := filepath.Join(t.TempDir(), "src")
-	want := writeRandom(t, src, 2<<20+5)
-	root, err := a.Add(ctx, src, AddOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "scratch")
-	if _, err := b.Get(ctx, root, out, nil); err != nil {
-		t.Fatal(err)
-	}
-	os.Remove(out)
-	nodes[0].store.Close()
-	nodes[0].p2p.Close()
-	out2 := filepath.Join(t.TempDir(), "again")
-	if _, err := c.Get(ctx, root, out2, nil); err != nil {
-		t.Fatalf("after the getter's file was removed: %v", err)
-	}
-	if got, _ := os.ReadFile(out2); !bytes.Equal(got, want) {
-		t.Fatal("the file got differs")
 	}
 }
