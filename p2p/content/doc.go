@@ -16,7 +16,8 @@
 // block file is written once, through a temporary file and a rename, and
 // through the page cache, or with O_DIRECT when Config.DirectIO says so
 // (as are then the files a Get writes; see direct.go for when each is
-// faster). Block files are synced in the background and on Close, and a marker says when
+// faster). Block
+// files are synced in the background and on Close, and a marker says when
 // some are not: after a power cut the recent ones are checked against
 // their hashes, a lost one is fetched again when wanted, and a pin that
 // lost a block is reported and fetched again (see flatStore for the
@@ -25,10 +26,8 @@
 //
 // A Get of one file writes each block at its offset as bitswap delivers
 // it, in arrival order, straight from the buffer bitswap decoded (see
-// placer), and keeps each leaf it fetched as a reference into that file
-// instead of a second copy (see refStore: verified on every read, dropped
-// when the file changes); a directory is written from the blockstore once
-// all of it is here.
+// placer); a directory is written from the blockstore once all of it is
+// here.
 //
 // What peers send is not trusted: every block is verified against its CID
 // once, as bitswap decodes it; a file's offsets come from its nodes' block

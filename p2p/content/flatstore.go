@@ -20,7 +20,6 @@ import (
 	bl "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
-	ipld "github.com/ipfs/go-ipld-format"
 	mh "github.com/multiformats/go-multihash"
 	"golang.org/x/sys/unix"
 )
@@ -79,7 +78,6 @@ const markerName = "unsynced"
 type flatStore struct {
 	dir   string
 	small blocks.Blockstore
-	refs  *refStore // leaves kept in the files Gets wrote; nil: none
 	log   *slog.Logger
 
 	mu       sync.Mutex
@@ -237,21 +235,14 @@ func (f *flatStore) Has(ctx context.Context, c cid.Cid) (bool, error) {
 	if p, _ := f.path(c.Hash()); exists(p) {
 		return true, nil
 	}
-	if has, err := f.small.Has(ctx, c); err != nil || has {
-		return has, err
-	}
-	return f.refs != nil && f.refs.has(ctx, c.Hash()), nil
+	return f.small.Has(ctx, c)
 }
 
 func (f *flatStore) Get(ctx context.Context, c cid.Cid) (bl.Block, error) {
 	p, _ := f.path(c.Hash())
 	data, err := f.read(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		b, err := f.small.Get(ctx, c)
-		if ipld.IsNotFound(err) && f.refs != nil {
-			return f.refs.get(ctx, c)
-		}
-		return b, err
+		return f.small.Get(ctx, c)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("block %s: %w", c, err)
@@ -272,13 +263,7 @@ func (f *flatStore) GetSize(ctx context.Context, c cid.Cid) (int, error) {
 	if err := unix.Stat(p, &st); err == nil {
 		return int(st.Size), nil
 	}
-	n, err := f.small.GetSize(ctx, c)
-	if ipld.IsNotFound(err) && f.refs != nil {
-		if n, ok := f.refs.size(ctx, c.Hash()); ok {
-			return n, nil
-		}
-	}
-	return n, err
+	return f.small.GetSize(ctx, c)
 }
 
 func (f *flatStore) Put(ctx context.Context, b bl.Block) error {
@@ -426,11 +411,6 @@ func (f *flatStore) DeleteBlock(ctx context.Context, c cid.Cid) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("delete block %s: %w", c, err)
 	}
-	if f.refs != nil {
-		if err := f.refs.delete(ctx, c.Hash()); err != nil {
-			return fmt.Errorf("delete block %s: its reference: %w", c, err)
-		}
-	}
 	return f.small.DeleteBlock(ctx, c)
 }
 
@@ -475,11 +455,6 @@ func (f *flatStore) AllKeysChan(ctx context.Context) (<-chan cid.Cid, error) {
 				case <-ctx.Done():
 					return
 				}
-			}
-		}
-		if f.refs != nil {
-			if err := f.refs.keys(ctx, out); err != nil && ctx.Err() == nil {
-				f.log.Error("list block references", "err", err)
 			}
 		}
 	}()

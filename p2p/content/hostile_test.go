@@ -347,24 +347,14 @@ func fileNode(t *testing.T, s *Store, inline []byte, kids []ipld.Node, sizes []u
 // data that leaves the leaves unaligned, a leaf under two parents (written
 // twice, the second time read back), and three levels with a short tail
 // all come out byte for byte.
-//
-// Fetched from a peer, the getter keeps the leaves as references into the
-// file (see refStore), and a leaf placed a second time is read back from
-// the placer's hand or from the file, not from a block file.
 func TestGetPlacesEveryBlock(t *testing.T) {
 	for _, direct := range []bool{false, true} {
-		for _, remote := range []bool{false, true} {
-			t.Run(fmt.Sprintf("DirectIO=%v,remote=%v", direct, remote), func(t *testing.T) { placesEveryBlock(t, direct, remote) })
-		}
+		t.Run(fmt.Sprintf("DirectIO=%v", direct), func(t *testing.T) { placesEveryBlock(t, direct) })
 	}
 }
 
-func placesEveryBlock(t *testing.T, direct, remote bool) {
-	nodes := line(t, 2, Config{DirectIO: direct})
-	s, g := nodes[0].store, nodes[0].store
-	if remote {
-		g = nodes[1].store
-	}
+func placesEveryBlock(t *testing.T, direct bool) {
+	s := line(t, 1, Config{DirectIO: direct})[0].store
 	leaf := func(b byte, n int) ipld.Node {
 		nd := merkledag.NewRawNode(bytes.Repeat([]byte{b}, n))
 		put(t, s, nd)
@@ -400,15 +390,12 @@ func placesEveryBlock(t *testing.T, direct, remote bool) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "f")
-			if _, err := g.Get(context.Background(), tc.root.Cid(), out, nil); err != nil {
+			if _, err := s.Get(context.Background(), tc.root.Cid(), out, nil); err != nil {
 				t.Fatal(err)
 			}
 			got, err := os.ReadFile(out)
 			if err != nil || !bytes.Equal(got, tc.want) {
 				t.Fatalf("got %d bytes (%v), want %d", len(got), err, len(tc.want))
-			}
-			if remote {
-				g.GC(context.Background()) // the next case fetches again
 			}
 		})
 	}

@@ -59,27 +59,11 @@ type placer struct {
 	f       *os.File // page-cache descriptor
 	created bool
 	tail    atomic.Bool // a padded write went past the end
-
-	// Leaves kept as references into the file (see refStore): abs is
-	// the file's absolute path ("" turns them off), waiting the leaves
-	// bitswap will not store for us, inflight those placed whose
-	// reference is not yet stored (a late read-back takes them from
-	// here), refd the references stored, dropped if the Get fails.
-	abs      string
-	waiting  map[cid.Cid]bool
-	inflight map[cid.Cid]ipld.Node
-	refMu    sync.Mutex
-	refd     []cid.Cid
 }
 
 func newPlacer(s *Store, out string, lim limit) *placer {
-	p := &placer{s: s, out: out, lim: lim, maxDepth: s.cfg.MaxDepth,
-		want: map[cid.Cid][]span{}, seen: map[cid.Cid]bool{}, fd: -1,
-		waiting: map[cid.Cid]bool{}, inflight: map[cid.Cid]ipld.Node{}}
-	if s.refs != nil {
-		p.abs, _ = filepath.Abs(out)
-	}
-	return p
+	return &placer{s: s, out: out, lim: lim, maxDepth: s.cfg.MaxDepth,
+		want: map[cid.Cid][]span{}, seen: map[cid.Cid]bool{}, fd: -1}
 }
 
 // put takes a block the fetch just made local. The first is the root:
@@ -112,15 +96,10 @@ func (p *placer) put(ctx context.Context, nd ipld.Node, isRoot bool) error {
 	if !p.isFile {
 		return nil
 	}
-	c := nd.Cid()
 	p.mu.Lock()
-	spans := p.want[c]
-	delete(p.want, c)
-	p.seen[c] = true
-	waited := p.waiting[c]
-	if waited {
-		p.inflight[c] = nd
-	}
+	spans := p.want[nd.Cid()]
+	delete(p.want, nd.Cid())
+	p.seen[nd.Cid()] = true
 	var w placement
 	for _, sp := range spans {
 		if err := p.place(nd, sp, &w); err != nil {
@@ -129,27 +108,7 @@ func (p *placer) put(ctx context.Context, nd ipld.Node, isRoot bool) error {
 		}
 	}
 	p.mu.Unlock()
-	if err := p.apply(ctx, w); err != nil {
-		return err
-	}
-	if !waited {
-		return nil
-	}
-	// Written: keep where, instead of the block bitswap did not store.
-	if len(spans) > 0 {
-		if err := p.s.refs.put(ctx, c.Hash(), p.abs, spans[0].off, len(nd.RawData())); err != nil {
-			return fmt.Errorf("%s: keep its place in %s: %w", c, p.out, err)
-		}
-		p.refMu.Lock()
-		p.refd = append(p.refd, c)
-		p.refMu.Unlock()
-	}
-	p.mu.Lock()
-	delete(p.inflight, c)
-	delete(p.waiting, c)
-	p.mu.Unlock()
-	p.s.refs.done(c.Hash())
-	return nil
+	return p.apply(ctx, w)
 }
 
 // placement is what one block's arrival leads to: writes (done outside
@@ -216,10 +175,6 @@ func (p *placer) place(nd ipld.Node, sp span, w *placement) error {
 			w.late = append(w.late, lateSpan{l.Cid, child})
 			continue
 		}
-		if p.abs != "" && child.size > 0 && l.Cid.Prefix().Codec == cid.Raw && !p.waiting[l.Cid] {
-			p.waiting[l.Cid] = true
-			p.s.refs.waitFor(l.Cid.Hash())
-		}
 		p.want[l.Cid] = append(p.want[l.Cid], child)
 	}
 	return nil
@@ -253,17 +208,12 @@ func (p *placer) apply(ctx context.Context, w placement) error {
 		late := w.late
 		w = placement{}
 		for _, ls := range late {
-			p.mu.Lock()
-			nd, ok := p.inflight[ls.c]
-			p.mu.Unlock()
-			if !ok {
-				var err error
-				if nd, err = p.s.local.Get(ctx, ls.c); err != nil {
-					return fmt.Errorf("%s: read back: %w", ls.c, err)
-				}
+			nd, err := p.s.local.Get(ctx, ls.c)
+			if err != nil {
+				return fmt.Errorf("%s: read back: %w", ls.c, err)
 			}
 			p.mu.Lock()
-			err := p.place(nd, ls.sp, &w)
+			err = p.place(nd, ls.sp, &w)
 			p.mu.Unlock()
 			if err != nil {
 				return err
@@ -345,17 +295,8 @@ func pwriteFull(fd int, path string, b []byte, off int64) error {
 // removed and the error says why.
 func (p *placer) finish(fetchErr error) (err error) {
 	defer func() {
-		for c := range p.waiting {
-			p.s.refs.done(c.Hash())
-		}
 		if err != nil && p.created {
 			os.Remove(p.out)
-			// The references point into the file just removed.
-			for _, c := range p.refd {
-				if derr := p.s.refs.delete(context.Background(), c.Hash()); derr != nil {
-					err = fmt.Errorf("%w; and dropping %s's reference: %v", err, c, derr)
-				}
-			}
 		}
 	}()
 	err = fetchErr

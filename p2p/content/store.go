@@ -86,7 +86,6 @@ type Store struct {
 	bs    blockstore.GCBlockstore
 	flat  *flatStore // nil when every block is in the datastore
 	bswap *bitswap.Bitswap
-	refs  *refStore // nil without a blocks directory
 	// notifiee reports the disconnection of peers adopted at start.
 	notifiee network.Notifiee
 	offline  blockservice.BlockService
@@ -156,8 +155,6 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Store, error) {
 			return nil, err
 		}
 		s.flat, base, recovered = f, f, removed
-		s.refs = &refStore{ds: cfg.Datastore, expect: map[string]int{}}
-		f.refs = s.refs
 	}
 	s.bs = blockstore.NewGCBlockstore(blockstore.NewIdStore(base), blockstore.NewGCLocker())
 	var finder routing.ContentDiscovery = noFinder{}
@@ -168,13 +165,7 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Store, error) {
 	// A session asks its peers again, and searches for providers again,
 	// every RebroadcastDelay: the default minute is too long when a
 	// provider record lands a moment after our first search.
-	// What bitswap and the blockservice store of what they fetch: a
-	// leaf a Get is about to write is kept in its file (see refStore).
-	var received blockstore.Blockstore = s.bs
-	if s.refs != nil {
-		received = filter{s.bs, s.refs}
-	}
-	s.bswap = bitswap.New(ctx, bsnet.NewFromIpfsHost(h), finder, received,
+	s.bswap = bitswap.New(ctx, bsnet.NewFromIpfsHost(h), finder, s.bs,
 		bitswap.RebroadcastDelay(3*time.Second),
 		// The server's default keeps 1 MiB in flight per peer: with 1 MiB
 		// chunks that is one block per round trip. Keep a window of them.
@@ -185,7 +176,7 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Store, error) {
 	s.host = h
 	s.adoptConnected()
 	s.offline = blockservice.New(s.bs, offline.Exchange(s.bs))
-	s.dag = merkledag.NewDAGService(blockservice.New(received, s.bswap))
+	s.dag = merkledag.NewDAGService(blockservice.New(s.bs, s.bswap))
 	s.local = merkledag.NewDAGService(s.offline)
 	s.links = linksOnly{s.local, s.bs}
 	pins, err := dspinner.New(ctx, cfg.Datastore, s.links) // keys under /pins, as Kubo
