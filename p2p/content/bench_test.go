@@ -1,6 +1,7 @@
 package content
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -203,13 +204,15 @@ func writeOnce(b *testing.B, path string, size int64, direct bool) time.Duration
 	start := time.Now()
 	var wg sync.WaitGroup
 	offs := make(chan int64)
-	errs := make(chan error, 8)
+	var mu sync.Mutex
+	var first error
 	for range 8 {
 		wg.Go(func() {
-			for off := range offs {
+			for off := range offs { // keeps taking offsets after an error, so the feeder never blocks
 				if _, err := f.WriteAt(buf[:min(int64(len(buf)), size-off)], off); err != nil {
-					errs <- err
-					return
+					mu.Lock()
+					first = cmp.Or(first, err)
+					mu.Unlock()
 				}
 			}
 		})
@@ -219,9 +222,8 @@ func writeOnce(b *testing.B, path string, size int64, direct bool) time.Duration
 	}
 	close(offs)
 	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		b.Fatal(err)
+	if first != nil {
+		b.Fatal(first)
 	}
 	return time.Since(start)
 }

@@ -17,12 +17,12 @@ import (
 // the first time, less than 0.7 once warm. O_DIRECT moves the bytes
 // between our buffer and the disk with no page cache (about 0.5 ms per
 // MiB of CPU), and the data is on the device when the write returns; but
-// every byte then waits for the device. One machine of this project
-// measured both ways: with a disk that writes 1 GB/s, direct I/O made add
-// and get faster; with one that moves 460 MiB/s in all (reads and writes
-// share it), a get between two daemons, which reads each block once and
-// writes it twice, could not pass a third of that, and the page cache
-// was 1.3-2x faster. Hence off by default.
+// every byte then waits for the device. Direct I/O was chosen when page
+// cache writes here measured 2-4 ms/MiB; on a day this machine's disk
+// moved 460 MiB/s in all (reads and writes share it), a get between two
+// daemons, which reads each block once and writes it twice, could not
+// pass a third of that, and the page cache made it 1.3-1.6x faster (2x
+// in one process). Hence off by default.
 // What it needs: a buffer, length and file offset aligned to the device's
 // block (dioAlign covers 512- and 4096-byte devices); a block that is not
 // aligned is copied into an aligned buffer first, and a length that is not

@@ -16,8 +16,7 @@
 // block file is written once, through a temporary file and a rename, and
 // through the page cache, or with O_DIRECT when Config.DirectIO says so
 // (as are then the files a Get writes; see direct.go for when each is
-// faster). Block
-// files are synced in the background and on Close, and a marker says when
+// faster). Block files are synced in the background and on Close, and a marker says when
 // some are not: after a power cut the recent ones are checked against
 // their hashes, a lost one is fetched again when wanted, and a pin that
 // lost a block is reported and fetched again (see flatStore for the

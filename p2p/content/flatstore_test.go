@@ -282,7 +282,24 @@ func TestFlatStoreOddBlocks(t *testing.T) {
 				t.Fatalf("%s: size %d, want %d", dir, n, size)
 			}
 		}
+		// The switch takes effect: direct I/O where asked and the
+		// filesystem has it, the page cache otherwise.
+		if want := tc.direct && takesDirect(t, dir); f.buffered.Load() == want {
+			t.Errorf("%s, direct %v: buffered %v, want %v", dir, tc.direct, f.buffered.Load(), !want)
+		}
 	}
+}
+
+// takesDirect says whether files in dir can be opened for direct I/O.
+func takesDirect(t *testing.T, dir string) bool {
+	path := filepath.Join(dir, "probe")
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(path)
+	defer unix.Close(fd)
+	return setDirect(fd)
 }
 
 // A file written through directFile holds exactly what was written, for

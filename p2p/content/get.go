@@ -293,7 +293,7 @@ func (s *Store) CatWith(ctx context.Context, root cid.Cid, w io.Writer, opts Get
 	if _, err := s.fetch(ctx, root, opts.Progress, lim, nil); err != nil {
 		return err
 	}
-	t := &tree{dag: s.local, root: root, lim: lim, maxDepth: s.cfg.MaxDepth, direct: s.cfg.DirectIO}
+	t := &tree{dag: s.local, root: root, lim: lim, maxDepth: s.cfg.MaxDepth}
 	n, err := t.get(ctx, root)
 	if err != nil {
 		return err

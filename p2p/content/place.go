@@ -239,11 +239,11 @@ func (p *placer) create(mode uint32, size int64) error {
 	p.created = true
 	p.f = os.NewFile(uintptr(fd), p.out)
 	p.size = size
-	// Reopening through /proc/self/fd names this very file, not whatever
-	// the path points at by now.
 	if !p.s.cfg.DirectIO {
 		return nil
 	}
+	// Reopening through /proc/self/fd names this very file, not whatever
+	// the path points at by now.
 	if dfd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fd), unix.O_WRONLY|unix.O_CLOEXEC, 0); err == nil {
 		if setDirect(dfd) {
 			p.fd = dfd
