@@ -112,7 +112,7 @@ func TestBadMessagesChangeNothing(t *testing.T) {
 	}
 
 	prov.m.mu.Lock()
-	held, bids, seen, deals := len(prov.m.held), len(prov.m.bids), len(prov.m.seen), len(prov.m.deals)
+	held, bids, seen, deals := len(prov.m.held), len(prov.m.bids), prov.m.seen.len(), len(prov.m.deals)
 	prov.m.mu.Unlock()
 	req.m.mu.Lock()
 	pending := len(req.m.pending)

@@ -103,7 +103,7 @@ type Market struct {
 	mu        sync.Mutex
 	held      map[string]*hold        // GPU UUID -> reservation or allocation
 	bids      map[string]*providerBid // offer ID -> our bid on it
-	seen      map[string]time.Time    // offer IDs already handled
+	seen      seenOffers              // offer IDs already judged, bounded
 	pending   map[string]*openOffer   // offer ID -> where its bids go (requester)
 	deals     map[string]*Deal        // deal ID -> deal we provide
 	unstarted map[string]time.Time    // deal ID -> when its job must have started
@@ -205,7 +205,7 @@ func New(n *p2p.Node, key crypto.PrivKey, inv Inventory, signer DealSigner, cfg 
 		log:       cfg.Logger.With("component", "market"),
 		held:      map[string]*hold{},
 		bids:      map[string]*providerBid{},
-		seen:      map[string]time.Time{},
+		seen:      newSeenOffers(),
 		pending:   map[string]*openOffer{},
 		deals:     map[string]*Deal{},
 		unstarted: map[string]time.Time{},
@@ -297,11 +297,7 @@ func (m *Market) sweep(now time.Time) bool {
 			m.log.Debug("reservation lapsed unawarded", "offer_id", short(id), "requester", r)
 		}
 	}
-	for id, t := range m.seen {
-		if now.Sub(t) > time.Hour {
-			delete(m.seen, id)
-		}
-	}
+	m.seen.prune(now, time.Hour)
 	for r := range m.lapses {
 		m.pruneLapses(r, now)
 	}

@@ -166,15 +166,16 @@ func (m *Market) decideBid(o *JobOffer, id string) ([]byte, error) {
 		m.mu.Unlock()
 		return b.raw, nil
 	}
-	if _, dup := m.seen[id]; dup {
+	if m.seen.has(id) {
 		m.mu.Unlock()
 		return nil, refuse(NoBidDeclined, "offer %s already declined", short(id))
 	}
-	m.seen[id] = now
 	if r := m.admit(o.Requester, now); r != nil {
+		// Not remembered: a refused offer changed nothing here.
 		m.mu.Unlock()
 		return nil, r
 	}
+	m.seen.add(id, now)
 	m.mu.Unlock()
 
 	if o.Chain != "" && m.cfg.Chain != "" && o.Chain != m.cfg.Chain {
