@@ -80,6 +80,9 @@ type Manager struct {
 
 	// backoff is restartBackoff; tests shorten it.
 	backoff func(restarts int) time.Duration
+	// readyHead bounds the wait for a readiness check's answer
+	// (readyHeadTimeout); tests shorten it.
+	readyHead time.Duration
 }
 
 // Errors callers can tell apart.
@@ -133,7 +136,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "jobs"), jobs: map[string]*Job{}, cancels: map[string]context.CancelCauseFunc{}, changed: map[string]chan struct{}{}, gates: map[string]chan []string{}, nets: map[string]io.Closer{}, waiting: map[string]bool{}, backoff: restartBackoff}
+	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "jobs"), jobs: map[string]*Job{}, cancels: map[string]context.CancelCauseFunc{}, changed: map[string]chan struct{}{}, gates: map[string]chan []string{}, nets: map[string]io.Closer{}, waiting: map[string]bool{}, backoff: restartBackoff, readyHead: readyHeadTimeout}
 	if m.diskErr = diskSupport(); m.diskErr != nil {
 		m.log.Warn("jobs that set resources.disk_mib will be refused", "reason", m.diskErr)
 	}

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"os"
 	"time"
 )
 
@@ -57,6 +59,15 @@ func (m *Manager) notReady(j *Job) string {
 	return ""
 }
 
+// An HTTP readiness check's answer is read by the daemon, not in the
+// memory-capped container: only its status line and headers, at most
+// readyHeadMax bytes of them, within readyHeadTimeout of the request (or
+// ready.timeout, if shorter). The body is never read.
+const (
+	readyHeadMax     = 4 << 10
+	readyHeadTimeout = 10 * time.Second
+)
+
 // probe runs one readiness check: a TCP connect, or a GET answered with
 // a status from 200 to 399.
 func (m *Manager) probe(ctx context.Context, j *Job, r Ready, timeout time.Duration) error {
@@ -70,18 +81,27 @@ func (m *Manager) probe(ctx context.Context, j *Job, r Ready, timeout time.Durat
 	if r.TCP {
 		return nil
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		c.SetDeadline(dl)
+	head := m.readyHead
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < head {
+		head = time.Until(dl)
 	}
+	c.SetDeadline(time.Now().Add(head))
 	// The path passed Validate: no spaces or line breaks to inject.
 	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: localhost\r\nUser-Agent: aixblock-ready\r\nConnection: close\r\n\r\n", r.HTTP); err != nil {
 		return fmt.Errorf("GET %s: %w", r.HTTP, err)
 	}
-	res, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
+	lr := &io.LimitedReader{R: c, N: readyHeadMax}
+	res, err := http.ReadResponse(bufio.NewReaderSize(lr, readyHeadMax), nil)
+	switch {
+	case err != nil && lr.N == 0:
+		return fmt.Errorf("GET %s: the answer's status line and headers pass %d bytes", r.HTTP, readyHeadMax)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("GET %s: no status line and headers within %s", r.HTTP, head.Round(time.Millisecond))
+	case err != nil:
 		return fmt.Errorf("GET %s: %w", r.HTTP, err)
 	}
-	res.Body.Close()
+	// Not res.Body.Close, which would read the body to its end: the
+	// connection closes with it unread.
 	if res.StatusCode < 200 || res.StatusCode > 399 {
 		return fmt.Errorf("GET %s: %s", r.HTTP, res.Status)
 	}

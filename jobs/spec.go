@@ -70,7 +70,9 @@ type Restart struct {
 
 // Ready is a readiness check: an HTTP GET of a path answering 200-399, or
 // a TCP connect, to Port (zero: the first declared port), every Interval
-// (default 1s), each attempt bounded by Timeout (default 2s).
+// (default 1s), each attempt bounded by Timeout (default 2s). An HTTP
+// answer's status line and headers must fit in 4 KiB and arrive within
+// 10 s (or Timeout, if shorter); its body is never read.
 type Ready struct {
 	HTTP     string `yaml:"http,omitempty" json:"http,omitempty"`
 	TCP      bool   `yaml:"tcp,omitempty" json:"tcp,omitempty"`
