@@ -78,6 +78,7 @@ func classCID(network, class string) cid.Cid {
 // buildAdvert describes the free healthy GPUs now.
 func (m *Market) buildAdvert(now time.Time) *ProviderAdvert {
 	inv := m.inv.Inventory()
+	use := m.inUse()
 	a := &ProviderAdvert{
 		Version: ProtocolVersion, PeerID: m.self.String(), Wallet: m.signer.Wallet(),
 		CPUCores: inv.Host.CPUCores, MemoryMiB: inv.Host.MemoryMiB, DiskMiB: inv.Host.DiskFreeMiB,
@@ -101,7 +102,7 @@ func (m *Market) buildAdvert(now time.Time) *ProviderAdvert {
 			groups[g.Class] = gg
 		}
 		gg.Total++
-		if g.Health == gpu.Healthy && m.held[g.UUID] == nil {
+		if g.Health == gpu.Healthy && !m.taken(g.UUID, use) {
 			gg.Free++
 		}
 	}

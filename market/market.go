@@ -79,6 +79,15 @@ type Config struct {
 	// FormatAmount renders base units of a token ("native" or an address)
 	// in a refusal's reason; nil writes "N base units".
 	FormatAmount func(token, baseUnits string) string
+	// Busy, when set, names the GPUs (UUIDs) that jobs on this node hold
+	// now, however they started: the market's own holds live in memory
+	// and are gone after a restart, but the jobs it reattaches are not.
+	// It is consulted whenever free GPUs are counted (the advert, each
+	// bid), so it must be cheap and must not call into the market. Until
+	// Run starts (the daemon calls it once its jobs are reattached), every
+	// GPU counts as in use: an offer that comes in between gets no bid.
+	// Nil counts the market's holds alone.
+	Busy func() []string
 	// Now is the clock for reservations and message expiry; nil is
 	// time.Now. Tests move it.
 	Now func() time.Time
@@ -113,7 +122,8 @@ type Market struct {
 	adverts   map[string]*ProviderAdvert // fetched from the DHT, by peer
 	refreshed map[string]time.Time       // when each class's adverts were last fetched
 	msgsSent  atomic.Int64
-	bidStats  bidStats // what bid answered, for metrics
+	bidStats  bidStats      // what bid answered, for metrics
+	ready     chan struct{} // closed when Run starts
 }
 
 type hold struct {
@@ -213,6 +223,7 @@ func New(n *p2p.Node, key crypto.PrivKey, inv Inventory, signer DealSigner, cfg 
 		adverts:   map[string]*ProviderAdvert{},
 		refreshed: map[string]time.Time{},
 		republ:    make(chan struct{}, 1),
+		ready:     make(chan struct{}),
 	}
 	if m.topic, err = n.Join(offersTopic, m.validateGossipOffer); err != nil {
 		return nil, err
@@ -231,6 +242,7 @@ func New(n *p2p.Node, key crypto.PrivKey, inv Inventory, signer DealSigner, cfg 
 // Run publishes the advert and keeps it fresh, follows gossiped offers and
 // releases lapsed reservations, until ctx ends.
 func (m *Market) Run(ctx context.Context) error {
+	close(m.ready)
 	changes, unsub := m.inv.Subscribe()
 	defer unsub()
 	go m.readOffers(ctx)
@@ -266,6 +278,37 @@ func (m *Market) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// gpuUse is which GPUs jobs here hold (Config.Busy); known is false while
+// that cannot be told yet, and every GPU then counts as in use.
+type gpuUse struct {
+	busy  map[string]bool
+	known bool
+}
+
+// inUse asks Config.Busy, outside m.mu.
+func (m *Market) inUse() gpuUse {
+	if m.cfg.Busy == nil {
+		return gpuUse{known: true}
+	}
+	select {
+	case <-m.ready:
+	default:
+		return gpuUse{}
+	}
+	ids := m.cfg.Busy()
+	u := gpuUse{busy: make(map[string]bool, len(ids)), known: true}
+	for _, id := range ids {
+		u.busy[id] = true
+	}
+	return u
+}
+
+// taken says whether GPU uuid is reserved, allocated or in use by a job;
+// the caller holds m.mu.
+func (m *Market) taken(uuid string, use gpuUse) bool {
+	return !use.known || m.held[uuid] != nil || use.busy[uuid]
 }
 
 func (m *Market) requestRepublish() {

@@ -197,11 +197,15 @@ func (m *Market) decideBid(o *JobOffer, id string) ([]byte, error) {
 	case o.Req.DiskMiB > h.DiskFreeMiB:
 		return nil, refuse(NoBidDisk, "need %d MiB of disk, %d MiB free here", o.Req.DiskMiB, h.DiskFreeMiB)
 	}
+	use := m.inUse()
+	if o.Req.GPUs > 0 && !use.known {
+		return nil, refuse(NoBidGPUs, "this provider is starting: the GPUs its running jobs hold are not known yet; ask again shortly")
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	class, gpus := m.pickGPUs(inv, o.Req)
+	class, gpus := m.pickGPUs(inv, o.Req, use)
 	if o.Req.GPUs > 0 && gpus == nil {
-		return nil, refuse(NoBidGPUs, "need %d free healthy %s GPUs, %s", o.Req.GPUs, orAny(o.Req.GPUClass), m.freeGPUs(inv, o.Req))
+		return nil, refuse(NoBidGPUs, "need %d free healthy %s GPUs, %s", o.Req.GPUs, orAny(o.Req.GPUClass), m.freeGPUs(inv, o.Req, use))
 	}
 	if o.Req.GPUs == 0 {
 		class = CPU
@@ -275,7 +279,7 @@ func (m *Market) pruneLapses(requester string, now time.Time) {
 
 // freeGPUs says how many GPUs of the request's class are free, for a
 // refusal; the caller holds m.mu.
-func (m *Market) freeGPUs(inv gpu.Inventory, req Requirements) string {
+func (m *Market) freeGPUs(inv gpu.Inventory, req Requirements, use gpuUse) string {
 	total, healthy, free := 0, 0, 0
 	for _, g := range inv.GPUs {
 		if req.GPUClass != "" && g.Class != req.GPUClass {
@@ -286,7 +290,7 @@ func (m *Market) freeGPUs(inv gpu.Inventory, req Requirements) string {
 			continue
 		}
 		healthy++
-		if m.held[g.UUID] == nil && g.MemoryMiB >= req.GPUMemoryMiB {
+		if !m.taken(g.UUID, use) && g.MemoryMiB >= req.GPUMemoryMiB {
 			free++
 		}
 	}
@@ -304,15 +308,16 @@ func orAny(class string) string {
 }
 
 // pickGPUs chooses free healthy GPUs for req, lowest indexes first, from
-// one class; the caller holds m.mu.
-func (m *Market) pickGPUs(inv gpu.Inventory, req Requirements) (string, []string) {
+// one class: none reserved, allocated or in use by a job; the caller
+// holds m.mu.
+func (m *Market) pickGPUs(inv gpu.Inventory, req Requirements, use gpuUse) (string, []string) {
 	if req.GPUs == 0 {
 		return "", nil
 	}
 	byClass := map[string][]string{}
 	var classes []string
 	for _, g := range inv.GPUs {
-		if g.Health != gpu.Healthy || m.held[g.UUID] != nil || g.MemoryMiB < req.GPUMemoryMiB {
+		if g.Health != gpu.Healthy || m.taken(g.UUID, use) || g.MemoryMiB < req.GPUMemoryMiB {
 			continue
 		}
 		if req.GPUClass != "" && g.Class != req.GPUClass {
