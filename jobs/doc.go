@@ -16,8 +16,11 @@
 // restart recorded as a running transition with its reason and counted in
 // Job.Restarts. With ready: {http: /healthz} or {tcp: true} the job is
 // running but not Ready until the check passes, and again after each
-// restart. A service's container has network mode none like any one-node
-// job: its ports are reached only through Config.DialPort, a socket made
+// restart. The daemon reads an HTTP check's answer, not the container:
+// its status line and headers, 4 KiB at most, within 10 s (or
+// ready.timeout if shorter), never its body, so a service that answers
+// without end costs the provider nothing but that. A service's container
+// has network mode none like any one-node job: its ports are reached only through Config.DialPort, a socket made
 // in the container's network namespace by the container's PID
 // (Manager.PortDialer, Manager.ContainerPID), which the node carries over
 // libp2p to the job's requester (p2p/overlay). The provider publishes
@@ -98,6 +101,25 @@
 //     named, so an operator who keeps private images there limits what
 //     jobs may name (market.accepted_images). The name is resolved to an
 //     ID once, at prepare.
+//   - A pull never goes to the provider's own machine or network
+//     (registry.go, checkPull): before the engine is asked, the
+//     registry host the name carries is refused when it is localhost
+//     (or *.localhost), a number some resolver would read as an address
+//     (127.1, 2130706433), or an address, or a name resolving at any of
+//     its addresses, that is loopback, link-local, private (with
+//     carrier-grade NAT), unspecified, multicast or reserved, IPv4
+//     carried in IPv6 (mapped, NAT64, 6to4) judged as IPv4. The
+//     operator lifts this for registries it names
+//     (Config.AllowRegistries; none by default). Docker Hub names
+//     carry no registry host and are pulled as the engine is set up.
+//     A failed pull's reason says only which registry did not give the
+//     image; the engine's message, which quotes the far side's answer
+//     (the start of a response body, a refused connection), goes to the
+//     provider's log. Left open: the engine resolves the name again
+//     itself, so a name whose DNS answers change between the two
+//     lookups (rebinding), or a public registry that redirects the
+//     engine to an internal address, still reaches it; the requester
+//     learns no more than that the pull failed.
 //
 // A third-party peer (any other node) cannot start a job here: the node
 // submits jobs only for deals it accepted (node/lease). What it can send

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -50,6 +51,14 @@ type Config struct {
 	// NoPull keeps images to the local engine and tarballs by CID; by
 	// default an image missing locally is pulled from its registry.
 	NoPull bool
+	// AllowRegistries names the registries (a host, any port; or
+	// host:port) that pulls may reach although they resolve to
+	// loopback, link-local, private, unspecified, multicast or reserved
+	// addresses: an operator's own registry on its LAN, say. Nil allows
+	// none: such a pull is refused before the engine is asked. Docker
+	// Hub names (no registry host) are pulled as the engine is
+	// configured.
+	AllowRegistries []string
 	// MockGPUs: GPUs are not real, so no device is requested (the UUIDs
 	// still reach the job in NVIDIA_VISIBLE_DEVICES).
 	MockGPUs bool
@@ -83,6 +92,9 @@ type Manager struct {
 	// readyHead bounds the wait for a readiness check's answer
 	// (readyHeadTimeout); tests shorten it.
 	readyHead time.Duration
+	// lookupIP resolves a registry's host (net.DefaultResolver's
+	// LookupNetIP); tests fake it.
+	lookupIP func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // Errors callers can tell apart.
@@ -606,8 +618,18 @@ func (m *Manager) image(ctx context.Context, ref, dir string) (name, id string, 
 		if m.cfg.NoPull {
 			return "", "", false, fmt.Errorf("image %s is not in the local engine (docker load it, or give ipfs://CID of its tarball)", ref)
 		}
+		if err := m.checkPull(ctx, ref); err != nil {
+			return "", "", false, err
+		}
 		if err := m.cfg.Runtime.Pull(ctx, ref); err != nil {
-			return "", "", false, fmt.Errorf("image %s is not in the local engine and its registry did not give it: %w", ref, err)
+			if ctx.Err() != nil {
+				return "", "", false, fmt.Errorf("image %s: pulling it from %s: %w", ref, registryName(ref), context.Cause(ctx))
+			}
+			// The engine's message quotes what the registry answered (the
+			// start of a response body, a refused connection): for the
+			// operator, not the requester.
+			m.log.Warn("image pull failed", "image", ref, "err", err)
+			return "", "", false, fmt.Errorf("image %s is not in the local engine and could not be pulled from %s (not there, no access, or not answering; the provider's log has the engine's message)", ref, registryName(ref))
 		}
 		fetched = true
 		if id, err = m.cfg.Runtime.ImageID(ctx, ref); err == nil && id == "" {

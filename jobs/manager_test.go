@@ -50,6 +50,9 @@ func fakeManager(t *testing.T, dir string, rt *fakeRuntime, fc *fakeContent, cfg
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Tests talk to loopback only: the fake image's registry resolves
+	// here, to a public address.
+	m.lookupIP = fakeResolver(map[string][]string{"example.org": {"93.184.216.34"}})
 	t.Cleanup(func() {
 		for _, j := range m.List() {
 			m.Cancel(j.ID)
@@ -250,7 +253,7 @@ func TestStateMachine(t *testing.T) {
 		{
 			name:  "a failed pull fails the job",
 			setup: func(e *fakeEnv) { delete(e.rt.images, testFakeImage) },
-			state: Failed, reason: "is not in the local engine and its registry did not give it: fake pull", exit: noExit,
+			state: Failed, reason: "image example.org/fake/job:1 is not in the local engine and could not be pulled from example.org (not there, no access, or not answering; the provider's log has the engine's message)", exit: noExit,
 		},
 		{
 			name:  "a pull that brings no such name fails the job",
