@@ -154,9 +154,10 @@ func DevKey(i int) *ecdsa.PrivateKey {
 	return k
 }
 
-// DevAddresses are the contract addresses on every dev chain: the deployer
-// (dev account 0) creates the token, then the escrow, as its first
-// transactions.
+// DevAddresses are the contract addresses of a dev chain made before
+// deterministic deployment: the deployer (dev account 0) created the
+// token, then the escrow, as its first transactions. Newer dev chains have
+// them at TestTokenAddress and EscrowAddress.
 func DevAddresses() (token, escrow common.Address) {
 	d := crypto.PubkeyToAddress(DevKey(0).PublicKey)
 	return crypto.CreateAddress(d, 0), crypto.CreateAddress(d, 1)
@@ -275,7 +276,10 @@ func StartDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
 		return nil, fmt.Errorf("devchain: %w", err)
 	}
 	info.ChainID = id.Uint64()
-	info.Token, info.Escrow = DevAddresses()
+	if info.Token, info.Escrow, err = devChainAddresses(ctx, d.client, info.ChallengePeriodS); err != nil {
+		d.Close()
+		return nil, err
+	}
 	if err := d.deploy(ctx, keys[0], info, append(addrs(info.Accounts), cfg.Fund...)); err != nil {
 		d.Close()
 		return nil, err
@@ -309,27 +313,8 @@ func (d *DevChain) deploy(ctx context.Context, key *ecdsa.PrivateKey, info DevCh
 	opts.Context = ctx
 	tok := contracts.NewTestToken()
 	if len(code) == 0 {
-		esc := contracts.NewEscrow()
-		for _, c := range []struct {
-			name string
-			bin  string
-			args []byte
-			want common.Address
-		}{
-			{"TestToken", contracts.TestTokenMetaData.Bin, nil, info.Token},
-			{"Escrow", contracts.EscrowMetaData.Bin, esc.PackConstructor(info.ChallengePeriodS), info.Escrow},
-		} {
-			opts.Nonce = new(big.Int).SetUint64(map[string]uint64{"TestToken": 0, "Escrow": 1}[c.name])
-			addr, tx, err := bind.DeployContract(opts, common.FromHex(c.bin), d.client, c.args)
-			if err != nil {
-				return fmt.Errorf("devchain: deploy %s: %w", c.name, err)
-			}
-			if addr != c.want {
-				return fmt.Errorf("devchain: %s deployed at %s, want %s (was the deployer used before?)", c.name, addr, c.want)
-			}
-			if err := waitMined(ctx, d.client, tx.Hash()); err != nil {
-				return fmt.Errorf("devchain: deploy %s: %w", c.name, err)
-			}
+		if err := devChainDeploy(ctx, d.client, key, info); err != nil {
+			return err
 		}
 	}
 	// Nonces are counted here: asking the pool for each one races with the
