@@ -43,6 +43,17 @@ func hostileOffer(t *testing.T, from, to *tnode, now time.Time, mut func(*JobOff
 	if mut != nil {
 		mut(&o)
 	}
+	// The requester's wallet signs the offer, as Negotiate does; a mut
+	// that sets WalletSig (empty: none) keeps its own.
+	if o.WalletSig == nil {
+		proof, err := walletProof(&o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.WalletSig, err = from.signer.SignDeal(proof); err != nil {
+			t.Fatal(err)
+		}
+	}
 	raw, body, err := seal("offer", &o, from.p2p.Host.Peerstore().PrivKey(id))
 	if err != nil {
 		t.Fatal(err)

@@ -41,14 +41,24 @@ type Config struct {
 	// then is freed.
 	ReserveFor time.Duration
 	// MaxReservations is how many unawarded reservations one requester
-	// peer may hold here at a time; zero means 4.
+	// peer, and one wallet under any peer IDs, may hold here at a time;
+	// zero means 4.
 	MaxReservations int
-	// MaxLapses is how many of a requester's reservations may lapse
-	// unawarded (neither awarded nor released) within LapseWindow before
-	// its offers get no bids here; zero means 3, and a zero LapseWindow
-	// 10 min.
+	// MaxLapses is how many reservations of one requester peer, or one
+	// wallet, may lapse unawarded (neither awarded nor released) within
+	// LapseWindow before its offers get no bids here; zero means 3, and a
+	// zero LapseWindow 10 min.
 	MaxLapses   int
 	LapseWindow time.Duration
+	// ReserveBudget is how many unawarded reservations this provider holds
+	// at once, all requesters together; zero means 16.
+	ReserveBudget int
+	// Funds, when set, is asked before GPUs are reserved whether the
+	// offer's wallet can pay the deal's maximum cost here (its channel to
+	// this provider plus its balance): a fresh identity has nothing, so it
+	// reserves nothing. An offer must then carry its wallet's signature
+	// (WalletSig). Nil checks no funds.
+	Funds Funds
 	// AdvertTTL is an advert's lifetime; zero means 30 min. It is
 	// republished every AdvertTTL/3, and at once when health or allocation
 	// change.
@@ -116,7 +126,7 @@ type Market struct {
 	pending   map[string]*openOffer   // offer ID -> where its bids go (requester)
 	deals     map[string]*Deal        // deal ID -> deal we provide
 	unstarted map[string]time.Time    // deal ID -> when its job must have started
-	lapses    map[string][]time.Time  // requester -> when its unawarded reservations lapsed, oldest first
+	lapses    map[string][]time.Time  // requester peer ID or walletKey -> when its unawarded reservations lapsed, oldest first
 	republ    chan struct{}
 	advert    *ProviderAdvert
 	adverts   map[string]*ProviderAdvert // fetched from the DHT, by peer
@@ -124,6 +134,7 @@ type Market struct {
 	msgsSent  atomic.Int64
 	bidStats  bidStats      // what bid answered, for metrics
 	ready     chan struct{} // closed when Run starts
+	funds     fundsChecks
 }
 
 type hold struct {
@@ -136,6 +147,9 @@ type providerBid struct {
 	offer JobOffer
 	bid   Bid
 	raw   []byte
+	// wallet is the offer's wallet (walletKey) once it signed the offer;
+	// empty when it did not, and the wallet's limits do not count it.
+	wallet string
 }
 
 type openOffer struct {
@@ -169,6 +183,9 @@ func New(n *p2p.Node, key crypto.PrivKey, inv Inventory, signer DealSigner, cfg 
 	}
 	if cfg.MaxReservations == 0 {
 		cfg.MaxReservations = 4
+	}
+	if cfg.ReserveBudget == 0 {
+		cfg.ReserveBudget = 16
 	}
 	if cfg.MaxLapses == 0 {
 		cfg.MaxLapses = 3
@@ -336,6 +353,9 @@ func (m *Market) sweep(now time.Time) bool {
 			// requester (see admit).
 			r := b.offer.Requester
 			m.lapses[r] = append(m.lapses[r], now)
+			if b.wallet != "" {
+				m.lapses[b.wallet] = append(m.lapses[b.wallet], now)
+			}
 			delete(m.bids, id)
 			m.log.Debug("reservation lapsed unawarded", "offer_id", short(id), "requester", r)
 		}
@@ -348,8 +368,11 @@ func (m *Market) sweep(now time.Time) bool {
 		if now.After(by) {
 			m.log.Info("deal's job never started; releasing its GPUs", "deal_id", short(id))
 			if d := m.deals[id]; d != nil {
-				// As a lapsed reservation: it counts against its requester.
+				// As a lapsed reservation: it counts against its requester
+				// and the wallet that signed it.
 				m.lapses[d.Requester] = append(m.lapses[d.Requester], now)
+				w := walletKey(d.RequesterWallet)
+				m.lapses[w] = append(m.lapses[w], now)
 			}
 			for u, h := range m.held {
 				if h.dealID == id {

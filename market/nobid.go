@@ -43,9 +43,10 @@ const (
 	NoBidDuration = "duration" // the job may run longer than jobs here do
 	NoBidLimit    = "limit"    // the requester holds too many reservations here
 	NoBidDeclined = "declined" // the pricing command declined, or the offer was already declined
+	NoBidFunds    = "funds"    // the requester's wallet cannot pay the deal, or is not the requester's
 )
 
-var noBidCodes = []string{NoBidPrice, NoBidGPUs, NoBidCPU, NoBidMemory, NoBidDisk, NoBidImage, NoBidToken, NoBidChain, NoBidDuration, NoBidLimit, NoBidDeclined}
+var noBidCodes = []string{NoBidPrice, NoBidGPUs, NoBidCPU, NoBidMemory, NoBidDisk, NoBidImage, NoBidToken, NoBidChain, NoBidDuration, NoBidLimit, NoBidDeclined, NoBidFunds}
 
 // Size limits of a no-bid: it fits in an offer's response with room.
 const (

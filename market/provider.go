@@ -154,11 +154,14 @@ func (m *Market) handleOffer(ctx context.Context, from peer.ID, req []byte) ([]b
 	return raw, err
 }
 
-// decideBid runs the bid engine: the offer against the requester's reservations
-// here, free healthy GPUs, host resources, accepted images and tokens, and
-// the price floor; on a match it reserves the GPUs for at most ReserveFor,
-// whatever the offer's deadline, and returns the signed bid. A refusal is
-// a *refusal. An offer is bid on once, however it came.
+// decideBid runs the bid engine: the offer against the reservation limits
+// (the requester's peer ID, its wallet, this provider's budget), free
+// healthy GPUs, host resources, accepted images and tokens, the price
+// floor, and, before anything is reserved, whether the requester controls
+// the wallet it names and that wallet can pay (Config.Funds). On a match
+// it reserves the GPUs for at most ReserveFor, whatever the offer's
+// deadline, and returns the signed bid. A refusal is a *refusal. An offer
+// is bid on once, however it came.
 func (m *Market) decideBid(o *JobOffer, id string) ([]byte, error) {
 	now := m.now()
 	m.mu.Lock()
@@ -170,7 +173,7 @@ func (m *Market) decideBid(o *JobOffer, id string) ([]byte, error) {
 		m.mu.Unlock()
 		return nil, refuse(NoBidDeclined, "offer %s already declined", short(id))
 	}
-	if r := m.admit(o.Requester, now); r != nil {
+	if r := m.admit(o, now); r != nil {
 		// Not remembered: a refused offer changed nothing here.
 		m.mu.Unlock()
 		return nil, r
@@ -202,21 +205,28 @@ func (m *Market) decideBid(o *JobOffer, id string) ([]byte, error) {
 		return nil, refuse(NoBidGPUs, "this provider is starting: the GPUs its running jobs hold are not known yet; ask again shortly")
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	class, gpus := m.pickGPUs(inv, o.Req, use)
-	if o.Req.GPUs > 0 && gpus == nil {
-		return nil, refuse(NoBidGPUs, "need %d free healthy %s GPUs, %s", o.Req.GPUs, orAny(o.Req.GPUClass), m.freeGPUs(inv, o.Req, use))
-	}
-	if o.Req.GPUs == 0 {
-		class = CPU
-	}
-	price, err := m.price(class, o)
+	class, gpus, price, err := m.quote(inv, o, use)
+	m.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	maxPrice, _ := parseAmount("max_price", o.MaxPrice)
-	if price.Cmp(maxPrice) > 0 {
-		return nil, &refusal{code: NoBidPrice, class: class, floor: price.String()}
+	// Who pays, checked outside the lock (the chain may be slow), then
+	// the limits and the GPUs again: they may have moved meanwhile.
+	wallet, err := m.checkPayer(o, price, len(gpus))
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r := m.admit(o, now); r != nil {
+		return nil, r
+	}
+	if o.Req.GPUs > 0 {
+		req := o.Req
+		req.GPUClass = class
+		if _, gpus = m.pickGPUs(inv, req, use); gpus == nil {
+			return nil, refuse(NoBidGPUs, "need %d free healthy %s GPUs, %s", o.Req.GPUs, class, m.freeGPUs(inv, req, use))
+		}
 	}
 	until := now.Add(m.cfg.ReserveFor)
 	b := Bid{
@@ -230,36 +240,84 @@ func (m *Market) decideBid(o *JobOffer, id string) ([]byte, error) {
 	for _, u := range gpus {
 		m.held[u] = &hold{offerID: id, until: until}
 	}
-	m.bids[id] = &providerBid{offer: *o, bid: b, raw: raw}
+	m.bids[id] = &providerBid{offer: *o, bid: b, raw: raw, wallet: wallet}
 	m.log.Debug("bid", "offer_id", id[:12], "requester", o.Requester, "gpus", len(gpus), "price", price)
 	return raw, nil
 }
 
-// admit applies the per-requester limits on reservations: at most
-// MaxReservations unawarded ones at a time, and none for a requester
-// whose reservations lapsed unawarded MaxLapses times within LapseWindow
-// (an honest requester awards or releases every bid). The caller holds
-// m.mu.
-func (m *Market) admit(requester string, now time.Time) *refusal {
-	m.pruneLapses(requester, now)
-	if n := len(m.lapses[requester]); n >= m.cfg.MaxLapses {
-		return refuse(NoBidLimit, "%d reservations of yours lapsed unawarded here in the last %s; try again later", n, m.cfg.LapseWindow)
+// quote picks the GPUs and the price for an offer, without reserving
+// anything; a refusal is a *refusal. The caller holds m.mu.
+func (m *Market) quote(inv gpu.Inventory, o *JobOffer, use gpuUse) (string, []string, *big.Int, error) {
+	class, gpus := m.pickGPUs(inv, o.Req, use)
+	if o.Req.GPUs > 0 && gpus == nil {
+		return "", nil, nil, refuse(NoBidGPUs, "need %d free healthy %s GPUs, %s", o.Req.GPUs, orAny(o.Req.GPUClass), m.freeGPUs(inv, o.Req, use))
 	}
-	open := 0
+	if o.Req.GPUs == 0 {
+		class = CPU
+	}
+	price, err := m.price(class, o)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	maxPrice, _ := parseAmount("max_price", o.MaxPrice)
+	if price.Cmp(maxPrice) > 0 {
+		return "", nil, nil, &refusal{code: NoBidPrice, class: class, floor: price.String()}
+	}
+	return class, gpus, price, nil
+}
+
+// admit applies the limits on reservations: at most MaxReservations
+// unawarded ones at a time for the requester's peer ID and as many for
+// its wallet, none for a peer ID or wallet whose reservations lapsed
+// unawarded MaxLapses times within LapseWindow (an honest requester awards
+// or releases every bid), and at most ReserveBudget for all requesters
+// together. The wallet an offer names is read here before its signature
+// is checked: claiming another's wallet can only get the claimant
+// refused; reservations count against a wallet only once it signed. The
+// caller holds m.mu.
+func (m *Market) admit(o *JobOffer, now time.Time) *refusal {
+	requester, wallet := o.Requester, walletKey(o.Wallet)
+	for _, k := range []string{requester, wallet} {
+		m.pruneLapses(k, now)
+		if n := len(m.lapses[k]); n >= m.cfg.MaxLapses {
+			if k == wallet {
+				return refuse(NoBidLimit, "%d reservations of wallet %s lapsed unawarded here in the last %s; try again later", n, o.Wallet, m.cfg.LapseWindow)
+			}
+			return refuse(NoBidLimit, "%d reservations of yours lapsed unawarded here in the last %s; try again later", n, m.cfg.LapseWindow)
+		}
+	}
+	open, openWallet, all := 0, 0, 0
 	for id, pb := range m.bids {
-		if pb.offer.Requester == requester && !m.awarded(id) && now.Before(time.UnixMilli(pb.bid.ReservedUntilMs)) {
+		if m.awarded(id) || !now.Before(time.UnixMilli(pb.bid.ReservedUntilMs)) {
+			continue
+		}
+		all++
+		if pb.offer.Requester == requester {
 			open++
+		}
+		if pb.wallet != "" && pb.wallet == wallet {
+			openWallet++
 		}
 	}
 	// A deal awarded and not started holds its GPUs for the start window
-	// as a reservation does, and counts as one.
+	// as a reservation does, and counts as one (its wallet signed it).
 	for id, d := range m.deals {
-		if _, waiting := m.unstarted[id]; waiting && d.Requester == requester {
-			open++
+		if _, waiting := m.unstarted[id]; waiting {
+			if d.Requester == requester {
+				open++
+			}
+			if walletKey(d.RequesterWallet) == wallet {
+				openWallet++
+			}
 		}
 	}
-	if open >= m.cfg.MaxReservations {
+	switch {
+	case open >= m.cfg.MaxReservations:
 		return refuse(NoBidLimit, "you hold %d unawarded reservations here, the most allowed; award or release them", open)
+	case openWallet >= m.cfg.MaxReservations:
+		return refuse(NoBidLimit, "wallet %s holds %d unawarded reservations here, the most allowed; award or release them", o.Wallet, openWallet)
+	case all >= m.cfg.ReserveBudget:
+		return refuse(NoBidLimit, "this provider holds %d unawarded reservations, the most it keeps at once; ask again shortly", all)
 	}
 	return nil
 }

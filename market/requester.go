@@ -114,6 +114,11 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 	if err := o.validate(now); err != nil {
 		return nil, st, err
 	}
+	// The wallet signs too: providers reserve GPUs only for a wallet its
+	// requester controls (and, checking funds, one that can pay).
+	if err := m.signOffer(&o); err != nil {
+		return nil, st, err
+	}
 	raw, body, err := seal("offer", &o, m.key)
 	if err != nil {
 		return nil, st, err

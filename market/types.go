@@ -82,6 +82,9 @@ type JobOffer struct {
 	// requester sets it when the DHT named fewer providers than it wanted,
 	// so that in a large network a deal costs the same few messages.
 	OpenBids bool `cbor:"ob" json:"open_bids"`
+	// WalletSig is Wallet's signature of the offer (see walletProof): the
+	// requester controls the wallet it names.
+	WalletSig []byte `cbor:"ws,omitempty" json:"wallet_sig,omitempty"`
 }
 
 func (o *JobOffer) signer() string { return o.Requester }
@@ -247,6 +250,8 @@ func (o *JobOffer) validate(now time.Time) error {
 		return bad("offer chain %q: want CHAIN-ID/0xGENESIS-HASH", o.Chain)
 	case len(o.Addrs) > 8 || len(o.Image) > 256 || len(o.Direct) > 16:
 		return bad("offer has %d addresses, %d direct providers, an image of %d bytes", len(o.Addrs), len(o.Direct), len(o.Image))
+	case len(o.WalletSig) > 256:
+		return bad("offer wallet_sig of %d bytes", len(o.WalletSig))
 	}
 	if err := o.Req.Validate(); err != nil {
 		return err
