@@ -60,6 +60,41 @@ func chainDeal(t market.DealTerms) (chain.Deal, error) {
 	}, nil
 }
 
+// dealFunds is the market's funds check before it reserves GPUs for a
+// requester: what the requester's channel to this node holds (unless it
+// is closing) plus its wallet's balance of the token.
+type dealFunds struct {
+	c    *chain.Client
+	self common.Address
+}
+
+func (f dealFunds) CanPay(ctx context.Context, wallet, token string, amount *big.Int) (bool, error) {
+	if !common.IsHexAddress(wallet) {
+		return false, fmt.Errorf("wallet %q is not an address", wallet)
+	}
+	tok, err := chain.ParseTokenName(token)
+	if err != nil {
+		return false, err
+	}
+	payer := common.HexToAddress(wallet)
+	have := new(big.Int)
+	ch, err := f.c.Channel(ctx, payer, f.self, tok)
+	if err != nil {
+		return false, err
+	}
+	if ch.ClosesAt == 0 {
+		have.Add(have, ch.Available.Big())
+	}
+	if have.Cmp(amount) >= 0 {
+		return true, nil
+	}
+	bal, err := f.c.BalanceOf(ctx, tok, payer)
+	if err != nil {
+		return false, err
+	}
+	return have.Add(have, bal).Cmp(amount) >= 0, nil
+}
+
 // openMarket starts the market with prices turned into base units of their
 // tokens.
 func (n *Node) openMarket(ctx context.Context, cfg parsed) error {
@@ -89,12 +124,33 @@ func (n *Node) openMarket(ctx context.Context, cfg parsed) error {
 		ReserveFor: cfg.marketReserveFor, MaxReservations: mc.MaxReservations, FormatAmount: n.formatAmount,
 		Chain:          fmt.Sprintf("%s/%s", n.chain.ChainID(), strings.ToLower(n.chain.Genesis().Hex())),
 		ReputationFile: n.repo.Dir + "/reputation.json", Logger: n.log,
+		// Consulted only once the market runs, after openJobs and the
+		// lease have reattached this node's jobs.
+		Busy:  n.busyGPUs,
+		Funds: dealFunds{n.chain, n.wallet.Address()},
 	})
 	if err != nil {
 		return err
 	}
 	n.market = m
 	return nil
+}
+
+// busyGPUs are the GPUs of this node's live jobs, market or local: the
+// job records outlive a restart, so the GPUs of a job reattached after one
+// are not advertised or bid again while it runs (the market's own holds
+// do not survive the restart).
+func (n *Node) busyGPUs() []string {
+	if n.jobs == nil {
+		return nil
+	}
+	var out []string
+	for _, j := range n.jobs.List() {
+		if !j.State.Terminal() {
+			out = append(out, j.GPUs...)
+		}
+	}
+	return out
 }
 
 // formatAmount writes base units of a market token in whole units with
