@@ -41,6 +41,14 @@ type Config struct {
 	BumpAfter time.Duration
 	// Poll is how often receipts and new blocks are checked; zero means 200 ms.
 	Poll time.Duration
+	// FromBlock is where reads of the escrow's event logs start (wallet
+	// channels, redemptions, the watcher): the block that deployed it, if
+	// known; zero means the genesis block.
+	FromBlock uint64
+	// LogRange is the most blocks one eth_getLogs request covers (hosted
+	// RPCs cap it); zero means DefaultLogRange. A range the RPC refuses for
+	// its size is halved until it passes.
+	LogRange uint64
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -149,34 +157,45 @@ func (c *Client) Channel(ctx context.Context, payer, payee, token common.Address
 }
 
 // Channels lists the channels the wallet pays into or is paid from, found
-// through the escrow's Deposited events, with their current state.
+// through the escrow's Deposited events from Config.FromBlock on (read in
+// windows of Config.LogRange blocks), with their current state.
 func (c *Client) Channels(ctx context.Context) ([]Channel, error) {
 	me := c.w.Address()
+	head, err := c.b.BlockNumber(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("channels: head block: %w", err)
+	}
+	id := c.esc.GetABI().Events["Deposited"].ID
 	seen := map[common.Hash]bool{}
 	var out []Channel
-	for _, topics := range [][][]any{{nil, {me}}, {nil, nil, {me}}} {
-		it, err := bind.FilterEvents(c.escrow, &bind.FilterOpts{Context: ctx}, c.esc.UnpackDepositedEvent, topics...)
+	w := c.newLogWindow()
+	// Deposited(channel, payer, payee): the wallet as payer, then as payee.
+	for _, query := range [][][]any{{{id}, nil, {me}}, {{id}, nil, nil, {me}}} {
+		topics, err := abi.MakeTopics(query...)
 		if err != nil {
 			return nil, fmt.Errorf("channels: %w", err)
 		}
-		for it.Next() {
-			ev := it.Value()
+		q := ethereum.FilterQuery{Addresses: []common.Address{c.cfg.Escrow}, Topics: topics}
+		err = w.scan(ctx, c.b, q, c.fromBlock(0), head, func(l *types.Log) error {
+			ev, err := c.esc.UnpackDepositedEvent(l)
+			if err != nil {
+				return err
+			}
 			id := common.Hash(ev.Channel)
 			if seen[id] {
-				continue
+				return nil
 			}
 			seen[id] = true
 			ch, err := c.Channel(ctx, ev.Payer, ev.Payee, ev.Token)
 			if err != nil {
-				it.Close()
-				return nil, err
+				return err
 			}
 			out = append(out, ch)
-		}
-		if err := it.Error(); err != nil {
+			return nil
+		}, nil)
+		if err != nil {
 			return nil, fmt.Errorf("channels: %w", err)
 		}
-		it.Close()
 	}
 	return out, nil
 }
@@ -317,28 +336,27 @@ type Event struct {
 	Who     common.Address `json:"who"`
 }
 
-// Watch calls fn for every escrow event from block from on, polling (so it
-// works over plain HTTP JSON-RPC), until ctx ends. Events of blocks with
-// fewer than the configured confirmations wait.
+// Watch calls fn for every escrow event from block from (or
+// Config.FromBlock, if later) on, polling (so it works over plain HTTP
+// JSON-RPC) and reading at most Config.LogRange blocks a request, until ctx
+// ends. Events of blocks with fewer than the configured confirmations wait.
 func (c *Client) Watch(ctx context.Context, from uint64, fn func(Event)) error {
+	from = c.fromBlock(from)
+	w := c.newLogWindow()
+	q := ethereum.FilterQuery{Addresses: []common.Address{c.cfg.Escrow}}
 	t := time.NewTicker(c.cfg.Poll)
 	defer t.Stop()
 	for {
 		head, err := c.b.BlockNumber(ctx)
 		if err == nil && head+1 >= from+c.cfg.Confirmations {
 			to := head + 1 - c.cfg.Confirmations
-			logs, err := c.b.FilterLogs(ctx, ethereum.FilterQuery{
-				FromBlock: new(big.Int).SetUint64(from), ToBlock: new(big.Int).SetUint64(to),
-				Addresses: []common.Address{c.cfg.Escrow},
-			})
-			if err == nil {
-				for i := range logs {
-					if ev, ok := c.event(&logs[i]); ok {
-						fn(ev)
-					}
+			err := w.scan(ctx, c.b, q, from, to, func(l *types.Log) error {
+				if ev, ok := c.event(l); ok {
+					fn(ev)
 				}
-				from = to + 1
-			} else {
+				return nil
+			}, func(last uint64) { from = last + 1 })
+			if err != nil && ctx.Err() == nil {
 				c.log.Warn("watch escrow events", "err", err)
 			}
 		}
@@ -376,28 +394,38 @@ type Redemption struct {
 }
 
 // Redemptions lists what the escrow paid the wallet as payee, oldest first,
-// from its Redeemed events, each with its block's time.
+// from its Redeemed events from Config.FromBlock on (read in windows of
+// Config.LogRange blocks), each with its block's time.
 func (c *Client) Redemptions(ctx context.Context) ([]Redemption, error) {
-	it, err := bind.FilterEvents(c.escrow, &bind.FilterOpts{Context: ctx}, c.esc.UnpackRedeemedEvent, nil, []any{c.w.Address()})
+	head, err := c.b.BlockNumber(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("redemptions: head block: %w", err)
+	}
+	// Redeemed(channel, payee).
+	topics, err := abi.MakeTopics([]any{c.esc.GetABI().Events["Redeemed"].ID}, nil, []any{c.w.Address()})
 	if err != nil {
 		return nil, fmt.Errorf("redemptions: %w", err)
 	}
-	defer it.Close()
+	q := ethereum.FilterQuery{Addresses: []common.Address{c.cfg.Escrow}, Topics: topics}
 	times := map[uint64]time.Time{}
 	var out []Redemption
-	for it.Next() {
-		ev := it.Value()
-		n := ev.Raw.BlockNumber
+	err = c.newLogWindow().scan(ctx, c.b, q, c.fromBlock(0), head, func(l *types.Log) error {
+		ev, err := c.esc.UnpackRedeemedEvent(l)
+		if err != nil {
+			return err
+		}
+		n := l.BlockNumber
 		if _, ok := times[n]; !ok {
 			h, err := c.b.HeaderByNumber(ctx, new(big.Int).SetUint64(n))
 			if err != nil {
-				return nil, fmt.Errorf("redemptions: block %d: %w", n, err)
+				return fmt.Errorf("block %d: %w", n, err)
 			}
 			times[n] = time.Unix(int64(h.Time), 0).UTC()
 		}
-		out = append(out, Redemption{Channel: ev.Channel, Amount: NewAmount(ev.Amount), Block: n, Time: times[n], Tx: ev.Raw.TxHash})
-	}
-	if err := it.Error(); err != nil {
+		out = append(out, Redemption{Channel: ev.Channel, Amount: NewAmount(ev.Amount), Block: n, Time: times[n], Tx: l.TxHash})
+		return nil
+	}, nil)
+	if err != nil {
 		return nil, fmt.Errorf("redemptions: %w", err)
 	}
 	return out, nil
