@@ -98,6 +98,14 @@ type Config struct {
 	// GPU counts as in use: an offer that comes in between gets no bid.
 	// Nil counts the market's holds alone.
 	Busy func() []string
+	// RequireDiskMiB refuses offers whose job leaves disk_mib out: such a
+	// job would have no disk bound here (its inputs up to the content
+	// limits, its outputs unlimited).
+	RequireDiskMiB bool
+	// DefaultDiskMiB is the disk bound of a job whose offer leaves
+	// disk_mib out, when not required (DiskBound tells the daemon); the
+	// bid engine counts it against free disk. Zero means no bound.
+	DefaultDiskMiB uint64
 	// Now is the clock for reservations and message expiry; nil is
 	// time.Now. Tests move it.
 	Now func() time.Time

@@ -197,8 +197,12 @@ func (m *Market) decideBid(o *JobOffer, id string) ([]byte, error) {
 		return nil, refuse(NoBidCPU, "need %d CPU cores, %d here", o.Req.CPUCores, h.CPUCores)
 	case o.Req.MemoryMiB > h.MemoryMiB:
 		return nil, refuse(NoBidMemory, "need %d MiB of memory, %d MiB here", o.Req.MemoryMiB, h.MemoryMiB)
+	case o.Req.DiskMiB == 0 && m.cfg.RequireDiskMiB:
+		return nil, refuse(NoBidDisk, "this provider requires a disk bound: set resources.disk_mib in the job spec")
 	case o.Req.DiskMiB > h.DiskFreeMiB:
 		return nil, refuse(NoBidDisk, "need %d MiB of disk, %d MiB free here", o.Req.DiskMiB, h.DiskFreeMiB)
+	case o.Req.DiskMiB == 0 && m.cfg.DefaultDiskMiB > h.DiskFreeMiB:
+		return nil, refuse(NoBidDisk, "a job without resources.disk_mib gets %d MiB of disk here, %d MiB free", m.cfg.DefaultDiskMiB, h.DiskFreeMiB)
 	}
 	use := m.inUse()
 	if o.Req.GPUs > 0 && !use.known {
@@ -539,6 +543,20 @@ func (m *Market) DealOffer(dealID string) (JobOffer, bool) {
 		return JobOffer{}, false
 	}
 	return pb.offer, true
+}
+
+// DiskBound is the disk_mib a deal's job runs with here: what its offer
+// asked, or Config.DefaultDiskMiB when it asked none (zero: no bound).
+// False once the deal is released.
+func (m *Market) DiskBound(dealID string) (uint64, bool) {
+	o, ok := m.DealOffer(dealID)
+	if !ok {
+		return 0, false
+	}
+	if o.Req.DiskMiB == 0 {
+		return m.cfg.DefaultDiskMiB, true
+	}
+	return o.Req.DiskMiB, true
 }
 
 // Deals are the deals this node provides for.
