@@ -28,7 +28,13 @@ const maxRequestBody = 1 << 20
 func (n *Node) apiHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		// The daemon serves while the chain is down (providers run jobs
+		// through an outage): it is alive, and says what is degraded.
+		out := map[string]string{"status": "ok"}
+		if chainState, _ := n.chainHealth(); chainState != "ok" {
+			out["status"], out["chain"] = "degraded", chainState
+		}
+		writeJSON(w, http.StatusOK, out)
 	})
 	auth := http.NewServeMux()
 	auth.Handle("GET /metrics", promhttp.HandlerFor(n.metrics, promhttp.HandlerOpts{}))
@@ -136,7 +142,7 @@ func (n *Node) status() api.StatusInfo {
 	for _, g := range inv.GPUs {
 		counts[string(g.Health)]++
 	}
-	return api.StatusInfo{
+	st := api.StatusInfo{
 		GPUs:      counts,
 		GPUSource: inv.Source,
 		GPUReason: inv.Reason,
@@ -147,6 +153,25 @@ func (n *Node) status() api.StatusInfo {
 		DHTPeers:  n.p2p.DHT.RoutingTable().Size(),
 		UptimeS:   time.Since(n.started).Round(time.Millisecond).Seconds(),
 	}
+	st.Chain, st.ChainDownS = n.chainHealth()
+	return st
+}
+
+// chainHealth is "ok" while the chain answers, else why not and for how
+// long (seconds): from the RPC endpoints, or the provider's own failed
+// reads of channels.
+func (n *Node) chainHealth() (string, float64) {
+	if n.rpc != nil {
+		if ok, since, err, _ := n.rpc.Health(); !ok {
+			return fmt.Sprintf("unreachable: %v", err), time.Since(since).Seconds()
+		}
+	}
+	if n.lease != nil {
+		if since := n.lease.ChainDownSince(); !since.IsZero() {
+			return "unreachable: channel reads fail", time.Since(since).Seconds()
+		}
+	}
+	return "ok", 0
 }
 
 func (n *Node) handleConnect(w http.ResponseWriter, r *http.Request) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/gpu"
+	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/aixblock/aixblock/p2p/content"
 	"github.com/ethereum/go-ethereum/common"
@@ -94,9 +95,26 @@ type MarketConfig struct {
 	// hold here at once (zero means 4).
 	ReserveFor      string `json:"reserve_for,omitempty"`
 	MaxReservations int    `json:"max_reservations,omitempty"`
+	// ReserveBudget is how many unawarded bids this node, as a provider,
+	// holds at once, all requesters together; zero means 16.
+	ReserveBudget int `json:"reserve_budget,omitempty"`
+	// RequireDiskMiB refuses market jobs that leave resources.disk_mib
+	// out (they would have no disk bound here).
+	RequireDiskMiB bool `json:"require_disk_mib,omitempty"`
+	// DefaultDiskMiB is the disk bound of a market job that leaves
+	// resources.disk_mib out, when not required; zero means none. A disk
+	// bound needs a daemon that runs as root, with mkfs.ext4 and loop
+	// devices: elsewhere such a job fails at once, saying so.
+	DefaultDiskMiB uint64 `json:"default_disk_mib,omitempty"`
 	// VoucherInterval is how often a requester pays for running jobs, e.g.
 	// "30s"; empty means 30 s. A provider stops a job after three missed.
 	VoucherInterval string `json:"voucher_interval,omitempty"`
+	// Prepay is how far a requester's vouchers for a running job run
+	// ahead of the time it saw the job run, so that the job goes on while
+	// this daemon restarts or sleeps, e.g. "10m"; empty means ten voucher
+	// intervals, at least 1 min. What a job does not use pays for later
+	// jobs with the same provider.
+	Prepay string `json:"prepay,omitempty"`
 	// RedeemEvery is how often a provider redeems the vouchers it holds
 	// (all channels in one transaction), e.g. "1h"; empty means 1 h, "off"
 	// leaves it to `wallet redeem`.
@@ -118,9 +136,15 @@ type MarketConfig struct {
 
 // ChainConfig is the "chain" section of config.json.
 type ChainConfig struct {
-	// RPC is an EVM JSON-RPC URL (http, https, ws, wss); empty means an
-	// embedded dev chain of the daemon's own, kept in <repo>/devchain.
+	// RPC is an EVM JSON-RPC URL (http, https, ws, wss), or several of
+	// one chain separated by commas, tried in turn when one cannot be
+	// reached; empty means an embedded dev chain of the daemon's own,
+	// kept in <repo>/devchain.
 	RPC string `json:"rpc,omitempty"`
+	// OutageGrace is how long a provider lets a job run on vouchers it
+	// cannot check while the chain cannot be read, e.g. "10m" (the
+	// default); the voucher is checked as soon as the chain answers.
+	OutageGrace string `json:"outage_grace,omitempty"`
 	// Escrow and Token are contract addresses on that chain; both are
 	// required with RPC. Token may be "native" for the chain's coin.
 	Escrow string `json:"escrow,omitempty"`
@@ -133,6 +157,17 @@ type ChainConfig struct {
 	// BumpAfter is how long a transaction may wait unmined before it is
 	// sent again with higher fees, e.g. "30s"; empty means 30 s.
 	BumpAfter string `json:"bump_after,omitempty"`
+}
+
+// RPCs are the URLs of chain.rpc, in the order they are tried.
+func (c ChainConfig) RPCs() []string {
+	var out []string
+	for _, u := range strings.Split(c.RPC, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // IsDev reports whether the chain is a development chain.
@@ -221,6 +256,8 @@ type parsed struct {
 	marketBidWindow   time.Duration
 	marketReserveFor  time.Duration
 	voucherInterval   time.Duration
+	prepay            time.Duration
+	outageGrace       time.Duration
 	redeemEvery       time.Duration // zero: off
 	redeemAbove       *big.Int
 }
@@ -329,7 +366,19 @@ func (c Config) parse() (parsed, error) {
 	if c.Market.MaxReservations < 0 {
 		return p, fmt.Errorf("market.max_reservations %d: want 0 (the default, 4) or more", c.Market.MaxReservations)
 	}
+	if c.Market.ReserveBudget < 0 {
+		return p, fmt.Errorf("market.reserve_budget %d: want 0 (the default, 16) or more", c.Market.ReserveBudget)
+	}
+	if d := c.Market.DefaultDiskMiB; d != 0 && d < jobs.MinDiskMiB {
+		return p, fmt.Errorf("market.default_disk_mib %d: want 0 (no default bound) or at least %d", d, jobs.MinDiskMiB)
+	}
 	if p.voucherInterval, err = duration("market.voucher_interval", c.Market.VoucherInterval); err != nil {
+		return p, err
+	}
+	if p.prepay, err = duration("market.prepay", c.Market.Prepay); err != nil {
+		return p, err
+	}
+	if p.outageGrace, err = duration("chain.outage_grace", c.Chain.OutageGrace); err != nil {
 		return p, err
 	}
 	if c.Market.RedeemEvery != "off" {
@@ -378,9 +427,11 @@ func (c ChainConfig) parse() (chain.Config, error) {
 		}
 		return cfg, nil
 	}
-	u, err := url.Parse(c.RPC)
-	if err != nil || u.Host == "" || !slices.Contains([]string{"http", "https", "ws", "wss"}, u.Scheme) {
-		return cfg, fmt.Errorf("chain.rpc: %q is not an http(s) or ws(s) URL", c.RPC)
+	for _, one := range c.RPCs() {
+		u, err := url.Parse(one)
+		if err != nil || u.Host == "" || !slices.Contains([]string{"http", "https", "ws", "wss"}, u.Scheme) {
+			return cfg, fmt.Errorf("chain.rpc: %q is not an http(s) or ws(s) URL (several are separated by commas)", one)
+		}
 	}
 	if !common.IsHexAddress(c.Escrow) {
 		return cfg, fmt.Errorf("chain.escrow: %q is not an address (0x and 40 hex digits)", c.Escrow)

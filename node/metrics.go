@@ -54,6 +54,14 @@ func (n *Node) registerMetrics() {
 			Name: "aixblock_dht_peers", Help: "Peers in the DHT routing table.",
 		}, func() float64 { return float64(n.p2p.DHT.RoutingTable().Size()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "aixblock_chain_up", Help: "1 while the chain answers, 0 while every chain.rpc endpoint fails.",
+		}, func() float64 {
+			if s, _ := n.chainHealth(); s != "ok" {
+				return 0
+			}
+			return 1
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "aixblock_uptime_seconds", Help: "Seconds since the daemon started.",
 		}, func() float64 { return time.Since(n.started).Seconds() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

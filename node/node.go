@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ethereum/go-ethereum/ethclient"
 	pebbleds "github.com/ipfs/go-ds-pebble"
 
 	"github.com/aixblock/aixblock/chain"
@@ -43,7 +42,7 @@ type Node struct {
 	wallet      *chain.Wallet
 	chain       *chain.Client
 	devchain    *chain.DevChain // the embedded dev chain, when no RPC is configured
-	rpc         *ethclient.Client
+	rpc         *chain.Failover
 	vouchers    *lease.Vouchers
 	market      *market.Market
 	jobs        *jobs.Manager
@@ -152,7 +151,8 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 	if n.lease, err = lease.New(lease.Config{
 		Dir: repo.Dir, Log: log, P2P: n.p2p, Content: n.content, Wallet: n.wallet, Chain: n.chain,
 		Market: n.market, GPUs: n.gpus, Jobs: n.jobs, JobsErr: n.jobsErr, Vouchers: n.vouchers,
-		VoucherInterval: interval, RedeemEvery: cfg.redeemEvery, RedeemAbove: cfg.redeemAbove,
+		VoucherInterval: interval, Prepay: cfg.prepay, OutageGrace: cfg.outageGrace,
+		RedeemEvery: cfg.redeemEvery, RedeemAbove: cfg.redeemAbove,
 		HostNetworkFor: repo.Config.Market.HostNetworkFor, Ports: repo.Config.Market.Ports, FormatAmount: n.formatAmount,
 	}); err != nil {
 		return nil, err

@@ -11,7 +11,6 @@ import (
 	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/node/lease"
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/ethclient"
 )
 
 // openChain unlocks the wallet and connects to the configured chain, or
@@ -44,14 +43,12 @@ func (n *Node) openChain(ctx context.Context, cfg chain.Config, log *slog.Logger
 		b = n.devchain.Client()
 		cfg.Escrow, cfg.Token = n.devchain.Info.Escrow, n.devchain.Info.Token
 	} else {
-		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		ec, err := ethclient.DialContext(dctx, cc.RPC)
-		cancel()
+		f, err := chain.DialFailover(cc.RPCs(), 0, log)
 		if err != nil {
-			return fmt.Errorf("chain.rpc %s: %w", cc.RPC, err)
+			return err
 		}
-		n.rpc = ec
-		b = ec
+		n.rpc = f
+		b = f
 	}
 	cfg.Logger = log
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)

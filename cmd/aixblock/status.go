@@ -35,6 +35,11 @@ func newStatusCmd(g *globals) *cobra.Command {
 					gpus = st.GPUReason
 				}
 				kv(w, "gpus", gpus)
+				chainState := st.Chain
+				if st.ChainDownS > 0 {
+					chainState += fmt.Sprintf(" (for %s)", (time.Duration(st.ChainDownS * float64(time.Second))).Round(time.Second))
+				}
+				kv(w, "chain", chainState)
 				kv(w, "uptime", (time.Duration(st.UptimeS * float64(time.Second))).Round(time.Second))
 			})
 		},

@@ -33,6 +33,10 @@ type StatusInfo struct {
 	GPUs      map[string]int `json:"gpus"`
 	GPUSource string         `json:"gpu_source"`
 	GPUReason string         `json:"gpu_reason,omitempty"`
+	// Chain is "ok", or why the chain cannot be read now (every chain.rpc
+	// endpoint failed), with ChainDownS how long it has been so.
+	Chain      string  `json:"chain"`
+	ChainDownS float64 `json:"chain_down_s,omitempty"`
 }
 
 // ConnectRequest is POST /v1/peers/connect.

@@ -205,6 +205,7 @@ func (m *Manager) handleJobPrepare(ctx context.Context, from peer.ID, req []byte
 	if err != nil {
 		return nil, err
 	}
+	defer m.doneStarting(deal.ID)
 	if !pr.Spec.Distributed.HostNetwork() {
 		return m.prepareOnJobNet(ctx, deal, pr)
 	}
@@ -385,9 +386,14 @@ func (m *Manager) submitGang(ctx context.Context, spec *jobs.Spec, id string, pr
 	// does not count them.
 	var funded []market.Deal
 	for r, d := range deals[:nodes] {
-		if err := m.fundChannel(ctx, *d, funded...); err != nil {
+		release, err := m.fundChannel(ctx, *d, funded...)
+		if err != nil {
+			for _, d := range deals[r:] {
+				m.releaseDeal(ctx, *d)
+			}
 			return nil, fmt.Errorf("rank %d: %w", r, err)
 		}
+		defer release()
 		funded = append(funded, *d)
 		ranks[r].deal = *d
 		ranks[r].prov, _ = peer.Decode(d.Provider)

@@ -2,6 +2,7 @@ package lease
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"math/big"
@@ -252,11 +253,30 @@ func TestHostileTwoDealsOneDeposit(t *testing.T) {
 	second := large
 	second.ID = "deal-2"
 	err := h.prov.depositCovers(ch, h.deposit, new(big.Int), &second)
-	if err == nil || !strings.Contains(err.Error(), "1 running job(s) may still cost (600000)") {
+	if err == nil || !strings.Contains(err.Error(), "1 running or starting job(s) may still cost (600000)") {
 		t.Fatalf("a second deal beyond the deposit: %v", err)
 	}
 	t.Logf("refused: %v", err)
+	// Two starts checked at once: the first that fits is counted until
+	// its job runs, so the second is refused (N9).
+	third := large
+	third.ID, third.MaxDurationS = "deal-3", 400_000
+	fourth := third
+	fourth.ID = "deal-4"
 	h.prov.endProvided("00000000000000d1", nil, nil)
+	if err := h.prov.depositCovers(ch, h.deposit, new(big.Int), &third); err != nil {
+		t.Fatalf("a start that fits: %v", err)
+	}
+	if err := h.prov.depositCovers(ch, h.deposit, new(big.Int), &fourth); err != nil {
+		t.Fatalf("a second start that fits beside it: %v", err)
+	}
+	fifth := third
+	fifth.ID = "deal-5"
+	if err := h.prov.depositCovers(ch, h.deposit, new(big.Int), &fifth); err == nil || !errors.Is(err, errDepositShort) {
+		t.Fatalf("a third start while two are being checked, beyond the deposit: %v", err)
+	}
+	h.prov.doneStarting(third.ID)
+	h.prov.doneStarting(fourth.ID)
 	if err := h.prov.depositCovers(ch, h.deposit, new(big.Int), &second); err != nil {
 		t.Fatalf("once the first ended: %v", err)
 	}
@@ -285,7 +305,9 @@ func TestHostileClosingChannel(t *testing.T) {
 }
 
 // Attack 8: a provider that reports a start a year ago collected the
-// maximum cost of a 1 s job. The requester pays for what it saw itself.
+// maximum cost of a 1 s job. The requester pays for what it saw itself:
+// while the job runs, what it saw plus how far its vouchers run ahead;
+// once it ended, the exact run time rounded up to the second.
 func TestHostileProviderTime(t *testing.T) {
 	deal := market.Deal{DealTerms: market.DealTerms{Price: "3600", MaxDurationS: 3600, GPUs: []string{"GPU-0"}}}
 	rj := &Record{ID: "00000000000000c1", Deal: deal}
@@ -293,17 +315,17 @@ func TestHostileProviderTime(t *testing.T) {
 	yearAgo, future := t0.Add(-365*24*time.Hour), t0.Add(365*24*time.Hour)
 	rj.see(&jobs.Job{State: jobs.Pending, CreatedAt: yearAgo}, t0)
 	rj.see(&jobs.Job{State: jobs.Running, CreatedAt: yearAgo, StartedAt: &yearAgo}, t0.Add(time.Second))
-	interval := 10 * time.Second
-	if got, want := jobPayable(rj, interval), dealCost(deal, interval); got.Cmp(want) != 0 {
-		t.Fatalf("just seen running: pays %s, want one interval's %s", got, want)
+	ahead := 10 * time.Second
+	if got, want := jobPayable(rj, ahead), dealCost(deal, ahead); got.Cmp(want) != 0 {
+		t.Fatalf("just seen running: pays %s, want what runs ahead, %s", got, want)
 	}
 	rj.see(&jobs.Job{State: jobs.Completed, CreatedAt: yearAgo, StartedAt: &yearAgo, FinishedAt: &future}, t0.Add(2*time.Second))
 	rj.see(&jobs.Job{State: jobs.Completed, CreatedAt: yearAgo, StartedAt: &yearAgo, FinishedAt: &future}, t0.Add(time.Hour))
-	want := dealCost(deal, time.Second+interval) // seen running for 1 s, plus an interval
-	if got := jobPayable(rj, interval); got.Cmp(want) != 0 {
+	want := dealCost(deal, time.Second) // seen running for 1 s
+	if got := jobPayable(rj, ahead); got.Cmp(want) != 0 {
 		t.Fatalf("a 1 s job whose provider claims a year: pays %s, want %s (the deal's maximum is %s)", got, want, dealCost(deal, time.Hour))
 	}
-	if got := jobCost(rj); got.Cmp(dealCost(deal, time.Second)) != 0 {
+	if got := jobCost(rj); got.Cmp(want) != 0 {
 		t.Fatalf("the job's cost shown: %s, want 1 s's", got)
 	}
 }

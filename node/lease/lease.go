@@ -40,6 +40,14 @@ type Config struct {
 	// VoucherInterval is how often running jobs are paid for and checked
 	// (zero: 10 s).
 	VoucherInterval time.Duration
+	// Prepay is how far a running job's vouchers run ahead of the time
+	// this node saw it run, so that the job goes on while this daemon is
+	// away (restarted, asleep); what is not used pays for later jobs on
+	// the same channel. Zero means ten voucher intervals, at least 1 min.
+	Prepay time.Duration
+	// OutageGrace is how long a provider lets a job run on vouchers it
+	// could not check because the chain cannot be read (zero: 10 min).
+	OutageGrace time.Duration
 	// RedeemEvery (zero: never) redeems received vouchers worth more than
 	// RedeemAbove (nil: any).
 	RedeemEvery time.Duration
@@ -112,6 +120,9 @@ func (m *Manager) Run(ctx context.Context) {
 	stop := context.AfterFunc(ctx, m.remote.stop)
 	defer stop()
 	m.spawn(m.watchClosing)
+	m.spawn(func(ctx context.Context) {
+		every(ctx, max(m.remote.interval/2, time.Second), func() { m.recheckUnchecked(ctx) })
+	})
 	if m.cfg.RedeemEvery > 0 {
 		m.spawn(func(ctx context.Context) { m.autoRedeem(ctx, m.cfg.RedeemEvery, m.cfg.RedeemAbove) })
 	}

@@ -28,14 +28,19 @@ type wire struct {
 var (
 	// startRequest → the provider's jobs.Job.
 	wireStart = wire{"jobs/start/1", p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20, Timeout: 30 * time.Second}}
-	// jobIDRequest → jobs.Job.
-	wireStatus = wire{"jobs/status/1", p2p.StreamLimits{MaxRequest: 1 << 10, MaxResponse: 1 << 20}}
+	// jobIDRequest → jobs.Job; with WaitMs, answered when the job's state
+	// is no longer Seen or after WaitMs (at most maxStatusWait).
+	wireStatus = wire{"jobs/status/1", p2p.StreamLimits{MaxRequest: 1 << 10, MaxResponse: 1 << 20, Timeout: maxStatusWait + 10*time.Second}}
 	// jobIDRequest with Offset → logChunk.
 	wireLogs = wire{"jobs/logs/1", p2p.StreamLimits{MaxRequest: 1 << 10, MaxResponse: maxLogChunk * 2}}
 	// a chain.Voucher as JSON → "ok", or why it was refused.
 	wireVoucher = wire{"jobs/voucher/1", p2p.StreamLimits{MaxRequest: chain.MaxVoucherBytes, MaxResponse: 4 << 10}}
 	// jobIDRequest with Reason → jobs.Job.
 	wireCancel = wire{"jobs/cancel/1", p2p.StreamLimits{MaxRequest: 1 << 10, MaxResponse: 1 << 20}}
+	// jobIDRequest with a deal's ID → "ok": the requester will not start
+	// the deal (it could not fund it); its GPUs are free at once, and it
+	// does not count against the requester as a lapse.
+	wireRelease = wire{"jobs/release/1", p2p.StreamLimits{MaxRequest: 1 << 10, MaxResponse: 4 << 10}}
 	// A distributed job's gang start: prepareRequest → prepareReply, then
 	// goRequest → "ok" once every rank is prepared.
 	wirePrepare = wire{"jobs/prepare/1", p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20, Timeout: time.Minute}}
@@ -46,8 +51,9 @@ var (
 // maxLogRead the most one read of a log without follow takes from one
 // provider (the jobs package rotates a job's output well below it).
 const (
-	maxLogChunk = 256 << 10
-	maxLogRead  = 1 << 30
+	maxStatusWait = 20 * time.Second
+	maxLogChunk   = 256 << 10
+	maxLogRead    = 1 << 30
 )
 
 // protocols registers the provider's side of every wire protocol.
@@ -61,6 +67,7 @@ func (m *Manager) protocols() {
 		{wireLogs, m.handleJobLogs},
 		{wireVoucher, m.handleJobVoucher},
 		{wireCancel, m.handleJobCancel},
+		{wireRelease, m.handleDealRelease},
 		{wirePrepare, m.handleJobPrepare},
 		{wireGo, m.handleJobGo},
 	} {
@@ -145,6 +152,12 @@ type jobIDRequest struct {
 	// Reason, on a cancel, fails the job with it instead (another rank of
 	// a distributed job failed).
 	Reason string `json:"reason,omitempty"`
+	// WaitMs, on a status, holds the answer until the job's state is no
+	// longer Seen, for at most WaitMs (capped at maxStatusWait): the
+	// requester learns a start and an end when they happen, and bills
+	// and pays for them then, with one request per wait.
+	WaitMs int64      `json:"wait_ms,omitempty"`
+	Seen   jobs.State `json:"seen,omitempty"`
 }
 
 type logChunk struct {

@@ -36,8 +36,15 @@ func (m *Manager) handleJobStart(ctx context.Context, from peer.ID, req []byte) 
 	}
 	deal, err := m.checkStart(ctx, from, sr)
 	if err != nil {
+		if errors.Is(err, errDepositShort) && deal != nil {
+			// Not the requester's fault as such (its own starts raced,
+			// or the chain is behind): the GPUs go back now, and no
+			// lapse is counted against it.
+			m.market.Release(deal.ID)
+		}
 		return nil, err
 	}
+	defer m.doneStarting(deal.ID)
 	j, err := m.submitProvided(deal, sr.Spec, jobs.SubmitOptions{ID: sr.JobID})
 	if err != nil {
 		return nil, err
@@ -46,6 +53,48 @@ func (m *Manager) handleJobStart(ctx context.Context, from peer.ID, req []byte) 
 		return nil, err
 	}
 	return json.Marshal(j)
+}
+
+// handleDealRelease frees the GPUs of a deal its requester will not
+// start. Only the deal's requester may, and only before its job starts.
+func (m *Manager) handleDealRelease(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	var r jobIDRequest
+	if err := json.Unmarshal(req, &r); err != nil {
+		return nil, fmt.Errorf("release request: %w", err)
+	}
+	for _, d := range m.market.Deals() {
+		if d.ID != r.ID {
+			continue
+		}
+		if d.Requester != from.String() {
+			break
+		}
+		m.remote.mu.Lock()
+		started := m.remote.startedDeals[d.ID]
+		_, checking := m.remote.starting[d.ID]
+		m.remote.mu.Unlock()
+		if started || checking {
+			return nil, fmt.Errorf("deal %s has started its job: cancel the job instead", short(d.ID))
+		}
+		m.market.Release(d.ID)
+		m.log.Info("deal released by its requester before its start", "deal_id", short(d.ID), "requester", from)
+		return []byte("ok"), nil
+	}
+	return nil, fmt.Errorf("no deal %s of yours here", r.ID)
+}
+
+// errDepositShort: a channel's deposit does not cover a deal's start.
+// fundsRefusal is the words of it the requester recognises.
+var errDepositShort = errors.New(fundsRefusal)
+
+const fundsRefusal = "the channel's deposit does not cover the deal"
+
+// doneStarting ends a start's claim on its channel's deposit: the job
+// runs now (and is counted as running) or failed to start.
+func (m *Manager) doneStarting(dealID string) {
+	m.remote.mu.Lock()
+	delete(m.remote.starting, dealID)
+	m.remote.mu.Unlock()
 }
 
 // submitProvided claims a checked deal (in the market and on disk) and
@@ -109,9 +158,11 @@ func (m *Manager) checkStart(ctx context.Context, from peer.ID, sr startRequest)
 	if err := m.withinTerms(deal, &sr.Spec); err != nil {
 		return nil, err
 	}
-	ch, err := m.chain.Channel(ctx, common.HexToAddress(deal.RequesterWallet), m.wallet.Address(), dealToken(*deal))
+	// Only a deposit at this provider's own confirmation depth counts: a
+	// deposit in a block that a reorg takes back pays nothing.
+	ch, err := m.chain.ConfirmedChannel(ctx, common.HexToAddress(deal.RequesterWallet), m.wallet.Address(), dealToken(*deal))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading the channel on chain to check the deposit (try again shortly): %w", err)
 	}
 	if ch.ClosesAt != 0 {
 		// Its payer may withdraw at ClosesAt, whatever it vouched by then.
@@ -119,14 +170,29 @@ func (m *Manager) checkStart(ctx context.Context, from peer.ID, sr startRequest)
 			ch.ID, time.Unix(int64(ch.ClosesAt), 0).UTC().Format(time.RFC3339))
 	}
 	if err := m.depositCovers(ch.ID, ch.Deposited.Big(), ch.Redeemed.Big(), deal); err != nil {
-		return nil, err
+		if latest, lerr := m.chain.Channel(ctx, ch.Payer, ch.Payee, ch.Token); lerr == nil && latest.Deposited.Cmp(ch.Deposited.Big()) > 0 {
+			// More is deposited than is final yet: the requester asks
+			// again once it is; the deal stays.
+			return nil, fmt.Errorf("%w: %s is deposited on channel %s, %s of it at this provider's %d confirmations; start again once the rest is final",
+				errNotFinal, latest.Deposited, ch.ID, ch.Deposited, m.chain.Confirmations())
+		}
+		return deal, err
 	}
 	return deal, nil
 }
 
+// errNotFinal: a deposit that would cover a start is not yet at the
+// provider's confirmation depth.
+var errNotFinal = errors.New(notFinalRefusal)
+
+const notFinalRefusal = "the deposit is not final yet"
+
 // depositCovers checks that a channel's deposit holds a new deal's most
-// cost beyond what is owed on it and what its running jobs may still
-// cost: every job on one channel is paid from one deposit.
+// cost beyond what is owed on it, what its running jobs may still cost
+// and what the starts being checked on it may cost: every job on one
+// channel is paid from one deposit. A deal that fits is counted as
+// starting, in the same lock, until doneStarting: two starts checked at
+// once never both spend one deposit.
 func (m *Manager) depositCovers(ch common.Hash, deposited, redeemed *big.Int, deal *market.Deal) error {
 	owed := new(big.Int).Set(redeemed)
 	if v := m.vouchers.get(m.vouchers.data.Received, ch); v != nil && v.CumulativeAmount.Cmp(owed) > 0 {
@@ -134,6 +200,7 @@ func (m *Manager) depositCovers(ch common.Hash, deposited, redeemed *big.Int, de
 	}
 	committed, running := new(big.Int), 0
 	m.remote.mu.Lock()
+	defer m.remote.mu.Unlock()
 	for id := range m.remote.live {
 		d := m.remote.provided[id]
 		if m.providedChannel(d) != ch {
@@ -150,21 +217,27 @@ func (m *Manager) depositCovers(ch common.Hash, deposited, redeemed *big.Int, de
 		committed.Add(committed, dealCost(d, time.Duration(d.MaxDurationS)*time.Second))
 		running++
 	}
+	for id, d := range m.remote.starting {
+		if id != deal.ID && m.providedChannel(d) == ch {
+			committed.Add(committed, dealCost(d, time.Duration(d.MaxDurationS)*time.Second))
+			running++
+		}
+	}
 	// With jobs running, what was owed before them is the floor; what
 	// they have been paid since is inside their committed cost.
 	if f := m.remote.floor[ch]; running > 0 && f != nil {
 		owed = new(big.Int).Set(f)
 	}
-	m.remote.mu.Unlock()
 	need := dealCost(*deal, time.Duration(deal.MaxDurationS)*time.Second)
 	free := new(big.Int).Sub(deposited, owed)
 	free.Sub(free, committed)
 	if free.Cmp(need) < 0 {
 		if running > 0 {
-			return fmt.Errorf("the channel holds %s base units beyond what is owed and what its %d running job(s) may still cost (%s); the deal needs %s: deposit more", free, running, committed, need)
+			return fmt.Errorf("%w: the channel holds %s base units beyond what is owed and what its %d running or starting job(s) may still cost (%s); the deal needs %s: deposit more", errDepositShort, free, running, committed, need)
 		}
-		return fmt.Errorf("the channel holds %s base units beyond what is owed; the deal needs %s", free, need)
+		return fmt.Errorf("%w: the channel holds %s base units beyond what is owed; the deal needs %s: deposit more", errDepositShort, free, need)
 	}
+	m.remote.starting[deal.ID] = *deal
 	return nil
 }
 
@@ -316,6 +389,7 @@ func (m *Manager) trackProvided(id string, deal market.Deal) {
 	}
 	r.provided[id] = deal
 	r.live[id] = true
+	delete(r.starting, deal.ID) // counted as running from now on
 }
 
 // endProvided ends the money check of a provided job: what it cost (its
@@ -345,6 +419,101 @@ func ranCost(deal market.Deal, started, finished *time.Time) *big.Int {
 	return dealCost(deal, min(finished.Sub(*started), time.Duration(deal.MaxDurationS)*time.Second))
 }
 
+// The provider's side of a chain outage. A voucher whose channel cannot
+// be read (the RPC is down) is held unchecked: its signature, payer,
+// payee, chain and escrow are checked already, its deposit is not. It
+// counts toward a job's pay for at most the outage grace, from the first
+// failed read; it is checked as soon as the chain answers, and one that
+// does not fit its deposit is refused then, so the job stops as any job
+// whose pay stops. What a provider risks is the run time of the grace on
+// vouchers that may exceed the deposit: a requester can only gain by it
+// if it also has its deposit withdrawn or spent elsewhere before the
+// outage ends, which it cannot time.
+
+// outageGrace is how long unchecked vouchers count (Config.OutageGrace;
+// zero means 10 min).
+func (m *Manager) outageGrace() time.Duration {
+	if m.cfg.OutageGrace > 0 {
+		return m.cfg.OutageGrace
+	}
+	return 10 * time.Minute
+}
+
+// holdUnchecked keeps v as the channel's unchecked voucher when the
+// chain cannot be read and the outage is within its grace.
+func (m *Manager) holdUnchecked(v *chain.Voucher) bool {
+	r := m.remote
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if r.chainDown.IsZero() {
+		r.chainDown = now
+	}
+	if now.Sub(r.chainDown) > m.outageGrace() {
+		return false
+	}
+	if old := r.unchecked[v.Channel]; old == nil || old.CumulativeAmount.Cmp(v.CumulativeAmount.Big()) < 0 {
+		r.unchecked[v.Channel] = v
+		m.log.Warn("the chain cannot be read: voucher held unchecked within the outage grace", "channel", v.Channel,
+			"amount", v.CumulativeAmount, "down_for", now.Sub(r.chainDown).Round(time.Second), "grace", m.outageGrace())
+	}
+	return true
+}
+
+// chainAnswered ends an outage: a read of the chain worked.
+func (m *Manager) chainAnswered() {
+	m.remote.mu.Lock()
+	if !m.remote.chainDown.IsZero() {
+		m.log.Info("the chain answers again", "down_for", time.Since(m.remote.chainDown).Round(time.Second))
+	}
+	m.remote.chainDown = time.Time{}
+	m.remote.mu.Unlock()
+}
+
+// ChainDownSince is when this provider's reads of the chain began to
+// fail, zero while they work.
+func (m *Manager) ChainDownSince() time.Time {
+	m.remote.mu.Lock()
+	defer m.remote.mu.Unlock()
+	return m.remote.chainDown
+}
+
+// recheckUnchecked checks the unchecked vouchers against the chain once
+// it answers: each is kept, or refused with the reason.
+func (m *Manager) recheckUnchecked(ctx context.Context) {
+	m.remote.mu.Lock()
+	pending := make([]*chain.Voucher, 0, len(m.remote.unchecked))
+	for _, v := range m.remote.unchecked {
+		pending = append(pending, v)
+	}
+	m.remote.mu.Unlock()
+	for _, v := range pending {
+		ch, err := m.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
+		if err != nil {
+			return // still down: coverage keeps counting within the grace
+		}
+		m.chainAnswered()
+		m.remote.mu.Lock()
+		if m.remote.unchecked[v.Channel] == v {
+			delete(m.remote.unchecked, v.Channel)
+		}
+		m.remote.mu.Unlock()
+		if v.CumulativeAmount.Cmp(ch.Deposited.Big()) > 0 {
+			why := fmt.Sprintf("voucher refused once the chain answered: cumulative amount %s exceeds channel %s's deposit of %s", v.CumulativeAmount, v.Channel, ch.Deposited)
+			m.remote.mu.Lock()
+			m.remote.refused[v.Channel] = why
+			m.remote.mu.Unlock()
+			m.log.Warn("unchecked voucher refused", "channel", v.Channel, "why", why)
+			continue
+		}
+		if _, err := m.vouchers.keepIf(m.vouchers.data.Received, v, func(old *chain.Voucher) bool {
+			return old == nil || old.CumulativeAmount.Cmp(v.CumulativeAmount.Big()) < 0
+		}); err != nil {
+			m.log.Error("unchecked voucher checked but not kept", "channel", v.Channel, "err", err)
+		}
+	}
+}
+
 // coverage is the money check of a channel at now: what its best voucher
 // holds, what it owes (what was owed before its running jobs, plus each
 // one's price × its run time here so far), and the slack allowed: two
@@ -358,6 +527,9 @@ func (m *Manager) coverage(ch common.Hash, now time.Time) (held, owed, slack *bi
 	r := m.remote
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if v := r.unchecked[ch]; v != nil && !r.chainDown.IsZero() && now.Sub(r.chainDown) <= m.outageGrace() && v.CumulativeAmount.Cmp(held) > 0 {
+		held = v.CumulativeAmount.Big() // within the outage grace (holdUnchecked)
+	}
 	owed, slack = new(big.Int), new(big.Int)
 	if f := r.floor[ch]; f != nil {
 		owed.Set(f)
@@ -542,12 +714,41 @@ func (m *Manager) providedJob(from peer.ID, req []byte) (*jobs.Job, jobIDRequest
 }
 
 func (m *Manager) handleJobStatus(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
-	j, _, err := m.providedJob(from, req)
+	j, r, err := m.providedJob(from, req)
 	if err != nil {
 		return nil, err
 	}
+	if r.WaitMs > 0 && j.State == r.Seen && !j.State.Terminal() {
+		j, err = m.awaitChange(ctx, r.ID, r.Seen, time.Duration(min(r.WaitMs, maxStatusWait.Milliseconds()))*time.Millisecond)
+		if err != nil {
+			return nil, err
+		}
+	}
 	m.annotateNet(j)
 	return json.Marshal(j)
+}
+
+// awaitChange reads a job until its state is no longer seen, wait
+// passes or ctx ends, and answers its last state. It reads the local
+// job record (no engine call), a few times a second.
+func (m *Manager) awaitChange(ctx context.Context, id string, seen jobs.State, wait time.Duration) (*jobs.Job, error) {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return m.jobs.Get(id)
+		case <-deadline.C:
+			return m.jobs.Get(id)
+		case <-t.C:
+		}
+		j, err := m.jobs.Get(id)
+		if err != nil || j.State != seen {
+			return j, err
+		}
+	}
 }
 
 // annotateNet adds a rank's job network, as this daemon carries it.
@@ -663,8 +864,12 @@ func (m *Manager) acceptVoucher(ctx context.Context, from peer.ID, v *chain.Vouc
 	}
 	ch, err := m.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
 	if err != nil {
+		if m.holdUnchecked(v) {
+			return nil // checked when the chain answers again (recheckUnchecked)
+		}
 		return fmt.Errorf("voucher not kept: reading its channel to check the deposit: %w", err)
 	}
+	m.chainAnswered()
 	if v.CumulativeAmount.Cmp(ch.Deposited.Big()) > 0 {
 		// Redeem skips it, and it would hide the one that can be redeemed.
 		return fmt.Errorf("voucher refused: cumulative amount %s exceeds channel %s's deposit of %s; the voucher held (%s) stays", v.CumulativeAmount, v.Channel, ch.Deposited, amountOf(prev))

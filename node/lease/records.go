@@ -64,6 +64,16 @@ type Record struct {
 	// and FinishedAt, which a provider could set to anything.
 	RunSeen time.Time `json:"run_seen,omitzero"`
 	EndSeen time.Time `json:"end_seen,omitzero"`
+	// RunUntil is when this node last saw the job running, and Answered
+	// when its provider answered the start: the job ended between
+	// RunUntil (else Answered) and EndSeen, which bounds what a provider's
+	// own account of its run time may claim after a gap in this node's
+	// sight (a restart, a sleep).
+	RunUntil time.Time `json:"run_until,omitzero"`
+	// Prepay is how far this job's vouchers run ahead of its run time
+	// (zero: the daemon's payment.prepay); see Manager.ahead.
+	Prepay   time.Duration `json:"prepay,omitempty"`
+	Answered time.Time     `json:"answered,omitzero"`
 	// ProviderAddrs are the addresses of this node's last connection to
 	// the provider (its identity checked by the handshake), so that a
 	// restarted daemon can reach it again without asking anyone.
@@ -73,9 +83,17 @@ type Record struct {
 // see records the provider's answer about the job at now (this node's
 // clock), and when the job was first seen started and ended.
 func (rj *Record) see(j *jobs.Job, now time.Time) {
+	if rj.Last != nil && rj.Last.State.Terminal() && !j.State.Terminal() && !rj.EndSeen.IsZero() {
+		// An answer older than the end already seen (two requests
+		// crossed): an ended job does not run again.
+		return
+	}
 	rj.Last, rj.LastSeen = j, now
 	if j.StartedAt != nil && rj.RunSeen.IsZero() {
 		rj.RunSeen = now
+	}
+	if j.StartedAt != nil && !j.State.Terminal() {
+		rj.RunUntil = now
 	}
 	if j.State.Terminal() && rj.EndSeen.IsZero() {
 		rj.EndSeen = now
@@ -125,6 +143,23 @@ type remote struct {
 	waiting map[string]context.CancelFunc
 	// forwards: requester side, the published ports of service jobs.
 	forwards map[string][]*forward
+	// edges: requester side, the jobs whose state changes are watched
+	// (watchEdges).
+	edges map[string]bool
+	// Requester side: the deals funded and not yet started (by deal ID),
+	// the lock each channel's fundings take turns on, and what each job
+	// waiting to start may cost at most (awaitFunds).
+	inflight map[string]market.Deal
+	funding  map[common.Hash]*sync.Mutex
+	awaiting map[string]*big.Int
+	// Provider side: the deals whose start is being checked, by channel
+	// (depositCovers counts them, so two starts never spend one deposit).
+	starting map[string]market.Deal
+	// Provider side, during a chain outage: when reads began to fail
+	// (zero while they work) and each channel's best voucher not yet
+	// checked against its deposit.
+	chainDown time.Time
+	unchecked map[common.Hash]*chain.Voucher
 }
 
 func (m *Manager) remoteDir() string { return filepath.Join(m.cfg.Dir, "remote") }
@@ -152,7 +187,8 @@ func (m *Manager) loadRemote() error {
 	m.remote = &remote{jobs: map[string]*Record{}, provided: map[string]market.Deal{},
 		live: map[string]bool{}, runSince: map[string]time.Time{}, floor: map[common.Hash]*big.Int{}, refused: map[common.Hash]string{},
 		startedDeals: map[string]bool{}, startedPath: filepath.Join(m.cfg.Dir, "started-deals.json"),
-		ports: map[int]bool{}, portOf: map[string]int{}, netOf: map[string]netRank{}, interval: m.voucherInterval, waiting: map[string]context.CancelFunc{}, forwards: map[string][]*forward{}}
+		ports: map[int]bool{}, portOf: map[string]int{}, netOf: map[string]netRank{}, interval: m.voucherInterval, waiting: map[string]context.CancelFunc{}, forwards: map[string][]*forward{}, edges: map[string]bool{},
+		inflight: map[string]market.Deal{}, funding: map[common.Hash]*sync.Mutex{}, awaiting: map[string]*big.Int{}, starting: map[string]market.Deal{}, unchecked: map[common.Hash]*chain.Voucher{}}
 	if m.remote.interval <= 0 {
 		m.remote.interval = 10 * time.Second
 	}

@@ -9,8 +9,10 @@ import (
 	"io"
 	"math/big"
 	mrand "math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aixblock/aixblock/chain"
@@ -134,6 +136,7 @@ func (m *Manager) startQueued(rj *Record, exclude []string) {
 func (m *Manager) runQueued(ctx context.Context, rj *Record, exclude []string) {
 	spec := rj.Spec
 	progress := func(reason string) { m.setQueued(rj, reason) }
+	defer m.doneAwaiting(rj.ID)
 	var err error
 	if spec.Distributed != nil && spec.Distributed.Nodes > 1 {
 		_, err = m.submitGang(ctx, &spec, rj.ID, progress)
@@ -156,8 +159,29 @@ func (m *Manager) runQueued(ctx context.Context, rj *Record, exclude []string) {
 	m.endQueued(rj, jobs.Failed, err.Error())
 }
 
-// startSingle is runQueued for a job on one provider.
+// startSingle is runQueued for a job on one provider: wait until the
+// wallet can pay the job's worst case, make a deal, fund its channel and
+// start the job there. A provider that refuses the start for the
+// channel's deposit (another of this node's starts counted it first) is
+// asked again with a new deal, a few times within the queue wait.
 func (m *Manager) startSingle(ctx context.Context, rj *Record, exclude []string, progress func(string)) error {
+	if err := m.awaitFunds(ctx, rj, progress); err != nil {
+		return err
+	}
+	for attempt := 1; ; attempt++ {
+		err := m.startOnce(ctx, rj, exclude, progress)
+		if err == nil || !errors.Is(err, errStartFunds) || attempt == 3 || time.Now().After(rj.QueueUntil) {
+			return err
+		}
+		progress(fmt.Sprintf("asking again: %v", err))
+	}
+}
+
+// errStartFunds: a provider refused a start for its channel's deposit.
+var errStartFunds = errors.New("refused for the channel's deposit")
+
+// startOnce makes one deal, funds it and starts the job on its provider.
+func (m *Manager) startOnce(ctx context.Context, rj *Record, exclude []string, progress func(string)) error {
 	spec := rj.Spec
 	deals, err := m.dealsWithin(ctx, &spec, exclude, time.Until(rj.QueueUntil), 1, progress)
 	if err != nil {
@@ -165,12 +189,23 @@ func (m *Manager) startSingle(ctx context.Context, rj *Record, exclude []string,
 	}
 	deal := deals[0]
 	progress(fmt.Sprintf("deal %s with provider %s; funding the channel", short(deal.ID), short(deal.Provider)))
-	if err := m.fundChannel(ctx, *deal); err != nil {
+	release, err := m.fundChannel(ctx, *deal)
+	if err != nil {
+		m.releaseDeal(ctx, *deal)
 		return err
 	}
+	defer release()
 	prov, _ := peer.Decode(deal.Provider)
 	req, _ := json.Marshal(startRequest{DealID: deal.ID, Spec: spec, JobID: rj.ID})
 	resp, err := m.request(ctx, prov, wireStart, req)
+	if err != nil {
+		if strings.Contains(err.Error(), fundsRefusal) {
+			return fmt.Errorf("provider %s %w: %v", short(deal.Provider), errStartFunds, err)
+		}
+		if strings.Contains(err.Error(), notFinalRefusal) {
+			resp, err = m.startWhenFinal(ctx, rj, prov, req, progress)
+		}
+	}
 	if err != nil {
 		m.market.Reputation().NoShow(deal.Provider)
 		return fmt.Errorf("provider %s did not start the job: %w", deal.Provider, err)
@@ -186,13 +221,139 @@ func (m *Manager) startSingle(ctx context.Context, rj *Record, exclude []string,
 	j.ID, j.Provider = rj.ID, deal.Provider
 	m.remote.mu.Lock()
 	rj.Remote, rj.Provider, rj.Deal, rj.QueueUntil = remoteID, deal.Provider, *deal, time.Time{}
-	rj.see(&j, time.Now())
+	rj.Answered = time.Now()
+	rj.see(&j, rj.Answered)
 	m.remote.mu.Unlock()
 	if err := m.saveRemote(rj); err != nil {
 		m.log.Error("record of a started job not saved", "job_id", rj.ID, "err", err)
 	}
+	m.watchEdges(rj)
 	m.log.Info("job started on a provider", "job_id", rj.ID, "provider", deal.Provider, "deal_id", short(deal.ID))
 	return nil
+}
+
+// startWhenFinal asks a provider again to start a deal whose deposit
+// was not yet at its confirmation depth, every block or so, until it
+// starts, refuses for another reason, or the queue wait ends.
+func (m *Manager) startWhenFinal(ctx context.Context, rj *Record, prov peer.ID, req []byte, progress func(string)) ([]byte, error) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		resp, err := m.request(ctx, prov, wireStart, req)
+		if err == nil || !strings.Contains(err.Error(), notFinalRefusal) || time.Now().After(rj.QueueUntil.Add(2*time.Minute)) {
+			return resp, err
+		}
+		progress("waiting for the deposit to be final at the provider's confirmations: " + err.Error())
+	}
+}
+
+// awaitFunds keeps a job queued, with the reason, while this node cannot
+// pay its worst case (max_price × GPUs × timeouts.execution) on top of
+// what the other jobs waiting to start may cost: from the wallet, or from
+// what a channel it already funded holds. One top-up of the wallet lets
+// the whole queue go. Nothing is asked of any provider meanwhile.
+func (m *Manager) awaitFunds(ctx context.Context, rj *Record, progress func(string)) error {
+	tok, err := chain.ParseToken("", m.chain.DefaultToken())
+	if err != nil {
+		return invalid{err}
+	}
+	_, dec, err := m.chain.TokenInfo(ctx, tok)
+	if err != nil {
+		return err
+	}
+	price, err := chain.ParseUnits(rj.Spec.MaxPrice, dec)
+	if err != nil {
+		return invalid{fmt.Errorf("max_price: %w", err)}
+	}
+	gpus := max(rj.Spec.Resources.GPUs, 1)
+	worst := new(big.Int).Mul(price, big.NewInt(int64(gpus)))
+	worst.Mul(worst, big.NewInt(int64(rj.Spec.ExecutionTimeout()/time.Second)))
+	worst.Div(worst, big.NewInt(3600))
+	t := time.NewTicker(max(m.remote.interval/2, time.Second))
+	defer t.Stop()
+	for {
+		bal, err := m.chain.Balance(ctx, tok)
+		if err != nil {
+			return fmt.Errorf("reading the wallet's balance: %w", err)
+		}
+		m.remote.mu.Lock()
+		others := new(big.Int)
+		for id, w := range m.remote.awaiting {
+			if id != rj.ID {
+				others.Add(others, w)
+			}
+		}
+		enough := new(big.Int).Add(others, worst).Cmp(bal) <= 0
+		if enough {
+			m.remote.awaiting[rj.ID] = worst
+		}
+		m.remote.mu.Unlock()
+		if enough || m.channelHolds(ctx, tok, worst) {
+			return nil
+		}
+		if time.Now().After(rj.QueueUntil) {
+			return invalid{fmt.Errorf("%w within timeouts.queue: the job may cost up to %s and the jobs queued before it %s; wallet %s holds %s: fund the wallet, or lower max_price or timeouts.execution",
+				errFunds, m.formatAmount(chain.TokenName(tok), worst.String()), m.formatAmount(chain.TokenName(tok), others.String()), m.wallet.Address(), m.formatAmount(chain.TokenName(tok), bal.String()))}
+		}
+		progress(fmt.Sprintf("waiting for funds: the job may cost up to %s, jobs queued before it %s, wallet %s holds %s; top up the wallet",
+			m.formatAmount(chain.TokenName(tok), worst.String()), m.formatAmount(chain.TokenName(tok), others.String()), m.wallet.Address(), m.formatAmount(chain.TokenName(tok), bal.String())))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// doneAwaiting drops a job's claim on the wallet (awaitFunds) once its
+// funding is settled either way.
+func (m *Manager) doneAwaiting(id string) {
+	m.remote.mu.Lock()
+	delete(m.remote.awaiting, id)
+	m.remote.mu.Unlock()
+}
+
+// channelHolds reports whether a channel this node already funded in
+// token holds need beyond what it owes and its jobs may still cost.
+func (m *Manager) channelHolds(ctx context.Context, tok common.Address, need *big.Int) bool {
+	payees := map[common.Address]bool{}
+	m.remote.mu.Lock()
+	for _, o := range m.remote.jobs {
+		if !o.queued() && dealToken(o.Deal) == tok {
+			payees[common.HexToAddress(o.Deal.ProviderWallet)] = true
+		}
+	}
+	m.remote.mu.Unlock()
+	for p := range payees {
+		ch, err := m.chain.Channel(ctx, m.wallet.Address(), p, tok)
+		if err != nil {
+			continue
+		}
+		free := new(big.Int).Sub(ch.Deposited.Big(), m.channelNeeds(p, tok, market.Deal{}, nil))
+		if free.Cmp(need) >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// releaseDeal tells a deal's provider that this node will not start it
+// (it could not fund it), so that its GPUs are free at once rather than
+// held to the end of the start window.
+func (m *Manager) releaseDeal(ctx context.Context, deal market.Deal) {
+	prov, err := peer.Decode(deal.Provider)
+	if err != nil {
+		return
+	}
+	req, _ := json.Marshal(jobIDRequest{ID: deal.ID})
+	if _, err := m.request(ctx, prov, wireRelease, req); err != nil {
+		m.log.Debug("deal release not delivered", "deal_id", short(deal.ID), "err", err)
+	}
 }
 
 // setQueued updates a queued job's reason.
@@ -299,41 +460,104 @@ func noDealReason(err error) string {
 }
 
 // fundChannel makes sure the channel to the provider holds everything
-// already vouched on it plus this deal's maximum cost: one deposit or
-// top-up, reused by later jobs.
-func (m *Manager) fundChannel(ctx context.Context, deal market.Deal, pending ...market.Deal) error {
+// owed on it, what its running jobs and the deals being started on it may
+// still cost, and this deal's maximum: one deposit or top-up, reused by
+// later jobs. The deal counts as being started (for the other fundings of
+// the channel) until release is called, once its start is settled either
+// way. Fundings of one channel take turns, and each covers every deal
+// registered by then: a burst of jobs to one provider makes one or two
+// deposits, and none is refused for a deposit that its neighbour counted
+// too.
+func (m *Manager) fundChannel(ctx context.Context, deal market.Deal, pending ...market.Deal) (release func(), err error) {
 	payee, token := common.HexToAddress(deal.ProviderWallet), dealToken(deal)
-	need := dealCost(deal, time.Duration(deal.MaxDurationS)*time.Second)
-	// Deals of the same job funded just before this one, not yet running.
-	for _, p := range pending {
-		if common.HexToAddress(p.ProviderWallet) == payee && dealToken(p) == token {
-			need.Add(need, dealCost(p, time.Duration(p.MaxDurationS)*time.Second))
+	id := chain.ChannelID(m.wallet.Address(), payee, token)
+	m.remote.mu.Lock()
+	m.remote.inflight[deal.ID] = deal
+	lock := m.remote.funding[id]
+	if lock == nil {
+		lock = &sync.Mutex{}
+		m.remote.funding[id] = lock
+	}
+	m.remote.mu.Unlock()
+	release = func() {
+		m.remote.mu.Lock()
+		delete(m.remote.inflight, deal.ID)
+		m.remote.mu.Unlock()
+	}
+	defer func() {
+		if err != nil {
+			release()
+			release = nil
 		}
-	}
-	if v := m.vouchers.get(m.vouchers.data.Signed, chain.ChannelID(m.wallet.Address(), payee, token)); v != nil {
-		need.Add(need, v.CumulativeAmount.Big())
-	}
-	need.Add(need, m.committedRunning(payee, token))
+	}()
+	lock.Lock()
+	defer lock.Unlock()
+
+	need := m.channelNeeds(payee, token, deal, pending)
 	ch, err := m.chain.Channel(ctx, m.wallet.Address(), payee, token)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	short := new(big.Int).Sub(need, ch.Deposited.Big())
 	if short.Sign() <= 0 {
-		return nil
+		return release, nil
 	}
 	bal, err := m.chain.Balance(ctx, token)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if bal.Cmp(short) < 0 {
-		return invalid{fmt.Errorf("insufficient funds: the deal may cost up to %s base units, the channel needs %s more, wallet %s holds %s; fund the wallet, or lower max_price or timeouts.execution",
-			dealCost(deal, time.Duration(deal.MaxDurationS)*time.Second), short, m.wallet.Address(), bal)}
+		return nil, invalid{fmt.Errorf("%w: the deal may cost up to %s, the channel needs %s more, wallet %s holds %s; fund the wallet, or lower max_price or timeouts.execution",
+			errFunds, m.formatAmount(chain.TokenName(token), dealCost(deal, time.Duration(deal.MaxDurationS)*time.Second).String()),
+			m.formatAmount(chain.TokenName(token), short.String()), m.wallet.Address(), m.formatAmount(chain.TokenName(token), bal.String()))}
 	}
 	if _, err := m.chain.Deposit(ctx, payee, token, short); err != nil {
-		return fmt.Errorf("fund the channel: %w", err)
+		return nil, fmt.Errorf("fund the channel: %w", err)
 	}
-	return nil
+	return release, nil
+}
+
+// errFunds: the wallet cannot pay what a deal needs deposited.
+var errFunds = errors.New("insufficient funds")
+
+// channelNeeds is what the channel to payee must hold for deal to start:
+// what is owed on it (the voucher signed, or the exact cost of its jobs
+// if more: an ended job's final voucher may not be out yet), the rest of
+// its running jobs' and its other starting deals' maximum cost, the
+// deal's own, and one voucher interval of it as a margin (a provider
+// counts an ended job it has not yet watched end by its own clock).
+func (m *Manager) channelNeeds(payee, token common.Address, deal market.Deal, pending []market.Deal) *big.Int {
+	need := dealCost(deal, time.Duration(deal.MaxDurationS)*time.Second+m.remote.interval)
+	same := func(d market.Deal) bool {
+		return common.HexToAddress(d.ProviderWallet) == payee && dealToken(d) == token
+	}
+	for _, p := range pending { // a gang's earlier ranks, funded just before
+		if same(p) && p.ID != deal.ID {
+			need.Add(need, dealCost(p, time.Duration(p.MaxDurationS)*time.Second))
+		}
+	}
+	owed := new(big.Int)
+	if v := m.vouchers.get(m.vouchers.data.Signed, chain.ChannelID(m.wallet.Address(), payee, token)); v != nil {
+		owed = v.CumulativeAmount.Big()
+	}
+	m.remote.mu.Lock()
+	costs := new(big.Int)
+	for _, o := range m.remote.jobs {
+		if !o.queued() && same(o.Deal) && ended(o) {
+			costs.Add(costs, jobCost(o))
+		}
+	}
+	for id, d := range m.remote.inflight {
+		if id != deal.ID && same(d) && !slices.ContainsFunc(pending, func(p market.Deal) bool { return p.ID == id }) {
+			need.Add(need, dealCost(d, time.Duration(d.MaxDurationS)*time.Second))
+		}
+	}
+	m.remote.mu.Unlock()
+	need.Add(need, m.committedRunning(payee, token))
+	if costs.Cmp(owed) > 0 {
+		owed = costs
+	}
+	return need.Add(need, owed)
 }
 
 // committedRunning is the rest of the maximum cost of this node's running
@@ -419,20 +643,8 @@ func (m *Manager) followOnce(ctx context.Context) {
 	channels := map[common.Hash]bool{}
 	for _, rj := range live {
 		if j, err := m.remoteStatus(ctx, rj); err == nil {
-			m.remote.mu.Lock()
-			rj.see(j, time.Now())
-			m.remote.mu.Unlock()
-			if j.State.Terminal() {
-				m.endForwards(rj.ID)
-			}
-			m.rate(rj)
-			if err := m.saveRemote(rj); err != nil {
-				m.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
-			}
-			if len(rj.Group) > 1 && j.State.Terminal() && j.State != jobs.Completed {
-				// As torchrun does: one rank failing fails the job.
-				m.failGroup(ctx, rj.Group, fmt.Sprintf("rank %d on provider %s %s: %s", rj.Rank, rj.Provider, j.State, j.Reason))
-			}
+			m.observe(ctx, rj, j)
+			m.watchEdges(rj)
 		} else {
 			m.providerMissing(ctx, rj, err)
 		}
@@ -445,6 +657,77 @@ func (m *Manager) followOnce(ctx context.Context) {
 			m.payChannel(ctx, rj)
 		}
 	}
+}
+
+// observe records the provider's answer about a job and acts on its end:
+// its forwards close, its provider is rated, and a distributed job fails
+// with one of its ranks, as torchrun does.
+func (m *Manager) observe(ctx context.Context, rj *Record, j *jobs.Job) {
+	m.remote.mu.Lock()
+	rj.see(j, time.Now())
+	m.remote.mu.Unlock()
+	if j.State.Terminal() {
+		m.endForwards(rj.ID)
+	}
+	m.rate(rj)
+	if err := m.saveRemote(rj); err != nil {
+		m.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
+	}
+	if len(rj.Group) > 1 && j.State.Terminal() && j.State != jobs.Completed {
+		m.failGroup(ctx, rj.Group, fmt.Sprintf("rank %d on provider %s %s: %s", rj.Rank, rj.Provider, j.State, j.Reason))
+	}
+}
+
+// watchEdges follows one running job's state as it changes (a status
+// request the provider holds until it does), so that its start and end
+// are seen when they happen and the final voucher goes out at the end,
+// not up to an interval later. One watcher a job; the interval's round
+// (followOnce) still refreshes, pays and notices a vanished provider.
+func (m *Manager) watchEdges(rj *Record) {
+	m.remote.mu.Lock()
+	if m.remote.edges[rj.ID] || rj.Settled || rj.queued() || (rj.Last != nil && rj.Last.State.Terminal()) {
+		m.remote.mu.Unlock()
+		return
+	}
+	m.remote.edges[rj.ID] = true
+	m.remote.mu.Unlock()
+	m.spawn(func(ctx context.Context) {
+		defer func() {
+			m.remote.mu.Lock()
+			delete(m.remote.edges, rj.ID)
+			m.remote.mu.Unlock()
+		}()
+		for ctx.Err() == nil {
+			m.remote.mu.Lock()
+			seen := jobs.State("")
+			if rj.Last != nil {
+				seen = rj.Last.State
+			}
+			done := rj.Settled || seen.Terminal()
+			m.remote.mu.Unlock()
+			if done {
+				return
+			}
+			asked := time.Now()
+			j, err := m.remoteStatusWait(ctx, rj, seen, maxStatusWait)
+			if err != nil || j.State == seen {
+				// A provider that cannot hold the answer (or is away):
+				// the interval's round carries on; ask again shortly.
+				pause := time.Until(asked.Add(min(m.remote.interval, 2*time.Second)))
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(pause):
+				}
+				continue
+			}
+			m.observe(ctx, rj, j)
+			if j.State.Terminal() {
+				m.payChannel(ctx, rj) // the final voucher, for the exact run time
+				return
+			}
+		}
+	})
 }
 
 // rate counts a remote job's end in its provider's reputation, once: a
@@ -539,21 +822,88 @@ func (m *Manager) providerMissing(ctx context.Context, rj *Record, err error) {
 }
 
 // jobCost is what a job has cost so far: the run time this node saw, at
-// the deal's price.
-func jobCost(rj *Record) *big.Int { return dealCost(rj.Deal, observedRun(rj, 0)) }
+// the deal's price, rounded up to the second (billedRun).
+func jobCost(rj *Record) *big.Int { return dealCost(rj.Deal, billedRun(rj)) }
 
-// jobPayable is what this node pays for a job: the run time it saw, plus
-// one interval (it polls once an interval, so the job ran up to one
-// before it was first seen running), within the deal's maximum duration.
-func jobPayable(rj *Record, interval time.Duration) *big.Int {
-	return dealCost(rj.Deal, observedRun(rj, interval))
+// jobPayable is what this node vouches for a job: an ended job's exact
+// cost (billedRun); a running one's run time so far plus ahead, the time
+// its vouchers run ahead of the work (at least one interval, since an
+// honest provider is owed up to an interval between two payments; more
+// is a prepay, so that the job goes on while this node is away). ahead is
+// a bound on what the provider may be owed, not a charge: what the
+// channel's voucher holds beyond the sum of its jobs' exact costs pays
+// for later jobs on the channel (payChannel never lowers a voucher).
+func jobPayable(rj *Record, ahead time.Duration) *big.Int {
+	if ended(rj) {
+		return jobCost(rj)
+	}
+	return dealCost(rj.Deal, observedRun(rj, ahead))
+}
+
+// ahead is how far a running job's vouchers run ahead of its observed
+// run time: its own prepay (job run --prepay), else the daemon's
+// (payment.prepay: Config.Prepay; zero means ten voucher intervals and
+// at least a minute), never less than one interval.
+func (m *Manager) ahead(rj *Record) time.Duration {
+	p := m.cfg.Prepay
+	if rj.Prepay > 0 {
+		p = rj.Prepay
+	}
+	if p == 0 {
+		p = max(10*m.remote.interval, time.Minute)
+	}
+	return max(p, m.remote.interval)
+}
+
+// ended: the job will run no more (terminal, or its provider gone).
+func ended(rj *Record) bool {
+	return rj.Unreachable || (rj.Last != nil && rj.Last.State.Terminal())
+}
+
+// billedRun is what this node pays an ended job for: its observed run
+// time rounded up to the second, at least a second for a job its provider
+// says ran, within the deal's duration. Where this node did not watch the
+// end (a restart or a sleep between RunUntil and EndSeen), the provider's
+// own duration counts, but only within that gap: it can neither shorten
+// what this node saw run nor stretch past when this node saw it ended.
+func billedRun(rj *Record) time.Duration {
+	d := observedRun(rj, 0)
+	j := rj.Last
+	if j != nil && j.State.Terminal() && !rj.EndSeen.IsZero() {
+		from := rj.RunSeen
+		if from.IsZero() {
+			from = rj.Answered
+		}
+		lo := time.Duration(0)
+		if !rj.RunSeen.IsZero() && rj.RunUntil.After(rj.RunSeen) {
+			lo = rj.RunUntil.Sub(rj.RunSeen)
+		}
+		hi := lo
+		if !from.IsZero() && rj.EndSeen.After(from) {
+			hi = rj.EndSeen.Sub(from)
+		}
+		d = hi // a provider that gives no duration is paid what this node saw
+		if j.StartedAt != nil && j.FinishedAt != nil {
+			d = min(max(j.FinishedAt.Sub(*j.StartedAt), lo), hi)
+		}
+	}
+	if r := d % time.Second; r != 0 {
+		d += time.Second - r
+	}
+	if d == 0 && j != nil && j.StartedAt != nil {
+		d = time.Second // it ran: the smallest unit billed
+	}
+	if limit := time.Duration(rj.Deal.MaxDurationS) * time.Second; d > limit {
+		d = limit
+	}
+	return d
 }
 
 // observedRun is the job's run time by this node's own clock: from when
 // it first saw the job started to when it saw it end, or last saw it
 // (a running job, or one whose provider vanished), plus extra, clamped
 // to the deal's maximum duration. The provider's StartedAt and
-// FinishedAt count for nothing: a provider could report any.
+// FinishedAt count for nothing here: a provider could report any.
 func observedRun(rj *Record, extra time.Duration) time.Duration {
 	j := rj.Last
 	if j == nil {
@@ -591,7 +941,7 @@ func (m *Manager) payChannel(ctx context.Context, rj *Record) {
 	m.remote.mu.Lock()
 	for _, o := range m.remote.jobs {
 		if common.HexToAddress(o.Deal.ProviderWallet) == payee && dealToken(o.Deal) == token {
-			c := jobPayable(o, m.remote.interval)
+			c := jobPayable(o, m.ahead(o))
 			o.Vouched = c.String()
 			total.Add(total, c)
 			if !o.Settled && o.Last != nil && o.Last.State.Terminal() {
@@ -646,11 +996,17 @@ func (m *Manager) payChannel(ctx context.Context, rj *Record) {
 }
 
 func (m *Manager) remoteStatus(ctx context.Context, rj *Record) (*jobs.Job, error) {
+	return m.remoteStatusWait(ctx, rj, "", 0)
+}
+
+// remoteStatusWait asks for a job's state, held by the provider until it
+// is no longer seen or wait passes (zero: answered at once).
+func (m *Manager) remoteStatusWait(ctx context.Context, rj *Record, seen jobs.State, wait time.Duration) (*jobs.Job, error) {
 	prov, err := peer.Decode(rj.Provider)
 	if err != nil {
 		return nil, err
 	}
-	req, _ := json.Marshal(jobIDRequest{ID: rj.remoteID()})
+	req, _ := json.Marshal(jobIDRequest{ID: rj.remoteID(), WaitMs: wait.Milliseconds(), Seen: seen})
 	resp, err := m.request(ctx, prov, wireStatus, req)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,104 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"math/big"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aixblock/aixblock/chain"
+	"github.com/ethereum/go-ethereum"
+)
+
+// flakyBackend is a chain whose RPC can be taken down: every read fails
+// while down is set, as a stopped geth's "connection refused" does.
+type flakyBackend struct {
+	chain.Backend
+	down atomic.Bool
+}
+
+var errRefused = errors.New("dial tcp 127.0.0.1:8545: connect: connection refused")
+
+func (f *flakyBackend) CallContract(ctx context.Context, msg ethereum.CallMsg, block *big.Int) ([]byte, error) {
+	if f.down.Load() {
+		return nil, errRefused
+	}
+	return f.Backend.CallContract(ctx, msg, block)
+}
+
+func (f *flakyBackend) BlockNumber(ctx context.Context) (uint64, error) {
+	if f.down.Load() {
+		return 0, errRefused
+	}
+	return f.Backend.BlockNumber(ctx)
+}
+
+// An RPC outage in the middle of a job: the provider refused every
+// voucher it could not check against the deposit, and stopped the job
+// 42-48 s in, blaming the requester. Now a voucher that cannot be checked
+// counts for the outage grace, is checked when the chain answers, and
+// one beyond the deposit is refused then and stops the job.
+func TestOutageGrace(t *testing.T) {
+	h := newHostile(t)
+	flaky := &flakyBackend{Backend: h.dev.Client()}
+	pc, err := chain.NewClient(t.Context(), flaky, h.prov.wallet, chain.Config{Escrow: h.dev.Info.Escrow, Token: h.dev.Info.Token, Poll: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.prov.chain = pc
+	id := "00000000000000e1"
+	h.prov.trackProvided(id, h.deal)
+	t0 := time.Now()
+	h.prov.remote.mu.Lock()
+	h.prov.remote.runSince[id] = t0
+	h.prov.remote.mu.Unlock()
+	if err := h.send(big.NewInt(10)); err != nil {
+		t.Fatalf("a voucher while the chain answers: %v", err)
+	}
+
+	flaky.down.Store(true)
+	if err := h.send(big.NewInt(60)); err != nil {
+		t.Fatalf("a voucher for 60 s during an outage was refused: %v", err)
+	}
+	if why := h.prov.unpaid(id, t0.Add(61*time.Second)); why != "" {
+		t.Fatalf("paid for 60 s of 61 during an outage, stopped: %s", why)
+	}
+	if h.prov.ChainDownSince().IsZero() {
+		t.Fatal("the outage is not reported")
+	}
+	// The requester overreaches while the provider cannot look.
+	over := new(big.Int).Add(h.deposit, big.NewInt(1))
+	if err := h.send(over); err != nil {
+		t.Fatalf("an unchecked voucher: %v", err)
+	}
+	h.prov.recheckUnchecked(t.Context()) // still down: nothing decided
+	if why := h.prov.unpaid(id, t0.Add(61*time.Second)); why != "" {
+		t.Fatalf("still within the grace, stopped: %s", why)
+	}
+
+	flaky.down.Store(false)
+	h.prov.recheckUnchecked(t.Context())
+	if !h.prov.ChainDownSince().IsZero() {
+		t.Fatal("the chain answers again but is still reported down")
+	}
+	why := h.prov.unpaid(id, t0.Add(120*time.Second))
+	if !strings.Contains(why, "exceeds channel") {
+		t.Fatalf("the voucher beyond the deposit, checked after the outage: want the job stopped for it, got %q", why)
+	}
+	if got := h.prov.vouchers.Best(h.prov.providedChannel(h.deal), false); got == nil || got.CumulativeAmount.Big().Cmp(big.NewInt(10)) != 0 {
+		t.Fatalf("voucher kept after the outage: %v, want the last checked one (10)", got)
+	}
+
+	// An outage longer than the grace: vouchers are refused again, and
+	// the unchecked ones count no more.
+	flaky.down.Store(true)
+	h.prov.remote.mu.Lock()
+	h.prov.remote.chainDown = time.Now().Add(-h.prov.outageGrace() - time.Second)
+	h.prov.remote.mu.Unlock()
+	if err := h.send(big.NewInt(200)); err == nil {
+		t.Fatal("a voucher past the outage grace was taken unchecked")
+	}
+}
