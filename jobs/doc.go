@@ -77,6 +77,20 @@
 //     and nothing else. The host's network (SubmitOptions.HostNetwork) is
 //     only for a requester the provider lists as trusted with it: such a
 //     rank can reach the host's local services.
+//   - Namespaces by PID (pin.go): a port dial and a job network's join
+//     reach a container's namespace through its first process, and a
+//     PID read from the engine may name another process (the host's)
+//     once the container's has exited and the number is reused. The
+//     daemon holds the process by a pidfd, asks the engine again, and
+//     goes on only if the engine still gives that PID and the held
+//     process has not exited; the join gets the namespace as the
+//     daemon's descriptor (/proc/self/fd/N), opened while the process
+//     was held, and a dial during which the process exited is closed
+//     unused. What remains: DialPort takes a PID, so the socket is made
+//     by /proc/PID a moment after the check (a reuse in between is
+//     caught after the connect, which is then closed); and the check
+//     trusts the engine's second answer to be current. Needs Linux 5.3
+//     (pidfd_open); without it ports and job networks are refused.
 //   - Kernel: no capabilities, no-new-privileges, not root in the
 //     container, pids and memory limits; the engine's seccomp and
 //     AppArmor defaults apply.

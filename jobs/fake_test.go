@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/aixblock/aixblock/p2p/content"
@@ -36,6 +37,12 @@ type fakeRuntime struct {
 	errs  map[string][]error
 	calls []string
 	n     int
+	// hostPids are processes outside every container (the host's), by
+	// PID: what a container's PID may name once it is reused.
+	hostPids map[int]bool
+	// stale holds, per container, what State answers before the truth:
+	// an engine's answer from before its process changed.
+	stale map[string][]ContainerState
 }
 
 type fakeContainer struct {
@@ -50,7 +57,7 @@ type fakeContainer struct {
 
 func newFakeRuntime() *fakeRuntime {
 	return &fakeRuntime{images: map[string]string{testFakeImage: "sha256:fake"}, registry: map[string]string{},
-		containers: map[string]*fakeContainer{}, errs: map[string][]error{}}
+		containers: map[string]*fakeContainer{}, errs: map[string][]error{}, hostPids: map[int]bool{}, stale: map[string][]ContainerState{}}
 }
 
 const testFakeImage = "example.org/fake/job:1"
@@ -307,12 +314,66 @@ func (f *fakeRuntime) State(ctx context.Context, id string) (ContainerState, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if q := f.stale[id]; len(q) > 0 {
+		f.stale[id] = q[1:]
+		return q[0], nil
+	}
 	c := f.containers[id]
 	if c == nil {
 		return ContainerState{}, nil
 	}
 	return ContainerState{Exists: true, Running: c.running, ExitCode: c.exit, OOM: f.oom && !c.running, Pid: c.pid}, nil
 }
+
+// pin is Manager.pin over the fake's processes: a running container's
+// first process, or one of hostPids. The process held is that one run of
+// that container (or that host process): it is alive while it runs, and
+// its namespace is a file named for its owner.
+func (f *fakeRuntime) pin(pid int) (procPin, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id, c := range f.containers {
+		if c.running && c.pid == pid {
+			return &fakePin{f: f, pid: pid, owner: id, run: c.runs}, nil
+		}
+	}
+	if f.hostPids[pid] {
+		return &fakePin{f: f, pid: pid, owner: "host"}, nil
+	}
+	return nil, fmt.Errorf("pid %d: %w", pid, syscall.ESRCH)
+}
+
+type fakePin struct {
+	f     *fakeRuntime
+	pid   int
+	owner string // a container's ID, or "host"
+	run   int
+}
+
+func (p *fakePin) Alive() bool {
+	p.f.mu.Lock()
+	defer p.f.mu.Unlock()
+	if p.owner == "host" {
+		return p.f.hostPids[p.pid]
+	}
+	c := p.f.containers[p.owner]
+	return c != nil && c.running && c.pid == p.pid && c.runs == p.run
+}
+
+// NetNS is an unlinked file named fake-netns-OWNER-*.
+func (p *fakePin) NetNS() (*os.File, error) {
+	if !p.Alive() {
+		return nil, fmt.Errorf("pid %d: %w", p.pid, syscall.ESRCH)
+	}
+	f, err := os.CreateTemp("", "fake-netns-"+p.owner+"-*")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name())
+	return f, nil
+}
+
+func (p *fakePin) Close() error { return nil }
 
 // fakeContent is the block service in memory: an input is a file holding
 // its CID; outputs are recorded, and their CID is the hash of the path.

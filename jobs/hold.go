@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -119,17 +120,29 @@ func (m *Manager) holdNetwork(ctx context.Context, j *Job, c Container, join fun
 	if err := m.cfg.Runtime.Start(ctx, id); err != nil {
 		return "", fmt.Errorf("job network: holder container: %w", err)
 	}
-	st, err := m.cfg.Runtime.State(ctx, id)
+	// The namespace is opened through the holder's process held by a
+	// pidfd and checked against the engine (pinContainer), and handed to
+	// join as this process's descriptor of it, never as /proc/PID: a PID
+	// reused meanwhile cannot put the job's device in another namespace.
+	p, pid, err := m.pinContainer(ctx, id)
+	if errors.Is(err, errNotRunning) {
+		st, _ := m.cfg.Runtime.State(ctx, id)
+		return "", fmt.Errorf("job network: the holder container is not running (exit %d)", st.ExitCode)
+	}
 	if err != nil {
 		return "", fmt.Errorf("job network: holder container: %w", err)
 	}
-	if !st.Running || st.Pid <= 0 {
-		return "", fmt.Errorf("job network: the holder container is not running (exit %d)", st.ExitCode)
+	defer p.Close()
+	ns, err := p.NetNS()
+	if err != nil {
+		return "", fmt.Errorf("job network: holder container: %w", err)
 	}
-	closer, err := join(ctx, fmt.Sprintf("/proc/%d/ns/net", st.Pid))
+	defer ns.Close()
+	closer, err := join(ctx, fmt.Sprintf("/proc/self/fd/%d", ns.Fd()))
 	if err != nil {
 		return "", err
 	}
+	m.log.Debug("job network joined", "job_id", j.ID, "holder_pid", pid)
 	m.mu.Lock()
 	m.nets[j.ID] = closer
 	m.mu.Unlock()

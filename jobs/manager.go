@@ -92,6 +92,8 @@ type Manager struct {
 	// readyHead bounds the wait for a readiness check's answer
 	// (readyHeadTimeout); tests shorten it.
 	readyHead time.Duration
+	// pin holds a process by its PID (pinPID); tests fake it.
+	pin func(pid int) (procPin, error)
 	// lookupIP resolves a registry's host (net.DefaultResolver's
 	// LookupNetIP); tests fake it.
 	lookupIP func(ctx context.Context, host string) ([]netip.Addr, error)
@@ -148,7 +150,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "jobs"), jobs: map[string]*Job{}, cancels: map[string]context.CancelCauseFunc{}, changed: map[string]chan struct{}{}, gates: map[string]chan []string{}, nets: map[string]io.Closer{}, waiting: map[string]bool{}, backoff: restartBackoff, readyHead: readyHeadTimeout}
+	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "jobs"), jobs: map[string]*Job{}, cancels: map[string]context.CancelCauseFunc{}, changed: map[string]chan struct{}{}, gates: map[string]chan []string{}, nets: map[string]io.Closer{}, waiting: map[string]bool{}, backoff: restartBackoff, readyHead: readyHeadTimeout, pin: pinPID}
 	if m.diskErr = diskSupport(); m.diskErr != nil {
 		m.log.Warn("jobs that set resources.disk_mib will be refused", "reason", m.diskErr)
 	}

@@ -53,6 +53,7 @@ func fakeManager(t *testing.T, dir string, rt *fakeRuntime, fc *fakeContent, cfg
 	// Tests talk to loopback only: the fake image's registry resolves
 	// here, to a public address.
 	m.lookupIP = fakeResolver(map[string][]string{"example.org": {"93.184.216.34"}})
+	m.pin = rt.pin
 	t.Cleanup(func() {
 		for _, j := range m.List() {
 			m.Cancel(j.ID)
@@ -424,7 +425,10 @@ func TestStateMachine(t *testing.T) {
 			name: "a job network: holder, namespace, release",
 			opts: func(e *fakeEnv) SubmitOptions {
 				return SubmitOptions{JoinNetwork: func(ctx context.Context, ns string) (io.Closer, error) {
-					e.joinedNS.Store(ns)
+					// A descriptor of this process's, open while join
+					// runs: what it names.
+					target, _ := os.Readlink(ns)
+					e.joinedNS.Store(ns + " → " + target)
 					return closerFunc(func() error { e.netClosed.Store(true); return nil }), nil
 				}}
 			},
@@ -435,8 +439,8 @@ func TestStateMachine(t *testing.T) {
 				if len(cs) != 2 || !slices.Equal(cs[0].Entrypoint, []string{holdTarget}) || cs[0].Name != "aixblock-"+j.ID+"-net" || cs[1].NetworkOf != "c1" {
 					t.Fatalf("containers %+v", cs)
 				}
-				if ns, _ := e.joinedNS.Load().(string); ns != "/proc/1001/ns/net" {
-					t.Errorf("joined %q", ns)
+				if ns, _ := e.joinedNS.Load().(string); !strings.HasPrefix(ns, "/proc/self/fd/") || !strings.Contains(ns, "fake-netns-c1-") {
+					t.Errorf("joined %q; want the holder c1's namespace by a descriptor", ns)
 				}
 				if !e.netClosed.Load() || !e.rt.called("Remove", "c1") {
 					t.Errorf("network closed %v, calls %q", e.netClosed.Load(), e.rt.callList())

@@ -109,7 +109,10 @@ func (m *Manager) probe(ctx context.Context, j *Job, r Ready, timeout time.Durat
 }
 
 // dialPort connects to port in the job's container, whichever process is
-// its first now (a restart makes a new one).
+// its first now (a restart makes a new one). The process is held while
+// the socket is made (pinContainer), so a PID the engine gave earlier
+// never puts the socket in another process's namespace; a dial during
+// which the process exited is closed unused.
 func (m *Manager) dialPort(ctx context.Context, j *Job, port int) (net.Conn, error) {
 	if m.cfg.DialPort == nil {
 		return nil, errors.New("this node cannot reach service ports (no Config.DialPort)")
@@ -117,31 +120,41 @@ func (m *Manager) dialPort(ctx context.Context, j *Job, port int) (net.Conn, err
 	m.mu.Lock()
 	id := j.ContainerID
 	m.mu.Unlock()
-	st, err := m.cfg.Runtime.State(ctx, id)
+	p, pid, err := m.pinContainer(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if !st.Running || st.Pid <= 0 {
-		return nil, errors.New("the container is not running")
+	defer p.Close()
+	c, err := m.cfg.DialPort(ctx, pid, port)
+	if err != nil {
+		return nil, err
 	}
-	return m.cfg.DialPort(ctx, st.Pid, port)
+	if !p.Alive() {
+		c.Close()
+		return nil, fmt.Errorf("dial port %d: the container's process (pid %d) exited during the dial; the connection is not used", port, pid)
+	}
+	return c, nil
 }
 
 // ContainerPID is the host PID of a running service's container's first
-// process.
+// process, checked against the engine as pinContainer does. It is a
+// snapshot: the process may exit and its PID name another afterwards, so
+// reach a port through PortDialer, which holds the process while it
+// dials.
 func (m *Manager) ContainerPID(ctx context.Context, id string) (int, error) {
 	j, err := m.service(id, 0)
 	if err != nil {
 		return 0, err
 	}
-	st, err := m.cfg.Runtime.State(ctx, j.ContainerID)
+	p, pid, err := m.pinContainer(ctx, j.ContainerID)
+	if errors.Is(err, errNotRunning) {
+		return 0, fmt.Errorf("%w: job %s's container is not running", ErrNotServing, id)
+	}
 	if err != nil {
 		return 0, err
 	}
-	if !st.Running || st.Pid <= 0 {
-		return 0, fmt.Errorf("%w: job %s's container is not running", ErrNotServing, id)
-	}
-	return st.Pid, nil
+	p.Close()
+	return pid, nil
 }
 
 // PortDialer returns how to connect to port of service job id, checking
