@@ -39,3 +39,19 @@ func (c *Client) ConfirmedChannel(ctx context.Context, payer, payee, token commo
 		ClosesAt:  out.ClosesAt.Uint64(),
 	}, nil
 }
+
+// depositGas bounds the gas of an ERC-20 approve and a first deposit
+// (chain/testdata/gas.json: 46,629 and 85,480), with the sender's 20%
+// margin on each estimate.
+const depositGas = (46_629 + 85_480) * 6 / 5
+
+// DepositGasCost is about what the gas of a deposit (with its approve)
+// costs at the chain's current fees, in wei: what the wallet must hold of
+// the native coin besides the tokens it deposits.
+func (c *Client) DepositGasCost(ctx context.Context) (*big.Int, error) {
+	_, feeCap, err := c.tx.fees(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("gas price: %w", err)
+	}
+	return new(big.Int).Mul(feeCap, big.NewInt(depositGas)), nil
+}

@@ -43,41 +43,44 @@ func (m *Manager) submitRemote(ctx context.Context, spec *jobs.Spec) (*jobs.Job,
 }
 
 // checkFunds refuses a market job that could not be paid for at any
-// price: the token and max price must parse, and the wallet or a channel
-// already funded must hold something of the token.
+// price: the token and max price must parse, the wallet or a channel
+// already funded must hold something of the token, and a wallet that
+// will have to deposit must hold the gas for it. Each refusal names the
+// amounts and the token by its symbol.
 func (m *Manager) checkFunds(ctx context.Context, spec *jobs.Spec) error {
 	tok, err := chain.ParseToken("", m.chain.DefaultToken())
 	if err != nil {
 		return invalid{err} // the error names the token
 	}
-	_, dec, err := m.chain.TokenInfo(ctx, tok)
+	sym, dec, err := m.chain.TokenInfo(ctx, tok)
 	if err != nil {
 		return err
 	}
-	if _, err := chain.ParseUnits(spec.MaxPrice, dec); err != nil {
+	price, err := chain.ParseUnits(spec.MaxPrice, dec)
+	if err != nil {
 		return invalid{fmt.Errorf("max_price: %w", err)}
+	}
+	worst := worstCost(spec, price)
+	if m.channelHolds(ctx, tok, worst) {
+		return nil // paid from a channel funded before: no deposit, no gas
 	}
 	bal, err := m.chain.Balance(ctx, tok)
 	if err != nil {
 		return err
 	}
-	if bal.Sign() > 0 {
-		return nil
+	if bal.Sign() == 0 {
+		return invalid{fmt.Errorf("%w: the job may cost up to %s %s (max_price × GPUs × timeouts.execution) and wallet %s holds no %s: fund the wallet first",
+			errFunds, chain.FormatUnits(worst, dec), sym, m.wallet.Address(), sym)}
 	}
-	payees := map[common.Address]bool{}
-	m.remote.mu.Lock()
-	for _, rj := range m.remote.jobs {
-		if !rj.queued() && dealToken(rj.Deal) == tok {
-			payees[common.HexToAddress(rj.Deal.ProviderWallet)] = true
-		}
-	}
-	m.remote.mu.Unlock()
-	for p := range payees {
-		if ch, err := m.chain.Channel(ctx, m.wallet.Address(), p, tok); err == nil && ch.Deposited.Big().Cmp(ch.Redeemed.Big()) > 0 {
-			return nil // what is left in the channel may pay for it
-		}
-	}
-	return invalid{fmt.Errorf("insufficient funds: wallet %s holds no %s to pay a provider with; fund the wallet first", m.wallet.Address(), chain.TokenName(tok))}
+	return m.checkGas(ctx)
+}
+
+// worstCost is the most a spec may cost at price per GPU-hour: price ×
+// GPUs × its execution timeout.
+func worstCost(spec *jobs.Spec, price *big.Int) *big.Int {
+	w := new(big.Int).Mul(price, big.NewInt(int64(max(spec.Resources.GPUs, 1))))
+	w.Mul(w, big.NewInt(int64(spec.ExecutionTimeout()/time.Second)))
+	return w.Div(w, big.NewInt(3600))
 }
 
 // queueRemote records a market job as queued, starts its wait for a
@@ -270,10 +273,7 @@ func (m *Manager) awaitFunds(ctx context.Context, rj *Record, progress func(stri
 	if err != nil {
 		return invalid{fmt.Errorf("max_price: %w", err)}
 	}
-	gpus := max(rj.Spec.Resources.GPUs, 1)
-	worst := new(big.Int).Mul(price, big.NewInt(int64(gpus)))
-	worst.Mul(worst, big.NewInt(int64(rj.Spec.ExecutionTimeout()/time.Second)))
-	worst.Div(worst, big.NewInt(3600))
+	worst := worstCost(&rj.Spec, price)
 	t := time.NewTicker(max(m.remote.interval/2, time.Second))
 	defer t.Stop()
 	for {
@@ -293,8 +293,11 @@ func (m *Manager) awaitFunds(ctx context.Context, rj *Record, progress func(stri
 			m.remote.awaiting[rj.ID] = worst
 		}
 		m.remote.mu.Unlock()
-		if enough || m.channelHolds(ctx, tok, worst) {
-			return nil
+		if m.channelHolds(ctx, tok, worst) {
+			return nil // no deposit needed: no gas either
+		}
+		if enough {
+			return m.checkGas(ctx)
 		}
 		if time.Now().After(rj.QueueUntil) {
 			return invalid{fmt.Errorf("%w within timeouts.queue: the job may cost up to %s and the jobs queued before it %s; wallet %s holds %s: fund the wallet, or lower max_price or timeouts.execution",
@@ -308,6 +311,24 @@ func (m *Manager) awaitFunds(ctx context.Context, rj *Record, progress func(stri
 		case <-t.C:
 		}
 	}
+}
+
+// checkGas refuses, before any deal, a job whose deposit the wallet
+// could not send: it holds too little of the chain's coin for the gas.
+func (m *Manager) checkGas(ctx context.Context) error {
+	cost, err := m.chain.DepositGasCost(ctx)
+	if err != nil {
+		return err
+	}
+	bal, err := m.chain.Balance(ctx, chain.NativeToken)
+	if err != nil {
+		return fmt.Errorf("reading the wallet's balance: %w", err)
+	}
+	if bal.Cmp(cost) < 0 {
+		return invalid{fmt.Errorf("%w for gas: depositing into the provider's channel costs about %s ETH of gas at the chain's current fees, and wallet %s holds %s ETH: send it some ETH (the chain's coin) first",
+			errFunds, chain.FormatUnits(cost, 18), m.wallet.Address(), chain.FormatUnits(bal, 18))}
+	}
+	return nil
 }
 
 // doneAwaiting drops a job's claim on the wallet (awaitFunds) once its
