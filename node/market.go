@@ -122,6 +122,7 @@ func (n *Node) openMarket(ctx context.Context, cfg parsed) error {
 		Prices: prices, PricingCommand: mc.PricingCommand, AcceptedImages: mc.AcceptedImages,
 		MaxDuration: cfg.marketMaxDuration, BidWindow: cfg.marketBidWindow,
 		ReserveFor: cfg.marketReserveFor, MaxReservations: mc.MaxReservations, FormatAmount: n.formatAmount,
+		ReserveBudget: mc.ReserveBudget, RequireDiskMiB: mc.RequireDiskMiB, DefaultDiskMiB: mc.DefaultDiskMiB,
 		Chain:          fmt.Sprintf("%s/%s", n.chain.ChainID(), strings.ToLower(n.chain.Genesis().Hex())),
 		ReputationFile: n.repo.Dir + "/reputation.json", Logger: n.log,
 		// Consulted only once the market runs, after openJobs and the
