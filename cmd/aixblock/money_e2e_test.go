@@ -1,0 +1,172 @@
+package main
+
+import (
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aixblock/aixblock/p2p/p2ptest"
+)
+
+// moneyPair is a provider (eight mock H100s at 36 base units per
+// GPU-hour, the bootstrap node) and a requester on one dev chain, with
+// the testnet's voucher interval and otherwise default payment settings.
+type moneyPair struct {
+	prov, req string
+	reqArgs   []string
+	reqDaemon *daemon
+}
+
+const moneyInterval = 2 * time.Second // the testnet's
+
+func newMoneyPair(t *testing.T, network string) *moneyPair {
+	t.Helper()
+	info, file := startDevchain(t)
+	p := &moneyPair{}
+	repos := []*string{&p.prov, &p.req}
+	var boot string
+	for i, repo := range repos {
+		key := filepath.Join(t.TempDir(), "key")
+		os.WriteFile(key, []byte(info.Accounts[i+1].PrivateKey), 0o600)
+		*repo = filepath.Join(t.TempDir(), "repo")
+		args := []string{"init", "--network", network, "--devchain", file, "--wallet-key", key}
+		if i == 0 {
+			args = append(args, "--gpu-mock", "dgxh100", "--price", "nvidia-h100-80gb=36")
+		}
+		mustRun(t, *repo, args...)
+		extra := []string{"--voucher-interval", moneyInterval.String()}
+		if boot != "" {
+			extra = append(extra, "--bootstrap", boot)
+		}
+		d := startDaemon(t, *repo, extra...)
+		if i == 0 {
+			var id idInfo
+			runJSON(t, p.prov, &id, "id")
+			boot = id.Addrs[0]
+		} else {
+			p.reqArgs, p.reqDaemon = extra, d
+		}
+	}
+	waitProviders(t, p.req, 1, "--gpu", "nvidia-h100-80gb")
+	return p
+}
+
+type jobMoney struct {
+	State  string `json:"state"`
+	Reason string `json:"reason"`
+	Cost   struct {
+		Cost, Paid string
+		Ranks      []struct{ Price string }
+	} `json:"cost"`
+}
+
+func (p *moneyPair) money(t *testing.T, id string) (jobMoney, *big.Int, func(time.Duration) *big.Int) {
+	t.Helper()
+	var st jobMoney
+	runJSON(t, p.req, &st, "job", "status", id)
+	cost, _ := new(big.Int).SetString(st.Cost.Cost, 10)
+	if cost == nil || len(st.Cost.Ranks) == 0 {
+		t.Fatalf("job %s: no cost in its status: %+v", id, st)
+	}
+	price, _ := new(big.Int).SetString(st.Cost.Ranks[0].Price, 10)
+	per := func(d time.Duration) *big.Int {
+		return new(big.Int).Div(new(big.Int).Mul(price, big.NewInt(d.Milliseconds())), big.NewInt(3600*1000))
+	}
+	return st, cost, per
+}
+
+// Back to back and in a burst: a second job right after the first on a
+// fresh channel was refused for the first's final voucher, and four of
+// six jobs submitted at once failed for a deposit each counted alone. An
+// echo job was billed 30 s. Now every job completes, and an echo costs at
+// most one second of its price.
+func TestBurstAndBackToBack(t *testing.T) {
+	jobDocker(t)
+	p := newMoneyPair(t, "e2emoney")
+
+	// Back to back, each waited for: the first makes the channel.
+	for i := range 2 {
+		r := run(t, p.req, "job", "run", "--gpus", "1", "--max-price", "40", jobImage, "--", "echo", "hi")
+		if r.code != 0 {
+			t.Fatalf("back-to-back job %d: %+v", i, r)
+		}
+		id := strings.TrimSpace(strings.TrimPrefix(strings.SplitN(r.stderr, "\n", 2)[0], "job "))
+		st, cost, per := p.money(t, id)
+		if st.State != "completed" {
+			t.Fatalf("back-to-back job %d %s: %s", i, st.State, st.Reason)
+		}
+		if cost.Sign() == 0 || cost.Cmp(per(time.Second)) > 0 {
+			t.Fatalf("an echo job cost %s, want at most one second's %s", cost, per(time.Second))
+		}
+		t.Logf("echo job %d: cost %s (one second is %s)", i, cost, per(time.Second))
+	}
+
+	// A burst of six from one requester to its one provider.
+	ids := make([]string, 6)
+	var wg sync.WaitGroup
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := run(t, p.req, "job", "run", "-d", "--gpus", "1", "--max-price", "40", jobImage, "--", "sleep", "2s")
+			if r.code != 0 {
+				t.Errorf("burst job %d not submitted: %+v", i, r)
+			}
+			ids[i] = strings.TrimSpace(r.stdout)
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	for i, id := range ids {
+		if s := waitState(t, p.req, id, terminal); s.State != "completed" {
+			t.Fatalf("burst job %d (%s) %s: %s", i, id, s.State, s.Reason)
+		}
+	}
+}
+
+// A requester whose daemon is SIGKILLed mid-job and started again 20 s
+// later found its job failed ("the requester's vouchers stopped covering
+// the job"). With the default prepay its vouchers run ahead of the work:
+// the provider goes on, and the requester, back, finds the job completed
+// and pays the time it ran, rounded up to the second, no more.
+func TestRequesterAwayMidJob(t *testing.T) {
+	jobDocker(t)
+	p := newMoneyPair(t, "e2eaway")
+	const run = 30 * time.Second
+	id := strings.TrimSpace(mustRun(t, p.req, "job", "run", "-d", "--gpus", "1", "--max-price", "40", jobImage, "--", "sleep", run.String()))
+	waitState(t, p.req, id, func(s string) bool { return s == "running" })
+	p2ptest.WaitFor(t, 20*time.Second, func() bool {
+		var st jobMoney
+		runJSON(t, p.req, &st, "job", "status", id)
+		return st.Cost.Paid != "" && st.Cost.Paid != "0"
+	}, "job %s running and not paid for", id)
+
+	p.reqDaemon.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.reqDaemon.done
+	os.Remove(filepath.Join(p.req, "api"))
+	time.Sleep(20 * time.Second) // the absence under test, not a wait for a condition
+	p.reqDaemon = startDaemon(t, p.req, p.reqArgs...)
+
+	st := waitState(t, p.req, id, terminal)
+	if st.State != "completed" {
+		t.Fatalf("after the requester was away 20 s the job ended %s: %s", st.State, st.Reason)
+	}
+	var ran struct {
+		StartedAt  time.Time `json:"started_at"`
+		FinishedAt time.Time `json:"finished_at"`
+	}
+	runJSON(t, p.prov, &ran, "job", "status", id)
+	_, cost, per := p.money(t, id)
+	actual := ran.FinishedAt.Sub(ran.StartedAt)
+	if lo, hi := per(actual-time.Second), per(actual+2*time.Second); cost.Cmp(lo) < 0 || cost.Cmp(hi) > 0 {
+		t.Fatalf("cost %s for a run of %s on the provider: want its exact time, between %s and %s", cost, actual, lo, hi)
+	}
+	t.Logf("ran %s on the provider while the requester was away 20 s; cost %s", actual.Round(time.Millisecond), cost)
+}
