@@ -96,8 +96,10 @@ type DeployConfig struct {
 type Deployed struct {
 	Address common.Address `json:"address"`
 	// Found: it was there already, and nothing was sent for it.
-	Found   bool   `json:"found"`
+	Found bool `json:"found"`
+	// Tx, Block and GasUsed are the deployment's, when Deploy made it.
 	Tx      string `json:"tx,omitempty"`
+	Block   uint64 `json:"block,omitempty"`
 	GasUsed uint64 `json:"gas_used,omitempty"`
 }
 
@@ -173,7 +175,7 @@ func Deploy(ctx context.Context, b Backend, key *ecdsa.PrivateKey, cfg DeployCon
 		return out, fmt.Errorf("deploy: %w", err)
 	}
 	if t := out.Token; t != nil {
-		if out.TokenSymbol, out.TokenDecimals, err = tokenInfo(ctx, b, t.Address); err != nil {
+		if out.TokenSymbol, out.TokenDecimals, err = ReadToken(ctx, b, t.Address); err != nil {
 			return out, fmt.Errorf("deploy: test token at %s: %w", t.Address, err)
 		}
 		if out.TokenSymbol != "tUSD" || out.TokenDecimals != 6 {
@@ -278,7 +280,7 @@ func (d *deployer) proxy(ctx context.Context) (Deployed, error) {
 	if err != nil {
 		return out, fmt.Errorf("proxy deployment %s: %w", tx.Hash(), err)
 	}
-	out.Tx, out.GasUsed = tx.Hash().Hex(), r.GasUsed
+	out.Tx, out.Block, out.GasUsed = tx.Hash().Hex(), r.BlockNumber.Uint64(), r.GasUsed
 	d.last = max(d.last, r.BlockNumber.Uint64())
 	if code, err = d.b.CodeAt(ctx, DeployProxy, r.BlockNumber); err != nil {
 		return out, err
@@ -308,7 +310,7 @@ func (d *deployer) create2(ctx context.Context, what string, salt common.Hash, i
 	if err != nil {
 		return out, d.funds(ctx, err)
 	}
-	out.Tx, out.GasUsed = r.TxHash.Hex(), r.GasUsed
+	out.Tx, out.Block, out.GasUsed = r.TxHash.Hex(), r.BlockNumber.Uint64(), r.GasUsed
 	d.last = max(d.last, r.BlockNumber.Uint64())
 	if code, err = d.b.CodeAt(ctx, addr, r.BlockNumber); err != nil {
 		return out, fmt.Errorf("%s: %w", what, err)
@@ -407,9 +409,9 @@ func (c *Client) ChallengePeriod(ctx context.Context) (time.Duration, error) {
 	return time.Duration(s) * time.Second, nil
 }
 
-// tokenInfo reads an ERC-20's symbol and decimals, failing where there is
+// ReadToken reads an ERC-20's symbol and decimals, failing where there is
 // no contract.
-func tokenInfo(ctx context.Context, b Backend, token common.Address) (string, uint8, error) {
+func ReadToken(ctx context.Context, b Backend, token common.Address) (string, uint8, error) {
 	code, err := b.CodeAt(ctx, token, nil)
 	if err != nil {
 		return "", 0, err
@@ -465,7 +467,7 @@ func CheckChain(ctx context.Context, b Backend, wantChainID uint64, escrow, toke
 		out.TokenSymbol, out.TokenDecimals = "ETH", 18
 		return out, nil
 	}
-	if out.TokenSymbol, out.TokenDecimals, err = tokenInfo(ctx, b, token); err != nil {
+	if out.TokenSymbol, out.TokenDecimals, err = ReadToken(ctx, b, token); err != nil {
 		return out, fmt.Errorf("token %s on chain %s: %w", token, chainName(out.ChainID), err)
 	}
 	return out, nil

@@ -154,6 +154,11 @@ func (n *Node) walletInfo(ctx context.Context) (api.WalletInfo, error) {
 	}
 	info.TokenBalance, info.TokenBalanceUnits = chain.NewAmount(tb), chain.FormatUnits(tb, info.TokenDecimals)
 	info.NativeBalance, info.NativeBalanceUnits = chain.NewAmount(nb), chain.FormatUnits(nb, 18)
+	cp, err := c.ChallengePeriod(ctx)
+	if err != nil {
+		return info, err
+	}
+	info.ChallengePeriodS = uint64(cp / time.Second)
 	return info, nil
 }
 

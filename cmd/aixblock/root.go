@@ -43,6 +43,7 @@ func newRootCmd() *cobra.Command {
 		newDataCmd(g),
 		newWalletCmd(g),
 		newDevchainCmd(g),
+		newChainCmd(g),
 		newMarketCmd(g),
 		newJobCmd(g),
 		newTestnetCmd(g),

@@ -50,7 +50,7 @@ a dev chain).`,
 		},
 		&cobra.Command{
 			Use:   "balance",
-			Short: "Show the wallet's balances and its chain",
+			Short: "Show the wallet's balances, its chain, the escrow and its challenge period",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				c, err := g.client()
@@ -64,7 +64,7 @@ a dev chain).`,
 				return g.print(cmd.OutOrStdout(), info, func(w io.Writer) {
 					kv(w, "address", info.Address)
 					kv(w, "chain", fmt.Sprintf("%d (%s)", info.ChainID, info.RPC))
-					kv(w, "escrow", info.Escrow)
+					kv(w, "escrow", fmt.Sprintf("%s  (challenge period %s)", info.Escrow, time.Duration(info.ChallengePeriodS)*time.Second))
 					kv(w, info.TokenSymbol, info.TokenBalanceUnits+"  ("+info.Token+")")
 					kv(w, "ETH", info.NativeBalanceUnits)
 				})

@@ -21,6 +21,9 @@ type WalletInfo struct {
 	TokenBalanceUnits  string        `json:"token_balance_units"`
 	NativeBalance      *chain.Amount `json:"native_balance"`
 	NativeBalanceUnits string        `json:"native_balance_units"`
+	// ChallengePeriodS is the escrow's: how long a closing channel stays
+	// redeemable, in seconds.
+	ChallengePeriodS uint64 `json:"challenge_period_s"`
 }
 
 // PaymentRequest is POST /v1/wallet/deposit and /v1/wallet/voucher: Amount
