@@ -14,11 +14,26 @@
 //     of the job, is dropped (counted); the rest go to the member that
 //     hosts the destination rank, framed (2-byte length, packet) on one
 //     stream per member, flushed when the queue runs dry, or straight to
-//     a local rank's device. A full queue drops, as a router does.
+//     a local rank's device.
+//   - A member's queue is bounded: 1024 packets and 4 MiB of buffers,
+//     and all members' queues of one network 32 MiB together. A packet
+//     waits in a buffer of its own size class (512 B, 4 KiB, 16 KiB,
+//     64 KiB), not a 64 KiB one whatever its size. A full queue drops, as
+//     a router does. A member that does not take a batch within 10 s
+//     loses its stream (the next packet opens another); a stream with
+//     nothing to send for a minute is closed.
 //   - A member's stream opens with a header (version 1, the network ID)
 //     read within 3 s; a network this daemon does not have, or a peer
 //     that is not one of its members, gets a reset. Each packet received
 //     must come from a rank that member hosts and go to a rank here.
+//     A member has one inbound stream per network: a newer one replaces
+//     (resets) the older. Nothing is buffered for it beyond the packet
+//     being read, and a stream that carries no packet for two minutes is
+//     reset.
+//   - When the network's last local rank leaves (Rank.Close) or the
+//     JobNet closes, everything of it ends: devices, streams both ways,
+//     the senders' goroutines, and what they had queued. A member that
+//     never reads pins nothing past the job.
 //   - Reach connects to every member before the ranks start and reports
 //     the path (direct or relayed), giving hole punching its chance; a
 //     stream on a relayed connection moves once a direct one exists.

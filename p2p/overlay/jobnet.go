@@ -54,8 +54,25 @@ const (
 	maxNetID      = 64
 	maxPacket     = 65535
 	headerTimeout = 3 * time.Second
+	// sendQueue and queueBytes bound one member's queue: packets, and
+	// the bytes of the buffers they hold. netQueueBytes bounds all the
+	// members' queues of one job network together.
 	sendQueue     = 1024
+	queueBytes    = 4 << 20
+	netQueueBytes = 32 << 20
 	streamBuf     = 256 << 10
+)
+
+// Deadlines, variables for tests (a JobNet takes them when made). A
+// member that does not take a batch of packets within writeTimeout loses
+// its stream (the packets are dropped, as on a dead link). A member's
+// inbound stream that carries no packet for inboundIdle is closed; this
+// daemon's own stream to a member is closed after outboundIdle with
+// nothing to send, and opened again on the next packet.
+var (
+	writeTimeout = 10 * time.Second
+	inboundIdle  = 2 * time.Minute
+	outboundIdle = time.Minute
 )
 
 // parsePacket reads an IPv4 packet's source and destination; anything
@@ -82,6 +99,8 @@ type JobNet struct {
 	id  protocol.ID
 	log *slog.Logger
 
+	writeTimeout, inboundIdle, outboundIdle time.Duration
+
 	mu     sync.Mutex
 	nets   map[string]*jobNet
 	closed bool
@@ -92,7 +111,8 @@ func NewJobNet(h host.Host, network string, log *slog.Logger) *JobNet {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &JobNet{h: h, id: JobNetProtocol(network), log: log.With("component", "jobnet"), nets: map[string]*jobNet{}}
+	s := &JobNet{h: h, id: JobNetProtocol(network), log: log.With("component", "jobnet"), nets: map[string]*jobNet{},
+		writeTimeout: writeTimeout, inboundIdle: inboundIdle, outboundIdle: outboundIdle}
 	h.SetStreamHandler(s.id, s.handle)
 	return s
 }
@@ -123,9 +143,10 @@ type jobNet struct {
 	mu      sync.Mutex
 	local   map[int]*tun
 	senders map[peer.ID]*sender
-	inbound map[network.Stream]bool
+	inbound map[peer.ID]network.Stream // one per member
 	tx, rx  map[peer.ID]*counter
 	dropped atomic.Uint64
+	queued  atomic.Int64 // bytes queued to all members
 }
 
 type counter struct{ packets, bytes atomic.Uint64 }
@@ -163,7 +184,7 @@ func (s *JobNet) Join(id string, members []peer.ID, rank int, nsPath string) (*R
 	if n == nil {
 		ctx, cancel := context.WithCancel(context.Background())
 		n = &jobNet{s: s, id: id, members: append([]peer.ID(nil), members...), ctx: ctx, cancel: cancel,
-			local: map[int]*tun{}, senders: map[peer.ID]*sender{}, inbound: map[network.Stream]bool{},
+			local: map[int]*tun{}, senders: map[peer.ID]*sender{}, inbound: map[peer.ID]network.Stream{},
 			tx: map[peer.ID]*counter{}, rx: map[peer.ID]*counter{}}
 		for _, p := range members {
 			n.tx[p], n.rx[p] = &counter{}, &counter{}
@@ -237,10 +258,12 @@ func (s *JobNet) leave(n *jobNet, rank int) {
 	}
 }
 
+// close ends the network: its devices, its streams both ways, its
+// senders (which drop what they queued). Nothing of it stays running.
 func (n *jobNet) close() {
 	n.cancel()
 	n.mu.Lock()
-	for st := range n.inbound {
+	for _, st := range n.inbound {
 		st.Reset()
 	}
 	for _, t := range n.local {
@@ -248,7 +271,12 @@ func (n *jobNet) close() {
 			t.Close()
 		}
 	}
+	senders := n.senders
+	n.senders = map[peer.ID]*sender{}
 	n.mu.Unlock()
+	for _, sd := range senders {
+		sd.abort()
+	}
 }
 
 func (n *jobNet) isMember(p peer.ID) bool {
@@ -260,17 +288,19 @@ func (n *jobNet) isMember(p peer.ID) bool {
 	return false
 }
 
-// readLocal carries the packets a local rank sends.
+// readLocal carries the packets a local rank sends. It reads into a
+// buffer of the largest size; a packet that fits a smaller class is
+// copied into one, so what waits in a queue holds about its own size.
 func (n *jobNet) readLocal(rank int, t *tun) {
 	own := RankAddr(rank)
+	scratch := getBuf(maxPacket)
+	defer func() { putBuf(scratch) }()
 	for {
-		bp := packetPool.Get().(*[]byte)
-		k, err := t.Read((*bp)[2:])
+		k, err := t.Read((*scratch)[2:])
 		if err != nil {
-			packetPool.Put(bp)
 			return
 		}
-		pkt := (*bp)[2 : 2+k]
+		pkt := (*scratch)[2 : 2+k]
 		src, dst, err := parsePacket(pkt)
 		d, ok := rankOf(dst)
 		// A rank speaks only as itself and only to its job's ranks: the
@@ -278,7 +308,6 @@ func (n *jobNet) readLocal(rank int, t *tun) {
 		// route from here.
 		if err != nil || src != own || !ok || d >= len(n.members) || d == rank {
 			n.dropped.Add(1)
-			packetPool.Put(bp)
 			continue
 		}
 		to := n.members[d]
@@ -291,18 +320,73 @@ func (n *jobNet) readLocal(rank int, t *tun) {
 			} else {
 				n.dropped.Add(1)
 			}
-			packetPool.Put(bp)
 			continue
 		}
-		n.sender(to).send(bp, k)
+		sd := n.sender(to)
+		if sd == nil { // the network is ending
+			n.dropped.Add(1)
+			continue
+		}
+		var bp *[]byte
+		if classOf(k) == len(bufClasses)-1 {
+			bp, scratch = scratch, getBuf(maxPacket)
+		} else {
+			bp = getBuf(k)
+			copy((*bp)[2:], pkt)
+		}
+		if !sd.send(packet{bp, k}) {
+			// A full queue drops, as a router would; TCP inside recovers.
+			n.dropped.Add(1)
+			putBuf(bp)
+		}
 	}
 }
 
-var packetPool = sync.Pool{New: func() any { b := make([]byte, 2+maxPacket); return &b }}
+// Packet buffers come in size classes, each with 2 bytes in front for the
+// frame's length, one pool per class: a packet is held in the smallest
+// class it fits, so a queue of small packets holds small buffers.
+var (
+	bufClasses = [...]int{512, 4 << 10, 16 << 10, maxPacket}
+	bufPools   [len(bufClasses)]sync.Pool
+)
 
+func classOf(k int) int {
+	for i, c := range bufClasses {
+		if k <= c {
+			return i
+		}
+	}
+	return len(bufClasses) - 1
+}
+
+// getBuf is a buffer for a packet of k bytes: 2+class(k) long.
+func getBuf(k int) *[]byte {
+	c := classOf(k)
+	if bp, ok := bufPools[c].Get().(*[]byte); ok {
+		return bp
+	}
+	b := make([]byte, 2+bufClasses[c])
+	return &b
+}
+
+func putBuf(bp *[]byte) {
+	if bp == nil {
+		return
+	}
+	c := classOf(len(*bp) - 2)
+	if len(*bp) == 2+bufClasses[c] {
+		bufPools[c].Put(bp)
+	}
+}
+
+// sender is p's queue and goroutine, made on the first packet for it;
+// nil once the network is ending.
 func (n *jobNet) sender(p peer.ID) *sender {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.ctx.Err() != nil {
+		return nil
+	}
 	sd := n.senders[p]
 	if sd == nil {
 		sd = &sender{n: n, to: p, ch: make(chan packet, sendQueue), c: n.tx[p]}
@@ -318,21 +402,65 @@ type packet struct {
 }
 
 // sender writes one peer's packets on one stream, flushing when its queue
-// runs dry: a burst of packets becomes one write.
+// runs dry: a burst of packets becomes one write. Its queue is bounded in
+// packets and in bytes (its own and the network's); a batch the peer does
+// not take within writeTimeout ends the stream.
 type sender struct {
-	n  *jobNet
-	to peer.ID
-	ch chan packet
-	c  *counter
+	n      *jobNet
+	to     peer.ID
+	ch     chan packet
+	c      *counter
+	queued atomic.Int64 // bytes of the buffers in ch
+
+	mu     sync.Mutex
+	closed bool
+	st     network.Stream // the open stream, for abort
 }
 
-func (sd *sender) send(bp *[]byte, k int) {
-	select {
-	case sd.ch <- packet{bp, k}:
-	default: // a full queue drops, as a router would; TCP inside recovers
-		sd.n.dropped.Add(1)
-		packetPool.Put(bp)
+// send queues p, or reports false when the queue is full or gone; the
+// caller then still owns p's buffer.
+func (sd *sender) send(p packet) bool {
+	size := int64(cap(*p.buf))
+	sd.mu.Lock()
+	defer sd.mu.Unlock()
+	if sd.closed || sd.queued.Load()+size > queueBytes {
+		return false
 	}
+	if sd.n.queued.Add(size) > netQueueBytes {
+		sd.n.queued.Add(-size)
+		return false
+	}
+	select {
+	case sd.ch <- p:
+		sd.queued.Add(size)
+		return true
+	default:
+		sd.n.queued.Add(-size)
+		return false
+	}
+}
+
+// take is the queue's next packet, its bytes released from the budgets.
+func (sd *sender) take(p packet) packet {
+	size := int64(cap(*p.buf))
+	sd.queued.Add(-size)
+	sd.n.queued.Add(-size)
+	return p
+}
+
+// abort resets the stream under a write that may be blocked.
+func (sd *sender) abort() {
+	sd.mu.Lock()
+	if sd.st != nil {
+		sd.st.Reset()
+	}
+	sd.mu.Unlock()
+}
+
+func (sd *sender) setStream(st network.Stream) {
+	sd.mu.Lock()
+	sd.st = st
+	sd.mu.Unlock()
 }
 
 func (sd *sender) run() {
@@ -344,26 +472,51 @@ func (sd *sender) run() {
 		checked  time.Time
 		failedAt time.Time
 	)
-	closeStream := func() {
+	closeStream := func(graceful bool) {
 		if st != nil {
-			st.Reset()
+			if graceful {
+				st.Close()
+			} else {
+				st.Reset()
+			}
+			sd.setStream(nil)
 			st, w = nil, nil
 		}
 	}
-	defer closeStream()
+	idle := time.NewTimer(sd.n.s.outboundIdle)
+	defer func() {
+		idle.Stop()
+		closeStream(false)
+		// Nothing is queued after this; what was is dropped.
+		sd.mu.Lock()
+		sd.closed = true
+		sd.mu.Unlock()
+		for {
+			select {
+			case p := <-sd.ch:
+				putBuf(sd.take(p).buf)
+			default:
+				return
+			}
+		}
+	}()
 	for {
 		var p packet
 		select {
 		case <-ctx.Done():
 			return
+		case <-idle.C:
+			closeStream(true)
+			continue
 		case p = <-sd.ch:
+			sd.take(p)
 		}
 		// A stream on a relayed connection moves once a direct one
 		// exists (hole punching may finish after the first packets).
 		if st != nil && relayed && time.Since(checked) > time.Second {
 			checked = time.Now()
 			if hasDirect(sd.n.s.h, sd.to) {
-				closeStream()
+				closeStream(false)
 			}
 		}
 		if st == nil && time.Since(failedAt) > time.Second {
@@ -373,6 +526,12 @@ func (sd *sender) run() {
 				failedAt = time.Now()
 				sd.n.s.log.Debug("job network: peer not reached", "net", sd.n.id, "peer", sd.to, "err", err)
 			} else {
+				sd.setStream(st)
+				if ctx.Err() != nil { // close ran before the stream was known
+					closeStream(false)
+					putBuf(p.buf)
+					return
+				}
 				w = bufio.NewWriterSize(st, streamBuf)
 				relayed = isRelayed(st.Conn())
 				checked = time.Now()
@@ -380,19 +539,24 @@ func (sd *sender) run() {
 		}
 		if st == nil {
 			sd.n.dropped.Add(1)
-			packetPool.Put(p.buf)
+			putBuf(p.buf)
 			continue
 		}
+		st.SetWriteDeadline(time.Now().Add(sd.n.s.writeTimeout))
 		err := sd.write(w, p)
 		for err == nil && len(sd.ch) > 0 {
-			err = sd.write(w, <-sd.ch)
+			err = sd.write(w, sd.take(<-sd.ch))
 		}
 		if err == nil {
 			err = w.Flush()
 		}
 		if err != nil {
-			closeStream()
+			// A peer that takes nothing (or is gone) loses its stream;
+			// the next packet opens another.
+			sd.n.s.log.Debug("job network: stream to peer ended", "net", sd.n.id, "peer", sd.to, "err", err)
+			closeStream(false)
 		}
+		idle.Reset(sd.n.s.outboundIdle)
 	}
 }
 
@@ -400,7 +564,7 @@ func (sd *sender) write(w *bufio.Writer, p packet) error {
 	b := (*p.buf)[:2+p.n]
 	binary.BigEndian.PutUint16(b, uint16(p.n))
 	_, err := w.Write(b)
-	packetPool.Put(p.buf)
+	putBuf(p.buf)
 	if err == nil {
 		sd.c.packets.Add(1)
 		sd.c.bytes.Add(uint64(p.n))
@@ -448,29 +612,52 @@ func (s *JobNet) handle(st network.Stream) {
 		return
 	}
 	st.CloseWrite()
-	st.SetReadDeadline(time.Time{})
+	// One inbound stream per member: a newer one replaces the older
+	// (a member that lost its stream opens another).
 	n.mu.Lock()
-	n.inbound[st] = true
+	if n.ctx.Err() != nil {
+		n.mu.Unlock()
+		st.Reset()
+		return
+	}
+	if old := n.inbound[from]; old != nil {
+		old.Reset()
+	}
+	n.inbound[from] = st
 	n.mu.Unlock()
 	defer func() {
 		n.mu.Lock()
-		delete(n.inbound, st)
+		if n.inbound[from] == st {
+			delete(n.inbound, from)
+		}
 		n.mu.Unlock()
 		st.Reset()
 	}()
-	br := bufio.NewReaderSize(st, streamBuf)
-	buf := make([]byte, maxPacket)
+	// Nothing is buffered here beyond the packet being read (the stream
+	// buffers what has arrived); a stream with no packet for inboundIdle
+	// is closed.
 	var lb [2]byte
 	rx := n.rx[from]
+	armed := time.Now()
+	st.SetReadDeadline(armed.Add(s.inboundIdle))
 	for {
-		if _, err := io.ReadFull(br, lb[:]); err != nil {
+		if _, err := io.ReadFull(st, lb[:]); err != nil {
 			return
 		}
 		k := int(binary.BigEndian.Uint16(lb[:]))
-		if _, err := io.ReadFull(br, buf[:k]); err != nil {
+		bp := getBuf(k)
+		pkt := (*bp)[2 : 2+k]
+		if _, err := io.ReadFull(st, pkt); err != nil {
+			putBuf(bp)
 			return
 		}
-		if !n.deliver(from, buf[:k]) {
+		ok := n.deliver(from, pkt)
+		putBuf(bp)
+		if now := time.Now(); now.Sub(armed) > time.Second {
+			armed = now
+			st.SetReadDeadline(now.Add(s.inboundIdle))
+		}
+		if !ok {
 			n.dropped.Add(1)
 			continue
 		}
