@@ -7,8 +7,6 @@ import (
 	"syscall"
 	"time"
 
-	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
-
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -99,9 +97,6 @@ func newHost(cfg *Config, relayPeers func(context.Context, int) <-chan peer.Addr
 			opts = append(opts, libp2p.ForceReachabilityPrivate())
 		}
 	}
-	if cfg.JobRelay {
-		opts = append(opts, libp2p.EnableRelayService(relayv2.WithResources(jobRelayResources())))
-	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
 		rm.Close()
@@ -110,6 +105,12 @@ func newHost(cfg *Config, relayPeers func(context.Context, int) <-chan peer.Addr
 	if err := listen(h, cfg); err != nil {
 		h.Close()
 		return nil, err
+	}
+	if cfg.JobRelay {
+		if err := startJobRelay(h, cfg); err != nil {
+			h.Close()
+			return nil, err
+		}
 	}
 	return h, nil
 }
@@ -140,17 +141,4 @@ func listen(h host.Host, cfg *Config) error {
 func isUnspecified(a ma.Multiaddr) bool {
 	ip, err := manet.ToIP(a)
 	return err == nil && ip.IsUnspecified()
-}
-
-// jobRelayResources are a job relay's limits: circuits without a time or
-// data limit (a job's traffic runs for hours), big buffers (the relay's
-// copy is the circuit's ceiling), and fewer of them than libp2p's
-// defaults, since each may carry a training run.
-func jobRelayResources() relayv2.Resources {
-	rc := relayv2.DefaultResources()
-	rc.Limit = nil
-	rc.MaxCircuits = 32
-	rc.BufferSize = 256 << 10
-	rc.MaxReservations = 256
-	return rc
 }
