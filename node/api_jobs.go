@@ -27,6 +27,9 @@ func (n *Node) openJobs(ctx context.Context) {
 		// A service's ports are reached inside its container's network
 		// namespace, never published on this host.
 		DialPort: overlay.DialPID,
+		// Image pulls never reach this host's own network, save the
+		// registries the operator names.
+		AllowRegistries: n.repo.Config.Market.AllowRegistries,
 	})
 	if err != nil {
 		d.Close()

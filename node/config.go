@@ -132,6 +132,12 @@ type MarketConfig struct {
 	// Ports ranks on the host's network listen on, e.g. "29500-29999"
 	// (the default).
 	Ports string `json:"ports,omitempty"`
+	// AllowRegistries are the image registries ("host" or "host:port")
+	// this provider's engine may pull from although they resolve to
+	// loopback, link-local or private addresses (a registry of your own on
+	// your LAN). Empty means none: a job's image never makes the engine
+	// reach this host's own network.
+	AllowRegistries []string `json:"allow_registries,omitempty"`
 }
 
 // ChainConfig is the "chain" section of config.json.

@@ -62,6 +62,7 @@ func ConfigReference() []ConfigKey {
 		{"market.reserve_budget", "16", "how many unawarded bids this node holds at once, all requesters together"},
 		{"market.require_disk_mib", "false", "refuse market jobs that leave resources.disk_mib out (they would have no disk bound here)"},
 		{"market.default_disk_mib", "0 (none)", "disk bound of a market job that leaves resources.disk_mib out; needs a daemon running as root with mkfs.ext4 and loop devices"},
+		{"market.allow_registries", "[] (none)", "image registries (host or host:port) the engine may pull from although they resolve to this host's own or private network"},
 		{"market.prepay", "(ten voucher intervals, at least 1m)", "how far a requester's vouchers run ahead of a running job, so it survives the requester's restart or sleep"},
 		{"market.voucher_interval", "30s", "how often a requester pays for running jobs; a provider stops a job after three missed"},
 		{"market.redeem_every", "1h", `how often a provider redeems its vouchers, all channels in one transaction; "off" leaves it to wallet redeem`},

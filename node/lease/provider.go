@@ -108,6 +108,13 @@ func (m *Manager) submitProvided(deal *market.Deal, spec jobs.Spec, opts jobs.Su
 		return nil, err
 	}
 	spec.Resources.GPUs = len(deal.GPUs)
+	if spec.Resources.DiskMiB == 0 {
+		// A job that gave no disk bound gets the provider's default
+		// (market.default_disk_mib), decided when the deal was made.
+		if mib, ok := m.market.DiskBound(deal.ID); ok {
+			spec.Resources.DiskMiB = mib
+		}
+	}
 	opts.GPUs = deal.GPUs
 	j, err := m.jobs.Submit(spec, opts)
 	if err != nil {
