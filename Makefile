@@ -107,6 +107,14 @@ contracts:
 contracts-check:
 	cd contracts && npm ci --no-audit --no-fund && node compile.js --check
 
+# geth from the go-ethereum module go.mod pins, for the real-client chain
+# tests: built once per machine and version into
+# $(go env GOCACHE)/../aixblock-geth/<version>/geth (minutes), then found
+# there; prints its path. AIXBLOCK_GETH=/path/to/geth uses another.
+.PHONY: geth
+geth:
+	$(GO) run ./chain/gethtest/cmd/buildgeth
+
 # Gas per escrow operation and per job on the simulated backend, compared
 # with chain/testdata/gas.json; UPDATE=1 rewrites the snapshot.
 bench-gas:
