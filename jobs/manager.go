@@ -242,6 +242,10 @@ type SubmitOptions struct {
 	// ID, when set, is the job's ID (a market job keeps the one its
 	// requester gave it): 16 lowercase hex digits, new here.
 	ID string
+	// PrepareTimeout, when set, bounds this job's preparation instead of
+	// Config.PrepareTimeout (a market job's GPUs are held, unpaid, while
+	// it prepares: its provider keeps that short).
+	PrepareTimeout time.Duration
 }
 
 // Submit validates the spec, records the job as pending and starts it.
@@ -395,7 +399,11 @@ func (m *Manager) run(ctx context.Context, j *Job, gate chan []string, opts Subm
 		defer cancel()
 	}
 	m.set(j, Preparing, "fetching the image and inputs")
-	pctx, cancel := context.WithTimeout(ctx, m.cfg.PrepareTimeout)
+	prepare := m.cfg.PrepareTimeout
+	if opts.PrepareTimeout > 0 {
+		prepare = opts.PrepareTimeout
+	}
+	pctx, cancel := context.WithTimeout(ctx, prepare)
 	c, err := m.prepare(pctx, j)
 	cancel()
 	if err != nil {
@@ -406,7 +414,7 @@ func (m *Manager) run(ctx context.Context, j *Job, gate chan []string, opts Subm
 		case errors.Is(context.Cause(ctx), errCanceled):
 			m.finish(j, Canceled, "canceled while preparing", nil)
 		case pctx.Err() == context.DeadlineExceeded:
-			m.finish(j, TimedOut, fmt.Sprintf("preparing took more than %s: %v", m.cfg.PrepareTimeout, err), nil)
+			m.finish(j, TimedOut, fmt.Sprintf("preparing took more than %s: %v", prepare, err), nil)
 		default:
 			m.finish(j, Failed, err.Error(), nil)
 		}

@@ -207,6 +207,15 @@ func TestStateMachine(t *testing.T) {
 			},
 		},
 		{
+			// Issue 28 N12: a market job's GPUs are held unpaid while it
+			// prepares; its provider bounds that per job, below the
+			// daemon's own (30 min) bound.
+			name:  "a job's own prepare timeout ends a trickling pull",
+			opts:  func(*fakeEnv) SubmitOptions { return SubmitOptions{PrepareTimeout: 50 * time.Millisecond} },
+			setup: func(e *fakeEnv) { delete(e.rt.images, testFakeImage); e.rt.blockPull = true },
+			state: TimedOut, reason: "preparing took more than 50ms", exit: noExit, history: "pending preparing timed_out",
+		},
+		{
 			name:  "cancel while preparing",
 			setup: func(e *fakeEnv) { delete(e.rt.images, testFakeImage); e.rt.blockPull = true },
 			act: func(t *testing.T, e *fakeEnv, id string) {

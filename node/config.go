@@ -115,6 +115,10 @@ type MarketConfig struct {
 	// intervals, at least 1 min. What a job does not use pays for later
 	// jobs with the same provider.
 	Prepay string `json:"prepay,omitempty"`
+	// MaxPrepare bounds how long a market job may fetch its image and
+	// inputs on this provider, its GPUs held and not yet paid for, e.g.
+	// "5m" (the default).
+	MaxPrepare string `json:"max_prepare,omitempty"`
 	// RedeemEvery is how often a provider redeems the vouchers it holds
 	// (all channels in one transaction), e.g. "1h"; empty means 1 h, "off"
 	// leaves it to `wallet redeem`.
@@ -163,6 +167,10 @@ type ChainConfig struct {
 	// BumpAfter is how long a transaction may wait unmined before it is
 	// sent again with higher fees, e.g. "30s"; empty means 30 s.
 	BumpAfter string `json:"bump_after,omitempty"`
+	// LogRange is the most blocks one eth_getLogs request may span (hosted
+	// RPCs cap it; init --chain sets the network's); zero means
+	// chain.DefaultLogRange.
+	LogRange uint64 `json:"log_range,omitempty"`
 }
 
 // RPCs are the URLs of chain.rpc, in the order they are tried.
@@ -263,6 +271,7 @@ type parsed struct {
 	marketReserveFor  time.Duration
 	voucherInterval   time.Duration
 	prepay            time.Duration
+	maxPrepare        time.Duration
 	outageGrace       time.Duration
 	redeemEvery       time.Duration // zero: off
 	redeemAbove       *big.Int
@@ -384,6 +393,9 @@ func (c Config) parse() (parsed, error) {
 	if p.prepay, err = duration("market.prepay", c.Market.Prepay); err != nil {
 		return p, err
 	}
+	if p.maxPrepare, err = duration("market.max_prepare", c.Market.MaxPrepare); err != nil {
+		return p, err
+	}
 	if p.outageGrace, err = duration("chain.outage_grace", c.Chain.OutageGrace); err != nil {
 		return p, err
 	}
@@ -422,7 +434,7 @@ func (c Config) parse() (parsed, error) {
 var priceClassRE = regexp.MustCompile(`^([a-z0-9][a-z0-9-]{0,63}|\*)$`)
 
 func (c ChainConfig) parse() (chain.Config, error) {
-	cfg := chain.Config{Confirmations: c.Confirmations}
+	cfg := chain.Config{Confirmations: c.Confirmations, LogRange: c.LogRange}
 	var err error
 	if cfg.BumpAfter, err = duration("chain.bump_after", c.BumpAfter); err != nil {
 		return cfg, err

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/libp2p/go-libp2p/core/peer"
 	manet "github.com/multiformats/go-multiaddr/net"
 )
@@ -105,6 +107,43 @@ func (m *Manager) checkGang(deal *market.Deal, pr prepareRequest) ([]peer.ID, er
 		members[r] = p
 	}
 	return members, nil
+}
+
+// gangFunded checks, on chain, that the requester funded every other
+// rank's deal: the channel to that rank's provider wallet holds its
+// maximum cost. Signatures alone cost nothing: a requester could invent
+// members with throwaway keys, and each member is a peer this provider's
+// job network opens a queue to. A member now costs its deal's deposit,
+// locked for the challenge period, as a real rank does.
+func (m *Manager) gangFunded(ctx context.Context, own *market.Deal, deals []market.Deal) error {
+	need := map[common.Address]*big.Int{} // several ranks may share one provider's channel
+	for _, d := range deals {
+		if d.ID == own.ID {
+			continue
+		}
+		w := common.HexToAddress(d.ProviderWallet)
+		if need[w] == nil {
+			need[w] = new(big.Int)
+		}
+		need[w].Add(need[w], dealCost(d, time.Duration(d.MaxDurationS)*time.Second))
+	}
+	for r, d := range deals {
+		w := common.HexToAddress(d.ProviderWallet)
+		n := need[w]
+		if n == nil {
+			continue
+		}
+		delete(need, w)
+		ch, err := m.chain.ConfirmedChannel(ctx, common.HexToAddress(d.RequesterWallet), w, dealToken(d))
+		if err != nil {
+			return fmt.Errorf("prepare request: deals[%d]: reading its channel on chain (try again shortly): %w", r, err)
+		}
+		if ch.Available.Big().Cmp(n) < 0 {
+			return fmt.Errorf("prepare request: deals[%d] (%s): the requester's channel to its provider's wallet %s holds %s, its ranks' deals need %s: a rank nobody funded is no member of this job",
+				r, short(d.ID), w, ch.Available, n)
+		}
+	}
+	return nil
 }
 
 // verifyDeal checks another rank's deal's signatures (the market's check;
@@ -268,6 +307,9 @@ func (m *Manager) prepareOnJobNet(ctx context.Context, deal *market.Deal, pr pre
 	}
 	members, err := m.checkGang(deal, pr)
 	if err != nil {
+		return nil, err
+	}
+	if err := m.gangFunded(ctx, deal, pr.Deals); err != nil {
 		return nil, err
 	}
 	id, rank := netID(deal.Requester, pr.Group), pr.NodeRank

@@ -45,6 +45,9 @@ type Config struct {
 	// away (restarted, asleep); what is not used pays for later jobs on
 	// the same channel. Zero means ten voucher intervals, at least 1 min.
 	Prepay time.Duration
+	// MaxPrepare bounds how long a market job may fetch its image and
+	// inputs here, its GPUs held and unpaid (zero: 5 min).
+	MaxPrepare time.Duration
 	// OutageGrace is how long a provider lets a job run on vouchers it
 	// could not check because the chain cannot be read (zero: 10 min).
 	OutageGrace time.Duration

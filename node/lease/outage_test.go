@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/aixblock/aixblock/chain"
+	"github.com/aixblock/aixblock/market"
 	"github.com/ethereum/go-ethereum"
+	ethcrypto "github.com/ethereum/go-ethereum/crypto"
 )
 
 // flakyBackend is a chain whose RPC can be taken down: every read fails
@@ -101,4 +103,30 @@ func TestOutageGrace(t *testing.T) {
 	if err := h.send(big.NewInt(200)); err == nil {
 		t.Fatal("a voucher past the outage grace was taken unchecked")
 	}
+}
+
+// Issue 28 N5: a requester named gang members with throwaway provider
+// keys: their deals' signatures were all a provider checked, and each
+// member is a peer its job network opens a queue to. A member now costs
+// its deal's deposit on chain.
+func TestHostileInventedGangMember(t *testing.T) {
+	h := newHostile(t)
+	real := h.deal // funded: newHostile deposited 1,000,000 for it
+	real.ID, real.MaxDurationS = "deal-real", 600
+	own := h.deal
+	own.ID = "deal-own"
+	fake := h.deal
+	key, err := ethcrypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.ID, fake.ProviderWallet = "deal-invented", ethcrypto.PubkeyToAddress(key.PublicKey).Hex()
+	if err := h.prov.gangFunded(t.Context(), &own, []market.Deal{own, real}); err != nil {
+		t.Fatalf("a gang whose members the requester funded: %v", err)
+	}
+	err = h.prov.gangFunded(t.Context(), &own, []market.Deal{own, real, fake})
+	if err == nil || !strings.Contains(err.Error(), "deals[2]") || !strings.Contains(err.Error(), "nobody funded") {
+		t.Fatalf("a member invented with a throwaway wallet: %v", err)
+	}
+	t.Logf("refused: %v", err)
 }

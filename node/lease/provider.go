@@ -55,6 +55,15 @@ func (m *Manager) handleJobStart(ctx context.Context, from peer.ID, req []byte) 
 	return json.Marshal(j)
 }
 
+// maxPrepare bounds a market job's preparation here (Config.MaxPrepare;
+// zero means 5 min).
+func (m *Manager) maxPrepare() time.Duration {
+	if m.cfg.MaxPrepare > 0 {
+		return m.cfg.MaxPrepare
+	}
+	return 5 * time.Minute
+}
+
 // handleDealRelease frees the GPUs of a deal its requester will not
 // start. Only the deal's requester may, and only before its job starts.
 func (m *Manager) handleDealRelease(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
@@ -116,6 +125,9 @@ func (m *Manager) submitProvided(deal *market.Deal, spec jobs.Spec, opts jobs.Su
 		}
 	}
 	opts.GPUs = deal.GPUs
+	// Preparing is unpaid (vouchers are due from the job's start) while
+	// the deal's GPUs are held: it is kept short (Config.MaxPrepare).
+	opts.PrepareTimeout = m.maxPrepare()
 	j, err := m.jobs.Submit(spec, opts)
 	if err != nil {
 		m.market.Release(deal.ID)
