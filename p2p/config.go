@@ -54,11 +54,19 @@ type Config struct {
 	// StaticRelays are the relays a node behind NAT reserves a slot on;
 	// nil means candidates from the DHT.
 	StaticRelays []peer.AddrInfo
-	// JobRelay makes this node a relay for other nodes of its network
-	// whose peers cannot reach them directly, without libp2p's default
-	// circuit limits (2 minutes, 128 KiB), which cannot carry a job's
-	// traffic; it should be a node with bandwidth to give.
+	// JobRelay makes this node a relay for the peers of the live job
+	// networks it serves (see AllowRelay, RequestRelay), so ranks whose
+	// providers cannot reach each other directly can talk; it should be a
+	// node with bandwidth to give. It runs from the start, AutoNAT or not.
 	JobRelay bool
+	// JobRelayBytes is what a job relay carries to and from each peer of
+	// a job network, both directions together, when AllowRelay names no
+	// budget; also the most one circuit carries each way. Zero means 32 GiB.
+	JobRelayBytes int64
+	// JobRelayDuration is how long a job relay serves a job network when
+	// AllowRelay names no duration; also the longest one circuit lasts.
+	// Zero means 24 hours.
+	JobRelayDuration time.Duration
 	// ConnLow and ConnHigh are the connection manager's watermarks; zero means 64 and 192.
 	ConnLow, ConnHigh int
 	// MaxConns caps the resource manager's connections; zero means 1024.
@@ -122,6 +130,15 @@ func (c *Config) withDefaults() error {
 	}
 	if c.MaxMemory == 0 {
 		c.MaxMemory = 1 << 30
+	}
+	if c.JobRelayBytes == 0 {
+		c.JobRelayBytes = 32 << 30
+	}
+	if c.JobRelayDuration == 0 {
+		c.JobRelayDuration = 24 * time.Hour
+	}
+	if c.JobRelayBytes < 0 || c.JobRelayDuration < 0 {
+		return fmt.Errorf("job relay: negative budget (%d bytes, %s)", c.JobRelayBytes, c.JobRelayDuration)
 	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = 64 << 10

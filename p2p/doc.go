@@ -8,5 +8,13 @@
 // Two networks can share a machine, or even a connection, without ever
 // exchanging a record or a message.
 //
+// A node with Config.JobRelay is a job relay: a circuit relay for the
+// peers of the live job networks it serves (AllowRelay, or a member's
+// RequestRelay that the daemon's RelayVerifier accepts) and no one else,
+// each peer within a byte budget and each job network's grant within a
+// duration; its circuits are limited connections, which only the job
+// network and libp2p's own hole punching and identify use. The rules are
+// in relay.go.
+//
 // It may import libp2p and nothing of aixblock's.
 package p2p

@@ -575,9 +575,10 @@ func (sd *sender) write(w *bufio.Writer, p packet) error {
 func (sd *sender) open(ctx context.Context) (network.Stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	// A relay that opts in to job traffic gives unlimited circuits; one
-	// with libp2p's default limits ends them, and the stream is opened
-	// again on the next packets.
+	// A relayed connection is a limited one: a job relay gives circuits
+	// to the peers of the job networks it serves, within their budgets;
+	// one with libp2p's default limits ends them. Either way a circuit
+	// that ends is opened again on the next packets.
 	ctx = network.WithAllowLimitedConn(ctx, "job network")
 	st, err := sd.n.s.h.NewStream(ctx, sd.to, sd.n.s.id)
 	if err != nil {
