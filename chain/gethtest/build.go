@@ -169,6 +169,9 @@ func lockFile(ctx context.Context, path string) (func(), error) {
 	}
 }
 
+// buildTime is what a test run must have left to build geth in it.
+const buildTime = 20 * time.Minute
+
 var binary struct {
 	once sync.Once
 	path string
@@ -176,9 +179,10 @@ var binary struct {
 }
 
 // Binary is the geth to test against: $AIXBLOCK_GETH, or the pinned
-// version from the cache, built there when missing (under -short it is
-// not built). When there is none, the test is skipped with the reason,
-// unless Required, where it fails.
+// version from the cache, built there when missing (not under -short, nor
+// when the test binary's timeout is less than 20 minutes away: make geth
+// builds it beforehand). When there is none, the test is skipped with the
+// reason, unless Required, where it fails.
 func Binary(t testing.TB) string {
 	t.Helper()
 	binary.once.Do(func() {
@@ -204,13 +208,22 @@ func Binary(t testing.TB) string {
 			binary.err = errors.New("geth is not built and -short does not build it (run make geth)")
 			return
 		}
+		// A build takes minutes (16 on a busy 2-core machine): not
+		// inside a test run that would time out during it.
+		if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+			if end, ok := d.Deadline(); ok && time.Until(end) < buildTime {
+				binary.err = fmt.Errorf("geth is not built and the test timeout leaves %s, less than the %s a build may take (run make geth)",
+					time.Until(end).Round(time.Second), buildTime)
+				return
+			}
+		}
 		binary.path, binary.err = Build(ctx, testLog{t})
 	})
 	if binary.err != nil {
 		if Required() {
-			t.Fatalf("geth: %v (%s=1 or CI is set: geth is required)", binary.err, EnvRequire)
+			t.Fatalf("gethtest: %v (%s=1 or CI is set: geth is required)", binary.err, EnvRequire)
 		}
-		t.Skipf("geth: %v (make geth builds it; %s=1 turns this skip into a failure)", binary.err, EnvRequire)
+		t.Skipf("gethtest: %v (make geth builds it; %s=1 turns this skip into a failure)", binary.err, EnvRequire)
 	}
 	return binary.path
 }

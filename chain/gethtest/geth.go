@@ -402,7 +402,7 @@ func (g *Geth) start(ctx context.Context) error {
 	cmd := exec.Command(g.bin, g.args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
+	if err := spawn(cmd); err != nil {
 		logf.Close()
 		return fmt.Errorf("start geth: %w", err)
 	}

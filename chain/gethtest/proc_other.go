@@ -2,6 +2,11 @@
 
 package gethtest
 
-import "syscall"
+import (
+	"os/exec"
+	"syscall"
+)
 
 func sysProcAttr() *syscall.SysProcAttr { return nil }
+
+func spawn(cmd *exec.Cmd) error { return cmd.Start() }
