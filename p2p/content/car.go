@@ -15,6 +15,8 @@ import (
 )
 
 // ExportCAR writes the DAG under root as a CARv1, fetching what is missing.
+// Each block goes once, however many links reach it; the links the walk
+// looks at cost LinkCost each against the limit, as in the fetch before it.
 func (s *Store) ExportCAR(ctx context.Context, root cid.Cid, w io.Writer) error {
 	if _, err := s.Fetch(ctx, root, nil); err != nil {
 		return err
@@ -23,7 +25,12 @@ func (s *Store) ExportCAR(ctx context.Context, root cid.Cid, w io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("car: %w", err)
 	}
+	lim := s.limit(GetOptions{})
+	var cost int64
 	err = merkledag.Walk(ctx, func(ctx context.Context, c cid.Cid) ([]*ipld.Link, error) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		b, err := s.bs.Get(ctx, c)
 		if err != nil {
 			return nil, err
@@ -31,9 +38,20 @@ func (s *Store) ExportCAR(ctx context.Context, root cid.Cid, w io.Writer) error 
 		if err := car.Put(ctx, c.KeyString(), b.RawData()); err != nil {
 			return nil, err
 		}
-		nd, err := s.local.Get(ctx, c)
+		var nd ipld.Node
+		switch c.Type() {
+		case cid.Raw:
+			return nil, nil
+		case cid.DagProtobuf: // decoded once, from the block just read
+			nd, err = merkledag.DecodeProtobufBlock(b)
+		default:
+			nd, err = s.local.Get(ctx, c)
+		}
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", c, err)
+		}
+		if cost += int64(len(b.RawData())) + int64(len(nd.Links()))*LinkCost; cost > lim.max {
+			return nil, overLimit(root, lim, fmt.Sprintf("its blocks and links cost more than %d MiB", lim.max>>20))
 		}
 		return nd.Links(), nil
 	}, root, cid.NewSet().Visit)

@@ -139,6 +139,9 @@ func FuzzGetTree(f *testing.F) {
 			tr := &tree{dag: s.local, root: pn.Cid(), lim: limit{1 << 20, "test"}, maxDepth: 16}
 			n, err := tr.get(context.Background(), pn.Cid())
 			if err == nil {
+				err = tr.plan(context.Background(), n, 0)
+			}
+			if err == nil {
 				err = tr.writeFile(context.Background(), &fileWriter{f: &want, left: n.size()}, n, 0)
 			}
 			got, _ := os.ReadFile(out)

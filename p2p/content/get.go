@@ -1,6 +1,7 @@
 package content
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -122,6 +123,7 @@ func (s *Store) fetch(ctx context.Context, root cid.Cid, progress func(FetchStat
 
 	sess := merkledag.NewSession(ctx, s.dag)
 	depth := map[cid.Cid]int{root: 0}
+	var links int64 // in the blocks fetched, each costs LinkCost
 	from := map[peer.ID]bool{}
 	visit := func(ctx context.Context, c cid.Cid) ([]*ipld.Link, error) {
 		if err := checkCodec(c); err != nil {
@@ -153,9 +155,10 @@ func (s *Store) fetch(ctx context.Context, root cid.Cid, progress func(FetchStat
 		stats.Elapsed = time.Since(began)
 		st := stats
 		d := depth[c]
-		if st.Bytes > lim.max {
+		links += int64(len(nd.Links()))
+		if st.Bytes > lim.max || links > (lim.max-st.Bytes)/LinkCost {
 			mu.Unlock()
-			return nil, fmt.Errorf("%s: %w: its blocks hold more than %d MiB, over %s; raise %s, or fetch a smaller DAG", root, ErrTooBig, lim.max>>20, lim.name, lim.name)
+			return nil, overLimit(root, lim, fmt.Sprintf("its blocks hold more than %d MiB (%d bytes, and %d links at %d bytes each)", lim.max>>20, st.Bytes, links, LinkCost))
 		}
 		if len(nd.Links()) > 0 && d+1 > s.cfg.MaxDepth {
 			mu.Unlock()
@@ -266,7 +269,7 @@ func (s *Store) GetWith(ctx context.Context, root cid.Cid, out string, opts GetO
 	pl := newPlacer(s, out, lim)
 	st, err := s.fetch(ctx, root, opts.Progress, lim, pl)
 	if pl.isFile { // the root came, and the placer has been writing it
-		if ferr := pl.finish(err); err == nil && ferr != nil {
+		if ferr := pl.finish(ctx, err); err == nil && ferr != nil {
 			return st, fmt.Errorf("get %s: %w", root, ferr)
 		}
 		return st, err
@@ -274,7 +277,7 @@ func (s *Store) GetWith(ctx context.Context, root cid.Cid, out string, opts GetO
 	if err != nil {
 		return st, err
 	}
-	t := &tree{dag: s.local, root: root, lim: lim, maxDepth: s.cfg.MaxDepth, direct: s.cfg.DirectIO}
+	t := &tree{dag: s.local, bs: s.bs, root: root, lim: lim, maxDepth: s.cfg.MaxDepth, direct: s.cfg.DirectIO}
 	if err := t.write(ctx, out); err != nil {
 		return st, fmt.Errorf("get %s: %w", root, err)
 	}
@@ -293,7 +296,7 @@ func (s *Store) CatWith(ctx context.Context, root cid.Cid, w io.Writer, opts Get
 	if _, err := s.fetch(ctx, root, opts.Progress, lim, nil); err != nil {
 		return err
 	}
-	t := &tree{dag: s.local, root: root, lim: lim, maxDepth: s.cfg.MaxDepth}
+	t := &tree{dag: s.local, bs: s.bs, root: root, lim: lim, maxDepth: s.cfg.MaxDepth}
 	n, err := t.get(ctx, root)
 	if err != nil {
 		return err
@@ -304,5 +307,14 @@ func (s *Store) CatWith(ctx context.Context, root cid.Cid, w io.Writer, opts Get
 	if err := t.plan(ctx, n, 0); err != nil {
 		return err
 	}
-	return t.writeFile(ctx, &fileWriter{f: w, left: n.size()}, n, 0)
+	// Small leaves and inline data go out together.
+	buf := bufio.NewWriterSize(w, 64<<10)
+	fw := &fileWriter{f: buf, left: n.size()}
+	if err := t.writeFile(ctx, fw, n, 0); err != nil {
+		return err
+	}
+	if err := fw.done(); err != nil {
+		return fmt.Errorf("cat %s: %w", root, err)
+	}
+	return buf.Flush()
 }

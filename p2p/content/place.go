@@ -1,8 +1,10 @@
 package content
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -26,6 +28,14 @@ import (
 // fetch ends every byte of the file has been written exactly once (or the
 // file is removed).
 //
+// Each node is placed once: a node that a second link reaches (a leaf
+// repeated in a file of zeros, or a hostile fan-out of one child linked
+// many times) switches the placer to writing the whole file in order
+// once the fetch is done (inOrder), through tree's walk, which charges
+// LinkCost for every link on every path before it writes. So the placer
+// holds one span per unique link, each charged LinkCost as it is planned,
+// and never more than the limit allows.
+//
 // Leaves go straight from the buffer bitswap decoded into the file,
 // through the page cache; with Config.DirectIO, those that are aligned
 // (1 MiB chunks at 1 MiB offsets are; the file's last leaf is padded and
@@ -42,6 +52,7 @@ type span struct {
 // placer writes one UnixFS file from the blocks a fetch visits.
 type placer struct {
 	s        *Store
+	root     cid.Cid
 	out      string
 	lim      limit
 	maxDepth int
@@ -50,9 +61,13 @@ type placer struct {
 	// The fetch's walk has ended (its walkers too) when Get reads it.
 	isFile bool
 
-	mu      sync.Mutex
-	want    map[cid.Cid][]span // blocks not yet here and where they go
-	seen    map[cid.Cid]bool   // blocks already placed once
+	mu   sync.Mutex
+	want map[cid.Cid]span // blocks not yet here and where they go
+	seen map[cid.Cid]bool // blocks already placed
+	// inOrder says a node was reached twice: placing stopped, and finish
+	// writes the file in order from the blockstore.
+	inOrder bool
+	links   int64 // links planned, each charged LinkCost
 	size    int64
 	placed  int64
 	fd      int      // O_DIRECT descriptor (Config.DirectIO), or -1
@@ -63,18 +78,21 @@ type placer struct {
 
 func newPlacer(s *Store, out string, lim limit) *placer {
 	return &placer{s: s, out: out, lim: lim, maxDepth: s.cfg.MaxDepth,
-		want: map[cid.Cid][]span{}, seen: map[cid.Cid]bool{}, fd: -1}
+		want: map[cid.Cid]span{}, seen: map[cid.Cid]bool{}, fd: -1}
 }
 
 // put takes a block the fetch just made local. The first is the root:
 // when it is not a file, the placer steps aside (a directory is written by
 // tree after the fetch) and every later put is a no-op.
 func (p *placer) put(ctx context.Context, nd ipld.Node, isRoot bool) error {
+	if !isRoot && !p.isFile {
+		return nil
+	}
+	n, err := decode(nd) // once, whatever links it
+	if err != nil {
+		return err
+	}
 	if isRoot {
-		n, err := decode(nd)
-		if err != nil {
-			return err
-		}
 		if n.kind != kindFile {
 			return nil
 		}
@@ -91,31 +109,32 @@ func (p *placer) put(ctx context.Context, nd ipld.Node, isRoot bool) error {
 			return err
 		}
 		p.isFile = true
-		p.want[nd.Cid()] = []span{{0, size, 0}}
-	}
-	if !p.isFile {
-		return nil
+		p.root = nd.Cid()
+		p.want[nd.Cid()] = span{0, size, 0}
 	}
 	p.mu.Lock()
-	spans := p.want[nd.Cid()]
+	if p.inOrder {
+		p.mu.Unlock()
+		return nil
+	}
+	sp, ok := p.want[nd.Cid()]
 	delete(p.want, nd.Cid())
 	p.seen[nd.Cid()] = true
-	var w placement
-	for _, sp := range spans {
-		if err := p.place(nd, sp, &w); err != nil {
+	var w []pendingWrite
+	if ok {
+		if err := p.place(n, sp, &w); err != nil {
 			p.mu.Unlock()
 			return err
 		}
 	}
 	p.mu.Unlock()
-	return p.apply(ctx, w)
-}
-
-// placement is what one block's arrival leads to: writes (done outside
-// the lock, so that walkers write in parallel) and blocks to read back.
-type placement struct {
-	writes []pendingWrite
-	late   []lateSpan
+	// Outside the lock, so that walkers write in parallel.
+	for _, pw := range w {
+		if err := p.writeAt(pw.b, pw.off); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 type pendingWrite struct {
@@ -123,22 +142,13 @@ type pendingWrite struct {
 	off int64
 }
 
-// lateSpan is a block that was placed before another parent also named it.
-type lateSpan struct {
-	c  cid.Cid
-	sp span
-}
-
-// place plans nd's bytes at sp and records where its children go; called
-// with p.mu held. Children already seen go to w.late, to be read back from
-// the blockstore, since the fetch will not visit them again.
-func (p *placer) place(nd ipld.Node, sp span, w *placement) error {
+// place plans n's bytes at sp and records where its children go; called
+// with p.mu held. A child already wanted or placed ends placing (see
+// inOrder).
+func (p *placer) place(n node, sp span, w *[]pendingWrite) error {
+	nd := n.nd
 	if sp.depth > p.maxDepth {
 		return fmt.Errorf("%s: %w (%d levels)", nd.Cid(), ErrTooDeep, p.maxDepth)
-	}
-	n, err := decode(nd)
-	if err != nil {
-		return err
 	}
 	if n.kind != kindFile {
 		return fmt.Errorf("%s: a file links a UnixFS %s", nd.Cid(), n.fs.Type())
@@ -155,7 +165,10 @@ func (p *placer) place(nd ipld.Node, sp span, w *placement) error {
 		return fmt.Errorf("%s: %d block sizes for %d links", nd.Cid(), len(sizes), len(links))
 	}
 	total := int64(len(data))
-	for _, bs := range sizes {
+	for i, bs := range sizes {
+		if bs == 0 {
+			return fmt.Errorf("%s: %w (link %d of %d, to %s)", nd.Cid(), ErrZeroSizeLink, i+1, len(links), links[i].Cid)
+		}
 		total += int64(bs)
 		if int64(bs) < 0 || total < 0 {
 			return fmt.Errorf("%s: block sizes overflow", nd.Cid())
@@ -164,24 +177,32 @@ func (p *placer) place(nd ipld.Node, sp span, w *placement) error {
 	if total != sp.size || int64(n.fs.FileSize()) != sp.size {
 		return fmt.Errorf("%s: holds %d bytes and declares %d, not the declared size %d its parent gives", nd.Cid(), total, n.fs.FileSize(), sp.size)
 	}
+	// What tree's plan would charge: LinkCost a link. With no node
+	// reached twice, the links are each followed once.
+	p.links += int64(len(links))
+	if p.links > (p.lim.max-EntryCost-p.size)/LinkCost {
+		return overLimit(p.root, p.lim, fmt.Sprintf("writing it follows more than %d links (%s has %d), %d bytes each",
+			(p.lim.max-EntryCost-p.size)/LinkCost, nd.Cid(), len(links), LinkCost))
+	}
 	if err := p.plan(w, data, sp.off); err != nil {
 		return err
 	}
 	off := sp.off + int64(len(data))
 	for i, l := range links {
-		child := span{off, int64(sizes[i]), sp.depth + 1}
-		off += child.size
-		if p.seen[l.Cid] {
-			w.late = append(w.late, lateSpan{l.Cid, child})
-			continue
+		if _, wanted := p.want[l.Cid]; wanted || p.seen[l.Cid] {
+			// Reached twice: write it all in order after the fetch.
+			p.inOrder = true
+			p.want, p.seen = nil, nil
+			return nil
 		}
-		p.want[l.Cid] = append(p.want[l.Cid], child)
+		p.want[l.Cid] = span{off, int64(sizes[i]), sp.depth + 1}
+		off += int64(sizes[i])
 	}
 	return nil
 }
 
 // plan counts a write against the declared size; with p.mu held.
-func (p *placer) plan(w *placement, b []byte, off int64) error {
+func (p *placer) plan(w *[]pendingWrite, b []byte, off int64) error {
 	if len(b) == 0 {
 		return nil
 	}
@@ -189,37 +210,8 @@ func (p *placer) plan(w *placement, b []byte, off int64) error {
 	if p.placed > p.size || off < 0 || off+int64(len(b)) > p.size {
 		return fmt.Errorf("%s: more bytes than the file's declared size %d", p.out, p.size)
 	}
-	w.writes = append(w.writes, pendingWrite{b, off})
+	*w = append(*w, pendingWrite{b, off})
 	return nil
-}
-
-// apply does a placement's writes, then reads back and places its late
-// blocks (whose own children may be late too).
-func (p *placer) apply(ctx context.Context, w placement) error {
-	for {
-		for _, pw := range w.writes {
-			if err := p.writeAt(pw.b, pw.off); err != nil {
-				return err
-			}
-		}
-		if len(w.late) == 0 {
-			return nil
-		}
-		late := w.late
-		w = placement{}
-		for _, ls := range late {
-			nd, err := p.s.local.Get(ctx, ls.c)
-			if err != nil {
-				return fmt.Errorf("%s: read back: %w", ls.c, err)
-			}
-			p.mu.Lock()
-			err = p.place(nd, ls.sp, &w)
-			p.mu.Unlock()
-			if err != nil {
-				return err
-			}
-		}
-	}
 }
 
 // create makes the output file, exclusively and without following a
@@ -292,15 +284,18 @@ func pwriteFull(fd int, path string, b []byte, off int64) error {
 }
 
 // finish closes the file; it must hold every declared byte, else it is
-// removed and the error says why.
-func (p *placer) finish(fetchErr error) (err error) {
+// removed and the error says why. A file whose nodes repeat is written
+// here, in order, from the blockstore.
+func (p *placer) finish(ctx context.Context, fetchErr error) (err error) {
 	defer func() {
 		if err != nil && p.created {
 			os.Remove(p.out)
 		}
 	}()
 	err = fetchErr
-	if err == nil && (len(p.want) > 0 || p.placed != p.size) {
+	if err == nil && p.inOrder {
+		err = p.writeInOrder(ctx)
+	} else if err == nil && (len(p.want) > 0 || p.placed != p.size) {
 		err = fmt.Errorf("%s: %d of %d bytes written when the fetch ended", p.out, p.placed, p.size)
 	}
 	if err == nil && p.tail.Load() {
@@ -319,4 +314,32 @@ func (p *placer) finish(fetchErr error) (err error) {
 		}
 	}
 	return err
+}
+
+// writeInOrder writes the whole file from offset 0 as Cat does, after
+// tree's plan has checked every unique node and charged every link on
+// every path; what placing wrote before it stopped is written over with
+// the same bytes.
+func (p *placer) writeInOrder(ctx context.Context) error {
+	t := &tree{dag: p.s.local, bs: p.s.bs, root: p.root, lim: p.lim, maxDepth: p.maxDepth}
+	n, err := t.get(ctx, p.root)
+	if err != nil {
+		return err
+	}
+	if err := t.plan(ctx, n, 0); err != nil {
+		return err
+	}
+	buf := bufio.NewWriterSize(io.NewOffsetWriter(p.f, 0), 256<<10)
+	fw := &fileWriter{f: buf, left: p.size}
+	if err := t.writeFile(ctx, fw, n, 0); err != nil {
+		return err
+	}
+	if err := fw.done(); err != nil {
+		return err
+	}
+	if err := buf.Flush(); err != nil {
+		return err
+	}
+	p.tail.Store(true) // a padded direct write may have gone past the end
+	return nil
 }

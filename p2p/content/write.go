@@ -1,6 +1,7 @@
 package content
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -39,13 +40,27 @@ type limit struct {
 // created relative to its parent's descriptor (openat, mkdirat, symlinkat),
 // files with O_EXCL|O_NOFOLLOW. Bytes are counted as UnixFS declares them,
 // every repeated link again, since that is what lands on disk.
+//
+// A file costs its bytes and LinkCost for every link followed in writing
+// it (see walk.go), all charged by plan before anything is written.
 type tree struct {
 	dag      ipld.DAGService
+	bs       sizer // nil: raw leaves are read for their size
 	root     cid.Cid
 	lim      limit
 	maxDepth int
 	direct   bool  // write files with O_DIRECT (Config.DirectIO)
 	used     int64 // charged so far, by the plan
+	// files is each file node checkFile has seen, and what it costs.
+	files map[cid.Cid]fileMeta
+	// follow is how many links writeFile may still follow: what plan
+	// charged for.
+	follow int64
+}
+
+// sizer gives a block's size without reading it (the blockstore).
+type sizer interface {
+	GetSize(context.Context, cid.Cid) (int, error)
 }
 
 // node is one decoded UnixFS node.
@@ -109,8 +124,7 @@ func (n node) size() int64 {
 // charge spends n bytes of the budget or says which limit it crosses.
 func (t *tree) charge(n int64) error {
 	if n < 0 || t.used+n > t.lim.max || t.used+n < t.used {
-		return fmt.Errorf("%s: %w: writing it takes more than %d MiB, over %s (%d MiB); raise %s, or fetch a smaller DAG",
-			t.root, ErrTooBig, t.lim.max>>20, t.lim.name, t.lim.max>>20, t.lim.name)
+		return overLimit(t.root, t.lim, fmt.Sprintf("writing it takes more than %d MiB", t.lim.max>>20))
 	}
 	t.used += n
 	return nil
@@ -169,9 +183,11 @@ func symlinkTarget(n node) (string, error) {
 }
 
 // plan walks the whole tree before anything is written: names are checked
-// and every entry is charged its bytes plus EntryCost, so a DAG over the
-// limit is refused with nothing on disk. The budget also bounds the walk
-// itself: each visit costs at least EntryCost.
+// and every entry is charged its bytes plus EntryCost, every file also
+// LinkCost for each link writing it follows (its nodes checked once each
+// by checkFile), so a DAG over the limit is refused with nothing on disk.
+// The budget also bounds the walk itself: each visit costs at least
+// EntryCost, each link followed inside a file LinkCost.
 func (t *tree) plan(ctx context.Context, n node, depth int) error {
 	if depth > t.maxDepth {
 		return fmt.Errorf("%s: %w (%d levels)", t.root, ErrTooDeep, t.maxDepth)
@@ -184,7 +200,19 @@ func (t *tree) plan(ctx context.Context, n node, depth int) error {
 	}
 	switch n.kind {
 	case kindFile:
-		return t.charge(n.size())
+		m, err := t.checkFile(ctx, n, 0)
+		if err != nil {
+			return err
+		}
+		if err := t.charge(m.size); err != nil {
+			return err
+		}
+		if m.links > t.linkBudget() {
+			return t.tooManyLinks(n.nd.Cid())
+		}
+		t.used += m.links * LinkCost
+		t.follow += m.links
+		return nil
 	case kindSymlink:
 		_, err := symlinkTarget(n)
 		return err
@@ -254,13 +282,24 @@ func (t *tree) writeAt(ctx context.Context, dirfd int, name string, n node, crea
 		// Straight to the disk when asked and the filesystem allows (see
 		// direct.go).
 		var f io.WriteCloser
+		var buf *bufio.Writer // small leaves and inline data go out together
 		if t.direct && setDirect(fd) {
-			f = &directFile{fd: fd, path: name}
+			f = &directFile{fd: fd, path: name} // buffers itself
 		} else {
 			f = os.NewFile(uintptr(fd), name)
+			buf = bufio.NewWriterSize(f, 256<<10)
 		}
 		w := &fileWriter{f: f, left: n.size()}
+		if buf != nil {
+			w.f = buf
+		}
 		err = t.writeFile(ctx, w, n, 0)
+		if err == nil {
+			err = w.done()
+		}
+		if err == nil && buf != nil {
+			err = buf.Flush()
+		}
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -319,10 +358,23 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 	return w.f.Write(p)
 }
 
-// writeFile writes a file DAG's leaves in order.
+// done says whether every declared byte came.
+func (w *fileWriter) done() error {
+	if w.left != 0 {
+		return fmt.Errorf("file data %d bytes shorter than its declared size", w.left)
+	}
+	return nil
+}
+
+// writeFile writes a file DAG's leaves in order, following no more links
+// than plan charged for, and stops when ctx ends. A child linked again
+// right after itself (a file of zeros repeats one leaf) is not read again.
 func (t *tree) writeFile(ctx context.Context, w io.Writer, n node, depth int) error {
 	if depth > t.maxDepth {
 		return fmt.Errorf("%s: %w (%d levels)", t.root, ErrTooDeep, t.maxDepth)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if n.fs == nil {
 		_, err := w.Write(n.nd.RawData())
@@ -336,10 +388,19 @@ func (t *tree) writeFile(ctx context.Context, w io.Writer, n node, depth int) er
 			return err
 		}
 	}
+	var prev node
 	for _, l := range n.nd.Links() {
-		child, err := t.get(ctx, l.Cid)
-		if err != nil {
-			return err
+		if t.follow <= 0 {
+			return fmt.Errorf("%s: %w: more links than were charged for", t.root, ErrTooBig)
+		}
+		t.follow--
+		child := prev
+		if prev.nd == nil || !prev.nd.Cid().Equals(l.Cid) {
+			var err error
+			if child, err = t.get(ctx, l.Cid); err != nil {
+				return err
+			}
+			prev = child
 		}
 		if err := t.writeFile(ctx, w, child, depth+1); err != nil {
 			return err
