@@ -179,6 +179,7 @@ func presetChain(net chain.Network, flags node.ChainConfig) (node.ChainConfig, e
 		c.Token = net.Token.Hex()
 	}
 	c.Confirmations = net.Confirmations
+	c.LogRange = net.LogRange
 	c.Dev = net.Dev
 	return c, nil
 }
