@@ -3,8 +3,12 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/aixblock/aixblock/chain"
+	"github.com/aixblock/aixblock/node"
 )
 
 type deployOut struct {
@@ -140,5 +144,32 @@ func TestChainDeployInitFund(t *testing.T) {
 	}
 	if out := mustRun(t, repo, "wallet", "balance"); !strings.Contains(out, "challenge period 1h0m0s") || !strings.Contains(out, "tUSD") {
 		t.Fatalf("wallet balance says:\n%s", out)
+	}
+}
+
+// init --chain NAME fills the chain section from the table, the URL from
+// the flag or the environment; dev without a URL is the embedded chain.
+func TestPresetChain(t *testing.T) {
+	sepolia, _ := chain.LookupNetwork("sepolia")
+	t.Setenv(chainRPCEnv, "https://rpc.example/v3/k")
+	c, err := presetChain(sepolia, node.ChainConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := node.ChainConfig{RPC: "https://rpc.example/v3/k", Escrow: sepolia.Escrow.Hex(), Token: "0x1c7D4B196Cb0C7B01d743Fbc6116a902379C7238",
+		Confirmations: 2, LogRange: 1000}
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("sepolia: %+v, want %+v", c, want)
+	}
+	if c, _ := presetChain(sepolia, node.ChainConfig{RPC: "http://127.0.0.1:8545", Token: "native"}); c.RPC != "http://127.0.0.1:8545" || c.Token != "native" {
+		t.Fatalf("flags win over the table and the environment: %+v", c)
+	}
+	t.Setenv(chainRPCEnv, "")
+	dev, _ := chain.LookupNetwork("dev")
+	if c, err := presetChain(dev, node.ChainConfig{}); err != nil || !reflect.DeepEqual(c, node.ChainConfig{}) {
+		t.Fatalf("dev without a URL: %+v, %v", c, err)
+	}
+	if _, err := presetChain(sepolia, node.ChainConfig{}); err == nil || !strings.Contains(err.Error(), "--chain sepolia needs the chain's RPC URL") {
+		t.Fatalf("sepolia without a URL: %v", err)
 	}
 }
