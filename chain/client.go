@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"sync"
 	"time"
 
 	"github.com/aixblock/aixblock/contracts"
@@ -51,6 +52,10 @@ type Config struct {
 	LogRange uint64
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// Known is the chain this repo used before (nil: none): when the
+	// chain cannot be read at start and Known names the same escrow, the
+	// client starts with it, so a daemon starts during an outage.
+	Known *Identity
 }
 
 // Client moves money through the escrow with one wallet.
@@ -65,6 +70,12 @@ type Client struct {
 	erc20   *contracts.ERC20
 	tx      *sender
 	log     *slog.Logger
+	tokens  sync.Map // token address -> tokenInfo
+}
+
+type tokenInfo struct {
+	symbol   string
+	decimals uint8
 }
 
 // NewClient checks that the backend answers and that the escrow has code.
@@ -84,32 +95,61 @@ func NewClient(ctx context.Context, b Backend, w *Wallet, cfg Config) (*Client, 
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	id, err := b.ChainID(ctx)
+	id, genesis, err := identify(ctx, b, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("chain: chain id: %w", err)
-	}
-	g, err := b.HeaderByNumber(ctx, big.NewInt(0))
-	if err != nil {
-		return nil, fmt.Errorf("chain: genesis block: %w", err)
-	}
-	code, err := b.CodeAt(ctx, cfg.Escrow, nil)
-	if err != nil {
-		return nil, fmt.Errorf("chain: escrow code: %w", err)
-	}
-	if len(code) == 0 {
-		return nil, fmt.Errorf("chain: no contract at escrow address %s on chain %s", cfg.Escrow, id)
+		if cfg.Known == nil || cfg.Known.Escrow != cfg.Escrow {
+			return nil, err
+		}
+		// Started during an outage: the chain this repo used before, as
+		// it was then; every read and send tries the chain again.
+		cfg.Logger.Warn("the chain cannot be read at start; going on with the chain this repo used before", "chain_id", cfg.Known.ChainID, "err", err)
+		id, genesis = new(big.Int).SetUint64(cfg.Known.ChainID), cfg.Known.Genesis
 	}
 	esc := contracts.NewEscrow()
 	tok := contracts.NewERC20()
 	log := cfg.Logger.With("component", "chain")
 	c := &Client{
-		b: b, w: w, cfg: cfg, chainID: id, genesis: g.Hash(), log: log,
+		b: b, w: w, cfg: cfg, chainID: id, genesis: genesis, log: log,
 		esc: esc, escrow: esc.Instance(b, cfg.Escrow), erc20: tok,
 	}
 	eabi, tabi := esc.GetABI(), tok.GetABI()
 	c.tx = &sender{b: b, w: w, chainID: id, bumpAfter: cfg.BumpAfter, poll: cfg.Poll,
 		confirm: cfg.Confirmations, errABIs: []*abi.ABI{&eabi, &tabi}, log: log}
 	return c, nil
+}
+
+// identify reads the chain's ID and genesis and checks that the escrow
+// has code there.
+func identify(ctx context.Context, b Backend, cfg Config) (*big.Int, common.Hash, error) {
+	id, err := b.ChainID(ctx)
+	if err != nil {
+		return nil, common.Hash{}, fmt.Errorf("chain: chain id: %w", err)
+	}
+	g, err := b.HeaderByNumber(ctx, big.NewInt(0))
+	if err != nil {
+		return nil, common.Hash{}, fmt.Errorf("chain: genesis block: %w", err)
+	}
+	code, err := b.CodeAt(ctx, cfg.Escrow, nil)
+	if err != nil {
+		return nil, common.Hash{}, fmt.Errorf("chain: escrow code: %w", err)
+	}
+	if len(code) == 0 {
+		return nil, common.Hash{}, fmt.Errorf("chain: no contract at escrow address %s on chain %s", cfg.Escrow, id)
+	}
+	return id, g.Hash(), nil
+}
+
+// Identity is what tells a chain and its escrow apart, kept by a repo
+// after its first start so that a later start needs no RPC to know it.
+type Identity struct {
+	ChainID uint64         `json:"chain_id"`
+	Genesis common.Hash    `json:"genesis"`
+	Escrow  common.Address `json:"escrow"`
+}
+
+// Identity is this client's chain and escrow.
+func (c *Client) Identity() Identity {
+	return Identity{ChainID: c.chainID.Uint64(), Genesis: c.genesis, Escrow: c.cfg.Escrow}
 }
 
 // ChainID is the chain's ID.
@@ -224,6 +264,17 @@ func (c *Client) TokenInfo(ctx context.Context, token common.Address) (symbol st
 	if token == NativeToken {
 		return "ETH", 18, nil
 	}
+	// A token's symbol and decimals never change: asked once, so that
+	// formatting an amount needs no RPC (nor stalls in an outage).
+	if v, ok := c.tokens.Load(token); ok {
+		ti := v.(tokenInfo)
+		return ti.symbol, ti.decimals, nil
+	}
+	defer func() {
+		if err == nil {
+			c.tokens.Store(token, tokenInfo{symbol, decimals})
+		}
+	}()
 	t := c.erc20.Instance(c.b, token)
 	opts := &bind.CallOpts{Context: ctx}
 	if symbol, err = bind.Call(t, opts, c.erc20.PackSymbol(), c.erc20.UnpackSymbol); err != nil {

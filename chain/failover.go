@@ -20,9 +20,9 @@ import (
 // Failover is a Backend over several JSON-RPC endpoints of one chain. A
 // call goes to the endpoint that answered last; when it cannot be reached
 // (a transport error or its deadline, not an answer such as a revert), the
-// next is tried, each once. Every call has a deadline (CallTimeout) when
-// its context has none, so a hung endpoint never hangs a job's check.
-// Health reports whether the chain answered its last call.
+// next is tried, each once. Every call has the endpoint's deadline (the
+// callTimeout given to DialFailover) within the caller's, so a hung
+// endpoint never hangs a job's check. Health reports whether the chain answered its last call.
 type Failover struct {
 	urls    []string
 	clients []*ethclient.Client
@@ -36,13 +36,15 @@ type Failover struct {
 }
 
 // DialFailover connects to every URL (lazily: an endpoint that is down
-// now is tried again at each call). callTimeout zero means 10 s.
+// now is tried again at each call). callTimeout zero means 5 s: short
+// enough that a provider checking a voucher answers its requester
+// within the voucher exchange's 10 s whether or not the chain does.
 func DialFailover(urls []string, callTimeout time.Duration, log *slog.Logger) (*Failover, error) {
 	if len(urls) == 0 {
 		return nil, errors.New("chain.rpc: no URL given")
 	}
 	if callTimeout <= 0 {
-		callTimeout = 10 * time.Second
+		callTimeout = 5 * time.Second
 	}
 	if log == nil {
 		log = slog.Default()
@@ -84,10 +86,9 @@ func do[T any](f *Failover, ctx context.Context, call func(context.Context, *eth
 	var errs []error
 	for i := range f.clients {
 		n := (start + i) % len(f.clients)
-		cctx, cancel := ctx, context.CancelFunc(func() {})
-		if _, ok := ctx.Deadline(); !ok {
-			cctx, cancel = context.WithTimeout(ctx, f.timeout)
-		}
+		// Every call gets the endpoint's deadline, however long the
+		// caller would wait: a hung node is one that cannot be reached.
+		cctx, cancel := context.WithTimeout(ctx, f.timeout)
 		v, err := call(cctx, f.clients[n])
 		cancel()
 		if err == nil || !unreachable(ctx, err) {

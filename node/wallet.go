@@ -2,13 +2,16 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/aixblock/aixblock/chain"
+	"github.com/aixblock/aixblock/internal/atomicfile"
 	"github.com/aixblock/aixblock/node/lease"
 	"github.com/ethereum/go-ethereum/common"
 )
@@ -51,6 +54,10 @@ func (n *Node) openChain(ctx context.Context, cfg chain.Config, log *slog.Logger
 		b = f
 	}
 	cfg.Logger = log
+	idPath := filepath.Join(n.repo.Dir, "chain-identity.json")
+	if cc.RPC != "" {
+		cfg.Known = readIdentity(idPath)
+	}
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if n.chain, err = chain.NewClient(cctx, b, w, cfg); err != nil {
@@ -59,8 +66,31 @@ func (n *Node) openChain(ctx context.Context, cfg chain.Config, log *slog.Logger
 		}
 		return err
 	}
+	if cc.RPC != "" {
+		if id := n.chain.Identity(); cfg.Known == nil || *cfg.Known != id {
+			if b, err := json.Marshal(id); err == nil {
+				if err := atomicfile.WriteFile(idPath, b, 0o600); err != nil {
+					n.log.Warn("chain identity not kept: a start during an RPC outage will fail", "err", err)
+				}
+			}
+		}
+	}
 	n.vouchers, err = lease.OpenVouchers(filepath.Join(n.repo.Dir, "vouchers.json"))
 	return err
+}
+
+// readIdentity is the chain a repo used before (chain-identity.json), or
+// nil.
+func readIdentity(path string) *chain.Identity {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var id chain.Identity
+	if json.Unmarshal(b, &id) != nil || id.ChainID == 0 {
+		return nil
+	}
+	return &id
 }
 
 func (n *Node) closeChain() error {

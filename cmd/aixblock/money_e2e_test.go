@@ -17,9 +17,10 @@ import (
 // GPU-hour, the bootstrap node) and a requester on one dev chain, with
 // the testnet's voucher interval and otherwise default payment settings.
 type moneyPair struct {
-	prov, req string
-	reqArgs   []string
-	reqDaemon *daemon
+	prov, req  string
+	reqArgs    []string
+	reqDaemon  *daemon
+	provDaemon *daemon
 }
 
 const moneyInterval = 2 * time.Second // the testnet's
@@ -27,6 +28,11 @@ const moneyInterval = 2 * time.Second // the testnet's
 func newMoneyPair(t *testing.T, network string) *moneyPair {
 	t.Helper()
 	info, file := startDevchain(t)
+	return newMoneyPairOn(t, network, info, file)
+}
+
+func newMoneyPairOn(t *testing.T, network string, info devchainInfo, file string) *moneyPair {
+	t.Helper()
 	p := &moneyPair{}
 	repos := []*string{&p.prov, &p.req}
 	var boot string
@@ -48,6 +54,7 @@ func newMoneyPair(t *testing.T, network string) *moneyPair {
 			var id idInfo
 			runJSON(t, p.prov, &id, "id")
 			boot = id.Addrs[0]
+			p.provDaemon = d
 		} else {
 			p.reqArgs, p.reqDaemon = extra, d
 		}
@@ -169,4 +176,76 @@ func TestRequesterAwayMidJob(t *testing.T) {
 		t.Fatalf("cost %s for a run of %s on the provider: want its exact time, between %s and %s", cost, actual, lo, hi)
 	}
 	t.Logf("ran %s on the provider while the requester was away 20 s; cost %s", actual.Round(time.Millisecond), cost)
+}
+
+// An RPC outage mid-job: geth stopped for 60 s while a job ran, and the
+// provider refused the vouchers it could not check and stopped the job
+// 42-48 s in, blaming the requester. The dev chain's process is stopped
+// here (its RPC then answers nothing, as a hung node's) for longer than
+// two voucher intervals' slack; the provider says the chain is
+// unreachable, keeps the job on the vouchers it holds unchecked, checks
+// them when the chain is back, and the job completes and is paid.
+func TestJobThroughRPCOutage(t *testing.T) {
+	jobDocker(t)
+	info, file := startDevchain(t)
+	p := newMoneyPairOn(t, "e2eoutage", info, file)
+	v, _ := devchainProcs.Load(file)
+	chainProc := v.(*os.Process)
+	const run = 40 * time.Second
+	id := strings.TrimSpace(mustRun(t, p.req, "job", "run", "-d", "--gpus", "1", "--max-price", "40", jobImage, "--", "sleep", run.String()))
+	waitState(t, p.req, id, func(s string) bool { return s == "running" })
+
+	chainProc.Signal(syscall.SIGSTOP)
+	stopped := true
+	defer func() {
+		if stopped {
+			chainProc.Signal(syscall.SIGCONT)
+		}
+	}()
+	p2ptest.WaitFor(t, 45*time.Second, func() bool {
+		var st struct{ Chain string }
+		runJSON(t, p.prov, &st, "status")
+		return strings.HasPrefix(st.Chain, "unreachable")
+	}, "the provider never said the chain is unreachable")
+	time.Sleep(15 * time.Second) // the rest of the outage: more than the 2 intervals' slack
+	if s := waitState(t, p.req, id, func(string) bool { return true }); terminal(s.State) {
+		t.Logf("provider:\n%s\nrequester:\n%s", grepLines(p.provDaemon.stderr.String(), "voucher", "chain"), grepLines(p.reqDaemon.stderr.String(), "voucher", "chain"))
+		t.Fatalf("the job ended during the outage: %s: %s", s.State, s.Reason)
+	}
+	chainProc.Signal(syscall.SIGCONT)
+	stopped = false
+
+	if s := waitState(t, p.req, id, terminal); s.State != "completed" {
+		t.Fatalf("after an RPC outage mid-job the job ended %s: %s", s.State, s.Reason)
+	}
+	waitSettled(t, p.reqDaemon.stderr, id)
+	var paid struct {
+		Paid string `json:"paid"`
+	}
+	p2ptest.WaitFor(t, 30*time.Second, func() bool {
+		var st struct{ Chain string }
+		runJSON(t, p.prov, &st, "status")
+		return st.Chain == "ok"
+	}, "the provider still says the chain is unreachable")
+	runJSON(t, p.prov, &paid, "wallet", "redeem")
+	got, _ := new(big.Int).SetString(paid.Paid, 10)
+	_, cost, _ := p.money(t, id)
+	if got == nil || got.Cmp(cost) < 0 {
+		t.Fatalf("redeemed %s after the outage, the job cost %s", paid.Paid, cost)
+	}
+	t.Logf("a %s job through an RPC outage: cost %s, redeemed %s", run, cost, paid.Paid)
+}
+
+// grepLines is the lines of s that hold any of words.
+func grepLines(s string, words ...string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		for _, w := range words {
+			if strings.Contains(l, w) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,6 +33,10 @@ func startDevchain(t testing.TB, extra ...string) (devchainInfo, string) {
 	return startDevchainIn(t, "", "127.0.0.1", extra...)
 }
 
+// devchainProcs: each started dev chain's process, by its info file, for
+// tests that take its RPC away (an outage).
+var devchainProcs sync.Map
+
 // startDevchainIn starts the dev chain inside network namespace ns (none:
 // this one), serving on ip.
 func startDevchainIn(t testing.TB, ns, ip string, extra ...string) (devchainInfo, string) {
@@ -49,6 +54,7 @@ func startDevchainIn(t testing.TB, ns, ip string, extra ...string) (devchainInfo
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	devchainProcs.Store(out, cmd.Process)
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {

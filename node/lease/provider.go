@@ -449,6 +449,10 @@ func ranCost(deal market.Deal, started, finished *time.Time) *big.Int {
 // if it also has its deposit withdrawn or spent elsewhere before the
 // outage ends, which it cannot time.
 
+// voucherCheckWait bounds the chain read behind a voucher's check; a
+// read that takes longer is an outage for the voucher's purpose.
+const voucherCheckWait = 2 * time.Second
+
 // outageGrace is how long unchecked vouchers count (Config.OutageGrace;
 // zero means 10 min).
 func (m *Manager) outageGrace() time.Duration {
@@ -881,7 +885,11 @@ func (m *Manager) acceptVoucher(ctx context.Context, from peer.ID, v *chain.Vouc
 			return fmt.Errorf("voucher refused: cumulative amount %s is below the %s already held on channel %s; send a voucher for more", v.CumulativeAmount, prev.CumulativeAmount, v.Channel)
 		}
 	}
-	ch, err := m.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
+	// The check waits on the chain a short while only: a voucher must not
+	// arrive late because the RPC is slow or gone (holdUnchecked).
+	rctx, cancel := context.WithTimeout(ctx, voucherCheckWait)
+	ch, err := m.chain.Channel(rctx, v.Payer, v.Payee, v.Token)
+	cancel()
 	if err != nil {
 		if m.holdUnchecked(v) {
 			return nil // checked when the chain answers again (recheckUnchecked)

@@ -743,9 +743,12 @@ func (m *Manager) watchEdges(rj *Record) {
 				continue
 			}
 			m.observe(ctx, rj, j)
-			if j.State.Terminal() {
+			switch {
+			case j.State.Terminal():
 				m.payChannel(ctx, rj) // the final voucher, for the exact run time
 				return
+			case j.State == jobs.Running && seen != jobs.Running:
+				m.payChannel(ctx, rj) // it runs: the prepay goes out now
 			}
 		}
 	})
