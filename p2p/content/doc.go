@@ -25,20 +25,32 @@
 //
 // A Get of one file writes each block at its offset as bitswap delivers
 // it, in arrival order, straight from the buffer bitswap decoded (see
-// placer); a directory is written from the blockstore once all of it is
-// here.
+// placer); a file in which some node is reached twice (a file of zeros
+// repeats its leaf) is written in order once the fetch is done, and a
+// directory from the blockstore once all of it is here.
 //
 // What peers send is not trusted: every block is verified against its CID
 // once, as bitswap decodes it; a file's offsets come from its nodes' block
 // sizes, each node checked against what its parent declares for it, so no
-// write lands outside the declared size; a Get counts what it would write (every
-// repeated link again, EntryCost per entry) against content.max_dag_mib or
-// the caller's GetOptions.MaxBytes and refuses before writing anything; it
-// writes directories relative to their descriptors (openat, mkdirat,
-// symlinkat, O_EXCL|O_NOFOLLOW), refuses duplicate and unsafe names, keeps
-// symlinks as symlinks and never follows one. A job's result is pinned
-// with an expiry (Config.ResultTTL), swept and collected unless someone
-// pins it for good.
+// write lands outside the declared size; a link in a file node that
+// declares 0 bytes is refused (ErrZeroSizeLink), so every path through a
+// file writes at least a byte. A Get or Cat counts what it would write
+// (every repeated link again, EntryCost per entry, and LinkCost for every
+// link followed on every path, worked out once per unique node) against
+// content.max_dag_mib or the caller's GetOptions.MaxBytes and refuses
+// before writing anything (a Get placing blocks as they come refuses as
+// soon as it sees the limit crossed, and removes what it wrote); so a DAG
+// of a few blocks and many paths costs what its paths cost, its walk
+// holds one entry per unique node or link, never one per path, and each
+// walk checks its context as it goes. The fetch and the CAR export visit
+// each block once and charge its bytes and LinkCost a link; the gateway
+// costs a CAR that follows every path (dups=y, dag-scope=entity) before
+// serving it (see walk.go). It writes directories relative to their
+// descriptors (openat, mkdirat, symlinkat, O_EXCL|O_NOFOLLOW), refuses
+// duplicate and unsafe names, keeps symlinks as symlinks and never
+// follows one. A job's result is pinned with an expiry
+// (Config.ResultTTL), swept and collected unless someone pins it for
+// good.
 //
 // Imports: p2p (the host and DHT come in through small interfaces) and boxo.
 package content

@@ -52,7 +52,8 @@ type Config struct {
 	// 2 s, negative never.
 	HealAfter time.Duration
 	// MaxDAGBytes refuses DAGs whose blocks, or whose files as written
-	// (every repeated link counted again), exceed this; zero means 64 GiB.
+	// (every repeated link counted again), exceed this, each link a walk
+	// follows costing LinkCost on top; zero means 64 GiB.
 	MaxDAGBytes int64
 	// MaxDepth refuses DAGs deeper than this; zero means 64.
 	MaxDepth int
