@@ -310,13 +310,21 @@ func (s *Store) Ls(ctx context.Context, c cid.Cid) ([]Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ls %s: not a directory", c)
 	}
-	links, err := dir.Links(fctx)
+	// A name seen twice ends the listing: a HAMT whose shard links one
+	// child shard many times repeats its names on every path, and would
+	// otherwise be listed once per path.
+	out := []Entry{}
+	seen := map[string]bool{}
+	err = dir.ForEachLink(fctx, func(l *ipld.Link) error {
+		if seen[l.Name] {
+			return fmt.Errorf("%w: %q appears twice", ErrBadEntry, l.Name)
+		}
+		seen[l.Name] = true
+		out = append(out, Entry{Name: l.Name, CID: l.Cid.String(), Size: l.Size})
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("ls %s: %w", c, err)
-	}
-	out := make([]Entry, 0, len(links))
-	for _, l := range links {
-		out = append(out, Entry{Name: l.Name, CID: l.Cid.String(), Size: l.Size})
 	}
 	return out, nil
 }

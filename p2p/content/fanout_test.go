@@ -297,3 +297,19 @@ func TestHonestDAGsStillWrite(t *testing.T) {
 		})
 	}
 }
+
+// A listing stops at a name seen twice: a directory (or a HAMT whose
+// shard links one child shard many times) would otherwise be listed once
+// per path.
+func TestLsRefusesRepeatedNames(t *testing.T) {
+	s := offlineStore(t)
+	x := repeatedFile(t, s, []byte("x"), 1)
+	dup := dirOf(t, s, link("a", x), link("a", x))
+	if _, err := s.Ls(context.Background(), dup.Cid()); !errors.Is(err, ErrBadEntry) {
+		t.Fatalf("ls of a repeated name: %v, want it refused", err)
+	}
+	ok := dirOf(t, s, link("a", x), link("b", x))
+	if es, err := s.Ls(context.Background(), ok.Cid()); err != nil || len(es) != 2 || es[1].Name != "b" {
+		t.Fatalf("ls: %v (%v)", es, err)
+	}
+}

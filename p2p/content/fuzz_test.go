@@ -340,7 +340,7 @@ func FuzzFileWalk(f *testing.F) {
 		var cat bytes.Buffer
 		catErr := walk("cat", func() error { return s.Cat(ctx, root.Cid(), &cat) })
 		walk("car export", func() error { return s.ExportCAR(ctx, root.Cid(), io.Discard) })
-		walk("gateway costing", func() error { return s.costPaths(ctx, root.Cid()) })
+		walk("gateway costing", func() error { return s.costPaths(ctx, root.Cid(), true) })
 		if ctx.Err() != nil {
 			t.Fatal("the walks ran a minute")
 		}

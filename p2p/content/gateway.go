@@ -45,10 +45,11 @@ type boundedBackend struct {
 
 func (b *boundedBackend) GetCAR(ctx context.Context, p path.ImmutablePath, params gateway.CarParams) (gateway.ContentPathMetadata, io.ReadCloser, error) {
 	entity := params.Scope == gateway.DagScopeEntity
-	if entity || params.Scope != gateway.DagScopeBlock && params.Duplicates.Bool() {
+	allPaths := params.Scope == gateway.DagScopeAll && params.Duplicates.Bool()
+	if entity || allPaths {
 		// An unresolvable path is left to the backend, which answers it.
 		if md, err := b.ResolvePath(ctx, p); err == nil {
-			if err := b.s.costPaths(ctx, md.LastSegment.RootCid()); err != nil {
+			if err := b.s.costPaths(ctx, md.LastSegment.RootCid(), allPaths); err != nil {
 				code := http.StatusUnprocessableEntity
 				if errors.Is(err, ErrTooBig) {
 					code = http.StatusRequestEntityTooLarge
@@ -70,11 +71,12 @@ func (b *boundedBackend) GetCAR(ctx context.Context, p path.ImmutablePath, param
 const gatewayLinkCost = 64 * LinkCost
 
 // costPaths checks, from local blocks, what a walk of every path under c
-// costs: a UnixFS file as Cat plans it (no link of size 0, sizes that add
-// up, its bytes and LinkCost per link followed), and any DAG its blocks'
-// bytes once per path and gatewayLinkCost per link, within
-// content.max_dag_mib.
-func (s *Store) costPaths(ctx context.Context, c cid.Cid) error {
+// costs, within content.max_dag_mib: a UnixFS file as Cat plans it (no
+// link of size 0, sizes that add up, its bytes and LinkCost per link
+// followed), and a file, or with allPaths any DAG, its blocks' bytes once
+// per path and gatewayLinkCost per link. (An entity that is not a file is
+// its own block, or a HAMT's shards, which boxo reads once each.)
+func (s *Store) costPaths(ctx context.Context, c cid.Cid, allPaths bool) error {
 	lim := s.limit(GetOptions{})
 	if checkCodec(c) == nil {
 		t := &tree{dag: s.local, bs: s.bs, root: c, lim: lim, maxDepth: s.cfg.MaxDepth}
@@ -82,7 +84,11 @@ func (s *Store) costPaths(ctx context.Context, c cid.Cid) error {
 			if err := t.plan(ctx, n, 0); err != nil {
 				return err
 			}
+			allPaths = true
 		}
+	}
+	if !allPaths {
+		return nil
 	}
 	_, err := pathCost(ctx, s.links, s.bs, c, gatewayLinkCost, lim.max, s.cfg.MaxDepth, map[cid.Cid]int64{}, 0)
 	return err
