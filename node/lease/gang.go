@@ -313,6 +313,7 @@ func (m *Manager) prepareOnJobNet(ctx context.Context, deal *market.Deal, pr pre
 		return nil, err
 	}
 	id, rank := netID(deal.Requester, pr.Group), pr.NodeRank
+	m.serveRelay(ctx, id, members, pr)
 	join := func(ctx context.Context, nsPath string) (io.Closer, error) {
 		return m.jobNet.Join(id, members, rank, nsPath)
 	}

@@ -73,6 +73,9 @@ func (m *Manager) protocols() {
 	} {
 		p2p.Handle(m.p2p.Host, m.p2p.ProtocolID(p.w.id), p.w.limits, m.log, p.h)
 	}
+	// As a job relay, this node serves the job networks whose gangs it
+	// can check (relay.go).
+	m.p2p.SetRelayVerifier(m.verifyRelay)
 }
 
 // request sends one message of w to prov and returns its answer.

@@ -620,8 +620,12 @@ func (m *Manager) watchProvided(ctx context.Context, id string, deal market.Deal
 			delete(m.remote.ports, p)
 			delete(m.remote.portOf, id)
 		}
+		nr, onNet := m.remote.netOf[id]
 		delete(m.remote.netOf, id)
 		m.remote.mu.Unlock()
+		if onNet && m.p2p != nil {
+			m.p2p.DisallowRelay(nr.id) // the job relay serves its network no more
+		}
 	}()
 	changes, unsub := m.gpus.Subscribe()
 	defer unsub()
