@@ -46,7 +46,7 @@ func TestDeployProxyConstants(t *testing.T) {
 	if !bytes.HasSuffix(tx.Data(), deployProxyCode) || !bytes.Equal(deployProxyCode, params.DeterministicFactoryCode) || DeployProxy != params.DeterministicFactoryAddress {
 		t.Fatal("the proxy's runtime code is not what its deployment returns, or not go-ethereum's")
 	}
-	if EscrowAddress(time.Hour) == EscrowAddress(2*time.Hour) || EscrowAddress(time.Hour) != EscrowAddress(time.Hour) {
+	if a, b := EscrowAddress(time.Hour), EscrowAddress(time.Hour); EscrowAddress(time.Hour) == EscrowAddress(2*time.Hour) || a != b {
 		t.Fatal("the escrow's address must depend on its challenge period, and only on it")
 	}
 }

@@ -69,11 +69,11 @@ func (f *Failover) Close() {
 }
 
 // Health is whether the chain answered the last call, since when it has
-// not, the last error, and the endpoint in use.
-func (f *Failover) Health() (ok bool, downSince time.Time, lastErr error, url string) {
+// not, the endpoint in use, and the last error.
+func (f *Failover) Health() (ok bool, downSince time.Time, url string, lastErr error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.downSince.IsZero(), f.downSince, f.lastErr, f.urls[f.cur]
+	return f.downSince.IsZero(), f.downSince, f.urls[f.cur], f.lastErr
 }
 
 // do runs call on the current endpoint, then on the others in turn while

@@ -35,7 +35,7 @@ func TestFailover(t *testing.T) {
 	if id.Uint64() != dev.Info.ChainID {
 		t.Fatalf("chain id %s, want %d", id, dev.Info.ChainID)
 	}
-	if ok, _, _, url := f.Health(); !ok || url != dev.Info.RPCURL {
+	if ok, _, url, _ := f.Health(); !ok || url != dev.Info.RPCURL {
 		t.Fatalf("health after failing over: ok=%v on %s", ok, url)
 	}
 
@@ -47,7 +47,7 @@ func TestFailover(t *testing.T) {
 	if _, err := only.BlockNumber(t.Context()); err == nil {
 		t.Fatal("a read with every endpoint down succeeded")
 	}
-	if ok, since, lastErr, _ := only.Health(); ok || since.IsZero() || lastErr == nil {
+	if ok, since, _, lastErr := only.Health(); ok || since.IsZero() || lastErr == nil {
 		t.Fatalf("health with every endpoint down: ok=%v since=%v err=%v", ok, since, lastErr)
 	}
 }

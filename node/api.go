@@ -162,7 +162,7 @@ func (n *Node) status() api.StatusInfo {
 // reads of channels.
 func (n *Node) chainHealth() (string, float64) {
 	if n.rpc != nil {
-		if ok, since, err, _ := n.rpc.Health(); !ok {
+		if ok, since, _, err := n.rpc.Health(); !ok {
 			return fmt.Sprintf("unreachable: %v", err), time.Since(since).Seconds()
 		}
 	}
