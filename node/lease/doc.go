@@ -47,11 +47,43 @@
 //     GPUs, CPU, memory, disk and GPU memory, as offered (withinTerms).
 //   - A deal binds the spec by jobs.Spec.Hash: a versioned SHA-256 of
 //     the spec's canonical CBOR, independent of Go field order.
-//   - A requester pays for the run time it observed itself, from first
-//     seeing the job running to first seeing it ended (or last seeing it
-//     while it runs), by its own clock, plus one interval, within the
-//     deal's maximum (observedRun, jobPayable); never by the provider's
-//     StartedAt or FinishedAt.
+//   - A requester pays an ended job the run time it observed itself,
+//     from first seeing it running to first seeing it ended, by its own
+//     clock, rounded up to the second, within the deal's maximum
+//     (billedRun); the provider's own duration counts only inside a gap
+//     in the requester's sight (between last seeing it run and seeing it
+//     ended), so a provider gains at most that gap by lying, which the
+//     requester had prepaid anyway. A status request the provider holds
+//     until the state changes (WaitMs) shows starts and ends as they
+//     happen; the final voucher goes out at the end.
+//   - While a job runs, its vouchers run ahead of its observed time by
+//     the prepay (Config.Prepay, job-wide Record.Prepay; at least one
+//     interval): a requester that restarts or sleeps for less than that
+//     loses nothing, and its provider never works unpaid. What the
+//     requester risks is the prepay: vouchers are cumulative and never
+//     lowered, so what a job did not use is owed on the channel already
+//     and pays for the next jobs with the same provider (payChannel takes
+//     the higher of the voucher held and the jobs' exact costs).
+//   - A requester funds a channel for everything owed on it (the voucher
+//     signed, or its ended jobs' exact costs if more), what its running
+//     jobs and the deals being started on it may still cost, and the new
+//     deal, with one interval's margin; the fundings of one channel take
+//     turns (fundChannel). A provider counts the starts it is checking
+//     against a deposit in the same lock as the check (depositCovers,
+//     starting), and refuses for the deposit without a lapse against the
+//     requester, freeing the deal's GPUs at once.
+//   - A provider relies only on deposits at its own confirmation depth
+//     (chain.Client.ConfirmedChannel). During a chain outage it keeps a
+//     voucher it cannot check (holdUnchecked) and counts it for at most
+//     Config.OutageGrace from the first failed read; it checks it as soon
+//     as the chain answers (recheckUnchecked) and stops the job if it
+//     exceeds the deposit. So an outage costs a provider at most the
+//     grace's run time on vouchers that may prove unfunded.
+//   - A rank of a distributed job joins a job network only with members
+//     the requester funded on chain (gangFunded): a member invented with
+//     throwaway keys is refused, here and at a job relay (verifyRelay).
+//   - A market job prepares (its GPUs held, unpaid) for at most
+//     Config.MaxPrepare.
 //   - Job IDs become file names only as 16 lowercase hex digits, and
 //     records are written atomically with their errors returned.
 //
