@@ -29,7 +29,7 @@ func ConfigReference() []ConfigKey {
 		{"nat", "true", "NAT port mapping, AutoNAT, the relay client and hole punching"},
 		{"reachability", "(AutoNAT decides)", "public or private: skip AutoNAT's verdict (a node known to be behind NAT looks for relays at once)"},
 		{"relays", "[] (candidates from the DHT)", "multiaddrs with /p2p/ID of relays to reserve a slot on when behind NAT"},
-		{"job_relay", "false", "relay other nodes' connections with no time or data limit, so ranks whose providers cannot reach each other directly can talk (a public node with bandwidth to give)"},
+		{"job_relay", "false", "relay the circuits of the job networks this node can check (deals signed and funded), each peer within a byte budget and the deals' duration, so ranks whose providers cannot reach each other directly can talk (a public node with bandwidth to give)"},
 		{"conn_low", "64", "connection manager low watermark (0: the default)"},
 		{"conn_high", "192", "connection manager high watermark (0: the default)"},
 		{"gateway", d.Gateway, `HOST:PORT of the trustless IPFS gateway; port 0 picks a free one; "off" disables it; the default falls back to a free port when taken`},

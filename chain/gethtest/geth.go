@@ -196,7 +196,7 @@ func (g *Geth) setArgs(port int, period uint64, o Options) {
 		"--datadir", g.DataDir,
 		"--http", "--http.addr", "127.0.0.1", "--http.port", strconv.Itoa(port),
 		"--http.api", "eth,net,web3,txpool,debug,dev",
-		"--nodiscover", "--maxpeers", "0", "--port", "0",
+		"--nodiscover", "--maxpeers", "0", "--port", "0", "--nat", "none",
 		"--ipcdisable", "--authrpc.addr", "127.0.0.1", "--authrpc.port", "0",
 		"--cache", "128",
 	}
