@@ -191,9 +191,26 @@ func (d *Docker) Logs(ctx context.Context, id string, stdout, stderr io.Writer) 
 }
 
 func (d *Docker) Stop(ctx context.Context, id string, grace time.Duration) error {
+	// A frozen container takes no signal: thaw it first (an error here
+	// is the engine saying it was not paused).
+	_, _ = d.c.ContainerUnpause(ctx, id, client.ContainerUnpauseOptions{})
 	secs := int(grace / time.Second)
 	if _, err := d.c.ContainerStop(ctx, id, client.ContainerStopOptions{Signal: "SIGTERM", Timeout: &secs}); err != nil && !isNotFound(err) {
 		return fmt.Errorf("docker stop: %w", err)
+	}
+	return nil
+}
+
+func (d *Docker) Pause(ctx context.Context, id string) error {
+	if _, err := d.c.ContainerPause(ctx, id, client.ContainerPauseOptions{}); err != nil {
+		return fmt.Errorf("docker pause: %w", err)
+	}
+	return nil
+}
+
+func (d *Docker) Unpause(ctx context.Context, id string) error {
+	if _, err := d.c.ContainerUnpause(ctx, id, client.ContainerUnpauseOptions{}); err != nil {
+		return fmt.Errorf("docker unpause: %w", err)
 	}
 	return nil
 }
@@ -217,7 +234,7 @@ func (d *Docker) State(ctx context.Context, id string) (ContainerState, error) {
 	if st == nil {
 		return ContainerState{Exists: true}, nil
 	}
-	return ContainerState{Exists: true, Running: st.Running, ExitCode: st.ExitCode, OOM: st.OOMKilled, Pid: st.Pid}, nil
+	return ContainerState{Exists: true, Running: st.Running, ExitCode: st.ExitCode, OOM: st.OOMKilled, Paused: st.Paused, Pid: st.Pid}, nil
 }
 
 func isNotFound(err error) bool {

@@ -143,6 +143,37 @@ func TestDockerJobs(t *testing.T) {
 			t.Fatalf("states %s", got)
 		}
 	})
+	t.Run("pause holds a job past its end; resume lets it finish", func(t *testing.T) {
+		j, err := m.Submit(job("sleep", "1s"), SubmitOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p2ptest.WaitFor(t, time.Minute, func() bool {
+			g, _ := m.Get(j.ID)
+			return g.State == Running && g.ContainerID != ""
+		}, "job %s never ran", j.ID)
+		if _, err := m.Pause(ctx, j.ID, "the requester's vouchers stopped"); err != nil {
+			t.Fatal(err)
+		}
+		g, _ := m.Get(j.ID)
+		if st, err := d.State(ctx, g.ContainerID); err != nil || !st.Paused {
+			t.Fatalf("the engine says the paused job's container is %+v (%v)", st, err)
+		}
+		// Frozen, the 1 s sleep cannot end: the job is still running,
+		// paused, well after it would have.
+		pausedAt := time.Now()
+		p2ptest.WaitFor(t, time.Minute, func() bool { return time.Since(pausedAt) > 3*time.Second }, "")
+		if g, _ := m.Get(j.ID); g.State != Running || g.PausedAt == nil || !strings.Contains(g.Reason, "paused") {
+			t.Fatalf("a paused 1 s job, 3 s later: %s (%s), paused at %v", g.State, g.Reason, g.PausedAt)
+		}
+		if _, err := m.Resume(ctx, j.ID); err != nil {
+			t.Fatal(err)
+		}
+		g = waitJob(t, m, j.ID, time.Minute)
+		if g.State != Completed || g.PausedAt != nil || g.Paused(time.Now()) < 3*time.Second {
+			t.Fatalf("after resume: %s (%s), paused %s", g.State, g.Reason, g.Paused(time.Now()))
+		}
+	})
 	t.Run("exit 3 fails with the code", func(t *testing.T) {
 		j := run(job("exit", "3"), SubmitOptions{})
 		if j.State != Failed || j.ExitCode == nil || *j.ExitCode != 3 || !strings.Contains(j.Reason, "code 3") {

@@ -295,6 +295,9 @@ func (f *fakeRuntime) Stop(ctx context.Context, id string, grace time.Duration) 
 	return nil
 }
 
+func (f *fakeRuntime) Pause(ctx context.Context, id string) error   { return f.call("Pause", id) }
+func (f *fakeRuntime) Unpause(ctx context.Context, id string) error { return f.call("Unpause", id) }
+
 func (f *fakeRuntime) Remove(ctx context.Context, id string) error {
 	if err := f.call("Remove", id); err != nil {
 		return err

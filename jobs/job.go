@@ -68,6 +68,11 @@ type Job struct {
 	Ready bool `json:"ready,omitempty"`
 	// Restarts counts a service's restarts after non-zero exits.
 	Restarts int `json:"restarts,omitempty"`
+	// PausedAt is when a running job was paused (Pause), nil while it
+	// runs; PausedMs is the time of its pauses that ended. A provider
+	// bills no paused time.
+	PausedAt *time.Time `json:"paused_at,omitempty"`
+	PausedMs int64      `json:"paused_ms,omitempty"`
 	// Provider is the peer running the job, on the requester's side of a
 	// market job.
 	Provider string `json:"provider,omitempty"`

@@ -27,8 +27,12 @@ type Runtime interface {
 	// Logs copies the container's stdout and stderr, following until it
 	// exits.
 	Logs(ctx context.Context, id string, stdout, stderr io.Writer) error
-	// Stop sends SIGTERM, then SIGKILL after grace.
+	// Stop sends SIGTERM, then SIGKILL after grace (a paused container
+	// is unpaused first).
 	Stop(ctx context.Context, id string, grace time.Duration) error
+	// Pause freezes a container's processes; Unpause thaws them.
+	Pause(ctx context.Context, id string) error
+	Unpause(ctx context.Context, id string) error
 	Remove(ctx context.Context, id string) error
 	// State is the container's state; Exists is false once it is gone.
 	State(ctx context.Context, id string) (ContainerState, error)
@@ -70,6 +74,8 @@ type ContainerState struct {
 	Running  bool
 	ExitCode int
 	OOM      bool
+	// Paused: its processes are frozen (Pause).
+	Paused bool
 	// Pid is the container's first process as the host sees it, while it
 	// runs (a service's ports are reached in its network namespace).
 	Pid int

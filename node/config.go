@@ -119,6 +119,11 @@ type MarketConfig struct {
 	// inputs on this provider, its GPUs held and not yet paid for, e.g.
 	// "5m" (the default).
 	MaxPrepare string `json:"max_prepare,omitempty"`
+	// PauseGrace is how long this provider keeps a market job paused,
+	// its GPUs held, once its requester's vouchers stop covering it,
+	// before it stops the job, e.g. "2m" (the default); "off" stops it at
+	// once.
+	PauseGrace string `json:"pause_grace,omitempty"`
 	// RedeemEvery is how often a provider redeems the vouchers it holds
 	// (all channels in one transaction), e.g. "1h"; empty means 1 h, "off"
 	// leaves it to `wallet redeem`.
@@ -272,6 +277,7 @@ type parsed struct {
 	voucherInterval   time.Duration
 	prepay            time.Duration
 	maxPrepare        time.Duration
+	pauseGrace        time.Duration
 	outageGrace       time.Duration
 	redeemEvery       time.Duration // zero: off
 	redeemAbove       *big.Int
@@ -394,6 +400,11 @@ func (c Config) parse() (parsed, error) {
 		return p, err
 	}
 	if p.maxPrepare, err = duration("market.max_prepare", c.Market.MaxPrepare); err != nil {
+		return p, err
+	}
+	if c.Market.PauseGrace == "off" {
+		p.pauseGrace = -1
+	} else if p.pauseGrace, err = duration("market.pause_grace", c.Market.PauseGrace); err != nil {
 		return p, err
 	}
 	if p.outageGrace, err = duration("chain.outage_grace", c.Chain.OutageGrace); err != nil {

@@ -64,6 +64,7 @@ func ConfigReference() []ConfigKey {
 		{"market.require_disk_mib", "false", "refuse market jobs that leave resources.disk_mib out (they would have no disk bound here)"},
 		{"market.default_disk_mib", "0 (none)", "disk bound of a market job that leaves resources.disk_mib out; needs a daemon running as root with mkfs.ext4 and loop devices"},
 		{"market.allow_registries", "[] (none)", "image registries (host or host:port) the engine may pull from although they resolve to this host's own or private network"},
+		{"market.pause_grace", "2m", `how long a market job stays paused, its GPUs held, once its vouchers stop, before it is stopped; "off" stops it at once`},
 		{"market.max_prepare", "5m", "how long a market job may fetch its image and inputs here, its GPUs held and not yet paid for"},
 		{"market.prepay", "(ten voucher intervals, at least 1m)", "how far a requester's vouchers run ahead of a running job, so it survives the requester's restart or sleep"},
 		{"market.voucher_interval", "30s", "how often a requester pays for running jobs; a provider stops a job after three missed"},

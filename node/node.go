@@ -151,7 +151,7 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 	if n.lease, err = lease.New(lease.Config{
 		Dir: repo.Dir, Log: log, P2P: n.p2p, Content: n.content, Wallet: n.wallet, Chain: n.chain,
 		Market: n.market, GPUs: n.gpus, Jobs: n.jobs, JobsErr: n.jobsErr, Vouchers: n.vouchers,
-		VoucherInterval: interval, Prepay: cfg.prepay, OutageGrace: cfg.outageGrace, MaxPrepare: cfg.maxPrepare,
+		VoucherInterval: interval, Prepay: cfg.prepay, OutageGrace: cfg.outageGrace, MaxPrepare: cfg.maxPrepare, PauseGrace: cfg.pauseGrace,
 		RedeemEvery: cfg.redeemEvery, RedeemAbove: cfg.redeemAbove,
 		HostNetworkFor: repo.Config.Market.HostNetworkFor, Ports: repo.Config.Market.Ports, FormatAmount: n.formatAmount,
 	}); err != nil {

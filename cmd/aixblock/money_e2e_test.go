@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aixblock/aixblock/chain/gethtest"
 	"github.com/aixblock/aixblock/p2p/p2ptest"
 )
 
@@ -33,6 +35,13 @@ func newMoneyPair(t *testing.T, network string) *moneyPair {
 
 func newMoneyPairOn(t *testing.T, network string, info devchainInfo, file string) *moneyPair {
 	t.Helper()
+	return newMoneyPairWith(t, network, info, file, nil)
+}
+
+// newMoneyPairWith is newMoneyPairOn with edit applied to each repo
+// before its daemon starts.
+func newMoneyPairWith(t *testing.T, network string, info devchainInfo, file string, edit func(repo string)) *moneyPair {
+	t.Helper()
 	p := &moneyPair{}
 	repos := []*string{&p.prov, &p.req}
 	var boot string
@@ -45,6 +54,9 @@ func newMoneyPairOn(t *testing.T, network string, info devchainInfo, file string
 			args = append(args, "--gpu-mock", "dgxh100", "--price", "nvidia-h100-80gb=36")
 		}
 		mustRun(t, *repo, args...)
+		if edit != nil {
+			edit(*repo)
+		}
 		extra := []string{"--voucher-interval", moneyInterval.String()}
 		if boot != "" {
 			extra = append(extra, "--bootstrap", boot)
@@ -248,4 +260,194 @@ func grepLines(s string, words ...string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// gethPair is a moneyPair on a real geth built from the pinned module
+// (mainnet fork rules, a block every period), each side relying on
+// deposits at confirmations.
+func gethPair(t *testing.T, network string, period time.Duration, confirmations int) (*moneyPair, *gethtest.Geth) {
+	t.Helper()
+	g := gethtest.Start(t, gethtest.Options{Period: period})
+	b, err := json.Marshal(g.Info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "geth.json")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var info devchainInfo
+	if err := json.Unmarshal(b, &info); err != nil {
+		t.Fatal(err)
+	}
+	p := newMoneyPairWith(t, network, info, file, func(repo string) {
+		setConfig(t, repo, func(c map[string]any) {
+			ch, _ := c["chain"].(map[string]any)
+			ch["confirmations"] = confirmations
+		})
+	})
+	return p, g
+}
+
+// timeToRunning submits a job and measures, by this test's clock, the
+// time from the submission to the requester's first sight of it running.
+func (p *moneyPair) timeToRunning(t *testing.T, args ...string) (string, time.Duration) {
+	t.Helper()
+	t0 := time.Now()
+	id := strings.TrimSpace(mustRun(t, p.req, append([]string{"job", "run", "-d", "--gpus", "1", "--max-price", "40", jobImage, "--"}, args...)...))
+	var at time.Time
+	p2ptest.WaitFor(t, 3*time.Minute, func() bool {
+		var st jobMoney
+		runJSON(t, p.req, &st, "job", "status", id)
+		if terminal(st.State) && st.State != "completed" {
+			t.Fatalf("job %s %s: %s", id, st.State, st.Reason)
+		}
+		at = time.Now()
+		return st.State == "running" || st.State == "completed"
+	}, "job %s never ran", id)
+	return id, at.Sub(t0)
+}
+
+// A market job on a real geth (1 s blocks): the first job makes the
+// channel (approve and deposit), later jobs send no transaction, a burst
+// completes, and a job runs through a 60 s outage of the RPC (geth
+// stopped, then started again on its data) and is paid.
+func TestMarketOnGeth(t *testing.T) {
+	jobDocker(t)
+	p, g := gethPair(t, "e2egeth", time.Second, 1)
+	id, first := p.timeToRunning(t, "echo", "first")
+	if s := waitState(t, p.req, id, terminal); s.State != "completed" {
+		t.Fatalf("first job %s: %s", s.State, s.Reason)
+	}
+	_, later := p.timeToRunning(t, "echo", "later")
+	t.Logf("geth, 1 s blocks: first job submit -> running %s (approve + deposit), a later job %s (no transaction)", first.Round(10*time.Millisecond), later.Round(10*time.Millisecond))
+
+	ids := make([]string, 4)
+	var wg sync.WaitGroup
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ids[i] = strings.TrimSpace(mustRun(t, p.req, "job", "run", "-d", "--gpus", "1", "--max-price", "40", jobImage, "--", "sleep", "1s"))
+		}()
+	}
+	wg.Wait()
+	for i, id := range ids {
+		if s := waitState(t, p.req, id, terminal); s.State != "completed" {
+			t.Fatalf("burst job %d %s: %s", i, s.State, s.Reason)
+		}
+	}
+
+	const runFor, outage = 80 * time.Second, 60 * time.Second
+	long := strings.TrimSpace(mustRun(t, p.req, "job", "run", "-d", "--gpus", "1", "--max-price", "40", jobImage, "--", "sleep", runFor.String()))
+	waitState(t, p.req, long, func(s string) bool { return s == "running" })
+	if err := g.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	p2ptest.WaitFor(t, 30*time.Second, func() bool {
+		var st struct{ Chain string }
+		runJSON(t, p.prov, &st, "status")
+		return strings.HasPrefix(st.Chain, "unreachable")
+	}, "the provider never said the chain is unreachable")
+	time.Sleep(time.Until(down.Add(outage))) // the outage under test
+	if s := waitState(t, p.req, long, func(string) bool { return true }); terminal(s.State) {
+		t.Fatalf("the job ended during a %s RPC outage: %s: %s", outage, s.State, s.Reason)
+	}
+	if err := g.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if s := waitState(t, p.req, long, terminal); s.State != "completed" {
+		t.Fatalf("after a %s RPC outage the job ended %s: %s", outage, s.State, s.Reason)
+	}
+	waitSettled(t, p.reqDaemon.stderr, long)
+	var paid struct {
+		Paid string `json:"paid"`
+	}
+	p2ptest.WaitFor(t, time.Minute, func() bool {
+		r := run(t, p.prov, "wallet", "redeem", "--json")
+		if r.code != 0 {
+			return false
+		}
+		json.Unmarshal([]byte(r.stdout), &paid)
+		return true
+	}, "the provider could not redeem after the outage")
+	_, cost, _ := p.money(t, long)
+	got, _ := new(big.Int).SetString(paid.Paid, 10)
+	if got == nil || got.Cmp(cost) < 0 {
+		t.Fatalf("redeemed %s after the outage; the jobs cost at least %s", paid.Paid, cost)
+	}
+}
+
+// On 12 s blocks with two confirmations on both sides, the first job
+// runs within four blocks of its submission: the requester does not wait
+// out two confirmation periods in series, and the provider starts only on
+// a deposit two blocks deep.
+func TestConfirmationsOnGeth(t *testing.T) {
+	jobDocker(t)
+	p, _ := gethPair(t, "e2econfirm", 12*time.Second, 2)
+	id, first := p.timeToRunning(t, "echo", "confirmed")
+	if s := waitState(t, p.req, id, terminal); s.State != "completed" {
+		t.Fatalf("first job %s: %s", s.State, s.Reason)
+	}
+	t.Logf("geth, 12 s blocks, 2 confirmations: first job submit -> running %s (%.1f blocks)", first.Round(100*time.Millisecond), first.Seconds()/12)
+	if first > 4*12*time.Second+12*time.Second {
+		t.Errorf("the first job took %s to run: more than four 12 s blocks (and one of slack)", first)
+	}
+}
+
+// Pause before stop: a requester away longer than its prepay used to
+// find its job stopped. Its provider now pauses the job (GPUs held, the
+// paused time billed to no one) and resumes it when the requester is back
+// and pays; the job completes and costs its run time less the pause.
+func TestPausedWhileUnpaid(t *testing.T) {
+	jobDocker(t)
+	info, file := startDevchain(t)
+	p := newMoneyPairWith(t, "e2epause", info, file, func(repo string) {
+		setConfig(t, repo, func(c map[string]any) {
+			m, _ := c["market"].(map[string]any)
+			if m == nil {
+				m = map[string]any{}
+			}
+			m["prepay"] = moneyInterval.String() // as little as can be: the absence outlasts it
+			c["market"] = m
+		})
+	})
+	id := strings.TrimSpace(mustRun(t, p.req, "job", "run", "-d", "--gpus", "1", "--max-price", "40", jobImage, "--", "sleep", "25s"))
+	waitState(t, p.req, id, func(s string) bool { return s == "running" })
+	p.reqDaemon.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.reqDaemon.done
+	os.Remove(filepath.Join(p.req, "api"))
+	var onProv struct {
+		State    string     `json:"state"`
+		Reason   string     `json:"reason"`
+		PausedAt *time.Time `json:"paused_at"`
+	}
+	p2ptest.WaitFor(t, 30*time.Second, func() bool {
+		runJSON(t, p.prov, &onProv, "job", "status", id)
+		return onProv.PausedAt != nil || terminal(onProv.State)
+	}, "the provider never paused the unpaid job")
+	if onProv.State != "running" || !strings.Contains(onProv.Reason, "paused") {
+		t.Fatalf("the unpaid job on the provider: %s (%s)", onProv.State, onProv.Reason)
+	}
+	p.reqDaemon = startDaemon(t, p.req, p.reqArgs...)
+	st := waitState(t, p.req, id, terminal)
+	if st.State != "completed" {
+		t.Fatalf("after its pause the job ended %s: %s", st.State, st.Reason)
+	}
+	var ran struct {
+		StartedAt  time.Time `json:"started_at"`
+		FinishedAt time.Time `json:"finished_at"`
+		PausedMs   int64     `json:"paused_ms"`
+	}
+	runJSON(t, p.prov, &ran, "job", "status", id)
+	if ran.PausedMs == 0 {
+		t.Fatal("the job's record says it was never paused")
+	}
+	_, cost, per := p.money(t, id)
+	billable := ran.FinishedAt.Sub(ran.StartedAt) - time.Duration(ran.PausedMs)*time.Millisecond
+	if lo, hi := per(billable-time.Second), per(billable+2*time.Second); cost.Cmp(lo) < 0 || cost.Cmp(hi) > 0 {
+		t.Fatalf("cost %s: want its run less its pause (%s), between %s and %s", cost, billable, lo, hi)
+	}
+	t.Logf("paused %s of %s while its requester was away; cost %s", time.Duration(ran.PausedMs)*time.Millisecond, ran.FinishedAt.Sub(ran.StartedAt).Round(time.Millisecond), cost)
 }

@@ -61,3 +61,21 @@ func TestSeeNeverRunsAgain(t *testing.T) {
 		t.Fatalf("after a stale answer: %s, last seen running %s", rj.Last.State, rj.RunUntil.Sub(t0))
 	}
 }
+
+// Time a provider paused a job for want of pay is billed to no one: the
+// provider's word on it only lowers its own pay.
+func TestPausedTimeNotBilled(t *testing.T) {
+	t0 := time.Now()
+	started := t0.Add(-time.Hour)
+	finished := started.Add(10 * time.Second)
+	rj := &Record{Deal: market.Deal{DealTerms: market.DealTerms{Price: "3600", MaxDurationS: 3600}}, Answered: t0}
+	rj.see(&jobs.Job{State: jobs.Running, StartedAt: &started}, t0)
+	rj.see(&jobs.Job{State: jobs.Running, StartedAt: &started, PausedMs: 4000}, t0.Add(9*time.Second))
+	if got := observedRun(rj, 0); got != 5*time.Second {
+		t.Fatalf("running, 9 s seen, 4 s of it paused: %s", got)
+	}
+	rj.see(&jobs.Job{State: jobs.Completed, StartedAt: &started, FinishedAt: &finished, PausedMs: 4000}, t0.Add(10*time.Second))
+	if got := billedRun(rj); got != 6*time.Second {
+		t.Fatalf("10 s run, 4 s of it paused: billed %s, want 6s", got)
+	}
+}

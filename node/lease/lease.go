@@ -48,6 +48,10 @@ type Config struct {
 	// MaxPrepare bounds how long a market job may fetch its image and
 	// inputs here, its GPUs held and unpaid (zero: 5 min).
 	MaxPrepare time.Duration
+	// PauseGrace is how long a provider keeps a job paused, its GPUs
+	// held, once its vouchers stop covering it, before it stops it (zero:
+	// 2 min; negative: stop at once).
+	PauseGrace time.Duration
 	// OutageGrace is how long a provider lets a job run on vouchers it
 	// could not check because the chain cannot be read (zero: 10 min).
 	OutageGrace time.Duration

@@ -424,6 +424,7 @@ func (m *Manager) endProvided(id string, started, finished *time.Time) {
 	ch := m.providedChannel(deal)
 	delete(r.live, id)
 	delete(r.runSince, id)
+	delete(r.pausedSince, id)
 	if r.floor[ch] != nil {
 		r.floor[ch] = new(big.Int).Add(r.floor[ch], ranCost(deal, started, finished))
 	}
@@ -566,7 +567,11 @@ func (m *Manager) coverage(ch common.Hash, now time.Time) (held, owed, slack *bi
 		if !ok {
 			continue // not running yet: nothing owed
 		}
-		owed.Add(owed, dealCost(deal, min(now.Sub(since), time.Duration(deal.MaxDurationS)*time.Second)))
+		until := now
+		if p, paused := r.pausedSince[id]; paused && p.Before(until) {
+			until = p // a paused job's time is owed by no one
+		}
+		owed.Add(owed, dealCost(deal, min(max(until.Sub(since), 0), time.Duration(deal.MaxDurationS)*time.Second)))
 		slack.Add(slack, dealCost(deal, paySlack(r.interval)))
 	}
 	return held, owed, slack
@@ -692,13 +697,74 @@ func (m *Manager) watchProvided(ctx context.Context, id string, deal market.Deal
 			return
 		}
 		if why := m.unpaid(id, time.Now()); why != "" {
+			if m.pauseUnpaid(ctx, id, why) {
+				continue // paused within its grace: pay may resume
+			}
 			m.log.Warn("vouchers stopped; stopping the job", "job_id", id, "requester", deal.Requester, "why", why)
 			if f, err := m.jobs.Fail(id, why); err == nil {
 				started, finished = f.StartedAt, f.FinishedAt
 			}
 			return
 		}
+		m.resumePaid(ctx, id)
 	}
+}
+
+// pauseGrace is how long a job whose pay stopped stays paused before it
+// is stopped (Config.PauseGrace; zero means 2 min).
+func (m *Manager) pauseGrace() time.Duration {
+	if m.cfg.PauseGrace > 0 {
+		return m.cfg.PauseGrace
+	}
+	return 2 * time.Minute
+}
+
+// pauseUnpaid pauses a job whose vouchers stopped covering it, its GPUs
+// still held, rather than stopping it: a requester whose daemon was away
+// longer than its prepay may still come back and pay. It reports whether
+// the job stays (paused, within the grace); the paused time is owed by
+// no one (coverage stops counting it, and the requester bills none).
+func (m *Manager) pauseUnpaid(ctx context.Context, id, why string) bool {
+	m.remote.mu.Lock()
+	since, paused := m.remote.pausedSince[id]
+	m.remote.mu.Unlock()
+	if paused {
+		return time.Since(since) <= m.pauseGrace()
+	}
+	if m.pauseGrace() < 0 {
+		return false
+	}
+	if _, err := m.jobs.Pause(ctx, id, why); err != nil {
+		m.log.Warn("could not pause an unpaid job; stopping it", "job_id", id, "err", err)
+		return false
+	}
+	m.remote.mu.Lock()
+	m.remote.pausedSince[id] = time.Now()
+	m.remote.mu.Unlock()
+	m.log.Warn("vouchers stopped; job paused until they come again", "job_id", id, "grace", m.pauseGrace(), "why", why)
+	return true
+}
+
+// resumePaid resumes a job paused for want of pay once its vouchers cover
+// it again; its run time owed starts again from where it was paused.
+func (m *Manager) resumePaid(ctx context.Context, id string) {
+	m.remote.mu.Lock()
+	since, paused := m.remote.pausedSince[id]
+	m.remote.mu.Unlock()
+	if !paused {
+		return
+	}
+	if _, err := m.jobs.Resume(ctx, id); err != nil {
+		m.log.Warn("could not resume a paid job", "job_id", id, "err", err)
+		return
+	}
+	m.remote.mu.Lock()
+	delete(m.remote.pausedSince, id)
+	if s, ok := m.remote.runSince[id]; ok {
+		m.remote.runSince[id] = s.Add(time.Since(since))
+	}
+	m.remote.mu.Unlock()
+	m.log.Info("vouchers cover the job again; resumed", "job_id", id, "paused_for", time.Since(since).Round(time.Second))
 }
 
 func (m *Manager) handleJobCancel(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
@@ -751,6 +817,9 @@ func (m *Manager) handleJobStatus(ctx context.Context, from peer.ID, req []byte)
 			return nil, err
 		}
 	}
+	// The requester bills no paused time: it is told all of it so far, a
+	// duration by this daemon's clock.
+	j.PausedMs = j.Paused(time.Now()).Milliseconds()
 	m.annotateNet(j)
 	return json.Marshal(j)
 }

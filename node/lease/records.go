@@ -160,6 +160,8 @@ type remote struct {
 	// checked against its deposit.
 	chainDown time.Time
 	unchecked map[common.Hash]*chain.Voucher
+	// Provider side: when each job paused for want of pay was paused.
+	pausedSince map[string]time.Time
 }
 
 func (m *Manager) remoteDir() string { return filepath.Join(m.cfg.Dir, "remote") }
@@ -188,7 +190,7 @@ func (m *Manager) loadRemote() error {
 		live: map[string]bool{}, runSince: map[string]time.Time{}, floor: map[common.Hash]*big.Int{}, refused: map[common.Hash]string{},
 		startedDeals: map[string]bool{}, startedPath: filepath.Join(m.cfg.Dir, "started-deals.json"),
 		ports: map[int]bool{}, portOf: map[string]int{}, netOf: map[string]netRank{}, interval: m.voucherInterval, waiting: map[string]context.CancelFunc{}, forwards: map[string][]*forward{}, edges: map[string]bool{},
-		inflight: map[string]market.Deal{}, funding: map[common.Hash]*sync.Mutex{}, awaiting: map[string]*big.Int{}, starting: map[string]market.Deal{}, unchecked: map[common.Hash]*chain.Voucher{}}
+		inflight: map[string]market.Deal{}, funding: map[common.Hash]*sync.Mutex{}, awaiting: map[string]*big.Int{}, starting: map[string]market.Deal{}, unchecked: map[common.Hash]*chain.Voucher{}, pausedSince: map[string]time.Time{}}
 	if m.remote.interval <= 0 {
 		m.remote.interval = 10 * time.Second
 	}

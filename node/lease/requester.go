@@ -910,6 +910,8 @@ func billedRun(rj *Record) time.Duration {
 		if j.StartedAt != nil && j.FinishedAt != nil {
 			d = min(max(j.FinishedAt.Sub(*j.StartedAt), lo), hi)
 		}
+		// Paused for want of pay: billed to no one.
+		d = max(d-time.Duration(j.PausedMs)*time.Millisecond, 0)
 	}
 	if r := d % time.Second; r != 0 {
 		d += time.Second - r
@@ -949,7 +951,9 @@ func observedRun(rj *Record, extra time.Duration) time.Duration {
 	if !rj.EndSeen.IsZero() && (end.IsZero() || rj.EndSeen.Before(end)) {
 		end = rj.EndSeen
 	}
-	d := max(end.Sub(start), 0) + extra
+	// A provider's word on how long it paused the job only lowers what it
+	// is paid: taken as it is.
+	d := max(end.Sub(start)-time.Duration(j.PausedMs)*time.Millisecond, 0) + extra
 	if limit := time.Duration(rj.Deal.MaxDurationS) * time.Second; d > limit {
 		d = limit
 	}
