@@ -109,7 +109,12 @@ func (m *Manager) holdNetwork(ctx context.Context, j *Job, c Container, join fun
 	}
 	hc := Container{Name: c.Name + "-net", Image: c.Image, Entrypoint: []string{holdTarget},
 		Inputs: []Mount{{Source: hold, Target: holdTarget}},
-		CPU:    0.05, MemoryMiB: 16, PidsLimit: 4, ShmMiB: 1, Labels: c.Labels}
+		// The holder sleeps, but the engine's runc init runs in its
+		// cgroup first: a Go program whose threads count against the pids
+		// limit and whose pages against the memory one. At 4 pids and 16
+		// MiB it was killed now and then on a busy machine ("cannot start
+		// a stopped process").
+		CPU: 0.05, MemoryMiB: 32, PidsLimit: 32, ShmMiB: 1, Labels: c.Labels}
 	id, err := m.cfg.Runtime.Create(ctx, hc)
 	if err != nil {
 		return "", fmt.Errorf("job network: holder container: %w", err)

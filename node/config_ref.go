@@ -66,7 +66,7 @@ func ConfigReference() []ConfigKey {
 		{"market.allow_registries", "[] (none)", "image registries (host or host:port) the engine may pull from although they resolve to this host's own or private network"},
 		{"market.pause_grace", "2m", `how long a market job stays paused, its GPUs held, once its vouchers stop, before it is stopped; "off" stops it at once`},
 		{"market.max_prepare", "5m", "how long a market job may fetch its image and inputs here, its GPUs held and not yet paid for"},
-		{"market.prepay", "(ten voucher intervals, at least 1m)", "how far a requester's vouchers run ahead of a running job, so it survives the requester's restart or sleep"},
+		{"market.prepay", "(ten voucher intervals, at least 1m)", "how far a requester's vouchers may run ahead of a running job (they grow with its run up to this), so it survives the requester's restart or sleep"},
 		{"market.voucher_interval", "30s", "how often a requester pays for running jobs; a provider stops a job after three missed"},
 		{"market.redeem_every", "1h", `how often a provider redeems its vouchers, all channels in one transaction; "off" leaves it to wallet redeem`},
 		{"market.redeem_above", "(any amount)", "skip a timed redeem while less than this many base units are owed"},

@@ -15,8 +15,6 @@ import (
 
 	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/node"
-	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/ethclient"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -64,7 +62,7 @@ type chainTarget struct {
 	net   chain.Network // zero Name: not named
 	rpc   string
 	repo  *node.Config // the repo's config, when there is a repo
-	b     *ethclient.Client
+	b     *chain.Failover
 	id    uint64
 	label string // "11155111 (sepolia)"
 }
@@ -118,40 +116,28 @@ func (f *chainFlags) connect(ctx context.Context, g *globals) (*chainTarget, err
 	return t, nil
 }
 
-// dialChain connects to the first URL of rpc (chain.rpc may list several,
-// comma-separated) that answers its chain ID within 15 s.
-func dialChain(ctx context.Context, rpc string) (*ethclient.Client, uint64, error) {
-	var errs []error
+// dialChain connects to rpc (chain.rpc may list several URLs,
+// comma-separated, tried in turn) and reads its chain ID within 15 s.
+func dialChain(ctx context.Context, rpc string) (*chain.Failover, uint64, error) {
+	var urls []string
 	for _, u := range strings.Split(rpc, ",") {
-		u = strings.TrimSpace(u)
-		if u == "" {
-			continue
+		if u = strings.TrimSpace(u); u != "" {
+			urls = append(urls, u)
 		}
-		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		b, err := ethclient.DialContext(dctx, u)
-		if err == nil {
-			var id uint64
-			if id, err = chainID(dctx, b); err == nil {
-				cancel()
-				return b, id, nil
-			}
-			b.Close()
-		}
-		cancel()
-		errs = append(errs, fmt.Errorf("chain rpc %s: cannot reach it: %w", u, err))
 	}
-	if len(errs) == 0 {
+	if len(urls) == 0 {
 		return nil, 0, fmt.Errorf("chain rpc %q: no URL", rpc)
 	}
-	return nil, 0, errors.Join(errs...)
-}
-
-func chainID(ctx context.Context, b *ethclient.Client) (uint64, error) {
+	b, err := chain.DialFailover(urls, 15*time.Second, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, 0, err
+	}
 	id, err := b.ChainID(ctx)
 	if err != nil {
-		return 0, err
+		b.Close()
+		return nil, 0, fmt.Errorf("chain rpc %s: cannot reach it: %w", rpc, err)
 	}
-	return id.Uint64(), nil
+	return b, id.Uint64(), nil
 }
 
 // key is the paying key: --key-file, else the repo's wallet.
@@ -326,12 +312,12 @@ network what they need. Minting is refused on mainnets.`,
   aixblock chain fund "$(aixblock --repo prov wallet address)" --tokens 50`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var to []common.Address
+			var to []chain.Address
 			for _, a := range args {
-				if !common.IsHexAddress(a) {
+				if !chain.IsAddress(a) {
 					return fmt.Errorf("address %q: want 0x and 40 hex digits", a)
 				}
-				to = append(to, common.HexToAddress(a))
+				to = append(to, chain.HexAddress(a))
 			}
 			if eth == "" && tokens == "" {
 				return errors.New("nothing to send: give --eth AMOUNT, --tokens AMOUNT or both")
@@ -399,17 +385,17 @@ network what they need. Minting is refused on mainnets.`,
 
 // fundToken is the token `chain fund` mints: --token, else the repo's
 // configured token, else the test token.
-func fundToken(flag string, t *chainTarget) (common.Address, error) {
+func fundToken(flag string, t *chainTarget) (chain.Address, error) {
 	switch {
 	case strings.EqualFold(flag, "test"):
 		return chain.TestTokenAddress(), nil
 	case flag != "":
-		if !common.IsHexAddress(flag) {
-			return common.Address{}, fmt.Errorf("--token %q: want test or an address (0x and 40 hex digits)", flag)
+		if !chain.IsAddress(flag) {
+			return chain.Address{}, fmt.Errorf("--token %q: want test or an address (0x and 40 hex digits)", flag)
 		}
-		return common.HexToAddress(flag), nil
-	case t.repo != nil && common.IsHexAddress(t.repo.Chain.Token):
-		return common.HexToAddress(t.repo.Chain.Token), nil
+		return chain.HexAddress(flag), nil
+	case t.repo != nil && chain.IsAddress(t.repo.Chain.Token):
+		return chain.HexAddress(t.repo.Chain.Token), nil
 	}
 	return chain.TestTokenAddress(), nil
 }
@@ -435,25 +421,25 @@ the repo's config when it names this chain, else the network's table entry.`,
 			defer t.Close()
 			esc, tok := t.net.Escrow, t.net.Token
 			if t.repo != nil && t.repo.Chain.RPC != "" && (f.rpc == "" || f.rpc == t.repo.Chain.RPC) {
-				if common.IsHexAddress(t.repo.Chain.Escrow) {
-					esc = common.HexToAddress(t.repo.Chain.Escrow)
+				if chain.IsAddress(t.repo.Chain.Escrow) {
+					esc = chain.HexAddress(t.repo.Chain.Escrow)
 				}
 				if tk, err := chain.ParseToken(t.repo.Chain.Token, chain.NativeToken); err == nil {
 					tok = tk
 				}
 			}
 			if escrow != "" {
-				if !common.IsHexAddress(escrow) {
+				if !chain.IsAddress(escrow) {
 					return fmt.Errorf("--escrow %q: want 0x and 40 hex digits", escrow)
 				}
-				esc = common.HexToAddress(escrow)
+				esc = chain.HexAddress(escrow)
 			}
 			if token != "" {
 				if tok, err = parseTokenFlag(token); err != nil {
 					return err
 				}
 			}
-			if esc == (common.Address{}) {
+			if esc == (chain.Address{}) {
 				return fmt.Errorf("chain %s is not in the built-in table: give --escrow", t.label)
 			}
 			res, err := checkChain(ctx, t.b, t.net, 0, esc, tok)
@@ -471,7 +457,7 @@ the repo's config when it names this chain, else the network's table entry.`,
 
 // parseTokenFlag reads a token as --token takes it: an address, "native"
 // (or "eth"), or "test" for the deterministic test token.
-func parseTokenFlag(s string) (common.Address, error) {
+func parseTokenFlag(s string) (chain.Address, error) {
 	if strings.EqualFold(s, "test") {
 		return chain.TestTokenAddress(), nil
 	}
@@ -479,7 +465,7 @@ func parseTokenFlag(s string) (common.Address, error) {
 }
 
 // checkChain runs chain.CheckChain and adds what to do to its errors.
-func checkChain(ctx context.Context, b chain.Backend, net chain.Network, wantID uint64, escrow, token common.Address) (chain.ChainCheck, error) {
+func checkChain(ctx context.Context, b chain.Backend, net chain.Network, wantID uint64, escrow, token chain.Address) (chain.ChainCheck, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	res, err := chain.CheckChain(cctx, b, wantID, escrow, token)

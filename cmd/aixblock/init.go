@@ -11,7 +11,6 @@ import (
 
 	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/node"
-	"github.com/ethereum/go-ethereum/common"
 	"github.com/spf13/cobra"
 )
 
@@ -196,7 +195,7 @@ func initCheck(ctx context.Context, cc node.ChainConfig, net chain.Network) (cha
 	if err != nil {
 		return chain.ChainCheck{}, fmt.Errorf("chain.token: %w", err)
 	}
-	res, err := checkChain(ctx, b, net, net.ChainID, common.HexToAddress(cc.Escrow), tok)
+	res, err := checkChain(ctx, b, net, net.ChainID, chain.HexAddress(cc.Escrow), tok)
 	if err != nil {
 		return res, fmt.Errorf("chain %s: %w", cc.RPC, err)
 	}

@@ -57,13 +57,19 @@
 //     until the state changes (WaitMs) shows starts and ends as they
 //     happen; the final voucher goes out at the end.
 //   - While a job runs, its vouchers run ahead of its observed time by
-//     the prepay (Config.Prepay, job-wide Record.Prepay; at least one
-//     interval): a requester that restarts or sleeps for less than that
-//     loses nothing, and its provider never works unpaid. What the
-//     requester risks is the prepay: vouchers are cumulative and never
-//     lowered, so what a job did not use is owed on the channel already
-//     and pays for the next jobs with the same provider (payChannel takes
-//     the higher of the voucher held and the jobs' exact costs).
+//     one interval, growing with its run up to the prepay (Config.Prepay,
+//     Record.Prepay; Manager.ahead): a requester that restarts or sleeps
+//     for less than that loses nothing, and its provider never works
+//     unpaid. What the requester risks is what runs ahead, at most the
+//     job's own run so far: vouchers are cumulative and never lowered, so
+//     what a job did not use is owed on the channel already and pays for
+//     the next jobs with the same provider (payChannel takes the higher of
+//     the voucher held and the jobs' exact costs).
+//   - A provider whose vouchers stop covering a job pauses it for
+//     Config.PauseGrace before it stops it, and resumes it when they
+//     cover it again; the paused time is owed by no one (coverage stops at
+//     the pause, and the requester bills the run less the pause the
+//     provider reports, a claim that only lowers its own pay).
 //   - A requester funds a channel for everything owed on it (the voucher
 //     signed, or its ended jobs' exact costs if more), what its running
 //     jobs and the deals being started on it may still cost, and the new

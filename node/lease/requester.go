@@ -865,9 +865,14 @@ func jobPayable(rj *Record, ahead time.Duration) *big.Int {
 }
 
 // ahead is how far a running job's vouchers run ahead of its observed
-// run time: its own prepay (job run --prepay), else the daemon's
-// (payment.prepay: Config.Prepay; zero means ten voucher intervals and
-// at least a minute), never less than one interval.
+// run time: one interval, growing with the job's run up to its prepay
+// (Record.Prepay, else market.prepay: Config.Prepay; zero means ten
+// voucher intervals and at least a minute). The ramp bounds what a
+// provider that takes the vouchers and fails the job can keep: the
+// prepay of a job that ran t is at most t (flat, a provider that failed
+// every job at once kept a whole prepay each; TestGPUFaultAndNoFunds).
+// A requester away longer than it finds its job paused, not ended
+// (pauseUnpaid).
 func (m *Manager) ahead(rj *Record) time.Duration {
 	p := m.cfg.Prepay
 	if rj.Prepay > 0 {
@@ -876,7 +881,7 @@ func (m *Manager) ahead(rj *Record) time.Duration {
 	if p == 0 {
 		p = max(10*m.remote.interval, time.Minute)
 	}
-	return max(p, m.remote.interval)
+	return max(m.remote.interval, min(p, observedRun(rj, 0)))
 }
 
 // ended: the job will run no more (terminal, or its provider gone).
