@@ -5,7 +5,7 @@ LDFLAGS := -X github.com/aixblock/aixblock/node.Version=$(VERSION)
 # go-nvml's headers carry deprecation warnings that are not ours to fix.
 export CGO_CFLAGS := -Wno-deprecated-declarations
 
-.PHONY: build test test-short test-race fuzz run bench bench-gossip bench-services bench-idle bench-gpu bench-transfer bench-transfer-daemons gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market bench-jobs bench-e2e bench-ddp e2e-torch job-image
+.PHONY: build test test-short test-race e2e-chain fuzz run bench bench-gossip bench-services bench-idle bench-gpu bench-transfer bench-transfer-daemons gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market bench-jobs bench-e2e bench-ddp e2e-torch job-image
 
 # -trimpath keeps the checkout's path out of the binary and out of the
 # build cache's keys, so a second checkout (the README test's) reuses the
@@ -142,6 +142,13 @@ e2e-torch:
 bench-ddp:
 	$(GO) test -run '^$$' -bench JobNetLink -benchtime 3x -timeout 10m ./p2p/overlay/
 	$(GO) test -run '^$$' -bench GangStart -benchtime 1x -timeout 10m ./cmd/aixblock/
+
+# Money on real chains, minutes each: market jobs on a geth built from
+# the pinned module (1 s blocks with a 60 s RPC outage; 12 s blocks with 2
+# confirmations), a dev chain's RPC gone mid-job, a 2-minute prepay
+# through a 30 s absence (needs a Docker engine; make geth first).
+e2e-chain:
+	AIXBLOCK_E2E_CHAIN=1 AIXBLOCK_REQUIRE_DOCKER=1 $(GO) test -run 'TestJobThroughRPCOutage|TestMarketOnGeth|TestConfirmationsOnGeth|TestPrepayFlag' -count=1 -v -timeout 20m ./cmd/aixblock/
 
 # The test workload as a FROM-scratch image (aixblock-test/jobprog:latest),
 # for jobs/examples/hello.yaml and make run; needs a Docker engine. The

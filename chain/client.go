@@ -307,7 +307,10 @@ func (c *Client) Deposit(ctx context.Context, payee, token common.Address, amoun
 		}
 		if allowed.Cmp(amount) < 0 {
 			max := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 256), big.NewInt(1))
-			if _, err := c.tx.send(ctx, "approve", token, nil, c.erc20.PackApprove(c.cfg.Escrow, max)); err != nil {
+			// Only the deposit waits for the confirmations: it comes after
+			// the approve (the next nonce) and cannot outlive a reorg of
+			// it, so waiting for both in turn would double the wait.
+			if _, err := c.tx.sendWith(ctx, "approve", token, nil, c.erc20.PackApprove(c.cfg.Escrow, max), 1); err != nil {
 				return nil, fmt.Errorf("deposit: %w", err)
 			}
 		}

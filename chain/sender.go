@@ -42,6 +42,11 @@ type sender struct {
 // configured confirmations. A revert, in estimation or on chain, comes back
 // as an error naming the contract's error.
 func (s *sender) send(ctx context.Context, what string, to common.Address, value *big.Int, data []byte) (*types.Receipt, error) {
+	return s.sendWith(ctx, what, to, value, data, s.confirm)
+}
+
+// sendWith is send, waiting for confirm confirmations (1: inclusion).
+func (s *sender) sendWith(ctx context.Context, what string, to common.Address, value *big.Int, data []byte, confirm uint64) (*types.Receipt, error) {
 	if value == nil {
 		value = new(big.Int)
 	}
@@ -92,7 +97,7 @@ func (s *sender) send(ctx context.Context, what string, to common.Address, value
 			if r.Status != types.ReceiptStatusSuccessful {
 				return r, fmt.Errorf("%s: transaction %s reverted%s", what, h, s.reason(ctx, msg, r))
 			}
-			return r, s.confirmations(ctx, r)
+			return r, s.confirmations(ctx, r, confirm)
 		}
 		if time.Since(sentAt) > s.bumpAfter {
 			tip2, cap2, err := s.fees(ctx)
@@ -149,11 +154,11 @@ func (s *sender) fees(ctx context.Context) (tip, feeCap *big.Int, err error) {
 	return tip, feeCap, nil
 }
 
-func (s *sender) confirmations(ctx context.Context, r *types.Receipt) error {
-	if s.confirm <= 1 {
+func (s *sender) confirmations(ctx context.Context, r *types.Receipt, confirm uint64) error {
+	if confirm <= 1 {
 		return nil
 	}
-	want := r.BlockNumber.Uint64() + s.confirm - 1
+	want := r.BlockNumber.Uint64() + confirm - 1
 	t := time.NewTicker(s.poll)
 	defer t.Stop()
 	missing := 0
@@ -178,7 +183,7 @@ func (s *sender) confirmations(ctx context.Context, r *types.Receipt) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %d confirmations of %s: %w", s.confirm, r.TxHash, ctx.Err())
+			return fmt.Errorf("waiting for %d confirmations of %s: %w", confirm, r.TxHash, ctx.Err())
 		case <-t.C:
 		}
 	}

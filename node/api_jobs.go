@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/node/api"
+	"github.com/aixblock/aixblock/node/lease"
 	"github.com/aixblock/aixblock/p2p/overlay"
 )
 
@@ -166,6 +168,16 @@ func (n *Node) submit(ctx context.Context, req api.SubmitRequest) (*jobs.Job, er
 	}
 	if err != nil {
 		return nil, badRequest{err}
+	}
+	if req.Prepay != "" {
+		d, err := time.ParseDuration(req.Prepay)
+		switch {
+		case err != nil || d <= 0:
+			return nil, badRequest{fmt.Errorf("prepay %q: not a positive duration like 10m or 2h", req.Prepay)}
+		case req.Local:
+			return nil, badRequest{errors.New("prepay: only for a job through the market (a --local job is not paid for)")}
+		}
+		return n.lease.SubmitRemote(ctx, spec, lease.RemoteOptions{Prepay: d})
 	}
 	return n.lease.Submit(ctx, spec, req.Local)
 }

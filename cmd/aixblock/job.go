@@ -44,6 +44,7 @@ func newJobRunCmd(g *globals) *cobra.Command {
 		nodes, procs    int
 		framework       string
 		relay           string
+		prepay          string
 	)
 	cmd := &cobra.Command{
 		Use:   "run [--local] [flags] IMAGE [-- ARGS...]",
@@ -112,13 +113,14 @@ RANK, NODE_RANK, PET_* for torchrun, TF_CONFIG for TensorFlow).`,
 			} else if readyHTTP != "" {
 				return errors.New("--ready-http: only for a service (give -p)")
 			}
-			return submitAndFollowPublish(cmd, g, api.SubmitRequest{Spec: &spec, Local: local}, detach, pubs)
+			return submitAndFollowPublish(cmd, g, api.SubmitRequest{Spec: &spec, Local: local, Prepay: prepay}, detach, pubs)
 		},
 	}
 	f := cmd.Flags()
 	f.StringArrayVarP(&publish, "publish", "p", nil, "[HOST:]LOCAL:PORT: run as a service and publish its PORT on LOCAL here (repeatable)")
 	f.StringVar(&readyHTTP, "ready-http", "", "a service is ready once GET PATH on its first port answers 2xx (e.g. /healthz)")
 	f.BoolVar(&local, "local", false, "run on this node, without the market")
+	f.StringVar(&prepay, "prepay", "", "how far this market job's vouchers may run ahead of its run, e.g. 2h for a long job from a laptop that may sleep (default: market.prepay)")
 	f.IntVar(&nodes, "nodes", 0, "node ranks of a distributed job, one deal each (they meet on the job's private network)")
 	f.IntVar(&procs, "procs-per-node", 0, "processes per node rank (torchrun's --nproc-per-node; default 1)")
 	f.StringVar(&framework, "framework", "", "pytorch, tensorflow or none: the launcher contract the ranks read (TF_CONFIG for tensorflow)")

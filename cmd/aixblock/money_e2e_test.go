@@ -27,6 +27,16 @@ type moneyPair struct {
 
 const moneyInterval = 2 * time.Second // the testnet's
 
+// longMoney skips the real-chain scenarios that take minutes each (a real
+// geth, outages of 30-60 s, absences of 30 s) outside make e2e-chain,
+// which .ci/run runs after make test: make test stays short.
+func longMoney(t *testing.T) {
+	t.Helper()
+	if os.Getenv("AIXBLOCK_E2E_CHAIN") != "1" {
+		t.Skip("minutes on a real chain: run make e2e-chain")
+	}
+}
+
 func newMoneyPair(t *testing.T, network string) *moneyPair {
 	t.Helper()
 	info, file := startDevchain(t)
@@ -200,6 +210,7 @@ func TestRequesterAwayMidJob(t *testing.T) {
 // unreachable, keeps the job on the vouchers it holds unchecked, checks
 // them when the chain is back, and the job completes and is paid.
 func TestJobThroughRPCOutage(t *testing.T) {
+	longMoney(t)
 	jobDocker(t)
 	info, file := startDevchain(t)
 	p := newMoneyPairOn(t, "e2eoutage", info, file)
@@ -315,6 +326,7 @@ func (p *moneyPair) timeToRunning(t *testing.T, args ...string) (string, time.Du
 // completes, and a job runs through a 60 s outage of the RPC (geth
 // stopped, then started again on its data) and is paid.
 func TestMarketOnGeth(t *testing.T) {
+	longMoney(t)
 	jobDocker(t)
 	p, g := gethPair(t, "e2egeth", time.Second, 1)
 	id, first := p.timeToRunning(t, "echo", "first")
@@ -386,6 +398,7 @@ func TestMarketOnGeth(t *testing.T) {
 // out two confirmation periods in series, and the provider starts only on
 // a deposit two blocks deep.
 func TestConfirmationsOnGeth(t *testing.T) {
+	longMoney(t)
 	jobDocker(t)
 	p, _ := gethPair(t, "e2econfirm", 12*time.Second, 2)
 	id, first := p.timeToRunning(t, "echo", "confirmed")
@@ -452,4 +465,42 @@ func TestPausedWhileUnpaid(t *testing.T) {
 		t.Fatalf("cost %s: want its run less its pause (%s), between %s and %s", cost, billable, lo, hi)
 	}
 	t.Logf("paused %s of %s while its requester was away; cost %s", time.Duration(ran.PausedMs)*time.Millisecond, ran.FinishedAt.Sub(ran.StartedAt).Round(time.Millisecond), cost)
+}
+
+// job run --prepay: a long job from a laptop that sleeps. Its vouchers
+// run the whole prepay ahead from the start, so a requester away for
+// 30 s (more than the 2 s voucher interval's slack many times over)
+// finds the job never paused; a bad --prepay is refused naming the flag.
+func TestPrepayFlag(t *testing.T) {
+	longMoney(t)
+	jobDocker(t)
+	p := newMoneyPair(t, "e2eprepay")
+	for _, bad := range [][]string{{"--prepay", "soon"}, {"--prepay", "1h", "--local"}} {
+		r := run(t, p.req, append(append([]string{"job", "run", "--gpus", "1", "--max-price", "40"}, bad...), jobImage, "--", "echo", "x")...)
+		if r.code == 0 || !strings.Contains(r.stderr, "prepay") {
+			t.Fatalf("job run %v: %+v", bad, r)
+		}
+	}
+	id := strings.TrimSpace(mustRun(t, p.req, "job", "run", "-d", "--prepay", "2m", "--gpus", "1", "--max-price", "40", jobImage, "--", "sleep", "40s"))
+	waitState(t, p.req, id, func(s string) bool { return s == "running" })
+	p2ptest.WaitFor(t, 20*time.Second, func() bool {
+		var st jobMoney
+		runJSON(t, p.req, &st, "job", "status", id)
+		return st.Cost.Paid != "" && st.Cost.Paid != "0"
+	}, "job %s running and not paid for", id)
+	p.reqDaemon.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.reqDaemon.done
+	os.Remove(filepath.Join(p.req, "api"))
+	time.Sleep(30 * time.Second) // the absence under test
+	p.reqDaemon = startDaemon(t, p.req, p.reqArgs...)
+	if s := waitState(t, p.req, id, terminal); s.State != "completed" {
+		t.Fatalf("with a 2 min prepay, after 30 s away: %s: %s", s.State, s.Reason)
+	}
+	var ran struct {
+		PausedMs int64 `json:"paused_ms"`
+	}
+	runJSON(t, p.prov, &ran, "job", "status", id)
+	if ran.PausedMs != 0 {
+		t.Fatalf("a job prepaid 2 min was paused %d ms during a 30 s absence", ran.PausedMs)
+	}
 }

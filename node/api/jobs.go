@@ -12,6 +12,10 @@ type SubmitRequest struct {
 	SpecYAML string     `json:"spec_yaml,omitempty"`
 	Spec     *jobs.Spec `json:"spec,omitempty"`
 	Local    bool       `json:"local"`
+	// Prepay, for a market job, is how far its vouchers may run ahead of
+	// its run (e.g. "2h" for a long job from a laptop that may sleep);
+	// empty means the daemon's market.prepay.
+	Prepay string `json:"prepay,omitempty"`
 }
 
 // JobListEntry is one job of GET /v1/jobs: the job, and for a rank of a

@@ -33,13 +33,29 @@ import (
 // be told now (no max_price, a bad token or price, an empty wallet) is
 // refused now.
 func (m *Manager) submitRemote(ctx context.Context, spec *jobs.Spec) (*jobs.Job, error) {
+	return m.SubmitRemote(ctx, spec, RemoteOptions{})
+}
+
+// RemoteOptions are a market job's settings on the requester's side only
+// (they are in no deal and no spec hash).
+type RemoteOptions struct {
+	// Prepay, when set, is how far this job's vouchers may run ahead of
+	// its run instead of Config.Prepay (job run --prepay).
+	Prepay time.Duration
+}
+
+// SubmitRemote runs a spec through the market with opts.
+func (m *Manager) SubmitRemote(ctx context.Context, spec *jobs.Spec, opts RemoteOptions) (*jobs.Job, error) {
 	if spec.MaxPrice == "" {
 		return nil, invalid{errors.New("max_price: required for a job through the market (per GPU-hour, in whole units of the token)")}
+	}
+	if opts.Prepay < 0 {
+		return nil, invalid{fmt.Errorf("prepay %s: want a positive duration", opts.Prepay)}
 	}
 	if err := m.checkFunds(ctx, spec); err != nil {
 		return nil, err
 	}
-	return m.queueRemote(spec, nil)
+	return m.queueRemote(spec, nil, opts.Prepay)
 }
 
 // checkFunds refuses a market job that could not be paid for at any
@@ -86,14 +102,14 @@ func worstCost(spec *jobs.Spec, price *big.Int) *big.Int {
 // queueRemote records a market job as queued, starts its wait for a
 // provider, and returns it. exclude are providers not to use (a retry's
 // failed one).
-func (m *Manager) queueRemote(spec *jobs.Spec, exclude []string) (*jobs.Job, error) {
+func (m *Manager) queueRemote(spec *jobs.Spec, exclude []string, prepay time.Duration) (*jobs.Job, error) {
 	queue := queueTimeout(spec)
 	now := time.Now().UTC()
 	id := newJobID()
 	reason := "waiting for a provider to bid"
 	j := &jobs.Job{ID: id, Spec: *spec, State: jobs.Queued, Reason: reason, CreatedAt: now,
 		History: []jobs.Transition{{State: jobs.Queued, Reason: reason, At: now}}}
-	rj := &Record{ID: id, Last: j, Vouched: "0", Spec: *spec, QueueUntil: now.Add(queue)}
+	rj := &Record{ID: id, Last: j, Vouched: "0", Spec: *spec, QueueUntil: now.Add(queue), Prepay: prepay}
 	m.remote.mu.Lock()
 	m.remote.jobs[id] = rj
 	m.remote.mu.Unlock()
@@ -815,7 +831,7 @@ func (m *Manager) providerMissing(ctx context.Context, rj *Record, err error) {
 	if rj.Spec.Retry.Attempts > 0 && len(rj.Group) <= 1 {
 		spec := rj.Spec
 		spec.Retry.Attempts--
-		if j, err := m.queueRemote(&spec, []string{rj.Provider}); err != nil {
+		if j, err := m.queueRemote(&spec, []string{rj.Provider}, rj.Prepay); err != nil {
 			reason += "; retry failed: " + err.Error()
 		} else {
 			retried = j.ID
@@ -865,19 +881,22 @@ func jobPayable(rj *Record, ahead time.Duration) *big.Int {
 }
 
 // ahead is how far a running job's vouchers run ahead of its observed
-// run time: one interval, growing with the job's run up to its prepay
-// (Record.Prepay, else market.prepay: Config.Prepay; zero means ten
-// voucher intervals and at least a minute). The ramp bounds what a
+// run time: one interval, growing with the job's run up to market.prepay
+// (Config.Prepay; zero means ten voucher intervals and at least a
+// minute), or a job's own prepay (Record.Prepay) from its start. The ramp bounds what a
 // provider that takes the vouchers and fails the job can keep: the
 // prepay of a job that ran t is at most t (flat, a provider that failed
 // every job at once kept a whole prepay each; TestGPUFaultAndNoFunds).
 // A requester away longer than it finds its job paused, not ended
 // (pauseUnpaid).
 func (m *Manager) ahead(rj *Record) time.Duration {
-	p := m.cfg.Prepay
 	if rj.Prepay > 0 {
-		p = rj.Prepay
+		// Asked for this job (job run --prepay): taken as it is, its risk
+		// accepted, so that a job just started from a laptop survives
+		// the laptop's sleep.
+		return max(m.remote.interval, rj.Prepay)
 	}
+	p := m.cfg.Prepay
 	if p == 0 {
 		p = max(10*m.remote.interval, time.Minute)
 	}
