@@ -184,8 +184,16 @@ type Channel struct {
 
 // Channel reads the channel from payer to payee in token.
 func (c *Client) Channel(ctx context.Context, payer, payee, token common.Address) (Channel, error) {
-	out, err := bind.Call(c.escrow, &bind.CallOpts{Context: ctx}, c.esc.PackChannel(payer, payee, token), c.esc.UnpackChannel)
+	return c.channelAt(ctx, nil, payer, payee, token)
+}
+
+// channelAt reads the channel as of block (nil: the latest).
+func (c *Client) channelAt(ctx context.Context, block *big.Int, payer, payee, token common.Address) (Channel, error) {
+	out, err := bind.Call(c.escrow, &bind.CallOpts{Context: ctx, BlockNumber: block}, c.esc.PackChannel(payer, payee, token), c.esc.UnpackChannel)
 	if err != nil {
+		if block != nil {
+			return Channel{}, fmt.Errorf("read channel at block %s: %w", block, err)
+		}
 		return Channel{}, fmt.Errorf("read channel: %w", err)
 	}
 	return Channel{

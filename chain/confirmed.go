@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/big"
 
-	"github.com/ethereum/go-ethereum/accounts/abi/bind/v2"
 	"github.com/ethereum/go-ethereum/common"
 )
 
@@ -28,16 +27,11 @@ func (c *Client) ConfirmedChannel(ctx context.Context, payer, payee, token commo
 	if head+1 > c.cfg.Confirmations {
 		at = head + 1 - c.cfg.Confirmations
 	}
-	out, err := bind.Call(c.escrow, &bind.CallOpts{Context: ctx, BlockNumber: new(big.Int).SetUint64(at)}, c.esc.PackChannel(payer, payee, token), c.esc.UnpackChannel)
+	ch, err := c.channelAt(ctx, new(big.Int).SetUint64(at), payer, payee, token)
 	if err != nil {
-		return Channel{}, fmt.Errorf("read channel at block %d (%d confirmations): %w", at, c.cfg.Confirmations, err)
+		return Channel{}, fmt.Errorf("%w (%d confirmations)", err, c.cfg.Confirmations)
 	}
-	return Channel{
-		ID: ChannelID(payer, payee, token), Payer: payer, Payee: payee, Token: token,
-		Deposited: NewAmount(out.Deposited), Redeemed: NewAmount(out.Redeemed),
-		Available: NewAmount(new(big.Int).Sub(out.Deposited, out.Redeemed)),
-		ClosesAt:  out.ClosesAt.Uint64(),
-	}, nil
+	return ch, nil
 }
 
 // depositGas bounds the gas of an ERC-20 approve and a first deposit

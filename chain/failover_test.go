@@ -1,9 +1,12 @@
 package chain
 
 import (
+	"math/big"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/ethereum/go-ethereum/crypto"
 )
 
 // One RPC URL was all a daemon took, and its outage was the daemon's. A
@@ -49,5 +52,35 @@ func TestFailover(t *testing.T) {
 	}
 	if ok, since, _, lastErr := only.Health(); ok || since.IsZero() || lastErr == nil {
 		t.Fatalf("health with every endpoint down: ok=%v since=%v err=%v", ok, since, lastErr)
+	}
+}
+
+// A provider relies only on deposits at its confirmation depth: a deposit
+// one block old is not there for a client that wants three.
+func TestConfirmedChannel(t *testing.T) {
+	e := newSim(t)
+	deep := e.client(e.payeeK, Config{Escrow: e.escrow, Token: e.token, Poll: time.Millisecond, Confirmations: 3}, nil)
+	payee := crypto.PubkeyToAddress(e.payeeK.PublicKey)
+	if _, err := e.payer.Deposit(t.Context(), payee, e.token, big.NewInt(500)); err != nil {
+		t.Fatal(err)
+	}
+	read := func() *big.Int {
+		t.Helper()
+		ch, err := deep.ConfirmedChannel(t.Context(), e.payer.Address(), payee, e.token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ch.Deposited.Big()
+	}
+	if got := read(); got.Sign() != 0 {
+		t.Fatalf("a deposit in the newest block, read at 3 confirmations: %s", got)
+	}
+	e.sim.Commit()
+	if got := read(); got.Sign() != 0 {
+		t.Fatalf("at 2 confirmations: %s", got)
+	}
+	e.sim.Commit()
+	if got := read(); got.Cmp(big.NewInt(500)) != 0 {
+		t.Fatalf("at 3 confirmations: %s, want the 500 deposited", got)
 	}
 }

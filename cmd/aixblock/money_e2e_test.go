@@ -85,6 +85,14 @@ func newMoneyPairWith(t *testing.T, network string, info devchainInfo, file stri
 	return p
 }
 
+// killRequester SIGKILLs the requester's daemon (started again with
+// startDaemon(t, p.req, p.reqArgs...)).
+func (p *moneyPair) killRequester() {
+	p.reqDaemon.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.reqDaemon.done
+	os.Remove(filepath.Join(p.req, "api")) // stale: startDaemon waits for the new one
+}
+
 type jobMoney struct {
 	State  string `json:"state"`
 	Reason string `json:"reason"`
@@ -178,9 +186,7 @@ func TestRequesterAwayMidJob(t *testing.T) {
 		return st.Cost.Paid != "" && st.Cost.Paid != "0"
 	}, "job %s running and not paid for", id)
 
-	p.reqDaemon.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.reqDaemon.done
-	os.Remove(filepath.Join(p.req, "api"))
+	p.killRequester()
 	time.Sleep(20 * time.Second) // the absence under test, not a wait for a condition
 	p.reqDaemon = startDaemon(t, p.req, p.reqArgs...)
 
@@ -430,9 +436,7 @@ func TestPausedWhileUnpaid(t *testing.T) {
 	})
 	id := strings.TrimSpace(mustRun(t, p.req, "job", "run", "-d", "--gpus", "1", "--max-price", "40", jobImage, "--", "sleep", "25s"))
 	waitState(t, p.req, id, func(s string) bool { return s == "running" })
-	p.reqDaemon.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.reqDaemon.done
-	os.Remove(filepath.Join(p.req, "api"))
+	p.killRequester()
 	var onProv struct {
 		State    string     `json:"state"`
 		Reason   string     `json:"reason"`
@@ -488,9 +492,7 @@ func TestPrepayFlag(t *testing.T) {
 		runJSON(t, p.req, &st, "job", "status", id)
 		return st.Cost.Paid != "" && st.Cost.Paid != "0"
 	}, "job %s running and not paid for", id)
-	p.reqDaemon.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.reqDaemon.done
-	os.Remove(filepath.Join(p.req, "api"))
+	p.killRequester()
 	time.Sleep(30 * time.Second) // the absence under test
 	p.reqDaemon = startDaemon(t, p.req, p.reqArgs...)
 	if s := waitState(t, p.req, id, terminal); s.State != "completed" {
