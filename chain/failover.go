@@ -92,7 +92,9 @@ func do[T any](f *Failover, ctx context.Context, call func(context.Context, *eth
 		v, err := call(cctx, f.clients[n])
 		cancel()
 		if err == nil || !unreachable(ctx, err) {
-			f.answered(n)
+			if err == nil || ctx.Err() == nil {
+				f.answered(n) // not when the caller gave up: that says nothing of the endpoint
+			}
 			return v, err
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", f.urls[n], err))

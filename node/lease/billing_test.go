@@ -79,3 +79,27 @@ func TestPausedTimeNotBilled(t *testing.T) {
 		t.Fatalf("10 s run, 4 s of it paused: billed %s, want 6s", got)
 	}
 }
+
+// A hostile provider answered a negative pause, which added time: the
+// next voucher was for the deal's whole maximum. A pause only lowers pay.
+func TestHostileNegativePause(t *testing.T) {
+	t0 := time.Now()
+	started := t0
+	rj := &Record{Deal: market.Deal{DealTerms: market.DealTerms{Price: "3600", MaxDurationS: 3600}}, Answered: t0}
+	rj.see(&jobs.Job{State: jobs.Running, StartedAt: &started}, t0)
+	rj.see(&jobs.Job{State: jobs.Running, StartedAt: &started, PausedMs: -3_600_000}, t0.Add(5*time.Second))
+	if got := observedRun(rj, 0); got != 5*time.Second {
+		t.Fatalf("5 s seen running, a pause of -1 h claimed: %s", got)
+	}
+}
+
+// A provider counts an ended job's run less its pauses, as its requester
+// bills it: else the channel's later jobs looked short by the pause.
+func TestRanCostLessPause(t *testing.T) {
+	deal := market.Deal{DealTerms: market.DealTerms{Price: "3600", MaxDurationS: 3600}}
+	s := time.Now()
+	f := s.Add(10 * time.Second)
+	if got, want := ranCost(deal, &s, &f, 4*time.Second), dealCost(deal, 6*time.Second); got.Cmp(want) != 0 {
+		t.Fatalf("10 s run, 4 s paused: owes %s, want %s", got, want)
+	}
+}

@@ -117,9 +117,14 @@ func (m *Manager) checkGang(deal *market.Deal, pr prepareRequest) ([]peer.ID, er
 // locked for the challenge period, as a real rank does.
 func (m *Manager) gangFunded(ctx context.Context, own *market.Deal, deals []market.Deal) error {
 	need := map[common.Address]*big.Int{} // several ranks may share one provider's channel
-	for _, d := range deals {
+	for r, d := range deals {
 		if d.ID == own.ID {
 			continue
+		}
+		// A deal that costs nothing would need no deposit: a member
+		// invented at price 0 or for no time is none.
+		if dealCost(d, time.Duration(d.MaxDurationS)*time.Second).Sign() <= 0 {
+			return fmt.Errorf("prepare request: deals[%d] (%s) costs nothing (price %q for %d s): no rank of a market job", r, short(d.ID), d.Price, d.MaxDurationS)
 		}
 		w := common.HexToAddress(d.ProviderWallet)
 		if need[w] == nil {
@@ -431,7 +436,7 @@ func (m *Manager) submitGang(ctx context.Context, spec *jobs.Spec, id string, pr
 	for r, d := range deals[:nodes] {
 		release, err := m.fundChannel(ctx, *d, funded...)
 		if err != nil {
-			for _, d := range deals[r:] {
+			for _, d := range deals[:nodes] { // funded or not, no rank starts
 				m.releaseDeal(ctx, *d)
 			}
 			return nil, fmt.Errorf("rank %d: %w", r, err)

@@ -130,3 +130,17 @@ func TestHostileInventedGangMember(t *testing.T) {
 	}
 	t.Logf("refused: %v", err)
 }
+
+// A member invented at price 0 (or for no time) needs no deposit, so it
+// passed the funding check: such a deal is no rank.
+func TestHostileFreeGangMember(t *testing.T) {
+	h := newHostile(t)
+	own := h.deal
+	own.ID = "deal-own"
+	free := h.deal
+	free.ID, free.Price, free.ProviderWallet = "deal-free", "0", "0x000000000000000000000000000000000000dEaD"
+	err := h.prov.gangFunded(t.Context(), &own, []market.Deal{own, free})
+	if err == nil || !strings.Contains(err.Error(), "costs nothing") {
+		t.Fatalf("a member at price 0: %v", err)
+	}
+}

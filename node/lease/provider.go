@@ -230,7 +230,7 @@ func (m *Manager) depositCovers(ch common.Hash, deposited, redeemed *big.Int, de
 		// whole deal: a requester who starts again at once after a
 		// canceled gang is not refused for the canceled ranks.
 		if j, err := m.jobsGet(id); err == nil && j.State.Terminal() {
-			committed.Add(committed, ranCost(d, j.StartedAt, j.FinishedAt))
+			committed.Add(committed, ranCost(d, j.StartedAt, j.FinishedAt, jobPaused(j)))
 			continue
 		}
 		committed.Add(committed, dealCost(d, time.Duration(d.MaxDurationS)*time.Second))
@@ -367,6 +367,12 @@ func (m *Manager) loadProvided() error {
 			m.trackProvided(id, deal)
 			m.remote.mu.Lock()
 			m.remote.runSince[id] = time.Now()
+			if j.PausedAt != nil {
+				// Paused for want of pay before the restart: still
+				// paused, and resumed (or stopped) as before.
+				m.remote.pausedSince[id] = *j.PausedAt
+				m.remote.runSince[id] = *j.PausedAt
+			}
 			m.remote.mu.Unlock()
 			m.spawn(func(ctx context.Context) { m.watchProvided(ctx, id, deal) })
 			m.log.Info("watching a provided job again", "job_id", id, "deal_id", short(deal.ID), "requester", deal.Requester)
@@ -414,6 +420,12 @@ func (m *Manager) trackProvided(id string, deal market.Deal) {
 // endProvided ends the money check of a provided job: what it cost (its
 // run time here, within the deal) is owed before the channel's other jobs.
 func (m *Manager) endProvided(id string, started, finished *time.Time) {
+	var paused time.Duration
+	if m.jobs != nil {
+		if j, err := m.jobs.Get(id); err == nil {
+			paused = jobPaused(j)
+		}
+	}
 	r := m.remote
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -426,17 +438,27 @@ func (m *Manager) endProvided(id string, started, finished *time.Time) {
 	delete(r.runSince, id)
 	delete(r.pausedSince, id)
 	if r.floor[ch] != nil {
-		r.floor[ch] = new(big.Int).Add(r.floor[ch], ranCost(deal, started, finished))
+		r.floor[ch] = new(big.Int).Add(r.floor[ch], ranCost(deal, started, finished, paused))
 	}
 }
 
-// ranCost is what an ended job owes: its run time here, within its deal's
-// duration; nothing for a job that never ran.
-func ranCost(deal market.Deal, started, finished *time.Time) *big.Int {
+// jobPaused is how long a job was paused, up to its end.
+func jobPaused(j *jobs.Job) time.Duration {
+	end := time.Now()
+	if j.FinishedAt != nil {
+		end = *j.FinishedAt
+	}
+	return j.Paused(end)
+}
+
+// ranCost is what an ended job owes: its run time here less its pauses,
+// within its deal's duration; nothing for a job that never ran.
+func ranCost(deal market.Deal, started, finished *time.Time, paused time.Duration) *big.Int {
 	if started == nil || finished == nil {
 		return new(big.Int)
 	}
-	return dealCost(deal, min(finished.Sub(*started), time.Duration(deal.MaxDurationS)*time.Second))
+	// Paused for want of pay: owed by no one, as the requester bills it.
+	return dealCost(deal, min(max(finished.Sub(*started)-paused, 0), time.Duration(deal.MaxDurationS)*time.Second))
 }
 
 // The provider's side of a chain outage. A voucher whose channel cannot
@@ -706,7 +728,13 @@ func (m *Manager) watchProvided(ctx context.Context, id string, deal market.Deal
 			}
 			return
 		}
-		m.resumePaid(ctx, id)
+		if why := m.resumePaid(ctx, id); why != "" {
+			m.log.Warn("paused and not paid up within the grace; stopping the job", "job_id", id, "requester", deal.Requester, "why", why)
+			if f, err := m.jobs.Fail(id, why); err == nil {
+				started, finished = f.StartedAt, f.FinishedAt
+			}
+			return
+		}
 	}
 }
 
@@ -726,13 +754,20 @@ func (m *Manager) pauseGrace() time.Duration {
 // no one (coverage stops counting it, and the requester bills none).
 func (m *Manager) pauseUnpaid(ctx context.Context, id, why string) bool {
 	m.remote.mu.Lock()
-	since, paused := m.remote.pausedSince[id]
+	_, paused := m.remote.pausedSince[id]
 	m.remote.mu.Unlock()
-	if paused {
-		return time.Since(since) <= m.pauseGrace()
-	}
 	if m.pauseGrace() < 0 {
 		return false
+	}
+	// The grace is for the whole job, every pause together: a requester
+	// that pays a little now and then cannot hold the GPUs paused for
+	// the deal's whole duration.
+	j, err := m.jobs.Get(id)
+	if err != nil || j.Paused(time.Now()) >= m.pauseGrace() {
+		return false
+	}
+	if paused {
+		return true
 	}
 	if _, err := m.jobs.Pause(ctx, id, why); err != nil {
 		m.log.Warn("could not pause an unpaid job; stopping it", "job_id", id, "err", err)
@@ -747,16 +782,25 @@ func (m *Manager) pauseUnpaid(ctx context.Context, id, why string) bool {
 
 // resumePaid resumes a job paused for want of pay once its vouchers cover
 // it again; its run time owed starts again from where it was paused.
-func (m *Manager) resumePaid(ctx context.Context, id string) {
+func (m *Manager) resumePaid(ctx context.Context, id string) (stop string) {
 	m.remote.mu.Lock()
 	since, paused := m.remote.pausedSince[id]
+	deal := m.remote.provided[id]
 	m.remote.mu.Unlock()
 	if !paused {
-		return
+		return ""
+	}
+	// Resumed only when paid up, not merely within the slack: else a
+	// few base units now and then would buy a pause-resume cycle.
+	if held, owed, _ := m.coverage(m.providedChannel(deal), time.Now()); held.Cmp(owed) < 0 {
+		if j, err := m.jobs.Get(id); err == nil && j.Paused(time.Now()) >= m.pauseGrace() {
+			return fmt.Sprintf("paused %s for want of pay and not paid up: the channel holds %s base units, the job owes %s", m.pauseGrace(), held, owed)
+		}
+		return ""
 	}
 	if _, err := m.jobs.Resume(ctx, id); err != nil {
 		m.log.Warn("could not resume a paid job", "job_id", id, "err", err)
-		return
+		return ""
 	}
 	m.remote.mu.Lock()
 	delete(m.remote.pausedSince, id)
@@ -765,6 +809,7 @@ func (m *Manager) resumePaid(ctx context.Context, id string) {
 	}
 	m.remote.mu.Unlock()
 	m.log.Info("vouchers cover the job again; resumed", "job_id", id, "paused_for", time.Since(since).Round(time.Second))
+	return ""
 }
 
 func (m *Manager) handleJobCancel(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {

@@ -83,6 +83,9 @@ type Record struct {
 // see records the provider's answer about the job at now (this node's
 // clock), and when the job was first seen started and ended.
 func (rj *Record) see(j *jobs.Job, now time.Time) {
+	if j.PausedMs < 0 {
+		j.PausedMs = 0 // a provider's pause only lowers its own pay
+	}
 	if rj.Last != nil && rj.Last.State.Terminal() && !j.State.Terminal() && !rj.EndSeen.IsZero() {
 		// An answer older than the end already seen (two requests
 		// crossed): an ended job does not run again.

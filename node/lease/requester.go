@@ -209,6 +209,7 @@ func (m *Manager) startOnce(ctx context.Context, rj *Record, exclude []string, p
 	deal := deals[0]
 	progress(fmt.Sprintf("deal %s with provider %s; funding the channel", short(deal.ID), short(deal.Provider)))
 	release, err := m.fundChannel(ctx, *deal)
+	m.doneAwaiting(rj.ID) // deposited or not, the wallet's funds are counted as they are now
 	if err != nil {
 		m.releaseDeal(ctx, *deal)
 		return err
@@ -759,6 +760,15 @@ func (m *Manager) watchEdges(rj *Record) {
 				continue
 			}
 			m.observe(ctx, rj, j)
+			if time.Since(asked) < 100*time.Millisecond && !j.State.Terminal() {
+				// A provider whose state flips at every answer gets a
+				// request a tenth of a second at most, not a busy loop.
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(100*time.Millisecond - time.Since(asked)):
+				}
+			}
 			switch {
 			case j.State.Terminal():
 				m.payChannel(ctx, rj) // the final voucher, for the exact run time
@@ -919,8 +929,8 @@ func billedRun(rj *Record) time.Duration {
 	j := rj.Last
 	if j != nil && j.State.Terminal() && !rj.EndSeen.IsZero() {
 		from := rj.RunSeen
-		if from.IsZero() {
-			from = rj.Answered
+		if from.IsZero() || (!rj.Answered.IsZero() && !from.After(rj.EndSeen.Add(-time.Millisecond))) {
+			from = rj.Answered // first seen already ended: it ran since the start was answered
 		}
 		lo := time.Duration(0)
 		if !rj.RunSeen.IsZero() && rj.RunUntil.After(rj.RunSeen) {
