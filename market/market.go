@@ -427,6 +427,28 @@ func (m *Market) Claim(dealID string) error {
 // Release frees the GPUs of a deal (the job ended).
 func (m *Market) Release(dealID string) {
 	m.mu.Lock()
+	m.releaseLocked(dealID)
+	m.mu.Unlock()
+	m.requestRepublish()
+}
+
+// ReleaseUnstarted releases a deal whose job has not been claimed for a
+// start (its requester gives it up), in the same lock as the check: a
+// start that claims it first keeps its GPUs. It reports whether it did.
+func (m *Market) ReleaseUnstarted(dealID string) bool {
+	m.mu.Lock()
+	_, unstarted := m.unstarted[dealID]
+	if unstarted {
+		m.releaseLocked(dealID)
+	}
+	m.mu.Unlock()
+	if unstarted {
+		m.requestRepublish()
+	}
+	return unstarted
+}
+
+func (m *Market) releaseLocked(dealID string) {
 	for u, h := range m.held {
 		if h.dealID == dealID {
 			delete(m.held, u)
@@ -438,8 +460,6 @@ func (m *Market) Release(dealID string) {
 	}
 	delete(m.deals, dealID)
 	delete(m.unstarted, dealID)
-	m.mu.Unlock()
-	m.requestRepublish()
 }
 
 // Reputation is the requester's record of providers.

@@ -123,3 +123,41 @@ func TestRestartedProviderDoesNotRerentGPUsInUse(t *testing.T) {
 		t.Fatalf("after the job ended: %+v", nb)
 	}
 }
+
+// A requester gives up a deal it could not fund (ReleaseUnstarted): the
+// GPUs go back at once. Racing its own start, it cannot free GPUs a
+// claimed start runs on: the release checks "unstarted" in the same lock.
+func TestReleaseUnstarted(t *testing.T) {
+	nodes := startMarket(t, "marketrelease", []nodeSpec{
+		{"dgxh100", map[string]string{h100: "1000"}},
+		{"", nil},
+	}, Config{ReserveFor: 10 * time.Second})
+	prov, req := nodes[0], nodes[1]
+	deal := func() *Deal {
+		t.Helper()
+		var off JobOffer
+		b, nb := hostileOffer(t, req, prov, time.Now(), func(o *JobOffer) { o.Req.GPUs = 8; off = *o })
+		if nb != nil {
+			t.Fatalf("no bid: %+v", nb)
+		}
+		d, err := req.m.award(t.Context(), &off, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	d := deal()
+	if !prov.m.ReleaseUnstarted(d.ID) {
+		t.Fatal("an unstarted deal was not released")
+	}
+	d = deal() // all 8 GPUs are free again
+	if err := prov.m.Claim(d.ID); err != nil {
+		t.Fatal(err)
+	}
+	if prov.m.ReleaseUnstarted(d.ID) {
+		t.Fatal("a claimed deal was released: its GPUs would be rented twice")
+	}
+	if _, nb := hostileOffer(t, req, prov, time.Now().Add(1), func(o *JobOffer) { o.Req.GPUs = 8 }); nb == nil || nb.Code != NoBidGPUs {
+		t.Fatalf("GPUs of a claimed deal bid again: %+v", nb)
+	}
+}

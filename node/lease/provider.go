@@ -82,10 +82,9 @@ func (m *Manager) handleDealRelease(ctx context.Context, from peer.ID, req []byt
 		started := m.remote.startedDeals[d.ID]
 		_, checking := m.remote.starting[d.ID]
 		m.remote.mu.Unlock()
-		if started || checking {
+		if started || checking || !m.market.ReleaseUnstarted(d.ID) {
 			return nil, fmt.Errorf("deal %s has started its job: cancel the job instead", short(d.ID))
 		}
-		m.market.Release(d.ID)
 		m.log.Info("deal released by its requester before its start", "deal_id", short(d.ID), "requester", from)
 		return []byte("ok"), nil
 	}
