@@ -64,7 +64,7 @@ func startDevchainIn(t testing.TB, ns, ip string, extra ...string) (devchainInfo
 		}
 	})
 	var b []byte
-	p2ptest.WaitFor(t, 30*time.Second, func() bool {
+	p2ptest.WaitFor(t, 90*time.Second, func() bool { // a busy machine starts it slowly
 		select {
 		case err := <-done:
 			t.Fatalf("devchain exited: %v\n%s", err, &stderr)

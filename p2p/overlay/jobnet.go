@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -802,13 +803,36 @@ func (s *JobNet) Reach(ctx context.Context, members []peer.ID, find func(context
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// A dial refused before the relay served this job (the grant
+			// of another member may come a moment later) leaves the
+			// swarm backing off from every address of p: a few tries,
+			// the backoff cleared between them, within about 5 s.
+			connect := func() error {
+				var err error
+				for try := range 5 {
+					if try > 0 {
+						if sw, ok := s.h.Network().(*swarm.Swarm); ok {
+							sw.Backoff().Clear(p)
+						}
+						select {
+						case <-ctx.Done():
+							return ctx.Err()
+						case <-time.After(time.Duration(try) * 500 * time.Millisecond):
+						}
+					}
+					if err = s.h.Connect(network.WithAllowLimitedConn(ctx, "job network"), peer.AddrInfo{ID: p}); err == nil {
+						return nil
+					}
+				}
+				return err
+			}
 			path := Path(s.h, p)
 			if path == "" && find != nil {
 				find(ctx, p)
 				path = Path(s.h, p)
 			}
 			if path == "" {
-				if err := s.h.Connect(network.WithAllowLimitedConn(ctx, "job network"), peer.AddrInfo{ID: p}); err != nil {
+				if err := connect(); err != nil {
 					errs[i] = fmt.Errorf("rank %d's provider %s: %w", i, p, err)
 					return
 				}
@@ -825,7 +849,7 @@ func (s *JobNet) Reach(ctx context.Context, members []peer.ID, find func(context
 						c.Close()
 					}
 				}
-				if err := s.h.Connect(network.WithAllowLimitedConn(ctx, "job network"), peer.AddrInfo{ID: p}); err != nil {
+				if err := connect(); err != nil {
 					errs[i] = fmt.Errorf("rank %d's provider %s: %w", i, p, err)
 					return
 				}
