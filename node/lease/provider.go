@@ -784,19 +784,14 @@ func (m *Manager) pauseUnpaid(ctx context.Context, id, why string) bool {
 func (m *Manager) resumePaid(ctx context.Context, id string) (stop string) {
 	m.remote.mu.Lock()
 	since, paused := m.remote.pausedSince[id]
-	deal := m.remote.provided[id]
 	m.remote.mu.Unlock()
 	if !paused {
 		return ""
 	}
-	// Resumed only when paid up, not merely within the slack: else a
-	// few base units now and then would buy a pause-resume cycle.
-	if held, owed, _ := m.coverage(m.providedChannel(deal), time.Now()); held.Cmp(owed) < 0 {
-		if j, err := m.jobs.Get(id); err == nil && j.Paused(time.Now()) >= m.pauseGrace() {
-			return fmt.Sprintf("paused %s for want of pay and not paid up: the channel holds %s base units, the job owes %s", m.pauseGrace(), held, owed)
-		}
-		return ""
-	}
+	// Resumed once the vouchers cover it within the slack again (the two
+	// sides' clocks differ by up to that). A requester paying a little
+	// now and then cannot hold the GPUs paused for long: the grace is for
+	// all of a job's pauses together (pauseUnpaid).
 	if _, err := m.jobs.Resume(ctx, id); err != nil {
 		m.log.Warn("could not resume a paid job", "job_id", id, "err", err)
 		return ""
