@@ -988,6 +988,24 @@ func (m *Manager) watch(id string) <-chan struct{} {
 	return ch
 }
 
+// AwaitChange waits until job id is no longer in state seen, or ctx
+// ends, and returns its record then (a requester's status request that a
+// provider holds until a start or an end).
+func (m *Manager) AwaitChange(ctx context.Context, id string, seen State) (*Job, error) {
+	for {
+		changed := m.watch(id)
+		j, err := m.Get(id)
+		if err != nil || j.State != seen {
+			return j, err
+		}
+		select {
+		case <-ctx.Done():
+			return j, nil
+		case <-changed:
+		}
+	}
+}
+
 // Get is a copy of the job's record.
 func (m *Manager) Get(id string) (*Job, error) {
 	m.mu.Lock()

@@ -225,6 +225,37 @@ func TestStateMachine(t *testing.T) {
 			state: Canceled, reason: "canceled while preparing", exit: noExit,
 		},
 		{
+			// A provider holds a requester's status request until the
+			// job's state changes (AwaitChange), or the request's wait
+			// ends.
+			name:  "a wait for a change is answered by the change",
+			setup: func(e *fakeEnv) { delete(e.rt.images, testFakeImage); e.rt.blockPull = true },
+			act: func(t *testing.T, e *fakeEnv, id string) {
+				p2ptest.WaitFor(t, 10*time.Second, func() bool { return e.rt.called("Pull", "") }, "the pull")
+				short, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+				j, err := e.m.AwaitChange(short, id, Preparing)
+				cancel()
+				if err != nil || j.State != Preparing {
+					t.Fatalf("a wait that ends unchanged: %v, %v", j, err)
+				}
+				got := make(chan *Job, 1)
+				go func() {
+					j, _ := e.m.AwaitChange(t.Context(), id, Preparing)
+					got <- j
+				}()
+				e.m.Cancel(id)
+				select {
+				case j := <-got:
+					if j == nil || j.State == Preparing {
+						t.Fatalf("the wait answered %v", j)
+					}
+				case <-time.After(30 * time.Second):
+					t.Fatal("a wait for a change was not answered by the cancel")
+				}
+			},
+			state: Canceled, reason: "canceled while preparing", exit: noExit,
+		},
+		{
 			name:  "fail while preparing",
 			setup: func(e *fakeEnv) { delete(e.rt.images, testFakeImage); e.rt.blockPull = true },
 			act: func(t *testing.T, e *fakeEnv, id string) {

@@ -851,7 +851,9 @@ func (m *Manager) handleJobStatus(ctx context.Context, from peer.ID, req []byte)
 		return nil, err
 	}
 	if r.WaitMs > 0 && j.State == r.Seen && !j.State.Terminal() {
-		j, err = m.awaitChange(ctx, r.ID, r.Seen, time.Duration(min(r.WaitMs, maxStatusWait.Milliseconds()))*time.Millisecond)
+		wctx, cancel := context.WithTimeout(ctx, time.Duration(min(r.WaitMs, maxStatusWait.Milliseconds()))*time.Millisecond)
+		j, err = m.jobs.AwaitChange(wctx, r.ID, r.Seen)
+		cancel()
 		if err != nil {
 			return nil, err
 		}
@@ -861,29 +863,6 @@ func (m *Manager) handleJobStatus(ctx context.Context, from peer.ID, req []byte)
 	j.PausedMs = j.Paused(time.Now()).Milliseconds()
 	m.annotateNet(j)
 	return json.Marshal(j)
-}
-
-// awaitChange reads a job until its state is no longer seen, wait
-// passes or ctx ends, and answers its last state. It reads the local
-// job record (no engine call), a few times a second.
-func (m *Manager) awaitChange(ctx context.Context, id string, seen jobs.State, wait time.Duration) (*jobs.Job, error) {
-	deadline := time.NewTimer(wait)
-	defer deadline.Stop()
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return m.jobs.Get(id)
-		case <-deadline.C:
-			return m.jobs.Get(id)
-		case <-t.C:
-		}
-		j, err := m.jobs.Get(id)
-		if err != nil || j.State != seen {
-			return j, err
-		}
-	}
 }
 
 // annotateNet adds a rank's job network, as this daemon carries it.

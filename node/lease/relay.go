@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/aixblock/aixblock/market"
@@ -99,7 +100,7 @@ func (m *Manager) verifyRelay(ctx context.Context, from peer.ID, raw []byte) (st
 	if err := m.gangFunded(ctx, &market.Deal{}, pr.Deals); err != nil {
 		return "", nil, p2p.RelayBudget{}, err
 	}
-	if !containsPeer(members, from) {
+	if !slices.Contains(members, from) {
 		return "", nil, p2p.RelayBudget{}, errors.New("relay proof: the asking peer provides none of its deals")
 	}
 	return netID(first.Requester, pr.Group), members, p2p.RelayBudget{Duration: gangDuration(pr.Deals)}, nil
@@ -113,13 +114,4 @@ func gangDuration(deals []market.Deal) time.Duration {
 		d = max(d, time.Duration(x.MaxDurationS)*time.Second)
 	}
 	return d
-}
-
-func containsPeer(ps []peer.ID, p peer.ID) bool {
-	for _, x := range ps {
-		if x == p {
-			return true
-		}
-	}
-	return false
 }
