@@ -93,6 +93,26 @@ func (p *moneyPair) killRequester() {
 	os.Remove(filepath.Join(p.req, "api")) // stale: startDaemon waits for the new one
 }
 
+// billedAsRun checks that an ended job cost its run on the provider less
+// its pauses, to within a second under and two over (the requester's
+// sight and rounding), and returns that run, the pauses and the cost.
+func (p *moneyPair) billedAsRun(t *testing.T, id string) (ran, paused time.Duration, cost *big.Int) {
+	t.Helper()
+	var rec struct {
+		StartedAt  time.Time `json:"started_at"`
+		FinishedAt time.Time `json:"finished_at"`
+		PausedMs   int64     `json:"paused_ms"`
+	}
+	runJSON(t, p.prov, &rec, "job", "status", id)
+	_, cost, per := p.money(t, id)
+	ran, paused = rec.FinishedAt.Sub(rec.StartedAt), time.Duration(rec.PausedMs)*time.Millisecond
+	if billable := ran - paused; cost.Cmp(per(billable-time.Second)) < 0 || cost.Cmp(per(billable+2*time.Second)) > 0 {
+		t.Fatalf("cost %s for a run of %s on the provider less %s paused: want its exact time, between %s and %s",
+			cost, ran, paused, per(billable-time.Second), per(billable+2*time.Second))
+	}
+	return ran, paused, cost
+}
+
 type jobMoney struct {
 	State  string `json:"state"`
 	Reason string `json:"reason"`
@@ -194,18 +214,8 @@ func TestRequesterAwayMidJob(t *testing.T) {
 	if st.State != "completed" {
 		t.Fatalf("after the requester was away 20 s the job ended %s: %s", st.State, st.Reason)
 	}
-	var ran struct {
-		StartedAt  time.Time `json:"started_at"`
-		FinishedAt time.Time `json:"finished_at"`
-		PausedMs   int64     `json:"paused_ms"`
-	}
-	runJSON(t, p.prov, &ran, "job", "status", id)
-	_, cost, per := p.money(t, id)
-	actual := ran.FinishedAt.Sub(ran.StartedAt) - time.Duration(ran.PausedMs)*time.Millisecond
-	if lo, hi := per(actual-time.Second), per(actual+2*time.Second); cost.Cmp(lo) < 0 || cost.Cmp(hi) > 0 {
-		t.Fatalf("cost %s for a run of %s on the provider (less its pause): want its exact time, between %s and %s", cost, actual, lo, hi)
-	}
-	t.Logf("ran %s on the provider (paused %dms of it) while the requester was away 20 s; cost %s", ran.FinishedAt.Sub(ran.StartedAt).Round(time.Millisecond), ran.PausedMs, cost)
+	ran, paused, cost := p.billedAsRun(t, id)
+	t.Logf("ran %s on the provider (paused %s of it) while the requester was away 20 s; cost %s", ran.Round(time.Millisecond), paused, cost)
 }
 
 // An RPC outage mid-job: geth stopped for 60 s while a job ran, and the
@@ -454,21 +464,11 @@ func TestPausedWhileUnpaid(t *testing.T) {
 	if st.State != "completed" {
 		t.Fatalf("after its pause the job ended %s: %s", st.State, st.Reason)
 	}
-	var ran struct {
-		StartedAt  time.Time `json:"started_at"`
-		FinishedAt time.Time `json:"finished_at"`
-		PausedMs   int64     `json:"paused_ms"`
-	}
-	runJSON(t, p.prov, &ran, "job", "status", id)
-	if ran.PausedMs == 0 {
+	ran, paused, cost := p.billedAsRun(t, id)
+	if paused == 0 {
 		t.Fatal("the job's record says it was never paused")
 	}
-	_, cost, per := p.money(t, id)
-	billable := ran.FinishedAt.Sub(ran.StartedAt) - time.Duration(ran.PausedMs)*time.Millisecond
-	if lo, hi := per(billable-time.Second), per(billable+2*time.Second); cost.Cmp(lo) < 0 || cost.Cmp(hi) > 0 {
-		t.Fatalf("cost %s: want its run less its pause (%s), between %s and %s", cost, billable, lo, hi)
-	}
-	t.Logf("paused %s of %s while its requester was away; cost %s", time.Duration(ran.PausedMs)*time.Millisecond, ran.FinishedAt.Sub(ran.StartedAt).Round(time.Millisecond), cost)
+	t.Logf("paused %s of %s while its requester was away; cost %s", paused, ran.Round(time.Millisecond), cost)
 }
 
 // job run --prepay: a long job from a laptop that sleeps. Its vouchers

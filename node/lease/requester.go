@@ -64,19 +64,10 @@ func (m *Manager) SubmitRemote(ctx context.Context, spec *jobs.Spec, opts Remote
 // will have to deposit must hold the gas for it. Each refusal names the
 // amounts and the token by its symbol.
 func (m *Manager) checkFunds(ctx context.Context, spec *jobs.Spec) error {
-	tok, err := chain.ParseToken("", m.chain.DefaultToken())
-	if err != nil {
-		return invalid{err} // the error names the token
-	}
-	sym, dec, err := m.chain.TokenInfo(ctx, tok)
+	tok, sym, dec, worst, err := m.specWorst(ctx, spec)
 	if err != nil {
 		return err
 	}
-	price, err := chain.ParseUnits(spec.MaxPrice, dec)
-	if err != nil {
-		return invalid{fmt.Errorf("max_price: %w", err)}
-	}
-	worst := worstCost(spec, price)
 	if m.channelHolds(ctx, tok, worst) {
 		return nil // paid from a channel funded before: no deposit, no gas
 	}
@@ -91,12 +82,23 @@ func (m *Manager) checkFunds(ctx context.Context, spec *jobs.Spec) error {
 	return m.checkGas(ctx)
 }
 
-// worstCost is the most a spec may cost at price per GPU-hour: price ×
-// GPUs × its execution timeout.
-func worstCost(spec *jobs.Spec, price *big.Int) *big.Int {
-	w := new(big.Int).Mul(price, big.NewInt(int64(max(spec.Resources.GPUs, 1))))
-	w.Mul(w, big.NewInt(int64(spec.ExecutionTimeout()/time.Second)))
-	return w.Div(w, big.NewInt(3600))
+// specWorst is the token a spec pays in (its symbol and decimals) and
+// the most the spec may cost: max_price × GPUs × its execution timeout.
+// A token or max_price that does not parse is the caller's error.
+func (m *Manager) specWorst(ctx context.Context, spec *jobs.Spec) (tok common.Address, sym string, dec uint8, worst *big.Int, err error) {
+	if tok, err = chain.ParseToken("", m.chain.DefaultToken()); err != nil {
+		return tok, "", 0, nil, invalid{err} // the error names the token
+	}
+	if sym, dec, err = m.chain.TokenInfo(ctx, tok); err != nil {
+		return tok, "", 0, nil, err
+	}
+	price, err := chain.ParseUnits(spec.MaxPrice, dec)
+	if err != nil {
+		return tok, "", 0, nil, invalid{fmt.Errorf("max_price: %w", err)}
+	}
+	worst = new(big.Int).Mul(price, big.NewInt(int64(max(spec.Resources.GPUs, 1))))
+	worst.Mul(worst, big.NewInt(int64(spec.ExecutionTimeout()/time.Second)))
+	return tok, sym, dec, worst.Div(worst, big.NewInt(3600)), nil
 }
 
 // queueRemote records a market job as queued, starts its wait for a
@@ -278,19 +280,10 @@ func (m *Manager) startWhenFinal(ctx context.Context, rj *Record, prov peer.ID, 
 // what a channel it already funded holds. One top-up of the wallet lets
 // the whole queue go. Nothing is asked of any provider meanwhile.
 func (m *Manager) awaitFunds(ctx context.Context, rj *Record, progress func(string)) error {
-	tok, err := chain.ParseToken("", m.chain.DefaultToken())
-	if err != nil {
-		return invalid{err}
-	}
-	_, dec, err := m.chain.TokenInfo(ctx, tok)
+	tok, _, _, worst, err := m.specWorst(ctx, &rj.Spec)
 	if err != nil {
 		return err
 	}
-	price, err := chain.ParseUnits(rj.Spec.MaxPrice, dec)
-	if err != nil {
-		return invalid{fmt.Errorf("max_price: %w", err)}
-	}
-	worst := worstCost(&rj.Spec, price)
 	t := time.NewTicker(max(m.remote.interval/2, time.Second))
 	defer t.Stop()
 	for {
@@ -372,7 +365,7 @@ func (m *Manager) channelHolds(ctx context.Context, tok common.Address, need *bi
 		if err != nil {
 			continue
 		}
-		free := new(big.Int).Sub(ch.Deposited.Big(), m.channelNeeds(p, tok, market.Deal{}, nil))
+		free := new(big.Int).Sub(ch.Deposited.Big(), m.channelCommitted(p, tok, "", nil))
 		if free.Cmp(need) >= 0 {
 			return true
 		}
@@ -566,11 +559,19 @@ var errFunds = errors.New("insufficient funds")
 // counts an ended job it has not yet watched end by its own clock).
 func (m *Manager) channelNeeds(payee, token common.Address, deal market.Deal, pending []market.Deal) *big.Int {
 	need := dealCost(deal, time.Duration(deal.MaxDurationS)*time.Second+m.remote.interval)
+	return need.Add(need, m.channelCommitted(payee, token, deal.ID, pending))
+}
+
+// channelCommitted is what the channel to payee holds already spoken for:
+// what is owed on it, and what its running jobs, the deals being started
+// on it other than dealID, and pending may still cost.
+func (m *Manager) channelCommitted(payee, token common.Address, dealID string, pending []market.Deal) *big.Int {
+	need := new(big.Int)
 	same := func(d market.Deal) bool {
 		return common.HexToAddress(d.ProviderWallet) == payee && dealToken(d) == token
 	}
 	for _, p := range pending { // a gang's earlier ranks, funded just before
-		if same(p) && p.ID != deal.ID {
+		if same(p) && p.ID != dealID {
 			need.Add(need, dealCost(p, time.Duration(p.MaxDurationS)*time.Second))
 		}
 	}
@@ -586,7 +587,7 @@ func (m *Manager) channelNeeds(payee, token common.Address, deal market.Deal, pe
 		}
 	}
 	for id, d := range m.remote.inflight {
-		if id != deal.ID && same(d) && !slices.ContainsFunc(pending, func(p market.Deal) bool { return p.ID == id }) {
+		if id != dealID && same(d) && !slices.ContainsFunc(pending, func(p market.Deal) bool { return p.ID == id }) {
 			need.Add(need, dealCost(d, time.Duration(d.MaxDurationS)*time.Second))
 		}
 	}
