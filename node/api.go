@@ -167,7 +167,7 @@ func (n *Node) chainHealth() (string, float64) {
 		}
 	}
 	if n.lease != nil {
-		if since := n.lease.ChainDownSince(); !since.IsZero() {
+		if since := n.lease.Provider().ChainDownSince(); !since.IsZero() {
 			return "unreachable: channel reads fail", time.Since(since).Seconds()
 		}
 	}

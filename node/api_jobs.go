@@ -92,7 +92,7 @@ func (n *Node) jobRoutes(mux *http.ServeMux) {
 			jobReply(w, nil, err)
 			return
 		}
-		f, err := n.lease.Forward(r.Context(), id, req.Port, req.Listen)
+		f, err := n.lease.Requester().Forward(r.Context(), id, req.Port, req.Listen)
 		if err != nil {
 			jobReply(w, nil, err)
 			return
@@ -105,10 +105,10 @@ func (n *Node) jobRoutes(mux *http.ServeMux) {
 			jobReply(w, nil, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, n.lease.Forwards(id))
+		writeJSON(w, http.StatusOK, n.lease.Requester().Forwards(id))
 	})
 	mux.HandleFunc("GET /v1/forwards", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, n.lease.Forwards(""))
+		writeJSON(w, http.StatusOK, n.lease.Requester().Forwards(""))
 	})
 	mux.HandleFunc("GET /v1/jobs/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
 		id, err := n.lease.Resolve(r.PathValue("id"))
@@ -177,7 +177,7 @@ func (n *Node) submit(ctx context.Context, req api.SubmitRequest) (*jobs.Job, er
 		case req.Local:
 			return nil, badRequest{errors.New("prepay: only for a job through the market (a --local job is not paid for)")}
 		}
-		return n.lease.SubmitRemote(ctx, spec, lease.RemoteOptions{Prepay: d})
+		return n.lease.Requester().SubmitRemote(ctx, spec, lease.RemoteOptions{Prepay: d})
 	}
 	return n.lease.Submit(ctx, spec, req.Local)
 }

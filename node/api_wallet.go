@@ -217,7 +217,7 @@ func (n *Node) redeem(ctx context.Context, req api.RedeemRequest) (api.RedeemRes
 			return api.RedeemResult{}, err
 		}
 	}
-	red, err := n.lease.RedeemOwed(ctx, nil)
+	red, err := n.lease.Provider().RedeemOwed(ctx, nil)
 	if err != nil {
 		return api.RedeemResult{}, err
 	}

@@ -186,7 +186,7 @@ func (n *Node) marketRoutes(mux *http.ServeMux) {
 			return
 		}
 		req.Resources.Normalize()
-		res, err := n.lease.Negotiate(r.Context(), req)
+		res, err := n.lease.Requester().Negotiate(r.Context(), req)
 		reply(w, res, err)
 	})
 	mux.HandleFunc("GET /v1/market/deals", func(w http.ResponseWriter, r *http.Request) {

@@ -12,12 +12,12 @@ import (
 // A distributed job's cost view has every rank's provider and sums their
 // costs; a job the node runs itself has none.
 func TestCostRanks(t *testing.T) {
-	n := &Manager{remote: &remote{jobs: map[string]*Record{}}}
+	n := makeRequester(&base{})
 	start := time.Unix(1_800_000_000, 0)
 	end := start.Add(30 * time.Minute)
 	group := []string{"job0", "job1"}
 	for r, prov := range []string{"12D3KooWprovA", "12D3KooWprovB"} {
-		n.remote.jobs[group[r]] = &Record{ID: group[r], Provider: prov, Group: group, Rank: r, Vouched: "100",
+		n.records[group[r]] = &Record{ID: group[r], Provider: prov, Group: group, Rank: r, Vouched: "100",
 			Deal: market.Deal{DealTerms: market.DealTerms{Price: "2000000", GPUs: []string{"g0", "g1"}, MaxDurationS: 3600}},
 			Last: &jobs.Job{ID: group[r], State: jobs.Running, StartedAt: &start}, LastSeen: end}
 	}
@@ -31,7 +31,7 @@ func TestCostRanks(t *testing.T) {
 		t.Fatalf("cost view: %+v", c)
 	}
 	// Queued: no deal, no price yet.
-	n.remote.jobs["queued"] = &Record{ID: "queued", Vouched: "0", Last: &jobs.Job{ID: "queued", State: jobs.Queued}}
+	n.records["queued"] = &Record{ID: "queued", Vouched: "0", Last: &jobs.Job{ID: "queued", State: jobs.Queued}}
 	if c, err := n.Cost(t.Context(), "queued"); err != nil || c.Cost != "0" || c.MaxCost != "0" || len(c.Ranks) != 1 || c.Ranks[0].Provider != "" {
 		t.Fatalf("a queued job's cost view: %+v, %v", c, err)
 	}

@@ -1,28 +1,70 @@
 // Package lease executes deals: a job that the market matched with a
 // provider, run there and paid for as it runs (what Akash calls a lease).
-// It holds both sides. The requester's: a job is recorded as queued and
+//
+// # Two sides and a front
+//
+// Requester is the side that buys: a job is recorded as queued and
 // answered at once; in the background a deal is made through the market
 // (asking again while no provider bids, up to timeouts.queue, each asked
 // provider's reason in the job's), the channel funded, the job started on
 // the provider under the requester's job ID, followed there, paid by
 // cumulative vouchers every interval, failed over to another provider
 // when its provider vanishes (retry), and rated in the provider's
-// reputation. The provider's: a start is checked against the deal, its
-// terms and the deposit, the job watched (its GPUs' health, its pay), its
-// vouchers kept and redeemed. A distributed job is a gang of deals that
-// start together (gang.go): the prepare names every rank's deal, each
-// provider checks them (this requester's, this spec's, signed by both)
-// and lets exactly their providers into the job's network (p2p/overlay's
-// JobNet, keyed by the requester and rank 0's job ID), reaches them and
-// reports the path; the requester refuses relayed paths when the spec
-// denies relays, then tells every rank to go with MASTER_ADDR the rank 0
-// overlay address. A service job's ports reach its requester through
-// p2p/overlay (service.go).
+// reputation (requester*.go, records.go, negotiate.go).
+//
+// Provider is the side that sells: a start is checked against the deal,
+// its terms and the deposit, the job watched (its GPUs' health, its pay),
+// its vouchers kept and redeemed (provider*.go, relay.go, redeem.go).
+//
+// A distributed job is a gang of deals that start together: the
+// requester prepares every rank's deal (requester_gang.go), each provider
+// checks them (this requester's, this spec's, signed by both) and lets
+// exactly their providers into the job's network (p2p/overlay's JobNet,
+// keyed by the requester and rank 0's job ID), reaches them and reports
+// the path (provider_gang.go); the requester refuses relayed paths when
+// the spec denies relays, then tells every rank to go with MASTER_ADDR
+// the rank 0 overlay address. A service job's ports reach its requester
+// through p2p/overlay (requester_service.go, provider_service.go).
+//
+// Manager is the thin front the node holds: it builds both sides from one
+// Config, runs and closes them together, and routes what the API asks
+// (view.go) to this node's own jobs, the requester's market jobs or the
+// provider's deals, so the API does not branch on where a job runs.
+//
+// The sides share only base: the node's services, the voucher interval
+// and the goroutines (routines). Each needs the node's services through
+// small interfaces (deps.go), so each runs alone in a test against fakes
+// (sides_test.go).
+//
+// # Locks
+//
+// Requester.mu guards the requester's records and what is in flight;
+// Provider.mu the provider's deals and their money check. The two are
+// never held together, and neither across a request to a peer, a chain
+// call or a container operation; under either only a leaf lock is taken
+// (routines.mu, the Vouchers' lock, the jobs manager's lock through Get).
+// A channel's funding lock (Requester.funding) is taken with
+// Requester.mu released. A method named ...Locked expects its side's
+// lock held.
+//
+// # Wire
 //
 // Every message between the two daemons is in the table of protocol.go:
 // its ID, what travels, and the size and time limits both sides hold it
-// to. Local jobs and market jobs are behind one Get, Cancel, Logs and List,
-// so the API does not branch on where a job runs.
+// to; the message types and the job ID checks are there too.
+//
+// Lease messages are JSON, where the market's and the overlay's are
+// canonical CBOR, and on purpose: the market signs its messages and the
+// overlay keys its state by them, so both need one encoding of each value
+// (canonical CBOR); no lease message is signed or hashed as bytes. What a
+// lease message carries that must verify (a voucher, a deal) is signed
+// over its own typed encoding (EIP-712, the market's canonical CBOR),
+// never over the JSON around it. JSON keeps the messages the API's and
+// the records' own types (jobs.Job, chain.Voucher), readable in a
+// debugger, and every decoder is bounded by the table's size limit and
+// fuzzed (fuzz_test.go). The protocol IDs carry the version (/1): a
+// change of encoding is a new ID that both sides offer while the old one
+// lives.
 //
 // # Money invariants
 //
@@ -102,8 +144,8 @@
 // grace from its own start; a provider restarted mid-job watches the
 // containers it left running again, owed from the voucher it holds.
 //
-// Every goroutine runs under the Manager's context through spawn and is
-// waited for by Close.
+// Every goroutine runs under the Manager's context through spawn
+// (routines) and is waited for by Close.
 //
 // lease imports market, jobs, chain, p2p, p2p/content, p2p/overlay, gpu,
 // internal/atomicfile (its records) and node/api (the API's types of what

@@ -1,8 +1,6 @@
 package lease
 
 import (
-	"io"
-	"log/slog"
 	"math/big"
 	"path/filepath"
 	"strings"
@@ -38,13 +36,11 @@ func TestRefusedBeforeTheDeal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &Manager{log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfg: Config{Dir: dir}, wallet: w, chain: c, voucherInterval: time.Second}
-	if m.vouchers, err = OpenVouchers(filepath.Join(dir, "vouchers.json")); err != nil {
+	vouchers, err := OpenVouchers(filepath.Join(dir, "vouchers.json"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.loadRemote(); err != nil {
-		t.Fatal(err)
-	}
+	m := testRequester(t, Config{Dir: dir, Wallet: w, Chain: c, Vouchers: vouchers, VoucherInterval: time.Second})
 	sym, _, err := c.TokenInfo(ctx, dev.Info.Token)
 	if err != nil {
 		t.Fatal(err)

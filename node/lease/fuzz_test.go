@@ -291,7 +291,7 @@ type noContent struct{ jobs.Content }
 
 // finishedJob gives m a jobs.Manager in m's repo holding one completed
 // job, id, whose output is log; m then provides it for deal.
-func finishedJob(t *testing.T, m *Manager, id string, deal market.Deal, log []byte) {
+func finishedJob(t *testing.T, m *Provider, id string, deal market.Deal, log []byte) {
 	t.Helper()
 	dir := filepath.Join(m.cfg.Dir, "jobs", id)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -374,7 +374,7 @@ func FuzzHostilePeer(f *testing.F) {
 				t.Fatalf("a provider without a runtime started %q", b)
 			}
 		}
-		if p.remote.startedDeals[h.deal.ID] {
+		if p.startedDeals[h.deal.ID] {
 			t.Fatalf("a refused start claimed the deal: %q", b)
 		}
 		finishedJob(t, p, id, h.deal, fuzzLog)
@@ -403,7 +403,7 @@ const maxHostileMessages = 32
 // hostileJobRequest sends b to the handlers of jobs/status, cancel and
 // logs of p, whose one provided job id (a completed one, with fuzzLog
 // as its output) is from's, and then as a stranger.
-func hostileJobRequest(t *testing.T, p *Manager, from peer.ID, id string, b []byte) {
+func hostileJobRequest(t *testing.T, p *Provider, from peer.ID, id string, b []byte) {
 	t.Helper()
 	for _, w := range []struct {
 		name   string
@@ -464,7 +464,8 @@ func hostileJobRequest(t *testing.T, p *Manager, from peer.ID, id string, b []by
 // hostileProvider is a requester on a mocknet whose one remote job's
 // provider answers every request with answer.
 type hostileProvider struct {
-	req    *Manager
+	node   *p2p.Node
+	req    *Requester
 	mu     sync.Mutex
 	answer []byte
 	asked  int
@@ -488,9 +489,9 @@ func newHostileProvider(f testing.TB) *hostileProvider {
 	if _, err := mn.ConnectPeers(a.ID(), b.ID()); err != nil {
 		f.Fatal(err)
 	}
-	hp := &hostileProvider{req: &Manager{log: slog.New(slog.NewTextHandler(io.Discard, nil)), p2p: &p2p.Node{Host: a}}}
+	hp := &hostileProvider{node: &p2p.Node{Host: a}}
 	for _, w := range []wire{wireStatus, wireCancel, wireLogs} {
-		p2p.Handle(b, hp.req.p2p.ProtocolID(w.id), w.limits, hp.req.log, func(context.Context, peer.ID, []byte) ([]byte, error) {
+		p2p.Handle(b, hp.node.ProtocolID(w.id), w.limits, slog.New(slog.NewTextHandler(io.Discard, nil)), func(context.Context, peer.ID, []byte) ([]byte, error) {
 			hp.mu.Lock()
 			defer hp.mu.Unlock()
 			hp.asked++
@@ -507,17 +508,13 @@ func newHostileProvider(f testing.TB) *hostileProvider {
 // the hostile provider, and has the provider answer with answer.
 func (hp *hostileProvider) record(t *testing.T, answer []byte) *Record {
 	t.Helper()
-	hp.req.cfg.Dir = t.TempDir()
-	if err := hp.req.loadRemote(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(hp.req.remote.stop)
+	hp.req = testRequester(t, Config{Dir: t.TempDir(), P2P: hp.node})
 	var prov peer.ID
 	for _, p := range hp.req.p2p.Host.Network().Peers() {
 		prov = p
 	}
 	rj := &Record{ID: "0123456789abcdef", Remote: "fedcba9876543210", Provider: prov.String(), Deal: fuzzDeal, Vouched: "0"}
-	hp.req.remote.jobs[rj.ID] = rj
+	hp.req.records[rj.ID] = rj
 	hp.mu.Lock()
 	hp.answer, hp.asked = answer, 0
 	hp.mu.Unlock()
@@ -559,10 +556,7 @@ func FuzzJobAnswer(f *testing.F) {
 			if err := m.saveRemote(rj); err != nil {
 				t.Fatalf("the record after answer %q: %v", b, err)
 			}
-			if err := m.loadRemote(); err != nil {
-				t.Fatal(err)
-			}
-			if got := m.remote.jobs[rj.ID]; got == nil || got.Remote != rj.Remote || got.Deal.ID != rj.Deal.ID {
+			if got := testRequester(t, Config{Dir: m.cfg.Dir}).records[rj.ID]; got == nil || got.Remote != rj.Remote || got.Deal.ID != rj.Deal.ID {
 				t.Fatalf("the record after answer %q did not load again: %+v", b, got)
 			}
 			hp.record(t, b)

@@ -35,7 +35,7 @@ func TestHostileGangMembers(t *testing.T) {
 			RequesterWallet: "0x01", Provider: provs[i].String(), SpecHash: spec}}
 	}
 	forged := errors.New("bad signature")
-	m := &Manager{verifyDealFn: func(d market.Deal) error {
+	m := &Provider{verifyDealFn: func(d market.Deal) error {
 		if strings.HasSuffix(d.ID, "-forged") {
 			return forged
 		}

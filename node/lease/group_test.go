@@ -31,7 +31,8 @@ func TestGroupView(t *testing.T) {
 			group := []string{"j0", "j1"}
 			r0 := &Record{ID: "j0", Provider: "P0", Last: &c.rank0, Group: group, Rank: 0}
 			r1 := &Record{ID: "j1", Provider: "P1", Last: &c.rank1, Group: group, Rank: 1}
-			n := &Manager{remote: &remote{jobs: map[string]*Record{"j0": r0, "j1": r1}}}
+			n := makeRequester(&base{})
+			n.records["j0"], n.records["j1"] = r0, r1
 			got := n.groupView(context.Background(), r0)
 			if got.State != c.state || !strings.Contains(got.Reason, c.reason) {
 				t.Fatalf("view %s %q, want %s with %q", got.State, got.Reason, c.state, c.reason)

@@ -3,8 +3,6 @@ package lease
 import (
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -30,7 +28,7 @@ import (
 type hostile struct {
 	t        *testing.T
 	dev      *chain.DevChain
-	prov     *Manager
+	prov     *Provider
 	req      *chain.Client // the attacker's
 	from     peer.ID       // the attacker's peer
 	deal     market.Deal
@@ -79,20 +77,13 @@ func newHostile(t *testing.T) *hostile {
 
 // providerNode is the provider's side of a node, from its repo dir: its
 // wallet, chain, vouchers and market-job state, without p2p or Docker.
-func providerNode(t *testing.T, dir string, w *chain.Wallet, c *chain.Client, interval time.Duration) *Manager {
+func providerNode(t *testing.T, dir string, w *chain.Wallet, c *chain.Client, interval time.Duration) *Provider {
 	t.Helper()
-	n := &Manager{log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfg: Config{Dir: dir}, wallet: w, chain: c, voucherInterval: interval}
-	var err error
-	if n.vouchers, err = OpenVouchers(filepath.Join(dir, "vouchers.json")); err != nil {
+	vouchers, err := OpenVouchers(filepath.Join(dir, "vouchers.json"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := n.loadRemote(); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.loadProvided(); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return testProvider(t, Config{Dir: dir, Wallet: w, Chain: c, Vouchers: vouchers, VoucherInterval: interval})
 }
 
 // voucher is the attacker's voucher for amount on the deal's channel.
@@ -169,9 +160,9 @@ func TestHostileVoucherReplay(t *testing.T) {
 	const id = "00000000000000a2"
 	h.prov.trackProvided(id, h.deal)
 	t0 := time.Now()
-	h.prov.remote.mu.Lock()
-	h.prov.remote.runSince[id] = t0 // as watchProvided records the job's start
-	h.prov.remote.mu.Unlock()
+	h.prov.mu.Lock()
+	h.prov.runSince[id] = t0 // as watchProvided records the job's start
+	h.prov.mu.Unlock()
 
 	// Another channel of the attacker's: the native coin, not the deal's token.
 	other, err := h.req.SignVoucher(h.prov.wallet.Address(), chain.NativeToken, big.NewInt(5_000))
@@ -227,7 +218,7 @@ func TestHostileDealReplay(t *testing.T) {
 	}
 	spec := jobs.Spec{Image: "scratch"}
 	req, _ := json.Marshal(startRequest{DealID: h.deal.ID, Spec: spec, JobID: "00000000000000b1"})
-	for _, prov := range []*Manager{h.prov, providerNode(t, h.prov.cfg.Dir, h.prov.wallet, h.prov.chain, h.interval)} {
+	for _, prov := range []*Provider{h.prov, providerNode(t, h.prov.cfg.Dir, h.prov.cfg.Wallet, h.prov.cfg.Chain, h.interval)} {
 		if _, err := prov.handleJobStart(t.Context(), h.from, req); err == nil || !strings.Contains(err.Error(), "already started its job") {
 			t.Fatalf("a replayed start: %v", err)
 		}
@@ -339,10 +330,8 @@ func TestHostileJobIDTraversal(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(`{"keep":"me"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	n := &Manager{log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfg: Config{Dir: dir}}
-	if err := n.loadRemote(); err != nil {
-		t.Fatal(err)
-	}
+	n := testRequester(t, Config{Dir: dir})
+	pv := testProvider(t, Config{Dir: dir})
 	for _, bad := range []string{"../config", "../../etc/x", "00000000000000AB", "0000000000000000/", "", "0123456789abcdef0"} {
 		if _, err := providerJobID("0123456789abcdef", bad); err == nil || !strings.Contains(err.Error(), "16 lowercase hex digits") {
 			t.Fatalf("the provider's job ID %q: %v", bad, err)
@@ -355,7 +344,7 @@ func TestHostileJobIDTraversal(t *testing.T) {
 		if bad == "" {
 			continue // the provider chooses
 		}
-		if _, err := n.handleJobStart(t.Context(), "peer", req); err == nil || !strings.Contains(err.Error(), "job_id") {
+		if _, err := pv.handleJobStart(t.Context(), "peer", req); err == nil || !strings.Contains(err.Error(), "job_id") {
 			t.Fatalf("a start request with job_id %q: %v", bad, err)
 		}
 	}
@@ -367,11 +356,9 @@ func TestHostileJobIDTraversal(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(n.remoteDir(), "0123456789abcdef.json"), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.loadRemote(); err != nil {
-		t.Fatal(err)
-	}
-	if len(n.remote.jobs) != 0 {
-		t.Fatalf("loaded %v", n.remote.jobs)
+	n = testRequester(t, Config{Dir: dir})
+	if len(n.records) != 0 {
+		t.Fatalf("loaded %v", n.records)
 	}
 	if b, _ := os.ReadFile(cfg); string(b) != `{"keep":"me"}` {
 		t.Fatalf("config.json is now %q", b)
@@ -393,7 +380,7 @@ func TestProvidedJobWithoutRuntime(t *testing.T) {
 	if err := h.prov.saveProvided(id, h.deal); err != nil {
 		t.Fatal(err)
 	}
-	prov := providerNode(t, h.prov.cfg.Dir, h.prov.wallet, h.prov.chain, h.interval) // loads provided/
+	prov := providerNode(t, h.prov.cfg.Dir, h.prov.cfg.Wallet, h.prov.cfg.Chain, h.interval) // loads provided/
 	req, _ := json.Marshal(jobIDRequest{ID: id})
 	goReq, _ := json.Marshal(goRequest{ID: id})
 	for name, call := range map[string]func() ([]byte, error){
@@ -426,7 +413,7 @@ func TestStrangerVouchersKeepNothing(t *testing.T) {
 			t.Fatal("a voucher for another payee was kept")
 		}
 	}
-	if n := len(h.prov.remote.refused); n != 0 {
+	if n := len(h.prov.refused); n != 0 {
 		t.Fatalf("%d refusals kept for a stranger's vouchers", n)
 	}
 	// The requester of a running job: its refusal is kept, for the
@@ -435,7 +422,7 @@ func TestStrangerVouchersKeepNothing(t *testing.T) {
 	if err := h.send(new(big.Int).Lsh(big.NewInt(1), 90)); err == nil {
 		t.Fatal("a voucher over the deposit was kept")
 	}
-	if n := len(h.prov.remote.refused); n != 1 {
+	if n := len(h.prov.refused); n != 1 {
 		t.Fatalf("the requester's refused voucher: %d kept, want 1", n)
 	}
 }

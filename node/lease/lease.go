@@ -15,7 +15,6 @@ import (
 	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/aixblock/aixblock/p2p/content"
-	"github.com/aixblock/aixblock/p2p/overlay"
 )
 
 // Config is what a Manager runs on. Every service is the node's own; the
@@ -71,30 +70,43 @@ type Config struct {
 	FormatAmount func(token, base string) string
 }
 
-// Manager executes deals: the requester's jobs on other nodes and the
-// provider's jobs for other nodes, with their payments.
+// Manager is the thin front of the two sides: it builds them from one
+// Config, starts and stops their background work together, and routes
+// what the API asks (view.go) to this node's own jobs, the requester's
+// market jobs or the provider's deals.
 type Manager struct {
-	cfg             Config
-	log             *slog.Logger
-	p2p             *p2p.Node
-	content         *content.Store
-	wallet          *chain.Wallet
-	chain           *chain.Client
-	market          *market.Market
-	gpus            *gpu.Manager
-	jobs            *jobs.Manager
-	jobsErr         error
-	vouchers        *Vouchers
-	voucherInterval time.Duration
-	remote          *remote
-	portServer      *overlay.Server         // the provider's side of service ports
-	jobNet          *overlay.JobNet         // distributed ranks' private networks
-	verifyDealFn    func(market.Deal) error // nil: the market's check
+	*base
+	// This node's own jobs, run locally (nil, with jobsErr saying why,
+	// without a runtime), and its GPUs.
+	jobs    *jobs.Manager
+	jobsErr error
+	gpus    *gpu.Manager
+	req     *Requester
+	prov    *Provider
+}
 
-	// Every goroutine of the manager runs under ctx through spawn and is
-	// waited for by Close.
-	wg      sync.WaitGroup
-	spawnMu sync.Mutex // orders spawn's Add against Close
+// base is what both sides run on: the node's services, the voucher
+// interval and the goroutines of the manager. It holds no state of either
+// side.
+type base struct {
+	cfg      Config
+	log      *slog.Logger
+	p2p      *p2p.Node
+	wallet   addresser
+	vouchers *Vouchers
+	// interval is how often running jobs are paid for and checked.
+	interval time.Duration
+	*routines
+}
+
+// routines runs the manager's goroutines under one context, each waited
+// for by Close: nothing of either side outlives the manager.
+type routines struct {
+	ctx  context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+	// mu orders spawn's Add against Close's stop, and guards started.
+	mu sync.Mutex
 	// started is when Run began: a provider not heard of while this
 	// daemon was down is given its grace from here.
 	started time.Time
@@ -103,66 +115,85 @@ type Manager struct {
 // New loads the requester's records and the deals started here, and
 // registers the provider's protocols. Run starts the background work.
 func New(cfg Config) (*Manager, error) {
+	b := newBase(cfg)
+	req, err := newRequester(b)
+	if err != nil {
+		return nil, err
+	}
+	prov, err := newProvider(b)
+	if err != nil {
+		return nil, err
+	}
+	return &Manager{base: b, jobs: cfg.Jobs, jobsErr: cfg.JobsErr, gpus: cfg.GPUs, req: req, prov: prov}, nil
+}
+
+func newBase(cfg Config) *base {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
 	if cfg.FormatAmount == nil {
 		cfg.FormatAmount = func(_, base string) string { return base + " base units" }
 	}
-	m := &Manager{cfg: cfg, log: cfg.Log.With("component", "lease"), p2p: cfg.P2P, content: cfg.Content,
-		wallet: cfg.Wallet, chain: cfg.Chain, market: cfg.Market, gpus: cfg.GPUs, jobs: cfg.Jobs, jobsErr: cfg.JobsErr,
-		vouchers: cfg.Vouchers, voucherInterval: cfg.VoucherInterval}
-	if err := m.openRemote(); err != nil {
-		return nil, err
+	interval := cfg.VoucherInterval
+	if interval <= 0 {
+		interval = 10 * time.Second
 	}
-	return m, nil
+	ctx, stop := context.WithCancel(context.Background())
+	b := &base{cfg: cfg, log: cfg.Log.With("component", "lease"), p2p: cfg.P2P,
+		vouchers: cfg.Vouchers, interval: interval, routines: &routines{ctx: ctx, stop: stop}}
+	if cfg.Wallet != nil {
+		b.wallet = cfg.Wallet
+	}
+	return b
 }
+
+// Requester is the requester's side of the market jobs.
+func (m *Manager) Requester() *Requester { return m.req }
+
+// Provider is the provider's side of the deals.
+func (m *Manager) Provider() *Provider { return m.prov }
 
 // Run follows and pays the requester's jobs, resumes the queued ones and
 // watches the provider's channels until ctx ends or Close is called.
 func (m *Manager) Run(ctx context.Context) {
-	m.spawnMu.Lock()
+	m.routines.mu.Lock()
 	m.started = time.Now()
-	m.spawnMu.Unlock()
-	stop := context.AfterFunc(ctx, m.remote.stop)
+	m.routines.mu.Unlock()
+	stop := context.AfterFunc(ctx, m.stop)
 	defer stop()
-	m.spawn(m.watchClosing)
-	m.spawn(func(ctx context.Context) {
-		every(ctx, max(m.remote.interval/2, time.Second), func() { m.recheckUnchecked(ctx) })
-	})
-	if m.cfg.RedeemEvery > 0 {
-		m.spawn(func(ctx context.Context) { m.autoRedeem(ctx, m.cfg.RedeemEvery, m.cfg.RedeemAbove) })
-	}
-	m.followRemote(m.remote.ctx)
+	m.prov.run()
+	m.req.followRemote(m.ctx)
 }
 
 // spawn runs f in a goroutine under the manager's context, waited for by
-// Close: nothing of the manager outlives it.
-func (m *Manager) spawn(f func(ctx context.Context)) {
-	m.spawnMu.Lock()
-	defer m.spawnMu.Unlock()
-	if m.remote.ctx.Err() != nil {
+// Close.
+func (g *routines) spawn(f func(ctx context.Context)) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ctx.Err() != nil {
 		return // closing: nothing new starts
 	}
-	m.wg.Add(1)
+	g.wg.Add(1)
 	go func() {
-		defer m.wg.Done()
-		f(m.remote.ctx)
+		defer g.wg.Done()
+		f(g.ctx)
 	}()
+}
+
+// startedAt is when Run began (zero before).
+func (g *routines) startedAt() time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.started
 }
 
 // Close stops every goroutine of the manager and waits for them, at most
 // wait (containers keep running; the next start re-attaches).
 func (m *Manager) Close(wait time.Duration) error {
-	m.spawnMu.Lock()
-	m.remote.stop()
-	m.spawnMu.Unlock()
-	if m.jobNet != nil {
-		m.jobNet.Close()
-	}
-	if m.portServer != nil {
-		m.portServer.Close()
-	}
+	m.routines.mu.Lock()
+	m.stop()
+	m.routines.mu.Unlock()
+	m.prov.close()
 	done := make(chan struct{})
 	go func() { m.wg.Wait(); close(done) }()
 	select {
@@ -188,7 +219,7 @@ func every(ctx context.Context, interval time.Duration, f func()) {
 	}
 }
 
-func (m *Manager) formatAmount(token, base string) string { return m.cfg.FormatAmount(token, base) }
+func (b *base) formatAmount(token, amount string) string { return b.cfg.FormatAmount(token, amount) }
 
 // ErrInvalid marks an error that is the caller's (a bad spec, a token or
 // price that cannot be paid): the API answers it with 400.

@@ -15,8 +15,8 @@ import (
 // Negotiate makes one deal for req through the market (POST
 // /v1/market/offer). req's resources are normal already (the API
 // normalises them as it decodes the request).
-func (m *Manager) Negotiate(ctx context.Context, req api.OfferRequest) (api.OfferResult, error) {
-	ds, st, err := m.negotiate(ctx, req, nil, 1)
+func (rq *Requester) Negotiate(ctx context.Context, req api.OfferRequest) (api.OfferResult, error) {
+	ds, st, err := rq.negotiate(ctx, req, nil, 1)
 	if err != nil {
 		return api.OfferResult{Stats: st}, err
 	}
@@ -25,13 +25,13 @@ func (m *Manager) Negotiate(ctx context.Context, req api.OfferRequest) (api.Offe
 
 // negotiate makes count deals for req with different providers (a gang's
 // ranks) from one offer, none with the providers in exclude.
-func (m *Manager) negotiate(ctx context.Context, req api.OfferRequest, exclude []string, count int) ([]*market.Deal, market.NegotiationStats, error) {
+func (rq *Requester) negotiate(ctx context.Context, req api.OfferRequest, exclude []string, count int) ([]*market.Deal, market.NegotiationStats, error) {
 	var st market.NegotiationStats
-	tok, err := chain.ParseToken(req.Token, m.chain.DefaultToken())
+	tok, err := chain.ParseToken(req.Token, rq.chain.DefaultToken())
 	if err != nil {
 		return nil, st, invalid{err} // the error names the token
 	}
-	_, dec, err := m.chain.TokenInfo(ctx, tok)
+	_, dec, err := rq.chain.TokenInfo(ctx, tok)
 	if err != nil {
 		return nil, st, err
 	}
@@ -49,7 +49,7 @@ func (m *Manager) negotiate(ctx context.Context, req api.OfferRequest, exclude [
 	if spec == "" {
 		spec = strings.Repeat("0", 64)
 	}
-	ds, st, err := m.market.NegotiateMany(ctx, market.OfferRequest{
+	ds, st, err := rq.market.NegotiateMany(ctx, market.OfferRequest{
 		Req:   requirements(req.Resources),
 		Image: req.Image, Token: chain.TokenName(tok), MaxPrice: maxPrice.String(), MaxDuration: dur, SpecHash: spec,
 		Exclude: exclude,

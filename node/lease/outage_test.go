@@ -46,7 +46,7 @@ func (f *flakyBackend) BlockNumber(ctx context.Context) (uint64, error) {
 func TestOutageGrace(t *testing.T) {
 	h := newHostile(t)
 	flaky := &flakyBackend{Backend: h.dev.Client()}
-	pc, err := chain.NewClient(t.Context(), flaky, h.prov.wallet, chain.Config{Escrow: h.dev.Info.Escrow, Token: h.dev.Info.Token, Poll: 10 * time.Millisecond})
+	pc, err := chain.NewClient(t.Context(), flaky, h.prov.cfg.Wallet, chain.Config{Escrow: h.dev.Info.Escrow, Token: h.dev.Info.Token, Poll: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,9 +54,9 @@ func TestOutageGrace(t *testing.T) {
 	id := "00000000000000e1"
 	h.prov.trackProvided(id, h.deal)
 	t0 := time.Now()
-	h.prov.remote.mu.Lock()
-	h.prov.remote.runSince[id] = t0
-	h.prov.remote.mu.Unlock()
+	h.prov.mu.Lock()
+	h.prov.runSince[id] = t0
+	h.prov.mu.Unlock()
 	if err := h.send(big.NewInt(10)); err != nil {
 		t.Fatalf("a voucher while the chain answers: %v", err)
 	}
@@ -97,9 +97,9 @@ func TestOutageGrace(t *testing.T) {
 	// An outage longer than the grace: vouchers are refused again, and
 	// the unchecked ones count no more.
 	flaky.down.Store(true)
-	h.prov.remote.mu.Lock()
-	h.prov.remote.chainDown = time.Now().Add(-h.prov.outageGrace() - time.Second)
-	h.prov.remote.mu.Unlock()
+	h.prov.mu.Lock()
+	h.prov.chainDown = time.Now().Add(-h.prov.outageGrace() - time.Second)
+	h.prov.mu.Unlock()
 	if err := h.send(big.NewInt(200)); err == nil {
 		t.Fatal("a voucher past the outage grace was taken unchecked")
 	}

@@ -2,6 +2,10 @@ package lease
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/aixblock/aixblock/chain"
@@ -10,7 +14,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
-	"github.com/multiformats/go-multiaddr"
 )
 
 // wire is one protocol between a requester's and a provider's daemon:
@@ -57,31 +60,31 @@ const (
 )
 
 // protocols registers the provider's side of every wire protocol.
-func (m *Manager) protocols() {
+func (pv *Provider) register() {
 	for _, p := range []struct {
 		w wire
 		h p2p.Handler
 	}{
-		{wireStart, m.handleJobStart},
-		{wireStatus, m.handleJobStatus},
-		{wireLogs, m.handleJobLogs},
-		{wireVoucher, m.handleJobVoucher},
-		{wireCancel, m.handleJobCancel},
-		{wireRelease, m.handleDealRelease},
-		{wirePrepare, m.handleJobPrepare},
-		{wireGo, m.handleJobGo},
+		{wireStart, pv.handleJobStart},
+		{wireStatus, pv.handleJobStatus},
+		{wireLogs, pv.handleJobLogs},
+		{wireVoucher, pv.handleJobVoucher},
+		{wireCancel, pv.handleJobCancel},
+		{wireRelease, pv.handleDealRelease},
+		{wirePrepare, pv.handleJobPrepare},
+		{wireGo, pv.handleJobGo},
 	} {
-		p2p.Handle(m.p2p.Host, m.p2p.ProtocolID(p.w.id), p.w.limits, m.log, p.h)
+		p2p.Handle(pv.p2p.Host, pv.p2p.ProtocolID(p.w.id), p.w.limits, pv.log, p.h)
 	}
 	// As a job relay, this node serves the job networks whose gangs it
 	// can check (relay.go).
-	m.p2p.SetRelayVerifier(m.verifyRelay)
+	pv.p2p.SetRelayVerifier(pv.verifyRelay)
 }
 
 // request sends one message of w to prov and returns its answer.
-func (m *Manager) request(ctx context.Context, prov peer.ID, w wire, req []byte) ([]byte, error) {
-	m.reach(ctx, prov)
-	return p2p.Request(ctx, m.p2p.Host, prov, m.p2p.ProtocolID(w.id), req, w.limits)
+func (b *base) request(ctx context.Context, prov peer.ID, w wire, req []byte) ([]byte, error) {
+	b.reach(ctx, prov)
+	return p2p.Request(ctx, b.p2p.Host, prov, b.p2p.ProtocolID(w.id), req, w.limits)
 }
 
 // reach makes sure the host can talk to prov before a request: with no
@@ -89,8 +92,8 @@ func (m *Manager) request(ctx context.Context, prov peer.ID, w wire, req []byte)
 // connection), and when that fails asks the DHT where prov is now (a
 // provider that restarted on another port). The handshake checks the
 // peer ID whatever the address.
-func (m *Manager) reach(ctx context.Context, prov peer.ID) {
-	h := m.p2p.Host
+func (b *base) reach(ctx context.Context, prov peer.ID) {
+	h := b.p2p.Host
 	if h.Network().Connectedness(prov) == network.Connected {
 		return
 	}
@@ -99,46 +102,25 @@ func (m *Manager) reach(ctx context.Context, prov peer.ID) {
 	if len(h.Peerstore().Addrs(prov)) > 0 && h.Connect(cctx, peer.AddrInfo{ID: prov}) == nil {
 		return
 	}
-	if m.p2p.DHT == nil {
+	if b.p2p.DHT == nil {
 		return
 	}
-	if ai, err := m.p2p.DHT.FindPeer(cctx, prov); err == nil {
+	if ai, err := b.p2p.DHT.FindPeer(cctx, prov); err == nil {
 		h.Peerstore().AddAddrs(prov, ai.Addrs, peerstore.TempAddrTTL)
 	}
 }
 
 // connAddrs are the remote addresses of this host's connections to p.
-func (m *Manager) connAddrs(p string) []string {
+func (b *base) connAddrs(p string) []string {
 	id, err := peer.Decode(p)
-	if m.p2p == nil || err != nil {
+	if b.p2p == nil || err != nil {
 		return nil
 	}
 	var out []string
-	for _, c := range m.p2p.Host.Network().ConnsToPeer(id) {
+	for _, c := range b.p2p.Host.Network().ConnsToPeer(id) {
 		out = append(out, c.RemoteMultiaddr().String())
 	}
 	return out
-}
-
-// rememberAddrs gives the host the addresses of each loaded record's
-// provider, for the requests that follow a restart.
-func (m *Manager) rememberAddrs() {
-	if m.p2p == nil {
-		return
-	}
-	m.remote.mu.Lock()
-	defer m.remote.mu.Unlock()
-	for _, rj := range m.remote.jobs {
-		id, err := peer.Decode(rj.Provider)
-		if err != nil || rj.Settled {
-			continue
-		}
-		for _, a := range rj.ProviderAddrs {
-			if ma, err := multiaddr.NewMultiaddr(a); err == nil {
-				m.p2p.Host.Peerstore().AddAddr(id, ma, peerstore.RecentlyConnectedAddrTTL)
-			}
-		}
-	}
 }
 
 type startRequest struct {
@@ -167,4 +149,38 @@ type logChunk struct {
 	Data  []byte `json:"data"`
 	Done  bool   `json:"done"` // the job ended and this is the last chunk
 	Bytes int64  `json:"next_offset"`
+}
+
+func newJobID() string {
+	var b [8]byte
+	crand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// providerJobID is the provider's ID for a job this node named ours, as
+// the requester keeps it (empty: the same): it is sent back in requests
+// and must be a job ID, never a path.
+func providerJobID(ours, got string) (string, error) {
+	if got == ours {
+		return "", nil
+	}
+	if err := checkJobID(got); err != nil {
+		return "", fmt.Errorf("the provider's ID for job %s: %w", ours, err)
+	}
+	return got, nil
+}
+
+// checkJobID accepts what becomes a file name: a job ID is 16 hex digits.
+func checkJobID(id string) error {
+	if len(id) != 16 || strings.Trim(id, "0123456789abcdef") != "" {
+		return fmt.Errorf("job ID %q: want 16 lowercase hex digits", id)
+	}
+	return nil
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }

@@ -1,24 +1,19 @@
 package lease
 
 import (
-	"context"
-	crand "crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/internal/atomicfile"
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
-	"github.com/ethereum/go-ethereum/common"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/multiformats/go-multiaddr"
 )
 
 // The state both sides keep, and the records that survive a restart.
@@ -117,106 +112,14 @@ func (rj *Record) remoteID() string {
 // queued reports whether the job waits for a provider (no deal yet).
 func (rj *Record) queued() bool { return rj.Provider == "" }
 
-// remote holds both sides' state of market jobs.
-type remote struct {
-	mu       sync.Mutex
-	jobs     map[string]*Record // requester side, by job ID
-	provided map[string]market.Deal
-	// Provider side, for the money check (see coverage): the jobs still
-	// watched, when each started running (this node's clock), and per
-	// channel what was owed before its running jobs: the voucher held
-	// when the first of them started, plus the cost of those that ended.
-	live     map[string]bool
-	runSince map[string]time.Time
-	floor    map[common.Hash]*big.Int
-	// refused is, per channel, why its last voucher was refused.
-	refused map[common.Hash]string
-	// startedDeals: every deal that started a job here, kept in
-	// startedPath so that a replayed start is refused after a restart.
-	startedDeals map[string]bool
-	startedPath  string
-	ports        map[int]bool       // provider side: ports given to distributed ranks
-	portOf       map[string]int     // provider side: job ID -> its port
-	netOf        map[string]netRank // provider side: job ID -> its job network
-	interval     time.Duration
-	// Queued jobs wait under ctx (the daemon's; followRemote ends it),
-	// each with its own cancel.
-	ctx     context.Context
-	stop    context.CancelFunc
-	waiting map[string]context.CancelFunc
-	// forwards: requester side, the published ports of service jobs.
-	forwards map[string][]*forward
-	// edges: requester side, the jobs whose state changes are watched
-	// (watchEdges).
-	edges map[string]bool
-	// Requester side: the deals funded and not yet started (by deal ID),
-	// the lock each channel's fundings take turns on, and what each job
-	// waiting to start may cost at most (awaitFunds).
-	inflight map[string]market.Deal
-	funding  map[common.Hash]*sync.Mutex
-	awaiting map[string]*big.Int
-	// Provider side: the deals whose start is being checked, by channel
-	// (depositCovers counts them, so two starts never spend one deposit).
-	starting map[string]market.Deal
-	// Provider side, during a chain outage: when reads began to fail
-	// (zero while they work) and each channel's best voucher not yet
-	// checked against its deposit.
-	chainDown time.Time
-	unchecked map[common.Hash]*chain.Voucher
-	// Provider side: when each job paused for want of pay was paused.
-	pausedSince map[string]time.Time
-}
+func (rq *Requester) remoteDir() string { return filepath.Join(rq.cfg.Dir, "remote") }
 
-func (m *Manager) remoteDir() string { return filepath.Join(m.cfg.Dir, "remote") }
-
-// openRemote loads the requester's records and registers the provider's
-// protocols.
-func (m *Manager) openRemote() error {
-	if err := m.loadRemote(); err != nil {
+// loadRecords loads the requester's records of its market jobs.
+func (rq *Requester) loadRecords() error {
+	if err := os.MkdirAll(rq.remoteDir(), 0o700); err != nil {
 		return err
 	}
-	if err := m.loadProvided(); err != nil {
-		return err
-	}
-	m.rememberAddrs()
-	m.protocols()
-	if err := m.openPorts(); err != nil {
-		return err
-	}
-	return nil
-}
-
-// loadRemote makes both sides' state and loads the requester's records
-// and the deals already started here.
-func (m *Manager) loadRemote() error {
-	m.remote = &remote{jobs: map[string]*Record{}, provided: map[string]market.Deal{},
-		live: map[string]bool{}, runSince: map[string]time.Time{}, floor: map[common.Hash]*big.Int{}, refused: map[common.Hash]string{},
-		startedDeals: map[string]bool{}, startedPath: filepath.Join(m.cfg.Dir, "started-deals.json"),
-		ports: map[int]bool{}, portOf: map[string]int{}, netOf: map[string]netRank{}, interval: m.voucherInterval, waiting: map[string]context.CancelFunc{}, forwards: map[string][]*forward{}, edges: map[string]bool{},
-		inflight: map[string]market.Deal{}, funding: map[common.Hash]*sync.Mutex{}, awaiting: map[string]*big.Int{}, starting: map[string]market.Deal{}, unchecked: map[common.Hash]*chain.Voucher{}, pausedSince: map[string]time.Time{}}
-	if m.remote.interval <= 0 {
-		m.remote.interval = 10 * time.Second
-	}
-	m.remote.ctx, m.remote.stop = context.WithCancel(context.Background())
-	if err := os.MkdirAll(m.remoteDir(), 0o700); err != nil {
-		return err
-	}
-	switch b, err := os.ReadFile(m.remote.startedPath); {
-	case errors.Is(err, os.ErrNotExist):
-	case err != nil:
-		return fmt.Errorf("started deals: %w", err)
-	default:
-		var ids []string
-		if err := json.Unmarshal(b, &ids); err != nil {
-			// Refusing to start beats forgetting which deals already ran:
-			// a replayed deal would run again.
-			return fmt.Errorf("started deals %s is corrupt (%v): repair it or move it away; a deal in it could then be started again", m.remote.startedPath, err)
-		}
-		for _, id := range ids {
-			m.remote.startedDeals[id] = true
-		}
-	}
-	entries, err := os.ReadDir(m.remoteDir())
+	entries, err := os.ReadDir(rq.remoteDir())
 	if err != nil {
 		return fmt.Errorf("remote job records: %w", err)
 	}
@@ -224,41 +127,41 @@ func (m *Manager) loadRemote() error {
 		if !strings.HasSuffix(e.Name(), ".json") {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(m.remoteDir(), e.Name()))
+		b, err := os.ReadFile(filepath.Join(rq.remoteDir(), e.Name()))
 		if err != nil {
-			m.log.Error("remote job record unreadable; leaving it out", "file", e.Name(), "err", err)
+			rq.log.Error("remote job record unreadable; leaving it out", "file", e.Name(), "err", err)
 			continue
 		}
 		var rj Record
 		if err := json.Unmarshal(b, &rj); err != nil {
-			m.log.Error("remote job record is corrupt; leaving it out", "file", e.Name(), "err", err)
+			rq.log.Error("remote job record is corrupt; leaving it out", "file", e.Name(), "err", err)
 			continue
 		}
 		// The file is named after the ID it holds; one that is not is no
 		// record of ours.
 		if err := checkJobID(rj.ID); err != nil || rj.ID+".json" != e.Name() {
-			m.log.Error("remote job record names another job, or none; leaving it out", "file", e.Name(), "id", rj.ID, "err", err)
+			rq.log.Error("remote job record names another job, or none; leaving it out", "file", e.Name(), "id", rj.ID, "err", err)
 			continue
 		}
-		m.remote.jobs[rj.ID] = &rj
+		rq.records[rj.ID] = &rj
 	}
 	return nil
 }
 
 // saveRemote writes a requester's record atomically.
-func (m *Manager) saveRemote(rj *Record) error {
+func (rq *Requester) saveRemote(rj *Record) error {
 	if err := checkJobID(rj.ID); err != nil {
 		return fmt.Errorf("save remote job: %w", err)
 	}
-	addrs := m.connAddrs(rj.Provider)
-	m.remote.mu.Lock()
+	addrs := rq.connAddrs(rj.Provider)
+	rq.mu.Lock()
 	if len(addrs) > 0 {
 		rj.ProviderAddrs = addrs
 	}
 	b, err := json.MarshalIndent(rj, "", "  ")
-	m.remote.mu.Unlock()
+	rq.mu.Unlock()
 	if err == nil {
-		err = atomicfile.WriteFile(filepath.Join(m.remoteDir(), rj.ID+".json"), b, 0o600)
+		err = atomicfile.WriteFile(filepath.Join(rq.remoteDir(), rj.ID+".json"), b, 0o600)
 	}
 	if err != nil {
 		return fmt.Errorf("save remote job %s: %w", rj.ID, err)
@@ -266,65 +169,23 @@ func (m *Manager) saveRemote(rj *Record) error {
 	return nil
 }
 
-// dealCost is what a deal costs for d of run time: price per GPU-hour ×
-// GPUs × hours, rounded up to a base unit.
-func dealCost(deal market.Deal, d time.Duration) *big.Int {
-	price, ok := new(big.Int).SetString(deal.Price, 10)
-	if !ok {
-		return new(big.Int) // no deal yet (a queued job): nothing to pay
+// rememberAddrs gives the host the addresses of each loaded record's
+// provider, for the requests that follow a restart.
+func (rq *Requester) rememberAddrs() {
+	if rq.p2p == nil {
+		return
 	}
-	gpus := int64(max(len(deal.GPUs), 1))
-	c := new(big.Int).Mul(price, big.NewInt(gpus))
-	c.Mul(c, big.NewInt(d.Milliseconds()))
-	ms := big.NewInt(3600 * 1000)
-	c.Add(c, new(big.Int).Sub(ms, big.NewInt(1)))
-	return c.Div(c, ms)
-}
-
-// dealToken is the token a deal pays in. The market checked its name
-// before the deal was made; a name that does not parse (a record written
-// by hand) gives unparsedToken, which no channel is in, so that such a
-// deal is neither funded nor trusted, rather than paid in the native coin.
-func dealToken(d market.Deal) common.Address {
-	t, err := chain.ParseTokenName(d.Token)
-	if err != nil {
-		return unparsedToken
+	rq.mu.Lock()
+	defer rq.mu.Unlock()
+	for _, rj := range rq.records {
+		id, err := peer.Decode(rj.Provider)
+		if err != nil || rj.Settled {
+			continue
+		}
+		for _, a := range rj.ProviderAddrs {
+			if ma, err := multiaddr.NewMultiaddr(a); err == nil {
+				rq.p2p.Host.Peerstore().AddAddr(id, ma, peerstore.RecentlyConnectedAddrTTL)
+			}
+		}
 	}
-	return t
-}
-
-var unparsedToken = common.MaxAddress
-
-func newJobID() string {
-	var b [8]byte
-	crand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-// providerJobID is the provider's ID for a job this node named ours, as
-// the requester keeps it (empty: the same): it is sent back in requests
-// and must be a job ID, never a path.
-func providerJobID(ours, got string) (string, error) {
-	if got == ours {
-		return "", nil
-	}
-	if err := checkJobID(got); err != nil {
-		return "", fmt.Errorf("the provider's ID for job %s: %w", ours, err)
-	}
-	return got, nil
-}
-
-// checkJobID accepts what becomes a file name: a job ID is 16 hex digits.
-func checkJobID(id string) error {
-	if len(id) != 16 || strings.Trim(id, "0123456789abcdef") != "" {
-		return fmt.Errorf("job ID %q: want 16 lowercase hex digits", id)
-	}
-	return nil
-}
-
-func short(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }

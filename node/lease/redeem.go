@@ -20,14 +20,14 @@ type Redeemed struct {
 // channel of this chain that is owed more than the channel has paid and
 // fits its deposit (one over it waits for a top-up). Nothing owed, or
 // less than above (nil: any): no transaction, and Paid says what is owed.
-func (m *Manager) RedeemOwed(ctx context.Context, above *big.Int) (Redeemed, error) {
+func (pv *Provider) RedeemOwed(ctx context.Context, above *big.Int) (Redeemed, error) {
 	var todo []*chain.Voucher
 	paid := new(big.Int)
-	for _, v := range m.vouchers.Received() {
-		if v.ChainID.Big().Cmp(m.chain.ChainID()) != 0 || v.Escrow != m.chain.Escrow() {
+	for _, v := range pv.vouchers.Received() {
+		if v.ChainID.Big().Cmp(pv.chain.ChainID()) != 0 || v.Escrow != pv.chain.Escrow() {
 			continue
 		}
-		ch, err := m.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
+		ch, err := pv.chain.Channel(ctx, v.Payer, v.Payee, v.Token)
 		if err != nil {
 			return Redeemed{}, err
 		}
@@ -36,7 +36,7 @@ func (m *Manager) RedeemOwed(ctx context.Context, above *big.Int) (Redeemed, err
 			continue
 		}
 		if v.CumulativeAmount.Cmp(ch.Deposited.Big()) > 0 {
-			m.log.Warn("voucher exceeds its channel's deposit; waiting for a top-up", "channel", v.Channel, "vouched", v.CumulativeAmount, "deposited", ch.Deposited)
+			pv.log.Warn("voucher exceeds its channel's deposit; waiting for a top-up", "channel", v.Channel, "vouched", v.CumulativeAmount, "deposited", ch.Deposited)
 			continue
 		}
 		todo = append(todo, v)
@@ -48,9 +48,9 @@ func (m *Manager) RedeemOwed(ctx context.Context, above *big.Int) (Redeemed, err
 	var r *types.Receipt
 	var err error
 	if len(todo) == 1 {
-		r, err = m.chain.Redeem(ctx, todo[0])
+		r, err = pv.chain.Redeem(ctx, todo[0])
 	} else {
-		r, err = m.chain.RedeemBatch(ctx, todo)
+		r, err = pv.chain.RedeemBatch(ctx, todo)
 	}
 	if err != nil {
 		return Redeemed{}, err
@@ -60,11 +60,11 @@ func (m *Manager) RedeemOwed(ctx context.Context, above *big.Int) (Redeemed, err
 
 // paidAmount is what a redeem paid, in token units when every voucher is
 // in one token (base units otherwise).
-func (m *Manager) paidAmount(r Redeemed) string {
+func (pv *Provider) paidAmount(r Redeemed) string {
 	for _, v := range r.Vouchers[1:] {
 		if v.Token != r.Vouchers[0].Token {
 			return r.Paid.String() + " base units of several tokens"
 		}
 	}
-	return m.formatAmount(chain.TokenName(r.Vouchers[0].Token), r.Paid.String())
+	return pv.formatAmount(chain.TokenName(r.Vouchers[0].Token), r.Paid.String())
 }

@@ -35,14 +35,14 @@ const maxGangDeals = 256
 
 // serveRelay lets a job network's members use the relays this node
 // serves or holds reservations on, before they reach each other.
-func (m *Manager) serveRelay(ctx context.Context, id string, members []peer.ID, pr prepareRequest) {
+func (pv *Provider) serveRelay(ctx context.Context, id string, members []peer.ID, pr prepareRequest) {
 	b := p2p.RelayBudget{Duration: gangDuration(pr.Deals)}
-	if m.p2p.IsJobRelay() {
-		if err := m.p2p.AllowRelay(id, members, b); err != nil {
-			m.log.Warn("job relay: serving the job network refused", "net", id, "err", err)
+	if pv.p2p.IsJobRelay() {
+		if err := pv.p2p.AllowRelay(id, members, b); err != nil {
+			pv.log.Warn("job relay: serving the job network refused", "net", id, "err", err)
 		}
 	}
-	relays := m.p2p.ReservedRelays()
+	relays := pv.p2p.ReservedRelays()
 	if len(relays) == 0 {
 		return
 	}
@@ -52,13 +52,13 @@ func (m *Manager) serveRelay(ctx context.Context, id string, members []peer.ID, 
 	}
 	granted := false
 	for _, r := range relays {
-		if _, err := m.p2p.RequestRelay(ctx, r, proof); err != nil {
-			m.log.Warn("a relay refused to serve the job network; its members may not reach this rank through it", "relay", r, "net", id, "err", err)
+		if _, err := pv.p2p.RequestRelay(ctx, r, proof); err != nil {
+			pv.log.Warn("a relay refused to serve the job network; its members may not reach this rank through it", "relay", r, "net", id, "err", err)
 			continue
 		}
 		granted = true
 	}
-	if sw, ok := m.p2p.Host.Network().(*swarm.Swarm); ok && granted {
+	if sw, ok := pv.p2p.Host.Network().(*swarm.Swarm); ok && granted {
 		// A dial to a member through the relay before the grant was
 		// refused, and the swarm backs off from it: the grant changes
 		// that, so the members are dialled afresh.
@@ -71,7 +71,7 @@ func (m *Manager) serveRelay(ctx context.Context, id string, members []peer.ID, 
 // verifyRelay is this node's RelayVerifier, as a job relay: the proof's
 // deals must make one funded gang of one requester, signed by both sides,
 // and the asking peer one of its providers.
-func (m *Manager) verifyRelay(ctx context.Context, from peer.ID, raw []byte) (string, []peer.ID, p2p.RelayBudget, error) {
+func (pv *Provider) verifyRelay(ctx context.Context, from peer.ID, raw []byte) (string, []peer.ID, p2p.RelayBudget, error) {
 	var pr relayProof
 	if err := json.Unmarshal(raw, &pr); err != nil {
 		return "", nil, p2p.RelayBudget{}, fmt.Errorf("relay proof: %w", err)
@@ -88,7 +88,7 @@ func (m *Manager) verifyRelay(ctx context.Context, from peer.ID, raw []byte) (st
 		if d.Requester != first.Requester || d.RequesterWallet != first.RequesterWallet || d.SpecHash != first.SpecHash {
 			return "", nil, p2p.RelayBudget{}, fmt.Errorf("relay proof: deals[%d] is another requester's or another spec's", r)
 		}
-		if err := m.verifyDeal(d); err != nil {
+		if err := pv.verifyDeal(d); err != nil {
 			return "", nil, p2p.RelayBudget{}, fmt.Errorf("relay proof: deals[%d]: %w", r, err)
 		}
 		p, err := peer.Decode(d.Provider)
@@ -97,7 +97,7 @@ func (m *Manager) verifyRelay(ctx context.Context, from peer.ID, raw []byte) (st
 		}
 		members[r] = p
 	}
-	if err := m.gangFunded(ctx, &market.Deal{}, pr.Deals); err != nil {
+	if err := pv.gangFunded(ctx, &market.Deal{}, pr.Deals); err != nil {
 		return "", nil, p2p.RelayBudget{}, err
 	}
 	if !slices.Contains(members, from) {

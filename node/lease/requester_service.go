@@ -26,45 +26,12 @@ type forward struct {
 	since time.Time
 }
 
-// openPorts starts the provider's side: the port streams of its service
-// jobs, each checked against the job's deal.
-func (m *Manager) openPorts() error {
-	if m.p2p == nil {
-		return nil
-	}
-	srv, err := overlay.NewServer(m.p2p.Host, overlay.ServerConfig{Network: m.p2p.Network(), Authorize: m.authorizePort, Logger: m.cfg.Log})
-	if err != nil {
-		return fmt.Errorf("service ports: %w", err)
-	}
-	m.portServer = srv
-	m.jobNet = overlay.NewJobNet(m.p2p.Host, m.p2p.Network(), m.cfg.Log)
-	return nil
-}
-
-// authorizePort lets the requester of a job's deal reach a port the job's
-// spec declares, while the job serves; anyone else learns only that there
-// is no such job of theirs (the same answer as for a job that does not
-// exist).
-func (m *Manager) authorizePort(ctx context.Context, from peer.ID, jobID string, port int) (overlay.Dialer, error) {
-	m.remote.mu.Lock()
-	deal, ok := m.remote.provided[jobID]
-	m.remote.mu.Unlock()
-	if !ok || deal.Requester != from.String() || m.jobs == nil {
-		return nil, fmt.Errorf("no job %s of yours here", jobID)
-	}
-	d, err := m.jobs.PortDialer(jobID, port)
-	if err != nil {
-		return nil, err
-	}
-	return overlay.Dialer(d), nil
-}
-
 // Forward publishes port of a job this node runs through the market on
 // listen here ([HOST:]PORT; the host defaults to 127.0.0.1, the port 0 to
 // a free one), until the job ends or the daemon stops.
-func (m *Manager) Forward(ctx context.Context, id string, port int, listen string) (api.ForwardInfo, error) {
-	m.remote.mu.Lock()
-	rj := m.remote.jobs[id]
+func (rq *Requester) Forward(ctx context.Context, id string, port int, listen string) (api.ForwardInfo, error) {
+	rq.mu.Lock()
+	rj := rq.records[id]
 	var spec jobs.Spec
 	var state jobs.State
 	if rj != nil {
@@ -73,11 +40,11 @@ func (m *Manager) Forward(ctx context.Context, id string, port int, listen strin
 			state = rj.Last.State
 		}
 	}
-	m.remote.mu.Unlock()
+	rq.mu.Unlock()
 	switch {
 	case rj == nil:
-		if m.jobs != nil {
-			if _, err := m.jobs.Get(id); err == nil {
+		if rq.jobs != nil {
+			if _, err := rq.jobs.Get(id); err == nil {
 				return api.ForwardInfo{}, invalid{fmt.Errorf("job %s runs on this node: its ports are reached through the provider's own forward, not published here", short(id))}
 			}
 		}
@@ -95,9 +62,9 @@ func (m *Manager) Forward(ctx context.Context, id string, port int, listen strin
 	if err != nil {
 		return api.ForwardInfo{}, err
 	}
-	m.reach(ctx, prov)
+	rq.reach(ctx, prov)
 	// The forward lives with the daemon, not the request that made it.
-	f, err := overlay.Forward(m.remote.ctx, m.p2p.Host, prov, rj.remoteID(), port, listen, overlay.ForwardOptions{Network: m.p2p.Network(), Logger: m.cfg.Log})
+	f, err := overlay.Forward(rq.ctx, rq.p2p.Host, prov, rj.remoteID(), port, listen, overlay.ForwardOptions{Network: rq.p2p.Network(), Logger: rq.cfg.Log})
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) {
@@ -106,10 +73,10 @@ func (m *Manager) Forward(ctx context.Context, id string, port int, listen strin
 		return api.ForwardInfo{}, err
 	}
 	fw := &forward{f: f, port: port, since: time.Now()}
-	m.remote.mu.Lock()
-	m.remote.forwards[id] = append(m.remote.forwards[id], fw)
-	m.remote.mu.Unlock()
-	m.log.Info("forwarding a service port", "job_id", id, "port", port, "local", f.Addr().String(), "provider", rj.Provider)
+	rq.mu.Lock()
+	rq.forwards[id] = append(rq.forwards[id], fw)
+	rq.mu.Unlock()
+	rq.log.Info("forwarding a service port", "job_id", id, "port", port, "local", f.Addr().String(), "provider", rj.Provider)
 	return fw.info(id), nil
 }
 
@@ -120,11 +87,11 @@ func (fw *forward) info(id string) api.ForwardInfo {
 }
 
 // Forwards are the open forwards of job id (every job's for "").
-func (m *Manager) Forwards(id string) []api.ForwardInfo {
-	m.remote.mu.Lock()
-	defer m.remote.mu.Unlock()
+func (rq *Requester) Forwards(id string) []api.ForwardInfo {
+	rq.mu.Lock()
+	defer rq.mu.Unlock()
 	out := []api.ForwardInfo{}
-	for jid, fws := range m.remote.forwards {
+	for jid, fws := range rq.forwards {
 		if id != "" && jid != id {
 			continue
 		}
@@ -137,14 +104,14 @@ func (m *Manager) Forwards(id string) []api.ForwardInfo {
 
 // endForwards closes the forwards of a job that ended: its local ports
 // close with it.
-func (m *Manager) endForwards(id string) {
-	m.remote.mu.Lock()
-	fws := m.remote.forwards[id]
-	delete(m.remote.forwards, id)
-	m.remote.mu.Unlock()
+func (rq *Requester) endForwards(id string) {
+	rq.mu.Lock()
+	fws := rq.forwards[id]
+	delete(rq.forwards, id)
+	rq.mu.Unlock()
 	for _, fw := range fws {
 		fw.f.Close()
-		m.log.Info("forward closed: the job ended", "job_id", id, "local", fw.f.Addr().String())
+		rq.log.Info("forward closed: the job ended", "job_id", id, "local", fw.f.Addr().String())
 	}
 }
 

@@ -1,0 +1,263 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"math/big"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aixblock/aixblock/chain"
+	"github.com/aixblock/aixblock/gpu"
+	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/market"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/libp2p/go-libp2p/core/host"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+)
+
+// Fakes of the services each side needs (deps.go), for a side tested
+// alone; the real ones are in the CLI's end-to-end tests.
+
+var (
+	fakeToken  = common.HexToAddress("0x00000000000000000000000000000000000000a1")
+	fakeEscrow = common.HexToAddress("0x00000000000000000000000000000000000000e5")
+	fakeChain  = big.NewInt(31337)
+)
+
+// mockHosts is a mocknet of n hosts, all connected.
+func mockHosts(t *testing.T, n int) []host.Host {
+	t.Helper()
+	mn := mocknet.New()
+	t.Cleanup(func() { mn.Close() })
+	hs := make([]host.Host, n)
+	for i := range hs {
+		h, err := mn.GenPeer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs[i] = h
+	}
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mn.ConnectAllButSelf(); err != nil {
+		t.Fatal(err)
+	}
+	return hs
+}
+
+// eventually waits for cond, failing after a deadline generous enough
+// for a busy machine.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type fakeAddr common.Address
+
+func (a fakeAddr) Address() common.Address { return common.Address(a) }
+
+// fakeChannels is a chain of channels: deposits add up, every read sees
+// them at once (no confirmations), the wallet holds plenty.
+type fakeChannels struct {
+	mu        sync.Mutex
+	deposited map[common.Hash]*big.Int
+	payer     common.Address
+}
+
+func newFakeChannels(payer common.Address) *fakeChannels {
+	return &fakeChannels{deposited: map[common.Hash]*big.Int{}, payer: payer}
+}
+
+func (f *fakeChannels) deposit(payer, payee, token common.Address, amount *big.Int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id := chain.ChannelID(payer, payee, token)
+	if f.deposited[id] == nil {
+		f.deposited[id] = new(big.Int)
+	}
+	f.deposited[id].Add(f.deposited[id], amount)
+}
+
+func (f *fakeChannels) Channel(_ context.Context, payer, payee, token common.Address) (chain.Channel, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id := chain.ChannelID(payer, payee, token)
+	d := new(big.Int)
+	if f.deposited[id] != nil {
+		d.Set(f.deposited[id])
+	}
+	return chain.Channel{ID: id, Payer: payer, Payee: payee, Token: token, Deposited: chain.NewAmount(d),
+		Redeemed: chain.NewAmount(new(big.Int)), Available: chain.NewAmount(d)}, nil
+}
+
+func (f *fakeChannels) ConfirmedChannel(ctx context.Context, payer, payee, token common.Address) (chain.Channel, error) {
+	return f.Channel(ctx, payer, payee, token)
+}
+
+func (f *fakeChannels) Balance(context.Context, common.Address) (*big.Int, error) {
+	return big.NewInt(1e15), nil
+}
+func (f *fakeChannels) DefaultToken() common.Address { return fakeToken }
+func (f *fakeChannels) Deposit(_ context.Context, payee, token common.Address, amount *big.Int) (*types.Receipt, error) {
+	f.deposit(f.payer, payee, token, amount)
+	return &types.Receipt{Status: types.ReceiptStatusSuccessful}, nil
+}
+func (f *fakeChannels) DepositGasCost(context.Context) (*big.Int, error) { return big.NewInt(1), nil }
+func (f *fakeChannels) SignVoucher(payee, token common.Address, cumulative *big.Int) (*chain.Voucher, error) {
+	return chain.NewVoucher(fakeChain, fakeEscrow, f.payer, payee, token, cumulative), nil
+}
+func (f *fakeChannels) TokenInfo(context.Context, common.Address) (string, uint8, error) {
+	return "TOK", 6, nil
+}
+func (f *fakeChannels) ChainID() *big.Int      { return fakeChain }
+func (f *fakeChannels) Escrow() common.Address { return fakeEscrow }
+func (f *fakeChannels) Confirmations() uint64  { return 1 }
+func (f *fakeChannels) Redeem(context.Context, *chain.Voucher) (*types.Receipt, error) {
+	return nil, errors.New("fake chain: no redeem")
+}
+func (f *fakeChannels) RedeemBatch(context.Context, []*chain.Voucher) (*types.Receipt, error) {
+	return nil, errors.New("fake chain: no redeem")
+}
+
+// fakeBuyer's market answers every offer with its one deal.
+type fakeBuyer struct {
+	deal market.Deal
+	rep  *market.Reputation
+}
+
+func (f *fakeBuyer) NegotiateMany(_ context.Context, r market.OfferRequest, count int) ([]*market.Deal, market.NegotiationStats, error) {
+	d := f.deal
+	d.SpecHash = r.SpecHash
+	return []*market.Deal{&d}, market.NegotiationStats{}, nil
+}
+func (f *fakeBuyer) Reputation() *market.Reputation { return f.rep }
+
+// fakeSeller's market holds its one deal, won with its offer.
+type fakeSeller struct {
+	mu       sync.Mutex
+	deal     market.Deal
+	offer    market.JobOffer
+	claimed  bool
+	released bool
+}
+
+func (f *fakeSeller) VerifyDeal(market.Deal) error { return nil }
+func (f *fakeSeller) Deals() []market.Deal         { return []market.Deal{f.deal} }
+func (f *fakeSeller) DealOffer(id string) (market.JobOffer, bool) {
+	return f.offer, id == f.deal.ID
+}
+func (f *fakeSeller) DiskBound(string) (uint64, bool) { return 0, false }
+func (f *fakeSeller) Claim(id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.claimed || id != f.deal.ID {
+		return errors.New("fake market: deal claimed already, or unknown")
+	}
+	f.claimed = true
+	return nil
+}
+func (f *fakeSeller) Started(string) {}
+func (f *fakeSeller) Release(string) {
+	f.mu.Lock()
+	f.released = true
+	f.mu.Unlock()
+}
+func (f *fakeSeller) ReleaseUnstarted(string) bool { return false }
+
+// fakeRunner runs jobs in memory: a submitted job runs at once until the
+// test ends it.
+type fakeRunner struct {
+	mu        sync.Mutex
+	jobs      map[string]*jobs.Job
+	submitted []jobs.SubmitOptions
+	changed   chan struct{} // closed and replaced on every change
+}
+
+func newFakeRunner() *fakeRunner {
+	return &fakeRunner{jobs: map[string]*jobs.Job{}, changed: make(chan struct{})}
+}
+
+func (f *fakeRunner) set(id string, fn func(j *jobs.Job)) (*jobs.Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	j := f.jobs[id]
+	if j == nil {
+		return nil, jobs.ErrNotFound
+	}
+	fn(j)
+	close(f.changed)
+	f.changed = make(chan struct{})
+	c := *j
+	return &c, nil
+}
+
+func (f *fakeRunner) Submit(spec jobs.Spec, opts jobs.SubmitOptions) (*jobs.Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := time.Now()
+	j := &jobs.Job{ID: opts.ID, Spec: spec, State: jobs.Running, CreatedAt: now, StartedAt: &now}
+	f.jobs[j.ID] = j
+	f.submitted = append(f.submitted, opts)
+	c := *j
+	return &c, nil
+}
+func (f *fakeRunner) Get(id string) (*jobs.Job, error) { return f.set(id, func(*jobs.Job) {}) }
+func (f *fakeRunner) AwaitChange(ctx context.Context, id string, seen jobs.State) (*jobs.Job, error) {
+	for {
+		f.mu.Lock()
+		j, ch := f.jobs[id], f.changed
+		f.mu.Unlock()
+		if j == nil {
+			return nil, jobs.ErrNotFound
+		}
+		if j.State != seen {
+			return f.Get(id)
+		}
+		select {
+		case <-ctx.Done():
+			return f.Get(id)
+		case <-ch:
+		}
+	}
+}
+func (f *fakeRunner) Prepared(string) bool      { return true }
+func (f *fakeRunner) Gated(string) bool         { return false }
+func (f *fakeRunner) Go(string, []string) error { return nil }
+func (f *fakeRunner) Pause(_ context.Context, id, reason string) (*jobs.Job, error) {
+	return f.set(id, func(j *jobs.Job) {
+		now := time.Now()
+		j.PausedAt, j.Reason = &now, "paused: "+reason
+	})
+}
+func (f *fakeRunner) Resume(_ context.Context, id string) (*jobs.Job, error) {
+	return f.set(id, func(j *jobs.Job) { j.PausedAt, j.Reason = nil, "" })
+}
+func (f *fakeRunner) Cancel(id string) (*jobs.Job, error) { return f.end(id, jobs.Canceled, "") }
+func (f *fakeRunner) Fail(id, reason string) (*jobs.Job, error) {
+	return f.end(id, jobs.Failed, reason)
+}
+func (f *fakeRunner) end(id string, st jobs.State, reason string) (*jobs.Job, error) {
+	return f.set(id, func(j *jobs.Job) {
+		now := time.Now()
+		j.State, j.Reason, j.FinishedAt = st, reason, &now
+	})
+}
+func (f *fakeRunner) PortDialer(string, int) (func(context.Context) (net.Conn, error), error) {
+	return nil, errors.New("fake runner: no ports")
+}
+
+// noHealthChanges is GPUs that never fail.
+type noHealthChanges struct{}
+
+func (noHealthChanges) Subscribe() (<-chan gpu.Change, func()) { return nil, func() {} }

@@ -1,0 +1,185 @@
+package lease
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aixblock/aixblock/chain"
+	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/p2p"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// fakeProvider answers a requester's lease messages over a mocknet as an
+// honest provider would: it starts the job at once, runs it until the
+// test ends it, holds status requests until the state changes, and keeps
+// every voucher.
+type fakeProvider struct {
+	t         *testing.T
+	requester peer.ID
+	mu        sync.Mutex
+	job       *jobs.Job
+	changed   chan struct{}
+	vouchers  []*chain.Voucher
+}
+
+func newFakeProvider(t *testing.T, h host.Host, requester peer.ID) *fakeProvider {
+	fp := &fakeProvider{t: t, requester: requester, changed: make(chan struct{})}
+	node := &p2p.Node{Host: h}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for w, handle := range map[wire]p2p.Handler{wireStart: fp.start, wireStatus: fp.status, wireVoucher: fp.voucher} {
+		p2p.Handle(h, node.ProtocolID(w.id), w.limits, log, handle)
+	}
+	return fp
+}
+
+func (fp *fakeProvider) start(_ context.Context, from peer.ID, b []byte) ([]byte, error) {
+	var sr startRequest
+	if err := json.Unmarshal(b, &sr); err != nil || from != fp.requester {
+		return nil, fmt.Errorf("fake provider: start from %s: %v", from, err)
+	}
+	now := time.Now()
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	fp.job = &jobs.Job{ID: sr.JobID, Spec: sr.Spec, State: jobs.Running, CreatedAt: now, StartedAt: &now}
+	return json.Marshal(fp.job)
+}
+
+func (fp *fakeProvider) status(ctx context.Context, _ peer.ID, b []byte) ([]byte, error) {
+	var r jobIDRequest
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, err
+	}
+	wait := time.NewTimer(time.Duration(r.WaitMs) * time.Millisecond)
+	defer wait.Stop()
+	for {
+		fp.mu.Lock()
+		j, changed := *fp.job, fp.changed
+		fp.mu.Unlock()
+		if r.WaitMs == 0 || j.State != r.Seen || j.State.Terminal() {
+			return json.Marshal(j)
+		}
+		select {
+		case <-changed:
+		case <-wait.C:
+			return json.Marshal(j)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (fp *fakeProvider) voucher(_ context.Context, _ peer.ID, b []byte) ([]byte, error) {
+	var v chain.Voucher
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, err
+	}
+	fp.mu.Lock()
+	fp.vouchers = append(fp.vouchers, &v)
+	fp.mu.Unlock()
+	return []byte("ok"), nil
+}
+
+// finish completes the job now.
+func (fp *fakeProvider) finish() {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	now := time.Now()
+	fp.job.State, fp.job.FinishedAt = jobs.Completed, &now
+	close(fp.changed)
+	fp.changed = make(chan struct{})
+}
+
+// best is the highest cumulative amount vouched so far (0: none).
+func (fp *fakeProvider) best() *big.Int {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	best := new(big.Int)
+	for _, v := range fp.vouchers {
+		if v.CumulativeAmount.Big().Cmp(best) > 0 {
+			best = v.CumulativeAmount.Big()
+		}
+	}
+	return best
+}
+
+// The requester alone, against a fake provider over a mocknet and fakes
+// of the market and the chain: a job is queued, dealt, funded, started,
+// paid while it runs with vouchers that never go down, and paid its
+// billed run at the end from a deposit that covers it.
+func TestRequesterAgainstFakeProvider(t *testing.T) {
+	hs := mockHosts(t, 2)
+	reqHost, provHost := hs[0], hs[1]
+	payer, payee := common.HexToAddress("0x00000000000000000000000000000000000000b1"), common.HexToAddress("0x00000000000000000000000000000000000000b2")
+	channels := newFakeChannels(payer)
+	rep, err := market.OpenReputation(filepath.Join(t.TempDir(), "reputation.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 3600 base units a GPU-hour on one GPU: 1 a second.
+	deal := market.Deal{DealTerms: market.DealTerms{ID: "deal-fake", Requester: reqHost.ID().String(), RequesterWallet: payer.Hex(),
+		Provider: provHost.ID().String(), ProviderWallet: payee.Hex(), Token: fakeToken.Hex(), Price: "3600", MaxDurationS: 3600, GPUs: []string{"GPU-0"}}}
+	vouchers, err := OpenVouchers(filepath.Join(t.TempDir(), "vouchers.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rq := testRequester(t, Config{P2P: &p2p.Node{Host: reqHost}, Vouchers: vouchers, VoucherInterval: 200 * time.Millisecond})
+	rq.market, rq.chain, rq.wallet = &fakeBuyer{deal: deal, rep: rep}, channels, fakeAddr(payer)
+	fp := newFakeProvider(t, provHost, reqHost.ID())
+	rq.spawn(rq.followRemote)
+
+	spec := jobs.Spec{Image: "x", MaxPrice: "1", Resources: jobs.Resources{GPUs: 1}}
+	j, err := rq.SubmitRemote(t.Context(), &spec, RemoteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record := func() jobs.Job {
+		rq.mu.Lock()
+		defer rq.mu.Unlock()
+		if rj := rq.records[j.ID]; rj != nil && rj.Last != nil {
+			return *rj.Last
+		}
+		return jobs.Job{}
+	}
+	eventually(t, "the job running on the provider", func() bool { return record().State == jobs.Running })
+	eventually(t, "a voucher while it runs", func() bool { return fp.best().Sign() > 0 })
+	fp.finish()
+	eventually(t, "the job completed", func() bool { return record().State == jobs.Completed })
+
+	rq.mu.Lock()
+	rj := *rq.records[j.ID]
+	rq.mu.Unlock()
+	owed, most := jobCost(&rj), dealCost(deal, time.Duration(deal.MaxDurationS)*time.Second)
+	eventually(t, "the final voucher to cover the billed run", func() bool { return fp.best().Cmp(owed) >= 0 })
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	prev := new(big.Int)
+	for _, v := range fp.vouchers {
+		if v.Payer != payer || v.Payee != payee || v.Channel != chain.ChannelID(payer, payee, fakeToken) {
+			t.Fatalf("a voucher for another channel: %+v", v)
+		}
+		if v.CumulativeAmount.Big().Cmp(prev) < 0 {
+			t.Fatalf("vouchers went down: %s after %s", v.CumulativeAmount, prev)
+		}
+		prev = v.CumulativeAmount.Big()
+	}
+	if prev.Cmp(most) > 0 {
+		t.Fatalf("vouched %s, more than the deal's most (%s)", prev, most)
+	}
+	ch, _ := channels.Channel(t.Context(), payer, payee, fakeToken)
+	if ch.Deposited.Big().Cmp(prev) < 0 {
+		t.Fatalf("vouched %s beyond the deposit of %s", prev, ch.Deposited)
+	}
+	t.Logf("billed %s for the run, vouched %s, deposited %s", owed, prev, ch.Deposited)
+}
