@@ -111,149 +111,183 @@ func job(args ...string) Spec {
 func TestDockerJobs(t *testing.T) {
 	d := dockerOrSkip(t)
 	m, store := newTestManager(t, d, t.TempDir())
-	ctx := context.Background()
-	run := func(s Spec, opts SubmitOptions) *Job {
-		t.Helper()
-		j, err := m.Submit(s, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return waitJob(t, m, j.ID, time.Minute)
+	e := &dockerEnv{d: d, m: m, store: store}
+	for _, c := range []struct {
+		name string
+		test func(*dockerEnv, *testing.T)
+	}{
+		{"prints and exits 0", (*dockerEnv).printsAndExits},
+		{"pause holds a job past its end; resume lets it finish", (*dockerEnv).pauseResume},
+		{"exit 3 fails with the code", (*dockerEnv).exitCode},
+		{"inputs are readable, not writable; outputs come back", (*dockerEnv).inputsOutputs},
+		{"execution timeout kills", (*dockerEnv).executionTimeout},
+		{"cancel", (*dockerEnv).cancel},
+		{"mock GPUs are named, not requested", (*dockerEnv).mockGPUs},
+		{"sandbox", (*dockerEnv).sandbox},
+	} {
+		t.Run(c.name, func(t *testing.T) { c.test(e, t) })
 	}
+}
 
-	t.Run("prints and exits 0", func(t *testing.T) {
-		j := run(job("echo", "hello", "world"), SubmitOptions{})
-		if j.State != Completed || j.ExitCode == nil || *j.ExitCode != 0 || j.ResultCID == "" {
-			t.Fatalf("job %+v", j)
+// dockerEnv is the manager on the real engine that TestDockerJobs's
+// subtests share, one after the other.
+type dockerEnv struct {
+	d     *Docker
+	m     *Manager
+	store *content.Store
+}
+
+// run submits s and waits for its end.
+func (e *dockerEnv) run(t *testing.T, s Spec, opts SubmitOptions) *Job {
+	t.Helper()
+	j, err := e.m.Submit(s, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return waitJob(t, e.m, j.ID, time.Minute)
+}
+
+func (e *dockerEnv) printsAndExits(t *testing.T) {
+	j := e.run(t, job("echo", "hello", "world"), SubmitOptions{})
+	if j.State != Completed || j.ExitCode == nil || *j.ExitCode != 0 || j.ResultCID == "" {
+		t.Fatalf("job %+v", j)
+	}
+	if l := logsOf(t, e.m, j.ID); !strings.Contains(l, "hello") || !strings.Contains(l, "world") || !strings.Contains(l, "to stderr") {
+		t.Fatalf("logs %q", l)
+	}
+	if b, _ := os.ReadFile(filepath.Join(e.m.dir(j), "stdout.log")); string(b) != "hello\nworld\n" {
+		t.Fatalf("stdout.log %q", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(e.m.dir(j), "stderr.log")); string(b) != "to stderr\n" {
+		t.Fatalf("stderr.log %q", b)
+	}
+	var states []State
+	for _, h := range j.History {
+		states = append(states, h.State)
+	}
+	if got := fmtStates(states); got != "pending preparing running uploading completed" {
+		t.Fatalf("states %s", got)
+	}
+}
+
+func (e *dockerEnv) pauseResume(t *testing.T) {
+	ctx := context.Background()
+	j, err := e.m.Submit(job("sleep", "1s"), SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2ptest.WaitFor(t, time.Minute, func() bool {
+		g, _ := e.m.Get(j.ID)
+		return g.State == Running && g.ContainerID != ""
+	}, "job %s never ran", j.ID)
+	if _, err := e.m.Pause(ctx, j.ID, "the requester's vouchers stopped"); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := e.m.Get(j.ID)
+	if st, err := e.d.State(ctx, g.ContainerID); err != nil || !st.Paused {
+		t.Fatalf("the engine says the paused job's container is %+v (%v)", st, err)
+	}
+	// Frozen, the 1 s sleep cannot end: the job is still running,
+	// paused, well after it would have.
+	pausedAt := time.Now()
+	p2ptest.WaitFor(t, time.Minute, func() bool { return time.Since(pausedAt) > 3*time.Second }, "")
+	if g, _ := e.m.Get(j.ID); g.State != Running || g.PausedAt == nil || !strings.Contains(g.Reason, "paused") {
+		t.Fatalf("a paused 1 s job, 3 s later: %s (%s), paused at %v", g.State, g.Reason, g.PausedAt)
+	}
+	if _, err := e.m.Resume(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	g = waitJob(t, e.m, j.ID, time.Minute)
+	if g.State != Completed || g.PausedAt != nil || g.Paused(time.Now()) < 3*time.Second {
+		t.Fatalf("after resume: %s (%s), paused %s", g.State, g.Reason, g.Paused(time.Now()))
+	}
+}
+
+func (e *dockerEnv) exitCode(t *testing.T) {
+	j := e.run(t, job("exit", "3"), SubmitOptions{})
+	if j.State != Failed || j.ExitCode == nil || *j.ExitCode != 3 || !strings.Contains(j.Reason, "code 3") {
+		t.Fatalf("job %+v", j)
+	}
+}
+
+func (e *dockerEnv) inputsOutputs(t *testing.T) {
+	ctx := context.Background()
+	in := filepath.Join(t.TempDir(), "in.txt")
+	os.WriteFile(in, []byte("input bytes"), 0o644)
+	root, err := e.store.Add(ctx, in, content.AddOptions{Pin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := job("read", "/inputs/data")
+	s.Inputs = []Input{{CID: root.String(), Path: "/inputs/data"}}
+	j := e.run(t, s, SubmitOptions{})
+	l := logsOf(t, e.m, j.ID)
+	if j.State != Completed || !strings.Contains(l, "content: input bytes") || !strings.Contains(l, "input write refused") {
+		t.Fatalf("job %s %s, logs %q", j.State, j.Reason, l)
+	}
+	j = e.run(t, job("write", "/outputs/result.txt", "the result"), SubmitOptions{})
+	if j.State != Completed {
+		t.Fatalf("job %+v", j)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	rc, _ := cidDecode(j.ResultCID)
+	if _, err := e.store.Get(ctx, rc, out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "result.txt")); string(b) != "the result" {
+		t.Fatalf("result file %q", b)
+	}
+}
+
+func (e *dockerEnv) executionTimeout(t *testing.T) {
+	s := job("sleep", "60s")
+	s.Timeouts.Execution = "2s"
+	j := e.run(t, s, SubmitOptions{})
+	if j.State != TimedOut {
+		t.Fatalf("job %+v", j)
+	}
+}
+
+func (e *dockerEnv) cancel(t *testing.T) {
+	j, err := e.m.Submit(job("sleep", "60s"), SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitRunning(t, e.m, j.ID)
+	if _, err := e.m.Cancel(j.ID); err != nil {
+		t.Fatal(err)
+	}
+	if g := waitJob(t, e.m, j.ID, 30*time.Second); g.State != Canceled {
+		t.Fatalf("job %+v", g)
+	}
+	if _, err := e.m.Cancel(j.ID); err == nil {
+		t.Fatal("canceling a finished job succeeded")
+	}
+}
+
+func (e *dockerEnv) mockGPUs(t *testing.T) {
+	s := job("env")
+	s.Resources.GPUs = 2
+	j := e.run(t, s, SubmitOptions{GPUs: []string{"GPU-aaa", "GPU-bbb", "GPU-ccc"}})
+	if l := logsOf(t, e.m, j.ID); j.State != Completed || !strings.Contains(l, "NVIDIA_VISIBLE_DEVICES=GPU-aaa,GPU-bbb") {
+		t.Fatalf("job %s, logs %q", j.State, l)
+	}
+}
+
+func (e *dockerEnv) sandbox(t *testing.T) {
+	s := job("sandbox")
+	s.Resources.MemoryMiB = 256
+	j := e.run(t, s, SubmitOptions{})
+	l := logsOf(t, e.m, j.ID)
+	t.Logf("sandbox report:\n%s", l)
+	for _, what := range []string{"mount", "write /", "raw socket", "docker socket", "network", "fork bomb"} {
+		if !strings.Contains(l, "blocked "+what) {
+			t.Errorf("%s was not blocked", what)
 		}
-		if l := logsOf(t, m, j.ID); !strings.Contains(l, "hello") || !strings.Contains(l, "world") || !strings.Contains(l, "to stderr") {
-			t.Fatalf("logs %q", l)
-		}
-		if b, _ := os.ReadFile(filepath.Join(m.dir(j), "stdout.log")); string(b) != "hello\nworld\n" {
-			t.Fatalf("stdout.log %q", b)
-		}
-		if b, _ := os.ReadFile(filepath.Join(m.dir(j), "stderr.log")); string(b) != "to stderr\n" {
-			t.Fatalf("stderr.log %q", b)
-		}
-		var states []State
-		for _, h := range j.History {
-			states = append(states, h.State)
-		}
-		if got := fmtStates(states); got != "pending preparing running uploading completed" {
-			t.Fatalf("states %s", got)
-		}
-	})
-	t.Run("pause holds a job past its end; resume lets it finish", func(t *testing.T) {
-		j, err := m.Submit(job("sleep", "1s"), SubmitOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		p2ptest.WaitFor(t, time.Minute, func() bool {
-			g, _ := m.Get(j.ID)
-			return g.State == Running && g.ContainerID != ""
-		}, "job %s never ran", j.ID)
-		if _, err := m.Pause(ctx, j.ID, "the requester's vouchers stopped"); err != nil {
-			t.Fatal(err)
-		}
-		g, _ := m.Get(j.ID)
-		if st, err := d.State(ctx, g.ContainerID); err != nil || !st.Paused {
-			t.Fatalf("the engine says the paused job's container is %+v (%v)", st, err)
-		}
-		// Frozen, the 1 s sleep cannot end: the job is still running,
-		// paused, well after it would have.
-		pausedAt := time.Now()
-		p2ptest.WaitFor(t, time.Minute, func() bool { return time.Since(pausedAt) > 3*time.Second }, "")
-		if g, _ := m.Get(j.ID); g.State != Running || g.PausedAt == nil || !strings.Contains(g.Reason, "paused") {
-			t.Fatalf("a paused 1 s job, 3 s later: %s (%s), paused at %v", g.State, g.Reason, g.PausedAt)
-		}
-		if _, err := m.Resume(ctx, j.ID); err != nil {
-			t.Fatal(err)
-		}
-		g = waitJob(t, m, j.ID, time.Minute)
-		if g.State != Completed || g.PausedAt != nil || g.Paused(time.Now()) < 3*time.Second {
-			t.Fatalf("after resume: %s (%s), paused %s", g.State, g.Reason, g.Paused(time.Now()))
-		}
-	})
-	t.Run("exit 3 fails with the code", func(t *testing.T) {
-		j := run(job("exit", "3"), SubmitOptions{})
-		if j.State != Failed || j.ExitCode == nil || *j.ExitCode != 3 || !strings.Contains(j.Reason, "code 3") {
-			t.Fatalf("job %+v", j)
-		}
-	})
-	t.Run("inputs are readable, not writable; outputs come back", func(t *testing.T) {
-		in := filepath.Join(t.TempDir(), "in.txt")
-		os.WriteFile(in, []byte("input bytes"), 0o644)
-		root, err := store.Add(ctx, in, content.AddOptions{Pin: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := job("read", "/inputs/data")
-		s.Inputs = []Input{{CID: root.String(), Path: "/inputs/data"}}
-		j := run(s, SubmitOptions{})
-		l := logsOf(t, m, j.ID)
-		if j.State != Completed || !strings.Contains(l, "content: input bytes") || !strings.Contains(l, "input write refused") {
-			t.Fatalf("job %s %s, logs %q", j.State, j.Reason, l)
-		}
-		j = run(job("write", "/outputs/result.txt", "the result"), SubmitOptions{})
-		if j.State != Completed {
-			t.Fatalf("job %+v", j)
-		}
-		out := filepath.Join(t.TempDir(), "out")
-		rc, _ := cidDecode(j.ResultCID)
-		if _, err := store.Get(ctx, rc, out, nil); err != nil {
-			t.Fatal(err)
-		}
-		if b, _ := os.ReadFile(filepath.Join(out, "result.txt")); string(b) != "the result" {
-			t.Fatalf("result file %q", b)
-		}
-	})
-	t.Run("execution timeout kills", func(t *testing.T) {
-		s := job("sleep", "60s")
-		s.Timeouts.Execution = "2s"
-		j := run(s, SubmitOptions{})
-		if j.State != TimedOut {
-			t.Fatalf("job %+v", j)
-		}
-	})
-	t.Run("cancel", func(t *testing.T) {
-		j, err := m.Submit(job("sleep", "60s"), SubmitOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitRunning(t, m, j.ID)
-		if _, err := m.Cancel(j.ID); err != nil {
-			t.Fatal(err)
-		}
-		if g := waitJob(t, m, j.ID, 30*time.Second); g.State != Canceled {
-			t.Fatalf("job %+v", g)
-		}
-		if _, err := m.Cancel(j.ID); err == nil {
-			t.Fatal("canceling a finished job succeeded")
-		}
-	})
-	t.Run("mock GPUs are named, not requested", func(t *testing.T) {
-		s := job("env")
-		s.Resources.GPUs = 2
-		j := run(s, SubmitOptions{GPUs: []string{"GPU-aaa", "GPU-bbb", "GPU-ccc"}})
-		if l := logsOf(t, m, j.ID); j.State != Completed || !strings.Contains(l, "NVIDIA_VISIBLE_DEVICES=GPU-aaa,GPU-bbb") {
-			t.Fatalf("job %s, logs %q", j.State, l)
-		}
-	})
-	t.Run("sandbox", func(t *testing.T) {
-		s := job("sandbox")
-		s.Resources.MemoryMiB = 256
-		j := run(s, SubmitOptions{})
-		l := logsOf(t, m, j.ID)
-		t.Logf("sandbox report:\n%s", l)
-		for _, what := range []string{"mount", "write /", "raw socket", "docker socket", "network", "fork bomb"} {
-			if !strings.Contains(l, "blocked "+what) {
-				t.Errorf("%s was not blocked", what)
-			}
-		}
-		if strings.Contains(l, "ALLOWED") {
-			t.Errorf("something was allowed")
-		}
-	})
+	}
+	if strings.Contains(l, "ALLOWED") {
+		t.Errorf("something was allowed")
+	}
 }
 
 func fmtStates(s []State) string {

@@ -86,140 +86,214 @@ func cleanEntry(name string) string {
 // uncompressed layer's digest equal to its diff ID. Sparse entries are
 // refused: they read back larger than the tarball, as zeros.
 func readImageArchive(open func() (io.ReadCloser, error), size int64) (*imageArchive, error) {
+	entries, manifest, err := scanImageTar(open, size)
+	if err != nil {
+		return nil, err
+	}
+	m, err := parseImageManifest(manifest)
+	if err != nil {
+		return nil, err
+	}
+	a, sums, err := m.resolve(entries)
+	if err != nil {
+		return nil, err
+	}
+	diffIDs, err := readImageConfig(open, a)
+	if err != nil {
+		return nil, err
+	}
+	if len(diffIDs) != len(a.Layers) {
+		return nil, imageTarErr("the config lists %d layers, manifest.json %d", len(diffIDs), len(a.Layers))
+	}
+	for i, e := range sums {
+		if e.compressed {
+			continue
+		}
+		if want, got := diffIDs[i], "sha256:"+hex.EncodeToString(e.sum[:]); want != got {
+			return nil, imageTarErr("layer %d (%.100q) does not match its diff ID: config says %.80q, the layer is %s", i, a.Layers[i], want, got)
+		}
+	}
+	return a, nil
+}
+
+// scanImageTar reads the whole tarball once: every entry by its cleaned
+// name, the regular files' digests, and manifest.json's bytes.
+func scanImageTar(open func() (io.ReadCloser, error), size int64) (map[string]*tarEntry, []byte, error) {
 	r, err := open()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	defer r.Close()
 	entries := map[string]*tarEntry{}
 	var manifest []byte
-	err = func() error {
-		defer r.Close()
-		tr := tar.NewReader(r)
-		var total int64
-		for n := 0; ; n++ {
-			h, err := tr.Next()
-			if err == io.EOF {
-				return nil
-			}
-			if err != nil {
-				return imageTarErr("reading the tar: %v", err)
-			}
-			if n >= maxTarEntries {
-				return imageTarErr("more than %d entries", maxTarEntries)
-			}
-			name := cleanEntry(h.Name)
-			if name == "" {
-				return imageTarErr("entry %.100q is outside the tarball", h.Name)
-			}
-			if entries[name] != nil {
-				return imageTarErr("entry %.100q appears twice", name)
-			}
-			e := &tarEntry{typ: h.Typeflag, size: h.Size}
-			entries[name] = e
-			for k := range h.PAXRecords {
-				if strings.HasPrefix(k, "GNU.sparse.") {
-					return imageTarErr("entry %.100q is sparse; give a plain docker save tarball", name)
-				}
-			}
-			if h.Typeflag == tar.TypeReg {
-				if total += h.Size; h.Size < 0 || total > size {
-					return imageTarErr("entry %.100q: its files add up to more than the tarball's %d bytes", name, size)
-				}
-			}
-			switch h.Typeflag {
-			case tar.TypeReg:
-				if name == "manifest.json" {
-					if h.Size > maxManifestBytes {
-						return imageTarErr("manifest.json is %d bytes, limit %d", h.Size, maxManifestBytes)
-					}
-					if manifest, err = io.ReadAll(tr); err != nil {
-						return imageTarErr("manifest.json: %v", err)
-					}
-					continue
-				}
-				hs := sha256.New()
-				var head [4]byte
-				k, _ := io.ReadFull(tr, head[:])
-				hs.Write(head[:k])
-				if _, err := io.Copy(hs, tr); err != nil {
-					return imageTarErr("entry %.100q: %v", name, err)
-				}
-				hs.Sum(e.sum[:0])
-				e.compressed = bytes.HasPrefix(head[:k], []byte{0x1f, 0x8b}) || bytes.HasPrefix(head[:k], []byte{0x28, 0xb5, 0x2f, 0xfd})
-			case tar.TypeSymlink:
-				if strings.HasPrefix(h.Linkname, "/") {
-					e.link = ""
-				} else {
-					e.link = cleanEntry(path.Join(path.Dir(name), h.Linkname))
-				}
-			case tar.TypeLink:
-				e.link = cleanEntry(h.Linkname)
+	tr := tar.NewReader(r)
+	var total int64
+	for n := 0; ; n++ {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, nil, imageTarErr("reading the tar: %v", err)
+		}
+		if n >= maxTarEntries {
+			return nil, nil, imageTarErr("more than %d entries", maxTarEntries)
+		}
+		name, e, err := newTarEntry(h, entries)
+		if err != nil {
+			return nil, nil, err
+		}
+		if h.Typeflag == tar.TypeReg {
+			if total += h.Size; h.Size < 0 || total > size {
+				return nil, nil, imageTarErr("entry %.100q: its files add up to more than the tarball's %d bytes", name, size)
 			}
 		}
-	}()
-	if err != nil {
-		return nil, err
+		if h.Typeflag == tar.TypeReg && name == "manifest.json" {
+			if manifest, err = readManifestEntry(tr, h.Size); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		if err := e.read(tr, h, name); err != nil {
+			return nil, nil, err
+		}
 	}
 	if manifest == nil {
-		return nil, imageTarErr("no manifest.json (make it with docker save NAME:TAG)")
+		return nil, nil, imageTarErr("no manifest.json (make it with docker save NAME:TAG)")
 	}
-	var man []struct {
-		Config       string
-		RepoTags     []string
-		Layers       []string
-		LayerSources map[string]json.RawMessage
+	return entries, manifest, nil
+}
+
+// newTarEntry records h in entries under its cleaned name, refusing names
+// outside the tarball, twice the same name, and sparse entries.
+func newTarEntry(h *tar.Header, entries map[string]*tarEntry) (string, *tarEntry, error) {
+	name := cleanEntry(h.Name)
+	if name == "" {
+		return "", nil, imageTarErr("entry %.100q is outside the tarball", h.Name)
 	}
+	if entries[name] != nil {
+		return "", nil, imageTarErr("entry %.100q appears twice", name)
+	}
+	e := &tarEntry{typ: h.Typeflag, size: h.Size}
+	entries[name] = e
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return "", nil, imageTarErr("entry %.100q is sparse; give a plain docker save tarball", name)
+		}
+	}
+	return name, e, nil
+}
+
+func readManifestEntry(tr *tar.Reader, size int64) ([]byte, error) {
+	if size > maxManifestBytes {
+		return nil, imageTarErr("manifest.json is %d bytes, limit %d", size, maxManifestBytes)
+	}
+	b, err := io.ReadAll(tr)
+	if err != nil {
+		return nil, imageTarErr("manifest.json: %v", err)
+	}
+	return b, nil
+}
+
+// read takes what e needs from entry name, whose header is h: a regular
+// file's digest and whether it is compressed, a link's target.
+func (e *tarEntry) read(tr *tar.Reader, h *tar.Header, name string) error {
+	switch h.Typeflag {
+	case tar.TypeReg:
+		hs := sha256.New()
+		var head [4]byte
+		k, _ := io.ReadFull(tr, head[:])
+		hs.Write(head[:k])
+		if _, err := io.Copy(hs, tr); err != nil {
+			return imageTarErr("entry %.100q: %v", name, err)
+		}
+		hs.Sum(e.sum[:0])
+		e.compressed = bytes.HasPrefix(head[:k], []byte{0x1f, 0x8b}) || bytes.HasPrefix(head[:k], []byte{0x28, 0xb5, 0x2f, 0xfd})
+	case tar.TypeSymlink:
+		if !strings.HasPrefix(h.Linkname, "/") {
+			e.link = cleanEntry(path.Join(path.Dir(name), h.Linkname))
+		}
+	case tar.TypeLink:
+		e.link = cleanEntry(h.Linkname)
+	}
+	return nil
+}
+
+// imageManifest is the one image of a tarball's manifest.json.
+type imageManifest struct {
+	Config       string
+	RepoTags     []string
+	Layers       []string
+	LayerSources map[string]json.RawMessage
+}
+
+func parseImageManifest(manifest []byte) (*imageManifest, error) {
+	var man []imageManifest
 	if err := json.Unmarshal(manifest, &man); err != nil {
 		return nil, imageTarErr("manifest.json: %v", err)
 	}
 	if len(man) != 1 {
 		return nil, imageTarErr("manifest.json lists %d images; give one image per tarball", len(man))
 	}
-	m := man[0]
+	m := &man[0]
 	if len(m.LayerSources) > 0 {
 		return nil, imageTarErr("manifest.json has LayerSources (foreign layers the engine would download); give every layer in the tarball")
 	}
 	if len(m.Layers) > maxImageLayers {
 		return nil, imageTarErr("%d layers, limit %d", len(m.Layers), maxImageLayers)
 	}
-	resolve := func(what, name string) (string, *tarEntry, error) {
-		n := cleanEntry(name)
-		if n == "" {
-			return "", nil, imageTarErr("%s %.100q is outside the tarball", what, name)
-		}
-		for hops := 0; ; hops++ {
-			e := entries[n]
-			switch {
-			case e == nil:
-				return "", nil, imageTarErr("%s %.100q is missing from the tarball", what, name)
-			case e.typ == tar.TypeReg:
-				return n, e, nil
-			case (e.typ == tar.TypeSymlink || e.typ == tar.TypeLink) && e.link != "" && hops < 8:
-				n = e.link
-			default:
-				return "", nil, imageTarErr("%s %.100q is not a file in the tarball", what, name)
-			}
-		}
-	}
-	a := &imageArchive{}
-	cfgName, cfgEntry, err := resolve("config", m.Config)
+	return m, nil
+}
+
+// resolve finds the manifest's config and layers among the tarball's
+// entries, following links; it gives the layers' entries too, in order.
+func (m *imageManifest) resolve(entries map[string]*tarEntry) (*imageArchive, []*tarEntry, error) {
+	cfgName, cfgEntry, err := resolveEntry(entries, "config", m.Config)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if cfgEntry.size > maxConfigBytes {
-		return nil, imageTarErr("config %.100q is %d bytes, limit %d", m.Config, cfgEntry.size, maxConfigBytes)
+		return nil, nil, imageTarErr("config %.100q is %d bytes, limit %d", m.Config, cfgEntry.size, maxConfigBytes)
 	}
-	a.Config = cfgName
+	a := &imageArchive{Config: cfgName}
 	var sums []*tarEntry
 	for i, l := range m.Layers {
-		n, e, err := resolve(fmt.Sprintf("layer %d", i), l)
+		n, e, err := resolveEntry(entries, fmt.Sprintf("layer %d", i), l)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		a.Layers = append(a.Layers, n)
 		sums = append(sums, e)
 	}
-	cfg, err := readEntry(open, cfgName, maxConfigBytes)
+	return a, sums, nil
+}
+
+// resolveEntry follows name (what the manifest calls it, for errors)
+// through at most 8 links to a regular file.
+func resolveEntry(entries map[string]*tarEntry, what, name string) (string, *tarEntry, error) {
+	n := cleanEntry(name)
+	if n == "" {
+		return "", nil, imageTarErr("%s %.100q is outside the tarball", what, name)
+	}
+	for hops := 0; ; hops++ {
+		e := entries[n]
+		switch {
+		case e == nil:
+			return "", nil, imageTarErr("%s %.100q is missing from the tarball", what, name)
+		case e.typ == tar.TypeReg:
+			return n, e, nil
+		case (e.typ == tar.TypeSymlink || e.typ == tar.TypeLink) && e.link != "" && hops < 8:
+			n = e.link
+		default:
+			return "", nil, imageTarErr("%s %.100q is not a file in the tarball", what, name)
+		}
+	}
+}
+
+// readImageConfig reads a's config (the tarball's second reading) and
+// gives its layers' diff IDs; it refuses an image for another OS.
+func readImageConfig(open func() (io.ReadCloser, error), a *imageArchive) ([]string, error) {
+	cfg, err := readEntry(open, a.Config, maxConfigBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -231,23 +305,12 @@ func readImageArchive(open func() (io.ReadCloser, error), size int64) (*imageArc
 		} `json:"rootfs"`
 	}
 	if err := json.Unmarshal(cfg, &conf); err != nil {
-		return nil, imageTarErr("config %.100q: %v", cfgName, err)
+		return nil, imageTarErr("config %.100q: %v", a.Config, err)
 	}
 	if conf.OS != "" && conf.OS != "linux" {
 		return nil, imageTarErr("config: os %.32q; this node runs linux images", conf.OS)
 	}
-	if len(conf.RootFS.DiffIDs) != len(a.Layers) {
-		return nil, imageTarErr("the config lists %d layers, manifest.json %d", len(conf.RootFS.DiffIDs), len(a.Layers))
-	}
-	for i, e := range sums {
-		if e.compressed {
-			continue
-		}
-		if want, got := conf.RootFS.DiffIDs[i], "sha256:"+hex.EncodeToString(e.sum[:]); want != got {
-			return nil, imageTarErr("layer %d (%.100q) does not match its diff ID: config says %.80q, the layer is %s", i, a.Layers[i], want, got)
-		}
-	}
-	return a, nil
+	return conf.RootFS.DiffIDs, nil
 }
 
 // readEntry reads one regular entry of at most limit bytes.

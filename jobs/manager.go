@@ -786,7 +786,7 @@ func (m *Manager) followOnce(ctx, wctx context.Context, j *Job, reattached bool)
 	// from it rather than append duplicates.
 	stdout, err1 := openRotating(filepath.Join(dir, "stdout.log"), m.cfg.MaxLogBytes, reattached)
 	stderr, err2 := openRotating(filepath.Join(dir, "stderr.log"), m.cfg.MaxLogBytes, reattached)
-	both, err3 := openRotating(filepath.Join(dir, "output.log"), m.cfg.MaxLogBytes, reattached)
+	both, err3 := openRotating(m.outputLog(j), m.cfg.MaxLogBytes, reattached)
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return 0, "", "", err
 	}
@@ -1044,7 +1044,7 @@ func (m *Manager) Logs(ctx context.Context, id string, follow bool, w io.Writer)
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(m.dir(j), "output.log")
+	path := m.outputLog(j)
 	f, err := os.Open(path)
 	for os.IsNotExist(err) {
 		// Not started yet. A job that ended meanwhile wrote its file

@@ -97,21 +97,74 @@ const noExit = -1
 // A job submitted to the manager, from pending to its end state, for each
 // way a run ends and each runtime call that fails.
 func TestStateMachine(t *testing.T) {
-	inputCID := testCID("input").String()
-	cases := []struct {
-		name  string
-		spec  func(*Spec)
-		opts  func(*fakeEnv) SubmitOptions
-		cfg   func(*fakeEnv, *Config)
-		setup func(*fakeEnv) // before the manager starts
-		// act runs once the job is submitted; the job then runs to its end.
-		act     func(t *testing.T, e *fakeEnv, id string)
-		state   State
-		reason  string // part of the end reason; "" wants none
-		exit    int    // noExit: none recorded
-		history string // the states in order, when set
-		check   func(t *testing.T, e *fakeEnv, j *Job)
-	}{
+	for _, tc := range slices.Concat(runEndCases(), prepareCases(), imageCases(), runtimeCases(), gateCases(), jobNetCases(), serviceCases()) {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			runStateCase(t, tc)
+		})
+	}
+}
+
+// runStateCase submits tc's job and checks how it ended.
+func runStateCase(t *testing.T, tc stateCase) {
+	e := &fakeEnv{rt: newFakeRuntime(), fc: &fakeContent{}}
+	if tc.setup != nil {
+		tc.setup(e)
+	}
+	e.m = fakeManager(t, t.TempDir(), e.rt, e.fc, func(c *Config) {
+		if tc.cfg != nil {
+			tc.cfg(e, c)
+		}
+	})
+	e.m.backoff = func(int) time.Duration { e.backoffs.Add(1); return e.backoffWait }
+	s := fakeSpec()
+	if tc.spec != nil {
+		tc.spec(&s)
+	}
+	var opts SubmitOptions
+	if tc.opts != nil {
+		opts = tc.opts(e)
+	}
+	j, err := e.m.Submit(s, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tc.act != nil {
+		tc.act(t, e, j.ID)
+	}
+	j = waitJob(t, e.m, j.ID, 30*time.Second)
+	checkEnd(t, j, tc.state, tc.reason, tc.exit)
+	if tc.history != "" && states(j) != tc.history {
+		t.Errorf("states %q, want %q", states(j), tc.history)
+	}
+	// The record on disk is the one in memory.
+	if rec, err := loadJob(filepath.Join(e.m.cfg.Dir, j.ID)); err != nil || rec.State != j.State || len(rec.History) != len(j.History) {
+		t.Errorf("persisted %+v, %v", rec, err)
+	}
+	if tc.check != nil {
+		tc.check(t, e, j)
+	}
+}
+
+// stateCase is one run of TestStateMachine.
+type stateCase struct {
+	name  string
+	spec  func(*Spec)
+	opts  func(*fakeEnv) SubmitOptions
+	cfg   func(*fakeEnv, *Config)
+	setup func(*fakeEnv) // before the manager starts
+	// act runs once the job is submitted; the job then runs to its end.
+	act     func(t *testing.T, e *fakeEnv, id string)
+	state   State
+	reason  string // part of the end reason; "" wants none
+	exit    int    // noExit: none recorded
+	history string // the states in order, when set
+	check   func(t *testing.T, e *fakeEnv, j *Job)
+}
+
+// runEndCases: how a run ends: its exit, a cancel, a failure, a timeout.
+func runEndCases() []stateCase {
+	return []stateCase{
 		{
 			name:  "exit 0 uploads the outputs and completes",
 			setup: func(e *fakeEnv) { e.rt.exits = []int{0} },
@@ -195,6 +248,12 @@ func TestStateMachine(t *testing.T) {
 			spec:  func(s *Spec) { s.Timeouts.Total = "1s" },
 			state: TimedOut, reason: "took longer than the total timeout 1s", exit: 143,
 		},
+	}
+}
+
+// prepareCases: what ends a job while it prepares.
+func prepareCases() []stateCase {
+	return []stateCase{
 		{
 			name:  "the prepare timeout ends a slow pull",
 			cfg:   func(_ *fakeEnv, c *Config) { c.PrepareTimeout = 50 * time.Millisecond },
@@ -264,6 +323,13 @@ func TestStateMachine(t *testing.T) {
 			},
 			state: Failed, reason: "the deal ended", exit: noExit,
 		},
+	}
+}
+
+// imageCases: the image and the inputs a job needs before it runs.
+func imageCases() []stateCase {
+	inputCID := testCID("input").String()
+	return []stateCase{
 		{
 			name:  "a missing image is not pulled with NoPull",
 			cfg:   func(_ *fakeEnv, c *Config) { c.NoPull = true },
@@ -324,6 +390,12 @@ func TestStateMachine(t *testing.T) {
 			setup: func(e *fakeEnv) { e.fc.getErr = errBoom },
 			state: Failed, reason: "input 0 (" + inputCID + " → /inputs/data): boom", exit: noExit,
 		},
+	}
+}
+
+// runtimeCases: each runtime call's failure, and GPUs.
+func runtimeCases() []stateCase {
+	return []stateCase{
 		{
 			name:  "create fails",
 			setup: func(e *fakeEnv) { e.rt.fail("Create", errBoom) },
@@ -398,6 +470,12 @@ func TestStateMachine(t *testing.T) {
 				}
 			},
 		},
+	}
+}
+
+// gateCases: a distributed rank's gate.
+func gateCases() []stateCase {
+	return []stateCase{
 		{
 			name: "a gated job waits for go, then runs with its env",
 			opts: func(*fakeEnv) SubmitOptions {
@@ -461,6 +539,12 @@ func TestStateMachine(t *testing.T) {
 			},
 			state: Failed, reason: "distributed start refused", exit: noExit,
 		},
+	}
+}
+
+// jobNetCases: a distributed rank's job network.
+func jobNetCases() []stateCase {
+	return []stateCase{
 		{
 			name: "a job network: holder, namespace, release",
 			opts: func(e *fakeEnv) SubmitOptions {
@@ -507,6 +591,12 @@ func TestStateMachine(t *testing.T) {
 			setup: func(e *fakeEnv) { e.rt.fail("Create", errBoom) },
 			state: Failed, reason: "job network: holder container: boom", exit: noExit,
 		},
+	}
+}
+
+// serviceCases: services: restarts and readiness.
+func serviceCases() []stateCase {
+	return []stateCase{
 		{
 			name:  "a service is restarted after a crash, its logs kept whole",
 			spec:  service,
@@ -581,48 +671,6 @@ func TestStateMachine(t *testing.T) {
 			},
 		},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			e := &fakeEnv{rt: newFakeRuntime(), fc: &fakeContent{}}
-			if tc.setup != nil {
-				tc.setup(e)
-			}
-			e.m = fakeManager(t, t.TempDir(), e.rt, e.fc, func(c *Config) {
-				if tc.cfg != nil {
-					tc.cfg(e, c)
-				}
-			})
-			e.m.backoff = func(int) time.Duration { e.backoffs.Add(1); return e.backoffWait }
-			s := fakeSpec()
-			if tc.spec != nil {
-				tc.spec(&s)
-			}
-			var opts SubmitOptions
-			if tc.opts != nil {
-				opts = tc.opts(e)
-			}
-			j, err := e.m.Submit(s, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tc.act != nil {
-				tc.act(t, e, j.ID)
-			}
-			j = waitJob(t, e.m, j.ID, 30*time.Second)
-			checkEnd(t, j, tc.state, tc.reason, tc.exit)
-			if tc.history != "" && states(j) != tc.history {
-				t.Errorf("states %q, want %q", states(j), tc.history)
-			}
-			// The record on disk is the one in memory.
-			if rec, err := loadJob(filepath.Join(e.m.cfg.Dir, j.ID)); err != nil || rec.State != j.State || len(rec.History) != len(j.History) {
-				t.Errorf("persisted %+v, %v", rec, err)
-			}
-			if tc.check != nil {
-				tc.check(t, e, j)
-			}
-		})
-	}
 }
 
 func checkEnd(t *testing.T, j *Job, state State, reason string, exit int) {
@@ -644,17 +692,66 @@ func checkEnd(t *testing.T, j *Job, state State, reason string, exit int) {
 // A daemon that restarts finds the records its last run left and the
 // containers still in the engine, and picks up each job where it was.
 func TestReattach(t *testing.T) {
-	const id = "00000000000000a1"
-	cases := []struct {
-		name   string
-		job    func(*Job) // the record as the last daemon left it
-		setup  func(*fakeRuntime)
-		act    func(t *testing.T, rt *fakeRuntime)
-		state  State
-		reason string
-		exit   int
-		check  func(t *testing.T, rt *fakeRuntime, dir string)
-	}{
+	for _, tc := range slices.Concat(containerCases(), recordCases()) {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			runReattachCase(t, tc)
+		})
+	}
+}
+
+// runReattachCase leaves tc's record and containers, starts a manager on
+// them and checks how the job ended.
+func runReattachCase(t *testing.T, tc reattachCase) {
+	const id = reattachID
+	dir := t.TempDir()
+	now := time.Now().UTC()
+	j := &Job{ID: id, Spec: fakeSpec(), State: Running, ContainerID: "old", CreatedAt: now, StartedAt: &now,
+		History: []Transition{{State: Pending, At: now}, {State: Preparing, At: now}, {State: Running, At: now}}}
+	if tc.job != nil {
+		tc.job(j)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, id), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.save(filepath.Join(dir, id)); err != nil {
+		t.Fatal(err)
+	}
+	// What the last daemon wrote of the logs; the engine has it all.
+	os.WriteFile(filepath.Join(dir, id, "stdout.log"), []byte("stale\n"), 0o600)
+	rt := newFakeRuntime()
+	if tc.setup != nil {
+		tc.setup(rt)
+	}
+	m := fakeManager(t, dir, rt, &fakeContent{}, nil)
+	if tc.act != nil {
+		tc.act(t, rt)
+	}
+	got := waitJob(t, m, id, 30*time.Second)
+	checkEnd(t, got, tc.state, tc.reason, tc.exit)
+	if tc.check != nil {
+		tc.check(t, rt, dir)
+	}
+}
+
+// reattachCase is one run of TestReattach.
+type reattachCase struct {
+	name   string
+	job    func(*Job) // the record as the last daemon left it
+	setup  func(*fakeRuntime)
+	act    func(t *testing.T, rt *fakeRuntime)
+	state  State
+	reason string
+	exit   int
+	check  func(t *testing.T, rt *fakeRuntime, dir string)
+}
+
+// reattachID is the job the last daemon left in each reattach case.
+const reattachID = "00000000000000a1"
+
+// containerCases: a running job's container, as the restarted daemon finds it.
+func containerCases() []reattachCase {
+	return []reattachCase{
 		{
 			name:  "a running container is followed to its end, its logs rewritten",
 			setup: func(rt *fakeRuntime) { rt.add("old", true, 0, "run 1") },
@@ -664,7 +761,7 @@ func TestReattach(t *testing.T) {
 			},
 			state: Completed, exit: 0,
 			check: func(t *testing.T, rt *fakeRuntime, dir string) {
-				if got := readFile(t, filepath.Join(dir, id, "stdout.log")); got != "run 1\n" {
+				if got := readFile(t, filepath.Join(dir, reattachID, "stdout.log")); got != "run 1\n" {
 					t.Errorf("stdout.log %q", got)
 				}
 			},
@@ -693,6 +790,12 @@ func TestReattach(t *testing.T) {
 				}
 			},
 		},
+	}
+}
+
+// recordCases: a record the last daemon left in another state than running.
+func recordCases() []reattachCase {
+	return []reattachCase{
 		{
 			name:  "a job caught preparing fails",
 			job:   func(j *Job) { j.State, j.ContainerID = Preparing, "" },
@@ -750,39 +853,6 @@ func TestReattach(t *testing.T) {
 				}
 			},
 		},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			dir := t.TempDir()
-			now := time.Now().UTC()
-			j := &Job{ID: id, Spec: fakeSpec(), State: Running, ContainerID: "old", CreatedAt: now, StartedAt: &now,
-				History: []Transition{{State: Pending, At: now}, {State: Preparing, At: now}, {State: Running, At: now}}}
-			if tc.job != nil {
-				tc.job(j)
-			}
-			if err := os.MkdirAll(filepath.Join(dir, id), 0o700); err != nil {
-				t.Fatal(err)
-			}
-			if err := j.save(filepath.Join(dir, id)); err != nil {
-				t.Fatal(err)
-			}
-			// What the last daemon wrote of the logs; the engine has it all.
-			os.WriteFile(filepath.Join(dir, id, "stdout.log"), []byte("stale\n"), 0o600)
-			rt := newFakeRuntime()
-			if tc.setup != nil {
-				tc.setup(rt)
-			}
-			m := fakeManager(t, dir, rt, &fakeContent{}, nil)
-			if tc.act != nil {
-				tc.act(t, rt)
-			}
-			got := waitJob(t, m, id, 30*time.Second)
-			checkEnd(t, got, tc.state, tc.reason, tc.exit)
-			if tc.check != nil {
-				tc.check(t, rt, dir)
-			}
-		})
 	}
 }
 

@@ -24,108 +24,120 @@ import (
 // the host (5555 here). A port dial or a job network's join by that PID
 // would land in the host's namespace; the daemon must refuse instead.
 func TestReusedPIDNeverCounts(t *testing.T) {
-	const hostPid = 5555
-	type dialer struct {
-		mu     sync.Mutex
-		pids   []int
-		conns  []net.Conn
-		during func(pid int) // runs inside the dial
-	}
-	newManager := func(t *testing.T, d *dialer) (*Manager, *fakeRuntime) {
-		rt := newFakeRuntime()
-		rt.hostPids[hostPid] = true
-		m := fakeManager(t, t.TempDir(), rt, &fakeContent{}, func(c *Config) {
-			c.DialPort = func(ctx context.Context, pid, port int) (net.Conn, error) {
-				if d.during != nil {
-					d.during(pid)
-				}
-				a, b := net.Pipe()
-				t.Cleanup(func() { a.Close(); b.Close() })
-				d.mu.Lock()
-				defer d.mu.Unlock()
-				d.pids, d.conns = append(d.pids, pid), append(d.conns, a)
-				return a, nil
+	t.Run("a port dial by a PID the engine gave before its process changed", testStalePIDDial)
+	t.Run("a dial during which the process exits and its PID is reused", testPIDReusedDuringDial)
+	t.Run("a job network joined by a reused PID", testJobNetReusedPID)
+}
+
+// reusedPID is the host's process whose number the engine's stale answers
+// give.
+const reusedPID = 5555
+
+// pidDialer records the PIDs a manager's DialPort was given and the
+// connections it handed back.
+type pidDialer struct {
+	mu     sync.Mutex
+	pids   []int
+	conns  []net.Conn
+	during func(pid int) // runs inside the dial
+}
+
+// reusedPIDManager is a manager on a fake runtime on whose host pid
+// reusedPID runs, dialing ports through d.
+func reusedPIDManager(t *testing.T, d *pidDialer) (*Manager, *fakeRuntime) {
+	rt := newFakeRuntime()
+	rt.hostPids[reusedPID] = true
+	m := fakeManager(t, t.TempDir(), rt, &fakeContent{}, func(c *Config) {
+		c.DialPort = func(ctx context.Context, pid, port int) (net.Conn, error) {
+			if d.during != nil {
+				d.during(pid)
 			}
-		})
-		return m, rt
+			a, b := net.Pipe()
+			t.Cleanup(func() { a.Close(); b.Close() })
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			d.pids, d.conns = append(d.pids, pid), append(d.conns, a)
+			return a, nil
+		}
+	})
+	return m, rt
+}
+
+func testStalePIDDial(t *testing.T) {
+	d := &pidDialer{}
+	m, rt := reusedPIDManager(t, d)
+	rt.add("svc", true, 0) // pid 4242
+	rt.stale["svc"] = []ContainerState{{Exists: true, Running: true, Pid: reusedPID}}
+	j := &Job{ContainerID: "svc"}
+	c, err := m.dialPort(context.Background(), j, 8080)
+	t.Logf("dial: %v; dialed pids %v", err, d.pids)
+	if slices.Contains(d.pids, reusedPID) {
+		t.Errorf("dialed in the namespace of pid %d, a host process", reusedPID)
 	}
+	if err == nil || !strings.Contains(err.Error(), "pid 5555 is not used") {
+		t.Errorf("dial: %v, %v; want a refusal naming pid %d", c, err, reusedPID)
+	}
+	// The engine's next answer is the truth: the container's own.
+	if c, err := m.dialPort(context.Background(), j, 8080); err != nil || d.pids[len(d.pids)-1] != 4242 {
+		t.Fatalf("the next dial: %v, %v, pids %v", c, err, d.pids)
+	}
+}
 
-	t.Run("a port dial by a PID the engine gave before its process changed", func(t *testing.T) {
-		d := &dialer{}
-		m, rt := newManager(t, d)
-		rt.add("svc", true, 0) // pid 4242
-		rt.stale["svc"] = []ContainerState{{Exists: true, Running: true, Pid: hostPid}}
-		j := &Job{ContainerID: "svc"}
-		c, err := m.dialPort(context.Background(), j, 8080)
-		t.Logf("dial: %v; dialed pids %v", err, d.pids)
-		if slices.Contains(d.pids, hostPid) {
-			t.Errorf("dialed in the namespace of pid %d, a host process", hostPid)
-		}
-		if err == nil || !strings.Contains(err.Error(), "pid 5555 is not used") {
-			t.Errorf("dial: %v, %v; want a refusal naming pid %d", c, err, hostPid)
-		}
-		// The engine's next answer is the truth: the container's own.
-		if c, err := m.dialPort(context.Background(), j, 8080); err != nil || d.pids[len(d.pids)-1] != 4242 {
-			t.Fatalf("the next dial: %v, %v, pids %v", c, err, d.pids)
-		}
-	})
+func testPIDReusedDuringDial(t *testing.T) {
+	d := &pidDialer{}
+	m, rt := reusedPIDManager(t, d)
+	rt.add("svc", true, 0) // pid 4242
+	d.during = func(pid int) {
+		rt.end("svc", 137)
+		rt.mu.Lock()
+		rt.hostPids[pid] = true
+		rt.mu.Unlock()
+	}
+	c, err := m.dialPort(context.Background(), &Job{ContainerID: "svc"}, 8080)
+	t.Logf("dial: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "exited during the dial") {
+		t.Errorf("dial: %v, %v; want a refusal", c, err)
+	}
+	// The connection made is closed, never handed on.
+	if len(d.conns) != 1 {
+		t.Fatalf("%d dials", len(d.conns))
+	}
+	d.conns[0].SetWriteDeadline(time.Now().Add(time.Second))
+	if _, werr := d.conns[0].Write([]byte("x")); werr == nil || !strings.Contains(werr.Error(), "closed") {
+		t.Errorf("the dial's connection is still open: %v", werr)
+	}
+}
 
-	t.Run("a dial during which the process exits and its PID is reused", func(t *testing.T) {
-		d := &dialer{}
-		m, rt := newManager(t, d)
-		rt.add("svc", true, 0) // pid 4242
-		d.during = func(pid int) {
-			rt.end("svc", 137)
-			rt.mu.Lock()
-			rt.hostPids[pid] = true
-			rt.mu.Unlock()
+func testJobNetReusedPID(t *testing.T) {
+	m, rt := reusedPIDManager(t, &pidDialer{})
+	// c1 is the holder; the engine's first answer of it is stale.
+	rt.stale["c1"] = []ContainerState{{Exists: true, Running: true, Pid: reusedPID}}
+	var mu sync.Mutex
+	var joined []string
+	j, err := m.Submit(fakeSpec(), SubmitOptions{JoinNetwork: func(ctx context.Context, ns string) (io.Closer, error) {
+		target, _ := os.Readlink(ns)
+		mu.Lock()
+		joined = append(joined, ns+" → "+target)
+		mu.Unlock()
+		return nil, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := j.ID
+	p2ptest.WaitFor(t, 10*time.Second, func() bool {
+		j, _ = m.Get(id)
+		return j.State == Running || j.State.Terminal()
+	}, "job %s running or ended", id)
+	t.Logf("%s %q; joined %q", j.State, j.Reason, joined)
+	for _, ns := range joined {
+		if strings.Contains(ns, "/5555/") || strings.Contains(ns, "fake-netns-host") {
+			t.Errorf("the job network went into the namespace of pid %d, a host process: %s", reusedPID, ns)
 		}
-		c, err := m.dialPort(context.Background(), &Job{ContainerID: "svc"}, 8080)
-		t.Logf("dial: %v", err)
-		if err == nil || !strings.Contains(err.Error(), "exited during the dial") {
-			t.Errorf("dial: %v, %v; want a refusal", c, err)
-		}
-		// The connection made is closed, never handed on.
-		if len(d.conns) != 1 {
-			t.Fatalf("%d dials", len(d.conns))
-		}
-		d.conns[0].SetWriteDeadline(time.Now().Add(time.Second))
-		if _, werr := d.conns[0].Write([]byte("x")); werr == nil || !strings.Contains(werr.Error(), "closed") {
-			t.Errorf("the dial's connection is still open: %v", werr)
-		}
-	})
-
-	t.Run("a job network joined by a reused PID", func(t *testing.T) {
-		m, rt := newManager(t, &dialer{})
-		// c1 is the holder; the engine's first answer of it is stale.
-		rt.stale["c1"] = []ContainerState{{Exists: true, Running: true, Pid: hostPid}}
-		var mu sync.Mutex
-		var joined []string
-		j, err := m.Submit(fakeSpec(), SubmitOptions{JoinNetwork: func(ctx context.Context, ns string) (io.Closer, error) {
-			target, _ := os.Readlink(ns)
-			mu.Lock()
-			joined = append(joined, ns+" → "+target)
-			mu.Unlock()
-			return nil, nil
-		}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		id := j.ID
-		p2ptest.WaitFor(t, 10*time.Second, func() bool {
-			j, _ = m.Get(id)
-			return j.State == Running || j.State.Terminal()
-		}, "job %s running or ended", id)
-		t.Logf("%s %q; joined %q", j.State, j.Reason, joined)
-		for _, ns := range joined {
-			if strings.Contains(ns, "/5555/") || strings.Contains(ns, "fake-netns-host") {
-				t.Errorf("the job network went into the namespace of pid %d, a host process: %s", hostPid, ns)
-			}
-		}
-		if j.State != Failed || !strings.Contains(j.Reason, "job network: holder container: the container's process changed from pid 5555 to 1001") {
-			t.Errorf("%s %q; want the job failed naming pid %d", j.State, j.Reason, hostPid)
-		}
-	})
+	}
+	if j.State != Failed || !strings.Contains(j.Reason, "job network: holder container: the container's process changed from pid 5555 to 1001") {
+		t.Errorf("%s %q; want the job failed naming pid %d", j.State, j.Reason, reusedPID)
+	}
 }
 
 // The real hold (pinPID): a process held by its pidfd is alive until

@@ -115,7 +115,27 @@ func fakeResolver(table map[string][]string) func(ctx context.Context, host stri
 // allows it by name; Docker Hub names are not looked up. Whatever the
 // engine says of a failed pull stays in the provider's log.
 func TestPullRegistryCheck(t *testing.T) {
-	dns := fakeResolver(map[string][]string{
+	dns := registryResolver()
+	for _, tc := range registryCases() {
+		t.Run(tc.image, func(t *testing.T) { checkRegistryCase(t, dns, tc) })
+	}
+
+	t.Run("the engine's error stays in the provider's log", func(t *testing.T) {
+		rt := newFakeRuntime()
+		secret := "INTERNAL-ONLY admin page: db_password=" + randomText(t)
+		rt.fail("Pull", errors.New("docker pull registry.example/x: Error response from daemon: "+secret))
+		m := fakeManager(t, t.TempDir(), rt, &fakeContent{}, nil)
+		m.lookupIP = dns
+		_, _, _, err := m.image(context.Background(), "registry.example/x", t.TempDir())
+		if err == nil || strings.Contains(err.Error(), "db_password") || !strings.Contains(err.Error(), "image registry.example/x is not in the local engine and could not be pulled from registry.example") {
+			t.Fatalf("reason %v", err)
+		}
+	})
+}
+
+// registryResolver resolves the registries of registryCases.
+func registryResolver() func(ctx context.Context, host string) ([]netip.Addr, error) {
+	return fakeResolver(map[string][]string{
 		"registry.example":   {"93.184.216.34", "2606:2800:220:1::1"},
 		"docker.io":          {"54.236.113.205"},
 		"mixed.example":      {"93.184.216.34", "::ffff:10.0.0.1"},
@@ -133,11 +153,17 @@ func TestPullRegistryCheck(t *testing.T) {
 		"v6compat.example":   {"::7f00:1"},
 		"linklocal6.example": {"fe80::1"},
 	})
-	for _, tc := range []struct {
-		image  string
-		allow  []string
-		refuse string // part of the reason; "" means the pull goes to the engine
-	}{
+}
+
+// registryCase is one image of TestPullRegistryCheck.
+type registryCase struct {
+	image  string
+	allow  []string
+	refuse string // part of the reason; "" means the pull goes to the engine
+}
+
+func registryCases() []registryCase {
+	return []registryCase{
 		{image: "alpine:3"},
 		{image: "library/alpine"},
 		{image: "someone/tool@sha256:" + strings.Repeat("a", 64)},
@@ -187,37 +213,26 @@ func TestPullRegistryCheck(t *testing.T) {
 		{image: "127.0.0.1:5000/x", allow: []string{"127.0.0.1:5000"}},
 		{image: "127.0.0.1:5001/x", allow: []string{"127.0.0.1:5000"}, refuse: "a loopback address"},
 		{image: "lan.example/x", allow: []string{"registry.lan"}, refuse: "a private address"},
-	} {
-		t.Run(tc.image, func(t *testing.T) {
-			rt := newFakeRuntime()
-			m := fakeManager(t, t.TempDir(), rt, &fakeContent{}, func(c *Config) { c.AllowRegistries = tc.allow })
-			m.lookupIP = dns
-			_, _, _, err := m.image(context.Background(), tc.image, t.TempDir())
-			pulled := rt.called("Pull", tc.image)
-			if tc.refuse == "" {
-				if !pulled {
-					t.Fatalf("not pulled: %v", err)
-				}
-				return
-			}
-			if pulled || err == nil || !strings.Contains(err.Error(), tc.refuse) || !strings.Contains(err.Error(), "image "+tc.image+": ") {
-				t.Fatalf("pulled %v, %v; want a refusal naming the image and %q", pulled, err, tc.refuse)
-			}
-			if len(tc.allow) == 0 && !strings.Contains(err.Error(), "AllowRegistries") {
-				t.Errorf("the refusal does not say how an operator allows a registry: %v", err)
-			}
-		})
 	}
+}
 
-	t.Run("the engine's error stays in the provider's log", func(t *testing.T) {
-		rt := newFakeRuntime()
-		secret := "INTERNAL-ONLY admin page: db_password=" + randomText(t)
-		rt.fail("Pull", errors.New("docker pull registry.example/x: Error response from daemon: "+secret))
-		m := fakeManager(t, t.TempDir(), rt, &fakeContent{}, nil)
-		m.lookupIP = dns
-		_, _, _, err := m.image(context.Background(), "registry.example/x", t.TempDir())
-		if err == nil || strings.Contains(err.Error(), "db_password") || !strings.Contains(err.Error(), "image registry.example/x is not in the local engine and could not be pulled from registry.example") {
-			t.Fatalf("reason %v", err)
+// checkRegistryCase pulls tc's image on a manager resolving with dns.
+func checkRegistryCase(t *testing.T, dns func(ctx context.Context, host string) ([]netip.Addr, error), tc registryCase) {
+	rt := newFakeRuntime()
+	m := fakeManager(t, t.TempDir(), rt, &fakeContent{}, func(c *Config) { c.AllowRegistries = tc.allow })
+	m.lookupIP = dns
+	_, _, _, err := m.image(context.Background(), tc.image, t.TempDir())
+	pulled := rt.called("Pull", tc.image)
+	if tc.refuse == "" {
+		if !pulled {
+			t.Fatalf("not pulled: %v", err)
 		}
-	})
+		return
+	}
+	if pulled || err == nil || !strings.Contains(err.Error(), tc.refuse) || !strings.Contains(err.Error(), "image "+tc.image+": ") {
+		t.Fatalf("pulled %v, %v; want a refusal naming the image and %q", pulled, err, tc.refuse)
+	}
+	if len(tc.allow) == 0 && !strings.Contains(err.Error(), "AllowRegistries") {
+		t.Errorf("the refusal does not say how an operator allows a registry: %v", err)
+	}
 }

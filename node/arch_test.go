@@ -66,7 +66,9 @@ var depRules = []depRule{
 	{pkg: m + "node/api", deps: []string{m + "node", m + "node/lease", m + "cmd/...", m + "testnet/...", m + "p2p/overlay",
 		"github.com/prometheus/client_golang/prometheus/promhttp", "github.com/spf13/cobra", "github.com/vishvananda/netlink"},
 		imports: []string{m + "p2p", "github.com/libp2p/...", "github.com/ethereum/go-ethereum/...", "github.com/moby/...", "github.com/ipfs/..."}},
-	{pkg: m + "node", deps: []string{m + "cmd/..."}},
+	// The daemon's wiring; the testnet harness reaches its dashboard only
+	// through an interface that cmd hands in (Node.SetTestnet).
+	{pkg: m + "node", deps: []string{m + "cmd/...", m + "testnet/..."}},
 	// The CLI talks to the daemon through node/api and names the leaf
 	// packages' types (and starts a testnet or dev chain); it never reaches
 	// into a deal's execution, the network or the contracts itself.

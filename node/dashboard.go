@@ -24,7 +24,6 @@ import (
 
 	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/node/api"
-	"github.com/aixblock/aixblock/testnet"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -280,6 +279,17 @@ func (n *Node) viaToken(r *http.Request) bool {
 func (n *Node) dashboardRoutes(open, auth *http.ServeMux) *dashSessions {
 	_, port, _ := net.SplitHostPort(n.apiLn.Addr().String())
 	dash := newDashSessions(port)
+	n.countSessions(dash)
+	signInRoutes(open, dash)
+	n.loginRoutes(auth, dash)
+	pageRoutes(open, auth)
+	n.dashDataRoutes(auth)
+	n.testnetRoutes(auth)
+	return dash
+}
+
+// countSessions reports dash's live sessions among the node's metrics.
+func (n *Node) countSessions(dash *dashSessions) {
 	if n.metrics != nil {
 		// Registered here, where the sessions are made; a second handler
 		// (tests) keeps the first one's gauge.
@@ -287,6 +297,11 @@ func (n *Node) dashboardRoutes(open, auth *http.ServeMux) *dashSessions {
 			Name: "aixblock_dashboard_sessions", Help: "Live dashboard sessions.",
 		}, func() float64 { return float64(dash.live()) }))
 	}
+}
+
+// signInRoutes are the sign-in page, which spends a login code and starts
+// a session, and its script; they need neither token nor session.
+func signInRoutes(open *http.ServeMux, dash *dashSessions) {
 	open.HandleFunc("GET /ui/login", func(w http.ResponseWriter, r *http.Request) {
 		code := r.URL.Query().Get("code")
 		if code == "" || !dash.useCode(code) {
@@ -314,6 +329,10 @@ func (n *Node) dashboardRoutes(open, auth *http.ServeMux) *dashSessions {
 	open.HandleFunc("GET /ui/login.js", func(w http.ResponseWriter, r *http.Request) {
 		http.ServeFileFS(w, r, dashboardFiles, "dashboard/login.js")
 	})
+}
+
+// loginRoutes make login codes (with the token only) and end sessions.
+func (n *Node) loginRoutes(auth *http.ServeMux, dash *dashSessions) {
 	auth.HandleFunc("POST /v1/dashboard/login", func(w http.ResponseWriter, r *http.Request) {
 		if !n.viaToken(r) {
 			writeJSON(w, http.StatusForbidden, apiError("login links are made with the API token (aixblock dashboard), not by a dashboard session"))
@@ -353,6 +372,10 @@ func (n *Node) dashboardRoutes(open, auth *http.ServeMux) *dashSessions {
 		http.SetCookie(w, &http.Cookie{Name: dash.cookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 		writeJSON(w, http.StatusOK, api.LogoutResult{SignedOut: 1})
 	})
+}
+
+// pageRoutes serve the dashboard's static pages.
+func pageRoutes(open, auth *http.ServeMux) {
 	open.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/ui/", http.StatusSeeOther)
 	})
@@ -364,6 +387,10 @@ func (n *Node) dashboardRoutes(open, auth *http.ServeMux) *dashSessions {
 		w.Header().Set("Cache-Control", "no-cache")
 		files.ServeHTTP(w, r)
 	}))
+}
+
+// dashDataRoutes are the API routes only the dashboard's pages use.
+func (n *Node) dashDataRoutes(auth *http.ServeMux) {
 	auth.HandleFunc("GET /v1/jobs/{id}/events", n.handleJobEvents)
 	auth.HandleFunc("GET /v1/wallet/earnings", func(w http.ResponseWriter, r *http.Request) {
 		e, err := n.earnings(r.Context())
@@ -380,6 +407,11 @@ func (n *Node) dashboardRoutes(open, auth *http.ServeMux) *dashSessions {
 	auth.HandleFunc("GET /v1/wallet/spending", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, n.lease.Spending(r.Context()))
 	})
+}
+
+// testnetRoutes are the testnet view's: its nodes, and a login link to
+// another of them.
+func (n *Node) testnetRoutes(auth *http.ServeMux) {
 	auth.HandleFunc("GET /v1/testnet", func(w http.ResponseWriter, r *http.Request) {
 		t, err := n.testnetNodes()
 		if err != nil {
@@ -400,7 +432,6 @@ func (n *Node) dashboardRoutes(open, auth *http.ServeMux) *dashSessions {
 		}
 		writeJSON(w, http.StatusOK, l)
 	})
-	return dash
 }
 
 func loginPage(w http.ResponseWriter, code int, msg string) {
@@ -564,9 +595,36 @@ func (n *Node) earnings(ctx context.Context) (api.EarningsInfo, error) {
 	return out, nil
 }
 
+// Testnet is what the dashboard's testnet view needs of the local
+// testnet harness (package testnet, a test harness node does not
+// depend on): the daemon's wiring hands it in with SetTestnet.
+type Testnet interface {
+	// Status is the testnet kept in dir (`aixblock testnet up --dir`):
+	// its directory and its nodes, each with whether its process runs.
+	// Self and CanLogin are left to the dashboard.
+	Status(dir string) (TestnetNodes, error)
+}
+
+// SetTestnet gives the dashboard its testnet view; call it before Run.
+// Without one, the view says this node is not part of a testnet.
+func (n *Node) SetTestnet(t Testnet) { n.testnet = t }
+
+// TestnetMember is one node of a testnet as the harness records it: the
+// fields of testnet.Node, which the wiring converts.
+type TestnetMember struct {
+	Name   string `json:"name"`
+	Repo   string `json:"repo"`
+	PeerID string `json:"peer_id"`
+	API    string `json:"api"`
+	GPUs   string `json:"gpus"`
+	Wallet string `json:"wallet"`
+	PID    int    `json:"pid"`
+	Up     bool   `json:"up"`
+}
+
 // TestnetNode is one node of the local testnet this node belongs to.
 type TestnetNode struct {
-	testnet.Node
+	TestnetMember
 	Self bool `json:"self"`
 	// CanLogin: POST /v1/testnet/login makes a login link for that node
 	// (with its token, read from its repo: the testnet's repos all belong
@@ -588,25 +646,33 @@ type TestnetNodes struct {
 // testnetNodes reads the testnet.json beside this node's repo, which
 // `aixblock testnet up` writes; a node it did not start has none.
 func (n *Node) testnetNodes() (TestnetNodes, error) {
-	dir := filepath.Dir(n.repo.Dir)
+	return testnetView(n.testnet, filepath.Dir(n.repo.Dir), n.p2p.Host.ID().String())
+}
+
+// testnetView is the testnet that t keeps in dir, as the node whose peer
+// ID is self shows it.
+func testnetView(t Testnet, dir, self string) (TestnetNodes, error) {
 	if _, err := os.Stat(filepath.Join(dir, "testnet.json")); err != nil {
 		return TestnetNodes{}, fmt.Errorf("this node is not part of a testnet (no testnet.json beside its repo)")
 	}
-	info, err := testnet.Status(dir)
+	if t == nil {
+		return TestnetNodes{}, fmt.Errorf("this node is not part of a testnet (its daemon has no testnet view)")
+	}
+	info, err := t.Status(dir)
 	if err != nil {
 		return TestnetNodes{}, err
 	}
 	out := TestnetNodes{Dir: info.Dir, Nodes: []TestnetNode{}}
 	for _, nd := range info.Nodes {
-		t := TestnetNode{Node: nd, Self: nd.PeerID == n.p2p.Host.ID().String()}
+		nd.Self = nd.PeerID == self
 		// A live node's api file is current (testnet.json's may predate a
 		// restart); a stopped node gets no link.
 		if b, err := os.ReadFile(filepath.Join(nd.Repo, APIFile)); err == nil && nd.Up {
-			t.API = strings.TrimSpace(string(b))
+			nd.API = strings.TrimSpace(string(b))
 			_, err := readToken(nd.Repo)
-			t.CanLogin = err == nil
+			nd.CanLogin = err == nil
 		}
-		out.Nodes = append(out.Nodes, t)
+		out.Nodes = append(out.Nodes, nd)
 	}
 	return out, nil
 }

@@ -2,12 +2,16 @@ package node
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -258,4 +262,75 @@ func FuzzDashboardSession(f *testing.F) {
 			t.Fatalf("cookie %q with key %q passed", gid, gkey)
 		}
 	})
+}
+
+// fakeTestnet is the harness's view of a testnet, as the wiring hands it
+// to the dashboard.
+type fakeTestnet struct {
+	nodes TestnetNodes
+	err   error
+	asked []string
+}
+
+func (f *fakeTestnet) Status(dir string) (TestnetNodes, error) {
+	f.asked = append(f.asked, dir)
+	return f.nodes, f.err
+}
+
+// The testnet view: the harness's nodes, this one marked, a live node's
+// API read from its repo and a login offered where its token is readable;
+// and why there is no view for a node outside a testnet.
+func TestTestnetView(t *testing.T) {
+	dir := t.TempDir()
+	repo := func(name string, files map[string]string) string {
+		r := filepath.Join(dir, name)
+		if err := os.MkdirAll(r, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for f, b := range files {
+			if err := os.WriteFile(filepath.Join(r, f), []byte(b), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return r
+	}
+	token := strings.Repeat("t", 40)
+	live := repo("node0", map[string]string{APIFile: "127.0.0.1:5901\n", TokenFile: token})
+	noToken := repo("node1", map[string]string{APIFile: "127.0.0.1:5902\n"})
+	down := repo("node2", map[string]string{APIFile: "127.0.0.1:5903\n", TokenFile: token})
+	fake := &fakeTestnet{nodes: TestnetNodes{Dir: dir, Nodes: []TestnetNode{
+		{TestnetMember: TestnetMember{Name: "node0", Repo: live, PeerID: "peer0", API: "stale", Up: true}},
+		{TestnetMember: TestnetMember{Name: "node1", Repo: noToken, PeerID: "peer1", API: "stale", Up: true}},
+		{TestnetMember: TestnetMember{Name: "node2", Repo: down, PeerID: "peer2", API: "stale"}},
+	}}}
+	if _, err := testnetView(fake, dir, "peer1"); err == nil || !strings.Contains(err.Error(), "no testnet.json beside its repo") || len(fake.asked) != 0 {
+		t.Fatalf("without testnet.json: %v, harness asked %q", err, fake.asked)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "testnet.json"), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testnetView(nil, dir, "peer1"); err == nil || !strings.Contains(err.Error(), "not part of a testnet") {
+		t.Fatalf("without a view: %v", err)
+	}
+	got, err := testnetView(fake, dir, "peer1")
+	if err != nil || !slices.Equal(fake.asked, []string{dir}) || got.Dir != dir {
+		t.Fatalf("view %+v, %v; harness asked %q", got, err, fake.asked)
+	}
+	want := []string{
+		`{"name":"node0","repo":"` + live + `","peer_id":"peer0","api":"127.0.0.1:5901","gpus":"","wallet":"","pid":0,"up":true,"self":false,"can_login":true}`,
+		`{"name":"node1","repo":"` + noToken + `","peer_id":"peer1","api":"127.0.0.1:5902","gpus":"","wallet":"","pid":0,"up":true,"self":true}`,
+		`{"name":"node2","repo":"` + down + `","peer_id":"peer2","api":"stale","gpus":"","wallet":"","pid":0,"up":false,"self":false}`,
+	}
+	for i, nd := range got.Nodes {
+		if b, _ := json.Marshal(nd); i >= len(want) || string(b) != want[i] {
+			t.Errorf("node %d: %s", i, b)
+		}
+	}
+	if len(got.Nodes) != len(want) {
+		t.Errorf("%d nodes, want %d", len(got.Nodes), len(want))
+	}
+	fake.err = errors.New("testnet.json is corrupt")
+	if _, err := testnetView(fake, dir, "peer1"); !errors.Is(err, fake.err) {
+		t.Errorf("the harness's error: %v", err)
+	}
 }

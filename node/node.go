@@ -49,6 +49,7 @@ type Node struct {
 	docker      *jobs.Docker
 	jobsErr     error
 	lease       *lease.Manager
+	testnet     Testnet // the dashboard's testnet view (SetTestnet)
 	gatewayLn   net.Listener
 	// stopReq is closed by POST /v1/shutdown (aixblock shutdown).
 	stopReq  chan struct{}

@@ -131,6 +131,7 @@ API, and returns; aixblock shutdown stops it.`,
 			if err != nil {
 				return err
 			}
+			n.SetTestnet(testnetView{})
 			return n.Run(ctx)
 		},
 	}

@@ -6,6 +6,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/aixblock/aixblock/node"
 	"github.com/aixblock/aixblock/testnet"
 	"github.com/spf13/cobra"
 )
@@ -84,4 +85,20 @@ func newTestnetCmd(g *globals) *cobra.Command {
 	down.Flags().BoolVar(&purge, "purge", false, "also delete the directory")
 	cmd.AddCommand(up, status, down)
 	return cmd
+}
+
+// testnetView is the harness as a daemon's dashboard sees it: node does
+// not depend on package testnet, so the daemon hands this in.
+type testnetView struct{}
+
+func (testnetView) Status(dir string) (node.TestnetNodes, error) {
+	info, err := testnet.Status(dir)
+	if err != nil {
+		return node.TestnetNodes{}, err
+	}
+	out := node.TestnetNodes{Dir: info.Dir}
+	for _, n := range info.Nodes {
+		out.Nodes = append(out.Nodes, node.TestnetNode{TestnetMember: node.TestnetMember(n)})
+	}
+	return out, nil
 }
