@@ -62,6 +62,7 @@ type (
 		Cancel(id string) (*jobs.Job, error)
 		Fail(id, reason string) (*jobs.Job, error)
 		PortDialer(id string, port int) (func(ctx context.Context) (net.Conn, error), error)
+		ReadLog(id string, offset int64, max int) (jobs.LogChunk, error)
 	}
 	// payee reads the channels that pay it and redeems their vouchers
 	// (chain.Client).

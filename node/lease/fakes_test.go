@@ -257,6 +257,10 @@ func (f *fakeRunner) PortDialer(string, int) (func(context.Context) (net.Conn, e
 	return nil, errors.New("fake runner: no ports")
 }
 
+func (f *fakeRunner) ReadLog(id string, offset int64, max int) (jobs.LogChunk, error) {
+	return jobs.LogChunk{}, errors.New("fake runner: no logs")
+}
+
 // noHealthChanges is GPUs that never fail.
 type noHealthChanges struct{}
 

@@ -21,8 +21,7 @@ import (
 // zero value of each setting is a working default.
 type Config struct {
 	// Dir is the repo: records go to Dir/remote, the started deals to
-	// Dir/started-deals.json, a provided job's logs are read from
-	// Dir/jobs/ID.
+	// Dir/started-deals.json, the provided deals to Dir/provided.
 	Dir     string
 	Log     *slog.Logger
 	P2P     *p2p.Node

@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/aixblock/aixblock/gpu"
@@ -226,20 +223,14 @@ func (pv *Provider) handleJobLogs(ctx context.Context, from peer.ID, req []byte)
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(filepath.Join(pv.cfg.Dir, "jobs", j.ID, "output.log"))
-	if err != nil {
-		return json.Marshal(logChunk{Done: j.State.Terminal(), Bytes: r.Offset})
-	}
-	defer f.Close()
 	if r.Offset < 0 {
 		return nil, fmt.Errorf("logs: offset %d: want 0 or more", r.Offset)
 	}
-	if _, err := f.Seek(r.Offset, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("logs: offset %d: %w", r.Offset, err)
+	c, err := pv.jobs.ReadLog(j.ID, r.Offset, maxLogChunk)
+	if err != nil {
+		return nil, fmt.Errorf("logs: %w", err)
 	}
-	buf := make([]byte, maxLogChunk)
-	k, _ := io.ReadFull(f, buf)
-	return json.Marshal(logChunk{Data: buf[:k], Done: j.State.Terminal() && k < maxLogChunk, Bytes: r.Offset + int64(k)})
+	return json.Marshal(logChunk{Data: c.Data, Done: c.Done, Bytes: c.Next})
 }
 
 // jobsGet is a provided job's record; an error where this node runs none.
