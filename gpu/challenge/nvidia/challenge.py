@@ -76,7 +76,7 @@ def multiply(a, b):
         return torch.mm(a, b)
     try:
         return torch.mm(a, b, out_dtype=torch.float32)  # PyTorch 2.8 and later, on CUDA
-    except (TypeError, RuntimeError):
+    except TypeError:  # an older PyTorch: no out_dtype (an out-of-memory error is not caught)
         return multiply_blocked(a, b)
 
 
