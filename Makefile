@@ -71,6 +71,13 @@ bench-services:
 bench-gpu:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./gpu/
 
+# The compute challenge on this CPU: the prover's and the verifier's
+# times at the testnet's n and at 1024 (AIXBLOCK_BENCH_N=N adds one),
+# the verifier's share of the work measured and counted, the
+# false-accept bounds, and each GPU class's n and time window.
+bench-challenge:
+	$(GO) test -v -run '^$$' -bench Challenge -benchtime 3x -timeout 30m ./gpu/challenge/
+
 # The inventory and one health pass with the real NVML library (on a GPU machine).
 gpu-check: build
 	./bin/aixblock gpu check

@@ -44,6 +44,9 @@ var depRules = []depRule{
 	{pkg: m + "p2p/...", deps: and(above, []string{m + "gpu/...", m + "market/...", m + "jobs/...", m + "chain/...", m + "contracts/...", m + "testnet/..."})},
 	{pkg: m + "gpu/...", deps: and(above, []string{m + "p2p/...", m + "market/...", m + "jobs/...", m + "chain/...", m + "contracts/...", m + "testnet/...",
 		"github.com/libp2p/...", "github.com/ethereum/go-ethereum/...", "github.com/moby/..."})},
+	// The compute challenge is pure Go, its workload a static program in
+	// a FROM-scratch image: not even gpu's NVML, only internal/ helpers.
+	{pkg: m + "gpu/challenge/...", deps: []string{m + "gpu", "github.com/NVIDIA/go-nvml/..."}},
 	// market signs deals through a small interface that chain implements
 	// and node hands in; it never sees Docker or go-ethereum.
 	{pkg: m + "market/...", deps: and(above, []string{m + "jobs/...", m + "chain/...", m + "contracts/...", m + "testnet/...",
