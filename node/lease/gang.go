@@ -4,9 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"time"
-
-	"github.com/aixblock/aixblock/jobs"
-	"github.com/aixblock/aixblock/market"
 )
 
 // Distributed jobs: one deal per node rank, a gang start (every rank funded
@@ -16,26 +13,6 @@ import (
 const (
 	gangStartWindow = 2 * time.Minute
 )
-
-type prepareRequest struct {
-	startRequest
-	NodeRank int `json:"node_rank"`
-	// Group is rank 0's job ID and Deals every rank's deal, by rank: the
-	// providers of those deals, and only they, make up the job's network.
-	// Absent for ranks on their hosts' networks.
-	Group string        `json:"group,omitempty"`
-	Deals []market.Deal `json:"deals,omitempty"`
-}
-
-type prepareReply struct {
-	Job jobs.Job `json:"job"`
-	// Host and Port are where a rank on its host's network listens.
-	Host string `json:"host,omitempty"`
-	Port int    `json:"port,omitempty"`
-	// Paths is how this provider reaches each other rank's (by rank):
-	// direct or relayed; on the job's network only.
-	Paths map[int]string `json:"paths,omitempty"`
-}
 
 // netRank is a provided rank's job network and rank.
 type netRank struct {
@@ -56,9 +33,4 @@ const reachWait = 5 * time.Second
 func netID(requester, group string) string {
 	h := sha256.Sum256([]byte("aixblock-jobnet/1\x00" + requester + "\x00" + group))
 	return hex.EncodeToString(h[:16])
-}
-
-type goRequest struct {
-	ID  string   `json:"id"`
-	Env []string `json:"env"`
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -183,4 +184,29 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+type prepareRequest struct {
+	startRequest
+	NodeRank int `json:"node_rank"`
+	// Group is rank 0's job ID and Deals every rank's deal, by rank: the
+	// providers of those deals, and only they, make up the job's network.
+	// Absent for ranks on their hosts' networks.
+	Group string        `json:"group,omitempty"`
+	Deals []market.Deal `json:"deals,omitempty"`
+}
+
+type prepareReply struct {
+	Job jobs.Job `json:"job"`
+	// Host and Port are where a rank on its host's network listens.
+	Host string `json:"host,omitempty"`
+	Port int    `json:"port,omitempty"`
+	// Paths is how this provider reaches each other rank's (by rank):
+	// direct or relayed; on the job's network only.
+	Paths map[int]string `json:"paths,omitempty"`
+}
+
+type goRequest struct {
+	ID  string   `json:"id"`
+	Env []string `json:"env"`
 }
