@@ -93,11 +93,14 @@ bench-gossip:
 bench-idle: build
 	./testnet/idle.sh
 
-# gofmt, go vet and staticcheck (pinned by go.mod's tool line; a
-# staticcheck.conf beside a package says which checks are off there, and why).
+# gofmt, a tidy go.mod and go.sum, go vet and staticcheck (pinned by
+# go.mod's tool line; a staticcheck.conf beside a package says which checks
+# are off there, and why). `go mod tidy -diff` changes nothing: it prints
+# what tidying would change and fails if that is anything.
 lint:
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt wants to change:"; echo "$$out"; exit 1; fi
+	@$(GO) mod tidy -diff || { echo "go.mod or go.sum is not tidy (above, what go mod tidy would change): run go mod tidy"; exit 1; }
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 

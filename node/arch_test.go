@@ -20,7 +20,7 @@ const m = "github.com/aixblock/aixblock/"
 type depRule struct {
 	pkg string
 	// deps may not appear anywhere among pkg's dependencies, direct or
-	// not: the arrows of DESIGN.md's package map.
+	// not: the arrows of the package map in docs/architecture.md.
 	deps []string
 	// imports may not be imported by pkg itself. Used where a transitive
 	// ban cannot hold because a type pkg is allowed brings the package in
@@ -38,7 +38,8 @@ var (
 
 func and(lists ...[]string) []string { return slices.Concat(lists...) }
 
-// depRules is DESIGN.md's package map ("may import") as bans.
+// depRules is the package map of docs/architecture.md (its "may import"
+// column) as bans.
 var depRules = []depRule{
 	// The network layer knows nothing of what travels over it.
 	{pkg: m + "p2p/...", deps: and(above, []string{m + "gpu/...", m + "market/...", m + "jobs/...", m + "chain/...", m + "contracts/...", m + "testnet/..."})},
@@ -196,15 +197,16 @@ func checkDeps(pkgs map[string]*listedPackage, rules []depRule) []string {
 	for _, p := range own {
 		switch path.Base(p) {
 		case "util", "utils", "common", "helpers":
-			errs = append(errs, p+": no util, common or helpers packages (DESIGN.md): a helper lives with the code that needs it")
+			errs = append(errs, p+": no util, common or helpers packages (docs/architecture.md): a helper lives with the code that needs it")
 		}
 	}
 	return errs
 }
 
-// TestDeps fails when an arrow of DESIGN.md's package map points the wrong
-// way anywhere in the dependency graph that `go list -deps` reports (after
-// tailscale's tstest/deptest), and when a rule names a package that is gone.
+// TestDeps fails when an arrow of docs/architecture.md's package map points
+// the wrong way anywhere in the dependency graph that `go list -deps`
+// reports (after tailscale's tstest/deptest), and when a rule names a
+// package that is gone.
 func TestDeps(t *testing.T) {
 	pkgs := goListDeps(t)
 	if _, ok := pkgs[m+"node/api"]; !ok {
