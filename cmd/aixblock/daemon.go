@@ -16,27 +16,32 @@ import (
 	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/node"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // shutdownLimit is how long a signalled daemon may take before it is cut off.
 const shutdownLimit = 5 * time.Second
 
+// daemonFlags are the daemon's flags, each overriding the repo's config
+// for this run only when given.
+type daemonFlags struct {
+	listen, announce []string
+	bootstrap        []string
+	api, network     string
+	gpuMock          string
+	gateway          string
+	mdns, nat        bool
+	logLevel         string
+	passFile         string
+	devchainFile     string
+	prices           []string
+	voucherEvery     string
+	redeemEvery      string
+	background       bool
+}
+
 func newDaemonCmd(g *globals) *cobra.Command {
-	var (
-		listen, announce []string
-		bootstrap        []string
-		api, network     string
-		gpuMock          string
-		gateway          string
-		mdns, nat        bool
-		logLevel         string
-		passFile         string
-		devchainFile     string
-		prices           []string
-		voucherEvery     string
-		redeemEvery      string
-		background       bool
-	)
+	var df daemonFlags
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the node",
@@ -50,109 +55,122 @@ ready its URL is written to <repo>/api, which other commands read.
 API, and returns; aixblock shutdown stops it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if background {
+			if df.background {
 				return startBackground(cmd, g)
 			}
-			log, err := newLogger(logLevel)
-			if err != nil {
-				return err
-			}
-			repo, err := node.Open(g.repo)
-			if err != nil {
-				return err
-			}
-			c := &repo.Config
-			f := cmd.Flags()
-			if f.Changed("listen") {
-				c.Listen = listen
-			}
-			if f.Changed("announce") {
-				c.Announce = announce
-			}
-			if f.Changed("bootstrap") {
-				c.Bootstrap = bootstrap
-			}
-			if f.Changed("api") {
-				c.API = api
-			}
-			if f.Changed("network") {
-				c.Network = network
-			}
-			if f.Changed("gateway") {
-				c.Gateway = gateway
-			}
-			if f.Changed("gpu-mock") {
-				c.GPU.Mock = gpuMock
-			}
-			if f.Changed("price") {
-				c.Market.Prices = nil
-				if err := setPrices(c, prices); err != nil {
-					return err
-				}
-			}
-			if f.Changed("voucher-interval") {
-				c.Market.VoucherInterval = voucherEvery
-			}
-			if f.Changed("redeem-every") {
-				c.Market.RedeemEvery = redeemEvery
-			}
-			if devchainFile != "" {
-				if c.Chain, err = node.DevChainConfigFor(devchainFile); err != nil {
-					return err
-				}
-			}
-			if f.Changed("mdns") {
-				c.MDNS = mdns
-			}
-			if f.Changed("nat") {
-				c.NAT = nat
-			}
-			if err := c.Validate(); err != nil {
-				return err
-			}
-			if err := repo.Lock(); err != nil {
-				return err
-			}
-			defer repo.Unlock()
-
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			go func() {
-				<-ctx.Done()
-				time.Sleep(shutdownLimit)
-				log.Error("shutdown took too long; exiting", "limit", shutdownLimit)
-				os.Exit(2)
-			}()
-
-			if repo.Passphrase, err = chain.ReadPassphrase(passFile); err != nil {
-				return err
-			}
-			n, err := node.New(ctx, repo, log)
-			if err != nil {
-				return err
-			}
-			n.SetTestnet(testnetView{})
-			return n.Run(ctx)
+			return runDaemon(cmd.Flags(), g, &df)
 		},
 	}
-	f := cmd.Flags()
-	f.StringArrayVar(&listen, "listen", nil, "libp2p listen multiaddr (repeatable)")
-	f.StringArrayVar(&announce, "announce", nil, "address to advertise instead of the listen addresses (repeatable)")
-	f.StringArrayVar(&bootstrap, "bootstrap", nil, "bootstrap peer multiaddr with /p2p/<peer-id> (repeatable)")
-	f.StringVar(&api, "api", "", "HOST:PORT of the local API (port 0 picks one)")
-	f.StringVar(&network, "network", "", "network name")
-	f.StringVar(&gateway, "gateway", "", `HOST:PORT of the trustless IPFS gateway ("off" disables it)`)
-	f.StringVar(&gpuMock, "gpu-mock", "", "use a mock GPU server instead of NVML: dgxa100, dgxh100, dgxh200 or dgxb200")
-	f.BoolVar(&mdns, "mdns", true, "discover peers on the LAN with mDNS")
-	f.BoolVar(&nat, "nat", true, "NAT port mapping, AutoNAT, relay client and hole punching")
-	f.StringArrayVar(&prices, "price", nil, "CLASS=AMOUNT per GPU-hour to provide at (repeatable; replaces the config's prices for this run)")
-	f.StringVar(&redeemEvery, "redeem-every", "", `how often a provider redeems its vouchers, e.g. 10m (default 1h; "off")`)
-	f.StringVar(&voucherEvery, "voucher-interval", "", "how often to pay for running market jobs, e.g. 2s (default 30s)")
-	f.StringVar(&devchainFile, "devchain", "", "pay on the chain described by `FILE`, as written by aixblock devchain --out FILE (this run only)")
-	f.StringVar(&passFile, "passphrase-file", "", "file holding the wallet's passphrase (else env AIXBLOCK_PASSPHRASE_FILE or AIXBLOCK_PASSPHRASE)")
-	f.BoolVar(&background, "background", false, "run detached: return once the API answers (log in REPO/daemon.log)")
-	f.StringVar(&logLevel, "log-level", envOr("AIXBLOCK_LOG_LEVEL", "info"), "debug, info, warn or error (env AIXBLOCK_LOG_LEVEL)")
+	df.register(cmd.Flags())
 	return cmd
+}
+
+func (df *daemonFlags) register(f *pflag.FlagSet) {
+	f.StringArrayVar(&df.listen, "listen", nil, "libp2p listen multiaddr (repeatable)")
+	f.StringArrayVar(&df.announce, "announce", nil, "address to advertise instead of the listen addresses (repeatable)")
+	f.StringArrayVar(&df.bootstrap, "bootstrap", nil, "bootstrap peer multiaddr with /p2p/<peer-id> (repeatable)")
+	f.StringVar(&df.api, "api", "", "HOST:PORT of the local API (port 0 picks one)")
+	f.StringVar(&df.network, "network", "", "network name")
+	f.StringVar(&df.gateway, "gateway", "", `HOST:PORT of the trustless IPFS gateway ("off" disables it)`)
+	f.StringVar(&df.gpuMock, "gpu-mock", "", "use a mock GPU server instead of NVML: dgxa100, dgxh100, dgxh200 or dgxb200")
+	f.BoolVar(&df.mdns, "mdns", true, "discover peers on the LAN with mDNS")
+	f.BoolVar(&df.nat, "nat", true, "NAT port mapping, AutoNAT, relay client and hole punching")
+	f.StringArrayVar(&df.prices, "price", nil, "CLASS=AMOUNT per GPU-hour to provide at (repeatable; replaces the config's prices for this run)")
+	f.StringVar(&df.redeemEvery, "redeem-every", "", `how often a provider redeems its vouchers, e.g. 10m (default 1h; "off")`)
+	f.StringVar(&df.voucherEvery, "voucher-interval", "", "how often to pay for running market jobs, e.g. 2s (default 30s)")
+	f.StringVar(&df.devchainFile, "devchain", "", "pay on the chain described by `FILE`, as written by aixblock devchain --out FILE (this run only)")
+	f.StringVar(&df.passFile, "passphrase-file", "", "file holding the wallet's passphrase (else env AIXBLOCK_PASSPHRASE_FILE or AIXBLOCK_PASSPHRASE)")
+	f.BoolVar(&df.background, "background", false, "run detached: return once the API answers (log in REPO/daemon.log)")
+	f.StringVar(&df.logLevel, "log-level", envOr("AIXBLOCK_LOG_LEVEL", "info"), "debug, info, warn or error (env AIXBLOCK_LOG_LEVEL)")
+}
+
+// runDaemon runs the node in this process until SIGINT or SIGTERM.
+func runDaemon(f *pflag.FlagSet, g *globals, df *daemonFlags) error {
+	log, err := newLogger(df.logLevel)
+	if err != nil {
+		return err
+	}
+	repo, err := node.Open(g.repo)
+	if err != nil {
+		return err
+	}
+	if err := df.apply(f, &repo.Config); err != nil {
+		return err
+	}
+	if err := repo.Lock(); err != nil {
+		return err
+	}
+	defer repo.Unlock()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		time.Sleep(shutdownLimit)
+		log.Error("shutdown took too long; exiting", "limit", shutdownLimit)
+		os.Exit(2)
+	}()
+
+	if repo.Passphrase, err = chain.ReadPassphrase(df.passFile); err != nil {
+		return err
+	}
+	n, err := node.New(ctx, repo, log)
+	if err != nil {
+		return err
+	}
+	n.SetTestnet(testnetView{})
+	return n.Run(ctx)
+}
+
+// apply overrides the config with the flags given on the command line,
+// and checks the result.
+func (df *daemonFlags) apply(f *pflag.FlagSet, c *node.Config) error {
+	if f.Changed("listen") {
+		c.Listen = df.listen
+	}
+	if f.Changed("announce") {
+		c.Announce = df.announce
+	}
+	if f.Changed("bootstrap") {
+		c.Bootstrap = df.bootstrap
+	}
+	if f.Changed("api") {
+		c.API = df.api
+	}
+	if f.Changed("network") {
+		c.Network = df.network
+	}
+	if f.Changed("gateway") {
+		c.Gateway = df.gateway
+	}
+	if f.Changed("gpu-mock") {
+		c.GPU.Mock = df.gpuMock
+	}
+	if f.Changed("price") {
+		c.Market.Prices = nil
+		if err := setPrices(c, df.prices); err != nil {
+			return err
+		}
+	}
+	if f.Changed("voucher-interval") {
+		c.Market.VoucherInterval = df.voucherEvery
+	}
+	if f.Changed("redeem-every") {
+		c.Market.RedeemEvery = df.redeemEvery
+	}
+	if df.devchainFile != "" {
+		var err error
+		if c.Chain, err = node.DevChainConfigFor(df.devchainFile); err != nil {
+			return err
+		}
+	}
+	if f.Changed("mdns") {
+		c.MDNS = df.mdns
+	}
+	if f.Changed("nat") {
+		c.NAT = df.nat
+	}
+	return c.Validate()
 }
 
 func newLogger(level string) (*slog.Logger, error) {

@@ -12,13 +12,19 @@ import (
 	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/node"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
+// initFlags are init's flags: what goes into the new repo's config.
+type initFlags struct {
+	network, gpuMock, passFile, keyFile, devchainFile, chainName string
+	chainCfg                                                     node.ChainConfig
+	prices                                                       []string
+	noCheck                                                      bool
+}
+
 func newInitCmd(g *globals) *cobra.Command {
-	var network, gpuMock, passFile, keyFile, devchainFile, chainName string
-	var chainCfg node.ChainConfig
-	var prices []string
-	var noCheck bool
+	var fl initFlags
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create a repo: identity, config, API token and wallet",
@@ -38,103 +44,126 @@ but a dev one, set the passphrase with AIXBLOCK_PASSPHRASE or
   aixblock init --chain dev --chain-rpc http://127.0.0.1:8545   # aixblock devchain, geth --dev
   aixblock init --chain-rpc URL --escrow ADDR --token ADDR       # a chain not in the table`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := node.DefaultConfig(network)
-			cfg.GPU.Mock = gpuMock
-			if strings.EqualFold(chainCfg.Token, "test") {
-				chainCfg.Token = chain.TestTokenAddress().Hex()
-			}
-			cfg.Chain = chainCfg
-			var net chain.Network
-			if chainName != "" {
-				if devchainFile != "" {
-					return errors.New("--chain and --devchain: give one (--devchain FILE names its chain itself)")
-				}
-				var err error
-				if net, err = chain.LookupNetwork(chainName); err != nil {
-					return err
-				}
-				if cfg.Chain, err = presetChain(net, chainCfg); err != nil {
-					return err
-				}
-			}
-			if devchainFile != "" {
-				dc, err := node.DevChainConfigFor(devchainFile)
-				if err != nil {
-					return err
-				}
-				cfg.Chain = dc
-			}
-			if err := setPrices(&cfg, prices); err != nil {
-				return err
-			}
-			pass, err := chain.ReadPassphrase(passFile)
-			if err != nil {
-				return err
-			}
-			// The chain is checked before anything is written; a repo that
-			// init would refuse anyway (no passphrase for a real chain) is
-			// refused for that first, by node.Init.
-			var checked *chain.ChainCheck
-			if !noCheck && devchainFile == "" && cfg.Chain.RPC != "" && (pass != "" || cfg.Chain.IsDev()) {
-				res, err := initCheck(cmd.Context(), cfg.Chain, net)
-				if err != nil {
-					return err
-				}
-				checked = &res
-			}
-			var key *ecdsa.PrivateKey
-			if keyFile != "" {
-				if key, err = node.ReadKeyFile(keyFile); err != nil {
-					return err
-				}
-			}
-			r, err := node.Init(g.repo, cfg, node.WalletOptions{Passphrase: pass, Key: key})
-			if err != nil {
-				return err
-			}
-			addr, err := node.WalletAddress(r.Dir)
-			if err != nil {
-				return err
-			}
-			chainLabel := cfg.Chain.RPC
-			if chainLabel == "" {
-				chainLabel = "embedded dev chain"
-			}
-			out := struct {
-				Repo    string            `json:"repo"`
-				PeerID  string            `json:"peer_id"`
-				Network string            `json:"network"`
-				Wallet  string            `json:"wallet"`
-				Chain   string            `json:"chain"`
-				Checked *chain.ChainCheck `json:"checked,omitempty"`
-			}{r.Dir, r.PeerID.String(), r.Config.Network, addr, chainLabel, checked}
-			return g.print(cmd.OutOrStdout(), out, func(w io.Writer) {
-				kv(w, "initialized repo", out.Repo)
-				kv(w, "peer_id", out.PeerID)
-				kv(w, "network", out.Network)
-				kv(w, "wallet", out.Wallet)
-				if checked == nil {
-					kv(w, "chain", out.Chain)
-					return
-				}
-				checkHuman(*checked, out.Chain)(w)
-			})
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return runInit(cmd, g, &fl) },
 	}
-	f := cmd.Flags()
-	f.StringVar(&network, "network", "", "network name (default \"mainnet\")")
-	f.StringVar(&gpuMock, "gpu-mock", "", "use a mock GPU server instead of NVML: dgxa100, dgxh100, dgxh200 or dgxb200")
-	f.StringVar(&chainName, "chain", "", "a network of the built-in table (aixblock chain networks), e.g. sepolia; the URL from --chain-rpc or $"+chainRPCEnv)
-	f.StringVar(&chainCfg.RPC, "chain-rpc", "", "EVM JSON-RPC URL of the chain to pay on (default: an embedded dev chain)")
-	f.StringVar(&chainCfg.Escrow, "escrow", "", "escrow contract address on --chain-rpc (default with --chain: the network's)")
-	f.StringVar(&chainCfg.Token, "token", "", `token to pay in on --chain-rpc: an ERC-20 address, "native", or "test" for the test token (default with --chain: the network's stablecoin)`)
-	f.BoolVar(&noCheck, "no-check", false, "write the config without asking the chain (its ID, the escrow's code): for a machine offline now")
-	f.StringVar(&devchainFile, "devchain", "", "use the chain described by `FILE`, as written by aixblock devchain --out FILE")
-	f.StringVar(&passFile, "passphrase-file", "", "file holding the wallet's passphrase (else env AIXBLOCK_PASSPHRASE_FILE or AIXBLOCK_PASSPHRASE)")
-	f.StringArrayVar(&prices, "price", nil, "provide GPUs of CLASS at AMOUNT of the chain's token per GPU-hour: CLASS=AMOUNT, e.g. nvidia-h100-80gb=2.5 or cpu=0.05 (repeatable)")
-	f.StringVar(&keyFile, "wallet-key", "", "import this hex private key file instead of generating a key")
+	fl.register(cmd.Flags())
 	return cmd
+}
+
+func (fl *initFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&fl.network, "network", "", "network name (default \"mainnet\")")
+	f.StringVar(&fl.gpuMock, "gpu-mock", "", "use a mock GPU server instead of NVML: dgxa100, dgxh100, dgxh200 or dgxb200")
+	f.StringVar(&fl.chainName, "chain", "", "a network of the built-in table (aixblock chain networks), e.g. sepolia; the URL from --chain-rpc or $"+chainRPCEnv)
+	f.StringVar(&fl.chainCfg.RPC, "chain-rpc", "", "EVM JSON-RPC URL of the chain to pay on (default: an embedded dev chain)")
+	f.StringVar(&fl.chainCfg.Escrow, "escrow", "", "escrow contract address on --chain-rpc (default with --chain: the network's)")
+	f.StringVar(&fl.chainCfg.Token, "token", "", `token to pay in on --chain-rpc: an ERC-20 address, "native", or "test" for the test token (default with --chain: the network's stablecoin)`)
+	f.BoolVar(&fl.noCheck, "no-check", false, "write the config without asking the chain (its ID, the escrow's code): for a machine offline now")
+	f.StringVar(&fl.devchainFile, "devchain", "", "use the chain described by `FILE`, as written by aixblock devchain --out FILE")
+	f.StringVar(&fl.passFile, "passphrase-file", "", "file holding the wallet's passphrase (else env AIXBLOCK_PASSPHRASE_FILE or AIXBLOCK_PASSPHRASE)")
+	f.StringArrayVar(&fl.prices, "price", nil, "provide GPUs of CLASS at AMOUNT of the chain's token per GPU-hour: CLASS=AMOUNT, e.g. nvidia-h100-80gb=2.5 or cpu=0.05 (repeatable)")
+	f.StringVar(&fl.keyFile, "wallet-key", "", "import this hex private key file instead of generating a key")
+}
+
+// initResult is what init prints.
+type initResult struct {
+	Repo    string            `json:"repo"`
+	PeerID  string            `json:"peer_id"`
+	Network string            `json:"network"`
+	Wallet  string            `json:"wallet"`
+	Chain   string            `json:"chain"`
+	Checked *chain.ChainCheck `json:"checked,omitempty"`
+}
+
+func runInit(cmd *cobra.Command, g *globals, fl *initFlags) error {
+	cfg, net, err := fl.config()
+	if err != nil {
+		return err
+	}
+	pass, err := chain.ReadPassphrase(fl.passFile)
+	if err != nil {
+		return err
+	}
+	checked, err := fl.check(cmd.Context(), cfg.Chain, net, pass)
+	if err != nil {
+		return err
+	}
+	var key *ecdsa.PrivateKey
+	if fl.keyFile != "" {
+		if key, err = node.ReadKeyFile(fl.keyFile); err != nil {
+			return err
+		}
+	}
+	r, err := node.Init(g.repo, cfg, node.WalletOptions{Passphrase: pass, Key: key})
+	if err != nil {
+		return err
+	}
+	addr, err := node.WalletAddress(r.Dir)
+	if err != nil {
+		return err
+	}
+	chainLabel := cfg.Chain.RPC
+	if chainLabel == "" {
+		chainLabel = "embedded dev chain"
+	}
+	out := initResult{r.Dir, r.PeerID.String(), r.Config.Network, addr, chainLabel, checked}
+	return g.print(cmd.OutOrStdout(), out, func(w io.Writer) {
+		kv(w, "initialized repo", out.Repo)
+		kv(w, "peer_id", out.PeerID)
+		kv(w, "network", out.Network)
+		kv(w, "wallet", out.Wallet)
+		if checked == nil {
+			kv(w, "chain", out.Chain)
+			return
+		}
+		checkHuman(*checked, out.Chain)(w)
+	})
+}
+
+// config is the new repo's config from the flags, and the network of the
+// table that --chain names (the zero Network without it).
+func (fl *initFlags) config() (node.Config, chain.Network, error) {
+	cfg := node.DefaultConfig(fl.network)
+	cfg.GPU.Mock = fl.gpuMock
+	if strings.EqualFold(fl.chainCfg.Token, "test") {
+		fl.chainCfg.Token = chain.TestTokenAddress().Hex()
+	}
+	cfg.Chain = fl.chainCfg
+	var net chain.Network
+	if fl.chainName != "" {
+		if fl.devchainFile != "" {
+			return cfg, net, errors.New("--chain and --devchain: give one (--devchain FILE names its chain itself)")
+		}
+		var err error
+		if net, err = chain.LookupNetwork(fl.chainName); err != nil {
+			return cfg, net, err
+		}
+		if cfg.Chain, err = presetChain(net, fl.chainCfg); err != nil {
+			return cfg, net, err
+		}
+	}
+	if fl.devchainFile != "" {
+		dc, err := node.DevChainConfigFor(fl.devchainFile)
+		if err != nil {
+			return cfg, net, err
+		}
+		cfg.Chain = dc
+	}
+	return cfg, net, setPrices(&cfg, fl.prices)
+}
+
+// check asks the chain what init relies on, unless it need not or cannot.
+// The chain is checked before anything is written; a repo that init would
+// refuse anyway (no passphrase for a real chain) is refused for that
+// first, by node.Init.
+func (fl *initFlags) check(ctx context.Context, cc node.ChainConfig, net chain.Network, pass string) (*chain.ChainCheck, error) {
+	if fl.noCheck || fl.devchainFile != "" || cc.RPC == "" || (pass == "" && !cc.IsDev()) {
+		return nil, nil
+	}
+	res, err := initCheck(ctx, cc, net)
+	if err != nil {
+		return nil, err
+	}
+	return &res, nil
 }
 
 // setPrices reads CLASS=AMOUNT flags into the market's prices, in the

@@ -17,6 +17,7 @@ import (
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/node/api"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func newJobCmd(g *globals) *cobra.Command {
@@ -29,23 +30,27 @@ func newJobCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// jobRunFlags are the flags of `job run`: the job's spec, and how to run
+// and follow it.
+type jobRunFlags struct {
+	local, detach   bool
+	gpus            int
+	inputs, outputs []string
+	env             []string
+	name, timeout   string
+	gpuClass, price string
+	cpu             float64
+	memory          uint64
+	publish         []string
+	readyHTTP       string
+	nodes, procs    int
+	framework       string
+	relay           string
+	prepay          string
+}
+
 func newJobRunCmd(g *globals) *cobra.Command {
-	var (
-		local, detach   bool
-		gpus            int
-		inputs, outputs []string
-		env             []string
-		name, timeout   string
-		gpuClass, price string
-		cpu             float64
-		memory          uint64
-		publish         []string
-		readyHTTP       string
-		nodes, procs    int
-		framework       string
-		relay           string
-		prepay          string
-	)
+	var fl jobRunFlags
 	cmd := &cobra.Command{
 		Use:   "run [--local] [flags] IMAGE [-- ARGS...]",
 		Short: "Run IMAGE as a job and follow its output",
@@ -66,77 +71,111 @@ rank gets the launcher contract (MASTER_ADDR, MASTER_PORT, WORLD_SIZE,
 RANK, NODE_RANK, PET_* for torchrun, TF_CONFIG for TensorFlow).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			spec := jobs.Spec{Name: name, Image: args[0], Args: args[1:], Outputs: outputs, MaxPrice: price}
-			spec.Resources.GPUClass = gpuClass
-			spec.Resources.GPUs, spec.Resources.CPU, spec.Resources.MemoryMiB = gpus, cpu, memory
-			spec.Timeouts.Execution = timeout
-			for _, in := range inputs {
-				c, p, ok := strings.Cut(in, ":")
-				if !ok {
-					return fmt.Errorf("input %q: want CID:/inputs/PATH", in)
-				}
-				spec.Inputs = append(spec.Inputs, jobs.Input{CID: c, Path: p})
-			}
-			for _, e := range env {
-				k, v, ok := strings.Cut(e, "=")
-				if !ok {
-					return fmt.Errorf("env %q: want KEY=VALUE", e)
-				}
-				if spec.Env == nil {
-					spec.Env = map[string]string{}
-				}
-				spec.Env[k] = v
-			}
-			if nodes > 1 || procs > 0 || framework != "" || relay != "" {
-				if nodes < 1 {
-					return errors.New("--procs-per-node, --framework and --relay are for a distributed job: give --nodes N too")
-				}
-				spec.Distributed = &jobs.Distributed{Nodes: nodes, ProcsPerNode: procs, Framework: framework, Relay: relay}
-			}
-			pubs, err := parsePublish(publish)
+			spec, pubs, err := fl.spec(args)
 			if err != nil {
 				return err
 			}
-			if len(pubs) > 0 {
-				if local {
-					return errors.New("-p: a job with --local runs on this node: reach its port through the provider's own forward; -p publishes a market job's port here")
-				}
-				spec.Kind = "service"
-				for _, p := range pubs {
-					if !spec.HasPort(p.port) {
-						spec.Ports = append(spec.Ports, jobs.Port{Port: p.port})
-					}
-				}
-				if readyHTTP != "" {
-					spec.Ready = &jobs.Ready{HTTP: readyHTTP}
-				}
-			} else if readyHTTP != "" {
-				return errors.New("--ready-http: only for a service (give -p)")
-			}
-			return submitAndFollowPublish(cmd, g, api.SubmitRequest{Spec: &spec, Local: local, Prepay: prepay}, detach, pubs)
+			return submitAndFollowPublish(cmd, g, api.SubmitRequest{Spec: spec, Local: fl.local, Prepay: fl.prepay}, fl.detach, pubs)
 		},
 	}
-	f := cmd.Flags()
-	f.StringArrayVarP(&publish, "publish", "p", nil, "[HOST:]LOCAL:PORT: run as a service and publish its PORT on LOCAL here (repeatable)")
-	f.StringVar(&readyHTTP, "ready-http", "", "a service is ready once GET PATH on its first port answers 2xx (e.g. /healthz)")
-	f.BoolVar(&local, "local", false, "run on this node, without the market")
-	f.StringVar(&prepay, "prepay", "", "how far this market job's vouchers may run ahead of its run, e.g. 2h for a long job from a laptop that may sleep (default: market.prepay)")
-	f.IntVar(&nodes, "nodes", 0, "node ranks of a distributed job, one deal each (they meet on the job's private network)")
-	f.IntVar(&procs, "procs-per-node", 0, "processes per node rank (torchrun's --nproc-per-node; default 1)")
-	f.StringVar(&framework, "framework", "", "pytorch, tensorflow or none: the launcher contract the ranks read (TF_CONFIG for tensorflow)")
-	f.StringVar(&relay, "relay", "", "allow (default) or deny ranks whose providers reach each other only through a relay")
-	f.BoolVarP(&detach, "detach", "d", false, "print the job ID and return")
-	f.StringVar(&gpuClass, "gpu-class", "", "GPU class, e.g. nvidia-h100-80gb (market jobs)")
-	f.StringVar(&price, "max-price", "", "most to pay per GPU-hour, in whole units of the token (market jobs)")
-	f.IntVar(&gpus, "gpus", 0, "GPUs")
-	f.StringArrayVar(&inputs, "input", nil, "CID:/inputs/PATH to mount read-only (repeatable)")
-	f.StringArrayVar(&outputs, "output", nil, "/outputs/PATH the job writes (repeatable; all of /outputs comes back)")
-	f.StringArrayVarP(&env, "env", "e", nil, "KEY=VALUE (repeatable)")
-	f.StringVar(&name, "name", "", "job name")
-	f.StringVar(&timeout, "timeout", "", "execution timeout, e.g. 10m (default 1h)")
-	f.Float64Var(&cpu, "cpu", 0, "CPU cores (default 1)")
-	f.Uint64Var(&memory, "memory-mib", 0, "memory limit (default 2048)")
+	fl.register(cmd.Flags())
 	return cmd
+}
+
+func (fl *jobRunFlags) register(f *pflag.FlagSet) {
+	f.StringArrayVarP(&fl.publish, "publish", "p", nil, "[HOST:]LOCAL:PORT: run as a service and publish its PORT on LOCAL here (repeatable)")
+	f.StringVar(&fl.readyHTTP, "ready-http", "", "a service is ready once GET PATH on its first port answers 2xx (e.g. /healthz)")
+	f.BoolVar(&fl.local, "local", false, "run on this node, without the market")
+	f.StringVar(&fl.prepay, "prepay", "", "how far this market job's vouchers may run ahead of its run, e.g. 2h for a long job from a laptop that may sleep (default: market.prepay)")
+	f.IntVar(&fl.nodes, "nodes", 0, "node ranks of a distributed job, one deal each (they meet on the job's private network)")
+	f.IntVar(&fl.procs, "procs-per-node", 0, "processes per node rank (torchrun's --nproc-per-node; default 1)")
+	f.StringVar(&fl.framework, "framework", "", "pytorch, tensorflow or none: the launcher contract the ranks read (TF_CONFIG for tensorflow)")
+	f.StringVar(&fl.relay, "relay", "", "allow (default) or deny ranks whose providers reach each other only through a relay")
+	f.BoolVarP(&fl.detach, "detach", "d", false, "print the job ID and return")
+	f.StringVar(&fl.gpuClass, "gpu-class", "", "GPU class, e.g. nvidia-h100-80gb (market jobs)")
+	f.StringVar(&fl.price, "max-price", "", "most to pay per GPU-hour, in whole units of the token (market jobs)")
+	f.IntVar(&fl.gpus, "gpus", 0, "GPUs")
+	f.StringArrayVar(&fl.inputs, "input", nil, "CID:/inputs/PATH to mount read-only (repeatable)")
+	f.StringArrayVar(&fl.outputs, "output", nil, "/outputs/PATH the job writes (repeatable; all of /outputs comes back)")
+	f.StringArrayVarP(&fl.env, "env", "e", nil, "KEY=VALUE (repeatable)")
+	f.StringVar(&fl.name, "name", "", "job name")
+	f.StringVar(&fl.timeout, "timeout", "", "execution timeout, e.g. 10m (default 1h)")
+	f.Float64Var(&fl.cpu, "cpu", 0, "CPU cores (default 1)")
+	f.Uint64Var(&fl.memory, "memory-mib", 0, "memory limit (default 2048)")
+}
+
+// spec is the job the flags and IMAGE [ARGS...] describe, and the ports
+// to publish here.
+func (fl *jobRunFlags) spec(args []string) (*jobs.Spec, []publishSpec, error) {
+	spec := &jobs.Spec{Name: fl.name, Image: args[0], Args: args[1:], Outputs: fl.outputs, MaxPrice: fl.price}
+	spec.Resources.GPUClass = fl.gpuClass
+	spec.Resources.GPUs, spec.Resources.CPU, spec.Resources.MemoryMiB = fl.gpus, fl.cpu, fl.memory
+	spec.Timeouts.Execution = fl.timeout
+	if err := fl.inputsAndEnv(spec); err != nil {
+		return nil, nil, err
+	}
+	if fl.nodes > 1 || fl.procs > 0 || fl.framework != "" || fl.relay != "" {
+		if fl.nodes < 1 {
+			return nil, nil, errors.New("--procs-per-node, --framework and --relay are for a distributed job: give --nodes N too")
+		}
+		spec.Distributed = &jobs.Distributed{Nodes: fl.nodes, ProcsPerNode: fl.procs, Framework: fl.framework, Relay: fl.relay}
+	}
+	pubs, err := fl.service(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	return spec, pubs, nil
+}
+
+// inputsAndEnv reads the --input CID:PATH and --env KEY=VALUE flags into
+// the spec.
+func (fl *jobRunFlags) inputsAndEnv(spec *jobs.Spec) error {
+	for _, in := range fl.inputs {
+		c, p, ok := strings.Cut(in, ":")
+		if !ok {
+			return fmt.Errorf("input %q: want CID:/inputs/PATH", in)
+		}
+		spec.Inputs = append(spec.Inputs, jobs.Input{CID: c, Path: p})
+	}
+	for _, e := range fl.env {
+		k, v, ok := strings.Cut(e, "=")
+		if !ok {
+			return fmt.Errorf("env %q: want KEY=VALUE", e)
+		}
+		if spec.Env == nil {
+			spec.Env = map[string]string{}
+		}
+		spec.Env[k] = v
+	}
+	return nil
+}
+
+// service makes the spec a service when -p publishes its ports, and
+// returns what to publish.
+func (fl *jobRunFlags) service(spec *jobs.Spec) ([]publishSpec, error) {
+	pubs, err := parsePublish(fl.publish)
+	if err != nil {
+		return nil, err
+	}
+	if len(pubs) == 0 {
+		if fl.readyHTTP != "" {
+			return nil, errors.New("--ready-http: only for a service (give -p)")
+		}
+		return nil, nil
+	}
+	if fl.local {
+		return nil, errors.New("-p: a job with --local runs on this node: reach its port through the provider's own forward; -p publishes a market job's port here")
+	}
+	spec.Kind = "service"
+	for _, p := range pubs {
+		if !spec.HasPort(p.port) {
+			spec.Ports = append(spec.Ports, jobs.Port{Port: p.port})
+		}
+	}
+	if fl.readyHTTP != "" {
+		spec.Ready = &jobs.Ready{HTTP: fl.readyHTTP}
+	}
+	return pubs, nil
 }
 
 func newJobSubmitCmd(g *globals) *cobra.Command {

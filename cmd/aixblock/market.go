@@ -15,9 +15,20 @@ func newMarketCmd(g *globals) *cobra.Command {
 		Use:   "market",
 		Short: "Find GPU providers and agree deals, with no central server",
 	}
-	var class string
-	var wantN int
-	var waitFor time.Duration
+	cmd.AddCommand(newMarketProvidersCmd(g), newMarketOfferCmd(g), newMarketDealsCmd(g))
+	return cmd
+}
+
+// providersQuery is what `market providers` asks for: a class, and how
+// many providers to wait for and how long.
+type providersQuery struct {
+	class   string
+	wantN   int
+	waitFor time.Duration
+}
+
+func newMarketProvidersCmd(g *globals) *cobra.Command {
+	var q providersQuery
 	providers := &cobra.Command{
 		Use:   "providers",
 		Short: "Find providers in the DHT (by GPU class with --gpu)",
@@ -27,51 +38,67 @@ func newMarketCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			info, err := c.Providers(cmd.Context(), class)
-			// --wait N: a node that just joined sees providers only once the
-			// DHT has their adverts.
-			for deadline := time.Now().Add(waitFor); err == nil && len(info.Providers) < wantN && time.Now().Before(deadline); {
-				select {
-				case <-cmd.Context().Done():
-					return cmd.Context().Err()
-				case <-time.After(500 * time.Millisecond):
-				}
-				info, err = c.Providers(cmd.Context(), class)
-			}
+			info, err := q.find(cmd, c)
 			if err != nil {
 				return err
 			}
-			if len(info.Providers) < wantN {
-				return fmt.Errorf("%d providers of %s found after %s, want %d", len(info.Providers), info.Class, waitFor, wantN)
-			}
-			return g.print(cmd.OutOrStdout(), info, func(w io.Writer) {
-				if len(info.Providers) == 0 {
-					fmt.Fprintf(w, "no providers of %s found\n", info.Class)
-					return
-				}
-				fmt.Fprintln(w, "PEER ID\tGPUS (FREE/TOTAL)\tPRICE PER GPU-HOUR\tHEALTH\tREPUTATION")
-				for _, p := range info.Providers {
-					var gpus, prices []string
-					for _, gg := range p.GPUs {
-						gpus = append(gpus, fmt.Sprintf("%s %d/%d", gg.Class, gg.Free, gg.Total))
-					}
-					if len(gpus) == 0 {
-						gpus = []string{"cpu only"}
-					}
-					for _, pr := range p.Price {
-						prices = append(prices, pr.Units+" "+pr.Symbol)
-					}
-					r := p.Reputation
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%.2f (%d ok, %d failed, %d no-show)\n", p.PeerID, strings.Join(gpus, ", "),
-						strings.Join(prices, ", "), p.Health, r.Score(), r.Completed, r.Failed, r.NoShow)
-				}
-			})
+			return g.print(cmd.OutOrStdout(), info, func(w io.Writer) { providersHuman(w, info) })
 		},
 	}
-	providers.Flags().StringVar(&class, "gpu", "", "GPU class, e.g. nvidia-h100-80gb (default: any GPU; cpu for CPU-only providers)")
-	providers.Flags().IntVar(&wantN, "wait", 0, "wait until at least N providers are found (up to --wait-for)")
-	providers.Flags().DurationVar(&waitFor, "wait-for", 30*time.Second, "how long --wait waits")
+	providers.Flags().StringVar(&q.class, "gpu", "", "GPU class, e.g. nvidia-h100-80gb (default: any GPU; cpu for CPU-only providers)")
+	providers.Flags().IntVar(&q.wantN, "wait", 0, "wait until at least N providers are found (up to --wait-for)")
+	providers.Flags().DurationVar(&q.waitFor, "wait-for", 30*time.Second, "how long --wait waits")
+	return providers
+}
 
+// find asks the daemon for providers until it knows of wantN, or waitFor
+// has passed.
+func (q providersQuery) find(cmd *cobra.Command, c *api.Client) (api.ProvidersInfo, error) {
+	info, err := c.Providers(cmd.Context(), q.class)
+	// --wait N: a node that just joined sees providers only once the
+	// DHT has their adverts.
+	for deadline := time.Now().Add(q.waitFor); err == nil && len(info.Providers) < q.wantN && time.Now().Before(deadline); {
+		select {
+		case <-cmd.Context().Done():
+			return info, cmd.Context().Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+		info, err = c.Providers(cmd.Context(), q.class)
+	}
+	if err != nil {
+		return info, err
+	}
+	if len(info.Providers) < q.wantN {
+		return info, fmt.Errorf("%d providers of %s found after %s, want %d", len(info.Providers), info.Class, q.waitFor, q.wantN)
+	}
+	return info, nil
+}
+
+// providersHuman is the table of `market providers`.
+func providersHuman(w io.Writer, info api.ProvidersInfo) {
+	if len(info.Providers) == 0 {
+		fmt.Fprintf(w, "no providers of %s found\n", info.Class)
+		return
+	}
+	fmt.Fprintln(w, "PEER ID\tGPUS (FREE/TOTAL)\tPRICE PER GPU-HOUR\tHEALTH\tREPUTATION")
+	for _, p := range info.Providers {
+		var gpus, prices []string
+		for _, gg := range p.GPUs {
+			gpus = append(gpus, fmt.Sprintf("%s %d/%d", gg.Class, gg.Free, gg.Total))
+		}
+		if len(gpus) == 0 {
+			gpus = []string{"cpu only"}
+		}
+		for _, pr := range p.Price {
+			prices = append(prices, pr.Units+" "+pr.Symbol)
+		}
+		r := p.Reputation
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%.2f (%d ok, %d failed, %d no-show)\n", p.PeerID, strings.Join(gpus, ", "),
+			strings.Join(prices, ", "), p.Health, r.Score(), r.Completed, r.Failed, r.NoShow)
+	}
+}
+
+func newMarketOfferCmd(g *globals) *cobra.Command {
 	var req api.OfferRequest
 	offer := &cobra.Command{
 		Use:   "offer",
@@ -102,6 +129,12 @@ prints the deal.`,
 			})
 		},
 	}
+	offerFlags(offer, &req)
+	return offer
+}
+
+// offerFlags are the resources and terms of `market offer`.
+func offerFlags(offer *cobra.Command, req *api.OfferRequest) {
 	f := offer.Flags()
 	f.IntVar(&req.GPUs, "gpus", 0, "GPUs")
 	f.StringVar(&req.GPUClass, "gpu-class", "", "GPU class, e.g. nvidia-h100-80gb (default: any)")
@@ -113,8 +146,10 @@ prints the deal.`,
 	f.StringVar(&req.Duration, "duration", "1h", "longest the job may run")
 	f.StringVar(&req.Image, "image", "", "container image the job runs")
 	offer.MarkFlagRequired("max-price")
+}
 
-	deals := &cobra.Command{
+func newMarketDealsCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
 		Use:   "deals",
 		Short: "Deals this node provides for",
 		Args:  cobra.NoArgs,
@@ -139,6 +174,4 @@ prints the deal.`,
 			})
 		},
 	}
-	cmd.AddCommand(providers, offer, deals)
-	return cmd
 }
