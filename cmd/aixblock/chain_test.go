@@ -45,11 +45,31 @@ func TestChainDeployInitFund(t *testing.T) {
 	dir := t.TempDir()
 	k0 := filepath.Join(dir, "k0")
 	os.WriteFile(k0, []byte(info.Accounts[0].PrivateKey+"\n"), 0o600)
-	nobody := filepath.Join(dir, "no-repo")
-	at := []string{"--chain-rpc", info.RPCURL, "--key-file", k0}
+	c := &chainTest{t: t, info: info, dir: dir, nobody: filepath.Join(dir, "no-repo"),
+		at: []string{"--chain-rpc", info.RPCURL, "--key-file", k0}}
+	c.deployFindsTheDevChains()
+	escrow := c.deployAnotherOnce()
+	c.initChecksFirst()
+	repo := c.initAndFund(escrow)
+	c.balanceShows(repo, escrow)
+}
 
+// chainTest is TestChainDeployInitFund's dev chain, and the operator's
+// key to it.
+type chainTest struct {
+	t      *testing.T
+	info   devchainInfo
+	dir    string
+	nobody string   // a repo that is not there: chain commands need none
+	at     []string // the chain's RPC URL and the operator's key file
+}
+
+// deployFindsTheDevChains: chain deploy --chain dev finds the dev chain's
+// escrow and token at the table's addresses, which chain networks lists.
+func (c *chainTest) deployFindsTheDevChains() {
+	t, info := c.t, c.info
 	var d deployOut
-	runJSON(t, nobody, &d, append([]string{"chain", "deploy", "--chain", "dev"}, at...)...)
+	runJSON(t, c.nobody, &d, append([]string{"chain", "deploy", "--chain", "dev"}, c.at...)...)
 	if !d.Proxy.Found || !d.Escrow.Found || d.Token == nil || !d.Token.Found || !strings.EqualFold(d.Escrow.Address, info.Escrow) ||
 		!strings.EqualFold(d.Token.Address, info.Token) || d.ChallengePeriodS != 600 || d.Network != "dev" || d.TokenSymbol != "tUSD" {
 		t.Fatalf("deploy on the dev chain: %+v (chain %+v)", d, info)
@@ -58,14 +78,20 @@ func TestChainDeployInitFund(t *testing.T) {
 		Name   string `json:"name"`
 		Escrow string `json:"escrow"`
 	}
-	runJSON(t, nobody, &nets, "chain", "networks")
+	runJSON(t, c.nobody, &nets, "chain", "networks")
 	if len(nets) < 5 || nets[0].Name != "dev" || !strings.EqualFold(nets[0].Escrow, info.Escrow) {
 		t.Fatalf("networks %+v", nets)
 	}
+}
 
+// deployAnotherOnce: with a 1h challenge period, chain deploy deploys
+// another escrow, once, and says how to init a node on it. It returns
+// that escrow's address.
+func (c *chainTest) deployAnotherOnce() string {
+	t, info := c.t, c.info
 	var h1, again deployOut
-	runJSON(t, nobody, &h1, append([]string{"chain", "deploy", "--challenge", "1h"}, at...)...)
-	runJSON(t, nobody, &again, append([]string{"chain", "deploy", "--challenge", "1h"}, at...)...)
+	runJSON(t, c.nobody, &h1, append([]string{"chain", "deploy", "--challenge", "1h"}, c.at...)...)
+	runJSON(t, c.nobody, &again, append([]string{"chain", "deploy", "--challenge", "1h"}, c.at...)...)
 	if h1.Escrow.Found || h1.Escrow.Tx == "" || strings.EqualFold(h1.Escrow.Address, info.Escrow) || h1.ChallengePeriodS != 3600 {
 		t.Fatalf("deploy with a 1h challenge period: %+v", h1)
 	}
@@ -75,10 +101,15 @@ func TestChainDeployInitFund(t *testing.T) {
 	if want := "aixblock init --chain dev --chain-rpc " + info.RPCURL + " --escrow "; !strings.HasPrefix(h1.Next, want) || !strings.EqualFold(strings.TrimPrefix(h1.Next, want), h1.Escrow.Address) {
 		t.Fatalf("next step %q does not name the escrow", h1.Next)
 	}
+	return h1.Escrow.Address
+}
 
-	// init checks before it writes anything.
+// initChecksFirst: init checks the chain before it writes anything, and
+// says what is wrong.
+func (c *chainTest) initChecksFirst() {
+	t, info := c.t, c.info
 	t.Setenv("AIXBLOCK_PASSPHRASE", "a passphrase")
-	bad := filepath.Join(dir, "bad")
+	bad := filepath.Join(c.dir, "bad")
 	for _, c := range []struct {
 		args []string
 		want string
@@ -99,9 +130,13 @@ func TestChainDeployInitFund(t *testing.T) {
 		}
 	}
 	t.Setenv("AIXBLOCK_PASSPHRASE", "")
+}
 
-	// A node on the 1h escrow, funded by chain fund.
-	repo := filepath.Join(dir, "repo")
+// initAndFund inits a node on escrow, funded by chain fund, and returns
+// its repo.
+func (c *chainTest) initAndFund(escrow string) string {
+	t := c.t
+	repo := filepath.Join(c.dir, "repo")
 	var in struct {
 		Wallet  string `json:"wallet"`
 		Checked struct {
@@ -112,7 +147,7 @@ func TestChainDeployInitFund(t *testing.T) {
 			TokenSymbol string `json:"token_symbol"`
 		} `json:"checked"`
 	}
-	runJSON(t, repo, &in, "init", "--network", "chaintest", "--chain", "dev", "--chain-rpc", info.RPCURL, "--escrow", h1.Escrow.Address)
+	runJSON(t, repo, &in, "init", "--network", "chaintest", "--chain", "dev", "--chain-rpc", c.info.RPCURL, "--escrow", escrow)
 	if in.Checked.ChainID != 1337 || in.Checked.Escrow.ChallengePeriodS != 3600 || in.Checked.TokenSymbol != "tUSD" {
 		t.Fatalf("init --chain dev: %+v", in)
 	}
@@ -122,14 +157,20 @@ func TestChainDeployInitFund(t *testing.T) {
 			Amount string `json:"amount"`
 		} `json:"sent"`
 	}
-	runJSON(t, nobody, &funded, append([]string{"chain", "fund", in.Wallet, "--eth", "2", "--tokens", "250.5"}, at...)...)
+	runJSON(t, c.nobody, &funded, append([]string{"chain", "fund", in.Wallet, "--eth", "2", "--tokens", "250.5"}, c.at...)...)
 	if len(funded.Sent) != 2 || funded.Sent[0].Amount != "2000000000000000000" || funded.Sent[1].Amount != "250500000" {
 		t.Fatalf("fund: %+v", funded)
 	}
-	if r := run(t, nobody, append([]string{"chain", "fund", in.Wallet}, at...)...); r.code == 0 || !strings.Contains(r.stderr, "nothing to send") {
+	if r := run(t, c.nobody, append([]string{"chain", "fund", in.Wallet}, c.at...)...); r.code == 0 || !strings.Contains(r.stderr, "nothing to send") {
 		t.Fatalf("fund without amounts: %+v", r)
 	}
+	return repo
+}
 
+// balanceShows: the node's wallet balance shows the escrow, the token by
+// symbol, what chain fund sent and the challenge period.
+func (c *chainTest) balanceShows(repo, escrow string) {
+	t := c.t
 	startDaemon(t, repo)
 	var bal struct {
 		walletBalance
@@ -138,7 +179,7 @@ func TestChainDeployInitFund(t *testing.T) {
 		NativeBalanceUnits string `json:"native_balance_units"`
 	}
 	runJSON(t, repo, &bal, "wallet", "balance")
-	if !strings.EqualFold(bal.Escrow, h1.Escrow.Address) || bal.ChallengePeriodS != 3600 || bal.TokenSymbol != "tUSD" ||
+	if !strings.EqualFold(bal.Escrow, escrow) || bal.ChallengePeriodS != 3600 || bal.TokenSymbol != "tUSD" ||
 		bal.TokenBalanceUnits != "250.5" || bal.NativeBalanceUnits != "2" {
 		t.Fatalf("wallet balance %+v", bal)
 	}

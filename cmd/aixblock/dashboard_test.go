@@ -95,17 +95,48 @@ func eq(want string) func(string) bool {
 func TestDashboard(t *testing.T) {
 	jobDocker(t)
 	dir := testnetUp(t, "--nodes", "2")
-	req, prov := filepath.Join(dir, "node0"), filepath.Join(dir, "node1")
-	ctx := browser(t)
+	d := newDashboardTest(t, filepath.Join(dir, "node0"), filepath.Join(dir, "node1"))
+	d.providerPages()
+	d.badForm()
+	jobID := d.jobRunsLive()
+	d.walletMatchesCLI(jobID)
+	d.cancelFromPage()
+	d.servicePage()
+	d.rankToggles()
+	d.earnings()
+	d.phoneWidth()
+	d.openSignsIn()
+	d.security()
+}
 
-	// Provider: the GPU page lists the mock's 8 GPUs, then shows a fault.
+// dashboardTest is TestDashboard's testnet and browser, which its phases
+// share in turn: each leaves the browser where the next expects it.
+type dashboardTest struct {
+	t         *testing.T
+	ctx       context.Context // the browser's tab
+	req, prov string          // the requester's and the provider's repos
+	provID    idInfo
+	base      string // the requester's dashboard, once signed in there
+	provBase  string // the provider's dashboard
+	symbol    string // the token the requester pays in
+}
+
+func newDashboardTest(t *testing.T, req, prov string) *dashboardTest {
+	d := &dashboardTest{t: t, req: req, prov: prov, ctx: browser(t)}
+	runJSON(t, prov, &d.provID, "id")
+	d.provBase = strings.Split(strings.TrimSpace(readFile(t, filepath.Join(prov, "api"))), "/ui/")[0]
+	return d
+}
+
+// providerPages: the GPU page lists the mock's 8 GPUs, then shows a fault;
+// the testnet page's "open" signs this browser in to another node.
+func (d *dashboardTest) providerPages() {
+	t, ctx, prov := d.t, d.ctx, d.prov
 	login := strings.TrimSpace(mustRun(t, prov, "dashboard"))
 	if err := chromedp.Do(ctx, chromedp.Navigate(login), chromedp.WaitVisible(chromedp.CSS("#node-peer-id"))); err != nil {
 		t.Fatal(err)
 	}
-	var id idInfo
-	runJSON(t, prov, &id, "id")
-	textOf(t, ctx, "#node-peer-id", 10*time.Second, eq(id.PeerID))
+	textOf(t, ctx, "#node-peer-id", 10*time.Second, eq(d.provID.PeerID))
 	screenshot(t, ctx, "node")
 	chromedp.Do(ctx, chromedp.Navigate(strings.Split(login, "/ui/")[0]+"/ui/#/gpus"))
 	textOf(t, ctx, "#gpus-healthy", 10*time.Second, eq("8"))
@@ -122,28 +153,34 @@ func TestDashboard(t *testing.T) {
 	// Its "open" signs this browser in to another node, through that node's
 	// own one-time link.
 	var reqID idInfo
-	runJSON(t, req, &reqID, "id")
+	runJSON(t, d.req, &reqID, "id")
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`main table tbody tr:first-child button`))); err != nil {
 		t.Fatal(err)
 	}
 	textOf(t, ctx, "#node-peer-id", 20*time.Second, eq(reqID.PeerID))
+}
 
-	// Requester: a bad form gets the CLI's error, a good one runs.
-	login = strings.TrimSpace(mustRun(t, req, "dashboard"))
-	base := strings.Split(login, "/ui/")[0]
-	submit := func(image, command, gpus, price string) {
-		t.Helper()
-		if err := chromedp.Do(ctx, chromedp.Navigate(base+"/ui/#/submit"), chromedp.WaitVisible(chromedp.CSS("#image")),
-			chromedp.SetValue(chromedp.CSS("#image"), image), chromedp.SetValue(chromedp.CSS("#command"), command),
-			chromedp.SetValue(chromedp.CSS("#gpus"), gpus), chromedp.SetValue(chromedp.CSS("#max_price"), price),
-			chromedp.Click(chromedp.CSS("form button[type=submit]"))); err != nil {
-			t.Fatal(err)
-		}
+// submit fills in the requester's submit form and sends it.
+func (d *dashboardTest) submit(image, command, gpus, price string) {
+	d.t.Helper()
+	if err := chromedp.Do(d.ctx, chromedp.Navigate(d.base+"/ui/#/submit"), chromedp.WaitVisible(chromedp.CSS("#image")),
+		chromedp.SetValue(chromedp.CSS("#image"), image), chromedp.SetValue(chromedp.CSS("#command"), command),
+		chromedp.SetValue(chromedp.CSS("#gpus"), gpus), chromedp.SetValue(chromedp.CSS("#max_price"), price),
+		chromedp.Click(chromedp.CSS("form button[type=submit]"))); err != nil {
+		d.t.Fatal(err)
 	}
+}
+
+// badForm signs in to the requester: a bad form gets the CLI's error, and
+// every field of the form has its label.
+func (d *dashboardTest) badForm() {
+	t, ctx, req := d.t, d.ctx, d.req
+	login := strings.TrimSpace(mustRun(t, req, "dashboard"))
+	d.base = strings.Split(login, "/ui/")[0]
 	if err := chromedp.Do(ctx, chromedp.Navigate(login)); err != nil {
 		t.Fatal(err)
 	}
-	submit(jobImage, "sleep 1s", "-1", "5")
+	d.submit(jobImage, "sleep 1s", "-1", "5")
 	cli := run(t, req, "job", "run", "-d", "--gpus", "-1", "--max-price", "5", jobImage, "--", "sleep", "1s")
 	cliErr := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(cli.stderr), "aixblock:"))
 	if cli.code == 0 || cliErr == "" {
@@ -161,8 +198,14 @@ func TestDashboard(t *testing.T) {
 	if err != nil || len(unlabelled) > 0 {
 		t.Fatalf("submit form: unlabelled %v (err %v)", unlabelled, err)
 	}
+}
 
-	submit(jobImage, "sleep 3s", "1", "5")
+// jobRunsLive submits a good form: the job's logs arrive while it runs,
+// and its page shows its elapsed time and cost in token units. It returns
+// the job's ID.
+func (d *dashboardTest) jobRunsLive() string {
+	t, ctx := d.t, d.ctx
+	d.submit(jobImage, "sleep 3s", "1", "5")
 	textOf(t, ctx, "#job-state", 30*time.Second, func(s string) bool { return s != "" })
 	// Live: the first line shows while the job still runs.
 	// Generous: on a loaded machine the testnet's first deal can take a
@@ -187,21 +230,27 @@ func TestDashboard(t *testing.T) {
 	var wallet struct {
 		Symbol string `json:"token_symbol"`
 	}
-	runJSON(t, req, &wallet, "wallet", "balance")
+	runJSON(t, d.req, &wallet, "wallet", "balance")
+	d.symbol = wallet.Symbol
 	textOf(t, ctx, "#job-price", 10*time.Second, func(s string) bool { return strings.HasSuffix(s, wallet.Symbol+" per GPU-hour × 1 GPU") })
 	units := regexp.MustCompile(`^(< )?[0-9][0-9,]*(\.[0-9]+)?…? ` + regexp.QuoteMeta(wallet.Symbol) + `$`)
 	for _, id := range []string{"#job-cost", "#job-paid", "#job-max-cost"} {
 		textOf(t, ctx, id, 10*time.Second, units.MatchString)
 	}
-	chromedp.Do(ctx, chromedp.Navigate(base+"/ui/#/jobs"))
+	chromedp.Do(ctx, chromedp.Navigate(d.base+"/ui/#/jobs"))
 	textOf(t, ctx, "main table", 10*time.Second, func(s string) bool { return strings.Contains(s, "completed") })
 	screenshot(t, ctx, "jobs")
-	chromedp.Do(ctx, chromedp.Navigate(base+"/ui/#/market"))
+	chromedp.Do(ctx, chromedp.Navigate(d.base+"/ui/#/market"))
 	textOf(t, ctx, "main", 15*time.Second, func(s string) bool { return strings.Contains(s, "dgxh100") || strings.Contains(s, "nvidia-h100") })
 	screenshot(t, ctx, "market")
+	return jobID
+}
 
-	// Wallet: the page's figures are the CLI's, channel by channel.
-	chromedp.Do(ctx, chromedp.Navigate(base+"/ui/#/wallet"))
+// walletMatchesCLI: the wallet page's figures are the CLI's, channel by
+// channel, and its spending lists the job.
+func (d *dashboardTest) walletMatchesCLI(jobID string) {
+	t, ctx := d.t, d.ctx
+	chromedp.Do(ctx, chromedp.Navigate(d.base+"/ui/#/wallet"))
 	var page, want []string
 	var perr error
 	p2ptest.WaitFor(t, 30*time.Second, func() bool {
@@ -214,7 +263,7 @@ func TestDashboard(t *testing.T) {
 				Withdrawable string `json:"withdrawable"`
 			} `json:"channels"`
 		}
-		runJSON(t, req, &cli, "wallet", "channels")
+		runJSON(t, d.req, &cli, "wallet", "channels")
 		page, perr = chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#channels tbody tr")].map(tr =>
 			[tr.querySelector("[data-channel]").dataset.channel, ...[...tr.querySelectorAll("[data-base]")].map(e => e.dataset.base)].join(" "))`))
 		want = want[:0]
@@ -226,21 +275,53 @@ func TestDashboard(t *testing.T) {
 	t.Logf("wallet page = wallet channels --json: %v", want)
 	screenshot(t, ctx, "wallet")
 	textOf(t, ctx, "#spending", 5*time.Second, func(s string) bool { return strings.Contains(s, jobID) })
-	if over, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll(".card .v")]
-		.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)`)); err != nil || len(over) > 0 {
-		t.Fatalf("balances overflow their cards: %v (err %v)", over, err)
-	}
+	d.noCardOverflows("balances overflow their cards")
+}
 
-	// Cancel: a long job, canceled from its page with two clicks; while it
-	// runs, the provider's pages say which job holds the GPU.
-	submit(jobImage, "sleep 120s", "1", "5")
+// noCardOverflows fails the test if a figure spills out of its card.
+func (d *dashboardTest) noCardOverflows(what string) {
+	d.t.Helper()
+	if over, err := chromedp.Run(d.ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll(".card .v")]
+		.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)`)); err != nil || len(over) > 0 {
+		d.t.Fatalf("%s: %v (err %v)", what, over, err)
+	}
+}
+
+// cancelFromPage: a long job, canceled from its page with two clicks;
+// while it runs, the provider's pages and both sides' metrics say which
+// job holds the GPU.
+func (d *dashboardTest) cancelFromPage() {
+	t, ctx := d.t, d.ctx
+	d.submit(jobImage, "sleep 120s", "1", "5")
 	textOf(t, ctx, "#job-state", 30*time.Second, eq("running"))
 	jobURL, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href`))
-	provBase := strings.Split(strings.TrimSpace(readFile(t, filepath.Join(prov, "api"))), "/ui/")[0]
-	chromedp.Do(ctx, chromedp.Navigate(provBase+"/ui/#/gpus")) // signed in there at the start
+	chromedp.Do(ctx, chromedp.Navigate(d.provBase+"/ui/#/gpus")) // signed in there at the start
 	textOf(t, ctx, "#gpus-in-use", 10*time.Second, eq("1"))
-	// The operator's view of the same: Prometheus metrics on both sides.
-	pm, rm := scrape(t, prov), scrape(t, req)
+	d.metricsWhileRunning()
+	textOf(t, ctx, "#gpus-table", 5*time.Second, func(s string) bool { return strings.Contains(s, "in use by job") })
+	screenshot(t, ctx, "gpus-in-use")
+	chromedp.Do(ctx, chromedp.Navigate(d.provBase+"/ui/#/node"))
+	textOf(t, ctx, "#node-gpus-busy", 10*time.Second, eq("1 of 8"))
+	textOf(t, ctx, "#node-jobs", 10*time.Second, func(s string) bool { return strings.Contains(s, "running") })
+	screenshot(t, ctx, "node-summary")
+	chromedp.Do(ctx, chromedp.Navigate(jobURL))
+	textOf(t, ctx, "#job-elapsed", 10*time.Second, func(s string) bool { return strings.Contains(s, "running") })
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#job-cancel"))); err != nil {
+		t.Fatal(err)
+	}
+	textOf(t, ctx, "#job-cancel", 5*time.Second, eq("Click again to cancel"))
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#job-cancel"))); err != nil {
+		t.Fatal(err)
+	}
+	textOf(t, ctx, "#job-state", 30*time.Second, eq("canceled"))
+	screenshot(t, ctx, "job-canceled")
+}
+
+// metricsWhileRunning is the operator's view of the running job:
+// Prometheus metrics on both sides.
+func (d *dashboardTest) metricsWhileRunning() {
+	t := d.t
+	pm, rm := scrape(t, d.prov), scrape(t, d.req)
 	for _, c := range []struct {
 		text, series string
 		want         float64
@@ -262,35 +343,21 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("metric %s = %v (present %v), want %v", c.series, got, ok, c.want)
 		}
 	}
-	for _, series := range []string{`aixblock_vouchers_amount{direction="signed",token="` + wallet.Symbol + `"}`,
-		`aixblock_deposited_amount{token="` + wallet.Symbol + `"}`, `aixblock_bitswap_bytes_total{direction="sent"}`} {
+	for _, series := range []string{`aixblock_vouchers_amount{direction="signed",token="` + d.symbol + `"}`,
+		`aixblock_deposited_amount{token="` + d.symbol + `"}`, `aixblock_bitswap_bytes_total{direction="sent"}`} {
 		if v, ok := metric(rm, series); !ok || (v <= 0 && !strings.HasPrefix(series, "aixblock_bitswap")) {
 			t.Errorf("no metric %s", series)
 		}
 	}
-	textOf(t, ctx, "#gpus-table", 5*time.Second, func(s string) bool { return strings.Contains(s, "in use by job") })
-	screenshot(t, ctx, "gpus-in-use")
-	chromedp.Do(ctx, chromedp.Navigate(provBase+"/ui/#/node"))
-	textOf(t, ctx, "#node-gpus-busy", 10*time.Second, eq("1 of 8"))
-	textOf(t, ctx, "#node-jobs", 10*time.Second, func(s string) bool { return strings.Contains(s, "running") })
-	screenshot(t, ctx, "node-summary")
-	chromedp.Do(ctx, chromedp.Navigate(jobURL))
-	textOf(t, ctx, "#job-elapsed", 10*time.Second, func(s string) bool { return strings.Contains(s, "running") })
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#job-cancel"))); err != nil {
-		t.Fatal(err)
-	}
-	textOf(t, ctx, "#job-cancel", 5*time.Second, eq("Click again to cancel"))
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#job-cancel"))); err != nil {
-		t.Fatal(err)
-	}
-	textOf(t, ctx, "#job-state", 30*time.Second, eq("canceled"))
-	screenshot(t, ctx, "job-canceled")
+}
 
-	// A service: its page shows its port, its readiness, the forward the
-	// CLI printed (a link that opens apart from the dashboard), the
-	// forward's connections and the cost growing while it runs; the jobs
-	// list marks it; canceled, its forward is gone.
-	svc := runService(t, req, "--ready-http", "/healthz", "--gpus", "1", "--max-price", "5", jobImage, "--", "serve", ":8080")
+// servicePage: a service's page shows its port, its readiness, the
+// forward the CLI printed (a link that opens apart from the dashboard),
+// the forward's connections and the cost growing while it runs; the jobs
+// list marks it; canceled, its forward is gone.
+func (d *dashboardTest) servicePage() {
+	t, ctx, base := d.t, d.ctx, d.base
+	svc := runService(t, d.req, "--ready-http", "/healthz", "--gpus", "1", "--max-price", "5", jobImage, "--", "serve", ":8080")
 	local := svc.Local
 	chromedp.Do(ctx, chromedp.Navigate(base+"/ui/#/jobs/"+svc.ID))
 	textOf(t, ctx, "#job-ports", 10*time.Second, eq("8080"))
@@ -308,33 +375,41 @@ func TestDashboard(t *testing.T) {
 		r.Body.Close()
 	}
 	textOf(t, ctx, "#job-forwards tbody td:nth-child(3)", 10*time.Second, func(s string) bool { n, _ := strconv.Atoi(s); return n >= 1 })
-	costNow := func() float64 {
-		v, _ := chromedp.Run(ctx, chromedp.Evaluate[float64](`Number((document.querySelector("#job-cost") || {dataset: {}}).dataset.base || 0)`))
-		return v
-	}
-	first, last := costNow(), 0.0
-	p2ptest.WaitFor(t, 20*time.Second, func() bool {
-		last = costNow()
-		if first == 0 {
-			first = last
-		}
-		return first > 0 && last > first
-	}, "the service's cost so far did not grow on its page")
-	t.Logf("the service's cost so far grew on its page: %v to %v base units", first, last)
+	d.costGrows()
 	screenshot(t, ctx, "job-service")
 	chromedp.Do(ctx, chromedp.Navigate(base+"/ui/#/jobs"))
 	textOf(t, ctx, `#jobs-table [data-service="`+svc.ID+`"]`, 10*time.Second, eq("service · 8080"))
 	screenshot(t, ctx, "jobs-service")
 	chromedp.Do(ctx, chromedp.Navigate(base+"/ui/#/jobs/"+svc.ID))
 	textOf(t, ctx, "#job-ready", 10*time.Second, eq("✓ ready"))
-	mustRun(t, req, "job", "cancel", svc.ID)
+	mustRun(t, d.req, "job", "cancel", svc.ID)
 	textOf(t, ctx, "#job-state", 30*time.Second, eq("canceled"))
 	textOf(t, ctx, "#job-forwards", 10*time.Second, func(s string) bool { return strings.Contains(s, "closes when its job ends") })
+}
 
-	// Rank toggles: a job whose lines carry rank prefixes, as a distributed
-	// job's merged log does; the pressed toggle shows, and filters.
-	ranked := strings.TrimSpace(mustRun(t, req, "job", "run", "--local", "-d", jobImage, "--", "echo", "[rank 0] zero", "[rank 1] one"))
-	chromedp.Do(ctx, chromedp.Navigate(base+"/ui/#/jobs/"+ranked))
+// costGrows waits until the cost so far on the running job's page grows.
+func (d *dashboardTest) costGrows() {
+	costNow := func() float64 {
+		v, _ := chromedp.Run(d.ctx, chromedp.Evaluate[float64](`Number((document.querySelector("#job-cost") || {dataset: {}}).dataset.base || 0)`))
+		return v
+	}
+	first, last := costNow(), 0.0
+	p2ptest.WaitFor(d.t, 20*time.Second, func() bool {
+		last = costNow()
+		if first == 0 {
+			first = last
+		}
+		return first > 0 && last > first
+	}, "the service's cost so far did not grow on its page")
+	d.t.Logf("the service's cost so far grew on its page: %v to %v base units", first, last)
+}
+
+// rankToggles: a job whose lines carry rank prefixes, as a distributed
+// job's merged log does; the pressed toggle shows, and filters.
+func (d *dashboardTest) rankToggles() {
+	t, ctx := d.t, d.ctx
+	ranked := strings.TrimSpace(mustRun(t, d.req, "job", "run", "--local", "-d", jobImage, "--", "echo", "[rank 0] zero", "[rank 1] one"))
+	chromedp.Do(ctx, chromedp.Navigate(d.base+"/ui/#/jobs/"+ranked))
 	textOf(t, ctx, "#job-logs", 30*time.Second, func(s string) bool { return strings.Contains(s, "[rank 1] one") })
 	textOf(t, ctx, "#job-ranks", 5*time.Second, func(s string) bool { return strings.Contains(s, "rank 1") })
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#job-ranks button[data-rank="1"]`))); err != nil {
@@ -346,24 +421,29 @@ func TestDashboard(t *testing.T) {
 		t.Fatalf("after pressing rank 1: pressed and shown %q (err %v), want rank 1 pressed and only its line", shown, err)
 	}
 	screenshot(t, ctx, "job-ranks")
+}
 
-	// The provider redeems; its wallet charts the earnings on two axes.
-	mustRun(t, prov, "wallet", "redeem")
-	chromedp.Do(ctx, chromedp.Navigate(provBase+"/ui/#/wallet"))
+// earnings: the provider redeems; its wallet charts the earnings on two
+// axes.
+func (d *dashboardTest) earnings() {
+	t, ctx := d.t, d.ctx
+	mustRun(t, d.prov, "wallet", "redeem")
+	chromedp.Do(ctx, chromedp.Navigate(d.provBase+"/ui/#/wallet"))
 	textOf(t, ctx, "#earnings-total", 15*time.Second, func(s string) bool { return strings.HasPrefix(s, "Total earned: ") })
 	ticks, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#earnings-chart text")].map(e => e.textContent)`))
 	if err != nil || len(ticks) < 8 || !strings.HasPrefix(ticks[3], "earned, ") {
 		t.Fatalf("the earnings chart's labels: %q (err %v), want 3 amounts, the amount axis, 3 times and the time axis", ticks, err)
 	}
 	t.Logf("earnings chart labels: %q", ticks)
-	if over, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll(".card .v")]
-		.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)`)); err != nil || len(over) > 0 {
-		t.Fatalf("the provider's balances overflow their cards: %v (err %v)", over, err)
-	}
+	d.noCardOverflows("the provider's balances overflow their cards")
 	screenshot(t, ctx, "wallet-earnings")
+}
 
-	// At phone width nothing spills sideways.
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844), chromedp.Navigate(base+"/ui/#/jobs"), chromedp.Sleep(time.Second)); err != nil {
+// phoneWidth: at phone width nothing spills sideways, and each job's
+// State shows without scrolling.
+func (d *dashboardTest) phoneWidth() {
+	t, ctx := d.t, d.ctx
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844), chromedp.Navigate(d.base+"/ui/#/jobs"), chromedp.Sleep(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	overflow, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`))
@@ -374,49 +454,30 @@ func TestDashboard(t *testing.T) {
 	if overflow {
 		t.Fatal("the jobs page is wider than a phone's screen")
 	}
-	// ... and each job's State shows without scrolling.
 	right, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`Math.max(...[...document.querySelectorAll("#jobs-table tbody td:nth-child(2)")].map(td => td.getBoundingClientRect().right))`))
 	if err != nil || right > 390 {
 		t.Fatalf("the State column ends at %.0f px on a 390 px screen (err %v)", right, err)
 	}
+}
 
-	// --open in a real browser: after --logout-all, the file it is pointed
-	// at (from file://, which the browser calls cross-site) signs it in.
-	mustRun(t, prov, "dashboard", "--logout-all")
-	bdir := t.TempDir()
-	record := filepath.Join(bdir, "argv")
-	writeFile(t, filepath.Join(bdir, "browser"), "#!/bin/sh\nprintf '%s' \"$1\" >"+record+".tmp && mv "+record+".tmp "+record+"\n")
-	os.Chmod(filepath.Join(bdir, "browser"), 0o755)
-	open := exec.Command(bin, "--repo", prov, "dashboard", "--open")
-	open.Env = append(os.Environ(), "BROWSER="+filepath.Join(bdir, "browser"))
-	var openErr strings.Builder
-	open.Stderr = &openErr
-	if err := open.Start(); err != nil {
+// openSignsIn: --open in a real browser. After --logout-all, the file it
+// is pointed at (from file://, which the browser calls cross-site) signs
+// it in.
+func (d *dashboardTest) openSignsIn() {
+	t, ctx := d.t, d.ctx
+	mustRun(t, d.prov, "dashboard", "--logout-all")
+	o := startDashboardOpen(t, d.prov, openWithBROWSER)
+	if err := chromedp.Do(ctx, chromedp.Navigate(o.argv[0])); err != nil {
 		t.Fatal(err)
 	}
-	opened := make(chan error, 1)
-	go func() { opened <- open.Wait() }()
-	t.Cleanup(func() { open.Process.Kill() })
-	var fileURL []byte
-	p2ptest.WaitFor(t, 20*time.Second, func() bool {
-		fileURL, err = os.ReadFile(record)
-		return err == nil
-	}, "dashboard --open started no browser: %s", &openErr)
-	if err := chromedp.Do(ctx, chromedp.Navigate(string(fileURL))); err != nil {
-		t.Fatal(err)
-	}
-	textOf(t, ctx, "#node-peer-id", 20*time.Second, eq(id.PeerID))
-	select {
-	case err := <-opened:
-		if err != nil {
-			t.Fatalf("dashboard --open: %v: %s", err, openErr.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("dashboard --open did not see the browser sign in")
-	}
+	textOf(t, ctx, "#node-peer-id", 20*time.Second, eq(d.provID.PeerID))
+	o.waitDone(t)
 	screenshot(t, ctx, "open")
+}
 
-	// Security: no token, a wrong token, a foreign Host, a foreign Origin.
+// security: no token, a wrong token, a foreign Host, a foreign Origin.
+func (d *dashboardTest) security() {
+	t, base, req := d.t, d.base, d.req
 	for _, c := range []struct {
 		name, path, host, origin string
 		want                     int
@@ -441,6 +502,13 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("%s: %d, want %d", c.name, resp.StatusCode, c.want)
 		}
 	}
+	d.foreignPosts()
+}
+
+// foreignPosts: a POST with a session's cookie but not its key, or from
+// a foreign origin, is refused.
+func (d *dashboardTest) foreignPosts() {
+	t, base, req := d.t, d.base, d.req
 	tok, _ := os.ReadFile(filepath.Join(req, "api.token"))
 	resp, _ := get(t, strings.TrimSpace(mustRun(t, req, "dashboard")), nil)
 	c := sessionCookie(resp)
@@ -469,6 +537,65 @@ func TestDashboard(t *testing.T) {
 		if resp.StatusCode != c.want {
 			t.Errorf("%s: %d %q, want %d", c.name, resp.StatusCode, e.Error, c.want)
 		}
+	}
+}
+
+// dashboardOpen is a `dashboard --open` running with a fake browser that
+// records the argv it was started with.
+type dashboardOpen struct {
+	argv     []string
+	done     chan error
+	out, err *strings.Builder
+}
+
+// How a fake browser is found: as $BROWSER, or as xdg-open on $PATH with
+// $BROWSER empty.
+const (
+	openWithBROWSER = iota
+	openWithXDGOpen
+)
+
+// startDashboardOpen runs `dashboard --open` on repo with a fake browser
+// found as how says, and returns once the browser has started, with the
+// argv it was given (what any local user could read in /proc).
+func startDashboardOpen(t *testing.T, repo string, how int) *dashboardOpen {
+	t.Helper()
+	dir := t.TempDir()
+	record := filepath.Join(dir, "argv")
+	name, env := "browser", []string{"BROWSER=" + filepath.Join(dir, "browser")}
+	if how == openWithXDGOpen {
+		name, env = "xdg-open", []string{"PATH=" + dir + ":" + os.Getenv("PATH"), "BROWSER="}
+	}
+	writeFile(t, filepath.Join(dir, name), "#!/bin/sh\nprintf '%s\\n' \"$@\" >"+record+".tmp && mv "+record+".tmp "+record+"\n")
+	os.Chmod(filepath.Join(dir, name), 0o755)
+	cmd := exec.Command(bin, "--repo", repo, "dashboard", "--open")
+	cmd.Env = append(os.Environ(), env...)
+	o := &dashboardOpen{done: make(chan error, 1), out: &strings.Builder{}, err: &strings.Builder{}}
+	cmd.Stdout, cmd.Stderr = o.out, o.err
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { o.done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	p2ptest.WaitFor(t, 20*time.Second, func() bool {
+		b, err := os.ReadFile(record)
+		o.argv = strings.Split(strings.TrimSpace(string(b)), "\n")
+		return err == nil
+	}, "dashboard --open did not start the browser; stdout %q stderr %q", o.out, o.err)
+	return o
+}
+
+// waitDone waits for `dashboard --open` to see the browser sign in and
+// exit.
+func (o *dashboardOpen) waitDone(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-o.done:
+		if err != nil {
+			t.Fatalf("dashboard --open: %v: %s", err, o.err.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("dashboard --open did not notice the sign-in")
 	}
 }
 
@@ -511,10 +638,27 @@ var keyMeta = regexp.MustCompile(`name="aixblock-key" content="([^"]+)"`)
 func TestDashboardSessions(t *testing.T) {
 	repo := initRepo(t, "dashtest")
 	startDaemon(t, repo)
-	base := strings.TrimSpace(readFile(t, filepath.Join(repo, "api")))
-	token := strings.TrimSpace(readFile(t, filepath.Join(repo, "api.token")))
+	s := &sessionsTest{
+		repo:  repo,
+		base:  strings.TrimSpace(readFile(t, filepath.Join(repo, "api"))),
+		token: strings.TrimSpace(readFile(t, filepath.Join(repo, "api.token"))),
+	}
+	cookie, signedIn := s.signIn(t)
+	t.Run("open", s.open)
+	s.logoutAll(t, cookie, signedIn)
+}
 
-	link := strings.TrimSpace(mustRun(t, repo, "dashboard"))
+// sessionsTest is TestDashboardSessions' daemon.
+type sessionsTest struct {
+	repo, base, token string
+}
+
+// signIn signs in with a login link and checks what a stranger could do
+// with the cookie alone, and that the link works once. It returns the
+// session's cookie, and the headers of a signed-in request.
+func (s *sessionsTest) signIn(t *testing.T) (string, map[string]string) {
+	base, token := s.base, s.token
+	link := strings.TrimSpace(mustRun(t, s.repo, "dashboard"))
 	if strings.Contains(link, token) {
 		t.Errorf("the login link carries the API token: %s", link)
 	}
@@ -554,88 +698,70 @@ func TestDashboardSessions(t *testing.T) {
 	if resp, body := get(t, link, nil); resp.StatusCode != http.StatusUnauthorized || sessionCookie(resp) != nil {
 		t.Errorf("a used login link: %s, cookies %v, want 401 and none: %s", resp.Status, resp.Cookies(), body)
 	}
+	return cookie, signedIn
+}
 
-	t.Run("open", func(t *testing.T) {
-		// A fake xdg-open records the argv any local user could read in /proc.
-		dir := t.TempDir()
-		record := filepath.Join(dir, "argv")
-		writeFile(t, filepath.Join(dir, "xdg-open"), "#!/bin/sh\nprintf '%s\\n' \"$@\" >"+record+".tmp && mv "+record+".tmp "+record+"\n")
-		os.Chmod(filepath.Join(dir, "xdg-open"), 0o755)
-		cmd := exec.Command(bin, "--repo", repo, "dashboard", "--open")
-		cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"), "BROWSER=")
-		var out, errb strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
+// open: what --open hands the browser's process (its argv, which any
+// local user could read in /proc) signs nobody in; the file it points at
+// is the user's alone, leads to the login link, and is gone after the
+// sign-in.
+func (s *sessionsTest) open(t *testing.T) {
+	o := startDashboardOpen(t, s.repo, openWithXDGOpen)
+	argv := o.argv
+	t.Logf("the browser's argv: %q", argv)
+	// An onlooker tries what it read before the browser does.
+	for _, a := range argv {
+		if strings.Contains(a, s.token) {
+			t.Errorf("the browser's argv carries the API token: %q", a)
 		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		t.Cleanup(func() { cmd.Process.Kill() })
-		var argv []string
-		p2ptest.WaitFor(t, 20*time.Second, func() bool {
-			b, err := os.ReadFile(record)
-			argv = strings.Split(strings.TrimSpace(string(b)), "\n")
-			return err == nil
-		}, "dashboard --open did not start the browser; stdout %q stderr %q", &out, &errb)
-		t.Logf("the browser's argv: %q", argv)
-		// An onlooker tries what it read before the browser does.
-		for _, a := range argv {
-			if strings.Contains(a, token) {
-				t.Errorf("the browser's argv carries the API token: %q", a)
+		for _, try := range []string{a, s.base + "/ui/login?code=" + url.QueryEscape(a)} {
+			if !strings.HasPrefix(try, "http") {
+				continue
 			}
-			for _, try := range []string{a, base + "/ui/login?code=" + url.QueryEscape(a)} {
-				if !strings.HasPrefix(try, "http") {
-					continue
-				}
-				if resp, _ := get(t, try, nil); resp.StatusCode < 400 || sessionCookie(resp) != nil {
-					t.Errorf("signed in with %q read from the browser's argv: %s", try, resp.Status)
-				}
+			if resp, _ := get(t, try, nil); resp.StatusCode < 400 || sessionCookie(resp) != nil {
+				t.Errorf("signed in with %q read from the browser's argv: %s", try, resp.Status)
 			}
 		}
-		if t.Failed() {
-			return
-		}
-		// The browser: the file it was pointed at is the user's alone and
-		// leads to the login link.
-		p := strings.TrimPrefix(argv[len(argv)-1], "file://")
-		st, err := os.Stat(p)
-		if err != nil {
-			t.Fatalf("the browser was pointed at %q: %v", p, err)
-		}
-		if st.Mode().Perm() != 0o600 {
-			t.Errorf("%s has mode %v, want 0600", p, st.Mode().Perm())
-		}
-		page := readFile(t, p)
-		lm := regexp.MustCompile(`http://[^"' ]+/ui/login\?code=[A-Za-z0-9_-]+`).FindString(page)
-		if lm == "" {
-			t.Fatalf("no login link in %s:\n%s", p, page)
-		}
-		if resp, _ := get(t, lm, nil); sessionCookie(resp) == nil {
-			t.Fatalf("the browser's sign-in failed: %s", resp.Status)
-		}
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("dashboard --open: %v: %s", err, errb.String())
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatal("dashboard --open did not notice the sign-in")
-		}
-		if _, err := os.Stat(p); !os.IsNotExist(err) {
-			t.Errorf("%s is still there after the sign-in (%v)", p, err)
-		}
-		t.Logf("dashboard --open: %s", strings.TrimSpace(out.String()))
-	})
+	}
+	if t.Failed() {
+		return
+	}
+	// The browser: the file it was pointed at is the user's alone and
+	// leads to the login link.
+	p := strings.TrimPrefix(argv[len(argv)-1], "file://")
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatalf("the browser was pointed at %q: %v", p, err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("%s has mode %v, want 0600", p, st.Mode().Perm())
+	}
+	page := readFile(t, p)
+	lm := regexp.MustCompile(`http://[^"' ]+/ui/login\?code=[A-Za-z0-9_-]+`).FindString(page)
+	if lm == "" {
+		t.Fatalf("no login link in %s:\n%s", p, page)
+	}
+	if resp, _ := get(t, lm, nil); sessionCookie(resp) == nil {
+		t.Fatalf("the browser's sign-in failed: %s", resp.Status)
+	}
+	o.waitDone(t)
+	if _, err := os.Stat(p); !os.IsNotExist(err) {
+		t.Errorf("%s is still there after the sign-in (%v)", p, err)
+	}
+	t.Logf("dashboard --open: %s", strings.TrimSpace(o.out.String()))
+}
 
-	// --logout-all ends the session above (and the one --open made).
-	out := mustRun(t, repo, "dashboard", "--logout-all")
+// logoutAll: --logout-all ends the session signIn made (and the one
+// --open made).
+func (s *sessionsTest) logoutAll(t *testing.T, cookie string, signedIn map[string]string) {
+	out := mustRun(t, s.repo, "dashboard", "--logout-all")
 	if !strings.Contains(out, "2") {
 		t.Errorf("dashboard --logout-all: %q, want 2 sessions signed out", out)
 	}
-	if resp, body := get(t, base+"/v1/id", signedIn); resp.StatusCode != http.StatusUnauthorized {
+	if resp, body := get(t, s.base+"/v1/id", signedIn); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("after --logout-all, the old session: GET /v1/id = %s, want 401: %s", resp.Status, body)
 	}
-	if resp, _ := get(t, base+"/ui/", map[string]string{"Cookie": cookie}); resp.StatusCode != http.StatusUnauthorized {
+	if resp, _ := get(t, s.base+"/ui/", map[string]string{"Cookie": cookie}); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("after --logout-all, the old cookie: GET /ui/ = %s, want 401", resp.Status)
 	}
 }

@@ -13,7 +13,32 @@ import (
 )
 
 func TestDataAcrossThreeDaemons(t *testing.T) {
+	d := &dataTest{t: t, out: t.TempDir()}
+	d.startChain()
+	d.addOnA()
+	d.fetchOnC()
+	d.carIntoD()
+	d.gcOnC()
+	d.gatewayOnA()
+	d.fetchErrors()
+}
+
+// dataTest is TestDataAcrossThreeDaemons' daemons, A to B to C, and what
+// its phases add to A and fetch on C.
+type dataTest struct {
+	t               *testing.T
+	a, c            string // the repos at the ends of the chain
+	out             string // where C writes what it gets
+	data            []byte // the file's bytes
+	fileCID, dirCID string
+}
+
+// startChain starts A, B bootstrapped from A, and C from B, so C reaches
+// A's content only through the DHT.
+func (d *dataTest) startChain() {
+	t := d.t
 	a, b, c := initRepo(t, "clitest"), initRepo(t, "clitest"), initRepo(t, "clitest")
+	d.a, d.c = a, c
 	startDaemon(t, a)
 	var idA, idB idInfo
 	runJSON(t, a, &idA, "id")
@@ -27,11 +52,15 @@ func TestDataAcrossThreeDaemons(t *testing.T) {
 			t.Logf("daemon c's log and goroutines when the test failed:\n%s", dc.stderr.Bytes())
 		}
 	})
+}
 
+// addOnA adds and pins a file of 8 MiB and more, and a directory, on A.
+func (d *dataTest) addOnA() {
+	t, a := d.t, d.a
 	src := t.TempDir()
-	data := make([]byte, 8<<20+12345)
-	rand.Read(data)
-	os.WriteFile(filepath.Join(src, "model.bin"), data, 0o644)
+	d.data = make([]byte, 8<<20+12345)
+	rand.Read(d.data)
+	os.WriteFile(filepath.Join(src, "model.bin"), d.data, 0o644)
 	os.MkdirAll(filepath.Join(src, "ds", "train"), 0o755)
 	os.WriteFile(filepath.Join(src, "ds", "train", "x.csv"), []byte("1,2,3\n"), 0o644)
 	os.WriteFile(filepath.Join(src, "ds", "README"), []byte("a dataset\n"), 0o644)
@@ -47,13 +76,18 @@ func TestDataAcrossThreeDaemons(t *testing.T) {
 	if !strings.HasPrefix(added.CID, "bafy") || !strings.HasPrefix(dir.CID, "bafy") {
 		t.Fatalf("cids %s %s", added.CID, dir.CID)
 	}
+	d.fileCID, d.dirCID = added.CID, dir.CID
+}
 
-	out := t.TempDir()
+// fetchOnC gets, cats and lists on C what A added, and refuses to
+// overwrite or to write where it cannot.
+func (d *dataTest) fetchOnC() {
+	t, a, c, out, data := d.t, d.a, d.c, d.out, d.data
 	var got1 struct {
 		From []string `json:"from"`
 		MiBs float64  `json:"mib_s"`
 	}
-	runJSON(t, c, &got1, "data", "get", added.CID, "-o", filepath.Join(out, "model.bin"))
+	runJSON(t, c, &got1, "data", "get", d.fileCID, "-o", filepath.Join(out, "model.bin"))
 	// Progress names who sent the blocks (A, the only one that has them)
 	// and the rate.
 	var idA2 idInfo
@@ -65,59 +99,68 @@ func TestDataAcrossThreeDaemons(t *testing.T) {
 	if !bytes.Equal(got, data) {
 		t.Fatalf("C got %d bytes, want %d identical", len(got), len(data))
 	}
-	mustRun(t, c, "data", "get", dir.CID, "-o", filepath.Join(out, "ds"))
+	mustRun(t, c, "data", "get", d.dirCID, "-o", filepath.Join(out, "ds"))
 	if b, _ := os.ReadFile(filepath.Join(out, "ds", "train", "x.csv")); string(b) != "1,2,3\n" {
 		t.Fatalf("ds/train/x.csv = %q", b)
 	}
-	if cat := mustRun(t, c, "data", "cat", added.CID); cat != string(data) {
+	if cat := mustRun(t, c, "data", "cat", d.fileCID); cat != string(data) {
 		t.Fatalf("cat gave %d bytes, want %d identical", len(cat), len(data))
 	}
 	var entries []struct {
 		Name string `json:"name"`
 	}
-	runJSON(t, c, &entries, "data", "ls", dir.CID)
+	runJSON(t, c, &entries, "data", "ls", d.dirCID)
 	if len(entries) != 2 || entries[0].Name != "README" || entries[1].Name != "train" {
 		t.Fatalf("ls: %+v", entries)
 	}
-	checkOneLineError(t, run(t, c, "data", "get", added.CID, "-o", filepath.Join(out, "model.bin")), "exists; not overwriting it")
+	checkOneLineError(t, run(t, c, "data", "get", d.fileCID, "-o", filepath.Join(out, "model.bin")), "exists; not overwriting it")
 	// The daemon writes -o itself: a place it cannot write is refused up front.
-	checkOneLineError(t, run(t, c, "data", "get", added.CID, "-o", filepath.Join(out, "no", "such", "f")), "create the directory first")
+	checkOneLineError(t, run(t, c, "data", "get", d.fileCID, "-o", filepath.Join(out, "no", "such", "f")), "create the directory first")
+}
 
-	// CAR out of A, into a fresh D, which pins it.
+// carIntoD: a CAR out of A, into a fresh D, which pins it; a cut CAR is
+// refused.
+func (d *dataTest) carIntoD() {
+	t, out := d.t, d.out
 	car := filepath.Join(out, "ds.car")
-	mustRun(t, a, "data", "export", dir.CID, "-o", car)
-	d := initRepo(t, "clitest")
-	startDaemon(t, d)
+	mustRun(t, d.a, "data", "export", d.dirCID, "-o", car)
+	repoD := initRepo(t, "clitest")
+	startDaemon(t, repoD)
 	var imp struct {
 		Roots []map[string]string `json:"roots"`
 	}
-	runJSON(t, d, &imp, "data", "import", car)
-	if len(imp.Roots) != 1 || imp.Roots[0]["/"] != dir.CID {
-		t.Fatalf("import roots %v, want [%s]", imp.Roots, dir.CID)
+	runJSON(t, repoD, &imp, "data", "import", car)
+	if len(imp.Roots) != 1 || imp.Roots[0]["/"] != d.dirCID {
+		t.Fatalf("import roots %v, want [%s]", imp.Roots, d.dirCID)
 	}
 	var pins []string
-	runJSON(t, d, &pins, "data", "pin", "ls")
-	if len(pins) != 1 || pins[0] != dir.CID {
+	runJSON(t, repoD, &pins, "data", "pin", "ls")
+	if len(pins) != 1 || pins[0] != d.dirCID {
 		t.Fatalf("pins on D after import: %v", pins)
 	}
 	whole, _ := os.ReadFile(car)
 	os.WriteFile(filepath.Join(out, "cut.car"), whole[:len(whole)-20], 0o644)
-	checkOneLineError(t, run(t, d, "data", "import", filepath.Join(out, "cut.car")), "truncated or corrupted")
+	checkOneLineError(t, run(t, repoD, "data", "import", filepath.Join(out, "cut.car")), "truncated or corrupted")
+}
 
-	// gc on C: the file it fetched is not pinned there, so it goes.
+// gcOnC: the file C fetched is not pinned there, so gc removes it.
+func (d *dataTest) gcOnC() {
 	var gc struct {
 		Removed int `json:"removed"`
 	}
-	runJSON(t, c, &gc, "data", "gc")
+	runJSON(d.t, d.c, &gc, "data", "gc")
 	if gc.Removed < 8 {
-		t.Fatalf("gc removed %d blocks", gc.Removed)
+		d.t.Fatalf("gc removed %d blocks", gc.Removed)
 	}
+}
 
-	// A's trustless gateway serves the raw root block and a CAR.
+// gatewayOnA: A's trustless gateway serves the raw root block and a CAR.
+func (d *dataTest) gatewayOnA() {
+	t := d.t
 	var full idInfo
-	runJSON(t, a, &full, "id")
+	runJSON(t, d.a, &full, "id")
 	for format, ctype := range map[string]string{"raw": "application/vnd.ipld.raw", "car": "application/vnd.ipld.car"} {
-		resp, err := http.Get(full.Gateway + "/ipfs/" + dir.CID + "?format=" + format)
+		resp, err := http.Get(full.Gateway + "/ipfs/" + d.dirCID + "?format=" + format)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -127,8 +170,13 @@ func TestDataAcrossThreeDaemons(t *testing.T) {
 			t.Fatalf("gateway %s: %d %s %d bytes", format, resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
 		}
 	}
+}
 
-	checkOneLineError(t, run(t, c, "data", "get", "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", "-o", filepath.Join(out, "none")), "no providers found (find timeout)")
+// fetchErrors: content nobody has, and a CID that is none, are clear
+// one-line errors.
+func (d *dataTest) fetchErrors() {
+	t, c := d.t, d.c
+	checkOneLineError(t, run(t, c, "data", "get", "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", "-o", filepath.Join(d.out, "none")), "no providers found (find timeout)")
 	checkOneLineError(t, run(t, c, "data", "get", "not-a-cid"), `cid: "not-a-cid" is not a CID`)
 	// cat streams; a failure before its first byte is still a clear error.
 	checkOneLineError(t, run(t, c, "data", "cat", "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"), "no providers found (find timeout)")

@@ -44,42 +44,33 @@ func setConfig(t testing.TB, repo string, edit func(map[string]any)) {
 func TestJobThroughTheMarket(t *testing.T) {
 	jobDocker(t)
 	info, file := startDevchain(t, "--challenge", "3s")
-	var repos [2]string
-	var daemons [2]*daemon
-	var boot string
-	for i := range repos {
-		key := filepath.Join(t.TempDir(), "key")
-		os.WriteFile(key, []byte(info.Accounts[i+1].PrivateKey), 0o600)
-		repos[i] = filepath.Join(t.TempDir(), "repo")
-		args := []string{"init", "--network", "e2etest", "--devchain", file, "--wallet-key", key}
-		if i == 0 {
-			args = append(args, "--gpu-mock", "dgxh100", "--price", "nvidia-h100-80gb=36") // 0.01 tUSD per GPU-second
+	vouchers := func(c map[string]any) {
+		m, _ := c["market"].(map[string]any)
+		if m == nil {
+			m = map[string]any{}
 		}
-		mustRun(t, repos[i], args...)
-		setConfig(t, repos[i], func(c map[string]any) {
-			m, _ := c["market"].(map[string]any)
-			if m == nil {
-				m = map[string]any{}
-			}
-			m["voucher_interval"] = "500ms"
-			c["market"] = m
-		})
-		var extra []string
-		if boot != "" {
-			extra = []string{"--bootstrap", boot}
-		}
-		daemons[i] = startDaemon(t, repos[i], extra...)
-		if i == 0 {
-			var id idInfo
-			runJSON(t, repos[0], &id, "id")
-			boot = id.Addrs[0]
-		}
+		m["voucher_interval"] = "500ms"
+		c["market"] = m
 	}
-	provider, requester := repos[0], repos[1]
+	net := startChainNet(t, "e2etest", info, file,
+		chainNode{init: []string{"--gpu-mock", "dgxh100", "--price", "nvidia-h100-80gb=36"}, config: vouchers}, // 0.01 tUSD per GPU-second
+		chainNode{config: vouchers})
+	provider, requester := net.repos[0], net.repos[1]
 	waitProviders(t, requester, 1, "--gpu", "nvidia-h100-80gb")
 	var before walletBalance
 	runJSON(t, provider, &before, "wallet", "balance")
+	id := runResultJob(t, provider, requester)
+	// The final voucher reaches the provider; it redeems it.
+	waitSettled(t, net.daemons[1].stderr, id)
+	p := redeemRaisesBalance(t, provider, before)
+	withdrawTheRest(t, requester, p)
+}
 
+// runResultJob runs a job that writes a result through the market, and
+// checks that its result comes back and that the provider ran it. It
+// returns the job's ID.
+func runResultJob(t *testing.T, provider, requester string) string {
+	t.Helper()
 	r := run(t, requester, "job", "run", "--gpus", "1", "--gpu-class", "nvidia-h100-80gb", "--max-price", "40",
 		"--timeout", "10m", jobImage, "--", "write", "/outputs/result.txt", "computed remotely")
 	if r.code != 0 {
@@ -99,9 +90,13 @@ func TestJobThroughTheMarket(t *testing.T) {
 	if l := mustRun(t, provider, "job", "list"); !strings.Contains(l, id) {
 		t.Fatalf("the provider does not list the job:\n%s", l)
 	}
+	return id
+}
 
-	// The final voucher reaches the provider; it redeems it.
-	waitSettled(t, daemons[1].stderr, id)
+// redeemRaisesBalance: the provider redeems, and its balance rises from
+// before by exactly what it redeemed, which it returns.
+func redeemRaisesBalance(t *testing.T, provider string, before walletBalance) *big.Int {
+	t.Helper()
 	var paid struct {
 		Paid string `json:"paid"`
 	}
@@ -118,9 +113,14 @@ func TestJobThroughTheMarket(t *testing.T) {
 		t.Fatalf("provider balance rose by %s, redeemed %s", got, p)
 	}
 	t.Logf("the job cost %s base units (tUSD 6 decimals)", p)
+	return p
+}
 
-	// The requester closes the channel; after the challenge period it
-	// withdraws exactly what was deposited and not redeemed.
+// withdrawTheRest: the requester closes its channel, whose provider
+// redeemed p; after the challenge period it withdraws exactly what was
+// deposited and not redeemed.
+func withdrawTheRest(t *testing.T, requester string, p *big.Int) {
+	t.Helper()
 	var chs channelsOut
 	runJSON(t, requester, &chs, "wallet", "channels")
 	if len(chs.Channels) != 1 {
@@ -162,29 +162,12 @@ func TestJobThroughTheMarket(t *testing.T) {
 func TestProviderKilledMidJob(t *testing.T) {
 	jobDocker(t)
 	info, file := startDevchain(t)
-	var repos [3]string
-	var daemons [3]*daemon
-	var boot string
-	for i := range repos {
-		key := filepath.Join(t.TempDir(), "key")
-		os.WriteFile(key, []byte(info.Accounts[i+1].PrivateKey), 0o600)
-		repos[i] = filepath.Join(t.TempDir(), "repo")
-		args := []string{"init", "--network", "e2ekill", "--devchain", file, "--wallet-key", key}
-		if i < 2 { // two providers; the first is cheaper
-			args = append(args, "--gpu-mock", "dgxh100", "--price", fmt.Sprintf("nvidia-h100-80gb=%d", 30+i*5))
-		}
-		mustRun(t, repos[i], args...)
-		extra := []string{"--voucher-interval", "500ms"}
-		if boot != "" {
-			extra = append(extra, "--bootstrap", boot)
-		}
-		daemons[i] = startDaemon(t, repos[i], extra...)
-		if i == 0 {
-			var id idInfo
-			runJSON(t, repos[0], &id, "id")
-			boot = id.Addrs[0]
-		}
+	provider := func(price int) chainNode {
+		return chainNode{init: []string{"--gpu-mock", "dgxh100", "--price", fmt.Sprintf("nvidia-h100-80gb=%d", price)}, flags: []string{"--voucher-interval", "500ms"}}
 	}
+	// Two providers; the first is cheaper.
+	net := startChainNet(t, "e2ekill", info, file, provider(30), provider(35), chainNode{flags: []string{"--voucher-interval", "500ms"}})
+	repos, daemons := net.repos, net.daemons
 	requester := repos[2]
 	var provIDs [2]idInfo
 	runJSON(t, repos[0], &provIDs[0], "id")
@@ -404,106 +387,140 @@ func TestProviderRedeemsOnItsOwn(t *testing.T) {
 func TestDistributedJob(t *testing.T) {
 	ddpImage(t)
 	for _, nodes := range []int{2, 3} {
-		t.Run(fmt.Sprintf("%d providers", nodes), func(t *testing.T) {
-			repos, _ := ddpNetwork(t, nodes)
-			req := repos[nodes]
-			truth := []float64{1.5, 0.5, -2, 0.25} // not the workload's own
-			shards := t.TempDir()
-			rng := rand.New(rand.NewSource(int64(nodes)))
-			for r := 0; r < nodes; r++ {
-				var b strings.Builder
-				for i := 0; i < 200; i++ {
-					x := []float64{rng.Float64()*2 - 1, rng.Float64()*2 - 1, rng.Float64()*2 - 1}
-					y := truth[3] + truth[0]*x[0] + truth[1]*x[1] + truth[2]*x[2] + rng.NormFloat64()*0.01
-					fmt.Fprintf(&b, "%g,%g,%g,%g\n", x[0], x[1], x[2], y)
-				}
-				os.WriteFile(filepath.Join(shards, fmt.Sprintf("shard-%d.csv", r)), []byte(b.String()), 0o644)
-			}
-			var added struct {
-				CID string `json:"cid"`
-			}
-			runJSON(t, req, &added, "data", "add", shards)
-			// Every rank probes what a rank must not reach: the
-			// providers' API, gateway and libp2p ports on loopback, and
-			// a listener of this test's on every host address (which a
-			// bridge network's containers would reach at docker0's).
-			probes := hostProbes(t, repos[:nodes])
-			spec := filepath.Join(t.TempDir(), "ddp.yaml")
-			os.WriteFile(spec, []byte(fmt.Sprintf("name: ddp\nimage: aixblock-test/ddp:latest\nresources: {gpus: 1, memory_mib: 128}\n"+
-				"distributed: {nodes: %d, framework: pytorch}\nmax_price: \"20\"\n"+
-				"inputs: [{cid: %s, path: /inputs/shards}]\n"+
-				"env: {STEPS: \"300\", SHARD: \"/inputs/shards/shard-{rank}.csv\", PROBE: %q}\n", nodes, added.CID, strings.Join(probes, ","))), 0o600)
-			id := strings.TrimSpace(mustRun(t, req, "job", "submit", spec))
-			s := waitState(t, req, id, terminal)
-			if s.State != "completed" {
-				t.Fatalf("rank 0: %+v\n%s", s, mustRun(t, req, "job", "logs", id))
-			}
-			var list []struct {
-				ID       string `json:"id"`
-				State    string `json:"state"`
-				Provider string `json:"provider"`
-			}
-			runJSON(t, req, &list, "job", "list")
-			provs := map[string]bool{}
-			for _, j := range list {
-				if st := waitState(t, req, j.ID, terminal); st.State != "completed" {
-					t.Fatalf("rank job %s: %+v", j.ID, st)
-				}
-				provs[j.Provider] = true
-			}
-			if len(list) != nodes || len(provs) != nodes {
-				t.Fatalf("%d rank jobs on %d providers, want %d on %d", len(list), len(provs), nodes, nodes)
-			}
-			// Every rank's final weights, from rank 0's combined logs.
-			logs := mustRun(t, req, "job", "logs", id)
-			var weights []string
-			for _, l := range strings.Split(logs, "\n") {
-				if i := strings.Index(l, "final "); i >= 0 {
-					var m struct{ Weights []float64 }
-					json.Unmarshal([]byte(l[i+len("final "):]), &m)
-					weights = append(weights, fmt.Sprint(m.Weights))
-					for k, w := range m.Weights {
-						if math.Abs(w-truth[k]) > 0.05 {
-							t.Fatalf("weight %d = %g, want %g: %s", k, w, truth[k], l)
-						}
-					}
-				}
-			}
-			if len(weights) != nodes {
-				t.Fatalf("%d final lines in the logs:\n%s", len(weights), logs)
-			}
-			for _, w := range weights {
-				if w != weights[0] {
-					t.Fatalf("ranks' final weights differ: %v", weights)
-				}
-			}
-			// Each rank saw loopback and the job network's device only,
-			// met the others at rank 0's overlay address, and reached
-			// none of the probes.
-			if strings.Count(logs, "interfaces: lo,aix0") != nodes || strings.Count(logs, "master 10.77.0.1:29500") != nodes {
-				t.Fatalf("ranks not on the job network alone:\n%s", logs)
-			}
-			if strings.Contains(logs, ": reached") || strings.Count(logs, ": not reached") != nodes*len(probes) {
-				t.Fatalf("a rank reached a provider's service or the host:\n%s", logs)
-			}
-			// Rank 0's logs show every rank's lines, prefixed by rank.
-			for r := 0; r < nodes; r++ {
-				if want := fmt.Sprintf("[rank %d] rank %d of %d: 200 samples", r, r, nodes); !strings.Contains(logs, want) {
-					t.Fatalf("no %q in the logs of the distributed job:\n%s", want, logs)
-				}
-			}
-			// The result: a directory with every rank's outputs by rank.
-			out := filepath.Join(t.TempDir(), "out")
-			mustRun(t, req, "job", "results", id, "-o", out)
-			if b, err := os.ReadFile(filepath.Join(out, "rank-0", "model.json")); err != nil || !strings.Contains(string(b), "weights") {
-				t.Fatalf("rank-0/model.json: %v %s", err, b)
-			}
-			for r := 0; r < nodes; r++ {
-				if st, err := os.Stat(filepath.Join(out, fmt.Sprintf("rank-%d", r))); err != nil || !st.IsDir() {
-					t.Fatalf("rank-%d in the result: %v", r, err)
+		t.Run(fmt.Sprintf("%d providers", nodes), func(t *testing.T) { testDistributedJob(t, nodes) })
+	}
+}
+
+func testDistributedJob(t *testing.T, nodes int) {
+	repos, _ := ddpNetwork(t, nodes)
+	req := repos[nodes]
+	truth := []float64{1.5, 0.5, -2, 0.25} // not the workload's own
+	cid := addDDPShards(t, req, nodes, truth)
+	// Every rank probes what a rank must not reach: the providers' API,
+	// gateway and libp2p ports on loopback, and a listener of this test's
+	// on every host address (which a bridge network's containers would
+	// reach at docker0's).
+	probes := hostProbes(t, repos[:nodes])
+	spec := filepath.Join(t.TempDir(), "ddp.yaml")
+	os.WriteFile(spec, []byte(fmt.Sprintf("name: ddp\nimage: aixblock-test/ddp:latest\nresources: {gpus: 1, memory_mib: 128}\n"+
+		"distributed: {nodes: %d, framework: pytorch}\nmax_price: \"20\"\n"+
+		"inputs: [{cid: %s, path: /inputs/shards}]\n"+
+		"env: {STEPS: \"300\", SHARD: \"/inputs/shards/shard-{rank}.csv\", PROBE: %q}\n", nodes, cid, strings.Join(probes, ","))), 0o600)
+	id := strings.TrimSpace(mustRun(t, req, "job", "submit", spec))
+	s := waitState(t, req, id, terminal)
+	if s.State != "completed" {
+		t.Fatalf("rank 0: %+v\n%s", s, mustRun(t, req, "job", "logs", id))
+	}
+	ranksOnProviders(t, req, nodes)
+	logs := mustRun(t, req, "job", "logs", id)
+	ranksAgree(t, logs, truth, nodes)
+	ranksIsolated(t, logs, nodes, len(probes))
+	resultByRank(t, req, id, nodes)
+}
+
+// addDDPShards adds a directory of a shard for each of nodes ranks: 200
+// samples each of the linear model truth, with a little noise. It
+// returns the directory's CID.
+func addDDPShards(t *testing.T, req string, nodes int, truth []float64) string {
+	t.Helper()
+	shards := t.TempDir()
+	rng := rand.New(rand.NewSource(int64(nodes)))
+	for r := 0; r < nodes; r++ {
+		var b strings.Builder
+		for i := 0; i < 200; i++ {
+			x := []float64{rng.Float64()*2 - 1, rng.Float64()*2 - 1, rng.Float64()*2 - 1}
+			y := truth[3] + truth[0]*x[0] + truth[1]*x[1] + truth[2]*x[2] + rng.NormFloat64()*0.01
+			fmt.Fprintf(&b, "%g,%g,%g,%g\n", x[0], x[1], x[2], y)
+		}
+		os.WriteFile(filepath.Join(shards, fmt.Sprintf("shard-%d.csv", r)), []byte(b.String()), 0o644)
+	}
+	var added struct {
+		CID string `json:"cid"`
+	}
+	runJSON(t, req, &added, "data", "add", shards)
+	return added.CID
+}
+
+// ranksOnProviders: the requester's jobs are the ranks, one on each
+// provider, all completed.
+func ranksOnProviders(t *testing.T, req string, nodes int) {
+	t.Helper()
+	var list []struct {
+		ID       string `json:"id"`
+		State    string `json:"state"`
+		Provider string `json:"provider"`
+	}
+	runJSON(t, req, &list, "job", "list")
+	provs := map[string]bool{}
+	for _, j := range list {
+		if st := waitState(t, req, j.ID, terminal); st.State != "completed" {
+			t.Fatalf("rank job %s: %+v", j.ID, st)
+		}
+		provs[j.Provider] = true
+	}
+	if len(list) != nodes || len(provs) != nodes {
+		t.Fatalf("%d rank jobs on %d providers, want %d on %d", len(list), len(provs), nodes, nodes)
+	}
+}
+
+// ranksAgree: every rank's final weights, from rank 0's combined logs,
+// are the same and close to truth.
+func ranksAgree(t *testing.T, logs string, truth []float64, nodes int) {
+	t.Helper()
+	var weights []string
+	for _, l := range strings.Split(logs, "\n") {
+		if i := strings.Index(l, "final "); i >= 0 {
+			var m struct{ Weights []float64 }
+			json.Unmarshal([]byte(l[i+len("final "):]), &m)
+			weights = append(weights, fmt.Sprint(m.Weights))
+			for k, w := range m.Weights {
+				if math.Abs(w-truth[k]) > 0.05 {
+					t.Fatalf("weight %d = %g, want %g: %s", k, w, truth[k], l)
 				}
 			}
-		})
+		}
+	}
+	if len(weights) != nodes {
+		t.Fatalf("%d final lines in the logs:\n%s", len(weights), logs)
+	}
+	for _, w := range weights {
+		if w != weights[0] {
+			t.Fatalf("ranks' final weights differ: %v", weights)
+		}
+	}
+}
+
+// ranksIsolated: each rank saw loopback and the job network's device
+// only, met the others at rank 0's overlay address, and reached none of
+// the probes; rank 0's logs show every rank's lines, prefixed by rank.
+func ranksIsolated(t *testing.T, logs string, nodes, probes int) {
+	t.Helper()
+	if strings.Count(logs, "interfaces: lo,aix0") != nodes || strings.Count(logs, "master 10.77.0.1:29500") != nodes {
+		t.Fatalf("ranks not on the job network alone:\n%s", logs)
+	}
+	if strings.Contains(logs, ": reached") || strings.Count(logs, ": not reached") != nodes*probes {
+		t.Fatalf("a rank reached a provider's service or the host:\n%s", logs)
+	}
+	for r := 0; r < nodes; r++ {
+		if want := fmt.Sprintf("[rank %d] rank %d of %d: 200 samples", r, r, nodes); !strings.Contains(logs, want) {
+			t.Fatalf("no %q in the logs of the distributed job:\n%s", want, logs)
+		}
+	}
+}
+
+// resultByRank: the result is a directory with every rank's outputs by
+// rank.
+func resultByRank(t *testing.T, req, id string, nodes int) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "out")
+	mustRun(t, req, "job", "results", id, "-o", out)
+	if b, err := os.ReadFile(filepath.Join(out, "rank-0", "model.json")); err != nil || !strings.Contains(string(b), "weights") {
+		t.Fatalf("rank-0/model.json: %v %s", err, b)
+	}
+	for r := 0; r < nodes; r++ {
+		if st, err := os.Stat(filepath.Join(out, fmt.Sprintf("rank-%d", r))); err != nil || !st.IsDir() {
+			t.Fatalf("rank-%d in the result: %v", r, err)
+		}
 	}
 }
 
@@ -513,31 +530,16 @@ func TestDistributedJob(t *testing.T) {
 func ddpNetwork(t testing.TB, providers int) ([]string, []*daemon) {
 	t.Helper()
 	info, file := startDevchain(t)
-	repos := make([]string, providers+1)
-	var daemons []*daemon
-	var boot string
-	for i := range repos {
-		key := filepath.Join(t.TempDir(), "key")
-		os.WriteFile(key, []byte(info.Accounts[i+1].PrivateKey), 0o600)
-		repos[i] = filepath.Join(t.TempDir(), "repo")
-		args := []string{"init", "--network", "e2eddp", "--devchain", file, "--wallet-key", key}
+	nodes := make([]chainNode, providers+1)
+	for i := range nodes {
+		nodes[i].flags = []string{"--voucher-interval", "500ms"}
 		if i < providers {
-			args = append(args, "--gpu-mock", "dgxh100", "--price", "*=10")
-		}
-		mustRun(t, repos[i], args...)
-		extra := []string{"--voucher-interval", "500ms"}
-		if boot != "" {
-			extra = append(extra, "--bootstrap", boot)
-		}
-		daemons = append(daemons, startDaemon(t, repos[i], extra...))
-		if i == 0 {
-			var id idInfo
-			runJSON(t, repos[0], &id, "id")
-			boot = id.Addrs[0]
+			nodes[i].init = []string{"--gpu-mock", "dgxh100", "--price", "*=10"}
 		}
 	}
-	waitProviders(t, repos[providers], providers)
-	return repos, daemons
+	net := startChainNet(t, "e2eddp", info, file, nodes...)
+	waitProviders(t, net.repos[providers], providers)
+	return net.repos, net.daemons
 }
 
 // ddpImage builds the distributed workload as aixblock-test/ddp:latest.

@@ -33,39 +33,61 @@ func TestMockGPUsThroughTheCLI(t *testing.T) {
 	repo := filepath.Join(t.TempDir(), "repo")
 	mustRun(t, repo, "init", "--network", "clitest", "--gpu-mock", "dgxh100")
 	startDaemon(t, repo)
+	g := &gpuTest{t: t, repo: repo}
+	g.listsTheMock()
+	changes := g.watch()
+	g.faultShows(changes)
+	g.applicationXIDBlamesNoGPU()
+	g.resetAndBadInput()
+}
 
-	var gpus []gpuRow
-	runJSON(t, repo, &gpus, "gpu", "list")
-	if len(gpus) != 8 {
-		t.Fatalf("gpu list: %d GPUs, want 8", len(gpus))
+// gpuTest is TestMockGPUsThroughTheCLI's daemon on a dgxh100 mock, and
+// the GPUs it listed first.
+type gpuTest struct {
+	t    *testing.T
+	repo string
+	gpus []gpuRow
+}
+
+// listsTheMock: gpu list shows the mock's 8 healthy H100s.
+func (g *gpuTest) listsTheMock() {
+	t := g.t
+	runJSON(t, g.repo, &g.gpus, "gpu", "list")
+	if len(g.gpus) != 8 {
+		t.Fatalf("gpu list: %d GPUs, want 8", len(g.gpus))
 	}
-	for i, g := range gpus {
+	for i, g := range g.gpus {
 		if g.Index != i || g.Name != "NVIDIA H100 80GB HBM3" || g.Class != "nvidia-h100-80gb" ||
 			g.MemoryMiB != 81920 || g.Health != "healthy" || g.UUID == "" {
 			t.Fatalf("gpu %d: %+v", i, g)
 		}
 	}
+}
 
-	health := func() []gpuRow {
-		var rows []gpuRow
-		runJSON(t, repo, &rows, "gpu", "health")
-		return rows
-	}
-	// fail makes GPU i unhealthy with a fatal XID and waits until it is.
-	fail := func(i int) time.Duration {
-		injected := time.Now()
-		mustRun(t, repo, "gpu", "inject", "--gpu", fmt.Sprint(i), "--xid", "79")
-		p2ptest.WaitFor(t, 2*time.Second, func() bool { return health()[i].Health == "unhealthy" }, "gpu %d still healthy 2s after XID 79", i)
-		return time.Since(injected)
-	}
+func (g *gpuTest) health() []gpuRow {
+	var rows []gpuRow
+	runJSON(g.t, g.repo, &rows, "gpu", "health")
+	return rows
+}
 
-	// A watcher started before the fault sees it as one JSON line.
-	watch := exec.Command(bin, "--repo", repo, "gpu", "health", "--watch", "--json")
+// fail makes GPU i unhealthy with a fatal XID and waits until it is.
+func (g *gpuTest) fail(i int) time.Duration {
+	injected := time.Now()
+	mustRun(g.t, g.repo, "gpu", "inject", "--gpu", fmt.Sprint(i), "--xid", "79")
+	p2ptest.WaitFor(g.t, 2*time.Second, func() bool { return g.health()[i].Health == "unhealthy" }, "gpu %d still healthy 2s after XID 79", i)
+	return time.Since(injected)
+}
+
+// watch starts a watcher before the fault, to see it as one JSON line,
+// and returns once it has subscribed, with the changes it prints.
+func (g *gpuTest) watch() <-chan gpuChange {
+	t := g.t
+	watch := exec.Command(bin, "--repo", g.repo, "gpu", "health", "--watch", "--json")
 	stdout, _ := watch.StdoutPipe()
 	if err := watch.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer watch.Process.Kill()
+	t.Cleanup(func() { watch.Process.Kill() })
 	changes := make(chan gpuChange, 16)
 	go func() {
 		defer close(changes)
@@ -81,8 +103,8 @@ func TestMockGPUsThroughTheCLI(t *testing.T) {
 	// It prints only changes, so it shows it has subscribed by printing
 	// one: GPU 5 fails and is reset until a line comes.
 	p2ptest.WaitFor(t, 20*time.Second, func() bool {
-		fail(5)
-		mustRun(t, repo, "gpu", "reset-health", gpus[5].UUID)
+		g.fail(5)
+		mustRun(t, g.repo, "gpu", "reset-health", g.gpus[5].UUID)
 		select {
 		case c := <-changes:
 			return c.Index == 5
@@ -90,9 +112,15 @@ func TestMockGPUsThroughTheCLI(t *testing.T) {
 			return false
 		}
 	}, "gpu health --watch printed no change of gpu 5")
+	return changes
+}
 
-	took := fail(3)
-	rows := health()
+// faultShows: an XID 79 on GPU 3 makes it, and it alone, unhealthy, with
+// the XID as its reason, and the watcher prints the change.
+func (g *gpuTest) faultShows(changes <-chan gpuChange) {
+	t := g.t
+	took := g.fail(3)
+	rows := g.health()
 	if !strings.Contains(rows[3].Reason, "XID 79") {
 		t.Fatalf("reason %q", rows[3].Reason)
 	}
@@ -118,18 +146,25 @@ func TestMockGPUsThroughTheCLI(t *testing.T) {
 			t.Fatal("the watcher printed no change of gpu 3")
 		}
 	}
+}
 
-	// XID 13 blames the application: the GPU stays healthy. A fatal XID
-	// on another GPU after it is read after it (one event queue), so
-	// once that one shows, 13 has had its effect.
-	mustRun(t, repo, "gpu", "inject", "--gpu", "2", "--xid", "13")
-	fail(4)
-	if h := health()[2]; h.Health != "healthy" {
-		t.Fatalf("gpu 2 is %s after XID 13 (%s)", h.Health, h.Reason)
+// applicationXIDBlamesNoGPU: XID 13 blames the application, so the GPU
+// stays healthy. A fatal XID on another GPU after it is read after it (one
+// event queue), so once that one shows, 13 has had its effect.
+func (g *gpuTest) applicationXIDBlamesNoGPU() {
+	mustRun(g.t, g.repo, "gpu", "inject", "--gpu", "2", "--xid", "13")
+	g.fail(4)
+	if h := g.health()[2]; h.Health != "healthy" {
+		g.t.Fatalf("gpu 2 is %s after XID 13 (%s)", h.Health, h.Reason)
 	}
+}
 
+// resetAndBadInput: reset-health makes GPU 3 healthy again; a GPU or a
+// UUID the mock lacks, or a fault not named, is a clear error.
+func (g *gpuTest) resetAndBadInput() {
+	t, repo := g.t, g.repo
 	var reset gpuRow
-	runJSON(t, repo, &reset, "gpu", "reset-health", gpus[3].UUID)
+	runJSON(t, repo, &reset, "gpu", "reset-health", g.gpus[3].UUID)
 	if reset.Health != "healthy" {
 		t.Fatalf("reset-health: %+v", reset)
 	}

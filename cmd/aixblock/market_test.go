@@ -2,8 +2,6 @@ package main
 
 import (
 	"math/big"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -40,33 +38,30 @@ type dealOut struct {
 // with it, and both wallet signatures verify.
 func TestMarketProvidersAndDeal(t *testing.T) {
 	info, file := startDevchain(t)
-	repos := make([]string, 3)
-	extra := [][]string{
-		{"--gpu-mock", "dgxh100", "--price", "nvidia-h100-80gb=2"},
-		{"--gpu-mock", "dgxa100", "--price", "nvidia-a100-40gb=1"},
-		nil,
-	}
-	var boot string
-	for i := range repos {
-		key := filepath.Join(t.TempDir(), "key")
-		os.WriteFile(key, []byte(info.Accounts[i+1].PrivateKey), 0o600)
-		repos[i] = filepath.Join(t.TempDir(), "repo")
-		mustRun(t, repos[i], append([]string{"init", "--network", "markettest", "--devchain", file, "--wallet-key", key}, extra[i]...)...)
-		var args []string
-		if boot != "" {
-			args = []string{"--bootstrap", boot}
-		}
-		startDaemon(t, repos[i], args...)
-		if i == 0 {
-			var id idInfo
-			runJSON(t, repos[0], &id, "id")
-			boot = id.Addrs[0]
-		}
-	}
+	net := startChainNet(t, "markettest", info, file,
+		chainNode{init: []string{"--gpu-mock", "dgxh100", "--price", "nvidia-h100-80gb=2"}},
+		chainNode{init: []string{"--gpu-mock", "dgxa100", "--price", "nvidia-a100-40gb=1"}},
+		chainNode{})
+	repos := net.repos
 	var provID idInfo
 	runJSON(t, repos[0], &provID, "id")
 	requester := repos[2]
+	findsTheH100Provider(t, requester, provID.PeerID)
+	d := dealWithTheH100Provider(t, requester, provID.PeerID, info)
+	var deals []struct {
+		ID string `json:"deal_id"`
+	}
+	runJSON(t, repos[0], &deals, "market", "deals")
+	if len(deals) != 1 || deals[0].ID != d.Deal.ID {
+		t.Fatalf("provider's deals: %+v", deals)
+	}
+	marketBadInput(t, requester)
+}
 
+// findsTheH100Provider: the requester's market finds only provider among
+// the H100 providers, with its GPUs and price, in JSON and in the table.
+func findsTheH100Provider(t *testing.T, requester, provider string) {
+	t.Helper()
 	var found struct {
 		Providers []struct {
 			PeerID string `json:"peer_id"`
@@ -82,8 +77,8 @@ func TestMarketProvidersAndDeal(t *testing.T) {
 	}
 	waitProviders(t, requester, 1, "--gpu", "nvidia-h100-80gb")
 	runJSON(t, requester, &found, "market", "providers", "--gpu", "nvidia-h100-80gb")
-	if len(found.Providers) != 1 || found.Providers[0].PeerID != provID.PeerID {
-		t.Fatalf("H100 providers: %+v, want only %s", found.Providers, provID.PeerID)
+	if len(found.Providers) != 1 || found.Providers[0].PeerID != provider {
+		t.Fatalf("H100 providers: %+v, want only %s", found.Providers, provider)
 	}
 	p := found.Providers[0]
 	if p.GPUs[0].Free != 8 || p.Price[0].Units != "2" || p.Price[0].Symbol != "tUSD" {
@@ -92,10 +87,16 @@ func TestMarketProvidersAndDeal(t *testing.T) {
 	if out := mustRun(t, requester, "market", "providers", "--gpu", "nvidia-h100-80gb"); !strings.Contains(out, "nvidia-h100-80gb 8/8") || !strings.Contains(out, "2 tUSD") {
 		t.Fatalf("table:\n%s", out)
 	}
+}
 
+// dealWithTheH100Provider: an offer from the requester ends in a deal
+// with provider on its terms, between the dev chain's accounts 3 and 1,
+// signed by both wallets.
+func dealWithTheH100Provider(t *testing.T, requester, provider string, info devchainInfo) dealOut {
+	t.Helper()
 	var d dealOut
 	runJSON(t, requester, &d, "market", "offer", "--gpus", "2", "--gpu-class", "nvidia-h100-80gb", "--max-price", "5", "--duration", "30m")
-	if d.Deal.Provider != provID.PeerID || d.Deal.Price != "2000000" || len(d.Deal.GPUs) != 2 || d.Deal.MaxDurationS != 1800 {
+	if d.Deal.Provider != provider || d.Deal.Price != "2000000" || len(d.Deal.GPUs) != 2 || d.Deal.MaxDurationS != 1800 {
 		t.Fatalf("deal %+v", d.Deal)
 	}
 	price, _ := new(big.Int).SetString(d.Deal.Price, 10)
@@ -113,14 +114,13 @@ func TestMarketProvidersAndDeal(t *testing.T) {
 	if err := chain.VerifyDeal(big.NewInt(1337), escrow, cd, d.Deal.ProviderSig, cd.ProviderWallet); err != nil {
 		t.Fatalf("provider signature: %v", err)
 	}
-	var deals []struct {
-		ID string `json:"deal_id"`
-	}
-	runJSON(t, repos[0], &deals, "market", "deals")
-	if len(deals) != 1 || deals[0].ID != d.Deal.ID {
-		t.Fatalf("provider's deals: %+v", deals)
-	}
+	return d
+}
 
+// marketBadInput: offers and searches the market cannot meet or read fail
+// with what was wrong, as does init with a bad --price.
+func marketBadInput(t *testing.T, requester string) {
+	t.Helper()
 	for _, tc := range []struct {
 		args []string
 		want string

@@ -35,21 +35,37 @@ func TestServiceThroughTheMarket(t *testing.T) {
 	dir := testnetUp(t, "--nodes", "2")
 	req := filepath.Join(dir, "node0")
 	started := runService(t, req, "--ready-http", "/healthz", "--gpus", "1", "--max-price", "5", jobImage, "--", "serve", ":8080")
-	local := started.Local
-	base := "http://" + local
+	waitServiceReady(t, req, started.ID)
+	serveManyAtOnce(t, "http://"+started.Local)
+	prov, cost := serviceProvider(t, dir, req, started.ID)
+	strangerRefused(t, prov, started.ID)
+	if cost.Cost == "" || cost.Cost == "0" {
+		t.Fatalf("a running service costs nothing: %+v", cost)
+	}
+	cancelService(t, req, started)
+}
 
-	// Ready: the provider's check reached the port inside the container.
+// waitServiceReady waits until the provider's check reached the port
+// inside the container.
+func waitServiceReady(t *testing.T, req, id string) {
+	t.Helper()
 	var ready struct {
 		State string `json:"state"`
 		Ready bool   `json:"ready"`
 	}
 	p2ptest.WaitFor(t, 60*time.Second, func() bool {
-		runJSON(t, req, &ready, "job", "status", started.ID)
+		runJSON(t, req, &ready, "job", "status", id)
 		if terminal(ready.State) {
 			t.Fatalf("service ended before it was ready: %+v", ready)
 		}
 		return ready.State == "running" && ready.Ready
 	}, "service never ready: %+v", &ready)
+}
+
+// serveManyAtOnce: the service answers on base, and 32 requests at once
+// each get their own answer.
+func serveManyAtOnce(t *testing.T, base string) {
+	t.Helper()
 	get := func(path string) (string, error) {
 		c := &http.Client{Timeout: 10 * time.Second}
 		r, err := c.Get(base + path)
@@ -86,15 +102,22 @@ func TestServiceThroughTheMarket(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
 
-	// The provider: which node, and nothing of the job's published there.
+// serviceCost is a market job's cost so far, from job status --json.
+type serviceCost struct {
+	Cost string `json:"cost"`
+}
+
+// serviceProvider is the testnet node that provides the job, and what
+// the job has cost so far.
+func serviceProvider(t *testing.T, dir, req, id string) (idInfo, serviceCost) {
+	t.Helper()
 	var st struct {
-		Provider string `json:"provider"`
-		Cost     struct {
-			Cost string `json:"cost"`
-		} `json:"cost"`
+		Provider string      `json:"provider"`
+		Cost     serviceCost `json:"cost"`
 	}
-	runJSON(t, req, &st, "job", "status", started.ID)
+	runJSON(t, req, &st, "job", "status", id)
 	var prov idInfo
 	for _, n := range []string{"node0", "node1"} {
 		var id idInfo
@@ -106,28 +129,33 @@ func TestServiceThroughTheMarket(t *testing.T) {
 	if prov.PeerID == "" {
 		t.Fatalf("provider %s is no node of the testnet", st.Provider)
 	}
+	return prov, st.Cost
+}
 
-	// A stranger's peer asks the provider for the job's port itself.
+// strangerRefused: a stranger's peer asks the provider for the job's
+// port itself, and is refused.
+func strangerRefused(t *testing.T, prov idInfo, jobID string) {
+	t.Helper()
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
+	t.Cleanup(func() { h.Close() })
 	// A member of the network, as any peer can claim to be: it speaks the
 	// network's marker protocol.
 	h.SetStreamHandler(protocol.ID("/aixblock/"+prov.Network+"/member/1"), func(s network.Stream) { s.Reset() })
 	pid, _ := peer.Decode(prov.PeerID)
 	a, _ := ma.NewMultiaddr(prov.Addrs[0])
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	if err := h.Connect(ctx, peer.AddrInfo{ID: pid, Addrs: []ma.Multiaddr{a}}); err != nil {
 		t.Fatal(err)
 	}
-	evil, err := overlay.Forward(ctx, h, pid, started.ID, 8080, "127.0.0.1:0", overlay.ForwardOptions{Network: prov.Network})
+	evil, err := overlay.Forward(ctx, h, pid, jobID, 8080, "127.0.0.1:0", overlay.ForwardOptions{Network: prov.Network})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer evil.Close()
+	t.Cleanup(func() { evil.Close() })
 	c, err := net.Dial("tcp", evil.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -145,12 +173,6 @@ func TestServiceThroughTheMarket(t *testing.T) {
 		t.Fatalf("the stranger's refusal: %q", e)
 	}
 	t.Logf("stranger refused: %s", evil.Stats().LastError)
-
-	if st.Cost.Cost == "" || st.Cost.Cost == "0" {
-		t.Fatalf("a running service costs nothing: %+v", st.Cost)
-	}
-
-	cancelService(t, req, started)
 }
 
 // service is a service job started with job run -d -p: its ID and the

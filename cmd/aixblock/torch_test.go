@@ -41,17 +41,28 @@ func TestTorchDDP(t *testing.T) {
 func TestTorchTrainThenServe(t *testing.T) {
 	tr := torchTrain(t)
 	req := tr.repos[2]
+	rank0, other := retireRank0Provider(t, tr)
+	started := startTorchService(t, req, tr.resultCID, rank0, other)
+	predictsAsTrained(t, "http://"+started.Local, tr.params)
+	cancelService(t, req, started)
+	if s := waitState(t, req, started.ID, terminal); s.State != "canceled" {
+		t.Fatalf("the service after job cancel: %+v", s)
+	}
+	t.Logf("service logs:\n%s", mustRun(t, req, "job", "logs", started.ID))
+}
 
-	// Take rank 0's provider out of the market (every mock GPU faulted, so
-	// it bids on nothing), so the service has to run elsewhere and fetch
-	// the model by its CID.
-	var rank0 jobStatusProvider
-	runJSON(t, req, &rank0, "job", "status", tr.id)
-	other := ""
+// retireRank0Provider takes rank 0's provider out of the market (every
+// mock GPU faulted, so it bids on nothing), so the service has to run
+// elsewhere and fetch the model by its CID. It returns the peer IDs of
+// rank 0's provider and of the other.
+func retireRank0Provider(t *testing.T, tr torchTrained) (rank0, other string) {
+	t.Helper()
+	var rank0Job jobStatusProvider
+	runJSON(t, tr.repos[2], &rank0Job, "job", "status", tr.id)
 	for _, r := range tr.repos[:2] {
 		var id idInfo
 		runJSON(t, r, &id, "id")
-		if id.PeerID != rank0.Provider {
+		if id.PeerID != rank0Job.Provider {
 			other = id.PeerID
 			continue
 		}
@@ -64,24 +75,22 @@ func TestTorchTrainThenServe(t *testing.T) {
 		}
 	}
 	if other == "" {
-		t.Fatalf("rank 0's provider %s is not one of the two providers", rank0.Provider)
+		t.Fatalf("rank 0's provider %s is not one of the two providers", rank0Job.Provider)
 	}
+	return rank0Job.Provider, other
+}
 
-	src := t.TempDir()
-	script, _ := os.ReadFile("../../jobs/testdata/torch/serve.py")
-	os.WriteFile(filepath.Join(src, "serve.py"), script, 0o644)
-	var added struct {
-		CID string `json:"cid"`
-	}
-	runJSON(t, req, &added, "data", "add", src)
-
+// startTorchService runs serve.py on the model of the training's result
+// as a service, and waits until it is ready on the provider other, not
+// rank 0's.
+func startTorchService(t *testing.T, req, resultCID, rank0, other string) service {
+	t.Helper()
+	serve := addScript(t, req, "../../jobs/testdata/torch/serve.py")
 	start := time.Now()
 	started := runService(t, req, "--ready-http", "/healthz",
 		"--gpus", "1", "--max-price", "20", "--name", "torch-serve",
-		"--input", tr.resultCID+":/inputs/model", "--input", added.CID+":/inputs/serve", "-e", "HOME=/tmp",
+		"--input", resultCID+":/inputs/model", "--input", serve+":/inputs/serve", "-e", "HOME=/tmp",
 		torchImage, "--", "python3", "/inputs/serve/serve.py", "/inputs/model/rank-0/model.pt")
-	local := started.Local
-	base := "http://" + local
 	var st struct {
 		State    string `json:"state"`
 		Reason   string `json:"reason"`
@@ -96,12 +105,18 @@ func TestTorchTrainThenServe(t *testing.T) {
 		}
 		return st.State == "running" && st.Ready
 	}, "service never ready: %+v\n%s", &st, logs)
-	if st.Provider == rank0.Provider || st.Provider != other {
-		t.Fatalf("the service runs on %s; rank 0 ran on %s", st.Provider, rank0.Provider)
+	if st.Provider == rank0 || st.Provider != other {
+		t.Fatalf("the service runs on %s; rank 0 ran on %s", st.Provider, rank0)
 	}
 	t.Logf("service %s ready on %s after %s, on provider %s (rank 0 ran on %s)",
-		started.ID, local, time.Since(start).Round(100*time.Millisecond), other, rank0.Provider)
+		started.ID, started.Local, time.Since(start).Round(100*time.Millisecond), other, rank0)
+	return started
+}
 
+// predictsAsTrained: the service on base answers its health check, 404s
+// what it does not serve, and predicts with the trained model.
+func predictsAsTrained(t *testing.T, base string, params []float64) {
+	t.Helper()
 	c := &http.Client{Timeout: 30 * time.Second}
 	do := func(method, path, body string) (int, string) {
 		t.Helper()
@@ -134,7 +149,7 @@ func TestTorchTrainThenServe(t *testing.T) {
 	}
 	// The answer is the trained model's (weight and bias as rank 0
 	// printed them), and that model learned y = 3x - 1.
-	w, b := tr.params[0], tr.params[1]
+	w, b := params[0], params[1]
 	for i, x := range xs {
 		if want := w*x + b; math.Abs(pred.Y[i]-want) > 1e-4 {
 			t.Fatalf("predict(%g) = %g, the trained model (w %g, b %g) gives %g", x, pred.Y[i], w, b, want)
@@ -144,12 +159,20 @@ func TestTorchTrainThenServe(t *testing.T) {
 		}
 	}
 	t.Logf("predict %v = %v (trained w %g, b %g; truth 3x-1)", xs, pred.Y, w, b)
+}
 
-	cancelService(t, req, started)
-	if s := waitState(t, req, started.ID, terminal); s.State != "canceled" {
-		t.Fatalf("the service after job cancel: %+v", s)
+// addScript adds the file at path to repo as a directory holding it
+// alone, and returns the directory's CID.
+func addScript(t *testing.T, repo, path string) string {
+	t.Helper()
+	src := t.TempDir()
+	script, _ := os.ReadFile(path)
+	os.WriteFile(filepath.Join(src, filepath.Base(path)), script, 0o644)
+	var added struct {
+		CID string `json:"cid"`
 	}
-	t.Logf("service logs:\n%s", mustRun(t, req, "job", "logs", started.ID))
+	runJSON(t, repo, &added, "data", "add", src)
+	return added.CID
 }
 
 type jobStatusProvider struct {
@@ -183,19 +206,13 @@ func torchTrain(t *testing.T) torchTrained {
 	}
 	repos, _ := ddpNetwork(t, 2)
 	req := repos[2]
-	src := t.TempDir()
-	script, _ := os.ReadFile("../../jobs/testdata/torch/ddp.py")
-	os.WriteFile(filepath.Join(src, "ddp.py"), script, 0o644)
-	var added struct {
-		CID string `json:"cid"`
-	}
-	runJSON(t, req, &added, "data", "add", src)
+	train := addScript(t, req, "../../jobs/testdata/torch/ddp.py")
 	spec := filepath.Join(t.TempDir(), "torch.yaml")
 	os.WriteFile(spec, []byte("name: torch-ddp\nimage: "+torchImage+"\n"+
 		"command: [python3, /inputs/train/ddp.py]\n"+
 		"resources: {gpus: 1, memory_mib: 2048}\n"+
 		"distributed: {nodes: 2, framework: pytorch}\nmax_price: \"20\"\n"+
-		"inputs: [{cid: "+added.CID+", path: /inputs/train}]\n"+
+		"inputs: [{cid: "+train+", path: /inputs/train}]\n"+
 		"env: {HOME: /tmp}\n"), 0o600)
 	start := time.Now()
 	id := strings.TrimSpace(mustRun(t, req, "job", "submit", spec))
