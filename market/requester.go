@@ -46,6 +46,8 @@ type NegotiationStats struct {
 // ErrNoDeal means no provider agreed; it is wrapped with why.
 var ErrNoDeal = errors.New("no deal")
 
+var errClosed = errors.New("market closed")
+
 // Negotiate finds providers for the requirements, offers the job to the
 // best few directly and to everyone by gossip, collects bids for the bid
 // window (or until enough came), and awards the best bid: lowest price,
@@ -84,6 +86,12 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 	if _, err := parseAmount("max_price", r.MaxPrice); err != nil {
 		return nil, st, err
 	}
+	// Close ends a negotiation under way: it ends without a deal.
+	ctx, cancel := m.bound(ctx)
+	defer cancel()
+	if ctx.Err() != nil {
+		return nil, st, errClosed
+	}
 	// Find providers first: the offer names those it goes to directly.
 	class := r.Req.GPUClass
 	if class == "" && r.Req.GPUs > 0 {
@@ -94,7 +102,8 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 	targets, unasked := m.lookup(ctx, class, r)
 	st.Found, st.Contacted = len(targets)+len(unasked), len(targets)
 	if len(targets) == 0 && r.Req.GPUClass != "" {
-		go m.refresh(AnyGPU) // the classes on the network, for an unknown class's reason
+		// The classes on the network, for an unknown class's reason.
+		m.spawn(context.Background(), func(ctx context.Context) { m.refresh(ctx, AnyGPU) })
 	}
 
 	var nonce [8]byte
@@ -143,7 +152,7 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 	)
 	answered := make(chan struct{}, len(targets))
 	for _, p := range targets {
-		go func(p peer.ID) {
+		m.spawn(wctx, func(wctx context.Context) {
 			defer func() { answered <- struct{}{} }()
 			t0 := time.Now()
 			resp, err := m.request(wctx, p, protoOffer, raw, p2p.StreamLimits{MaxRequest: MaxOfferBytes, MaxResponse: MaxBidBytes})
@@ -185,7 +194,7 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 				refusals = append(refusals, *ref)
 				refMu.Unlock()
 			}
-		}(p)
+		})
 	}
 	// Gossip tells the rest of the network (and, when the DHT was thin,
 	// asks them to bid).
@@ -280,7 +289,9 @@ drain:
 	st.Elapsed = time.Since(start)
 	if len(deals) > 0 {
 		m.releaseLosers(got, winners, id)
-		go m.releaseLate(bids, time.UnixMilli(o.DeadlineMs), winners, id)
+		m.spawn(context.Background(), func(ctx context.Context) {
+			m.releaseLate(ctx, bids, time.UnixMilli(o.DeadlineMs), winners, id)
+		})
 		return deals, st, nil
 	}
 	if len(got) == 0 {
@@ -315,7 +326,7 @@ func (m *Market) lookup(ctx context.Context, class string, r OfferRequest) ([]pe
 		skip[e] = true
 	}
 	out, refused := m.cachedCandidates(class, r, skip)
-	go m.refresh(class)
+	m.spawn(context.Background(), func(ctx context.Context) { m.refresh(ctx, class) })
 	if len(out) >= m.cfg.Fanout {
 		return out[:m.cfg.Fanout], refused
 	}
@@ -436,7 +447,7 @@ func (m *Market) cachedCandidates(class string, r OfferRequest, skip map[string]
 
 // refresh re-reads the adverts of class from the DHT into the cache, at
 // most once per refreshEvery per class.
-func (m *Market) refresh(class string) {
+func (m *Market) refresh(ctx context.Context, class string) {
 	m.mu.Lock()
 	if time.Since(m.refreshed[class]) < refreshEvery {
 		m.mu.Unlock()
@@ -444,7 +455,7 @@ func (m *Market) refresh(class string) {
 	}
 	m.refreshed[class] = time.Now()
 	m.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if _, err := m.FindProviders(ctx, class, 50); err != nil {
 		m.log.Debug("refresh adverts", "class", class, "err", err)
@@ -511,23 +522,25 @@ func (m *Market) releaseLosers(got map[string]receivedBid, winners map[string]bo
 		if err != nil {
 			continue
 		}
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		m.spawn(context.Background(), func(ctx context.Context) {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			if _, err := m.request(ctx, id, protoFree, []byte(offerID), p2p.StreamLimits{MaxRequest: 128, MaxResponse: 64}); err != nil {
 				m.log.Debug("release", "peer_id", id, "err", err)
 			}
-		}()
+		})
 	}
 }
 
 // releaseLate releases the reservations of direct bids that arrive after
 // the award.
-func (m *Market) releaseLate(bids <-chan receivedBid, deadline time.Time, winners map[string]bool, offerID string) {
+func (m *Market) releaseLate(ctx context.Context, bids <-chan receivedBid, deadline time.Time, winners map[string]bool, offerID string) {
 	t := time.NewTimer(time.Until(deadline) + 5*time.Second)
 	defer t.Stop()
 	for {
 		select {
+		case <-ctx.Done():
+			return
 		case b := <-bids:
 			if !winners[b.bid.Provider] {
 				m.releaseLosers(map[string]receivedBid{b.bid.Provider: b}, winners, offerID)
