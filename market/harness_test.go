@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aixblock/aixblock/gpu"
+	"github.com/aixblock/aixblock/internal/leakcheck"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/aixblock/aixblock/p2p/p2ptest"
 )
@@ -146,6 +147,13 @@ func newTnode(t testing.TB, pn *p2p.Node, inv Inventory, cfg Config) *tnode {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Registered after the node's own cleanup, it runs before it: the
+	// market stops while its node is still up.
+	t.Cleanup(func() {
+		if err := m.Close(leakcheck.Wait); err != nil {
+			t.Error(err)
+		}
+	})
 	tn.m = m
 	return tn
 }

@@ -143,6 +143,13 @@ type Market struct {
 	bidStats  bidStats      // what bid answered, for metrics
 	ready     chan struct{} // closed when Run starts
 	funds     fundsChecks
+
+	// Every goroutine of the market, Run included, runs through spawn
+	// (or enter) and is waited for by Close; life ends at Close.
+	life    context.Context
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+	spawnMu sync.Mutex // orders enter's Add against Close
 }
 
 type hold struct {
@@ -250,6 +257,7 @@ func New(n *p2p.Node, key crypto.PrivKey, inv Inventory, signer DealSigner, cfg 
 		republ:    make(chan struct{}, 1),
 		ready:     make(chan struct{}),
 	}
+	m.life, m.stop = context.WithCancel(context.Background())
 	if m.topic, err = n.Join(offersTopic, m.validateGossipOffer); err != nil {
 		return nil, err
 	}
@@ -265,12 +273,18 @@ func New(n *p2p.Node, key crypto.PrivKey, inv Inventory, signer DealSigner, cfg 
 }
 
 // Run publishes the advert and keeps it fresh, follows gossiped offers and
-// releases lapsed reservations, until ctx ends.
+// releases lapsed reservations, until ctx ends or Close is called.
 func (m *Market) Run(ctx context.Context) error {
+	if !m.enter() {
+		return nil // closed before it ran
+	}
+	defer m.wg.Done()
+	ctx, cancel := m.bound(ctx)
+	defer cancel()
 	close(m.ready)
 	changes, unsub := m.inv.Subscribe()
 	defer unsub()
-	go m.readOffers(ctx)
+	m.spawn(ctx, m.readOffers)
 	// Until the first advert is stored (the routing table may still be
 	// empty at start), retry with a growing pause.
 	retry := time.NewTimer(0)
@@ -302,6 +316,70 @@ func (m *Market) Run(ctx context.Context) error {
 				m.publish(ctx)
 			}
 		}
+	}
+}
+
+// enter counts a goroutine of the market for Close to wait for; it
+// reports false, counting nothing, once Close was called. The caller
+// calls m.wg.Done when the goroutine ends.
+func (m *Market) enter() bool {
+	m.spawnMu.Lock()
+	defer m.spawnMu.Unlock()
+	if m.life.Err() != nil {
+		return false // closing: nothing new starts
+	}
+	m.wg.Add(1)
+	return true
+}
+
+// spawn runs f in a goroutine under ctx, ended also by Close and waited
+// for by it: nothing of the market outlives Close. Once Close was called
+// f does not run, and spawn reports false.
+func (m *Market) spawn(ctx context.Context, f func(ctx context.Context)) bool {
+	if !m.enter() {
+		return false
+	}
+	go func() {
+		defer m.wg.Done()
+		ctx, cancel := m.bound(ctx)
+		defer cancel()
+		f(ctx)
+	}()
+	return true
+}
+
+// bound is ctx, ended also when the market closes.
+func (m *Market) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	if m.life.Err() != nil {
+		cancel() // now: AfterFunc would call it in a goroutine of its own
+	}
+	stop := context.AfterFunc(m.life, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
+}
+
+// Close stops Run and every goroutine the market started (negotiations
+// under way end without a deal) and waits for them, at most wait. The
+// market takes no part in the network afterwards.
+func (m *Market) Close(wait time.Duration) error {
+	m.spawnMu.Lock()
+	m.stop()
+	m.spawnMu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		m.wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("market: goroutines still running %s after close", wait)
 	}
 }
 

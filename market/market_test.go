@@ -34,10 +34,53 @@ func tenNodes(t *testing.T) []*tnode {
 func TestTenNodesFindBidAndDeal(t *testing.T) {
 	nodes := tenNodes(t)
 	req := nodes[8]
-	want := map[string]bool{}
-	for _, n := range nodes[:3] {
-		want[n.p2p.Host.ID().String()] = true
+	findsTheProviders(t, nodes, req)
+	d := dealsWithTheCheapest(t, nodes, req)
+	// The losing bidders' reservations lapse; the winner's GPUs stay held
+	// and leave its advert.
+	waitProviders(t, req, h100, func(f []ProviderInfo) bool {
+		for _, p := range f {
+			if p.Advert.PeerID == d.Provider {
+				return p.Advert.GPUs[0].Free == 6
+			}
+		}
+		return false
+	})
+	// CPU-only providers bid on CPU jobs only.
+	d2, _, err := req.m.Negotiate(context.Background(), OfferRequest{
+		Req: Requirements{CPUCores: 4}, Token: "native", MaxPrice: "100", MaxDuration: time.Hour, SpecHash: specHash,
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
+	if d2.Provider != nodes[6].p2p.Host.ID().String() || d2.GPUClass != CPU {
+		t.Fatalf("cpu deal %+v", d2.DealTerms)
+	}
+	dealsForTwoRanks(t, nodes, req)
+	// No provider matches: a clear error, not a deal.
+	_, _, err = req.m.Negotiate(context.Background(), OfferRequest{
+		Req: Requirements{GPUClass: h100, GPUs: 2}, Token: "native", MaxPrice: "100", MaxDuration: time.Hour, SpecHash: specHash,
+	})
+	if !errors.Is(err, ErrNoDeal) {
+		t.Fatalf("offer under every price: %v", err)
+	}
+}
+
+// peerIDs are the nodes' peer IDs.
+func peerIDs(nodes []*tnode) map[string]bool {
+	out := map[string]bool{}
+	for _, n := range nodes {
+		out[n.p2p.Host.ID().String()] = true
+	}
+	return out
+}
+
+// findsTheProviders checks that req finds exactly the H100 providers of
+// tenNodes for their class, with their adverts, and the A100 ones for
+// theirs.
+func findsTheProviders(t *testing.T, nodes []*tnode, req *tnode) {
+	t.Helper()
+	want := peerIDs(nodes[:3])
 	found := waitProviders(t, req, h100, func(f []ProviderInfo) bool { return len(ids(f)) >= 3 })
 	if got := ids(found); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("providers of %s: %v, want exactly the H100 nodes %v", h100, got, want)
@@ -48,7 +91,13 @@ func TestTenNodesFindBidAndDeal(t *testing.T) {
 		}
 	}
 	waitProviders(t, req, "nvidia-a100-40gb", func(f []ProviderInfo) bool { return len(f) == 3 })
+}
 
+// dealsWithTheCheapest negotiates 2 H100s from req: the three H100
+// providers of tenNodes bid, and the cheapest gets the deal, which both
+// signed and the provider holds.
+func dealsWithTheCheapest(t *testing.T, nodes []*tnode, req *tnode) *Deal {
+	t.Helper()
 	d, st, err := req.m.Negotiate(context.Background(), OfferRequest{
 		Req: Requirements{GPUClass: h100, GPUs: 2}, Token: "native", MaxPrice: "5000",
 		MaxDuration: time.Hour, SpecHash: specHash,
@@ -59,8 +108,9 @@ func TestTenNodesFindBidAndDeal(t *testing.T) {
 	if st.Bids != 3 || st.Contacted != 3 {
 		t.Fatalf("stats %+v: want 3 bids, from the 3 H100 providers asked", st)
 	}
+	h100s := peerIDs(nodes[:3])
 	for _, b := range st.Bidders {
-		if !want[b] {
+		if !h100s[b] {
 			t.Fatalf("%s bid on an H100 offer without H100s", b)
 		}
 	}
@@ -82,28 +132,14 @@ func TestTenNodesFindBidAndDeal(t *testing.T) {
 	if got := cheapest.m.Deals(); len(got) != 1 || got[0].ID != d.ID {
 		t.Fatalf("provider's deals: %+v", got)
 	}
-	// The losing bidders' reservations lapse; the winner's GPUs stay held
-	// and leave its advert.
-	waitProviders(t, req, h100, func(f []ProviderInfo) bool {
-		for _, p := range f {
-			if p.Advert.PeerID == d.Provider {
-				return p.Advert.GPUs[0].Free == 6
-			}
-		}
-		return false
-	})
-	// CPU-only providers bid on CPU jobs only.
-	d2, _, err := req.m.Negotiate(context.Background(), OfferRequest{
-		Req: Requirements{CPUCores: 4}, Token: "native", MaxPrice: "100", MaxDuration: time.Hour, SpecHash: specHash,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d2.Provider != nodes[6].p2p.Host.ID().String() || d2.GPUClass != CPU {
-		t.Fatalf("cpu deal %+v", d2.DealTerms)
-	}
-	// Several deals from one offer (a distributed job's ranks): the two
-	// cheapest H100 providers, one deal each; the third is released.
+	return d
+}
+
+// dealsForTwoRanks makes several deals from one offer (a distributed
+// job's ranks), after dealsWithTheCheapest: the two cheapest H100
+// providers get one deal each; the third is released.
+func dealsForTwoRanks(t *testing.T, nodes []*tnode, req *tnode) {
+	t.Helper()
 	many, st, err := req.m.NegotiateMany(context.Background(), OfferRequest{
 		Req: Requirements{GPUClass: h100, GPUs: 1}, Token: "native", MaxPrice: "5000",
 		MaxDuration: time.Hour, SpecHash: specHash,
@@ -140,13 +176,6 @@ func TestTenNodesFindBidAndDeal(t *testing.T) {
 		return free[nodes[0].p2p.Host.ID().String()] == 8 && free[nodes[1].p2p.Host.ID().String()] == 5 &&
 			free[nodes[2].p2p.Host.ID().String()] == 7
 	})
-	// No provider matches: a clear error, not a deal.
-	_, _, err = req.m.Negotiate(context.Background(), OfferRequest{
-		Req: Requirements{GPUClass: h100, GPUs: 2}, Token: "native", MaxPrice: "100", MaxDuration: time.Hour, SpecHash: specHash,
-	})
-	if !errors.Is(err, ErrNoDeal) {
-		t.Fatalf("offer under every price: %v", err)
-	}
 }
 
 // A GPU made unhealthy leaves its provider's advert within the health

@@ -17,35 +17,9 @@ import (
 // duration; a class nobody has is reported by the requester with the known
 // classes listed.
 func TestRefusalReasonsReachTheRequester(t *testing.T) {
-	nodes := startMarket(t, "marketnobid", []nodeSpec{
-		{"dgxh100", map[string]string{h100: "2000"}},
-		{"dgxh100", map[string]string{h100: "3000"}},
-		{"", nil}, // requester
-	}, Config{BidWindow: 5 * time.Second, AcceptedImages: []string{"ok/*"},
-		FormatAmount: func(tok, base string) string { return base + " wei of " + tok }})
-	req := nodes[2]
-	const ourChain, otherChain = "1337/0x1111111111111111111111111111111111111111111111111111111111111111", "1337/0x2222222222222222222222222222222222222222222222222222222222222222"
-	nodes[0].m.cfg.Chain, nodes[1].m.cfg.Chain = ourChain, ourChain
-	p1, p2 := short(nodes[0].p2p.Host.ID().String()), short(nodes[1].p2p.Host.ID().String())
-	waitProviders(t, req, h100, func(f []ProviderInfo) bool { return len(f) == 2 })
-	// The requester's advert cache would answer for some of these without
-	// asking; empty it so that the providers are asked, then check the
-	// cache's answers at the end.
-	emptyCache := func() {
-		req.m.mu.Lock()
-		req.m.adverts = map[string]*ProviderAdvert{}
-		// Marked fresh, so that no background refresh fills it midway.
-		req.m.refreshed = map[string]time.Time{h100: time.Now(), AnyGPU: time.Now()}
-		req.m.mu.Unlock()
-	}
-	base := OfferRequest{Req: Requirements{GPUClass: h100, GPUs: 1}, Image: "ok/job", Token: "native",
-		MaxPrice: "5000", MaxDuration: time.Hour, SpecHash: specHash}
-	for _, c := range []struct {
-		name string
-		mut  func(*OfferRequest)
-		code string
-		want []string
-	}{
+	rn := newRefusalNet(t)
+	p1, p2 := rn.p1, rn.p2
+	for _, c := range []refusalCase{
 		{"price", func(r *OfferRequest) { r.MaxPrice = "500" }, NoBidPrice, []string{
 			p1 + ": price floor 2000 wei of native per GPU-hour for nvidia-h100-80gb > max price 500 wei of native",
 			p2 + ": price floor 3000 wei of native per GPU-hour for nvidia-h100-80gb > max price 500 wei of native"}},
@@ -65,94 +39,165 @@ func TestRefusalReasonsReachTheRequester(t *testing.T) {
 			if testing.Short() && c.name != "price" {
 				t.Skip("each case waits out a 5 s bid window; -short runs the price case")
 			}
-			emptyCache()
-			r := base
-			if c.mut != nil {
-				c.mut(&r)
-			} else {
-				req.m.cfg.Chain = otherChain
-				defer func() { req.m.cfg.Chain = "" }()
-			}
-			// The test checks what the refusals say, not how fast they come:
-			// a provider starved of CPU by the rest of the suite can miss
-			// a 5 s window (or its stream fail), and then the case is asked
-			// again (at most twice more) rather than failed.
-			var (
-				st  NegotiationStats
-				err error
-			)
-			for try := 1; ; try++ {
-				_, st, err = req.m.Negotiate(context.Background(), r)
-				if try == 3 || err == nil || !strings.Contains(err.Error(), "no answer within the bid window") && !strings.Contains(err.Error(), "could not be asked") {
-					break
-				}
-				t.Logf("try %d: a provider missed the bid window (%v); asking again", try, err)
-				emptyCache()
-			}
-			if !errors.Is(err, ErrNoDeal) {
-				t.Fatalf("negotiate: %v, want no deal", err)
-			}
-			if !strings.Contains(err.Error(), "(2 found, 2 asked directly)") {
-				t.Fatalf("error %q does not count the providers asked", err)
-			}
-			for _, w := range c.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Fatalf("error\n%s\ndoes not say\n%s", err, w)
-				}
-			}
-			if len(st.Refusals) != 2 {
-				t.Fatalf("refusals %+v, want one from each provider", st.Refusals)
-			}
-			for _, rf := range st.Refusals {
-				if rf.Code != c.code {
-					t.Fatalf("refusal %+v, want code %s", rf, c.code)
-				}
-			}
+			rn.refused(t, c)
 		})
 	}
-	t.Run("unknown class", func(t *testing.T) {
-		r := base
-		r.Req.GPUClass = "h100"
-		_, _, err := req.m.Negotiate(context.Background(), r)
-		if !errors.Is(err, ErrNoDeal) || !strings.Contains(err.Error(), `unknown GPU class "h100" (known: `) ||
-			!strings.Contains(err.Error(), "nvidia-a100-40gb") || !strings.Contains(err.Error(), "did you mean nvidia-h100-80gb?") {
-			t.Fatalf("negotiate for class h100: %v", err)
+	t.Run("unknown class", rn.unknownClass)
+	t.Run("from the adverts", rn.fromTheAdverts)
+	t.Run("a provider that cannot be asked", rn.providerGone)
+}
+
+// The chains of TestRefusalReasonsReachTheRequester's providers, and
+// another.
+const ourChain, otherChain = "1337/0x1111111111111111111111111111111111111111111111111111111111111111", "1337/0x2222222222222222222222222222222222222222222222222222222222222222"
+
+// refusalNet is the network of TestRefusalReasonsReachTheRequester: two
+// H100 providers at 2000 and 3000 on ourChain, and a requester.
+type refusalNet struct {
+	nodes  []*tnode
+	req    *tnode
+	p1, p2 string // the providers' short IDs
+}
+
+func newRefusalNet(t *testing.T) *refusalNet {
+	t.Helper()
+	nodes := startMarket(t, "marketnobid", []nodeSpec{
+		{"dgxh100", map[string]string{h100: "2000"}},
+		{"dgxh100", map[string]string{h100: "3000"}},
+		{"", nil}, // requester
+	}, Config{BidWindow: 5 * time.Second, AcceptedImages: []string{"ok/*"},
+		FormatAmount: func(tok, base string) string { return base + " wei of " + tok }})
+	rn := &refusalNet{nodes: nodes, req: nodes[2],
+		p1: short(nodes[0].p2p.Host.ID().String()), p2: short(nodes[1].p2p.Host.ID().String())}
+	nodes[0].m.cfg.Chain, nodes[1].m.cfg.Chain = ourChain, ourChain
+	waitProviders(t, rn.req, h100, func(f []ProviderInfo) bool { return len(f) == 2 })
+	return rn
+}
+
+// refusalOffer is an offer both providers would bid on.
+func refusalOffer() OfferRequest {
+	return OfferRequest{Req: Requirements{GPUClass: h100, GPUs: 1}, Image: "ok/job", Token: "native",
+		MaxPrice: "5000", MaxDuration: time.Hour, SpecHash: specHash}
+}
+
+// emptyCache empties the requester's advert cache, which would answer for
+// some offers without asking: the providers are then asked. (Cases check
+// the cache's answers at the end.)
+func (rn *refusalNet) emptyCache() {
+	m := rn.req.m
+	m.mu.Lock()
+	m.adverts = map[string]*ProviderAdvert{}
+	// Marked fresh, so that no background refresh fills it midway.
+	m.refreshed = map[string]time.Time{h100: time.Now(), AnyGPU: time.Now()}
+	m.mu.Unlock()
+}
+
+// refusalCase is an offer the providers refuse: refusalOffer changed by
+// mut (nil: offered on otherChain), the code of the refusals, and what
+// the requester's error must say.
+type refusalCase struct {
+	name string
+	mut  func(*OfferRequest)
+	code string
+	want []string
+}
+
+// refused checks that both providers refuse c's offer, asked directly,
+// and the requester's error says why.
+func (rn *refusalNet) refused(t *testing.T, c refusalCase) {
+	rn.emptyCache()
+	r := refusalOffer()
+	if c.mut != nil {
+		c.mut(&r)
+	} else {
+		rn.req.m.cfg.Chain = otherChain
+		defer func() { rn.req.m.cfg.Chain = "" }()
+	}
+	st, err := rn.negotiateAsked(t, r)
+	if !errors.Is(err, ErrNoDeal) {
+		t.Fatalf("negotiate: %v, want no deal", err)
+	}
+	if !strings.Contains(err.Error(), "(2 found, 2 asked directly)") {
+		t.Fatalf("error %q does not count the providers asked", err)
+	}
+	for _, w := range c.want {
+		if !strings.Contains(err.Error(), w) {
+			t.Fatalf("error\n%s\ndoes not say\n%s", err, w)
 		}
-	})
-	t.Run("from the adverts", func(t *testing.T) {
-		// With the adverts cached, a request they cannot serve is not
-		// sent, and the reason still comes, read from the adverts.
-		waitProviders(t, req, h100, func(f []ProviderInfo) bool { return len(f) == 2 })
-		r := base
-		r.MaxPrice = "2500"
-		_, st, err := req.m.Negotiate(context.Background(), r)
-		if err != nil {
-			t.Fatalf("the 2000 provider should bid under 2500: %v", err)
+	}
+	if len(st.Refusals) != 2 {
+		t.Fatalf("refusals %+v, want one from each provider", st.Refusals)
+	}
+	for _, rf := range st.Refusals {
+		if rf.Code != c.code {
+			t.Fatalf("refusal %+v, want code %s", rf, c.code)
 		}
-		if len(st.Refusals) != 1 || st.Refusals[0].Code != NoBidPrice ||
-			st.Refusals[0].Reason != "price floor 3000 wei of native per GPU-hour for nvidia-h100-80gb > max price 2500 wei of native (from its advert)" {
-			t.Fatalf("refusals %+v", st.Refusals)
+	}
+}
+
+// negotiateAsked negotiates r with the providers asked directly. The
+// test checks what the refusals say, not how fast they come: a provider
+// starved of CPU by the rest of the suite can miss a 5 s window (or its
+// stream fail), and then the offer is made again (at most twice more)
+// rather than the test failed.
+func (rn *refusalNet) negotiateAsked(t *testing.T, r OfferRequest) (NegotiationStats, error) {
+	for try := 1; ; try++ {
+		_, st, err := rn.req.m.Negotiate(context.Background(), r)
+		if try == 3 || err == nil || !strings.Contains(err.Error(), "no answer within the bid window") && !strings.Contains(err.Error(), "could not be asked") {
+			return st, err
 		}
-	})
-	t.Run("a provider that cannot be asked", func(t *testing.T) {
-		// Gone since its advert: the dial fails at once, and the reason
-		// says so instead of blaming the bid window.
-		waitProviders(t, req, h100, func(f []ProviderInfo) bool { return len(f) == 2 })
-		nodes[1].p2p.Close()
-		_, st, err := req.m.Negotiate(context.Background(), base) // both within the price
-		if err != nil {
-			t.Fatalf("the open provider should still bid: %v", err)
+		t.Logf("try %d: a provider missed the bid window (%v); asking again", try, err)
+		rn.emptyCache()
+	}
+}
+
+// unknownClass: a class nobody has is named by the requester, with the
+// classes it knows.
+func (rn *refusalNet) unknownClass(t *testing.T) {
+	r := refusalOffer()
+	r.Req.GPUClass = "h100"
+	_, _, err := rn.req.m.Negotiate(context.Background(), r)
+	if !errors.Is(err, ErrNoDeal) || !strings.Contains(err.Error(), `unknown GPU class "h100" (known: `) ||
+		!strings.Contains(err.Error(), "nvidia-a100-40gb") || !strings.Contains(err.Error(), "did you mean nvidia-h100-80gb?") {
+		t.Fatalf("negotiate for class h100: %v", err)
+	}
+}
+
+// fromTheAdverts: with the adverts cached, a request they cannot serve is
+// not sent, and the reason still comes, read from the adverts.
+func (rn *refusalNet) fromTheAdverts(t *testing.T) {
+	waitProviders(t, rn.req, h100, func(f []ProviderInfo) bool { return len(f) == 2 })
+	r := refusalOffer()
+	r.MaxPrice = "2500"
+	_, st, err := rn.req.m.Negotiate(context.Background(), r)
+	if err != nil {
+		t.Fatalf("the 2000 provider should bid under 2500: %v", err)
+	}
+	if len(st.Refusals) != 1 || st.Refusals[0].Code != NoBidPrice ||
+		st.Refusals[0].Reason != "price floor 3000 wei of native per GPU-hour for nvidia-h100-80gb > max price 2500 wei of native (from its advert)" {
+		t.Fatalf("refusals %+v", st.Refusals)
+	}
+}
+
+// providerGone: a provider gone since its advert fails the dial at once,
+// and the reason says so instead of blaming the bid window.
+func (rn *refusalNet) providerGone(t *testing.T) {
+	waitProviders(t, rn.req, h100, func(f []ProviderInfo) bool { return len(f) == 2 })
+	gone := rn.nodes[1]
+	gone.p2p.Close()
+	_, st, err := rn.req.m.Negotiate(context.Background(), refusalOffer()) // both within the price
+	if err != nil {
+		t.Fatalf("the open provider should still bid: %v", err)
+	}
+	var ref *Refusal
+	for i, rf := range st.Refusals {
+		if rf.Provider == gone.p2p.Host.ID().String() {
+			ref = &st.Refusals[i]
 		}
-		var gone *Refusal
-		for i, rf := range st.Refusals {
-			if rf.Provider == nodes[1].p2p.Host.ID().String() {
-				gone = &st.Refusals[i]
-			}
-		}
-		if gone == nil || !strings.HasPrefix(gone.Reason, "could not be asked: ") {
-			t.Fatalf("refusals %+v, want the closed provider's saying it could not be asked", st.Refusals)
-		}
-	})
+	}
+	if ref == nil || !strings.HasPrefix(ref.Reason, "could not be asked: ") {
+		t.Fatalf("refusals %+v, want the closed provider's saying it could not be asked", st.Refusals)
+	}
 }
 
 // A no-bid that is forged, oversized, for another offer or with control
@@ -208,9 +253,5 @@ func TestNoBidDecoding(t *testing.T) {
 func sealBid(t *testing.T, key crypto.PrivKey, id peer.ID) []byte {
 	b := Bid{Version: ProtocolVersion, OfferID: specHash, Provider: id.String(), Wallet: "0x" + strings.Repeat("1", 40),
 		Token: "native", Price: "1", GPUClass: h100, ReservedUntilMs: time.Now().Add(time.Minute).UnixMilli()}
-	raw, _, err := seal("bid", &b, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw
+	return sealWith(t, "bid", &b, key)
 }

@@ -80,7 +80,7 @@ func (m *Market) readOffers(ctx context.Context) {
 		if err != nil || o.Requester == m.self.String() || !o.OpenBids || slices.Contains(o.Direct, m.self.String()) {
 			continue
 		}
-		go m.bidBack(ctx, o, id)
+		m.spawn(ctx, func(ctx context.Context) { m.bidBack(ctx, o, id) })
 	}
 }
 

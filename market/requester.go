@@ -46,6 +46,8 @@ type NegotiationStats struct {
 // ErrNoDeal means no provider agreed; it is wrapped with why.
 var ErrNoDeal = errors.New("no deal")
 
+var errClosed = errors.New("market closed")
+
 // Negotiate finds providers for the requirements, offers the job to the
 // best few directly and to everyone by gossip, collects bids for the bid
 // window (or until enough came), and awards the best bid: lowest price,
@@ -65,42 +67,92 @@ func (m *Market) Negotiate(ctx context.Context, r OfferRequest) (*Deal, Negotiat
 // count when fewer providers bid; the caller places the rest.
 func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) ([]*Deal, NegotiationStats, error) {
 	start := time.Now()
-	if count < 1 {
-		count = 1
-	}
+	count = max(count, 1)
 	var st NegotiationStats
-	if err := r.Req.Validate(); err != nil {
+	r, err := checkRequest(r)
+	if err != nil {
 		return nil, st, err
 	}
+	// Close ends a negotiation under way: it ends without a deal.
+	ctx, cancel := m.bound(ctx)
+	defer cancel()
+	if ctx.Err() != nil {
+		return nil, st, errClosed
+	}
+	// Find providers first: the offer names those it goes to directly.
+	targets, unasked := m.lookup(ctx, offerClass(r.Req), r)
+	st.Found, st.Contacted = len(targets)+len(unasked), len(targets)
+	if len(targets) == 0 && r.Req.GPUClass != "" {
+		// The classes on the network, for an unknown class's reason.
+		m.spawn(context.Background(), func(ctx context.Context) { m.refresh(ctx, AnyGPU) })
+	}
+	now := time.Now()
+	o, raw, id, err := m.makeOffer(r, targets, now)
+	if err != nil {
+		return nil, st, err
+	}
+	st.OfferID = id
+	n := m.openNegotiation(ctx, o, raw, id, now)
+	defer n.end()
+	n.askDirectly(targets)
+	m.gossipOffer(ctx, raw)
+	got := n.collect(max(m.cfg.Enough, count))
+	st.Refusals = n.refusals(unasked)
+	st.Bids = len(got)
+	for p := range got {
+		st.Bidders = append(st.Bidders, p)
+	}
+	deals, winners, awards := m.awardBest(ctx, o, m.rankBids(got, r.Exclude), count)
+	st.Awards = awards
+	st.Elapsed = time.Since(start)
+	if len(deals) == 0 {
+		return nil, st, m.noDeal(r, st)
+	}
+	m.releaseLosers(got, winners, id)
+	m.spawn(context.Background(), func(ctx context.Context) {
+		m.releaseLate(ctx, n.bids, time.UnixMilli(o.DeadlineMs), winners, id)
+	})
+	return deals, st, nil
+}
+
+// checkRequest checks r and fills in its defaults.
+func checkRequest(r OfferRequest) (OfferRequest, error) {
+	if err := r.Req.Validate(); err != nil {
+		return r, err
+	}
 	if r.MaxDuration <= 0 {
-		return nil, st, fmt.Errorf("max duration %s: want more than 0", r.MaxDuration)
+		return r, fmt.Errorf("max duration %s: want more than 0", r.MaxDuration)
 	}
 	if r.Token == "" {
 		r.Token = "native"
 	}
 	if err := checkToken("token", r.Token); err != nil {
-		return nil, st, err
+		return r, err
 	}
 	if _, err := parseAmount("max_price", r.MaxPrice); err != nil {
-		return nil, st, err
+		return r, err
 	}
-	// Find providers first: the offer names those it goes to directly.
-	class := r.Req.GPUClass
-	if class == "" && r.Req.GPUs > 0 {
-		class = AnyGPU
-	} else if r.Req.GPUs == 0 {
-		class = CPU
-	}
-	targets, unasked := m.lookup(ctx, class, r)
-	st.Found, st.Contacted = len(targets)+len(unasked), len(targets)
-	if len(targets) == 0 && r.Req.GPUClass != "" {
-		go m.refresh(AnyGPU) // the classes on the network, for an unknown class's reason
-	}
+	return r, nil
+}
 
+// offerClass is the class whose providers are looked up for req.
+func offerClass(req Requirements) string {
+	switch {
+	case req.GPUClass == "" && req.GPUs > 0:
+		return AnyGPU
+	case req.GPUs == 0:
+		return CPU
+	}
+	return req.GPUClass
+}
+
+// makeOffer writes and signs the offer of r, sent directly to targets,
+// with a bid window from now; it returns the offer, its sealed bytes and
+// its ID.
+func (m *Market) makeOffer(r OfferRequest, targets []peer.ID, now time.Time) (*JobOffer, []byte, string, error) {
 	var nonce [8]byte
 	rand.Read(nonce[:])
-	now := time.Now()
-	o := JobOffer{
+	o := &JobOffer{
 		Version: ProtocolVersion, Requester: m.self.String(), Wallet: m.signer.Wallet(), Chain: m.cfg.Chain,
 		Req: r.Req, Image: r.Image, Token: r.Token, MaxPrice: r.MaxPrice,
 		MaxDurationS: int64(r.MaxDuration / time.Second), SpecHash: r.SpecHash,
@@ -112,195 +164,247 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 	}
 	// o.Addrs stays empty: providers reach us by peer ID (see bidBack).
 	if err := o.validate(now); err != nil {
-		return nil, st, err
+		return nil, nil, "", err
 	}
 	// The wallet signs too: providers reserve GPUs only for a wallet its
 	// requester controls (and, checking funds, one that can pay).
-	if err := m.signOffer(&o); err != nil {
-		return nil, st, err
+	if err := m.signOffer(o); err != nil {
+		return nil, nil, "", err
 	}
-	raw, body, err := seal("offer", &o, m.key)
+	raw, body, err := seal("offer", o, m.key)
 	if err != nil {
-		return nil, st, err
+		return nil, nil, "", err
 	}
-	id := hashID(body)
-	st.OfferID = id
-	bids := make(chan receivedBid, 64)
-	m.mu.Lock()
-	m.pending[id] = &openOffer{offer: &o, start: now, bids: bids}
-	m.mu.Unlock()
-	defer func() {
-		m.mu.Lock()
-		delete(m.pending, id)
-		m.mu.Unlock()
-	}()
+	return o, raw, hashID(body), nil
+}
 
-	wctx, cancel := context.WithDeadline(ctx, time.UnixMilli(o.DeadlineMs))
-	defer cancel()
-	var (
-		refMu    sync.Mutex
-		refusals []Refusal
-	)
-	answered := make(chan struct{}, len(targets))
-	for _, p := range targets {
-		go func(p peer.ID) {
-			defer func() { answered <- struct{}{} }()
-			t0 := time.Now()
-			resp, err := m.request(wctx, p, protoOffer, raw, p2p.StreamLimits{MaxRequest: MaxOfferBytes, MaxResponse: MaxBidBytes})
-			var ref *Refusal
-			switch {
-			case err != nil:
-				// An older provider says why in an error. Otherwise it did
-				// not answer in the window, or could not be asked at all
-				// (no route, a refused stream): say which, since the two
-				// call for different fixes.
-				var re *p2p.RemoteError
-				switch {
-				case errors.As(err, &re):
-					ref = &Refusal{Provider: p.String(), Reason: printable(re.Msg)}
-				case wctx.Err() != nil:
-					ref = &Refusal{Provider: p.String(), Reason: "no answer within the bid window"}
-				default:
-					ref = &Refusal{Provider: p.String(), Reason: "could not be asked: " + printable(err.Error())}
-				}
-			case envelopeKind(resp) == "nobid":
-				nb, err := decodeNoBid(resp, id, p)
-				if err != nil {
-					ref = &Refusal{Provider: p.String(), Reason: "bad answer: " + printable(err.Error())}
-				} else {
-					r := m.refusalOf(nb, &o)
-					ref = &r
-				}
-			default:
-				b, err := m.checkBid(resp, id, &o, p)
-				if err != nil {
-					ref = &Refusal{Provider: p.String(), Reason: "bad bid: " + printable(err.Error())}
-					break
-				}
-				bids <- receivedBid{bid: *b, latency: time.Since(t0)}
-			}
-			if ref != nil {
-				m.log.Debug("no bid", "peer_id", p, "why", ref.Reason)
-				refMu.Lock()
-				refusals = append(refusals, *ref)
-				refMu.Unlock()
-			}
-		}(p)
-	}
-	// Gossip tells the rest of the network (and, when the DHT was thin,
-	// asks them to bid).
+// gossipOffer tells the rest of the network (and, when the DHT was thin,
+// asks them to bid).
+func (m *Market) gossipOffer(ctx context.Context, raw []byte) {
 	if err := m.topic.Publish(ctx, raw); err != nil {
 		m.log.Warn("offer not gossiped", "err", err)
 	} else {
 		m.msgsSent.Add(1)
 	}
+}
 
-	// Collect until the window ends, enough bids came, or every provider
-	// asked directly answered and no gossip bids are invited. A bid's
-	// reservation may end before the window (a provider's reserve_for is
-	// its own): the awards must start in time for it.
+// negotiation is one offer's bid window on the requester's side: the
+// bids that come for it, directly or by gossip, and why the providers
+// asked directly did not bid.
+type negotiation struct {
+	m    *Market
+	o    *JobOffer
+	raw  []byte
+	id   string
+	wctx context.Context // ends with the bid window
+	stop context.CancelFunc
+	bids chan receivedBid
+	// answered has a value for each provider asked directly that
+	// answered (or could not be asked); pending is how many were asked.
+	answered chan struct{}
+	pending  int
+	refMu    sync.Mutex
+	refused  []Refusal
+}
+
+// openNegotiation opens the bid window of offer o (ID id, sealed raw),
+// opened at now, to bids.
+func (m *Market) openNegotiation(ctx context.Context, o *JobOffer, raw []byte, id string, now time.Time) *negotiation {
+	n := &negotiation{m: m, o: o, raw: raw, id: id, bids: make(chan receivedBid, 64)}
+	m.mu.Lock()
+	m.pending[id] = &openOffer{offer: o, start: now, bids: n.bids}
+	m.mu.Unlock()
+	n.wctx, n.stop = context.WithDeadline(ctx, time.UnixMilli(o.DeadlineMs))
+	return n
+}
+
+// end closes the bid window: bids that come now are refused (the direct
+// ones still on their way go to releaseLate).
+func (n *negotiation) end() {
+	n.stop()
+	n.m.mu.Lock()
+	delete(n.m.pending, n.id)
+	n.m.mu.Unlock()
+}
+
+// askDirectly sends the offer to each target, each answer a bid or a
+// refusal.
+func (n *negotiation) askDirectly(targets []peer.ID) {
+	n.answered = make(chan struct{}, len(targets))
+	for _, p := range targets {
+		if n.m.spawn(n.wctx, func(ctx context.Context) { n.ask(ctx, p) }) {
+			n.pending++
+		}
+	}
+}
+
+// ask sends the offer to p, and passes on its bid or why it did not bid.
+func (n *negotiation) ask(ctx context.Context, p peer.ID) {
+	defer func() { n.answered <- struct{}{} }()
+	t0 := time.Now()
+	resp, err := n.m.request(ctx, p, protoOffer, n.raw, p2p.StreamLimits{MaxRequest: MaxOfferBytes, MaxResponse: MaxBidBytes})
+	var ref *Refusal
+	switch {
+	case err != nil:
+		ref = &Refusal{Provider: p.String(), Reason: whyUnanswered(ctx, err)}
+	case envelopeKind(resp) == "nobid":
+		nb, err := decodeNoBid(resp, n.id, p)
+		if err != nil {
+			ref = &Refusal{Provider: p.String(), Reason: "bad answer: " + printable(err.Error())}
+		} else {
+			r := n.m.refusalOf(nb, n.o)
+			ref = &r
+		}
+	default:
+		b, err := n.m.checkBid(resp, n.id, n.o, p)
+		if err != nil {
+			ref = &Refusal{Provider: p.String(), Reason: "bad bid: " + printable(err.Error())}
+			break
+		}
+		n.bids <- receivedBid{bid: *b, latency: time.Since(t0)}
+	}
+	if ref != nil {
+		n.m.log.Debug("no bid", "peer_id", p, "why", ref.Reason)
+		n.refMu.Lock()
+		n.refused = append(n.refused, *ref)
+		n.refMu.Unlock()
+	}
+}
+
+// whyUnanswered is why a provider asked directly under ctx gave no
+// answer, from the request's error. An older provider says why in an
+// error. Otherwise it did not answer in the window, or could not be asked
+// at all (no route, a refused stream): say which, since the two call for
+// different fixes.
+func whyUnanswered(ctx context.Context, err error) string {
+	var re *p2p.RemoteError
+	switch {
+	case errors.As(err, &re):
+		return printable(re.Msg)
+	case ctx.Err() != nil:
+		return "no answer within the bid window"
+	default:
+		return "could not be asked: " + printable(err.Error())
+	}
+}
+
+// collect gathers bids, one per provider, until the window ends, want
+// bids came, or every provider asked directly answered and no gossip bids
+// are invited. A bid's reservation may end before the window (a
+// provider's reserve_for is its own): the awards must start in time for
+// it.
+func (n *negotiation) collect(want int) map[string]receivedBid {
 	got := map[string]receivedBid{}
-	pending := len(targets)
 	lapse := time.NewTimer(time.Hour)
 	defer lapse.Stop()
 	var firstLapse time.Time
 collect:
-	for len(got) < max(m.cfg.Enough, count) && (pending > 0 || o.OpenBids) {
+	for len(got) < want && (n.pending > 0 || n.o.OpenBids) {
 		select {
-		case b := <-bids:
+		case b := <-n.bids:
 			if _, dup := got[b.bid.Provider]; !dup {
 				got[b.bid.Provider] = b
-				m.rep.Latency(b.bid.Provider, b.latency)
-				at := time.UnixMilli(b.bid.ReservedUntilMs).Add(-m.cfg.AwardTimeout)
+				n.m.rep.Latency(b.bid.Provider, b.latency)
+				at := time.UnixMilli(b.bid.ReservedUntilMs).Add(-n.m.cfg.AwardTimeout)
 				if firstLapse.IsZero() || at.Before(firstLapse) {
 					firstLapse = at
 					lapse.Reset(time.Until(at))
 				}
 			}
-		case <-answered:
-			pending--
+		case <-n.answered:
+			n.pending--
 		case <-lapse.C:
 			break collect
-		case <-wctx.Done():
+		case <-n.wctx.Done():
 			break collect
 		}
 	}
 	// A direct bid that was already on its way counts too.
-drain:
 	for {
 		select {
-		case b := <-bids:
+		case b := <-n.bids:
 			if _, dup := got[b.bid.Provider]; !dup {
 				got[b.bid.Provider] = b
 			}
 		default:
-			break drain
+			return got
 		}
 	}
-	refMu.Lock()
-	st.Refusals = append(append([]Refusal(nil), unasked...), refusals...)
-	refMu.Unlock()
-	sort.Slice(st.Refusals, func(i, j int) bool { return st.Refusals[i].Provider < st.Refusals[j].Provider })
-	st.Bids = len(got)
-	for p := range got {
-		st.Bidders = append(st.Bidders, p)
-	}
-	// Award the best bids, count at a time in parallel; an award not
-	// confirmed goes to the next bid.
-	ranked := m.rankBids(got, r.Exclude)
+}
+
+// refusals are why providers did not bid: those not asked (unasked, from
+// their adverts) and those asked that refused so far, by provider.
+func (n *negotiation) refusals(unasked []Refusal) []Refusal {
+	n.refMu.Lock()
+	out := append(append([]Refusal(nil), unasked...), n.refused...)
+	n.refMu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Provider < out[j].Provider })
+	return out
+}
+
+// awardBest awards the ranked bids, count at a time in parallel; an award
+// not confirmed goes to the next bid. It returns the deals, their
+// providers, and how many awards were made.
+func (m *Market) awardBest(ctx context.Context, o *JobOffer, ranked []receivedBid, count int) ([]*Deal, map[string]bool, int) {
 	var deals []*Deal
 	winners := map[string]bool{}
+	awards := 0
 	for len(ranked) > 0 && len(deals) < count {
 		wave := ranked[:min(count-len(deals), len(ranked))]
 		ranked = ranked[len(wave):]
-		awarded := make([]*Deal, len(wave))
-		var wg sync.WaitGroup
-		for i := range wave {
-			wg.Add(1)
-			go func(i int) {
-				defer wg.Done()
-				d, err := m.award(ctx, &o, &wave[i].bid)
-				if err != nil {
-					m.log.Info("award not confirmed; trying the next bid", "provider", wave[i].bid.Provider, "err", err)
-					m.rep.NoShow(wave[i].bid.Provider)
-					return
-				}
-				awarded[i] = d
-			}(i)
-		}
-		wg.Wait()
-		st.Awards += len(wave)
-		for _, d := range awarded {
+		awards += len(wave)
+		for _, d := range m.awardWave(ctx, o, wave) {
 			if d != nil {
 				deals = append(deals, d)
 				winners[d.Provider] = true
 			}
 		}
 	}
-	st.Elapsed = time.Since(start)
-	if len(deals) > 0 {
-		m.releaseLosers(got, winners, id)
-		go m.releaseLate(bids, time.UnixMilli(o.DeadlineMs), winners, id)
-		return deals, st, nil
-	}
-	if len(got) == 0 {
-		why := fmt.Sprintf("no provider bid within %s (%d found, %d asked directly)", m.cfg.BidWindow, st.Found, st.Contacted)
-		if st.Found == 0 {
-			if u := m.unknownClass(r.Req.GPUClass); u != "" {
-				why += ": " + u
+	return deals, winners, awards
+}
+
+// awardWave awards each bid of wave at once; a deal is nil where its
+// provider did not confirm.
+func (m *Market) awardWave(ctx context.Context, o *JobOffer, wave []receivedBid) []*Deal {
+	awarded := make([]*Deal, len(wave))
+	var wg sync.WaitGroup
+	for i := range wave {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			d, err := m.award(ctx, o, &wave[i].bid)
+			if err != nil {
+				m.log.Info("award not confirmed; trying the next bid", "provider", wave[i].bid.Provider, "err", err)
+				m.rep.NoShow(wave[i].bid.Provider)
+				return
 			}
-		}
-		for i, rf := range st.Refusals {
-			if i == 0 {
-				why += ": "
-			} else {
-				why += "; "
-			}
-			why += rf.String()
-		}
-		return nil, st, fmt.Errorf("%w: %s", ErrNoDeal, why)
+			awarded[i] = d
+		}(i)
 	}
-	return nil, st, fmt.Errorf("%w: %d bids, none confirmed its award", ErrNoDeal, len(got))
+	wg.Wait()
+	return awarded
+}
+
+// noDeal is why a negotiation of r that went as st made no deal.
+func (m *Market) noDeal(r OfferRequest, st NegotiationStats) error {
+	if st.Bids > 0 {
+		return fmt.Errorf("%w: %d bids, none confirmed its award", ErrNoDeal, st.Bids)
+	}
+	why := fmt.Sprintf("no provider bid within %s (%d found, %d asked directly)", m.cfg.BidWindow, st.Found, st.Contacted)
+	if st.Found == 0 {
+		if u := m.unknownClass(r.Req.GPUClass); u != "" {
+			why += ": " + u
+		}
+	}
+	for i, rf := range st.Refusals {
+		if i == 0 {
+			why += ": "
+		} else {
+			why += "; "
+		}
+		why += rf.String()
+	}
+	return fmt.Errorf("%w: %s", ErrNoDeal, why)
 }
 
 // lookup names up to Fanout providers for the request. Providers whose
@@ -315,7 +419,7 @@ func (m *Market) lookup(ctx context.Context, class string, r OfferRequest) ([]pe
 		skip[e] = true
 	}
 	out, refused := m.cachedCandidates(class, r, skip)
-	go m.refresh(class)
+	m.spawn(context.Background(), func(ctx context.Context) { m.refresh(ctx, class) })
 	if len(out) >= m.cfg.Fanout {
 		return out[:m.cfg.Fanout], refused
 	}
@@ -436,7 +540,7 @@ func (m *Market) cachedCandidates(class string, r OfferRequest, skip map[string]
 
 // refresh re-reads the adverts of class from the DHT into the cache, at
 // most once per refreshEvery per class.
-func (m *Market) refresh(class string) {
+func (m *Market) refresh(ctx context.Context, class string) {
 	m.mu.Lock()
 	if time.Since(m.refreshed[class]) < refreshEvery {
 		m.mu.Unlock()
@@ -444,7 +548,7 @@ func (m *Market) refresh(class string) {
 	}
 	m.refreshed[class] = time.Now()
 	m.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if _, err := m.FindProviders(ctx, class, 50); err != nil {
 		m.log.Debug("refresh adverts", "class", class, "err", err)
@@ -511,23 +615,25 @@ func (m *Market) releaseLosers(got map[string]receivedBid, winners map[string]bo
 		if err != nil {
 			continue
 		}
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		m.spawn(context.Background(), func(ctx context.Context) {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			if _, err := m.request(ctx, id, protoFree, []byte(offerID), p2p.StreamLimits{MaxRequest: 128, MaxResponse: 64}); err != nil {
 				m.log.Debug("release", "peer_id", id, "err", err)
 			}
-		}()
+		})
 	}
 }
 
 // releaseLate releases the reservations of direct bids that arrive after
 // the award.
-func (m *Market) releaseLate(bids <-chan receivedBid, deadline time.Time, winners map[string]bool, offerID string) {
+func (m *Market) releaseLate(ctx context.Context, bids <-chan receivedBid, deadline time.Time, winners map[string]bool, offerID string) {
 	t := time.NewTimer(time.Until(deadline) + 5*time.Second)
 	defer t.Stop()
 	for {
 		select {
+		case <-ctx.Done():
+			return
 		case b := <-bids:
 			if !winners[b.bid.Provider] {
 				m.releaseLosers(map[string]receivedBid{b.bid.Provider: b}, winners, offerID)

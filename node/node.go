@@ -263,6 +263,11 @@ func (n *Node) close() error {
 			errs = append(errs, err)
 		}
 	}
+	if n.market != nil { // after the lease, which negotiates through it
+		if err := n.market.Close(time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if n.jobs != nil {
 		n.jobs.Close() // containers keep running; the next start reattaches
 		n.docker.Close()

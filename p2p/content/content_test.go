@@ -29,6 +29,11 @@ type testNode struct {
 func line(t *testing.T, n int, cfg Config) []testNode {
 	t.Helper()
 	ctx := context.Background()
+	// Ended after the nodes closed (cleanups run last first): GossipSub
+	// runs under the context p2p.New is given, and stops only with it.
+	// The stores' context never ends: Close alone must stop them.
+	p2pCtx, stopP2P := context.WithCancel(ctx)
+	t.Cleanup(stopP2P)
 	var out []testNode
 	for i := 0; i < n; i++ {
 		pc := p2p.Config{Network: "content", NoNAT: true, DHTRefresh: -1}
@@ -36,7 +41,7 @@ func line(t *testing.T, n int, cfg Config) []testNode {
 			prev := out[i-1].p2p
 			pc.Bootstrap = []peer.AddrInfo{{ID: prev.Host.ID(), Addrs: prev.Host.Addrs()}}
 		}
-		pn, err := p2p.New(ctx, pc)
+		pn, err := p2p.New(p2pCtx, pc)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,7 +59,11 @@ func line(t *testing.T, n int, cfg Config) []testNode {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { st.Close() })
+		t.Cleanup(func() {
+			if err := st.Close(); err != nil {
+				t.Errorf("close store: %v", err)
+			}
+		})
 		out = append(out, testNode{pn, st})
 	}
 	return out

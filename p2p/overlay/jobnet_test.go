@@ -76,6 +76,13 @@ type jobNetPair struct {
 // namespace of its own.
 func newJobNetPair(t testing.TB, hosts int) *jobNetPair {
 	t.Helper()
+	return joinJobNetPair(t, hosts, true)
+}
+
+// joinJobNetPair is newJobNetPair; the ranks are closed when the test
+// ends only with closeRanks (the job networks always are).
+func joinJobNetPair(t testing.TB, hosts int, closeRanks bool) *jobNetPair {
+	t.Helper()
 	p := &jobNetPair{hosts: newHosts(t, hosts)}
 	members := []peer.ID{p.hosts[0].ID(), p.hosts[1].ID()}
 	for i, h := range p.hosts {
@@ -91,7 +98,9 @@ func newJobNetPair(t testing.TB, hosts int) *jobNetPair {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { r.Close() })
+		if closeRanks {
+			t.Cleanup(func() { r.Close() })
+		}
 		p.ns = append(p.ns, path)
 		p.ranks = append(p.ranks, r)
 	}

@@ -28,11 +28,19 @@ const testNet = "overlaytest"
 // and identified both ways, and returns their hosts.
 func newHosts(tb testing.TB, n int) []host.Host {
 	tb.Helper()
+	// Ended after the nodes closed (cleanups run last first): GossipSub
+	// runs under the context p2p.New is given, and stops only with it.
+	ctx, cancel := context.WithCancel(context.Background())
+	tb.Cleanup(cancel)
 	nodes := make([]*p2p.Node, n)
 	hs := make([]host.Host, n)
 	for i := range nodes {
-		nodes[i] = p2ptest.New(tb, p2ptest.Config(testNet))
-		hs[i] = nodes[i].Host
+		nd, err := p2p.New(ctx, p2ptest.Config(testNet))
+		if err != nil {
+			tb.Fatalf("p2p node: %v", err)
+		}
+		tb.Cleanup(func() { nd.Close() })
+		nodes[i], hs[i] = nd, nd.Host
 		if i > 0 {
 			p2ptest.Connect(tb, nodes[i], nodes[0])
 		}
