@@ -3,6 +3,7 @@ package lease
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,10 +33,12 @@ type fakeProvider struct {
 	job       *jobs.Job
 	changed   chan struct{}
 	vouchers  []*chain.Voucher
+	quit      chan struct{} // closed when the test ends: held status requests answer
 }
 
 func newFakeProvider(t *testing.T, h host.Host, requester peer.ID) *fakeProvider {
-	fp := &fakeProvider{t: t, requester: requester, changed: make(chan struct{})}
+	fp := &fakeProvider{t: t, requester: requester, changed: make(chan struct{}), quit: make(chan struct{})}
+	t.Cleanup(func() { close(fp.quit) })
 	node := &p2p.Node{Host: h}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for w, handle := range map[wire]p2p.Handler{wireStart: fp.start, wireStatus: fp.status, wireVoucher: fp.voucher} {
@@ -74,6 +77,8 @@ func (fp *fakeProvider) status(ctx context.Context, _ peer.ID, b []byte) ([]byte
 		case <-changed:
 		case <-wait.C:
 			return json.Marshal(j)
+		case <-fp.quit:
+			return nil, errors.New("fake provider: closed")
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
