@@ -5,8 +5,8 @@ import (
 	"encoding/hex"
 	"time"
 
-	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/node/api"
 )
 
 // Distributed jobs: one deal per node rank, a gang start (every rank funded
@@ -28,7 +28,7 @@ type prepareRequest struct {
 }
 
 type prepareReply struct {
-	Job jobs.Job `json:"job"`
+	Job api.Job `json:"job"`
 	// Host and Port are where a rank on its host's network listens.
 	Host string `json:"host,omitempty"`
 	Port int    `json:"port,omitempty"`

@@ -31,8 +31,9 @@ type wire struct {
 var (
 	// startRequest → the provider's jobs.Job.
 	wireStart = wire{"jobs/start/1", p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20, Timeout: 30 * time.Second}}
-	// jobIDRequest → jobs.Job; with WaitMs, answered when the job's state
-	// is no longer Seen or after WaitMs (at most maxStatusWait).
+	// jobIDRequest → api.Job: the provider's jobs.Job and, for a rank, its
+	// job network (annotateNet); with WaitMs, answered when the job's
+	// state is no longer Seen or after WaitMs (at most maxStatusWait).
 	wireStatus = wire{"jobs/status/1", p2p.StreamLimits{MaxRequest: 1 << 10, MaxResponse: 1 << 20, Timeout: maxStatusWait + 10*time.Second}}
 	// jobIDRequest with Offset → logChunk.
 	wireLogs = wire{"jobs/logs/1", p2p.StreamLimits{MaxRequest: 1 << 10, MaxResponse: maxLogChunk * 2}}
