@@ -22,12 +22,6 @@ const (
 	Failed    State = "failed"
 	Canceled  State = "canceled"
 	TimedOut  State = "timed_out"
-	// Unknown: on a requester, a market job whose provider stopped
-	// answering; it fails after a grace window.
-	Unknown State = "unknown"
-	// Queued: on a requester, a market job waiting for a provider to bid
-	// (up to timeouts.queue); its reason says why none has.
-	Queued State = "queued"
 )
 
 // Terminal reports whether s is an end state.
@@ -42,8 +36,9 @@ type Transition struct {
 	At     time.Time `json:"at"`
 }
 
-// Job is a job and everything known about it; it is what `job status
-// --json` prints.
+// Job is a job this node runs and everything known about it, as
+// persisted (job.json); the daemon's API shows it with what a market
+// job's lease adds (its provider, its job network).
 type Job struct {
 	ID          string `json:"id"`
 	Spec        Spec   `json:"spec"`
@@ -73,32 +68,6 @@ type Job struct {
 	// bills no paused time.
 	PausedAt *time.Time `json:"paused_at,omitempty"`
 	PausedMs int64      `json:"paused_ms,omitempty"`
-	// Provider is the peer running the job, on the requester's side of a
-	// market job.
-	Provider string `json:"provider,omitempty"`
-	// Network is a distributed rank's job network as its provider sees
-	// it (filled in by the provider's daemon when it answers).
-	Network *Network `json:"network,omitempty"`
-	// GangStartMs is how long the gang start of a distributed job took
-	// (every rank prepared, then told to go), on rank 0's requester side.
-	GangStartMs int64 `json:"gang_start_ms,omitempty"`
-}
-
-// Network is a rank's place on its job's private network.
-type Network struct {
-	Addr    string        `json:"addr"`
-	Peers   []NetworkPeer `json:"peers,omitempty"`
-	Dropped uint64        `json:"dropped_packets,omitempty"`
-}
-
-// NetworkPeer is another rank's provider as one rank's provider reaches
-// it: "direct" or "relayed", and the bytes carried each way.
-type NetworkPeer struct {
-	Rank    int    `json:"rank"`
-	Peer    string `json:"peer"`
-	Path    string `json:"path,omitempty"`
-	TxBytes uint64 `json:"tx_bytes"`
-	RxBytes uint64 `json:"rx_bytes"`
 }
 
 // save writes the job record atomically.

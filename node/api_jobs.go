@@ -142,7 +142,7 @@ func newFlushWriter(w http.ResponseWriter) flushWriter {
 func (f flushWriter) Write(p []byte) (int, error) { return f.w.Write(p) }
 func (f flushWriter) Flush()                      { _ = f.rc.Flush() }
 
-func jobReply(w http.ResponseWriter, j *jobs.Job, err error) {
+func jobReply(w http.ResponseWriter, j *api.Job, err error) {
 	switch {
 	case errors.Is(err, jobs.ErrNotFound):
 		writeJSON(w, http.StatusNotFound, apiError(err.Error()))
@@ -153,7 +153,7 @@ func jobReply(w http.ResponseWriter, j *jobs.Job, err error) {
 	}
 }
 
-func (n *Node) submit(ctx context.Context, req api.SubmitRequest) (*jobs.Job, error) {
+func (n *Node) submit(ctx context.Context, req api.SubmitRequest) (*api.Job, error) {
 	var spec *jobs.Spec
 	var err error
 	switch {

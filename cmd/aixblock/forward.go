@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/node/api"
 	"github.com/spf13/cobra"
 )
@@ -36,7 +35,7 @@ func parsePublish(args []string) ([]publishSpec, error) {
 
 // publishPorts waits for a service job to leave the queue (its provider
 // found) and asks the daemon to publish each port, printing where.
-func publishPorts(ctx context.Context, c *api.Client, j *jobs.Job, pubs []publishSpec, w io.Writer, quiet bool) ([]api.ForwardInfo, error) {
+func publishPorts(ctx context.Context, c *api.Client, j *api.Job, pubs []publishSpec, w io.Writer, quiet bool) ([]api.ForwardInfo, error) {
 	if err := waitQueued(ctx, c, j, w, quiet); err != nil {
 		return nil, err
 	}

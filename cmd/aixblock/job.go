@@ -207,7 +207,7 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 
 // errJobFailed carries a failed job's exit status to main.
 type errJobFailed struct {
-	j *jobs.Job
+	j *api.Job
 }
 
 func (e errJobFailed) Error() string {
@@ -235,7 +235,7 @@ func submitAndFollowPublish(cmd *cobra.Command, g *globals, req api.SubmitReques
 		}
 		if detach {
 			res := struct {
-				*jobs.Job
+				*api.Job
 				Forwards []api.ForwardInfo `json:"forwards"`
 			}{j, fws}
 			return g.print(cmd.OutOrStdout(), res, func(w io.Writer) { fmt.Fprintln(w, j.ID) })
@@ -289,7 +289,7 @@ func submitAndFollowPublish(cmd *cobra.Command, g *globals, req api.SubmitReques
 			return err
 		}
 		res := struct {
-			*jobs.Job
+			*api.Job
 			Output string `json:"output"`
 		}{j, out.String()}
 		if err := g.print(cmd.OutOrStdout(), res, nil); err != nil {
@@ -306,7 +306,7 @@ func submitAndFollowPublish(cmd *cobra.Command, g *globals, req api.SubmitReques
 
 // waitQueued prints why a market job waits for a provider, each time the
 // reason changes, until it leaves the queue.
-func waitQueued(ctx context.Context, c *api.Client, j *jobs.Job, w io.Writer, quiet bool) error {
+func waitQueued(ctx context.Context, c *api.Client, j *api.Job, w io.Writer, quiet bool) error {
 	last := ""
 	for j.State == "queued" || j.State == "pending" {
 		if j.State == "queued" && j.Reason != last && !quiet {
@@ -414,7 +414,7 @@ func newJobStatusCmd(g *globals) *cobra.Command {
 				fws, _ = c.Forwards(cmd.Context(), j.ID)
 			}
 			view := struct {
-				*jobs.Job
+				*api.Job
 				Cost     *api.JobCost      `json:"cost,omitempty"`
 				Forwards []api.ForwardInfo `json:"forwards,omitempty"`
 			}{j, cost, fws}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/aixblock/aixblock/gpu"
-	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
 )
 
@@ -232,14 +231,14 @@ func (c *Client) Deals(ctx context.Context) ([]market.Deal, error) {
 }
 
 // SubmitJob is POST /v1/jobs.
-func (c *Client) SubmitJob(ctx context.Context, req SubmitRequest) (*jobs.Job, error) {
-	var out jobs.Job
+func (c *Client) SubmitJob(ctx context.Context, req SubmitRequest) (*Job, error) {
+	var out Job
 	return &out, c.do(ctx, http.MethodPost, "/v1/jobs", req, &out)
 }
 
 // Job is GET /v1/jobs/ID.
-func (c *Client) Job(ctx context.Context, id string) (*jobs.Job, error) {
-	var out jobs.Job
+func (c *Client) Job(ctx context.Context, id string) (*Job, error) {
+	var out Job
 	return &out, c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id), nil, &out)
 }
 
@@ -274,8 +273,8 @@ func (c *Client) Jobs(ctx context.Context) ([]JobListEntry, error) {
 }
 
 // CancelJob is POST /v1/jobs/ID/cancel.
-func (c *Client) CancelJob(ctx context.Context, id string) (*jobs.Job, error) {
-	var out jobs.Job
+func (c *Client) CancelJob(ctx context.Context, id string) (*Job, error) {
+	var out Job
 	return &out, c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/cancel", nil, &out)
 }
 

@@ -18,10 +18,59 @@ type SubmitRequest struct {
 	Prepay string `json:"prepay,omitempty"`
 }
 
+// Job is a job as the API shows it (GET /v1/jobs/ID, what `job status
+// --json` prints): the record of the node that runs it (jobs.Job) and, for
+// a job this node runs elsewhere through the market, what its lease adds.
+// Its State is a jobs.State, or JobQueued or JobUnknown for a market job.
+//
+// The embedded record keeps the JSON flat: one object, jobs.Job's keys
+// followed by these. The same type carries a provider's answer about a
+// job to its requester (node/lease), which keeps it in its records.
+type Job struct {
+	jobs.Job
+	// Provider is the peer running the job, on the requester's side of a
+	// market job.
+	Provider string `json:"provider,omitempty"`
+	// Network is a distributed rank's job network as its provider sees
+	// it (filled in by the provider's daemon when it answers).
+	Network *JobNetwork `json:"network,omitempty"`
+	// GangStartMs is how long the gang start of a distributed job took
+	// (every rank prepared, then told to go), on rank 0's requester side.
+	GangStartMs int64 `json:"gang_start_ms,omitempty"`
+}
+
+// The states only a requester's market jobs have; jobs.State.Terminal
+// is false for both.
+const (
+	// JobQueued: a market job waiting for a provider to bid (up to
+	// timeouts.queue); its reason says why none has.
+	JobQueued jobs.State = "queued"
+	// JobUnknown: a market job whose provider stopped answering; it fails
+	// after a grace window.
+	JobUnknown jobs.State = "unknown"
+)
+
+// JobNetwork is a rank's place on its job's private network.
+type JobNetwork struct {
+	Addr    string           `json:"addr"`
+	Peers   []JobNetworkPeer `json:"peers,omitempty"`
+	Dropped uint64           `json:"dropped_packets,omitempty"`
+}
+
+// JobNetworkPeer is another rank's provider as one rank's provider
+// reaches it: "direct" or "relayed", and the bytes carried each way.
+type JobNetworkPeer struct {
+	Rank    int    `json:"rank"`
+	Peer    string `json:"peer"`
+	Path    string `json:"path,omitempty"`
+	TxBytes uint64 `json:"tx_bytes"`
+	RxBytes uint64 `json:"rx_bytes"`
+}
+
 // JobListEntry is one job of GET /v1/jobs: the job, and for a rank of a
 // distributed job its rank and the job it belongs to (rank 0's ID).
 type JobListEntry struct {
-	*jobs.Job
+	*Job
 	Rank    *int   `json:"rank,omitempty"`
 	GroupOf string `json:"group_of,omitempty"`
 }

@@ -33,11 +33,11 @@ func TestBilledRun(t *testing.T) {
 			finished := started.Add(tc.provider)
 			rj := &Record{Deal: market.Deal{DealTerms: market.DealTerms{Price: "3600", MaxDurationS: 3600}}, Answered: t0}
 			if tc.runSeen >= 0 {
-				rj.see(&jobs.Job{State: jobs.Running, StartedAt: &started}, at(tc.runSeen))
-				rj.see(&jobs.Job{State: jobs.Running, StartedAt: &started}, at(tc.runUntil))
+				rj.see(reply(jobs.Job{State: jobs.Running, StartedAt: &started}), at(tc.runSeen))
+				rj.see(reply(jobs.Job{State: jobs.Running, StartedAt: &started}), at(tc.runUntil))
 			}
-			rj.see(&jobs.Job{State: jobs.Completed, StartedAt: &started, FinishedAt: &finished}, at(tc.endSeen))
-			rj.see(&jobs.Job{State: jobs.Completed, StartedAt: &started, FinishedAt: &finished}, at(tc.endSeen+time.Hour))
+			rj.see(reply(jobs.Job{State: jobs.Completed, StartedAt: &started, FinishedAt: &finished}), at(tc.endSeen))
+			rj.see(reply(jobs.Job{State: jobs.Completed, StartedAt: &started, FinishedAt: &finished}), at(tc.endSeen+time.Hour))
 			if got := billedRun(rj); got != tc.want {
 				t.Fatalf("billed %s, want %s", got, tc.want)
 			}
@@ -54,9 +54,9 @@ func TestSeeNeverRunsAgain(t *testing.T) {
 	t0 := time.Now()
 	rj := &Record{}
 	started := t0
-	rj.see(&jobs.Job{State: jobs.Running, StartedAt: &started}, t0)
-	rj.see(&jobs.Job{State: jobs.Completed, StartedAt: &started}, t0.Add(time.Second))
-	rj.see(&jobs.Job{State: jobs.Running, StartedAt: &started}, t0.Add(2*time.Second))
+	rj.see(reply(jobs.Job{State: jobs.Running, StartedAt: &started}), t0)
+	rj.see(reply(jobs.Job{State: jobs.Completed, StartedAt: &started}), t0.Add(time.Second))
+	rj.see(reply(jobs.Job{State: jobs.Running, StartedAt: &started}), t0.Add(2*time.Second))
 	if rj.Last.State != jobs.Completed || !rj.RunUntil.Equal(t0) {
 		t.Fatalf("after a stale answer: %s, last seen running %s", rj.Last.State, rj.RunUntil.Sub(t0))
 	}
@@ -69,12 +69,12 @@ func TestPausedTimeNotBilled(t *testing.T) {
 	started := t0.Add(-time.Hour)
 	finished := started.Add(10 * time.Second)
 	rj := &Record{Deal: market.Deal{DealTerms: market.DealTerms{Price: "3600", MaxDurationS: 3600}}, Answered: t0}
-	rj.see(&jobs.Job{State: jobs.Running, StartedAt: &started}, t0)
-	rj.see(&jobs.Job{State: jobs.Running, StartedAt: &started, PausedMs: 4000}, t0.Add(9*time.Second))
+	rj.see(reply(jobs.Job{State: jobs.Running, StartedAt: &started}), t0)
+	rj.see(reply(jobs.Job{State: jobs.Running, StartedAt: &started, PausedMs: 4000}), t0.Add(9*time.Second))
 	if got := observedRun(rj, 0); got != 5*time.Second {
 		t.Fatalf("running, 9 s seen, 4 s of it paused: %s", got)
 	}
-	rj.see(&jobs.Job{State: jobs.Completed, StartedAt: &started, FinishedAt: &finished, PausedMs: 4000}, t0.Add(10*time.Second))
+	rj.see(reply(jobs.Job{State: jobs.Completed, StartedAt: &started, FinishedAt: &finished, PausedMs: 4000}), t0.Add(10*time.Second))
 	if got := billedRun(rj); got != 6*time.Second {
 		t.Fatalf("10 s run, 4 s of it paused: billed %s, want 6s", got)
 	}
@@ -86,8 +86,8 @@ func TestHostileNegativePause(t *testing.T) {
 	t0 := time.Now()
 	started := t0
 	rj := &Record{Deal: market.Deal{DealTerms: market.DealTerms{Price: "3600", MaxDurationS: 3600}}, Answered: t0}
-	rj.see(&jobs.Job{State: jobs.Running, StartedAt: &started}, t0)
-	rj.see(&jobs.Job{State: jobs.Running, StartedAt: &started, PausedMs: -3_600_000}, t0.Add(5*time.Second))
+	rj.see(reply(jobs.Job{State: jobs.Running, StartedAt: &started}), t0)
+	rj.see(reply(jobs.Job{State: jobs.Running, StartedAt: &started, PausedMs: -3_600_000}), t0.Add(5*time.Second))
 	if got := observedRun(rj, 0); got != 5*time.Second {
 		t.Fatalf("5 s seen running, a pause of -1 h claimed: %s", got)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/node/api"
 )
 
 // A distributed job's cost view has every rank's provider and sums their
@@ -19,7 +20,7 @@ func TestCostRanks(t *testing.T) {
 	for r, prov := range []string{"12D3KooWprovA", "12D3KooWprovB"} {
 		n.records[group[r]] = &Record{ID: group[r], Provider: prov, Group: group, Rank: r, Vouched: "100",
 			Deal: market.Deal{DealTerms: market.DealTerms{Price: "2000000", GPUs: []string{"g0", "g1"}, MaxDurationS: 3600}},
-			Last: &jobs.Job{ID: group[r], State: jobs.Running, StartedAt: &start}, LastSeen: end}
+			Last: reply(jobs.Job{ID: group[r], State: jobs.Running, StartedAt: &start}), LastSeen: end}
 	}
 	c, err := n.Cost(t.Context(), "job0")
 	if err != nil {
@@ -31,7 +32,7 @@ func TestCostRanks(t *testing.T) {
 		t.Fatalf("cost view: %+v", c)
 	}
 	// Queued: no deal, no price yet.
-	n.records["queued"] = &Record{ID: "queued", Vouched: "0", Last: &jobs.Job{ID: "queued", State: jobs.Queued}}
+	n.records["queued"] = &Record{ID: "queued", Vouched: "0", Last: reply(jobs.Job{ID: "queued", State: api.JobQueued})}
 	if c, err := n.Cost(t.Context(), "queued"); err != nil || c.Cost != "0" || c.MaxCost != "0" || len(c.Ranks) != 1 || c.Ranks[0].Provider != "" {
 		t.Fatalf("a queued job's cost view: %+v, %v", c, err)
 	}

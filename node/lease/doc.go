@@ -60,7 +60,7 @@
 // lease message carries that must verify (a voucher, a deal) is signed
 // over its own typed encoding (EIP-712, the market's canonical CBOR),
 // never over the JSON around it. JSON keeps the messages the API's and
-// the records' own types (jobs.Job, chain.Voucher), readable in a
+// the records' own types (api.Job, chain.Voucher), readable in a
 // debugger, and every decoder is bounded by the table's size limit and
 // fuzzed (fuzz_test.go). The protocol IDs carry the version (/1): a
 // change of encoding is a new ID that both sides offer while the old one

@@ -13,6 +13,7 @@ import (
 	"github.com/aixblock/aixblock/gpu"
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -174,6 +175,9 @@ func (f *fakeSeller) Release(string) {
 	f.mu.Unlock()
 }
 func (f *fakeSeller) ReleaseUnstarted(string) bool { return false }
+
+// reply is a provider's answer about a job as the requester keeps it.
+func reply(j jobs.Job) *api.Job { return &api.Job{Job: j} }
 
 // fakeRunner runs jobs in memory: a submitted job runs at once until the
 // test ends it.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
@@ -249,7 +250,7 @@ func FuzzProviderJobID(f *testing.F) {
 // ID) and its host and port, which reach every rank's container through
 // the launcher contract.
 func FuzzPrepareReply(f *testing.F) {
-	b, _ := json.Marshal(prepareReply{Job: jobs.Job{ID: "0123456789abcdef", State: jobs.Preparing}, Host: "10.0.0.1", Port: 29500})
+	b, _ := json.Marshal(prepareReply{Job: api.Job{Job: jobs.Job{ID: "0123456789abcdef", State: jobs.Preparing}}, Host: "10.0.0.1", Port: 29500})
 	f.Add(b)
 	f.Add([]byte(`{"job":{"id":"../config"},"host":"10.0.0.1","port":29500}`))
 	f.Add([]byte(`{"job":{"id":"0123456789abcdef"},"host":"a\nLD_PRELOAD=/x","port":-1}`))
@@ -521,7 +522,7 @@ func (hp *hostileProvider) record(t *testing.T, answer []byte) *Record {
 	return rj
 }
 
-// FuzzJobAnswer: a provider's jobs.Job answer to status and cancel, as
+// FuzzJobAnswer: a provider's api.Job answer to status and cancel, as
 // remoteStatus and cancelRemote decode it. Whatever the provider says of
 // its times, one sighting pays at most one interval, and the record it
 // updates is saved and loads again (the requester never loses track of
@@ -529,10 +530,10 @@ func (hp *hostileProvider) record(t *testing.T, answer []byte) *Record {
 func FuzzJobAnswer(f *testing.F) {
 	now := time.Now().UTC()
 	yearAgo, future := now.Add(-365*24*time.Hour), now.Add(365*24*time.Hour)
-	for _, j := range []jobs.Job{
-		{ID: "fedcba9876543210", State: jobs.Running, CreatedAt: yearAgo, StartedAt: &yearAgo},
-		{ID: "../config", State: jobs.Completed, CreatedAt: yearAgo, StartedAt: &yearAgo, FinishedAt: &future},
-		{ID: "fedcba9876543210", State: "bogus", Provider: "someone else"},
+	for _, j := range []api.Job{
+		{Job: jobs.Job{ID: "fedcba9876543210", State: jobs.Running, CreatedAt: yearAgo, StartedAt: &yearAgo}},
+		{Job: jobs.Job{ID: "../config", State: jobs.Completed, CreatedAt: yearAgo, StartedAt: &yearAgo, FinishedAt: &future}},
+		{Job: jobs.Job{ID: "fedcba9876543210", State: "bogus"}, Provider: "someone else"},
 	} {
 		b, _ := json.Marshal(j)
 		f.Add(b)

@@ -29,8 +29,8 @@ func TestGroupView(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			group := []string{"j0", "j1"}
-			r0 := &Record{ID: "j0", Provider: "P0", Last: &c.rank0, Group: group, Rank: 0}
-			r1 := &Record{ID: "j1", Provider: "P1", Last: &c.rank1, Group: group, Rank: 1}
+			r0 := &Record{ID: "j0", Provider: "P0", Last: reply(c.rank0), Group: group, Rank: 0}
+			r1 := &Record{ID: "j1", Provider: "P1", Last: reply(c.rank1), Group: group, Rank: 1}
 			n := makeRequester(&base{})
 			n.records["j0"], n.records["j1"] = r0, r1
 			got := n.groupView(context.Background(), r0)

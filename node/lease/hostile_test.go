@@ -304,14 +304,14 @@ func TestHostileProviderTime(t *testing.T) {
 	rj := &Record{ID: "00000000000000c1", Deal: deal}
 	t0 := time.Now()
 	yearAgo, future := t0.Add(-365*24*time.Hour), t0.Add(365*24*time.Hour)
-	rj.see(&jobs.Job{State: jobs.Pending, CreatedAt: yearAgo}, t0)
-	rj.see(&jobs.Job{State: jobs.Running, CreatedAt: yearAgo, StartedAt: &yearAgo}, t0.Add(time.Second))
+	rj.see(reply(jobs.Job{State: jobs.Pending, CreatedAt: yearAgo}), t0)
+	rj.see(reply(jobs.Job{State: jobs.Running, CreatedAt: yearAgo, StartedAt: &yearAgo}), t0.Add(time.Second))
 	ahead := 10 * time.Second
 	if got, want := jobPayable(rj, ahead), dealCost(deal, ahead); got.Cmp(want) != 0 {
 		t.Fatalf("just seen running: pays %s, want what runs ahead, %s", got, want)
 	}
-	rj.see(&jobs.Job{State: jobs.Completed, CreatedAt: yearAgo, StartedAt: &yearAgo, FinishedAt: &future}, t0.Add(2*time.Second))
-	rj.see(&jobs.Job{State: jobs.Completed, CreatedAt: yearAgo, StartedAt: &yearAgo, FinishedAt: &future}, t0.Add(time.Hour))
+	rj.see(reply(jobs.Job{State: jobs.Completed, CreatedAt: yearAgo, StartedAt: &yearAgo, FinishedAt: &future}), t0.Add(2*time.Second))
+	rj.see(reply(jobs.Job{State: jobs.Completed, CreatedAt: yearAgo, StartedAt: &yearAgo, FinishedAt: &future}), t0.Add(time.Hour))
 	want := dealCost(deal, time.Second) // seen running for 1 s
 	if got := jobPayable(rj, ahead); got.Cmp(want) != 0 {
 		t.Fatalf("a 1 s job whose provider claims a year: pays %s, want %s (the deal's maximum is %s)", got, want, dealCost(deal, time.Hour))

@@ -11,6 +11,7 @@ import (
 	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -32,8 +33,9 @@ type wire struct {
 var (
 	// startRequest → the provider's jobs.Job.
 	wireStart = wire{"jobs/start/1", p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20, Timeout: 30 * time.Second}}
-	// jobIDRequest → jobs.Job; with WaitMs, answered when the job's state
-	// is no longer Seen or after WaitMs (at most maxStatusWait).
+	// jobIDRequest → api.Job: the provider's jobs.Job and, for a rank, its
+	// job network (annotateNet); with WaitMs, answered when the job's
+	// state is no longer Seen or after WaitMs (at most maxStatusWait).
 	wireStatus = wire{"jobs/status/1", p2p.StreamLimits{MaxRequest: 1 << 10, MaxResponse: 1 << 20, Timeout: maxStatusWait + 10*time.Second}}
 	// jobIDRequest with Offset → logChunk.
 	wireLogs = wire{"jobs/logs/1", p2p.StreamLimits{MaxRequest: 1 << 10, MaxResponse: maxLogChunk * 2}}
@@ -197,7 +199,7 @@ type prepareRequest struct {
 }
 
 type prepareReply struct {
-	Job jobs.Job `json:"job"`
+	Job api.Job `json:"job"`
 	// Host and Port are where a rank on its host's network listens.
 	Host string `json:"host,omitempty"`
 	Port int    `json:"port,omitempty"`

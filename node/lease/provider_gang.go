@@ -14,6 +14,7 @@ import (
 
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/aixblock/aixblock/p2p/overlay"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -226,7 +227,7 @@ func (pv *Provider) handleJobPrepare(ctx context.Context, from peer.ID, req []by
 		return nil, err
 	}
 	pv.failUnstarted(j.ID)
-	return json.Marshal(prepareReply{Job: *j, Host: pv.hostAddr(), Port: port})
+	return json.Marshal(prepareReply{Job: api.Job{Job: *j}, Host: pv.hostAddr(), Port: port})
 }
 
 // failUnstarted fails a rank still waiting at the end of the gang start
@@ -284,7 +285,7 @@ func (pv *Provider) prepareOnJobNet(ctx context.Context, deal *market.Deal, pr p
 		pv.jobs.Fail(j.ID, "the job network: "+err.Error())
 		return nil, fmt.Errorf("the job network: %w", err)
 	}
-	rep := prepareReply{Job: *j, Paths: map[int]string{}}
+	rep := prepareReply{Job: api.Job{Job: *j}, Paths: map[int]string{}}
 	for r, p := range members {
 		if path, ok := paths[p]; ok {
 			rep.Paths[r] = path

@@ -10,6 +10,7 @@ import (
 	"github.com/aixblock/aixblock/gpu"
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/aixblock/aixblock/p2p/overlay"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -195,12 +196,13 @@ func (pv *Provider) handleJobStatus(ctx context.Context, from peer.ID, req []byt
 	// The requester bills no paused time: it is told all of it so far, a
 	// duration by this daemon's clock.
 	j.PausedMs = j.Paused(time.Now()).Milliseconds()
-	pv.annotateNet(j)
-	return json.Marshal(j)
+	v := api.Job{Job: *j}
+	pv.annotateNet(&v)
+	return json.Marshal(v)
 }
 
 // annotateNet adds a rank's job network, as this daemon carries it.
-func (pv *Provider) annotateNet(j *jobs.Job) {
+func (pv *Provider) annotateNet(j *api.Job) {
 	pv.mu.Lock()
 	nr, ok := pv.netOf[j.ID]
 	pv.mu.Unlock()
@@ -211,9 +213,9 @@ func (pv *Provider) annotateNet(j *jobs.Job) {
 	if !ok {
 		return
 	}
-	n := &jobs.Network{Addr: overlay.RankAddr(nr.rank).String(), Dropped: st.Dropped}
+	n := &api.JobNetwork{Addr: overlay.RankAddr(nr.rank).String(), Dropped: st.Dropped}
 	for _, p := range st.Peers {
-		n.Peers = append(n.Peers, jobs.NetworkPeer{Rank: p.Rank, Peer: p.Peer, Path: p.Path, TxBytes: p.TxBytes, RxBytes: p.RxBytes})
+		n.Peers = append(n.Peers, api.JobNetworkPeer{Rank: p.Rank, Peer: p.Peer, Path: p.Path, TxBytes: p.TxBytes, RxBytes: p.RxBytes})
 	}
 	j.Network = n
 }

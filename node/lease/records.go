@@ -11,6 +11,7 @@ import (
 	"github.com/aixblock/aixblock/internal/atomicfile"
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/multiformats/go-multiaddr"
@@ -26,7 +27,7 @@ type Record struct {
 	Remote   string      `json:"remote_id,omitempty"`
 	Provider string      `json:"provider"`
 	Deal     market.Deal `json:"deal"`
-	Last     *jobs.Job   `json:"last"` // the provider's record, as last seen
+	Last     *api.Job    `json:"last"` // the provider's record, as last seen
 	// Vouched is this job's share of the channel's cumulative voucher.
 	Vouched string `json:"vouched"`
 	// Settled: the job ended and a voucher for its whole cost reached the
@@ -77,7 +78,7 @@ type Record struct {
 
 // see records the provider's answer about the job at now (this node's
 // clock), and when the job was first seen started and ended.
-func (rj *Record) see(j *jobs.Job, now time.Time) {
+func (rj *Record) see(j *api.Job, now time.Time) {
 	if j.PausedMs < 0 {
 		j.PausedMs = 0 // a provider's pause only lowers its own pay
 	}

@@ -87,7 +87,7 @@ func makeRequester(b *base) *Requester {
 // (runQueued), and the job's state and reason say how they go. What can
 // be told now (no max_price, a bad token or price, an empty wallet) is
 // refused now.
-func (rq *Requester) submitRemote(ctx context.Context, spec *jobs.Spec) (*jobs.Job, error) {
+func (rq *Requester) submitRemote(ctx context.Context, spec *jobs.Spec) (*api.Job, error) {
 	return rq.SubmitRemote(ctx, spec, RemoteOptions{})
 }
 
@@ -100,7 +100,7 @@ type RemoteOptions struct {
 }
 
 // SubmitRemote runs a spec through the market with opts.
-func (rq *Requester) SubmitRemote(ctx context.Context, spec *jobs.Spec, opts RemoteOptions) (*jobs.Job, error) {
+func (rq *Requester) SubmitRemote(ctx context.Context, spec *jobs.Spec, opts RemoteOptions) (*api.Job, error) {
 	if spec.MaxPrice == "" {
 		return nil, invalid{errors.New("max_price: required for a job through the market (per GPU-hour, in whole units of the token)")}
 	}
@@ -116,13 +116,13 @@ func (rq *Requester) SubmitRemote(ctx context.Context, spec *jobs.Spec, opts Rem
 // queueRemote records a market job as queued, starts its wait for a
 // provider, and returns it. exclude are providers not to use (a retry's
 // failed one).
-func (rq *Requester) queueRemote(spec *jobs.Spec, exclude []string, prepay time.Duration) (*jobs.Job, error) {
+func (rq *Requester) queueRemote(spec *jobs.Spec, exclude []string, prepay time.Duration) (*api.Job, error) {
 	queue := queueTimeout(spec)
 	now := time.Now().UTC()
 	id := newJobID()
 	reason := "waiting for a provider to bid"
-	j := &jobs.Job{ID: id, Spec: *spec, State: jobs.Queued, Reason: reason, CreatedAt: now,
-		History: []jobs.Transition{{State: jobs.Queued, Reason: reason, At: now}}}
+	j := &api.Job{Job: jobs.Job{ID: id, Spec: *spec, State: api.JobQueued, Reason: reason, CreatedAt: now,
+		History: []jobs.Transition{{State: api.JobQueued, Reason: reason, At: now}}}}
 	rj := &Record{ID: id, Last: j, Vouched: "0", Spec: *spec, QueueUntil: now.Add(queue), Prepay: prepay}
 	rq.mu.Lock()
 	rq.records[id] = rj
@@ -244,7 +244,7 @@ func (rq *Requester) startOnce(ctx context.Context, rj *Record, exclude []string
 		rq.market.Reputation().NoShow(deal.Provider)
 		return fmt.Errorf("provider %s did not start the job: %w", deal.Provider, err)
 	}
-	var j jobs.Job
+	var j api.Job
 	if err := json.Unmarshal(resp, &j); err != nil {
 		return fmt.Errorf("provider %s: %w", deal.Provider, err)
 	}
@@ -303,7 +303,7 @@ func (rq *Requester) releaseDeal(ctx context.Context, deal market.Deal) {
 // setQueued updates a queued job's reason.
 func (rq *Requester) setQueued(rj *Record, reason string) {
 	rq.mu.Lock()
-	if rj.Last == nil || rj.Last.State != jobs.Queued || !rj.queued() {
+	if rj.Last == nil || rj.Last.State != api.JobQueued || !rj.queued() {
 		rq.mu.Unlock()
 		return
 	}
@@ -343,7 +343,7 @@ func (rq *Requester) resumeQueued() {
 	rq.mu.Lock()
 	var todo []*Record
 	for _, rj := range rq.records {
-		if rj.queued() && rj.Last != nil && rj.Last.State == jobs.Queued && rq.waiting[rj.ID] == nil {
+		if rj.queued() && rj.Last != nil && rj.Last.State == api.JobQueued && rq.waiting[rj.ID] == nil {
 			todo = append(todo, rj)
 		}
 	}
@@ -404,7 +404,7 @@ func noDealReason(err error) string {
 }
 
 // cancelRemote asks the provider to stop a job.
-func (rq *Requester) cancelRemote(ctx context.Context, id string) (*jobs.Job, error) {
+func (rq *Requester) cancelRemote(ctx context.Context, id string) (*api.Job, error) {
 	rq.mu.Lock()
 	rj := rq.records[id]
 	rq.mu.Unlock()
@@ -437,7 +437,7 @@ func (rq *Requester) cancelRemote(ctx context.Context, id string) (*jobs.Job, er
 	if err != nil {
 		return nil, fmt.Errorf("provider %s: %w", rj.Provider, err)
 	}
-	var j jobs.Job
+	var j api.Job
 	if err := json.Unmarshal(resp, &j); err != nil {
 		return nil, fmt.Errorf("provider %s: %w", rj.Provider, err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -57,7 +58,7 @@ func (rq *Requester) followOnce(ctx context.Context) {
 // observe records the provider's answer about a job and acts on its end:
 // its forwards close, its provider is rated, and a distributed job fails
 // with one of its ranks, as torchrun does.
-func (rq *Requester) observe(ctx context.Context, rj *Record, j *jobs.Job) {
+func (rq *Requester) observe(ctx context.Context, rj *Record, j *api.Job) {
 	rq.mu.Lock()
 	rj.see(j, time.Now())
 	rq.mu.Unlock()
@@ -178,8 +179,8 @@ func (rq *Requester) providerMissing(ctx context.Context, rj *Record, err error)
 	}
 	gone := time.Since(since)
 	if gone < grace {
-		if last.State != jobs.Unknown {
-			last.State, last.Reason = jobs.Unknown, fmt.Sprintf("provider %s not answering: %v", short(rj.Provider), err)
+		if last.State != api.JobUnknown {
+			last.State, last.Reason = api.JobUnknown, fmt.Sprintf("provider %s not answering: %v", short(rj.Provider), err)
 			rj.Last = &last
 		}
 		rq.mu.Unlock()
@@ -412,13 +413,13 @@ func (rq *Requester) payChannel(ctx context.Context, rj *Record) {
 	}
 }
 
-func (rq *Requester) remoteStatus(ctx context.Context, rj *Record) (*jobs.Job, error) {
+func (rq *Requester) remoteStatus(ctx context.Context, rj *Record) (*api.Job, error) {
 	return rq.remoteStatusWait(ctx, rj, "", 0)
 }
 
 // remoteStatusWait asks for a job's state, held by the provider until it
 // is no longer seen or wait passes (zero: answered at once).
-func (rq *Requester) remoteStatusWait(ctx context.Context, rj *Record, seen jobs.State, wait time.Duration) (*jobs.Job, error) {
+func (rq *Requester) remoteStatusWait(ctx context.Context, rj *Record, seen jobs.State, wait time.Duration) (*api.Job, error) {
 	prov, err := peer.Decode(rj.Provider)
 	if err != nil {
 		return nil, err
@@ -428,7 +429,7 @@ func (rq *Requester) remoteStatusWait(ctx context.Context, rj *Record, seen jobs
 	if err != nil {
 		return nil, err
 	}
-	var j jobs.Job
+	var j api.Job
 	if err := json.Unmarshal(resp, &j); err != nil {
 		return nil, err
 	}
@@ -437,7 +438,7 @@ func (rq *Requester) remoteStatusWait(ctx context.Context, rj *Record, seen jobs
 }
 
 // remoteJobByID is the requester's view of a job on a provider, refreshed.
-func (rq *Requester) remoteJobByID(ctx context.Context, id string) (*jobs.Job, error) {
+func (rq *Requester) remoteJobByID(ctx context.Context, id string) (*api.Job, error) {
 	rq.mu.Lock()
 	rj := rq.records[id]
 	rq.mu.Unlock()
@@ -468,7 +469,7 @@ func (rq *Requester) remoteJobByID(ctx context.Context, id string) (*jobs.Job, e
 // it is not done until every rank is, a rank's failure is its failure,
 // and its result is a directory holding every rank's result by rank
 // ("rank-0", "rank-1", ...).
-func (rq *Requester) groupView(ctx context.Context, rj *Record) *jobs.Job {
+func (rq *Requester) groupView(ctx context.Context, rj *Record) *api.Job {
 	rq.mu.Lock()
 	if rj.Last == nil || len(rj.Group) < 2 || rj.Rank != 0 {
 		defer rq.mu.Unlock()

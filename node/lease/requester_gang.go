@@ -12,6 +12,7 @@ import (
 
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/aixblock/aixblock/p2p/overlay"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -27,7 +28,7 @@ func stateOf(j *jobs.Job) string {
 // funded and prepared before any starts, then the contract to all. Rank 0
 // is the job id (queued until now); progress hears why no deal was made
 // yet.
-func (rq *Requester) submitGang(ctx context.Context, spec *jobs.Spec, id string, progress func(string)) (*jobs.Job, error) {
+func (rq *Requester) submitGang(ctx context.Context, spec *jobs.Spec, id string, progress func(string)) (*api.Job, error) {
 	deals, err := rq.gangDeals(ctx, spec, progress)
 	if err != nil {
 		return nil, err
@@ -271,7 +272,7 @@ func (rq *Requester) goGang(ctx context.Context, g *gangStart) error {
 }
 
 // gangStarted notes how long the gang start took and returns rank 0.
-func (rq *Requester) gangStarted(g *gangStart, took time.Duration) *jobs.Job {
+func (rq *Requester) gangStarted(g *gangStart, took time.Duration) *api.Job {
 	rq.mu.Lock()
 	if rj := rq.records[g.ids[0]]; rj != nil {
 		rj.GangStartMs = took.Milliseconds()

@@ -149,7 +149,7 @@ func (rq *Requester) stats() (byState map[jobs.State]int, requested int) {
 	rq.mu.Lock()
 	defer rq.mu.Unlock()
 	for _, rj := range rq.records {
-		st := jobs.State("unknown")
+		st := api.JobUnknown
 		if rj.Last != nil {
 			st = rj.Last.State
 		}

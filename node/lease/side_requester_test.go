@@ -16,6 +16,7 @@ import (
 	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -149,13 +150,13 @@ func TestRequesterAgainstFakeProvider(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	record := func() jobs.Job {
+	record := func() api.Job {
 		rq.mu.Lock()
 		defer rq.mu.Unlock()
 		if rj := rq.records[j.ID]; rj != nil && rj.Last != nil {
 			return *rj.Last
 		}
-		return jobs.Job{}
+		return api.Job{}
 	}
 	eventually(t, "the job running on the provider", func() bool { return record().State == jobs.Running })
 	eventually(t, "a voucher while it runs", func() bool { return fp.best().Sign() > 0 })

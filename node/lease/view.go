@@ -15,14 +15,18 @@ import (
 
 // Get is a job as the API shows it: this node's own, else one it
 // runs elsewhere through the market.
-func (m *Manager) Get(ctx context.Context, id string) (*jobs.Job, error) {
+func (m *Manager) Get(ctx context.Context, id string) (*api.Job, error) {
 	if m.jobs != nil {
 		if j, err := m.jobs.Get(id); err == nil {
-			return j, nil
+			return localView(j), nil
 		}
 	}
 	return m.req.remoteJobByID(ctx, id)
 }
+
+// localView is a job of this node's own as the API shows it: its record,
+// with nothing a lease adds.
+func localView(j *jobs.Job) *api.Job { return &api.Job{Job: *j} }
 
 // Logs copies a job's output to w, local or remote; follow keeps going
 // until the job ends.
@@ -41,7 +45,7 @@ func (m *Manager) List(ctx context.Context) []api.JobListEntry {
 	var top []api.JobListEntry
 	if m.jobs != nil {
 		for _, j := range m.jobs.List() {
-			top = append(top, api.JobListEntry{Job: j})
+			top = append(top, api.JobListEntry{Job: localView(j)})
 		}
 	}
 	top, ranks := m.req.listInto(ctx, top)
@@ -99,7 +103,7 @@ func (m *Manager) Spending(ctx context.Context) api.SpendingInfo { return m.req.
 
 // Submit runs spec on this node (local, on its healthy GPUs) or through
 // the market.
-func (m *Manager) Submit(ctx context.Context, spec *jobs.Spec, local bool) (*jobs.Job, error) {
+func (m *Manager) Submit(ctx context.Context, spec *jobs.Spec, local bool) (*api.Job, error) {
 	if !local {
 		return m.req.submitRemote(ctx, spec)
 	}
@@ -113,17 +117,24 @@ func (m *Manager) Submit(ctx context.Context, spec *jobs.Spec, local bool) (*job
 		}
 	}
 	j, err := m.jobs.Submit(*spec, jobs.SubmitOptions{GPUs: free})
-	if errors.Is(err, jobs.ErrSpec) {
-		return nil, invalid{err}
+	if err != nil {
+		if errors.Is(err, jobs.ErrSpec) {
+			return nil, invalid{err}
+		}
+		return nil, err
 	}
-	return j, err
+	return localView(j), nil
 }
 
 // Cancel stops a job, this node's own or one it runs elsewhere.
-func (m *Manager) Cancel(ctx context.Context, id string) (*jobs.Job, error) {
+func (m *Manager) Cancel(ctx context.Context, id string) (*api.Job, error) {
 	if m.jobs != nil {
 		if _, err := m.jobs.Get(id); err == nil {
-			return m.jobs.Cancel(id)
+			j, err := m.jobs.Cancel(id)
+			if err != nil {
+				return nil, err
+			}
+			return localView(j), nil
 		}
 	}
 	return m.req.cancelRemote(ctx, id)
