@@ -261,3 +261,53 @@ func TestOneChallengeAtATime(t *testing.T) {
 		t.Fatalf("the first challenge: %v", err)
 	}
 }
+
+// A challenge the workload refused frees the provider: the next one,
+// from the same verifier, runs; a refusal for now says when to return.
+func TestRefusalFreesTheProvider(t *testing.T) {
+	refusals := []error{fmt.Errorf("%w: leased", ErrBusy), errors.New("not now, not ever")}
+	wl := workloadFunc(func(ctx context.Context, ch challenge.Challenge, gpus []string) (Prover, error) {
+		if len(refusals) > 0 {
+			err := refusals[0]
+			refusals = refusals[1:]
+			return nil, err
+		}
+		return CPU{}.Run(ctx, ch, gpus)
+	})
+	w := newWorld(t, 1, wl, Limits{})
+	v := w.verifier(t, 1)
+	if _, err := verify(t, v, w.provider(), mockClaim()); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "retry in 1m0s") {
+		t.Fatalf("first challenge: %v, want busy for a minute", err)
+	}
+	if _, err := verify(t, v, w.provider(), mockClaim()); !errors.Is(err, ErrRefused) {
+		t.Fatalf("second challenge: %v, want refused", err)
+	}
+	if _, err := verify(t, v, w.provider(), mockClaim()); err != nil {
+		t.Fatalf("the challenge after the refusals: %v", err)
+	}
+}
+
+// A claim that cannot be checked is the verifier's mistake: an error
+// with no record, and no challenge sent.
+func TestBadClaimsLeaveNoRecord(t *testing.T) {
+	w := newWorld(t, 1, workloadFunc(func(context.Context, challenge.Challenge, []string) (Prover, error) {
+		t.Error("a challenge ran")
+		return nil, errors.New("no")
+	}), Limits{})
+	v := w.verifier(t, 1)
+	for _, c := range []struct {
+		claim Claim
+		want  string
+	}{
+		{Claim{Class: "nvidia-h100-800gb", GPUs: []string{"GPU-0"}}, `no envelope for class "nvidia-h100-800gb"`},
+		{Claim{Class: "nvidia-h100-80gb", GPUs: []string{"GPU-0"}, N: 4096}, "too small to tell it from a card with less"},
+		{Claim{Class: "nvidia-h100-80gb", GPUs: []string{"GPU-0"}, N: 200000}, "needs"},
+		{Claim{Class: mockClass, GPUs: []string{"GPU-0", "GPU-0"}}, "twice"},
+		{Claim{Class: mockClass}, "0 GPUs"},
+	} {
+		rec, err := verify(t, v, w.provider(), c.claim)
+		if !errors.Is(err, ErrClaim) || !strings.Contains(err.Error(), c.want) || rec.Outcome != "" {
+			t.Errorf("%+v: %v (record %q), want ErrClaim with %q and no record", c.claim, err, rec.Outcome, c.want)
+		}
+	}
+}

@@ -35,9 +35,9 @@
 // ErrBrokeOff, or gpu/challenge's ErrEnvelope (too fast or too slow for
 // the class), ErrNotCommitted, ErrWrongRow, ErrWrongY, ErrReplay,
 // ErrProtocol. What is no verdict on the provider leaves no record: a
-// claim that cannot be checked (an unknown class, an n that does not fit
-// it), an unreachable provider, a refusal for later (ErrRateLimited,
-// ErrBusy), the caller's context ending.
+// claim that cannot be checked (ErrClaim: an unknown class, an n that
+// does not fit it), an unreachable provider (ErrUnreachable), a refusal
+// for later (ErrRateLimited, ErrBusy), the caller's context ending.
 //
 // The provider side runs a Workload, which turns a challenge into a
 // Prover on exactly the GPUs named. The daemon's runs it as a job on

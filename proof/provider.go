@@ -151,14 +151,11 @@ func (p *Provider) start(ctx context.Context, from peer.ID, req request) (reply,
 	}
 	p.log.Info("challenge", "peer_id", from, "gpus", req.GPUs, "n", ch.N, "precision", ch.Precision)
 	prover, err := p.cfg.Workload.Run(ctx, ch, req.GPUs)
-	if err == nil {
-		err = p.committed(from, s, prover)
-	}
-	if err != nil {
+	if err = p.computed(from, s, prover, err); err != nil {
 		p.log.Warn("challenge not run", "peer_id", from, "gpus", req.GPUs, "err", err)
 		p.end(from, s)
 		if errors.Is(err, ErrBusy) {
-			return refusal(err.Error(), codeBusy, 60), nil
+			return refusal(err.Error(), codeBusy, time.Minute), nil
 		}
 		return refusal(err.Error(), "", 0), nil
 	}
@@ -191,12 +188,15 @@ func (p *Provider) admit(from peer.ID, s *session) (reply, bool) {
 	return reply{}, true
 }
 
-// committed moves s on to wait for the query, or closes prover when the
-// session ended meanwhile (the provider closed).
-func (p *Provider) committed(from peer.ID, s *session, prover Prover) error {
+// computed ends the workload's run of s: with a prover, s waits for the
+// query, unless the session ended meanwhile (the provider closed).
+func (p *Provider) computed(from peer.ID, s *session, prover Prover, err error) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.running--
+	if err != nil {
+		return err
+	}
 	if p.sessions[from] != s {
 		return errors.Join(fmt.Errorf("%w: the provider is closing", ErrBusy), prover.Close())
 	}

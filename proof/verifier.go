@@ -37,6 +37,10 @@ var (
 	ErrBrokeOff = errors.New("the provider broke off the challenge")
 	// ErrUnreachable: no connection to the provider.
 	ErrUnreachable = errors.New("provider unreachable")
+	// ErrClaim: the claim cannot be checked (an unknown class, an n or
+	// GPUs that do not fit it); the verifier's mistake, not the
+	// provider's.
+	ErrClaim = errors.New("claim cannot be checked")
 )
 
 // Claim is what a verifier challenges: GPUs a provider advertises as
@@ -129,7 +133,7 @@ type run struct {
 // reason when it failed (errors.Is finds ErrTimeout, ErrRefused,
 // ErrBrokeOff or gpu/challenge's ErrEnvelope, ErrWrongRow,
 // ErrNotCommitted, ErrWrongY, ErrReplay, ErrProtocol). An error that is
-// no verdict on the provider (a bad claim, ErrUnreachable,
+// no verdict on the provider (ErrClaim, ErrUnreachable,
 // ErrRateLimited, ErrBusy, ctx ending) comes with no record.
 func (v *Verifier) Verify(ctx context.Context, provider peer.ID, c Claim) (Record, error) {
 	r, err := v.plan(c)
@@ -159,10 +163,10 @@ func (v *Verifier) Verify(ctx context.Context, provider peer.ID, c Claim) (Recor
 func (v *Verifier) plan(c Claim) (*run, error) {
 	env, err := challenge.Lookup(c.Class)
 	if err != nil {
-		return nil, fmt.Errorf("proof: claim: %w", err)
+		return nil, fmt.Errorf("proof: %w: %w", ErrClaim, err)
 	}
 	if err := checkGPUs(c.GPUs); err != nil {
-		return nil, fmt.Errorf("proof: claim: %w", err)
+		return nil, fmt.Errorf("proof: %w: %w", ErrClaim, err)
 	}
 	p := challenge.Params{N: c.N, GPUs: len(c.GPUs), Precision: c.Precision}
 	if p.Precision == "" {
@@ -176,11 +180,11 @@ func (v *Verifier) plan(c Claim) (*run, error) {
 	// itself (an n that does not fit the class): the verifier's mistake,
 	// which must not fail the provider.
 	if err := env.Check(p, (lo+hi)/2, 0); err != nil {
-		return nil, fmt.Errorf("proof: claim: %w", err)
+		return nil, fmt.Errorf("proof: %w: %w", ErrClaim, err)
 	}
 	cv, err := challenge.NewVerifier(challenge.VerifierConfig{Params: p, Rows: c.Rows, Rand: v.cfg.Rand, Workers: v.cfg.Workers})
 	if err != nil {
-		return nil, fmt.Errorf("proof: claim: %w", err)
+		return nil, fmt.Errorf("proof: %w: %w", ErrClaim, err)
 	}
 	rows := c.Rows
 	if rows == 0 {
