@@ -20,6 +20,7 @@ import (
 
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	ma "github.com/multiformats/go-multiaddr"
@@ -208,6 +209,30 @@ func NewMocknet(tb testing.TB, n, degree int, latency time.Duration, cfg p2p.Con
 		}
 	})
 	return mn
+}
+
+// MockHosts is n bare hosts on a mocknet, linked and connected to each
+// other, closed when the test ends: for a protocol tested on hosts alone,
+// without a node's DHT and gossip. Their keys are mocknet's (ECDSA).
+func MockHosts(tb testing.TB, n int) []host.Host {
+	tb.Helper()
+	mn := mocknet.New()
+	tb.Cleanup(func() { mn.Close() })
+	hs := make([]host.Host, n)
+	for i := range hs {
+		h, err := mn.GenPeer()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		hs[i] = h
+	}
+	if err := mn.LinkAll(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := mn.ConnectAllButSelf(); err != nil {
+		tb.Fatal(err)
+	}
+	return hs
 }
 
 // Parallel runs fn(0) to fn(n-1), at most width at a time.
