@@ -29,12 +29,12 @@ type depRule struct {
 	imports []string
 }
 
-// Every module package below node: p2p, content, overlay, gpu, proof,
+// Every module package below node: p2p, content, overlay, gpu,
 // market, jobs, chain, contracts, testnet and internal never depend on
 // node or cmd.
 var (
 	above  = []string{m + "node/...", m + "cmd/..."}
-	leaves = []string{m + "p2p/...", m + "gpu/...", m + "proof/...", m + "market/...", m + "jobs/...", m + "chain/...", m + "contracts/...", m + "testnet/..."}
+	leaves = []string{m + "p2p/...", m + "gpu/...", m + "market/...", m + "jobs/...", m + "chain/...", m + "contracts/...", m + "testnet/..."}
 )
 
 func and(lists ...[]string) []string { return slices.Concat(lists...) }
@@ -43,30 +43,31 @@ func and(lists ...[]string) []string { return slices.Concat(lists...) }
 // column) as bans.
 var depRules = []depRule{
 	// The network layer knows nothing of what travels over it.
-	{pkg: m + "p2p/...", deps: and(above, []string{m + "gpu/...", m + "proof/...", m + "market/...", m + "jobs/...", m + "chain/...", m + "contracts/...", m + "testnet/..."})},
-	{pkg: m + "gpu/...", deps: and(above, []string{m + "p2p/...", m + "proof/...", m + "market/...", m + "jobs/...", m + "chain/...", m + "contracts/...", m + "testnet/...",
+	{pkg: m + "p2p/...", deps: and(above, []string{m + "gpu/...", m + "market/...", m + "jobs/...", m + "chain/...", m + "contracts/...", m + "testnet/..."})},
+	{pkg: m + "gpu/...", deps: and(above, []string{m + "p2p/...", m + "market/...", m + "jobs/...", m + "chain/...", m + "contracts/...", m + "testnet/...",
 		"github.com/libp2p/...", "github.com/ethereum/go-ethereum/...", "github.com/moby/..."})},
 	// The compute challenge is pure Go, its workload a static program in
 	// a FROM-scratch image: not even gpu's NVML, only internal/ helpers.
 	{pkg: m + "gpu/challenge/...", deps: []string{m + "gpu", "github.com/NVIDIA/go-nvml/..."}},
 	// Proof of GPU over the network: the challenge between two hosts and
 	// the signed records of its verdicts. Above p2p and gpu/challenge,
-	// below market (which may rank bids by a provider's status) and the
+	// below the market itself (which may rank bids by a provider's
+	// status) and the
 	// daemon (which hands in the workload that runs a challenge as a
 	// job); it never sees NVML, Docker or the chain.
-	{pkg: m + "proof/...", deps: and(above, []string{m + "market/...", m + "jobs/...", m + "chain/...", m + "contracts/...", m + "testnet/...", m + "gpu",
+	{pkg: m + "market/proof/...", deps: and(above, []string{m + "market", m + "jobs/...", m + "chain/...", m + "contracts/...", m + "testnet/...", m + "gpu",
 		"github.com/ethereum/go-ethereum/...", "github.com/moby/...", "github.com/docker/...", "github.com/NVIDIA/go-nvml/..."})},
 	// market signs deals through a small interface that chain implements
 	// and node hands in; it never sees Docker or go-ethereum.
 	{pkg: m + "market/...", deps: and(above, []string{m + "jobs/...", m + "chain/...", m + "contracts/...", m + "testnet/...",
 		"github.com/ethereum/go-ethereum/...", "github.com/moby/...", "github.com/docker/..."})},
-	{pkg: m + "jobs/...", deps: and(above, []string{m + "market/...", m + "proof/...", m + "chain/...", m + "contracts/...", m + "testnet/...", m + "gpu/...",
+	{pkg: m + "jobs/...", deps: and(above, []string{m + "market/...", m + "chain/...", m + "contracts/...", m + "testnet/...", m + "gpu/...",
 		"github.com/ethereum/go-ethereum/...", "github.com/NVIDIA/go-nvml/..."})},
-	{pkg: m + "chain/...", deps: and(above, []string{m + "p2p/...", m + "proof/...", m + "market/...", m + "jobs/...", m + "gpu/...", m + "testnet/...",
+	{pkg: m + "chain/...", deps: and(above, []string{m + "p2p/...", m + "market/...", m + "jobs/...", m + "gpu/...", m + "testnet/...",
 		"github.com/libp2p/...", "github.com/moby/...", "github.com/NVIDIA/go-nvml/..."})},
-	{pkg: m + "contracts/...", deps: and(above, []string{m + "p2p/...", m + "proof/...", m + "market/...", m + "jobs/...", m + "gpu/...", m + "chain/...", m + "testnet/...",
+	{pkg: m + "contracts/...", deps: and(above, []string{m + "p2p/...", m + "market/...", m + "jobs/...", m + "gpu/...", m + "chain/...", m + "testnet/...",
 		"github.com/libp2p/...", "github.com/moby/..."})},
-	{pkg: m + "testnet/...", deps: and(above, []string{m + "p2p/...", m + "proof/...", m + "market/...", m + "jobs/...", m + "gpu/..."})},
+	{pkg: m + "testnet/...", deps: and(above, []string{m + "p2p/...", m + "market/...", m + "jobs/...", m + "gpu/..."})},
 	{pkg: m + "internal/...", deps: and(above, leaves)},
 	// The execution of deals is below the wiring and knows nothing of
 	// HTTP: node maps its errors to status codes. It reports in the API's

@@ -331,3 +331,10 @@ func (pv *Provider) handleJobGo(ctx context.Context, from peer.ID, req []byte) (
 	}
 	return []byte("ok"), nil
 }
+
+func stateOf(j *jobs.Job) string {
+	if j == nil {
+		return "gone"
+	}
+	return string(j.State) + " " + j.Reason
+}

@@ -17,13 +17,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-func stateOf(j *jobs.Job) string {
-	if j == nil {
-		return "gone"
-	}
-	return string(j.State) + " " + j.Reason
-}
-
 // submitGang runs a distributed spec: a deal per node rank, every rank
 // funded and prepared before any starts, then the contract to all. Rank 0
 // is the job id (queued until now); progress hears why no deal was made
