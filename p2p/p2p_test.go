@@ -305,3 +305,55 @@ func TestMocknet200Peers(t *testing.T) {
 		}
 	}
 }
+
+// Each stream of a Handle protocol is in the protocol's resource-manager
+// service, and the requests being served hold their bytes there: one that
+// finds no room under the service's memory limit is answered with an
+// error, and its room comes back when a request is answered.
+func TestServiceMemoryLimit(t *testing.T) {
+	nodes := p2ptest.Loopback(t, 2, quietConfig("svc"))
+	server, client := nodes[0], nodes[1]
+	id := server.ProtocolID("hold/1")
+	held, release := make(chan struct{}), make(chan struct{})
+	p2p.Handle(server.Host, id, p2p.StreamLimits{MaxRequest: 4096, Memory: 1000}, nil,
+		func(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+			if strings.HasPrefix(string(req), "hold") {
+				held <- struct{}{}
+				<-release
+			}
+			return []byte("ok"), nil
+		})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	request := func(req string) error {
+		_, err := p2p.Request(ctx, client.Host, server.Host.ID(), id, []byte(req), p2p.StreamLimits{MaxRequest: 4096})
+		return err
+	}
+	first := make(chan error, 1)
+	go func() { first <- request("hold" + strings.Repeat("x", 596)) }()
+	select {
+	case <-held:
+	case <-ctx.Done():
+		t.Fatal("the first request never reached its handler")
+	}
+	if st := p2ptest.ServiceStat(t, server.Host, id); st.NumStreamsInbound != 1 || st.Memory != 600 {
+		t.Fatalf("service while a 600-byte request is served: %+v, want 1 inbound stream and 600 bytes", st)
+	}
+	if err := request(strings.Repeat("y", 600)); err == nil || !strings.Contains(err.Error(), "resource limit exceeded") {
+		t.Fatalf("a second 600-byte request under a 1000-byte limit: %v, want the limit's error", err)
+	}
+	if err := request(strings.Repeat("y", 300)); err != nil {
+		t.Fatalf("a 300-byte request beside the 600: %v", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("the held request: %v", err)
+	}
+	p2ptest.WaitFor(t, 10*time.Second, func() bool {
+		st := p2ptest.ServiceStat(t, server.Host, id)
+		return st.NumStreamsInbound == 0 && st.Memory == 0
+	}, "the service still holds the answered requests")
+	if err := request(strings.Repeat("y", 600)); err != nil {
+		t.Fatalf("a 600-byte request once the first was answered: %v", err)
+	}
+}
