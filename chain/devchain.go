@@ -168,17 +168,8 @@ var gethLogOnce sync.Once
 // StartDevChain starts the chain, deploys the contracts and funds the
 // accounts.
 func StartDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
-	if cfg.Accounts == 0 {
-		cfg.Accounts = 4
-	}
-	if cfg.Accounts < 1 || cfg.Accounts > 1000 {
-		return nil, fmt.Errorf("devchain: accounts %d: want 1 to 1000", cfg.Accounts)
-	}
-	if cfg.ChallengePeriod == 0 {
-		cfg.ChallengePeriod = 10 * time.Minute
-	}
-	if cfg.ChallengePeriod < time.Second {
-		return nil, fmt.Errorf("devchain: challenge period %s: want at least 1s", cfg.ChallengePeriod)
+	if err := cfg.withDefaults(); err != nil {
+		return nil, err
 	}
 	gethLogOnce.Do(func() {
 		h := gethlog.DiscardHandler()
@@ -187,7 +178,55 @@ func StartDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
 		}
 		gethlog.SetDefault(gethlog.NewLogger(h))
 	})
+	info, keys, alloc := devAccounts(cfg)
+	// Before the stack makes its files in the data directory.
+	salt, err := genesisSalt(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	stack, beacon, err := newDevStack(cfg, alloc, salt)
+	if err != nil {
+		return nil, err
+	}
+	d := &DevChain{stack: stack, beacon: beacon, client: ethclient.NewClient(stack.Attach()), stop: make(chan struct{})}
+	if cfg.HTTP != "" {
+		info.RPCURL = stack.HTTPEndpoint()
+	}
+	id, err := d.setUp(ctx, &info, keys[0], cfg.Fund)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	d.Info = info
+	if cfg.IdleBlock > 0 {
+		go d.tick(cfg.IdleBlock, id)
+	}
+	return d, nil
+}
 
+func (cfg *DevChainConfig) withDefaults() error {
+	if cfg.Accounts == 0 {
+		cfg.Accounts = 4
+	}
+	if cfg.Accounts < 1 || cfg.Accounts > 1000 {
+		return fmt.Errorf("devchain: accounts %d: want 1 to 1000", cfg.Accounts)
+	}
+	if cfg.ChallengePeriod == 0 {
+		cfg.ChallengePeriod = 10 * time.Minute
+	}
+	if cfg.ChallengePeriod < time.Second {
+		return fmt.Errorf("devchain: challenge period %s: want at least 1s", cfg.ChallengePeriod)
+	}
+	if cfg.IdleBlock == 0 {
+		cfg.IdleBlock = 2 * time.Second
+	}
+	return nil
+}
+
+// devAccounts makes the dev accounts and the genesis allocation: every
+// dev account, every address of cfg.Fund and the clock account get
+// DevCoin.
+func devAccounts(cfg DevChainConfig) (DevChainInfo, []*ecdsa.PrivateKey, types.GenesisAlloc) {
 	info := DevChainInfo{ChallengePeriodS: uint64(cfg.ChallengePeriod / time.Second), Funded: cfg.Fund}
 	alloc := core.SystemContractAllocs()
 	var keys []*ecdsa.PrivateKey
@@ -202,12 +241,12 @@ func StartDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
 		alloc[a] = types.Account{Balance: DevCoin}
 	}
 	alloc[crypto.PubkeyToAddress(clockKey().PublicKey)] = types.Account{Balance: DevCoin}
+	return info, keys, alloc
+}
 
-	// Before the stack makes its files in the data directory.
-	salt, err := genesisSalt(cfg.DataDir)
-	if err != nil {
-		return nil, err
-	}
+// devNodeConfig is the go-ethereum node of a dev chain: no peers, no IPC,
+// JSON-RPC over HTTP only when cfg.HTTP is set.
+func devNodeConfig(cfg DevChainConfig) (*node.Config, error) {
 	nodeConf := node.DefaultConfig
 	nodeConf.DataDir = cfg.DataDir
 	nodeConf.P2P = p2p.Config{NoDiscovery: true, MaxPeers: 0} // no listener: a private chain
@@ -226,10 +265,12 @@ func StartDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
 		nodeConf.HTTPModules = []string{"eth", "net", "web3", "dev"}
 		nodeConf.HTTPVirtualHosts = []string{"localhost"}
 	}
-	stack, err := node.New(&nodeConf)
-	if err != nil {
-		return nil, fmt.Errorf("devchain: %w", err)
-	}
+	return &nodeConf, nil
+}
+
+// devEthConfig is the dev chain's eth service: genesis with alloc and
+// salt, small caches, every state on disk.
+func devEthConfig(alloc types.GenesisAlloc, salt []byte) *ethconfig.Config {
 	ethConf := ethconfig.Defaults
 	ethConf.Genesis = &core.Genesis{
 		Config:    DevChainParams(),
@@ -247,51 +288,57 @@ func StartDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
 	// the next start, and a dev chain is small enough to keep it all.
 	ethConf.NoPruning = true
 	ethConf.StateScheme = rawdb.HashScheme
-	backend, err := eth.New(stack, &ethConf)
+	return &ethConf
+}
+
+// newDevStack starts the node with its eth service and simulated beacon.
+func newDevStack(cfg DevChainConfig, alloc types.GenesisAlloc, salt []byte) (*node.Node, *catalyst.SimulatedBeacon, error) {
+	nodeConf, err := devNodeConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	stack, err := node.New(nodeConf)
+	if err != nil {
+		return nil, nil, fmt.Errorf("devchain: %w", err)
+	}
+	backend, err := eth.New(stack, devEthConfig(alloc, salt))
 	if err != nil {
 		stack.Close()
-		return nil, fmt.Errorf("devchain: %w", err)
+		return nil, nil, fmt.Errorf("devchain: %w", err)
 	}
 	fs := filters.NewFilterSystem(backend.APIBackend, filters.Config{})
 	stack.RegisterAPIs([]rpc.API{{Namespace: "eth", Service: filters.NewFilterAPI(fs)}})
 	beacon, err := catalyst.NewSimulatedBeacon(0, common.Address{}, backend)
 	if err != nil {
 		stack.Close()
-		return nil, fmt.Errorf("devchain: beacon: %w", err)
+		return nil, nil, fmt.Errorf("devchain: beacon: %w", err)
 	}
 	// Registering the dev API starts on-demand sealing, as geth --dev does.
 	catalyst.RegisterSimulatedBeaconAPIs(stack, beacon)
 	stack.RegisterLifecycle(beacon)
 	if err := stack.Start(); err != nil {
 		stack.Close()
-		return nil, fmt.Errorf("devchain: start: %w", err)
+		return nil, nil, fmt.Errorf("devchain: start: %w", err)
 	}
-	d := &DevChain{stack: stack, beacon: beacon, client: ethclient.NewClient(stack.Attach()), stop: make(chan struct{})}
-	if cfg.HTTP != "" {
-		info.RPCURL = stack.HTTPEndpoint()
-	}
+	return stack, beacon, nil
+}
+
+// setUp reads the chain's ID into info, finds the contracts' addresses,
+// deploys them where missing and funds the accounts and fund with
+// tokens; it returns the chain ID.
+func (d *DevChain) setUp(ctx context.Context, info *DevChainInfo, deployer *ecdsa.PrivateKey, fund []common.Address) (*big.Int, error) {
 	id, err := d.client.ChainID(ctx)
 	if err != nil {
-		d.Close()
 		return nil, fmt.Errorf("devchain: %w", err)
 	}
 	info.ChainID = id.Uint64()
 	if info.Token, info.Escrow, err = devChainAddresses(ctx, d.client, info.ChallengePeriodS); err != nil {
-		d.Close()
 		return nil, err
 	}
-	if err := d.deploy(ctx, keys[0], info, append(addrs(info.Accounts), cfg.Fund...)); err != nil {
-		d.Close()
+	if err := d.deploy(ctx, deployer, *info, append(addrs(info.Accounts), fund...)); err != nil {
 		return nil, err
 	}
-	d.Info = info
-	if cfg.IdleBlock == 0 {
-		cfg.IdleBlock = 2 * time.Second
-	}
-	if cfg.IdleBlock > 0 {
-		go d.tick(cfg.IdleBlock, id)
-	}
-	return d, nil
+	return id, nil
 }
 
 func addrs(as []DevAccount) []common.Address {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/ethclient/simulated"
 )
@@ -31,7 +33,50 @@ const (
 // snapshot; `make bench-gas` prints the table, `-update-gas` rewrites it.
 func TestGasSnapshot(t *testing.T) {
 	e := newSim(t)
-	ctx := context.Background()
+	gas := GasRun{Payer: e.payer, Payee: e.payee, Other: e.other, Token: e.token,
+		Approve: func(ctx context.Context) (*types.Receipt, error) {
+			return e.payer.tx.send(ctx, "approve", e.token, nil, e.payer.erc20.PackApprove(e.escrow, new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 256), big.NewInt(1))))
+		},
+		PassChallenge: func(context.Context) {
+			if err := e.sim.AdjustTime(testChallenge * time.Second); err != nil {
+				t.Fatal(err)
+			}
+		},
+	}.Measure(t, context.Background())
+	names := slices.Sorted(maps.Keys(gas))
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, "%-40s %8d\n", n, gas[n])
+	}
+	t.Logf("gas used:\n%s", b.String())
+	checkGasBudgets(t, gas)
+	file := filepath.Join("testdata", "gas.json")
+	if *updateGas {
+		out, _ := json.MarshalIndent(gas, "", "  ")
+		os.MkdirAll("testdata", 0o755)
+		if err := os.WriteFile(file, append(out, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	checkGasSnapshot(t, file, gas)
+}
+
+// GasRun is the sequence of escrow operations whose gas the snapshot
+// holds, on a chain of the caller's: Payer and Other pay Payee in Token.
+// Approve has the payer approve the escrow for the most of Token;
+// PassChallenge lets the payer's closing channel's challenge period pass.
+// Exported (from a test file) for the geth tests of chain_test.
+type GasRun struct {
+	Payer, Payee, Other *Client
+	Token               common.Address
+	Approve             func(context.Context) (*types.Receipt, error)
+	PassChallenge       func(context.Context)
+}
+
+// Measure runs the operations in order and returns each one's gas by
+// name, and one job's cost derived from them.
+func (g GasRun) Measure(t testing.TB, ctx context.Context) map[string]uint64 {
 	gas := map[string]uint64{}
 	note := func(name string, r *types.Receipt, err error) {
 		t.Helper()
@@ -40,38 +85,44 @@ func TestGasSnapshot(t *testing.T) {
 		}
 		gas[name] = r.GasUsed
 	}
+	voucher := func(from *Client, token common.Address, amount int64) *Voucher {
+		t.Helper()
+		v, err := from.SignVoucher(g.Payee.Address(), token, big.NewInt(amount))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	payer, payee, tok := g.Payer, g.Payee.Address(), g.Token
 	// A live escrow already holds the token for other channels: the very
 	// first deposit into a new escrow also pays for creating its balance.
-	r, err := e.other.Deposit(ctx, e.payee.Address(), e.token, big.NewInt(5_000_000))
+	r, err := g.Other.Deposit(ctx, payee, tok, big.NewInt(5_000_000))
 	note("erc20_deposit_first_ever_into_escrow", r, err)
 	// ERC-20: a wallet approves the escrow once per token, then opens the
 	// channel.
-	r, err = e.payer.tx.send(ctx, "approve", e.token, nil, e.payer.erc20.PackApprove(e.escrow, new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 256), big.NewInt(1))))
+	r, err = g.Approve(ctx)
 	note("erc20_approve_once_per_wallet", r, err)
-	r, err = e.payer.Deposit(ctx, e.payee.Address(), e.token, big.NewInt(10_000_000))
+	r, err = payer.Deposit(ctx, payee, tok, big.NewInt(10_000_000))
 	note("erc20_deposit_new_channel", r, err)
-	r, err = e.payer.Deposit(ctx, e.payee.Address(), e.token, big.NewInt(5_000_000))
+	r, err = payer.Deposit(ctx, payee, tok, big.NewInt(5_000_000))
 	note("erc20_deposit_top_up", r, err)
-	r, err = e.payee.Redeem(ctx, e.voucher(e.token, 1_000_000))
+	r, err = g.Payee.Redeem(ctx, voucher(payer, tok, 1_000_000))
 	note("erc20_redeem_first", r, err)
-	r, err = e.payee.Redeem(ctx, e.voucher(e.token, 2_000_000))
+	r, err = g.Payee.Redeem(ctx, voucher(payer, tok, 2_000_000))
 	note("erc20_redeem_later", r, err)
 	// A batch of vouchers from two payers in one transaction.
-	vo, _ := e.other.SignVoucher(e.payee.Address(), e.token, big.NewInt(1_000_000))
-	r, err = e.payee.RedeemBatch(ctx, []*Voucher{e.voucher(e.token, 3_000_000), vo})
+	r, err = g.Payee.RedeemBatch(ctx, []*Voucher{voucher(payer, tok, 3_000_000), voucher(g.Other, tok, 1_000_000)})
 	note("erc20_redeem_batch_of_2", r, err)
-	r, err = e.payer.StartClose(ctx, e.payee.Address(), e.token)
+	r, err = payer.StartClose(ctx, payee, tok)
 	note("start_close", r, err)
-	if err := e.sim.AdjustTime(testChallenge * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	r, err = e.payer.Withdraw(ctx, e.payee.Address(), e.token)
+	g.PassChallenge(ctx)
+	r, err = payer.Withdraw(ctx, payee, tok)
 	note("erc20_withdraw", r, err)
-	r, err = e.payer.Deposit(ctx, e.payee.Address(), NativeToken, big.NewInt(1e15))
+	r, err = payer.Deposit(ctx, payee, NativeToken, big.NewInt(1e15))
 	note("native_deposit_new_channel", r, err)
-	r, err = e.payee.Redeem(ctx, e.voucher(NativeToken, 1e14))
+	r, err = g.Payee.Redeem(ctx, voucher(payer, NativeToken, 1e14))
 	note("native_redeem_first", r, err)
-	r, err = e.payee.Redeem(ctx, e.voucher(NativeToken, 2e14))
+	r, err = g.Payee.Redeem(ctx, voucher(payer, NativeToken, 2e14))
 	note("native_redeem_later", r, err)
 	// One job's cost: the first between a pair opens the channel and is
 	// redeemed (the payee's first receipt of the token included); a later
@@ -81,17 +132,11 @@ func TestGasSnapshot(t *testing.T) {
 	gas["job_later_erc20"] = gas["erc20_redeem_later"]
 	gas["job_first_native"] = gas["native_deposit_new_channel"] + gas["native_redeem_first"]
 	gas["job_later_native"] = gas["native_redeem_later"]
+	return gas
+}
 
-	names := make([]string, 0, len(gas))
-	for n := range gas {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	var b strings.Builder
-	for _, n := range names {
-		fmt.Fprintf(&b, "%-40s %8d\n", n, gas[n])
-	}
-	t.Logf("gas used:\n%s", b.String())
+// checkGasBudgets holds one job's cost to the budgets.
+func checkGasBudgets(t *testing.T, gas map[string]uint64) {
 	for _, n := range []string{"job_first_erc20", "job_first_native"} {
 		if gas[n] >= firstJobBudget {
 			t.Errorf("%s costs %d gas, budget %d", n, gas[n], firstJobBudget)
@@ -102,16 +147,11 @@ func TestGasSnapshot(t *testing.T) {
 			t.Errorf("%s costs %d gas, budget %d", n, gas[n], laterJobBudget)
 		}
 	}
+}
 
-	file := filepath.Join("testdata", "gas.json")
-	if *updateGas {
-		out, _ := json.MarshalIndent(gas, "", "  ")
-		os.MkdirAll("testdata", 0o755)
-		if err := os.WriteFile(file, append(out, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
+// checkGasSnapshot compares gas with the snapshot in file, figure by
+// figure, both ways.
+func checkGasSnapshot(t *testing.T, file string, gas map[string]uint64) {
 	raw, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatalf("%v (run make bench-gas UPDATE=1 to write the snapshot)", err)
@@ -120,7 +160,7 @@ func TestGasSnapshot(t *testing.T) {
 	if err := json.Unmarshal(raw, &want); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(gas)) {
 		if want[n] != gas[n] {
 			t.Errorf("%s: %d gas, snapshot says %d", n, gas[n], want[n])
 		}

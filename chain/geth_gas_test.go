@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -16,7 +17,6 @@ import (
 	"github.com/aixblock/aixblock/chain/gethtest"
 	"github.com/aixblock/aixblock/contracts"
 	"github.com/ethereum/go-ethereum/accounts/abi/bind/v2"
-	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 )
 
@@ -42,67 +42,22 @@ func TestGethGas(t *testing.T) {
 		t.Fatal(err)
 	}
 	payer, payee, other := g.NewClient(t, pw, cfg), g.NewClient(t, yw, cfg), g.NewClient(t, ow, cfg)
-	tok := g.Info.Token
-	gas := map[string]uint64{}
-	note := func(name string, r *types.Receipt, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		gas[name] = r.GasUsed
-	}
-	voucher := func(c *chain.Client, token common.Address, amount int64) *chain.Voucher {
-		t.Helper()
-		v, err := c.SignVoucher(payee.Address(), token, big.NewInt(amount))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
+	gas := chain.GasRun{Payer: payer, Payee: payee, Other: other, Token: g.Info.Token,
+		Approve: func(ctx context.Context) (*types.Receipt, error) { return approve(ctx, g, pw) },
+		PassChallenge: func(ctx context.Context) {
+			ch, err := payer.Channel(ctx, payer.Address(), payee.Address(), g.Info.Token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitChainTime(t, ctx, g, ch.ClosesAt)
+		},
+	}.Measure(t, ctx)
+	compareGethGas(t, gas)
+}
 
-	r, err := other.Deposit(ctx, payee.Address(), tok, big.NewInt(5_000_000))
-	note("erc20_deposit_first_ever_into_escrow", r, err)
-	r, err = approve(ctx, g, pw)
-	note("erc20_approve_once_per_wallet", r, err)
-	r, err = payer.Deposit(ctx, payee.Address(), tok, big.NewInt(10_000_000))
-	note("erc20_deposit_new_channel", r, err)
-	r, err = payer.Deposit(ctx, payee.Address(), tok, big.NewInt(5_000_000))
-	note("erc20_deposit_top_up", r, err)
-	r, err = payee.Redeem(ctx, voucher(payer, tok, 1_000_000))
-	note("erc20_redeem_first", r, err)
-	r, err = payee.Redeem(ctx, voucher(payer, tok, 2_000_000))
-	note("erc20_redeem_later", r, err)
-	r, err = payee.RedeemBatch(ctx, []*chain.Voucher{voucher(payer, tok, 3_000_000), voucher(other, tok, 1_000_000)})
-	note("erc20_redeem_batch_of_2", r, err)
-	r, err = payer.StartClose(ctx, payee.Address(), tok)
-	note("start_close", r, err)
-	ch, err := payer.Channel(ctx, payer.Address(), payee.Address(), tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		h, err := g.Client().HeaderByNumber(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Time >= ch.ClosesAt {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	r, err = payer.Withdraw(ctx, payee.Address(), tok)
-	note("erc20_withdraw", r, err)
-	r, err = payer.Deposit(ctx, payee.Address(), chain.NativeToken, big.NewInt(1e15))
-	note("native_deposit_new_channel", r, err)
-	r, err = payee.Redeem(ctx, voucher(payer, chain.NativeToken, 1e14))
-	note("native_redeem_first", r, err)
-	r, err = payee.Redeem(ctx, voucher(payer, chain.NativeToken, 2e14))
-	note("native_redeem_later", r, err)
-	gas["job_first_erc20"] = gas["erc20_deposit_new_channel"] + gas["erc20_redeem_first"]
-	gas["job_later_erc20"] = gas["erc20_redeem_later"]
-	gas["job_first_native"] = gas["native_deposit_new_channel"] + gas["native_redeem_first"]
-	gas["job_later_native"] = gas["native_redeem_later"]
-
+// compareGethGas holds gas measured on geth to chain/testdata/gas.json,
+// within gethGasTolerance.
+func compareGethGas(t *testing.T, gas map[string]uint64) {
 	raw, err := os.ReadFile(filepath.Join("testdata", "gas.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -111,14 +66,9 @@ func TestGethGas(t *testing.T) {
 	if err := json.Unmarshal(raw, &want); err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for n := range want {
-		names = append(names, n)
-	}
-	slices.Sort(names)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-40s %8s %8s %6s\n", "operation", "geth", "sim", "diff")
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(want)) {
 		got, ok := gas[n]
 		if !ok {
 			t.Errorf("%s: not measured on geth", n)

@@ -289,130 +289,180 @@ func (c Config) Validate() error {
 	return err
 }
 
+// parse checks the fields section by section, in the order of the
+// sections below, and stops at the first bad one.
 func (c Config) parse() (parsed, error) {
 	var p parsed
+	for _, section := range []func(*parsed) error{
+		c.parseP2P, c.parseLocal, c.parseContent, c.parseGPU, c.parseChain,
+		c.parseMarket, c.parsePayments, c.parsePrices, c.parseConns,
+	} {
+		if err := section(&p); err != nil {
+			return p, err
+		}
+	}
+	return p, nil
+}
+
+// parseP2P reads the network, its addresses and its peers.
+func (c Config) parseP2P(p *parsed) error {
 	p.network = c.Network
 	if p.network == "" {
 		p.network = p2p.DefaultNetwork
 	}
 	if err := p2p.ValidateNetwork(p.network); err != nil {
-		return p, fmt.Errorf("network: %w", err)
+		return fmt.Errorf("network: %w", err)
 	}
 	if len(c.Listen) == 0 {
-		return p, errors.New("listen: no addresses")
+		return errors.New("listen: no addresses")
 	}
 	var err error
 	if p.listen, err = multiaddrs("listen", c.Listen); err != nil {
-		return p, err
+		return err
 	}
-	for _, s := range c.Relays {
-		ai, err := peer.AddrInfoFromString(s)
-		if err != nil {
-			return p, fmt.Errorf("relays: %q is not a multiaddr ending in /p2p/<peer-id>: %w", s, err)
-		}
-		p.relays = append(p.relays, *ai)
+	if p.relays, err = addrInfos("relays", c.Relays); err != nil {
+		return err
 	}
 	if err := p2p.CheckReachability(c.Reachability); err != nil {
-		return p, err
+		return err
 	}
 	if p.announce, err = multiaddrs("announce", c.Announce); err != nil {
-		return p, err
+		return err
 	}
-	for _, s := range c.Bootstrap {
+	p.bootstrap, err = addrInfos("bootstrap", c.Bootstrap)
+	return err
+}
+
+// addrInfos parses field's multiaddrs, each ending in /p2p/<peer-id>.
+func addrInfos(field string, ss []string) ([]peer.AddrInfo, error) {
+	var out []peer.AddrInfo
+	for _, s := range ss {
 		ai, err := peer.AddrInfoFromString(s)
 		if err != nil {
-			return p, fmt.Errorf("bootstrap: %q is not a multiaddr ending in /p2p/<peer-id>: %w", s, err)
+			return nil, fmt.Errorf("%s: %q is not a multiaddr ending in /p2p/<peer-id>: %w", field, s, err)
 		}
-		p.bootstrap = append(p.bootstrap, *ai)
+		out = append(out, *ai)
 	}
+	return out, nil
+}
+
+// parseLocal reads what this machine serves and uses: the API, the GPU
+// mock and the gateway.
+func (c Config) parseLocal(p *parsed) error {
 	if err := checkHostPort(c.API); err != nil {
-		return p, fmt.Errorf("api: %w", err)
+		return fmt.Errorf("api: %w", err)
 	}
 	p.api = c.API
 	if err := gpu.ValidateMock(c.GPU.Mock); err != nil {
-		return p, fmt.Errorf("gpu.mock: %w", err)
+		return fmt.Errorf("gpu.mock: %w", err)
 	}
 	if c.Gateway != "" && c.Gateway != "off" {
 		if err := checkHostPort(c.Gateway); err != nil {
-			return p, fmt.Errorf("gateway: %w", err)
+			return fmt.Errorf("gateway: %w", err)
 		}
 		p.gateway = c.Gateway
 	}
+	return nil
+}
+
+func (c Config) parseContent(p *parsed) error {
 	if c.Content.MaxDAGMiB < 0 || c.Content.MaxDepth < 0 {
-		return p, fmt.Errorf("content.max_dag_mib %d / max_depth %d: want 0 (default) or more", c.Content.MaxDAGMiB, c.Content.MaxDepth)
+		return fmt.Errorf("content.max_dag_mib %d / max_depth %d: want 0 (default) or more", c.Content.MaxDAGMiB, c.Content.MaxDepth)
 	}
 	p.content = content.Config{MaxDAGBytes: c.Content.MaxDAGMiB << 20, MaxDepth: c.Content.MaxDepth, DirectIO: c.Content.DirectIO}
+	var err error
 	if c.Content.ResultTTL == "never" {
 		p.content.ResultTTL = -1
 	} else if p.content.ResultTTL, err = duration("content.result_ttl", c.Content.ResultTTL); err != nil {
-		return p, err
+		return err
 	}
-	for _, d := range []struct {
-		field string
-		val   string
-		dst   *time.Duration
-	}{
+	return durations([]durationField{
 		{"content.find_timeout", c.Content.FindTimeout, &p.content.FindTimeout},
 		{"content.first_block_timeout", c.Content.FirstBlockTimeout, &p.content.FirstBlockTimeout},
 		{"content.stall_timeout", c.Content.StallTimeout, &p.content.StallTimeout},
-	} {
+	})
+}
+
+// durationField is a duration setting: its name, its text and where it
+// goes.
+type durationField struct {
+	field string
+	val   string
+	dst   *time.Duration
+}
+
+// durations parses each field in turn and stops at the first bad one.
+func durations(fields []durationField) error {
+	for _, d := range fields {
+		var err error
 		if *d.dst, err = duration(d.field, d.val); err != nil {
-			return p, err
+			return err
 		}
 	}
+	return nil
+}
+
+func (c Config) parseGPU(p *parsed) error {
 	p.gpu = gpu.Config{Mock: c.GPU.Mock, FatalXIDs: c.GPU.FatalXIDs, AppXIDs: c.GPU.AppXIDs}
-	if p.gpu.PollInterval, err = duration("gpu.poll_interval", c.GPU.PollInterval); err != nil {
-		return p, err
-	}
-	if p.gpu.QuietWindow, err = duration("gpu.quiet_window", c.GPU.QuietWindow); err != nil {
-		return p, err
-	}
-	if p.chain, err = c.Chain.parse(); err != nil {
-		return p, err
-	}
-	if p.marketMaxDuration, err = duration("market.max_duration", c.Market.MaxDuration); err != nil {
-		return p, err
-	}
-	if p.marketBidWindow, err = duration("market.bid_window", c.Market.BidWindow); err != nil {
-		return p, err
-	}
-	if p.marketReserveFor, err = duration("market.reserve_for", c.Market.ReserveFor); err != nil {
-		return p, err
+	return durations([]durationField{
+		{"gpu.poll_interval", c.GPU.PollInterval, &p.gpu.PollInterval},
+		{"gpu.quiet_window", c.GPU.QuietWindow, &p.gpu.QuietWindow},
+	})
+}
+
+func (c Config) parseChain(p *parsed) error {
+	var err error
+	p.chain, err = c.Chain.parse()
+	return err
+}
+
+// parseMarket reads how this node buys and what it lets requesters hold.
+func (c Config) parseMarket(p *parsed) error {
+	if err := durations([]durationField{
+		{"market.max_duration", c.Market.MaxDuration, &p.marketMaxDuration},
+		{"market.bid_window", c.Market.BidWindow, &p.marketBidWindow},
+		{"market.reserve_for", c.Market.ReserveFor, &p.marketReserveFor},
+	}); err != nil {
+		return err
 	}
 	for i, id := range c.Market.HostNetworkFor {
 		if _, err := peer.Decode(id); err != nil {
-			return p, fmt.Errorf("market.host_network_for[%d] %q: not a peer ID (the 12D3KooW... that `aixblock id` prints): %v", i, id, err)
+			return fmt.Errorf("market.host_network_for[%d] %q: not a peer ID (the 12D3KooW... that `aixblock id` prints): %v", i, id, err)
 		}
 	}
 	if c.Market.MaxReservations < 0 {
-		return p, fmt.Errorf("market.max_reservations %d: want 0 (the default, 4) or more", c.Market.MaxReservations)
+		return fmt.Errorf("market.max_reservations %d: want 0 (the default, 4) or more", c.Market.MaxReservations)
 	}
 	if c.Market.ReserveBudget < 0 {
-		return p, fmt.Errorf("market.reserve_budget %d: want 0 (the default, 16) or more", c.Market.ReserveBudget)
+		return fmt.Errorf("market.reserve_budget %d: want 0 (the default, 16) or more", c.Market.ReserveBudget)
 	}
 	if d := c.Market.DefaultDiskMiB; d != 0 && d < jobs.MinDiskMiB {
-		return p, fmt.Errorf("market.default_disk_mib %d: want 0 (no default bound) or at least %d", d, jobs.MinDiskMiB)
+		return fmt.Errorf("market.default_disk_mib %d: want 0 (no default bound) or at least %d", d, jobs.MinDiskMiB)
 	}
-	if p.voucherInterval, err = duration("market.voucher_interval", c.Market.VoucherInterval); err != nil {
-		return p, err
+	return nil
+}
+
+// parsePayments reads how a running job is paid for and redeemed.
+func (c Config) parsePayments(p *parsed) error {
+	if err := durations([]durationField{
+		{"market.voucher_interval", c.Market.VoucherInterval, &p.voucherInterval},
+		{"market.prepay", c.Market.Prepay, &p.prepay},
+		{"market.max_prepare", c.Market.MaxPrepare, &p.maxPrepare},
+	}); err != nil {
+		return err
 	}
-	if p.prepay, err = duration("market.prepay", c.Market.Prepay); err != nil {
-		return p, err
-	}
-	if p.maxPrepare, err = duration("market.max_prepare", c.Market.MaxPrepare); err != nil {
-		return p, err
-	}
+	var err error
 	if c.Market.PauseGrace == "off" {
 		p.pauseGrace = -1
 	} else if p.pauseGrace, err = duration("market.pause_grace", c.Market.PauseGrace); err != nil {
-		return p, err
+		return err
 	}
 	if p.outageGrace, err = duration("chain.outage_grace", c.Chain.OutageGrace); err != nil {
-		return p, err
+		return err
 	}
 	if c.Market.RedeemEvery != "off" {
 		if p.redeemEvery, err = duration("market.redeem_every", c.Market.RedeemEvery); err != nil {
-			return p, err
+			return err
 		}
 		if p.redeemEvery == 0 {
 			p.redeemEvery = time.Hour
@@ -420,26 +470,34 @@ func (c Config) parse() (parsed, error) {
 	}
 	if c.Market.RedeemAbove != "" {
 		if p.redeemAbove, err = chain.ParseBaseUnits(c.Market.RedeemAbove); err != nil {
-			return p, fmt.Errorf("market.redeem_above: %w", err)
+			return fmt.Errorf("market.redeem_above: %w", err)
 		}
 	}
+	return nil
+}
+
+func (c Config) parsePrices(*parsed) error {
 	for class, byToken := range c.Market.Prices {
 		if !priceClassRE.MatchString(class) {
-			return p, fmt.Errorf("market.prices: class %q: want a GPU class key such as nvidia-h100-80gb, cpu or *", class)
+			return fmt.Errorf("market.prices: class %q: want a GPU class key such as nvidia-h100-80gb, cpu or *", class)
 		}
 		for tok, price := range byToken {
 			if _, err := chain.ParsePriceToken(tok, common.Address{}); err != nil {
-				return p, fmt.Errorf("market.prices[%s]: %w", class, err)
+				return fmt.Errorf("market.prices[%s]: %w", class, err)
 			}
 			if _, err := chain.ParseUnits(price, 18); err != nil {
-				return p, fmt.Errorf("market.prices[%s][%s]: %w", class, tok, err)
+				return fmt.Errorf("market.prices[%s][%s]: %w", class, tok, err)
 			}
 		}
 	}
+	return nil
+}
+
+func (c Config) parseConns(*parsed) error {
 	if c.ConnLow < 0 || c.ConnHigh < 0 || (c.ConnHigh != 0 && c.ConnHigh < c.ConnLow) {
-		return p, fmt.Errorf("conn_low %d / conn_high %d: want 0 <= low <= high", c.ConnLow, c.ConnHigh)
+		return fmt.Errorf("conn_low %d / conn_high %d: want 0 <= low <= high", c.ConnLow, c.ConnHigh)
 	}
-	return p, nil
+	return nil
 }
 
 var priceClassRE = regexp.MustCompile(`^([a-z0-9][a-z0-9-]{0,63}|\*)$`)

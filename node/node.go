@@ -84,58 +84,18 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 		}
 	}()
 
-	// Local ports first: a port in use fails before anything is created.
-	if n.apiLn, err = listenLocal(n.log, "api", cfg.api, DefaultAPI); err != nil {
+	if err := n.bindLocal(cfg); err != nil {
 		return nil, err
 	}
-	if cfg.gateway != "" {
-		if n.gatewayLn, err = listenLocal(n.log, "gateway", cfg.gateway, DefaultGateway); err != nil {
-			return nil, err
-		}
-	}
-
 	gcfg := cfg.gpu
 	gcfg.DiskPath, gcfg.Logger, gcfg.MockSeed = repo.Dir, log, repo.PeerID.String()
 	if n.gpus, err = gpu.New(gcfg); err != nil {
 		return nil, fmt.Errorf("gpu: %w", err)
 	}
-
-	pcfg := p2p.Config{
-		Network:      cfg.network,
-		Identity:     repo.Identity,
-		Listen:       cfg.listen,
-		Announce:     cfg.announce,
-		Bootstrap:    cfg.bootstrap,
-		MDNS:         repo.Config.MDNS,
-		NoNAT:        !repo.Config.NAT,
-		Reachability: repo.Config.Reachability, StaticRelays: cfg.relays, JobRelay: repo.Config.JobRelay,
-		ConnLow:  repo.Config.ConnLow,
-		ConnHigh: repo.Config.ConnHigh,
-		Metrics:  n.metrics,
-		Records:  []p2p.RecordValidator{market.AdvertRecord()},
-		Logger:   log,
-	}
-	n.p2p, err = p2p.New(ctx, pcfg)
-	// As with the API: the default ports are a preference, so a second
-	// node on this machine starts on free ones; chosen ports are strict.
-	if err != nil && (errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")) && slices.Equal(repo.Config.Listen, DefaultConfig("").Listen) {
-		n.log.Warn("libp2p default port in use; listening on free ports", "default", repo.Config.Listen)
-		pcfg.Listen = nil
-		for _, a := range cfg.listen {
-			pcfg.Listen = append(pcfg.Listen, anyPort(a))
-		}
-		n.p2p, err = p2p.New(ctx, pcfg)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("p2p: %w", err)
-	}
-
-	if n.datastore, err = content.OpenDatastore(filepath.Join(repo.Dir, "datastore")); err != nil {
+	if err := n.openP2P(ctx, cfg, log); err != nil {
 		return nil, err
 	}
-	ccfg := cfg.content
-	ccfg.Datastore, ccfg.Routing, ccfg.Logger = n.datastore, n.p2p.DHT, log
-	if n.content, err = content.New(ctx, n.p2p.Host, ccfg); err != nil {
+	if err := n.openContent(ctx, cfg, log); err != nil {
 		return nil, err
 	}
 	if err := n.openChain(ctx, cfg.chain, log); err != nil {
@@ -145,34 +105,113 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 		return nil, err
 	}
 	n.openJobs(ctx)
+	if err := n.openLease(cfg, log); err != nil {
+		return nil, err
+	}
+	if err := n.openServers(log); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// bindLocal binds the API's and the gateway's ports, first: a port in
+// use fails before anything is created.
+func (n *Node) bindLocal(cfg parsed) error {
+	var err error
+	if n.apiLn, err = listenLocal(n.log, "api", cfg.api, DefaultAPI); err != nil {
+		return err
+	}
+	if cfg.gateway != "" {
+		if n.gatewayLn, err = listenLocal(n.log, "gateway", cfg.gateway, DefaultGateway); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openP2P starts the libp2p node.
+func (n *Node) openP2P(ctx context.Context, cfg parsed, log *slog.Logger) error {
+	rc := n.repo.Config
+	pcfg := p2p.Config{
+		Network:      cfg.network,
+		Identity:     n.repo.Identity,
+		Listen:       cfg.listen,
+		Announce:     cfg.announce,
+		Bootstrap:    cfg.bootstrap,
+		MDNS:         rc.MDNS,
+		NoNAT:        !rc.NAT,
+		Reachability: rc.Reachability, StaticRelays: cfg.relays, JobRelay: rc.JobRelay,
+		ConnLow:  rc.ConnLow,
+		ConnHigh: rc.ConnHigh,
+		Metrics:  n.metrics,
+		Records:  []p2p.RecordValidator{market.AdvertRecord()},
+		Logger:   log,
+	}
+	var err error
+	n.p2p, err = p2p.New(ctx, pcfg)
+	// As with the API: the default ports are a preference, so a second
+	// node on this machine starts on free ones; chosen ports are strict.
+	if err != nil && (errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")) && slices.Equal(rc.Listen, DefaultConfig("").Listen) {
+		n.log.Warn("libp2p default port in use; listening on free ports", "default", rc.Listen)
+		pcfg.Listen = nil
+		for _, a := range cfg.listen {
+			pcfg.Listen = append(pcfg.Listen, anyPort(a))
+		}
+		n.p2p, err = p2p.New(ctx, pcfg)
+	}
+	if err != nil {
+		return fmt.Errorf("p2p: %w", err)
+	}
+	return nil
+}
+
+// openContent opens the datastore and the content store on it.
+func (n *Node) openContent(ctx context.Context, cfg parsed, log *slog.Logger) error {
+	var err error
+	if n.datastore, err = content.OpenDatastore(filepath.Join(n.repo.Dir, "datastore")); err != nil {
+		return err
+	}
+	ccfg := cfg.content
+	ccfg.Datastore, ccfg.Routing, ccfg.Logger = n.datastore, n.p2p.DHT, log
+	n.content, err = content.New(ctx, n.p2p.Host, ccfg)
+	return err
+}
+
+// openLease builds the lease manager over the services opened before it.
+func (n *Node) openLease(cfg parsed, log *slog.Logger) error {
 	interval := cfg.voucherInterval
 	if interval == 0 {
 		interval = 30 * time.Second
 	}
-	if n.lease, err = lease.New(lease.Config{
-		Dir: repo.Dir, Log: log, P2P: n.p2p, Content: n.content, Wallet: n.wallet, Chain: n.chain,
+	rc := n.repo.Config
+	var err error
+	n.lease, err = lease.New(lease.Config{
+		Dir: n.repo.Dir, Log: log, P2P: n.p2p, Content: n.content, Wallet: n.wallet, Chain: n.chain,
 		Market: n.market, GPUs: n.gpus, Jobs: n.jobs, JobsErr: n.jobsErr, Vouchers: n.vouchers,
 		VoucherInterval: interval, Prepay: cfg.prepay, OutageGrace: cfg.outageGrace, MaxPrepare: cfg.maxPrepare, PauseGrace: cfg.pauseGrace,
 		RedeemEvery: cfg.redeemEvery, RedeemAbove: cfg.redeemAbove,
-		HostNetworkFor: repo.Config.Market.HostNetworkFor, Ports: repo.Config.Market.Ports, FormatAmount: n.formatAmount,
-	}); err != nil {
-		return nil, err
-	}
+		HostNetworkFor: rc.Market.HostNetworkFor, Ports: rc.Market.Ports, FormatAmount: n.formatAmount,
+	})
+	return err
+}
+
+// openServers makes the gateway's and the API's HTTP servers, which Run
+// starts on the listeners New bound.
+func (n *Node) openServers(log *slog.Logger) error {
 	if n.gatewayLn != nil {
 		h, err := n.content.GatewayHandler()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		n.gateway = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	}
-
 	n.registerMetrics()
 	n.api = &http.Server{
 		Handler:           n.apiHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	return n, nil
+	return nil
 }
 
 // APIURL is the base URL of the local API.

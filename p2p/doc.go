@@ -16,5 +16,16 @@
 // network and libp2p's own hole punching and identify use. The rules are
 // in relay.go.
 //
+// Every stream protocol a node serves is set with HandleStream (Handle
+// for request/response ones): its streams are in the resource manager's
+// service named after the protocol (ServiceName), with a memory limit of
+// its own that the handlers' buffers count against (Reserve). A request
+// of Handle holds its size there while it is served (StreamLimits.Memory:
+// 64 requests of MaxRequest by default, at least 1 MiB); the overlay's
+// port and job network protocols hold their copy and packet buffers. The
+// services' other limits, and every per-peer limit, are libp2p's scaled
+// defaults. The libraries' protocols (identify, the relay, the DHT,
+// GossipSub, bitswap) keep the scopes their libraries give them.
+//
 // It may import libp2p and nothing of aixblock's.
 package p2p

@@ -102,22 +102,29 @@ func joinAll(tb testing.TB, nodes []*p2p.Node, topic string) ([]*pubsub.Topic, [
 	topics := make([]*pubsub.Topic, len(nodes))
 	subs := make([]*pubsub.Subscription, len(nodes))
 	for i, n := range nodes {
-		t, err := n.Join(topic, nil)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		s, err := t.Subscribe()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		topics[i], subs[i] = t, s
-		tb.Cleanup(s.Cancel)
+		topics[i], subs[i] = subscribe(tb, n, topic, nil)
 	}
 	for i, t := range topics {
 		p2ptest.WaitFor(tb, time.Minute, func() bool { return len(t.ListPeers()) > 0 }, "node %d sees no subscriber of %s", i, topic)
 	}
 	time.Sleep(3 * time.Second) // a few heartbeats to graft the meshes
 	return topics, subs
+}
+
+// subscribe joins n to topic with validator v (nil: none) and subscribes
+// to it until the test ends.
+func subscribe(tb testing.TB, n *p2p.Node, topic string, v p2p.TopicValidator) (*pubsub.Topic, *pubsub.Subscription) {
+	tb.Helper()
+	t, err := n.Join(topic, v)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := t.Subscribe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Cancel)
+	return t, s
 }
 
 // gossipRounds publishes msgs messages from random nodes, one at a time,

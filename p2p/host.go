@@ -32,7 +32,9 @@ func newHost(cfg *Config, relayPeers func(context.Context, int) <-chan peer.Addr
 		return nil, fmt.Errorf("connection manager: %w", err)
 	}
 	// Explicit system-wide caps; per-peer and per-protocol limits keep
-	// libp2p's scaled defaults, which already bound a single misbehaving peer.
+	// libp2p's scaled defaults, which already bound a single misbehaving
+	// peer. The services of the protocols this node serves have memory
+	// limits of their own (HandleStream), their other limits the defaults.
 	limits := rcmgr.PartialLimitConfig{
 		System: rcmgr.ResourceLimits{
 			Conns:           rcmgr.LimitVal(cfg.MaxConns),
@@ -45,7 +47,7 @@ func newHost(cfg *Config, relayPeers func(context.Context, int) <-chan peer.Addr
 			FD:              rcmgr.LimitVal(cfg.MaxConns),
 		},
 	}.Build(rcmgr.DefaultLimits.AutoScale())
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits))
+	rm, err := rcmgr.NewResourceManager(limiter{rcmgr.NewFixedLimiter(limits)})
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}

@@ -32,7 +32,8 @@ func (n *Node) IsMember(p peer.ID) bool {
 // guardMembership marks this node as one of its network and disconnects
 // every peer that identifies as something else, until ctx ends.
 func (n *Node) guardMembership(ctx context.Context) error {
-	n.Host.SetStreamHandler(memberProtocol(n.network), func(s network.Stream) { s.Reset() })
+	// Its service's memory limit is nothing: nothing is read on it.
+	HandleStream(n.Host, memberProtocol(n.network), 0, n.log, func(s network.Stream) { s.Reset() })
 	sub, err := n.Host.EventBus().Subscribe(new(event.EvtPeerIdentificationCompleted))
 	if err != nil {
 		return err

@@ -26,6 +26,13 @@ type StreamLimits struct {
 	// Timeout bounds the whole exchange when the context has no earlier
 	// deadline; zero means 10 s.
 	Timeout time.Duration
+	// Memory caps the bytes of the requests being served at once, all
+	// peers together: the memory limit of the protocol's service
+	// (HandleStream). Each request holds its size from when its length is
+	// read until it is answered; one that finds no room is answered with
+	// an error. Zero means 64 requests of MaxRequest, and at least 1 MiB.
+	// Only the serving side uses it.
+	Memory int64
 }
 
 func (l StreamLimits) withDefaults() StreamLimits {
@@ -37,6 +44,9 @@ func (l StreamLimits) withDefaults() StreamLimits {
 	}
 	if l.Timeout == 0 {
 		l.Timeout = 10 * time.Second
+	}
+	if l.Memory == 0 {
+		l.Memory = max(64*int64(l.MaxRequest), 1<<20)
 	}
 	return l
 }
@@ -60,50 +70,68 @@ const (
 )
 
 // Handle serves a request/response protocol: one length-prefixed request,
-// one status byte and one length-prefixed response per stream.
+// one status byte and one length-prefixed response per stream, each stream
+// in the protocol's service (HandleStream) with lim.Memory.
 func Handle(h host.Host, id protocol.ID, lim StreamLimits, log *slog.Logger, fn Handler) {
 	lim = lim.withDefaults()
 	if log == nil {
 		log = slog.Default()
 	}
-	h.SetStreamHandler(id, func(s network.Stream) {
-		defer s.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), lim.Timeout)
-		defer cancel()
-		_ = s.SetDeadline(time.Now().Add(lim.Timeout))
-		from := s.Conn().RemotePeer()
-		req, err := readFrame(bufio.NewReader(s), lim.MaxRequest)
-		var resp []byte
-		herr := err
-		switch {
-		case errors.Is(err, ErrTooLarge):
-			// Say why, so an honest peer with a bug can tell.
-			log.Debug("request over limit", "protocol", id, "peer_id", from, "err", err)
-		case err != nil:
-			log.Debug("bad request", "protocol", id, "peer_id", from, "err", err)
-			s.Reset()
-			return
-		default:
-			resp, herr = fn(ctx, from, req)
+	HandleStream(h, id, lim.Memory, log, func(s network.Stream) { serve(s, id, lim, log, fn) })
+}
+
+// serve answers the one request on s.
+func serve(s network.Stream, id protocol.ID, lim StreamLimits, log *slog.Logger, fn Handler) {
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), lim.Timeout)
+	defer cancel()
+	_ = s.SetDeadline(time.Now().Add(lim.Timeout))
+	from := s.Conn().RemotePeer()
+	release := func() {}
+	defer func() { release() }()
+	req, err := readFrame(bufio.NewReader(s), lim.MaxRequest, func(n int) error {
+		r, err := Reserve(s, n)
+		if err == nil {
+			release = r
 		}
-		status := statusOK
-		if herr != nil {
-			status, resp = statusErr, []byte(herr.Error())
-		}
-		_, werr := s.Write([]byte{status})
-		if werr == nil {
-			werr = writeFrame(s, resp)
-		}
-		if werr != nil {
-			log.Debug("write response", "protocol", id, "peer_id", from, "err", werr)
-			s.Reset()
-			return
-		}
-		// Closing with unread bytes resets the stream, which would throw
-		// away the answer; read what is left, but no more than a request.
-		_ = s.CloseWrite()
-		_, _ = io.Copy(io.Discard, io.LimitReader(s, int64(lim.MaxRequest)))
+		return err
 	})
+	var resp []byte
+	herr := err
+	switch {
+	case errors.Is(err, ErrTooLarge), errors.Is(err, network.ErrResourceLimitExceeded):
+		// Say why, so an honest peer with a bug (or one that came at a
+		// busy moment) can tell.
+		log.Debug("request over limit", "protocol", id, "peer_id", from, "err", err)
+	case err != nil:
+		log.Debug("bad request", "protocol", id, "peer_id", from, "err", err)
+		s.Reset()
+		return
+	default:
+		resp, herr = fn(ctx, from, req)
+	}
+	if err := respond(s, resp, herr); err != nil {
+		log.Debug("write response", "protocol", id, "peer_id", from, "err", err)
+		s.Reset()
+		return
+	}
+	// Closing with unread bytes resets the stream, which would throw
+	// away the answer; read what is left, but no more than a request.
+	_ = s.CloseWrite()
+	_, _ = io.Copy(io.Discard, io.LimitReader(s, int64(lim.MaxRequest)))
+}
+
+// respond writes the status byte and the response, or the handler's
+// error in its place.
+func respond(w io.Writer, resp []byte, herr error) error {
+	status := statusOK
+	if herr != nil {
+		status, resp = statusErr, []byte(herr.Error())
+	}
+	if _, err := w.Write([]byte{status}); err != nil {
+		return err
+	}
+	return writeFrame(w, resp)
 }
 
 // Request opens a stream to p, sends req and returns the response.
@@ -137,7 +165,7 @@ func Request(ctx context.Context, h host.Host, p peer.ID, id protocol.ID, req []
 	if err != nil {
 		return nil, fmt.Errorf("read %s status: %w", id, ctxErr(ctx, err))
 	}
-	resp, err := readFrame(r, lim.MaxResponse)
+	resp, err := readFrame(r, lim.MaxResponse, nil)
 	if err != nil {
 		return nil, fmt.Errorf("read %s response: %w", id, ctxErr(ctx, err))
 	}
@@ -168,13 +196,20 @@ func writeFrame(w io.Writer, b []byte) error {
 	return err
 }
 
-func readFrame(r *bufio.Reader, max int) ([]byte, error) {
+// readFrame reads one frame of at most max bytes; reserve, when set, is
+// asked for the frame's bytes before they are allocated.
+func readFrame(r *bufio.Reader, max int, reserve func(int) error) ([]byte, error) {
 	size, err := binary.ReadUvarint(r)
 	if err != nil {
 		return nil, fmt.Errorf("frame length: %w", err)
 	}
 	if size > uint64(max) {
 		return nil, fmt.Errorf("frame of %d bytes over the %d limit: %w", size, max, ErrTooLarge)
+	}
+	if reserve != nil {
+		if err := reserve(int(size)); err != nil {
+			return nil, fmt.Errorf("frame of %d bytes: %w", size, err)
+		}
 	}
 	b := make([]byte, size)
 	if _, err := io.ReadFull(r, b); err != nil {

@@ -93,14 +93,36 @@ const infoFile = "testnet.json"
 
 // Up starts the testnet and waits until node0's market sees every provider.
 func Up(ctx context.Context, cfg Config) (*Info, error) {
+	if err := cfg.withDefaults(); err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if old, err := Status(dir); err == nil && old.DevchainPID != 0 && alive(old.DevchainPID) {
+		return nil, fmt.Errorf("testnet: one is already running in %s (aixblock testnet down --dir %s)", dir, dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	info := &Info{Dir: dir, Network: cfg.Network}
+	if err := startAll(ctx, cfg, info); err != nil {
+		down(info)
+		return nil, err
+	}
+	return info, waitProviders(ctx, cfg, info)
+}
+
+func (cfg *Config) withDefaults() error {
 	if cfg.Dir == "" {
-		return nil, errors.New("testnet: no directory")
+		return errors.New("testnet: no directory")
 	}
 	if cfg.Nodes == 0 {
 		cfg.Nodes = 4
 	}
 	if cfg.Nodes < 2 || cfg.Nodes > 50 {
-		return nil, fmt.Errorf("testnet: nodes %d: want 2 to 50", cfg.Nodes)
+		return fmt.Errorf("testnet: nodes %d: want 2 to 50", cfg.Nodes)
 	}
 	if cfg.GPUMock == "" {
 		cfg.GPUMock = "dgxh100"
@@ -117,106 +139,127 @@ func Up(ctx context.Context, cfg Config) (*Info, error) {
 	if cfg.Bin == "" {
 		exe, err := os.Executable()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		cfg.Bin = exe
 	}
-	dir, err := filepath.Abs(cfg.Dir)
-	if err != nil {
-		return nil, err
-	}
-	if old, err := Status(dir); err == nil && old.DevchainPID != 0 && alive(old.DevchainPID) {
-		return nil, fmt.Errorf("testnet: one is already running in %s (aixblock testnet down --dir %s)", dir, dir)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	info := &Info{Dir: dir, Network: cfg.Network}
-	stopAll := func() { down(info) }
+	return nil
+}
 
-	chainFile := filepath.Join(dir, "devchain.json")
+// startAll starts the dev chain and then the daemons one by one, each
+// bootstrapping from node0, and records them in testnet.json; what it
+// started is in info, for the caller to stop on an error.
+func startAll(ctx context.Context, cfg Config, info *Info) error {
+	chainFile, err := startChain(ctx, cfg, info)
+	if err != nil {
+		return err
+	}
+	var boot string
+	for i := 0; i < cfg.Nodes; i++ {
+		if boot, err = startNode(ctx, cfg, info, i, chainFile, boot); err != nil {
+			return err
+		}
+	}
+	return save(info)
+}
+
+// startChain starts the dev chain with an account for each node (and the
+// deployer's) and reads its details into info.Chain; it returns the file
+// the nodes read them from.
+func startChain(ctx context.Context, cfg Config, info *Info) (string, error) {
+	chainFile := filepath.Join(info.Dir, "devchain.json")
 	os.Remove(chainFile)
-	pid, err := spawn(cfg.Bin, filepath.Join(dir, "devchain.log"), "devchain", "--http", "127.0.0.1:0",
+	pid, err := spawn(cfg.Bin, filepath.Join(info.Dir, "devchain.log"), "devchain", "--http", "127.0.0.1:0",
 		"--accounts", strconv.Itoa(cfg.Nodes+1), "--challenge", "1m", "--out", chainFile)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	info.DevchainPID = pid
-	if err := waitFile(ctx, chainFile, pid, filepath.Join(dir, "devchain.log")); err != nil {
-		stopAll()
-		return nil, err
+	if err := waitFile(ctx, chainFile, pid, filepath.Join(info.Dir, "devchain.log")); err != nil {
+		return "", err
 	}
 	b, _ := os.ReadFile(chainFile)
 	if err := json.Unmarshal(b, &info.Chain); err != nil {
-		stopAll()
-		return nil, fmt.Errorf("testnet: %s: %w", chainFile, err)
+		return "", fmt.Errorf("testnet: %s: %w", chainFile, err)
 	}
+	return chainFile, nil
+}
 
-	var boot string
-	for i := 0; i < cfg.Nodes; i++ {
-		name := fmt.Sprintf("node%d", i)
-		repo := filepath.Join(dir, name)
-		nd := Node{Name: name, Repo: repo, GPUs: "none"}
-		if _, err := os.Stat(filepath.Join(repo, configFile)); err != nil {
-			key := filepath.Join(dir, name+".key")
-			if err := os.WriteFile(key, []byte(info.Chain.Accounts[i+1].PrivateKey), 0o600); err != nil {
-				stopAll()
-				return nil, err
-			}
-			args := []string{"--repo", repo, "init", "--network", cfg.Network, "--devchain", chainFile, "--wallet-key", key}
-			if i > 0 {
-				args = append(args, "--gpu-mock", cfg.GPUMock, "--price", "*="+cfg.Price)
-			}
-			if out, err := exec.Command(cfg.Bin, args...).CombinedOutput(); err != nil {
-				stopAll()
-				return nil, fmt.Errorf("testnet: init %s: %v: %s", name, err, out)
-			}
-		}
-		if i > 0 {
-			nd.GPUs = cfg.GPUMock
-		}
-		os.Remove(filepath.Join(repo, apiFile))
-		// The ports go into config.json, so that it shows what the node
-		// really uses (and a restart of one node keeps them).
-		if err := pinPorts(filepath.Join(repo, configFile)); err != nil {
-			stopAll()
-			return nil, fmt.Errorf("testnet: %s: %w", name, err)
-		}
-		args := []string{"--repo", repo, "daemon", "--network", cfg.Network,
-			"--devchain", chainFile, "--voucher-interval", cfg.VoucherInterval}
-		if boot != "" {
-			args = append(args, "--bootstrap", boot)
-		}
-		log := filepath.Join(dir, name+".log")
-		if nd.PID, err = spawn(cfg.Bin, log, args...); err != nil {
-			stopAll()
-			return nil, err
-		}
-		info.Nodes = append(info.Nodes, nd)
-		if err := waitFile(ctx, filepath.Join(repo, apiFile), nd.PID, log); err != nil {
-			stopAll()
-			return nil, fmt.Errorf("testnet: %s: %w", name, err)
-		}
-		var id struct {
-			PeerID string   `json:"peer_id"`
-			Addrs  []string `json:"addrs"`
-			Wallet string   `json:"wallet"`
-		}
-		if err := cli(cfg.Bin, repo, &id, "id"); err != nil {
-			stopAll()
-			return nil, err
-		}
-		api, _ := os.ReadFile(filepath.Join(repo, apiFile))
-		info.Nodes[i].PeerID, info.Nodes[i].API, info.Nodes[i].Wallet, info.Nodes[i].Up = id.PeerID, strings.TrimSpace(string(api)), id.Wallet, true
-		if boot == "" && len(id.Addrs) > 0 {
-			boot = id.Addrs[0]
-		}
+// startNode initializes node i's repo unless it exists (a provider with
+// mock GPUs and a price, but node0), starts its daemon, bootstrapping
+// from boot, and adds it to info once it answers; it returns the address
+// the next nodes bootstrap from.
+func startNode(ctx context.Context, cfg Config, info *Info, i int, chainFile, boot string) (string, error) {
+	name := fmt.Sprintf("node%d", i)
+	repo := filepath.Join(info.Dir, name)
+	nd := Node{Name: name, Repo: repo, GPUs: "none"}
+	if err := initRepo(cfg, info, i, chainFile); err != nil {
+		return "", err
 	}
-	if err := save(info); err != nil {
-		stopAll()
-		return nil, err
+	if i > 0 {
+		nd.GPUs = cfg.GPUMock
 	}
-	// Ready when the requester's market sees every provider.
+	os.Remove(filepath.Join(repo, apiFile))
+	// The ports go into config.json, so that it shows what the node
+	// really uses (and a restart of one node keeps them).
+	if err := pinPorts(filepath.Join(repo, configFile)); err != nil {
+		return "", fmt.Errorf("testnet: %s: %w", name, err)
+	}
+	args := []string{"--repo", repo, "daemon", "--network", cfg.Network,
+		"--devchain", chainFile, "--voucher-interval", cfg.VoucherInterval}
+	if boot != "" {
+		args = append(args, "--bootstrap", boot)
+	}
+	log := filepath.Join(info.Dir, name+".log")
+	var err error
+	if nd.PID, err = spawn(cfg.Bin, log, args...); err != nil {
+		return "", err
+	}
+	info.Nodes = append(info.Nodes, nd)
+	if err := waitFile(ctx, filepath.Join(repo, apiFile), nd.PID, log); err != nil {
+		return "", fmt.Errorf("testnet: %s: %w", name, err)
+	}
+	var id struct {
+		PeerID string   `json:"peer_id"`
+		Addrs  []string `json:"addrs"`
+		Wallet string   `json:"wallet"`
+	}
+	if err := cli(cfg.Bin, repo, &id, "id"); err != nil {
+		return "", err
+	}
+	api, _ := os.ReadFile(filepath.Join(repo, apiFile))
+	info.Nodes[i].PeerID, info.Nodes[i].API, info.Nodes[i].Wallet, info.Nodes[i].Up = id.PeerID, strings.TrimSpace(string(api)), id.Wallet, true
+	if boot == "" && len(id.Addrs) > 0 {
+		boot = id.Addrs[0]
+	}
+	return boot, nil
+}
+
+// initRepo runs `aixblock init` for node i with dev account i+1's key,
+// unless its repo has a config already.
+func initRepo(cfg Config, info *Info, i int, chainFile string) error {
+	name := fmt.Sprintf("node%d", i)
+	repo := filepath.Join(info.Dir, name)
+	if _, err := os.Stat(filepath.Join(repo, configFile)); err == nil {
+		return nil
+	}
+	key := filepath.Join(info.Dir, name+".key")
+	if err := os.WriteFile(key, []byte(info.Chain.Accounts[i+1].PrivateKey), 0o600); err != nil {
+		return err
+	}
+	args := []string{"--repo", repo, "init", "--network", cfg.Network, "--devchain", chainFile, "--wallet-key", key}
+	if i > 0 {
+		args = append(args, "--gpu-mock", cfg.GPUMock, "--price", "*="+cfg.Price)
+	}
+	if out, err := exec.Command(cfg.Bin, args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("testnet: init %s: %v: %s", name, err, out)
+	}
+	return nil
+}
+
+// waitProviders waits, a minute at most, until the requester's market
+// sees every provider.
+func waitProviders(ctx context.Context, cfg Config, info *Info) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		var p struct {
@@ -224,18 +267,17 @@ func Up(ctx context.Context, cfg Config) (*Info, error) {
 		}
 		err := cli(cfg.Bin, info.Nodes[0].Repo, &p, "market", "providers")
 		if err == nil && len(p.Providers) >= cfg.Nodes-1 {
-			break
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return info, fmt.Errorf("testnet: node0 sees %d of %d providers after a minute (logs in %s)", len(p.Providers), cfg.Nodes-1, dir)
+			return fmt.Errorf("testnet: node0 sees %d of %d providers after a minute (logs in %s)", len(p.Providers), cfg.Nodes-1, info.Dir)
 		}
 		select {
 		case <-ctx.Done():
-			return info, ctx.Err()
+			return ctx.Err()
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
-	return info, nil
 }
 
 // spawn starts the binary in a session of its own, so that it outlives the

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/aixblock/aixblock/p2p"
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -38,129 +39,161 @@ func benchSize() int64 {
 // through the page cache and once with O_DIRECT (what a get to a file
 // cannot beat on this disk).
 func BenchmarkTransfer(b *testing.B) {
-	size := benchSize()
-	dir := b.TempDir()
-	file := filepath.Join(dir, "payload")
-	f, _ := os.Create(file)
-	if _, err := io.CopyN(f, rand.Reader, size); err != nil {
-		b.Fatal(err)
+	x := newTransferBench(b)
+	for range b.N {
+		x.report(x.round())
 	}
-	f.Close()
-	ctx := context.Background()
-	node := func(name string, boot []peer.AddrInfo) (*p2p.Node, *Store) {
-		pn, err := p2p.New(ctx, p2p.Config{Network: "bench", NoNAT: true, DHTRefresh: -1, Bootstrap: boot})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { pn.Close() })
-		pn.Bootstrap(ctx)
-		d, err := OpenDatastore(filepath.Join(dir, name))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { d.Close() })
-		s, err := New(ctx, pn.Host, Config{Datastore: d, Routing: pn.DHT})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { s.Close() })
-		return pn, s
-	}
-	pa, a := node("a", nil)
-	pc, c := node("b", []peer.AddrInfo{{ID: pa.Host.ID(), Addrs: pa.Host.Addrs()}})
-	mbps := func(d time.Duration) float64 { return float64(size) / d.Seconds() / (1 << 20) }
-	want := fileHash(b, file)
+}
 
-	// CPU per MiB (both nodes are this process) says what a phase costs
-	// even when other programs share the cores and the wall-clock rates
-	// mostly measure them.
-	cpuPerMiB := func(from time.Duration) float64 {
-		return float64((cpuTime(b) - from).Milliseconds()) / float64(size>>20)
-	}
+// transferBench is BenchmarkTransfer's payload and its two nodes, a
+// adding and c fetching.
+type transferBench struct {
+	b         *testing.B
+	ctx       context.Context
+	size      int64
+	dir, file string
+	want      [32]byte
+	pa, pc    *p2p.Node
+	a, c      *Store
 	// AIXBLOCK_BENCH_PROFILE=DIR writes one CPU profile per phase
 	// (add.cpu, bitswap.cpu, get.cpu) there, so that each phase's profile
 	// holds only that phase; run it without -cpuprofile.
-	profDir := os.Getenv("AIXBLOCK_BENCH_PROFILE")
-	profile := func(name string) func() {
-		if profDir == "" {
-			return func() {}
-		}
-		f, err := os.Create(filepath.Join(profDir, name+".cpu"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			b.Fatal(err)
-		}
-		return func() { pprof.StopCPUProfile(); f.Close() }
+	profDir string
+}
+
+func newTransferBench(b *testing.B) *transferBench {
+	x := &transferBench{b: b, ctx: context.Background(), size: benchSize(), dir: b.TempDir(),
+		profDir: os.Getenv("AIXBLOCK_BENCH_PROFILE")}
+	x.file = filepath.Join(x.dir, "payload")
+	f, _ := os.Create(x.file)
+	if _, err := io.CopyN(f, rand.Reader, x.size); err != nil {
+		b.Fatal(err)
 	}
-	for range b.N {
-		start := time.Now()
-		if sum := fileHash(b, file); sum != want {
-			b.Fatal("payload changed")
-		}
-		shaT := time.Since(start)
+	f.Close()
+	x.pa, x.a = x.node("a", nil)
+	x.pc, x.c = x.node("b", []peer.AddrInfo{{ID: x.pa.Host.ID(), Addrs: x.pa.Host.Addrs()}})
+	x.want = fileHash(b, x.file)
+	return x
+}
 
-		stop := profile("add")
-		start, cpu := time.Now(), cpuTime(b)
-		root, err := a.Add(ctx, file, AddOptions{Pin: true})
-		if err != nil {
+// node starts a node whose store keeps its datastore in dir/name.
+func (x *transferBench) node(name string, boot []peer.AddrInfo) (*p2p.Node, *Store) {
+	b, ctx := x.b, x.ctx
+	pn, err := p2p.New(ctx, p2p.Config{Network: "bench", NoNAT: true, DHTRefresh: -1, Bootstrap: boot})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { pn.Close() })
+	pn.Bootstrap(ctx)
+	d, err := OpenDatastore(filepath.Join(x.dir, name))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { d.Close() })
+	s, err := New(ctx, pn.Host, Config{Datastore: d, Routing: pn.DHT})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return pn, s
+}
+
+// transferTimes are one round's figures: wall times, and the CPU per MiB
+// of the add, bitswap and get phases.
+type transferTimes struct {
+	sha, add, fetch, get, tcp, stream, cached, direct time.Duration
+	addCPU, fetchCPU, getCPU                          float64
+}
+
+func (x *transferBench) round() transferTimes {
+	b, ctx, c := x.b, x.ctx, x.c
+	var tt transferTimes
+	start := time.Now()
+	if sum := fileHash(b, x.file); sum != x.want {
+		b.Fatal("payload changed")
+	}
+	tt.sha = time.Since(start)
+	var root cid.Cid
+	tt.add, tt.addCPU = x.timed("add", func() {
+		var err error
+		if root, err = x.a.Add(ctx, x.file, AddOptions{Pin: true}); err != nil {
 			b.Fatal(err)
 		}
-		addT := time.Since(start)
-		stop()
-		addCPU := cpuPerMiB(cpu)
-
-		stop = profile("bitswap")
-		start, cpu = time.Now(), cpuTime(b)
+	})
+	tt.fetch, tt.fetchCPU = x.timed("bitswap", func() {
 		if _, err := c.Fetch(ctx, root, nil); err != nil {
 			b.Fatal(err)
 		}
-		fetchT := time.Since(start)
-		stop()
-		fetchCPU := cpuPerMiB(cpu)
-		c.GC(ctx)
-
-		out := filepath.Join(dir, "out")
-		stop = profile("get")
-		start, cpu = time.Now(), cpuTime(b)
+	})
+	c.GC(ctx)
+	out := filepath.Join(x.dir, "out")
+	tt.get, tt.getCPU = x.timed("get", func() {
 		if _, err := c.Get(ctx, root, out, nil); err != nil {
 			b.Fatal(err)
 		}
-		getT := time.Since(start)
-		stop()
-		getCPU := cpuPerMiB(cpu)
-		if fileHash(b, out) != want {
-			b.Fatal("the file got differs")
-		}
-		os.Remove(out)
-		c.GC(ctx) // the next round fetches again
-
-		tcpT := tcpCopy(b, file)
-		streamT := streamCopy(b, pa, pc, file)
-		// What writing the file alone costs, once through the page cache
-		// and once with O_DIRECT: the floor under any get to a file here.
-		cachedT := writeOnce(b, filepath.Join(dir, "w"), size, false)
-		directT := writeOnce(b, filepath.Join(dir, "w"), size, true)
-
-		b.ReportMetric(mbps(tcpT), "tcp-MiB/s")
-		b.ReportMetric(mbps(streamT), "libp2p-stream-MiB/s")
-		b.ReportMetric(mbps(fetchT), "bitswap-MiB/s")
-		b.ReportMetric(mbps(getT), "get-to-file-MiB/s")
-		b.ReportMetric(tcpT.Seconds()/streamT.Seconds(), "stream/tcp")
-		b.ReportMetric(tcpT.Seconds()/fetchT.Seconds(), "bitswap/tcp")
-		b.ReportMetric(tcpT.Seconds()/getT.Seconds(), "get/tcp")
-		b.ReportMetric(mbps(cachedT), "write-cached-MiB/s")
-		if directT > 0 {
-			b.ReportMetric(mbps(directT), "write-direct-MiB/s")
-		}
-		b.ReportMetric(mbps(shaT), "go-sha256-MiB/s")
-		b.ReportMetric(mbps(addT), "add-MiB/s")
-		b.ReportMetric(shaT.Seconds()/addT.Seconds(), "add/sha256")
-		b.ReportMetric(addCPU, "add-cpu-ms/MiB")
-		b.ReportMetric(fetchCPU, "bitswap-cpu-ms/MiB")
-		b.ReportMetric(getCPU, "get-cpu-ms/MiB")
+	})
+	if fileHash(b, out) != x.want {
+		b.Fatal("the file got differs")
 	}
+	os.Remove(out)
+	c.GC(ctx) // the next round fetches again
+
+	tt.tcp = tcpCopy(b, x.file)
+	tt.stream = streamCopy(b, x.pa, x.pc, x.file)
+	// What writing the file alone costs, once through the page cache
+	// and once with O_DIRECT: the floor under any get to a file here.
+	tt.cached = writeOnce(b, filepath.Join(x.dir, "w"), x.size, false)
+	tt.direct = writeOnce(b, filepath.Join(x.dir, "w"), x.size, true)
+	return tt
+}
+
+// timed runs one phase, profiled as name, and returns its wall time and
+// its CPU per MiB. CPU per MiB (both nodes are this process) says what a
+// phase costs even when other programs share the cores and the wall-clock
+// rates mostly measure them.
+func (x *transferBench) timed(name string, phase func()) (time.Duration, float64) {
+	stop := x.profile(name)
+	start, cpu := time.Now(), cpuTime(x.b)
+	phase()
+	wall := time.Since(start)
+	stop()
+	return wall, float64((cpuTime(x.b) - cpu).Milliseconds()) / float64(x.size>>20)
+}
+
+func (x *transferBench) profile(name string) func() {
+	if x.profDir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(x.profDir, name+".cpu"))
+	if err != nil {
+		x.b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		x.b.Fatal(err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
+func (x *transferBench) report(tt transferTimes) {
+	b := x.b
+	mbps := func(d time.Duration) float64 { return float64(x.size) / d.Seconds() / (1 << 20) }
+	b.ReportMetric(mbps(tt.tcp), "tcp-MiB/s")
+	b.ReportMetric(mbps(tt.stream), "libp2p-stream-MiB/s")
+	b.ReportMetric(mbps(tt.fetch), "bitswap-MiB/s")
+	b.ReportMetric(mbps(tt.get), "get-to-file-MiB/s")
+	b.ReportMetric(tt.tcp.Seconds()/tt.stream.Seconds(), "stream/tcp")
+	b.ReportMetric(tt.tcp.Seconds()/tt.fetch.Seconds(), "bitswap/tcp")
+	b.ReportMetric(tt.tcp.Seconds()/tt.get.Seconds(), "get/tcp")
+	b.ReportMetric(mbps(tt.cached), "write-cached-MiB/s")
+	if tt.direct > 0 {
+		b.ReportMetric(mbps(tt.direct), "write-direct-MiB/s")
+	}
+	b.ReportMetric(mbps(tt.sha), "go-sha256-MiB/s")
+	b.ReportMetric(mbps(tt.add), "add-MiB/s")
+	b.ReportMetric(tt.sha.Seconds()/tt.add.Seconds(), "add/sha256")
+	b.ReportMetric(tt.addCPU, "add-cpu-ms/MiB")
+	b.ReportMetric(tt.fetchCPU, "bitswap-cpu-ms/MiB")
+	b.ReportMetric(tt.getCPU, "get-cpu-ms/MiB")
 }
 
 // cpuTime is the user and system CPU this process has used.

@@ -122,31 +122,53 @@ func TestKuboCIDs(t *testing.T) {
 	}
 }
 
+// lineFixture is three nodes in a line, A holding a 64 MiB file and a
+// tree, which C fetched through B.
+type lineFixture struct {
+	ctx              context.Context
+	a, c             *Store
+	fileCID, treeCID cid.Cid
+}
+
 func TestThreeNodesInALine(t *testing.T) {
 	nodes := line(t, 3, Config{FindTimeout: 5 * time.Second, FirstBlockTimeout: 10 * time.Second})
-	a, c := nodes[0].store, nodes[2].store
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	f := &lineFixture{ctx: ctx, a: nodes[0].store, c: nodes[2].store}
 	src := t.TempDir()
+	data := f.addOnA(t, src)
+	// The DHT's first walk may have joined A and C; part them, so that C
+	// must find A as a provider through B.
+	nodes[2].p2p.Host.Network().ClosePeer(nodes[0].p2p.Host.ID())
+	f.getOnC(t, src, data)
+	t.Run("CAR round trip and a truncated CAR", f.testCARRoundTrip)
+	t.Run("gc keeps pinned data and drops the rest", f.testGC)
+	t.Run("a CID nobody has", f.testNobodyHas)
+	t.Run("limits", f.testLimits)
+}
+
+// addOnA writes a 64 MiB file and a tree under src, adds both to A and
+// returns the file's bytes.
+func (f *lineFixture) addOnA(t *testing.T, src string) []byte {
 	data := writeRandom(t, filepath.Join(src, "big.bin"), 64<<20)
 	os.MkdirAll(filepath.Join(src, "tree", "sub", "deeper"), 0o755)
 	writeRandom(t, filepath.Join(src, "tree", "a.txt"), 1000)
 	writeRandom(t, filepath.Join(src, "tree", "sub", "b.bin"), 3<<20)
 	os.WriteFile(filepath.Join(src, "tree", "sub", "deeper", "c"), []byte("c"), 0o644)
+	var err error
+	if f.fileCID, err = f.a.Add(f.ctx, filepath.Join(src, "big.bin"), AddOptions{Pin: true}); err != nil {
+		t.Fatal(err)
+	}
+	if f.treeCID, err = f.a.Add(f.ctx, filepath.Join(src, "tree"), AddOptions{Pin: true}); err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
 
-	fileCID, err := a.Add(ctx, filepath.Join(src, "big.bin"), AddOptions{Pin: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	treeCID, err := a.Add(ctx, filepath.Join(src, "tree"), AddOptions{Pin: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The DHT's first walk may have joined A and C; part them, so that C
-	// must find A as a provider through B.
-	nodes[2].p2p.Host.Network().ClosePeer(nodes[0].p2p.Host.ID())
+// getOnC gets the file and the tree on C and checks them against src.
+func (f *lineFixture) getOnC(t *testing.T, src string, data []byte) {
 	out := t.TempDir()
-	stats, err := c.Get(ctx, fileCID, filepath.Join(out, "big.bin"), nil)
+	stats, err := f.c.Get(f.ctx, f.fileCID, filepath.Join(out, "big.bin"), nil)
 	if err != nil {
 		t.Fatalf("get file on C: %v", err)
 	}
@@ -157,99 +179,100 @@ func TestThreeNodesInALine(t *testing.T) {
 	if stats.Fetched == 0 {
 		t.Fatal("C fetched nothing")
 	}
-	if _, err := c.Get(ctx, treeCID, filepath.Join(out, "tree"), nil); err != nil {
+	if _, err := f.c.Get(f.ctx, f.treeCID, filepath.Join(out, "tree"), nil); err != nil {
 		t.Fatalf("get tree on C: %v", err)
 	}
-	for _, f := range []string{"a.txt", "sub/b.bin", "sub/deeper/c"} {
-		want, _ := os.ReadFile(filepath.Join(src, "tree", f))
-		got, err := os.ReadFile(filepath.Join(out, "tree", f))
+	for _, name := range []string{"a.txt", "sub/b.bin", "sub/deeper/c"} {
+		want, _ := os.ReadFile(filepath.Join(src, "tree", name))
+		got, err := os.ReadFile(filepath.Join(out, "tree", name))
 		if err != nil || !bytes.Equal(got, want) {
-			t.Fatalf("tree/%s differs: %v", f, err)
+			t.Fatalf("tree/%s differs: %v", name, err)
 		}
 	}
 	// A second fetch finds everything local.
-	again, err := c.Fetch(ctx, fileCID, nil)
+	again, err := f.c.Fetch(f.ctx, f.fileCID, nil)
 	if err != nil || again.Fetched != 0 {
 		t.Fatalf("refetch: %+v, %v", again, err)
 	}
+}
 
-	t.Run("CAR round trip and a truncated CAR", func(t *testing.T) {
-		var car bytes.Buffer
-		if err := a.ExportCAR(ctx, treeCID, &car); err != nil {
-			t.Fatal(err)
-		}
-		fresh := line(t, 1, Config{})[0].store
-		trunc := car.Bytes()[:car.Len()-100]
-		if _, err := fresh.ImportCAR(ctx, bytes.NewReader(trunc)); err == nil {
-			t.Fatal("truncated CAR accepted")
-		}
-		if pins, _ := fresh.Pins(ctx); len(pins) != 0 {
-			t.Fatalf("truncated CAR left pins %v", pins)
-		}
-		res, err := fresh.ImportCAR(ctx, bytes.NewReader(car.Bytes()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(res.Roots) != 1 || !res.Roots[0].Equals(treeCID) {
-			t.Fatalf("roots %v", res.Roots)
-		}
-		if err := fresh.complete(ctx, treeCID); err != nil {
-			t.Fatal(err)
-		}
-		corrupt := bytes.Clone(car.Bytes())
-		corrupt[len(corrupt)-10] ^= 0xff
-		if _, err := line(t, 1, Config{})[0].store.ImportCAR(ctx, bytes.NewReader(corrupt)); err == nil || !strings.Contains(err.Error(), "corrupted") {
-			t.Fatalf("corrupted CAR: %v", err)
-		}
-	})
+func (f *lineFixture) testCARRoundTrip(t *testing.T) {
+	ctx := f.ctx
+	var car bytes.Buffer
+	if err := f.a.ExportCAR(ctx, f.treeCID, &car); err != nil {
+		t.Fatal(err)
+	}
+	fresh := line(t, 1, Config{})[0].store
+	trunc := car.Bytes()[:car.Len()-100]
+	if _, err := fresh.ImportCAR(ctx, bytes.NewReader(trunc)); err == nil {
+		t.Fatal("truncated CAR accepted")
+	}
+	if pins, _ := fresh.Pins(ctx); len(pins) != 0 {
+		t.Fatalf("truncated CAR left pins %v", pins)
+	}
+	res, err := fresh.ImportCAR(ctx, bytes.NewReader(car.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Roots) != 1 || !res.Roots[0].Equals(f.treeCID) {
+		t.Fatalf("roots %v", res.Roots)
+	}
+	if err := fresh.complete(ctx, f.treeCID); err != nil {
+		t.Fatal(err)
+	}
+	corrupt := bytes.Clone(car.Bytes())
+	corrupt[len(corrupt)-10] ^= 0xff
+	if _, err := line(t, 1, Config{})[0].store.ImportCAR(ctx, bytes.NewReader(corrupt)); err == nil || !strings.Contains(err.Error(), "corrupted") {
+		t.Fatalf("corrupted CAR: %v", err)
+	}
+}
 
-	t.Run("gc keeps pinned data and drops the rest", func(t *testing.T) {
-		// C fetched but did not pin; pin the tree only.
-		if err := c.Pin(ctx, treeCID); err != nil {
-			t.Fatal(err)
-		}
-		res, err := c.GC(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.Removed == 0 || res.Bytes < 64<<20 {
-			t.Fatalf("gc: %+v", res)
-		}
-		if err := c.complete(ctx, treeCID); err != nil {
-			t.Fatalf("pinned tree lost: %v", err)
-		}
-		if has, _ := c.bs.Has(ctx, fileCID); has {
-			t.Fatal("unpinned file survived gc")
-		}
-	})
+func (f *lineFixture) testGC(t *testing.T) {
+	// C fetched but did not pin; pin the tree only.
+	if err := f.c.Pin(f.ctx, f.treeCID); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.c.GC(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Removed == 0 || res.Bytes < 64<<20 {
+		t.Fatalf("gc: %+v", res)
+	}
+	if err := f.c.complete(f.ctx, f.treeCID); err != nil {
+		t.Fatalf("pinned tree lost: %v", err)
+	}
+	if has, _ := f.c.bs.Has(f.ctx, f.fileCID); has {
+		t.Fatal("unpinned file survived gc")
+	}
+}
 
-	t.Run("a CID nobody has", func(t *testing.T) {
-		nobody, _ := cid.Parse("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
-		start := time.Now()
-		_, err := c.Fetch(ctx, nobody, nil)
-		if !errors.Is(err, ErrNoProviders) {
-			t.Fatalf("err %v, want the find timeout's", err)
-		}
-		t.Logf("failed after %s: %v", time.Since(start).Round(time.Millisecond), err)
-	})
+func (f *lineFixture) testNobodyHas(t *testing.T) {
+	nobody, _ := cid.Parse("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
+	start := time.Now()
+	_, err := f.c.Fetch(f.ctx, nobody, nil)
+	if !errors.Is(err, ErrNoProviders) {
+		t.Fatalf("err %v, want the find timeout's", err)
+	}
+	t.Logf("failed after %s: %v", time.Since(start).Round(time.Millisecond), err)
+}
 
-	t.Run("limits", func(t *testing.T) {
-		small := line(t, 1, Config{MaxDAGBytes: 1 << 20})[0].store
-		var car bytes.Buffer
-		if err := a.ExportCAR(ctx, fileCID, &car); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := small.ImportCAR(ctx, &car); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := small.Fetch(ctx, fileCID, nil); !errors.Is(err, ErrTooBig) {
-			t.Fatalf("err %v, want the size limit", err)
-		}
-		cbor, _ := cid.Parse("bafyreigdmqpykrgxyaxtlafqpqhzrb7qy2rh75nldvfd4tucqmgfgdbzxe")
-		if _, err := small.Fetch(ctx, cbor, nil); !errors.Is(err, ErrUnsupportedCodec) {
-			t.Fatalf("dag-cbor: %v", err)
-		}
-	})
+func (f *lineFixture) testLimits(t *testing.T) {
+	small := line(t, 1, Config{MaxDAGBytes: 1 << 20})[0].store
+	var car bytes.Buffer
+	if err := f.a.ExportCAR(f.ctx, f.fileCID, &car); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := small.ImportCAR(f.ctx, &car); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := small.Fetch(f.ctx, f.fileCID, nil); !errors.Is(err, ErrTooBig) {
+		t.Fatalf("err %v, want the size limit", err)
+	}
+	cbor, _ := cid.Parse("bafyreigdmqpykrgxyaxtlafqpqhzrb7qy2rh75nldvfd4tucqmgfgdbzxe")
+	if _, err := small.Fetch(f.ctx, cbor, nil); !errors.Is(err, ErrUnsupportedCodec) {
+		t.Fatalf("dag-cbor: %v", err)
+	}
 }
 
 // A Store created after its host connected must still ask those peers for

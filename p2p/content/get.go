@@ -76,110 +76,17 @@ func (s *Store) fetch(ctx context.Context, root cid.Cid, progress func(FetchStat
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-
-	var (
-		stats    FetchStats
-		mu       sync.Mutex
-		lastNano atomic.Int64
-		gotFirst atomic.Bool
-	)
-	began := time.Now()
-	lastNano.Store(began.UnixNano())
+	f := &fetchRun{s: s, root: root, lim: lim, to: to, progress: progress, cancel: cancel, began: time.Now(),
+		depth: map[cid.Cid]int{root: 0}, from: map[peer.ID]bool{}}
+	f.lastNano.Store(f.began.UnixNano())
 	if has, _ := s.bs.Has(ctx, root); !has {
-		s.watchProviders(ctx, cancel, root, &gotFirst)
+		s.watchProviders(ctx, cancel, root, &f.gotFirst)
 	}
-	// One watchdog for the first block and for stalls afterwards.
-	go func() {
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		start := time.Now()
-		nextHeal := start.Add(s.cfg.HealAfter)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			if now := time.Now(); s.cfg.HealAfter > 0 && now.After(nextHeal) && now.Sub(time.Unix(0, lastNano.Load())) > s.cfg.HealAfter {
-				nextHeal = now.Add(5 * time.Second)
-				go s.heal(ctx)
-			}
-			if !gotFirst.Load() {
-				if time.Since(start) > s.cfg.FirstBlockTimeout {
-					cancel(fmt.Errorf("%s: %w after %s", root, ErrFirstBlock, s.cfg.FirstBlockTimeout))
-					return
-				}
-				continue
-			}
-			if since := time.Since(time.Unix(0, lastNano.Load())); since > s.cfg.StallTimeout {
-				mu.Lock()
-				n := stats.Blocks
-				mu.Unlock()
-				cancel(fmt.Errorf("%s: %w: no block for %s after %d blocks", root, ErrStalled, s.cfg.StallTimeout, n))
-				return
-			}
-		}
-	}()
-
-	sess := merkledag.NewSession(ctx, s.dag)
-	depth := map[cid.Cid]int{root: 0}
-	var links int64 // in the blocks fetched, each costs LinkCost
-	from := map[peer.ID]bool{}
-	visit := func(ctx context.Context, c cid.Cid) ([]*ipld.Link, error) {
-		if err := checkCodec(c); err != nil {
-			return nil, err
-		}
-		local, _ := s.bs.Has(ctx, c)
-		nd, err := sess.Get(ctx, c)
-		if err != nil {
-			return nil, err
-		}
-		gotFirst.Store(true)
-		lastNano.Store(time.Now().UnixNano())
-		mu.Lock()
-		stats.Blocks++
-		stats.Bytes += int64(len(nd.RawData()))
-		if c == root {
-			if size, err := nd.Size(); err == nil {
-				stats.Total = int64(size)
-			}
-		}
-		if !local {
-			stats.Fetched++
-			if p, ok := s.senders.take(c); ok && !from[p] {
-				from[p] = true
-				stats.Peers = len(from)
-				stats.From = append(stats.From, p)
-			}
-		}
-		stats.Elapsed = time.Since(began)
-		st := stats
-		d := depth[c]
-		links += int64(len(nd.Links()))
-		if st.Bytes > lim.max || links > (lim.max-st.Bytes)/LinkCost {
-			mu.Unlock()
-			return nil, overLimit(root, lim, fmt.Sprintf("its blocks hold more than %d MiB (%d bytes, and %d links at %d bytes each)", lim.max>>20, st.Bytes, links, LinkCost))
-		}
-		if len(nd.Links()) > 0 && d+1 > s.cfg.MaxDepth {
-			mu.Unlock()
-			return nil, fmt.Errorf("%s: %w (%d levels)", root, ErrTooDeep, s.cfg.MaxDepth)
-		}
-		for _, l := range nd.Links() {
-			depth[l.Cid] = d + 1
-		}
-		mu.Unlock()
-		if to != nil {
-			if err := to.put(ctx, nd, c == root); err != nil {
-				return nil, err
-			}
-		}
-		if progress != nil {
-			progress(st)
-		}
-		return nd.Links(), nil
-	}
+	go f.watchdog(ctx)
+	f.sess = merkledag.NewSession(ctx, s.dag)
 	// 64 walkers keep a bitswap session's 64 live wants busy.
-	err := merkledag.Walk(ctx, visit, root, cid.NewSet().Visit, merkledag.Concurrency(64))
+	err := merkledag.Walk(ctx, f.visit, root, cid.NewSet().Visit, merkledag.Concurrency(64))
+	stats := f.snapshot()
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return stats, cause
 	}
@@ -187,6 +94,130 @@ func (s *Store) fetch(ctx context.Context, root cid.Cid, progress func(FetchStat
 		return stats, fmt.Errorf("fetch %s: %w", root, err)
 	}
 	return stats, nil
+}
+
+// fetchRun is one fetch: what its walkers, its watchdog and its progress
+// share.
+type fetchRun struct {
+	s        *Store
+	root     cid.Cid
+	lim      limit
+	to       sink
+	progress func(FetchStats)
+	cancel   context.CancelCauseFunc
+	began    time.Time
+	sess     ipld.NodeGetter
+	lastNano atomic.Int64 // when the last block came
+	gotFirst atomic.Bool
+
+	mu    sync.Mutex
+	stats FetchStats
+	depth map[cid.Cid]int
+	links int64 // in the blocks fetched, each costs LinkCost
+	from  map[peer.ID]bool
+}
+
+func (f *fetchRun) snapshot() FetchStats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stats
+}
+
+// watchdog is one for the first block and for stalls afterwards; it also
+// heals the swarm when blocks stop coming for HealAfter.
+func (f *fetchRun) watchdog(ctx context.Context) {
+	cfg := f.s.cfg
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	start := time.Now()
+	nextHeal := start.Add(cfg.HealAfter)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if now := time.Now(); cfg.HealAfter > 0 && now.After(nextHeal) && now.Sub(time.Unix(0, f.lastNano.Load())) > cfg.HealAfter {
+			nextHeal = now.Add(5 * time.Second)
+			go f.s.heal(ctx)
+		}
+		if !f.gotFirst.Load() {
+			if time.Since(start) > cfg.FirstBlockTimeout {
+				f.cancel(fmt.Errorf("%s: %w after %s", f.root, ErrFirstBlock, cfg.FirstBlockTimeout))
+				return
+			}
+			continue
+		}
+		if since := time.Since(time.Unix(0, f.lastNano.Load())); since > cfg.StallTimeout {
+			n := f.snapshot().Blocks
+			f.cancel(fmt.Errorf("%s: %w: no block for %s after %d blocks", f.root, ErrStalled, cfg.StallTimeout, n))
+			return
+		}
+	}
+}
+
+// visit is the walk's step: it gets block c, counts it against the
+// limits, hands it on and returns its links.
+func (f *fetchRun) visit(ctx context.Context, c cid.Cid) ([]*ipld.Link, error) {
+	if err := checkCodec(c); err != nil {
+		return nil, err
+	}
+	local, _ := f.s.bs.Has(ctx, c)
+	nd, err := f.sess.Get(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	f.gotFirst.Store(true)
+	f.lastNano.Store(time.Now().UnixNano())
+	st, err := f.count(c, nd, local)
+	if err != nil {
+		return nil, err
+	}
+	if f.to != nil {
+		if err := f.to.put(ctx, nd, c == f.root); err != nil {
+			return nil, err
+		}
+	}
+	if f.progress != nil {
+		f.progress(st)
+	}
+	return nd.Links(), nil
+}
+
+// count adds block c to the stats and checks the size and depth limits;
+// it returns the stats with c counted.
+func (f *fetchRun) count(c cid.Cid, nd ipld.Node, local bool) (FetchStats, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	stats := &f.stats
+	stats.Blocks++
+	stats.Bytes += int64(len(nd.RawData()))
+	if c == f.root {
+		if size, err := nd.Size(); err == nil {
+			stats.Total = int64(size)
+		}
+	}
+	if !local {
+		stats.Fetched++
+		if p, ok := f.s.senders.take(c); ok && !f.from[p] {
+			f.from[p] = true
+			stats.Peers = len(f.from)
+			stats.From = append(stats.From, p)
+		}
+	}
+	stats.Elapsed = time.Since(f.began)
+	d := f.depth[c]
+	f.links += int64(len(nd.Links()))
+	if stats.Bytes > f.lim.max || f.links > (f.lim.max-stats.Bytes)/LinkCost {
+		return *stats, overLimit(f.root, f.lim, fmt.Sprintf("its blocks hold more than %d MiB (%d bytes, and %d links at %d bytes each)", f.lim.max>>20, stats.Bytes, f.links, LinkCost))
+	}
+	if len(nd.Links()) > 0 && d+1 > f.s.cfg.MaxDepth {
+		return *stats, fmt.Errorf("%s: %w (%d levels)", f.root, ErrTooDeep, f.s.cfg.MaxDepth)
+	}
+	for _, l := range nd.Links() {
+		f.depth[l.Cid] = d + 1
+	}
+	return *stats, nil
 }
 
 // watchProviders searches the DHT while bitswap asks connected peers; if the

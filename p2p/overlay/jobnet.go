@@ -62,6 +62,13 @@ const (
 	queueBytes    = 4 << 20
 	netQueueBytes = 32 << 20
 	streamBuf     = 256 << 10
+	// packetMemory is what a member's inbound stream holds: one packet
+	// being read. jobNetMemory, the memory limit of the protocol's
+	// resource-manager service (p2p.HandleStream), lets a job network of
+	// MaxRanks members each have its stream here; beyond it a member's
+	// stream is reset.
+	packetMemory = 2 + maxPacket
+	jobNetMemory = MaxRanks * packetMemory
 )
 
 // Deadlines, variables for tests (a JobNet takes them when made). A
@@ -114,7 +121,7 @@ func NewJobNet(h host.Host, network string, log *slog.Logger) *JobNet {
 	}
 	s := &JobNet{h: h, id: JobNetProtocol(network), log: log.With("component", "jobnet"), nets: map[string]*jobNet{},
 		writeTimeout: writeTimeout, inboundIdle: inboundIdle, outboundIdle: outboundIdle}
-	h.SetStreamHandler(s.id, s.handle)
+	p2p.HandleStream(h, s.id, jobNetMemory, s.log, s.handle)
 	return s
 }
 
@@ -613,6 +620,13 @@ func (s *JobNet) handle(st network.Stream) {
 		st.Reset()
 		return
 	}
+	release, err := p2p.Reserve(st, packetMemory)
+	if err != nil {
+		s.log.Debug("job network: stream refused", "peer", from, "net", id, "err", err)
+		st.Reset()
+		return
+	}
+	defer release()
 	st.CloseWrite()
 	// One inbound stream per member: a newer one replaces the older
 	// (a member that lost its stream opens another).

@@ -339,25 +339,48 @@ func TestUndeclaredPortRefused(t *testing.T) {
 
 // Close ends the connections being carried and the port stops accepting;
 // so does the end of the forward's context, and the provider's CloseJob.
+// pingConn opens a connection through f to an echo server and sees
+// "ping" come back.
+func pingConn(tb testing.TB, f *Forwarder) net.Conn {
+	tb.Helper()
+	c, err := net.Dial("tcp", f.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("ping")); err != nil {
+		tb.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		tb.Fatalf("echo %q, %v", buf, err)
+	}
+	return c
+}
+
+// A port stream is in the port protocol's resource-manager service and
+// holds its copy buffers there until it ends.
+func TestPortStreamInItsService(t *testing.T) {
+	hs := newHosts(t, 2)
+	provider, requester := hs[0], hs[1]
+	newServer(t, provider, allowOnly(requester.ID(), "job1", 7000, echoServer(t)))
+	f := forward(t, requester, provider.ID(), "job1", 7000)
+	c := pingConn(t, f)
+	if st := p2ptest.ServiceStat(t, provider, Protocol(testNet)); st.NumStreamsInbound != 1 || st.Memory != pumpMemory {
+		t.Fatalf("port service with one connection open: %+v, want 1 inbound stream and %d bytes", st, pumpMemory)
+	}
+	c.Close()
+	p2ptest.WaitFor(t, 10*time.Second, func() bool {
+		st := p2ptest.ServiceStat(t, provider, Protocol(testNet))
+		return st.NumStreamsInbound == 0 && st.Memory == 0
+	}, "the port service still holds the closed connection's stream")
+}
+
 func TestCloseEndsConnections(t *testing.T) {
 	hs := newHosts(t, 2)
 	provider, requester := hs[0], hs[1]
 	srv := newServer(t, provider, allowOnly(requester.ID(), "job1", 7000, echoServer(t)))
-	openConn := func(f *Forwarder) net.Conn {
-		c, err := net.Dial("tcp", f.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := c.Write([]byte("ping")); err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, 4)
-		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
-			t.Fatalf("echo %q, %v", buf, err)
-		}
-		return c
-	}
+	openConn := func(f *Forwarder) net.Conn { return pingConn(t, f) }
 	ended := func(c net.Conn) {
 		t.Helper()
 		if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "timeout") {

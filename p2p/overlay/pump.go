@@ -10,8 +10,13 @@ import (
 )
 
 // bufPool holds the copy buffers: two per open connection, reused rather
-// than 64 KiB of garbage for each.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+// than 64 KiB of garbage for each. pumpMemory is what one pump holds.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBuf); return &b }}
+
+const (
+	copyBuf    = 64 << 10
+	pumpMemory = 2 * copyBuf
+)
 
 // pump carries bytes between a stream and a TCP connection until both
 // directions have ended or ctx does. An EOF one way becomes a CloseWrite

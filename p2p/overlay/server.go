@@ -46,7 +46,9 @@ type ServerConfig struct {
 	DialTimeout time.Duration
 	// MaxStreams caps the authorized streams open at once; zero means
 	// 1024. MaxPerPeer caps one peer's (zero: MaxStreams/4), so one
-	// requester cannot lock the others out.
+	// requester cannot lock the others out. The port protocol's
+	// resource-manager service (p2p.HandleStream) has room for the copy
+	// buffers of MaxStreams streams (pumpMemory each).
 	MaxStreams int
 	MaxPerPeer int
 	// MaxPendingPerPeer caps one peer's streams that have not been
@@ -113,7 +115,7 @@ func NewServer(h host.Host, cfg ServerConfig) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{h: h, id: Protocol(cfg.Network), cfg: cfg, log: cfg.Logger.With("component", "overlay"),
 		ctx: ctx, cancel: cancel, open: map[*session]struct{}{}}
-	h.SetStreamHandler(s.id, s.handle)
+	p2p.HandleStream(h, s.id, int64(cfg.MaxStreams)*pumpMemory, s.log, s.handle)
 	return s, nil
 }
 
@@ -180,8 +182,12 @@ func (s *Server) handle(st network.Stream) {
 	dctx, dcancel := context.WithTimeout(ss.ctx, s.cfg.DialTimeout)
 	conn, err := s.dial(dctx, from, hdr)
 	dcancel()
+	release := func() {}
 	if err == nil {
-		if err = s.authorized(ss); err != nil {
+		if err = s.authorized(ss); err == nil {
+			release, err = p2p.Reserve(st, pumpMemory)
+		}
+		if err != nil {
 			conn.Close()
 		}
 	}
@@ -190,6 +196,7 @@ func (s *Server) handle(st network.Stream) {
 		refuse(st, err.Error())
 		return
 	}
+	defer release()
 	_ = st.SetWriteDeadline(time.Now().Add(s.cfg.HeaderTimeout))
 	if _, err := st.Write([]byte("ok\n")); err != nil {
 		st.Reset()

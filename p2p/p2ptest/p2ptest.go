@@ -21,7 +21,9 @@ import (
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -78,6 +80,21 @@ func New(tb testing.TB, cfg p2p.Config) *p2p.Node {
 	}
 	tb.Cleanup(func() { nd.Close() })
 	return nd
+}
+
+// ServiceStat is what the streams in h's resource-manager service of
+// protocol id hold now (see p2p.HandleStream).
+func ServiceStat(tb testing.TB, h host.Host, id protocol.ID) network.ScopeStat {
+	tb.Helper()
+	var st network.ScopeStat
+	err := h.Network().ResourceManager().ViewService(p2p.ServiceName(id), func(s network.ServiceScope) error {
+		st = s.Stat()
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("service of %s: %v", id, err)
+	}
+	return st
 }
 
 // AddrInfo is how another node dials n.
