@@ -31,7 +31,10 @@ type Node struct {
 	mdns      mdns.Service
 
 	stopGuard context.CancelFunc
-	wg        sync.WaitGroup
+	// stopPubSub ends GossipSub's goroutines, which run on their own
+	// context: the one given to New may outlive the node.
+	stopPubSub context.CancelFunc
+	wg         sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -87,15 +90,20 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		dhtOpts = append(dhtOpts, dht.RoutingTableRefreshPeriod(cfg.DHTRefresh))
 	}
 	if n.DHT, err = dht.New(h, dhtOpts...); err != nil {
+		stop()
 		n.closeHost()
 		return nil, fmt.Errorf("dht: %w", err)
 	}
 
-	if n.PubSub, err = newGossipSub(ctx, h, &cfg); err != nil {
+	psctx, stopPubSub := context.WithCancel(ctx)
+	if n.PubSub, err = newGossipSub(psctx, h, &cfg); err != nil {
+		stopPubSub()
+		stop()
 		n.DHT.Close()
 		n.closeHost()
 		return nil, err
 	}
+	n.stopPubSub = stopPubSub
 
 	if cfg.MDNS {
 		n.mdns = mdns.NewMdnsService(h, "aixblock-"+cfg.Network, mdnsNotifee{n})
@@ -209,6 +217,7 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		var errs []error
 		n.stopGuard()
+		n.stopPubSub()
 		n.wg.Wait()
 		if n.mdns != nil {
 			errs = append(errs, n.mdns.Close())

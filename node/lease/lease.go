@@ -117,10 +117,14 @@ func New(cfg Config) (*Manager, error) {
 	b := newBase(cfg)
 	req, err := newRequester(b)
 	if err != nil {
+		b.stop()
 		return nil, err
 	}
 	prov, err := newProvider(b)
 	if err != nil {
+		// Loading the provided deals may have started their watches.
+		b.stop()
+		b.wg.Wait()
 		return nil, err
 	}
 	return &Manager{base: b, jobs: cfg.Jobs, jobsErr: cfg.JobsErr, gpus: cfg.GPUs, req: req, prov: prov}, nil

@@ -27,7 +27,7 @@ func (rq *Requester) submitGang(ctx context.Context, spec *jobs.Spec, id string,
 		return nil, err
 	}
 	g := newGangStart(spec, id, deals)
-	release, err := rq.fundGang(ctx, g, deals)
+	release, err := rq.fundGang(ctx, deals)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +120,7 @@ func (rq *Requester) gangDeals(ctx context.Context, spec *jobs.Spec, progress fu
 // earlier ranks' deals are not running yet, so committedRunning does not
 // count them. On a failure no rank starts and every deal is released.
 // release ends the fundings' turns.
-func (rq *Requester) fundGang(ctx context.Context, g *gangStart, deals []*market.Deal) (release func(), err error) {
+func (rq *Requester) fundGang(ctx context.Context, deals []*market.Deal) (release func(), err error) {
 	var releases []func()
 	release = func() {
 		for _, f := range releases {
