@@ -189,6 +189,7 @@ func (n *Node) marketRoutes(mux *http.ServeMux) {
 		res, err := n.lease.Requester().Negotiate(r.Context(), req)
 		reply(w, res, err)
 	})
+	mux.HandleFunc("POST /v1/market/verify", n.handleVerify)
 	mux.HandleFunc("GET /v1/market/deals", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, n.market.Deals())
 	})

@@ -20,6 +20,7 @@ import (
 	"github.com/aixblock/aixblock/gpu"
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/market/proof"
 	"github.com/aixblock/aixblock/node/lease"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/aixblock/aixblock/p2p/content"
@@ -49,8 +50,12 @@ type Node struct {
 	docker      *jobs.Docker
 	jobsErr     error
 	lease       *lease.Manager
-	testnet     Testnet // the dashboard's testnet view (SetTestnet)
-	gatewayLn   net.Listener
+	// proofProvider answers proof-of-GPU challenges; proofVerifier makes
+	// them (POST /v1/market/verify).
+	proofProvider *proof.Provider
+	proofVerifier *proof.Verifier
+	testnet       Testnet // the dashboard's testnet view (SetTestnet)
+	gatewayLn     net.Listener
 	// stopReq is closed by POST /v1/shutdown (aixblock shutdown).
 	stopReq  chan struct{}
 	stopOnce sync.Once
@@ -106,6 +111,9 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 	}
 	n.openJobs(ctx)
 	if err := n.openLease(cfg, log); err != nil {
+		return nil, err
+	}
+	if err := n.openProof(log); err != nil {
 		return nil, err
 	}
 	if err := n.openServers(log); err != nil {
@@ -296,6 +304,9 @@ func (n *Node) close() error {
 		cancel()
 	} else if n.gatewayLn != nil {
 		n.gatewayLn.Close()
+	}
+	if err := n.closeProof(); err != nil {
+		errs = append(errs, err)
 	}
 	if n.lease != nil {
 		if err := n.lease.Close(2 * time.Second); err != nil {

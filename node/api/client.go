@@ -224,6 +224,13 @@ func (c *Client) Offer(ctx context.Context, req OfferRequest) (OfferResult, erro
 	return out, c.do(ctx, http.MethodPost, "/v1/market/offer", req, &out)
 }
 
+// Verify is POST /v1/market/verify. A challenge of a real class runs for
+// up to a minute or two, longer than the client's usual timeout.
+func (c *Client) Verify(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
+	var out VerifyResult
+	return out, c.call(ctx, &http.Client{Timeout: 10 * time.Minute}, http.MethodPost, "/v1/market/verify", req, &out)
+}
+
 // Deals is GET /v1/market/deals.
 func (c *Client) Deals(ctx context.Context) ([]market.Deal, error) {
 	var out []market.Deal

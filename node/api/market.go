@@ -5,6 +5,7 @@ import (
 
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/market/proof"
 )
 
 // ProvidersInfo is GET /v1/market/providers.
@@ -50,4 +51,23 @@ type OfferRequest struct {
 type OfferResult struct {
 	Deal  *market.Deal            `json:"deal"`
 	Stats market.NegotiationStats `json:"stats"`
+}
+
+// VerifyRequest is POST /v1/market/verify: challenge a peer's GPUs of a
+// class (proof of GPU). GPUs is how many are challenged together (zero:
+// one); N the matrices' side (zero: the class's).
+type VerifyRequest struct {
+	Peer  string `json:"peer"`
+	Class string `json:"class"`
+	GPUs  int    `json:"gpus,omitempty"`
+	N     int    `json:"n,omitempty"`
+}
+
+// VerifyResult is the answer to POST /v1/market/verify: the signed
+// record of the verdict, its ID, and on a failed challenge why.
+type VerifyResult struct {
+	Record proof.Record `json:"record"`
+	ID     string       `json:"id"`
+	Passed bool         `json:"passed"`
+	Error  string       `json:"error,omitempty"`
 }
