@@ -15,7 +15,7 @@ func newMarketCmd(g *globals) *cobra.Command {
 		Use:   "market",
 		Short: "Find GPU providers and agree deals, with no central server",
 	}
-	cmd.AddCommand(newMarketProvidersCmd(g), newMarketOfferCmd(g), newMarketDealsCmd(g))
+	cmd.AddCommand(newMarketProvidersCmd(g), newMarketOfferCmd(g), newMarketVerifyCmd(g), newMarketDealsCmd(g))
 	return cmd
 }
 
@@ -174,4 +174,49 @@ func newMarketDealsCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
+}
+
+func newMarketVerifyCmd(g *globals) *cobra.Command {
+	var req api.VerifyRequest
+	verify := &cobra.Command{
+		Use:   "verify PEER --class CLASS",
+		Short: "Challenge a peer to prove it has the GPUs of a class (proof of GPU)",
+		Long: `Challenge PEER to multiply two matrices it could not have prepared, on
+--gpus GPUs of --class, timed on this node's clock and checked on a few
+rows. Prints the verdict and the ID of its signed record, which both
+nodes keep; exits non-zero when the peer fails the challenge.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			req.Peer = args[0]
+			res, err := c.Verify(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if err := g.print(cmd.OutOrStdout(), res, func(w io.Writer) { verifyHuman(w, res) }); err != nil {
+				return err
+			}
+			if !res.Passed {
+				return fmt.Errorf("%s failed the challenge: %s", req.Peer, res.Record.Reason)
+			}
+			return nil
+		},
+	}
+	verify.Flags().StringVar(&req.Class, "class", "", "GPU class claimed, e.g. nvidia-h100-80gb, or mock-cpu (required)")
+	verify.Flags().IntVar(&req.GPUs, "gpus", 1, "GPUs challenged together")
+	verify.MarkFlagRequired("class")
+	return verify
+}
+
+// verifyHuman is the verdict of `market verify`.
+func verifyHuman(w io.Writer, res api.VerifyResult) {
+	r := res.Record
+	if !res.Passed {
+		fmt.Fprintf(w, "failed: %s, record %s\n", r.Detail, res.ID)
+		return
+	}
+	fmt.Fprintf(w, "verified: %s, %dx%d in %s (%.3g TFLOPS), record %s\n", r.Class, r.N, r.N, r.Elapsed().Round(time.Millisecond), r.TFLOPS(), res.ID)
 }

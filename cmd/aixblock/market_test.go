@@ -2,6 +2,8 @@ package main
 
 import (
 	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -153,4 +155,58 @@ func waitProviders(t testing.TB, repo string, n int, flags ...string) {
 		runJSON(t, repo, &found, append([]string{"market", "providers"}, flags...)...)
 		return len(found.Providers) >= n
 	}, "%s sees fewer than %d providers %v", repo, n, flags)
+}
+
+// Two daemons, no deal: one challenges the other (proof of GPU). The
+// provider's in-process CPU workload passes a mock class and refuses an
+// H100's n (a failed challenge, recorded, without computing it), and a
+// class no envelope knows is no verdict at all.
+func TestMarketVerify(t *testing.T) {
+	prov, ver := initRepo(t, "verifytest"), initRepo(t, "verifytest")
+	startDaemon(t, prov)
+	var id idInfo
+	runJSON(t, prov, &id, "id")
+	startDaemon(t, ver, "--bootstrap", id.Addrs[0])
+	var peers []peerInfo
+	p2ptest.WaitFor(t, 15*time.Second, func() bool {
+		peers = nil
+		runJSON(t, ver, &peers, "peers")
+		return hasPeer(peers, id.PeerID)
+	}, "verifier did not connect to the provider: it sees %+v", &peers)
+
+	var res struct {
+		Passed bool `json:"passed"`
+		ID     string
+		Record struct {
+			Provider string `json:"provider"`
+			Class    string `json:"class"`
+			N        int    `json:"n"`
+			Outcome  string `json:"outcome"`
+		} `json:"record"`
+	}
+	runJSON(t, ver, &res, "market", "verify", id.PeerID, "--class", "mock-cpu")
+	if r := res.Record; !res.Passed || res.ID == "" || r.Provider != id.PeerID || r.Class != "mock-cpu" || r.N != 512 || r.Outcome != "pass" {
+		t.Fatalf("verify --json: %+v", res)
+	}
+	for _, tc := range []struct {
+		name, class  string
+		code         bool // a non-zero exit
+		stdout, errs string
+	}{
+		{"a CPU passes a mock class", "mock-cpu", false, "verified: mock-cpu, 512x512 in ", ""},
+		{"a CPU is no H100", "nvidia-h100-80gb", true, "failed: refused the challenge: n=89344", "failed the challenge: refused"},
+		{"an unknown class is no verdict", "nvidia-nonesuch", true, "", "claim cannot be checked"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := run(t, ver, "market", "verify", id.PeerID, "--class", tc.class)
+			if (r.code != 0) != tc.code || !strings.HasPrefix(r.stdout, tc.stdout) || !strings.Contains(r.stderr, tc.errs) {
+				t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+			}
+		})
+	}
+	for _, repo := range []string{prov, ver} {
+		if _, err := os.Stat(filepath.Join(repo, "proof-records.json")); err != nil {
+			t.Errorf("no records kept: %v", err)
+		}
+	}
 }
