@@ -16,6 +16,11 @@ import (
 // repo: those it made as a verifier and those verifiers sent about it.
 const ProofRecordsFile = "proof-records.json"
 
+// maxCPUChallengeN bounds what a free challenge costs this daemon's CPU:
+// the mock classes' n is 512, and an n of 1024 is under a second of one
+// core, at most 12 times an hour (proof.Limits).
+const maxCPUChallengeN = 1024
+
 // openProof serves the proof-of-GPU challenge on the node's host, with
 // the in-process CPU workload for now, and holds a verifier signing with
 // the node's key; both keep their records in one store.
@@ -31,7 +36,7 @@ func (n *Node) openProof(log *slog.Logger) error {
 		return fmt.Errorf("proof verifier: %w", err)
 	}
 	if n.proofProvider, err = proof.NewProvider(n.p2p.Host, network, proof.ProviderConfig{
-		Workload: proof.CPU{}, Store: store, Log: log}); err != nil {
+		Workload: proof.CPU{MaxN: maxCPUChallengeN}, Store: store, Log: log}); err != nil {
 		return fmt.Errorf("proof provider: %w", err)
 	}
 	return nil
