@@ -133,7 +133,7 @@ func decodeNoBid(raw []byte, offerID string, p peer.ID) (*NoBid, error) {
 // envelopeKind is the kind of a signed message, before it is opened.
 func envelopeKind(raw []byte) string {
 	var env envelope
-	if len(raw) > MaxBidBytes || decMode.Unmarshal(raw, &env) != nil {
+	if len(raw) > MaxBidBytes || codec.Unmarshal(raw, &env) != nil {
 		return ""
 	}
 	return env.Kind

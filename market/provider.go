@@ -456,7 +456,7 @@ func (m *Market) handleAward(ctx context.Context, from peer.ID, req []byte) ([]b
 	if len(req) > MaxDealBytes {
 		return nil, bad("deal over %d bytes", MaxDealBytes)
 	}
-	if err := decMode.Unmarshal(req, &d); err != nil {
+	if err := codec.Unmarshal(req, &d); err != nil {
 		return nil, bad("deal: %v", err)
 	}
 	if d.Requester != from.String() || d.Provider != m.self.String() {

@@ -756,7 +756,7 @@ func (m *Market) award(ctx context.Context, o *JobOffer, b *Bid) (*Deal, error) 
 	if len(resp) > MaxDealBytes {
 		return nil, bad("confirmed deal over %d bytes", MaxDealBytes)
 	}
-	if err := decMode.Unmarshal(resp, &got); err != nil {
+	if err := codec.Unmarshal(resp, &got); err != nil {
 		return nil, bad("confirmed deal: %v", err)
 	}
 	if !sameTerms(got.DealTerms, t) {

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/fxamacker/cbor/v2"
+	"github.com/aixblock/aixblock/internal/canon"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -26,31 +26,11 @@ const (
 // wrapped with the reason.
 var ErrInvalid = errors.New("invalid market message")
 
-var (
-	encMode cbor.EncMode
-	decMode cbor.DecMode
-)
+// codec is canonical CBOR: one encoding per value, so a hash of it is an
+// ID every peer computes alike.
+var codec = canon.New(canon.Bounds{MaxArrayElements: 1024, MaxMapPairs: 256, MaxNestedLevels: 8})
 
-func init() {
-	var err error
-	// Core deterministic encoding: one byte string per value, so a hash of
-	// it is an ID every peer computes alike.
-	if encMode, err = cbor.CoreDetEncOptions().EncMode(); err != nil {
-		panic(err)
-	}
-	if decMode, err = (cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-		MaxArrayElements:  1024,
-		MaxMapPairs:       256,
-		MaxNestedLevels:   8,
-		IndefLength:       cbor.IndefLengthForbidden,
-	}).DecMode(); err != nil {
-		panic(err)
-	}
-}
-
-func canonical(v any) ([]byte, error) { return encMode.Marshal(v) }
+func canonical(v any) ([]byte, error) { return codec.Marshal(v) }
 
 // envelope is a signed message: Body is the canonical CBOR of the payload,
 // Sig the signer's peer-key signature over a domain tag and Body.
@@ -85,19 +65,16 @@ func open(kind string, raw []byte, max int, v interface{ signer() string }) ([]b
 		return nil, fmt.Errorf("%w: %s of %d bytes over the %d limit", ErrInvalid, kind, len(raw), max)
 	}
 	var env envelope
-	if err := decMode.Unmarshal(raw, &env); err != nil {
+	if err := codec.Unmarshal(raw, &env); err != nil {
 		return nil, fmt.Errorf("%w: %s envelope: %v", ErrInvalid, kind, err)
 	}
 	if env.Kind != kind {
 		return nil, fmt.Errorf("%w: got a %q, want a %s", ErrInvalid, env.Kind, kind)
 	}
-	if err := decMode.Unmarshal(env.Body, v); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, kind, err)
-	}
 	// The body must be canonical, or two encodings of one message would
 	// have two IDs.
-	if again, err := canonical(v); err != nil || string(again) != string(env.Body) {
-		return nil, fmt.Errorf("%w: %s is not canonical CBOR", ErrInvalid, kind)
+	if err := codec.Decode(env.Body, max, v); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, kind, err)
 	}
 	id, err := peer.Decode(v.signer())
 	if err != nil {

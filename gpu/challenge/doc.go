@@ -123,6 +123,6 @@
 // directory: leaves.bin, rows.bin (optional: a provider may recompute
 // opened rows, Recomputed), then root.hex.
 //
-// Imports: fxamacker/cbor and internal/atomicfile; no other aixblock
-// package.
+// Imports: internal/canon (the project's canonical CBOR) and
+// internal/atomicfile; no other aixblock package.
 package challenge

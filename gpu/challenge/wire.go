@@ -1,12 +1,11 @@
 package challenge
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 
-	"github.com/fxamacker/cbor/v2"
+	"github.com/aixblock/aixblock/internal/canon"
 )
 
 // The messages, in the order they travel. Each is canonical CBOR (core
@@ -78,31 +77,11 @@ func MaxOpeningBytes(n int) int { return 4*n + proofBytes(n) + 64 }
 // wrapped with the reason.
 var ErrInvalid = errors.New("invalid challenge message")
 
-var (
-	encMode cbor.EncMode
-	decMode cbor.DecMode
-)
-
-func init() {
-	var err error
-	if encMode, err = cbor.CoreDetEncOptions().EncMode(); err != nil {
-		panic(err)
-	}
-	if decMode, err = (cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-		MaxArrayElements:  MaxRows,
-		MaxMapPairs:       16,
-		MaxNestedLevels:   4,
-		IndefLength:       cbor.IndefLengthForbidden,
-	}).DecMode(); err != nil {
-		panic(err)
-	}
-}
+var codec = canon.New(canon.Bounds{MaxArrayElements: MaxRows, MaxMapPairs: 16, MaxNestedLevels: 4})
 
 // Encode is a message's canonical bytes.
 func Encode(msg any) ([]byte, error) {
-	b, err := encMode.Marshal(msg)
+	b, err := codec.Marshal(msg)
 	if err != nil {
 		return nil, fmt.Errorf("challenge: encode %T: %w", msg, err)
 	}
@@ -112,14 +91,8 @@ func Encode(msg any) ([]byte, error) {
 // decode checks the size, decodes raw into v and makes sure raw was the
 // one canonical encoding of it and carries this version.
 func decode(kind string, raw []byte, limit int, v any, version func() uint8) error {
-	if len(raw) > limit {
-		return fmt.Errorf("%w: %s of %d bytes over the %d limit", ErrInvalid, kind, len(raw), limit)
-	}
-	if err := decMode.Unmarshal(raw, v); err != nil {
+	if err := codec.Decode(raw, limit, v); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrInvalid, kind, err)
-	}
-	if again, err := encMode.Marshal(v); err != nil || !bytes.Equal(again, raw) {
-		return fmt.Errorf("%w: %s is not canonical CBOR", ErrInvalid, kind)
 	}
 	if got := version(); got != Version {
 		return fmt.Errorf("%w: %s of version %d, want %d", ErrInvalid, kind, got, Version)

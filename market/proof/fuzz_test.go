@@ -32,7 +32,7 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatalf("accepted an invalid record: %v", err)
 		}
 		var s signed
-		if err := decMode.Unmarshal(raw, &s); err != nil {
+		if err := codec.Unmarshal(raw, &s); err != nil {
 			t.Fatal(err)
 		}
 		again, err := encode(signed{Body: mustEncode(t, r), Sig: s.Sig})

@@ -55,11 +55,11 @@ func mustSign(t testing.TB, r Record, key crypto.PrivKey) []byte {
 func resign(t testing.TB, raw []byte, f func(*Record), key crypto.PrivKey) []byte {
 	t.Helper()
 	var s signed
-	if err := decMode.Unmarshal(raw, &s); err != nil {
+	if err := codec.Unmarshal(raw, &s); err != nil {
 		t.Fatal(err)
 	}
 	var r Record
-	if err := decMode.Unmarshal(s.Body, &r); err != nil {
+	if err := codec.Unmarshal(s.Body, &r); err != nil {
 		t.Fatal(err)
 	}
 	f(&r)

@@ -1,14 +1,13 @@
 package proof
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/aixblock/aixblock/gpu/challenge"
+	"github.com/aixblock/aixblock/internal/canon"
 	"github.com/aixblock/aixblock/p2p"
-	"github.com/fxamacker/cbor/v2"
 )
 
 // Version is carried by every message of this package; others are
@@ -116,34 +115,12 @@ type recordsReply struct {
 // validation; it is wrapped with the reason.
 var ErrInvalid = errors.New("invalid proof message")
 
-var (
-	encMode cbor.EncMode
-	decMode cbor.DecMode
-)
+var codec = canon.New(canon.Bounds{MaxArrayElements: challenge.MaxRows, MaxMapPairs: 32, MaxNestedLevels: 4})
 
-func init() {
-	var err error
-	// Core deterministic encoding: one byte string per value, so a
-	// record's hash is an ID every peer computes alike and its signature
-	// covers exactly what was decoded.
-	if encMode, err = cbor.CoreDetEncOptions().EncMode(); err != nil {
-		panic(err)
-	}
-	if decMode, err = (cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-		MaxArrayElements:  challenge.MaxRows,
-		MaxMapPairs:       32,
-		MaxNestedLevels:   4,
-		IndefLength:       cbor.IndefLengthForbidden,
-	}).DecMode(); err != nil {
-		panic(err)
-	}
-}
-
-// encode is v's canonical bytes.
+// encode is v's canonical bytes: a record's hash is an ID every peer
+// computes alike and its signature covers exactly what was decoded.
 func encode(v any) ([]byte, error) {
-	b, err := encMode.Marshal(v)
+	b, err := codec.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("proof: encode %T: %w", v, err)
 	}
@@ -153,14 +130,8 @@ func encode(v any) ([]byte, error) {
 // decode checks raw's size, decodes it into v, and makes sure it was the
 // one canonical encoding of v and carries this version.
 func decode(kind string, raw []byte, limit int, v any, version func() uint8) error {
-	if len(raw) > limit {
-		return fmt.Errorf("%w: %s of %d bytes over the %d limit", ErrInvalid, kind, len(raw), limit)
-	}
-	if err := decMode.Unmarshal(raw, v); err != nil {
+	if err := codec.Decode(raw, limit, v); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrInvalid, kind, err)
-	}
-	if again, err := encMode.Marshal(v); err != nil || !bytes.Equal(again, raw) {
-		return fmt.Errorf("%w: %s is not canonical CBOR", ErrInvalid, kind)
 	}
 	if got := version(); got != Version {
 		return fmt.Errorf("%w: %s of version %d, want %d", ErrInvalid, kind, got, Version)

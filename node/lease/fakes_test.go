@@ -6,7 +6,6 @@ import (
 	"math/big"
 	"net"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/aixblock/aixblock/chain"
@@ -16,8 +15,6 @@ import (
 	"github.com/aixblock/aixblock/node/api"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
-	"github.com/libp2p/go-libp2p/core/host"
-	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 )
 
 // Fakes of the services each side needs (deps.go), for a side tested
@@ -29,40 +26,9 @@ var (
 	fakeChain  = big.NewInt(31337)
 )
 
-// mockHosts is a mocknet of n hosts, all connected.
-func mockHosts(t *testing.T, n int) []host.Host {
-	t.Helper()
-	mn := mocknet.New()
-	t.Cleanup(func() { mn.Close() })
-	hs := make([]host.Host, n)
-	for i := range hs {
-		h, err := mn.GenPeer()
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs[i] = h
-	}
-	if err := mn.LinkAll(); err != nil {
-		t.Fatal(err)
-	}
-	if err := mn.ConnectAllButSelf(); err != nil {
-		t.Fatal(err)
-	}
-	return hs
-}
-
-// eventually waits for cond, failing after a deadline generous enough
+// waitLong is how long a side's test waits for a condition: generous,
 // for a busy machine.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+const waitLong = 60 * time.Second
 
 type fakeAddr common.Address
 

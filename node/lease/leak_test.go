@@ -10,6 +10,7 @@ import (
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/p2p"
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 	"github.com/ethereum/go-ethereum/common"
 )
 
@@ -18,7 +19,7 @@ import (
 // the job network and the service ports) end when it closes.
 func TestManagerCloseLeavesNoGoroutine(t *testing.T) {
 	leakcheck.Check(t)
-	hs := mockHosts(t, 2)
+	hs := p2ptest.MockHosts(t, 2)
 	reqHost, provHost := hs[0], hs[1]
 	payer, payee := common.HexToAddress("0x00000000000000000000000000000000000000d1"), common.HexToAddress("0x00000000000000000000000000000000000000d2")
 	rep, err := market.OpenReputation(filepath.Join(t.TempDir(), "reputation.json"))
@@ -52,10 +53,10 @@ func TestManagerCloseLeavesNoGoroutine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the job running", func() bool {
+	p2ptest.WaitFor(t, waitLong, func() bool {
 		got, err := m.Get(ctx, j.ID)
 		return err == nil && got.State == jobs.Running
-	})
+	}, "the job running")
 	if err := m.Close(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}

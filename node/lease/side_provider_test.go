@@ -14,6 +14,7 @@ import (
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/p2p"
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -61,7 +62,7 @@ func (fr *fakeRequester) voucher(amount int64, key *ecdsa.PrivateKey) []byte {
 // must be the payer's, for more, within the deposit; a stranger gets
 // nothing; the deal is released when its job ends.
 func TestProviderAgainstFakeRequester(t *testing.T) {
-	hs := mockHosts(t, 3)
+	hs := p2ptest.MockHosts(t, 3)
 	reqHost, provHost, stranger := hs[0], hs[1], hs[2]
 	key, err := crypto.GenerateKey()
 	if err != nil {
@@ -144,9 +145,9 @@ func TestProviderAgainstFakeRequester(t *testing.T) {
 	if _, err := runner.end(id, jobs.Completed, ""); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the deal released when its job ended", func() bool {
+	p2ptest.WaitFor(t, waitLong, func() bool {
 		seller.mu.Lock()
 		defer seller.mu.Unlock()
 		return seller.released
-	})
+	}, "the deal released when its job ended")
 }

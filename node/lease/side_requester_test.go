@@ -18,6 +18,7 @@ import (
 	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/node/api"
 	"github.com/aixblock/aixblock/p2p"
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -125,7 +126,7 @@ func (fp *fakeProvider) best() *big.Int {
 // paid while it runs with vouchers that never go down, and paid its
 // billed run at the end from a deposit that covers it.
 func TestRequesterAgainstFakeProvider(t *testing.T) {
-	hs := mockHosts(t, 2)
+	hs := p2ptest.MockHosts(t, 2)
 	reqHost, provHost := hs[0], hs[1]
 	payer, payee := common.HexToAddress("0x00000000000000000000000000000000000000b1"), common.HexToAddress("0x00000000000000000000000000000000000000b2")
 	channels := newFakeChannels(payer)
@@ -158,16 +159,16 @@ func TestRequesterAgainstFakeProvider(t *testing.T) {
 		}
 		return api.Job{}
 	}
-	eventually(t, "the job running on the provider", func() bool { return record().State == jobs.Running })
-	eventually(t, "a voucher while it runs", func() bool { return fp.best().Sign() > 0 })
+	p2ptest.WaitFor(t, waitLong, func() bool { return record().State == jobs.Running }, "the job running on the provider")
+	p2ptest.WaitFor(t, waitLong, func() bool { return fp.best().Sign() > 0 }, "a voucher while it runs")
 	fp.finish()
-	eventually(t, "the job completed", func() bool { return record().State == jobs.Completed })
+	p2ptest.WaitFor(t, waitLong, func() bool { return record().State == jobs.Completed }, "the job completed")
 
 	rq.mu.Lock()
 	rj := *rq.records[j.ID]
 	rq.mu.Unlock()
 	owed, most := jobCost(&rj), dealCost(deal, time.Duration(deal.MaxDurationS)*time.Second)
-	eventually(t, "the final voucher to cover the billed run", func() bool { return fp.best().Cmp(owed) >= 0 })
+	p2ptest.WaitFor(t, waitLong, func() bool { return fp.best().Cmp(owed) >= 0 }, "the final voucher to cover the billed run")
 	fp.mu.Lock()
 	defer fp.mu.Unlock()
 	prev := new(big.Int)

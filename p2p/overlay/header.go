@@ -9,7 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/fxamacker/cbor/v2"
+	"github.com/aixblock/aixblock/internal/canon"
 )
 
 // Version is the port protocol's version; a header with another is refused.
@@ -47,31 +47,11 @@ func (h Header) validate() error {
 	return nil
 }
 
-var (
-	encMode cbor.EncMode
-	decMode cbor.DecMode
-)
-
-func init() {
-	var err error
-	if encMode, err = cbor.CoreDetEncOptions().EncMode(); err != nil {
-		panic(err)
-	}
-	if decMode, err = (cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-		MaxArrayElements:  16,
-		MaxMapPairs:       16,
-		MaxNestedLevels:   4,
-		IndefLength:       cbor.IndefLengthForbidden,
-	}).DecMode(); err != nil {
-		panic(err)
-	}
-}
+var codec = canon.New(canon.Bounds{MaxArrayElements: 16, MaxMapPairs: 16, MaxNestedLevels: 4})
 
 // encodeHeader is the frame: a uvarint length, then the canonical CBOR.
 func encodeHeader(h Header) ([]byte, error) {
-	body, err := encMode.Marshal(h)
+	body, err := codec.Marshal(h)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +64,7 @@ func encodeHeader(h Header) ([]byte, error) {
 // decodeHeader checks a header's CBOR body.
 func decodeHeader(body []byte) (Header, error) {
 	var h Header
-	if err := decMode.Unmarshal(body, &h); err != nil {
+	if err := codec.Unmarshal(body, &h); err != nil {
 		return Header{}, fmt.Errorf("%w: %v", ErrHeader, err)
 	}
 	return h, h.validate()
