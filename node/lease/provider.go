@@ -164,12 +164,6 @@ func (pv *Provider) handleJobStart(ctx context.Context, from peer.ID, req []byte
 	}
 	deal, err := pv.checkStart(ctx, from, sr)
 	if err != nil {
-		if errors.Is(err, errDepositShort) && deal != nil {
-			// Not the requester's fault as such (its own starts raced,
-			// or the chain is behind): the GPUs go back now, and no
-			// lapse is counted against it.
-			pv.market.Release(deal.ID)
-		}
 		return nil, err
 	}
 	defer pv.doneStarting(deal.ID)
@@ -322,7 +316,12 @@ func (pv *Provider) checkStart(ctx context.Context, from peer.ID, sr startReques
 			return nil, fmt.Errorf("%w: %s is deposited on channel %s, %s of it at this provider's %d confirmations; start again once the rest is final",
 				errNotFinal, latest.Deposited, ch.ID, ch.Deposited, pv.chain.Confirmations())
 		}
-		return deal, err
+		// Not the requester's fault as such (its own starts raced, a rank
+		// it just cancelled is still stopping here, or the chain is
+		// behind): the GPUs go back now, for a start or a gang's prepare
+		// alike, and no lapse is counted against it.
+		pv.market.Release(deal.ID)
+		return nil, err
 	}
 	return deal, nil
 }

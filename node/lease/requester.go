@@ -172,7 +172,10 @@ func (rq *Requester) runQueued(ctx context.Context, rj *Record, exclude []string
 	defer rq.doneAwaiting(rj.ID)
 	var err error
 	if spec.Distributed != nil && spec.Distributed.Nodes > 1 {
-		_, err = rq.submitGang(ctx, &spec, rj.ID, progress)
+		err = rq.retryFunds(rj, progress, func() error {
+			_, err := rq.submitGang(ctx, &spec, rj.ID, progress)
+			return err
+		})
 	} else {
 		err = rq.startSingle(ctx, rj, exclude, progress)
 	}
@@ -201,8 +204,17 @@ func (rq *Requester) startSingle(ctx context.Context, rj *Record, exclude []stri
 	if err := rq.awaitFunds(ctx, rj, progress); err != nil {
 		return err
 	}
+	return rq.retryFunds(rj, progress, func() error { return rq.startOnce(ctx, rj, exclude, progress) })
+}
+
+// retryFunds runs start again, up to three times within the job's queue
+// time, while a provider refuses it for its channel's deposit: what the
+// provider counts against the deposit may lag what the requester knows
+// (a rank it just cancelled still stopping there), and a new deal is
+// funded for what is owed then.
+func (rq *Requester) retryFunds(rj *Record, progress func(string), start func() error) error {
 	for attempt := 1; ; attempt++ {
-		err := rq.startOnce(ctx, rj, exclude, progress)
+		err := start()
 		if err == nil || !errors.Is(err, errStartFunds) || attempt == 3 || time.Now().After(rj.QueueUntil) {
 			return err
 		}

@@ -176,6 +176,9 @@ func (rq *Requester) prepareGang(ctx context.Context, g *gangStart) error {
 					rq.cancelOn(ctx, g.ranks[q].prov, g.ranks[q].rep.Job.ID)
 				}
 			}
+			if strings.Contains(err.Error(), fundsRefusal) {
+				err = fmt.Errorf("%w: %v", errStartFunds, err)
+			}
 			return fmt.Errorf("rank %d on provider %s did not prepare: %w", r, g.ranks[r].deal.Provider, err)
 		}
 	}

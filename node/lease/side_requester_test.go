@@ -36,6 +36,10 @@ type fakeProvider struct {
 	changed   chan struct{}
 	vouchers  []*chain.Voucher
 	quit      chan struct{} // closed when the test ends: held status requests answer
+	// refuse is how many prepares to refuse for the channel's deposit, as
+	// a provider does while a rank cancelled a moment ago still stops;
+	// prepares counts them all.
+	refuse, prepares int
 }
 
 func newFakeProvider(t *testing.T, h host.Host, requester peer.ID) *fakeProvider {
@@ -43,7 +47,8 @@ func newFakeProvider(t *testing.T, h host.Host, requester peer.ID) *fakeProvider
 	t.Cleanup(func() { close(fp.quit) })
 	node := &p2p.Node{Host: h}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	for w, handle := range map[wire]p2p.Handler{wireStart: fp.start, wireStatus: fp.status, wireVoucher: fp.voucher} {
+	for w, handle := range map[wire]p2p.Handler{wireStart: fp.start, wireStatus: fp.status, wireVoucher: fp.voucher,
+		wirePrepare: fp.prepare, wireGo: fp.goRank, wireCancel: fp.cancel} {
 		p2p.Handle(h, node.ProtocolID(w.id), w.limits, log, handle)
 	}
 	return fp
@@ -58,6 +63,40 @@ func (fp *fakeProvider) start(_ context.Context, from peer.ID, b []byte) ([]byte
 	fp.mu.Lock()
 	defer fp.mu.Unlock()
 	fp.job = &jobs.Job{ID: sr.JobID, Spec: sr.Spec, State: jobs.Running, CreatedAt: now, StartedAt: &now}
+	return json.Marshal(fp.job)
+}
+
+// prepare takes a gang's rank, as start does a job, unless it is to
+// refuse it for the deposit.
+func (fp *fakeProvider) prepare(_ context.Context, from peer.ID, b []byte) ([]byte, error) {
+	var pr prepareRequest
+	if err := json.Unmarshal(b, &pr); err != nil || from != fp.requester {
+		return nil, fmt.Errorf("fake provider: prepare from %s: %v", from, err)
+	}
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	fp.prepares++
+	if fp.prepares <= fp.refuse {
+		return nil, fmt.Errorf("%s: the channel holds 0 base units beyond what is owed; deposit more", fundsRefusal)
+	}
+	now := time.Now()
+	fp.job = &jobs.Job{ID: pr.JobID, Spec: pr.Spec, State: jobs.Running, CreatedAt: now, StartedAt: &now}
+	return json.Marshal(prepareReply{Job: api.Job{Job: *fp.job}})
+}
+
+func (fp *fakeProvider) goRank(context.Context, peer.ID, []byte) ([]byte, error) {
+	return []byte("ok"), nil
+}
+
+// cancel ends the rank prepared here.
+func (fp *fakeProvider) cancel(context.Context, peer.ID, []byte) ([]byte, error) {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	if fp.job == nil {
+		return nil, errors.New("fake provider: no job")
+	}
+	now := time.Now()
+	fp.job.State, fp.job.FinishedAt = jobs.Canceled, &now
 	return json.Marshal(fp.job)
 }
 
