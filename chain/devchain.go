@@ -101,6 +101,7 @@ type DevChain struct {
 	Info   DevChainInfo
 	stack  *node.Node
 	beacon *catalyst.SimulatedBeacon
+	eth    *eth.Ethereum
 	client *ethclient.Client
 	once   sync.Once
 	stop   chan struct{}
@@ -184,11 +185,11 @@ func StartDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
 	if err != nil {
 		return nil, err
 	}
-	stack, beacon, err := newDevStack(cfg, alloc, salt)
+	stack, beacon, backend, err := newDevStack(cfg, alloc, salt)
 	if err != nil {
 		return nil, err
 	}
-	d := &DevChain{stack: stack, beacon: beacon, client: ethclient.NewClient(stack.Attach()), stop: make(chan struct{})}
+	d := &DevChain{stack: stack, beacon: beacon, eth: backend, client: ethclient.NewClient(stack.Attach()), stop: make(chan struct{})}
 	if cfg.HTTP != "" {
 		info.RPCURL = stack.HTTPEndpoint()
 	}
@@ -292,35 +293,35 @@ func devEthConfig(alloc types.GenesisAlloc, salt []byte) *ethconfig.Config {
 }
 
 // newDevStack starts the node with its eth service and simulated beacon.
-func newDevStack(cfg DevChainConfig, alloc types.GenesisAlloc, salt []byte) (*node.Node, *catalyst.SimulatedBeacon, error) {
+func newDevStack(cfg DevChainConfig, alloc types.GenesisAlloc, salt []byte) (*node.Node, *catalyst.SimulatedBeacon, *eth.Ethereum, error) {
 	nodeConf, err := devNodeConfig(cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	stack, err := node.New(nodeConf)
 	if err != nil {
-		return nil, nil, fmt.Errorf("devchain: %w", err)
+		return nil, nil, nil, fmt.Errorf("devchain: %w", err)
 	}
 	backend, err := eth.New(stack, devEthConfig(alloc, salt))
 	if err != nil {
 		stack.Close()
-		return nil, nil, fmt.Errorf("devchain: %w", err)
+		return nil, nil, nil, fmt.Errorf("devchain: %w", err)
 	}
 	fs := filters.NewFilterSystem(backend.APIBackend, filters.Config{})
 	stack.RegisterAPIs([]rpc.API{{Namespace: "eth", Service: filters.NewFilterAPI(fs)}})
 	beacon, err := catalyst.NewSimulatedBeacon(0, common.Address{}, backend)
 	if err != nil {
 		stack.Close()
-		return nil, nil, fmt.Errorf("devchain: beacon: %w", err)
+		return nil, nil, nil, fmt.Errorf("devchain: beacon: %w", err)
 	}
 	// Registering the dev API starts on-demand sealing, as geth --dev does.
 	catalyst.RegisterSimulatedBeaconAPIs(stack, beacon)
 	stack.RegisterLifecycle(beacon)
 	if err := stack.Start(); err != nil {
 		stack.Close()
-		return nil, nil, fmt.Errorf("devchain: start: %w", err)
+		return nil, nil, nil, fmt.Errorf("devchain: start: %w", err)
 	}
-	return stack, beacon, nil
+	return stack, beacon, backend, nil
 }
 
 // setUp reads the chain's ID into info, finds the contracts' addresses,
@@ -435,10 +436,32 @@ func (d *DevChain) Close() error {
 	var err error
 	d.once.Do(func() {
 		close(d.stop)
+		d.quiesce(5 * time.Second)
 		d.client.Close()
 		err = d.stack.Close()
 	})
 	return err
+}
+
+// quiesce keeps geth's on-demand sealer off a closing chain. A
+// transaction that arrives makes geth's own goroutine seal a block, and
+// nothing waits for that goroutine: if the stack closes under it, it
+// panics in sealBlock. So the pool first refuses every transaction (a tip
+// no one pays) and drops those it holds, then Close waits, up to limit,
+// for the head to stay put with nothing executable left.
+func (d *DevChain) quiesce(limit time.Duration) {
+	pool := d.eth.TxPool()
+	pool.SetGasTip(new(big.Int).Lsh(big.NewInt(1), 200))
+	head := d.eth.BlockChain().CurrentBlock().Hash()
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		executable, _ := pool.Stats()
+		now := d.eth.BlockChain().CurrentBlock().Hash()
+		if executable == 0 && now == head {
+			return
+		}
+		head = now
+	}
 }
 
 // errorsOnly passes go-ethereum's errors on and drops the rest: its
