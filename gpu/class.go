@@ -64,3 +64,26 @@ func ClassKey(name string, memoryMiB uint64) string {
 	}
 	return "nvidia-" + strings.Join(model, "-") + "-" + memGB + "gb"
 }
+
+// MockPrefix starts the class of a GPU from go-nvml's mock servers. A
+// mock says so in its class: it can then pass only a mock class's
+// proof-of-GPU envelope, and a requester asking for a real class never
+// deals with it by mistake.
+const MockPrefix = "mock-"
+
+// MockClassKey is ClassKey for a mock GPU: "mock-h100-80gb" where the
+// card it mimics is "nvidia-h100-80gb".
+func MockClassKey(name string, memoryMiB uint64) string {
+	if hostileMocks {
+		return ClassKey(name, memoryMiB)
+	}
+	return MockPrefix + strings.TrimPrefix(ClassKey(name, memoryMiB), "nvidia-")
+}
+
+// IsMockClass says whether class is a mock GPU's.
+func IsMockClass(class string) bool { return strings.HasPrefix(class, MockPrefix) }
+
+// hostileMocks, set only in a build with the aixblock_hostile tag (tests
+// build one), classes mock GPUs as the real cards they mimic: a provider
+// that lies about its GPUs, for the tests that catch it.
+var hostileMocks = false

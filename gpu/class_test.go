@@ -29,3 +29,24 @@ func TestClassKey(t *testing.T) {
 		}
 	}
 }
+
+// A mock GPU's class says it is a mock; a real card's never does.
+func TestMockClassKey(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mib  uint64
+		want string
+	}{
+		{"NVIDIA H100 80GB HBM3", 81920, "mock-h100-80gb"},
+		{"Mock NVIDIA A100-SXM4-40GB", 40960, "mock-a100-40gb"},
+		{"NVIDIA B200 180GB HBM3e", 184320, "mock-b200-180gb"},
+	} {
+		got := MockClassKey(tc.name, tc.mib)
+		if got != tc.want || !IsMockClass(got) {
+			t.Errorf("MockClassKey(%q) = %q, want %q", tc.name, got, tc.want)
+		}
+		if real := ClassKey(tc.name, tc.mib); IsMockClass(real) {
+			t.Errorf("ClassKey(%q) = %q: a real card's class reads as a mock", tc.name, real)
+		}
+	}
+}

@@ -17,10 +17,10 @@ func TestInventoryOfEachMock(t *testing.T) {
 		mock, name, class, cc string
 		mib                   uint64
 	}{
-		{"dgxa100", "Mock NVIDIA A100-SXM4-40GB", "nvidia-a100-40gb", "8.0", 40960},
-		{"dgxh100", "NVIDIA H100 80GB HBM3", "nvidia-h100-80gb", "9.0", 81920},
-		{"dgxh200", "NVIDIA H200 141GB HBM3e", "nvidia-h200-141gb", "9.0", 144384},
-		{"dgxb200", "NVIDIA B200 180GB HBM3e", "nvidia-b200-180gb", "10.0", 184320},
+		{"dgxa100", "Mock NVIDIA A100-SXM4-40GB", "mock-a100-40gb", "8.0", 40960},
+		{"dgxh100", "NVIDIA H100 80GB HBM3", "mock-h100-80gb", "9.0", 81920},
+		{"dgxh200", "NVIDIA H200 141GB HBM3e", "mock-h200-141gb", "9.0", 144384},
+		{"dgxb200", "NVIDIA B200 180GB HBM3e", "mock-b200-180gb", "10.0", 184320},
 	} {
 		t.Run(tc.mock, func(t *testing.T) {
 			m, err := New(Config{Mock: tc.mock, DiskPath: t.TempDir()})

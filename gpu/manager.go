@@ -142,7 +142,7 @@ func (m *Manager) enumerate() error {
 		if r != nvml.SUCCESS {
 			return fmt.Errorf("nvml device %d: %v", i, r)
 		}
-		t := &tracked{dev: d, info: staticInfo(i, d), h: health{state: Healthy, since: now}}
+		t := &tracked{dev: d, info: staticInfo(i, d, m.mock != nil), h: health{state: Healthy, since: now}}
 		// A restart whose checks pass starts healthy; one that fails them
 		// does not.
 		for _, f := range t.h.poll(d) {
@@ -153,7 +153,7 @@ func (m *Manager) enumerate() error {
 	return nil
 }
 
-func staticInfo(i int, d nvml.Device) GPU {
+func staticInfo(i int, d nvml.Device, mock bool) GPU {
 	g := GPU{Index: i}
 	g.UUID, _ = d.GetUUID()
 	g.Name, _ = d.GetName()
@@ -161,6 +161,9 @@ func staticInfo(i int, d nvml.Device) GPU {
 		g.MemoryMiB = mem.Total >> 20
 	}
 	g.Class = ClassKey(g.Name, g.MemoryMiB)
+	if mock {
+		g.Class = MockClassKey(g.Name, g.MemoryMiB)
+	}
 	if maj, mnr, r := d.GetCudaComputeCapability(); r == nvml.SUCCESS {
 		g.ComputeCapability = fmt.Sprintf("%d.%d", maj, mnr)
 	}

@@ -68,6 +68,8 @@ type Job struct {
 	// bills no paused time.
 	PausedAt *time.Time `json:"paused_at,omitempty"`
 	PausedMs int64      `json:"paused_ms,omitempty"`
+	// KeepOutputs: SubmitOptions.KeepOutputs.
+	KeepOutputs bool `json:"keep_outputs,omitempty"`
 }
 
 // save writes the job record atomically.

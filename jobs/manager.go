@@ -242,6 +242,10 @@ type SubmitOptions struct {
 	// ID, when set, is the job's ID (a market job keeps the one its
 	// requester gave it): 16 lowercase hex digits, new here.
 	ID string
+	// KeepOutputs leaves the job's /outputs where it ran, unuploaded, for
+	// the caller (a proof-of-GPU challenge reads its product there):
+	// OutputsDir finds them and DropOutputs removes them.
+	KeepOutputs bool
 	// PrepareTimeout, when set, bounds this job's preparation instead of
 	// Config.PrepareTimeout (a market job's GPUs are held, unpaid, while
 	// it prepares: its provider keeps that short).
@@ -271,7 +275,8 @@ func (m *Manager) Submit(spec Spec, opts SubmitOptions) (*Job, error) {
 	}
 	now := time.Now().UTC()
 	j := &Job{ID: id, Spec: spec, State: Pending, CreatedAt: now,
-		GPUs: opts.GPUs[:spec.Resources.GPUs], History: []Transition{{State: Pending, At: now}}}
+		GPUs: opts.GPUs[:spec.Resources.GPUs], History: []Transition{{State: Pending, At: now}},
+		KeepOutputs: opts.KeepOutputs}
 	// The directory is the job's claim on its ID: made exclusively, so of
 	// two submissions of one ID (a requester's two starts at once) one
 	// fails here, and the job in the map is checked again below.
@@ -375,7 +380,9 @@ func (m *Manager) finish(j *Job, s State, reason string, exit *int) {
 	// job's own disk goes whole.
 	if j.Spec.Resources.DiskMiB == 0 {
 		os.RemoveAll(filepath.Join(m.dir(j), "inputs"))
-		os.RemoveAll(filepath.Join(m.dir(j), "outputs"))
+		if !j.KeepOutputs || s != Completed {
+			os.RemoveAll(filepath.Join(m.dir(j), "outputs"))
+		}
 	}
 	if err := removeDisk(m.dir(j)); err != nil {
 		m.log.Warn("remove the job's disk", "job_id", j.ID, "err", err)
@@ -896,6 +903,10 @@ func (m *Manager) ended(j *Job, code int, state State, reason string) {
 		m.finish(j, Failed, reason, &exit)
 		return
 	}
+	if j.KeepOutputs {
+		m.finish(j, Completed, "", &exit)
+		return
+	}
 	m.set(j, Uploading, "adding /outputs to the block store")
 	// Add stores a symlink the job made as a symlink and never reads
 	// what it names on the host.
@@ -911,6 +922,31 @@ func (m *Manager) ended(j *Job, code int, state State, reason string) {
 	j.ResultCID = root.String()
 	m.mu.Unlock()
 	m.finish(j, Completed, "", &exit)
+}
+
+// OutputsDir is where a completed job submitted with KeepOutputs left
+// its /outputs.
+func (m *Manager) OutputsDir(id string) (string, error) {
+	j, err := m.Get(id)
+	if err != nil {
+		return "", err
+	}
+	if !j.KeepOutputs || j.State != Completed || j.Spec.Resources.DiskMiB != 0 {
+		return "", fmt.Errorf("job %s kept no outputs (%s)", id, j.State)
+	}
+	return filepath.Join(m.dir(j), "outputs"), nil
+}
+
+// DropOutputs removes what a job submitted with KeepOutputs left.
+func (m *Manager) DropOutputs(id string) error {
+	dir, err := m.OutputsDir(id)
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("drop the outputs of job %s: %w", id, err)
+	}
+	return nil
 }
 
 // Cancel stops a job: SIGTERM, then SIGKILL after the grace period.

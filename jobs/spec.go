@@ -40,6 +40,17 @@ type Spec struct {
 	Restart *Restart `yaml:"restart,omitempty" json:"restart,omitempty"`
 	// Ready is a service's readiness check; nil means ready once started.
 	Ready *Ready `yaml:"ready,omitempty" json:"ready,omitempty"`
+	// Require is what a market job asks of its providers beyond
+	// resources.
+	Require *Require `yaml:"require,omitempty" json:"require,omitempty"`
+}
+
+// Require is what a market job asks of its providers beyond resources.
+type Require struct {
+	// Verified deals only with providers that stand verified by proof of
+	// GPU for the job's GPU class: challenged by this node, or by peers it
+	// has dealt with. The others are refused with their standing.
+	Verified bool `yaml:"verified,omitempty" json:"verified,omitempty"`
 }
 
 // Job kinds.
@@ -267,6 +278,9 @@ func (s *Spec) Validate() error {
 		return specErr("resources.disk_mib", "%d: at least %d (the job's filesystem needs room for itself)", r.DiskMiB, MinDiskMiB)
 	case r.DiskMiB > 64<<20:
 		return specErr("resources.disk_mib", "%d: at most %d (64 TiB)", r.DiskMiB, 64<<20)
+	}
+	if s.Require != nil && s.Require.Verified && r.GPUs == 0 {
+		return specErr("require.verified", "proof of GPU verifies GPUs, and this job asks for none: set resources.gpus, or drop require")
 	}
 	if d := s.Distributed; d != nil {
 		switch {

@@ -104,6 +104,7 @@ func (m *Market) buildAdvert(now time.Time) *ProviderAdvert {
 		gg.Total++
 		if g.Health == gpu.Healthy && !m.taken(g.UUID, use) {
 			gg.Free++
+			gg.UUIDs = append(gg.UUIDs, g.UUID)
 		}
 	}
 	m.mu.Unlock()
@@ -125,6 +126,7 @@ func (m *Market) buildAdvert(now time.Time) *ProviderAdvert {
 		}
 	}
 	sort.Slice(a.Prices, func(i, j int) bool { return a.Prices[i].Token < a.Prices[j].Token })
+	a.Proofs = m.carried()
 	return a
 }
 
@@ -181,6 +183,8 @@ func (m *Market) Advert() *ProviderAdvert {
 type ProviderInfo struct {
 	Advert     *ProviderAdvert `json:"advert"`
 	Reputation ProviderRecord  `json:"reputation"`
+	// Proof is its proof-of-GPU standing for the class asked (any).
+	Proof ProofStanding `json:"proof"`
 }
 
 // FindProviders looks up providers of class (a GPU class key, any-gpu,
@@ -219,8 +223,12 @@ func (m *Market) FindProviders(ctx context.Context, class string, limit int) ([]
 			if class != AnyGPU && class != CPU && !a.hasClass(class) {
 				return // a stale provider record: the class is gone
 			}
+			if m.cfg.Proof != nil {
+				m.cfg.Proof.Seen(a)
+			}
+			info := ProviderInfo{Advert: a, Reputation: m.rep.Get(p.String()), Proof: m.standing(p.String(), classOf(class))}
 			mu.Lock()
-			out = append(out, ProviderInfo{Advert: a, Reputation: m.rep.Get(p.String())})
+			out = append(out, info)
 			mu.Unlock()
 			m.cacheAdvert(a)
 		}(ai.ID)
@@ -228,6 +236,15 @@ func (m *Market) FindProviders(ctx context.Context, class string, limit int) ([]
 	wg.Wait()
 	sort.Slice(out, func(i, j int) bool { return out[i].Advert.PeerID < out[j].Advert.PeerID })
 	return out, nil
+}
+
+// classOf is the GPU class a standing is asked for: none for any-gpu
+// and cpu.
+func classOf(class string) string {
+	if class == AnyGPU || class == CPU {
+		return ""
+	}
+	return class
 }
 
 func (a *ProviderAdvert) hasClass(class string) bool {
@@ -276,4 +293,21 @@ func (m *Market) cachedAdvert(p peer.ID) *ProviderAdvert {
 		return nil
 	}
 	return a
+}
+
+// CachedAdvert is the newest unexpired advert of p this node holds, or
+// nil (`market providers` and offers fill the cache).
+func (m *Market) CachedAdvert(p peer.ID) *ProviderAdvert { return m.cachedAdvert(p) }
+
+// LookupAdvert is p's advert: the cached one, else fetched from the DHT.
+func (m *Market) LookupAdvert(ctx context.Context, p peer.ID) (*ProviderAdvert, error) {
+	if a := m.cachedAdvert(p); a != nil {
+		return a, nil
+	}
+	a, err := m.fetchAdvert(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	m.cacheAdvert(a)
+	return a, nil
 }

@@ -79,6 +79,12 @@ type nodeSpec struct {
 // the first, each with a market running.
 func startMarket(t testing.TB, network string, specs []nodeSpec, cfg Config) []*tnode {
 	t.Helper()
+	return startMarketEach(t, network, specs, func(_ int, c *Config) { *c = cfg })
+}
+
+// startMarketEach is startMarket with each node's config set by edit.
+func startMarketEach(t testing.TB, network string, specs []nodeSpec, edit func(i int, c *Config)) []*tnode {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	// The markets register their protocols before anyone dials.
@@ -95,7 +101,8 @@ func startMarket(t testing.TB, network string, specs []nodeSpec, cfg Config) []*
 			go g.Run(ctx)
 			gpus, inv = g, g
 		}
-		c := cfg
+		var c Config
+		edit(i, &c)
 		c.Prices = map[string]map[string]string{}
 		for class, p := range s.prices {
 			c.Prices[class] = map[string]string{"native": p}

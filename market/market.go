@@ -109,6 +109,13 @@ type Config struct {
 	// Now is the clock for reservations and message expiry; nil is
 	// time.Now. Tests move it.
 	Now func() time.Time
+	// Proof is proof of GPU: the records an advert carries, providers'
+	// standing in bid ranking and `market providers`, and the challenges
+	// of an offer that requires verified providers. Nil: none.
+	Proof ProofHook
+	// VetTimeout bounds the challenges an offer that requires verified
+	// providers waits for before its bid window; zero means 2 min.
+	VetTimeout time.Duration
 
 	Logger *slog.Logger
 }
@@ -222,6 +229,9 @@ func New(n *p2p.Node, key crypto.PrivKey, inv Inventory, signer DealSigner, cfg 
 	}
 	if cfg.Enough == 0 {
 		cfg.Enough = 3
+	}
+	if cfg.VetTimeout == 0 {
+		cfg.VetTimeout = 2 * time.Minute
 	}
 	if cfg.Fanout == 0 {
 		cfg.Fanout = 5

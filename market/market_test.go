@@ -11,16 +11,16 @@ import (
 	"github.com/aixblock/aixblock/gpu"
 )
 
-const h100 = "nvidia-h100-80gb"
+const h100 = "mock-h100-80gb"
 
 func tenNodes(t *testing.T) []*tnode {
 	specs := []nodeSpec{
 		{"dgxh100", map[string]string{h100: "3000"}},
 		{"dgxh100", map[string]string{h100: "2000"}}, // the cheapest H100
 		{"dgxh100", map[string]string{h100: "2500"}},
-		{"dgxa100", map[string]string{"nvidia-a100-40gb": "1000"}}, // cheaper, but not an H100
-		{"dgxa100", map[string]string{"nvidia-a100-40gb": "1100"}},
-		{"dgxa100", map[string]string{"nvidia-a100-40gb": "1200"}},
+		{"dgxa100", map[string]string{"mock-a100-40gb": "1000"}}, // cheaper, but not an H100
+		{"dgxa100", map[string]string{"mock-a100-40gb": "1100"}},
+		{"dgxa100", map[string]string{"mock-a100-40gb": "1200"}},
 		{"", map[string]string{"cpu": "10"}},
 		{"", map[string]string{"cpu": "11"}},
 		{"", nil}, // requester
@@ -90,7 +90,7 @@ func findsTheProviders(t *testing.T, nodes []*tnode, req *tnode) {
 			t.Fatalf("advert %+v", f.Advert)
 		}
 	}
-	waitProviders(t, req, "nvidia-a100-40gb", func(f []ProviderInfo) bool { return len(f) == 3 })
+	waitProviders(t, req, "mock-a100-40gb", func(f []ProviderInfo) bool { return len(f) == 3 })
 }
 
 // dealsWithTheCheapest negotiates 2 H100s from req: the three H100

@@ -21,15 +21,15 @@ func TestRefusalReasonsReachTheRequester(t *testing.T) {
 	p1, p2 := rn.p1, rn.p2
 	for _, c := range []refusalCase{
 		{"price", func(r *OfferRequest) { r.MaxPrice = "500" }, NoBidPrice, []string{
-			p1 + ": price floor 2000 wei of native per GPU-hour for nvidia-h100-80gb > max price 500 wei of native",
-			p2 + ": price floor 3000 wei of native per GPU-hour for nvidia-h100-80gb > max price 500 wei of native"}},
+			p1 + ": price floor 2000 wei of native per GPU-hour for mock-h100-80gb > max price 500 wei of native",
+			p2 + ": price floor 3000 wei of native per GPU-hour for mock-h100-80gb > max price 500 wei of native"}},
 		{"gpus", func(r *OfferRequest) { r.Req.GPUs = 9 }, NoBidGPUs, []string{
-			p1 + ": need 9 free healthy nvidia-h100-80gb GPUs, 8 free here (8 total, 8 healthy, 0 reserved or in use)"}},
+			p1 + ": need 9 free healthy mock-h100-80gb GPUs, 8 free here (8 total, 8 healthy, 0 reserved or in use)"}},
 		{"cpu", func(r *OfferRequest) { r.Req.CPUCores = 100000 }, NoBidCPU, []string{p1 + ": need 100000 CPU cores, "}},
 		{"memory", func(r *OfferRequest) { r.Req.MemoryMiB = 1 << 40 }, NoBidMemory, []string{p2 + ": need 1099511627776 MiB of memory, "}},
 		{"image", func(r *OfferRequest) { r.Image = "evil/miner" }, NoBidImage, []string{p1 + `: image "evil/miner" not accepted here (accepted: ok/*)`}},
 		{"token", func(r *OfferRequest) { r.Token = "0x00000000000000000000000000000000000000aa" }, NoBidToken, []string{
-			p2 + ": token 0x00000000000000000000000000000000000000aa not accepted for nvidia-h100-80gb (accepted: native)"}},
+			p2 + ": token 0x00000000000000000000000000000000000000aa not accepted for mock-h100-80gb (accepted: native)"}},
 		{"duration", func(r *OfferRequest) { r.MaxDuration = 48 * time.Hour }, NoBidDuration, []string{p1 + ": jobs here run at most 24h0m0s"}},
 		// Two dev chains share the chain ID and the contracts' addresses;
 		// only the genesis tells them apart.
@@ -174,7 +174,7 @@ func (rn *refusalNet) fromTheAdverts(t *testing.T) {
 		t.Fatalf("the 2000 provider should bid under 2500: %v", err)
 	}
 	if len(st.Refusals) != 1 || st.Refusals[0].Code != NoBidPrice ||
-		st.Refusals[0].Reason != "price floor 3000 wei of native per GPU-hour for nvidia-h100-80gb > max price 2500 wei of native (from its advert)" {
+		st.Refusals[0].Reason != "price floor 3000 wei of native per GPU-hour for mock-h100-80gb > max price 2500 wei of native (from its advert)" {
 		t.Fatalf("refusals %+v", st.Refusals)
 	}
 }

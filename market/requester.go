@@ -28,6 +28,10 @@ type OfferRequest struct {
 	SpecHash    string // hex SHA-256 of the job spec
 	// Exclude are providers not to award (say, ones that failed this job).
 	Exclude []string
+	// RequireVerified deals only with providers that stand verified by
+	// proof of GPU for the class: those this node has not verified are
+	// challenged before the offer goes out, and the rest are refused.
+	RequireVerified bool
 }
 
 // NegotiationStats says how a negotiation went.
@@ -81,6 +85,11 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 	}
 	// Find providers first: the offer names those it goes to directly.
 	targets, unasked := m.lookup(ctx, offerClass(r.Req), r)
+	if r.RequireVerified {
+		var unverified []Refusal
+		targets, unverified = m.vetTargets(ctx, targets, r)
+		unasked = append(unasked, unverified...)
+	}
 	st.Found, st.Contacted = len(targets)+len(unasked), len(targets)
 	if len(targets) == 0 && r.Req.GPUClass != "" {
 		// The classes on the network, for an unknown class's reason.
@@ -97,6 +106,9 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 	n.askDirectly(targets)
 	m.gossipOffer(ctx, raw)
 	got := n.collect(max(m.cfg.Enough, count))
+	if r.RequireVerified {
+		unasked = append(unasked, m.dropUnverified(got)...)
+	}
 	st.Refusals = n.refusals(unasked)
 	st.Bids = len(got)
 	for p := range got {
@@ -131,6 +143,9 @@ func checkRequest(r OfferRequest) (OfferRequest, error) {
 	}
 	if _, err := parseAmount("max_price", r.MaxPrice); err != nil {
 		return r, err
+	}
+	if r.RequireVerified && r.Req.GPUs == 0 {
+		return r, errors.New("require verified: proof of GPU verifies GPUs, and this job asks for none (drop verified, or ask for GPUs)")
 	}
 	return r, nil
 }
@@ -477,6 +492,7 @@ func (m *Market) cachedCandidates(class string, r OfferRequest, skip map[string]
 		id    peer.ID
 		price *big.Int
 		score float64
+		proof int // ProofStanding.tier
 	}
 	var cs []cand
 	var refused []Refusal
@@ -519,10 +535,17 @@ func (m *Market) cachedCandidates(class string, r OfferRequest, skip map[string]
 	}
 	for i := range cs {
 		cs[i].score = m.rep.Get(cs[i].id.String()).Score()
+		cs[i].proof = m.standing(cs[i].id.String(), class).tier()
 	}
 	sort.Slice(cs, func(i, j int) bool {
+		if fi, fj := cs[i].proof == 2, cs[j].proof == 2; fi != fj {
+			return fj // a provider caught lying about its GPUs comes last
+		}
 		if c := cs[i].price.Cmp(cs[j].price); c != 0 {
 			return c < 0
+		}
+		if cs[i].proof != cs[j].proof {
+			return cs[i].proof < cs[j].proof
 		}
 		if cs[i].score != cs[j].score {
 			return cs[i].score > cs[j].score
@@ -644,7 +667,9 @@ func (m *Market) releaseLate(ctx context.Context, bids <-chan receivedBid, deadl
 	}
 }
 
-// rankBids orders bids: lowest price, then best reputation, then fastest.
+// rankBids orders bids: a provider that failed proof of GPU last; then
+// lowest price, then verified before unverified, then best reputation,
+// then fastest.
 func (m *Market) rankBids(got map[string]receivedBid, exclude []string) []receivedBid {
 	skip := map[string]bool{}
 	for _, e := range exclude {
@@ -656,11 +681,22 @@ func (m *Market) rankBids(got map[string]receivedBid, exclude []string) []receiv
 			out = append(out, b)
 		}
 	}
+	tier := make(map[string]int, len(out))
+	for _, b := range out {
+		tier[b.bid.Provider] = m.standing(b.bid.Provider, b.bid.GPUClass).tier()
+	}
 	sort.Slice(out, func(i, j int) bool {
+		ti, tj := tier[out[i].bid.Provider], tier[out[j].bid.Provider]
+		if fi, fj := ti == 2, tj == 2; fi != fj {
+			return fj
+		}
 		pi, _ := parseAmount("price", out[i].bid.Price)
 		pj, _ := parseAmount("price", out[j].bid.Price)
 		if c := pi.Cmp(pj); c != 0 {
 			return c < 0
+		}
+		if ti != tj {
+			return ti < tj
 		}
 		si, sj := m.rep.Get(out[i].bid.Provider).Score(), m.rep.Get(out[j].bid.Provider).Score()
 		if si != sj {

@@ -15,6 +15,9 @@ type GPUGroup struct {
 	Total             int    `cbor:"t" json:"total"`
 	MemoryMiB         uint64 `cbor:"m" json:"memory_mib"`
 	ComputeCapability string `cbor:"cc" json:"compute_capability"`
+	// UUIDs are the free GPUs of the group, so that a verifier can name
+	// the ones it challenges.
+	UUIDs []string `cbor:"u,omitempty" json:"uuids,omitempty"`
 }
 
 // Price is what a provider asks per GPU-hour (per CPU core-hour for a
@@ -40,6 +43,11 @@ type ProviderAdvert struct {
 	MaxDurationS int64      `cbor:"d" json:"max_duration_s"`
 	IssuedAtMs   int64      `cbor:"i" json:"issued_at_ms"`
 	ExpiresAtMs  int64      `cbor:"e" json:"expires_at_ms"`
+	// Proofs are signed proof-of-GPU records about this provider that it
+	// carries next to its advert (newest passes first). Each is checked
+	// by whoever reads it: the provider cannot forge one, only choose
+	// which to show.
+	Proofs [][]byte `cbor:"pf,omitempty" json:"proofs,omitempty"`
 }
 
 func (a *ProviderAdvert) signer() string { return a.PeerID }
@@ -200,9 +208,17 @@ func (a *ProviderAdvert) validate(now time.Time) error {
 		return bad("advert has negative counts or no maximum duration")
 	}
 	for _, g := range a.GPUs {
-		if !classRE.MatchString(g.Class) || g.Free < 0 || g.Total < g.Free || g.Total > 1024 {
+		if !classRE.MatchString(g.Class) || g.Free < 0 || g.Total < g.Free || g.Total > 1024 || len(g.UUIDs) > g.Free {
 			return bad("advert GPU group %+v", g)
 		}
+		for _, u := range g.UUIDs {
+			if len(u) == 0 || len(u) > 96 {
+				return bad("advert GPU UUID of %d bytes: want 1 to 96", len(u))
+			}
+		}
+	}
+	if err := checkCarried(a.Proofs); err != nil {
+		return err
 	}
 	for _, p := range a.Prices {
 		if err := checkToken("advert price token", p.Token); err != nil {

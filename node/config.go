@@ -128,6 +128,13 @@ type MarketConfig struct {
 	// (all channels in one transaction), e.g. "1h"; empty means 1 h, "off"
 	// leaves it to `wallet redeem`.
 	RedeemEvery string `json:"redeem_every,omitempty"`
+	// ProofImage is the image this node, as a provider, runs proof-of-GPU
+	// challenges in; empty means the CPU workload (`make job-image` builds
+	// it). A provider of real GPUs builds gpu/challenge/nvidia's image.
+	ProofImage string `json:"proof_image,omitempty"`
+	// AutoVerify challenges, as a requester, the providers this node
+	// finds (once, then again at random times); nil means on.
+	AutoVerify *bool `json:"auto_verify,omitempty"`
 	// RedeemAbove skips a timed redeem while less than this is owed, in
 	// base units of the token; empty means any amount.
 	RedeemAbove string `json:"redeem_above,omitempty"`

@@ -69,6 +69,8 @@ func ConfigReference() []ConfigKey {
 		{"market.prepay", "(ten voucher intervals, at least 1m)", "how far a requester's vouchers may run ahead of a running job (they grow with its run up to this), so it survives the requester's restart or sleep"},
 		{"market.voucher_interval", "30s", "how often a requester pays for running jobs; a provider stops a job after three missed"},
 		{"market.redeem_every", "1h", `how often a provider redeems its vouchers, all channels in one transaction; "off" leaves it to wallet redeem`},
+		{"market.proof_image", "aixblock/challenge:cpu", "the image this provider answers proof-of-GPU challenges in: the CPU workload (make job-image builds it), or the NVIDIA one a provider of real GPUs builds from gpu/challenge/nvidia"},
+		{"market.auto_verify", "true", "challenge the providers this node finds, once and then at random times (about daily), and rank bids by the verdicts"},
 		{"market.redeem_above", "(any amount)", "skip a timed redeem while less than this many base units are owed"},
 		{"market.host_network_for", "[]", "requesters (peer IDs) whose distributed jobs may ask for this host's network (distributed.network: host; the job gets the host's network)"},
 		{"market.ports", "29500-29999", "ports distributed ranks on the host's network listen on"},

@@ -129,6 +129,7 @@ func (n *Node) openMarket(ctx context.Context, cfg parsed) error {
 		// lease have reattached this node's jobs.
 		Busy:  n.busyGPUs,
 		Funds: dealFunds{n.chain, n.wallet.Address()},
+		Proof: proofHook{n},
 	})
 	if err != nil {
 		return err
@@ -206,7 +207,7 @@ func (n *Node) providers(ctx context.Context, class string) (api.ProvidersInfo, 
 	out := api.ProvidersInfo{Class: class, Providers: []api.ProviderSummary{}}
 	for _, f := range found {
 		a := f.Advert
-		s := api.ProviderSummary{PeerID: a.PeerID, Wallet: a.Wallet, GPUs: a.GPUs, Reputation: f.Reputation,
+		s := api.ProviderSummary{PeerID: a.PeerID, Wallet: a.Wallet, GPUs: a.GPUs, Reputation: f.Reputation, Proof: f.Proof,
 			ExpiresAt: time.UnixMilli(a.ExpiresAtMs).UTC(),
 			Health:    fmt.Sprintf("%d healthy, %d degraded, %d unhealthy", a.Healthy, a.Degraded, a.Unhealthy)}
 		if s.GPUs == nil {

@@ -54,7 +54,9 @@ type Node struct {
 	// them (POST /v1/market/verify).
 	proofProvider *proof.Provider
 	proofVerifier *proof.Verifier
-	testnet       Testnet // the dashboard's testnet view (SetTestnet)
+	proofStore    *proof.Store
+	proofSched    *proof.Scheduler // nil: auto_verify off
+	testnet       Testnet          // the dashboard's testnet view (SetTestnet)
 	gatewayLn     net.Listener
 	// stopReq is closed by POST /v1/shutdown (aixblock shutdown).
 	stopReq  chan struct{}
@@ -106,14 +108,14 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 	if err := n.openChain(ctx, cfg.chain, log); err != nil {
 		return nil, err
 	}
+	if err := n.openProof(log); err != nil {
+		return nil, err
+	}
 	if err := n.openMarket(ctx, cfg); err != nil {
 		return nil, err
 	}
 	n.openJobs(ctx)
 	if err := n.openLease(cfg, log); err != nil {
-		return nil, err
-	}
-	if err := n.openProof(log); err != nil {
 		return nil, err
 	}
 	if err := n.openServers(log); err != nil {

@@ -12,6 +12,9 @@ type chainNode struct {
 	init   []string             // init's flags beyond the network, the chain and the key: a provider's --gpu-mock and --price
 	config func(map[string]any) // edits its config.json before it starts, when set
 	flags  []string             // the daemon's flags, before --bootstrap
+	// hostile runs the node from hostileBin: a provider that lies about
+	// its GPUs.
+	hostile bool
 }
 
 // chainNet is a test network's daemons on one dev chain.
@@ -33,6 +36,9 @@ func startChainNet(t testing.TB, network string, info devchainInfo, file string,
 		key := filepath.Join(t.TempDir(), "key")
 		os.WriteFile(key, []byte(info.Accounts[i+1].PrivateKey), 0o600)
 		repo := filepath.Join(t.TempDir(), "repo")
+		if c.hostile {
+			repoBin.Store(repo, hostileBin(t))
+		}
 		mustRun(t, repo, append([]string{"init", "--network", network, "--devchain", file, "--wallet-key", key}, c.init...)...)
 		if c.config != nil {
 			setConfig(t, repo, c.config)

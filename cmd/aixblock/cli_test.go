@@ -457,8 +457,39 @@ var repoNetns sync.Map // repo -> namespace name
 // cliCommand is the aixblock binary with args, inside the repo's network
 // namespace when it has one.
 func cliCommand(ctx context.Context, repo string, args ...string) *exec.Cmd {
-	if ns, ok := repoNetns.Load(repo); ok {
-		return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns.(string), bin}, args...)...)
+	b := bin
+	if hb, ok := repoBin.Load(repo); ok {
+		b = hb.(string)
 	}
-	return exec.CommandContext(ctx, bin, args...)
+	if ns, ok := repoNetns.Load(repo); ok {
+		return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns.(string), b}, args...)...)
+	}
+	return exec.CommandContext(ctx, b, args...)
+}
+
+// repoBin runs a repo's daemon and CLI from another build of aixblock (a
+// hostile provider's).
+var repoBin sync.Map // repo -> binary
+
+var (
+	hostileOnce sync.Once
+	hostile     string
+	hostileErr  error
+)
+
+// hostileBin is aixblock built with the aixblock_hostile tag: its mock
+// GPUs are advertised as the real cards they mimic, as a lying
+// provider's would be. Built once per test binary, beside bin.
+func hostileBin(t testing.TB) string {
+	t.Helper()
+	hostileOnce.Do(func() {
+		hostile = bin + "-hostile"
+		if out, err := exec.Command("go", "build", "-tags", "aixblock_hostile", "-o", hostile, ".").CombinedOutput(); err != nil {
+			hostileErr = fmt.Errorf("build the hostile CLI: %v\n%s", err, out)
+		}
+	})
+	if hostileErr != nil {
+		t.Fatal(hostileErr)
+	}
+	return hostile
 }

@@ -53,10 +53,10 @@ func TestJobThroughTheMarket(t *testing.T) {
 		c["market"] = m
 	}
 	net := startChainNet(t, "e2etest", info, file,
-		chainNode{init: []string{"--gpu-mock", "dgxh100", "--price", "nvidia-h100-80gb=36"}, config: vouchers}, // 0.01 tUSD per GPU-second
+		chainNode{init: []string{"--gpu-mock", "dgxh100", "--price", "mock-h100-80gb=36"}, config: vouchers}, // 0.01 tUSD per GPU-second
 		chainNode{config: vouchers})
 	provider, requester := net.repos[0], net.repos[1]
-	waitProviders(t, requester, 1, "--gpu", "nvidia-h100-80gb")
+	waitProviders(t, requester, 1, "--gpu", "mock-h100-80gb")
 	var before walletBalance
 	runJSON(t, provider, &before, "wallet", "balance")
 	id := runResultJob(t, provider, requester)
@@ -71,7 +71,7 @@ func TestJobThroughTheMarket(t *testing.T) {
 // returns the job's ID.
 func runResultJob(t *testing.T, provider, requester string) string {
 	t.Helper()
-	r := run(t, requester, "job", "run", "--gpus", "1", "--gpu-class", "nvidia-h100-80gb", "--max-price", "40",
+	r := run(t, requester, "job", "run", "--gpus", "1", "--gpu-class", "mock-h100-80gb", "--max-price", "40",
 		"--timeout", "10m", jobImage, "--", "write", "/outputs/result.txt", "computed remotely")
 	if r.code != 0 {
 		t.Fatalf("job run through the market: %+v", r)
@@ -163,7 +163,7 @@ func TestProviderKilledMidJob(t *testing.T) {
 	jobDocker(t)
 	info, file := startDevchain(t)
 	provider := func(price int) chainNode {
-		return chainNode{init: []string{"--gpu-mock", "dgxh100", "--price", fmt.Sprintf("nvidia-h100-80gb=%d", price)}, flags: []string{"--voucher-interval", "500ms"}}
+		return chainNode{init: []string{"--gpu-mock", "dgxh100", "--price", fmt.Sprintf("mock-h100-80gb=%d", price)}, flags: []string{"--voucher-interval", "500ms"}}
 	}
 	// Two providers; the first is cheaper.
 	net := startChainNet(t, "e2ekill", info, file, provider(30), provider(35), chainNode{flags: []string{"--voucher-interval", "500ms"}})
@@ -172,9 +172,9 @@ func TestProviderKilledMidJob(t *testing.T) {
 	var provIDs [2]idInfo
 	runJSON(t, repos[0], &provIDs[0], "id")
 	runJSON(t, repos[1], &provIDs[1], "id")
-	waitProviders(t, requester, 2, "--gpu", "nvidia-h100-80gb")
+	waitProviders(t, requester, 2, "--gpu", "mock-h100-80gb")
 	spec := filepath.Join(t.TempDir(), "job.yaml")
-	os.WriteFile(spec, []byte("name: resilient\nimage: "+jobImage+"\nargs: [sleep, 4s]\nresources: {gpus: 1, gpu_class: nvidia-h100-80gb, memory_mib: 64}\nmax_price: \"50\"\nretry: {attempts: 1}\n"), 0o600)
+	os.WriteFile(spec, []byte("name: resilient\nimage: "+jobImage+"\nargs: [sleep, 4s]\nresources: {gpus: 1, gpu_class: mock-h100-80gb, memory_mib: 64}\nmax_price: \"50\"\nretry: {attempts: 1}\n"), 0o600)
 	id := strings.TrimSpace(mustRun(t, requester, "job", "submit", spec))
 	waitState(t, requester, id, func(s string) bool { return s == "running" })
 	if l := mustRun(t, repos[0], "job", "list"); !strings.Contains(l, id) {
@@ -334,7 +334,7 @@ func TestGPUFaultAndNoFunds(t *testing.T) {
 	var id0 idInfo
 	runJSON(t, req, &id0, "id")
 	startDaemon(t, poor, "--network", "testnet", "--devchain", filepath.Join(dir, "devchain.json"), "--bootstrap", id0.Addrs[0])
-	waitProviders(t, poor, 1, "--gpu", "nvidia-h100-80gb")
+	waitProviders(t, poor, 1, "--gpu", "mock-h100-80gb")
 	r := run(t, poor, "job", "run", "--gpus", "1", "--max-price", "5", jobImage, "--", "echo", "hi")
 	if r.code == 0 || !strings.Contains(r.stderr, "insufficient funds") {
 		t.Fatalf("a requester without funds: %+v", r)
@@ -367,7 +367,7 @@ func TestProviderRedeemsOnItsOwn(t *testing.T) {
 	startDaemon(t, repos[1], "--voucher-interval", "500ms", "--bootstrap", pid.Addrs[0])
 	var before walletBalance
 	runJSON(t, repos[0], &before, "wallet", "balance")
-	waitProviders(t, repos[1], 1, "--gpu", "nvidia-h100-80gb")
+	waitProviders(t, repos[1], 1, "--gpu", "mock-h100-80gb")
 	mustRun(t, repos[1], "job", "run", "--gpus", "1", "--max-price", "40", jobImage, "--", "sleep", "1s")
 	var after walletBalance
 	p2ptest.WaitFor(t, 15*time.Second, func() bool {

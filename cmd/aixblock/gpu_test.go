@@ -57,7 +57,7 @@ func (g *gpuTest) listsTheMock() {
 		t.Fatalf("gpu list: %d GPUs, want 8", len(g.gpus))
 	}
 	for i, g := range g.gpus {
-		if g.Index != i || g.Name != "NVIDIA H100 80GB HBM3" || g.Class != "nvidia-h100-80gb" ||
+		if g.Index != i || g.Name != "NVIDIA H100 80GB HBM3" || g.Class != "mock-h100-80gb" ||
 			g.MemoryMiB != 81920 || g.Health != "healthy" || g.UUID == "" {
 			t.Fatalf("gpu %d: %+v", i, g)
 		}

@@ -46,6 +46,7 @@ type jobRunFlags struct {
 	nodes, procs    int
 	framework       string
 	relay           string
+	verified        bool
 	prepay          string
 }
 
@@ -91,6 +92,7 @@ func (fl *jobRunFlags) register(f *pflag.FlagSet) {
 	f.IntVar(&fl.procs, "procs-per-node", 0, "processes per node rank (torchrun's --nproc-per-node; default 1)")
 	f.StringVar(&fl.framework, "framework", "", "pytorch, tensorflow or none: the launcher contract the ranks read (TF_CONFIG for tensorflow)")
 	f.StringVar(&fl.relay, "relay", "", "allow (default) or deny ranks whose providers reach each other only through a relay")
+	f.BoolVar(&fl.verified, "verified", false, "deal only with providers verified by proof of GPU (spec: require: {verified: true}); unverified ones are challenged first")
 	f.BoolVarP(&fl.detach, "detach", "d", false, "print the job ID and return")
 	f.StringVar(&fl.gpuClass, "gpu-class", "", "GPU class, e.g. nvidia-h100-80gb (market jobs)")
 	f.StringVar(&fl.price, "max-price", "", "most to pay per GPU-hour, in whole units of the token (market jobs)")
@@ -111,6 +113,9 @@ func (fl *jobRunFlags) spec(args []string) (*jobs.Spec, []publishSpec, error) {
 	spec.Resources.GPUClass = fl.gpuClass
 	spec.Resources.GPUs, spec.Resources.CPU, spec.Resources.MemoryMiB = fl.gpus, fl.cpu, fl.memory
 	spec.Timeouts.Execution = fl.timeout
+	if fl.verified {
+		spec.Require = &jobs.Require{Verified: true}
+	}
 	if err := fl.inputsAndEnv(spec); err != nil {
 		return nil, nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/node/api"
 	"github.com/spf13/cobra"
 )
@@ -22,9 +23,10 @@ func newMarketCmd(g *globals) *cobra.Command {
 // providersQuery is what `market providers` asks for: a class, and how
 // many providers to wait for and how long.
 type providersQuery struct {
-	class   string
-	wantN   int
-	waitFor time.Duration
+	class    string
+	wantN    int
+	verified int // wait until this many stand verified
+	waitFor  time.Duration
 }
 
 func newMarketProvidersCmd(g *globals) *cobra.Command {
@@ -47,7 +49,8 @@ func newMarketProvidersCmd(g *globals) *cobra.Command {
 	}
 	providers.Flags().StringVar(&q.class, "gpu", "", "GPU class, e.g. nvidia-h100-80gb (default: any GPU; cpu for CPU-only providers)")
 	providers.Flags().IntVar(&q.wantN, "wait", 0, "wait until at least N providers are found (up to --wait-for)")
-	providers.Flags().DurationVar(&q.waitFor, "wait-for", 30*time.Second, "how long --wait waits")
+	providers.Flags().IntVar(&q.verified, "wait-verified", 0, "wait until at least N providers stand verified by proof of GPU (up to --wait-for)")
+	providers.Flags().DurationVar(&q.waitFor, "wait-for", 30*time.Second, "how long --wait and --wait-verified wait")
 	return providers
 }
 
@@ -57,7 +60,7 @@ func (q providersQuery) find(cmd *cobra.Command, c *api.Client) (api.ProvidersIn
 	info, err := c.Providers(cmd.Context(), q.class)
 	// --wait N: a node that just joined sees providers only once the
 	// DHT has their adverts.
-	for deadline := time.Now().Add(q.waitFor); err == nil && len(info.Providers) < q.wantN && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(q.waitFor); err == nil && q.short(info) && time.Now().Before(deadline); {
 		select {
 		case <-cmd.Context().Done():
 			return info, cmd.Context().Err()
@@ -71,7 +74,26 @@ func (q providersQuery) find(cmd *cobra.Command, c *api.Client) (api.ProvidersIn
 	if len(info.Providers) < q.wantN {
 		return info, fmt.Errorf("%d providers of %s found after %s, want %d", len(info.Providers), info.Class, q.waitFor, q.wantN)
 	}
+	if v := verifiedCount(info); v < q.verified {
+		return info, fmt.Errorf("%d providers of %s verified after %s, want %d", v, info.Class, q.waitFor, q.verified)
+	}
 	return info, nil
+}
+
+// short says whether info has fewer providers, or verified ones, than
+// asked for.
+func (q providersQuery) short(info api.ProvidersInfo) bool {
+	return len(info.Providers) < q.wantN || verifiedCount(info) < q.verified
+}
+
+func verifiedCount(info api.ProvidersInfo) int {
+	n := 0
+	for _, p := range info.Providers {
+		if p.Proof.State == market.ProofVerified {
+			n++
+		}
+	}
+	return n
 }
 
 // providersHuman is the table of `market providers`.
@@ -80,7 +102,7 @@ func providersHuman(w io.Writer, info api.ProvidersInfo) {
 		fmt.Fprintf(w, "no providers of %s found\n", info.Class)
 		return
 	}
-	fmt.Fprintln(w, "PEER ID\tGPUS (FREE/TOTAL)\tPRICE PER GPU-HOUR\tHEALTH\tREPUTATION")
+	fmt.Fprintln(w, "PEER ID\tGPUS (FREE/TOTAL)\tPRICE PER GPU-HOUR\tHEALTH\tREPUTATION\tPROOF OF GPU")
 	for _, p := range info.Providers {
 		var gpus, prices []string
 		for _, gg := range p.GPUs {
@@ -93,8 +115,8 @@ func providersHuman(w io.Writer, info api.ProvidersInfo) {
 			prices = append(prices, pr.Units+" "+pr.Symbol)
 		}
 		r := p.Reputation
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%.2f (%d ok, %d failed, %d no-show)\n", p.PeerID, strings.Join(gpus, ", "),
-			strings.Join(prices, ", "), p.Health, r.Score(), r.Completed, r.Failed, r.NoShow)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%.2f (%d ok, %d failed, %d no-show)\t%s\n", p.PeerID, strings.Join(gpus, ", "),
+			strings.Join(prices, ", "), p.Health, r.Score(), r.Completed, r.Failed, r.NoShow, p.Proof.Text)
 	}
 }
 
@@ -145,6 +167,7 @@ func offerFlags(offer *cobra.Command, req *api.OfferRequest) {
 	f.StringVar(&req.Token, "token", "", `token to pay in: an address or "native" (default: the configured token)`)
 	f.StringVar(&req.Duration, "duration", "1h", "longest the job may run")
 	f.StringVar(&req.Image, "image", "", "container image the job runs")
+	f.BoolVar(&req.Verified, "verified", false, "deal only with providers verified by proof of GPU (unverified ones are challenged first)")
 	offer.MarkFlagRequired("max-price")
 }
 

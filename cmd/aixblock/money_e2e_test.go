@@ -61,7 +61,7 @@ func newMoneyPairWith(t *testing.T, network string, info devchainInfo, file stri
 		*repo = filepath.Join(t.TempDir(), "repo")
 		args := []string{"init", "--network", network, "--devchain", file, "--wallet-key", key}
 		if i == 0 {
-			args = append(args, "--gpu-mock", "dgxh100", "--price", "nvidia-h100-80gb=36")
+			args = append(args, "--gpu-mock", "dgxh100", "--price", "mock-h100-80gb=36")
 		}
 		mustRun(t, *repo, args...)
 		if edit != nil {
@@ -81,7 +81,7 @@ func newMoneyPairWith(t *testing.T, network string, info devchainInfo, file stri
 			p.reqArgs, p.reqDaemon = extra, d
 		}
 	}
-	waitProviders(t, p.req, 1, "--gpu", "nvidia-h100-80gb")
+	waitProviders(t, p.req, 1, "--gpu", "mock-h100-80gb")
 	return p
 }
 

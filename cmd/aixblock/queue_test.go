@@ -41,9 +41,9 @@ func TestMarketJobNobodyCanTake(t *testing.T) {
 		name, resources, maxPrice string
 		want                      []string
 	}{
-		{"under the price floor", "{gpus: 1}", "0.5", []string{who + "price floor 2 tUSD per GPU-hour for nvidia-h100-80gb > max price 0.5 tUSD"}},
+		{"under the price floor", "{gpus: 1}", "0.5", []string{who + "price floor 2 tUSD per GPU-hour for mock-h100-80gb > max price 0.5 tUSD"}},
 		{"more CPU than the provider has", "{gpus: 1, cpu: 512}", "5", []string{who + "need 512 CPU cores, "}},
-		{"no such class", "{gpus: 1, gpu_class: h100}", "5", []string{`unknown GPU class "h100" (known: `, "did you mean nvidia-h100-80gb?"}},
+		{"no such class", "{gpus: 1, gpu_class: h100}", "5", []string{`unknown GPU class "h100" (known: `, "did you mean mock-h100-80gb?"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			spec := filepath.Join(t.TempDir(), "job.yaml")

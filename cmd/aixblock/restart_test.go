@@ -56,7 +56,7 @@ func startRestartNet(t *testing.T) *restartNet {
 	flags := []string{"--voucher-interval", restartInterval.String()}
 	net := startChainNet(t, "e2erestart", info, file,
 		chainNode{flags: flags},
-		chainNode{init: []string{"--gpu-mock", "dgxh100", "--price", "nvidia-h100-80gb=36"}, flags: flags},
+		chainNode{init: []string{"--gpu-mock", "dgxh100", "--price", "mock-h100-80gb=36"}, flags: flags},
 		chainNode{flags: flags})
 	return &restartNet{t: t, repos: net.repos, daemons: net.daemons, extra: net.flags}
 }
@@ -80,7 +80,7 @@ func (r *restartNet) runKilling(t *testing.T, name string, killed int) string {
 	req := r.req()
 	spec := filepath.Join(t.TempDir(), name+".yaml")
 	os.WriteFile(spec, []byte("name: "+name+"\nimage: "+jobImage+"\nargs: [sleepwrite, 10s, /outputs/done.txt, "+name+"]\n"+
-		"resources: {gpus: 1, gpu_class: nvidia-h100-80gb, memory_mib: 64}\nmax_price: \"50\"\n"), 0o600)
+		"resources: {gpus: 1, gpu_class: mock-h100-80gb, memory_mib: 64}\nmax_price: \"50\"\n"), 0o600)
 	id := strings.TrimSpace(mustRun(t, req, "job", "submit", spec))
 	waitState(t, req, id, func(s string) bool { return s == "running" })
 	// A voucher paid before the kill.

@@ -90,6 +90,11 @@ func peaks(half, tf32, fp32 float64) map[Precision]float64 {
 // a real class for the testnet's stand-ins of that class.
 const MockPrefix = "mock-"
 
+// CPUImage is the image of the CPU workload (cmd/challenge, static, in a
+// FROM-scratch image): `make job-image` builds it, and a daemon runs its
+// challenges in it unless its config names another.
+const CPUImage = "aixblock/challenge:cpu"
+
 // Mock is the envelope of a stand-in GPU that is a CPU: n is TestnetN,
 // and any time from 0 to a CPU's at 1 GFLOPS (10% efficiency) plus Setup
 // passes.
@@ -232,3 +237,6 @@ func Check(class string, p Params, elapsed, rtt time.Duration) error {
 	}
 	return e.Check(p, elapsed, rtt)
 }
+
+// MockCPU is the class of a node that has no GPU and answers on its CPU.
+const MockCPU = MockPrefix + "cpu"

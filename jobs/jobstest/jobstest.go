@@ -82,14 +82,32 @@ func Connect(ctx context.Context) (*client.Client, error) {
 }
 
 // BuildImage compiles the test workload statically and imports it into
-// the engine as Image; make job-image runs it too (cmd/jobimage).
+// the engine as Image, and the proof-of-GPU challenge's CPU workload as
+// ChallengeImage (every daemon in the tests answers challenges with
+// it); make job-image runs it too (cmd/jobimage).
 func BuildImage(ctx context.Context, c *client.Client) error {
-	bin, err := build(Jobprog)
-	if err != nil {
-		return err
+	for _, img := range []struct{ pkg, name, ref string }{
+		{Jobprog, "jobprog", Image},
+		{ChallengeProgram, "challenge", ChallengeImage},
+	} {
+		bin, err := build(img.pkg)
+		if err != nil {
+			return err
+		}
+		if err := importStatic(ctx, c, img.name, bin, img.ref); err != nil {
+			return err
+		}
 	}
-	return importStatic(ctx, c, "jobprog", bin, Image)
+	return nil
 }
+
+// ChallengeImage is the CPU workload's image; gpu/challenge.CPUImage
+// names it for the daemon (jobstest may not import gpu/...; node's
+// TestChallengeImageName keeps the two equal).
+const ChallengeImage = "aixblock/challenge:cpu"
+
+// ChallengeProgram is the import path of the challenge's CPU workload.
+const ChallengeProgram = "github.com/aixblock/aixblock/gpu/challenge/cmd/challenge"
 
 var (
 	progMu sync.Mutex

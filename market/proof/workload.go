@@ -2,9 +2,11 @@ package proof
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/aixblock/aixblock/gpu/challenge"
 )
@@ -60,3 +62,58 @@ func (w CPU) Run(ctx context.Context, ch challenge.Challenge, gpus []string) (Pr
 	}
 	return p, nil
 }
+
+// JobRunner runs the challenge's program as an ordinary job on exactly
+// gpus, with env set, and returns the directory its /outputs were left
+// in once it completed, and what removes them (the daemon submits it to
+// its jobs manager with the GPUs held from the market).
+type JobRunner func(ctx context.Context, env map[string]string, gpus []string) (dir string, drop func(), err error)
+
+// Jobs is the daemon's workload: the challenge runs as a job, in the
+// image of the daemon's config (CPU or NVIDIA), through the same runtime
+// and GPU assignment as a deal's.
+type Jobs struct {
+	Job JobRunner
+	// MaxN is the largest n it takes; zero: any.
+	MaxN int
+}
+
+// Run runs the job and opens what it committed to.
+func (w Jobs) Run(ctx context.Context, ch challenge.Challenge, gpus []string) (Prover, error) {
+	if w.MaxN > 0 && int(ch.N) > w.MaxN {
+		return nil, fmt.Errorf("n=%d is over the %d this provider's workload takes", ch.N, w.MaxN)
+	}
+	env := map[string]string{
+		"CHALLENGE_SEED":      hex.EncodeToString(ch.Seed),
+		"CHALLENGE_N":         strconv.Itoa(int(ch.N)),
+		"CHALLENGE_GPUS":      strconv.Itoa(int(ch.GPUs)),
+		"CHALLENGE_PRECISION": string(ch.Precision),
+		"CHALLENGE_OUT":       "/outputs",
+	}
+	dir, drop, err := w.Job(ctx, env, gpus)
+	if err != nil {
+		return nil, err
+	}
+	p, err := challenge.OpenOutput(dir, ch)
+	if err != nil {
+		drop()
+		return nil, fmt.Errorf("challenge job's outputs: %w", err)
+	}
+	return jobProver{Prover: p, drop: drop}, nil
+}
+
+// jobProver drops the job's outputs once the challenge is over.
+type jobProver struct {
+	*challenge.Prover
+	drop func()
+}
+
+func (p jobProver) Close() error {
+	err := p.Prover.Close()
+	p.drop()
+	return err
+}
+
+// CPUOnly is the one "GPU" a claim on a node without GPUs names: the
+// challenge runs on its CPU (class mock-cpu).
+const CPUOnly = "cpu"

@@ -22,7 +22,10 @@ type ProviderSummary struct {
 	Price      []PriceView           `json:"price"`
 	Health     string                `json:"health"`
 	Reputation market.ProviderRecord `json:"reputation"`
-	ExpiresAt  time.Time             `json:"expires_at"`
+	// Proof is its proof-of-GPU standing as this node weighs the records
+	// it holds: "verified by N, last at T", "failed: why", "unverified".
+	Proof     market.ProofStanding `json:"proof"`
+	ExpiresAt time.Time            `json:"expires_at"`
 }
 
 // PriceView is a price per GPU-hour in base and whole units.
@@ -45,6 +48,9 @@ type OfferRequest struct {
 	Duration string `json:"duration,omitempty"` // e.g. "1h"; empty means 1 h
 	Image    string `json:"image,omitempty"`
 	SpecHash string `json:"spec_hash,omitempty"`
+	// Verified deals only with providers that stand verified by proof of
+	// GPU for the class (a spec's require.verified).
+	Verified bool `json:"verified,omitempty"`
 }
 
 // OfferResult is the answer to POST /v1/market/offer.

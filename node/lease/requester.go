@@ -387,6 +387,7 @@ func (rq *Requester) dealsWithin(ctx context.Context, spec *jobs.Spec, exclude [
 	for attempt := 0; ; attempt++ {
 		deals, _, err = rq.negotiate(ctx, api.OfferRequest{Resources: spec.Resources,
 			MaxPrice: spec.MaxPrice, Duration: spec.ExecutionTimeout().String(), Image: spec.Image, SpecHash: hash,
+			Verified: spec.Require != nil && spec.Require.Verified,
 		}, exclude, count)
 		if err == nil || !errors.Is(err, market.ErrNoDeal) || time.Now().After(deadline) {
 			break
