@@ -21,6 +21,7 @@ import (
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/market/proof"
+	"github.com/aixblock/aixblock/market/receipt"
 	"github.com/aixblock/aixblock/node/lease"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/aixblock/aixblock/p2p/content"
@@ -54,6 +55,10 @@ type Node struct {
 	// them (POST /v1/market/verify).
 	proofProvider *proof.Provider
 	proofVerifier *proof.Verifier
+	// receipts keeps the receipts of ended deals, which receiptServer
+	// serves (GET /v1/market/receipts).
+	receipts      *receipt.Store
+	receiptServer *receipt.Server
 	testnet       Testnet // the dashboard's testnet view (SetTestnet)
 	gatewayLn     net.Listener
 	// stopReq is closed by POST /v1/shutdown (aixblock shutdown).
@@ -110,6 +115,9 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 		return nil, err
 	}
 	n.openJobs(ctx)
+	if err := n.openReceipts(log); err != nil {
+		return nil, err
+	}
 	if err := n.openLease(cfg, log); err != nil {
 		return nil, err
 	}
@@ -199,6 +207,7 @@ func (n *Node) openLease(cfg parsed, log *slog.Logger) error {
 		VoucherInterval: interval, Prepay: cfg.prepay, OutageGrace: cfg.outageGrace, MaxPrepare: cfg.maxPrepare, PauseGrace: cfg.pauseGrace,
 		RedeemEvery: cfg.redeemEvery, RedeemAbove: cfg.redeemAbove,
 		HostNetworkFor: rc.Market.HostNetworkFor, Ports: rc.Market.Ports, FormatAmount: n.formatAmount,
+		Receipts: n.receipts,
 	})
 	return err
 }
@@ -312,6 +321,9 @@ func (n *Node) close() error {
 		if err := n.lease.Close(2 * time.Second); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := n.closeReceipts(); err != nil { // after the lease, which fills them
+		errs = append(errs, err)
 	}
 	if n.market != nil { // after the lease, which negotiates through it
 		if err := n.market.Close(time.Second); err != nil {

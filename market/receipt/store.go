@@ -363,3 +363,22 @@ func (s *Store) Len() int {
 	defer s.mu.Unlock()
 	return len(s.deals)
 }
+
+// Network is the network whose receipts the store keeps.
+func (s *Store) Network() string { return s.cfg.Network }
+
+// DealtWith is, as of now, whether this node signed a receipt held with
+// p as the other side: the peers it dealt with, which a View trusts.
+func (s *Store) DealtWith() func(peer.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	self := s.cfg.Self.String()
+	set := map[string]bool{}
+	for _, r := range s.deals {
+		if r.SignedBy(s.cfg.Self) {
+			set[r.Provider], set[r.Requester] = true, true
+		}
+	}
+	delete(set, self)
+	return func(p peer.ID) bool { return set[p.String()] }
+}
