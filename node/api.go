@@ -63,6 +63,7 @@ func (n *Node) apiHandler() http.Handler {
 	n.dataRoutes(auth)
 	n.walletRoutes(auth)
 	n.marketRoutes(auth)
+	n.receiptRoutes(auth)
 	n.jobRoutes(auth)
 	dash := n.dashboardRoutes(mux, auth)
 	auth.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -233,7 +234,7 @@ func routeLabel(path string) string {
 		"/v1/data/add", "/v1/data/get", "/v1/data/cat", "/v1/data/ls", "/v1/data/pin/add",
 		"/v1/data/pin/rm", "/v1/data/pin/ls", "/v1/data/export", "/v1/data/import", "/v1/data/gc",
 		"/v1/wallet", "/v1/wallet/channels", "/v1/wallet/deposit", "/v1/wallet/voucher", "/v1/wallet/redeem",
-		"/v1/wallet/close", "/v1/wallet/withdraw", "/v1/market/providers", "/v1/market/offer", "/v1/market/verify", "/v1/market/deals", "/v1/jobs",
+		"/v1/wallet/close", "/v1/wallet/withdraw", "/v1/market/providers", "/v1/market/offer", "/v1/market/verify", "/v1/market/deals", "/v1/market/receipts", "/v1/jobs",
 		"/v1/wallet/earnings", "/v1/wallet/spending", "/v1/testnet", "/v1/testnet/login", "/ui/", "/ui/login", "/ui/login.js",
 		"/v1/dashboard/login", "/v1/dashboard/logout", "/v1/dashboard/logout-all":
 		return path

@@ -57,6 +57,12 @@ var depRules = []depRule{
 	// job); it never sees NVML, Docker or the chain.
 	{pkg: m + "market/proof/...", deps: and(above, []string{m + "market", m + "jobs/...", m + "chain/...", m + "contracts/...", m + "testnet/...", m + "gpu",
 		"github.com/ethereum/go-ethereum/...", "github.com/moby/...", "github.com/docker/...", "github.com/NVIDIA/go-nvml/..."})},
+	// Receipts of ended deals, their store and protocol, and a
+	// requester's view of a provider from them: above p2p, beside
+	// market/proof (a record's ID is a string to it), below the market
+	// and the daemon (which hands in what the chain paid).
+	{pkg: m + "market/receipt/...", deps: and(above, []string{m + "market", m + "market/proof/...", m + "jobs/...", m + "chain/...", m + "contracts/...", m + "testnet/...", m + "gpu/...",
+		"github.com/ethereum/go-ethereum/...", "github.com/moby/...", "github.com/docker/...", "github.com/NVIDIA/go-nvml/..."})},
 	// market signs deals through a small interface that chain implements
 	// and node hands in; it never sees Docker or go-ethereum.
 	{pkg: m + "market/...", deps: and(above, []string{m + "jobs/...", m + "chain/...", m + "contracts/...", m + "testnet/...",

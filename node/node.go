@@ -21,6 +21,7 @@ import (
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/market/proof"
+	"github.com/aixblock/aixblock/market/receipt"
 	"github.com/aixblock/aixblock/node/lease"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/aixblock/aixblock/p2p/content"
@@ -56,7 +57,11 @@ type Node struct {
 	proofVerifier *proof.Verifier
 	proofStore    *proof.Store
 	proofSched    *proof.Scheduler // nil: auto_verify off
-	testnet       Testnet          // the dashboard's testnet view (SetTestnet)
+	// receipts keeps the receipts of ended deals, which receiptServer
+	// serves (GET /v1/market/receipts).
+	receipts      *receipt.Store
+	receiptServer *receipt.Server
+	testnet       Testnet // the dashboard's testnet view (SetTestnet)
 	gatewayLn     net.Listener
 	// stopReq is closed by POST /v1/shutdown (aixblock shutdown).
 	stopReq  chan struct{}
@@ -115,6 +120,9 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 		return nil, err
 	}
 	n.openJobs(ctx)
+	if err := n.openReceipts(log); err != nil {
+		return nil, err
+	}
 	if err := n.openLease(cfg, log); err != nil {
 		return nil, err
 	}
@@ -201,6 +209,7 @@ func (n *Node) openLease(cfg parsed, log *slog.Logger) error {
 		VoucherInterval: interval, Prepay: cfg.prepay, OutageGrace: cfg.outageGrace, MaxPrepare: cfg.maxPrepare, PauseGrace: cfg.pauseGrace,
 		RedeemEvery: cfg.redeemEvery, RedeemAbove: cfg.redeemAbove,
 		HostNetworkFor: rc.Market.HostNetworkFor, Ports: rc.Market.Ports, FormatAmount: n.formatAmount,
+		Receipts: n.receipts,
 	})
 	return err
 }
@@ -314,6 +323,9 @@ func (n *Node) close() error {
 		if err := n.lease.Close(2 * time.Second); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := n.closeReceipts(); err != nil { // after the lease, which fills them
+		errs = append(errs, err)
 	}
 	if n.market != nil { // after the lease, which negotiates through it
 		if err := n.market.Close(time.Second); err != nil {

@@ -62,8 +62,46 @@ func TestJobThroughTheMarket(t *testing.T) {
 	id := runResultJob(t, provider, requester)
 	// The final voucher reaches the provider; it redeems it.
 	waitSettled(t, net.daemons[1].stderr, id)
+	receiptsOnBothSides(t, provider, requester)
 	p := redeemRaisesBalance(t, provider, before)
 	withdrawTheRest(t, requester, p)
+}
+
+// receiptsOnBothSides: the ended deal left one receipt that both sides
+// signed, which each holds, and which the requester's view of the
+// provider counts as its own.
+func receiptsOnBothSides(t *testing.T, provider, requester string) {
+	t.Helper()
+	var prov idInfo
+	runJSON(t, provider, &prov, "id")
+	type view struct {
+		Summary struct {
+			Completed int `json:"completed"`
+			Evidence  struct {
+				Own int `json:"own"`
+			} `json:"evidence"`
+		} `json:"summary"`
+		Receipts []struct {
+			Kind string `json:"kind"`
+			Paid string `json:"paid"`
+		} `json:"receipts"`
+	}
+	var got [2]view
+	p2ptest.WaitFor(t, 30*time.Second, func() bool {
+		for i, repo := range []string{requester, provider} {
+			runJSON(t, repo, &got[i], "market", "receipts", prov.PeerID)
+			if len(got[i].Receipts) != 1 || got[i].Receipts[0].Kind != "both" {
+				return false
+			}
+		}
+		return true
+	}, "no receipt both sides signed: requester %+v, provider %+v", &got[0], &got[1])
+	if s := got[0].Summary; s.Completed != 1 || s.Evidence.Own != 1 || got[0].Receipts[0].Paid == "0" {
+		t.Fatalf("the requester's view %+v", got[0])
+	}
+	if out := mustRun(t, requester, "market", "receipts", prov.PeerID); !strings.Contains(out, "1 completed (0 verified)") {
+		t.Fatalf("market receipts:\n%s", out)
+	}
 }
 
 // runResultJob runs a job that writes a result through the market, and

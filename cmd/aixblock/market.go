@@ -16,7 +16,7 @@ func newMarketCmd(g *globals) *cobra.Command {
 		Use:   "market",
 		Short: "Find GPU providers and agree deals, with no central server",
 	}
-	cmd.AddCommand(newMarketProvidersCmd(g), newMarketOfferCmd(g), newMarketVerifyCmd(g), newMarketDealsCmd(g))
+	cmd.AddCommand(newMarketProvidersCmd(g), newMarketOfferCmd(g), newMarketVerifyCmd(g), newMarketDealsCmd(g), newMarketReceiptsCmd(g))
 	return cmd
 }
 

@@ -74,3 +74,15 @@ func (c Codec) Decode(raw []byte, limit int, v any) error {
 	}
 	return nil
 }
+
+// DecodeVersion is Decode, then a check that the value's version, read
+// by version once decoded, is want: every versioned message's decoder.
+func (c Codec) DecodeVersion(raw []byte, limit int, v any, version func() uint8, want uint8) error {
+	if err := c.Decode(raw, limit, v); err != nil {
+		return err
+	}
+	if got := version(); got != want {
+		return fmt.Errorf("version %d, want %d", got, want)
+	}
+	return nil
+}

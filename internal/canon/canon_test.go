@@ -12,10 +12,14 @@ type msg struct {
 }
 
 // Decode takes a message's canonical bytes only, within its size and
-// structure bounds.
+// structure bounds; DecodeVersion only of its version.
 func TestDecode(t *testing.T) {
 	c := New(Bounds{MaxArrayElements: 16, MaxMapPairs: 16, MaxNestedLevels: 4})
 	good, err := c.Marshal(msg{V: 1, S: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := c.Marshal(msg{V: 2, S: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,9 +38,10 @@ func TestDecode(t *testing.T) {
 		{"unknown field", []byte{0xa1, 0x61, 'z', 0x01}, 64, "unknown field"},
 		{"duplicate key", []byte{0xa2, 0x61, 'v', 0x01, 0x61, 'v', 0x02}, 64, "duplicate"},
 		{"indefinite length", []byte{0xbf, 0x61, 'v', 0x01, 0xff}, 64, "indefinite"},
+		{"another version", v2, 64, "version 2, want 1"},
 	} {
 		var m msg
-		err := c.Decode(tc.raw, tc.limit, &m)
+		err := c.DecodeVersion(tc.raw, tc.limit, &m, func() uint8 { return m.V }, 1)
 		switch {
 		case tc.want == "" && err != nil:
 			t.Fatalf("%s: %v", tc.name, err)

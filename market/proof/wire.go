@@ -130,11 +130,8 @@ func encode(v any) ([]byte, error) {
 // decode checks raw's size, decodes it into v, and makes sure it was the
 // one canonical encoding of v and carries this version.
 func decode(kind string, raw []byte, limit int, v any, version func() uint8) error {
-	if err := codec.Decode(raw, limit, v); err != nil {
+	if err := codec.DecodeVersion(raw, limit, v, version, Version); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrInvalid, kind, err)
-	}
-	if got := version(); got != Version {
-		return fmt.Errorf("%w: %s of version %d, want %d", ErrInvalid, kind, got, Version)
 	}
 	return nil
 }

@@ -10,7 +10,11 @@
 // the provider under the requester's job ID, followed there, paid by
 // cumulative vouchers every interval, failed over to another provider
 // when its provider vanishes (retry), and rated in the provider's
-// reputation (requester*.go, records.go, negotiate.go).
+// reputation (requester*.go, records.go, negotiate.go). Once the final
+// voucher reached the provider, both sides sign the deal's receipt
+// (market/receipt; receipts.go): the provider first, on the requester's
+// account of pay and run time; the requester countersigns only its own
+// account, else keeps that account signed alone.
 //
 // Provider is the side that sells: a start is checked against the deal,
 // its terms and the deposit, the job watched (its GPUs' health, its pay),

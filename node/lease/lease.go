@@ -13,6 +13,7 @@ import (
 	"github.com/aixblock/aixblock/gpu"
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/market/receipt"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/aixblock/aixblock/p2p/content"
 )
@@ -67,6 +68,9 @@ type Config struct {
 	// FormatAmount writes base units of a token for reasons people read
 	// (nil: base units).
 	FormatAmount func(token, base string) string
+	// Receipts keeps the receipts of the deals that end here, both sides'
+	// (receipts.go); nil: none are made.
+	Receipts *receipt.Store
 }
 
 // Manager is the thin front of the two sides: it builds them from one

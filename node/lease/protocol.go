@@ -11,6 +11,7 @@ import (
 	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/market/receipt"
 	"github.com/aixblock/aixblock/node/api"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -51,6 +52,9 @@ var (
 	// goRequest → "ok" once every rank is prepared.
 	wirePrepare = wire{"jobs/prepare/1", p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20, Timeout: time.Minute}}
 	wireGo      = wire{"jobs/go/1", p2p.StreamLimits{MaxRequest: 64 << 10, MaxResponse: 4 << 10, Timeout: gangStartWindow}}
+	// receiptRequest → the provider's signed receipt (market/receipt), or
+	// with the receipt both sides signed → "ok" (receipts.go).
+	wireReceipt = wire{"jobs/receipt/1", p2p.StreamLimits{MaxRequest: 2 * receipt.MaxReceiptBytes, MaxResponse: receipt.MaxReceiptBytes}}
 )
 
 // maxLogChunk is the most log bytes one jobs/logs answer carries;
@@ -76,6 +80,7 @@ func (pv *Provider) register() {
 		{wireRelease, pv.handleDealRelease},
 		{wirePrepare, pv.handleJobPrepare},
 		{wireGo, pv.handleJobGo},
+		{wireReceipt, pv.handleJobReceipt},
 	} {
 		p2p.Handle(pv.p2p.Host, pv.p2p.ProtocolID(p.w.id), p.w.limits, pv.log, p.h)
 	}

@@ -155,7 +155,7 @@ func (rq *Requester) rate(rj *Record) {
 	switch {
 	case j.State == jobs.Completed:
 		rq.market.Reputation().Completed(rj.Provider)
-	case j.State == jobs.Failed && j.ExitCode == nil && !strings.HasPrefix(j.Reason, "another rank failed"):
+	case providerFault(&j.Job):
 		rq.market.Reputation().Failed(rj.Provider)
 	}
 }
@@ -222,6 +222,7 @@ func (rq *Requester) providerMissing(ctx context.Context, rj *Record, err error)
 	if err := rq.saveRemote(rj); err != nil {
 		rq.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
 	}
+	rq.spawn(func(ctx context.Context) { rq.settleReceipt(ctx, rj) })
 	if len(rj.Group) > 1 {
 		rq.failGroup(ctx, rj.Group, fmt.Sprintf("rank %d: %s", rj.Rank, reason))
 	}
@@ -410,6 +411,7 @@ func (rq *Requester) payChannel(ctx context.Context, rj *Record) {
 		if err := rq.saveRemote(o); err != nil {
 			rq.log.Warn("remote job record not saved", "job_id", o.ID, "err", err)
 		}
+		rq.spawn(func(ctx context.Context) { rq.settleReceipt(ctx, o) })
 	}
 }
 
