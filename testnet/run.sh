@@ -35,6 +35,11 @@ for i in 1 2 3; do
 	fi
 done
 
+echo
+echo "node0 challenged each provider it found (proof of GPU: a matrix product run as a job on"
+echo "the GPUs advertised, checked by Freivalds and Merkle openings; mock GPUs verify as mock):"
+"$bin" --repo "$dir/node0" market providers --wait-verified 3 --wait-for 90s | sed 's/^/  /'
+
 cat <<MSG
 
 The testnet keeps running. Try:

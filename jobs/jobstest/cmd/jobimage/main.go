@@ -1,6 +1,8 @@
 // Command jobimage imports the test workload into the local Docker engine
-// as aixblock-test/jobprog:latest, the image the tests use (make
-// job-image; the testnet's demo jobs run it too).
+// as aixblock-test/jobprog:latest (the image the tests use; the testnet's
+// demo jobs run it too), and the proof-of-GPU challenge's CPU workload as
+// aixblock/challenge:cpu (the image daemons answer challenges in): make
+// job-image.
 package main
 
 import (
