@@ -287,11 +287,12 @@ const pages = {
       const [prov, deals] = await Promise.all([api("/v1/market/providers"), api("/v1/market/deals")]);
       body.replaceChildren(
         h("h2", {}, "Providers found"),
-        table("Providers", ["Provider", "GPUs free / total", "Price per GPU-hour", "Health", "Jobs done / failed"],
+        table("Providers", ["Provider", "GPUs free / total", "Price per GPU-hour", "Health", "Jobs done / failed", "Proof of GPU"],
           prov.providers.map((p) => [h("span", { class: "mono" }, short(p.peer_id, 20)),
             p.gpus.map((g) => `${g.class} ${g.free}/${g.total}`).join(", ") || "CPU",
             p.price.map((x) => `${fmtUnits(x.per_gpu_hour_units)} ${x.symbol}`).join(", "),
-            p.health, `${p.reputation.completed || 0} / ${p.reputation.failed || 0}`]),
+            p.health, `${p.reputation.completed || 0} / ${p.reputation.failed || 0}`,
+            (p.proof && p.proof.text) || "unverified"]),
           "No providers found yet."),
         h("h2", {}, "Deals this node provides"),
         table("Deals", ["Deal", "Requester", "GPUs", "Price per GPU-hour", "Max duration"],
