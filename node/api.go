@@ -155,6 +155,10 @@ func (n *Node) status() api.StatusInfo {
 		UptimeS:   time.Since(n.started).Round(time.Millisecond).Seconds(),
 	}
 	st.Chain, st.ChainDownS = n.chainHealth()
+	// Every verifier counts here: a provider wants to know what any
+	// requester saw of it.
+	self := n.p2p.Host.ID()
+	st.Proof = n.proofStore.Status(self, func(peer.ID) int { return 1 }, time.Now()).String()
 	return st
 }
 

@@ -66,6 +66,14 @@ func TestProofOfGPU(t *testing.T) {
 	if _, why := found.of(lid.PeerID); !strings.Contains(why, "failed: refused the challenge: n=") || !strings.Contains(why, "over the 1024") {
 		t.Fatalf("the liar's standing: %q", why)
 	}
+	// The liar's own status says what verifiers found.
+	var st struct {
+		Proof string `json:"proof"`
+	}
+	runJSON(t, liar, &st, "status")
+	if !strings.HasPrefix(st.Proof, "failed: refused the challenge") {
+		t.Fatalf("the liar's own status: proof %q", st.Proof)
+	}
 	if out := mustRun(t, req, "market", "providers"); !strings.Contains(out, "PROOF OF GPU") || !strings.Contains(out, "verified by 1, last at ") {
 		t.Fatalf("market providers:\n%s", out)
 	}

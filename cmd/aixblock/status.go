@@ -40,6 +40,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 					chainState += fmt.Sprintf(" (for %s)", (time.Duration(st.ChainDownS * float64(time.Second))).Round(time.Second))
 				}
 				kv(w, "chain", chainState)
+				kv(w, "proof_of_gpu", st.Proof)
 				kv(w, "uptime", (time.Duration(st.UptimeS * float64(time.Second))).Round(time.Second))
 			})
 		},

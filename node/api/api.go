@@ -37,6 +37,11 @@ type StatusInfo struct {
 	// endpoint failed), with ChainDownS how long it has been so.
 	Chain      string  `json:"chain"`
 	ChainDownS float64 `json:"chain_down_s,omitempty"`
+	// Proof is this node's own proof-of-GPU standing as a provider, from
+	// every verdict verifiers sent it: "verified by N, last at T",
+	// "failed: why" (a challenge it failed, refused or timed out), or
+	// "unverified".
+	Proof string `json:"proof"`
 }
 
 // ConnectRequest is POST /v1/peers/connect.
