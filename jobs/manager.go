@@ -908,9 +908,12 @@ func (m *Manager) ended(j *Job, code int, state State, reason string) {
 		return
 	}
 	m.set(j, Uploading, "adding /outputs to the block store")
+	outputs := filepath.Join(m.scratch(j), "outputs")
+	if tamperOutputs {
+		os.WriteFile(filepath.Join(outputs, "tampered"), []byte("not what the job wrote\n"), 0o644)
+	}
 	// Add stores a symlink the job made as a symlink and never reads
 	// what it names on the host.
-	outputs := filepath.Join(m.scratch(j), "outputs")
 	root, err := m.cfg.Content.Add(context.Background(), outputs, content.AddOptions{Pin: true, Result: true})
 	if err != nil {
 		// The reason goes to the requester: name the path as the job
@@ -923,6 +926,10 @@ func (m *Manager) ended(j *Job, code int, state State, reason string) {
 	m.mu.Unlock()
 	m.finish(j, Completed, "", &exit)
 }
+
+// tamperOutputs, set only in a build with the aixblock_hostile tag (tests
+// build one), makes this provider return results its jobs did not write.
+var tamperOutputs = false
 
 // OutputsDir is where a completed job submitted with KeepOutputs left
 // its /outputs.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,6 +44,65 @@ type Spec struct {
 	// Require is what a market job asks of its providers beyond
 	// resources.
 	Require *Require `yaml:"require,omitempty" json:"require,omitempty"`
+	// Verify checks a market batch job's result by running it again on
+	// other providers.
+	Verify *Verify `yaml:"verify,omitempty" json:"verify,omitempty"`
+}
+
+// Verify checks a market batch job's result on other providers.
+type Verify struct {
+	// Replicas runs the job on this many providers (2 to 5) that share no
+	// peer ID; the result is the one a majority returns, a tie-breaker on
+	// another provider deciding a split.
+	Replicas int `yaml:"replicas,omitempty" json:"replicas,omitempty"`
+	// Sample re-runs this share of such jobs ("5%"), chosen at random
+	// once the result is in, on another provider that is not told.
+	Sample string `yaml:"sample,omitempty" json:"sample,omitempty"`
+	// Outputs, when set, are the files under /outputs that must match;
+	// empty: the whole result (its CID).
+	Outputs []string `yaml:"outputs,omitempty" json:"outputs,omitempty"`
+}
+
+// SampleRate is Sample as a fraction in [0, 1].
+func (v *Verify) SampleRate() float64 {
+	if v == nil || v.Sample == "" {
+		return 0
+	}
+	f, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v.Sample), "%"), 64)
+	if err != nil {
+		return 0
+	}
+	return f / 100
+}
+
+func (v *Verify) validate(s *Spec) error {
+	if v == nil {
+		return nil
+	}
+	switch {
+	case v.Replicas != 0 && (v.Replicas < 2 || v.Replicas > 5):
+		return specErr("verify.replicas", "%d: want 2 to 5 (or leave it out)", v.Replicas)
+	case v.Replicas == 0 && v.Sample == "":
+		return specErr("verify", "give replicas (2 to 5) or sample (a share such as 5%%)")
+	case v.Replicas != 0 && v.Sample != "":
+		return specErr("verify", "replicas and sample: choose one (replicas checks every run)")
+	case s.Distributed != nil || s.IsService():
+		return specErr("verify", "only a batch job on one node can be checked by running it again")
+	}
+	if v.Sample != "" {
+		f, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v.Sample), "%"), 64)
+		if err != nil || !strings.HasSuffix(strings.TrimSpace(v.Sample), "%") || f <= 0 || f > 100 {
+			return specErr("verify.sample", "%q: want a share such as 5%%", v.Sample)
+		}
+	}
+	for i, o := range v.Outputs {
+		p, err := underRoot(fmt.Sprintf("verify.outputs[%d]", i), o, "/outputs")
+		if err != nil {
+			return err
+		}
+		v.Outputs[i] = p
+	}
+	return nil
 }
 
 // Require is what a market job asks of its providers beyond resources.
@@ -278,6 +338,9 @@ func (s *Spec) Validate() error {
 		return specErr("resources.disk_mib", "%d: at least %d (the job's filesystem needs room for itself)", r.DiskMiB, MinDiskMiB)
 	case r.DiskMiB > 64<<20:
 		return specErr("resources.disk_mib", "%d: at most %d (64 TiB)", r.DiskMiB, 64<<20)
+	}
+	if err := s.Verify.validate(s); err != nil {
+		return err
 	}
 	if s.Require != nil && s.Require.Verified && r.GPUs == 0 {
 		return specErr("require.verified", "proof of GPU verifies GPUs, and this job asks for none: set resources.gpus, or drop require")

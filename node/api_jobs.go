@@ -65,15 +65,24 @@ func (n *Node) jobRoutes(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, n.lease.List(r.Context()))
 	})
 	mux.HandleFunc("GET /v1/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if j := n.checkedJob(r.PathValue("id")); j != nil {
+			reply(w, j, nil)
+			return
+		}
 		id, err := n.lease.Resolve(r.PathValue("id"))
 		if err != nil {
 			jobReply(w, nil, err)
 			return
 		}
 		j, err := n.lease.Get(r.Context(), id)
-		jobReply(w, j, err)
+		jobReply(w, n.withVerification(j), err)
 	})
 	mux.HandleFunc("POST /v1/jobs/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
+		if n.checkedJob(r.PathValue("id")) != nil {
+			_, err := n.replicas.Cancel(r.Context(), r.PathValue("id"))
+			jobReply(w, n.checkedJob(r.PathValue("id")), err)
+			return
+		}
 		id, err := n.lease.Resolve(r.PathValue("id"))
 		if err != nil {
 			jobReply(w, nil, err)
@@ -111,7 +120,11 @@ func (n *Node) jobRoutes(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, n.lease.Requester().Forwards(""))
 	})
 	mux.HandleFunc("GET /v1/jobs/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
-		id, err := n.lease.Resolve(r.PathValue("id"))
+		path := r.PathValue("id")
+		if j := n.checkedJob(path); j != nil {
+			path = j.Verification.Runs[0].JobID // a replicated job's output: its first run's
+		}
+		id, err := n.lease.Resolve(path)
 		if err != nil {
 			jobReply(w, nil, err)
 			return
@@ -178,6 +191,12 @@ func (n *Node) submit(ctx context.Context, req api.SubmitRequest) (*api.Job, err
 			return nil, badRequest{errors.New("prepay: only for a job through the market (a --local job is not paid for)")}
 		}
 		return n.lease.Requester().SubmitRemote(ctx, spec, lease.RemoteOptions{Prepay: d})
+	}
+	if spec.Verify != nil {
+		if req.Local {
+			return nil, badRequest{errors.New("verify: a --local job runs here, on no provider to check: drop verify or --local")}
+		}
+		return n.submitChecked(ctx, spec)
 	}
 	return n.lease.Submit(ctx, spec, req.Local)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/aixblock/aixblock/market/proof"
 	"github.com/aixblock/aixblock/market/receipt"
 	"github.com/aixblock/aixblock/node/lease"
+	"github.com/aixblock/aixblock/node/replica"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/aixblock/aixblock/p2p/content"
 	ma "github.com/multiformats/go-multiaddr"
@@ -61,7 +62,8 @@ type Node struct {
 	// serves (GET /v1/market/receipts).
 	receipts      *receipt.Store
 	receiptServer *receipt.Server
-	testnet       Testnet // the dashboard's testnet view (SetTestnet)
+	replicas      *replica.Checker // replicated and spot-checked jobs
+	testnet       Testnet          // the dashboard's testnet view (SetTestnet)
 	gatewayLn     net.Listener
 	// stopReq is closed by POST /v1/shutdown (aixblock shutdown).
 	stopReq  chan struct{}
@@ -124,6 +126,9 @@ func New(ctx context.Context, repo *Repo, log *slog.Logger) (_ *Node, err error)
 		return nil, err
 	}
 	if err := n.openLease(cfg, log); err != nil {
+		return nil, err
+	}
+	if err := n.openReplicas(log); err != nil {
 		return nil, err
 	}
 	if err := n.openServers(log); err != nil {
@@ -318,6 +323,9 @@ func (n *Node) close() error {
 	}
 	if err := n.closeProof(); err != nil {
 		errs = append(errs, err)
+	}
+	if n.replicas != nil { // before the lease, which it reads
+		n.replicas.Close()
 	}
 	if n.lease != nil {
 		if err := n.lease.Close(2 * time.Second); err != nil {

@@ -47,6 +47,7 @@ type jobRunFlags struct {
 	framework       string
 	relay           string
 	verified        bool
+	replicas        int
 	prepay          string
 }
 
@@ -92,6 +93,7 @@ func (fl *jobRunFlags) register(f *pflag.FlagSet) {
 	f.IntVar(&fl.procs, "procs-per-node", 0, "processes per node rank (torchrun's --nproc-per-node; default 1)")
 	f.StringVar(&fl.framework, "framework", "", "pytorch, tensorflow or none: the launcher contract the ranks read (TF_CONFIG for tensorflow)")
 	f.StringVar(&fl.relay, "relay", "", "allow (default) or deny ranks whose providers reach each other only through a relay")
+	f.IntVar(&fl.replicas, "replicas", 0, "run on K providers (2 to 5) and keep the result a majority returns (spec: verify: {replicas: K})")
 	f.BoolVar(&fl.verified, "verified", false, "deal only with providers verified by proof of GPU (spec: require: {verified: true}); unverified ones are challenged first")
 	f.BoolVarP(&fl.detach, "detach", "d", false, "print the job ID and return")
 	f.StringVar(&fl.gpuClass, "gpu-class", "", "GPU class, e.g. nvidia-h100-80gb (market jobs)")
@@ -115,6 +117,9 @@ func (fl *jobRunFlags) spec(args []string) (*jobs.Spec, []publishSpec, error) {
 	spec.Timeouts.Execution = fl.timeout
 	if fl.verified {
 		spec.Require = &jobs.Require{Verified: true}
+	}
+	if fl.replicas != 0 {
+		spec.Verify = &jobs.Verify{Replicas: fl.replicas}
 	}
 	if err := fl.inputsAndEnv(spec); err != nil {
 		return nil, nil, err
@@ -457,6 +462,7 @@ func newJobStatusCmd(g *globals) *cobra.Command {
 				if j.GangStartMs > 0 {
 					kv(w, "gang start", fmt.Sprintf("%d ms", j.GangStartMs))
 				}
+				verificationHuman(w, j)
 				if j.ExitCode != nil {
 					kv(w, "exit_code", *j.ExitCode)
 				}
@@ -635,6 +641,38 @@ func newJobResultsCmd(g *globals) *cobra.Command {
 func pathOrNone(s string) string {
 	if s == "" {
 		return "not connected"
+	}
+	return s
+}
+
+// verificationHuman is how a checked job's runs came out, in job status.
+func verificationHuman(w io.Writer, j *api.Job) {
+	v := j.Verification
+	if v == nil {
+		return
+	}
+	what := v.Mode
+	if v.Mode == "sample" && !v.Checked && v.State.Terminal() {
+		what += ": not drawn for a check"
+	} else if v.Reason != "" {
+		what += ": " + v.Reason
+	}
+	if v.JobID != j.ID {
+		what += " (checked job " + v.JobID + ")"
+	}
+	kv(w, "verification", what)
+	for _, r := range v.Runs {
+		res := r.ResultCID
+		if res == "" {
+			res = "no result"
+		}
+		kv(w, "  "+r.Role, fmt.Sprintf("%s on %s: %s, %s (%s)", r.JobID, orNone(r.Provider), r.State, res, r.Outcome))
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none yet"
 	}
 	return s
 }

@@ -37,6 +37,9 @@ type Job struct {
 	// GangStartMs is how long the gang start of a distributed job took
 	// (every rank prepared, then told to go), on rank 0's requester side.
 	GangStartMs int64 `json:"gang_start_ms,omitempty"`
+	// Verification is how the runs of a checked job came out: on the
+	// replicated job, on each of its runs, and on a sampled job.
+	Verification *Verification `json:"verification,omitempty"`
 }
 
 // The states only a requester's market jobs have; jobs.State.Terminal
@@ -145,4 +148,29 @@ type Spend struct {
 // cost, newest first, a distributed job once (under rank 0).
 type SpendingInfo struct {
 	Jobs []Spend `json:"jobs"`
+}
+
+// Verification is how a checked market job's runs came out (a spec's
+// verify: replicas, or a spot check drawn by sample).
+type Verification struct {
+	// JobID is the checked job: the replicated job, or the sampled one.
+	JobID string `json:"job_id"`
+	Mode  string `json:"mode"` // replicas or sample
+	// State is running, completed (a majority agreed) or failed; Reason
+	// says how the runs came out.
+	State   jobs.State `json:"state"`
+	Reason  string     `json:"reason,omitempty"`
+	Checked bool       `json:"checked"`
+	Runs    []CheckRun `json:"runs"`
+}
+
+// CheckRun is one run of a checked job.
+type CheckRun struct {
+	JobID     string     `json:"job_id"`
+	Role      string     `json:"role"`
+	Provider  string     `json:"provider,omitempty"`
+	State     jobs.State `json:"state"`
+	ResultCID string     `json:"result_cid,omitempty"`
+	// Outcome is pending, agreed, outvoted, failed or unchecked.
+	Outcome string `json:"outcome"`
 }

@@ -97,6 +97,9 @@ type RemoteOptions struct {
 	// Prepay, when set, is how far this job's vouchers may run ahead of
 	// its run instead of Config.Prepay (job run --prepay).
 	Prepay time.Duration
+	// Exclude are providers (peer IDs) this job must not run on: a
+	// replica's others.
+	Exclude []string
 }
 
 // SubmitRemote runs a spec through the market with opts.
@@ -110,7 +113,7 @@ func (rq *Requester) SubmitRemote(ctx context.Context, spec *jobs.Spec, opts Rem
 	if err := rq.checkFunds(ctx, spec); err != nil {
 		return nil, err
 	}
-	return rq.queueRemote(spec, nil, opts.Prepay)
+	return rq.queueRemote(spec, opts.Exclude, opts.Prepay)
 }
 
 // queueRemote records a market job as queued, starts its wait for a

@@ -1,0 +1,197 @@
+package replica
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/node/api"
+	"github.com/aixblock/aixblock/p2p/p2ptest"
+)
+
+func TestDecide(t *testing.T) {
+	done := func(key string) Replica { return Replica{State: jobs.Completed, Key: key} }
+	failed := Replica{State: jobs.Failed}
+	running := Replica{State: jobs.Running}
+	for _, tc := range []struct {
+		name string
+		reps []Replica
+		want int
+		v    verdict
+	}{
+		{"one still running", []Replica{done("a"), running}, 2, verdict{}},
+		{"two agree", []Replica{done("a"), done("a")}, 2, verdict{key: "a"}},
+		{"a split asks for a tie-breaker", []Replica{done("a"), done("b")}, 2, verdict{more: true}},
+		{"the tie-breaker decides", []Replica{done("a"), done("b"), done("a")}, 2, verdict{key: "a"}},
+		{"a failed run asks for another", []Replica{done("a"), failed}, 2, verdict{more: true}},
+		{"three of three, one outvoted", []Replica{done("a"), done("a"), done("b")}, 3, verdict{key: "a"}},
+		{"no majority in the runs allowed", []Replica{done("a"), done("b"), done("c"), done("d")}, 2,
+			verdict{why: "no majority after 4 runs: 1 × a, 1 × b, 1 × c, 1 × d"}},
+		{"nothing came back", []Replica{failed, failed, failed, failed}, 2, verdict{why: "no run of 4 returned a result"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := decide(tc.reps, tc.want, tc.want+2); got != tc.v {
+				t.Fatalf("decide = %+v, want %+v", got, tc.v)
+			}
+		})
+	}
+}
+
+// fakeLease runs every job to completion on its own provider, returning
+// the result its provider's function gives.
+type fakeLease struct {
+	mu      sync.Mutex
+	jobs    map[string]*api.Job
+	next    int
+	result  func(provider string) string // "" fails the run
+	exclude [][]string
+}
+
+func newFakeLease(result func(string) string) *fakeLease {
+	return &fakeLease{jobs: map[string]*api.Job{}, result: result}
+}
+
+func (f *fakeLease) Submit(_ context.Context, spec *jobs.Spec, exclude []string) (*api.Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.next++
+	prov := fmt.Sprintf("prov%d", f.next)
+	if slices.Contains(exclude, prov) {
+		return nil, fmt.Errorf("provider %s excluded", prov)
+	}
+	f.exclude = append(f.exclude, slices.Clone(exclude))
+	j := &api.Job{Job: jobs.Job{ID: fmt.Sprintf("job%d", f.next), Spec: *spec, State: jobs.Completed}, Provider: prov}
+	if cid := f.result(prov); cid != "" {
+		j.ResultCID = cid
+	} else {
+		j.State = jobs.Failed
+	}
+	f.jobs[j.ID] = j
+	return j, nil
+}
+
+func (f *fakeLease) Get(_ context.Context, id string) (*api.Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if j := f.jobs[id]; j != nil {
+		v := *j
+		return &v, nil
+	}
+	return nil, jobs.ErrNotFound
+}
+
+func (f *fakeLease) Cancel(_ context.Context, id string) (*api.Job, error) {
+	return f.Get(context.Background(), id)
+}
+
+func newChecker(t *testing.T, l Lease, draw float64) (*Checker, *[]string) {
+	t.Helper()
+	var mu sync.Mutex
+	outvoted := []string{}
+	c, err := New(Config{Dir: t.TempDir(), Lease: l, Poll: 10 * time.Millisecond, Rand: func() float64 { return draw },
+		Outvoted: func(p, _ string) { mu.Lock(); outvoted = append(outvoted, p); mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c, &outvoted
+}
+
+func waitDecided(t *testing.T, c *Checker, id string) *Group {
+	t.Helper()
+	var g *Group
+	p2ptest.WaitFor(t, 10*time.Second, func() bool {
+		g, _ = c.Get(id)
+		return g.State.Terminal()
+	}, "checked job %s never decided", id)
+	return g
+}
+
+func spec(v jobs.Verify) *jobs.Spec {
+	return &jobs.Spec{Image: "x", MaxPrice: "1", Verify: &v}
+}
+
+// Replicas on distinct providers: agreement completes the job; a
+// tampering provider is outvoted by a tie-breaker and reported.
+func TestReplicas(t *testing.T) {
+	honest := func(string) string { return "bafyhonest" }
+	tamper := func(p string) string {
+		if p == "prov2" {
+			return "bafytampered"
+		}
+		return "bafyhonest"
+	}
+	for _, tc := range []struct {
+		name     string
+		result   func(string) string
+		runs     int
+		outvoted []string
+		reason   string
+	}{
+		{"honest replicas agree", honest, 2, []string{}, "2 runs agree"},
+		{"a tamperer is outvoted", tamper, 3, []string{"prov2"}, "2 runs agree, 1 outvoted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newFakeLease(tc.result)
+			c, outvoted := newChecker(t, l, 0)
+			g, err := c.Replicate(context.Background(), spec(jobs.Verify{Replicas: 2}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			g = waitDecided(t, c, g.ID)
+			if g.State != jobs.Completed || g.ResultCID != "bafyhonest" || len(g.Replicas) != tc.runs || g.Reason != tc.reason {
+				t.Fatalf("group %+v", g)
+			}
+			if !slices.Equal(*outvoted, tc.outvoted) {
+				t.Fatalf("outvoted %v, want %v", *outvoted, tc.outvoted)
+			}
+			// Each run avoided the providers before it.
+			for i, ex := range l.exclude {
+				if len(ex) != i {
+					t.Fatalf("run %d excluded %v", i+1, ex)
+				}
+			}
+		})
+	}
+}
+
+// A spot check: drawn, the job runs again elsewhere and a mismatch is
+// decided by a third run; not drawn, nothing runs again.
+func TestSample(t *testing.T) {
+	tamperFirst := func(p string) string {
+		if p == "prov1" {
+			return "bafytampered"
+		}
+		return "bafyhonest"
+	}
+	for _, tc := range []struct {
+		name    string
+		draw    float64
+		runs    int
+		checked bool
+		reason  string
+	}{
+		{"not drawn", 0.5, 1, false, "not drawn for a check"},
+		{"drawn, the tamperer caught", 0.01, 3, true, "2 runs agree, 1 outvoted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newFakeLease(tamperFirst)
+			c, outvoted := newChecker(t, l, tc.draw)
+			orig, _ := l.Submit(context.Background(), spec(jobs.Verify{Sample: "5%"}), nil)
+			if _, err := c.Sample(orig); err != nil {
+				t.Fatal(err)
+			}
+			g := waitDecided(t, c, orig.ID)
+			if len(g.Replicas) != tc.runs || g.Checked != tc.checked || g.Reason != tc.reason {
+				t.Fatalf("group %+v", g)
+			}
+			if tc.checked && !slices.Equal(*outvoted, []string{"prov1"}) {
+				t.Fatalf("outvoted %v", *outvoted)
+			}
+		})
+	}
+}
