@@ -79,7 +79,7 @@ var depRules = []depRule{
 	// HTTP: node maps its errors to status codes. It reports in the API's
 	// types (node/api), which keeps it from naming node itself.
 	{pkg: m + "node/lease", deps: []string{m + "node", m + "cmd/...", m + "testnet/..."}, imports: []string{"net/http"}},
-	{pkg: m + "node/replica", deps: []string{m + "node", m + "node/lease", m + "market", m + "p2p", m + "cmd/...", m + "testnet/..."}},
+	{pkg: m + "node/replica", deps: []string{m + "node", m + "node/lease", m + "cmd/...", m + "testnet/..."}, imports: []string{m + "market", m + "p2p/...", "net/http"}},
 	// The API's types and client are what the CLI links against to talk
 	// to a daemon: none of the daemon's wiring, only the leaf packages'
 	// types, and no daemon dependency of its own.
