@@ -136,6 +136,7 @@ type Market struct {
 
 	mu        sync.Mutex
 	held      map[string]*hold        // GPU UUID -> reservation or allocation
+	lent      map[string]*loan        // GPU UUID -> a challenge's, preempted by any bid
 	bids      map[string]*providerBid // offer ID -> our bid on it
 	seen      seenOffers              // offer IDs already judged, bounded
 	pending   map[string]*openOffer   // offer ID -> where its bids go (requester)
@@ -256,6 +257,7 @@ func New(n *p2p.Node, key crypto.PrivKey, inv Inventory, signer DealSigner, cfg 
 		cfg: cfg, n: n, key: key, self: n.Host.ID(), inv: inv, signer: signer, rep: rep,
 		log:       cfg.Logger.With("component", "market"),
 		held:      map[string]*hold{},
+		lent:      map[string]*loan{},
 		bids:      map[string]*providerBid{},
 		seen:      newSeenOffers(),
 		pending:   map[string]*openOffer{},

@@ -3,7 +3,6 @@ package market
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -148,33 +147,52 @@ func (m *Market) dropUnverified(got map[string]receivedBid) []Refusal {
 	return refused
 }
 
-// Hold keeps GPUs out of bids and deals for d, or until release is
-// called: a proof-of-GPU challenge runs on them. It refuses, naming the
-// GPU, when one is reserved, allocated or in use by a job.
-func (m *Market) Hold(uuids []string, d time.Duration) (release func(), err error) {
+// loan is GPUs lent to a proof-of-GPU challenge.
+type loan struct {
+	preempt func()
+}
+
+// Lend lends free GPUs to a proof-of-GPU challenge: they stay free in the
+// advert and to every bid, and a bid or deal that takes one calls preempt
+// first (jobs come first; the challenge is asked again later). It
+// refuses, naming the GPU, one reserved, allocated, in use by a job or
+// lent already. release ends the loan.
+func (m *Market) Lend(uuids []string, preempt func()) (release func(), err error) {
 	use := m.inUse()
-	tag := fmt.Sprintf("proof:%d", time.Now().UnixNano())
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	for _, u := range uuids {
-		if m.taken(u, use) {
-			m.mu.Unlock()
+		if m.taken(u, use) || m.lent[u] != nil {
 			return nil, fmt.Errorf("GPU %s is in use", u)
 		}
 	}
-	until := time.Now().Add(d)
+	l := &loan{preempt: preempt}
 	for _, u := range uuids {
-		m.held[u] = &hold{dealID: tag, until: until}
+		m.lent[u] = l
 	}
-	m.mu.Unlock()
-	m.requestRepublish()
 	return func() {
 		m.mu.Lock()
-		for _, u := range uuids {
-			if h := m.held[u]; h != nil && h.dealID == tag {
-				delete(m.held, u)
+		defer m.mu.Unlock()
+		for u, x := range m.lent {
+			if x == l {
+				delete(m.lent, u)
 			}
 		}
-		m.mu.Unlock()
-		m.requestRepublish()
 	}, nil
+}
+
+// preemptLocked ends the loan of GPU u, if any, calling its preempt once
+// (on a goroutine: it must not wait on the market's lock).
+func (m *Market) preemptLocked(u string) {
+	l := m.lent[u]
+	if l == nil {
+		return
+	}
+	for v, x := range m.lent {
+		if x == l {
+			delete(m.lent, v)
+		}
+	}
+	m.log.Info("a bid takes GPUs lent to a challenge; the challenge stops", "gpu", u)
+	m.spawn(context.Background(), func(context.Context) { l.preempt() })
 }

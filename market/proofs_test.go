@@ -168,25 +168,36 @@ func (pn proofNet) noneVerified(t *testing.T) {
 	}
 }
 
-// A challenge holds GPUs out of the advert and out of bids until it
-// releases them; a GPU held twice is refused, named.
-func TestHoldForAChallenge(t *testing.T) {
-	nodes := startMarket(t, "holdtest", []nodeSpec{{mock: "dgxh100", prices: map[string]string{h100: "2000"}}}, Config{})
+// GPUs lent to a challenge stay free in the advert and to bids; a bid
+// that takes one preempts the challenge; a GPU lent twice is refused.
+func TestLendToAChallenge(t *testing.T) {
+	nodes := startMarket(t, "lendtest", []nodeSpec{{mock: "dgxh100", prices: map[string]string{h100: "2000"}}, {}}, Config{})
 	m := nodes[0].m
 	inv := nodes[0].gpus.Inventory()
 	uuids := []string{inv.GPUs[0].UUID, inv.GPUs[1].UUID}
-	release, err := m.Hold(uuids, time.Minute)
+	preempted := make(chan struct{}, 2)
+	release, err := m.Lend(uuids, func() { preempted <- struct{}{} })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g := m.buildAdvert(time.Now()).GPUs[0]; g.Free != 6 || slices.Contains(g.UUIDs, uuids[0]) {
-		t.Fatalf("advert while held: %+v", g)
-	}
-	if _, err := m.Hold(uuids[1:], time.Minute); err == nil || !strings.Contains(err.Error(), uuids[1]) {
-		t.Fatalf("a GPU held twice: %v", err)
-	}
-	release()
+	defer release()
 	if g := m.buildAdvert(time.Now()).GPUs[0]; g.Free != 8 {
-		t.Fatalf("advert after release: %+v", g)
+		t.Fatalf("advert while lent: %+v", g)
+	}
+	if _, err := m.Lend(uuids[1:], func() {}); err == nil || !strings.Contains(err.Error(), uuids[1]) {
+		t.Fatalf("a GPU lent twice: %v", err)
+	}
+	waitProviders(t, nodes[1], h100, func(f []ProviderInfo) bool { return len(f) == 1 })
+	if _, _, err := nodes[1].m.Negotiate(context.Background(), OfferRequest{Req: Requirements{GPUClass: h100, GPUs: 8},
+		Token: "native", MaxPrice: "5000", MaxDuration: time.Hour, SpecHash: specHash}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-preempted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a deal took the lent GPUs and the challenge was not preempted")
+	}
+	if len(preempted) != 0 {
+		t.Fatal("preempted twice")
 	}
 }

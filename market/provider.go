@@ -242,6 +242,7 @@ func (m *Market) decideBid(o *JobOffer, id string) ([]byte, error) {
 		return nil, err
 	}
 	for _, u := range gpus {
+		m.preemptLocked(u)
 		m.held[u] = &hold{offerID: id, until: until}
 	}
 	m.bids[id] = &providerBid{offer: *o, bid: b, raw: raw, wallet: wallet}
@@ -498,6 +499,7 @@ func (m *Market) handleAward(ctx context.Context, from peer.ID, req []byte) ([]b
 	m.mu.Lock()
 	until := m.now().Add(time.Duration(d.MaxDurationS) * time.Second)
 	for _, u := range d.GPUs {
+		m.preemptLocked(u)
 		m.held[u] = &hold{offerID: d.OfferID, dealID: d.ID, until: until}
 	}
 	m.deals[d.ID] = &d

@@ -148,7 +148,8 @@ func (n *Node) busyGPUs() []string {
 	}
 	var out []string
 	for _, j := range n.jobs.List() {
-		if !j.State.Terminal() {
+		// A challenge's GPUs are lent, not taken: a bid preempts it.
+		if _, challenge := n.challenges.Load(j.ID); !j.State.Terminal() && !challenge {
 			out = append(out, j.GPUs...)
 		}
 	}

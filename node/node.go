@@ -58,6 +58,7 @@ type Node struct {
 	proofVerifier *proof.Verifier
 	proofStore    *proof.Store
 	proofSched    *proof.Scheduler // nil: auto_verify off
+	challenges    sync.Map         // job IDs of challenges running: their GPUs count as free
 	// receipts keeps the receipts of ended deals, which receiptServer
 	// serves (GET /v1/market/receipts).
 	receipts      *receipt.Store

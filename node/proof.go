@@ -82,8 +82,9 @@ func (n *Node) closeProof() error {
 }
 
 // runChallengeJob is the provider's challenge workload: the challenge
-// image as an ordinary job on exactly the GPUs named, held from the
-// market while it runs, its outputs kept for the answers.
+// image as an ordinary job on exactly the GPUs named. The GPUs are lent
+// from the market, not held: a bid that comes for them meanwhile takes
+// them and stops the challenge, which the verifier hears as busy.
 func (n *Node) runChallengeJob(ctx context.Context, env map[string]string, gpus []string) (string, func(), error) {
 	if n.jobs == nil || n.market == nil {
 		return "", nil, fmt.Errorf("this node cannot run jobs: %v", n.jobsErr)
@@ -94,7 +95,8 @@ func (n *Node) runChallengeJob(ctx context.Context, env map[string]string, gpus 
 	if err := n.haveGPUs(gpus); err != nil {
 		return "", nil, err
 	}
-	release, err := n.market.Hold(gpus, 30*time.Minute)
+	pre := &preemption{n: n}
+	release, err := n.market.Lend(gpus, pre.preempt)
 	if err != nil {
 		return "", nil, fmt.Errorf("%w: %v", proof.ErrBusy, err)
 	}
@@ -104,10 +106,16 @@ func (n *Node) runChallengeJob(ctx context.Context, env map[string]string, gpus 
 	if err != nil {
 		return "", nil, fmt.Errorf("challenge job: %w", err)
 	}
+	n.challenges.Store(j.ID, true)
+	defer n.challenges.Delete(j.ID)
+	pre.started(j.ID)
 	end, err := n.awaitJob(ctx, j.ID)
 	if err != nil {
 		n.jobs.Cancel(j.ID)
 		return "", nil, fmt.Errorf("challenge job %s: %w", j.ID, err)
+	}
+	if pre.happened() {
+		return "", nil, fmt.Errorf("%w: a deal took the GPUs during the challenge", proof.ErrBusy)
 	}
 	if end.State != jobs.Completed {
 		return "", nil, fmt.Errorf("challenge job %s %s: %s", j.ID, end.State, end.Reason)
@@ -121,6 +129,41 @@ func (n *Node) runChallengeJob(ctx context.Context, env map[string]string, gpus 
 			n.log.Warn("drop a challenge's outputs", "job_id", j.ID, "err", err)
 		}
 	}, nil
+}
+
+// preemption stops a challenge's job when a bid takes its GPUs, whether
+// that comes before the job is submitted or while it runs.
+type preemption struct {
+	n     *Node
+	mu    sync.Mutex
+	job   string
+	fired bool
+}
+
+func (p *preemption) preempt() {
+	p.mu.Lock()
+	p.fired = true
+	job := p.job
+	p.mu.Unlock()
+	if job != "" {
+		p.n.jobs.Cancel(job)
+	}
+}
+
+func (p *preemption) started(job string) {
+	p.mu.Lock()
+	p.job = job
+	fired := p.fired
+	p.mu.Unlock()
+	if fired {
+		p.n.jobs.Cancel(job)
+	}
+}
+
+func (p *preemption) happened() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.fired
 }
 
 // challengeImage is the image challenges run in here.

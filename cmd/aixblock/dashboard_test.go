@@ -241,7 +241,7 @@ func (d *dashboardTest) jobRunsLive() string {
 	textOf(t, ctx, "main table", 10*time.Second, func(s string) bool { return strings.Contains(s, "completed") })
 	screenshot(t, ctx, "jobs")
 	chromedp.Do(ctx, chromedp.Navigate(d.base+"/ui/#/market"))
-	textOf(t, ctx, "main", 15*time.Second, func(s string) bool { return strings.Contains(s, "dgxh100") || strings.Contains(s, "nvidia-h100") })
+	textOf(t, ctx, "main", 15*time.Second, func(s string) bool { return strings.Contains(s, "dgxh100") || strings.Contains(s, "mock-h100") })
 	screenshot(t, ctx, "market")
 	return jobID
 }

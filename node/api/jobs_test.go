@@ -12,8 +12,10 @@ import (
 
 // oldJobKeys are the keys of a job's JSON, in order, from when jobs.Job
 // itself carried the lease's fields: the view must write the same.
+// oldJobKeys are the keys a job had before the lease's fields left
+// jobs.Job, then those added since (keep_outputs, verification).
 const oldJobKeys = "id spec state reason exit_code result_cid container_id net_holder gpus created_at started_at " +
-	"finished_at history progress ready restarts paused_at paused_ms provider network gang_start_ms"
+	"finished_at history progress ready restarts paused_at paused_ms keep_outputs provider network gang_start_ms verification"
 
 // fullJob is a view with every field set.
 func fullJob() *Job {
@@ -24,11 +26,13 @@ func fullJob() *Job {
 			ExitCode: &code, ResultCID: "bafy", ContainerID: "c0", NetHolder: "h0", GPUs: []string{"GPU-0"},
 			CreatedAt: now, StartedAt: &now, FinishedAt: &now,
 			History:  []jobs.Transition{{State: jobs.Failed, Reason: "exited", At: now}},
-			Progress: "input 1/1", Ready: true, Restarts: 1, PausedAt: &now, PausedMs: 5},
+			Progress: "input 1/1", Ready: true, Restarts: 1, PausedAt: &now, PausedMs: 5, KeepOutputs: true},
 		Provider: "12D3KooWprov",
 		Network: &JobNetwork{Addr: "10.99.0.1", Dropped: 2,
 			Peers: []JobNetworkPeer{{Rank: 1, Peer: "12D3KooWother", Path: "direct", TxBytes: 10, RxBytes: 20}}},
 		GangStartMs: 1500,
+		Verification: &Verification{JobID: "fedcba9876543210", Mode: "replicas", State: jobs.Completed,
+			Runs: []CheckRun{{JobID: "0123456789abcdef", Role: "replica", Outcome: "agreed"}}},
 	}
 }
 
