@@ -32,7 +32,24 @@ func Report(out io.Writer, figs []Figures) error {
 			return err
 		}
 	}
+	for _, f := range figs {
+		for why, n := range failures(f) {
+			fmt.Fprintf(out, "failed deals at %d nodes, churn %s: %d× %s\n", f.Nodes, churn(f), n, why)
+		}
+	}
 	return nil
+}
+
+// failures counts the failed deals of f by the start of their error.
+func failures(f Figures) map[string]int {
+	out := map[string]int{}
+	for _, d := range f.Deals {
+		if d.Err != nil {
+			why := d.Err.Error()
+			out[why[:min(len(why), 160)]]++
+		}
+	}
+	return out
 }
 
 // pct is the p-th percentile (0 to 100) of ds, nearest rank.

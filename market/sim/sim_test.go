@@ -69,7 +69,8 @@ func TestScale(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			figs, err := Run(context.Background(), Config{Nodes: n, NATShare: envFloat(t, "SCALE_NAT", 0.2), Loss: envFloat(t, "SCALE_LOSS", 0)}, Scenario{
 				Settle: time.Minute, Lookups: 200, LookupEvery: 50 * time.Millisecond, Gossiped: 10,
-				Deals: 300, DealEvery: 100 * time.Millisecond, Churn: envFloat(t, "SCALE_CHURN", 0.1), ChurnWarmup: 20 * time.Minute,
+				Deals: 300, DealEvery: 500 * time.Millisecond, Churn: envFloat(t, "SCALE_CHURN", 0.1),
+				ChurnWarmup: time.Duration(envFloat(t, "SCALE_CHURN_MINUTES", 20) * float64(time.Minute)),
 			})
 			if err != nil {
 				t.Fatal(err)
