@@ -122,15 +122,21 @@ func (w *World) add(class string, nat bool) (*Node, error) {
 }
 
 // join dials Degree random live public nodes among those before n (the
-// first nodes have fewer), waits for identify, then walks the DHT.
+// first nodes have fewer), waits for identify, then walks the DHT. Under
+// churn a node picked may leave while it is dialled: one that answers
+// is enough.
 func (w *World) join(ctx context.Context, n *Node) error {
-	for _, p := range w.pick(n.Index, w.cfg.Degree, func(o *Node) bool { return !o.place.nat }) {
+	var errs []error
+	peers := w.pick(n.Index, w.cfg.Degree, func(o *Node) bool { return !o.place.nat })
+	for _, p := range peers {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := n.host.Connect(cctx, p2ptest.AddrInfo(p.P2P))
-		cancel()
-		if err != nil {
-			return fmt.Errorf("sim: node %d dials %d: %w", n.Index, p.Index, err)
+		if err := n.host.Connect(cctx, p2ptest.AddrInfo(p.P2P)); err != nil {
+			errs = append(errs, fmt.Errorf("sim: node %d dials %d: %w", n.Index, p.Index, err))
 		}
+		cancel()
+	}
+	if len(peers) > 0 && len(errs) == len(peers) {
+		return errors.Join(errs...)
 	}
 	time.Sleep(time.Second) // identify, then the DHT adds the peers
 	if err := n.P2P.Bootstrap(ctx); err != nil {
