@@ -5,7 +5,7 @@ LDFLAGS := -X github.com/aixblock/aixblock/node.Version=$(VERSION)
 # go-nvml's headers carry deprecation warnings that are not ours to fix.
 export CGO_CFLAGS := -Wno-deprecated-declarations
 
-.PHONY: hooks build test test-short test-race e2e-chain fuzz run bench bench-gossip bench-services bench-idle bench-gpu bench-transfer bench-transfer-daemons gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market bench-jobs bench-e2e bench-ddp e2e-torch job-image
+.PHONY: hooks build test test-short test-race e2e-chain fuzz run bench bench-gossip bench-services bench-idle bench-gpu bench-transfer bench-transfer-daemons gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market bench-scale bench-jobs bench-e2e bench-ddp e2e-torch job-image
 
 # -trimpath keeps the checkout's path out of the binary and out of the
 # build cache's keys, so a second checkout (the README test's) reuses the
@@ -138,6 +138,16 @@ bench-gas:
 # on loopback and 50 and 500 peers on a mocknet with 10 ms links.
 bench-market:
 	$(GO) test -run '^$$' -bench Deal -benchtime 1x -timeout 30m ./market/
+
+# The market, DHT and gossip of N simulated nodes in virtual time (a
+# synctest bubble around a mocknet with 20-300 ms links), at each size
+# of SCALE_NODES, then under SCALE_CHURN (a share per hour, 0.1) after
+# SCALE_CHURN_MINUTES (20) of it; SCALE_NAT (0.2) and SCALE_LOSS (0)
+# shape the network. Every node is a whole libp2p host: 100 nodes take
+# about 1 GiB, and 1,000 passed 10 GiB.
+SCALE_NODES ?= 100,1000,10000
+bench-scale:
+	SCALE_NODES=$(SCALE_NODES) $(GO) test -count=1 -run '^TestScale$$' -v -timeout 6h ./market/sim/
 
 # job run --local against docker run --rm of the same scratch image, and a
 # burst of 50 jobs (needs a Docker engine).

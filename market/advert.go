@@ -75,6 +75,11 @@ func classCID(network, class string) cid.Cid {
 	return cid.NewCidV1(cid.Raw, h)
 }
 
+// ClassCID is the DHT key the providers of class (a GPU class key,
+// any-gpu or cpu) announce themselves under on network: what a
+// simulation or a tool looks up to find them as the market does.
+func ClassCID(network, class string) cid.Cid { return classCID(network, class) }
+
 // buildAdvert describes the free healthy GPUs now.
 func (m *Market) buildAdvert(now time.Time) *ProviderAdvert {
 	inv := m.inv.Inventory()

@@ -5,8 +5,10 @@
 // under /aixblock-provider/<peer-id>; it announces itself as a DHT provider
 // of one key per GPU class it has, plus any-gpu and cpu, and republishes
 // when health or allocation change and on a timer. A requester finds
-// providers by class, sends a signed JobOffer straight to the best few and
-// gossips it on /aixblock/<network>/offers/1 for the rest; providers whose
+// providers by class, sends a signed JobOffer straight to the best few and,
+// when the DHT named fewer than its fanout, gossips it on
+// /aixblock/<network>/offers/1 for the rest (a copy to every node per
+// deal would grow with the network); providers whose
 // bid engine accepts it reserve GPUs and answer with a Bid over a direct
 // stream. A provider asked directly that does not bid answers with a
 // signed NoBid saying why (price floor, free GPUs, CPU, memory, disk,

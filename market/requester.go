@@ -53,9 +53,9 @@ var ErrNoDeal = errors.New("no deal")
 var errClosed = errors.New("market closed")
 
 // Negotiate finds providers for the requirements, offers the job to the
-// best few directly and to everyone by gossip, collects bids for the bid
-// window (or until enough came), and awards the best bid: lowest price,
-// then reputation, then latency. An award the provider does not confirm
+// best few directly and, when the DHT named fewer than Fanout, to everyone
+// by gossip; it collects bids for the bid window (or until enough came),
+// and awards the best bid: lowest price, then reputation, then latency. An award the provider does not confirm
 // in time goes to the next bid. It returns the deal both sides signed.
 func (m *Market) Negotiate(ctx context.Context, r OfferRequest) (*Deal, NegotiationStats, error) {
 	ds, st, err := m.NegotiateMany(ctx, r, 1)
@@ -104,7 +104,12 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 	n := m.openNegotiation(ctx, o, raw, id, now)
 	defer n.end()
 	n.askDirectly(targets)
-	m.gossipOffer(ctx, raw)
+	if o.OpenBids {
+		// Only an offer that invites gossip bids is gossiped: where the
+		// DHT named a full fanout, providers would ignore its copy, and
+		// a copy to every node per deal grows with the network.
+		m.gossipOffer(ctx, raw)
+	}
 	got := n.collect(max(m.cfg.Enough, count))
 	if r.RequireVerified {
 		unasked = append(unasked, m.dropUnverified(got)...)
@@ -193,8 +198,8 @@ func (m *Market) makeOffer(r OfferRequest, targets []peer.ID, now time.Time) (*J
 	return o, raw, hashID(body), nil
 }
 
-// gossipOffer tells the rest of the network (and, when the DHT was thin,
-// asks them to bid).
+// gossipOffer asks the rest of the network to bid, when the DHT was
+// thin.
 func (m *Market) gossipOffer(ctx context.Context, raw []byte) {
 	if err := m.topic.Publish(ctx, raw); err != nil {
 		m.log.Warn("offer not gossiped", "err", err)
