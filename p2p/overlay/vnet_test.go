@@ -56,18 +56,21 @@ func TestSumBytes(t *testing.T) {
 	}
 }
 
-// transportOK reports whether an IPv4 packet's TCP or UDP checksum is
-// right, summed with its pseudo-header the reference way.
-func transportOK(p []byte) bool {
-	ihl := int(p[0]&0x0f) * 4
-	seg := p[ihl:binary.BigEndian.Uint16(p[2:4])]
-	pseudo := append(append([]byte{}, p[12:20]...), 0, p[9], byte(len(seg)>>8), byte(len(seg)))
-	s := uint32(refSum(pseudo)) + uint32(refSum(seg))
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return s == 0xffff
+// pseudoSum is the folded sum of an IPv4 packet's pseudo-header for its
+// transport segment, the reference way.
+func pseudoSum(p []byte) uint16 {
+	n := int(binary.BigEndian.Uint16(p[2:4])) - int(p[0]&0x0f)*4
+	return refSum(append(append([]byte{}, p[12:20]...), 0, p[9], byte(n>>8), byte(n)))
 }
+
+// transportSum is the folded sum of an IPv4 packet's pseudo-header and
+// transport segment, checksum field included: 0xffff when it is right.
+func transportSum(p []byte) uint16 {
+	seg := p[int(p[0]&0x0f)*4 : binary.BigEndian.Uint16(p[2:4])]
+	return fold(uint64(pseudoSum(p)) + uint64(refSum(seg)))
+}
+
+func transportOK(p []byte) bool { return transportSum(p) == 0xffff }
 
 // tcpPacket is an IPv4/TCP segment from src to dst with a header of
 // hdrLen bytes, its checksum field left holding the pseudo-header's sum
@@ -84,9 +87,7 @@ func tcpPacket(src, dst netip.Addr, hdrLen int, payload []byte) []byte {
 	binary.BigEndian.PutUint16(p[22:], 7100)
 	p[32] = byte(hdrLen/4) << 4
 	copy(p[20+hdrLen:], payload)
-	seg := len(p) - 20
-	pseudo := append(append([]byte{}, p[12:20]...), 0, 6, byte(seg>>8), byte(seg))
-	binary.BigEndian.PutUint16(p[36:], refSum(pseudo))
+	binary.BigEndian.PutUint16(p[36:], pseudoSum(p))
 	return p
 }
 
@@ -270,13 +271,7 @@ func TestJobNetSendsWholeChecksums(t *testing.T) {
 // offloads does.
 func withUDPSum(p []byte) []byte {
 	binary.BigEndian.PutUint16(p[26:], 0)
-	seg := p[20:]
-	pseudo := append(append([]byte{}, p[12:20]...), 0, 17, byte(len(seg)>>8), byte(len(seg)))
-	s := uint32(refSum(pseudo)) + uint32(refSum(seg))
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	binary.BigEndian.PutUint16(p[26:], ^uint16(s))
+	binary.BigEndian.PutUint16(p[26:], ^transportSum(p))
 	return p
 }
 
