@@ -69,7 +69,7 @@ const (
 	// resource-manager service (p2p.HandleStream), lets a job network of
 	// MaxRanks members each have its stream here; beyond it a member's
 	// stream is reset.
-	packetMemory = 2 + maxPacket
+	packetMemory = headroom + maxPacket
 	jobNetMemory = MaxRanks * packetMemory
 )
 
