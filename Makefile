@@ -162,7 +162,9 @@ e2e-torch:
 # The job network against plain TCP between the same two namespaces (a
 # copy and the workload's all-reduce, unshaped and at 10 and 1 Gbit/s),
 # then the gang start on a testnet of 2 and 3 providers (needs root,
-# iproute2 and a Docker engine).
+# iproute2 and a Docker engine). AIXBLOCK_BENCH_PROFILE=DIR writes the
+# job network daemons' CPU profiles there; AIXBLOCK_BENCH_SYSCALLS=1
+# counts their system calls per MiB of the copy (perf).
 bench-ddp:
 	$(GO) test -run '^$$' -bench JobNetLink -benchtime 3x -timeout 10m ./p2p/overlay/
 	$(GO) test -run '^$$' -bench GangStart -benchtime 1x -timeout 10m ./cmd/aixblock/

@@ -1,7 +1,6 @@
 package overlay
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -61,13 +60,16 @@ const (
 	sendQueue     = 1024
 	queueBytes    = 4 << 20
 	netQueueBytes = 32 << 20
-	streamBuf     = 256 << 10
+	// gatherBytes bounds the small packets gathered into one stream
+	// write; a packet of directBytes or more is written as it is.
+	gatherBytes = 64 << 10
+	directBytes = 8 << 10
 	// packetMemory is what a member's inbound stream holds: one packet
 	// being read. jobNetMemory, the memory limit of the protocol's
 	// resource-manager service (p2p.HandleStream), lets a job network of
 	// MaxRanks members each have its stream here; beyond it a member's
 	// stream is reset.
-	packetMemory = 2 + maxPacket
+	packetMemory = headroom + maxPacket
 	jobNetMemory = MaxRanks * packetMemory
 )
 
@@ -304,12 +306,13 @@ func (n *jobNet) readLocal(rank int, t *tun) {
 	scratch := getBuf(maxPacket)
 	defer func() { putBuf(scratch) }()
 	for {
-		k, err := t.Read((*scratch)[2:])
-		if err != nil {
+		pkt, err := t.readPacket(*scratch)
+		if err != nil && !errors.Is(err, errVnet) {
 			return
 		}
-		pkt := (*scratch)[2 : 2+k]
-		src, dst, err := parsePacket(pkt)
+		k := len(pkt)
+		src, dst, perr := parsePacket(pkt)
+		err = errors.Join(err, perr)
 		d, ok := rankOf(dst)
 		// A rank speaks only as itself and only to its job's ranks: the
 		// provider's own addresses, its LAN and the internet have no
@@ -324,7 +327,7 @@ func (n *jobNet) readLocal(rank int, t *tun) {
 			lt := n.local[d]
 			n.mu.Unlock()
 			if lt != nil {
-				lt.Write(pkt)
+				lt.writePacket((*scratch)[:headroom+k])
 			} else {
 				n.dropped.Add(1)
 			}
@@ -340,7 +343,7 @@ func (n *jobNet) readLocal(rank int, t *tun) {
 			bp, scratch = scratch, getBuf(maxPacket)
 		} else {
 			bp = getBuf(k)
-			copy((*bp)[2:], pkt)
+			copy((*bp)[headroom:], pkt)
 		}
 		if !sd.send(packet{bp, k}) {
 			// A full queue drops, as a router would; TCP inside recovers.
@@ -350,9 +353,13 @@ func (n *jobNet) readLocal(rank int, t *tun) {
 	}
 }
 
-// Packet buffers come in size classes, each with 2 bytes in front for the
-// frame's length, one pool per class: a packet is held in the smallest
-// class it fits, so a queue of small packets holds small buffers.
+// Packet buffers come in size classes, each with headroom in front of
+// the packet (for the device's virtio-net header, and the frame's 2-byte
+// length on the wire), one pool per class: a packet is held in the
+// smallest class it fits, so a queue of small packets holds small
+// buffers.
+const headroom = vnetHdrLen
+
 var (
 	bufClasses = [...]int{512, 4 << 10, 16 << 10, maxPacket}
 	bufPools   [len(bufClasses)]sync.Pool
@@ -367,13 +374,13 @@ func classOf(k int) int {
 	return len(bufClasses) - 1
 }
 
-// getBuf is a buffer for a packet of k bytes: 2+class(k) long.
+// getBuf is a buffer for a packet of k bytes: headroom+class(k) long.
 func getBuf(k int) *[]byte {
 	c := classOf(k)
 	if bp, ok := bufPools[c].Get().(*[]byte); ok {
 		return bp
 	}
-	b := make([]byte, 2+bufClasses[c])
+	b := make([]byte, headroom+bufClasses[c])
 	return &b
 }
 
@@ -381,8 +388,8 @@ func putBuf(bp *[]byte) {
 	if bp == nil {
 		return
 	}
-	c := classOf(len(*bp) - 2)
-	if len(*bp) == 2+bufClasses[c] {
+	c := classOf(len(*bp) - headroom)
+	if len(*bp) == headroom+bufClasses[c] {
 		bufPools[c].Put(bp)
 	}
 }
@@ -475,7 +482,7 @@ func (sd *sender) run() {
 	ctx := sd.n.ctx
 	var (
 		st       network.Stream
-		w        *bufio.Writer
+		w        *frameWriter
 		relayed  bool
 		checked  time.Time
 		failedAt time.Time
@@ -540,7 +547,7 @@ func (sd *sender) run() {
 					putBuf(p.buf)
 					return
 				}
-				w = bufio.NewWriterSize(st, streamBuf)
+				w = &frameWriter{w: st, buf: make([]byte, 0, gatherBytes)}
 				relayed = isRelayed(st.Conn())
 				checked = time.Now()
 			}
@@ -556,7 +563,7 @@ func (sd *sender) run() {
 			err = sd.write(w, sd.take(<-sd.ch))
 		}
 		if err == nil {
-			err = w.Flush()
+			err = w.flush()
 		}
 		if err != nil {
 			// A peer that takes nothing (or is gone) loses its stream;
@@ -568,15 +575,50 @@ func (sd *sender) run() {
 	}
 }
 
-func (sd *sender) write(w *bufio.Writer, p packet) error {
-	b := (*p.buf)[:2+p.n]
+func (sd *sender) write(w *frameWriter, p packet) error {
+	b := (*p.buf)[headroom-2 : headroom+p.n]
 	binary.BigEndian.PutUint16(b, uint16(p.n))
-	_, err := w.Write(b)
+	err := w.write(b)
 	putBuf(p.buf)
 	if err == nil {
 		sd.c.packets.Add(1)
 		sd.c.bytes.Add(uint64(p.n))
 	}
+	return err
+}
+
+// frameWriter gathers small frames into one stream write and hands a
+// large one to the stream as it is, after what it gathered: the stream
+// copies what it is given, so copying a 64 KiB packet here first would
+// be a copy for nothing.
+type frameWriter struct {
+	w   io.Writer
+	buf []byte
+}
+
+func (fw *frameWriter) write(frame []byte) error {
+	if len(frame) >= directBytes {
+		if err := fw.flush(); err != nil {
+			return err
+		}
+		_, err := fw.w.Write(frame)
+		return err
+	}
+	if len(fw.buf)+len(frame) > cap(fw.buf) {
+		if err := fw.flush(); err != nil {
+			return err
+		}
+	}
+	fw.buf = append(fw.buf, frame...)
+	return nil
+}
+
+func (fw *frameWriter) flush() error {
+	if len(fw.buf) == 0 {
+		return nil
+	}
+	_, err := fw.w.Write(fw.buf)
+	fw.buf = fw.buf[:0]
 	return err
 }
 
@@ -662,12 +704,11 @@ func (s *JobNet) handle(st network.Stream) {
 		}
 		k := int(binary.BigEndian.Uint16(lb[:]))
 		bp := getBuf(k)
-		pkt := (*bp)[2 : 2+k]
-		if _, err := io.ReadFull(st, pkt); err != nil {
+		if _, err := io.ReadFull(st, (*bp)[headroom:headroom+k]); err != nil {
 			putBuf(bp)
 			return
 		}
-		ok := n.deliver(from, pkt)
+		ok := n.deliver(from, (*bp)[:headroom+k])
 		putBuf(bp)
 		if now := time.Now(); now.Sub(armed) > time.Second {
 			armed = now
@@ -682,10 +723,10 @@ func (s *JobNet) handle(st network.Stream) {
 	}
 }
 
-// deliver writes a member's packet to the local rank it is for, if it
-// comes from a rank that member hosts.
-func (n *jobNet) deliver(from peer.ID, pkt []byte) bool {
-	src, dst, err := parsePacket(pkt)
+// deliver writes a member's packet, b[headroom:], to the local rank it is
+// for, if it comes from a rank that member hosts.
+func (n *jobNet) deliver(from peer.ID, b []byte) bool {
+	src, dst, err := parsePacket(b[headroom:])
 	if err != nil {
 		return false
 	}
@@ -700,8 +741,7 @@ func (n *jobNet) deliver(from peer.ID, pkt []byte) bool {
 	if t == nil {
 		return false
 	}
-	_, err = t.Write(pkt)
-	return err == nil
+	return t.writePacket(b) == nil
 }
 
 // readNetHeader reads a stream's opening: version 1, the id's length, the id.

@@ -33,6 +33,12 @@ import (
 //     same veth, encrypted);
 //   - the distributed test workload's all-reduce (2 ranks) between the
 //     hosts directly, and between the ranks over the job network.
+//
+// For profiling: AIXBLOCK_BENCH_PROFILE=DIR has each helper write its CPU
+// profile there (helper-0.prof is the receiving side of the copy), and
+// AIXBLOCK_BENCH_SYSCALLS=1 counts the helpers' system calls during the
+// overlay copy with perf stat (daemon-syscalls/MiB); the count slows the
+// copy, so the ratio of such a run is not the figure.
 
 var helperKeys = [2]byte{1, 2}
 
@@ -120,8 +126,13 @@ func benchLink(b *testing.B, rate string) {
 	}
 	dir := b.TempDir()
 	exe, _ := os.Executable()
+	var pids []string
 	for i := range hosts {
-		cmd := exec.Command("ip", "netns", "exec", hosts[i], exe, "-test.run=^TestJobNetHelper$")
+		args := []string{"netns", "exec", hosts[i], exe, "-test.run=^TestJobNetHelper$"}
+		if prof := os.Getenv("AIXBLOCK_BENCH_PROFILE"); prof != "" {
+			args = append(args, fmt.Sprintf("-test.cpuprofile=%s/helper-%d.prof", prof, i))
+		}
+		cmd := exec.Command("ip", args...)
 		cmd.Env = append(os.Environ(), "AIXBLOCK_JOBNET_HELPER="+dir, "AIXBLOCK_JOBNET_RANK="+strconv.Itoa(i), "AIXBLOCK_JOBNET_NS=/run/netns/"+ranks[i])
 		stdin, _ := cmd.StdinPipe()
 		var out bytes.Buffer
@@ -130,6 +141,7 @@ func benchLink(b *testing.B, rate string) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { stdin.Close(); cmd.Wait() })
+		pids = append(pids, strconv.Itoa(cmd.Process.Pid)) // ip netns exec execs the helper
 		p2ptest.WaitFor(b, 20*time.Second, func() bool {
 			_, err := os.Stat(filepath.Join(dir, fmt.Sprintf("ready-%d", i)))
 			return err == nil
@@ -146,7 +158,11 @@ func benchLink(b *testing.B, rate string) {
 	var tcp, over, arPlain, arOver float64
 	for b.Loop() {
 		tcp = copyRate(b, ns(hosts[0]), ns(hosts[1]), "10.99.0.1:7100", size)
+		count := countSyscalls(b, pids)
 		over = copyRate(b, ns(ranks[0]), ns(ranks[1]), "10.77.0.1:7100", size)
+		if n := count(); n > 0 {
+			b.ReportMetric(float64(n)/(size>>20), "daemon-syscalls/MiB")
+		}
 		arPlain = allReduce(b, ddp, hosts, "10.99.0.1")
 		arOver = allReduce(b, ddp, ranks, "10.77.0.1")
 	}
@@ -191,4 +207,34 @@ func allReduce(b *testing.B, bin string, nss []string, master string) float64 {
 	}
 	b.Fatalf("no all-reduce rate:\n%s", outs[0].String())
 	return 0
+}
+
+// countSyscalls starts counting the system calls of processes pids and
+// their threads when AIXBLOCK_BENCH_SYSCALLS is set and perf is there;
+// the function it returns stops and reports the count (0 without one).
+func countSyscalls(b *testing.B, pids []string) func() int {
+	none := func() int { return 0 }
+	if os.Getenv("AIXBLOCK_BENCH_SYSCALLS") == "" {
+		return none
+	}
+	if _, err := exec.LookPath("perf"); err != nil {
+		b.Logf("no syscall count: %v", err)
+		return none
+	}
+	var out bytes.Buffer
+	cmd := exec.Command("perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "--pid", strings.Join(pids, ","))
+	cmd.Stderr = &out
+	if err := cmd.Start(); err != nil {
+		b.Logf("no syscall count: %v", err)
+		return none
+	}
+	return func() int {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		n, err := strconv.Atoi(strings.SplitN(out.String(), ",", 2)[0])
+		if err != nil {
+			b.Logf("no syscall count in %q", out.String())
+		}
+		return n
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -314,5 +315,48 @@ func TestJoinChecks(t *testing.T) {
 		if _, err := jn.Join(c.id, c.members, c.rank, "/proc/self/ns/net"); err == nil {
 			t.Errorf("%s: joined", c.name)
 		}
+	}
+}
+
+// writeLog is a stream that records the size of each write it is given.
+type writeLog struct{ writes []int }
+
+func (w *writeLog) Write(b []byte) (int, error) {
+	w.writes = append(w.writes, len(b))
+	return len(b), nil
+}
+
+// The sender's frames: small ones are gathered into one write of at most
+// gatherBytes, a large one goes as it is (after what was gathered, in
+// order), and a flush with nothing gathered writes nothing.
+func TestFrameWriter(t *testing.T) {
+	small, big := make([]byte, 100), make([]byte, directBytes)
+	tests := []struct {
+		name   string
+		frames [][]byte
+		want   []int
+	}{
+		{"small ones gathered", [][]byte{small, small, small}, []int{300}},
+		{"a large one alone", [][]byte{big}, []int{directBytes}},
+		{"gathered, then a large one", [][]byte{small, small, big, small}, []int{200, directBytes, 100}},
+		{"gathered up to the limit", slices.Repeat([][]byte{small}, gatherBytes/100+1), []int{gatherBytes / 100 * 100, 100}},
+		{"nothing", nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log := &writeLog{}
+			fw := &frameWriter{w: log, buf: make([]byte, 0, gatherBytes)}
+			for _, f := range tt.frames {
+				if err := fw.write(f); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := fw.flush(); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(log.writes, tt.want) {
+				t.Fatalf("writes %v, want %v", log.writes, tt.want)
+			}
+		})
 	}
 }

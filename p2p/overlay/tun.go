@@ -10,6 +10,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // IfName is the job network's interface inside a rank's namespace.
@@ -43,7 +44,8 @@ func newTUN(nsPath string, addr netip.Addr, prefix netip.Prefix) (*tun, error) {
 	la := netlink.NewLinkAttrs()
 	la.Name = tmp
 	la.MTU = MTU
-	dev := &netlink.Tuntap{LinkAttrs: la, Mode: netlink.TUNTAP_MODE_TUN, Flags: netlink.TUNTAP_NO_PI | netlink.TUNTAP_ONE_QUEUE,
+	dev := &netlink.Tuntap{LinkAttrs: la, Mode: netlink.TUNTAP_MODE_TUN,
+		Flags:  netlink.TUNTAP_NO_PI | netlink.TUNTAP_ONE_QUEUE | netlink.TUNTAP_VNET_HDR,
 		Queues: 1, NonPersist: true}
 	if err := netlink.LinkAdd(dev); err != nil {
 		return nil, fmt.Errorf("job network: make TUN device (the daemon needs CAP_NET_ADMIN and /dev/net/tun): %w", err)
@@ -58,6 +60,9 @@ func newTUN(nsPath string, addr netip.Addr, prefix netip.Prefix) (*tun, error) {
 	fail := func(err error) (*tun, error) {
 		t.f.Close()
 		return nil, fmt.Errorf("job network: %w", err)
+	}
+	if err := setOffload(t.f, tunFCsum); err != nil {
+		return fail(fmt.Errorf("checksum offload on %s: %w", tmp, err))
 	}
 	if err := netlink.LinkSetNsFd(dev, int(target)); err != nil {
 		return fail(fmt.Errorf("move %s into %s: %w", tmp, nsPath, err))
@@ -93,6 +98,37 @@ func newTUN(nsPath string, addr netip.Addr, prefix netip.Prefix) (*tun, error) {
 	return t, nil
 }
 
-func (t *tun) Read(b []byte) (int, error)  { return t.f.Read(b) }
-func (t *tun) Write(b []byte) (int, error) { return t.f.Write(b) }
-func (t *tun) Close() error                { return t.f.Close() }
+// readPacket reads the next packet the rank sends into b: a virtio-net
+// header, then the packet, which it returns whole (see finishPacket). An
+// error of the device ends the reading; a packet whose header is refused
+// comes back as nil with errVnet.
+func (t *tun) readPacket(b []byte) ([]byte, error) {
+	k, err := t.f.Read(b)
+	if err != nil {
+		return nil, err
+	}
+	return devicePacket(b[:k])
+}
+
+// writePacket gives the rank the parsed IPv4 packet in b[vnetHdrLen:],
+// with the header offloadFor builds for it written in front.
+func (t *tun) writePacket(b []byte) error {
+	offloadFor(b[vnetHdrLen:]).encode(b)
+	_, err := t.f.Write(b)
+	return err
+}
+
+func (t *tun) Close() error { return t.f.Close() }
+
+// setOffload tells the device which offloads its reader handles.
+func setOffload(f *os.File, flags int) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ierr error
+	if err := rc.Control(func(fd uintptr) { ierr = unix.IoctlSetInt(int(fd), unix.TUNSETOFFLOAD, flags) }); err != nil {
+		return err
+	}
+	return ierr
+}
