@@ -145,7 +145,7 @@ bench-market:
 # SCALE_CHURN_MINUTES (20) of it; SCALE_NAT (0.2) and SCALE_LOSS (0)
 # shape the network. Every node is a whole libp2p host: 100 nodes take
 # about 1 GiB, and 1,000 passed 10 GiB.
-SCALE_NODES ?= 100,1000,10000
+SCALE_NODES ?= 100,300
 bench-scale:
 	SCALE_NODES=$(SCALE_NODES) $(GO) test -count=1 -run '^TestScale$$' -v -timeout 6h ./market/sim/
 
