@@ -322,6 +322,21 @@ func (d *dashboardTest) cancelFromPage() {
 func (d *dashboardTest) metricsWhileRunning() {
 	t := d.t
 	pm, rm := scrape(t, d.prov), scrape(t, d.req)
+	// The requester challenged the provider (proof of GPU): each
+	// challenge is a local job of the provider's, completed.
+	var local []struct {
+		State string `json:"state"`
+		Spec  struct {
+			Name string `json:"name"`
+		} `json:"spec"`
+	}
+	runJSON(t, d.prov, &local, "job", "list")
+	challenges := 0.0
+	for _, j := range local {
+		if j.Spec.Name == "proof-of-gpu" && j.State == "completed" {
+			challenges++
+		}
+	}
 	for _, c := range []struct {
 		text, series string
 		want         float64
@@ -330,7 +345,7 @@ func (d *dashboardTest) metricsWhileRunning() {
 		{pm, `aixblock_gpus{health="unhealthy"}`, 1},
 		{pm, `aixblock_gpus{health="healthy"}`, 7},
 		{pm, `aixblock_jobs{state="running",where="local"}`, 1},
-		{pm, `aixblock_jobs{state="completed",where="local"}`, 1},
+		{pm, `aixblock_jobs{state="completed",where="local"}`, 1 + challenges},
 		{pm, `aixblock_deals_active{side="provider"}`, 1},
 		{pm, `aixblock_vouchers{direction="received"}`, 1},
 		{pm, `aixblock_bids_total`, 2}, // the first job and this one

@@ -51,10 +51,10 @@ func TestReplicatedJobs(t *testing.T) {
 	runJSON(t, net.repos[0], &cheat, "id")
 	waitProviders(t, req, 3, "--gpu", "cpu")
 
-	r := run(t, req, "job", "run", "--replicas", "2", "--max-price", "5", "--output", "/outputs/hello.txt",
+	r := run(t, req, "job", "run", "--replicas", "2", "--cpu", "1", "--max-price", "5", "--output", "/outputs/hello.txt",
 		jobstest.Image, "--", "greet", "checked")
 	if r.code != 0 {
-		t.Fatalf("job run --replicas 2: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		t.Fatalf("job run --replicas 2: exit %d\n%s%s\n%s", r.code, r.stdout, r.stderr, mustRun(t, req, "job", "list", "--json"))
 	}
 	id := jobIDFrom(t, r.stderr)
 	j := checkedStatus(t, req, id)
@@ -69,7 +69,7 @@ func TestReplicatedJobs(t *testing.T) {
 func sampled(t *testing.T, req, cheat string) {
 	t.Helper()
 	spec := filepath.Join(t.TempDir(), "job.yaml")
-	os.WriteFile(spec, []byte("image: "+jobstest.Image+"\nargs: [greet, sampled]\nmax_price: \"5\"\nverify: {sample: 100%}\n"), 0o600)
+	os.WriteFile(spec, []byte("image: "+jobstest.Image+"\nargs: [greet, sampled]\nresources: {cpu: 1}\nmax_price: \"5\"\nverify: {sample: 100%}\n"), 0o600)
 	id := strings.TrimSpace(mustRun(t, req, "job", "submit", spec))
 	var j checkedJob
 	p2ptest.WaitFor(t, 3*time.Minute, func() bool {

@@ -52,6 +52,19 @@ type Provider struct {
 	running  int // challenges computing
 	sessions map[peer.ID]*session
 	closed   bool
+	// refused is the last challenge this provider refused for good, and
+	// when: a verifier records that as a failure, so the provider's own
+	// status must say so too.
+	refused   string
+	refusedAt time.Time
+}
+
+// LastRefusal is the last challenge this provider refused for good (not
+// for being busy), and when; empty if none.
+func (p *Provider) LastRefusal() (string, time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.refused, p.refusedAt
 }
 
 // session is one verifier's open challenge.
@@ -157,6 +170,9 @@ func (p *Provider) start(ctx context.Context, from peer.ID, req request) (reply,
 		if errors.Is(err, ErrBusy) {
 			return refusal(err.Error(), codeBusy, time.Minute), nil
 		}
+		p.mu.Lock()
+		p.refused, p.refusedAt = err.Error(), time.Now()
+		p.mu.Unlock()
 		return refusal(err.Error(), "", 0), nil
 	}
 	com, err := challenge.Encode(prover.Commitment())
