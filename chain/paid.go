@@ -101,13 +101,14 @@ func (p *Paid) PaidOnChain(ctx context.Context, wallet string) (int, *big.Int, e
 }
 
 // tally brings payee's tally up to the confirmed head, unless it was
-// read within the TTL.
+// read within the TTL. What a read that failed midway got through is
+// kept, and the next read goes on from there.
 func (p *Paid) tally(ctx context.Context, payee common.Address) (*paidTally, error) {
 	now := p.cfg.Now()
 	p.mu.Lock()
 	t := p.wallets[payee]
 	p.mu.Unlock()
-	if t != nil && now.Sub(t.readAt) < p.cfg.TTL {
+	if t != nil && !t.readAt.IsZero() && now.Sub(t.readAt) < p.cfg.TTL {
 		return t, nil
 	}
 	head, err := p.c.b.BlockNumber(ctx)
@@ -123,56 +124,70 @@ func (p *Paid) tally(ctx context.Context, payee common.Address) (*paidTally, err
 	if t == nil || t.from+2*p.cfg.Window < to {
 		t = &paidTally{from: first, next: first, payer: map[common.Hash]common.Address{}, redeemed: map[common.Hash]*big.Int{}}
 	}
-	next := *t // read into a copy: a failed read leaves the cache as it was
-	next.payer, next.redeemed = maps.Clone(t.payer), cloneAmounts(t.redeemed)
-	if err := p.read(ctx, &next, payee, to); err != nil {
-		return nil, err
+	next := &paidTally{from: t.from, next: t.next, payer: maps.Clone(t.payer), redeemed: cloneAmounts(t.redeemed)}
+	err = p.read(ctx, next, payee, to)
+	if err == nil {
+		next.readAt = now
 	}
-	next.next, next.readAt = to+1, now
-	p.keep(payee, &next)
-	return &next, nil
+	p.keep(payee, next)
+	return next, err
 }
 
-// read adds the events of blocks t.next to to.
+// paidChunk is how many log ranges one step of a read covers: a read
+// that fails keeps the steps done.
+const paidChunk = 16
+
+// read adds the events of blocks t.next to to, a chunk at a time.
 func (p *Paid) read(ctx context.Context, t *paidTally, payee common.Address, to uint64) error {
-	if t.next > to {
-		return nil
-	}
 	eabi := p.c.esc.GetABI()
-	// Deposited(channel, payer, payee): the payer of each channel to payee.
+	// Deposited(channel, payer, payee): the payer of each channel to
+	// payee; Redeemed(channel, payee): what each channel paid out.
 	dep, err := abi.MakeTopics([]any{eabi.Events["Deposited"].ID}, nil, nil, []any{payee})
 	if err != nil {
 		return err
 	}
-	err = p.scan(ctx, dep, t.next, to, func(l *types.Log) error {
-		ev, err := p.c.esc.UnpackDepositedEvent(l)
-		if err == nil && ev.Token == p.c.cfg.Token && ev.Payee == payee {
-			t.payer[ev.Channel] = ev.Payer
-		}
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("deposits: %w", err)
-	}
-	// Redeemed(channel, payee): what each channel paid out.
 	red, err := abi.MakeTopics([]any{eabi.Events["Redeemed"].ID}, nil, []any{payee})
 	if err != nil {
 		return err
 	}
-	err = p.scan(ctx, red, t.next, to, func(l *types.Log) error {
-		ev, err := p.c.esc.UnpackRedeemedEvent(l)
-		if err == nil && ev.Payee == payee {
-			if t.redeemed[ev.Channel] == nil {
-				t.redeemed[ev.Channel] = new(big.Int)
+	step := paidChunk * p.c.newLogWindow().size
+	for t.next <= to {
+		end := min(to, t.next+step-1)
+		payers, paid := map[common.Hash]common.Address{}, map[common.Hash]*big.Int{}
+		err := p.scan(ctx, dep, t.next, end, func(l *types.Log) error {
+			ev, err := p.c.esc.UnpackDepositedEvent(l)
+			if err == nil && ev.Token == p.c.cfg.Token && ev.Payee == payee {
+				payers[ev.Channel] = ev.Payer
 			}
-			t.redeemed[ev.Channel].Add(t.redeemed[ev.Channel], ev.Amount)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("deposits: %w", err)
 		}
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("redemptions: %w", err)
+		err = p.scan(ctx, red, t.next, end, func(l *types.Log) error {
+			ev, err := p.c.esc.UnpackRedeemedEvent(l)
+			if err == nil && ev.Payee == payee {
+				addAmount(paid, ev.Channel, ev.Amount)
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("redemptions: %w", err)
+		}
+		maps.Copy(t.payer, payers)
+		for ch, amt := range paid {
+			addAmount(t.redeemed, ch, amt)
+		}
+		t.next = end + 1
 	}
 	return nil
+}
+
+func addAmount(m map[common.Hash]*big.Int, k common.Hash, v *big.Int) {
+	if m[k] == nil {
+		m[k] = new(big.Int)
+	}
+	m[k].Add(m[k], v)
 }
 
 // scan reads the escrow's logs matching topics in blocks from to to.

@@ -61,8 +61,12 @@ type Node struct {
 	// serves (GET /v1/market/receipts).
 	receipts      *receipt.Store
 	receiptServer *receipt.Server
-	testnet       Testnet // the dashboard's testnet view (SetTestnet)
-	gatewayLn     net.Listener
+	// gatherer fetches receipts about the providers this node looks at;
+	// paid reads what the escrow paid them (nil without a chain).
+	gatherer  *receipt.Gatherer
+	paid      *chain.Paid
+	testnet   Testnet // the dashboard's testnet view (SetTestnet)
+	gatewayLn net.Listener
 	// stopReq is closed by POST /v1/shutdown (aixblock shutdown).
 	stopReq  chan struct{}
 	stopOnce sync.Once
@@ -209,7 +213,7 @@ func (n *Node) openLease(cfg parsed, log *slog.Logger) error {
 		VoucherInterval: interval, Prepay: cfg.prepay, OutageGrace: cfg.outageGrace, MaxPrepare: cfg.maxPrepare, PauseGrace: cfg.pauseGrace,
 		RedeemEvery: cfg.redeemEvery, RedeemAbove: cfg.redeemAbove,
 		HostNetworkFor: rc.Market.HostNetworkFor, Ports: rc.Market.Ports, FormatAmount: n.formatAmount,
-		Receipts: n.receipts,
+		Receipts: n.receipts, Proofs: n.passedProofs,
 	})
 	return err
 }
