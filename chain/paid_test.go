@@ -2,12 +2,16 @@ package chain
 
 import (
 	"context"
+	"errors"
 	"math/big"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
 )
 
 // paidChain is a dev chain with clients for its accounts 1 to n-1, the
@@ -108,5 +112,62 @@ func TestPaidOnChainCountsDistinctPayers(t *testing.T) {
 	narrow := NewPaid(pc.clients[1], PaidConfig{Window: 1})
 	if n, sum, err := narrow.PaidOnChain(ctx, prov.Hex()); err != nil || n != 0 || sum.Sign() != 0 {
 		t.Fatalf("one block's window: %d payers, %v, %v", n, sum, err)
+	}
+}
+
+// failingLogs fails every FilterLogs after the first ok, while on.
+type failingLogs struct {
+	Backend
+	mu    *sync.Mutex
+	ok    *int
+	calls *int
+}
+
+func (f failingLogs) FilterLogs(ctx context.Context, q ethereum.FilterQuery) ([]types.Log, error) {
+	f.mu.Lock()
+	*f.calls++
+	fail := *f.ok >= 0 && *f.calls > *f.ok
+	f.mu.Unlock()
+	if fail {
+		return nil, errors.New("rpc down")
+	}
+	return f.Backend.FilterLogs(ctx, q)
+}
+
+// A read that fails midway keeps the chunks it got through and goes on
+// from there; nothing is counted twice.
+func TestPaidOnChainGoesOnAfterAnOutage(t *testing.T) {
+	e := newSim(t)
+	ctx := context.Background()
+	for i := int64(1); i <= 12; i++ {
+		if _, err := e.payer.Deposit(ctx, e.payee.Address(), e.token, big.NewInt(10)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.payee.Redeem(ctx, e.voucher(e.token, 10*i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	ok, calls := 40, 0 // past the first chunk of 16 blocks (32 requests), within the second
+	wrap := func(b Backend) Backend { return failingLogs{b, &mu, &ok, &calls} }
+	c := e.client(e.otherK, Config{Escrow: e.escrow, Token: e.token, Poll: time.Millisecond, LogRange: 1}, wrap)
+	paid := NewPaid(c, PaidConfig{})
+	if _, _, err := paid.PaidOnChain(ctx, e.payee.Address().Hex()); err == nil || !strings.Contains(err.Error(), "rpc down") {
+		t.Fatalf("a read with the RPC down: %v", err)
+	}
+	if tl := paid.wallets[e.payee.Address()]; tl == nil || tl.next != tl.from+paidChunk || !tl.readAt.IsZero() {
+		t.Fatalf("kept after the outage: %+v, want the first chunk done", tl)
+	}
+	mu.Lock()
+	ok, calls = -1, 0
+	mu.Unlock()
+	n, total, err := paid.PaidOnChain(ctx, e.payee.Address().Hex())
+	if err != nil || n != 1 || total.Cmp(big.NewInt(120)) != 0 {
+		t.Fatalf("after the outage: %d payers, %v, %v; want 1 payer, 120", n, total, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if head, _ := e.b.BlockNumber(ctx); uint64(calls) > 2*(head+1-paidChunk) {
+		t.Fatalf("%d requests for %d blocks: the first chunk was read again", calls, head+1)
 	}
 }

@@ -70,7 +70,8 @@
 // what was paid per token and by how many distinct payer wallets, a
 // score, and the evidence behind it by trust level, counted or not. An
 // optional PaidOnChain says what the escrow paid the provider's wallet
-// and from how many payers.
+// and from how many payers (chain.Paid, which the daemon hands in; it is
+// shown, and never ranks).
 //
 // # What a Sybil provider can and cannot fake
 //
