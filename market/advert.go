@@ -231,6 +231,7 @@ func (m *Market) FindProviders(ctx context.Context, class string, limit int) ([]
 			if m.cfg.Proof != nil {
 				m.cfg.Proof.Seen(a)
 			}
+			m.receiptsSeen(p)
 			info := ProviderInfo{Advert: a, Reputation: m.rep.Get(p.String()), Proof: m.standing(p.String(), classOf(class))}
 			mu.Lock()
 			out = append(out, info)

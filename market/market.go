@@ -113,6 +113,10 @@ type Config struct {
 	// standing in bid ranking and `market providers`, and the challenges
 	// of an offer that requires verified providers. Nil: none.
 	Proof ProofHook
+	// Receipts is the receipts of ended deals: a provider's score from
+	// them breaks ties in bid ranking after proof of GPU, before this
+	// node's own reputation record. Nil: none.
+	Receipts ReceiptHook
 	// VetTimeout bounds the challenges an offer that requires verified
 	// providers waits for before its bid window; zero means 2 min.
 	VetTimeout time.Duration

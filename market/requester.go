@@ -91,6 +91,7 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 		unasked = append(unasked, unverified...)
 	}
 	st.Found, st.Contacted = len(targets)+len(unasked), len(targets)
+	m.receiptsSeen(targets...)
 	if len(targets) == 0 && r.Req.GPUClass != "" {
 		// The classes on the network, for an unknown class's reason.
 		m.spawn(context.Background(), func(ctx context.Context) { m.refresh(ctx, AnyGPU) })
@@ -490,14 +491,16 @@ func (m *Market) advertRefusal(a *ProviderAdvert, nb *NoBid, r OfferRequest) Ref
 }
 
 // cachedCandidates are the providers of class in the advert cache that
-// could serve r, cheapest first, then by reputation, and why the others
+// could serve r, cheapest first, then by proof of GPU, receipts and
+// reputation, and why the others
 // of the class could not.
 func (m *Market) cachedCandidates(class string, r OfferRequest, skip map[string]bool) ([]peer.ID, []Refusal) {
 	type cand struct {
 		id    peer.ID
 		price *big.Int
 		score float64
-		proof int // ProofStanding.tier
+		proof int     // ProofStanding.tier
+		rcpt  float64 // ReceiptHook.Score
 	}
 	var cs []cand
 	var refused []Refusal
@@ -541,6 +544,7 @@ func (m *Market) cachedCandidates(class string, r OfferRequest, skip map[string]
 	for i := range cs {
 		cs[i].score = m.rep.Get(cs[i].id.String()).Score()
 		cs[i].proof = m.standing(cs[i].id.String(), class).tier()
+		cs[i].rcpt = m.receiptScore(cs[i].id.String())
 	}
 	sort.Slice(cs, func(i, j int) bool {
 		if fi, fj := cs[i].proof == 2, cs[j].proof == 2; fi != fj {
@@ -551,6 +555,9 @@ func (m *Market) cachedCandidates(class string, r OfferRequest, skip map[string]
 		}
 		if cs[i].proof != cs[j].proof {
 			return cs[i].proof < cs[j].proof
+		}
+		if cs[i].rcpt != cs[j].rcpt {
+			return cs[i].rcpt > cs[j].rcpt
 		}
 		if cs[i].score != cs[j].score {
 			return cs[i].score > cs[j].score
@@ -673,8 +680,8 @@ func (m *Market) releaseLate(ctx context.Context, bids <-chan receivedBid, deadl
 }
 
 // rankBids orders bids: a provider that failed proof of GPU last; then
-// lowest price, then verified before unverified, then best reputation,
-// then fastest.
+// lowest price, then verified before unverified, then the best score
+// from receipts, then best reputation, then fastest.
 func (m *Market) rankBids(got map[string]receivedBid, exclude []string) []receivedBid {
 	skip := map[string]bool{}
 	for _, e := range exclude {
@@ -687,8 +694,10 @@ func (m *Market) rankBids(got map[string]receivedBid, exclude []string) []receiv
 		}
 	}
 	tier := make(map[string]int, len(out))
+	rcpt := make(map[string]float64, len(out))
 	for _, b := range out {
 		tier[b.bid.Provider] = m.standing(b.bid.Provider, b.bid.GPUClass).tier()
+		rcpt[b.bid.Provider] = m.receiptScore(b.bid.Provider)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		ti, tj := tier[out[i].bid.Provider], tier[out[j].bid.Provider]
@@ -702,6 +711,9 @@ func (m *Market) rankBids(got map[string]receivedBid, exclude []string) []receiv
 		}
 		if ti != tj {
 			return ti < tj
+		}
+		if ri, rj := rcpt[out[i].bid.Provider], rcpt[out[j].bid.Provider]; ri != rj {
+			return ri > rj
 		}
 		si, sj := m.rep.Get(out[i].bid.Provider).Score(), m.rep.Get(out[j].bid.Provider).Score()
 		if si != sj {

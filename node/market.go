@@ -127,9 +127,10 @@ func (n *Node) openMarket(ctx context.Context, cfg parsed) error {
 		ReputationFile: n.repo.Dir + "/reputation.json", Logger: n.log,
 		// Consulted only once the market runs, after openJobs and the
 		// lease have reattached this node's jobs.
-		Busy:  n.busyGPUs,
-		Funds: dealFunds{n.chain, n.wallet.Address()},
-		Proof: proofHook{n},
+		Busy:     n.busyGPUs,
+		Funds:    dealFunds{n.chain, n.wallet.Address()},
+		Proof:    proofHook{n},
+		Receipts: receiptHook{n},
 	})
 	if err != nil {
 		return err
@@ -227,5 +228,6 @@ func (n *Node) providers(ctx context.Context, class string) (api.ProvidersInfo, 
 		}
 		out.Providers = append(out.Providers, s)
 	}
+	n.receiptSummaries(ctx, out.Providers)
 	return out, nil
 }

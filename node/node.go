@@ -64,8 +64,12 @@ type Node struct {
 	receipts      *receipt.Store
 	receiptServer *receipt.Server
 	replicas      *replica.Checker // replicated and spot-checked jobs
-	testnet       Testnet          // the dashboard's testnet view (SetTestnet)
-	gatewayLn     net.Listener
+	// gatherer fetches receipts about the providers this node looks at;
+	// paid reads what the escrow paid them (nil without a chain).
+	gatherer  *receipt.Gatherer
+	paid      *chain.Paid
+	testnet   Testnet // the dashboard's testnet view (SetTestnet)
+	gatewayLn net.Listener
 	// stopReq is closed by POST /v1/shutdown (aixblock shutdown).
 	stopReq  chan struct{}
 	stopOnce sync.Once
@@ -215,7 +219,7 @@ func (n *Node) openLease(cfg parsed, log *slog.Logger) error {
 		VoucherInterval: interval, Prepay: cfg.prepay, OutageGrace: cfg.outageGrace, MaxPrepare: cfg.maxPrepare, PauseGrace: cfg.pauseGrace,
 		RedeemEvery: cfg.redeemEvery, RedeemAbove: cfg.redeemAbove,
 		HostNetworkFor: rc.Market.HostNetworkFor, Ports: rc.Market.Ports, FormatAmount: n.formatAmount,
-		Receipts: n.receipts,
+		Receipts: n.receipts, Proofs: n.passedProofs,
 	})
 	return err
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/market/proof"
+	"github.com/aixblock/aixblock/market/receipt"
 	"github.com/aixblock/aixblock/node/api"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -211,6 +212,22 @@ func (h proofHook) Carried() [][]byte {
 	return out
 }
 
+// passedProofs are the IDs of the newest records of challenges this
+// node passed, each once, at most receipt.MaxProofs: what its receipts
+// as provider name.
+func (n *Node) passedProofs() []string {
+	var out []string
+	for _, r := range n.proofStore.Records(n.p2p.Host.ID()) {
+		if len(out) == receipt.MaxProofs {
+			break
+		}
+		if id := r.ID(); r.Passed() && id != "" && !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // Seen keeps the records an advert carries (about its own provider
 // only; a forged one is refused by the store) and schedules the
 // provider's challenge.
@@ -295,13 +312,7 @@ func (h proofHook) Vet(ctx context.Context, adverts []*market.ProviderAdvert, cl
 // proofTrust weighs signers: this node, then the providers it has dealt
 // with (they verify others too), and no one else.
 func (n *Node) proofTrust() func(peer.ID) int {
-	return proof.Trust(n.p2p.Host.ID(), func(p peer.ID) bool {
-		if n.market == nil {
-			return false
-		}
-		r := n.market.Reputation().Get(p.String())
-		return r.Completed+r.Failed+r.NoShow > 0
-	})
+	return proof.Trust(n.p2p.Host.ID(), n.dealtAsRequester)
 }
 
 // handleVerify is POST /v1/market/verify: challenge a peer on its claim.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/market/receipt"
 	"github.com/aixblock/aixblock/node/api"
 	"github.com/spf13/cobra"
 )
@@ -102,7 +103,7 @@ func providersHuman(w io.Writer, info api.ProvidersInfo) {
 		fmt.Fprintf(w, "no providers of %s found\n", info.Class)
 		return
 	}
-	fmt.Fprintln(w, "PEER ID\tGPUS (FREE/TOTAL)\tPRICE PER GPU-HOUR\tHEALTH\tREPUTATION\tPROOF OF GPU")
+	fmt.Fprintln(w, "PEER ID\tGPUS (FREE/TOTAL)\tPRICE PER GPU-HOUR\tHEALTH\tREPUTATION\tPROOF OF GPU\tRECEIPTS")
 	for _, p := range info.Providers {
 		var gpus, prices []string
 		for _, gg := range p.GPUs {
@@ -115,9 +116,29 @@ func providersHuman(w io.Writer, info api.ProvidersInfo) {
 			prices = append(prices, pr.Units+" "+pr.Symbol)
 		}
 		r := p.Reputation
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%.2f (%d ok, %d failed, %d no-show)\t%s\n", p.PeerID, strings.Join(gpus, ", "),
-			strings.Join(prices, ", "), p.Health, r.Score(), r.Completed, r.Failed, r.NoShow, p.Proof.Text)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%.2f (%d ok, %d failed, %d no-show)\t%s\t%s\n", p.PeerID, strings.Join(gpus, ", "),
+			strings.Join(prices, ", "), p.Health, r.Score(), r.Completed, r.Failed, r.NoShow, p.Proof.Text, receiptsCell(p.Receipts))
 	}
+}
+
+// receiptsCell is a provider's view from receipts in a table cell: the
+// outcomes counted, their distinct payers, the evidence by trust (own,
+// from peers dealt with, untrusted) and what the escrow paid.
+func receiptsCell(s *receipt.Summary) string {
+	if s == nil {
+		return "-"
+	}
+	ev := s.Evidence
+	out := fmt.Sprintf("%d completed (%d verified), %d failed, %d outvoted; %d payers; evidence %d own, %d dealt, %d untrusted",
+		s.Completed, s.Verified, s.Failed, s.Outvoted, s.Payers, ev.Own, ev.Dealt, ev.Beyond+ev.Stranger+ev.ProviderOnly)
+	switch c := s.OnChain; {
+	case c == nil:
+	case c.Error != "":
+		out += "; on chain: unknown"
+	default:
+		out += fmt.Sprintf("; on chain %d payers", c.Payers)
+	}
+	return out
 }
 
 func newMarketOfferCmd(g *globals) *cobra.Command {
@@ -127,7 +148,8 @@ func newMarketOfferCmd(g *globals) *cobra.Command {
 		Short: "Offer a job to the market and agree a deal with the best bidder",
 		Long: `Find providers for the resources, send them a signed offer (and gossip it),
 collect bids for the bid window, and award the best: lowest price, then
-reputation, then latency. Both sides sign the deal with their wallets. It
+proof of GPU, then the provider's receipts as this node weighs them, then
+its own reputation record, then latency. Both sides sign the deal with their wallets. It
 prints the deal.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -31,7 +31,8 @@
 // A Store keeps one receipt per deal in a JSON file, rewritten
 // atomically. A second, different receipt for a deal held is a replay
 // (ErrReplay) unless it is stronger: signed by this node, then by a
-// peer it dealt with as requester, then by both sides. The store is bounded per provider and in all; beyond the
+// peer it dealt with as requester (the other side of a receipt this
+// node signed, or StoreConfig.Trusted), then by both sides. The store is bounded per provider and in all; beyond the
 // bounds it evicts the weakest first (a stranger's word or the
 // provider's own, then receipts strangers signed with the provider,
 // then those of peers this node dealt with, then its own), the oldest
@@ -48,6 +49,15 @@
 // future, about the provider asked and signed by the peer that served
 // it.
 //
+// A Gatherer fetches, when this node looks at a provider, the receipts
+// about it from the provider and from the peers this node dealt with
+// (Store.Dealt: the other sides of the receipts it signed, the latest
+// first): at most GatherConfig.MaxPeers asked, each within the limits a
+// Server answers, a provider at most once every GatherConfig.Every, a
+// gathering under way joined rather than repeated. A stranger is never
+// asked, so a stranger's receipts reach the store only from the
+// provider, where they count for nothing.
+//
 // # A requester's view
 //
 // View sums up a provider from the receipts a requester holds (its own,
@@ -60,7 +70,8 @@
 // what was paid per token and by how many distinct payer wallets, a
 // score, and the evidence behind it by trust level, counted or not. An
 // optional PaidOnChain says what the escrow paid the provider's wallet
-// and from how many payers.
+// and from how many payers (chain.Paid, which the daemon hands in; it is
+// shown, and never ranks).
 //
 // # What a Sybil provider can and cannot fake
 //

@@ -29,7 +29,9 @@ type StoreConfig struct {
 	// and are what Served offers.
 	Self peer.ID
 	// Trusted names the requesters whose receipts are evicted after
-	// strangers' (the peers this node dealt with); nil: none.
+	// strangers' besides the peers this node signed a receipt with,
+	// which the store trusts itself (the daemon: the providers this
+	// node dealt with as requester); nil: none.
 	Trusted func(peer.ID) bool
 	// MaxReceipts bounds the receipts kept in all; zero: 4096.
 	MaxReceipts int
@@ -50,6 +52,7 @@ type Store struct {
 	mu    sync.Mutex
 	by    map[string][]Signed // by provider, newest first
 	deals map[string]Signed   // by deal ID
+	dealt map[string]int      // the other side's peer ID -> receipts held this node signed
 }
 
 // storeFile is the file's contents: each receipt as it came.
@@ -75,7 +78,7 @@ func OpenStore(cfg StoreConfig) (*Store, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	s := &Store{cfg: cfg, log: cfg.Log.With("component", "receipt"), by: map[string][]Signed{}, deals: map[string]Signed{}}
+	s := &Store{cfg: cfg, log: cfg.Log.With("component", "receipt"), by: map[string][]Signed{}, deals: map[string]Signed{}, dealt: map[string]int{}}
 	if cfg.Path == "" {
 		return s, nil
 	}
@@ -233,6 +236,9 @@ func (s *Store) insert(r Signed) {
 	i, _ := slices.BinarySearchFunc(list, r, func(a, b Signed) int { return -cmp.Compare(a.EndedAt, b.EndedAt) })
 	s.by[r.Provider] = slices.Insert(list, i, r)
 	s.deals[r.Deal] = r
+	if other, ok := s.otherSide(r); ok {
+		s.dealt[other]++
+	}
 	s.evict(r.Provider)
 }
 
@@ -289,12 +295,32 @@ func (s *Store) rank(r Signed) int {
 }
 
 func (s *Store) trusted(p string) bool {
+	if s.dealt[p] > 0 {
+		return true
+	}
 	id, err := peer.Decode(p)
 	return err == nil && s.cfg.Trusted != nil && s.cfg.Trusted(id)
 }
 
+// otherSide is the peer this node dealt with in r, if this node signed
+// r.
+func (s *Store) otherSide(r Signed) (string, bool) {
+	switch {
+	case !r.SignedBy(s.cfg.Self):
+		return "", false
+	case r.Provider == s.cfg.Self.String():
+		return r.Requester, true
+	}
+	return r.Provider, true
+}
+
 // remove drops r.
 func (s *Store) remove(r Signed) {
+	if other, ok := s.otherSide(r); ok {
+		if s.dealt[other]--; s.dealt[other] <= 0 {
+			delete(s.dealt, other)
+		}
+	}
 	delete(s.deals, r.Deal)
 	list := slices.DeleteFunc(s.by[r.Provider], func(x Signed) bool { return x.Deal == r.Deal })
 	if len(list) == 0 {
@@ -372,13 +398,31 @@ func (s *Store) Network() string { return s.cfg.Network }
 func (s *Store) DealtWith() func(peer.ID) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	self := s.cfg.Self.String()
-	set := map[string]bool{}
+	set := make(map[string]bool, len(s.dealt))
+	for p := range s.dealt {
+		set[p] = true
+	}
+	return func(p peer.ID) bool { return set[p.String()] }
+}
+
+// Dealt are the peers this node signed a receipt held with, the one it
+// dealt with last first: whom to ask for receipts about a provider.
+func (s *Store) Dealt() []peer.ID {
+	s.mu.Lock()
+	last := map[string]int64{}
 	for _, r := range s.deals {
-		if r.SignedBy(s.cfg.Self) {
-			set[r.Provider], set[r.Requester] = true, true
+		if other, ok := s.otherSide(r); ok {
+			last[other] = max(last[other], r.EndedAt)
 		}
 	}
-	delete(set, self)
-	return func(p peer.ID) bool { return set[p.String()] }
+	s.mu.Unlock()
+	var out []peer.ID
+	for _, p := range slices.SortedFunc(maps.Keys(last), func(a, b string) int {
+		return cmp.Or(-cmp.Compare(last[a], last[b]), cmp.Compare(a, b))
+	}) {
+		if id, err := peer.Decode(p); err == nil {
+			out = append(out, id)
+		}
+	}
+	return out
 }

@@ -142,3 +142,26 @@ func TestStoreFlood(t *testing.T) {
 		}
 	}
 }
+
+// The peers this node dealt with are the other sides of the receipts it
+// signed, the latest first; a receipt it did not sign names no one, and
+// a peer whose receipts are all evicted is no longer dealt with.
+func TestStoreDealt(t *testing.T) {
+	self, a, b, prov, req := newParty(t), newParty(t), newParty(t), newParty(t), newParty(t)
+	s := newStore(t, StoreConfig{Self: self.id, MaxPerProvider: 1})
+	mustAdd(t, s, both(t, sample(a, self, "bought", 2*time.Hour), a, self))
+	mustAdd(t, s, signBy(t, sample(self, b, "sold", time.Hour), self.key))
+	mustAdd(t, s, both(t, sample(prov, req, "others", 0), prov, req))
+	if got := s.Dealt(); len(got) != 2 || got[0] != b.id || got[1] != a.id {
+		t.Fatalf("dealt %v, want %s then %s", got, b.id, a.id)
+	}
+	dealt := s.DealtWith()
+	if !dealt(a.id) || !dealt(b.id) || dealt(prov.id) || dealt(req.id) || dealt(self.id) {
+		t.Fatal("dealt with the wrong peers")
+	}
+	mustAdd(t, s, both(t, sample(a, self, "bought-again", time.Minute), a, self)) // evicts "bought"
+	mustAdd(t, s, both(t, sample(a, req, "a-sold", 0), a, req))                   // a's one slot: ours stays
+	if !s.DealtWith()(a.id) {
+		t.Fatal("a peer with a receipt held no longer dealt with")
+	}
+}

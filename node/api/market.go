@@ -6,6 +6,7 @@ import (
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/market/proof"
+	"github.com/aixblock/aixblock/market/receipt"
 )
 
 // ProvidersInfo is GET /v1/market/providers.
@@ -24,8 +25,12 @@ type ProviderSummary struct {
 	Reputation market.ProviderRecord `json:"reputation"`
 	// Proof is its proof-of-GPU standing as this node weighs the records
 	// it holds: "verified by N, last at T", "failed: why", "unverified".
-	Proof     market.ProofStanding `json:"proof"`
-	ExpiresAt time.Time            `json:"expires_at"`
+	Proof market.ProofStanding `json:"proof"`
+	// Receipts is its view from the receipts of ended deals: what this
+	// node and the peers it dealt with saw, what the escrow paid it, and
+	// how much evidence stands behind it.
+	Receipts  *receipt.Summary `json:"receipts,omitempty"`
+	ExpiresAt time.Time        `json:"expires_at"`
 }
 
 // PriceView is a price per GPU-hour in base and whole units.

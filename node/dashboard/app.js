@@ -283,16 +283,27 @@ const pages = {
     const price = (base, token) => w && token && token.toLowerCase() === String(w.token).toLowerCase()
       ? amount(units(base, w.token_decimals), w.token_symbol, base)
       : h("span", { "data-base": base }, `${base} base units of ${short(token, 10)}`);
+    // A provider's view from receipts: outcomes counted, distinct payers,
+    // the evidence by trust, and what the escrow paid (as the CLI shows it).
+    const receiptsText = (r) => {
+      if (!r) return "-";
+      const e = r.evidence || {};
+      const untrusted = (e.beyond || 0) + (e.stranger || 0) + (e.provider_only || 0);
+      let s = `${r.completed || 0} completed (${r.verified || 0} verified), ${r.failed || 0} failed, ${r.outvoted || 0} outvoted; ` +
+        `${r.distinct_payers || 0} payers; evidence ${e.own || 0} own, ${e.dealt || 0} dealt, ${untrusted} untrusted`;
+      if (r.on_chain) s += r.on_chain.error ? "; on chain: unknown" : `; on chain ${r.on_chain.distinct_payers || 0} payers`;
+      return s;
+    };
     every(3000, async () => {
       const [prov, deals] = await Promise.all([api("/v1/market/providers"), api("/v1/market/deals")]);
       body.replaceChildren(
         h("h2", {}, "Providers found"),
-        table("Providers", ["Provider", "GPUs free / total", "Price per GPU-hour", "Health", "Jobs done / failed", "Proof of GPU"],
+        table("Providers", ["Provider", "GPUs free / total", "Price per GPU-hour", "Health", "Jobs done / failed", "Proof of GPU", "Receipts"],
           prov.providers.map((p) => [h("span", { class: "mono" }, short(p.peer_id, 20)),
             p.gpus.map((g) => `${g.class} ${g.free}/${g.total}`).join(", ") || "CPU",
             p.price.map((x) => `${fmtUnits(x.per_gpu_hour_units)} ${x.symbol}`).join(", "),
             p.health, `${p.reputation.completed || 0} / ${p.reputation.failed || 0}`,
-            (p.proof && p.proof.text) || "unverified"]),
+            (p.proof && p.proof.text) || "unverified", receiptsText(p.receipts)]),
           "No providers found yet."),
         h("h2", {}, "Deals this node provides"),
         table("Deals", ["Deal", "Requester", "GPUs", "Price per GPU-hour", "Max duration"],

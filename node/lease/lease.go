@@ -71,6 +71,10 @@ type Config struct {
 	// Receipts keeps the receipts of the deals that end here, both sides'
 	// (receipts.go); nil: none are made.
 	Receipts *receipt.Store
+	// Proofs are the IDs of the proof-of-GPU records that stand behind
+	// this provider, which its receipts name (at most
+	// receipt.MaxProofs, each once); nil: none.
+	Proofs func() []string
 }
 
 // Manager is the thin front of the two sides: it builds them from one

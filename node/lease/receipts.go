@@ -78,6 +78,9 @@ func (pv *Provider) handleJobReceipt(_ context.Context, from peer.ID, raw []byte
 	}
 	r := dealReceipt(pv.cfg.Receipts.Network(), deal, req)
 	r.Result, r.Outcome = j.ResultCID, receiptOutcome(j)
+	if pv.cfg.Proofs != nil {
+		r.Proofs = pv.cfg.Proofs()
+	}
 	signed, err := r.Sign(pv.key())
 	if err != nil {
 		return nil, err

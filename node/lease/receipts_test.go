@@ -43,7 +43,8 @@ func newReceiptSides(t testing.TB) *receiptSides {
 		RequesterWallet: "0x00000000000000000000000000000000000000a1", Provider: s.provHost.ID().String(),
 		ProviderWallet: "0x00000000000000000000000000000000000000c2", Token: "native", Price: "3600", MaxDurationS: 3600, GPUs: []string{"GPU-0"}}}
 	s.pstore, s.rstore = receiptStore(t, s.provHost), receiptStore(t, s.reqHost)
-	s.pv = testProvider(t, Config{P2P: &p2p.Node{Host: s.provHost}, Receipts: s.pstore})
+	s.pv = testProvider(t, Config{P2P: &p2p.Node{Host: s.provHost}, Receipts: s.pstore,
+		Proofs: func() []string { return []string{strings.Repeat("b", 64), strings.Repeat("a", 64)} }})
 	s.pv.jobs = s.runner
 	s.pv.register()
 	s.rq = testRequester(t, Config{P2P: &p2p.Node{Host: s.reqHost}, Receipts: s.rstore})
@@ -83,8 +84,8 @@ func (s *receiptSides) run(t testing.TB, id string, st jobs.State) *Record {
 }
 
 // A deal that ended leaves one receipt both sides signed, in both
-// stores, with what the requester paid for the time it saw and the
-// result the provider made.
+// stores, with what the requester paid for the time it saw, the result
+// the provider made and the proof-of-GPU records behind it.
 func TestReceiptExchange(t *testing.T) {
 	s := newReceiptSides(t)
 	rj := s.run(t, "00000000000000d1", jobs.Completed)
@@ -93,6 +94,9 @@ func TestReceiptExchange(t *testing.T) {
 		got, ok := st.Get(s.deal.ID)
 		if !ok || got.Kind != receipt.Both || got.Paid != "60" || got.RunMs != 60_000 || got.Outcome != receipt.None || got.Result == "" {
 			t.Fatalf("the %s holds %+v", name, got)
+		}
+		if len(got.Proofs) != 2 || got.Proofs[0] != strings.Repeat("a", 64) {
+			t.Fatalf("the %s's receipt names proofs %v", name, got.Proofs)
 		}
 	}
 	// Settled again (a restart, a second round): nothing more is asked.
