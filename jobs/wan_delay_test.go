@@ -1,6 +1,8 @@
 package jobs
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -100,7 +102,9 @@ func wanTUN(path, cidr string) (*os.File, error) {
 	}
 	defer target.Close()
 	la := netlink.NewLinkAttrs()
-	la.Name = fmt.Sprintf("aixwan%d", time.Now().UnixNano()%1e6)
+	var rb [4]byte
+	rand.Read(rb[:])
+	la.Name = "aixwan" + hex.EncodeToString(rb[:]) // unique here while it lives here
 	dev := &netlink.Tuntap{LinkAttrs: la, Mode: netlink.TUNTAP_MODE_TUN, Flags: netlink.TUNTAP_NO_PI | netlink.TUNTAP_ONE_QUEUE,
 		Queues: 1, NonPersist: true}
 	if err := netlink.LinkAdd(dev); err != nil {
