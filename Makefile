@@ -5,7 +5,7 @@ LDFLAGS := -X github.com/aixblock/aixblock/node.Version=$(VERSION)
 # go-nvml's headers carry deprecation warnings that are not ours to fix.
 export CGO_CFLAGS := -Wno-deprecated-declarations
 
-.PHONY: hooks build test test-short test-race e2e-chain fuzz run bench bench-gossip bench-services bench-idle bench-gpu bench-transfer bench-transfer-daemons gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market bench-scale bench-jobs bench-e2e bench-ddp e2e-torch job-image
+.PHONY: hooks build test test-short test-race e2e-chain fuzz run bench bench-gossip bench-services bench-idle bench-gpu bench-transfer bench-transfer-daemons gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market bench-scale bench-jobs bench-e2e bench-ddp e2e-torch job-image bench-wan
 
 # -trimpath keeps the checkout's path out of the binary and out of the
 # build cache's keys, so a second checkout (the README test's) reuses the
@@ -154,7 +154,8 @@ bench-scale:
 bench-jobs:
 	$(GO) test -run '^$$' -bench Jobs -benchtime 1x -timeout 30m ./cmd/aixblock/
 
-# Real PyTorch: a 2-node gloo DDP job across two providers, on an image
+# Real PyTorch: a 2-node gloo DDP job and the DiLoCo example (as a plain
+# distributed job) across two providers, on an image
 # built once with debootstrap (python3-torch) and docker import.
 e2e-torch:
 	AIXBLOCK_E2E_TORCH=1 AIXBLOCK_REQUIRE_DOCKER=1 $(GO) test -run TestTorch -count=1 -v -timeout 20m ./cmd/aixblock/
@@ -168,6 +169,14 @@ e2e-torch:
 bench-ddp:
 	$(GO) test -run '^$$' -bench JobNetLink -benchtime 3x -timeout 10m ./p2p/overlay/
 	$(GO) test -run '^$$' -bench GangStart -benchtime 1x -timeout 10m ./cmd/aixblock/
+
+# Training across a WAN: plain DDP against DiLoCo in 16 and 8 bits, two
+# ranks in network namespaces whose links tc netem shapes to 50 ms round
+# trip and 100 Mbit/s: time and bytes sent per step, compute utilisation,
+# held-out loss after the same samples (needs root, iproute2 and
+# python3-torch; AIXBLOCK_WAN_STEPS=N inner steps per rank, 300).
+bench-wan:
+	AIXBLOCK_REQUIRE_TORCH=1 $(GO) test -run '^$$' -bench WAN -benchtime 1x -v -timeout 30m ./jobs/
 
 # Money on real chains, minutes each: market jobs on a geth built from
 # the pinned module (1 s blocks with a 60 s RPC outage; 12 s blocks with 2

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -194,16 +195,7 @@ type torchTrained struct {
 // the ranks ended equal, rank 0's model is in the result.
 func torchTrain(t *testing.T) torchTrained {
 	t.Helper()
-	if os.Getenv("AIXBLOCK_E2E_TORCH") != "1" {
-		t.Skip("real PyTorch: run make e2e-torch")
-	}
-	jobDocker(t)
-	build := exec.Command("bash", "../../jobs/testdata/torch/image.sh")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("torch image: %v\n%s", err, out)
-	} else {
-		t.Logf("%s", strings.TrimSpace(string(out)))
-	}
+	torchImageBuilt(t)
 	repos, _ := ddpNetwork(t, 2)
 	req := repos[2]
 	train := addScript(t, req, "../../jobs/testdata/torch/ddp.py")
@@ -223,26 +215,13 @@ func torchTrain(t *testing.T) torchTrained {
 		t.Fatalf("torch job: %+v", s)
 	}
 	t.Logf("DDP job %s completed in %s; result %s", id, time.Since(start).Round(100*time.Millisecond), s.ResultCID)
-	type final struct {
+	finals := finalLines[struct {
 		Rank       int       `json:"rank"`
 		First      float64   `json:"first_loss"`
 		Last       float64   `json:"last_loss"`
 		Params     []float64 `json:"params"`
 		RanksEqual bool      `json:"ranks_equal"`
-	}
-	var finals []final
-	for _, l := range strings.Split(logs, "\n") {
-		if i := strings.Index(l, "final "); i >= 0 {
-			var f final
-			if err := json.Unmarshal([]byte(l[i+len("final "):]), &f); err != nil {
-				t.Fatalf("%q: %v", l, err)
-			}
-			finals = append(finals, f)
-		}
-	}
-	if len(finals) != 2 {
-		t.Fatalf("%d final lines, want one per rank", len(finals))
-	}
+	}](t, logs, 2)
 	for _, f := range finals {
 		t.Logf("rank %d: loss %.6f -> %.6f, parameters %v, ranks equal %v", f.Rank, f.First, f.Last, f.Params, f.RanksEqual)
 		if !(f.Last < f.First/10) || !f.RanksEqual {
@@ -261,4 +240,81 @@ func torchTrain(t *testing.T) torchTrained {
 		t.Fatalf("no result CID: %+v", s)
 	}
 	return torchTrained{repos: repos, id: id, resultCID: s.ResultCID, params: finals[0].Params}
+}
+
+// torchImageBuilt skips unless make e2e-torch asked for real PyTorch,
+// and builds its image (cached by tag).
+func torchImageBuilt(t *testing.T) {
+	t.Helper()
+	if os.Getenv("AIXBLOCK_E2E_TORCH") != "1" {
+		t.Skip("real PyTorch: run make e2e-torch")
+	}
+	jobDocker(t)
+	build := exec.Command("bash", "../../jobs/testdata/torch/image.sh")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("torch image: %v\n%s", err, out)
+	} else {
+		t.Logf("%s", strings.TrimSpace(string(out)))
+	}
+}
+
+// finalLines are the "final {json}" lines of a job's logs, one per rank
+// of ranks, decoded into T.
+func finalLines[T any](t *testing.T, logs string, ranks int) []T {
+	t.Helper()
+	var finals []T
+	for _, l := range strings.Split(logs, "\n") {
+		if i := strings.Index(l, "final "); i >= 0 {
+			var f T
+			if err := json.Unmarshal([]byte(l[i+len("final "):]), &f); err != nil {
+				t.Fatalf("%q: %v", l, err)
+			}
+			finals = append(finals, f)
+		}
+	}
+	if len(finals) != ranks {
+		t.Fatalf("%d final lines, want one per rank (%d)", len(finals), ranks)
+	}
+	return finals
+}
+
+// TestTorchDiLoCo runs the DiLoCo example as the plain 2-node
+// distributed job its spec describes (jobs/examples/diloco.yaml, with the
+// example's directory as the input CID, fewer steps and the test
+// providers' price), in int8: the
+// held-out loss falls and the ranks end with equal parameters.
+func TestTorchDiLoCo(t *testing.T) {
+	torchImageBuilt(t)
+	repos, _ := ddpNetwork(t, 2)
+	req := repos[2]
+	var added struct {
+		CID string `json:"cid"`
+	}
+	dir, _ := filepath.Abs("../../jobs/examples/diloco")
+	runJSON(t, req, &added, "data", "add", dir)
+	spec, _ := os.ReadFile("../../jobs/examples/diloco.yaml")
+	text := regexp.MustCompile(`cid: \S+`).ReplaceAllString(string(spec), "cid: "+added.CID)
+	text = strings.NewReplacer(`STEPS: "300"`, `STEPS: "100"`, `max_price: "5"`, `max_price: "20"`).Replace(text) // ddpNetwork's providers ask 10
+	path := filepath.Join(t.TempDir(), "diloco.yaml")
+	os.WriteFile(path, []byte(text), 0o600)
+	id := strings.TrimSpace(mustRun(t, req, "job", "submit", path))
+	s := waitState(t, req, id, terminal)
+	logs := mustRun(t, req, "job", "logs", id)
+	t.Logf("logs:\n%s", logs)
+	if s.State != "completed" {
+		t.Fatalf("diloco job: %+v", s)
+	}
+	for _, f := range finalLines[struct {
+		Rank       int     `json:"rank"`
+		Rounds     int     `json:"rounds"`
+		Bits       int     `json:"bits"`
+		Start      float64 `json:"start_eval_loss"`
+		Eval       float64 `json:"eval_loss"`
+		RanksEqual bool    `json:"ranks_equal"`
+	}](t, logs, 2) {
+		t.Logf("rank %d: %d rounds in %d bits, held-out loss %.5f -> %.5f, ranks equal %v", f.Rank, f.Rounds, f.Bits, f.Start, f.Eval, f.RanksEqual)
+		if !(f.Eval < f.Start/2) || !f.RanksEqual || f.Rounds != 2 || f.Bits != 8 {
+			t.Fatalf("rank %d: %+v", f.Rank, f)
+		}
+	}
 }
