@@ -188,10 +188,22 @@ func TestLendToAChallenge(t *testing.T) {
 		t.Fatalf("a GPU lent twice: %v", err)
 	}
 	waitProviders(t, nodes[1], h100, func(f []ProviderInfo) bool { return len(f) == 1 })
-	if _, _, err := nodes[1].m.Negotiate(context.Background(), OfferRequest{Req: Requirements{GPUClass: h100, GPUs: 8},
-		Token: "native", MaxPrice: "5000", MaxDuration: time.Hour, SpecHash: specHash}); err != nil {
-		t.Fatal(err)
+	offer := func(gpus int) *Deal {
+		d, _, err := nodes[1].m.Negotiate(context.Background(), OfferRequest{Req: Requirements{GPUClass: h100, GPUs: gpus},
+			Token: "native", MaxPrice: "5000", MaxDuration: time.Hour, SpecHash: specHash})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
 	}
+	// A bid takes free GPUs that are not lent first.
+	if d := offer(6); slices.ContainsFunc(d.GPUs, func(u string) bool { return slices.Contains(uuids, u) }) {
+		t.Fatalf("a deal for 6 of 8 GPUs took a lent one: %v", d.GPUs)
+	}
+	if len(preempted) != 0 {
+		t.Fatal("a deal that needed no lent GPU preempted the challenge")
+	}
+	offer(2) // only the lent ones are left
 	select {
 	case <-preempted:
 	case <-time.After(10 * time.Second):

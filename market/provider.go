@@ -394,6 +394,11 @@ func (m *Market) pickGPUs(inv gpu.Inventory, req Requirements, use gpuUse) (stri
 	sort.Strings(classes)
 	for _, c := range classes {
 		if len(byClass[c]) >= req.GPUs {
+			// GPUs lent to a challenge last: a bid preempts one only
+			// when it needs it.
+			sort.SliceStable(byClass[c], func(i, j int) bool {
+				return m.lent[byClass[c][i]] == nil && m.lent[byClass[c][j]] != nil
+			})
 			return c, byClass[c][:req.GPUs]
 		}
 	}

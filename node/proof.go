@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -249,12 +250,15 @@ func (h proofHook) Seen(a *market.ProviderAdvert) {
 		return
 	}
 	if pid, c, ok := claimOf(a, ""); ok {
+		c.GPUs = c.GPUs[:1]
 		h.n.proofSched.Want(pid, c)
 	}
 }
 
-// claimOf is what to challenge a provider on from its advert: the free
-// GPUs of class (empty: its first group a challenge can check).
+// claimOf is what to challenge a provider on from its advert: one free
+// GPU of class (empty: its first group a challenge can check), drawn at
+// random, so that repeats cover its cards over time and a bid seldom
+// has to take back the one lent to the challenge.
 func claimOf(a *market.ProviderAdvert, class string) (peer.ID, proof.Claim, bool) {
 	pid, err := peer.Decode(a.PeerID)
 	if err != nil {
@@ -267,7 +271,9 @@ func claimOf(a *market.ProviderAdvert, class string) (peer.ID, proof.Claim, bool
 		if _, err := challenge.Lookup(g.Class); err != nil {
 			continue
 		}
-		return pid, proof.Claim{Class: g.Class, GPUs: g.UUIDs[:min(len(g.UUIDs), maxChallengeGPUs)]}, true
+		uuids := slices.Clone(g.UUIDs)
+		rand.Shuffle(len(uuids), func(i, j int) { uuids[i], uuids[j] = uuids[j], uuids[i] })
+		return pid, proof.Claim{Class: g.Class, GPUs: uuids[:min(len(uuids), maxChallengeGPUs)]}, true
 	}
 	return "", proof.Claim{}, false
 }
@@ -296,6 +302,7 @@ func (h proofHook) Vet(ctx context.Context, adverts []*market.ProviderAdvert, cl
 		if !ok {
 			continue
 		}
+		c.GPUs = c.GPUs[:1]
 		wg.Go(func() {
 			if h.n.proofSched != nil {
 				h.n.proofSched.Check(ctx, pid, c)

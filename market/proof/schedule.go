@@ -25,8 +25,11 @@ type SchedulerConfig struct {
 	// 24 h.
 	Repeat time.Duration
 	// Retry is the wait after a challenge that gave no verdict (the
-	// provider busy, unreachable or rate limiting); zero: 10 min.
+	// provider unreachable or rate limiting); zero: 10 min. A busy
+	// provider (its GPUs taken by a deal) is asked again after Busy;
+	// zero: 30 s.
 	Retry time.Duration
+	Busy  time.Duration
 	// Parallel bounds the challenges under way at once; zero: 2.
 	Parallel int
 	// Timeout bounds one challenge; zero: 5 min.
@@ -67,6 +70,9 @@ func NewScheduler(cfg SchedulerConfig) *Scheduler {
 	}
 	if cfg.Retry == 0 {
 		cfg.Retry = 10 * time.Minute
+	}
+	if cfg.Busy == 0 {
+		cfg.Busy = 30 * time.Second
 	}
 	if cfg.Parallel == 0 {
 		cfg.Parallel = 2
@@ -252,6 +258,9 @@ func (s *Scheduler) challenge(provider peer.ID, c Claim) time.Duration {
 	case errors.Is(err, ErrClaim):
 		s.log.Debug("claim cannot be checked", "peer_id", provider, "err", err)
 		return 3 * s.cfg.Repeat
+	case errors.Is(err, ErrBusy):
+		s.log.Debug("provider busy; asking again soon", "peer_id", provider, "err", err)
+		return s.cfg.Busy
 	default:
 		s.log.Debug("challenge gave no verdict; retrying later", "peer_id", provider, "err", err)
 		return s.cfg.Retry
