@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // fakeProof is a ProofHook whose standings the test sets, and whose Vet
@@ -81,6 +83,13 @@ func newProofNet(t *testing.T) proofNet {
 	})
 	pn := proofNet{cheap: nodes[0], dear: nodes[1], req: nodes[2], hook: hook}
 	waitProviders(t, pn.req, h100, func(f []ProviderInfo) bool { return len(f) == 2 })
+	// Ranking needs both bids: the requester holds a connection to each.
+	for _, p := range []*tnode{pn.cheap, pn.dear} {
+		ai := peer.AddrInfo{ID: p.p2p.Host.ID(), Addrs: p.p2p.Host.Addrs()}
+		if err := pn.req.p2p.Host.Connect(context.Background(), ai); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return pn
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -113,7 +114,11 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 	}
 	got := n.collect(max(m.cfg.Enough, count))
 	if r.RequireVerified {
-		unasked = append(unasked, m.dropUnverified(got)...)
+		for _, ref := range m.dropUnverified(got) {
+			if !slices.ContainsFunc(unasked, func(u Refusal) bool { return u.Provider == ref.Provider }) {
+				unasked = append(unasked, ref)
+			}
+		}
 	}
 	st.Refusals = n.refusals(unasked)
 	st.Bids = len(got)

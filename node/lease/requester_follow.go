@@ -422,11 +422,15 @@ func (rq *Requester) remoteStatus(ctx context.Context, rj *Record) (*api.Job, er
 // remoteStatusWait asks for a job's state, held by the provider until it
 // is no longer seen or wait passes (zero: answered at once).
 func (rq *Requester) remoteStatusWait(ctx context.Context, rj *Record, seen jobs.State, wait time.Duration) (*api.Job, error) {
-	prov, err := peer.Decode(rj.Provider)
+	// A start on another provider (a retry) rewrites these under rq.mu.
+	rq.mu.Lock()
+	provider, remote, gangMs := rj.Provider, rj.remoteID(), rj.GangStartMs
+	rq.mu.Unlock()
+	prov, err := peer.Decode(provider)
 	if err != nil {
 		return nil, err
 	}
-	req, _ := json.Marshal(jobIDRequest{ID: rj.remoteID(), WaitMs: wait.Milliseconds(), Seen: seen})
+	req, _ := json.Marshal(jobIDRequest{ID: remote, WaitMs: wait.Milliseconds(), Seen: seen})
 	resp, err := rq.request(ctx, prov, wireStatus, req)
 	if err != nil {
 		return nil, err
@@ -435,7 +439,7 @@ func (rq *Requester) remoteStatusWait(ctx context.Context, rj *Record, seen jobs
 	if err := json.Unmarshal(resp, &j); err != nil {
 		return nil, err
 	}
-	j.ID, j.Provider, j.GangStartMs = rj.ID, rj.Provider, rj.GangStartMs
+	j.ID, j.Provider, j.GangStartMs = rj.ID, provider, gangMs
 	return &j, nil
 }
 
