@@ -173,6 +173,25 @@ type Resources struct {
 	DiskMiB      uint64  `yaml:"disk_mib,omitempty" json:"disk_mib,omitempty"`
 }
 
+// validate checks normalized resources, naming the field at fault.
+func (r Resources) validate() error {
+	switch {
+	case r.GPUs < 0 || r.GPUs > 64:
+		return specErr("resources.gpus", "%d: want 0 to 64", r.GPUs)
+	case r.GPUClass != "" && !classRE.MatchString(r.GPUClass):
+		return specErr("resources.gpu_class", "%q: want a class key such as nvidia-h100-80gb", r.GPUClass)
+	case r.CPU < 0 || r.CPU > 1024:
+		return specErr("resources.cpu", "%g: want 0 to 1024", r.CPU)
+	case r.MemoryMiB != 0 && r.MemoryMiB < 6:
+		return specErr("resources.memory_mib", "%d: at least 6", r.MemoryMiB)
+	case r.DiskMiB != 0 && r.DiskMiB < MinDiskMiB:
+		return specErr("resources.disk_mib", "%d: at least %d (the job's filesystem needs room for itself)", r.DiskMiB, MinDiskMiB)
+	case r.DiskMiB > 64<<20:
+		return specErr("resources.disk_mib", "%d: at most %d (64 TiB)", r.DiskMiB, 64<<20)
+	}
+	return nil
+}
+
 // Distributed asks for several nodes (the DDP issue runs them).
 type Distributed struct {
 	Nodes        int    `yaml:"nodes" json:"nodes"`
@@ -324,25 +343,13 @@ func (s *Spec) Validate() error {
 		s.Outputs[i] = p
 	}
 	s.Resources.Normalize()
-	r := s.Resources
-	switch {
-	case r.GPUs < 0 || r.GPUs > 64:
-		return specErr("resources.gpus", "%d: want 0 to 64", r.GPUs)
-	case r.GPUClass != "" && !classRE.MatchString(r.GPUClass):
-		return specErr("resources.gpu_class", "%q: want a class key such as nvidia-h100-80gb", r.GPUClass)
-	case r.CPU < 0 || r.CPU > 1024:
-		return specErr("resources.cpu", "%g: want 0 to 1024", r.CPU)
-	case r.MemoryMiB != 0 && r.MemoryMiB < 6:
-		return specErr("resources.memory_mib", "%d: at least 6", r.MemoryMiB)
-	case r.DiskMiB != 0 && r.DiskMiB < MinDiskMiB:
-		return specErr("resources.disk_mib", "%d: at least %d (the job's filesystem needs room for itself)", r.DiskMiB, MinDiskMiB)
-	case r.DiskMiB > 64<<20:
-		return specErr("resources.disk_mib", "%d: at most %d (64 TiB)", r.DiskMiB, 64<<20)
+	if err := s.Resources.validate(); err != nil {
+		return err
 	}
 	if err := s.Verify.validate(s); err != nil {
 		return err
 	}
-	if s.Require != nil && s.Require.Verified && r.GPUs == 0 {
+	if s.Require != nil && s.Require.Verified && s.Resources.GPUs == 0 {
 		return specErr("require.verified", "proof of GPU verifies GPUs, and this job asks for none: set resources.gpus, or drop require")
 	}
 	if d := s.Distributed; d != nil {

@@ -21,3 +21,38 @@ func TestUnknownFieldErrors(t *testing.T) {
 		})
 	}
 }
+
+// verify and require are refused where they cannot work, with the field
+// named and what to do; good ones parse.
+func TestVerifyAndRequire(t *testing.T) {
+	const head = "image: busybox\n"
+	for name, tc := range map[string]struct{ yaml, want string }{
+		"one replica":          {head + "verify: {replicas: 1}\n", "verify.replicas: 1: want 2 to 5"},
+		"no mode":              {head + "verify: {outputs: [/outputs/a]}\n", "verify: give replicas (2 to 5) or sample"},
+		"both modes":           {head + "verify: {replicas: 2, sample: 5%}\n", "verify: replicas and sample: choose one"},
+		"a share with no %":    {head + "verify: {sample: \"5\"}\n", `verify.sample: "5": want a share such as 5%`},
+		"over 100%":            {head + "verify: {sample: 150%}\n", "verify.sample"},
+		"outputs outside":      {head + "verify: {replicas: 2, outputs: [/etc/passwd]}\n", "verify.outputs[0]"},
+		"a service":            {head + "kind: service\nports: [{port: 80}]\nverify: {replicas: 2}\n", "verify: only a batch job"},
+		"verified with no GPU": {head + "require: {verified: true}\n", "require.verified: proof of GPU verifies GPUs"},
+		"replicas":             {head + "verify: {replicas: 3, outputs: [/outputs/m.json]}\n", ""},
+		"a sample":             {head + "verify: {sample: 5%}\n", ""},
+		"verified GPUs":        {head + "resources: {gpus: 1}\nrequire: {verified: true}\n", ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, err := ParseSpec([]byte(tc.yaml))
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s.Verify != nil && s.Verify.Sample != "" && s.Verify.SampleRate() != 0.05 {
+					t.Fatalf("sample rate %v", s.Verify.SampleRate())
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
