@@ -301,10 +301,6 @@ func (m *Market) cachedAdvert(p peer.ID) *ProviderAdvert {
 	return a
 }
 
-// CachedAdvert is the newest unexpired advert of p this node holds, or
-// nil (`market providers` and offers fill the cache).
-func (m *Market) CachedAdvert(p peer.ID) *ProviderAdvert { return m.cachedAdvert(p) }
-
 // LookupAdvert is p's advert: the cached one, else fetched from the DHT.
 func (m *Market) LookupAdvert(ctx context.Context, p peer.ID) (*ProviderAdvert, error) {
 	if a := m.cachedAdvert(p); a != nil {

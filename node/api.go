@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aixblock/aixblock/market/proof"
 	"github.com/aixblock/aixblock/node/api"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -156,16 +155,7 @@ func (n *Node) status() api.StatusInfo {
 		UptimeS:   time.Since(n.started).Round(time.Millisecond).Seconds(),
 	}
 	st.Chain, st.ChainDownS = n.chainHealth()
-	// Every verifier counts here: a provider wants to know what any
-	// requester saw of it.
-	self := n.p2p.Host.ID()
-	ps := n.proofStore.Status(self, func(peer.ID) int { return 1 }, time.Now())
-	st.Proof = ps.String()
-	// A refusal is a failure to the verifier, whose record may never
-	// reach this node (no commitment, no session to hand it over).
-	if why, at := n.proofProvider.LastRefusal(); why != "" && (ps.LastAt.IsZero() || at.After(ps.LastAt)) && ps.State != proof.Failed {
-		st.Proof = fmt.Sprintf("failed: refused the challenge: %s (at %s)", why, at.UTC().Format(time.RFC3339))
-	}
+	st.Proof = n.proofProvider.Standing(time.Now())
 	return st
 }
 

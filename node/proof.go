@@ -249,17 +249,16 @@ func (h proofHook) Seen(a *market.ProviderAdvert) {
 	if h.n.proofSched == nil {
 		return
 	}
-	if pid, c, ok := claimOf(a, ""); ok {
-		c.GPUs = c.GPUs[:1]
+	if pid, c, ok := claimOf(a, "", 1); ok {
 		h.n.proofSched.Want(pid, c)
 	}
 }
 
-// claimOf is what to challenge a provider on from its advert: one free
-// GPU of class (empty: its first group a challenge can check), drawn at
-// random, so that repeats cover its cards over time and a bid seldom
-// has to take back the one lent to the challenge.
-func claimOf(a *market.ProviderAdvert, class string) (peer.ID, proof.Claim, bool) {
+// claimOf is what to challenge a provider on from its advert: up to
+// gpus free GPUs of class (empty: its first group a challenge can
+// check), drawn at random, so that repeats cover its cards over time and
+// a bid seldom has to take back the ones lent to the challenge.
+func claimOf(a *market.ProviderAdvert, class string, gpus int) (peer.ID, proof.Claim, bool) {
 	pid, err := peer.Decode(a.PeerID)
 	if err != nil {
 		return "", proof.Claim{}, false
@@ -273,7 +272,7 @@ func claimOf(a *market.ProviderAdvert, class string) (peer.ID, proof.Claim, bool
 		}
 		uuids := slices.Clone(g.UUIDs)
 		rand.Shuffle(len(uuids), func(i, j int) { uuids[i], uuids[j] = uuids[j], uuids[i] })
-		return pid, proof.Claim{Class: g.Class, GPUs: uuids[:min(len(uuids), maxChallengeGPUs)]}, true
+		return pid, proof.Claim{Class: g.Class, GPUs: uuids[:min(len(uuids), gpus)]}, true
 	}
 	return "", proof.Claim{}, false
 }
@@ -298,11 +297,10 @@ func (h proofHook) Standing(provider, class string) market.ProofStanding {
 func (h proofHook) Vet(ctx context.Context, adverts []*market.ProviderAdvert, class string) {
 	var wg sync.WaitGroup
 	for _, a := range adverts {
-		pid, c, ok := claimOf(a, class)
+		pid, c, ok := claimOf(a, class, 1)
 		if !ok {
 			continue
 		}
-		c.GPUs = c.GPUs[:1]
 		wg.Go(func() {
 			if h.n.proofSched != nil {
 				h.n.proofSched.Check(ctx, pid, c)
@@ -373,16 +371,13 @@ func (n *Node) verifyClaim(ctx context.Context, req api.VerifyRequest) (peer.ID,
 	if err != nil {
 		return "", proof.Claim{}, fmt.Errorf("%w: %s: no advert found (%v): only a provider's advertised GPUs can be challenged", proof.ErrUnreachable, pid, err)
 	}
-	_, c, ok := claimOf(a, req.Class)
+	_, c, ok := claimOf(a, req.Class, min(max(req.GPUs, 1), maxChallengeGPUs))
 	if !ok {
 		var have []string
 		for _, g := range a.GPUs {
 			have = append(have, fmt.Sprintf("%s (%d free)", g.Class, g.Free))
 		}
 		return "", proof.Claim{}, fmt.Errorf("%w: %s advertises no free %s GPUs (it has: %s)", proof.ErrClaim, pid, req.Class, strings.Join(have, ", "))
-	}
-	if g := max(req.GPUs, 1); g < len(c.GPUs) {
-		c.GPUs = c.GPUs[:g]
 	}
 	c.N = req.N
 	return pid, c, nil

@@ -59,12 +59,23 @@ type Provider struct {
 	refusedAt time.Time
 }
 
-// LastRefusal is the last challenge this provider refused for good (not
-// for being busy), and when; empty if none.
-func (p *Provider) LastRefusal() (string, time.Time) {
+// Standing is how this provider stands in its own eyes: every verdict
+// verifiers sent it, each counted once (a provider wants to know what
+// any requester saw), or the last challenge it refused for good when
+// that is newer: a verifier records a refusal as a failure it may never
+// hand over (no commitment, no session).
+func (p *Provider) Standing(now time.Time) string {
+	st := Status{State: Unverified}
+	if p.cfg.Store != nil {
+		st = p.cfg.Store.Status(p.h.ID(), func(peer.ID) int { return 1 }, now)
+	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.refused, p.refusedAt
+	why, at := p.refused, p.refusedAt
+	p.mu.Unlock()
+	if why != "" && st.State != Failed && (st.LastAt.IsZero() || at.After(st.LastAt)) {
+		return fmt.Sprintf("failed: refused the challenge: %s (at %s)", why, at.UTC().Format(time.RFC3339))
+	}
+	return st.String()
 }
 
 // session is one verifier's open challenge.
