@@ -44,7 +44,7 @@ func TestLimiter(t *testing.T) {
 			l := newLimiter(c.lim, now)
 			for i, a := range c.asks {
 				now = now.Add(a.after)
-				why, wait := l.admit(ids[a.from], now)
+				why, wait := l.Admit(ids[a.from], now)
 				if (why == "") != (a.want == "") || !strings.Contains(why, a.want) || wait != a.wait {
 					t.Fatalf("ask %d: %q, retry in %v; want %q, retry in %v", i, why, wait, a.want, a.wait)
 				}

@@ -204,10 +204,10 @@ func (p *Provider) admit(from peer.ID, s *session) (reply, bool) {
 		return refusal("shutting down", codeBusy, time.Minute), false
 	case p.sessions[from] != nil:
 		return refusal("a challenge from you is open already: one at a time", codeRateLimit, p.cfg.Idle), false
-	case p.running >= p.limits.lim.Concurrent:
+	case p.running >= p.cfg.Limits.withDefaults().Concurrent:
 		return refusal(fmt.Sprintf("%d challenges running", p.running), codeBusy, time.Minute), false
 	}
-	if why, wait := p.limits.admit(from, p.cfg.Now()); why != "" {
+	if why, wait := p.limits.Admit(from, p.cfg.Now()); why != "" {
 		return refusal(why, codeRateLimit, wait), false
 	}
 	p.running++

@@ -198,7 +198,7 @@ func (g *Gatherer) gather(ctx context.Context, provider peer.ID) error {
 	var wg sync.WaitGroup
 	for i, from := range ask {
 		g.mu.Lock()
-		why, _ := g.limits.admit(from, g.cfg.Now())
+		why, _ := g.limits.Admit(from, g.cfg.Now())
 		g.mu.Unlock()
 		if why != "" {
 			errs[i] = fmt.Errorf("receipt: not asking %s: %s", from, why)

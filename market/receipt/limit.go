@@ -1,11 +1,9 @@
 package receipt
 
 import (
-	"fmt"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-	"golang.org/x/time/rate"
+	"github.com/aixblock/aixblock/internal/peerlimit"
 )
 
 // Limits bound how often peers may ask for receipts. A reply is cheap
@@ -45,64 +43,12 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// limiter holds the token buckets; its caller holds the lock.
-type limiter struct {
-	lim   Limits
-	total *rate.Limiter
-	peers map[peer.ID]*rate.Limiter
-}
+// limiter is the receipts protocol's peerlimit.Limiter.
+type limiter = peerlimit.Limiter
 
 func newLimiter(l Limits, now time.Time) *limiter {
 	l = l.withDefaults()
-	total := rate.NewLimiter(perMinute(l.TotalPerMinute), l.TotalBurst)
-	total.AllowN(now, 0) // start the bucket's clock at now
-	return &limiter{lim: l, total: total, peers: map[peer.ID]*rate.Limiter{}}
-}
-
-func perMinute(n float64) rate.Limit { return rate.Limit(n / 60) }
-
-// admit spends a token of from's bucket and one of the total, or says
-// why not and for how long.
-func (l *limiter) admit(from peer.ID, now time.Time) (string, time.Duration) {
-	b := l.peers[from]
-	if b == nil {
-		if len(l.peers) >= l.lim.Peers {
-			l.prune(now)
-		}
-		if len(l.peers) >= l.lim.Peers {
-			return fmt.Sprintf("%d peers asked lately; try later", len(l.peers)), time.Minute
-		}
-		b = rate.NewLimiter(perMinute(l.lim.PerMinute), l.lim.Burst)
-		b.AllowN(now, 0)
-	}
-	if w := wait(b, now); w > 0 {
-		return fmt.Sprintf("%d requests, then %g a minute, per peer", l.lim.Burst, l.lim.PerMinute), w
-	}
-	if w := wait(l.total, now); w > 0 {
-		return fmt.Sprintf("%d requests, then %g a minute, from all peers", l.lim.TotalBurst, l.lim.TotalPerMinute), w
-	}
-	b.AllowN(now, 1)
-	l.total.AllowN(now, 1)
-	l.peers[from] = b
-	return "", 0
-}
-
-// wait is how long until b holds a token, rounded up to the second;
-// zero if it does.
-func wait(b *rate.Limiter, now time.Time) time.Duration {
-	t := b.TokensAt(now)
-	if t >= 1 {
-		return 0
-	}
-	return time.Duration((1-t)/float64(b.Limit())*float64(time.Second)).Truncate(time.Second) + time.Second
-}
-
-// prune forgets the buckets that are full again: they hold nothing a
-// new bucket would not.
-func (l *limiter) prune(now time.Time) {
-	for p, b := range l.peers {
-		if b.TokensAt(now) >= float64(l.lim.Burst) {
-			delete(l.peers, p)
-		}
-	}
+	return peerlimit.New(peerlimit.Config{Period: time.Minute, PeriodName: "a minute", Noun: "requests", Asker: "peer",
+		PerPeer: l.PerMinute, Burst: l.Burst, Total: l.TotalPerMinute, TotalBurst: l.TotalBurst,
+		Peers: l.Peers, CrowdRetry: time.Minute}, now)
 }

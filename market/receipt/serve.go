@@ -75,7 +75,7 @@ func (s *Server) handle(_ context.Context, from peer.ID, raw []byte) ([]byte, er
 		return nil, fmt.Errorf("%w: provider %q: %v", ErrInvalid, clip(req.Provider), err)
 	}
 	s.mu.Lock()
-	why, retry := s.limits.admit(from, s.cfg.Now())
+	why, retry := s.limits.Admit(from, s.cfg.Now())
 	s.mu.Unlock()
 	if why != "" {
 		s.log.Debug("receipts request refused", "peer_id", from, "reason", why)

@@ -147,7 +147,7 @@ func TestLimiterPeers(t *testing.T) {
 		after time.Duration
 		want  string
 	}{{0, 0, ""}, {1, 0, ""}, {2, 0, "2 peers asked lately"}, {2, time.Minute, ""}} {
-		why, _ := l.admit(ids[c.who].id, testNow.Add(c.after))
+		why, _ := l.Admit(ids[c.who].id, testNow.Add(c.after))
 		if (why == "") != (c.want == "") || !strings.Contains(why, c.want) {
 			t.Fatalf("ask %d: %q, want %q", i, why, c.want)
 		}
