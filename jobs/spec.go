@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"path"
 	"regexp"
 	"strconv"
@@ -61,6 +62,32 @@ type Verify struct {
 	// Outputs, when set, are the files under /outputs that must match;
 	// empty: the whole result (its CID).
 	Outputs []string `yaml:"outputs,omitempty" json:"outputs,omitempty"`
+	// Holdback is the share of each run's pay ("20%", at most 50%) that
+	// is paid only once its result verifies: never for a result the
+	// majority outvoted. Providers agree to it in their signed bids.
+	Holdback string `yaml:"holdback,omitempty" json:"holdback,omitempty"`
+}
+
+// HoldbackBps is Holdback in basis points; zero when unset.
+func (v *Verify) HoldbackBps() int {
+	if v == nil || v.Holdback == "" {
+		return 0
+	}
+	f, ok := percent(v.Holdback)
+	if !ok {
+		return 0
+	}
+	return int(math.Round(f * 100))
+}
+
+// percent reads a share written as "N%".
+func percent(s string) (float64, bool) {
+	s = strings.TrimSpace(s)
+	if !strings.HasSuffix(s, "%") {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
+	return f, err == nil && !math.IsNaN(f)
 }
 
 // SampleRate is Sample as a fraction in [0, 1].
@@ -68,8 +95,8 @@ func (v *Verify) SampleRate() float64 {
 	if v == nil || v.Sample == "" {
 		return 0
 	}
-	f, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v.Sample), "%"), 64)
-	if err != nil {
+	f, ok := percent(v.Sample)
+	if !ok {
 		return 0
 	}
 	return f / 100
@@ -90,9 +117,13 @@ func (v *Verify) validate(s *Spec) error {
 		return specErr("verify", "only a batch job on one node can be checked by running it again")
 	}
 	if v.Sample != "" {
-		f, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v.Sample), "%"), 64)
-		if err != nil || !strings.HasSuffix(strings.TrimSpace(v.Sample), "%") || f <= 0 || f > 100 {
+		if f, ok := percent(v.Sample); !ok || f <= 0 || f > 100 {
 			return specErr("verify.sample", "%q: want a share such as 5%%", v.Sample)
+		}
+	}
+	if v.Holdback != "" {
+		if f, ok := percent(v.Holdback); !ok || f <= 0 || f > 50 {
+			return specErr("verify.holdback", "%q: want a share of the pay from 0.01%% to 50%% such as 20%% (or leave it out)", v.Holdback)
 		}
 	}
 	for i, o := range v.Outputs {

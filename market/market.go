@@ -36,6 +36,10 @@ type Config struct {
 	AcceptedImages []string
 	// MaxDuration of a job; zero means 24 h.
 	MaxDuration time.Duration
+	// MaxHoldbackBps is the largest share of its pay, in basis points,
+	// this provider lets a requester hold back until a result verifies
+	// (market.max_holdback); zero: it bids on no offer that holds any back.
+	MaxHoldbackBps int
 	// ReserveFor is how long GPUs stay reserved for a bid, whatever the
 	// offer's deadline says; zero means 10 s. A reservation not awarded by
 	// then is freed.

@@ -44,9 +44,10 @@ const (
 	NoBidLimit    = "limit"    // the requester holds too many reservations here
 	NoBidDeclined = "declined" // the pricing command declined, or the offer was already declined
 	NoBidFunds    = "funds"    // the requester's wallet cannot pay the deal, or is not the requester's
+	NoBidHoldback = "holdback" // the offer holds back more pay than this provider accepts
 )
 
-var noBidCodes = []string{NoBidPrice, NoBidGPUs, NoBidCPU, NoBidMemory, NoBidDisk, NoBidImage, NoBidToken, NoBidChain, NoBidDuration, NoBidLimit, NoBidDeclined, NoBidFunds}
+var noBidCodes = []string{NoBidPrice, NoBidGPUs, NoBidCPU, NoBidMemory, NoBidDisk, NoBidImage, NoBidToken, NoBidChain, NoBidDuration, NoBidLimit, NoBidDeclined, NoBidFunds, NoBidHoldback}
 
 // Size limits of a no-bid: it fits in an offer's response with room.
 const (

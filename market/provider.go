@@ -187,6 +187,9 @@ func (m *Market) decideBid(o *JobOffer, id string) ([]byte, error) {
 	if len(m.cfg.AcceptedImages) > 0 && !imageAccepted(m.cfg.AcceptedImages, o.Image) {
 		return nil, refuse(NoBidImage, "image %q not accepted here (accepted: %s)", o.Image, strings.Join(m.cfg.AcceptedImages, ", "))
 	}
+	if o.HoldbackBps > m.cfg.MaxHoldbackBps {
+		return nil, refuse(NoBidHoldback, "the offer holds back %s of the pay until its result verifies; this provider accepts at most %s (market.max_holdback)", FormatBps(o.HoldbackBps), FormatBps(m.cfg.MaxHoldbackBps))
+	}
 	if time.Duration(o.MaxDurationS)*time.Second > m.cfg.MaxDuration {
 		return nil, refuse(NoBidDuration, "jobs here run at most %s, the offer asks up to %s", m.cfg.MaxDuration, time.Duration(o.MaxDurationS)*time.Second)
 	}
@@ -236,6 +239,7 @@ func (m *Market) decideBid(o *JobOffer, id string) ([]byte, error) {
 	b := Bid{
 		Version: ProtocolVersion, OfferID: id, Provider: m.self.String(), Wallet: m.signer.Wallet(),
 		Token: o.Token, Price: price.String(), GPUs: gpus, GPUClass: class, ReservedUntilMs: until.UnixMilli(),
+		HoldbackBps: o.HoldbackBps,
 	}
 	raw, _, err := seal("bid", &b, m.key)
 	if err != nil {
@@ -582,6 +586,7 @@ func termsFor(o *JobOffer, b *Bid) DealTerms {
 		Version: ProtocolVersion, OfferID: b.OfferID, Requester: o.Requester, Provider: b.Provider,
 		RequesterWallet: o.Wallet, ProviderWallet: b.Wallet, Token: b.Token, Price: b.Price,
 		MaxDurationS: o.MaxDurationS, GPUs: b.GPUs, GPUClass: b.GPUClass, SpecHash: o.SpecHash,
+		HoldbackBps: b.HoldbackBps,
 	}
 }
 

@@ -33,6 +33,9 @@ type OfferRequest struct {
 	// proof of GPU for the class: those this node has not verified are
 	// challenged before the offer goes out, and the rest are refused.
 	RequireVerified bool
+	// HoldbackBps of the pay waits for the result's verification (basis
+	// points, at most MaxHoldbackBps); bids must agree to it.
+	HoldbackBps int
 }
 
 // NegotiationStats says how a negotiation went.
@@ -155,6 +158,9 @@ func checkRequest(r OfferRequest) (OfferRequest, error) {
 	if _, err := parseAmount("max_price", r.MaxPrice); err != nil {
 		return r, err
 	}
+	if r.HoldbackBps < 0 || r.HoldbackBps > MaxHoldbackBps {
+		return r, fmt.Errorf("holdback %s: want 0%% to %s", FormatBps(r.HoldbackBps), FormatBps(MaxHoldbackBps))
+	}
 	if r.RequireVerified && r.Req.GPUs == 0 {
 		return r, errors.New("require verified: proof of GPU verifies GPUs, and this job asks for none (drop verified, or ask for GPUs)")
 	}
@@ -183,7 +189,7 @@ func (m *Market) makeOffer(r OfferRequest, targets []peer.ID, now time.Time) (*J
 		Req: r.Req, Image: r.Image, Token: r.Token, MaxPrice: r.MaxPrice,
 		MaxDurationS: int64(r.MaxDuration / time.Second), SpecHash: r.SpecHash,
 		DeadlineMs: now.Add(m.cfg.BidWindow).UnixMilli(), Nonce: binary.BigEndian.Uint64(nonce[:]),
-		OpenBids: len(targets) < m.cfg.Fanout,
+		OpenBids: len(targets) < m.cfg.Fanout, HoldbackBps: r.HoldbackBps,
 	}
 	for _, p := range targets {
 		o.Direct = append(o.Direct, p.String())
@@ -752,6 +758,9 @@ func (m *Market) checkBid(raw []byte, offerID string, o *JobOffer, p peer.ID) (*
 		return nil, bad("bid of %d GPUs for an offer of %d", len(b.GPUs), o.Req.GPUs)
 	case o.Req.GPUClass != "" && b.GPUClass != o.Req.GPUClass:
 		return nil, bad("bid of %s GPUs for an offer of %s", b.GPUClass, o.Req.GPUClass)
+	case b.HoldbackBps != o.HoldbackBps:
+		// A bid that does not agree to the holdback would be paid it all.
+		return nil, bad("bid agrees to hold back %s of its pay, the offer asks %s", FormatBps(b.HoldbackBps), FormatBps(o.HoldbackBps))
 	}
 	price, _ := parseAmount("price", b.Price)
 	maxPrice, _ := parseAmount("max_price", o.MaxPrice)

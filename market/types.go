@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/big"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -93,6 +94,10 @@ type JobOffer struct {
 	// WalletSig is Wallet's signature of the offer (see walletProof): the
 	// requester controls the wallet it names.
 	WalletSig []byte `cbor:"ws,omitempty" json:"wallet_sig,omitempty"`
+	// HoldbackBps is the share of the pay, in basis points, that is paid
+	// only once the job's result verifies (a spec's verify.holdback);
+	// zero: none. Empty in older offers, so their bytes do not change.
+	HoldbackBps int `cbor:"hb,omitempty" json:"holdback_bps,omitempty"`
 }
 
 func (o *JobOffer) signer() string { return o.Requester }
@@ -109,6 +114,8 @@ type Bid struct {
 	GPUs            []string `cbor:"g" json:"gpus"`   // UUIDs
 	GPUClass        string   `cbor:"c" json:"gpu_class"`
 	ReservedUntilMs int64    `cbor:"ru" json:"reserved_until_ms"`
+	// HoldbackBps is the offer's, agreed by the provider's signature.
+	HoldbackBps int `cbor:"hb,omitempty" json:"holdback_bps,omitempty"`
 }
 
 func (b *Bid) signer() string { return b.Provider }
@@ -129,6 +136,10 @@ type DealTerms struct {
 	GPUs            []string `cbor:"g" json:"gpus"`
 	GPUClass        string   `cbor:"c" json:"gpu_class"`
 	SpecHash        string   `cbor:"sh" json:"spec_hash"`
+	// HoldbackBps of the pay waits for the result's verification: the
+	// requester's vouchers cover the rest as the job runs, and the held
+	// share is paid once the result agrees, never when it is outvoted.
+	HoldbackBps int `cbor:"hb,omitempty" json:"holdback_bps,omitempty"`
 }
 
 // Deal is agreed terms with both wallet signatures.
@@ -268,6 +279,8 @@ func (o *JobOffer) validate(now time.Time) error {
 		return bad("offer has %d addresses, %d direct providers, an image of %d bytes", len(o.Addrs), len(o.Direct), len(o.Image))
 	case len(o.WalletSig) > 256:
 		return bad("offer wallet_sig of %d bytes", len(o.WalletSig))
+	case o.HoldbackBps < 0 || o.HoldbackBps > MaxHoldbackBps:
+		return bad("offer holdback_bps %d: want 0 to %d", o.HoldbackBps, MaxHoldbackBps)
 	}
 	if err := o.Req.Validate(); err != nil {
 		return err
@@ -291,6 +304,8 @@ func (b *Bid) validate(now time.Time) error {
 		return bad("bid reservation already over")
 	case len(b.GPUs) > 1024:
 		return bad("bid names %d GPUs", len(b.GPUs))
+	case b.HoldbackBps < 0 || b.HoldbackBps > MaxHoldbackBps:
+		return bad("bid holdback_bps %d: want 0 to %d", b.HoldbackBps, MaxHoldbackBps)
 	}
 	for _, u := range b.GPUs {
 		if !uuidRE.MatchString(u) {
@@ -323,4 +338,13 @@ func (m *Market) VerifyDeal(d Deal) error {
 		return fmt.Errorf("deal %s: provider's signature: %w", d.ID, err)
 	}
 	return nil
+}
+
+// MaxHoldbackBps bounds a held-back share of pay: beyond half, a provider
+// works mostly on the requester's word.
+const MaxHoldbackBps = 5000
+
+// FormatBps writes basis points as a percentage ("20%", "12.5%").
+func FormatBps(bps int) string {
+	return strconv.FormatFloat(float64(bps)/100, 'f', -1, 64) + "%"
 }

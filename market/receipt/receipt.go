@@ -37,6 +37,12 @@ const (
 
 var outcomes = []string{None, Agreed, Outvoted, Failed, SampledOK, SampledMismatch}
 
+// ValidOutcome says whether o is one of the outcomes a receipt records.
+func ValidOutcome(o string) bool { return slices.Contains(outcomes, o) }
+
+// Outcomes lists the outcomes a receipt records.
+func Outcomes() []string { return slices.Clone(outcomes) }
+
 // Bounds of a receipt's fields.
 const (
 	// MaxProofs is the most proof-of-GPU records a receipt names.
