@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"net"
 	"net/url"
@@ -18,6 +19,7 @@ import (
 	"github.com/aixblock/aixblock/chain"
 	"github.com/aixblock/aixblock/gpu"
 	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/aixblock/aixblock/p2p/content"
 	"github.com/ethereum/go-ethereum/common"
@@ -132,6 +134,11 @@ type MarketConfig struct {
 	// challenges in; empty means the CPU workload (`make job-image` builds
 	// it). A provider of real GPUs builds gpu/challenge/nvidia's image.
 	ProofImage string `json:"proof_image,omitempty"`
+	// MaxHoldback is the largest share of its pay this node, as a
+	// provider, lets a requester hold back until the job's result
+	// verifies (a spec's verify.holdback), e.g. "20%"; empty means 50%,
+	// the most any offer holds back; "0%" bids on no such offer.
+	MaxHoldback string `json:"max_holdback,omitempty"`
 	// AutoVerify challenges, as a requester, the providers this node
 	// finds (once, then again at random times); nil means on.
 	AutoVerify *bool `json:"auto_verify,omitempty"`
@@ -279,6 +286,8 @@ type parsed struct {
 	chain     chain.Config
 
 	marketMaxDuration time.Duration
+	// marketMaxHoldback is market.max_holdback in basis points.
+	marketMaxHoldback int
 	marketBidWindow   time.Duration
 	marketReserveFor  time.Duration
 	voucherInterval   time.Duration
@@ -446,7 +455,22 @@ func (c Config) parseMarket(p *parsed) error {
 	if d := c.Market.DefaultDiskMiB; d != 0 && d < jobs.MinDiskMiB {
 		return fmt.Errorf("market.default_disk_mib %d: want 0 (no default bound) or at least %d", d, jobs.MinDiskMiB)
 	}
-	return nil
+	var err error
+	p.marketMaxHoldback, err = maxHoldback(c.Market.MaxHoldback)
+	return err
+}
+
+// maxHoldback reads market.max_holdback ("20%") as basis points.
+func maxHoldback(s string) (int, error) {
+	if s == "" {
+		return market.MaxHoldbackBps, nil
+	}
+	f, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "%"), 64)
+	bps := int(math.Round(f * 100))
+	if err != nil || !strings.HasSuffix(strings.TrimSpace(s), "%") || bps < 0 || bps > market.MaxHoldbackBps {
+		return 0, fmt.Errorf("market.max_holdback %q: want a share from 0%% (no holdback accepted) to %s, such as 20%%", s, market.FormatBps(market.MaxHoldbackBps))
+	}
+	return bps, nil
 }
 
 // parsePayments reads how a running job is paid for and redeemed.

@@ -120,7 +120,7 @@ func (n *Node) openMarket(ctx context.Context, cfg parsed) error {
 	}
 	m, err := market.New(n.p2p, n.repo.Identity, n.gpus, dealSigner{n.wallet, n.chain.ChainID(), n.chain.Escrow()}, market.Config{
 		Prices: prices, PricingCommand: mc.PricingCommand, AcceptedImages: mc.AcceptedImages,
-		MaxDuration: cfg.marketMaxDuration, BidWindow: cfg.marketBidWindow,
+		MaxDuration: cfg.marketMaxDuration, BidWindow: cfg.marketBidWindow, MaxHoldbackBps: cfg.marketMaxHoldback,
 		ReserveFor: cfg.marketReserveFor, MaxReservations: mc.MaxReservations, FormatAmount: n.formatAmount,
 		ReserveBudget: mc.ReserveBudget, RequireDiskMiB: mc.RequireDiskMiB, DefaultDiskMiB: mc.DefaultDiskMiB,
 		Chain:          fmt.Sprintf("%s/%s", n.chain.ChainID(), strings.ToLower(n.chain.Genesis().Hex())),

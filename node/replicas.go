@@ -40,8 +40,14 @@ func (n *Node) openReplicas(log *slog.Logger) error {
 // replicaLease is the checker's view of the lease.
 type replicaLease struct{ n *Node }
 
-func (l replicaLease) Submit(ctx context.Context, spec *jobs.Spec, exclude []string) (*api.Job, error) {
-	return l.n.lease.Requester().SubmitRemote(ctx, spec, lease.RemoteOptions{Exclude: exclude})
+func (l replicaLease) Submit(ctx context.Context, spec *jobs.Spec, exclude []string, holdbackBps int) (*api.Job, error) {
+	return l.n.lease.Requester().SubmitRemote(ctx, spec, lease.RemoteOptions{Exclude: exclude, HoldbackBps: holdbackBps})
+}
+
+// Settle: replica's verdicts are the receipts' outcomes by name
+// (TestVerdictsAreOutcomes).
+func (l replicaLease) Settle(ctx context.Context, id, verdict string) error {
+	return l.n.lease.Requester().Settle(ctx, id, verdict)
 }
 
 func (l replicaLease) Get(ctx context.Context, id string) (*api.Job, error) {
@@ -97,7 +103,7 @@ func (n *Node) submitChecked(ctx context.Context, spec *jobs.Spec) (*api.Job, er
 		if err != nil {
 			return nil, err
 		}
-		return groupJob(g), nil
+		return n.groupJob(g), nil
 	}
 	j, err := n.lease.Requester().SubmitRemote(ctx, spec, lease.RemoteOptions{})
 	if err != nil {
@@ -111,22 +117,24 @@ func (n *Node) submitChecked(ctx context.Context, spec *jobs.Spec) (*api.Job, er
 
 // groupJob is a replicated job as the API shows it: its spec, its state,
 // the majority's result, and each run.
-func groupJob(g *replica.Group) *api.Job {
+func (n *Node) groupJob(g *replica.Group) *api.Job {
 	j := &api.Job{Job: jobs.Job{ID: g.ID, Spec: g.Spec, State: g.State, Reason: g.Reason, ResultCID: g.ResultCID,
 		CreatedAt: g.CreatedAt}}
 	if !g.EndedAt.IsZero() {
 		t := g.EndedAt
 		j.FinishedAt = &t
 	}
-	j.Verification = verification(g)
+	j.Verification = n.verification(g)
 	return j
 }
 
-func verification(g *replica.Group) *api.Verification {
+// verification is how g's runs came out, with where each run's
+// held-back pay stands (the lease's word).
+func (n *Node) verification(g *replica.Group) *api.Verification {
 	v := &api.Verification{JobID: g.ID, Mode: g.Mode, State: g.State, Reason: g.Reason, Checked: g.Checked}
 	for _, r := range g.Replicas {
 		v.Runs = append(v.Runs, api.CheckRun{JobID: r.JobID, Role: r.Role, Provider: r.Provider, State: r.State,
-			ResultCID: r.ResultCID, Outcome: r.Outcome})
+			ResultCID: r.ResultCID, Outcome: r.Outcome, Holdback: n.lease.Requester().Holdback(r.JobID)})
 	}
 	return v
 }
@@ -138,7 +146,7 @@ func (n *Node) checkedJob(id string) *api.Job {
 		return nil
 	}
 	g, _ := n.replicas.Get(id)
-	return groupJob(g)
+	return n.groupJob(g)
 }
 
 // withVerification adds what the checker knows of j (a run of a checked
@@ -148,7 +156,7 @@ func (n *Node) withVerification(j *api.Job) *api.Job {
 		return j
 	}
 	if g, ok := n.replicas.Get(j.ID); ok {
-		j.Verification = verification(g)
+		j.Verification = n.verification(g)
 	}
 	return j
 }

@@ -48,6 +48,7 @@ type jobRunFlags struct {
 	relay           string
 	verified        bool
 	replicas        int
+	holdback        string
 	prepay          string
 }
 
@@ -94,6 +95,7 @@ func (fl *jobRunFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&fl.framework, "framework", "", "pytorch, tensorflow or none: the launcher contract the ranks read (TF_CONFIG for tensorflow)")
 	f.StringVar(&fl.relay, "relay", "", "allow (default) or deny ranks whose providers reach each other only through a relay")
 	f.IntVar(&fl.replicas, "replicas", 0, "run on K providers (2 to 5) and keep the result a majority returns (spec: verify: {replicas: K})")
+	f.StringVar(&fl.holdback, "holdback", "", "with --replicas: the share of each run's pay (e.g. 20%) paid only once its result agrees with the majority's (spec: verify: {holdback: 20%})")
 	f.BoolVar(&fl.verified, "verified", false, "deal only with providers verified by proof of GPU (spec: require: {verified: true}); unverified ones are challenged first")
 	f.BoolVarP(&fl.detach, "detach", "d", false, "print the job ID and return")
 	f.StringVar(&fl.gpuClass, "gpu-class", "", "GPU class, e.g. nvidia-h100-80gb (market jobs)")
@@ -119,7 +121,9 @@ func (fl *jobRunFlags) spec(args []string) (*jobs.Spec, []publishSpec, error) {
 		spec.Require = &jobs.Require{Verified: true}
 	}
 	if fl.replicas != 0 {
-		spec.Verify = &jobs.Verify{Replicas: fl.replicas}
+		spec.Verify = &jobs.Verify{Replicas: fl.replicas, Holdback: fl.holdback}
+	} else if fl.holdback != "" {
+		return nil, nil, errors.New("--holdback holds pay back until the result verifies: give --replicas K too (or a spec with verify: {sample: 5%, holdback: 20%})")
 	}
 	if err := fl.inputsAndEnv(spec); err != nil {
 		return nil, nil, err
@@ -666,7 +670,11 @@ func verificationHuman(w io.Writer, j *api.Job) {
 		if res == "" {
 			res = "no result"
 		}
-		kv(w, "  "+r.Role, fmt.Sprintf("%s on %s: %s, %s (%s)", r.JobID, orNone(r.Provider), r.State, res, r.Outcome))
+		outcome := r.Outcome
+		if r.Holdback != "" {
+			outcome += "; holdback " + r.Holdback
+		}
+		kv(w, "  "+r.Role, fmt.Sprintf("%s on %s: %s, %s (%s)", r.JobID, orNone(r.Provider), r.State, res, outcome))
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,7 +52,7 @@ func TestReplicatedJobs(t *testing.T) {
 	runJSON(t, net.repos[0], &cheat, "id")
 	waitProviders(t, req, 3, "--gpu", "cpu")
 
-	r := run(t, req, "job", "run", "--replicas", "2", "--cpu", "1", "--max-price", "5", "--output", "/outputs/hello.txt",
+	r := run(t, req, "job", "run", "--replicas", "2", "--holdback", "20%", "--cpu", "1", "--max-price", "5", "--output", "/outputs/hello.txt",
 		jobstest.Image, "--", "greet", "checked")
 	if r.code != 0 {
 		t.Fatalf("job run --replicas 2: exit %d\n%s%s\n%s", r.code, r.stdout, r.stderr, mustRun(t, req, "job", "list", "--json"))
@@ -59,10 +60,57 @@ func TestReplicatedJobs(t *testing.T) {
 	id := jobIDFrom(t, r.stderr)
 	j := checkedStatus(t, req, id)
 	outvoted(t, j, cheat.PeerID, 3, "2 runs agree, 1 outvoted")
+	heldBack(t, req, j, cheat.PeerID)
 	if out := mustRun(t, req, "job", "status", id); !strings.Contains(out, "verification") || !strings.Contains(out, "tie-breaker") {
 		t.Fatalf("job status of a replicated job:\n%s", out)
 	}
 	sampled(t, req, cheat.PeerID)
+}
+
+// heldBack: each agreeing run is paid in full once the verdict is in;
+// the cheat's run is paid its cost less the 20% held back, and its
+// receipt, which the cheat would not sign, says outvoted.
+func heldBack(t *testing.T, req string, j checkedJob, cheat string) {
+	t.Helper()
+	for _, run := range j.Verification.Runs {
+		var st struct {
+			Cost struct {
+				Cost, Paid string
+				Ranks      []struct{ Holdback string } `json:"ranks"`
+			} `json:"cost"`
+		}
+		want := "20% paid"
+		if run.Provider == cheat {
+			want = "20% withheld"
+		}
+		p2ptest.WaitFor(t, time.Minute, func() bool {
+			runJSON(t, req, &st, "job", "status", run.JobID)
+			return len(st.Cost.Ranks) == 1 && st.Cost.Ranks[0].Holdback == want
+		}, "run %s on %s: holdback %+v, want %q", run.JobID, run.Provider, &st.Cost, want)
+		cost, paid := bigOf(t, st.Cost.Cost), bigOf(t, st.Cost.Paid)
+		if run.Provider == cheat && paid.Cmp(cost) >= 0 {
+			t.Fatalf("the outvoted cheat was vouched %s of a cost of %s: the holdback was paid", paid, cost)
+		}
+		if run.Provider != cheat && paid.Cmp(cost) < 0 {
+			t.Fatalf("an agreeing run on %s was vouched %s of %s: not paid in full", run.Provider, paid, cost)
+		}
+	}
+	var rec struct {
+		Summary struct{ Outvoted int } `json:"summary"`
+	}
+	p2ptest.WaitFor(t, time.Minute, func() bool {
+		runJSON(t, req, &rec, "market", "receipts", cheat)
+		return rec.Summary.Outvoted >= 1
+	}, "the cheat's receipts: %+v, want an outvoted one", &rec)
+}
+
+func bigOf(t *testing.T, s string) *big.Int {
+	t.Helper()
+	v, ok := new(big.Int).SetString(s, 10)
+	if !ok {
+		t.Fatalf("amount %q", s)
+	}
+	return v
 }
 
 // sampled: verify: {sample: 100%} always draws a check.

@@ -116,6 +116,10 @@ type JobRank struct {
 	GPUs       int    `json:"gpus"`
 	Cost       string `json:"cost"`
 	CostUnits  string `json:"cost_units"`
+	// Holdback is the share of the pay held back until the result
+	// verifies, and where it stands: "20% held", "20% paid" or "20%
+	// withheld" (the result was outvoted); empty: none.
+	Holdback string `json:"holdback,omitempty"`
 }
 
 // JobCost is GET /v1/jobs/{id}/cost: what a job through the market costs
@@ -173,4 +177,6 @@ type CheckRun struct {
 	ResultCID string     `json:"result_cid,omitempty"`
 	// Outcome is pending, agreed, outvoted, failed or unchecked.
 	Outcome string `json:"outcome"`
+	// Holdback is the run's held-back pay and where it stands (JobRank's).
+	Holdback string `json:"holdback,omitempty"`
 }

@@ -56,6 +56,9 @@ type OfferRequest struct {
 	// Verified deals only with providers that stand verified by proof of
 	// GPU for the class (a spec's require.verified).
 	Verified bool `json:"verified,omitempty"`
+	// HoldbackBps of the pay, in basis points, waits for the result's
+	// verification; bids agree to it.
+	HoldbackBps int `json:"holdback_bps,omitempty"`
 }
 
 // OfferResult is the answer to POST /v1/market/offer.

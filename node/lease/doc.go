@@ -14,7 +14,8 @@
 // voucher reached the provider, both sides sign the deal's receipt
 // (market/receipt; receipts.go): the provider first, on the requester's
 // account of pay and run time; the requester countersigns only its own
-// account, else keeps that account signed alone.
+// account, else keeps that account signed alone. A checked job's run
+// waits for the verdict (Settle), which its receipt records.
 //
 // Provider is the side that sells: a start is checked against the deal,
 // its terms and the deposit, the job watched (its GPUs' health, its pay),
@@ -131,6 +132,19 @@
 //     as the chain answers (recheckUnchecked) and stops the job if it
 //     exceeds the deposit. So an outage costs a provider at most the
 //     grace's run time on vouchers that may prove unfunded.
+//   - A deal that holds back a share of the pay (DealTerms.HoldbackBps,
+//     a checked job's run; holdback.go) is vouched for its cost less the
+//     share, and its provider counts only that as owed (payable), so the
+//     provider is never stopped for the share. Its vouchers run only one
+//     interval ahead, never a prepay, which would pay the share before
+//     the verdict. Settle, once the checker judged the result, pays the
+//     share with the channel's next voucher, unless the verdict is
+//     outvoted or sampled-mismatch; a verdict is given once. What a
+//     provider risks is the share of a run a requester calls outvoted
+//     dishonestly: the requester gains that share at most, after paying
+//     a tie-breaker, and its verdict stays one-sided (the provider does
+//     not sign a receipt of it). What a requester risks beyond the cost
+//     less the share is one interval of a run that a cheat ran.
 //   - A rank of a distributed job joins a job network only with members
 //     the requester funded on chain (gangFunded): a member invented with
 //     throwaway keys is refused, here and at a job relay (verifyRelay).

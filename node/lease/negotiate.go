@@ -52,7 +52,7 @@ func (rq *Requester) negotiate(ctx context.Context, req api.OfferRequest, exclud
 	ds, st, err := rq.market.NegotiateMany(ctx, market.OfferRequest{
 		Req:   requirements(req.Resources),
 		Image: req.Image, Token: chain.TokenName(tok), MaxPrice: maxPrice.String(), MaxDuration: dur, SpecHash: spec,
-		Exclude: exclude, RequireVerified: req.Verified,
+		Exclude: exclude, RequireVerified: req.Verified, HoldbackBps: req.HoldbackBps,
 	}, count)
 	if err != nil {
 		if strings.Contains(err.Error(), "invalid market message") {

@@ -561,7 +561,7 @@ func (pv *Provider) endProvided(id string, started, finished *time.Time) {
 	delete(pv.runSince, id)
 	delete(pv.pausedSince, id)
 	if pv.floor[ch] != nil {
-		pv.floor[ch] = new(big.Int).Add(pv.floor[ch], ranCost(deal, started, finished, paused))
+		pv.floor[ch] = new(big.Int).Add(pv.floor[ch], payable(deal, ranCost(deal, started, finished, paused)))
 	}
 }
 

@@ -152,7 +152,8 @@ func (pv *Provider) coverage(ch common.Hash, now time.Time) (held, owed, slack *
 		if p, paused := pv.pausedSince[id]; paused && p.Before(until) {
 			until = p // a paused job's time is owed by no one
 		}
-		owed.Add(owed, dealCost(deal, min(max(until.Sub(since), 0), time.Duration(deal.MaxDurationS)*time.Second)))
+		// A share held back until the result verifies is not owed yet.
+		owed.Add(owed, payable(deal, dealCost(deal, min(max(until.Sub(since), 0), time.Duration(deal.MaxDurationS)*time.Second))))
 		slack.Add(slack, dealCost(deal, paySlack(pv.interval)))
 	}
 	return held, owed, slack

@@ -38,6 +38,9 @@ type receiptRequest struct {
 	Paid    string `json:"paid,omitempty"`
 	RunMs   int64  `json:"run_ms,omitempty"`
 	EndedMs int64  `json:"ended_ms,omitempty"`
+	// Outcome is the requester's verdict on a checked job's result
+	// (Requester.Settle); empty: the provider says how its job ended.
+	Outcome string `json:"outcome,omitempty"`
 	Signed  []byte `json:"signed,omitempty"`
 }
 
@@ -78,6 +81,12 @@ func (pv *Provider) handleJobReceipt(_ context.Context, from peer.ID, raw []byte
 	}
 	r := dealReceipt(pv.cfg.Receipts.Network(), deal, req)
 	r.Result, r.Outcome = j.ResultCID, receiptOutcome(j)
+	if req.Outcome != "" {
+		if err := signsVerdict(req.Outcome); err != nil {
+			return nil, err
+		}
+		r.Outcome = req.Outcome
+	}
 	if pv.cfg.Proofs != nil {
 		r.Proofs = pv.cfg.Proofs()
 	}
@@ -89,6 +98,19 @@ func (pv *Provider) handleJobReceipt(_ context.Context, from peer.ID, raw []byte
 		pv.log.Warn("own receipt not kept", "deal_id", deal.ID, "err", err)
 	}
 	return signed, nil
+}
+
+// signsVerdict says whether a provider signs a requester's verdict on
+// its result: one that its result agreed, never one against it, which
+// stays the requester's word alone (a one-sided receipt).
+func signsVerdict(outcome string) error {
+	switch outcome {
+	case receipt.Agreed, receipt.SampledOK, receipt.None:
+		return nil
+	case receipt.Outvoted, receipt.SampledMismatch:
+		return fmt.Errorf("verdict %q on this provider's result: not signed here; it stays your word alone", outcome)
+	}
+	return fmt.Errorf("verdict %q: want one of %v", outcome, receipt.Outcomes())
 }
 
 // keepReceipt keeps the receipt of deal that both sides signed.
@@ -146,9 +168,9 @@ func (rq *Requester) settleReceipt(ctx context.Context, rj *Record) {
 	}
 	rq.mu.Lock()
 	want := rq.ownReceipt(rj)
-	id := rj.remoteID()
+	id, verdict := rj.remoteID(), rj.Verdict
 	rq.mu.Unlock()
-	err := rq.exchangeReceipt(ctx, rj.Provider, id, want)
+	err := rq.exchangeReceipt(ctx, rj.Provider, id, want, verdict)
 	if err == nil {
 		return
 	}
@@ -169,7 +191,7 @@ func (rq *Requester) ownReceipt(rj *Record) receipt.Receipt {
 	if end.IsZero() {
 		end = rj.LastSeen
 	}
-	r := dealReceipt(rq.cfg.Receipts.Network(), rj.Deal, receiptRequest{Paid: jobCost(rj).String(),
+	r := dealReceipt(rq.cfg.Receipts.Network(), rj.Deal, receiptRequest{Paid: jobPayable(rj, 0).String(),
 		RunMs: billedRun(rj).Milliseconds(), EndedMs: max(end.UnixMilli(), 1)})
 	switch {
 	case rj.Unreachable:
@@ -177,17 +199,20 @@ func (rq *Requester) ownReceipt(rj *Record) receipt.Receipt {
 	case rj.Last != nil:
 		r.Result, r.Outcome = rj.Last.ResultCID, receiptOutcome(&rj.Last.Job)
 	}
+	if rj.Verdict != "" && !rj.Unreachable {
+		r.Outcome = rj.Verdict
+	}
 	return r
 }
 
 // exchangeReceipt has the provider sign want, countersigns it when it
 // is want, keeps it and sends it back.
-func (rq *Requester) exchangeReceipt(ctx context.Context, provider, id string, want receipt.Receipt) error {
+func (rq *Requester) exchangeReceipt(ctx context.Context, provider, id string, want receipt.Receipt, verdict string) error {
 	prov, err := peer.Decode(provider)
 	if err != nil {
 		return err
 	}
-	req, _ := json.Marshal(receiptRequest{ID: id, Paid: want.Paid, RunMs: want.RunMs, EndedMs: want.EndedAt})
+	req, _ := json.Marshal(receiptRequest{ID: id, Paid: want.Paid, RunMs: want.RunMs, EndedMs: want.EndedAt, Outcome: verdict})
 	signed, err := rq.request(ctx, prov, wireReceipt, req)
 	if err != nil {
 		return err

@@ -74,6 +74,14 @@ type Record struct {
 	// the provider (its identity checked by the handshake), so that a
 	// restarted daemon can reach it again without asking anyone.
 	ProviderAddrs []string `json:"provider_addrs,omitempty"`
+	// HoldbackBps of the job's pay waits for its result's verification
+	// (the deal carries the same, signed); Holdback says where that
+	// share stands: "held" until Settle, then "paid" or "withheld".
+	HoldbackBps int    `json:"holdback_bps,omitempty"`
+	Holdback    string `json:"holdback,omitempty"`
+	// Verdict is how its checker judged the job's result (one of
+	// market/receipt's outcomes); empty until then.
+	Verdict string `json:"verdict,omitempty"`
 }
 
 // see records the provider's answer about the job at now (this node's

@@ -100,6 +100,9 @@ type RemoteOptions struct {
 	// Exclude are providers (peer IDs) this job must not run on: a
 	// replica's others.
 	Exclude []string
+	// HoldbackBps of the job's pay waits for its result's verification
+	// (a checked job's run): see Requester.Settle.
+	HoldbackBps int
 }
 
 // SubmitRemote runs a spec through the market with opts.
@@ -113,20 +116,23 @@ func (rq *Requester) SubmitRemote(ctx context.Context, spec *jobs.Spec, opts Rem
 	if err := rq.checkFunds(ctx, spec); err != nil {
 		return nil, err
 	}
-	return rq.queueRemote(spec, opts.Exclude, opts.Prepay)
+	if opts.HoldbackBps == 0 {
+		opts.HoldbackBps = spec.Verify.HoldbackBps()
+	}
+	return rq.queueRemote(spec, opts)
 }
 
 // queueRemote records a market job as queued, starts its wait for a
 // provider, and returns it. exclude are providers not to use (a retry's
 // failed one).
-func (rq *Requester) queueRemote(spec *jobs.Spec, exclude []string, prepay time.Duration) (*api.Job, error) {
+func (rq *Requester) queueRemote(spec *jobs.Spec, opts RemoteOptions) (*api.Job, error) {
 	queue := queueTimeout(spec)
 	now := time.Now().UTC()
 	id := newJobID()
 	reason := "waiting for a provider to bid"
 	j := &api.Job{Job: jobs.Job{ID: id, Spec: *spec, State: api.JobQueued, Reason: reason, CreatedAt: now,
 		History: []jobs.Transition{{State: api.JobQueued, Reason: reason, At: now}}}}
-	rj := &Record{ID: id, Last: j, Vouched: "0", Spec: *spec, QueueUntil: now.Add(queue), Prepay: prepay}
+	rj := &Record{ID: id, Last: j, Vouched: "0", Spec: *spec, QueueUntil: now.Add(queue), Prepay: opts.Prepay, HoldbackBps: opts.HoldbackBps}
 	rq.mu.Lock()
 	rq.records[id] = rj
 	rq.mu.Unlock()
@@ -137,7 +143,7 @@ func (rq *Requester) queueRemote(spec *jobs.Spec, exclude []string, prepay time.
 		return nil, err
 	}
 	rq.log.Info("job queued for the market", "job_id", id, "queue", queue)
-	rq.startQueued(rj, exclude)
+	rq.startQueued(rj, opts.Exclude)
 	v := *j
 	return &v, nil
 }
@@ -231,7 +237,7 @@ var errStartFunds = errors.New("refused for the channel's deposit")
 // startOnce makes one deal, funds it and starts the job on its provider.
 func (rq *Requester) startOnce(ctx context.Context, rj *Record, exclude []string, progress func(string)) error {
 	spec := rj.Spec
-	deals, err := rq.dealsWithin(ctx, &spec, exclude, time.Until(rj.QueueUntil), 1, progress)
+	deals, err := rq.dealsWithin(ctx, &spec, exclude, time.Until(rj.QueueUntil), 1, rj.HoldbackBps, progress)
 	if err != nil {
 		return err
 	}
@@ -377,7 +383,7 @@ func (rq *Requester) resumeQueued() {
 // one offer, asking again within the queue wait (negative: the spec's
 // timeouts.queue) until at least one is made; progress hears why each
 // round made none. The caller funds them.
-func (rq *Requester) dealsWithin(ctx context.Context, spec *jobs.Spec, exclude []string, queue time.Duration, count int, progress func(string)) ([]*market.Deal, error) {
+func (rq *Requester) dealsWithin(ctx context.Context, spec *jobs.Spec, exclude []string, queue time.Duration, count, holdback int, progress func(string)) ([]*market.Deal, error) {
 	if queue < 0 {
 		queue = queueTimeout(spec)
 	}
@@ -390,7 +396,7 @@ func (rq *Requester) dealsWithin(ctx context.Context, spec *jobs.Spec, exclude [
 	for attempt := 0; ; attempt++ {
 		deals, _, err = rq.negotiate(ctx, api.OfferRequest{Resources: spec.Resources,
 			MaxPrice: spec.MaxPrice, Duration: spec.ExecutionTimeout().String(), Image: spec.Image, SpecHash: hash,
-			Verified: spec.Require != nil && spec.Require.Verified,
+			Verified: spec.Require != nil && spec.Require.Verified, HoldbackBps: holdback,
 		}, exclude, count)
 		if err == nil || !errors.Is(err, market.ErrNoDeal) || time.Now().After(deadline) {
 			break

@@ -197,7 +197,7 @@ func (rq *Requester) providerMissing(ctx context.Context, rj *Record, err error)
 	if rj.Spec.Retry.Attempts > 0 && len(rj.Group) <= 1 {
 		spec := rj.Spec
 		spec.Retry.Attempts--
-		if j, err := rq.queueRemote(&spec, []string{rj.Provider}, rj.Prepay); err != nil {
+		if j, err := rq.queueRemote(&spec, RemoteOptions{Exclude: []string{rj.Provider}, Prepay: rj.Prepay, HoldbackBps: rj.HoldbackBps}); err != nil {
 			reason += "; retry failed: " + err.Error()
 		} else {
 			retried = j.ID
@@ -240,11 +240,18 @@ func jobCost(rj *Record) *big.Int { return dealCost(rj.Deal, billedRun(rj)) }
 // a bound on what the provider may be owed, not a charge: what the
 // channel's voucher holds beyond the sum of its jobs' exact costs pays
 // for later jobs on the channel (payChannel never lowers a voucher).
+//
+// A deal that holds back part of the pay is vouched for less that share
+// until its result is judged paid (Settle).
 func jobPayable(rj *Record, ahead time.Duration) *big.Int {
-	if ended(rj) {
-		return jobCost(rj)
+	c := jobCost(rj)
+	if !ended(rj) {
+		c = dealCost(rj.Deal, observedRun(rj, ahead))
 	}
-	return dealCost(rj.Deal, observedRun(rj, ahead))
+	if holdbackState(rj) == holdbackPaid {
+		return c
+	}
+	return payable(rj.Deal, c)
 }
 
 // ahead is how far a running job's vouchers run ahead of its observed
@@ -257,6 +264,11 @@ func jobPayable(rj *Record, ahead time.Duration) *big.Int {
 // A requester away longer than it finds its job paused, not ended
 // (pauseUnpaid).
 func (rq *Requester) ahead(rj *Record) time.Duration {
+	if rj.Deal.HoldbackBps > 0 {
+		// What runs ahead is paid before the verdict: a prepay would
+		// pay the share held back before the result is judged.
+		return rq.interval
+	}
 	if rj.Prepay > 0 {
 		// Asked for this job (job run --prepay): taken as it is, its risk
 		// accepted, so that a job just started from a laptop survives
@@ -357,6 +369,9 @@ func (rq *Requester) payChannel(ctx context.Context, rj *Record) {
 	payee, token := common.HexToAddress(rj.Deal.ProviderWallet), dealToken(rj.Deal)
 	total := new(big.Int)
 	var ended []*Record
+	// held is each ended job's holdback as vouched: one that Settle pays
+	// meanwhile stays unsettled, for the next voucher to carry.
+	held := map[*Record]string{}
 	rq.mu.Lock()
 	for _, o := range rq.records {
 		if common.HexToAddress(o.Deal.ProviderWallet) == payee && dealToken(o.Deal) == token {
@@ -365,6 +380,7 @@ func (rq *Requester) payChannel(ctx context.Context, rj *Record) {
 			total.Add(total, c)
 			if !o.Settled && o.Last != nil && o.Last.State.Terminal() {
 				ended = append(ended, o)
+				held[o] = holdbackState(o)
 			}
 		}
 	}
@@ -402,15 +418,24 @@ func (rq *Requester) payChannel(ctx context.Context, rj *Record) {
 		return
 	}
 	rq.log.Info("paid: voucher sent", "job_id", rj.ID, "provider", rj.Provider, "channel_total", rq.formatAmount(chain.TokenName(token), total.String()), "jobs_settled", len(ended))
+	var receipts []*Record
 	rq.mu.Lock()
 	for _, o := range ended {
+		if holdbackState(o) != held[o] {
+			continue
+		}
 		o.Settled = true
+		if !awaitsVerdict(o) { // else Settle makes it, with the verdict
+			receipts = append(receipts, o)
+		}
 	}
 	rq.mu.Unlock()
 	for _, o := range ended {
 		if err := rq.saveRemote(o); err != nil {
 			rq.log.Warn("remote job record not saved", "job_id", o.ID, "err", err)
 		}
+	}
+	for _, o := range receipts {
 		rq.spawn(func(ctx context.Context) { rq.settleReceipt(ctx, o) })
 	}
 }

@@ -74,6 +74,7 @@ func (rq *Requester) Cost(ctx context.Context, id string) (api.JobCost, error) {
 		id, prov, state string
 		deal            market.Deal
 		cost, paid      *big.Int
+		holdback        string
 	}
 	var ranks []rankCopy
 	for _, o := range group {
@@ -85,7 +86,7 @@ func (rq *Requester) Cost(ctx context.Context, id string) (api.JobCost, error) {
 		if o.Last != nil {
 			st = string(o.Last.State)
 		}
-		ranks = append(ranks, rankCopy{o.Rank, o.ID, o.Provider, st, o.Deal, jobCost(o), paid})
+		ranks = append(ranks, rankCopy{o.Rank, o.ID, o.Provider, st, o.Deal, jobCost(o), paid, holdbackView(o)})
 	}
 	rq.mu.Unlock()
 	if rj == nil {
@@ -107,7 +108,7 @@ func (rq *Requester) Cost(ctx context.Context, id string) (api.JobCost, error) {
 		paid.Add(paid, r.paid)
 		out.Ranks = append(out.Ranks, api.JobRank{Rank: r.rank, JobID: r.id, Provider: r.prov, State: r.state,
 			Price: price.String(), PriceUnits: chain.FormatUnits(price, out.Decimals), GPUs: len(r.deal.GPUs),
-			Cost: r.cost.String(), CostUnits: chain.FormatUnits(r.cost, out.Decimals)})
+			Cost: r.cost.String(), CostUnits: chain.FormatUnits(r.cost, out.Decimals), Holdback: r.holdback})
 	}
 	out.Cost, out.CostUnits = cost.String(), chain.FormatUnits(cost, out.Decimals)
 	out.Paid, out.PaidUnits = paid.String(), chain.FormatUnits(paid, out.Decimals)

@@ -164,48 +164,86 @@ func (fp *fakeProvider) best() *big.Int {
 // of the market and the chain: a job is queued, dealt, funded, started,
 // paid while it runs with vouchers that never go down, and paid its
 // billed run at the end from a deposit that covers it.
-func TestRequesterAgainstFakeProvider(t *testing.T) {
+// requesterRig is a requester against a fake provider over a mocknet,
+// with fakes of the market and the chain, dealing deal (1 base unit a
+// second of run).
+type requesterRig struct {
+	rq            *Requester
+	fp            *fakeProvider
+	channels      *fakeChannels
+	deal          market.Deal
+	payer, payee  common.Address
+	reqID, provID peer.ID
+}
+
+func newRequesterRig(t *testing.T, price string, holdbackBps int) *requesterRig {
+	t.Helper()
 	hs := p2ptest.MockHosts(t, 2)
 	reqHost, provHost := hs[0], hs[1]
-	payer, payee := common.HexToAddress("0x00000000000000000000000000000000000000b1"), common.HexToAddress("0x00000000000000000000000000000000000000b2")
-	channels := newFakeChannels(payer)
+	r := &requesterRig{payer: common.HexToAddress("0x00000000000000000000000000000000000000b1"),
+		payee: common.HexToAddress("0x00000000000000000000000000000000000000b2"), reqID: reqHost.ID(), provID: provHost.ID()}
+	r.channels = newFakeChannels(r.payer)
 	rep, err := market.OpenReputation(filepath.Join(t.TempDir(), "reputation.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 3600 base units a GPU-hour on one GPU: 1 a second.
-	deal := market.Deal{DealTerms: market.DealTerms{ID: "deal-fake", Requester: reqHost.ID().String(), RequesterWallet: payer.Hex(),
-		Provider: provHost.ID().String(), ProviderWallet: payee.Hex(), Token: fakeToken.Hex(), Price: "3600", MaxDurationS: 3600, GPUs: []string{"GPU-0"}}}
+	// price base units a GPU-hour on one GPU (3600: 1 a second).
+	r.deal = market.Deal{DealTerms: market.DealTerms{ID: "deal-fake", Requester: reqHost.ID().String(), RequesterWallet: r.payer.Hex(),
+		Provider: provHost.ID().String(), ProviderWallet: r.payee.Hex(), Token: fakeToken.Hex(), Price: price, MaxDurationS: 3600,
+		GPUs: []string{"GPU-0"}, HoldbackBps: holdbackBps}}
 	vouchers, err := OpenVouchers(filepath.Join(t.TempDir(), "vouchers.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rq := testRequester(t, Config{P2P: &p2p.Node{Host: reqHost}, Vouchers: vouchers, VoucherInterval: 200 * time.Millisecond})
-	rq.market, rq.chain, rq.wallet = &fakeBuyer{deal: deal, rep: rep}, channels, fakeAddr(payer)
-	fp := newFakeProvider(t, provHost, reqHost.ID())
-	rq.spawn(rq.followRemote)
+	r.rq = testRequester(t, Config{P2P: &p2p.Node{Host: reqHost}, Vouchers: vouchers, VoucherInterval: 200 * time.Millisecond})
+	r.rq.market, r.rq.chain, r.rq.wallet = &fakeBuyer{deal: r.deal, rep: rep}, r.channels, fakeAddr(r.payer)
+	r.fp = newFakeProvider(t, provHost, reqHost.ID())
+	r.rq.spawn(r.rq.followRemote)
+	return r
+}
 
+// record is the requester's record of job id (a copy).
+func (r *requesterRig) record(id string) Record {
+	r.rq.mu.Lock()
+	defer r.rq.mu.Unlock()
+	if rj := r.rq.records[id]; rj != nil {
+		return *rj
+	}
+	return Record{}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// state is job id's state as the requester last saw it.
+func (r *requesterRig) state(id string) jobs.State {
+	if rj := r.record(id); rj.Last != nil {
+		return rj.Last.State
+	}
+	return ""
+}
+
+// runToEnd submits a job, sees it run and paid for at least run, and
+// completes it.
+func (r *requesterRig) runToEnd(t *testing.T, opts RemoteOptions, run time.Duration) string {
+	t.Helper()
 	spec := jobs.Spec{Image: "x", MaxPrice: "1", Resources: jobs.Resources{GPUs: 1}}
-	j, err := rq.SubmitRemote(t.Context(), &spec, RemoteOptions{})
+	j, err := r.rq.SubmitRemote(t.Context(), &spec, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	record := func() api.Job {
-		rq.mu.Lock()
-		defer rq.mu.Unlock()
-		if rj := rq.records[j.ID]; rj != nil && rj.Last != nil {
-			return *rj.Last
-		}
-		return api.Job{}
-	}
-	p2ptest.WaitFor(t, waitLong, func() bool { return record().State == jobs.Running }, "the job running on the provider")
-	p2ptest.WaitFor(t, waitLong, func() bool { return fp.best().Sign() > 0 }, "a voucher while it runs")
-	fp.finish()
-	p2ptest.WaitFor(t, waitLong, func() bool { return record().State == jobs.Completed }, "the job completed")
+	p2ptest.WaitFor(t, waitLong, func() bool { return r.state(j.ID) == jobs.Running }, "the job running on the provider")
+	p2ptest.WaitFor(t, waitLong, func() bool { return r.fp.best().Sign() > 0 }, "a voucher while it runs")
+	p2ptest.WaitFor(t, waitLong, func() bool { return observedRun(ptr(r.record(j.ID)), 0) >= run }, "the job seen running for %s", run)
+	r.fp.finish()
+	p2ptest.WaitFor(t, waitLong, func() bool { return r.state(j.ID) == jobs.Completed }, "the job completed")
+	return j.ID
+}
 
-	rq.mu.Lock()
-	rj := *rq.records[j.ID]
-	rq.mu.Unlock()
+func TestRequesterAgainstFakeProvider(t *testing.T) {
+	r := newRequesterRig(t, "3600", 0)
+	id := r.runToEnd(t, RemoteOptions{}, 0)
+	fp, channels, deal, payer, payee := r.fp, r.channels, r.deal, r.payer, r.payee
+	rj := r.record(id)
 	owed, most := jobCost(&rj), dealCost(deal, time.Duration(deal.MaxDurationS)*time.Second)
 	p2ptest.WaitFor(t, waitLong, func() bool { return fp.best().Cmp(owed) >= 0 }, "the final voucher to cover the billed run")
 	fp.mu.Lock()

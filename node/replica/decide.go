@@ -31,6 +31,9 @@ type Replica struct {
 	Key     string `json:"key,omitempty"`
 	Outcome string `json:"outcome"`
 	Reason  string `json:"reason,omitempty"`
+	// Verdict is what the lease was told of the run once the job was
+	// decided (Lease.Settle); empty until it took it.
+	Verdict string `json:"verdict,omitempty"`
 }
 
 func (r Replica) done() bool { return r.State.Terminal() }

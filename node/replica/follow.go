@@ -33,16 +33,20 @@ func (c *Checker) follow(g *Group) {
 func (c *Checker) step(id string) bool {
 	g := c.snapshot(id)
 	c.refresh(g)
-	switch g.Mode {
-	case ModeReplicas:
+	switch {
+	case g.State.Terminal(): // decided: only verdicts are left to give
+	case g.Mode == ModeReplicas:
 		c.stepReplicas(g)
-	case ModeSample:
+	case g.Mode == ModeSample:
 		c.stepSample(g)
 	}
 	c.mu.Lock()
 	if cur := c.groups[id]; cur.State == jobs.Canceled {
 		g.State, g.Reason, g.EndedAt = cur.State, cur.Reason, cur.EndedAt // canceled meanwhile
 	}
+	c.mu.Unlock()
+	judged := !g.State.Terminal() || c.judgeRuns(g)
+	c.mu.Lock()
 	*c.groups[id] = *g
 	for _, r := range g.Replicas {
 		c.byJob[r.JobID] = g.ID
@@ -51,7 +55,7 @@ func (c *Checker) step(id string) bool {
 	if err := c.save(g); err != nil {
 		c.log.Warn("checked job not saved", "job_id", id, "err", err)
 	}
-	return g.State.Terminal()
+	return g.State.Terminal() && judged
 }
 
 // refresh reads each run not yet ended.
@@ -174,7 +178,7 @@ func (c *Checker) run(g *Group, role string) {
 	}
 	spec := g.Spec
 	spec.Verify = nil // a run is an ordinary job; the group checks it
-	j, err := c.cfg.Lease.Submit(c.ctx, &spec, exclude)
+	j, err := c.cfg.Lease.Submit(c.ctx, &spec, exclude, g.Spec.Verify.HoldbackBps())
 	if err != nil {
 		c.end(g, jobs.Failed, fmt.Sprintf("%s not started: %v", role, err))
 		return

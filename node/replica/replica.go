@@ -22,8 +22,12 @@ import (
 
 // Lease is what checking needs of the requester's side of the lease.
 type Lease interface {
-	// Submit queues spec for the market, never on the excluded providers.
-	Submit(ctx context.Context, spec *jobs.Spec, exclude []string) (*api.Job, error)
+	// Submit queues spec for the market, never on the excluded providers,
+	// with holdbackBps of its pay held back until Settle.
+	Submit(ctx context.Context, spec *jobs.Spec, exclude []string, holdbackBps int) (*api.Job, error)
+	// Settle gives the verdict on an ended run (one of the Verdict
+	// constants), which pays or withholds its held-back pay.
+	Settle(ctx context.Context, id, verdict string) error
 	Get(ctx context.Context, id string) (*api.Job, error)
 	Cancel(ctx context.Context, id string) (*api.Job, error)
 }
@@ -132,7 +136,7 @@ func (c *Checker) load() error {
 			continue
 		}
 		c.track(&g)
-		if !g.State.Terminal() {
+		if !g.State.Terminal() || g.unjudged() {
 			c.follow(&g)
 		}
 	}
@@ -154,7 +158,7 @@ func (c *Checker) track(g *Group) {
 func (c *Checker) Replicate(ctx context.Context, spec *jobs.Spec) (*Group, error) {
 	run := *spec
 	run.Verify = nil // each run is an ordinary job; the group checks them
-	first, err := c.cfg.Lease.Submit(ctx, &run, nil)
+	first, err := c.cfg.Lease.Submit(ctx, &run, nil, spec.Verify.HoldbackBps())
 	if err != nil {
 		return nil, err
 	}

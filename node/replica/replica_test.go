@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -49,13 +50,17 @@ type fakeLease struct {
 	next    int
 	result  func(provider string) string // "" fails the run
 	exclude [][]string
+	// holdback and verdicts are what each run was submitted and judged
+	// with, by provider.
+	holdback map[string]int
+	verdicts map[string]string
 }
 
 func newFakeLease(result func(string) string) *fakeLease {
-	return &fakeLease{jobs: map[string]*api.Job{}, result: result}
+	return &fakeLease{jobs: map[string]*api.Job{}, result: result, holdback: map[string]int{}, verdicts: map[string]string{}}
 }
 
-func (f *fakeLease) Submit(_ context.Context, spec *jobs.Spec, exclude []string) (*api.Job, error) {
+func (f *fakeLease) Submit(_ context.Context, spec *jobs.Spec, exclude []string, holdback int) (*api.Job, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.next++
@@ -64,6 +69,7 @@ func (f *fakeLease) Submit(_ context.Context, spec *jobs.Spec, exclude []string)
 		return nil, fmt.Errorf("provider %s excluded", prov)
 	}
 	f.exclude = append(f.exclude, slices.Clone(exclude))
+	f.holdback[prov] = holdback
 	j := &api.Job{Job: jobs.Job{ID: fmt.Sprintf("job%d", f.next), Spec: *spec, State: jobs.Completed}, Provider: prov}
 	if cid := f.result(prov); cid != "" {
 		j.ResultCID = cid
@@ -82,6 +88,27 @@ func (f *fakeLease) Get(_ context.Context, id string) (*api.Job, error) {
 		return &v, nil
 	}
 	return nil, jobs.ErrNotFound
+}
+
+func (f *fakeLease) Settle(_ context.Context, id, verdict string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	j := f.jobs[id]
+	if j == nil {
+		return jobs.ErrNotFound
+	}
+	if _, twice := f.verdicts[j.Provider]; twice {
+		return fmt.Errorf("run %s judged twice", id)
+	}
+	f.verdicts[j.Provider] = verdict
+	return nil
+}
+
+// judged is the verdicts given so far, by provider.
+func (f *fakeLease) judged() map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.verdicts)
 }
 
 func (f *fakeLease) Cancel(_ context.Context, id string) (*api.Job, error) {
@@ -131,14 +158,17 @@ func TestReplicas(t *testing.T) {
 		runs     int
 		outvoted []string
 		reason   string
+		verdicts map[string]string
 	}{
-		{"honest replicas agree", honest, 2, []string{}, "2 runs agree"},
-		{"a tamperer is outvoted", tamper, 3, []string{"prov2"}, "2 runs agree, 1 outvoted"},
+		{"honest replicas agree", honest, 2, []string{}, "2 runs agree",
+			map[string]string{"prov1": VerdictAgreed, "prov2": VerdictAgreed}},
+		{"a tamperer is outvoted", tamper, 3, []string{"prov2"}, "2 runs agree, 1 outvoted",
+			map[string]string{"prov1": VerdictAgreed, "prov2": VerdictOutvoted, "prov3": VerdictAgreed}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := newFakeLease(tc.result)
 			c, outvoted := newChecker(t, l, 0)
-			g, err := c.Replicate(context.Background(), spec(jobs.Verify{Replicas: 2}))
+			g, err := c.Replicate(context.Background(), spec(jobs.Verify{Replicas: 2, Holdback: "20%"}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -148,6 +178,14 @@ func TestReplicas(t *testing.T) {
 			}
 			if !slices.Equal(*outvoted, tc.outvoted) {
 				t.Fatalf("outvoted %v, want %v", *outvoted, tc.outvoted)
+			}
+			if got := l.judged(); !maps.Equal(got, tc.verdicts) {
+				t.Fatalf("verdicts %v, want %v", got, tc.verdicts)
+			}
+			for p, bps := range l.holdback {
+				if bps != 2000 {
+					t.Fatalf("run on %s submitted holding back %d bps, want the spec's 2000", p, bps)
+				}
 			}
 			// Each run avoided the providers before it.
 			for i, ex := range l.exclude {
@@ -169,19 +207,21 @@ func TestSample(t *testing.T) {
 		return "bafyhonest"
 	}
 	for _, tc := range []struct {
-		name    string
-		draw    float64
-		runs    int
-		checked bool
-		reason  string
+		name     string
+		draw     float64
+		runs     int
+		checked  bool
+		reason   string
+		verdicts map[string]string
 	}{
-		{"not drawn", 0.5, 1, false, "not drawn for a check"},
-		{"drawn, the tamperer caught", 0.01, 3, true, "2 runs agree, 1 outvoted"},
+		{"not drawn", 0.5, 1, false, "not drawn for a check", map[string]string{"prov1": VerdictNone}},
+		{"drawn, the tamperer caught", 0.01, 3, true, "2 runs agree, 1 outvoted",
+			map[string]string{"prov1": VerdictSampledMismatch, "prov2": VerdictAgreed, "prov3": VerdictAgreed}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := newFakeLease(tamperFirst)
 			c, outvoted := newChecker(t, l, tc.draw)
-			orig, _ := l.Submit(context.Background(), spec(jobs.Verify{Sample: "5%"}), nil)
+			orig, _ := l.Submit(context.Background(), spec(jobs.Verify{Sample: "5%"}), nil, 0)
 			if _, err := c.Sample(orig); err != nil {
 				t.Fatal(err)
 			}
@@ -191,6 +231,9 @@ func TestSample(t *testing.T) {
 			}
 			if tc.checked && !slices.Equal(*outvoted, []string{"prov1"}) {
 				t.Fatalf("outvoted %v", *outvoted)
+			}
+			if got := l.judged(); !maps.Equal(got, tc.verdicts) {
+				t.Fatalf("verdicts %v, want %v", got, tc.verdicts)
 			}
 		})
 	}
