@@ -139,15 +139,18 @@ bench-gas:
 bench-market:
 	$(GO) test -run '^$$' -bench Deal -benchtime 1x -timeout 30m ./market/
 
-# The market, DHT and gossip of N simulated nodes in virtual time (a
-# synctest bubble around a mocknet with 20-300 ms links), at each size
-# of SCALE_NODES, then under SCALE_CHURN (a share per hour, 0.1) after
-# SCALE_CHURN_MINUTES (20) of it; SCALE_NAT (0.2) and SCALE_LOSS (0)
-# shape the network. Every node is a whole libp2p host: 100 nodes take
-# about 1 GiB, and 1,000 passed 10 GiB.
-SCALE_NODES ?= 100,300
+# The market, DHT and gossip of N simulated nodes in virtual time, at
+# each size of SCALE_NODES, then under SCALE_CHURN (a share per hour,
+# 0.1) after SCALE_CHURN_MINUTES (20) of it; SCALE_NAT (0.2) and
+# SCALE_LOSS (0, full tier only) shape the network. Two tiers
+# (SCALE_TIER=full, light or both): the full tier runs every node as a
+# whole libp2p host on a mocknet in a synctest bubble (about 9 MiB a node
+# at 100, 17 MiB at 300), at sizes up to SCALE_FULL_MAX (300); the light
+# tier is a discrete-event model of the same protocols, at every size.
+SCALE_NODES ?= 100,1000,10000
+SCALE_TIER ?= both
 bench-scale:
-	SCALE_NODES=$(SCALE_NODES) $(GO) test -count=1 -run '^TestScale$$' -v -timeout 6h ./market/sim/
+	SCALE_NODES=$(SCALE_NODES) SCALE_TIER=$(SCALE_TIER) $(GO) test -count=1 -run '^TestScale$$' -v -timeout 6h ./market/sim/
 
 # job run --local against docker run --rm of the same scratch image, and a
 # burst of 50 jobs (needs a Docker engine).

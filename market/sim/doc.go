@@ -1,8 +1,8 @@
 // Package sim runs the market, DHT and gossip of N daemons in one
-// process, in virtual time: each node is the real p2p.Node (kad-dht,
-// GossipSub) and market.Market on a go-libp2p mocknet host, all inside a
-// testing/synctest bubble, whose clock moves only when every goroutine
-// waits. The figures are then the protocol's, not this machine's CPU.
+// process, in virtual time, on two tiers. On the full tier each node is
+// the real p2p.Node (kad-dht, GossipSub) and market.Market on a go-libp2p
+// mocknet host, all inside a testing/synctest bubble, whose clock moves
+// only when every goroutine waits. The figures are then the protocol's, not this machine's CPU.
 //
 // Nothing of mocknet, kad-dht, GossipSub or the market escapes the
 // bubble: their timers and goroutines all start inside it. What the
@@ -27,6 +27,50 @@
 // its own connections), CPU time, and the chain (deals are signed by a
 // stand-in for the wallet).
 //
-// Memory is the limit: every node is a whole libp2p host, and at 1,000
-// nodes the process passed 10 GiB. make bench-scale runs TestScale.
+// Memory is the limit of the full tier: every node is a whole libp2p
+// host, and its cost goes with its connections (GossipSub keeps a stream
+// and three goroutines per connected peer, each mocknet stream an
+// io.Pipe each way; the daemon's connection manager lets a node hold up
+// to 192): 3.2 MiB of heap, 2.8 MiB of stacks and 577 goroutines a node
+// at 100 nodes (9 MiB of the process a node), 6.3 MiB, 5.4 MiB and 917
+// at 300 (17 MiB), so 1,000 nodes need over 20 GiB. Only fewer
+// connections would cut that, which would change what is measured.
+//
+// The light tier (RunLight) is what reaches 1,000 and 10,000 nodes: a
+// discrete-event model of the same network and protocols, a queue of
+// callbacks in virtual time, with no libp2p and no goroutines. It keeps:
+//
+//   - The links, NAT, dial timeout and connection cost above, and the
+//     daemon's connection manager (64/192, a minute's grace, least
+//     recently used first).
+//   - Kademlia as kad-dht runs it: k=20 buckets over 256-bit keys,
+//     iterative lookups with alpha=10 in flight until the beta=3 closest
+//     answered, then the follow-up to the rest of the k closest; peers
+//     that do not answer leave the asker's table; provider records at
+//     the k closest that answered the provider's lookup. Tables start as
+//     a refresh leaves them (public nodes; a node behind NAT enters the
+//     tables of the peers it dialled).
+//   - GossipSub delivery: flood publishing to the publisher's
+//     connections, then a mesh of D=6 (4 to 12) forwarded on first
+//     receipt; a peer left under 4 grafts more.
+//   - The market's negotiation with its defaults: the requester's advert
+//     cache (cheapest first, refreshed from the DHT every 30 s: a lookup
+//     for 50 providers, then a value search for each advert), a lookup
+//     for up to the fanout (5) within half the bid window, the direct
+//     offer, gossip when fewer than the fanout were found (providers who
+//     hear it bid back), the bid window (1 s, or 3 bids, or every
+//     provider answered), the award to the cheapest bid with its 3 s
+//     timeout, releases to the losers and to late bids; the provider's
+//     bid decision (a free GPU reserved for 10 s) and its republishing
+//     of the advert on each deal and release.
+//
+// It leaves out what the full tier runs and it only models: the real
+// market and p2p code (no message is encoded, signed or checked; the
+// model follows market's defaults, so a change to market is not seen
+// here until the model follows it), GossipSub's heartbeats, IHAVE gossip
+// and scoring, kad-dht's table refresh after the start, loss, relays,
+// bandwidth and CPU. Its figures agree with the full tier's at 100 and
+// 300 nodes within about a third (docs/operators.md gives both).
+//
+// make bench-scale runs TestScale.
 package sim

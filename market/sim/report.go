@@ -16,10 +16,10 @@ func Report(out io.Writer, figs []Figures) error {
 		title, head string
 		row         func(Figures) string
 	}{
-		{"DHT provider-record lookup (first provider of a class)", "nodes\tchurn/h\tlookups\tfailed\thops p50\thops p95\tms p50\tms p95\t", lookupRow},
-		{"Offer gossip (offers for a class with fewer providers than the fanout)", "nodes\tchurn/h\toffers\tto 99% p50 ms\tto 99% p95 ms\tto 99% max ms\tnever 99%\t", gossipRow},
-		{"Offer to signed deal (one H100)", "nodes\tchurn/h\tdeals\tfailed\tp50 ms\tp99 ms\tgossiped\tmarket msgs/deal\tdht msgs/deal\tgossip msgs/deal\tbids/deal\twasted bids/deal\t", dealRow},
-		{"Cost per node (settled, before churn)", "nodes\theap MiB/node\tgoroutines/node\t", costRow},
+		{"DHT provider-record lookup (first provider of a class)", "nodes\ttier\tchurn/h\tlookups\tfailed\thops p50\thops p95\tms p50\tms p95\t", lookupRow},
+		{"Offer gossip (offers for a class with fewer providers than the fanout)", "nodes\ttier\tchurn/h\toffers\tto 99% p50 ms\tto 99% p95 ms\tto 99% max ms\tnever 99%\t", gossipRow},
+		{"Offer to signed deal (one H100)", "nodes\ttier\tchurn/h\tdeals\tfailed\tp50 ms\tp99 ms\tgossiped\tmarket msgs/deal\tdht msgs/deal\tgossip msgs/deal\tbids/deal\twasted bids/deal\t", dealRow},
+		{"Cost per node (settled, before churn)", "nodes\ttier\theap MiB/node\tgoroutines/node\t", costRow},
 	}
 	for _, s := range sections {
 		fmt.Fprintf(tw, "\n%s\n%s\n", s.title, s.head)
@@ -34,7 +34,7 @@ func Report(out io.Writer, figs []Figures) error {
 	}
 	for _, f := range figs {
 		for why, n := range failures(f) {
-			fmt.Fprintf(out, "failed deals at %d nodes, churn %s: %d× %s\n", f.Nodes, churn(f), n, why)
+			fmt.Fprintf(out, "failed deals at %d nodes (%s), churn %s: %d× %s\n", f.Nodes, f.Tier, churn(f), n, why)
 		}
 	}
 	return nil
@@ -83,12 +83,12 @@ func lookupRow(f Figures) string {
 		took = append(took, l.Took)
 		hops = append(hops, time.Duration(l.Hops))
 	}
-	return fmt.Sprintf("%d\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t", f.Nodes, churn(f), len(f.Lookups), failed,
+	return fmt.Sprintf("%d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t", f.Nodes, f.Tier, churn(f), len(f.Lookups), failed,
 		pct(hops, 50), pct(hops, 95), ms(pct(took, 50)), ms(pct(took, 95)))
 }
 
 func gossipRow(f Figures) string {
-	return fmt.Sprintf("%d\t%s\t%d\t%s\t%s\t%s\t%d\t", f.Nodes, churn(f), len(f.Spread)+f.Short,
+	return fmt.Sprintf("%d\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t", f.Nodes, f.Tier, churn(f), len(f.Spread)+f.Short,
 		ms(pct(f.Spread, 50)), ms(pct(f.Spread, 95)), ms(pct(f.Spread, 100)), f.Short)
 }
 
@@ -109,11 +109,11 @@ func dealRow(f Figures) string {
 	}
 	ok := float64(max(len(took), 1))
 	per := func(fam string) string { return fmt.Sprintf("%.1f", float64(f.Messages[fam])/ok) }
-	return fmt.Sprintf("%d\t%s\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%.1f\t%.1f\t", f.Nodes, churn(f), len(f.Deals), failed,
+	return fmt.Sprintf("%d\t%s\t%s\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%.1f\t%.1f\t", f.Nodes, f.Tier, churn(f), len(f.Deals), failed,
 		ms(pct(took, 50)), ms(pct(took, 99)), gossiped, per("market-own"), per("dht"), per("gossip"),
 		float64(f.Bids)/ok, float64(f.Bids-int64(len(took)))/ok)
 }
 
 func costRow(f Figures) string {
-	return fmt.Sprintf("%d\t%.2f\t%.1f\t", f.Nodes, f.HeapMiB, f.Goroutines)
+	return fmt.Sprintf("%d\t%s\t%.2f\t%.1f\t", f.Nodes, f.Tier, f.HeapMiB, f.Goroutines)
 }

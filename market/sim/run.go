@@ -29,7 +29,10 @@ type Scenario struct {
 
 // Figures are one round of measurements on one network.
 type Figures struct {
-	Nodes    int
+	Nodes int
+	// Tier is "full" (libp2p hosts on mocknet) or "light" (the
+	// discrete-event model).
+	Tier     string
 	Churn    float64 // share per hour; zero without
 	Replaced int     // nodes replaced by churn before and during the round
 	Lookups  []Lookup
@@ -59,7 +62,7 @@ func Run(ctx context.Context, cfg Config, sc Scenario) ([]Figures, error) {
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
 	n := float64(len(w.Live()))
-	calm := Figures{Nodes: len(w.Live()), HeapMiB: float64(ms.HeapInuse) / n / (1 << 20), Goroutines: float64(runtime.NumGoroutine()) / n}
+	calm := Figures{Nodes: len(w.Live()), Tier: "full", HeapMiB: float64(ms.HeapInuse) / n / (1 << 20), Goroutines: float64(runtime.NumGoroutine()) / n}
 	w.Observe()
 	w.round(ctx, sc, &calm)
 	out := []Figures{calm}
@@ -73,7 +76,7 @@ func Run(ctx context.Context, cfg Config, sc Scenario) ([]Figures, error) {
 			done <- r
 		}()
 		time.Sleep(sc.ChurnWarmup)
-		churned := Figures{Nodes: calm.Nodes, Churn: sc.Churn}
+		churned := Figures{Nodes: calm.Nodes, Tier: calm.Tier, Churn: sc.Churn}
 		w.round(ctx, sc, &churned)
 		stop()
 		churned.Replaced = <-done

@@ -39,6 +39,21 @@ type Config struct {
 	Market market.Config
 }
 
+// classOf is what node i sells: the first two the rare class, then
+// ProviderShare of the nodes, four in five H100s and the rest A100s.
+func (c *Config) classOf(i int) string {
+	providers := max(int(float64(c.Nodes)*c.ProviderShare), 5)
+	switch {
+	case i < 2:
+		return classRare
+	case i < 2+providers*4/5:
+		return classH100
+	case i < 2+providers:
+		return classA100
+	}
+	return ""
+}
+
 func (c *Config) withDefaults() {
 	if c.Nodes == 0 {
 		c.Nodes = 100
@@ -76,17 +91,8 @@ type World struct {
 func NewWorld(ctx context.Context, cfg Config) (*World, error) {
 	cfg.withDefaults()
 	w := &World{cfg: cfg, net: newNet(cfg.Seed, cfg.Loss), rng: rand.New(rand.NewSource(cfg.Seed)), busy: map[int]bool{}}
-	providers := max(int(float64(cfg.Nodes)*cfg.ProviderShare), 5)
 	for i := range cfg.Nodes {
-		class := ""
-		switch {
-		case i < 2:
-			class = classRare
-		case i < 2+providers*4/5:
-			class = classH100
-		case i < 2+providers:
-			class = classA100
-		}
+		class := cfg.classOf(i)
 		// Providers of the rare class are public: they are what gossip
 		// must reach.
 		if _, err := w.add(class, i >= 2 && w.rng.Float64() < cfg.NATShare); err != nil {
