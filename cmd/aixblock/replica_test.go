@@ -61,6 +61,18 @@ func TestReplicatedJobs(t *testing.T) {
 	j := checkedStatus(t, req, id)
 	outvoted(t, j, cheat.PeerID, 3, "2 runs agree, 1 outvoted")
 	heldBack(t, req, j, cheat.PeerID)
+	// Another requester that dealt with req (an honest provider of its
+	// runs) hears of the cheat from req's receipts.
+	var rec struct {
+		Summary struct {
+			Outvoted int
+			Evidence struct{ Dealt int } `json:"evidence"`
+		} `json:"summary"`
+	}
+	p2ptest.WaitFor(t, time.Minute, func() bool {
+		runJSON(t, net.repos[1], &rec, "market", "receipts", cheat.PeerID)
+		return rec.Summary.Outvoted >= 1 && rec.Summary.Evidence.Dealt >= 1
+	}, "another requester's view of the cheat: %+v, want an outvoted receipt from a peer it dealt with", &rec)
 	if out := mustRun(t, req, "job", "status", id); !strings.Contains(out, "verification") || !strings.Contains(out, "tie-breaker") {
 		t.Fatalf("job status of a replicated job:\n%s", out)
 	}
