@@ -182,6 +182,9 @@ func (n *Node) submit(ctx context.Context, req api.SubmitRequest) (*api.Job, err
 	if err != nil {
 		return nil, badRequest{err}
 	}
+	if v := n.repo.Config.Market.DefaultVerify(spec); v != nil && !req.Local && req.Prepay == "" {
+		spec.Verify = v // the requester-wide spot check
+	}
 	if req.Prepay != "" {
 		d, err := time.ParseDuration(req.Prepay)
 		switch {

@@ -139,6 +139,13 @@ type MarketConfig struct {
 	// verifies (a spec's verify.holdback), e.g. "20%"; empty means 50%,
 	// the most any offer holds back; "0%" bids on no such offer.
 	MaxHoldback string `json:"max_holdback,omitempty"`
+	// VerifySample spot-checks, as a requester, this share of its market
+	// batch jobs on one node whose spec says nothing of verify, e.g.
+	// "5%" (a spec's verify: {sample: 5%}); empty: none.
+	VerifySample string `json:"verify_sample,omitempty"`
+	// VerifyHoldback is the share of such a job's pay held back until
+	// its result verifies, e.g. "20%" (verify.holdback); empty: none.
+	VerifyHoldback string `json:"verify_holdback,omitempty"`
 	// AutoVerify challenges, as a requester, the providers this node
 	// finds (once, then again at random times); nil means on.
 	AutoVerify *bool `json:"auto_verify,omitempty"`
@@ -456,8 +463,36 @@ func (c Config) parseMarket(p *parsed) error {
 		return fmt.Errorf("market.default_disk_mib %d: want 0 (no default bound) or at least %d", d, jobs.MinDiskMiB)
 	}
 	var err error
-	p.marketMaxHoldback, err = maxHoldback(c.Market.MaxHoldback)
-	return err
+	if p.marketMaxHoldback, err = maxHoldback(c.Market.MaxHoldback); err != nil {
+		return err
+	}
+	return c.Market.checkDefaultVerify()
+}
+
+// checkDefaultVerify checks market.verify_sample and verify_holdback as
+// a spec's verify would be.
+func (m MarketConfig) checkDefaultVerify() error {
+	if m.VerifySample == "" {
+		if m.VerifyHoldback != "" {
+			return errors.New("market.verify_holdback: holds back pay of the jobs market.verify_sample checks: set verify_sample too (such as 5%)")
+		}
+		return nil
+	}
+	s := jobs.Spec{Image: "x", Verify: &jobs.Verify{Sample: m.VerifySample, Holdback: m.VerifyHoldback}}
+	if err := s.Validate(); err != nil {
+		msg := strings.NewReplacer("verify.sample", "market.verify_sample", "verify.holdback", "market.verify_holdback").Replace(err.Error())
+		return errors.New(msg)
+	}
+	return nil
+}
+
+// DefaultVerify is how a market batch job on one node is checked when
+// its spec does not say (market.verify_sample); nil: not at all.
+func (m MarketConfig) DefaultVerify(spec *jobs.Spec) *jobs.Verify {
+	if m.VerifySample == "" || spec.Verify != nil || spec.MaxPrice == "" || spec.Distributed != nil || spec.IsService() {
+		return nil
+	}
+	return &jobs.Verify{Sample: m.VerifySample, Holdback: m.VerifyHoldback}
 }
 
 // maxHoldback reads market.max_holdback ("20%") as basis points.

@@ -71,6 +71,8 @@ func ConfigReference() []ConfigKey {
 		{"market.redeem_every", "1h", `how often a provider redeems its vouchers, all channels in one transaction; "off" leaves it to wallet redeem`},
 		{"market.proof_image", "aixblock/challenge:cpu", "the image this provider answers proof-of-GPU challenges in: the CPU workload (make job-image builds it), or the NVIDIA one a provider of real GPUs builds from gpu/challenge/nvidia"},
 		{"market.max_holdback", "50%", `the largest share of its pay this provider lets a requester hold back until the job's result verifies (verify.holdback); "0%" bids on no such offer`},
+		{"market.verify_sample", "(none)", "spot-check this share of this node's market batch jobs on one node whose spec says nothing of verify, e.g. 5% (a spec's verify: {sample: 5%})"},
+		{"market.verify_holdback", "(none)", "with verify_sample: the share of those jobs' pay held back until their result verifies, e.g. 20%"},
 		{"market.auto_verify", "true", "challenge the providers this node finds, once and then at random times (about daily), and rank bids by the verdicts"},
 		{"market.redeem_above", "(any amount)", "skip a timed redeem while less than this many base units are owed"},
 		{"market.host_network_for", "[]", "requesters (peer IDs) whose distributed jobs may ask for this host's network (distributed.network: host; the job gets the host's network)"},

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/aixblock/aixblock/jobs"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -27,10 +29,18 @@ func TestConfigValidate(t *testing.T) {
 		"prices": {func(c *Config) {
 			c.Market.Prices = map[string]map[string]string{"*": {"default": "2.5", "native": "0.001"}}
 		}, ""},
-		"price token":        {func(c *Config) { c.Market.Prices = map[string]map[string]string{"*": {"tUSD": "2"}} }, `market.prices[*]: token "tUSD": want default, native or an address`},
-		"price amount":       {func(c *Config) { c.Market.Prices = map[string]map[string]string{"cpu": {"default": "-2"}} }, `market.prices[cpu][default]: amount "-2"`},
-		"redeem above":       {func(c *Config) { c.Market.RedeemAbove = "1000000" }, ""},
-		"redeem above units": {func(c *Config) { c.Market.RedeemAbove = "1.5" }, `market.redeem_above: amount "1.5": want a whole number of base units`},
+		"price token":         {func(c *Config) { c.Market.Prices = map[string]map[string]string{"*": {"tUSD": "2"}} }, `market.prices[*]: token "tUSD": want default, native or an address`},
+		"price amount":        {func(c *Config) { c.Market.Prices = map[string]map[string]string{"cpu": {"default": "-2"}} }, `market.prices[cpu][default]: amount "-2"`},
+		"redeem above":        {func(c *Config) { c.Market.RedeemAbove = "1000000" }, ""},
+		"redeem above units":  {func(c *Config) { c.Market.RedeemAbove = "1.5" }, `market.redeem_above: amount "1.5": want a whole number of base units`},
+		"max holdback":        {func(c *Config) { c.Market.MaxHoldback = "20%" }, ""},
+		"max holdback none":   {func(c *Config) { c.Market.MaxHoldback = "0%" }, ""},
+		"max holdback over":   {func(c *Config) { c.Market.MaxHoldback = "60%" }, `market.max_holdback "60%": want a share from 0%`},
+		"max holdback no %":   {func(c *Config) { c.Market.MaxHoldback = "0.2" }, `market.max_holdback "0.2"`},
+		"verify sample":       {func(c *Config) { c.Market.VerifySample, c.Market.VerifyHoldback = "5%", "20%" }, ""},
+		"verify sample bad":   {func(c *Config) { c.Market.VerifySample = "5" }, `market.verify_sample: "5": want a share such as 5%`},
+		"verify holdback bad": {func(c *Config) { c.Market.VerifySample, c.Market.VerifyHoldback = "5%", "90%" }, `market.verify_holdback: "90%"`},
+		"holdback alone":      {func(c *Config) { c.Market.VerifyHoldback = "20%" }, "market.verify_holdback: holds back pay of the jobs market.verify_sample checks"},
 		"chain token": {func(c *Config) {
 			c.Chain = ChainConfig{RPC: "http://127.0.0.1:8545", Escrow: "0x33AB224A224Cd09bBA4761260478F8C20C1582e1", Token: "tUSD"}
 		}, `chain.token: token "tUSD"`},
@@ -89,5 +99,30 @@ func TestInitOpenLock(t *testing.T) {
 	}
 	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "too short") {
 		t.Fatalf("Open with short token: %v", err)
+	}
+}
+
+// The requester-wide spot check applies to market batch jobs on one
+// node whose spec says nothing of verify, and to nothing else.
+func TestDefaultVerify(t *testing.T) {
+	m := MarketConfig{VerifySample: "5%", VerifyHoldback: "20%"}
+	own := &jobs.Verify{Replicas: 2}
+	for name, tc := range map[string]struct {
+		spec jobs.Spec
+		want bool
+	}{
+		"market batch":   {jobs.Spec{Image: "x", MaxPrice: "1"}, true},
+		"local":          {jobs.Spec{Image: "x"}, false},
+		"its own verify": {jobs.Spec{Image: "x", MaxPrice: "1", Verify: own}, false},
+		"distributed":    {jobs.Spec{Image: "x", MaxPrice: "1", Distributed: &jobs.Distributed{Nodes: 2}}, false},
+		"service":        {jobs.Spec{Image: "x", MaxPrice: "1", Kind: jobs.KindService}, false},
+	} {
+		v := m.DefaultVerify(&tc.spec)
+		if (v != nil) != tc.want || (v != nil && (v.Sample != "5%" || v.Holdback != "20%")) {
+			t.Errorf("%s: %+v, want a default %v", name, v, tc.want)
+		}
+	}
+	if v := (MarketConfig{}).DefaultVerify(&jobs.Spec{Image: "x", MaxPrice: "1"}); v != nil {
+		t.Errorf("no verify_sample set: %+v", v)
 	}
 }
