@@ -581,6 +581,16 @@ func (m *Market) Deals() []Deal {
 	return out
 }
 
+// BidFor says whether this provider holds a bid, not yet awarded, on
+// offer offerID of requester: a requester may ask such a bidder things
+// before it awards (how it reaches the other bidders).
+func (m *Market) BidFor(offerID, requester string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b := m.bids[offerID]
+	return b != nil && b.offer.Requester == requester
+}
+
 func termsFor(o *JobOffer, b *Bid) DealTerms {
 	return DealTerms{
 		Version: ProtocolVersion, OfferID: b.OfferID, Requester: o.Requester, Provider: b.Provider,

@@ -36,7 +36,17 @@ type OfferRequest struct {
 	// HoldbackBps of the pay waits for the result's verification (basis
 	// points, at most MaxHoldbackBps); bids must agree to it.
 	HoldbackBps int
+	// Place, when set, chooses among the bidders of a negotiation for
+	// several deals (a distributed job's ranks): see Placer.
+	Place Placer
 }
+
+// Placer chooses which of the bidders on offer offerID, given best
+// first, to award count deals to: it returns them in the order to award,
+// the chosen first and the rest as stand-ins for a provider that does
+// not confirm; an error refuses every set (the negotiation ends without
+// a deal, with it).
+type Placer func(ctx context.Context, offerID string, bidders []string, count int) ([]string, error)
 
 // NegotiationStats says how a negotiation went.
 type NegotiationStats struct {
@@ -128,7 +138,12 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 	for p := range got {
 		st.Bidders = append(st.Bidders, p)
 	}
-	deals, winners, awards := m.awardBest(ctx, o, m.rankBids(got, r.Exclude), count)
+	ranked, err := m.place(ctx, r, id, m.rankBids(got, r.Exclude), count)
+	if err != nil {
+		m.releaseLosers(got, nil, id)
+		return nil, st, fmt.Errorf("%w: %v", ErrNoDeal, err)
+	}
+	deals, winners, awards := m.awardBest(ctx, o, ranked, count)
 	st.Awards = awards
 	st.Elapsed = time.Since(start)
 	if len(deals) == 0 {
@@ -372,6 +387,32 @@ func (n *negotiation) refusals(unasked []Refusal) []Refusal {
 	n.refMu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Provider < out[j].Provider })
 	return out
+}
+
+// place orders the ranked bids as r's Placer chooses, when it has one
+// and there are several deals to make.
+func (m *Market) place(ctx context.Context, r OfferRequest, offerID string, ranked []receivedBid, count int) ([]receivedBid, error) {
+	if r.Place == nil || count < 2 || len(ranked) == 0 {
+		return ranked, nil
+	}
+	bidders := make([]string, len(ranked))
+	byProvider := make(map[string]receivedBid, len(ranked))
+	for i, b := range ranked {
+		bidders[i] = b.bid.Provider
+		byProvider[b.bid.Provider] = b
+	}
+	order, err := r.Place(ctx, offerID, bidders, count)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]receivedBid, 0, len(order))
+	for _, p := range order {
+		if b, ok := byProvider[p]; ok {
+			out = append(out, b)
+			delete(byProvider, p) // each bidder once, whatever the placer says
+		}
+	}
+	return out, nil
 }
 
 // awardBest awards the ranked bids, count at a time in parallel; an award

@@ -450,10 +450,37 @@ func testDistributedJob(t *testing.T, nodes int) {
 		t.Fatalf("rank 0: %+v\n%s", s, mustRun(t, req, "job", "logs", id))
 	}
 	ranksOnProviders(t, req, nodes)
+	placedDirect(t, req, id, nodes)
 	logs := mustRun(t, req, "job", "logs", id)
 	ranksAgree(t, logs, truth, nodes)
 	ranksIsolated(t, logs, nodes, len(probes))
 	resultByRank(t, req, id, nodes)
+}
+
+// placedDirect: the requester measured how every pair of bidders
+// reaches each other before it awarded, and on loopback each is direct.
+func placedDirect(t *testing.T, req, id string, nodes int) {
+	t.Helper()
+	var st struct {
+		Placement *struct {
+			Direct bool
+			Note   string
+			Pairs  []struct{ A, B, Path string }
+		}
+	}
+	runJSON(t, req, &st, "job", "status", id)
+	p := st.Placement
+	if p == nil || !p.Direct || len(p.Pairs) != nodes*(nodes-1)/2 {
+		t.Fatalf("placement of %d ranks among %d bidders: %+v", nodes, nodes, p)
+	}
+	for _, pair := range p.Pairs {
+		if pair.Path != "direct" {
+			t.Fatalf("pair %+v on loopback", pair)
+		}
+	}
+	if out := mustRun(t, req, "job", "status", id); !strings.Contains(out, "reach each other directly") {
+		t.Fatalf("job status shows no placement:\n%s", out)
+	}
 }
 
 // addDDPShards adds a directory of a shard for each of nodes ranks: 200

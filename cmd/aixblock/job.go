@@ -466,6 +466,7 @@ func newJobStatusCmd(g *globals) *cobra.Command {
 				if j.GangStartMs > 0 {
 					kv(w, "gang start", fmt.Sprintf("%d ms", j.GangStartMs))
 				}
+				placementHuman(w, j.Placement)
 				verificationHuman(w, j)
 				if j.ExitCode != nil {
 					kv(w, "exit_code", *j.ExitCode)
@@ -675,6 +676,22 @@ func verificationHuman(w io.Writer, j *api.Job) {
 			outcome += "; holdback " + r.Holdback
 		}
 		kv(w, "  "+r.Role, fmt.Sprintf("%s on %s: %s, %s (%s)", r.JobID, orNone(r.Provider), r.State, res, outcome))
+	}
+}
+
+// placementHuman is how a distributed job's providers were chosen, and
+// each pair of bidders as measured.
+func placementHuman(w io.Writer, p *api.Placement) {
+	if p == nil {
+		return
+	}
+	kv(w, "placement", p.Note)
+	for _, r := range p.Pairs {
+		rtt := "no round trip"
+		if r.RTTMs > 0 {
+			rtt = fmt.Sprintf("%.1f ms round trip", r.RTTMs)
+		}
+		kv(w, "  "+shortPeer(r.A)+" – "+shortPeer(r.B), r.Path+", "+rtt)
 	}
 }
 

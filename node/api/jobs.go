@@ -37,6 +37,10 @@ type Job struct {
 	// GangStartMs is how long the gang start of a distributed job took
 	// (every rank prepared, then told to go), on rank 0's requester side.
 	GangStartMs int64 `json:"gang_start_ms,omitempty"`
+	// Placement is how a distributed job's providers were chosen: where
+	// they reach each other directly, and the round trips measured
+	// (rank 0's, on the requester's side).
+	Placement *Placement `json:"placement,omitempty"`
 	// Verification is how the runs of a checked job came out: on the
 	// replicated job, on each of its runs, and on a sampled job.
 	Verification *Verification `json:"verification,omitempty"`
@@ -179,4 +183,22 @@ type CheckRun struct {
 	Outcome string `json:"outcome"`
 	// Holdback is the run's held-back pay and where it stands (JobRank's).
 	Holdback string `json:"holdback,omitempty"`
+}
+
+// PairReach is how two providers of a distributed job reach each other:
+// "direct", "relayed" or "unreachable", and the round trip measured.
+type PairReach struct {
+	A     string  `json:"a"`
+	B     string  `json:"b"`
+	Path  string  `json:"path"`
+	RTTMs float64 `json:"rtt_ms,omitempty"`
+}
+
+// Placement is how a distributed job's providers were chosen: every pair
+// of bidders measured, and whether the awarded set reaches each other
+// directly.
+type Placement struct {
+	Direct bool        `json:"direct"`
+	Note   string      `json:"note"`
+	Pairs  []PairReach `json:"pairs,omitempty"`
 }

@@ -86,6 +86,7 @@ type (
 		Started(dealID string)
 		Release(dealID string)
 		ReleaseUnstarted(dealID string) bool
+		BidFor(offerID, requester string) bool
 	}
 	// healthFeed tells a job's watch that one of its GPUs failed
 	// (gpu.Manager).

@@ -117,6 +117,8 @@ type fakeSeller struct {
 	offer    market.JobOffer
 	claimed  bool
 	released bool
+	// bidFor: offer ID -> the requester this seller holds a bid for.
+	bidFor map[string]string
 }
 
 func (f *fakeSeller) VerifyDeal(market.Deal) error { return nil }
@@ -141,6 +143,11 @@ func (f *fakeSeller) Release(string) {
 	f.mu.Unlock()
 }
 func (f *fakeSeller) ReleaseUnstarted(string) bool { return false }
+func (f *fakeSeller) BidFor(offer, requester string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.bidFor[offer] == requester && requester != ""
+}
 
 // reply is a provider's answer about a job as the requester keeps it.
 func reply(j jobs.Job) *api.Job { return &api.Job{Job: j} }

@@ -55,6 +55,9 @@ var (
 	// receiptRequest → the provider's signed receipt (market/receipt), or
 	// with the receipt both sides signed → "ok" (receipts.go).
 	wireReceipt = wire{"jobs/receipt/1", p2p.StreamLimits{MaxRequest: 2 * receipt.MaxReceiptBytes, MaxResponse: receipt.MaxReceiptBytes}}
+	// reachRequest → PairReach by peer ID: how a bidder on a distributed
+	// job's offer reaches the other bidders (place.go).
+	wireReach = wire{"jobs/reach/1", p2p.StreamLimits{MaxRequest: 8 << 10, MaxResponse: 16 << 10, Timeout: reachTimeout + 2*time.Second}}
 )
 
 // maxLogChunk is the most log bytes one jobs/logs answer carries;
@@ -81,6 +84,7 @@ func (pv *Provider) register() {
 		{wirePrepare, pv.handleJobPrepare},
 		{wireGo, pv.handleJobGo},
 		{wireReceipt, pv.handleJobReceipt},
+		{wireReach, pv.handleReach},
 	} {
 		p2p.Handle(pv.p2p.Host, pv.p2p.ProtocolID(p.w.id), p.w.limits, pv.log, p.h)
 	}

@@ -82,6 +82,8 @@ type Record struct {
 	// Verdict is how its checker judged the job's result (one of
 	// market/receipt's outcomes); empty until then.
 	Verdict string `json:"verdict,omitempty"`
+	// Placement is rank 0's: how the gang's providers were chosen.
+	Placement *api.Placement `json:"placement,omitempty"`
 }
 
 // see records the provider's answer about the job at now (this node's

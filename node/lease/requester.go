@@ -237,7 +237,7 @@ var errStartFunds = errors.New("refused for the channel's deposit")
 // startOnce makes one deal, funds it and starts the job on its provider.
 func (rq *Requester) startOnce(ctx context.Context, rj *Record, exclude []string, progress func(string)) error {
 	spec := rj.Spec
-	deals, err := rq.dealsWithin(ctx, &spec, exclude, time.Until(rj.QueueUntil), 1, rj.HoldbackBps, progress)
+	deals, err := rq.dealsWithin(ctx, &spec, dealAsk{exclude: exclude, queue: time.Until(rj.QueueUntil), count: 1, holdback: rj.HoldbackBps}, progress)
 	if err != nil {
 		return err
 	}
@@ -379,11 +379,23 @@ func (rq *Requester) resumeQueued() {
 	}
 }
 
+// dealAsk is what dealsWithin asks the market for besides the spec.
+type dealAsk struct {
+	exclude []string      // providers not to deal with
+	queue   time.Duration // how long to ask again; negative: timeouts.queue
+	count   int           // deals with different providers, from one offer
+	// holdback of the pay, in basis points, waits for the result's verdict.
+	holdback int
+	// place, when set, chooses among several bidders (a gang's ranks).
+	place market.Placer
+}
+
 // dealsWithin negotiates up to count deals with different providers from
 // one offer, asking again within the queue wait (negative: the spec's
 // timeouts.queue) until at least one is made; progress hears why each
 // round made none. The caller funds them.
-func (rq *Requester) dealsWithin(ctx context.Context, spec *jobs.Spec, exclude []string, queue time.Duration, count, holdback int, progress func(string)) ([]*market.Deal, error) {
+func (rq *Requester) dealsWithin(ctx context.Context, spec *jobs.Spec, ask dealAsk, progress func(string)) ([]*market.Deal, error) {
+	exclude, queue, count := ask.exclude, ask.queue, ask.count
 	if queue < 0 {
 		queue = queueTimeout(spec)
 	}
@@ -396,8 +408,8 @@ func (rq *Requester) dealsWithin(ctx context.Context, spec *jobs.Spec, exclude [
 	for attempt := 0; ; attempt++ {
 		deals, _, err = rq.negotiate(ctx, api.OfferRequest{Resources: spec.Resources,
 			MaxPrice: spec.MaxPrice, Duration: spec.ExecutionTimeout().String(), Image: spec.Image, SpecHash: hash,
-			Verified: spec.Require != nil && spec.Require.Verified, HoldbackBps: holdback,
-		}, exclude, count)
+			Verified: spec.Require != nil && spec.Require.Verified, HoldbackBps: ask.holdback,
+		}, exclude, count, ask.place)
 		if err == nil || !errors.Is(err, market.ErrNoDeal) || time.Now().After(deadline) {
 			break
 		}

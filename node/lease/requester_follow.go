@@ -449,7 +449,7 @@ func (rq *Requester) remoteStatus(ctx context.Context, rj *Record) (*api.Job, er
 func (rq *Requester) remoteStatusWait(ctx context.Context, rj *Record, seen jobs.State, wait time.Duration) (*api.Job, error) {
 	// A start on another provider (a retry) rewrites these under rq.mu.
 	rq.mu.Lock()
-	provider, remote, gangMs := rj.Provider, rj.remoteID(), rj.GangStartMs
+	provider, remote, gangMs, placed := rj.Provider, rj.remoteID(), rj.GangStartMs, rj.Placement
 	rq.mu.Unlock()
 	prov, err := peer.Decode(provider)
 	if err != nil {
@@ -464,7 +464,7 @@ func (rq *Requester) remoteStatusWait(ctx context.Context, rj *Record, seen jobs
 	if err := json.Unmarshal(resp, &j); err != nil {
 		return nil, err
 	}
-	j.ID, j.Provider, j.GangStartMs = rj.ID, provider, gangMs
+	j.ID, j.Provider, j.GangStartMs, j.Placement = rj.ID, provider, gangMs, placed
 	return &j, nil
 }
 

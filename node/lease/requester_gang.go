@@ -22,11 +22,13 @@ import (
 // is the job id (queued until now); progress hears why no deal was made
 // yet.
 func (rq *Requester) submitGang(ctx context.Context, spec *jobs.Spec, id string, progress func(string)) (*api.Job, error) {
-	deals, err := rq.gangDeals(ctx, spec, progress)
+	var placed api.Placement
+	deals, err := rq.gangDeals(ctx, spec, &placed, progress)
 	if err != nil {
 		return nil, err
 	}
 	g := newGangStart(spec, id, deals)
+	g.placement = placed
 	release, err := rq.fundGang(ctx, deals)
 	if err != nil {
 		return nil, err
@@ -68,6 +70,8 @@ type gangStart struct {
 	masterHost string
 	masterPort int
 	workers    []string
+	// placement is how the providers were chosen (place.go).
+	placement api.Placement
 }
 
 type gangRank struct {
@@ -93,9 +97,10 @@ func newGangStart(spec *jobs.Spec, id string, deals []*market.Deal) *gangStart {
 // ranks go to different providers in one bid window when the market has
 // them (one machine's failure then takes one rank); a provider with room
 // takes the rest.
-func (rq *Requester) gangDeals(ctx context.Context, spec *jobs.Spec, progress func(string)) ([]*market.Deal, error) {
+func (rq *Requester) gangDeals(ctx context.Context, spec *jobs.Spec, placed *api.Placement, progress func(string)) ([]*market.Deal, error) {
 	nodes := spec.Distributed.Nodes
-	deals, err := rq.dealsWithin(ctx, spec, nil, -1, nodes, 0, progress)
+	place := rq.placer(spec.Distributed.Relay == "deny", placed)
+	deals, err := rq.dealsWithin(ctx, spec, dealAsk{queue: -1, count: nodes, place: place}, progress)
 	if err != nil {
 		return nil, fmt.Errorf("no deal for any of the %d ranks: %w", nodes, err)
 	}
@@ -104,9 +109,9 @@ func (rq *Requester) gangDeals(ctx context.Context, spec *jobs.Spec, progress fu
 		used = append(used, d.Provider)
 	}
 	for len(deals) < nodes {
-		more, err := rq.dealsWithin(ctx, spec, used, 0, nodes-len(deals), 0, progress)
+		more, err := rq.dealsWithin(ctx, spec, dealAsk{exclude: used, count: nodes - len(deals)}, progress)
 		if err != nil {
-			more, err = rq.dealsWithin(ctx, spec, nil, -1, 1, 0, progress)
+			more, err = rq.dealsWithin(ctx, spec, dealAsk{queue: -1, count: 1}, progress)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("rank %d: %w", len(deals), err)
@@ -235,6 +240,10 @@ func (rq *Requester) recordGang(g *gangStart) {
 		g.ranks[r].rep.Job.ID = g.ids[r]
 		rj := &Record{ID: g.ids[r], Remote: g.remoteIDs[r], Provider: g.ranks[r].deal.Provider, Deal: g.ranks[r].deal,
 			Vouched: "0", Spec: *g.spec, Group: g.ids, Rank: r}
+		if r == 0 && g.placement.Note != "" {
+			rj.Placement = &g.placement
+			g.ranks[r].rep.Job.Placement = rj.Placement
+		}
 		rj.see(&g.ranks[r].rep.Job, time.Now())
 		rq.mu.Lock()
 		if old := rq.records[rj.ID]; old != nil {
