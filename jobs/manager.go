@@ -216,7 +216,7 @@ func (m *Manager) reattach(ctx context.Context, j *Job) {
 		go func() {
 			defer m.wg.Done()
 			defer cancel(nil)
-			m.follow(jctx, j, true)
+			m.followCheckpointed(jctx, j, true)
 		}()
 	}
 }
@@ -380,6 +380,7 @@ func (m *Manager) finish(j *Job, s State, reason string, exit *int) {
 	// job's own disk goes whole.
 	if j.Spec.Resources.DiskMiB == 0 {
 		os.RemoveAll(filepath.Join(m.dir(j), "inputs"))
+		os.RemoveAll(filepath.Join(m.dir(j), "checkpoints"))
 		if !j.KeepOutputs || s != Completed {
 			os.RemoveAll(filepath.Join(m.dir(j), "outputs"))
 		}
@@ -479,7 +480,7 @@ func (m *Manager) run(ctx context.Context, j *Job, gate chan []string, opts Subm
 	j.Ready = j.Spec.IsService() && !check
 	m.mu.Unlock()
 	m.set(j, Running, strings.TrimPrefix(m.notReady(j), "; "))
-	m.follow(ctx, j, false)
+	m.followCheckpointed(ctx, j, false)
 }
 
 // prepare makes sure of the image, fetches the inputs and describes the
@@ -565,6 +566,11 @@ func (m *Manager) prepare(ctx context.Context, j *Job) (Container, error) {
 		return Container{}, fmt.Errorf("outputs: %w", err)
 	}
 	c.Outputs = out
+	if cp := s.Checkpoint; cp != nil {
+		if c.Checkpoints, err = m.prepareCheckpoints(ctx, j, cp.From); err != nil {
+			return Container{}, err
+		}
+	}
 	return c, nil
 }
 
@@ -885,6 +891,12 @@ func (m *Manager) ended(j *Job, code int, state State, reason string) {
 	if state != "" {
 		m.finish(j, state, reason, &exit)
 		return
+	}
+	if j.Spec.Checkpoint != nil {
+		// What the job wrote since the last tick: its last word.
+		if err := m.checkpoint(context.Background(), j); err != nil {
+			m.log.Warn("last checkpoint not added", "job_id", j.ID, "err", err)
+		}
 	}
 	// A job that filled its disk failed, whatever its exit code: its
 	// outputs are cut short.
