@@ -82,8 +82,8 @@ func checkpointCases() []stateCase {
 			state: Completed, exit: 0,
 		},
 		{
-			name: "an empty /checkpoints is no checkpoint",
-			spec: every,
+			name:  "an empty /checkpoints is no checkpoint",
+			spec:  every,
 			setup: func(e *fakeEnv) { e.rt.exits = []int{0} },
 			state: Completed, exit: 0,
 			check: func(t *testing.T, e *fakeEnv, j *Job) {
