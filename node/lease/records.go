@@ -74,6 +74,10 @@ type Record struct {
 	// the provider (its identity checked by the handshake), so that a
 	// restarted daemon can reach it again without asking anyone.
 	ProviderAddrs []string `json:"provider_addrs,omitempty"`
+	// Checkpoint is the newest checkpoint of this job pinned here, and
+	// CheckpointAt when it was (this node's clock).
+	Checkpoint   string    `json:"checkpoint,omitempty"`
+	CheckpointAt time.Time `json:"checkpoint_at,omitzero"`
 }
 
 // see records the provider's answer about the job at now (this node's
