@@ -143,6 +143,9 @@ func (d *Docker) Create(ctx context.Context, c Container) (string, error) {
 	if c.Outputs != "" {
 		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: c.Outputs, Target: "/outputs"})
 	}
+	if c.Checkpoints != "" {
+		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: c.Checkpoints, Target: CheckpointDir})
+	}
 	if len(c.GPUs) > 0 {
 		hc.DeviceRequests = []container.DeviceRequest{{Driver: "nvidia", DeviceIDs: c.GPUs, Capabilities: [][]string{{"gpu"}}}}
 	}

@@ -385,6 +385,7 @@ type fakeContent struct {
 	getErr error
 	addErr func(path string) error
 	added  []string
+	dirs   map[string]bool // roots that are directories
 }
 
 func (c *fakeContent) GetWith(ctx context.Context, root cid.Cid, out string, opts content.GetOptions) (content.FetchStats, error) {
@@ -396,6 +397,13 @@ func (c *fakeContent) GetWith(ctx context.Context, root cid.Cid, out string, opt
 	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return content.FetchStats{}, err
+	}
+	if c.dirs[root.String()] {
+		// A directory root: out holds one file naming it.
+		if err := os.Mkdir(out, 0o755); err != nil {
+			return content.FetchStats{}, err
+		}
+		out = filepath.Join(out, "from")
 	}
 	return content.FetchStats{Bytes: int64(len(root.String()))}, os.WriteFile(out, []byte(root.String()), 0o644)
 }

@@ -68,6 +68,16 @@ type Job struct {
 	// bills no paused time.
 	PausedAt *time.Time `json:"paused_at,omitempty"`
 	PausedMs int64      `json:"paused_ms,omitempty"`
+	// CheckpointCID is the newest root of what the job wrote under
+	// /checkpoints, added here at most every checkpoint.every, and
+	// CheckpointAt when it was added (this node's clock).
+	CheckpointCID string     `json:"checkpoint_cid,omitempty"`
+	CheckpointAt  *time.Time `json:"checkpoint_at,omitempty"`
+	// Generation is an elastic rank's generation of its gang (0 until
+	// its first restart); Regroup says why it waits for the next one
+	// ("exited with code 1"), "" while it runs.
+	Generation int    `json:"generation,omitempty"`
+	Regroup    string `json:"regroup,omitempty"`
 	// KeepOutputs: SubmitOptions.KeepOutputs.
 	KeepOutputs bool `json:"keep_outputs,omitempty"`
 }

@@ -82,10 +82,17 @@ type Manager struct {
 	gates   map[string]chan []string // held jobs: the environment that lets them start
 	nets    map[string]io.Closer     // distributed ranks' job networks, closed at the end
 	waiting map[string]bool          // held jobs prepared and waiting at their gate
-	imgMu   sync.Mutex               // images.json
-	diskErr error                    // why disk_mib cannot be enforced here, or nil
-	wg      sync.WaitGroup
-	closed  bool
+	// Elastic ranks (regroup.go): their restarts waiting, how long each
+	// waits for one, what their container was made from, and what cuts
+	// a run short.
+	regroups  map[string]chan Regroup
+	holds     map[string]time.Duration
+	described map[string]Container
+	runStops  map[string]context.CancelCauseFunc
+	imgMu     sync.Mutex // images.json
+	diskErr   error      // why disk_mib cannot be enforced here, or nil
+	wg        sync.WaitGroup
+	closed    bool
 
 	// backoff is restartBackoff; tests shorten it.
 	backoff func(restarts int) time.Duration
@@ -150,7 +157,9 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "jobs"), jobs: map[string]*Job{}, cancels: map[string]context.CancelCauseFunc{}, changed: map[string]chan struct{}{}, gates: map[string]chan []string{}, nets: map[string]io.Closer{}, waiting: map[string]bool{}, backoff: restartBackoff, readyHead: readyHeadTimeout, pin: pinPID}
+	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "jobs"), jobs: map[string]*Job{}, cancels: map[string]context.CancelCauseFunc{}, changed: map[string]chan struct{}{}, gates: map[string]chan []string{}, nets: map[string]io.Closer{}, waiting: map[string]bool{},
+		regroups: map[string]chan Regroup{}, holds: map[string]time.Duration{}, described: map[string]Container{}, runStops: map[string]context.CancelCauseFunc{},
+		backoff: restartBackoff, readyHead: readyHeadTimeout, pin: pinPID}
 	if m.diskErr = diskSupport(); m.diskErr != nil {
 		m.log.Warn("jobs that set resources.disk_mib will be refused", "reason", m.diskErr)
 	}
@@ -216,7 +225,7 @@ func (m *Manager) reattach(ctx context.Context, j *Job) {
 		go func() {
 			defer m.wg.Done()
 			defer cancel(nil)
-			m.follow(jctx, j, true)
+			m.followCheckpointed(jctx, j, true)
 		}()
 	}
 }
@@ -239,6 +248,10 @@ type SubmitOptions struct {
 	// Env is the daemon's own additions to the container's environment
 	// (a job network's interface for the collective libraries), set last.
 	Env []string
+	// Elastic, when set, makes a distributed rank wait this long for its
+	// gang's restart (Regroup) when its container fails, rather than
+	// fail.
+	Elastic time.Duration
 	// ID, when set, is the job's ID (a market job keeps the one its
 	// requester gave it): 16 lowercase hex digits, new here.
 	ID string
@@ -310,6 +323,9 @@ func (m *Manager) Submit(spec Spec, opts SubmitOptions) (*Job, error) {
 		gate = make(chan []string, 1)
 		m.gates[j.ID] = gate
 	}
+	if opts.Elastic > 0 {
+		m.regroups[j.ID], m.holds[j.ID] = make(chan Regroup, 1), opts.Elastic
+	}
 	m.wg.Add(1)
 	m.mu.Unlock()
 	go func() {
@@ -380,6 +396,7 @@ func (m *Manager) finish(j *Job, s State, reason string, exit *int) {
 	// job's own disk goes whole.
 	if j.Spec.Resources.DiskMiB == 0 {
 		os.RemoveAll(filepath.Join(m.dir(j), "inputs"))
+		os.RemoveAll(filepath.Join(m.dir(j), "checkpoints"))
 		if !j.KeepOutputs || s != Completed {
 			os.RemoveAll(filepath.Join(m.dir(j), "outputs"))
 		}
@@ -392,6 +409,9 @@ func (m *Manager) finish(j *Job, s State, reason string, exit *int) {
 	// A rank that ended at its gate takes no go (Go would have said it
 	// had started it).
 	delete(m.gates, j.ID)
+	delete(m.regroups, j.ID)
+	delete(m.holds, j.ID)
+	delete(m.described, j.ID)
 	m.mu.Unlock()
 	m.set(j, s, reason)
 	m.evictImages(context.Background())
@@ -461,6 +481,9 @@ func (m *Manager) run(ctx context.Context, j *Job, gate chan []string, opts Subm
 		}
 		c.HostNetwork = opts.HostNetwork
 	}
+	m.mu.Lock()
+	m.described[j.ID] = c
+	m.mu.Unlock()
 	id, err := m.cfg.Runtime.Create(ctx, c)
 	if err != nil {
 		m.finish(j, Failed, err.Error(), nil)
@@ -479,7 +502,7 @@ func (m *Manager) run(ctx context.Context, j *Job, gate chan []string, opts Subm
 	j.Ready = j.Spec.IsService() && !check
 	m.mu.Unlock()
 	m.set(j, Running, strings.TrimPrefix(m.notReady(j), "; "))
-	m.follow(ctx, j, false)
+	m.followCheckpointed(ctx, j, false)
 }
 
 // prepare makes sure of the image, fetches the inputs and describes the
@@ -565,6 +588,11 @@ func (m *Manager) prepare(ctx context.Context, j *Job) (Container, error) {
 		return Container{}, fmt.Errorf("outputs: %w", err)
 	}
 	c.Outputs = out
+	if cp := s.Checkpoint; cp != nil {
+		if c.Checkpoints, err = m.prepareCheckpoints(ctx, j, cp.From); err != nil {
+			return Container{}, err
+		}
+	}
 	return c, nil
 }
 
@@ -764,10 +792,23 @@ func (m *Manager) follow(ctx context.Context, j *Job, reattached bool) {
 	}
 	defer cancel()
 	for {
-		code, state, reason, err := m.followOnce(ctx, wctx, j, reattached)
+		rctx, stopRun := m.runContext(wctx, j)
+		code, state, reason, err := m.followOnce(ctx, rctx, j, reattached)
+		regrouped := errors.Is(context.Cause(rctx), errRegroup) && ctx.Err() == nil && wctx.Err() == nil
+		stopRun()
 		if err != nil {
 			m.finish(j, Failed, err.Error(), nil)
 			return
+		}
+		if m.elastic(j) && (regrouped || (state == "" && code != 0)) {
+			ok, why, because := m.awaitRegroup(ctx, wctx, j, code)
+			if ok {
+				reattached = false
+				continue
+			}
+			if why != "" {
+				state, reason = why, because
+			}
 		}
 		if state == "" && code != 0 && j.Restarts < j.Spec.MaxRestartCount() {
 			if err := m.restart(wctx, j, code); err == nil {
@@ -885,6 +926,12 @@ func (m *Manager) ended(j *Job, code int, state State, reason string) {
 	if state != "" {
 		m.finish(j, state, reason, &exit)
 		return
+	}
+	if j.Spec.Checkpoint != nil {
+		// What the job wrote since the last tick: its last word.
+		if err := m.checkpoint(context.Background(), j); err != nil {
+			m.log.Warn("last checkpoint not added", "job_id", j.ID, "err", err)
+		}
 	}
 	// A job that filled its disk failed, whatever its exit code: its
 	// outputs are cut short.

@@ -47,10 +47,13 @@ type Container struct {
 	Env        []string
 	Inputs     []Mount // read-only
 	Outputs    string  // host directory bound writable at /outputs
-	CPU        float64
-	MemoryMiB  uint64
-	PidsLimit  int64
-	ShmMiB     uint64
+	// Checkpoints, when set, is the host directory bound writable at
+	// /checkpoints (a spec with checkpoint).
+	Checkpoints string
+	CPU         float64
+	MemoryMiB   uint64
+	PidsLimit   int64
+	ShmMiB      uint64
 	// NetworkOf, when set, is the container whose network namespace this
 	// one joins (a rank joins its holder's, where the job network is);
 	// otherwise the container has loopback only.

@@ -48,6 +48,9 @@ type Spec struct {
 	// Verify checks a market batch job's result by running it again on
 	// other providers.
 	Verify *Verify `yaml:"verify,omitempty" json:"verify,omitempty"`
+	// Checkpoint gives the job a writable /checkpoints that the daemon
+	// adds to content as it runs, and may fill it from a CID first.
+	Checkpoint *Checkpoint `yaml:"checkpoint,omitempty" json:"checkpoint,omitempty"`
 }
 
 // Verify checks a market batch job's result on other providers.
@@ -240,6 +243,27 @@ type Distributed struct {
 	// "deny" (then such a set of providers is refused before any rank
 	// starts).
 	Relay string `yaml:"relay,omitempty" json:"relay,omitempty"`
+	// MinNodes makes the job elastic: a lost rank does not fail it while
+	// at least this many remain; the others restart with the new
+	// membership (from the latest checkpoint, when the spec has one),
+	// and a replacement from the market grows it back at the next
+	// restart. Zero means not elastic: one lost rank fails the job.
+	MinNodes int `yaml:"min_nodes,omitempty" json:"min_nodes,omitempty"`
+	// MaxRestarts bounds an elastic job's membership changes; zero means
+	// DefaultRestarts.
+	MaxRestarts int `yaml:"max_restarts,omitempty" json:"max_restarts,omitempty"`
+}
+
+// Elastic reports whether a lost rank restarts the others rather than
+// failing the job.
+func (d *Distributed) Elastic() bool { return d != nil && d.MinNodes > 0 }
+
+// RestartLimit is how many membership changes an elastic job may make.
+func (d *Distributed) RestartLimit() int {
+	if d.MaxRestarts > 0 {
+		return d.MaxRestarts
+	}
+	return DefaultRestarts
 }
 
 // HostNetwork reports whether the ranks ask for their providers' networks.
@@ -380,6 +404,9 @@ func (s *Spec) Validate() error {
 	if err := s.Verify.validate(s); err != nil {
 		return err
 	}
+	if err := s.Checkpoint.validate(); err != nil {
+		return err
+	}
 	if s.Require != nil && s.Require.Verified && s.Resources.GPUs == 0 {
 		return specErr("require.verified", "proof of GPU verifies GPUs, and this job asks for none: set resources.gpus, or drop require")
 	}
@@ -397,6 +424,9 @@ func (s *Spec) Validate() error {
 			return specErr("distributed.network", "%q: want overlay (the job's private network) or host", d.Network)
 		case d.Relay != "" && d.Relay != "allow" && d.Relay != "deny":
 			return specErr("distributed.relay", "%q: want allow or deny", d.Relay)
+		}
+		if err := d.validateElastic(); err != nil {
+			return err
 		}
 	}
 	for _, t := range []struct{ f, v string }{{"timeouts.queue", s.Timeouts.Queue}, {"timeouts.execution", s.Timeouts.Execution}, {"timeouts.total", s.Timeouts.Total}} {

@@ -467,6 +467,9 @@ func newJobStatusCmd(g *globals) *cobra.Command {
 					kv(w, "gang start", fmt.Sprintf("%d ms", j.GangStartMs))
 				}
 				placementHuman(w, j.Placement)
+				if j.CheckpointCID != "" && j.CheckpointAt != nil {
+					kv(w, "checkpoint", fmt.Sprintf("%s (at %s)", j.CheckpointCID, j.CheckpointAt.Format(time.RFC3339)))
+				}
 				verificationHuman(w, j)
 				if j.ExitCode != nil {
 					kv(w, "exit_code", *j.ExitCode)

@@ -57,6 +57,7 @@ type (
 		Prepared(id string) bool
 		Gated(id string) bool
 		Go(id string, env []string) error
+		Regroup(id string, rg jobs.Regroup) error
 		Pause(ctx context.Context, id, reason string) (*jobs.Job, error)
 		Resume(ctx context.Context, id string) (*jobs.Job, error)
 		Cancel(id string) (*jobs.Job, error)

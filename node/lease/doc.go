@@ -26,7 +26,10 @@
 // checks them (this requester's, this spec's, signed by both) and lets
 // exactly their providers into the job's network (p2p/overlay's JobNet,
 // keyed by the requester and rank 0's job ID), reaches them and reports
-// the path (provider_gang.go); the requester refuses relayed paths when
+// the path (provider_gang.go); an elastic rank (distributed.min_nodes)
+// whose container fails waits for its gang's restart as a new
+// generation, checked as a prepare is (provider_regroup.go); the
+// requester refuses relayed paths when
 // the spec denies relays, then tells every rank to go with MASTER_ADDR
 // the rank 0 overlay address. A service job's ports reach its requester
 // through p2p/overlay (requester_service.go, provider_service.go).
@@ -148,6 +151,15 @@
 //   - A rank of a distributed job joins a job network only with members
 //     the requester funded on chain (gangFunded): a member invented with
 //     throwaway keys is refused, here and at a job relay (verifyRelay).
+//   - An elastic rank restarts as a new generation of its gang
+//     (jobs/regroup/1, provider_regroup.go) only at its own job's
+//     requester's word, for a spec with distributed.min_nodes, with
+//     members that are deals of that requester for that spec, signed by
+//     both, min_nodes to nodes of them, its own deal at its rank, and
+//     every other member funded on chain (gangFunded, as at the first
+//     start); each generation gets a job network of its own. The rank
+//     stays one job under one deal: it is paid as one run, the time it
+//     waits for a restart (at most elasticHold) included.
 //   - A market job prepares (its GPUs held, unpaid) for at most
 //     Config.MaxPrepare.
 //   - Job IDs become file names only as 16 lowercase hex digits, and

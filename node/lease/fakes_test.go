@@ -158,6 +158,7 @@ type fakeRunner struct {
 	mu        sync.Mutex
 	jobs      map[string]*jobs.Job
 	submitted []jobs.SubmitOptions
+	regroups  []jobs.Regroup
 	changed   chan struct{} // closed and replaced on every change
 }
 
@@ -211,6 +212,12 @@ func (f *fakeRunner) AwaitChange(ctx context.Context, id string, seen jobs.State
 func (f *fakeRunner) Prepared(string) bool      { return true }
 func (f *fakeRunner) Gated(string) bool         { return false }
 func (f *fakeRunner) Go(string, []string) error { return nil }
+func (f *fakeRunner) Regroup(id string, rg jobs.Regroup) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.regroups = append(f.regroups, rg)
+	return nil
+}
 func (f *fakeRunner) Pause(_ context.Context, id, reason string) (*jobs.Job, error) {
 	return f.set(id, func(j *jobs.Job) {
 		now := time.Now()

@@ -52,6 +52,9 @@ var (
 	// goRequest → "ok" once every rank is prepared.
 	wirePrepare = wire{"jobs/prepare/1", p2p.StreamLimits{MaxRequest: 128 << 10, MaxResponse: 1 << 20, Timeout: time.Minute}}
 	wireGo      = wire{"jobs/go/1", p2p.StreamLimits{MaxRequest: 64 << 10, MaxResponse: 4 << 10, Timeout: gangStartWindow}}
+	// regroupRequest → "ok": an elastic rank restarts as its gang's new
+	// generation (provider_regroup.go).
+	wireRegroup = wire{"jobs/regroup/1", p2p.StreamLimits{MaxRequest: 1 << 20, MaxResponse: 4 << 10, Timeout: time.Minute}}
 	// receiptRequest → the provider's signed receipt (market/receipt), or
 	// with the receipt both sides signed → "ok" (receipts.go).
 	wireReceipt = wire{"jobs/receipt/1", p2p.StreamLimits{MaxRequest: 2 * receipt.MaxReceiptBytes, MaxResponse: receipt.MaxReceiptBytes}}
@@ -83,6 +86,7 @@ func (pv *Provider) register() {
 		{wireRelease, pv.handleDealRelease},
 		{wirePrepare, pv.handleJobPrepare},
 		{wireGo, pv.handleJobGo},
+		{wireRegroup, pv.handleJobRegroup},
 		{wireReceipt, pv.handleJobReceipt},
 		{wireReach, pv.handleReach},
 	} {
@@ -205,6 +209,9 @@ type prepareRequest struct {
 	// Absent for ranks on their hosts' networks.
 	Group string        `json:"group,omitempty"`
 	Deals []market.Deal `json:"deals,omitempty"`
+	// Generation is the gang's generation the rank joins: 0 at the first
+	// start, the restart's for a replacement (an elastic job).
+	Generation int `json:"generation,omitempty"`
 }
 
 type prepareReply struct {

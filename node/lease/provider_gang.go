@@ -26,33 +26,9 @@ import (
 // both sides, with the same requester and spec. It returns the members:
 // each rank's provider.
 func (pv *Provider) checkGang(deal *market.Deal, pr prepareRequest) ([]peer.ID, error) {
-	nodes := pr.Spec.Distributed.Nodes
-	switch {
-	case pr.Group == "":
-		return nil, errors.New("prepare request: group: missing (rank 0's job ID)")
-	case len(pr.Deals) != nodes:
-		return nil, fmt.Errorf("prepare request: deals: %d for %d ranks", len(pr.Deals), nodes)
-	case pr.NodeRank < 0 || pr.NodeRank >= nodes:
-		return nil, fmt.Errorf("prepare request: node_rank %d of %d", pr.NodeRank, nodes)
-	case pr.Deals[pr.NodeRank].ID != deal.ID:
-		return nil, fmt.Errorf("prepare request: deals[%d] is not deal %s", pr.NodeRank, short(deal.ID))
-	}
-	if err := checkJobID(pr.Group); err != nil {
-		return nil, fmt.Errorf("prepare request: group: %w", err)
-	}
-	members := make([]peer.ID, nodes)
-	for r, d := range pr.Deals {
-		if d.Requester != deal.Requester || d.RequesterWallet != deal.RequesterWallet || d.SpecHash != deal.SpecHash {
-			return nil, fmt.Errorf("prepare request: deals[%d] (%s) is another requester's or another spec's", r, short(d.ID))
-		}
-		if err := pv.verifyDeal(d); err != nil {
-			return nil, fmt.Errorf("prepare request: deals[%d]: %w", r, err)
-		}
-		p, err := peer.Decode(d.Provider)
-		if err != nil {
-			return nil, fmt.Errorf("prepare request: deals[%d]: provider %q: %w", r, d.Provider, err)
-		}
-		members[r] = p
+	members, err := pv.checkMembers(deal, pr.Spec.Distributed, pr.Group, pr.NodeRank, pr.Deals)
+	if err != nil {
+		return nil, fmt.Errorf("prepare request: %w", err)
 	}
 	return members, nil
 }
@@ -260,7 +236,7 @@ func (pv *Provider) prepareOnJobNet(ctx context.Context, deal *market.Deal, pr p
 	if err := pv.gangFunded(ctx, deal, pr.Deals); err != nil {
 		return nil, err
 	}
-	id, rank := netID(deal.Requester, pr.Group), pr.NodeRank
+	id, rank := generationNet(deal.Requester, pr.Group, pr.Generation), pr.NodeRank
 	pv.serveRelay(ctx, id, members, pr)
 	join := func(ctx context.Context, nsPath string) (io.Closer, error) {
 		return pv.jobNet.Join(id, members, rank, nsPath)
@@ -269,7 +245,11 @@ func (pv *Provider) prepareOnJobNet(ctx context.Context, deal *market.Deal, pr p
 	// address, which in the rank's namespace is loopback: name the job
 	// network's device instead.
 	ifEnv := []string{"GLOO_SOCKET_IFNAME=" + overlay.IfName, "NCCL_SOCKET_IFNAME=" + overlay.IfName, "TP_SOCKET_IFNAME=" + overlay.IfName}
-	j, err := pv.submitProvided(deal, pr.Spec, jobs.SubmitOptions{Gate: true, JoinNetwork: join, Env: ifEnv, ID: pr.JobID})
+	opts := jobs.SubmitOptions{Gate: true, JoinNetwork: join, Env: ifEnv, ID: pr.JobID}
+	if pr.Spec.Distributed.Elastic() {
+		opts.Elastic = elasticHold
+	}
+	j, err := pv.submitProvided(deal, pr.Spec, opts)
 	if err != nil {
 		return nil, err
 	}

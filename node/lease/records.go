@@ -84,6 +84,10 @@ type Record struct {
 	Verdict string `json:"verdict,omitempty"`
 	// Placement is rank 0's: how the gang's providers were chosen.
 	Placement *api.Placement `json:"placement,omitempty"`
+	// Checkpoint is the newest checkpoint of this job pinned here, and
+	// CheckpointAt when it was (this node's clock).
+	Checkpoint   string    `json:"checkpoint,omitempty"`
+	CheckpointAt time.Time `json:"checkpoint_at,omitzero"`
 }
 
 // see records the provider's answer about the job at now (this node's

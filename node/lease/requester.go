@@ -28,6 +28,7 @@ type Requester struct {
 	chain   payer
 	jobs    localJobs
 	content directory
+	pins    pinner
 
 	// mu guards the fields below it. It is never held across a request to
 	// a provider or a chain call; a method named ...Locked expects it held.
@@ -48,6 +49,8 @@ type Requester struct {
 	inflight map[string]market.Deal
 	funding  map[common.Hash]*sync.Mutex
 	awaiting map[string]*big.Int
+	// pinning: the jobs whose new checkpoint is being fetched and pinned.
+	pinning map[string]bool
 }
 
 // newRequester loads the requester's records.
@@ -64,7 +67,7 @@ func newRequester(b *base) (*Requester, error) {
 func makeRequester(b *base) *Requester {
 	rq := &Requester{base: b, records: map[string]*Record{}, waiting: map[string]context.CancelFunc{},
 		forwards: map[string][]*forward{}, edges: map[string]bool{}, inflight: map[string]market.Deal{},
-		funding: map[common.Hash]*sync.Mutex{}, awaiting: map[string]*big.Int{}}
+		funding: map[common.Hash]*sync.Mutex{}, awaiting: map[string]*big.Int{}, pinning: map[string]bool{}}
 	// A nil service stays a nil interface, so that "rq.jobs != nil" means
 	// what it says.
 	if c := b.cfg; c.Market != nil {
@@ -77,7 +80,7 @@ func makeRequester(b *base) *Requester {
 		rq.jobs = c.Jobs
 	}
 	if c := b.cfg; c.Content != nil {
-		rq.content = c.Content
+		rq.content, rq.pins = c.Content, c.Content
 	}
 	return rq
 }

@@ -69,6 +69,7 @@ func (rq *Requester) observe(ctx context.Context, rj *Record, j *api.Job) {
 	if err := rq.saveRemote(rj); err != nil {
 		rq.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
 	}
+	rq.noteCheckpoint(rj, j.CheckpointCID)
 	if len(rj.Group) > 1 && j.State.Terminal() && j.State != jobs.Completed {
 		rq.failGroup(ctx, rj.Group, fmt.Sprintf("rank %d on provider %s %s: %s", rj.Rank, rj.Provider, j.State, j.Reason))
 	}
@@ -501,6 +502,11 @@ func (rq *Requester) remoteJobByID(ctx context.Context, id string) (*api.Job, er
 // and its result is a directory holding every rank's result by rank
 // ("rank-0", "rank-1", ...).
 func (rq *Requester) groupView(ctx context.Context, rj *Record) *api.Job {
+	return rq.withCheckpoint(rj, rq.rankView(ctx, rj))
+}
+
+// rankView is groupView before the checkpoint.
+func (rq *Requester) rankView(ctx context.Context, rj *Record) *api.Job {
 	rq.mu.Lock()
 	if rj.Last == nil || len(rj.Group) < 2 || rj.Rank != 0 {
 		defer rq.mu.Unlock()

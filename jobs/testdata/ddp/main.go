@@ -6,7 +6,10 @@
 // all-reduced through rank 0 (sum, then the average back to all); rank 0
 // writes the model to $OUTPUT_DIR/model.json (default /outputs). With the
 // argument "tfcheck" it checks TF_CONFIG instead. PROBE lists HOST:PORTs
-// it tries after meeting the others (what a rank must not reach).
+// it tries after meeting the others (what a rank must not reach). With a
+// /checkpoints directory it resumes from /checkpoints/ckpt.json when
+// there is one, and rank 0 writes it every CKPT_STEPS steps (default 10),
+// under a dot name renamed into place.
 package main
 
 import (
@@ -101,10 +104,11 @@ func main() {
 	// like a bigger model's gradients (for throughput figures).
 	n := dim + 1 + atoi("PAD", 0)
 	w := make([]float64, dim+1)
+	first := resume(w)
 	ar := newAllReduce(peers, rank, world, n)
 	g := make([]float64, n)
 	start := time.Now()
-	for step := 0; step < steps; step++ {
+	for step := first; step < steps; step++ {
 		copy(g, gradient(w, xs, ys))
 		clear(g[dim+1:])
 		if err := ar.run(g); err != nil {
@@ -113,10 +117,13 @@ func main() {
 		for k := range w {
 			w[k] -= lr * g[k]
 		}
+		if rank == 0 && (step+1)%atoi("CKPT_STEPS", 10) == 0 {
+			save(step+1, w, loss(w, xs, ys))
+		}
 		time.Sleep(delay)
 	}
 	elapsed := time.Since(start).Seconds()
-	out, _ := json.Marshal(map[string]any{"rank": rank, "weights": w, "steps": steps,
+	out, _ := json.Marshal(map[string]any{"rank": rank, "weights": w, "steps": steps, "resumed_from": first, "world": world,
 		"allreduce_per_s":     float64(steps) / elapsed,
 		"allreduce_mib_per_s": float64(steps*n*8) / elapsed / (1 << 20)})
 	fmt.Printf("final %s\n", out)
@@ -338,4 +345,59 @@ func probe() {
 		}
 		fmt.Printf("probe %s: not reached (%v)\n", a, err)
 	}
+}
+
+// ckpt is what /checkpoints/ckpt.json holds.
+type ckpt struct {
+	Step    int       `json:"step"`
+	Weights []float64 `json:"weights"`
+	Loss    float64   `json:"loss"`
+}
+
+const ckptDir = "/checkpoints"
+
+// resume loads the checkpoint into w, if there is one, and returns its
+// step (0 without one).
+func resume(w []float64) int {
+	b, err := os.ReadFile(filepath.Join(ckptDir, "ckpt.json"))
+	if err != nil {
+		return 0
+	}
+	var c ckpt
+	if err := json.Unmarshal(b, &c); err != nil || len(c.Weights) != len(w) {
+		fail("checkpoint: %v", err)
+	}
+	copy(w, c.Weights)
+	fmt.Printf("resumed from step %d, loss %g\n", c.Step, c.Loss)
+	return c.Step
+}
+
+// save writes the checkpoint when /checkpoints exists: under a dot name
+// (which the daemon leaves out), then renamed into place.
+func save(step int, w []float64, l float64) {
+	if st, err := os.Stat(ckptDir); err != nil || !st.IsDir() {
+		return
+	}
+	b, _ := json.Marshal(ckpt{Step: step, Weights: w, Loss: l})
+	tmp := filepath.Join(ckptDir, ".ckpt.json")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		fail("checkpoint: %v", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(ckptDir, "ckpt.json")); err != nil {
+		fail("checkpoint: %v", err)
+	}
+	fmt.Printf("step %d loss %g\n", step, l)
+}
+
+// loss is the mean squared error over the shard.
+func loss(w []float64, xs [][]float64, ys []float64) float64 {
+	var sum float64
+	for i, x := range xs {
+		pred := w[dim]
+		for k := range x {
+			pred += w[k] * x[k]
+		}
+		sum += (pred - ys[i]) * (pred - ys[i])
+	}
+	return sum / math.Max(1, float64(len(xs)))
 }

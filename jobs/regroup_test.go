@@ -1,0 +1,84 @@
+package jobs
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// awaitGeneration waits for job id to run as generation gen.
+func awaitGeneration(t *testing.T, e *fakeEnv, id string, gen int) {
+	t.Helper()
+	await(t, e.m, id, "the restart", time.Minute, func(j *Job) bool { return j.Generation == gen && j.Regroup == "" && j.State == Running })
+}
+
+// regroupCases: an elastic rank held for its gang's restart, restarted,
+// or ended when none comes.
+func regroupCases() []stateCase {
+	elastic := func(hold time.Duration) func(*fakeEnv) SubmitOptions {
+		return func(*fakeEnv) SubmitOptions { return SubmitOptions{Elastic: hold} }
+	}
+	ckpt := testCID("generation 1's checkpoint").String()
+	return []stateCase{
+		{
+			name: "an elastic rank that failed waits for its gang's restart and runs again",
+			opts: elastic(time.Minute), setup: func(e *fakeEnv) { e.rt.exits = []int{1} },
+			act: func(t *testing.T, e *fakeEnv, id string) {
+				j := await(t, e.m, id, "the hold", time.Minute, func(j *Job) bool { return j.Regroup != "" })
+				if j.State != Running || !strings.Contains(j.Reason, "waiting up to 1m0s for its gang's restart") {
+					t.Errorf("held as %s %q", j.State, j.Reason)
+				}
+				if err := e.m.Regroup(id, Regroup{Generation: 0}); err == nil {
+					t.Error("a restart of no newer generation was taken")
+				}
+				if err := e.m.Regroup(id, Regroup{Generation: 1, Env: []string{"WORLD_SIZE=2", "RANK=1"}}); err != nil {
+					t.Fatal(err)
+				}
+				awaitGeneration(t, e, id, 1)
+				if c := e.rt.createdSpecs(); len(c) != 2 || !slices.Contains(c[1].Env, "WORLD_SIZE=2") {
+					t.Fatalf("containers made %+v, want a second with the new contract", c)
+				}
+				endAll(e)
+			},
+			state: Completed, exit: 0, history: "pending preparing running running running uploading completed",
+		},
+		{
+			name: "a running elastic rank stops for its gang's restart, with the checkpoint named",
+			spec: func(s *Spec) { s.Checkpoint = &Checkpoint{} },
+			opts: elastic(time.Minute), setup: func(e *fakeEnv) { e.fc.dirs = map[string]bool{ckpt: true} },
+			act: func(t *testing.T, e *fakeEnv, id string) {
+				waitRunning(t, e.m, id)
+				if err := e.m.Regroup(id, Regroup{Generation: 1, Checkpoint: ckpt}); err != nil {
+					t.Fatal(err)
+				}
+				awaitGeneration(t, e, id, 1)
+				c := e.rt.createdSpecs()
+				b, err := os.ReadFile(filepath.Join(c[len(c)-1].Checkpoints, "from"))
+				if err != nil || string(b) != ckpt {
+					t.Fatalf("/checkpoints after the restart: %q %v, want checkpoint %s", b, err, ckpt)
+				}
+				endAll(e)
+			},
+			state: Completed, exit: 0,
+		},
+		{
+			name: "an elastic rank whose gang does not restart in time fails",
+			opts: elastic(20 * time.Millisecond), setup: func(e *fakeEnv) { e.rt.exits = []int{3} },
+			state: Failed, reason: "exited with code 3; its gang did not restart within 20ms", exit: 3,
+		},
+		{
+			name:  "a rank that is not elastic fails at its exit",
+			setup: func(e *fakeEnv) { e.rt.exits = []int{3} },
+			act: func(t *testing.T, e *fakeEnv, id string) {
+				waitJob(t, e.m, id, time.Minute)
+				if err := e.m.Regroup(id, Regroup{Generation: 1}); err == nil {
+					t.Error("a restart of a job that is not elastic was taken")
+				}
+			},
+			state: Failed, reason: "exited with code 3", exit: 3,
+		},
+	}
+}

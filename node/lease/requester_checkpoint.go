@@ -1,0 +1,123 @@
+package lease
+
+import (
+	"context"
+	"time"
+
+	"github.com/aixblock/aixblock/node/api"
+	"github.com/aixblock/aixblock/p2p/content"
+	"github.com/ipfs/go-cid"
+)
+
+// checkpointFetchLimit bounds the fetch of one checkpoint: a provider
+// that names a root nobody serves holds no goroutine for longer.
+const checkpointFetchLimit = 15 * time.Minute
+
+// noteCheckpoint pins the checkpoint a provider reports for one of this
+// node's jobs, when it is new; one pin a job at a time.
+func (rq *Requester) noteCheckpoint(rj *Record, c string) {
+	if c == "" || rq.pins == nil {
+		return
+	}
+	rq.mu.Lock()
+	if c == rj.Checkpoint || rq.pinning[rj.ID] {
+		rq.mu.Unlock()
+		return
+	}
+	rq.pinning[rj.ID] = true
+	rq.mu.Unlock()
+	rq.spawn(func(ctx context.Context) {
+		defer func() {
+			rq.mu.Lock()
+			delete(rq.pinning, rj.ID)
+			rq.mu.Unlock()
+		}()
+		rq.pinCheckpoint(ctx, rj, c)
+	})
+}
+
+// pinCheckpoint fetches and pins a rank's new checkpoint, then unpins the
+// one it replaces: the job always has one pinned here, whoever ran it.
+// The provider's word is a CID only; what it names is fetched and
+// checked block by block like any content.
+func (rq *Requester) pinCheckpoint(ctx context.Context, rj *Record, c string) {
+	root, err := cid.Decode(c)
+	if err != nil {
+		rq.log.Warn("a provider reported a checkpoint that is no CID", "job_id", rj.ID, "provider", rj.Provider, "err", err)
+		return
+	}
+	fctx, cancel := context.WithTimeout(ctx, checkpointFetchLimit)
+	defer cancel()
+	if _, err := rq.pins.Fetch(fctx, root, nil); err != nil {
+		rq.log.Warn("checkpoint not fetched", "job_id", rj.ID, "cid", c, "err", err)
+		return
+	}
+	if err := rq.pins.Pin(ctx, root); err != nil {
+		rq.log.Warn("checkpoint not pinned", "job_id", rj.ID, "cid", c, "err", err)
+		return
+	}
+	rq.mu.Lock()
+	old := rj.Checkpoint
+	rj.Checkpoint, rj.CheckpointAt = c, time.Now().UTC()
+	keep := old == "" || rq.checkpointHeldLocked(old) || (rj.Spec.Checkpoint != nil && rj.Spec.Checkpoint.From == old)
+	rq.mu.Unlock()
+	if err := rq.saveRemote(rj); err != nil {
+		rq.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
+	}
+	rq.log.Info("[job] checkpoint pinned", "job_id", rj.ID, "rank", rj.Rank, "cid", c)
+	if keep {
+		return
+	}
+	if oc, err := cid.Decode(old); err == nil {
+		if err := rq.pins.Unpin(ctx, oc); err != nil {
+			rq.log.Warn("older checkpoint not unpinned", "job_id", rj.ID, "cid", old, "err", err)
+		}
+	}
+}
+
+// checkpointHeldLocked: some job's latest checkpoint is c (two ranks, or
+// two jobs, may write the same bytes).
+func (rq *Requester) checkpointHeldLocked(c string) bool {
+	for _, o := range rq.records {
+		if o.Checkpoint == c {
+			return true
+		}
+	}
+	return false
+}
+
+// latestCheckpointLocked is the newest checkpoint pinned here of a job
+// (of any of a distributed job's ranks), or "".
+func (rq *Requester) latestCheckpointLocked(rj *Record) (string, time.Time) {
+	best, at := rj.Checkpoint, rj.CheckpointAt
+	for _, id := range rj.Group {
+		if o := rq.records[id]; o != nil && o.Checkpoint != "" && o.CheckpointAt.After(at) {
+			best, at = o.Checkpoint, o.CheckpointAt
+		}
+	}
+	return best, at
+}
+
+// withCheckpoint shows a job with the checkpoint pinned here, not the
+// one its provider claims: what a restart or a resume can count on.
+func (rq *Requester) withCheckpoint(rj *Record, j *api.Job) *api.Job {
+	if j == nil {
+		return nil
+	}
+	v := *j
+	rq.mu.Lock()
+	c, at := rq.latestCheckpointLocked(rj)
+	rq.mu.Unlock()
+	v.CheckpointCID, v.CheckpointAt = c, nil
+	if c != "" {
+		v.CheckpointAt = &at
+	}
+	return &v
+}
+
+// pinner is what keeps checkpoints here (content.Store).
+type pinner interface {
+	Fetch(ctx context.Context, root cid.Cid, progress func(content.FetchStats)) (content.FetchStats, error)
+	Pin(ctx context.Context, root cid.Cid) error
+	Unpin(ctx context.Context, root cid.Cid) error
+}

@@ -1,0 +1,116 @@
+package lease
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/p2p"
+	"github.com/aixblock/aixblock/p2p/content"
+	"github.com/aixblock/aixblock/p2p/p2ptest"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
+)
+
+// fakePins is the block store's pins in memory.
+type fakePins struct {
+	mu     sync.Mutex
+	pinned []string
+	unpins []string
+}
+
+func (f *fakePins) Fetch(context.Context, cid.Cid, func(content.FetchStats)) (content.FetchStats, error) {
+	return content.FetchStats{}, nil
+}
+
+func (f *fakePins) Pin(_ context.Context, c cid.Cid) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pinned = append(f.pinned, c.String())
+	return nil
+}
+
+func (f *fakePins) Unpin(_ context.Context, c cid.Cid) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pinned = slices.DeleteFunc(f.pinned, func(s string) bool { return s == c.String() })
+	f.unpins = append(f.unpins, c.String())
+	return nil
+}
+
+func (f *fakePins) has(c string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Contains(f.pinned, c)
+}
+
+func fakeCID(s string) string {
+	h, _ := mh.Sum([]byte(s), mh.SHA2_256, -1)
+	return cid.NewCidV1(cid.Raw, h).String()
+}
+
+// The requester pins each checkpoint its provider reports, unpins the
+// one before once the next is pinned, shows the pinned one (never a
+// provider's word alone), and keeps the last after the job ends.
+func TestRequesterPinsCheckpoints(t *testing.T) {
+	hs := p2ptest.MockHosts(t, 2)
+	reqHost, provHost := hs[0], hs[1]
+	payer, payee := common.HexToAddress("0x00000000000000000000000000000000000000c1"), common.HexToAddress("0x00000000000000000000000000000000000000c2")
+	rep, err := market.OpenReputation(filepath.Join(t.TempDir(), "reputation.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deal := market.Deal{DealTerms: market.DealTerms{ID: "deal-ckpt", Requester: reqHost.ID().String(), RequesterWallet: payer.Hex(),
+		Provider: provHost.ID().String(), ProviderWallet: payee.Hex(), Token: fakeToken.Hex(), Price: "3600", MaxDurationS: 3600, GPUs: []string{"GPU-0"}}}
+	vouchers, err := OpenVouchers(filepath.Join(t.TempDir(), "vouchers.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rq := testRequester(t, Config{P2P: &p2p.Node{Host: reqHost}, Vouchers: vouchers, VoucherInterval: 100 * time.Millisecond})
+	pins := &fakePins{}
+	rq.market, rq.chain, rq.wallet, rq.pins = &fakeBuyer{deal: deal, rep: rep}, newFakeChannels(payer), fakeAddr(payer), pins
+	fp := newFakeProvider(t, provHost, reqHost.ID())
+	rq.spawn(rq.followRemote)
+
+	spec := jobs.Spec{Image: "x", MaxPrice: "1", Resources: jobs.Resources{GPUs: 1}, Checkpoint: &jobs.Checkpoint{}}
+	j, err := rq.SubmitRemote(t.Context(), &spec, RemoteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := func() string {
+		v, err := rq.remoteJobByID(t.Context(), j.ID)
+		if err != nil || v.CheckpointCID == "" {
+			return ""
+		}
+		return v.CheckpointCID
+	}
+	report := func(c string) {
+		fp.mu.Lock()
+		defer fp.mu.Unlock()
+		fp.job.CheckpointCID = c
+	}
+	p2ptest.WaitFor(t, waitLong, func() bool { fp.mu.Lock(); defer fp.mu.Unlock(); return fp.job != nil }, "the job on the provider")
+	first, second := fakeCID("step 1"), fakeCID("step 2")
+	if shown() != "" {
+		t.Fatal("a checkpoint shown before any was reported")
+	}
+	report(first)
+	p2ptest.WaitFor(t, waitLong, func() bool { return shown() == first }, "the first checkpoint shown")
+	report(second)
+	p2ptest.WaitFor(t, waitLong, func() bool { return shown() == second }, "the second checkpoint shown")
+	if !pins.has(second) || pins.has(first) {
+		t.Fatalf("pinned %v after the second checkpoint, want only it", pins.pinned)
+	}
+	report("not-a-cid")
+	fp.finish()
+	p2ptest.WaitFor(t, waitLong, func() bool { v, _ := rq.remoteJobByID(t.Context(), j.ID); return v.State == jobs.Completed }, "the job completed")
+	if shown() != second || !pins.has(second) {
+		t.Fatalf("after the end: shown %q, pinned %v; want the last one kept", shown(), pins.pinned)
+	}
+}
