@@ -3,6 +3,7 @@ package market
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/routing"
 	mh "github.com/multiformats/go-multihash"
 )
 
@@ -135,10 +137,12 @@ func (m *Market) buildAdvert(now time.Time) *ProviderAdvert {
 	return a
 }
 
-// publish puts a fresh advert in the DHT and announces the classes it has;
-// it reports whether the DHT took it. A node with no prices is not a
-// provider and publishes nothing.
-func (m *Market) publish(ctx context.Context) bool {
+// publish puts a fresh advert in the DHT and announces the classes it
+// has, when announce is set or they changed (the provider records of an
+// unchanged class stand until the periodic republish); it reports whether
+// the DHT took the advert. A node with no prices is not a provider and
+// publishes nothing.
+func (m *Market) publish(ctx context.Context, announce bool) bool {
 	if len(m.cfg.Prices) == 0 && len(m.cfg.PricingCommand) == 0 {
 		return true
 	}
@@ -155,7 +159,7 @@ func (m *Market) publish(ctx context.Context) bool {
 	m.mu.Lock()
 	m.advert = a
 	m.mu.Unlock()
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	pctx, cancel := context.WithTimeout(LookupContext(ctx), 30*time.Second)
 	defer cancel()
 	if err := m.n.DHT.PutValue(pctx, advertKey(m.self), raw); err != nil {
 		m.log.Debug("advert not stored in the DHT yet; will retry", "err", err)
@@ -168,6 +172,10 @@ func (m *Market) publish(ctx context.Context) bool {
 	for _, g := range a.GPUs {
 		keys = append(keys, g.Class)
 	}
+	if !announce && slices.Equal(keys, m.announced) {
+		return true
+	}
+	m.announced = keys
 	for _, k := range keys {
 		if err := m.n.DHT.Provide(pctx, classCID(m.n.Network(), k), true); err != nil {
 			m.log.Debug("announce class", "class", k, "err", err)
@@ -206,7 +214,13 @@ func (m *Market) FindProviders(ctx context.Context, class string, limit int) ([]
 	if limit <= 0 {
 		limit = 20
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	return m.findProviders(ctx, class, limit)
+}
+
+// findProviders is FindProviders of a valid class; opts go to each
+// advert's value search.
+func (m *Market) findProviders(ctx context.Context, class string, limit int, opts ...routing.Option) ([]ProviderInfo, error) {
+	ctx, cancel := context.WithTimeout(LookupContext(ctx), 10*time.Second)
 	defer cancel()
 	var (
 		mu  sync.Mutex
@@ -220,7 +234,7 @@ func (m *Market) FindProviders(ctx context.Context, class string, limit int) ([]
 		wg.Add(1)
 		go func(p peer.ID) {
 			defer wg.Done()
-			a, err := m.fetchAdvert(ctx, p)
+			a, err := m.fetchAdvert(ctx, p, opts...)
 			if err != nil {
 				m.log.Debug("advert", "peer_id", p, "err", err)
 				return
@@ -264,10 +278,11 @@ func (a *ProviderAdvert) hasClass(class string) bool {
 
 // fetchAdvert reads a provider's newest advert from the DHT: the search
 // yields better values as more peers answer; the last one is the newest.
-func (m *Market) fetchAdvert(ctx context.Context, p peer.ID) (*ProviderAdvert, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+// With a quorum in opts, it ends when that many peers answered.
+func (m *Market) fetchAdvert(ctx context.Context, p peer.ID, opts ...routing.Option) (*ProviderAdvert, error) {
+	ctx, cancel := context.WithTimeout(LookupContext(ctx), 5*time.Second)
 	defer cancel()
-	ch, err := m.n.DHT.SearchValue(ctx, advertKey(p))
+	ch, err := m.n.DHT.SearchValue(ctx, advertKey(p), opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -313,3 +328,33 @@ func (m *Market) LookupAdvert(ctx context.Context, p peer.ID) (*ProviderAdvert, 
 	m.cacheAdvert(a)
 	return a, nil
 }
+
+// republishDelay is how long an allocation change waits for others
+// before the advert is republished.
+const republishDelay = 2 * time.Second
+
+// debounce is a timer that runs once per burst of starts: the first
+// start arms it, the starts until it fires join it.
+type debounce struct {
+	t     *time.Timer
+	delay time.Duration
+	armed bool
+}
+
+func newDebounce(delay time.Duration) *debounce {
+	t := time.NewTimer(delay)
+	t.Stop()
+	return &debounce{t: t, delay: delay}
+}
+
+func (d *debounce) start() {
+	if !d.armed {
+		d.armed = true
+		d.t.Reset(d.delay)
+	}
+}
+
+// C fires once per burst; call fired when it did.
+func (d *debounce) C() <-chan time.Time { return d.t.C }
+func (d *debounce) fired()              { d.armed = false }
+func (d *debounce) stop()               { d.t.Stop() }

@@ -4,9 +4,11 @@
 // resources, prices, limits) with its peer key and stores it in the DHT
 // under /aixblock-provider/<peer-id>; it announces itself as a DHT provider
 // of one key per GPU class it has, plus any-gpu and cpu, and republishes
-// when health or allocation change and on a timer. A requester finds
-// providers by class, sends a signed JobOffer straight to the best few and,
-// when the DHT named fewer than its fanout, gossips it on
+// when health changes, on a timer, and (the advert alone) shortly after a
+// burst of allocation changes. A requester finds providers by class, sends
+// a signed JobOffer straight to the best few (and to those the DHT names
+// later in the bid window) and, when the DHT holds fewer than its fanout
+// or named none in half the window, gossips it on
 // /aixblock/<network>/offers/1 for the rest (a copy to every node per
 // deal would grow with the network); providers whose
 // bid engine accepts it reserve GPUs and answer with a Bid over a direct

@@ -64,8 +64,8 @@ type Config struct {
 	// (WalletSig). Nil checks no funds.
 	Funds Funds
 	// AdvertTTL is an advert's lifetime; zero means 30 min. It is
-	// republished every AdvertTTL/3, and at once when health or allocation
-	// change.
+	// republished every AdvertTTL/3, at once when health changes, and 2 s
+	// after the first of a burst of allocation changes.
 	AdvertTTL time.Duration
 
 	// BidWindow is how long a requester collects bids; zero means 1 s.
@@ -153,6 +153,7 @@ type Market struct {
 	lapses    map[string][]time.Time  // requester peer ID or walletKey -> when its unawarded reservations lapsed, oldest first
 	republ    chan struct{}
 	advert    *ProviderAdvert
+	announced []string                   // the class keys last announced (Run only)
 	adverts   map[string]*ProviderAdvert // fetched from the DHT, by peer
 	refreshed map[string]time.Time       // when each class's adverts were last fetched
 	msgsSent  atomic.Int64
@@ -314,6 +315,10 @@ func (m *Market) Run(ctx context.Context) error {
 	defer every.Stop()
 	sweep := time.NewTicker(time.Second)
 	defer sweep.Stop()
+	// Deals and releases change the advert's free GPUs: a burst of them
+	// is published once, republishDelay after the first.
+	settle := newDebounce(republishDelay)
+	defer settle.stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -321,19 +326,22 @@ func (m *Market) Run(ctx context.Context) error {
 			m.topic.Close()
 			return nil
 		case <-retry.C:
-			if !m.publish(ctx) {
+			if !m.publish(ctx, true) {
 				retry.Reset(backoff)
 				backoff = min(2*backoff, m.cfg.AdvertTTL/3)
 			}
 		case <-changes:
-			m.publish(ctx)
+			m.publish(ctx, true)
 		case <-m.republ:
-			m.publish(ctx)
+			settle.start()
+		case <-settle.C():
+			settle.fired()
+			m.publish(ctx, false)
 		case <-every.C:
-			m.publish(ctx)
+			m.publish(ctx, true)
 		case <-sweep.C:
 			if m.sweep(m.now()) {
-				m.publish(ctx)
+				settle.start()
 			}
 		}
 	}

@@ -67,8 +67,9 @@ var ErrNoDeal = errors.New("no deal")
 var errClosed = errors.New("market closed")
 
 // Negotiate finds providers for the requirements, offers the job to the
-// best few directly and, when the DHT named fewer than Fanout, to everyone
-// by gossip; it collects bids for the bid window (or until enough came),
+// best few directly (more as the DHT names them during the bid window)
+// and, when the DHT holds fewer than Fanout or named none in time, to
+// everyone by gossip; it collects bids for the bid window (or until enough came),
 // and awards the best bid: lowest price, then reputation, then latency. An award the provider does not confirm
 // in time goes to the next bid. It returns the deal both sides signed.
 func (m *Market) Negotiate(ctx context.Context, r OfferRequest) (*Deal, NegotiationStats, error) {
@@ -98,12 +99,14 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 		return nil, st, errClosed
 	}
 	// Find providers first: the offer names those it goes to directly.
-	targets, unasked := m.lookup(ctx, offerClass(r.Req), r)
+	targets, unasked, s := m.lookup(ctx, offerClass(r.Req), r)
+	defer s.stop()
 	if r.RequireVerified {
 		var unverified []Refusal
 		targets, unverified = m.vetTargets(ctx, targets, r)
 		unasked = append(unasked, unverified...)
 	}
+	s.settle(len(targets), !r.RequireVerified)
 	st.Found, st.Contacted = len(targets)+len(unasked), len(targets)
 	m.receiptsSeen(targets...)
 	if len(targets) == 0 && r.Req.GPUClass != "" {
@@ -119,13 +122,16 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 	n := m.openNegotiation(ctx, o, raw, id, now)
 	defer n.end()
 	n.askDirectly(targets)
-	if o.OpenBids {
+	n.search = s
+	if s.gossip {
 		// Only an offer that invites gossip bids is gossiped: where the
 		// DHT named a full fanout, providers would ignore its copy, and
 		// a copy to every node per deal grows with the network.
-		m.gossipOffer(ctx, raw)
+		n.gossip(ctx)
 	}
 	got := n.collect(max(m.cfg.Enough, count))
+	s.stop()
+	st.Found, st.Contacted = st.Found+n.late, st.Contacted+n.late
 	if r.RequireVerified {
 		for _, ref := range m.dropUnverified(got) {
 			if !slices.ContainsFunc(unasked, func(u Refusal) bool { return u.Provider == ref.Provider }) {
@@ -252,6 +258,13 @@ type negotiation struct {
 	pending  int
 	refMu    sync.Mutex
 	refused  []Refusal
+
+	// search goes on looking for providers while the window is open;
+	// late is how many it found, gossiped whether the offer went out
+	// by gossip.
+	search   *search
+	late     int
+	gossiped bool
 }
 
 // openNegotiation opens the bid window of offer o (ID id, sealed raw),
@@ -277,7 +290,8 @@ func (n *negotiation) end() {
 // askDirectly sends the offer to each target, each answer a bid or a
 // refusal.
 func (n *negotiation) askDirectly(targets []peer.ID) {
-	n.answered = make(chan struct{}, len(targets))
+	// Room for the providers found late too: an answer never waits.
+	n.answered = make(chan struct{}, max(len(targets), n.m.cfg.Fanout))
 	for _, p := range targets {
 		if n.m.spawn(n.wctx, func(ctx context.Context) { n.ask(ctx, p) }) {
 			n.pending++
@@ -336,8 +350,9 @@ func whyUnanswered(ctx context.Context, err error) string {
 }
 
 // collect gathers bids, one per provider, until the window ends, want
-// bids came, or every provider asked directly answered and no gossip bids
-// are invited. A bid's reservation may end before the window (a
+// bids came, or every provider asked directly answered, the lookup ended
+// and no gossip bids are invited; it asks the providers the lookup
+// finds meanwhile. A bid's reservation may end before the window (a
 // provider's reserve_for is its own): the awards must start in time for
 // it.
 func (n *negotiation) collect(want int) map[string]receivedBid {
@@ -345,9 +360,18 @@ func (n *negotiation) collect(want int) map[string]receivedBid {
 	lapse := time.NewTimer(time.Hour)
 	defer lapse.Stop()
 	var firstLapse time.Time
+	more := n.search.more
 collect:
-	for len(got) < want && (n.pending > 0 || n.o.OpenBids) {
+	for len(got) < want && (n.pending > 0 || n.gossiped || more != nil) {
 		select {
+		case p, ok := <-more:
+			if !ok {
+				more = nil
+				n.lookupEnded()
+			} else if n.m.spawn(n.wctx, func(ctx context.Context) { n.ask(ctx, p) }) {
+				n.pending++
+				n.late++
+			}
 		case b := <-n.bids:
 			if _, dup := got[b.bid.Provider]; !dup {
 				got[b.bid.Provider] = b
@@ -484,53 +508,29 @@ func (m *Market) noDeal(r OfferRequest, st NegotiationStats) error {
 // adverts this node holds and that could serve it come first, cheapest
 // first: when there are enough, no DHT query delays the offer (the cache
 // is refreshed in the background). Otherwise the DHT names more, as they
-// come. Excluded providers, and ones with a poor record unless there are
-// no others, are left out.
-func (m *Market) lookup(ctx context.Context, class string, r OfferRequest) ([]peer.ID, []Refusal) {
+// come, and the search goes on (see search). Excluded providers, and ones
+// with a poor record unless there are no others, are left out.
+func (m *Market) lookup(ctx context.Context, class string, r OfferRequest) ([]peer.ID, []Refusal, *search) {
 	skip := map[string]bool{m.self.String(): true}
 	for _, e := range r.Exclude {
 		skip[e] = true
 	}
 	out, refused := m.cachedCandidates(class, r, skip)
-	m.spawn(context.Background(), func(ctx context.Context) { m.refresh(ctx, class) })
+	m.spawn(context.Background(), func(ctx context.Context) { m.refreshRepeat(ctx, class) })
 	if len(out) >= m.cfg.Fanout {
-		return out[:m.cfg.Fanout], refused
+		return out[:m.cfg.Fanout], refused, &search{m: m, stop: func() {}}
 	}
 	for _, p := range out {
 		skip[p.String()] = true
 	}
-	lctx, cancel := context.WithTimeout(ctx, m.cfg.BidWindow/2)
-	defer cancel()
-	var poor []peer.ID
-	for ai := range m.n.DHT.FindProvidersAsync(lctx, classCID(m.n.Network(), class), 4*m.cfg.Fanout) {
-		if skip[ai.ID.String()] {
-			continue
-		}
-		skip[ai.ID.String()] = true
-		if a := m.cachedAdvert(ai.ID); a != nil {
-			if nb := a.whyNot(r); nb != nil {
-				refused = append(refused, m.advertRefusal(a, nb, r))
-				continue
-			}
-		}
-		if len(ai.Addrs) > 0 {
-			m.n.Host.Peerstore().AddAddrs(ai.ID, ai.Addrs, 10*time.Minute)
-		}
-		if m.rep.Get(ai.ID.String()).Score() < 0.25 {
-			poor = append(poor, ai.ID)
-			continue
-		}
-		out = append(out, ai.ID)
-		if len(out) == m.cfg.Fanout {
-			break
-		}
-	}
-	for _, p := range poor {
+	s := m.searchProviders(ctx, class, r, skip, len(out))
+	out = append(out, s.found...)
+	for _, p := range s.poor {
 		if len(out) < m.cfg.Fanout {
 			out = append(out, p)
 		}
 	}
-	return out, refused
+	return out, append(refused, s.refuse...), s
 }
 
 // advertRefusal is a refusal the requester reads from a provider's
@@ -637,12 +637,18 @@ func (m *Market) refresh(ctx context.Context, class string) {
 	m.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if _, err := m.FindProviders(ctx, class, 50); err != nil {
+	// A few more than the fanout, each advert from the first holders that
+	// answer: the value searches of every advert of a class would grow
+	// with the network, and the cache needs the cheapest few.
+	if _, err := m.findProviders(ctx, class, refreshLimit*m.cfg.Fanout, firstAnswers); err != nil {
 		m.log.Debug("refresh adverts", "class", class, "err", err)
 	}
 }
 
-const refreshEvery = 30 * time.Second
+const (
+	refreshEvery = 30 * time.Second
+	refreshLimit = 2 // adverts per refresh, in fanouts
+)
 
 // whyNot is why the advert's provider could not bid on r, as the advert
 // tells; nil when it could.

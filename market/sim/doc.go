@@ -13,7 +13,8 @@
 //     mocknet's LinkAll takes memory by the square of the nodes.
 //   - A new connection costs two round trips (mocknet connects at once).
 //   - Nodes behind NAT are reached only over connections they opened; a
-//     dial to them, or to a node that left, hangs for 5 s.
+//     dial to them, or to a node that left, hangs for 5 s, or for the
+//     dial peer timeout on its context when shorter (as libp2p's swarm).
 //   - Loss: a message lost on its first try is sent again after a
 //     retransmission timeout, and what follows it on its stream waits.
 //   - Each host gets the daemon's connection manager (64/192): mocknet's
@@ -54,15 +55,23 @@
 //     connections, then a mesh of D=6 (4 to 12) forwarded on first
 //     receipt; a peer left under 4 grafts more.
 //   - The market's negotiation with its defaults: the requester's advert
-//     cache (cheapest first, refreshed from the DHT every 30 s: a lookup
-//     for 50 providers, then a value search for each advert), a lookup
-//     for up to the fanout (5) within half the bid window, the direct
-//     offer, gossip when fewer than the fanout were found (providers who
-//     hear it bid back), the bid window (1 s, or 3 bids, or every
-//     provider answered), the award to the cheapest bid with its 3 s
-//     timeout, releases to the losers and to late bids; the provider's
-//     bid decision (a free GPU reserved for 10 s) and its republishing
-//     of the advert on each deal and release.
+//     cache (cheapest first, refreshed from the DHT from a requester's
+//     second negotiation on, at most every 30 s: a lookup for 10
+//     providers, then a value search for each advert that ends when two
+//     holders answered), a lookup for up to the fanout (5) within half
+//     the bid window (the whole window when it found none), the direct
+//     offer, the lookup going on in the window with the providers it
+//     finds asked directly too, gossip only when the DHT ran dry short
+//     of the fanout or named none (providers who hear it bid back), the
+//     bid window (1 s, or 3 bids, or every provider answered and the
+//     lookup ended), the award to the cheapest bid with its 3 s timeout,
+//     releases to the losers and to late bids; the provider's bid
+//     decision (a free GPU reserved for 10 s) and its republishing of
+//     the advert (not its class records) 2 s after the first deal or
+//     release of a burst. The market's DHT lookups dial with its 1.5 s
+//     timeout (market.LookupContext), and a lookup ends, its requests in
+//     flight cancelled, when it has the providers asked for or its
+//     follow-up is done, as kad-dht's.
 //
 // It leaves out what the full tier runs and it only models: the real
 // market and p2p code (no message is encoded, signed or checked; the

@@ -186,6 +186,13 @@ type query struct {
 	seen     map[int32]bool
 	followup bool
 	done     bool
+	// dry is set when the lookup ended for want of peers to ask, not at
+	// its deadline or with want providers.
+	dry bool
+	// quorum, when set, ends the lookup once more holders of the key
+	// than it answered; holders counts them.
+	quorum  int
+	holders int
 
 	onProvider func(p int32, hops int)
 	onDone     func(q *query)
@@ -280,6 +287,7 @@ func (q *query) step() {
 		}
 	}
 	if q.inflight == 0 {
+		q.dry = true
 		q.finish()
 	}
 }
@@ -307,7 +315,8 @@ func (q *query) ask(p int32) {
 	q.inflight++
 	peer := q.w.net.nodes[p]
 	hops := q.depth[p]
-	q.w.net.request(q.fam, q.from, peer, func() func() {
+	// The market's lookups dial with its short timeout (market.LookupContext).
+	q.w.net.requestDial(q.fam, q.from, peer, marketDial, func() func() {
 		closer := q.w.closest(peer, q.key, kadK)
 		recs := append([]int32(nil), peer.records[q.key]...)
 		q.w.learn(peer, q.from)
@@ -318,6 +327,13 @@ func (q *query) ask(p int32) {
 			q.w.learn(q.from, peer)
 			for _, r := range recs {
 				q.provider(r, hops)
+			}
+			if len(recs) > 0 && q.quorum > 0 {
+				// kad-dht's SearchValue with a quorum ends once more
+				// than that many holders answered.
+				if q.holders++; q.holders > q.quorum {
+					q.finish()
+				}
 			}
 			for _, c := range closer {
 				q.hear(c, hops+1)

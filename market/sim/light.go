@@ -18,6 +18,7 @@ type lightWorld struct {
 	classKey map[string]kkey
 	busy     map[int32]bool
 	offers   int
+	gossiped int // offers opened to gossip bids
 	bids     int64
 	replaced int
 }
@@ -152,8 +153,9 @@ func RunLight(cfg Config, sc Scenario) []Figures {
 func (w *lightWorld) round(sc Scenario, f *Figures) {
 	f.Lookups = w.lookups(sc.Lookups, sc.LookupEvery)
 	f.Spread, f.Short = w.gossipRound(sc.Gossiped, time.Second)
-	before, bids, own := cloneCounts(w.net.counts), w.bids, w.marketMessages()
+	before, bids, own, gossiped := cloneCounts(w.net.counts), w.bids, w.marketMessages(), w.gossiped
 	f.Deals = w.deals(sc.Deals, sc.DealEvery)
+	f.Gossiped = w.gossiped - gossiped
 	f.Messages = map[string]int64{"market-own": w.marketMessages() - own}
 	for fam, c := range w.net.counts {
 		f.Messages[fam] = c - before[fam]
@@ -176,8 +178,8 @@ func (w *lightWorld) marketMessages() (s int64) {
 	return s
 }
 
-// lookups runs count lookups of the H100 providers, one every every,
-// from random requesters, and waits for them all.
+// lookups runs count lookups of the H100 providers, as World.Lookups,
+// one every every, from random requesters, and waits for them all.
 func (w *lightWorld) lookups(count int, every time.Duration) []Lookup {
 	out := make([]Lookup, count)
 	left := count
@@ -185,19 +187,27 @@ func (w *lightWorld) lookups(count int, every time.Duration) []Lookup {
 		w.ev.after(time.Duration(i)*every, func() {
 			n, done := w.requester()
 			start := w.ev.now
-			hops := -1
-			q := w.lookup(n, w.classKey[classH100], 1, 30*time.Second, func(_ int32, h int) { hops = h }, nil)
-			// The full tier times FindProvidersAsync until its channel
-			// closes: the requests in flight when the provider came,
-			// too.
-			q.onIdle = func() {
-				out[i] = Lookup{Took: w.ev.now - start, Hops: hops}
-				if hops < 0 {
-					out[i] = Lookup{Took: w.ev.now - start, Err: errNoProvider}
+			var l Lookup
+			found := 0
+			// kad-dht's lookup ends, and its channel closes, when it has
+			// the providers asked for or its follow-up is done; requests
+			// still in flight are cancelled then.
+			w.lookup(n, w.classKey[classH100], fanout, 30*time.Second, func(_ int32, h int) {
+				if found++; found == 1 {
+					l.First, l.Hops = w.ev.now-start, h
 				}
+				if found == fanout {
+					l.Kth = w.ev.now - start
+				}
+			}, func(*query) {
+				l.Took = w.ev.now - start
+				if found == 0 {
+					l = Lookup{Took: l.Took, Err: errNoProvider}
+				}
+				out[i] = l
 				done()
 				left--
-			}
+			})
 		})
 	}
 	w.ev.runUntil(func() bool { return left == 0 })

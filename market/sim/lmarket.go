@@ -12,13 +12,15 @@ import (
 // The market's defaults (market.Config's zero values), which the light
 // tier's negotiation follows.
 const (
-	bidWindow    = time.Second
-	enoughBids   = 3
-	fanout       = 5
-	awardTimeout = 3 * time.Second
-	reserveFor   = 10 * time.Second
-	refreshEvery = 30 * time.Second
-	refreshLimit = 50
+	bidWindow      = time.Second
+	enoughBids     = 3
+	fanout         = 5
+	awardTimeout   = 3 * time.Second
+	reserveFor     = 10 * time.Second
+	refreshEvery   = 30 * time.Second
+	refreshLimit   = 2 * fanout
+	republishDelay = 2 * time.Second
+	marketDial     = market.LookupDialTimeout
 )
 
 var errNoProvider = errors.New("sim: no provider found")
@@ -31,8 +33,10 @@ type lneg struct {
 	id       uint64
 	start    time.Duration
 	targets  []int32
+	q        *query // the providers' lookup; nil when the cache had enough
 	pending  int
 	open     bool // gossip bids invited
+	gossiped bool // the offer went out by gossip
 	bids     []lbid
 	closed   bool
 	deadline time.Duration
@@ -46,6 +50,10 @@ type lbid struct {
 }
 
 // negotiate runs one deal for an H100 from r; done gets its outcome.
+// As market.lookup and its search: the cache first; else the DHT until
+// the fanout is full, half the bid window passed with one found, the
+// DHT ran dry, or the whole window passed; the lookup goes on after the
+// offer, its providers asked directly.
 func (w *lightWorld) negotiate(r *lnode, done func(Deal)) {
 	w.offers++
 	g := &lneg{w: w, r: r, id: uint64(w.offers), start: w.ev.now, done: done}
@@ -60,16 +68,38 @@ func (w *lightWorld) negotiate(r *lnode, done func(Deal)) {
 	for _, p := range g.targets {
 		skip[p] = true
 	}
-	var q *query
-	q = w.lookup(r, w.classKey[classH100], 4*fanout, bidWindow/2, func(p int32, _ int) {
-		if !skip[p] && len(g.targets) < fanout {
-			skip[p] = true
-			g.targets = append(g.targets, p)
-			if len(g.targets) == fanout {
-				q.finish()
-			}
+	g.q = w.lookup(r, w.classKey[classH100], 4*fanout, bidWindow/2+bidWindow, func(p int32, _ int) {
+		if skip[p] || len(g.targets) >= fanout || g.closed {
+			return
 		}
-	}, func(*query) { g.offer() })
+		skip[p] = true
+		g.targets = append(g.targets, p)
+		if g.deadline > 0 { // found after the offer went out
+			g.pending++
+			g.ask(w.net.nodes[p])
+		}
+		if len(g.targets) == fanout {
+			g.q.finish()
+		}
+	}, func(q *query) {
+		switch {
+		case g.deadline == 0:
+			g.offer()
+		case q.dry && g.open && !g.gossiped && !g.closed:
+			g.gossip() // the DHT showed the class thin
+		}
+		g.check()
+	})
+	w.ev.after(bidWindow/2, func() {
+		if g.deadline == 0 && len(g.targets) > 0 {
+			g.offer()
+		}
+	})
+	w.ev.after(bidWindow, func() {
+		if g.deadline == 0 {
+			g.offer()
+		}
+	})
 }
 
 // cachedCandidates are the providers whose adverts r holds, cheapest
@@ -86,32 +116,39 @@ func (w *lightWorld) cachedCandidates(r *lnode) []int32 {
 	return out
 }
 
-// refresh re-reads the H100 adverts into r's cache, at most once per
-// refreshEvery: a provider lookup for up to 50, then a value search for
-// each one's advert.
+// refresh re-reads the H100 adverts into r's cache, from r's second
+// negotiation on and at most once per refreshEvery: a provider lookup
+// for refreshLimit, then a value search for each one's advert that ends
+// when two holders answered.
 func (w *lightWorld) refresh(r *lnode) {
-	if r.refreshOK && w.ev.now-r.refreshed < refreshEvery {
+	first := !r.refreshOK
+	if !first && w.ev.now-r.refreshed < refreshEvery {
 		return
 	}
 	r.refreshed, r.refreshOK = w.ev.now, true
+	if first {
+		return
+	}
 	w.lookup(r, w.classKey[classH100], refreshLimit, 10*time.Second, func(p int32, _ int) {
 		prov := w.net.nodes[p]
 		if p == r.idx {
 			return
 		}
-		w.lookup(r, advertKey(prov), 0, 5*time.Second, nil, func(*query) {
+		q := w.lookup(r, advertKey(prov), 0, 5*time.Second, nil, func(*query) {
 			if !prov.gone {
 				r.cache[p] = prov.price
 			}
 		})
+		q.quorum = 1
 	}, nil)
 }
 
 // advertKey is where a provider's advert is stored in the DHT.
 func advertKey(n *lnode) kkey { return n.key.xor(kkey{0x5a5a5a5a5a5a5a5a}) }
 
-// offer sends the offer to the targets, and by gossip when they are
-// fewer than the fanout; the bid window starts now.
+// offer sends the offer to the targets, inviting gossip bids when they
+// are fewer than the fanout, and gossips it when the DHT showed fewer
+// than the fanout or named none; the bid window starts now.
 func (g *lneg) offer() {
 	w := g.w
 	g.deadline = w.ev.now + bidWindow
@@ -120,16 +157,24 @@ func (g *lneg) offer() {
 		g.pending++
 		g.ask(w.net.nodes[p])
 	}
-	if g.open {
-		g.r.msgs++
-		w.gossip(g.r, func(n *lnode) {
-			if n != g.r && n.class == classH100 && !g.asked(n.idx) {
-				g.bidBack(n)
-			}
-		})
+	if len(g.targets) == 0 || g.open && g.q != nil && g.q.dry {
+		g.gossip()
 	}
 	w.ev.after(bidWindow, g.close)
 	g.check()
+}
+
+// gossip publishes the offer; the providers that hear it bid back.
+func (g *lneg) gossip() {
+	w := g.w
+	g.gossiped = true
+	w.gossiped++
+	g.r.msgs++
+	w.gossip(g.r, func(n *lnode) {
+		if n != g.r && n.class == classH100 && !g.asked(n.idx) {
+			g.bidBack(n)
+		}
+	})
 }
 
 func (g *lneg) asked(p int32) bool {
@@ -221,9 +266,10 @@ func (g *lneg) release(p int32) {
 }
 
 // check ends the window when enough bids came, or every provider asked
-// answered and no gossip bids are invited.
+// answered, the lookup ended and the offer was not gossiped.
 func (g *lneg) check() {
-	if !g.closed && g.deadline > 0 && (len(g.bids) >= enoughBids || g.pending == 0 && !g.open) {
+	looking := g.q != nil && !g.q.done
+	if !g.closed && g.deadline > 0 && (len(g.bids) >= enoughBids || g.pending == 0 && !g.gossiped && !looking) {
 		g.close()
 	}
 }
@@ -234,6 +280,9 @@ func (g *lneg) close() {
 		return
 	}
 	g.closed = true
+	if g.q != nil {
+		g.q.finish()
+	}
 	sort.SliceStable(g.bids, func(i, j int) bool {
 		a, b := g.bids[i], g.bids[j]
 		return a.price < b.price || a.price == b.price && a.lat < b.lat
@@ -319,25 +368,42 @@ func (w *lightWorld) publish(n *lnode) {
 	if n.class == "" {
 		return
 	}
-	keys := []kkey{advertKey(n), w.classKey[market.CPU], w.classKey[market.AnyGPU], w.classKey[n.class]}
-	for _, k := range keys {
-		w.lookup(n, k, 0, 30*time.Second, nil, func(q *query) {
-			for _, p := range q.answeredClosest(kadK) {
-				holder := w.net.nodes[p]
-				w.net.request("dht", n, holder, func() func() {
-					if !containsIdx(holder.records[k], n.idx) {
-						holder.records[k] = append(holder.records[k], n.idx)
-					}
-					return nil
-				}, func() {})
-			}
-		})
+	for _, k := range []kkey{advertKey(n), w.classKey[market.CPU], w.classKey[market.AnyGPU], w.classKey[n.class]} {
+		w.store(n, k)
 	}
 }
 
-// republish is publish on an allocation change; the daemon also
-// republishes every AdvertTTL/3.
-func (w *lightWorld) republish(n *lnode) { w.publish(n) }
+// store puts n's record under k at the k closest peers that answered a
+// lookup of k.
+func (w *lightWorld) store(n *lnode, k kkey) {
+	w.lookup(n, k, 0, 30*time.Second, nil, func(q *query) {
+		for _, p := range q.answeredClosest(kadK) {
+			holder := w.net.nodes[p]
+			w.net.request("dht", n, holder, func() func() {
+				if !containsIdx(holder.records[k], n.idx) {
+					holder.records[k] = append(holder.records[k], n.idx)
+				}
+				return nil
+			}, func() {})
+		}
+	})
+}
+
+// republish is the advert's on an allocation change, republishDelay
+// after the first of a burst; the class records stand (the daemon
+// announces them again every AdvertTTL/3).
+func (w *lightWorld) republish(n *lnode) {
+	if n.republishing {
+		return
+	}
+	n.republishing = true
+	w.ev.after(republishDelay, func() {
+		n.republishing = false
+		if !n.gone {
+			w.store(n, advertKey(n))
+		}
+	})
+}
 
 func containsIdx(s []int32, v int32) bool {
 	for _, x := range s {

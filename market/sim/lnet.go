@@ -33,6 +33,8 @@ type lnode struct {
 	refreshed time.Duration
 	refreshOK bool
 	msgs      int64 // market requests sent
+	// republishing is set while an advert's republish waits
+	republishing bool
 }
 
 // kkey is a 256-bit Kademlia key, as the SHA-256 of a peer ID or CID.
@@ -140,9 +142,15 @@ func (n *lnet) trim(a *lnode) {
 // A request or answer to a node that left on the way is lost (fail
 // runs after dialTimeout from the send).
 func (n *lnet) request(fam string, a, b *lnode, handle func() func(), fail func()) {
+	n.requestDial(fam, a, b, dialTimeout, handle, fail)
+}
+
+// requestDial is request whose dial gives up after dial, as a dial
+// under a context with libp2p's dial peer timeout does.
+func (n *lnet) requestDial(fam string, a, b *lnode, dial time.Duration, handle func() func(), fail func()) {
 	n.counts[fam]++
 	if b.gone || (!n.connected(a, b) && b.nat) {
-		n.ev.after(dialTimeout, fail)
+		n.ev.after(min(dial, dialTimeout), fail)
 		return
 	}
 	delay := n.oneWay(a, b)

@@ -11,13 +11,18 @@ import (
 	"github.com/libp2p/go-libp2p/core/routing"
 )
 
-// Lookup is one DHT provider-record lookup: how long until the first
-// provider, and over how many links (sequential request rounds, 0 when
-// the asking node held the record itself).
+// Lookup is one DHT provider-record lookup for up to the fanout's
+// providers, as the market makes it (market.LookupContext): how long
+// until the first provider and over how many links (sequential request
+// rounds, 0 when the asking node held the record itself), until the
+// fanout-th (what Negotiate waits for; zero when fewer came), and until
+// the lookup ended.
 type Lookup struct {
-	Took time.Duration
-	Hops int
-	Err  error
+	First time.Duration
+	Kth   time.Duration
+	Took  time.Duration
+	Hops  int
+	Err   error
 }
 
 // Lookups runs count lookups of class's providers from random live
@@ -39,11 +44,11 @@ func (w *World) Lookups(ctx context.Context, count int, every time.Duration, cla
 	return out
 }
 
-// lookup finds one provider of class from n. The links are counted from
+// lookup finds up to the fanout's providers of class from n. The links are counted from
 // the DHT's query events: the peers n asks first are one link away, a
-// peer named in a response one more than its namer. The response that
-// names the provider ends the query before its event, so its sender is
-// the peer asked whose round trip fits the time it came.
+// peer named in a response one more than its namer. The sender of the
+// response that names the first provider is the peer asked whose round
+// trip fits the time it came.
 func (w *World) lookup(ctx context.Context, n *Node, class string) Lookup {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -73,17 +78,24 @@ func (w *World) lookup(ctx context.Context, n *Node, class string) Lookup {
 		}
 	}()
 	start := time.Now()
-	found := false
-	for range n.P2P.DHT.FindProvidersAsync(qctx, market.ClassCID(netName, class), 1) {
-		found = true
+	var l Lookup
+	found := 0
+	for range n.P2P.DHT.FindProvidersAsync(market.LookupContext(qctx), market.ClassCID(netName, class), fanout) {
+		if found++; found == 1 {
+			l.First = time.Since(start)
+		}
+		if found == fanout {
+			l.Kth = time.Since(start)
+		}
 	}
-	took := time.Since(start)
+	l.Took = time.Since(start)
 	cancel()
 	<-drained
-	if !found {
-		return Lookup{Took: took, Err: context.DeadlineExceeded}
+	if found == 0 {
+		return Lookup{Took: l.Took, Err: context.DeadlineExceeded}
 	}
-	return Lookup{Took: took, Hops: w.responder(n, depth, sent, start.Add(took))}
+	l.Hops = w.responder(n, depth, sent, start.Add(l.First))
+	return l
 }
 
 // responder is the depth of the peer whose answer came at at, of those

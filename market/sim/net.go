@@ -97,7 +97,8 @@ func (n *Net) reach(ctx context.Context, from, to peer.ID) error {
 	pf, pt := n.nodes[from], n.nodes[to]
 	n.mu.Unlock()
 	if pt == nil || pf == nil || pt.gone.Load() || pt.nat {
-		t := time.NewTimer(dialTimeout)
+		// As libp2p's swarm, a shorter dial peer timeout on ctx wins.
+		t := time.NewTimer(min(dialTimeout, network.GetDialPeerTimeout(ctx)))
 		defer t.Stop()
 		select {
 		case <-ctx.Done():

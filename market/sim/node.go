@@ -24,13 +24,16 @@ import (
 )
 
 // The GPU classes of the simulated providers: most sell H100s, some
-// A100s, and two sell a rare class, too few for a requester's fanout, so
-// that its offers go out by gossip.
+// A100s, and two sell a rare class, too few for a requester's fanout.
+// Nobody sells the unsold class: the DHT names no provider of it, so
+// its offers go out by gossip (an offer for the rare class goes straight
+// to its two providers, gossiped only when its lookup ran dry in time).
 const (
-	classH100 = "nvidia-h100-80gb"
-	classA100 = "nvidia-a100-80gb"
-	classRare = "nvidia-b200-192gb"
-	netName   = "sim"
+	classH100   = "nvidia-h100-80gb"
+	classA100   = "nvidia-a100-80gb"
+	classRare   = "nvidia-b200-192gb"
+	classUnsold = "nvidia-gh200-96gb"
+	netName     = "sim"
 )
 
 // Node is one simulated daemon: the p2p node and the market of the real

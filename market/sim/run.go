@@ -15,8 +15,8 @@ type Scenario struct {
 	// Lookups of H100 providers, one every LookupEvery.
 	Lookups     int
 	LookupEvery time.Duration
-	// Gossiped offers: deals for the rare class, which too few providers
-	// sell for a requester's fanout, one a second.
+	// Gossiped offers: deals for a class nobody sells, which the DHT
+	// cannot name a provider of, one a second.
 	Gossiped int
 	// Deals for an H100, one every DealEvery.
 	Deals     int
@@ -41,6 +41,8 @@ type Figures struct {
 	Spread []time.Duration
 	Short  int
 	Deals  []Deal
+	// Gossiped counts the deals' offers that went out by gossip.
+	Gossiped int
 	// Messages sent during the deals, by protocol family ("market" counts
 	// requests; "market-own" is the markets' own count), and bids made.
 	Messages map[string]int64
@@ -89,11 +91,14 @@ func Run(ctx context.Context, cfg Config, sc Scenario) ([]Figures, error) {
 func (w *World) round(ctx context.Context, sc Scenario, f *Figures) {
 	f.Lookups = w.Lookups(ctx, sc.Lookups, sc.LookupEvery, classH100)
 	w.Spread(0.99) // forget what came before
-	w.Deals(ctx, sc.Gossiped, time.Second, classRare)
+	w.Deals(ctx, sc.Gossiped, time.Second, classUnsold)
 	time.Sleep(5 * time.Second)
 	f.Spread, f.Short = w.Spread(0.99)
 	msgs, own, bids := w.Net().Counts(), w.marketMessages(), w.bids()
 	f.Deals = w.Deals(ctx, sc.Deals, sc.DealEvery, classH100)
+	time.Sleep(5 * time.Second)
+	took, short := w.Spread(0.99)
+	f.Gossiped = len(took) + short
 	f.Messages = map[string]int64{"market-own": w.marketMessages() - own}
 	for fam, c := range w.Net().Counts() {
 		f.Messages[fam] = c - msgs[fam]
