@@ -100,7 +100,21 @@ type RemoteOptions struct {
 	// Exclude are providers (peer IDs) this job must not run on: a
 	// replica's others.
 	Exclude []string
+	// Apart keeps it off providers that share a peer ID, wallet or
+	// public IP with those it holds, and holds its own: a replicated
+	// job's runs (market.OfferRequest.Apart).
+	Apart *market.Apart
 }
+
+// avoid is what a job's deal stays off: providers by peer ID, and the
+// owners apart holds.
+type avoid struct {
+	peers []string
+	apart *market.Apart
+}
+
+// avoidPeers avoids providers by peer ID only (a retry's failed one).
+func avoidPeers(peers ...string) avoid { return avoid{peers: peers} }
 
 // SubmitRemote runs a spec through the market with opts.
 func (rq *Requester) SubmitRemote(ctx context.Context, spec *jobs.Spec, opts RemoteOptions) (*api.Job, error) {
@@ -113,13 +127,13 @@ func (rq *Requester) SubmitRemote(ctx context.Context, spec *jobs.Spec, opts Rem
 	if err := rq.checkFunds(ctx, spec); err != nil {
 		return nil, err
 	}
-	return rq.queueRemote(spec, opts.Exclude, opts.Prepay)
+	return rq.queueRemote(spec, avoid{opts.Exclude, opts.Apart}, opts.Prepay)
 }
 
 // queueRemote records a market job as queued, starts its wait for a
 // provider, and returns it. exclude are providers not to use (a retry's
-// failed one).
-func (rq *Requester) queueRemote(spec *jobs.Spec, exclude []string, prepay time.Duration) (*api.Job, error) {
+// failed one, a replica's others).
+func (rq *Requester) queueRemote(spec *jobs.Spec, exclude avoid, prepay time.Duration) (*api.Job, error) {
 	queue := queueTimeout(spec)
 	now := time.Now().UTC()
 	id := newJobID()
@@ -151,7 +165,7 @@ func queueTimeout(spec *jobs.Spec) time.Duration {
 }
 
 // startQueued runs a queued job's wait in the background.
-func (rq *Requester) startQueued(rj *Record, exclude []string) {
+func (rq *Requester) startQueued(rj *Record, exclude avoid) {
 	ctx, cancel := context.WithCancel(rq.ctx)
 	rq.mu.Lock()
 	rq.waiting[rj.ID] = cancel
@@ -169,7 +183,7 @@ func (rq *Requester) startQueued(rj *Record, exclude []string) {
 
 // runQueued waits for a deal, funds it and starts the job; on any failure
 // the job fails with the reason.
-func (rq *Requester) runQueued(ctx context.Context, rj *Record, exclude []string) {
+func (rq *Requester) runQueued(ctx context.Context, rj *Record, exclude avoid) {
 	spec := rj.Spec
 	progress := func(reason string) { rq.setQueued(rj, reason) }
 	defer rq.doneAwaiting(rj.ID)
@@ -203,7 +217,7 @@ func (rq *Requester) runQueued(ctx context.Context, rj *Record, exclude []string
 // start the job there. A provider that refuses the start for the
 // channel's deposit (another of this node's starts counted it first) is
 // asked again with a new deal, a few times within the queue wait.
-func (rq *Requester) startSingle(ctx context.Context, rj *Record, exclude []string, progress func(string)) error {
+func (rq *Requester) startSingle(ctx context.Context, rj *Record, exclude avoid, progress func(string)) error {
 	if err := rq.awaitFunds(ctx, rj, progress); err != nil {
 		return err
 	}
@@ -229,7 +243,7 @@ func (rq *Requester) retryFunds(rj *Record, progress func(string), start func() 
 var errStartFunds = errors.New("refused for the channel's deposit")
 
 // startOnce makes one deal, funds it and starts the job on its provider.
-func (rq *Requester) startOnce(ctx context.Context, rj *Record, exclude []string, progress func(string)) error {
+func (rq *Requester) startOnce(ctx context.Context, rj *Record, exclude avoid, progress func(string)) error {
 	spec := rj.Spec
 	deals, err := rq.dealsWithin(ctx, &spec, exclude, time.Until(rj.QueueUntil), 1, progress)
 	if err != nil {
@@ -267,7 +281,7 @@ func (rq *Requester) startOnce(ctx context.Context, rj *Record, exclude []string
 	if err != nil {
 		return fmt.Errorf("provider %s: %w", deal.Provider, err)
 	}
-	j.ID, j.Provider = rj.ID, deal.Provider
+	j.ID, j.Provider, j.ProviderWallet, j.ProviderIP = rj.ID, deal.Provider, deal.ProviderWallet, rq.publicIP(deal.Provider)
 	rq.mu.Lock()
 	rj.Remote, rj.Provider, rj.Deal, rj.QueueUntil = remoteID, deal.Provider, *deal, time.Time{}
 	rj.Answered = time.Now()
@@ -369,7 +383,7 @@ func (rq *Requester) resumeQueued() {
 			continue
 		}
 		rq.log.Info("queued job resumed", "job_id", rj.ID, "until", rj.QueueUntil)
-		rq.startQueued(rj, nil)
+		rq.startQueued(rj, avoid{})
 	}
 }
 
@@ -377,7 +391,7 @@ func (rq *Requester) resumeQueued() {
 // one offer, asking again within the queue wait (negative: the spec's
 // timeouts.queue) until at least one is made; progress hears why each
 // round made none. The caller funds them.
-func (rq *Requester) dealsWithin(ctx context.Context, spec *jobs.Spec, exclude []string, queue time.Duration, count int, progress func(string)) ([]*market.Deal, error) {
+func (rq *Requester) dealsWithin(ctx context.Context, spec *jobs.Spec, exclude avoid, queue time.Duration, count int, progress func(string)) ([]*market.Deal, error) {
 	if queue < 0 {
 		queue = queueTimeout(spec)
 	}
@@ -457,7 +471,7 @@ func (rq *Requester) cancelRemote(ctx context.Context, id string) (*api.Job, err
 	if err := json.Unmarshal(resp, &j); err != nil {
 		return nil, fmt.Errorf("provider %s: %w", rj.Provider, err)
 	}
-	j.ID, j.Provider = rj.ID, rj.Provider
+	j.ID, j.Provider, j.ProviderWallet, j.ProviderIP = rj.ID, rj.Provider, rj.Deal.ProviderWallet, rq.publicIP(rj.Provider)
 	rq.endForwards(rj.ID) // its local ports close with it, not at the next poll
 	return &j, nil
 }

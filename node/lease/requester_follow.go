@@ -197,7 +197,7 @@ func (rq *Requester) providerMissing(ctx context.Context, rj *Record, err error)
 	if rj.Spec.Retry.Attempts > 0 && len(rj.Group) <= 1 {
 		spec := rj.Spec
 		spec.Retry.Attempts--
-		if j, err := rq.queueRemote(&spec, []string{rj.Provider}, rj.Prepay); err != nil {
+		if j, err := rq.queueRemote(&spec, avoidPeers(rj.Provider), rj.Prepay); err != nil {
 			reason += "; retry failed: " + err.Error()
 		} else {
 			retried = j.ID
@@ -424,7 +424,7 @@ func (rq *Requester) remoteStatus(ctx context.Context, rj *Record) (*api.Job, er
 func (rq *Requester) remoteStatusWait(ctx context.Context, rj *Record, seen jobs.State, wait time.Duration) (*api.Job, error) {
 	// A start on another provider (a retry) rewrites these under rq.mu.
 	rq.mu.Lock()
-	provider, remote, gangMs := rj.Provider, rj.remoteID(), rj.GangStartMs
+	provider, remote, gangMs, wallet := rj.Provider, rj.remoteID(), rj.GangStartMs, rj.Deal.ProviderWallet
 	rq.mu.Unlock()
 	prov, err := peer.Decode(provider)
 	if err != nil {
@@ -440,6 +440,7 @@ func (rq *Requester) remoteStatusWait(ctx context.Context, rj *Record, seen jobs
 		return nil, err
 	}
 	j.ID, j.Provider, j.GangStartMs = rj.ID, provider, gangMs
+	j.ProviderWallet, j.ProviderIP = wallet, rq.publicIP(provider)
 	return &j, nil
 }
 

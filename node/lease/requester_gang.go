@@ -95,7 +95,7 @@ func newGangStart(spec *jobs.Spec, id string, deals []*market.Deal) *gangStart {
 // takes the rest.
 func (rq *Requester) gangDeals(ctx context.Context, spec *jobs.Spec, progress func(string)) ([]*market.Deal, error) {
 	nodes := spec.Distributed.Nodes
-	deals, err := rq.dealsWithin(ctx, spec, nil, -1, nodes, progress)
+	deals, err := rq.dealsWithin(ctx, spec, avoid{}, -1, nodes, progress)
 	if err != nil {
 		return nil, fmt.Errorf("no deal for any of the %d ranks: %w", nodes, err)
 	}
@@ -104,9 +104,9 @@ func (rq *Requester) gangDeals(ctx context.Context, spec *jobs.Spec, progress fu
 		used = append(used, d.Provider)
 	}
 	for len(deals) < nodes {
-		more, err := rq.dealsWithin(ctx, spec, used, 0, nodes-len(deals), progress)
+		more, err := rq.dealsWithin(ctx, spec, avoidPeers(used...), 0, nodes-len(deals), progress)
 		if err != nil {
-			more, err = rq.dealsWithin(ctx, spec, nil, -1, 1, progress)
+			more, err = rq.dealsWithin(ctx, spec, avoid{}, -1, 1, progress)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("rank %d: %w", len(deals), err)
@@ -232,6 +232,7 @@ func (g *gangStart) contract() error {
 func (rq *Requester) recordGang(g *gangStart) {
 	for r := range g.ranks {
 		g.ranks[r].rep.Job.Provider = g.ranks[r].deal.Provider
+		g.ranks[r].rep.Job.ProviderWallet = g.ranks[r].deal.ProviderWallet
 		g.ranks[r].rep.Job.ID = g.ids[r]
 		rj := &Record{ID: g.ids[r], Remote: g.remoteIDs[r], Provider: g.ranks[r].deal.Provider, Deal: g.ranks[r].deal,
 			Vouched: "0", Spec: *g.spec, Group: g.ids, Rank: r}
