@@ -61,6 +61,36 @@ type Verify struct {
 	// Outputs, when set, are the files under /outputs that must match;
 	// empty: the whole result (its CID).
 	Outputs []string `yaml:"outputs,omitempty" json:"outputs,omitempty"`
+	// Comparator, when set, decides whether two results whose bytes
+	// differ are equivalent (floating-point tolerances): a container the
+	// requester's node runs with the two results read-only at /inputs/a
+	// and /inputs/b, exiting 0 when they are. The majority is then
+	// counted over what it finds equivalent.
+	Comparator *Comparator `yaml:"comparator,omitempty" json:"comparator,omitempty"`
+}
+
+// Comparator is a verify.comparator: an image and the command it runs.
+type Comparator struct {
+	Image   string   `yaml:"image" json:"image"`
+	Command []string `yaml:"command,omitempty" json:"command,omitempty"`
+	Args    []string `yaml:"args,omitempty" json:"args,omitempty"`
+}
+
+func (c *Comparator) validate() error {
+	if c == nil {
+		return nil
+	}
+	switch {
+	case c.Image == "":
+		return specErr("verify.comparator.image", "required: the image whose command compares two results")
+	case strings.HasPrefix(c.Image, "ipfs://"):
+		return specErr("verify.comparator.image", "%q: the comparator runs on this node from a local or registry image", c.Image)
+	case !imageRE.MatchString(c.Image):
+		return specErr("verify.comparator.image", "%q is not an image reference", c.Image)
+	case len(c.Command) == 0 && len(c.Args) == 0:
+		return specErr("verify.comparator", "give command (or args): what compares /inputs/a with /inputs/b and exits 0 when they are equivalent")
+	}
+	return nil
 }
 
 // SampleRate is Sample as a fraction in [0, 1].
@@ -94,6 +124,9 @@ func (v *Verify) validate(s *Spec) error {
 		if err != nil || !strings.HasSuffix(strings.TrimSpace(v.Sample), "%") || f <= 0 || f > 100 {
 			return specErr("verify.sample", "%q: want a share such as 5%%", v.Sample)
 		}
+	}
+	if err := v.Comparator.validate(); err != nil {
+		return err
 	}
 	for i, o := range v.Outputs {
 		p, err := underRoot(fmt.Sprintf("verify.outputs[%d]", i), o, "/outputs")

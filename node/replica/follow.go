@@ -1,22 +1,25 @@
 package replica
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/aixblock/aixblock/jobs"
-	"github.com/aixblock/aixblock/node/api"
+	"github.com/aixblock/aixblock/market"
 )
 
 // follow reads g's runs until it is decided.
 func (c *Checker) follow(g *Group) {
+	id := g.ID
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		t := time.NewTicker(c.cfg.Poll)
 		defer t.Stop()
 		for {
-			if c.step(g.ID) {
+			if c.step(id) {
 				return
 			}
 			select {
@@ -54,12 +57,13 @@ func (c *Checker) step(id string) bool {
 	return g.State.Terminal()
 }
 
-// refresh reads each run not yet ended.
+// refresh reads each run not yet ended, then, once every run of the
+// group has ended, reads their results (reveal).
 func (c *Checker) refresh(g *Group) {
 	for i := range g.Replicas {
 		r := &g.Replicas[i]
-		if r.done() && (r.Key != "" || r.State != jobs.Completed) {
-			continue
+		if r.done() && (r.ResultCID != "" || r.State != jobs.Completed) {
+			continue // read since it ended
 		}
 		j, err := c.cfg.Lease.Get(c.ctx, r.JobID)
 		if err != nil {
@@ -67,24 +71,66 @@ func (c *Checker) refresh(g *Group) {
 			continue
 		}
 		r.State, r.Provider, r.ResultCID, r.Reason = j.State, j.Provider, j.ResultCID, j.Reason
-		if r.State == jobs.Completed {
-			r.Key = c.key(g, j)
-		}
+		r.Wallet, r.IP = cmp.Or(j.ProviderWallet, r.Wallet), cmp.Or(j.ProviderIP, r.IP)
+	}
+	if ended(g.Replicas) {
+		c.reveal(g)
 	}
 }
 
-// key is what a completed run's result is compared by.
-func (c *Checker) key(g *Group, j *api.Job) string {
-	outs := g.Spec.Verify.Outputs
-	if len(outs) == 0 || c.cfg.Digest == nil {
-		return j.ResultCID
+func ended(reps []Replica) bool {
+	for _, r := range reps {
+		if !r.done() {
+			return false
+		}
 	}
-	d, err := c.cfg.Digest(c.ctx, j.ResultCID, outs)
+	return true
+}
+
+// reveal sets the key of each completed run. It runs only once every run
+// of the group has ended, each committed to its result CID: reading a
+// result fetches it by CID, and a fetch asks the peers this node is
+// connected to for that CID, so that a run still going could learn
+// another's result and claim it as its own without computing it.
+// Results with one CID are one key without a fetch; otherwise the key is
+// the digest of the outputs the spec names, or the CID; a comparator
+// then merges the keys it finds equivalent.
+func (c *Checker) reveal(g *Group) {
+	cids := map[string]bool{}
+	for _, r := range g.Replicas {
+		if r.State == jobs.Completed && r.ResultCID != "" {
+			cids[r.ResultCID] = true
+		}
+	}
+	for i := range g.Replicas {
+		r := &g.Replicas[i]
+		r.Key = ""
+		if r.State != jobs.Completed || r.ResultCID == "" {
+			continue
+		}
+		r.Key = r.ResultCID
+		if len(cids) > 1 && len(g.Spec.Verify.Outputs) > 0 && c.cfg.Digest != nil {
+			r.Key = c.digest(g, r)
+		}
+	}
+	if v := g.Spec.Verify; v.Comparator != nil && c.cfg.Compare != nil {
+		c.classes(g)
+	}
+}
+
+// digest is r's key by the outputs the spec names, read once.
+func (c *Checker) digest(g *Group, r *Replica) string {
+	if r.Digest != "" {
+		return r.Digest
+	}
+	d, err := c.cfg.Digest(c.ctx, r.ResultCID, g.Spec.Verify.Outputs)
 	if err != nil {
-		// Read again at the next step: an unreadable result is no vote.
-		c.log.Info("a run's outputs not read", "job_id", j.ID, "err", err)
+		// Read again at the next step; after maxReads it is no vote.
+		r.Unread++
+		c.log.Info("a run's outputs not read", "job_id", r.JobID, "tries", r.Unread, "err", err)
 		return ""
 	}
+	r.Digest = d
 	return d
 }
 
@@ -127,6 +173,9 @@ func (c *Checker) stepSample(g *Group) {
 // judge decides once every run has ended: a tie-breaker for a split,
 // the majority's result, or a failure when none comes.
 func (c *Checker) judge(g *Group) {
+	if slices.ContainsFunc(g.Replicas, Replica.unread) {
+		return // a result still to read
+	}
 	v := decide(g.Replicas, g.Want, g.Want+2)
 	switch {
 	case v.more:
@@ -164,22 +213,19 @@ func (c *Checker) summary(g *Group) string {
 	return fmt.Sprintf("%d runs agree, %d outvoted", agreed, outvoted)
 }
 
-// run starts another run of g on a provider none of its runs used.
+// run starts another run of g on a provider that shares no peer ID,
+// wallet or public IP with the providers of its runs.
 func (c *Checker) run(g *Group, role string) {
-	var exclude []string
+	apart := &market.Apart{}
 	for _, r := range g.Replicas {
-		if r.Provider != "" {
-			exclude = append(exclude, r.Provider)
-		}
+		apart.Hold(r.Provider, r.Wallet, r.IP)
 	}
-	spec := g.Spec
-	spec.Verify = nil // a run is an ordinary job; the group checks it
-	j, err := c.cfg.Lease.Submit(c.ctx, &spec, exclude)
+	j, err := c.cfg.Lease.Submit(c.ctx, runSpec(&g.Spec), apart)
 	if err != nil {
 		c.end(g, jobs.Failed, fmt.Sprintf("%s not started: %v", role, err))
 		return
 	}
-	c.log.Info("checked job: another run", "job_id", g.ID, "role", role, "run", j.ID, "exclude", exclude)
+	c.log.Info("checked job: another run", "job_id", g.ID, "role", role, "run", j.ID, "apart_from", apart.Peers())
 	g.Replicas = append(g.Replicas, Replica{JobID: j.ID, Role: role, State: j.State, Outcome: Pending})
 }
 

@@ -17,13 +17,16 @@ import (
 
 	"github.com/aixblock/aixblock/internal/atomicfile"
 	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/node/api"
 )
 
 // Lease is what checking needs of the requester's side of the lease.
 type Lease interface {
-	// Submit queues spec for the market, never on the excluded providers.
-	Submit(ctx context.Context, spec *jobs.Spec, exclude []string) (*api.Job, error)
+	// Submit queues spec for the market, never on a provider that shares
+	// a peer ID, wallet or public IP with those apart holds; the one it
+	// gets is held there too.
+	Submit(ctx context.Context, spec *jobs.Spec, apart *market.Apart) (*api.Job, error)
 	Get(ctx context.Context, id string) (*api.Job, error)
 	Cancel(ctx context.Context, id string) (*api.Job, error)
 }
@@ -36,6 +39,9 @@ type Config struct {
 	// Digest, when set, is the digest of a result's named outputs (a
 	// spec's verify.outputs); without it those specs compare result CIDs.
 	Digest func(ctx context.Context, resultCID string, paths []string) (string, error)
+	// Compare, when set, runs a spec's verify.comparator on two results
+	// (by CID): equal when it exits 0, an error when it could not say.
+	Compare func(ctx context.Context, c *jobs.Comparator, a, b string) (equal bool, err error)
 	// Outvoted hears of each provider whose result a majority outvoted,
 	// and of each spot check it failed (the market's reputation).
 	Outvoted func(provider, jobID string)
@@ -66,9 +72,11 @@ type Group struct {
 	ResultCID string     `json:"result_cid,omitempty"`
 	Reason    string     `json:"reason,omitempty"`
 	// Checked says whether a sampled job was drawn for a check.
-	Checked   bool      `json:"checked"`
-	CreatedAt time.Time `json:"created_at"`
-	EndedAt   time.Time `json:"ended_at,omitzero"`
+	Checked bool `json:"checked"`
+	// Comparisons are the comparator's runs, each with its cost.
+	Comparisons []Comparison `json:"comparisons,omitempty"`
+	CreatedAt   time.Time    `json:"created_at"`
+	EndedAt     time.Time    `json:"ended_at,omitzero"`
 }
 
 // Checker runs replicated and spot-checked jobs.
@@ -149,18 +157,26 @@ func (c *Checker) track(g *Group) {
 }
 
 // Replicate runs spec on spec.Verify.Replicas providers, one after
-// another as each finds its provider so that none shares one, and
+// another as each finds its provider so that none shares an owner, and
 // returns the checked job at once.
 func (c *Checker) Replicate(ctx context.Context, spec *jobs.Spec) (*Group, error) {
-	run := *spec
-	run.Verify = nil // each run is an ordinary job; the group checks them
-	first, err := c.cfg.Lease.Submit(ctx, &run, nil)
+	first, err := c.cfg.Lease.Submit(ctx, runSpec(spec), &market.Apart{})
 	if err != nil {
 		return nil, err
 	}
 	g := &Group{ID: newID(), Spec: *spec, Mode: ModeReplicas, Want: spec.Verify.Replicas, State: jobs.Running,
 		CreatedAt: time.Now().UTC(), Replicas: []Replica{{JobID: first.ID, Role: "replica", State: first.State, Outcome: Pending}}}
 	return c.start(g)
+}
+
+// runSpec is one run of a checked job: an ordinary job that the group
+// checks. It is not retried on its own: a retry would go to a provider
+// the group did not keep apart, and a run that fails is replaced by the
+// group (a tie-breaker) anyway.
+func runSpec(spec *jobs.Spec) *jobs.Spec {
+	run := *spec
+	run.Verify, run.Retry = nil, jobs.Retry{}
+	return &run
 }
 
 // Sample watches a market job submitted with verify.sample: once its
@@ -175,9 +191,10 @@ func (c *Checker) start(g *Group) (*Group, error) {
 	if err := c.save(g); err != nil {
 		return nil, err
 	}
+	id := g.ID // g is the checker's from here, written under its lock
 	c.track(g)
 	c.follow(g)
-	return c.snapshot(g.ID), nil
+	return c.snapshot(id), nil
 }
 
 // Get is the checked job id, or of which run id is, if any.

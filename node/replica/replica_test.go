@@ -2,13 +2,16 @@ package replica
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/node/api"
 	"github.com/aixblock/aixblock/p2p/p2ptest"
 )
@@ -41,42 +44,82 @@ func TestDecide(t *testing.T) {
 	}
 }
 
-// fakeLease runs every job to completion on its own provider, returning
-// the result its provider's function gives.
+// fakeProv is a provider of the fake market.
+type fakeProv struct{ id, wallet string }
+
+// fakeLease is a market of providers, tried in order: a run goes to the
+// first its apart lets through (as the market's awards do). A run ends at
+// once with the result its provider's function gives, unless its
+// provider is held: then it runs until finish.
 type fakeLease struct {
-	mu      sync.Mutex
-	jobs    map[string]*api.Job
-	next    int
-	result  func(provider string) string // "" fails the run
-	exclude [][]string
+	mu     sync.Mutex
+	jobs   map[string]*api.Job
+	provs  []fakeProv
+	result func(provider string) string // "" fails the run
+	hold   map[string]bool
+	gets   map[string]int // reads of each run
 }
 
 func newFakeLease(result func(string) string) *fakeLease {
-	return &fakeLease{jobs: map[string]*api.Job{}, result: result}
+	f := &fakeLease{jobs: map[string]*api.Job{}, result: result, hold: map[string]bool{}, gets: map[string]int{}}
+	for i := 1; i <= 6; i++ {
+		f.provs = append(f.provs, fakeProv{fmt.Sprintf("prov%d", i), fmt.Sprintf("0xwallet%d", i)})
+	}
+	return f
 }
 
-func (f *fakeLease) Submit(_ context.Context, spec *jobs.Spec, exclude []string) (*api.Job, error) {
+func (f *fakeLease) Submit(_ context.Context, spec *jobs.Spec, apart *market.Apart) (*api.Job, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.next++
-	prov := fmt.Sprintf("prov%d", f.next)
-	if slices.Contains(exclude, prov) {
-		return nil, fmt.Errorf("provider %s excluded", prov)
+	i := slices.IndexFunc(f.provs, func(p fakeProv) bool { return apart.Claim(p.id, p.wallet, "") == "" })
+	if i < 0 {
+		return nil, errors.New("no provider apart from the others")
 	}
-	f.exclude = append(f.exclude, slices.Clone(exclude))
-	j := &api.Job{Job: jobs.Job{ID: fmt.Sprintf("job%d", f.next), Spec: *spec, State: jobs.Completed}, Provider: prov}
-	if cid := f.result(prov); cid != "" {
-		j.ResultCID = cid
-	} else {
+	p := f.provs[i]
+	j := &api.Job{Job: jobs.Job{ID: fmt.Sprintf("job%d", len(f.jobs)+1), Spec: *spec, State: jobs.Running},
+		Provider: p.id, ProviderWallet: p.wallet}
+	f.jobs[j.ID] = j
+	if !f.hold[p.id] {
+		f.end(j, f.result(p.id))
+	}
+	return j, nil
+}
+
+func (f *fakeLease) end(j *api.Job, cid string) {
+	j.State, j.ResultCID = jobs.Completed, cid
+	if cid == "" {
 		j.State = jobs.Failed
 	}
-	f.jobs[j.ID] = j
-	return j, nil
+}
+
+// finish ends the held run of provider with its result then.
+func (f *fakeLease) finish(provider string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, j := range f.jobs {
+		if j.Provider == provider && !j.State.Terminal() {
+			f.end(j, f.result(provider))
+		}
+	}
+}
+
+// running says whether any run has not ended.
+func (f *fakeLease) running() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.ContainsFunc(slices.Collect(maps.Values(f.jobs)), func(j *api.Job) bool { return !j.State.Terminal() })
+}
+
+func (f *fakeLease) reads(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.gets[id]
 }
 
 func (f *fakeLease) Get(_ context.Context, id string) (*api.Job, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.gets[id]++
 	if j := f.jobs[id]; j != nil {
 		v := *j
 		return &v, nil
@@ -149,13 +192,20 @@ func TestReplicas(t *testing.T) {
 			if !slices.Equal(*outvoted, tc.outvoted) {
 				t.Fatalf("outvoted %v, want %v", *outvoted, tc.outvoted)
 			}
-			// Each run avoided the providers before it.
-			for i, ex := range l.exclude {
-				if len(ex) != i {
-					t.Fatalf("run %d excluded %v", i+1, ex)
-				}
-			}
+			apartOwners(t, g)
 		})
+	}
+}
+
+// apartOwners fails t when two runs of g share a provider or a wallet.
+func apartOwners(t *testing.T, g *Group) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, r := range g.Replicas {
+		if seen[r.Provider] || seen[r.Wallet] || r.Wallet == "" {
+			t.Fatalf("runs %+v: two on one owner, or a wallet unknown", g.Replicas)
+		}
+		seen[r.Provider], seen[r.Wallet] = true, true
 	}
 }
 
