@@ -3,6 +3,7 @@ package replica
 import (
 	"cmp"
 	"fmt"
+	"reflect"
 	"slices"
 	"time"
 
@@ -35,6 +36,7 @@ func (c *Checker) follow(g *Group) {
 // whether it is decided.
 func (c *Checker) step(id string) bool {
 	g := c.snapshot(id)
+	before := *c.snapshot(id)
 	c.refresh(g)
 	switch g.Mode {
 	case ModeReplicas:
@@ -51,6 +53,9 @@ func (c *Checker) step(id string) bool {
 		c.byJob[r.JobID] = g.ID
 	}
 	c.mu.Unlock()
+	if reflect.DeepEqual(before, *g) {
+		return g.State.Terminal() // nothing new to write
+	}
 	if err := c.save(g); err != nil {
 		c.log.Warn("checked job not saved", "job_id", id, "err", err)
 	}
@@ -134,8 +139,9 @@ func (c *Checker) digest(g *Group, r *Replica) string {
 	return d
 }
 
-// stepReplicas adds the next replica once the last has its provider,
-// then decides once all have ended.
+// stepReplicas adds the next replica once the last has its provider (a
+// group recorded before runs started at once), then decides once all
+// have ended.
 func (c *Checker) stepReplicas(g *Group) {
 	if len(g.Replicas) < g.Want {
 		last := g.Replicas[len(g.Replicas)-1]

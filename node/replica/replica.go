@@ -45,7 +45,8 @@ type Config struct {
 	// Outvoted hears of each provider whose result a majority outvoted,
 	// and of each spot check it failed (the market's reputation).
 	Outvoted func(provider, jobID string)
-	// Poll is how often runs are read; zero: 1 s.
+	// Poll is how often runs are read; zero: 250 ms (a replicated job
+	// ends at most this long after its last run).
 	Poll time.Duration
 	// Rand draws spot checks; zero: math/rand.
 	Rand func() float64
@@ -97,7 +98,7 @@ type Checker struct {
 // New loads the checked jobs of dir and resumes those under way.
 func New(cfg Config) (*Checker, error) {
 	if cfg.Poll == 0 {
-		cfg.Poll = time.Second
+		cfg.Poll = 250 * time.Millisecond
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = mrand.Float64
@@ -156,17 +157,32 @@ func (c *Checker) track(g *Group) {
 	}
 }
 
-// Replicate runs spec on spec.Verify.Replicas providers, one after
-// another as each finds its provider so that none shares an owner, and
-// returns the checked job at once.
+// Replicate runs spec on spec.Verify.Replicas providers at once, and
+// returns the checked job at once. The runs share one market.Apart, so
+// that however their negotiations interleave no two go to providers
+// sharing a peer ID, wallet or public IP.
 func (c *Checker) Replicate(ctx context.Context, spec *jobs.Spec) (*Group, error) {
-	first, err := c.cfg.Lease.Submit(ctx, runSpec(spec), &market.Apart{})
-	if err != nil {
-		return nil, err
-	}
 	g := &Group{ID: newID(), Spec: *spec, Mode: ModeReplicas, Want: spec.Verify.Replicas, State: jobs.Running,
-		CreatedAt: time.Now().UTC(), Replicas: []Replica{{JobID: first.ID, Role: "replica", State: first.State, Outcome: Pending}}}
+		CreatedAt: time.Now().UTC()}
+	apart := &market.Apart{}
+	for range g.Want {
+		j, err := c.cfg.Lease.Submit(ctx, runSpec(spec), apart)
+		if err != nil {
+			c.cancelRuns(ctx, g)
+			return nil, err
+		}
+		g.Replicas = append(g.Replicas, Replica{JobID: j.ID, Role: "replica", State: j.State, Outcome: Pending})
+	}
 	return c.start(g)
+}
+
+// cancelRuns cancels the runs of a group that could not start whole.
+func (c *Checker) cancelRuns(ctx context.Context, g *Group) {
+	for _, r := range g.Replicas {
+		if _, err := c.cfg.Lease.Cancel(ctx, r.JobID); err != nil {
+			c.log.Warn("run of a replicated job that did not start not canceled", "job_id", r.JobID, "err", err)
+		}
+	}
 }
 
 // runSpec is one run of a checked job: an ordinary job that the group
@@ -230,6 +246,9 @@ func (c *Checker) Cancel(ctx context.Context, id string) (*Group, error) {
 		c.end(cur, jobs.Canceled, "canceled")
 	}
 	c.mu.Unlock()
+	if err := c.save(c.snapshot(g.ID)); err != nil {
+		c.log.Warn("canceled job not saved", "job_id", g.ID, "err", err)
+	}
 	var errs []error
 	for _, r := range g.Replicas {
 		if !r.done() {
