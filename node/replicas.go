@@ -26,6 +26,7 @@ import (
 func (n *Node) openReplicas(log *slog.Logger) error {
 	c, err := replica.New(replica.Config{Dir: filepath.Join(n.repo.Dir, "checked"), Lease: replicaLease{n},
 		Digest: n.outputsDigest, Compare: n.compareResults, Log: log,
+		Owners: func() replica.Owners { return &market.Apart{} },
 		Outvoted: func(provider, jobID string) {
 			log.Warn("provider outvoted: its result differs from the majority's", "peer_id", provider, "job_id", jobID)
 			if n.market != nil {
@@ -42,7 +43,11 @@ func (n *Node) openReplicas(log *slog.Logger) error {
 // replicaLease is the checker's view of the lease.
 type replicaLease struct{ n *Node }
 
-func (l replicaLease) Submit(ctx context.Context, spec *jobs.Spec, apart *market.Apart) (*api.Job, error) {
+func (l replicaLease) Submit(ctx context.Context, spec *jobs.Spec, owners replica.Owners) (*api.Job, error) {
+	apart, ok := owners.(*market.Apart)
+	if !ok { // the checker makes them with Config.Owners, above
+		return nil, fmt.Errorf("replica owners %T: want a market.Apart", owners)
+	}
 	return l.n.lease.Requester().SubmitRemote(ctx, spec, lease.RemoteOptions{Apart: apart})
 }
 

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/aixblock/aixblock/jobs"
-	"github.com/aixblock/aixblock/market"
 )
 
 // follow reads g's runs until it is decided.
@@ -222,16 +221,16 @@ func (c *Checker) summary(g *Group) string {
 // run starts another run of g on a provider that shares no peer ID,
 // wallet or public IP with the providers of its runs.
 func (c *Checker) run(g *Group, role string) {
-	apart := &market.Apart{}
+	owners := c.cfg.Owners()
 	for _, r := range g.Replicas {
-		apart.Hold(r.Provider, r.Wallet, r.IP)
+		owners.Hold(r.Provider, r.Wallet, r.IP)
 	}
-	j, err := c.cfg.Lease.Submit(c.ctx, runSpec(&g.Spec), apart)
+	j, err := c.cfg.Lease.Submit(c.ctx, runSpec(&g.Spec), owners)
 	if err != nil {
 		c.end(g, jobs.Failed, fmt.Sprintf("%s not started: %v", role, err))
 		return
 	}
-	c.log.Info("checked job: another run", "job_id", g.ID, "role", role, "run", j.ID, "apart_from", apart.Peers())
+	c.log.Info("checked job: another run", "job_id", g.ID, "role", role, "run", j.ID, "apart_from", owners.Peers())
 	g.Replicas = append(g.Replicas, Replica{JobID: j.ID, Role: role, State: j.State, Outcome: Pending})
 }
 

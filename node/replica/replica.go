@@ -12,23 +12,74 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/aixblock/aixblock/internal/atomicfile"
 	"github.com/aixblock/aixblock/jobs"
-	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/node/api"
 )
 
 // Lease is what checking needs of the requester's side of the lease.
 type Lease interface {
 	// Submit queues spec for the market, never on a provider that shares
-	// a peer ID, wallet or public IP with those apart holds; the one it
+	// a peer ID, wallet or public IP with those owners holds; the one it
 	// gets is held there too.
-	Submit(ctx context.Context, spec *jobs.Spec, apart *market.Apart) (*api.Job, error)
+	Submit(ctx context.Context, spec *jobs.Spec, owners Owners) (*api.Job, error)
 	Get(ctx context.Context, id string) (*api.Job, error)
 	Cancel(ctx context.Context, id string) (*api.Job, error)
+}
+
+// Owners holds the owners of a group's runs: their providers' peer IDs,
+// payee wallets and public IPs (the node's is a market.Apart, whose
+// claims at award time keep runs negotiated at once apart).
+type Owners interface {
+	Hold(peerID, wallet, ip string)
+	// Claim holds a provider, or says why not: it shares an owner.
+	Claim(peerID, wallet, ip string) string
+	Peers() []string
+}
+
+// ownerSet is the Owners of a checker whose config names none.
+type ownerSet struct {
+	mu   sync.Mutex
+	held map[string]string // "peer:ID", "wallet:0x..", "ip:A" -> why another may not
+}
+
+func (o *ownerSet) Hold(peerID, wallet, ip string) { o.Claim(peerID, wallet, ip) }
+
+func (o *ownerSet) Claim(peerID, wallet, ip string) string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	keys := map[string]string{"peer:" + peerID: "it runs another run", "wallet:" + strings.ToLower(wallet): "its wallet is paid for another run",
+		"ip:" + ip: "its address runs another run"}
+	for k, why := range keys {
+		if o.held[k] != "" && !strings.HasSuffix(k, ":") {
+			return why
+		}
+	}
+	if o.held == nil {
+		o.held = map[string]string{}
+	}
+	for k := range keys {
+		if !strings.HasSuffix(k, ":") {
+			o.held[k] = "held"
+		}
+	}
+	return ""
+}
+
+func (o *ownerSet) Peers() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []string
+	for k := range o.held {
+		if p, ok := strings.CutPrefix(k, "peer:"); ok {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Config is the checker's; Dir and Lease are required.
@@ -45,6 +96,9 @@ type Config struct {
 	// Outvoted hears of each provider whose result a majority outvoted,
 	// and of each spot check it failed (the market's reputation).
 	Outvoted func(provider, jobID string)
+	// Owners makes the set a group's runs are kept apart by; zero: one
+	// of this package's, for a Lease that checks it itself.
+	Owners func() Owners
 	// Poll is how often runs are read; zero: 250 ms (a replicated job
 	// ends at most this long after its last run).
 	Poll time.Duration
@@ -97,6 +151,9 @@ type Checker struct {
 
 // New loads the checked jobs of dir and resumes those under way.
 func New(cfg Config) (*Checker, error) {
+	if cfg.Owners == nil {
+		cfg.Owners = func() Owners { return &ownerSet{} }
+	}
 	if cfg.Poll == 0 {
 		cfg.Poll = 250 * time.Millisecond
 	}
@@ -158,15 +215,15 @@ func (c *Checker) track(g *Group) {
 }
 
 // Replicate runs spec on spec.Verify.Replicas providers at once, and
-// returns the checked job at once. The runs share one market.Apart, so
+// returns the checked job at once. The runs share one Owners, so
 // that however their negotiations interleave no two go to providers
 // sharing a peer ID, wallet or public IP.
 func (c *Checker) Replicate(ctx context.Context, spec *jobs.Spec) (*Group, error) {
 	g := &Group{ID: newID(), Spec: *spec, Mode: ModeReplicas, Want: spec.Verify.Replicas, State: jobs.Running,
 		CreatedAt: time.Now().UTC()}
-	apart := &market.Apart{}
+	owners := c.cfg.Owners()
 	for range g.Want {
-		j, err := c.cfg.Lease.Submit(ctx, runSpec(spec), apart)
+		j, err := c.cfg.Lease.Submit(ctx, runSpec(spec), owners)
 		if err != nil {
 			c.cancelRuns(ctx, g)
 			return nil, err

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/aixblock/aixblock/jobs"
-	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/node/api"
 	"github.com/aixblock/aixblock/p2p/p2ptest"
 )
@@ -68,7 +67,7 @@ func newFakeLease(result func(string) string) *fakeLease {
 	return f
 }
 
-func (f *fakeLease) Submit(_ context.Context, spec *jobs.Spec, apart *market.Apart) (*api.Job, error) {
+func (f *fakeLease) Submit(_ context.Context, spec *jobs.Spec, apart Owners) (*api.Job, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	i := slices.IndexFunc(f.provs, func(p fakeProv) bool { return apart.Claim(p.id, p.wallet, "") == "" })
@@ -231,7 +230,7 @@ func TestSample(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			l := newFakeLease(tamperFirst)
 			c, outvoted := newChecker(t, l, tc.draw)
-			orig, _ := l.Submit(context.Background(), spec(jobs.Verify{Sample: "5%"}), nil)
+			orig, _ := l.Submit(context.Background(), spec(jobs.Verify{Sample: "5%"}), &ownerSet{})
 			if _, err := c.Sample(orig); err != nil {
 				t.Fatal(err)
 			}
