@@ -5,7 +5,7 @@ LDFLAGS := -X github.com/aixblock/aixblock/node.Version=$(VERSION)
 # go-nvml's headers carry deprecation warnings that are not ours to fix.
 export CGO_CFLAGS := -Wno-deprecated-declarations
 
-.PHONY: hooks build test test-short test-race e2e-chain fuzz run bench bench-gossip bench-services bench-idle bench-gpu bench-transfer bench-transfer-daemons gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market bench-scale bench-jobs bench-e2e bench-ddp e2e-torch job-image bench-wan
+.PHONY: hooks build test test-short test-race e2e-chain fuzz run bench bench-gossip bench-services bench-idle bench-gpu bench-transfer bench-transfer-daemons gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market bench-scale bench-jobs bench-e2e bench-verify bench-ddp e2e-torch job-image bench-wan
 
 # -trimpath keeps the checkout's path out of the binary and out of the
 # build cache's keys, so a second checkout (the README test's) reuses the
@@ -198,3 +198,6 @@ job-image:
 # to results, against docker run --rm (needs a Docker engine).
 bench-e2e:
 	$(GO) test -run '^$$' -bench 'E2E|GangStart' -benchtime 1x -timeout 30m ./cmd/aixblock/
+
+bench-verify:
+	$(GO) test -run '^$$' -bench 'Verify' -benchtime 1x -timeout 30m ./cmd/aixblock/

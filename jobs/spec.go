@@ -69,6 +69,12 @@ type Verify struct {
 	// is paid only once its result verifies: never for a result the
 	// majority outvoted. Providers agree to it in their signed bids.
 	Holdback string `yaml:"holdback,omitempty" json:"holdback,omitempty"`
+	// Comparator, when set, decides whether two results whose bytes
+	// differ are equivalent (floating-point tolerances): a container the
+	// requester's node runs with the two results read-only at /inputs/a
+	// and /inputs/b, exiting 0 when they are. The majority is then
+	// counted over what it finds equivalent.
+	Comparator *Comparator `yaml:"comparator,omitempty" json:"comparator,omitempty"`
 }
 
 // HoldbackBps is Holdback in basis points; zero when unset.
@@ -91,6 +97,30 @@ func percent(s string) (float64, bool) {
 	}
 	f, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
 	return f, err == nil && !math.IsNaN(f)
+}
+
+// Comparator is a verify.comparator: an image and the command it runs.
+type Comparator struct {
+	Image   string   `yaml:"image" json:"image"`
+	Command []string `yaml:"command,omitempty" json:"command,omitempty"`
+	Args    []string `yaml:"args,omitempty" json:"args,omitempty"`
+}
+
+func (c *Comparator) validate() error {
+	if c == nil {
+		return nil
+	}
+	switch {
+	case c.Image == "":
+		return specErr("verify.comparator.image", "required: the image whose command compares two results")
+	case strings.HasPrefix(c.Image, "ipfs://"):
+		return specErr("verify.comparator.image", "%q: the comparator runs on this node from a local or registry image", c.Image)
+	case !imageRE.MatchString(c.Image):
+		return specErr("verify.comparator.image", "%q is not an image reference", c.Image)
+	case len(c.Command) == 0 && len(c.Args) == 0:
+		return specErr("verify.comparator", "give command (or args): what compares /inputs/a with /inputs/b and exits 0 when they are equivalent")
+	}
+	return nil
 }
 
 // SampleRate is Sample as a fraction in [0, 1].
@@ -128,6 +158,9 @@ func (v *Verify) validate(s *Spec) error {
 		if f, ok := percent(v.Holdback); !ok || f <= 0 || f > 50 {
 			return specErr("verify.holdback", "%q: want a share of the pay from 0.01%% to 50%% such as 20%% (or leave it out)", v.Holdback)
 		}
+	}
+	if err := v.Comparator.validate(); err != nil {
+		return err
 	}
 	for i, o := range v.Outputs {
 		p, err := underRoot(fmt.Sprintf("verify.outputs[%d]", i), o, "/outputs")

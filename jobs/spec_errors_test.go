@@ -40,7 +40,14 @@ func TestVerifyAndRequire(t *testing.T) {
 		"verified with no GPU": {head + "require: {verified: true}\n", "require.verified: proof of GPU verifies GPUs"},
 		"replicas":             {head + "verify: {replicas: 3, outputs: [/outputs/m.json]}\n", ""},
 		"a sample":             {head + "verify: {sample: 5%}\n", ""},
-		"verified GPUs":        {head + "resources: {gpus: 1}\nrequire: {verified: true}\n", ""},
+		"a comparator":         {head + "verify: {replicas: 2, comparator: {image: cmp, command: [tolerance, \"1e-9\"]}}\n", ""},
+		"comparator, no image": {head + "verify: {replicas: 2, comparator: {command: [c]}}\n", "verify.comparator.image: required"},
+		"comparator, bad image": {head + "verify: {replicas: 2, comparator: {image: \"Bad Image\", command: [c]}}\n",
+			`verify.comparator.image: "Bad Image" is not an image reference`},
+		"comparator from ipfs": {head + "verify: {replicas: 2, comparator: {image: \"ipfs://bafy\", command: [c]}}\n",
+			"verify.comparator.image"},
+		"comparator, no command": {head + "verify: {replicas: 2, comparator: {image: cmp}}\n", "verify.comparator: give command"},
+		"verified GPUs":          {head + "resources: {gpus: 1}\nrequire: {verified: true}\n", ""},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s, err := ParseSpec([]byte(tc.yaml))

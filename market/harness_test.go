@@ -21,6 +21,7 @@ import (
 // keys, with "wallets" derived from them. Package chain's real EIP-712
 // signer is tested there and end to end through the daemon.
 type fakeSigner struct {
+	mu     sync.Mutex // a test may hand a running market another wallet (share)
 	priv   ed25519.PrivateKey
 	wallet string
 }
@@ -32,15 +33,32 @@ func newFakeSigner() *fakeSigner {
 	h := sha256.Sum256(pub)
 	w := "0x" + hex.EncodeToString(h[:20])
 	fakeWallets.Store(w, pub)
-	return &fakeSigner{priv, w}
+	return &fakeSigner{priv: priv, wallet: w}
 }
 
-func (f *fakeSigner) Wallet() string { return f.wallet }
+// share makes f sign with o's wallet: one owner behind two peer IDs.
+func (f *fakeSigner) share(o *fakeSigner) {
+	o.mu.Lock()
+	priv, w := o.priv, o.wallet
+	o.mu.Unlock()
+	f.mu.Lock()
+	f.priv, f.wallet = priv, w
+	f.mu.Unlock()
+}
+
+func (f *fakeSigner) Wallet() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.wallet
+}
+
 func (f *fakeSigner) SignDeal(t DealTerms) ([]byte, error) {
 	b, err := canonical(t)
 	if err != nil {
 		return nil, err
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	return ed25519.Sign(f.priv, b), nil
 }
 func (f *fakeSigner) VerifyDeal(t DealTerms, sig []byte, wallet string) error {

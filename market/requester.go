@@ -29,6 +29,12 @@ type OfferRequest struct {
 	SpecHash    string // hex SHA-256 of the job spec
 	// Exclude are providers not to award (say, ones that failed this job).
 	Exclude []string
+	// Apart, when set, keeps the deal off providers that share a peer
+	// ID, payee wallet or public IP with the providers it holds (a
+	// replicated job's other runs, so that one owner under several peer
+	// IDs cannot run two of them), and holds the provider of each award.
+	// The offers of runs negotiated at once share one.
+	Apart *Apart
 	// RequireVerified deals only with providers that stand verified by
 	// proof of GPU for the class: those this node has not verified are
 	// challenged before the offer goes out, and the rest are refused.
@@ -149,7 +155,8 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 		m.releaseLosers(got, nil, id)
 		return nil, st, fmt.Errorf("%w: %v", ErrNoDeal, err)
 	}
-	deals, winners, awards := m.awardBest(ctx, o, ranked, count)
+	deals, winners, awards, apart := m.awardBest(ctx, o, ranked, count, r.Apart)
+	st.Refusals = append(st.Refusals, apart...)
 	st.Awards = awards
 	st.Elapsed = time.Since(start)
 	if len(deals) == 0 {
@@ -442,13 +449,14 @@ func (m *Market) place(ctx context.Context, r OfferRequest, offerID string, rank
 // awardBest awards the ranked bids, count at a time in parallel; an award
 // not confirmed goes to the next bid. It returns the deals, their
 // providers, and how many awards were made.
-func (m *Market) awardBest(ctx context.Context, o *JobOffer, ranked []receivedBid, count int) ([]*Deal, map[string]bool, int) {
+func (m *Market) awardBest(ctx context.Context, o *JobOffer, ranked []receivedBid, count int, apart *Apart) ([]*Deal, map[string]bool, int, []Refusal) {
 	var deals []*Deal
+	var refused []Refusal
 	winners := map[string]bool{}
 	awards := 0
 	for len(ranked) > 0 && len(deals) < count {
-		wave := ranked[:min(count-len(deals), len(ranked))]
-		ranked = ranked[len(wave):]
+		var wave []receivedBid
+		wave, ranked, refused = m.nextWave(ranked, count-len(deals), apart, refused)
 		awards += len(wave)
 		for _, d := range m.awardWave(ctx, o, wave) {
 			if d != nil {
@@ -457,7 +465,24 @@ func (m *Market) awardBest(ctx context.Context, o *JobOffer, ranked []receivedBi
 			}
 		}
 	}
-	return deals, winners, awards
+	return deals, winners, awards, refused
+}
+
+// nextWave takes up to n bids from ranked to award at once, passing over
+// those apart refuses (it holds the providers of the others), and
+// returns the rest and the refusals so far.
+func (m *Market) nextWave(ranked []receivedBid, n int, apart *Apart, refused []Refusal) (wave, rest []receivedBid, _ []Refusal) {
+	for len(ranked) > 0 && len(wave) < n {
+		b := ranked[0]
+		ranked = ranked[1:]
+		if why := apart.Claim(b.bid.Provider, b.bid.Wallet, PeerIP(m.n.Host, b.bid.Provider)); why != "" {
+			m.log.Info("bid refused: the owner runs another run of this job", "provider", b.bid.Provider, "reason", why)
+			refused = append(refused, Refusal{Provider: b.bid.Provider, Code: RefusedApart, Reason: why})
+			continue
+		}
+		wave = append(wave, b)
+	}
+	return wave, ranked, refused
 }
 
 // awardWave awards each bid of wave at once; a deal is nil where its
@@ -512,7 +537,7 @@ func (m *Market) noDeal(r OfferRequest, st NegotiationStats) error {
 // with a poor record unless there are no others, are left out.
 func (m *Market) lookup(ctx context.Context, class string, r OfferRequest) ([]peer.ID, []Refusal, *search) {
 	skip := map[string]bool{m.self.String(): true}
-	for _, e := range r.Exclude {
+	for _, e := range append(r.Exclude, r.Apart.Peers()...) {
 		skip[e] = true
 	}
 	out, refused := m.cachedCandidates(class, r, skip)

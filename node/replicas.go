@@ -11,8 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/node/api"
 	"github.com/aixblock/aixblock/node/lease"
 	"github.com/aixblock/aixblock/node/replica"
@@ -23,7 +25,8 @@ import (
 // over the lease's requester side.
 func (n *Node) openReplicas(log *slog.Logger) error {
 	c, err := replica.New(replica.Config{Dir: filepath.Join(n.repo.Dir, "checked"), Lease: replicaLease{n},
-		Digest: n.outputsDigest, Log: log,
+		Digest: n.outputsDigest, Compare: n.compareResults, Log: log,
+		Owners: func() replica.Owners { return &market.Apart{} },
 		Outvoted: func(provider, jobID string) {
 			log.Warn("provider outvoted: its result differs from the majority's", "peer_id", provider, "job_id", jobID)
 			if n.market != nil {
@@ -40,8 +43,12 @@ func (n *Node) openReplicas(log *slog.Logger) error {
 // replicaLease is the checker's view of the lease.
 type replicaLease struct{ n *Node }
 
-func (l replicaLease) Submit(ctx context.Context, spec *jobs.Spec, exclude []string, holdbackBps int) (*api.Job, error) {
-	return l.n.lease.Requester().SubmitRemote(ctx, spec, lease.RemoteOptions{Exclude: exclude, HoldbackBps: holdbackBps})
+func (l replicaLease) Submit(ctx context.Context, spec *jobs.Spec, owners replica.Owners, holdbackBps int) (*api.Job, error) {
+	apart, ok := owners.(*market.Apart)
+	if !ok { // the checker makes them with Config.Owners, above
+		return nil, fmt.Errorf("replica owners %T: want a market.Apart", owners)
+	}
+	return l.n.lease.Requester().SubmitRemote(ctx, spec, lease.RemoteOptions{Apart: apart, HoldbackBps: holdbackBps})
 }
 
 // Settle: replica's verdicts are the receipts' outcomes by name
@@ -134,7 +141,10 @@ func (n *Node) verification(g *replica.Group) *api.Verification {
 	v := &api.Verification{JobID: g.ID, Mode: g.Mode, State: g.State, Reason: g.Reason, Checked: g.Checked}
 	for _, r := range g.Replicas {
 		v.Runs = append(v.Runs, api.CheckRun{JobID: r.JobID, Role: r.Role, Provider: r.Provider, State: r.State,
-			ResultCID: r.ResultCID, Outcome: r.Outcome, Holdback: n.lease.Requester().Holdback(r.JobID)})
+			ResultCID: r.ResultCID, Outcome: r.Outcome, Holdback: n.lease.Requester().Holdback(r.JobID), Wallet: r.Wallet, IP: r.IP})
+	}
+	for _, c := range g.Comparisons {
+		v.Comparisons = append(v.Comparisons, api.Comparison(c))
 	}
 	return v
 }
@@ -160,3 +170,44 @@ func (n *Node) withVerification(j *api.Job) *api.Job {
 	}
 	return j
 }
+
+// compareResults runs a spec's comparator on two results as a local job
+// of this node: its image and command, the results read-only at
+// /inputs/a and /inputs/b (fetched by CID as any job's inputs), locked
+// down like every job. Exit 0: equivalent; another exit: not; a job that
+// could not run (no image, a result not fetched) is an error.
+func (n *Node) compareResults(ctx context.Context, c *jobs.Comparator, a, b string) (bool, error) {
+	if n.jobs == nil {
+		return false, fmt.Errorf("this node cannot run the comparator: %v", n.jobsErr)
+	}
+	spec := jobs.Spec{Name: "verify-comparator", Image: c.Image, Command: c.Command, Args: c.Args,
+		Inputs:    []jobs.Input{{CID: a, Path: "/inputs/a"}, {CID: b, Path: "/inputs/b"}},
+		Resources: jobs.Resources{CPU: 1}, Timeouts: jobs.Timeouts{Total: compareTimeout.String()}}
+	j, err := n.jobs.Submit(spec, jobs.SubmitOptions{})
+	if err != nil {
+		return false, fmt.Errorf("comparator: %w", err)
+	}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for !j.State.Terminal() {
+		select {
+		case <-ctx.Done():
+			_, _ = n.jobs.Cancel(j.ID)
+			return false, ctx.Err()
+		case <-t.C:
+		}
+		if j, err = n.jobs.Get(j.ID); err != nil {
+			return false, fmt.Errorf("comparator job: %w", err)
+		}
+	}
+	switch {
+	case j.State == jobs.Completed:
+		return true, nil
+	case j.State == jobs.Failed && j.ExitCode != nil && *j.ExitCode != 0:
+		return false, nil
+	}
+	return false, fmt.Errorf("comparator job %s %s: %s", j.ID, j.State, j.Reason)
+}
+
+// compareTimeout bounds one comparison, fetches included.
+const compareTimeout = 10 * time.Minute

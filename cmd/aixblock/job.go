@@ -680,6 +680,16 @@ func verificationHuman(w io.Writer, j *api.Job) {
 		}
 		kv(w, "  "+r.Role, fmt.Sprintf("%s on %s: %s, %s (%s)", r.JobID, orNone(r.Provider), r.State, res, outcome))
 	}
+	for _, c := range v.Comparisons {
+		said := "different"
+		switch {
+		case c.Error != "":
+			said = "no answer (" + c.Error + "): counted as different"
+		case c.Equivalent:
+			said = "equivalent"
+		}
+		kv(w, "  comparator", fmt.Sprintf("%s vs %s: %s, took %s", c.A, c.B, said, (time.Duration(c.WallMs)*time.Millisecond).Round(time.Millisecond)))
+	}
 }
 
 // placementHuman is how a distributed job's providers were chosen, and

@@ -31,6 +31,12 @@ type Job struct {
 	// Provider is the peer running the job, on the requester's side of a
 	// market job.
 	Provider string `json:"provider,omitempty"`
+	// ProviderWallet is the wallet its deal pays, and ProviderIP the
+	// provider's public IP as this node reaches it (empty when it is
+	// loopback, private or unknown), on the requester's side of a market
+	// job: what keeps a replicated job's runs on distinct owners.
+	ProviderWallet string `json:"provider_wallet,omitempty"`
+	ProviderIP     string `json:"provider_ip,omitempty"`
 	// Network is a distributed rank's job network as its provider sees
 	// it (filled in by the provider's daemon when it answers).
 	Network *JobNetwork `json:"network,omitempty"`
@@ -170,6 +176,19 @@ type Verification struct {
 	Reason  string     `json:"reason,omitempty"`
 	Checked bool       `json:"checked"`
 	Runs    []CheckRun `json:"runs"`
+	// Comparisons are the runs of the spec's comparator, with their cost.
+	Comparisons []Comparison `json:"comparisons,omitempty"`
+}
+
+// Comparison is one run of a checked job's comparator on two results.
+type Comparison struct {
+	A          string `json:"a"`
+	B          string `json:"b"`
+	Equivalent bool   `json:"equivalent"`
+	Error      string `json:"error,omitempty"`
+	// WallMs is what it cost: both results fetched and the comparator's
+	// container run, on the requester's node.
+	WallMs int64 `json:"wall_ms"`
 }
 
 // CheckRun is one run of a checked job.
@@ -183,6 +202,9 @@ type CheckRun struct {
 	Outcome string `json:"outcome"`
 	// Holdback is the run's held-back pay and where it stands (JobRank's).
 	Holdback string `json:"holdback,omitempty"`
+	// Wallet and IP are its provider's payee wallet and public IP.
+	Wallet string `json:"wallet,omitempty"`
+	IP     string `json:"ip,omitempty"`
 }
 
 // PairReach is how two providers of a distributed job reach each other:

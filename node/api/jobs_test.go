@@ -13,9 +13,10 @@ import (
 // oldJobKeys are the keys of a job's JSON, in order, from when jobs.Job
 // itself carried the lease's fields: the view must write the same.
 // oldJobKeys are the keys a job had before the lease's fields left
-// jobs.Job, then those added since (keep_outputs, verification).
+// jobs.Job, then those added since (keep_outputs, provider_wallet,
+// provider_ip, verification).
 const oldJobKeys = "id spec state reason exit_code result_cid container_id net_holder gpus created_at started_at " +
-	"finished_at history progress ready restarts paused_at paused_ms keep_outputs provider network gang_start_ms verification"
+	"finished_at history progress ready restarts paused_at paused_ms keep_outputs provider provider_wallet provider_ip network gang_start_ms verification"
 
 // fullJob is a view with every field set.
 func fullJob() *Job {
@@ -27,7 +28,7 @@ func fullJob() *Job {
 			CreatedAt: now, StartedAt: &now, FinishedAt: &now,
 			History:  []jobs.Transition{{State: jobs.Failed, Reason: "exited", At: now}},
 			Progress: "input 1/1", Ready: true, Restarts: 1, PausedAt: &now, PausedMs: 5, KeepOutputs: true},
-		Provider: "12D3KooWprov",
+		Provider: "12D3KooWprov", ProviderWallet: "0xwallet", ProviderIP: "192.0.2.1",
 		Network: &JobNetwork{Addr: "10.99.0.1", Dropped: 2,
 			Peers: []JobNetworkPeer{{Rank: 1, Peer: "12D3KooWother", Path: "direct", TxBytes: 10, RxBytes: 20}}},
 		GangStartMs: 1500,

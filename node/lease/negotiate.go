@@ -16,7 +16,7 @@ import (
 // /v1/market/offer). req's resources are normal already (the API
 // normalises them as it decodes the request).
 func (rq *Requester) Negotiate(ctx context.Context, req api.OfferRequest) (api.OfferResult, error) {
-	ds, st, err := rq.negotiate(ctx, req, nil, 1, nil)
+	ds, st, err := rq.negotiate(ctx, req, avoid{}, 1, nil)
 	if err != nil {
 		return api.OfferResult{Stats: st}, err
 	}
@@ -25,7 +25,7 @@ func (rq *Requester) Negotiate(ctx context.Context, req api.OfferRequest) (api.O
 
 // negotiate makes count deals for req with different providers (a gang's
 // ranks) from one offer, none with the providers in exclude.
-func (rq *Requester) negotiate(ctx context.Context, req api.OfferRequest, exclude []string, count int, place market.Placer) ([]*market.Deal, market.NegotiationStats, error) {
+func (rq *Requester) negotiate(ctx context.Context, req api.OfferRequest, exclude avoid, count int, place market.Placer) ([]*market.Deal, market.NegotiationStats, error) {
 	var st market.NegotiationStats
 	tok, err := chain.ParseToken(req.Token, rq.chain.DefaultToken())
 	if err != nil {
@@ -52,7 +52,7 @@ func (rq *Requester) negotiate(ctx context.Context, req api.OfferRequest, exclud
 	ds, st, err := rq.market.NegotiateMany(ctx, market.OfferRequest{
 		Req:   requirements(req.Resources),
 		Image: req.Image, Token: chain.TokenName(tok), MaxPrice: maxPrice.String(), MaxDuration: dur, SpecHash: spec,
-		Exclude: exclude, RequireVerified: req.Verified, HoldbackBps: req.HoldbackBps, Place: place,
+		Exclude: exclude.peers, Apart: exclude.apart, RequireVerified: req.Verified, HoldbackBps: req.HoldbackBps, Place: place,
 	}, count)
 	if err != nil {
 		if strings.Contains(err.Error(), "invalid market message") {

@@ -139,6 +139,15 @@ func (b *base) connAddrs(p string) []string {
 	return out
 }
 
+// publicIP is the public IP of this host's connections to p; "" when
+// none is public (market.PublicIP).
+func (b *base) publicIP(p string) string {
+	if b.p2p == nil {
+		return ""
+	}
+	return market.PeerIP(b.p2p.Host, p)
+}
+
 type startRequest struct {
 	DealID string    `json:"deal_id"`
 	Spec   jobs.Spec `json:"spec"`

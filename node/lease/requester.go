@@ -106,7 +106,21 @@ type RemoteOptions struct {
 	// HoldbackBps of the job's pay waits for its result's verification
 	// (a checked job's run): see Requester.Settle.
 	HoldbackBps int
+	// Apart keeps it off providers that share a peer ID, wallet or
+	// public IP with those it holds, and holds its own: a replicated
+	// job's runs (market.OfferRequest.Apart).
+	Apart *market.Apart
 }
+
+// avoid is what a job's deal stays off: providers by peer ID, and the
+// owners apart holds.
+type avoid struct {
+	peers []string
+	apart *market.Apart
+}
+
+// avoidPeers avoids providers by peer ID only (a retry's failed one).
+func avoidPeers(peers ...string) avoid { return avoid{peers: peers} }
 
 // SubmitRemote runs a spec through the market with opts.
 func (rq *Requester) SubmitRemote(ctx context.Context, spec *jobs.Spec, opts RemoteOptions) (*api.Job, error) {
@@ -146,7 +160,7 @@ func (rq *Requester) queueRemote(spec *jobs.Spec, opts RemoteOptions) (*api.Job,
 		return nil, err
 	}
 	rq.log.Info("job queued for the market", "job_id", id, "queue", queue)
-	rq.startQueued(rj, opts.Exclude)
+	rq.startQueued(rj, avoid{opts.Exclude, opts.Apart})
 	v := *j
 	return &v, nil
 }
@@ -160,7 +174,7 @@ func queueTimeout(spec *jobs.Spec) time.Duration {
 }
 
 // startQueued runs a queued job's wait in the background.
-func (rq *Requester) startQueued(rj *Record, exclude []string) {
+func (rq *Requester) startQueued(rj *Record, exclude avoid) {
 	ctx, cancel := context.WithCancel(rq.ctx)
 	rq.mu.Lock()
 	rq.waiting[rj.ID] = cancel
@@ -178,7 +192,7 @@ func (rq *Requester) startQueued(rj *Record, exclude []string) {
 
 // runQueued waits for a deal, funds it and starts the job; on any failure
 // the job fails with the reason.
-func (rq *Requester) runQueued(ctx context.Context, rj *Record, exclude []string) {
+func (rq *Requester) runQueued(ctx context.Context, rj *Record, exclude avoid) {
 	spec := rj.Spec
 	progress := func(reason string) { rq.setQueued(rj, reason) }
 	defer rq.doneAwaiting(rj.ID)
@@ -212,7 +226,7 @@ func (rq *Requester) runQueued(ctx context.Context, rj *Record, exclude []string
 // start the job there. A provider that refuses the start for the
 // channel's deposit (another of this node's starts counted it first) is
 // asked again with a new deal, a few times within the queue wait.
-func (rq *Requester) startSingle(ctx context.Context, rj *Record, exclude []string, progress func(string)) error {
+func (rq *Requester) startSingle(ctx context.Context, rj *Record, exclude avoid, progress func(string)) error {
 	if err := rq.awaitFunds(ctx, rj, progress); err != nil {
 		return err
 	}
@@ -238,7 +252,7 @@ func (rq *Requester) retryFunds(rj *Record, progress func(string), start func() 
 var errStartFunds = errors.New("refused for the channel's deposit")
 
 // startOnce makes one deal, funds it and starts the job on its provider.
-func (rq *Requester) startOnce(ctx context.Context, rj *Record, exclude []string, progress func(string)) error {
+func (rq *Requester) startOnce(ctx context.Context, rj *Record, exclude avoid, progress func(string)) error {
 	spec := rj.Spec
 	deals, err := rq.dealsWithin(ctx, &spec, dealAsk{exclude: exclude, queue: time.Until(rj.QueueUntil), count: 1, holdback: rj.HoldbackBps}, progress)
 	if err != nil {
@@ -276,7 +290,7 @@ func (rq *Requester) startOnce(ctx context.Context, rj *Record, exclude []string
 	if err != nil {
 		return fmt.Errorf("provider %s: %w", deal.Provider, err)
 	}
-	j.ID, j.Provider = rj.ID, deal.Provider
+	j.ID, j.Provider, j.ProviderWallet, j.ProviderIP = rj.ID, deal.Provider, deal.ProviderWallet, rq.publicIP(deal.Provider)
 	rq.mu.Lock()
 	rj.Remote, rj.Provider, rj.Deal, rj.QueueUntil = remoteID, deal.Provider, *deal, time.Time{}
 	rj.Answered = time.Now()
@@ -378,13 +392,13 @@ func (rq *Requester) resumeQueued() {
 			continue
 		}
 		rq.log.Info("queued job resumed", "job_id", rj.ID, "until", rj.QueueUntil)
-		rq.startQueued(rj, nil)
+		rq.startQueued(rj, avoid{})
 	}
 }
 
 // dealAsk is what dealsWithin asks the market for besides the spec.
 type dealAsk struct {
-	exclude []string      // providers not to deal with
+	exclude avoid         // providers not to deal with
 	queue   time.Duration // how long to ask again; negative: timeouts.queue
 	count   int           // deals with different providers, from one offer
 	// holdback of the pay, in basis points, waits for the result's verdict.
@@ -478,7 +492,7 @@ func (rq *Requester) cancelRemote(ctx context.Context, id string) (*api.Job, err
 	if err := json.Unmarshal(resp, &j); err != nil {
 		return nil, fmt.Errorf("provider %s: %w", rj.Provider, err)
 	}
-	j.ID, j.Provider = rj.ID, rj.Provider
+	j.ID, j.Provider, j.ProviderWallet, j.ProviderIP = rj.ID, rj.Provider, rj.Deal.ProviderWallet, rq.publicIP(rj.Provider)
 	rq.endForwards(rj.ID) // its local ports close with it, not at the next poll
 	return &j, nil
 }

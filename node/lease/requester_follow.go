@@ -450,7 +450,7 @@ func (rq *Requester) remoteStatus(ctx context.Context, rj *Record) (*api.Job, er
 func (rq *Requester) remoteStatusWait(ctx context.Context, rj *Record, seen jobs.State, wait time.Duration) (*api.Job, error) {
 	// A start on another provider (a retry) rewrites these under rq.mu.
 	rq.mu.Lock()
-	provider, remote, gangMs, placed := rj.Provider, rj.remoteID(), rj.GangStartMs, rj.Placement
+	provider, remote, gangMs, placed, wallet := rj.Provider, rj.remoteID(), rj.GangStartMs, rj.Placement, rj.Deal.ProviderWallet
 	rq.mu.Unlock()
 	prov, err := peer.Decode(provider)
 	if err != nil {
@@ -466,6 +466,7 @@ func (rq *Requester) remoteStatusWait(ctx context.Context, rj *Record, seen jobs
 		return nil, err
 	}
 	j.ID, j.Provider, j.GangStartMs, j.Placement = rj.ID, provider, gangMs, placed
+	j.ProviderWallet, j.ProviderIP = wallet, rq.publicIP(provider)
 	return &j, nil
 }
 

@@ -109,7 +109,7 @@ func (rq *Requester) gangDeals(ctx context.Context, spec *jobs.Spec, placed *api
 		used = append(used, d.Provider)
 	}
 	for len(deals) < nodes {
-		more, err := rq.dealsWithin(ctx, spec, dealAsk{exclude: used, count: nodes - len(deals)}, progress)
+		more, err := rq.dealsWithin(ctx, spec, dealAsk{exclude: avoidPeers(used...), count: nodes - len(deals)}, progress)
 		if err != nil {
 			more, err = rq.dealsWithin(ctx, spec, dealAsk{queue: -1, count: 1}, progress)
 		}
@@ -237,6 +237,7 @@ func (g *gangStart) contract() error {
 func (rq *Requester) recordGang(g *gangStart) {
 	for r := range g.ranks {
 		g.ranks[r].rep.Job.Provider = g.ranks[r].deal.Provider
+		g.ranks[r].rep.Job.ProviderWallet = g.ranks[r].deal.ProviderWallet
 		g.ranks[r].rep.Job.ID = g.ids[r]
 		rj := &Record{ID: g.ids[r], Remote: g.remoteIDs[r], Provider: g.ranks[r].deal.Provider, Deal: g.ranks[r].deal,
 			Vouched: "0", Spec: *g.spec, Group: g.ids, Rank: r}

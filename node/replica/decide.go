@@ -34,6 +34,22 @@ type Replica struct {
 	// Verdict is what the lease was told of the run once the job was
 	// decided (Lease.Settle); empty until it took it.
 	Verdict string `json:"verdict,omitempty"`
+	// Wallet and IP are its provider's payee wallet and public IP (empty
+	// when unknown): no other run goes to a provider sharing either.
+	Wallet string `json:"wallet,omitempty"`
+	IP     string `json:"ip,omitempty"`
+	// Digest is of the outputs the spec names, once read; Unread counts
+	// the reads that failed (after maxReads, the run is no vote).
+	Digest string `json:"digest,omitempty"`
+	Unread int    `json:"unread,omitempty"`
+}
+
+// maxReads is how often a result is read before it counts as none.
+const maxReads = 3
+
+// unread: r returned a result not read yet, which may still be.
+func (r Replica) unread() bool {
+	return r.State == jobs.Completed && r.ResultCID != "" && r.Key == "" && r.Unread < maxReads
 }
 
 func (r Replica) done() bool { return r.State.Terminal() }

@@ -1,22 +1,25 @@
 package replica
 
 import (
+	"cmp"
 	"fmt"
+	"reflect"
+	"slices"
 	"time"
 
 	"github.com/aixblock/aixblock/jobs"
-	"github.com/aixblock/aixblock/node/api"
 )
 
 // follow reads g's runs until it is decided.
 func (c *Checker) follow(g *Group) {
+	id := g.ID
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		t := time.NewTicker(c.cfg.Poll)
 		defer t.Stop()
 		for {
-			if c.step(g.ID) {
+			if c.step(id) {
 				return
 			}
 			select {
@@ -32,6 +35,7 @@ func (c *Checker) follow(g *Group) {
 // whether it is decided.
 func (c *Checker) step(id string) bool {
 	g := c.snapshot(id)
+	before := *c.snapshot(id)
 	c.refresh(g)
 	switch {
 	case g.State.Terminal(): // decided: only verdicts are left to give
@@ -52,18 +56,22 @@ func (c *Checker) step(id string) bool {
 		c.byJob[r.JobID] = g.ID
 	}
 	c.mu.Unlock()
+	if reflect.DeepEqual(before, *g) {
+		return g.State.Terminal() && judged // nothing new to write
+	}
 	if err := c.save(g); err != nil {
 		c.log.Warn("checked job not saved", "job_id", id, "err", err)
 	}
 	return g.State.Terminal() && judged
 }
 
-// refresh reads each run not yet ended.
+// refresh reads each run not yet ended, then, once every run of the
+// group has ended, reads their results (reveal).
 func (c *Checker) refresh(g *Group) {
 	for i := range g.Replicas {
 		r := &g.Replicas[i]
-		if r.done() && (r.Key != "" || r.State != jobs.Completed) {
-			continue
+		if r.done() && (r.ResultCID != "" || r.State != jobs.Completed) {
+			continue // read since it ended
 		}
 		j, err := c.cfg.Lease.Get(c.ctx, r.JobID)
 		if err != nil {
@@ -71,29 +79,72 @@ func (c *Checker) refresh(g *Group) {
 			continue
 		}
 		r.State, r.Provider, r.ResultCID, r.Reason = j.State, j.Provider, j.ResultCID, j.Reason
-		if r.State == jobs.Completed {
-			r.Key = c.key(g, j)
-		}
+		r.Wallet, r.IP = cmp.Or(j.ProviderWallet, r.Wallet), cmp.Or(j.ProviderIP, r.IP)
+	}
+	if ended(g.Replicas) {
+		c.reveal(g)
 	}
 }
 
-// key is what a completed run's result is compared by.
-func (c *Checker) key(g *Group, j *api.Job) string {
-	outs := g.Spec.Verify.Outputs
-	if len(outs) == 0 || c.cfg.Digest == nil {
-		return j.ResultCID
+func ended(reps []Replica) bool {
+	for _, r := range reps {
+		if !r.done() {
+			return false
+		}
 	}
-	d, err := c.cfg.Digest(c.ctx, j.ResultCID, outs)
+	return true
+}
+
+// reveal sets the key of each completed run. It runs only once every run
+// of the group has ended, each committed to its result CID: reading a
+// result fetches it by CID, and a fetch asks the peers this node is
+// connected to for that CID, so that a run still going could learn
+// another's result and claim it as its own without computing it.
+// Results with one CID are one key without a fetch; otherwise the key is
+// the digest of the outputs the spec names, or the CID; a comparator
+// then merges the keys it finds equivalent.
+func (c *Checker) reveal(g *Group) {
+	cids := map[string]bool{}
+	for _, r := range g.Replicas {
+		if r.State == jobs.Completed && r.ResultCID != "" {
+			cids[r.ResultCID] = true
+		}
+	}
+	for i := range g.Replicas {
+		r := &g.Replicas[i]
+		r.Key = ""
+		if r.State != jobs.Completed || r.ResultCID == "" {
+			continue
+		}
+		r.Key = r.ResultCID
+		if len(cids) > 1 && len(g.Spec.Verify.Outputs) > 0 && c.cfg.Digest != nil {
+			r.Key = c.digest(g, r)
+		}
+	}
+	if v := g.Spec.Verify; v.Comparator != nil && c.cfg.Compare != nil {
+		c.classes(g)
+	}
+}
+
+// digest is r's key by the outputs the spec names, read once.
+func (c *Checker) digest(g *Group, r *Replica) string {
+	if r.Digest != "" {
+		return r.Digest
+	}
+	d, err := c.cfg.Digest(c.ctx, r.ResultCID, g.Spec.Verify.Outputs)
 	if err != nil {
-		// Read again at the next step: an unreadable result is no vote.
-		c.log.Info("a run's outputs not read", "job_id", j.ID, "err", err)
+		// Read again at the next step; after maxReads it is no vote.
+		r.Unread++
+		c.log.Info("a run's outputs not read", "job_id", r.JobID, "tries", r.Unread, "err", err)
 		return ""
 	}
+	r.Digest = d
 	return d
 }
 
-// stepReplicas adds the next replica once the last has its provider,
-// then decides once all have ended.
+// stepReplicas adds the next replica once the last has its provider (a
+// group recorded before runs started at once), then decides once all
+// have ended.
 func (c *Checker) stepReplicas(g *Group) {
 	if len(g.Replicas) < g.Want {
 		last := g.Replicas[len(g.Replicas)-1]
@@ -131,6 +182,9 @@ func (c *Checker) stepSample(g *Group) {
 // judge decides once every run has ended: a tie-breaker for a split,
 // the majority's result, or a failure when none comes.
 func (c *Checker) judge(g *Group) {
+	if slices.ContainsFunc(g.Replicas, Replica.unread) {
+		return // a result still to read
+	}
 	v := decide(g.Replicas, g.Want, g.Want+2)
 	switch {
 	case v.more:
@@ -168,22 +222,19 @@ func (c *Checker) summary(g *Group) string {
 	return fmt.Sprintf("%d runs agree, %d outvoted", agreed, outvoted)
 }
 
-// run starts another run of g on a provider none of its runs used.
+// run starts another run of g on a provider that shares no peer ID,
+// wallet or public IP with the providers of its runs.
 func (c *Checker) run(g *Group, role string) {
-	var exclude []string
+	owners := c.cfg.Owners()
 	for _, r := range g.Replicas {
-		if r.Provider != "" {
-			exclude = append(exclude, r.Provider)
-		}
+		owners.Hold(r.Provider, r.Wallet, r.IP)
 	}
-	spec := g.Spec
-	spec.Verify = nil // a run is an ordinary job; the group checks it
-	j, err := c.cfg.Lease.Submit(c.ctx, &spec, exclude, g.Spec.Verify.HoldbackBps())
+	j, err := c.cfg.Lease.Submit(c.ctx, runSpec(&g.Spec), owners, g.Spec.Verify.HoldbackBps())
 	if err != nil {
 		c.end(g, jobs.Failed, fmt.Sprintf("%s not started: %v", role, err))
 		return
 	}
-	c.log.Info("checked job: another run", "job_id", g.ID, "role", role, "run", j.ID, "exclude", exclude)
+	c.log.Info("checked job: another run", "job_id", g.ID, "role", role, "run", j.ID, "apart_from", owners.Peers())
 	g.Replicas = append(g.Replicas, Replica{JobID: j.ID, Role: role, State: j.State, Outcome: Pending})
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,14 +23,67 @@ import (
 
 // Lease is what checking needs of the requester's side of the lease.
 type Lease interface {
-	// Submit queues spec for the market, never on the excluded providers,
-	// with holdbackBps of its pay held back until Settle.
-	Submit(ctx context.Context, spec *jobs.Spec, exclude []string, holdbackBps int) (*api.Job, error)
+	// Submit queues spec for the market, never on a provider that shares
+	// a peer ID, wallet or public IP with those owners holds (the one it
+	// gets is held there too), with holdbackBps of its pay held back
+	// until Settle.
+	Submit(ctx context.Context, spec *jobs.Spec, owners Owners, holdbackBps int) (*api.Job, error)
 	// Settle gives the verdict on an ended run (one of the Verdict
 	// constants), which pays or withholds its held-back pay.
 	Settle(ctx context.Context, id, verdict string) error
 	Get(ctx context.Context, id string) (*api.Job, error)
 	Cancel(ctx context.Context, id string) (*api.Job, error)
+}
+
+// Owners holds the owners of a group's runs: their providers' peer IDs,
+// payee wallets and public IPs (the node's is a market.Apart, whose
+// claims at award time keep runs negotiated at once apart).
+type Owners interface {
+	Hold(peerID, wallet, ip string)
+	// Claim holds a provider, or says why not: it shares an owner.
+	Claim(peerID, wallet, ip string) string
+	Peers() []string
+}
+
+// ownerSet is the Owners of a checker whose config names none.
+type ownerSet struct {
+	mu   sync.Mutex
+	held map[string]string // "peer:ID", "wallet:0x..", "ip:A" -> why another may not
+}
+
+func (o *ownerSet) Hold(peerID, wallet, ip string) { o.Claim(peerID, wallet, ip) }
+
+func (o *ownerSet) Claim(peerID, wallet, ip string) string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	keys := map[string]string{"peer:" + peerID: "it runs another run", "wallet:" + strings.ToLower(wallet): "its wallet is paid for another run",
+		"ip:" + ip: "its address runs another run"}
+	for k, why := range keys {
+		if o.held[k] != "" && !strings.HasSuffix(k, ":") {
+			return why
+		}
+	}
+	if o.held == nil {
+		o.held = map[string]string{}
+	}
+	for k := range keys {
+		if !strings.HasSuffix(k, ":") {
+			o.held[k] = "held"
+		}
+	}
+	return ""
+}
+
+func (o *ownerSet) Peers() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []string
+	for k := range o.held {
+		if p, ok := strings.CutPrefix(k, "peer:"); ok {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Config is the checker's; Dir and Lease are required.
@@ -40,10 +94,17 @@ type Config struct {
 	// Digest, when set, is the digest of a result's named outputs (a
 	// spec's verify.outputs); without it those specs compare result CIDs.
 	Digest func(ctx context.Context, resultCID string, paths []string) (string, error)
+	// Compare, when set, runs a spec's verify.comparator on two results
+	// (by CID): equal when it exits 0, an error when it could not say.
+	Compare func(ctx context.Context, c *jobs.Comparator, a, b string) (equal bool, err error)
 	// Outvoted hears of each provider whose result a majority outvoted,
 	// and of each spot check it failed (the market's reputation).
 	Outvoted func(provider, jobID string)
-	// Poll is how often runs are read; zero: 1 s.
+	// Owners makes the set a group's runs are kept apart by; zero: one
+	// of this package's, for a Lease that checks it itself.
+	Owners func() Owners
+	// Poll is how often runs are read; zero: 250 ms (a replicated job
+	// ends at most this long after its last run).
 	Poll time.Duration
 	// Rand draws spot checks; zero: math/rand.
 	Rand func() float64
@@ -70,9 +131,11 @@ type Group struct {
 	ResultCID string     `json:"result_cid,omitempty"`
 	Reason    string     `json:"reason,omitempty"`
 	// Checked says whether a sampled job was drawn for a check.
-	Checked   bool      `json:"checked"`
-	CreatedAt time.Time `json:"created_at"`
-	EndedAt   time.Time `json:"ended_at,omitzero"`
+	Checked bool `json:"checked"`
+	// Comparisons are the comparator's runs, each with its cost.
+	Comparisons []Comparison `json:"comparisons,omitempty"`
+	CreatedAt   time.Time    `json:"created_at"`
+	EndedAt     time.Time    `json:"ended_at,omitzero"`
 }
 
 // Checker runs replicated and spot-checked jobs.
@@ -92,8 +155,11 @@ type Checker struct {
 
 // New loads the checked jobs of dir and resumes those under way.
 func New(cfg Config) (*Checker, error) {
+	if cfg.Owners == nil {
+		cfg.Owners = func() Owners { return &ownerSet{} }
+	}
 	if cfg.Poll == 0 {
-		cfg.Poll = time.Second
+		cfg.Poll = 250 * time.Millisecond
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = mrand.Float64
@@ -152,19 +218,42 @@ func (c *Checker) track(g *Group) {
 	}
 }
 
-// Replicate runs spec on spec.Verify.Replicas providers, one after
-// another as each finds its provider so that none shares one, and
-// returns the checked job at once.
+// Replicate runs spec on spec.Verify.Replicas providers at once, and
+// returns the checked job at once. The runs share one Owners, so
+// that however their negotiations interleave no two go to providers
+// sharing a peer ID, wallet or public IP.
 func (c *Checker) Replicate(ctx context.Context, spec *jobs.Spec) (*Group, error) {
-	run := *spec
-	run.Verify = nil // each run is an ordinary job; the group checks them
-	first, err := c.cfg.Lease.Submit(ctx, &run, nil, spec.Verify.HoldbackBps())
-	if err != nil {
-		return nil, err
-	}
 	g := &Group{ID: newID(), Spec: *spec, Mode: ModeReplicas, Want: spec.Verify.Replicas, State: jobs.Running,
-		CreatedAt: time.Now().UTC(), Replicas: []Replica{{JobID: first.ID, Role: "replica", State: first.State, Outcome: Pending}}}
+		CreatedAt: time.Now().UTC()}
+	owners := c.cfg.Owners()
+	for range g.Want {
+		j, err := c.cfg.Lease.Submit(ctx, runSpec(spec), owners, spec.Verify.HoldbackBps())
+		if err != nil {
+			c.cancelRuns(ctx, g)
+			return nil, err
+		}
+		g.Replicas = append(g.Replicas, Replica{JobID: j.ID, Role: "replica", State: j.State, Outcome: Pending})
+	}
 	return c.start(g)
+}
+
+// cancelRuns cancels the runs of a group that could not start whole.
+func (c *Checker) cancelRuns(ctx context.Context, g *Group) {
+	for _, r := range g.Replicas {
+		if _, err := c.cfg.Lease.Cancel(ctx, r.JobID); err != nil {
+			c.log.Warn("run of a replicated job that did not start not canceled", "job_id", r.JobID, "err", err)
+		}
+	}
+}
+
+// runSpec is one run of a checked job: an ordinary job that the group
+// checks. It is not retried on its own: a retry would go to a provider
+// the group did not keep apart, and a run that fails is replaced by the
+// group (a tie-breaker) anyway.
+func runSpec(spec *jobs.Spec) *jobs.Spec {
+	run := *spec
+	run.Verify, run.Retry = nil, jobs.Retry{}
+	return &run
 }
 
 // Sample watches a market job submitted with verify.sample: once its
@@ -179,9 +268,10 @@ func (c *Checker) start(g *Group) (*Group, error) {
 	if err := c.save(g); err != nil {
 		return nil, err
 	}
+	id := g.ID // g is the checker's from here, written under its lock
 	c.track(g)
 	c.follow(g)
-	return c.snapshot(g.ID), nil
+	return c.snapshot(id), nil
 }
 
 // Get is the checked job id, or of which run id is, if any.
@@ -217,6 +307,9 @@ func (c *Checker) Cancel(ctx context.Context, id string) (*Group, error) {
 		c.end(cur, jobs.Canceled, "canceled")
 	}
 	c.mu.Unlock()
+	if err := c.save(c.snapshot(g.ID)); err != nil {
+		c.log.Warn("canceled job not saved", "job_id", g.ID, "err", err)
+	}
 	var errs []error
 	for _, r := range g.Replicas {
 		if !r.done() {

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -42,14 +43,20 @@ func TestDecide(t *testing.T) {
 	}
 }
 
-// fakeLease runs every job to completion on its own provider, returning
-// the result its provider's function gives.
+// fakeProv is a provider of the fake market.
+type fakeProv struct{ id, wallet string }
+
+// fakeLease is a market of providers, tried in order: a run goes to the
+// first its apart lets through (as the market's awards do). A run ends at
+// once with the result its provider's function gives, unless its
+// provider is held: then it runs until finish.
 type fakeLease struct {
-	mu      sync.Mutex
-	jobs    map[string]*api.Job
-	next    int
-	result  func(provider string) string // "" fails the run
-	exclude [][]string
+	mu     sync.Mutex
+	jobs   map[string]*api.Job
+	provs  []fakeProv
+	result func(provider string) string // "" fails the run
+	hold   map[string]bool
+	gets   map[string]int // reads of each run
 	// holdback and verdicts are what each run was submitted and judged
 	// with, by provider.
 	holdback map[string]int
@@ -57,32 +64,67 @@ type fakeLease struct {
 }
 
 func newFakeLease(result func(string) string) *fakeLease {
-	return &fakeLease{jobs: map[string]*api.Job{}, result: result, holdback: map[string]int{}, verdicts: map[string]string{}}
+	f := &fakeLease{jobs: map[string]*api.Job{}, result: result, hold: map[string]bool{}, gets: map[string]int{},
+		holdback: map[string]int{}, verdicts: map[string]string{}}
+	for i := 1; i <= 6; i++ {
+		f.provs = append(f.provs, fakeProv{fmt.Sprintf("prov%d", i), fmt.Sprintf("0xwallet%d", i)})
+	}
+	return f
 }
 
-func (f *fakeLease) Submit(_ context.Context, spec *jobs.Spec, exclude []string, holdback int) (*api.Job, error) {
+func (f *fakeLease) Submit(_ context.Context, spec *jobs.Spec, apart Owners, holdback int) (*api.Job, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.next++
-	prov := fmt.Sprintf("prov%d", f.next)
-	if slices.Contains(exclude, prov) {
-		return nil, fmt.Errorf("provider %s excluded", prov)
+	i := slices.IndexFunc(f.provs, func(p fakeProv) bool { return apart.Claim(p.id, p.wallet, "") == "" })
+	if i < 0 {
+		return nil, errors.New("no provider apart from the others")
 	}
-	f.exclude = append(f.exclude, slices.Clone(exclude))
-	f.holdback[prov] = holdback
-	j := &api.Job{Job: jobs.Job{ID: fmt.Sprintf("job%d", f.next), Spec: *spec, State: jobs.Completed}, Provider: prov}
-	if cid := f.result(prov); cid != "" {
-		j.ResultCID = cid
-	} else {
+	p := f.provs[i]
+	f.holdback[p.id] = holdback
+	j := &api.Job{Job: jobs.Job{ID: fmt.Sprintf("job%d", len(f.jobs)+1), Spec: *spec, State: jobs.Running},
+		Provider: p.id, ProviderWallet: p.wallet}
+	f.jobs[j.ID] = j
+	if !f.hold[p.id] {
+		f.end(j, f.result(p.id))
+	}
+	return j, nil
+}
+
+func (f *fakeLease) end(j *api.Job, cid string) {
+	j.State, j.ResultCID = jobs.Completed, cid
+	if cid == "" {
 		j.State = jobs.Failed
 	}
-	f.jobs[j.ID] = j
-	return j, nil
+}
+
+// finish ends the held run of provider with its result then.
+func (f *fakeLease) finish(provider string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, j := range f.jobs {
+		if j.Provider == provider && !j.State.Terminal() {
+			f.end(j, f.result(provider))
+		}
+	}
+}
+
+// running says whether any run has not ended.
+func (f *fakeLease) running() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.ContainsFunc(slices.Collect(maps.Values(f.jobs)), func(j *api.Job) bool { return !j.State.Terminal() })
+}
+
+func (f *fakeLease) reads(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.gets[id]
 }
 
 func (f *fakeLease) Get(_ context.Context, id string) (*api.Job, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.gets[id]++
 	if j := f.jobs[id]; j != nil {
 		v := *j
 		return &v, nil
@@ -187,13 +229,20 @@ func TestReplicas(t *testing.T) {
 					t.Fatalf("run on %s submitted holding back %d bps, want the spec's 2000", p, bps)
 				}
 			}
-			// Each run avoided the providers before it.
-			for i, ex := range l.exclude {
-				if len(ex) != i {
-					t.Fatalf("run %d excluded %v", i+1, ex)
-				}
-			}
+			apartOwners(t, g)
 		})
+	}
+}
+
+// apartOwners fails t when two runs of g share a provider or a wallet.
+func apartOwners(t *testing.T, g *Group) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, r := range g.Replicas {
+		if seen[r.Provider] || seen[r.Wallet] || r.Wallet == "" {
+			t.Fatalf("runs %+v: two on one owner, or a wallet unknown", g.Replicas)
+		}
+		seen[r.Provider], seen[r.Wallet] = true, true
 	}
 }
 
@@ -221,7 +270,7 @@ func TestSample(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			l := newFakeLease(tamperFirst)
 			c, outvoted := newChecker(t, l, tc.draw)
-			orig, _ := l.Submit(context.Background(), spec(jobs.Verify{Sample: "5%"}), nil, 0)
+			orig, _ := l.Submit(context.Background(), spec(jobs.Verify{Sample: "5%"}), &ownerSet{}, 0)
 			if _, err := c.Sample(orig); err != nil {
 				t.Fatal(err)
 			}

@@ -3,8 +3,10 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -100,7 +102,86 @@ func main() {
 		time.Sleep(30 * time.Second)
 	case "meet": // meet [PROBE...]: a distributed rank meets rank 0 at MASTER_ADDR, then tries each HOST:PORT
 		meet(a)
+	case "noisy": // noisy PATH: write {"loss": 0.123456789012345D}, D from the job's ID (its last digit differs per run)
+		noisy(a[0])
+	case "near": // near EPS A B: exit 0 when the JSON files A and B differ by at most EPS in each number, 1 when not
+		os.Exit(near(a[0], a[1], a[2]))
 	}
+}
+
+func noisy(path string) {
+	id := os.Getenv("AIXBLOCK_JOB_ID")
+	d := 0
+	for _, c := range id {
+		d += int(c)
+	}
+	s := fmt.Sprintf(`{"loss": 0.123456789012345%d}`, d%10)
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		fmt.Println("write failed:", err)
+		os.Exit(1)
+	}
+	fmt.Println(s)
+}
+
+// near compares two JSON documents: the same shape, and numbers within
+// eps of each other; 2 when either does not read.
+func near(eps, a, b string) int {
+	e, err := strconv.ParseFloat(eps, 64)
+	if err != nil {
+		fmt.Println("eps:", err)
+		return 2
+	}
+	var va, vb any
+	for _, f := range []struct {
+		path string
+		v    *any
+	}{{a, &va}, {b, &vb}} {
+		raw, err := os.ReadFile(f.path)
+		if err == nil {
+			err = json.Unmarshal(raw, f.v)
+		}
+		if err != nil {
+			fmt.Println("read:", err)
+			return 2
+		}
+	}
+	if !within(va, vb, e) {
+		fmt.Println("different")
+		return 1
+	}
+	fmt.Println("equivalent within", e)
+	return 0
+}
+
+func within(a, b any, eps float64) bool {
+	switch x := a.(type) {
+	case float64:
+		y, ok := b.(float64)
+		return ok && math.Abs(x-y) <= eps
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, v := range x {
+			if !within(v, y[k], eps) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !within(x[i], y[i], eps) {
+				return false
+			}
+		}
+		return true
+	}
+	return a == b
 }
 
 // meet is a distributed rank's first step: rank 0 listens on MASTER_PORT
