@@ -51,14 +51,25 @@ func (l replicaLease) Submit(ctx context.Context, spec *jobs.Spec, owners replic
 	return l.n.lease.Requester().SubmitRemote(ctx, spec, lease.RemoteOptions{Apart: apart, HoldbackBps: holdbackBps})
 }
 
+func (l replicaLease) SubmitTogether(ctx context.Context, spec *jobs.Spec, k int, owners replica.Owners, holdbackBps int) ([]*api.Job, error) {
+	apart, ok := owners.(*market.Apart)
+	if !ok {
+		return nil, fmt.Errorf("replica owners %T: want a market.Apart", owners)
+	}
+	return l.n.lease.Requester().SubmitTogether(ctx, spec, k, lease.RemoteOptions{Apart: apart, HoldbackBps: holdbackBps})
+}
+
 // Settle: replica's verdicts are the receipts' outcomes by name
 // (TestVerdictsAreOutcomes).
 func (l replicaLease) Settle(ctx context.Context, id, verdict string) error {
 	return l.n.lease.Requester().Settle(ctx, id, verdict)
 }
 
+// Get reads a run as the lease last saw it: the lease follows each run
+// itself (it sees the end as it happens), so the checker's frequent
+// reads ask no provider.
 func (l replicaLease) Get(ctx context.Context, id string) (*api.Job, error) {
-	return l.n.lease.Get(ctx, id)
+	return l.n.lease.Peek(ctx, id)
 }
 
 func (l replicaLease) Cancel(ctx context.Context, id string) (*api.Job, error) {

@@ -3,8 +3,10 @@ package lease
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -101,12 +103,36 @@ func (f *fakeChannels) RedeemBatch(context.Context, []*chain.Voucher) (*types.Re
 type fakeBuyer struct {
 	deal market.Deal
 	rep  *market.Reputation
+	// many: deals for several at once, each its own deal ID; asked
+	// records each negotiation's count.
+	many  bool
+	mu    sync.Mutex
+	asked []int
 }
 
 func (f *fakeBuyer) NegotiateMany(_ context.Context, r market.OfferRequest, count int) ([]*market.Deal, market.NegotiationStats, error) {
-	d := f.deal
-	d.SpecHash = r.SpecHash
-	return []*market.Deal{&d}, market.NegotiationStats{}, nil
+	f.mu.Lock()
+	f.asked = append(f.asked, count)
+	f.mu.Unlock()
+	var out []*market.Deal
+	for i := range max(count, 1) {
+		d := f.deal
+		d.SpecHash = r.SpecHash
+		if f.many {
+			d.ID = fmt.Sprintf("%s-%d", d.ID, i)
+		} else if i > 0 {
+			break
+		}
+		out = append(out, &d)
+	}
+	return out, market.NegotiationStats{}, nil
+}
+
+// negotiations are the counts asked so far.
+func (f *fakeBuyer) negotiations() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.asked)
 }
 func (f *fakeBuyer) Reputation() *market.Reputation { return f.rep }
 

@@ -82,6 +82,9 @@ type Record struct {
 	// Verdict is how its checker judged the job's result (one of
 	// market/receipt's outcomes); empty until then.
 	Verdict string `json:"verdict,omitempty"`
+	// submitted: queued by this run of the daemon, which starts it; only
+	// records loaded from disk are resumed (resumeQueued).
+	submitted bool
 	// Placement is rank 0's: how the gang's providers were chosen.
 	Placement *api.Placement `json:"placement,omitempty"`
 	// Checkpoint is the newest checkpoint of this job pinned here, and

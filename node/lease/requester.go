@@ -38,6 +38,8 @@ type Requester struct {
 	// waiting: each queued job's cancel; queued jobs wait under the
 	// manager's context.
 	waiting map[string]context.CancelFunc
+	// together: the jobs dealt for from one offer (SubmitTogether), by ID.
+	together map[string]*together
 	// forwards: the published ports of service jobs.
 	forwards map[string][]*forward
 	// edges: the jobs whose state changes are watched (watchEdges).
@@ -66,7 +68,7 @@ func newRequester(b *base) (*Requester, error) {
 // makeRequester is a requester with nothing loaded.
 func makeRequester(b *base) *Requester {
 	rq := &Requester{base: b, records: map[string]*Record{}, waiting: map[string]context.CancelFunc{},
-		forwards: map[string][]*forward{}, edges: map[string]bool{}, inflight: map[string]market.Deal{},
+		forwards: map[string][]*forward{}, together: map[string]*together{}, edges: map[string]bool{}, inflight: map[string]market.Deal{},
 		funding: map[common.Hash]*sync.Mutex{}, awaiting: map[string]*big.Int{}, pinning: map[string]bool{}}
 	// A nil service stays a nil interface, so that "rq.jobs != nil" means
 	// what it says.
@@ -124,32 +126,53 @@ func avoidPeers(peers ...string) avoid { return avoid{peers: peers} }
 
 // SubmitRemote runs a spec through the market with opts.
 func (rq *Requester) SubmitRemote(ctx context.Context, spec *jobs.Spec, opts RemoteOptions) (*api.Job, error) {
+	if err := rq.checkRemote(ctx, spec, &opts); err != nil {
+		return nil, err
+	}
+	return rq.queueRemote(spec, opts)
+}
+
+// checkRemote checks a market job's spec and options, and fills in the
+// options' defaults.
+func (rq *Requester) checkRemote(ctx context.Context, spec *jobs.Spec, opts *RemoteOptions) error {
 	if spec.MaxPrice == "" {
-		return nil, invalid{errors.New("max_price: required for a job through the market (per GPU-hour, in whole units of the token)")}
+		return invalid{errors.New("max_price: required for a job through the market (per GPU-hour, in whole units of the token)")}
 	}
 	if opts.Prepay < 0 {
-		return nil, invalid{fmt.Errorf("prepay %s: want a positive duration", opts.Prepay)}
+		return invalid{fmt.Errorf("prepay %s: want a positive duration", opts.Prepay)}
 	}
 	if err := rq.checkFunds(ctx, spec); err != nil {
-		return nil, err
+		return err
 	}
 	if opts.HoldbackBps == 0 {
 		opts.HoldbackBps = spec.Verify.HoldbackBps()
 	}
-	return rq.queueRemote(spec, opts)
+	return nil
 }
 
 // queueRemote records a market job as queued, starts its wait for a
 // provider, and returns it. exclude are providers not to use (a retry's
 // failed one).
 func (rq *Requester) queueRemote(spec *jobs.Spec, opts RemoteOptions) (*api.Job, error) {
+	rj, j, err := rq.recordQueued(spec, opts)
+	if err != nil {
+		return nil, err
+	}
+	rq.startQueued(rj, avoid{opts.Exclude, opts.Apart})
+	return j, nil
+}
+
+// recordQueued records a market job as queued and returns its record and
+// a copy of the job.
+func (rq *Requester) recordQueued(spec *jobs.Spec, opts RemoteOptions) (*Record, *api.Job, error) {
 	queue := queueTimeout(spec)
 	now := time.Now().UTC()
 	id := newJobID()
 	reason := "waiting for a provider to bid"
 	j := &api.Job{Job: jobs.Job{ID: id, Spec: *spec, State: api.JobQueued, Reason: reason, CreatedAt: now,
 		History: []jobs.Transition{{State: api.JobQueued, Reason: reason, At: now}}}}
-	rj := &Record{ID: id, Last: j, Vouched: "0", Spec: *spec, QueueUntil: now.Add(queue), Prepay: opts.Prepay, HoldbackBps: opts.HoldbackBps}
+	rj := &Record{ID: id, Last: j, Vouched: "0", Spec: *spec, QueueUntil: now.Add(queue), Prepay: opts.Prepay, HoldbackBps: opts.HoldbackBps,
+		submitted: true}
 	rq.mu.Lock()
 	rq.records[id] = rj
 	rq.mu.Unlock()
@@ -157,12 +180,11 @@ func (rq *Requester) queueRemote(spec *jobs.Spec, opts RemoteOptions) (*api.Job,
 		rq.mu.Lock()
 		delete(rq.records, id)
 		rq.mu.Unlock()
-		return nil, err
+		return nil, nil, err
 	}
 	rq.log.Info("job queued for the market", "job_id", id, "queue", queue)
-	rq.startQueued(rj, avoid{opts.Exclude, opts.Apart})
 	v := *j
-	return &v, nil
+	return rj, &v, nil
 }
 
 // queueTimeout is the spec's timeouts.queue, 1 min by default.
@@ -254,11 +276,17 @@ var errStartFunds = errors.New("refused for the channel's deposit")
 // startOnce makes one deal, funds it and starts the job on its provider.
 func (rq *Requester) startOnce(ctx context.Context, rj *Record, exclude avoid, progress func(string)) error {
 	spec := rj.Spec
-	deals, err := rq.dealsWithin(ctx, &spec, dealAsk{exclude: exclude, queue: time.Until(rj.QueueUntil), count: 1, holdback: rj.HoldbackBps}, progress)
+	deal, err := rq.dealtTogether(ctx, rj.ID)
 	if err != nil {
 		return err
 	}
-	deal := deals[0]
+	if deal == nil {
+		deals, err := rq.dealsWithin(ctx, &spec, dealAsk{exclude: exclude, queue: time.Until(rj.QueueUntil), count: 1, holdback: rj.HoldbackBps}, progress)
+		if err != nil {
+			return err
+		}
+		deal = deals[0]
+	}
 	progress(fmt.Sprintf("deal %s with provider %s; funding the channel", short(deal.ID), short(deal.Provider)))
 	release, err := rq.fundChannel(ctx, *deal)
 	rq.doneAwaiting(rj.ID) // deposited or not, the wallet's funds are counted as they are now
@@ -381,7 +409,7 @@ func (rq *Requester) resumeQueued() {
 	rq.mu.Lock()
 	var todo []*Record
 	for _, rj := range rq.records {
-		if rj.queued() && rj.Last != nil && rj.Last.State == api.JobQueued && rq.waiting[rj.ID] == nil {
+		if rj.queued() && rj.Last != nil && rj.Last.State == api.JobQueued && rq.waiting[rj.ID] == nil && !rj.submitted {
 			todo = append(todo, rj)
 		}
 	}

@@ -471,6 +471,18 @@ func (rq *Requester) remoteStatusWait(ctx context.Context, rj *Record, seen jobs
 }
 
 // remoteJobByID is the requester's view of a job on a provider, refreshed.
+// peek is the requester's view of a job as last seen, not refreshed.
+func (rq *Requester) peek(ctx context.Context, id string) (*api.Job, error) {
+	rq.mu.Lock()
+	rj := rq.records[id]
+	rq.mu.Unlock()
+	if rj == nil {
+		return nil, fmt.Errorf("%w: %s", jobs.ErrNotFound, id)
+	}
+	j := *rq.groupView(ctx, rj) // a copy: the record's changes are made under rq.mu
+	return &j, nil
+}
+
 func (rq *Requester) remoteJobByID(ctx context.Context, id string) (*api.Job, error) {
 	rq.mu.Lock()
 	rj := rq.records[id]

@@ -24,6 +24,18 @@ func (m *Manager) Get(ctx context.Context, id string) (*api.Job, error) {
 	return m.req.remoteJobByID(ctx, id)
 }
 
+// Peek is Get without asking a provider: a market job as this node last
+// saw it (its own follow sees a job's end as it happens), for a caller
+// that reads often, such as the checker of replicated jobs.
+func (m *Manager) Peek(ctx context.Context, id string) (*api.Job, error) {
+	if m.jobs != nil {
+		if j, err := m.jobs.Get(id); err == nil {
+			return localView(j), nil
+		}
+	}
+	return m.req.peek(ctx, id)
+}
+
 // localView is a job of this node's own as the API shows it: its record,
 // with nothing a lease adds.
 func localView(j *jobs.Job) *api.Job { return &api.Job{Job: *j} }

@@ -28,6 +28,9 @@ type Lease interface {
 	// gets is held there too), with holdbackBps of its pay held back
 	// until Settle.
 	Submit(ctx context.Context, spec *jobs.Spec, owners Owners, holdbackBps int) (*api.Job, error)
+	// SubmitTogether is Submit for k runs dealt for from one offer, each
+	// on its own provider.
+	SubmitTogether(ctx context.Context, spec *jobs.Spec, k int, owners Owners, holdbackBps int) ([]*api.Job, error)
 	// Settle gives the verdict on an ended run (one of the Verdict
 	// constants), which pays or withholds its held-back pay.
 	Settle(ctx context.Context, id, verdict string) error
@@ -103,8 +106,9 @@ type Config struct {
 	// Owners makes the set a group's runs are kept apart by; zero: one
 	// of this package's, for a Lease that checks it itself.
 	Owners func() Owners
-	// Poll is how often runs are read; zero: 250 ms (a replicated job
-	// ends at most this long after its last run).
+	// Poll is how often runs are read (from the lease's records, which
+	// it keeps up to date itself); zero: 100 ms (a replicated job ends at
+	// most this long after its last run).
 	Poll time.Duration
 	// Rand draws spot checks; zero: math/rand.
 	Rand func() float64
@@ -159,7 +163,7 @@ func New(cfg Config) (*Checker, error) {
 		cfg.Owners = func() Owners { return &ownerSet{} }
 	}
 	if cfg.Poll == 0 {
-		cfg.Poll = 250 * time.Millisecond
+		cfg.Poll = 100 * time.Millisecond
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = mrand.Float64
@@ -225,25 +229,14 @@ func (c *Checker) track(g *Group) {
 func (c *Checker) Replicate(ctx context.Context, spec *jobs.Spec) (*Group, error) {
 	g := &Group{ID: newID(), Spec: *spec, Mode: ModeReplicas, Want: spec.Verify.Replicas, State: jobs.Running,
 		CreatedAt: time.Now().UTC()}
-	owners := c.cfg.Owners()
-	for range g.Want {
-		j, err := c.cfg.Lease.Submit(ctx, runSpec(spec), owners, spec.Verify.HoldbackBps())
-		if err != nil {
-			c.cancelRuns(ctx, g)
-			return nil, err
-		}
+	runs, err := c.cfg.Lease.SubmitTogether(ctx, runSpec(spec), g.Want, c.cfg.Owners(), spec.Verify.HoldbackBps())
+	if err != nil {
+		return nil, err
+	}
+	for _, j := range runs {
 		g.Replicas = append(g.Replicas, Replica{JobID: j.ID, Role: "replica", State: j.State, Outcome: Pending})
 	}
 	return c.start(g)
-}
-
-// cancelRuns cancels the runs of a group that could not start whole.
-func (c *Checker) cancelRuns(ctx context.Context, g *Group) {
-	for _, r := range g.Replicas {
-		if _, err := c.cfg.Lease.Cancel(ctx, r.JobID); err != nil {
-			c.log.Warn("run of a replicated job that did not start not canceled", "job_id", r.JobID, "err", err)
-		}
-	}
 }
 
 // runSpec is one run of a checked job: an ordinary job that the group

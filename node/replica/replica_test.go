@@ -90,6 +90,18 @@ func (f *fakeLease) Submit(_ context.Context, spec *jobs.Spec, apart Owners, hol
 	return j, nil
 }
 
+func (f *fakeLease) SubmitTogether(ctx context.Context, spec *jobs.Spec, k int, apart Owners, holdback int) ([]*api.Job, error) {
+	var out []*api.Job
+	for range k {
+		j, err := f.Submit(ctx, spec, apart, holdback)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, j)
+	}
+	return out, nil
+}
+
 func (f *fakeLease) end(j *api.Job, cid string) {
 	j.State, j.ResultCID = jobs.Completed, cid
 	if cid == "" {
