@@ -5,7 +5,7 @@ LDFLAGS := -X github.com/aixblock/aixblock/node.Version=$(VERSION)
 # go-nvml's headers carry deprecation warnings that are not ours to fix.
 export CGO_CFLAGS := -Wno-deprecated-declarations
 
-.PHONY: hooks build test test-short test-race e2e-chain fuzz run bench bench-gossip bench-services bench-idle bench-gpu bench-transfer bench-transfer-daemons gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market bench-scale bench-jobs bench-e2e bench-verify bench-ddp e2e-torch job-image bench-wan
+.PHONY: hooks build test test-short test-race e2e-chain fuzz run bench bench-gossip bench-services bench-idle bench-gpu bench-transfer bench-transfer-daemons gpu-check gpu-check-real lint clean contracts contracts-check bench-gas bench-market bench-scale bench-scale-real bench-jobs bench-e2e bench-verify bench-ddp e2e-torch job-image bench-wan
 
 # -trimpath keeps the checkout's path out of the binary and out of the
 # build cache's keys, so a second checkout (the README test's) reuses the
@@ -141,8 +141,10 @@ bench-market:
 
 # The market, DHT and gossip of N simulated nodes in virtual time, at
 # each size of SCALE_NODES, then under SCALE_CHURN (a share per hour,
-# 0.1) after SCALE_CHURN_MINUTES (20) of it; SCALE_NAT (0.2) and
-# SCALE_LOSS (0, full tier only) shape the network. Two tiers
+# 0.1) after SCALE_CHURN_MINUTES (20) of it; SCALE_NAT (0.2),
+# SCALE_LOSS (0, full tier only), SCALE_PROVIDERS (the providers' share,
+# 0.1) and SCALE_RTT (a factor on every link's round trip, 1) shape the
+# network. Two tiers
 # (SCALE_TIER=full, light or both): the full tier runs every node as a
 # whole libp2p host on a mocknet in a synctest bubble (about 9 MiB a node
 # at 100, 17 MiB at 300), at sizes up to SCALE_FULL_MAX (300); the light
@@ -151,6 +153,15 @@ SCALE_NODES ?= 100,1000,10000
 SCALE_TIER ?= both
 bench-scale:
 	SCALE_NODES=$(SCALE_NODES) SCALE_TIER=$(SCALE_TIER) $(GO) test -count=1 -run '^TestScale$$' -v -timeout 6h ./market/sim/
+
+# REAL_NODES (50) real daemons on loopback and one dev chain, a fifth of
+# them CPU providers, the rest each submitting one tiny job at once:
+# offer to deal and submit to completed p50/p99, jobs per second, and
+# each daemon's memory, to hold against bench-scale at the same size
+# (needs a Docker engine; minutes).
+REAL_NODES ?= 50
+bench-scale-real:
+	AIXBLOCK_REAL_NODES=$(REAL_NODES) $(GO) test -run '^$$' -bench ScaleReal -benchtime 1x -v -timeout 60m ./cmd/aixblock/
 
 # job run --local against docker run --rm of the same scratch image, and a
 # burst of 50 jobs (needs a Docker engine).

@@ -75,6 +75,7 @@ type lnet struct {
 	ev     *events
 	nodes  []*lnode
 	counts map[string]int64
+	scale  float64 // of every round trip
 }
 
 // oneWay is the one-way latency between a and b: half their regions'
@@ -86,7 +87,7 @@ func (n *lnet) oneWay(a, b *lnode) time.Duration {
 	binary.LittleEndian.PutUint64(buf[:], uint64(lo)<<32|uint64(hi))
 	h.Write(buf[:])
 	j := 0.9 + 0.2*float64(h.Sum64()%1000)/1000
-	return time.Duration(float64(regionRTT[a.region][b.region]*time.Millisecond) * j / 2)
+	return time.Duration(float64(regionRTT[a.region][b.region]*time.Millisecond) * j * n.scale / 2)
 }
 
 // Connection watermarks and grace, as the daemon's connection manager.

@@ -45,8 +45,9 @@ const dialTimeout = 5 * time.Second
 // to them hangs for dialTimeout), and counts the messages each protocol
 // family sends.
 type Net struct {
-	mn   mocknet.Mocknet
-	loss float64
+	mn    mocknet.Mocknet
+	loss  float64
+	scale float64 // of every round trip
 
 	linkMu sync.Mutex
 	mu     sync.Mutex
@@ -64,8 +65,8 @@ type place struct {
 	gone   atomic.Bool
 }
 
-func newNet(seed int64, loss float64) *Net {
-	return &Net{mn: mocknet.New(), loss: loss, rng: rand.New(rand.NewSource(seed)), nodes: map[peer.ID]*place{}}
+func newNet(seed int64, loss, scale float64) *Net {
+	return &Net{mn: mocknet.New(), loss: loss, scale: scale, rng: rand.New(rand.NewSource(seed)), nodes: map[peer.ID]*place{}}
 }
 
 // rtt is the round trip between two regions, with a tenth of jitter.
@@ -73,7 +74,7 @@ func (n *Net) rtt(a, b int) time.Duration {
 	n.mu.Lock()
 	j := 0.9 + 0.2*n.rng.Float64()
 	n.mu.Unlock()
-	return time.Duration(float64(regionRTT[a][b]*time.Millisecond) * j)
+	return time.Duration(float64(regionRTT[a][b]*time.Millisecond) * j * n.scale)
 }
 
 // lost says whether a message is lost on its first try.

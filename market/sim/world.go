@@ -34,6 +34,9 @@ type Config struct {
 	Degree int
 	// Seed makes the network's layout repeatable; zero means 1.
 	Seed int64
+	// RTTScale multiplies every link's round trip (0.01 makes the
+	// regions' 20-300 ms about loopback's); zero means 1.
+	RTTScale float64
 	// Market is every node's market configuration (prices apart); its
 	// zero value is the daemon's defaults.
 	Market market.Config
@@ -68,6 +71,9 @@ func (c *Config) withDefaults() {
 	if c.Seed == 0 {
 		c.Seed = 1
 	}
+	if c.RTTScale == 0 {
+		c.RTTScale = 1
+	}
 }
 
 // World is a simulated network of daemons. Build it, and everything
@@ -90,7 +96,7 @@ type World struct {
 // and refreshes its routing table, all at once. Then the markets start.
 func NewWorld(ctx context.Context, cfg Config) (*World, error) {
 	cfg.withDefaults()
-	w := &World{cfg: cfg, net: newNet(cfg.Seed, cfg.Loss), rng: rand.New(rand.NewSource(cfg.Seed)), busy: map[int]bool{}}
+	w := &World{cfg: cfg, net: newNet(cfg.Seed, cfg.Loss, cfg.RTTScale), rng: rand.New(rand.NewSource(cfg.Seed)), busy: map[int]bool{}}
 	for i := range cfg.Nodes {
 		class := cfg.classOf(i)
 		// Providers of the rare class are public: they are what gossip
