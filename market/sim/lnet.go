@@ -76,6 +76,8 @@ type lnet struct {
 	nodes  []*lnode
 	counts map[string]int64
 	scale  float64 // of every round trip
+	// handshake is what a new connection costs, in round trips.
+	handshake int
 }
 
 // oneWay is the one-way latency between a and b: half their regions'
@@ -156,7 +158,7 @@ func (n *lnet) requestDial(fam string, a, b *lnode, dial time.Duration, handle f
 	}
 	delay := n.oneWay(a, b)
 	if !n.connected(a, b) {
-		delay += handshakeRTTs * 2 * n.oneWay(a, b)
+		delay += time.Duration(n.handshake) * 2 * n.oneWay(a, b)
 	}
 	sent := n.ev.now
 	n.ev.after(delay, func() {

@@ -48,6 +48,8 @@ type Net struct {
 	mn    mocknet.Mocknet
 	loss  float64
 	scale float64 // of every round trip
+	// handshake is what a new connection costs, in round trips.
+	handshake int
 
 	linkMu sync.Mutex
 	mu     sync.Mutex
@@ -65,8 +67,8 @@ type place struct {
 	gone   atomic.Bool
 }
 
-func newNet(seed int64, loss, scale float64) *Net {
-	return &Net{mn: mocknet.New(), loss: loss, scale: scale, rng: rand.New(rand.NewSource(seed)), nodes: map[peer.ID]*place{}}
+func newNet(seed int64, loss, scale float64, handshake int) *Net {
+	return &Net{mn: mocknet.New(), loss: loss, scale: scale, handshake: handshake, rng: rand.New(rand.NewSource(seed)), nodes: map[peer.ID]*place{}}
 }
 
 // rtt is the round trip between two regions, with a tenth of jitter.
@@ -113,13 +115,10 @@ func (n *Net) reach(ctx context.Context, from, to peer.ID) error {
 		return err
 	}
 	// Mocknet connects at once; a new connection costs round trips
-	// (TCP's handshake, then TLS 1.3's, the muxer agreed within it).
-	time.Sleep(handshakeRTTs * 2 * l.Options().Latency)
+	// (Config.HandshakeRTTs).
+	time.Sleep(time.Duration(n.handshake) * 2 * l.Options().Latency)
 	return nil
 }
-
-// handshakeRTTs is what opening a connection costs, in round trips.
-const handshakeRTTs = 2
 
 // link is the link between from and to, made now if there is none.
 func (n *Net) link(from, to peer.ID, pf, pt *place) (mocknet.Link, error) {

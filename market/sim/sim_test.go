@@ -97,7 +97,8 @@ func TestScale(t *testing.T) {
 // scaleRun is the network and workload of make bench-scale at n nodes.
 func scaleRun(t *testing.T, n int) (Config, Scenario) {
 	cfg := Config{Nodes: n, NATShare: envFloat(t, "SCALE_NAT", 0.2), Loss: envFloat(t, "SCALE_LOSS", 0),
-		ProviderShare: envFloat(t, "SCALE_PROVIDERS", 0), RTTScale: envFloat(t, "SCALE_RTT", 1)}
+		ProviderShare: envFloat(t, "SCALE_PROVIDERS", 0), RTTScale: envFloat(t, "SCALE_RTT", 1),
+		HandshakeRTTs: int(envFloat(t, "SCALE_HANDSHAKE_RTTS", 1))}
 	return cfg, Scenario{
 		Settle: time.Minute, Lookups: 200, LookupEvery: 50 * time.Millisecond, Gossiped: 10,
 		Deals: 300, DealEvery: 500 * time.Millisecond, Churn: envFloat(t, "SCALE_CHURN", 0.1),

@@ -37,6 +37,11 @@ type Config struct {
 	// RTTScale multiplies every link's round trip (0.01 makes the
 	// regions' 20-300 ms about loopback's); zero means 1.
 	RTTScale float64
+	// HandshakeRTTs is what opening a connection costs, in round trips:
+	// 1 for QUIC, which the daemon listens on and libp2p dials first;
+	// 2 for TCP (its handshake, then TLS 1.3's with the muxer agreed
+	// within it). Zero means 1.
+	HandshakeRTTs int
 	// Market is every node's market configuration (prices apart); its
 	// zero value is the daemon's defaults.
 	Market market.Config
@@ -74,6 +79,9 @@ func (c *Config) withDefaults() {
 	if c.RTTScale == 0 {
 		c.RTTScale = 1
 	}
+	if c.HandshakeRTTs == 0 {
+		c.HandshakeRTTs = 1
+	}
 }
 
 // World is a simulated network of daemons. Build it, and everything
@@ -96,7 +104,7 @@ type World struct {
 // and refreshes its routing table, all at once. Then the markets start.
 func NewWorld(ctx context.Context, cfg Config) (*World, error) {
 	cfg.withDefaults()
-	w := &World{cfg: cfg, net: newNet(cfg.Seed, cfg.Loss, cfg.RTTScale), rng: rand.New(rand.NewSource(cfg.Seed)), busy: map[int]bool{}}
+	w := &World{cfg: cfg, net: newNet(cfg.Seed, cfg.Loss, cfg.RTTScale, cfg.HandshakeRTTs), rng: rand.New(rand.NewSource(cfg.Seed)), busy: map[int]bool{}}
 	for i := range cfg.Nodes {
 		class := cfg.classOf(i)
 		// Providers of the rare class are public: they are what gossip
