@@ -84,6 +84,21 @@ func (m *Manager) checkpointsDir(j *Job) string {
 	return filepath.Join(m.scratch(j), "checkpoints")
 }
 
+// checkStartCheckpoint checks SubmitOptions.Checkpoint: a CID, for a
+// spec with a checkpoint.
+func checkStartCheckpoint(spec Spec, c string) error {
+	if c == "" {
+		return nil
+	}
+	if spec.Checkpoint == nil {
+		return specErr("checkpoint", "none in the spec: a rank cannot start from checkpoint %s", c)
+	}
+	if _, err := cid.Decode(c); err != nil {
+		return specErr("checkpoint", "%q is not a CID", c)
+	}
+	return nil
+}
+
 // prepareCheckpoints makes the job's /checkpoints: fetched from `from`
 // when given, else empty, and writable by the job either way.
 func (m *Manager) prepareCheckpoints(ctx context.Context, j *Job, from string) (string, error) {

@@ -80,6 +80,9 @@ type Job struct {
 	Regroup    string `json:"regroup,omitempty"`
 	// KeepOutputs: SubmitOptions.KeepOutputs.
 	KeepOutputs bool `json:"keep_outputs,omitempty"`
+	// regroupTo is the newest generation an elastic rank was told to
+	// restart as (Manager.mu), taken or not yet.
+	regroupTo int
 }
 
 // save writes the job record atomically.

@@ -259,6 +259,10 @@ type SubmitOptions struct {
 	// the caller (a proof-of-GPU challenge reads its product there):
 	// OutputsDir finds them and DropOutputs removes them.
 	KeepOutputs bool
+	// Checkpoint, when set, is the CID fetched into /checkpoints in place
+	// of the spec's checkpoint.from (an elastic job's replacement rank
+	// starts from its gang's latest).
+	Checkpoint string
 	// PrepareTimeout, when set, bounds this job's preparation instead of
 	// Config.PrepareTimeout (a market job's GPUs are held, unpaid, while
 	// it prepares: its provider keeps that short).
@@ -278,6 +282,9 @@ func (m *Manager) Submit(spec Spec, opts SubmitOptions) (*Job, error) {
 	}
 	if _, check := spec.readyCheck(); check && m.cfg.DialPort == nil {
 		return nil, specErr("ready", "this node cannot run readiness checks (no port dialer)")
+	}
+	if err := checkStartCheckpoint(spec, opts.Checkpoint); err != nil {
+		return nil, err
 	}
 	if spec.Resources.GPUs > len(opts.GPUs) {
 		return nil, specErr("resources.gpus", "%d requested, %d free healthy GPUs here", spec.Resources.GPUs, len(opts.GPUs))
@@ -431,7 +438,7 @@ func (m *Manager) run(ctx context.Context, j *Job, gate chan []string, opts Subm
 		prepare = opts.PrepareTimeout
 	}
 	pctx, cancel := context.WithTimeout(ctx, prepare)
-	c, err := m.prepare(pctx, j)
+	c, err := m.prepare(pctx, j, opts.Checkpoint)
 	cancel()
 	if err != nil {
 		var fc failCause
@@ -507,7 +514,7 @@ func (m *Manager) run(ctx context.Context, j *Job, gate chan []string, opts Subm
 
 // prepare makes sure of the image, fetches the inputs and describes the
 // container.
-func (m *Manager) prepare(ctx context.Context, j *Job) (Container, error) {
+func (m *Manager) prepare(ctx context.Context, j *Job, checkpoint string) (Container, error) {
 	s := j.Spec
 	dir := m.dir(j)
 	image, imageID, fetched, err := m.image(ctx, s.Image, dir)
@@ -589,7 +596,11 @@ func (m *Manager) prepare(ctx context.Context, j *Job) (Container, error) {
 	}
 	c.Outputs = out
 	if cp := s.Checkpoint; cp != nil {
-		if c.Checkpoints, err = m.prepareCheckpoints(ctx, j, cp.From); err != nil {
+		from := cp.From
+		if checkpoint != "" {
+			from = checkpoint
+		}
+		if c.Checkpoints, err = m.prepareCheckpoints(ctx, j, from); err != nil {
 			return Container{}, err
 		}
 	}

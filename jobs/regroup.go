@@ -51,7 +51,7 @@ func (m *Manager) Regroup(id string, rg Regroup) error {
 	j, ch, stop := m.jobs[id], m.regroups[id], m.runStops[id]
 	var gen int
 	if j != nil {
-		gen = j.Generation
+		gen = max(j.Generation, j.regroupTo)
 	}
 	m.mu.Unlock()
 	switch {
@@ -62,14 +62,30 @@ func (m *Manager) Regroup(id string, rg Regroup) error {
 	case rg.Generation <= gen:
 		return fmt.Errorf("restart: generation %d is not after the rank's %d", rg.Generation, gen)
 	}
-	select {
-	case ch <- rg:
-	default:
-		return fmt.Errorf("restart: job %s has one pending already", id)
+	if err := m.queueRegroup(j, ch, rg); err != nil {
+		return fmt.Errorf("restart: job %s: %w", id, err)
 	}
 	if stop != nil {
 		stop(errRegroup)
 	}
+	return nil
+}
+
+// queueRegroup leaves rg as the rank's pending restart: a newer
+// generation replaces one not taken yet (the gang changed again before
+// this rank restarted), an older one is refused.
+func (m *Manager) queueRegroup(j *Job, ch chan Regroup, rg Regroup) error {
+	m.mu.Lock() // one caller at a time: the take and the put stay together
+	defer m.mu.Unlock()
+	if rg.Generation <= j.regroupTo {
+		return fmt.Errorf("generation %d was asked for already", rg.Generation)
+	}
+	select {
+	case <-ch: // older than rg (regroupTo)
+	default:
+	}
+	ch <- rg // the buffer's one place is free: only this lock's holder puts
+	j.regroupTo = rg.Generation
 	return nil
 }
 
@@ -85,7 +101,13 @@ func (m *Manager) runContext(wctx context.Context, j *Job) (context.Context, fun
 	rctx, cancel := context.WithCancelCause(wctx)
 	m.mu.Lock()
 	m.runStops[j.ID] = cancel
+	// A restart that came while the last one was being made (no run to
+	// stop then) cuts this run short at once.
+	pending := len(m.regroups[j.ID]) > 0
 	m.mu.Unlock()
+	if pending {
+		cancel(errRegroup)
+	}
 	return rctx, func() {
 		m.mu.Lock()
 		delete(m.runStops, j.ID)

@@ -65,6 +65,25 @@ func regroupCases() []stateCase {
 			state: Completed, exit: 0,
 		},
 		{
+			name: "a restart that comes while the last one is made follows it",
+			opts: elastic(time.Minute), setup: func(e *fakeEnv) { e.rt.exits = []int{1} },
+			act: func(t *testing.T, e *fakeEnv, id string) {
+				await(t, e.m, id, "the hold", time.Minute, func(j *Job) bool { return j.Regroup != "" })
+				if err := e.m.Regroup(id, Regroup{Generation: 1}); err != nil {
+					t.Fatal(err)
+				}
+				if err := e.m.Regroup(id, Regroup{Generation: 2}); err != nil {
+					t.Fatal(err)
+				}
+				if err := e.m.Regroup(id, Regroup{Generation: 2}); err == nil {
+					t.Error("the same generation was taken twice")
+				}
+				awaitGeneration(t, e, id, 2)
+				endAll(e)
+			},
+			state: Completed, exit: 0,
+		},
+		{
 			name: "an elastic rank whose gang does not restart in time fails",
 			opts: elastic(20 * time.Millisecond), setup: func(e *fakeEnv) { e.rt.exits = []int{3} },
 			state: Failed, reason: "exited with code 3; its gang did not restart within 20ms", exit: 3,

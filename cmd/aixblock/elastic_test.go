@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -92,5 +93,123 @@ func TestDistributedCheckpoint(t *testing.T) {
 	}
 	if err != nil || model.ResumedFrom != last.Step {
 		t.Fatalf("the resumed job started at step %d (%v), want %d", model.ResumedFrom, err, last.Step)
+	}
+}
+
+// An elastic job survives the SIGKILL of one rank's provider: it goes on
+// with two ranks from its last checkpoint, grows back to three with the
+// spare provider from the market, and completes; each change is an event
+// in job status.
+func TestElasticRankLost(t *testing.T) {
+	ddpImage(t)
+	repos, daemons := ddpNetwork(t, 4)
+	req := repos[4]
+	t.Cleanup(func() { logElastic(t, daemons) })
+	spec := filepath.Join(t.TempDir(), "elastic.yaml")
+	os.WriteFile(spec, []byte("name: elastic\nimage: aixblock-test/ddp:latest\nresources: {gpus: 1, memory_mib: 128}\n"+
+		"distributed: {nodes: 3, min_nodes: 2}\ncheckpoint: {every: 1s}\nmax_price: \"20\"\n"+
+		"env: {STEPS: \"2500\", STEP_DELAY_MS: \"20\", CKPT_STEPS: \"20\"}\n"), 0o600)
+	id := strings.TrimSpace(mustRun(t, req, "job", "submit", spec))
+	var st elasticStatus
+	p2ptest.WaitFor(t, 2*time.Minute, func() bool {
+		runJSON(t, req, &st, "job", "status", id)
+		return st.CheckpointCID != "" || terminal(st.State)
+	}, "a checkpoint of job %s", id)
+	victim := rankProvider(t, repos[:4], req, id)
+	t.Logf("killing provider %d", victim)
+	daemons[victim].cmd.Process.Signal(syscall.SIGKILL)
+	<-daemons[victim].done
+
+	for _, want := range []string{"restarting 2 ranks from checkpoint", "restarting 3 ranks"} {
+		p2ptest.WaitFor(t, 4*time.Minute, func() bool {
+			runJSON(t, req, &st, "job", "status", id)
+			return st.hasEvent(want) || terminal(st.State)
+		}, "event %q of job %s", want, id)
+		if !st.hasEvent(want) {
+			t.Fatalf("job %s ended %s (%s) without %q: %+v", id, st.State, st.Reason, want, st.Events)
+		}
+	}
+	if !st.hasEvent("lost (provider") || !st.hasEvent("joins (provider") {
+		t.Fatalf("events: %+v", st.Events)
+	}
+	p2ptest.WaitFor(t, 5*time.Minute, func() bool {
+		runJSON(t, req, &st, "job", "status", id)
+		return terminal(st.State)
+	}, "job %s to end", id)
+	if st.State != "completed" {
+		t.Fatalf("job %s: %s (%s); events %+v", id, st.State, st.Reason, st.Events)
+	}
+	dir := filepath.Join(t.TempDir(), "result")
+	mustRun(t, req, "data", "get", st.ResultCID, "-o", dir, "-q")
+	var model struct {
+		World       int `json:"world"`
+		ResumedFrom int `json:"resumed_from"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "rank-0", "model.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &model)
+	}
+	if err != nil || model.World != 3 || model.ResumedFrom == 0 {
+		t.Fatalf("the last generation's model: %+v (%v), want 3 ranks resumed from a checkpoint", model, err)
+	}
+	if out := mustRun(t, req, "job", "status", id); !strings.Contains(out, "restarting 2 ranks") {
+		t.Fatalf("job status shows no events:\n%s", out)
+	}
+}
+
+type elasticStatus struct {
+	State         string `json:"state"`
+	Reason        string `json:"reason"`
+	ResultCID     string `json:"result_cid"`
+	CheckpointCID string `json:"checkpoint_cid"`
+	Events        []struct {
+		Text string `json:"text"`
+	} `json:"events"`
+}
+
+func (s elasticStatus) hasEvent(text string) bool {
+	for _, e := range s.Events {
+		if strings.Contains(e.Text, text) {
+			return true
+		}
+	}
+	return false
+}
+
+// rankProvider is the index in repos of a provider running a rank of job
+// id other than rank 0.
+func rankProvider(t *testing.T, repos []string, req, id string) int {
+	t.Helper()
+	var list []struct {
+		ID       string `json:"id"`
+		Provider string `json:"provider"`
+	}
+	runJSON(t, req, &list, "job", "list")
+	for i, repo := range repos {
+		var p idInfo
+		runJSON(t, repo, &p, "id")
+		for _, j := range list {
+			if j.ID != id && j.Provider == p.PeerID {
+				return i
+			}
+		}
+	}
+	t.Fatalf("no provider runs a rank of %s other than rank 0: %+v", id, list)
+	return -1
+}
+
+// logElastic shows a failed test the daemons' lines about the gang.
+func logElastic(t *testing.T, daemons []*daemon) {
+	if !t.Failed() {
+		return
+	}
+	for i, d := range daemons {
+		var lines []string
+		for _, l := range strings.Split(d.stderr.String(), "\n") {
+			if strings.Contains(l, "[job]") || strings.Contains(l, "gang") || strings.Contains(l, "rank") {
+				lines = append(lines, l)
+			}
+		}
+		t.Logf("daemon %d:\n%s", i, strings.Join(lines, "\n"))
 	}
 }

@@ -44,6 +44,8 @@ type jobRunFlags struct {
 	publish         []string
 	readyHTTP       string
 	nodes, procs    int
+	minNodes        int
+	maxRestarts     int
 	framework       string
 	relay           string
 	verified        bool
@@ -93,6 +95,8 @@ func (fl *jobRunFlags) register(f *pflag.FlagSet) {
 	f.IntVar(&fl.nodes, "nodes", 0, "node ranks of a distributed job, one deal each (they meet on the job's private network)")
 	f.IntVar(&fl.procs, "procs-per-node", 0, "processes per node rank (torchrun's --nproc-per-node; default 1)")
 	f.StringVar(&fl.framework, "framework", "", "pytorch, tensorflow or none: the launcher contract the ranks read (TF_CONFIG for tensorflow)")
+	f.IntVar(&fl.minNodes, "min-nodes", 0, "make a distributed job elastic: a lost rank restarts the others while this many remain, and a replacement grows it back")
+	f.IntVar(&fl.maxRestarts, "max-restarts", 0, "an elastic job's restarts for lost or failed ranks (default 3)")
 	f.StringVar(&fl.relay, "relay", "", "allow (default) or deny ranks whose providers reach each other only through a relay")
 	f.IntVar(&fl.replicas, "replicas", 0, "run on K providers (2 to 5) and keep the result a majority returns (spec: verify: {replicas: K})")
 	f.StringVar(&fl.holdback, "holdback", "", "with --replicas: the share of each run's pay (e.g. 20%) paid only once its result agrees with the majority's (spec: verify: {holdback: 20%})")
@@ -128,11 +132,12 @@ func (fl *jobRunFlags) spec(args []string) (*jobs.Spec, []publishSpec, error) {
 	if err := fl.inputsAndEnv(spec); err != nil {
 		return nil, nil, err
 	}
-	if fl.nodes > 1 || fl.procs > 0 || fl.framework != "" || fl.relay != "" {
+	if fl.nodes > 1 || fl.procs > 0 || fl.framework != "" || fl.relay != "" || fl.minNodes > 0 || fl.maxRestarts > 0 {
 		if fl.nodes < 1 {
-			return nil, nil, errors.New("--procs-per-node, --framework and --relay are for a distributed job: give --nodes N too")
+			return nil, nil, errors.New("--procs-per-node, --framework, --relay, --min-nodes and --max-restarts are for a distributed job: give --nodes N too")
 		}
-		spec.Distributed = &jobs.Distributed{Nodes: fl.nodes, ProcsPerNode: fl.procs, Framework: fl.framework, Relay: fl.relay}
+		spec.Distributed = &jobs.Distributed{Nodes: fl.nodes, ProcsPerNode: fl.procs, Framework: fl.framework, Relay: fl.relay,
+			MinNodes: fl.minNodes, MaxRestarts: fl.maxRestarts}
 	}
 	pubs, err := fl.service(spec)
 	if err != nil {
@@ -469,6 +474,9 @@ func newJobStatusCmd(g *globals) *cobra.Command {
 				placementHuman(w, j.Placement)
 				if j.CheckpointCID != "" && j.CheckpointAt != nil {
 					kv(w, "checkpoint", fmt.Sprintf("%s (at %s)", j.CheckpointCID, j.CheckpointAt.Format(time.RFC3339)))
+				}
+				for _, e := range j.Events {
+					kv(w, "event", fmt.Sprintf("%s generation %d: %s", e.At.Format(time.RFC3339), e.Generation, e.Text))
 				}
 				verificationHuman(w, j)
 				if j.ExitCode != nil {

@@ -50,6 +50,19 @@ type Job struct {
 	// Verification is how the runs of a checked job came out: on the
 	// replicated job, on each of its runs, and on a sampled job.
 	Verification *Verification `json:"verification,omitempty"`
+	// Events are an elastic distributed job's membership changes, on its
+	// requester's side (rank 0's): a rank lost, a replacement joined, a
+	// restart from a checkpoint, or why the job could not go on.
+	Events []JobEvent `json:"events,omitempty"`
+}
+
+// JobEvent is one membership change of an elastic job, by the
+// requester's clock.
+type JobEvent struct {
+	At         time.Time `json:"at"`
+	Generation int       `json:"generation"`
+	Ranks      int       `json:"ranks"` // the ranks it goes on with (0: it ended)
+	Text       string    `json:"text"`
 }
 
 // The states only a requester's market jobs have; jobs.State.Terminal

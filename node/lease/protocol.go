@@ -221,6 +221,10 @@ type prepareRequest struct {
 	// Generation is the gang's generation the rank joins: 0 at the first
 	// start, the restart's for a replacement (an elastic job).
 	Generation int `json:"generation,omitempty"`
+	// Checkpoint, for an elastic job's replacement rank, is its gang's
+	// latest checkpoint, fetched into /checkpoints in place of the spec's
+	// checkpoint.from.
+	Checkpoint string `json:"checkpoint,omitempty"`
 }
 
 type prepareReply struct {

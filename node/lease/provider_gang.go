@@ -247,7 +247,9 @@ func (pv *Provider) prepareOnJobNet(ctx context.Context, deal *market.Deal, pr p
 	ifEnv := []string{"GLOO_SOCKET_IFNAME=" + overlay.IfName, "NCCL_SOCKET_IFNAME=" + overlay.IfName, "TP_SOCKET_IFNAME=" + overlay.IfName}
 	opts := jobs.SubmitOptions{Gate: true, JoinNetwork: join, Env: ifEnv, ID: pr.JobID}
 	if pr.Spec.Distributed.Elastic() {
-		opts.Elastic = elasticHold
+		opts.Elastic, opts.Checkpoint = elasticHold, pr.Checkpoint
+	} else if pr.Checkpoint != "" {
+		return nil, errors.New("prepare request: a checkpoint for a rank of a job that is not elastic")
 	}
 	j, err := pv.submitProvided(deal, pr.Spec, opts)
 	if err != nil {

@@ -91,7 +91,26 @@ type Record struct {
 	// CheckpointAt when it was (this node's clock).
 	Checkpoint   string    `json:"checkpoint,omitempty"`
 	CheckpointAt time.Time `json:"checkpoint_at,omitzero"`
+	// Elastic is the head's (the job's ID, rank 0 of the current
+	// generation) of an elastic distributed job: its membership's story
+	// (requester_elastic.go).
+	Elastic *elasticState `json:"elastic,omitempty"`
+	// Former: a rank that left its elastic gang (lost); Group[0] is still
+	// its job's ID, Rank its last.
+	Former bool `json:"former,omitempty"`
+	// ProviderGen is the generation its provider counts the rank in: a
+	// report of a rank waiting for a restart from before it counts for
+	// nothing.
+	ProviderGen int `json:"provider_gen,omitempty"`
 }
+
+// inGang: the record is a rank of a distributed job (an elastic one's
+// head even when it is the only rank left).
+func (rj *Record) inGang() bool { return len(rj.Group) > 1 || rj.Elastic != nil || rj.Former }
+
+// isHead: the record stands for its distributed job (its ID is the
+// job's; rank 0 of the current generation).
+func (rj *Record) isHead() bool { return rj.inGang() && rj.Rank == 0 && !rj.Former }
 
 // see records the provider's answer about the job at now (this node's
 // clock), and when the job was first seen started and ended.

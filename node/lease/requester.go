@@ -53,6 +53,12 @@ type Requester struct {
 	awaiting map[string]*big.Int
 	// pinning: the jobs whose new checkpoint is being fetched and pinned.
 	pinning map[string]bool
+	// elastic: the lock each elastic job's rounds take turns on (taken
+	// without mu held); spares: a replacement funded for one, waiting to
+	// join; seeking: the jobs whose replacement is being sought.
+	elastic map[string]*sync.Mutex
+	spares  map[string]*spare
+	seeking map[string]bool
 }
 
 // newRequester loads the requester's records.
@@ -69,7 +75,8 @@ func newRequester(b *base) (*Requester, error) {
 func makeRequester(b *base) *Requester {
 	rq := &Requester{base: b, records: map[string]*Record{}, waiting: map[string]context.CancelFunc{},
 		forwards: map[string][]*forward{}, together: map[string]*together{}, edges: map[string]bool{}, inflight: map[string]market.Deal{},
-		funding: map[common.Hash]*sync.Mutex{}, awaiting: map[string]*big.Int{}, pinning: map[string]bool{}}
+		funding: map[common.Hash]*sync.Mutex{}, awaiting: map[string]*big.Int{}, pinning: map[string]bool{},
+		elastic: map[string]*sync.Mutex{}, spares: map[string]*spare{}, seeking: map[string]bool{}}
 	// A nil service stays a nil interface, so that "rq.jobs != nil" means
 	// what it says.
 	if c := b.cfg; c.Market != nil {

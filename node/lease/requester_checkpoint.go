@@ -90,7 +90,7 @@ func (rq *Requester) checkpointHeldLocked(c string) bool {
 // (of any of a distributed job's ranks), or "".
 func (rq *Requester) latestCheckpointLocked(rj *Record) (string, time.Time) {
 	best, at := rj.Checkpoint, rj.CheckpointAt
-	for _, id := range rj.Group {
+	for _, id := range rj.gangIDs() {
 		if o := rq.records[id]; o != nil && o.Checkpoint != "" && o.CheckpointAt.After(at) {
 			best, at = o.Checkpoint, o.CheckpointAt
 		}
@@ -112,6 +112,11 @@ func (rq *Requester) withCheckpoint(rj *Record, j *api.Job) *api.Job {
 	if c != "" {
 		v.CheckpointAt = &at
 	}
+	rq.mu.Lock()
+	if rj.Elastic != nil && !rj.Former {
+		v.Events = append([]api.JobEvent(nil), rj.Elastic.Events...)
+	}
+	rq.mu.Unlock()
 	return &v
 }
 

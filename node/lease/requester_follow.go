@@ -53,6 +53,7 @@ func (rq *Requester) followOnce(ctx context.Context) {
 			rq.payChannel(ctx, rj)
 		}
 	}
+	rq.followElastic()
 }
 
 // observe records the provider's answer about a job and acts on its end:
@@ -70,7 +71,10 @@ func (rq *Requester) observe(ctx context.Context, rj *Record, j *api.Job) {
 		rq.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
 	}
 	rq.noteCheckpoint(rj, j.CheckpointCID)
-	if len(rj.Group) > 1 && j.State.Terminal() && j.State != jobs.Completed {
+	switch {
+	case rq.elasticGoing(rj):
+		rq.followElastic() // its round judges a rank's end or wait
+	case len(rj.Group) > 1 && j.State.Terminal() && j.State != jobs.Completed:
 		rq.failGroup(ctx, rj.Group, fmt.Sprintf("rank %d on provider %s %s: %s", rj.Rank, rj.Provider, j.State, j.Reason))
 	}
 }
@@ -224,7 +228,7 @@ func (rq *Requester) providerMissing(ctx context.Context, rj *Record, err error)
 		rq.log.Warn("remote job record not saved", "job_id", rj.ID, "err", err)
 	}
 	rq.spawn(func(ctx context.Context) { rq.settleReceipt(ctx, rj) })
-	if len(rj.Group) > 1 {
+	if len(rj.Group) > 1 && !rq.elasticGoing(rj) {
 		rq.failGroup(ctx, rj.Group, fmt.Sprintf("rank %d: %s", rj.Rank, reason))
 	}
 }
@@ -521,7 +525,7 @@ func (rq *Requester) groupView(ctx context.Context, rj *Record) *api.Job {
 // rankView is groupView before the checkpoint.
 func (rq *Requester) rankView(ctx context.Context, rj *Record) *api.Job {
 	rq.mu.Lock()
-	if rj.Last == nil || len(rj.Group) < 2 || rj.Rank != 0 {
+	if rj.Last == nil || !rj.isHead() {
 		defer rq.mu.Unlock()
 		return rj.Last
 	}

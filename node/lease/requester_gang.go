@@ -13,7 +13,6 @@ import (
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/node/api"
-	"github.com/aixblock/aixblock/p2p/overlay"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -213,15 +212,11 @@ func (rq *Requester) checkGangPaths(ctx context.Context, g *gangStart) (map[stri
 func (g *gangStart) contract() error {
 	g.masterHost, g.masterPort = g.ranks[0].rep.Host, g.ranks[0].rep.Port
 	if g.overlayNet {
-		g.masterHost, g.masterPort = overlay.RankAddr(0).String(), g.spec.Distributed.MasterPort
-		if g.masterPort == 0 {
-			g.masterPort = defaultMasterPort
-		}
+		g.masterHost, g.masterPort, g.workers = overlayContract(g.spec, g.nodes)
 	}
 	for r := range g.ranks {
-		g.workers[r] = net.JoinHostPort(g.ranks[r].rep.Host, strconv.Itoa(g.ranks[r].rep.Port))
-		if g.overlayNet {
-			g.workers[r] = net.JoinHostPort(overlay.RankAddr(r).String(), strconv.Itoa(g.masterPort))
+		if !g.overlayNet {
+			g.workers[r] = net.JoinHostPort(g.ranks[r].rep.Host, strconv.Itoa(g.ranks[r].rep.Port))
 		}
 		if got := g.ranks[r].rep.Job.ID; got != g.ids[r] {
 			if err := checkJobID(got); err != nil {
@@ -241,6 +236,9 @@ func (rq *Requester) recordGang(g *gangStart) {
 		g.ranks[r].rep.Job.ID = g.ids[r]
 		rj := &Record{ID: g.ids[r], Remote: g.remoteIDs[r], Provider: g.ranks[r].deal.Provider, Deal: g.ranks[r].deal,
 			Vouched: "0", Spec: *g.spec, Group: g.ids, Rank: r}
+		if r == 0 && g.spec.Distributed.Elastic() {
+			rj.Elastic = &elasticState{}
+		}
 		if r == 0 && g.placement.Note != "" {
 			rj.Placement = &g.placement
 			g.ranks[r].rep.Job.Placement = rj.Placement
@@ -262,13 +260,11 @@ func (rq *Requester) recordGang(g *gangStart) {
 // the whole group.
 func (rq *Requester) goGang(ctx context.Context, g *gangStart) error {
 	for r := range g.ranks {
-		rv := jobs.Rendezvous{Nodes: g.nodes, ProcsPerNode: g.spec.Distributed.ProcsPerNode, NodeRank: r,
-			MasterAddr: g.masterHost, MasterPort: g.masterPort, Workers: g.workers, Framework: g.spec.Distributed.Framework}
 		rid := g.ids[r]
 		if g.remoteIDs[r] != "" {
 			rid = g.remoteIDs[r]
 		}
-		req, _ := json.Marshal(goRequest{ID: rid, Env: rv.Env()})
+		req, _ := json.Marshal(goRequest{ID: rid, Env: rankEnv(g.spec, g.nodes, r, g.masterHost, g.masterPort, g.workers)})
 		if _, err := rq.request(ctx, g.ranks[r].prov, wireGo, req); err != nil {
 			rq.failGroup(ctx, g.ids, fmt.Sprintf("rank %d on provider %s did not start: %v", r, g.ranks[r].deal.Provider, err))
 			return fmt.Errorf("rank %d on provider %s did not start: %w", r, g.ranks[r].deal.Provider, err)

@@ -75,7 +75,7 @@ func (rq *Requester) logSources(id string) ([]*logSource, error) {
 		return nil, nil // it never ran: no output
 	}
 	ids := []string{id}
-	if len(rj.Group) > 1 && rj.Rank == 0 {
+	if rj.isHead() {
 		ids = rj.Group
 	}
 	var srcs []*logSource
@@ -86,7 +86,7 @@ func (rq *Requester) logSources(id string) ([]*logSource, error) {
 		}
 		p, _ := peer.Decode(g.Provider)
 		src := &logSource{id: g.remoteID(), prov: p}
-		if len(g.Group) > 1 {
+		if g.inGang() {
 			src.prefix = fmt.Sprintf("[rank %d] ", g.Rank)
 		}
 		srcs = append(srcs, src)

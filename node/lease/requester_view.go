@@ -27,10 +27,10 @@ func (rq *Requester) listInto(ctx context.Context, top []api.JobListEntry) ([]ap
 	ranks := map[string][]api.JobListEntry{} // by rank 0's ID
 	for _, rj := range remote {
 		e := api.JobListEntry{Job: rq.groupView(ctx, rj)}
-		if len(rj.Group) > 1 {
+		if rj.inGang() {
 			r := rj.Rank
 			e.Rank = &r
-			if rj.Rank != 0 {
+			if !rj.isHead() {
 				e.GroupOf = rj.Group[0]
 				ranks[e.GroupOf] = append(ranks[e.GroupOf], e)
 				continue
@@ -60,9 +60,9 @@ func (rq *Requester) Cost(ctx context.Context, id string) (api.JobCost, error) {
 	var group []*Record
 	if rj != nil {
 		group = []*Record{rj}
-		if len(rj.Group) > 1 {
+		if rj.inGang() {
 			group = group[:0]
-			for _, gid := range rj.Group {
+			for _, gid := range rj.gangIDs() {
 				if o := rq.records[gid]; o != nil {
 					group = append(group, o)
 				}
@@ -126,7 +126,7 @@ func (rq *Requester) Spending(ctx context.Context) api.SpendingInfo {
 	}
 	var ids []top
 	for _, rj := range rq.records {
-		if (len(rj.Group) > 1 && rj.Rank != 0) || rj.Last == nil {
+		if (rj.inGang() && !rj.isHead()) || rj.Last == nil {
 			continue
 		}
 		ids = append(ids, top{rj.ID, rj.Spec.Name, string(rj.Last.State), rj.Last.CreatedAt})
