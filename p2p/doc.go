@@ -27,5 +27,9 @@
 // defaults. The libraries' protocols (identify, the relay, the DHT,
 // GossipSub, bitswap) keep the scopes their libraries give them.
 //
+// TLS is libp2p's, corked (cork.go): the records of one write (a yamux
+// frame of up to 64 KiB is four) leave in one system call, not one each.
+// The bytes on the wire are the same, so peers without it are unaffected.
+//
 // It may import libp2p and nothing of aixblock's.
 package p2p

@@ -60,8 +60,9 @@ func newHost(cfg *Config, relayPeers func(context.Context, int) <-chan peer.Addr
 		// TLS first, as Kubo orders them: its AES-GCM runs on the CPU's AES
 		// instructions, several times noise's ChaCha20-Poly1305 here, and
 		// a bulk transfer's ceiling is the cipher. Noise stays for peers
-		// that only speak it.
-		libp2p.Security(tls.ID, tls.New),
+		// that only speak it. The TLS is libp2p's, corked: the records of
+		// one write leave in one system call (cork.go).
+		libp2p.Security(tls.ID, newCorkedTLS),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ConnectionManager(cm),
