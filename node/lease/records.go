@@ -160,6 +160,7 @@ func (rq *Requester) loadRecords() error {
 	if err != nil {
 		return fmt.Errorf("remote job records: %w", err)
 	}
+	byDeal := map[string]*Record{}
 	for _, e := range entries {
 		if !strings.HasSuffix(e.Name(), ".json") {
 			continue
@@ -180,7 +181,21 @@ func (rq *Requester) loadRecords() error {
 			rq.log.Error("remote job record names another job, or none; leaving it out", "file", e.Name(), "id", rj.ID, "err", err)
 			continue
 		}
+		if other := byDeal[rj.Deal.ID]; rj.Deal.ID != "" && other != nil {
+			// Two records of one deal would pay it twice: the stale one
+			// of a rank renamed (an elastic restart) when the daemon
+			// stopped before it removed the old file.
+			keep, drop := other, &rj
+			if rj.ProviderGen > other.ProviderGen {
+				keep, drop = &rj, other
+			}
+			rq.log.Warn("two records of one deal: keeping the newer generation's", "deal_id", short(rj.Deal.ID), "kept", keep.ID, "left_out", drop.ID)
+			delete(rq.records, drop.ID)
+			rq.records[keep.ID], byDeal[rj.Deal.ID] = keep, keep
+			continue
+		}
 		rq.records[rj.ID] = &rj
+		byDeal[rj.Deal.ID] = &rj
 	}
 	return nil
 }

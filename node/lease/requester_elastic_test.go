@@ -1,6 +1,7 @@
 package lease
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/aixblock/aixblock/jobs"
+	"github.com/aixblock/aixblock/market"
 	"github.com/aixblock/aixblock/node/api"
 )
 
@@ -144,5 +146,29 @@ func TestElasticRenumberKeepsTheJobID(t *testing.T) {
 	}
 	if len(again.records) != 3 {
 		t.Fatalf("reloaded %d records, want 3", len(again.records))
+	}
+}
+
+// A daemon stopped between a renamed rank's new file and the removal of
+// its old one leaves two records of one deal: loaded, only the newer
+// generation's counts, so the deal is not paid twice.
+func TestTwoRecordsOfOneDealLoadOnce(t *testing.T) {
+	dir := t.TempDir()
+	rq := testRequester(t, Config{Dir: dir})
+	deal := market.Deal{DealTerms: market.DealTerms{ID: "deal-renamed", Price: "3600", GPUs: []string{"GPU-0"}, MaxDurationS: 60}}
+	stale, renamed := newJobID(), newJobID()
+	for id, gen := range map[string]int{stale: 0, renamed: 1} {
+		rj := &Record{ID: id, Provider: "prov", Deal: deal, Last: &api.Job{}, Vouched: "0", ProviderGen: gen}
+		if err := rq.saveRemote(rj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := &Record{ID: newJobID(), Provider: "prov", Deal: market.Deal{DealTerms: market.DealTerms{ID: "deal-other"}}, Last: &api.Job{}, Vouched: "0"}
+	if err := rq.saveRemote(other); err != nil {
+		t.Fatal(err)
+	}
+	again := testRequester(t, Config{Dir: dir})
+	if len(again.records) != 2 || again.records[renamed] == nil || again.records[stale] != nil || again.records[other.ID] == nil {
+		t.Fatalf("loaded %d records %v: want the renamed one and the other deal's", len(again.records), slices.Collect(maps.Keys(again.records)))
 	}
 }
