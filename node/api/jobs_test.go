@@ -13,10 +13,12 @@ import (
 // oldJobKeys are the keys of a job's JSON, in order, from when jobs.Job
 // itself carried the lease's fields: the view must write the same.
 // oldJobKeys are the keys a job had before the lease's fields left
-// jobs.Job, then those added since (keep_outputs, provider_wallet,
-// provider_ip, verification).
+// jobs.Job, then those added since (checkpoint_cid, checkpoint_at,
+// generation, regroup, keep_outputs, provider_wallet, provider_ip,
+// placement, verification, events).
 const oldJobKeys = "id spec state reason exit_code result_cid container_id net_holder gpus created_at started_at " +
-	"finished_at history progress ready restarts paused_at paused_ms keep_outputs provider provider_wallet provider_ip network gang_start_ms verification"
+	"finished_at history progress ready restarts paused_at paused_ms checkpoint_cid checkpoint_at generation regroup keep_outputs " +
+	"provider provider_wallet provider_ip network gang_start_ms placement verification events"
 
 // fullJob is a view with every field set.
 func fullJob() *Job {
@@ -27,11 +29,14 @@ func fullJob() *Job {
 			ExitCode: &code, ResultCID: "bafy", ContainerID: "c0", NetHolder: "h0", GPUs: []string{"GPU-0"},
 			CreatedAt: now, StartedAt: &now, FinishedAt: &now,
 			History:  []jobs.Transition{{State: jobs.Failed, Reason: "exited", At: now}},
-			Progress: "input 1/1", Ready: true, Restarts: 1, PausedAt: &now, PausedMs: 5, KeepOutputs: true},
+			Progress: "input 1/1", Ready: true, Restarts: 1, PausedAt: &now, PausedMs: 5, KeepOutputs: true,
+			CheckpointCID: "bafyck", CheckpointAt: &now, Generation: 2, Regroup: "exited with code 1"},
 		Provider: "12D3KooWprov", ProviderWallet: "0xwallet", ProviderIP: "192.0.2.1",
 		Network: &JobNetwork{Addr: "10.99.0.1", Dropped: 2,
 			Peers: []JobNetworkPeer{{Rank: 1, Peer: "12D3KooWother", Path: "direct", TxBytes: 10, RxBytes: 20}}},
 		GangStartMs: 1500,
+		Placement:   &Placement{Direct: true, Note: "direct", Pairs: []PairReach{{A: "a", B: "b", Path: "direct", RTTMs: 1}}},
+		Events:      []JobEvent{{At: now, Generation: 1, Ranks: 2, Text: "rank 2 lost"}},
 		Verification: &Verification{JobID: "fedcba9876543210", Mode: "replicas", State: jobs.Completed,
 			Runs: []CheckRun{{JobID: "0123456789abcdef", Role: "replica", Outcome: "agreed"}}},
 	}
@@ -123,6 +128,9 @@ func requireAllSet(t *testing.T, v reflect.Value, path string) {
 	t.Helper()
 	for i := range v.NumField() {
 		f, name := v.Field(i), path+"."+v.Type().Field(i).Name
+		if !v.Type().Field(i).IsExported() {
+			continue // never on the wire
+		}
 		if v.Type().Field(i).Anonymous && f.Kind() == reflect.Struct {
 			requireAllSet(t, f, name)
 			continue

@@ -21,8 +21,9 @@ import (
 // reaches the others (jobs/reach/1): each dials the others without a
 // relay and times a round trip. The requester then awards the best-ranked
 // set whose every pair is direct; where there is none it awards the best
-// bids as they come (the gang's own path check then holds a spec's
-// relay: deny to its word), and says so in the job's status. A bidder
+// bids as they come, and says so in the job's status. A spec's relay:
+// deny is held by the gang's own path check, after hole punching: a
+// pair that cannot dial each other directly may still punch through. A bidder
 // that lies about its paths gains nothing: the gang start checks the
 // paths the ranks really take.
 
@@ -124,11 +125,14 @@ func (rq *Requester) placer(deny bool, got *api.Placement) func(ctx context.Cont
 		switch {
 		case ok:
 			got.Note = fmt.Sprintf("the %d providers chosen of %d bidders reach each other directly", count, len(bidders))
-		case deny:
-			got.Note = fmt.Sprintf("no %d of the %d bidders reach each other directly", count, len(bidders))
-			return nil, fmt.Errorf("%s, and distributed.relay is deny: %s", got.Note, notDirect(got.Pairs))
 		default:
-			got.Note = fmt.Sprintf("no %d of the %d bidders reach each other directly: the best bids were taken (%s)", count, len(bidders), notDirect(got.Pairs))
+			// A pair with no direct dial may still punch a hole once both
+			// join the job network: the gang's start measures the paths
+			// then, and holds relay: deny to them.
+			got.Note = fmt.Sprintf("no %d of the %d bidders reach each other by a direct dial: the best bids were taken (%s)", count, len(bidders), notDirect(got.Pairs))
+			if deny {
+				got.Note += "; relay: deny is checked once the ranks have tried to punch through"
+			}
 			set = bidders[:min(count, len(bidders))]
 		}
 		rq.log.Info("distributed job placed", "offer_id", short(offerID), "direct", ok, "providers", len(set), "bidders", len(bidders))

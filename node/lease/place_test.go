@@ -110,13 +110,14 @@ func TestPlacerAvoidsUndirectPairs(t *testing.T) {
 		}
 	}
 
-	_, err = r.rq.placer(true, &got)(t.Context(), "offer-1", r.bidders[:2], 2)
-	if err == nil || !strings.Contains(err.Error(), "relay is deny") || !strings.Contains(err.Error(), "unreachable") {
-		t.Fatalf("relay deny and no direct pair: %v", err)
-	}
-	order, err = r.rq.placer(false, &got)(t.Context(), "offer-1", r.bidders[:2], 2)
-	if err != nil || got.Direct || !slices.Equal(order, r.bidders[:2]) || !strings.Contains(got.Note, "the best bids were taken") {
-		t.Fatalf("relay allowed and no direct pair: order %v, %v, placement %+v", order, err, got)
+	for _, deny := range []bool{false, true} {
+		// No direct pair: the best bids, the pairs named; relay: deny
+		// waits for the gang's start, after hole punching.
+		order, err = r.rq.placer(deny, &got)(t.Context(), "offer-1", r.bidders[:2], 2)
+		if err != nil || got.Direct || !slices.Equal(order, r.bidders[:2]) || !strings.Contains(got.Note, "the best bids were taken") ||
+			!strings.Contains(got.Note, "unreachable") || strings.Contains(got.Note, "relay: deny") != deny {
+			t.Fatalf("relay deny %v and no direct pair: order %v, %v, placement %+v", deny, order, err, got)
+		}
 	}
 }
 

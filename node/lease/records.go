@@ -82,6 +82,10 @@ type Record struct {
 	// Verdict is how its checker judged the job's result (one of
 	// market/receipt's outcomes); empty until then.
 	Verdict string `json:"verdict,omitempty"`
+	// Restored is the checkpoint this rank was last started with: a rank
+	// that writes none reports it back (its /checkpoints holds it), and
+	// that is no newer checkpoint.
+	Restored string `json:"restored,omitempty"`
 	// submitted: queued by this run of the daemon, which starts it; only
 	// records loaded from disk are resumed (resumeQueued).
 	submitted bool

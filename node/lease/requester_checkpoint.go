@@ -20,7 +20,14 @@ func (rq *Requester) noteCheckpoint(rj *Record, c string) {
 		return
 	}
 	rq.mu.Lock()
-	if c == rj.Checkpoint || rq.pinning[rj.ID] {
+	from := ""
+	if rj.Spec.Checkpoint != nil {
+		from = rj.Spec.Checkpoint.From
+	}
+	// What the rank was started with comes back from a rank that wrote
+	// nothing: not a newer checkpoint (a regrowth resumed from it
+	// would roll the job back).
+	if c == rj.Checkpoint || c == rj.Restored || c == from || rq.pinning[rj.ID] {
 		rq.mu.Unlock()
 		return
 	}

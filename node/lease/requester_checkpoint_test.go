@@ -10,6 +10,7 @@ import (
 
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
+	"github.com/aixblock/aixblock/node/api"
 	"github.com/aixblock/aixblock/p2p"
 	"github.com/aixblock/aixblock/p2p/content"
 	"github.com/aixblock/aixblock/p2p/p2ptest"
@@ -112,5 +113,27 @@ func TestRequesterPinsCheckpoints(t *testing.T) {
 	p2ptest.WaitFor(t, waitLong, func() bool { v, _ := rq.remoteJobByID(t.Context(), j.ID); return v.State == jobs.Completed }, "the job completed")
 	if shown() != second || !pins.has(second) {
 		t.Fatalf("after the end: shown %q, pinned %v; want the last one kept", shown(), pins.pinned)
+	}
+}
+
+// A rank restarted with a checkpoint and writing none reports that one
+// back (its /checkpoints holds it): it is not pinned as newer, so a
+// regrowth does not roll the job back to it. Nor is the spec's own from.
+func TestRestoredCheckpointIsNotNewer(t *testing.T) {
+	rq := testRequester(t, Config{})
+	pins := &fakePins{}
+	rq.pins = pins
+	restored, from, written := fakeCID("restored"), fakeCID("from"), fakeCID("written")
+	rj := &Record{ID: newJobID(), Last: &api.Job{}, Vouched: "0", Restored: restored,
+		Spec: jobs.Spec{Checkpoint: &jobs.Checkpoint{From: from}}}
+	rq.records[rj.ID] = rj
+	rq.noteCheckpoint(rj, restored)
+	rq.noteCheckpoint(rj, from)
+	rq.noteCheckpoint(rj, written)
+	p2ptest.WaitFor(t, waitLong, func() bool { return pins.has(written) }, "the written checkpoint pinned")
+	pins.mu.Lock()
+	defer pins.mu.Unlock()
+	if !slices.Equal(pins.pinned, []string{written}) {
+		t.Fatalf("pinned %v: only the checkpoint the rank wrote is newer", pins.pinned)
 	}
 }

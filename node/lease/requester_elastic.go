@@ -364,6 +364,9 @@ func (rq *Requester) newGeneration(id string, old []*Record, p elasticPlan) *gen
 	}
 	if head.Spec.Checkpoint != nil {
 		g.checkpoint, _ = rq.latestCheckpointLocked(head)
+		for _, rj := range g.ranks {
+			rj.Restored = g.checkpoint
+		}
 	}
 	return g
 }
@@ -401,7 +404,8 @@ func (rq *Requester) prepareSpare(ctx context.Context, g *generation, sp *spare)
 		rq.cancelOn(ctx, prov, rep.Job.ID, err.Error())
 		return nil, err
 	}
-	rj := &Record{ID: ours, Remote: remote, Provider: sp.deal.Provider, Deal: sp.deal, Vouched: "0", Spec: *g.spec}
+	rj := &Record{ID: ours, Remote: remote, Provider: sp.deal.Provider, Deal: sp.deal, Vouched: "0", Spec: *g.spec,
+		Restored: g.checkpoint}
 	rep.Job.ID, rep.Job.Provider, rep.Job.ProviderWallet = ours, sp.deal.Provider, sp.deal.ProviderWallet
 	rq.mu.Lock()
 	rj.see(&rep.Job, time.Now())
