@@ -110,16 +110,48 @@ func TestElasticRankLost(t *testing.T) {
 		"distributed: {nodes: 3, min_nodes: 2}\ncheckpoint: {every: 1s}\nmax_price: \"20\"\n"+
 		"env: {STEPS: \"2500\", STEP_DELAY_MS: \"20\", CKPT_STEPS: \"20\"}\n"), 0o600)
 	id := strings.TrimSpace(mustRun(t, req, "job", "submit", spec))
+	killRankMidJob(t, repos[:4], daemons, req, id)
+	st := shrinkGrowComplete(t, req, id)
+	dir := filepath.Join(t.TempDir(), "result")
+	mustRun(t, req, "data", "get", st.ResultCID, "-o", dir, "-q")
+	var model struct {
+		World       int `json:"world"`
+		ResumedFrom int `json:"resumed_from"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "rank-0", "model.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &model)
+	}
+	if err != nil || model.World != 3 || model.ResumedFrom == 0 {
+		t.Fatalf("the last generation's model: %+v (%v), want 3 ranks resumed from a checkpoint", model, err)
+	}
+	if out := mustRun(t, req, "job", "status", id); !strings.Contains(out, "restarting 2 ranks") {
+		t.Fatalf("job status shows no events:\n%s", out)
+	}
+}
+
+// killRankMidJob waits for job id's first checkpoint, then SIGKILLs the
+// daemon of a provider (one of repos, daemons alike) running a rank other
+// than rank 0, and waits for it to die.
+func killRankMidJob(t *testing.T, repos []string, daemons []*daemon, req, id string) {
+	t.Helper()
 	var st elasticStatus
 	p2ptest.WaitFor(t, 2*time.Minute, func() bool {
 		runJSON(t, req, &st, "job", "status", id)
 		return st.CheckpointCID != "" || terminal(st.State)
 	}, "a checkpoint of job %s", id)
-	victim := rankProvider(t, repos[:4], req, id)
+	victim := rankProvider(t, repos, req, id)
 	t.Logf("killing provider %d", victim)
 	daemons[victim].cmd.Process.Signal(syscall.SIGKILL)
 	<-daemons[victim].done
+}
 
+// shrinkGrowComplete waits for elastic job id (3 ranks, one lost) to
+// restart on two ranks from a checkpoint, grow back to three with a
+// provider that joins, and complete; it returns the job's last status.
+func shrinkGrowComplete(t *testing.T, req, id string) elasticStatus {
+	t.Helper()
+	var st elasticStatus
 	for _, want := range []string{"restarting 2 ranks from checkpoint", "restarting 3 ranks"} {
 		p2ptest.WaitFor(t, 4*time.Minute, func() bool {
 			runJSON(t, req, &st, "job", "status", id)
@@ -139,22 +171,7 @@ func TestElasticRankLost(t *testing.T) {
 	if st.State != "completed" {
 		t.Fatalf("job %s: %s (%s); events %+v", id, st.State, st.Reason, st.Events)
 	}
-	dir := filepath.Join(t.TempDir(), "result")
-	mustRun(t, req, "data", "get", st.ResultCID, "-o", dir, "-q")
-	var model struct {
-		World       int `json:"world"`
-		ResumedFrom int `json:"resumed_from"`
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "rank-0", "model.json"))
-	if err == nil {
-		err = json.Unmarshal(b, &model)
-	}
-	if err != nil || model.World != 3 || model.ResumedFrom == 0 {
-		t.Fatalf("the last generation's model: %+v (%v), want 3 ranks resumed from a checkpoint", model, err)
-	}
-	if out := mustRun(t, req, "job", "status", id); !strings.Contains(out, "restarting 2 ranks") {
-		t.Fatalf("job status shows no events:\n%s", out)
-	}
+	return st
 }
 
 type elasticStatus struct {
