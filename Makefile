@@ -173,7 +173,7 @@ bench-jobs:
 # providers through the SIGKILL of one, on an image built once with
 # debootstrap (python3-torch) and docker import.
 e2e-torch:
-	AIXBLOCK_E2E_TORCH=1 AIXBLOCK_REQUIRE_DOCKER=1 $(GO) test -run TestTorch -count=1 -v -timeout 20m ./cmd/aixblock/
+	AIXBLOCK_E2E_TORCH=1 AIXBLOCK_REQUIRE_DOCKER=1 $(GO) test -run TestTorch -count=1 -v -timeout 30m ./cmd/aixblock/
 
 # The job network against plain TCP between the same two namespaces (a
 # copy and the workload's all-reduce, unshaped and at 10 and 1 Gbit/s),

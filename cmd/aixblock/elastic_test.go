@@ -151,16 +151,15 @@ func killRankMidJob(t *testing.T, repos []string, daemons []*daemon, req, id str
 // provider that joins, and complete; it returns the job's last status.
 func shrinkGrowComplete(t *testing.T, req, id string) elasticStatus {
 	t.Helper()
-	var st elasticStatus
-	for _, want := range []string{"restarting 2 ranks from checkpoint", "restarting 3 ranks"} {
-		p2ptest.WaitFor(t, 4*time.Minute, func() bool {
-			runJSON(t, req, &st, "job", "status", id)
-			return st.hasEvent(want) || terminal(st.State)
-		}, "event %q of job %s", want, id)
-		if !st.hasEvent(want) {
-			t.Fatalf("job %s ended %s (%s) without %q: %+v", id, st.State, st.Reason, want, st.Events)
-		}
-	}
+	waitEvent(t, req, id, "restarting 2 ranks from checkpoint")
+	return growComplete(t, req, id)
+}
+
+// growComplete waits for elastic job id to grow back to three ranks and
+// complete, with the events of a lost rank and of one that joins.
+func growComplete(t *testing.T, req, id string) elasticStatus {
+	t.Helper()
+	st := waitEvent(t, req, id, "restarting 3 ranks")
 	if !st.hasEvent("lost (provider") || !st.hasEvent("joins (provider") {
 		t.Fatalf("events: %+v", st.Events)
 	}
@@ -170,6 +169,21 @@ func shrinkGrowComplete(t *testing.T, req, id string) elasticStatus {
 	}, "job %s to end", id)
 	if st.State != "completed" {
 		t.Fatalf("job %s: %s (%s); events %+v", id, st.State, st.Reason, st.Events)
+	}
+	return st
+}
+
+// waitEvent waits for an event of job id that says want, and fails the
+// test if the job ends first.
+func waitEvent(t *testing.T, req, id, want string) elasticStatus {
+	t.Helper()
+	var st elasticStatus
+	p2ptest.WaitFor(t, 4*time.Minute, func() bool {
+		runJSON(t, req, &st, "job", "status", id)
+		return st.hasEvent(want) || terminal(st.State)
+	}, "event %q of job %s", want, id)
+	if !st.hasEvent(want) {
+		t.Fatalf("job %s ended %s (%s) without %q: %+v", id, st.State, st.Reason, want, st.Events)
 	}
 	return st
 }

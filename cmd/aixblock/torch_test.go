@@ -67,18 +67,42 @@ func retireRank0Provider(t *testing.T, tr torchTrained) (rank0, other string) {
 			other = id.PeerID
 			continue
 		}
-		var inv []struct {
-			Index int `json:"index"`
-		}
-		runJSON(t, r, &inv, "gpu", "list")
-		for _, g := range inv {
-			mustRun(t, r, "gpu", "inject", "--gpu", fmt.Sprint(g.Index), "--xid", "79")
-		}
+		faultGPUs(t, r)
 	}
 	if other == "" {
 		t.Fatalf("rank 0's provider %s is not one of the two providers", rank0Job.Provider)
 	}
 	return rank0Job.Provider, other
+}
+
+// faultGPUs takes repo's provider out of the market: every mock GPU
+// faulted (XID 79), so it bids on nothing.
+func faultGPUs(t *testing.T, repo string) {
+	t.Helper()
+	for _, g := range gpuInventory(t, repo) {
+		mustRun(t, repo, "gpu", "inject", "--gpu", fmt.Sprint(g.Index), "--xid", "79")
+	}
+}
+
+// healGPUs undoes faultGPUs: every GPU's health state reset.
+func healGPUs(t *testing.T, repo string) {
+	t.Helper()
+	for _, g := range gpuInventory(t, repo) {
+		mustRun(t, repo, "gpu", "reset-health", g.UUID)
+	}
+}
+
+func gpuInventory(t *testing.T, repo string) []struct {
+	Index int    `json:"index"`
+	UUID  string `json:"uuid"`
+} {
+	t.Helper()
+	var inv []struct {
+		Index int    `json:"index"`
+		UUID  string `json:"uuid"`
+	}
+	runJSON(t, repo, &inv, "gpu", "list")
+	return inv
 }
 
 // startTorchService runs serve.py on the model of the training's result
