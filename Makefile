@@ -169,10 +169,11 @@ bench-jobs:
 	$(GO) test -run '^$$' -bench Jobs -benchtime 1x -timeout 30m ./cmd/aixblock/
 
 # Real PyTorch: a 2-node gloo DDP job and the DiLoCo example (as a plain
-# distributed job) across two providers, on an image
-# built once with debootstrap (python3-torch) and docker import.
+# distributed job) across two providers, and the elastic example on 3 of 4
+# providers through the SIGKILL of one, on an image built once with
+# debootstrap (python3-torch) and docker import.
 e2e-torch:
-	AIXBLOCK_E2E_TORCH=1 AIXBLOCK_REQUIRE_DOCKER=1 $(GO) test -run TestTorch -count=1 -v -timeout 20m ./cmd/aixblock/
+	AIXBLOCK_E2E_TORCH=1 AIXBLOCK_REQUIRE_DOCKER=1 $(GO) test -run TestTorch -count=1 -v -timeout 30m ./cmd/aixblock/
 
 # The job network against plain TCP between the same two namespaces (a
 # copy and the workload's all-reduce, unshaped and at 10 and 1 Gbit/s),

@@ -110,35 +110,8 @@ func TestElasticRankLost(t *testing.T) {
 		"distributed: {nodes: 3, min_nodes: 2}\ncheckpoint: {every: 1s}\nmax_price: \"20\"\n"+
 		"env: {STEPS: \"2500\", STEP_DELAY_MS: \"20\", CKPT_STEPS: \"20\"}\n"), 0o600)
 	id := strings.TrimSpace(mustRun(t, req, "job", "submit", spec))
-	var st elasticStatus
-	p2ptest.WaitFor(t, 2*time.Minute, func() bool {
-		runJSON(t, req, &st, "job", "status", id)
-		return st.CheckpointCID != "" || terminal(st.State)
-	}, "a checkpoint of job %s", id)
-	victim := rankProvider(t, repos[:4], req, id)
-	t.Logf("killing provider %d", victim)
-	daemons[victim].cmd.Process.Signal(syscall.SIGKILL)
-	<-daemons[victim].done
-
-	for _, want := range []string{"restarting 2 ranks from checkpoint", "restarting 3 ranks"} {
-		p2ptest.WaitFor(t, 4*time.Minute, func() bool {
-			runJSON(t, req, &st, "job", "status", id)
-			return st.hasEvent(want) || terminal(st.State)
-		}, "event %q of job %s", want, id)
-		if !st.hasEvent(want) {
-			t.Fatalf("job %s ended %s (%s) without %q: %+v", id, st.State, st.Reason, want, st.Events)
-		}
-	}
-	if !st.hasEvent("lost (provider") || !st.hasEvent("joins (provider") {
-		t.Fatalf("events: %+v", st.Events)
-	}
-	p2ptest.WaitFor(t, 5*time.Minute, func() bool {
-		runJSON(t, req, &st, "job", "status", id)
-		return terminal(st.State)
-	}, "job %s to end", id)
-	if st.State != "completed" {
-		t.Fatalf("job %s: %s (%s); events %+v", id, st.State, st.Reason, st.Events)
-	}
+	killRankMidJob(t, repos[:4], daemons, req, id)
+	st := shrinkGrowComplete(t, req, id)
 	dir := filepath.Join(t.TempDir(), "result")
 	mustRun(t, req, "data", "get", st.ResultCID, "-o", dir, "-q")
 	var model struct {
@@ -155,6 +128,64 @@ func TestElasticRankLost(t *testing.T) {
 	if out := mustRun(t, req, "job", "status", id); !strings.Contains(out, "restarting 2 ranks") {
 		t.Fatalf("job status shows no events:\n%s", out)
 	}
+}
+
+// killRankMidJob waits for job id's first checkpoint, then SIGKILLs the
+// daemon of a provider (one of repos, daemons alike) running a rank other
+// than rank 0, and waits for it to die.
+func killRankMidJob(t *testing.T, repos []string, daemons []*daemon, req, id string) {
+	t.Helper()
+	var st elasticStatus
+	p2ptest.WaitFor(t, 2*time.Minute, func() bool {
+		runJSON(t, req, &st, "job", "status", id)
+		return st.CheckpointCID != "" || terminal(st.State)
+	}, "a checkpoint of job %s", id)
+	victim := rankProvider(t, repos, req, id)
+	t.Logf("killing provider %d", victim)
+	daemons[victim].cmd.Process.Signal(syscall.SIGKILL)
+	<-daemons[victim].done
+}
+
+// shrinkGrowComplete waits for elastic job id (3 ranks, one lost) to
+// restart on two ranks from a checkpoint, grow back to three with a
+// provider that joins, and complete; it returns the job's last status.
+func shrinkGrowComplete(t *testing.T, req, id string) elasticStatus {
+	t.Helper()
+	waitEvent(t, req, id, "restarting 2 ranks from checkpoint")
+	return growComplete(t, req, id)
+}
+
+// growComplete waits for elastic job id to grow back to three ranks and
+// complete, with the events of a lost rank and of one that joins.
+func growComplete(t *testing.T, req, id string) elasticStatus {
+	t.Helper()
+	st := waitEvent(t, req, id, "restarting 3 ranks")
+	if !st.hasEvent("lost (provider") || !st.hasEvent("joins (provider") {
+		t.Fatalf("events: %+v", st.Events)
+	}
+	p2ptest.WaitFor(t, 5*time.Minute, func() bool {
+		runJSON(t, req, &st, "job", "status", id)
+		return terminal(st.State)
+	}, "job %s to end", id)
+	if st.State != "completed" {
+		t.Fatalf("job %s: %s (%s); events %+v", id, st.State, st.Reason, st.Events)
+	}
+	return st
+}
+
+// waitEvent waits for an event of job id that says want, and fails the
+// test if the job ends first.
+func waitEvent(t *testing.T, req, id, want string) elasticStatus {
+	t.Helper()
+	var st elasticStatus
+	p2ptest.WaitFor(t, 4*time.Minute, func() bool {
+		runJSON(t, req, &st, "job", "status", id)
+		return st.hasEvent(want) || terminal(st.State)
+	}, "event %q of job %s", want, id)
+	if !st.hasEvent(want) {
+		t.Fatalf("job %s ended %s (%s) without %q: %+v", id, st.State, st.Reason, want, st.Events)
+	}
+	return st
 }
 
 type elasticStatus struct {

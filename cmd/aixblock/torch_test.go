@@ -67,18 +67,42 @@ func retireRank0Provider(t *testing.T, tr torchTrained) (rank0, other string) {
 			other = id.PeerID
 			continue
 		}
-		var inv []struct {
-			Index int `json:"index"`
-		}
-		runJSON(t, r, &inv, "gpu", "list")
-		for _, g := range inv {
-			mustRun(t, r, "gpu", "inject", "--gpu", fmt.Sprint(g.Index), "--xid", "79")
-		}
+		faultGPUs(t, r)
 	}
 	if other == "" {
 		t.Fatalf("rank 0's provider %s is not one of the two providers", rank0Job.Provider)
 	}
 	return rank0Job.Provider, other
+}
+
+// faultGPUs takes repo's provider out of the market: every mock GPU
+// faulted (XID 79), so it bids on nothing.
+func faultGPUs(t *testing.T, repo string) {
+	t.Helper()
+	for _, g := range gpuInventory(t, repo) {
+		mustRun(t, repo, "gpu", "inject", "--gpu", fmt.Sprint(g.Index), "--xid", "79")
+	}
+}
+
+// healGPUs undoes faultGPUs: every GPU's health state reset.
+func healGPUs(t *testing.T, repo string) {
+	t.Helper()
+	for _, g := range gpuInventory(t, repo) {
+		mustRun(t, repo, "gpu", "reset-health", g.UUID)
+	}
+}
+
+func gpuInventory(t *testing.T, repo string) []struct {
+	Index int    `json:"index"`
+	UUID  string `json:"uuid"`
+} {
+	t.Helper()
+	var inv []struct {
+		Index int    `json:"index"`
+		UUID  string `json:"uuid"`
+	}
+	runJSON(t, repo, &inv, "gpu", "list")
+	return inv
 }
 
 // startTorchService runs serve.py on the model of the training's result
@@ -287,16 +311,8 @@ func TestTorchDiLoCo(t *testing.T) {
 	torchImageBuilt(t)
 	repos, _ := ddpNetwork(t, 2)
 	req := repos[2]
-	var added struct {
-		CID string `json:"cid"`
-	}
-	dir, _ := filepath.Abs("../../jobs/examples/diloco")
-	runJSON(t, req, &added, "data", "add", dir)
-	spec, _ := os.ReadFile("../../jobs/examples/diloco.yaml")
-	text := regexp.MustCompile(`cid: \S+`).ReplaceAllString(string(spec), "cid: "+added.CID)
-	text = strings.NewReplacer(`STEPS: "300"`, `STEPS: "100"`, `max_price: "5"`, `max_price: "20"`).Replace(text) // ddpNetwork's providers ask 10
-	path := filepath.Join(t.TempDir(), "diloco.yaml")
-	os.WriteFile(path, []byte(text), 0o600)
+	// ddpNetwork's providers ask 10.
+	path := exampleSpec(t, req, "diloco", `STEPS: "300"`, `STEPS: "100"`, `max_price: "5"`, `max_price: "20"`)
 	id := strings.TrimSpace(mustRun(t, req, "job", "submit", path))
 	s := waitState(t, req, id, terminal)
 	logs := mustRun(t, req, "job", "logs", id)
@@ -317,4 +333,25 @@ func TestTorchDiLoCo(t *testing.T) {
 			t.Fatalf("rank %d: %+v", f.Rank, f)
 		}
 	}
+}
+
+// exampleSpec adds the directory jobs/examples/NAME on repo and writes
+// jobs/examples/NAME.yaml with that directory's CID as its input and the
+// old, new pairs of replace replaced; it returns the spec's path.
+func exampleSpec(t *testing.T, repo, name string, replace ...string) string {
+	t.Helper()
+	var added struct {
+		CID string `json:"cid"`
+	}
+	dir, _ := filepath.Abs("../../jobs/examples/" + name)
+	runJSON(t, repo, &added, "data", "add", dir)
+	spec, err := os.ReadFile("../../jobs/examples/" + name + ".yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := regexp.MustCompile(`cid: \S+`).ReplaceAllString(string(spec), "cid: "+added.CID)
+	text = strings.NewReplacer(replace...).Replace(text)
+	path := filepath.Join(t.TempDir(), name+".yaml")
+	os.WriteFile(path, []byte(text), 0o600)
+	return path
 }
