@@ -141,14 +141,19 @@ func (p *moneyPair) money(t *testing.T, id string) (jobMoney, *big.Int, func(tim
 // fresh channel was refused for the first's final voucher, and four of
 // six jobs submitted at once failed for a deposit each counted alone. An
 // echo job was billed 30 s. Now every job completes, and an echo costs at
-// most one second of its price.
+// most the seconds its job run took (one, on an idle machine).
 func TestBurstAndBackToBack(t *testing.T) {
 	jobDocker(t)
 	p := newMoneyPair(t, "e2emoney")
 
 	// Back to back, each waited for: the first makes the channel.
 	for i := range 2 {
+		began := time.Now()
 		r := run(t, p.req, "job", "run", "--gpus", "1", "--max-price", "40", jobImage, "--", "echo", "hi")
+		// No job is billed more than the whole command took (rounded up
+		// to the second, the unit billed): on a loaded machine an echo
+		// may run for more than its second, but never its 30 s of old.
+		most := max(time.Second, time.Since(began).Truncate(time.Second)+time.Second)
 		if r.code != 0 {
 			t.Fatalf("back-to-back job %d: %+v", i, r)
 		}
@@ -157,10 +162,10 @@ func TestBurstAndBackToBack(t *testing.T) {
 		if st.State != "completed" {
 			t.Fatalf("back-to-back job %d %s: %s", i, st.State, st.Reason)
 		}
-		if cost.Sign() == 0 || cost.Cmp(per(time.Second)) > 0 {
-			t.Fatalf("an echo job cost %s, want at most one second's %s", cost, per(time.Second))
+		if cost.Sign() == 0 || cost.Cmp(per(most)) > 0 {
+			t.Fatalf("an echo job cost %s, want at most %s's %s: the time the whole job run took", cost, most, per(most))
 		}
-		t.Logf("echo job %d: cost %s (one second is %s)", i, cost, per(time.Second))
+		t.Logf("echo job %d: cost %s (one second is %s; job run took under %s)", i, cost, per(time.Second), most)
 	}
 
 	// A burst of six from one requester to its one provider.
