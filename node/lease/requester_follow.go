@@ -490,27 +490,16 @@ func (rq *Requester) peek(ctx context.Context, id string) (*api.Job, error) {
 func (rq *Requester) remoteJobByID(ctx context.Context, id string) (*api.Job, error) {
 	rq.mu.Lock()
 	rj := rq.records[id]
+	refresh := rj != nil && !rj.queued() && !rj.Settled
 	rq.mu.Unlock()
-	if rj == nil {
-		return nil, fmt.Errorf("%w: %s", jobs.ErrNotFound, id)
-	}
-	rq.mu.Lock()
-	queued, settled := rj.queued(), rj.Settled
-	rq.mu.Unlock()
-	if queued {
-		rq.mu.Lock()
-		defer rq.mu.Unlock()
-		j := *rj.Last
-		return &j, nil
-	}
-	if !settled {
+	if refresh {
 		if j, err := rq.remoteStatus(ctx, rj); err == nil {
 			rq.mu.Lock()
 			rj.see(j, time.Now())
 			rq.mu.Unlock()
 		}
 	}
-	return rq.groupView(ctx, rj), nil
+	return rq.peek(ctx, id)
 }
 
 // groupView is how the requester shows a remote job. Rank 0 of a
