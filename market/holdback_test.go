@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 )
 
 // An offer that holds back part of the pay: a provider that accepts it
@@ -24,6 +26,10 @@ func TestHoldbackInOfferBidAndDeal(t *testing.T) {
 	})
 	accepts, refuses, req := nodes[0], nodes[1], nodes[2]
 	waitProviders(t, req, h100, func(f []ProviderInfo) bool { return len(f) == 2 })
+	// The offers below go straight to each provider: connected from the
+	// provider's side, so no dial backoff of the requester's holds them.
+	p2ptest.Connect(t, accepts.p2p, req.p2p)
+	p2ptest.Connect(t, refuses.p2p, req.p2p)
 
 	b, nb := hostileOffer(t, req, refuses, time.Now(), func(o *JobOffer) { o.HoldbackBps = 2000 })
 	if b != nil || nb.Code != NoBidHoldback || !strings.Contains(nb.Detail, "market.max_holdback") {
