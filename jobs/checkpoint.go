@@ -125,6 +125,19 @@ func (m *Manager) prepareCheckpoints(ctx context.Context, j *Job, from string) (
 	return dir, openUp(dir)
 }
 
+// startCheckpoint puts checkpoint c (when named) in /checkpoints just
+// before a gated rank starts: what its gang saved while it prepared.
+func (m *Manager) startCheckpoint(ctx context.Context, j *Job, c string) error {
+	if c == "" {
+		return nil
+	}
+	m.progress(j, "checkpoint "+c+": fetching the gang's newest")
+	if err := m.swapCheckpoints(ctx, j, c); err != nil {
+		return fmt.Errorf("at the start: %w", err)
+	}
+	return nil
+}
+
 // openUp lets the job (nobody) replace what the daemon fetched: its
 // directories and files, never a link (WalkDir does not follow them, and
 // only their own kinds are changed).

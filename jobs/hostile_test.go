@@ -498,14 +498,14 @@ func TestGoEnvRefused(t *testing.T) {
 		return j
 	}
 	j := gated()
-	if err := m.Go(j.ID, []string{"RANK=0", "NVIDIA_VISIBLE_DEVICES=all"}); err == nil || !strings.Contains(err.Error(), "NVIDIA_VISIBLE_DEVICES") {
+	if err := m.Go(j.ID, []string{"RANK=0", "NVIDIA_VISIBLE_DEVICES=all"}, ""); err == nil || !strings.Contains(err.Error(), "NVIDIA_VISIBLE_DEVICES") {
 		t.Fatalf("hostile go env accepted: %v", err)
 	}
 	if g := waitJob(t, m, j.ID, time.Minute); g.State != Failed || !strings.Contains(g.Reason, "distributed start refused") || !strings.Contains(g.Reason, "NVIDIA_VISIBLE_DEVICES") {
 		t.Fatalf("job %s %q", g.State, g.Reason)
 	}
 	k := gated()
-	if err := m.Go(k.ID, []string{"RANK=3"}); err != nil {
+	if err := m.Go(k.ID, []string{"RANK=3"}, ""); err != nil {
 		t.Fatal(err)
 	}
 	g := waitJob(t, m, k.ID, time.Minute)

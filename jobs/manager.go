@@ -79,7 +79,7 @@ type Manager struct {
 	jobs    map[string]*Job
 	cancels map[string]context.CancelCauseFunc
 	changed map[string]chan struct{} // closed and replaced at every transition
-	gates   map[string]chan []string // held jobs: the environment that lets them start
+	gates   map[string]chan gateOpen // held jobs: what lets them start
 	nets    map[string]io.Closer     // distributed ranks' job networks, closed at the end
 	waiting map[string]bool          // held jobs prepared and waiting at their gate
 	// Elastic ranks (regroup.go): their restarts waiting, how long each
@@ -157,7 +157,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "jobs"), jobs: map[string]*Job{}, cancels: map[string]context.CancelCauseFunc{}, changed: map[string]chan struct{}{}, gates: map[string]chan []string{}, nets: map[string]io.Closer{}, waiting: map[string]bool{},
+	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "jobs"), jobs: map[string]*Job{}, cancels: map[string]context.CancelCauseFunc{}, changed: map[string]chan struct{}{}, gates: map[string]chan gateOpen{}, nets: map[string]io.Closer{}, waiting: map[string]bool{},
 		regroups: map[string]chan Regroup{}, holds: map[string]time.Duration{}, described: map[string]Container{}, runStops: map[string]context.CancelCauseFunc{},
 		backoff: restartBackoff, readyHead: readyHeadTimeout, pin: pinPID}
 	if m.diskErr = diskSupport(); m.diskErr != nil {
@@ -325,9 +325,9 @@ func (m *Manager) Submit(spec Spec, opts SubmitOptions) (*Job, error) {
 	m.jobs[j.ID] = j
 	jctx, cancel := context.WithCancelCause(context.Background())
 	m.cancels[j.ID] = cancel
-	var gate chan []string
+	var gate chan gateOpen
 	if opts.Gate {
-		gate = make(chan []string, 1)
+		gate = make(chan gateOpen, 1)
 		m.gates[j.ID] = gate
 	}
 	if opts.Elastic > 0 {
@@ -426,7 +426,7 @@ func (m *Manager) finish(j *Job, s State, reason string, exit *int) {
 
 // run takes a new job from pending to the end. A gated job waits after
 // preparing for the environment that Go sends.
-func (m *Manager) run(ctx context.Context, j *Job, gate chan []string, opts SubmitOptions) {
+func (m *Manager) run(ctx context.Context, j *Job, gate chan gateOpen, opts SubmitOptions) {
 	if t, err := time.ParseDuration(j.Spec.Timeouts.Total); err == nil {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t)
@@ -475,8 +475,12 @@ func (m *Manager) run(ctx context.Context, j *Job, gate chan []string, opts Subm
 			m.mu.Unlock()
 		}()
 		select {
-		case env := <-gate:
-			c.Env = setEnv(c.Env, env...)
+		case open := <-gate:
+			c.Env = setEnv(c.Env, open.env...)
+			if err := m.startCheckpoint(ctx, j, open.checkpoint); err != nil {
+				m.finish(j, Failed, err.Error(), nil)
+				return
+			}
 		case <-ctx.Done():
 			var fc failCause
 			if errors.As(context.Cause(ctx), &fc) {
@@ -1035,9 +1039,19 @@ func (m *Manager) stop(id string, cause error) (*Job, error) {
 	return m.Get(id)
 }
 
+// gateOpen is what lets a gated job start: the env its gang gave it and,
+// for an elastic rank, a newer checkpoint than it was prepared with.
+type gateOpen struct {
+	env        []string
+	checkpoint string
+}
+
 // Go lets a gated job start, with env added to its container's. The env
 // comes from another daemon: anything ValidateGoEnv refuses fails the job.
-func (m *Manager) Go(id string, env []string) error {
+// A rank that starts from checkpoint (a CID; none when empty) has it in
+// place of the one it was prepared with: a replacement whose gang
+// trained on while it prepared.
+func (m *Manager) Go(id string, env []string, checkpoint string) error {
 	if err := ValidateGoEnv(env); err != nil {
 		if _, ferr := m.Fail(id, "distributed start refused: "+err.Error()); ferr != nil {
 			return errors.Join(err, ferr)
@@ -1045,13 +1059,16 @@ func (m *Manager) Go(id string, env []string) error {
 		return err
 	}
 	m.mu.Lock()
-	gate := m.gates[id]
-	delete(m.gates, id)
-	m.mu.Unlock()
-	if gate == nil {
+	defer m.mu.Unlock()
+	gate, j := m.gates[id], m.jobs[id]
+	if gate == nil || j == nil {
 		return fmt.Errorf("%w: %s is not waiting to start", ErrFinished, id)
 	}
-	gate <- env
+	if err := checkStartCheckpoint(j.Spec, checkpoint); err != nil {
+		return fmt.Errorf("start of %s: %w", id, err)
+	}
+	delete(m.gates, id)
+	gate <- gateOpen{env: env, checkpoint: checkpoint}
 	return nil
 }
 

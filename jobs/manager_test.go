@@ -487,7 +487,7 @@ func gateCases() []stateCase {
 				if e.rt.called("Create", "") {
 					t.Fatal("a gated job's container was made before go")
 				}
-				if err := e.m.Go(id, []string{"RANK=1"}); err != nil {
+				if err := e.m.Go(id, []string{"RANK=1"}, ""); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -514,7 +514,7 @@ func gateCases() []stateCase {
 				if e.rt.called("Create", "") {
 					t.Error("a canceled rank's container was made")
 				}
-				if err := e.m.Go(j.ID, nil); !errors.Is(err, ErrFinished) {
+				if err := e.m.Go(j.ID, nil, ""); !errors.Is(err, ErrFinished) {
 					t.Errorf("go after the end: %v", err)
 				}
 			},
@@ -533,7 +533,7 @@ func gateCases() []stateCase {
 			opts: func(*fakeEnv) SubmitOptions { return SubmitOptions{Gate: true} },
 			act: func(t *testing.T, e *fakeEnv, id string) {
 				p2ptest.WaitFor(t, 10*time.Second, func() bool { return e.m.Prepared(id) }, "prepared")
-				if err := e.m.Go(id, []string{"NVIDIA_VISIBLE_DEVICES=all"}); err == nil {
+				if err := e.m.Go(id, []string{"NVIDIA_VISIBLE_DEVICES=all"}, ""); err == nil {
 					t.Fatal("go with NVIDIA_VISIBLE_DEVICES accepted")
 				}
 			},
@@ -923,7 +923,7 @@ func TestControlRefused(t *testing.T) {
 		{"fail an unknown job", func() error { _, err := m.Fail("nosuchjob", "x"); return err }, ErrNotFound},
 		{"cancel a finished job", func() error { _, err := m.Cancel(done.ID); return err }, ErrFinished},
 		{"fail a finished job", func() error { _, err := m.Fail(done.ID, "x"); return err }, ErrFinished},
-		{"go on a job without a gate", func() error { return m.Go(running.ID, nil) }, ErrFinished},
+		{"go on a job without a gate", func() error { return m.Go(running.ID, nil, "") }, ErrFinished},
 	}
 	for _, tc := range cases {
 		if err := tc.do(); !errors.Is(err, tc.want) {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aixblock/aixblock/p2p/p2ptest"
 )
 
 // awaitGeneration waits for job id to run as generation gen.
@@ -61,6 +63,44 @@ func regroupCases() []stateCase {
 					t.Fatalf("/checkpoints after the restart: %q %v, want checkpoint %s", b, err, ckpt)
 				}
 				endAll(e)
+			},
+			state: Completed, exit: 0,
+		},
+		{
+			name:  "a replacement starts from the newer checkpoint its go names",
+			spec:  func(s *Spec) { s.Checkpoint = &Checkpoint{} },
+			opts:  func(*fakeEnv) SubmitOptions { return SubmitOptions{Gate: true, Elastic: time.Minute} },
+			setup: func(e *fakeEnv) { e.fc.dirs = map[string]bool{ckpt: true} },
+			act: func(t *testing.T, e *fakeEnv, id string) {
+				p2ptest.WaitFor(t, 10*time.Second, func() bool { return e.m.Prepared(id) }, "prepared")
+				if err := e.m.Go(id, []string{"RANK=2"}, "not-a-cid"); err == nil || !strings.Contains(err.Error(), "checkpoint") {
+					t.Fatalf("go with a checkpoint that is no CID: %v", err)
+				}
+				if err := e.m.Go(id, []string{"RANK=2"}, ckpt); err != nil {
+					t.Fatal(err)
+				}
+				waitRunning(t, e.m, id)
+				c := e.rt.createdSpecs()
+				b, err := os.ReadFile(filepath.Join(c[0].Checkpoints, "from"))
+				if err != nil || string(b) != ckpt {
+					t.Fatalf("/checkpoints at the start: %q %v, want checkpoint %s", b, err, ckpt)
+				}
+				endAll(e)
+			},
+			state: Completed, exit: 0,
+		},
+		{
+			name:  "go names a checkpoint for a spec without one: refused, the rank still waits",
+			opts:  func(*fakeEnv) SubmitOptions { return SubmitOptions{Gate: true} },
+			setup: func(e *fakeEnv) { e.rt.exits = []int{0} },
+			act: func(t *testing.T, e *fakeEnv, id string) {
+				p2ptest.WaitFor(t, 10*time.Second, func() bool { return e.m.Prepared(id) }, "prepared")
+				if err := e.m.Go(id, nil, ckpt); err == nil || !strings.Contains(err.Error(), "none in the spec") {
+					t.Fatalf("go with a checkpoint for a spec without one: %v", err)
+				}
+				if err := e.m.Go(id, nil, ""); err != nil {
+					t.Fatalf("the refused go took the gate: %v", err)
+				}
 			},
 			state: Completed, exit: 0,
 		},

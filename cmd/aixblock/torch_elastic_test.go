@@ -86,15 +86,26 @@ func lossFellAcrossRestarts(t *testing.T, gens []torchGeneration) (before, after
 	if reached < 0 {
 		t.Fatalf("no generation of two ranks resumed from a checkpoint: %+v", gens)
 	}
-	// Not a failure yet: the growth's checkpoint is the requester's newest
-	// pin of any rank, which has lagged the two ranks' progress.
+	// The growth restarts from the newest checkpoint pinned once the
+	// replacement is ready; what the two ranks trained after it is lost:
+	// the pin's lag (a snapshot a second, then a fetch) and the restart's.
 	t.Logf("the gang grew back to 3 ranks from step %d; the 2 ranks had logged step %d", last.resumedFrom, reached)
+	if lost := reached - last.resumedFrom; lost > maxStepsLostAtGrowth {
+		t.Fatalf("the growth threw %d steps of the two ranks' training away (resumed from %d, they had reached %d), more than %d",
+			lost, last.resumedFrom, reached, maxStepsLostAtGrowth)
+	}
 	before, after = first.losses[len(first.losses)-1], last.losses[len(last.losses)-1]
 	if !(after < before) {
 		t.Fatalf("rank 0's loss %g at the end, %g before the kill", after, before)
 	}
 	return before, after
 }
+
+// maxStepsLostAtGrowth is about 6 s of the example's training (40 ms a
+// step): the checkpoint's lag behind the ranks, with room for a loaded
+// machine. A growth from the checkpoint taken when the restart began
+// lost 240 steps.
+const maxStepsLostAtGrowth = 150
 
 // torchGeneration is one run of rank 0 of jobs/examples/elastic/train.py:
 // its world size, the step it resumed from, the losses it logged and the

@@ -56,7 +56,7 @@ type (
 		AwaitChange(ctx context.Context, id string, seen jobs.State) (*jobs.Job, error)
 		Prepared(id string) bool
 		Gated(id string) bool
-		Go(id string, env []string) error
+		Go(id string, env []string, checkpoint string) error
 		Regroup(id string, rg jobs.Regroup) error
 		Pause(ctx context.Context, id, reason string) (*jobs.Job, error)
 		Resume(ctx context.Context, id string) (*jobs.Job, error)

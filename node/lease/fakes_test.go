@@ -185,6 +185,7 @@ type fakeRunner struct {
 	jobs      map[string]*jobs.Job
 	submitted []jobs.SubmitOptions
 	regroups  []jobs.Regroup
+	goes      []string      // checkpoints the go requests named
 	changed   chan struct{} // closed and replaced on every change
 }
 
@@ -235,9 +236,14 @@ func (f *fakeRunner) AwaitChange(ctx context.Context, id string, seen jobs.State
 		}
 	}
 }
-func (f *fakeRunner) Prepared(string) bool      { return true }
-func (f *fakeRunner) Gated(string) bool         { return false }
-func (f *fakeRunner) Go(string, []string) error { return nil }
+func (f *fakeRunner) Prepared(string) bool { return true }
+func (f *fakeRunner) Gated(string) bool    { return false }
+func (f *fakeRunner) Go(_ string, _ []string, checkpoint string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.goes = append(f.goes, checkpoint)
+	return nil
+}
 func (f *fakeRunner) Regroup(id string, rg jobs.Regroup) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

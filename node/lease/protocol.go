@@ -240,4 +240,7 @@ type prepareReply struct {
 type goRequest struct {
 	ID  string   `json:"id"`
 	Env []string `json:"env"`
+	// Checkpoint, for a replacement joining an elastic gang, is the
+	// gang's newest: saved while the replacement prepared.
+	Checkpoint string `json:"checkpoint,omitempty"`
 }

@@ -283,8 +283,12 @@ func (pv *Provider) handleJobGo(ctx context.Context, from peer.ID, req []byte) (
 		return nil, err
 	}
 	r, _ := json.Marshal(jobIDRequest{ID: g.ID})
-	if _, _, err := pv.providedJob(from, r); err != nil {
+	j, _, err := pv.providedJob(from, r)
+	if err != nil {
 		return nil, err
+	}
+	if g.Checkpoint != "" && !j.Spec.Distributed.Elastic() {
+		return nil, fmt.Errorf("go request: a checkpoint for job %s, which is no elastic rank", g.ID)
 	}
 	if !pv.jobs.Gated(g.ID) {
 		// Only a gang's rank waits for go; answering anything else at once
@@ -308,7 +312,7 @@ func (pv *Provider) handleJobGo(ctx context.Context, from peer.ID, req []byte) (
 		pv.jobs.Fail(g.ID, "distributed start refused: "+err.Error())
 		return nil, err
 	}
-	if err := pv.jobs.Go(g.ID, g.Env); err != nil {
+	if err := pv.jobs.Go(g.ID, g.Env, g.Checkpoint); err != nil {
 		return nil, err
 	}
 	return []byte("ok"), nil

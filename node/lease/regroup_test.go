@@ -92,10 +92,14 @@ func TestHostileRegroup(t *testing.T) {
 			}
 		})
 	}
+	goReq, _ := json.Marshal(goRequest{ID: "00000000000000e2", Checkpoint: fakeCID("a checkpoint")})
+	if _, err := pv.handleJobGo(t.Context(), req, goReq); err == nil || !strings.Contains(err.Error(), "no elastic rank") {
+		t.Fatalf("a go with a checkpoint for a rank that is not elastic: %v", err)
+	}
 	runner.mu.Lock()
 	defer runner.mu.Unlock()
-	if len(runner.regroups) != 0 {
-		t.Fatalf("a refused restart reached the rank: %+v", runner.regroups)
+	if len(runner.regroups) != 0 || len(runner.goes) != 0 {
+		t.Fatalf("a refused restart reached the rank: %+v, %q", runner.regroups, runner.goes)
 	}
 }
 

@@ -312,6 +312,9 @@ type generation struct {
 	ranks      []*Record
 	deals      []market.Deal
 	checkpoint string
+	// prepared is the checkpoint the spare was prepared with; the gang
+	// may have saved a newer one by the time the spare is ready.
+	prepared string
 }
 
 // restartGang restarts an elastic job as a new generation: the spare
@@ -336,6 +339,7 @@ func (rq *Requester) restartGang(ctx context.Context, id string, old []*Record, 
 			}
 		} else {
 			g.ranks = append(g.ranks, rep)
+			rq.refreshCheckpoint(g)
 			whys = append(whys, fmt.Sprintf("rank %d joins (provider %s.., a replacement from the market)", len(p.keep), short(sp.deal.Provider)))
 		}
 	}
@@ -362,13 +366,33 @@ func (rq *Requester) newGeneration(id string, old []*Record, p elasticPlan) *gen
 	if sp := rq.spares[id]; p.grow && sp != nil {
 		g.deals = append(g.deals, sp.deal)
 	}
-	if head.Spec.Checkpoint != nil {
-		g.checkpoint, _ = rq.latestCheckpointLocked(head)
-		for _, rj := range g.ranks {
-			rj.Restored = g.checkpoint
-		}
-	}
+	rq.restoreLocked(g, head)
+	g.prepared = g.checkpoint
 	return g
+}
+
+// restoreLocked makes the job's newest pinned checkpoint the one every
+// rank of the generation restarts from.
+func (rq *Requester) restoreLocked(g *generation, head *Record) {
+	if head.Spec.Checkpoint == nil {
+		return
+	}
+	g.checkpoint, _ = rq.latestCheckpointLocked(head)
+	for _, rj := range g.ranks {
+		rj.Restored = g.checkpoint
+	}
+}
+
+// refreshCheckpoint takes the newest checkpoint again once the spare is
+// prepared: the kept ranks trained on while it was (an image and inputs
+// can take minutes), and a restart from the checkpoint taken before
+// would throw that training away.
+func (rq *Requester) refreshCheckpoint(g *generation) {
+	rq.mu.Lock()
+	defer rq.mu.Unlock()
+	if head := rq.records[g.head]; head != nil {
+		rq.restoreLocked(g, head)
+	}
 }
 
 // prepareSpare prepares the replacement as the generation's last rank
@@ -427,12 +451,7 @@ func (rq *Requester) sendGeneration(ctx context.Context, g *generation, kept int
 			rq.mu.Lock()
 			prov, remote := rj.Provider, rj.remoteID()
 			rq.mu.Unlock()
-			env := rankEnv(g.spec, len(g.ranks), r, host, port, workers)
-			w, msg := wireGo, any(goRequest{ID: remote, Env: env})
-			if r < kept {
-				w, msg = wireRegroup, regroupRequest{ID: remote, Generation: g.gen, Group: g.head, NodeRank: r,
-					Deals: g.deals, Env: env, Checkpoint: g.checkpoint}
-			}
+			w, msg := g.request(r, kept, remote, rankEnv(g.spec, len(g.ranks), r, host, port, workers))
 			req, _ := json.Marshal(msg)
 			p, _ := peer.Decode(prov)
 			if _, err := rq.request(ctx, p, w, req); err != nil {
@@ -442,6 +461,21 @@ func (rq *Requester) sendGeneration(ctx context.Context, g *generation, kept int
 		}()
 	}
 	wg.Wait()
+}
+
+// request is what rank r of the generation is sent: a restart to the
+// first kept ranks, go to the spare (with the newer checkpoint, when
+// the gang saved one while the spare prepared).
+func (g *generation) request(r, kept int, remote string, env []string) (wire, any) {
+	if r < kept {
+		return wireRegroup, regroupRequest{ID: remote, Generation: g.gen, Group: g.head, NodeRank: r,
+			Deals: g.deals, Env: env, Checkpoint: g.checkpoint}
+	}
+	gr := goRequest{ID: remote, Env: env}
+	if g.checkpoint != g.prepared {
+		gr.Checkpoint = g.checkpoint
+	}
+	return wireGo, gr
 }
 
 // renumber records the new generation: each rank's new rank and group,

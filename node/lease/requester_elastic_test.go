@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aixblock/aixblock/jobs"
 	"github.com/aixblock/aixblock/market"
@@ -170,5 +171,57 @@ func TestTwoRecordsOfOneDealLoadOnce(t *testing.T) {
 	again := testRequester(t, Config{Dir: dir})
 	if len(again.records) != 2 || again.records[renamed] == nil || again.records[stale] != nil || again.records[other.ID] == nil {
 		t.Fatalf("loaded %d records %v: want the renamed one and the other deal's", len(again.records), slices.Collect(maps.Keys(again.records)))
+	}
+}
+
+// A regrowth restarts every rank, the replacement too, from the newest
+// checkpoint the gang saved while the replacement was prepared, not the
+// one pinned when the restart began: that would throw the training in
+// between away.
+func TestRegrowthStartsFromTheNewestCheckpoint(t *testing.T) {
+	for name, tc := range map[string]struct {
+		savedMeanwhile bool
+		want, toSpare  string
+	}{
+		"the gang saved one while the spare prepared": {savedMeanwhile: true, want: fakeCID("step 300"), toSpare: fakeCID("step 300")},
+		"nothing newer: the spare keeps what it has":  {want: fakeCID("step 40")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rq := testRequester(t, Config{})
+			spec := jobs.Spec{Distributed: &jobs.Distributed{Nodes: 3, MinNodes: 2}, Checkpoint: &jobs.Checkpoint{}}
+			a, b := newJobID(), newJobID()
+			var old []*Record
+			for r, id := range []string{a, b} {
+				rj := &Record{ID: id, Spec: spec, Group: []string{a, b}, Rank: r, Last: &api.Job{}, Vouched: "0"}
+				rq.records[id] = rj
+				old = append(old, rj)
+			}
+			old[0].Elastic = &elasticState{Generation: 1}
+			old[0].Checkpoint, old[0].CheckpointAt = fakeCID("step 40"), time.Now().Add(-time.Minute)
+
+			g := rq.newGeneration(a, old, elasticPlan{act: actRestart, keep: []int{0, 1}, grow: true})
+			spare := &Record{ID: newJobID(), Spec: spec, Restored: g.checkpoint}
+			g.ranks = append(g.ranks, spare)
+			if tc.savedMeanwhile {
+				rq.mu.Lock()
+				old[1].Checkpoint, old[1].CheckpointAt = fakeCID("step 300"), time.Now()
+				rq.mu.Unlock()
+			}
+			rq.refreshCheckpoint(g)
+
+			_, kept := g.request(1, 2, b, nil)
+			if rr := kept.(regroupRequest); rr.Checkpoint != tc.want {
+				t.Errorf("a kept rank restarts from %s, want %s", rr.Checkpoint, tc.want)
+			}
+			w, sent := g.request(2, 2, spare.ID, nil)
+			if gr := sent.(goRequest); w != wireGo || gr.Checkpoint != tc.toSpare {
+				t.Errorf("the spare is sent %s %+v, want go from %q", w.id, gr, tc.toSpare)
+			}
+			for r, rj := range g.ranks {
+				if rj.Restored != tc.want {
+					t.Errorf("rank %d restored %s, want %s", r, rj.Restored, tc.want)
+				}
+			}
+		})
 	}
 }
