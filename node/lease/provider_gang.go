@@ -237,7 +237,7 @@ func (pv *Provider) prepareOnJobNet(ctx context.Context, deal *market.Deal, pr p
 		return nil, err
 	}
 	id, rank := generationNet(deal.Requester, pr.Group, pr.Generation), pr.NodeRank
-	pv.serveRelay(ctx, id, members, pr)
+	pv.serveRelay(ctx, id, members, relayProof{Group: pr.Group, Generation: pr.Generation, Deals: pr.Deals})
 	join := func(ctx context.Context, nsPath string) (io.Closer, error) {
 		return pv.jobNet.Join(id, members, rank, nsPath)
 	}

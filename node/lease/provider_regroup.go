@@ -73,6 +73,7 @@ func (pv *Provider) handleJobRegroup(ctx context.Context, from peer.ID, req []by
 		return nil, errors.New("this provider has no job network (no libp2p host)")
 	}
 	id, rank := generationNet(deal.Requester, rr.Group, rr.Generation), rr.NodeRank
+	pv.serveRelay(ctx, id, members, relayProof{Group: rr.Group, Generation: rr.Generation, Deals: rr.Deals})
 	join := func(ctx context.Context, nsPath string) (io.Closer, error) {
 		return pv.jobNet.Join(id, members, rank, nsPath)
 	}
@@ -80,8 +81,12 @@ func (pv *Provider) handleJobRegroup(ctx context.Context, from peer.ID, req []by
 		return nil, err
 	}
 	pv.mu.Lock()
+	last := pv.netOf[rr.ID]
 	pv.netOf[rr.ID] = netRank{id, rank}
 	pv.mu.Unlock()
+	if last.id != "" && last.id != id && pv.p2p != nil {
+		pv.p2p.DisallowRelay(last.id) // the last generation's network is over
+	}
 	pv.log.Info("rank restarting with its gang", "job_id", rr.ID, "generation", rr.Generation, "rank", rank, "ranks", len(members), "addr", overlay.RankAddr(rank))
 	return []byte("ok"), nil
 }

@@ -23,11 +23,13 @@ import (
 // on chain) before it lets their providers through, for the deals'
 // duration.
 
-// relayProof is what a member shows a job relay: the gang's group and
-// every rank's deal.
+// relayProof is what a member shows a job relay: the gang's group, its
+// generation (an elastic gang's restarts each have a network of their
+// own members) and every rank's deal.
 type relayProof struct {
-	Group string        `json:"group"`
-	Deals []market.Deal `json:"deals"`
+	Group      string        `json:"group"`
+	Generation int           `json:"generation,omitempty"`
+	Deals      []market.Deal `json:"deals"`
 }
 
 // maxGangDeals bounds the deals a relay proof may name.
@@ -35,7 +37,7 @@ const maxGangDeals = 256
 
 // serveRelay lets a job network's members use the relays this node
 // serves or holds reservations on, before they reach each other.
-func (pv *Provider) serveRelay(ctx context.Context, id string, members []peer.ID, pr prepareRequest) {
+func (pv *Provider) serveRelay(ctx context.Context, id string, members []peer.ID, pr relayProof) {
 	b := p2p.RelayBudget{Duration: gangDuration(pr.Deals)}
 	if pv.p2p.IsJobRelay() {
 		if err := pv.p2p.AllowRelay(id, members, b); err != nil {
@@ -46,7 +48,7 @@ func (pv *Provider) serveRelay(ctx context.Context, id string, members []peer.ID
 	if len(relays) == 0 {
 		return
 	}
-	proof, err := json.Marshal(relayProof{Group: pr.Group, Deals: pr.Deals})
+	proof, err := json.Marshal(pr)
 	if err != nil {
 		return
 	}
@@ -82,6 +84,9 @@ func (pv *Provider) verifyRelay(ctx context.Context, from peer.ID, raw []byte) (
 	if err := checkJobID(pr.Group); err != nil {
 		return "", nil, p2p.RelayBudget{}, fmt.Errorf("relay proof: group: %w", err)
 	}
+	if pr.Generation < 0 {
+		return "", nil, p2p.RelayBudget{}, fmt.Errorf("relay proof: generation %d", pr.Generation)
+	}
 	first := pr.Deals[0]
 	members := make([]peer.ID, len(pr.Deals))
 	for r, d := range pr.Deals {
@@ -103,7 +108,7 @@ func (pv *Provider) verifyRelay(ctx context.Context, from peer.ID, raw []byte) (
 	if !slices.Contains(members, from) {
 		return "", nil, p2p.RelayBudget{}, errors.New("relay proof: the asking peer provides none of its deals")
 	}
-	return netID(first.Requester, pr.Group), members, p2p.RelayBudget{Duration: gangDuration(pr.Deals)}, nil
+	return generationNet(first.Requester, pr.Group, pr.Generation), members, p2p.RelayBudget{Duration: gangDuration(pr.Deals)}, nil
 }
 
 // gangDuration is the longest of a gang's deals: how long its network
