@@ -521,11 +521,17 @@ func (rq *Requester) rankView(ctx context.Context, rj *Record) *api.Job {
 	j := *rj.Last
 	results := map[string]cid.Cid{}
 	var waiting, noResult []string
+	// An elastic job whose restarts go on has lost a rank, not failed:
+	// its round restarts the gang (which can wait minutes for a
+	// replacement to prepare).
+	elastic := rj.Elastic != nil && !rj.Elastic.Over
 	for r, id := range rj.Group {
 		other := rq.records[id]
 		switch {
 		case other == nil || other.Last == nil || !other.Last.State.Terminal():
 			waiting = append(waiting, strconv.Itoa(r))
+		case other.Last.State != jobs.Completed && elastic:
+			j.State, j.Reason = jobs.Running, fmt.Sprintf("rank %d lost (%s: %s): the gang restarts", r, other.Last.State, other.Last.Reason)
 		case other.Last.State != jobs.Completed:
 			if j.State == jobs.Completed || !j.State.Terminal() {
 				j.State = other.Last.State
