@@ -211,22 +211,8 @@ func (s elasticStatus) hasEvent(text string) bool {
 // id other than rank 0.
 func rankProvider(t *testing.T, repos []string, req, id string) int {
 	t.Helper()
-	var list []struct {
-		ID       string `json:"id"`
-		Provider string `json:"provider"`
-	}
-	runJSON(t, req, &list, "job", "list")
-	for i, repo := range repos {
-		var p idInfo
-		runJSON(t, repo, &p, "id")
-		for _, j := range list {
-			if j.ID != id && j.Provider == p.PeerID {
-				return i
-			}
-		}
-	}
-	t.Fatalf("no provider runs a rank of %s other than rank 0: %+v", id, list)
-	return -1
+	i, _ := otherRank(t, repos, req, id)
+	return i
 }
 
 // logElastic shows a failed test the daemons' lines about the gang.

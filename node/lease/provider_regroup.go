@@ -82,6 +82,7 @@ func (pv *Provider) handleJobRegroup(ctx context.Context, from peer.ID, req []by
 	pv.mu.Lock()
 	pv.netOf[rr.ID] = netRank{id, rank}
 	pv.mu.Unlock()
+	pv.saveNet(rr.ID, members, netRecord{Net: id, Rank: rank, Group: rr.Group, Deals: rr.Deals})
 	pv.log.Info("rank restarting with its gang", "job_id", rr.ID, "generation", rr.Generation, "rank", rank, "ranks", len(members), "addr", overlay.RankAddr(rank))
 	return []byte("ok"), nil
 }
