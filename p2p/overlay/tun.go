@@ -59,7 +59,7 @@ func newTUN(nsPath string, addr netip.Addr, prefix netip.Prefix) (*tun, error) {
 	la.MTU = MTU
 	dev := &netlink.Tuntap{LinkAttrs: la, Mode: netlink.TUNTAP_MODE_TUN,
 		Flags:  netlink.TUNTAP_NO_PI | netlink.TUNTAP_ONE_QUEUE | netlink.TUNTAP_VNET_HDR,
-		Queues: 1}
+		Queues: 1, NonPersist: true}
 	if err := netlink.LinkAdd(dev); err != nil {
 		return nil, fmt.Errorf("job network: make TUN device (the daemon needs CAP_NET_ADMIN and /dev/net/tun): %w", err)
 	}
@@ -107,6 +107,11 @@ func newTUN(nsPath string, addr netip.Addr, prefix netip.Prefix) (*tun, error) {
 	// own processes talk over it (torchrun's local workers).
 	if lo, err := h.LinkByName("lo"); err == nil {
 		h.LinkSetUp(lo)
+	}
+	// Persistent only once in the rank's namespace: a daemon that dies
+	// before leaves no device in its own.
+	if err := ioctlInt(t.f, unix.TUNSETPERSIST, 1); err != nil {
+		return fail(fmt.Errorf("make %s persistent: %w", IfName, err))
 	}
 	return t, nil
 }
