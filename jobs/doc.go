@@ -74,7 +74,11 @@
 //     distributed rank joins a holder container's namespace (hold.go), in
 //     which the node places the job network's device before the rank
 //     starts (SubmitOptions.JoinNetwork): it reaches its job's other ranks
-//     and nothing else. The host's network (SubmitOptions.HostNetwork) is
+//     and nothing else. The device outlives the daemon, so a rank whose
+//     holder still runs after a restart is followed again and waits for
+//     the node to rejoin its network (RejoinNetwork, rejoin.go) within
+//     Config.RejoinWindow; one whose holder ended, or not rejoined in
+//     time, fails. The host's network (SubmitOptions.HostNetwork) is
 //     only for a requester the provider lists as trusted with it: such a
 //     rank can reach the host's local services.
 //   - Namespaces by PID (pin.go): a port dial and a job network's join

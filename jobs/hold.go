@@ -125,33 +125,43 @@ func (m *Manager) holdNetwork(ctx context.Context, j *Job, c Container, join fun
 	if err := m.cfg.Runtime.Start(ctx, id); err != nil {
 		return "", fmt.Errorf("job network: holder container: %w", err)
 	}
-	// The namespace is opened through the holder's process held by a
-	// pidfd and checked against the engine (pinContainer), and handed to
-	// join as this process's descriptor of it, never as /proc/PID: a PID
-	// reused meanwhile cannot put the job's device in another namespace.
-	p, pid, err := m.pinContainer(ctx, id)
-	if errors.Is(err, errNotRunning) {
-		st, _ := m.cfg.Runtime.State(ctx, id)
-		return "", fmt.Errorf("job network: the holder container is not running (exit %d)", st.ExitCode)
-	}
-	if err != nil {
-		return "", fmt.Errorf("job network: holder container: %w", err)
-	}
-	defer p.Close()
-	ns, err := p.NetNS()
-	if err != nil {
-		return "", fmt.Errorf("job network: holder container: %w", err)
-	}
-	defer ns.Close()
-	closer, err := join(ctx, fmt.Sprintf("/proc/self/fd/%d", ns.Fd()))
+	closer, err := m.joinHolder(ctx, j, id, join)
 	if err != nil {
 		return "", err
 	}
-	m.log.Debug("job network joined", "job_id", j.ID, "holder_pid", pid)
 	m.mu.Lock()
 	m.nets[j.ID] = closer
 	m.mu.Unlock()
 	return id, nil
+}
+
+// joinHolder hands the namespace of holder container id to join.
+//
+// The namespace is opened through the holder's process held by a pidfd
+// and checked against the engine (pinContainer), and handed to join as
+// this process's descriptor of it, never as /proc/PID: a PID reused
+// meanwhile cannot put the job's device in another namespace.
+func (m *Manager) joinHolder(ctx context.Context, j *Job, id string, join func(context.Context, string) (io.Closer, error)) (io.Closer, error) {
+	p, pid, err := m.pinContainer(ctx, id)
+	if errors.Is(err, errNotRunning) {
+		st, _ := m.cfg.Runtime.State(ctx, id)
+		return nil, fmt.Errorf("job network: the holder container is not running (exit %d)", st.ExitCode)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("job network: holder container: %w", err)
+	}
+	defer p.Close()
+	ns, err := p.NetNS()
+	if err != nil {
+		return nil, fmt.Errorf("job network: holder container: %w", err)
+	}
+	defer ns.Close()
+	closer, err := join(ctx, fmt.Sprintf("/proc/self/fd/%d", ns.Fd()))
+	if err != nil {
+		return nil, err
+	}
+	m.log.Debug("job network joined", "job_id", j.ID, "holder_pid", pid)
+	return closer, nil
 }
 
 // releaseNetwork ends a rank's job network and removes its holder.

@@ -67,7 +67,11 @@ type Config struct {
 	// means services run, but their readiness checks and ports cannot be
 	// reached: a service with a readiness check is refused.
 	DialPort func(ctx context.Context, pid, port int) (net.Conn, error)
-	Logger   *slog.Logger
+	// RejoinWindow bounds how long a distributed rank that outlived a
+	// restart waits for the node to rejoin its job network
+	// (RejoinNetwork); zero means 2 minutes.
+	RejoinWindow time.Duration
+	Logger       *slog.Logger
 }
 
 // Manager runs jobs on this node.
@@ -81,7 +85,9 @@ type Manager struct {
 	changed map[string]chan struct{} // closed and replaced at every transition
 	gates   map[string]chan gateOpen // held jobs: what lets them start
 	nets    map[string]io.Closer     // distributed ranks' job networks, closed at the end
-	waiting map[string]bool          // held jobs prepared and waiting at their gate
+	// unjoined: ranks reattached after a restart, waiting for RejoinNetwork.
+	unjoined map[string]bool
+	waiting  map[string]bool // held jobs prepared and waiting at their gate
 	// Elastic ranks (regroup.go): their restarts waiting, how long each
 	// waits for one, what their container was made from, and what cuts
 	// a run short.
@@ -136,6 +142,9 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.Grace == 0 {
 		cfg.Grace = 10 * time.Second
 	}
+	if cfg.RejoinWindow == 0 {
+		cfg.RejoinWindow = 2 * time.Minute
+	}
 	if cfg.PrepareTimeout == 0 {
 		cfg.PrepareTimeout = DefaultPrepare
 	}
@@ -157,7 +166,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "jobs"), jobs: map[string]*Job{}, cancels: map[string]context.CancelCauseFunc{}, changed: map[string]chan struct{}{}, gates: map[string]chan gateOpen{}, nets: map[string]io.Closer{}, waiting: map[string]bool{},
+	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "jobs"), jobs: map[string]*Job{}, cancels: map[string]context.CancelCauseFunc{}, changed: map[string]chan struct{}{}, gates: map[string]chan gateOpen{}, nets: map[string]io.Closer{}, unjoined: map[string]bool{}, waiting: map[string]bool{},
 		regroups: map[string]chan Regroup{}, holds: map[string]time.Duration{}, described: map[string]Container{}, runStops: map[string]context.CancelCauseFunc{},
 		backoff: restartBackoff, readyHead: readyHeadTimeout, pin: pinPID}
 	if m.diskErr = diskSupport(); m.diskErr != nil {
@@ -192,10 +201,14 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 }
 
 func (m *Manager) reattach(ctx context.Context, j *Job) {
-	if j.NetHolder != "" {
-		// The job network's device went with the daemon that held it.
-		m.finish(j, Failed, "the daemon restarted: the rank's job network ended with it", nil)
-		return
+	if j.NetHolder != "" && j.State == Running {
+		// The rank's device stays in its holder's namespace while the
+		// holder runs: the node rejoins it (RejoinNetwork).
+		if why := m.holdsNetwork(ctx, j); why != "" {
+			m.finish(j, Failed, why, nil)
+			return
+		}
+		m.awaitRejoin(j)
 	}
 	if j.State != Running || j.ContainerID == "" {
 		m.finish(j, Failed, fmt.Sprintf("the daemon restarted while the job was %s", j.State), nil)

@@ -692,7 +692,7 @@ func checkEnd(t *testing.T, j *Job, state State, reason string, exit int) {
 // A daemon that restarts finds the records its last run left and the
 // containers still in the engine, and picks up each job where it was.
 func TestReattach(t *testing.T) {
-	for _, tc := range slices.Concat(containerCases(), recordCases()) {
+	for _, tc := range slices.Concat(containerCases(), recordCases(), rankCases()) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			runReattachCase(t, tc)
@@ -723,7 +723,10 @@ func runReattachCase(t *testing.T, tc reattachCase) {
 	if tc.setup != nil {
 		tc.setup(rt)
 	}
-	m := fakeManager(t, dir, rt, &fakeContent{}, nil)
+	m := fakeManager(t, dir, rt, &fakeContent{}, tc.cfg)
+	if tc.rejoin != nil {
+		tc.rejoin(t, m)
+	}
 	if tc.act != nil {
 		tc.act(t, rt)
 	}
@@ -736,9 +739,12 @@ func runReattachCase(t *testing.T, tc reattachCase) {
 
 // reattachCase is one run of TestReattach.
 type reattachCase struct {
-	name   string
-	job    func(*Job) // the record as the last daemon left it
-	setup  func(*fakeRuntime)
+	name  string
+	job   func(*Job) // the record as the last daemon left it
+	setup func(*fakeRuntime)
+	cfg   func(*Config)
+	// rejoin acts as the node on the manager, before act.
+	rejoin func(t *testing.T, m *Manager)
 	act    func(t *testing.T, rt *fakeRuntime)
 	state  State
 	reason string
@@ -813,17 +819,6 @@ func recordCases() []reattachCase {
 			state: Failed, reason: "the daemon restarted while the job was uploading", exit: noExit,
 			check: func(t *testing.T, rt *fakeRuntime, _ string) {
 				if !rt.called("Remove", "old") {
-					t.Errorf("calls %q", rt.callList())
-				}
-			},
-		},
-		{
-			name:  "a rank's job network ended with the daemon",
-			job:   func(j *Job) { j.NetHolder = "holder" },
-			setup: func(rt *fakeRuntime) { rt.add("holder", true, 0); rt.add("old", true, 0) },
-			state: Failed, reason: "the rank's job network ended with it", exit: noExit,
-			check: func(t *testing.T, rt *fakeRuntime, _ string) {
-				if !rt.called("Remove", "holder") || !rt.called("Remove", "old") {
 					t.Errorf("calls %q", rt.callList())
 				}
 			},

@@ -647,6 +647,12 @@ func TestDistributedRankLost(t *testing.T) {
 		}
 	}
 	t.Logf("ranks %+v; killing provider %d", list, victim)
+	// The killed daemon's rank outlives it.
+	t.Cleanup(func() {
+		for _, j := range list {
+			removeJobContainers(j.ID)
+		}
+	})
 	daemons[victim].cmd.Process.Signal(syscall.SIGKILL)
 	<-daemons[victim].done
 	for _, j := range list {

@@ -138,7 +138,8 @@ func TestElasticRankLost(t *testing.T) {
 
 // killRankMidJob waits for job id's first checkpoint, then SIGKILLs the
 // daemon of a provider (one of repos, daemons alike) running a rank other
-// than rank 0, and waits for it to die.
+// than rank 0, and waits for it to die. The rank's containers, which
+// outlive their daemon, are removed when the test ends.
 func killRankMidJob(t *testing.T, repos []string, daemons []*daemon, req, id string) {
 	t.Helper()
 	var st elasticStatus
@@ -146,7 +147,8 @@ func killRankMidJob(t *testing.T, repos []string, daemons []*daemon, req, id str
 		runJSON(t, req, &st, "job", "status", id)
 		return st.CheckpointCID != "" || terminal(st.State)
 	}, "a checkpoint of job %s", id)
-	victim := rankProvider(t, repos, req, id)
+	victim, rank := otherRank(t, repos, req, id)
+	t.Cleanup(func() { removeJobContainers(rank) })
 	t.Logf("killing provider %d", victim)
 	daemons[victim].cmd.Process.Signal(syscall.SIGKILL)
 	<-daemons[victim].done
@@ -211,28 +213,6 @@ func (s elasticStatus) hasEvent(text string) bool {
 		}
 	}
 	return false
-}
-
-// rankProvider is the index in repos of a provider running a rank of job
-// id other than rank 0.
-func rankProvider(t *testing.T, repos []string, req, id string) int {
-	t.Helper()
-	var list []struct {
-		ID       string `json:"id"`
-		Provider string `json:"provider"`
-	}
-	runJSON(t, req, &list, "job", "list")
-	for i, repo := range repos {
-		var p idInfo
-		runJSON(t, repo, &p, "id")
-		for _, j := range list {
-			if j.ID != id && j.Provider == p.PeerID {
-				return i
-			}
-		}
-	}
-	t.Fatalf("no provider runs a rank of %s other than rank 0: %+v", id, list)
-	return -1
 }
 
 // logElastic shows a failed test the daemons' lines about the gang.

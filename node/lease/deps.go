@@ -58,6 +58,7 @@ type (
 		Gated(id string) bool
 		Go(id string, env []string, checkpoint string) error
 		Regroup(id string, rg jobs.Regroup) error
+		RejoinNetwork(ctx context.Context, id string, rj jobs.Rejoin) error
 		Pause(ctx context.Context, id, reason string) (*jobs.Job, error)
 		Resume(ctx context.Context, id string) (*jobs.Job, error)
 		Cancel(id string) (*jobs.Job, error)

@@ -31,7 +31,15 @@
 // generation, checked as a prepare is (provider_regroup.go); the
 // requester refuses relayed paths when
 // the spec denies relays, then tells every rank to go with MASTER_ADDR
-// the rank 0 overlay address. A service job's ports reach its requester
+// the rank 0 overlay address. A rank outlives its provider daemon's
+// restart: the provider keeps each rank's place on its network
+// (provided-nets/ID.json: the network, the rank, its members, the gang's
+// group and deals) and, as it starts, rejoins the ranks jobs reattached
+// (their holders still running) to their networks, asks its relays to
+// serve them again, and reaches the other members (provider_rejoin.go);
+// the requester sees the provider silent for less than its grace, which
+// is no membership change (no regroup, no failure), and pays it again
+// once it answers. A service job's ports reach its requester
 // through p2p/overlay (requester_service.go, provider_service.go).
 //
 // Manager is the thin front the node holds: it builds both sides from one

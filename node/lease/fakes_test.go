@@ -185,7 +185,8 @@ type fakeRunner struct {
 	jobs      map[string]*jobs.Job
 	submitted []jobs.SubmitOptions
 	regroups  []jobs.Regroup
-	goes      []string      // checkpoints the go requests named
+	goes      []string // checkpoints the go requests named
+	rejoined  []string
 	changed   chan struct{} // closed and replaced on every change
 }
 
@@ -248,6 +249,12 @@ func (f *fakeRunner) Regroup(id string, rg jobs.Regroup) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.regroups = append(f.regroups, rg)
+	return nil
+}
+func (f *fakeRunner) RejoinNetwork(_ context.Context, id string, _ jobs.Rejoin) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rejoined = append(f.rejoined, id)
 	return nil
 }
 func (f *fakeRunner) Pause(_ context.Context, id, reason string) (*jobs.Job, error) {

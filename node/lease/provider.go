@@ -85,6 +85,7 @@ func newProvider(b *base) (*Provider, error) {
 	if err := pv.openPorts(); err != nil {
 		return nil, err
 	}
+	pv.rejoinRanks()
 	return pv, nil
 }
 

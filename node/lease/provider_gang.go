@@ -261,6 +261,7 @@ func (pv *Provider) prepareOnJobNet(ctx context.Context, deal *market.Deal, pr p
 	pv.mu.Lock()
 	pv.netOf[j.ID] = netRank{id, rank}
 	pv.mu.Unlock()
+	pv.saveNet(j.ID, members, netRecord{Net: id, Rank: rank, Group: pr.Group, Generation: pr.Generation, Deals: pr.Deals})
 	pv.failUnstarted(j.ID)
 	paths, err := pv.jobNet.Reach(ctx, members, pv.reach, reachWait)
 	if err != nil {

@@ -87,6 +87,7 @@ func (pv *Provider) handleJobRegroup(ctx context.Context, from peer.ID, req []by
 	if last.id != "" && last.id != id && pv.p2p != nil {
 		pv.p2p.DisallowRelay(last.id) // the last generation's network is over
 	}
+	pv.saveNet(rr.ID, members, netRecord{Net: id, Rank: rank, Group: rr.Group, Generation: rr.Generation, Deals: rr.Deals})
 	pv.log.Info("rank restarting with its gang", "job_id", rr.ID, "generation", rr.Generation, "rank", rank, "ranks", len(members), "addr", overlay.RankAddr(rank))
 	return []byte("ok"), nil
 }

@@ -38,6 +38,7 @@ func (pv *Provider) watchProvided(ctx context.Context, id string, deal market.De
 	defer func() {
 		if !w.stopping {
 			pv.endProvided(id, w.started, w.finished)
+			pv.dropNet(id)
 			if pv.portServer != nil {
 				pv.portServer.CloseJob(id)
 			}

@@ -9,6 +9,17 @@
 //     moves it into the rank's (named IfName, MTU 65000, the rank's
 //     address RankAddr(r) = 10.77.0.(r+1) in Prefix, loopback up) and
 //     keeps its file: the rank's only route is the job's subnet. The
+//     device is persistent: it outlives the daemon (its lifetime is the
+//     namespace's), so a daemon that restarts attaches to it again
+//     (Rejoin: from a thread inside the namespace, TUNSETIFF by name with
+//     the same flags, after checking it is a TUN device holding the
+//     rank's address; Rejoin never makes one) and the rank's TCP
+//     connections see an outage that their retransmissions ride out,
+//     not a reset. The other members' senders keep the network: a
+//     packet for an absent member is dropped, a stream is opened again
+//     on the next packets (the same peer, on its new connection), and a
+//     connection on which a batch timed out is closed when the member
+//     has another. Only the member's own peer ID may rejoin its rank. The
 //     device speaks virtio-net headers with checksum offload (vnet.go):
 //     the rank's kernel leaves TCP and UDP checksums to the daemon, which
 //     fills them in before a packet leaves, and a member's packet is
@@ -36,10 +47,12 @@
 //     (resets) the older. Nothing is buffered for it beyond the packet
 //     being read, and a stream that carries no packet for two minutes is
 //     reset.
-//   - When the network's last local rank leaves (Rank.Close) or the
-//     JobNet closes, everything of it ends: devices, streams both ways,
-//     the senders' goroutines, and what they had queued. A member that
-//     never reads pins nothing past the job.
+//   - When the network's last local rank leaves (Rank.Close, which
+//     removes the rank's device) or the JobNet closes, everything of it
+//     ends: streams both ways, the senders' goroutines, and what they had
+//     queued; a JobNet that closes (the daemon going away) leaves its
+//     ranks' devices for the next daemon, and they go with their
+//     namespaces. A member that never reads pins nothing past the job.
 //   - Reach connects to every member before the ranks start and reports
 //     the path (direct or relayed), giving hole punching its chance; a
 //     stream on a relayed connection moves once a direct one exists.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -175,19 +176,62 @@ type Rank struct {
 // this network packets, and only from their own ranks' addresses. A second
 // rank of the same network on this daemon must name the same members.
 func (s *JobNet) Join(id string, members []peer.ID, rank int, nsPath string) (*Rank, error) {
+	return s.join(id, members, rank, func() (*tun, error) { return newTUN(nsPath, RankAddr(rank), Prefix) })
+}
+
+// Rejoin is Join for a rank already on its network when a daemon before
+// this one (the same peer, restarted) went away: it attaches to the device
+// that daemon left in the namespace at nsPath, which must hold the rank's
+// address, so the rank's connections go on through the outage. The other
+// members' senders reach this daemon again on its new connections.
+func (s *JobNet) Rejoin(id string, members []peer.ID, rank int, nsPath string) (*Rank, error) {
+	return s.join(id, members, rank, func() (*tun, error) { return openTUN(nsPath, RankAddr(rank)) })
+}
+
+// join checks the membership, reserves the rank and puts it on the
+// network with the device open makes.
+func (s *JobNet) join(id string, members []peer.ID, rank int, open func() (*tun, error)) (*Rank, error) {
+	if err := s.checkJoin(id, members, rank); err != nil {
+		return nil, err
+	}
+	n, err := s.reserve(id, members, rank)
+	if err != nil {
+		return nil, err
+	}
+	t, err := open()
+	if err != nil {
+		s.leave(n, rank)
+		return nil, err
+	}
+	n.mu.Lock()
+	n.local[rank] = t
+	n.mu.Unlock()
+	r := &Rank{n: n, rank: rank, t: t}
+	go n.readLocal(rank, t)
+	s.log.Info("rank joined its job network", "net", id, "rank", rank, "addr", RankAddr(rank), "members", len(members))
+	return r, nil
+}
+
+func (s *JobNet) checkJoin(id string, members []peer.ID, rank int) error {
 	switch {
 	case id == "" || len(id) > maxNetID:
-		return nil, fmt.Errorf("job network id %q: want 1 to %d characters", id, maxNetID)
+		return fmt.Errorf("job network id %q: want 1 to %d characters", id, maxNetID)
 	case len(members) < 1 || len(members) > MaxRanks:
-		return nil, fmt.Errorf("job network %s: %d members, want 1 to %d", id, len(members), MaxRanks)
+		return fmt.Errorf("job network %s: %d members, want 1 to %d", id, len(members), MaxRanks)
 	case rank < 0 || rank >= len(members):
-		return nil, fmt.Errorf("job network %s: rank %d of %d", id, rank, len(members))
+		return fmt.Errorf("job network %s: rank %d of %d", id, rank, len(members))
 	case members[rank] != s.h.ID():
-		return nil, fmt.Errorf("job network %s: rank %d belongs to %s, not this node", id, rank, members[rank])
+		return fmt.Errorf("job network %s: rank %d belongs to %s, not this node", id, rank, members[rank])
 	}
+	return nil
+}
+
+// reserve finds or makes network id and holds rank's place on it while
+// its device is made.
+func (s *JobNet) reserve(id string, members []peer.ID, rank int) (*jobNet, error) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
 		return nil, errors.New("job network: shutting down")
 	}
 	n := s.nets[id]
@@ -201,31 +245,15 @@ func (s *JobNet) Join(id string, members []peer.ID, rank int, nsPath string) (*R
 		}
 		s.nets[id] = n
 	} else if !samePeers(n.members, members) {
-		s.mu.Unlock()
 		return nil, fmt.Errorf("job network %s exists here with other members", id)
 	}
 	n.mu.Lock()
-	_, taken := n.local[rank]
-	if !taken {
-		n.local[rank] = nil // reserved while the device is made
-	}
-	n.mu.Unlock()
-	s.mu.Unlock()
-	if taken {
+	defer n.mu.Unlock()
+	if _, taken := n.local[rank]; taken {
 		return nil, fmt.Errorf("job network %s: rank %d already joined here", id, rank)
 	}
-	t, err := newTUN(nsPath, RankAddr(rank), Prefix)
-	if err != nil {
-		s.leave(n, rank)
-		return nil, err
-	}
-	n.mu.Lock()
-	n.local[rank] = t
-	n.mu.Unlock()
-	r := &Rank{n: n, rank: rank, t: t}
-	go n.readLocal(rank, t)
-	s.log.Info("rank joined its job network", "net", id, "rank", rank, "addr", RankAddr(rank), "members", len(members))
-	return r, nil
+	n.local[rank] = nil // reserved while the device is made
+	return n, nil
 }
 
 func samePeers(a, b []peer.ID) bool {
@@ -243,13 +271,17 @@ func samePeers(a, b []peer.ID) bool {
 // Addr is the rank's address.
 func (r *Rank) Addr() netip.Addr { return RankAddr(r.rank) }
 
-// Close takes the rank off its network; the last rank here ends the
-// network's streams.
+// Close takes the rank off its network and removes its device; the last
+// rank here ends the network's streams.
 func (r *Rank) Close() error {
+	var err error
 	r.once.Do(func() {
-		r.t.Close()
+		err = r.t.remove()
 		r.n.s.leave(r.n, r.rank)
 	})
+	if err != nil {
+		return fmt.Errorf("job network %s: remove rank %d's device: %w", r.n.id, r.rank, err)
+	}
 	return nil
 }
 
@@ -569,9 +601,26 @@ func (sd *sender) run() {
 			// A peer that takes nothing (or is gone) loses its stream;
 			// the next packet opens another.
 			sd.n.s.log.Debug("job network: stream to peer ended", "net", sd.n.id, "peer", sd.to, "err", err)
+			conn := st.Conn()
 			closeStream(false)
+			sd.dropStale(conn, err)
 		}
 		idle.Reset(sd.n.s.outboundIdle)
+	}
+}
+
+// dropStale closes conn, on which a batch timed out, when the peer has
+// another connection: a member whose daemon restarted comes back on a new
+// connection while the old one may look open for a while (a QUIC one
+// until its idle timeout), and the next stream must not go there again.
+func (sd *sender) dropStale(conn network.Conn, err error) {
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		return
+	}
+	if len(sd.n.s.h.Network().ConnsToPeer(sd.to)) > 1 {
+		sd.n.s.log.Debug("job network: connection to peer dropped after a write timed out", "net", sd.n.id, "peer", sd.to)
+		conn.Close()
 	}
 }
 

@@ -82,16 +82,7 @@ func echoAcross(t *testing.T, p *jobNetPair) {
 	t.Helper()
 	ln := listenIn(t, p.ns[0], "10.77.0.1:7000")
 	defer ln.Close()
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		io.Copy(c, c)
-	}()
+	served := serveEcho(ln)
 	c, err := dialInNs(t, p.ns[1], "tcp4", "10.77.0.1:7000", 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -109,4 +100,19 @@ func echoAcross(t *testing.T, p *jobNetPair) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the connection's end never crossed the job network")
 	}
+}
+
+// serveEcho echoes ln's first connection; the channel closes when it ends.
+func serveEcho(ln net.Listener) <-chan struct{} {
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c)
+	}()
+	return served
 }

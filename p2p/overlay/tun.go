@@ -3,10 +3,12 @@ package overlay
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -23,13 +25,24 @@ const MTU = 65000
 
 // tun is a TUN device placed in another network namespace; the daemon
 // keeps its file, so packets the namespace sends are read here.
+//
+// The device is persistent (TUNSETPERSIST): it outlives the daemon's file,
+// with its address and route, so a daemon that restarts finds it in the
+// rank's namespace and attaches to it again (openTUN), and the rank's TCP
+// connections see an outage, not a reset. Its lifetime is the namespace's
+// (the holder container's) or, when the rank leaves, remove's.
 type tun struct {
 	f *os.File
 }
 
+// tunFlags are the device's flags, the same at its making and at every
+// attach (the kernel refuses an attach whose type or queues differ, and
+// takes the vnet header flag from the attach).
+const tunFlags = unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_ONE_QUEUE | unix.IFF_VNET_HDR
+
 // newTUN makes a TUN device in this process's namespace, moves it into the
 // namespace at nsPath (where it is named IfName), gives it addr within
-// prefix, and brings it up. The device goes when the file is closed or
+// prefix, and brings it up. The device goes when remove is called or
 // the namespace ends.
 func newTUN(nsPath string, addr netip.Addr, prefix netip.Prefix) (*tun, error) {
 	target, err := netns.GetFromPath(nsPath)
@@ -58,7 +71,7 @@ func newTUN(nsPath string, addr netip.Addr, prefix netip.Prefix) (*tun, error) {
 	}
 	t := &tun{f: dev.Fds[0]}
 	fail := func(err error) (*tun, error) {
-		t.f.Close()
+		t.remove()
 		return nil, fmt.Errorf("job network: %w", err)
 	}
 	if err := setOffload(t.f, tunFCsum); err != nil {
@@ -95,6 +108,11 @@ func newTUN(nsPath string, addr netip.Addr, prefix netip.Prefix) (*tun, error) {
 	if lo, err := h.LinkByName("lo"); err == nil {
 		h.LinkSetUp(lo)
 	}
+	// Persistent only once in the rank's namespace: a daemon that dies
+	// before leaves no device in its own.
+	if err := ioctlInt(t.f, unix.TUNSETPERSIST, 1); err != nil {
+		return fail(fmt.Errorf("make %s persistent: %w", IfName, err))
+	}
 	return t, nil
 }
 
@@ -118,16 +136,155 @@ func (t *tun) writePacket(b []byte) error {
 	return err
 }
 
+// Close detaches the daemon from the device, which stays in the rank's
+// namespace (a daemon that goes away leaves its ranks' devices for the
+// next one).
 func (t *tun) Close() error { return t.f.Close() }
 
+// remove ends the device: no longer persistent, it goes with the file.
+// A device whose namespace ended is gone already (EBADFD).
+func (t *tun) remove() error {
+	err := ioctlInt(t.f, unix.TUNSETPERSIST, 0)
+	if errors.Is(err, unix.EBADFD) {
+		err = nil
+	}
+	if cerr := t.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// openTUN attaches to the rank device IfName that a daemon before this
+// one left in the namespace at nsPath, checking it is a TUN device with
+// addr: the rank's connections go on through it. The attach is made on a
+// thread inside the namespace, where the device's name is looked up; the
+// device must exist already (an attach by a name that has none would make
+// a new one).
+func openTUN(nsPath string, addr netip.Addr) (*tun, error) {
+	target, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return nil, fmt.Errorf("job network: namespace %s: %w", nsPath, err)
+	}
+	defer target.Close()
+	if err := checkRankDevice(target, addr); err != nil {
+		return nil, fmt.Errorf("job network: rejoin in %s: %w", nsPath, err)
+	}
+	f, err := attachIn(target)
+	if err != nil {
+		return nil, fmt.Errorf("job network: rejoin in %s: %w", nsPath, err)
+	}
+	t := &tun{f: f}
+	if err := setOffload(t.f, tunFCsum); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("job network: checksum offload on %s: %w", IfName, err)
+	}
+	return t, nil
+}
+
+// checkRankDevice: IfName in target is a TUN device holding addr.
+func checkRankDevice(target netns.NsHandle, addr netip.Addr) error {
+	h, err := netlink.NewHandleAt(target)
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	defer h.Close()
+	link, err := h.LinkByName(IfName)
+	if err != nil {
+		return fmt.Errorf("no device %s: %w", IfName, err)
+	}
+	if link.Type() != "tuntap" {
+		return fmt.Errorf("%s is a %s device, not the rank's", IfName, link.Type())
+	}
+	addrs, err := h.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("addresses of %s: %w", IfName, err)
+	}
+	for _, a := range addrs {
+		if got, ok := netip.AddrFromSlice(a.IP.To4()); ok && got == addr {
+			if link.Attrs().Flags&net.FlagUp == 0 {
+				return h.LinkSetUp(link)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%s does not hold the rank's address %s", IfName, addr)
+}
+
+// attachIn opens /dev/net/tun on a thread in target and attaches to
+// IfName there. A thread that cannot go back to the daemon's namespace
+// ends with its goroutine (it stays locked).
+func attachIn(target netns.NsHandle) (*os.File, error) {
+	type result struct {
+		f   *os.File
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		f, restored, err := attachOnThread(target)
+		if restored {
+			runtime.UnlockOSThread()
+		}
+		ch <- result{f, err}
+	}()
+	r := <-ch
+	return r.f, r.err
+}
+
+func attachOnThread(target netns.NsHandle) (f *os.File, restored bool, err error) {
+	own, err := netns.Get()
+	if err != nil {
+		return nil, true, fmt.Errorf("own namespace: %w", err)
+	}
+	defer own.Close()
+	if err := netns.Set(target); err != nil {
+		return nil, true, fmt.Errorf("enter namespace: %w", err)
+	}
+	f, err = attachTUN()
+	if rerr := netns.Set(own); rerr != nil {
+		if f != nil {
+			f.Close()
+		}
+		return nil, false, fmt.Errorf("leave namespace: %w", rerr)
+	}
+	return f, true, err
+}
+
+// attachTUN opens /dev/net/tun and attaches to IfName, in the calling
+// thread's namespace. As netlink does for a new device, the descriptor is
+// made non-blocking before it becomes a File, so reads go through the
+// poller.
+func attachTUN() (*os.File, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
+	}
+	ifr, err := unix.NewIfreq(IfName)
+	if err == nil {
+		ifr.SetUint16(tunFlags)
+		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
+	}
+	if err == nil {
+		err = unix.SetNonblock(fd, true)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("attach to %s: %w", IfName, err)
+	}
+	return os.NewFile(uintptr(fd), "/dev/net/tun"), nil
+}
+
 // setOffload tells the device which offloads its reader handles.
-func setOffload(f *os.File, flags int) error {
+func setOffload(f *os.File, flags int) error { return ioctlInt(f, unix.TUNSETOFFLOAD, flags) }
+
+// ioctlInt is an ioctl on f's descriptor taking an int.
+func ioctlInt(f *os.File, req uint, v int) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err
 	}
 	var ierr error
-	if err := rc.Control(func(fd uintptr) { ierr = unix.IoctlSetInt(int(fd), unix.TUNSETOFFLOAD, flags) }); err != nil {
+	if err := rc.Control(func(fd uintptr) { ierr = unix.IoctlSetInt(int(fd), req, v) }); err != nil {
 		return err
 	}
 	return ierr
