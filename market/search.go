@@ -68,7 +68,7 @@ func (m *Market) searchProviders(ctx context.Context, class string, r OfferReque
 	half := time.NewTimer(m.cfg.BidWindow / 2)
 	defer half.Stop()
 	s.until(half.C, m.cfg.Fanout-have)
-	if have+len(s.found) == 0 && !s.dry {
+	if have+len(s.found)+len(s.relayed) == 0 && !s.dry {
 		// Nothing yet, and the DHT has more to ask: wait for the first
 		// rather than flood the network with the offer.
 		half.Reset(m.cfg.BidWindow / 2)
