@@ -73,11 +73,14 @@ var ErrNoDeal = errors.New("no deal")
 var errClosed = errors.New("market closed")
 
 // Negotiate finds providers for the requirements, offers the job to the
-// best few directly (more as the DHT names them during the bid window)
-// and, when the DHT holds fewer than Fanout or named none in time, to
-// everyone by gossip; it collects bids for the bid window (or until enough came),
-// and awards the best bid: lowest price, then reputation, then latency. An award the provider does not confirm
-// in time goes to the next bid. It returns the deal both sides signed.
+// best few directly (those it can dial before those behind NAT; more as
+// the DHT names them during the bid window) and, when the DHT holds
+// fewer than Fanout or named none in time, to everyone by gossip; it
+// collects bids for the bid window (or until enough came, or it waits on
+// nothing more: see negotiation.waiting), and awards the best bid:
+// lowest price, then reputation, then latency. An award the provider
+// does not confirm in time goes to the next bid. It returns the deal
+// both sides signed.
 func (m *Market) Negotiate(ctx context.Context, r OfferRequest) (*Deal, NegotiationStats, error) {
 	ds, st, err := m.NegotiateMany(ctx, r, 1)
 	if err != nil {
