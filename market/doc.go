@@ -6,8 +6,10 @@
 // of one key per GPU class it has, plus any-gpu and cpu, and republishes
 // when health changes, on a timer, and (the advert alone) shortly after a
 // burst of allocation changes. A requester finds providers by class, sends
-// a signed JobOffer straight to the best few (and to those the DHT names
-// later in the bid window) and, when the DHT holds fewer than its fanout
+// a signed JobOffer straight to the best few, those it can dial before
+// those behind NAT (a relay's circuit address in their records, not
+// connected here), and to those the DHT names later in the bid window,
+// and, when the DHT holds fewer than its fanout
 // or named none in half the window, gossips it on
 // /aixblock/<network>/offers/1 for the rest (a copy to every node per
 // deal would grow with the network); providers whose
@@ -16,7 +18,11 @@
 // signed NoBid saying why (price floor, free GPUs, CPU, memory, disk,
 // image, token, duration, reservation limit, funds), and the requester
 // names each reason in its error; it reports a GPU class nobody has
-// itself, with the classes it knows. The requester awards the best bid (price,
+// itself, with the classes it knows. The window ends after Config.Enough
+// bids, or when every provider asked answered (the lookup done, no gossip
+// bids invited); once a bid came, it does not wait for providers behind
+// NAT, which answer through a relay late if at all (with no other bid,
+// one of them still wins). The requester awards the best bid (price,
 // then reputation, then latency) and both sides sign the Deal with their
 // wallets (EIP-712, through the DealSigner that package chain implements
 // and node hands in).

@@ -73,11 +73,14 @@ var ErrNoDeal = errors.New("no deal")
 var errClosed = errors.New("market closed")
 
 // Negotiate finds providers for the requirements, offers the job to the
-// best few directly (more as the DHT names them during the bid window)
-// and, when the DHT holds fewer than Fanout or named none in time, to
-// everyone by gossip; it collects bids for the bid window (or until enough came),
-// and awards the best bid: lowest price, then reputation, then latency. An award the provider does not confirm
-// in time goes to the next bid. It returns the deal both sides signed.
+// best few directly (those it can dial before those behind NAT; more as
+// the DHT names them during the bid window) and, when the DHT holds
+// fewer than Fanout or named none in time, to everyone by gossip; it
+// collects bids for the bid window (or until enough came, or it waits on
+// nothing more: see negotiation.waiting), and awards the best bid:
+// lowest price, then reputation, then latency. An award the provider
+// does not confirm in time goes to the next bid. It returns the deal
+// both sides signed.
 func (m *Market) Negotiate(ctx context.Context, r OfferRequest) (*Deal, NegotiationStats, error) {
 	ds, st, err := m.NegotiateMany(ctx, r, 1)
 	if err != nil {
@@ -260,11 +263,14 @@ type negotiation struct {
 	stop context.CancelFunc
 	bids chan receivedBid
 	// answered has a value for each provider asked directly that
-	// answered (or could not be asked); pending is how many were asked.
-	answered chan struct{}
-	pending  int
-	refMu    sync.Mutex
-	refused  []Refusal
+	// answered (or could not be asked), whether it was asked as one
+	// behind NAT; pending is how many were asked, pendingNAT how many of
+	// them behind NAT.
+	answered   chan bool
+	pending    int
+	pendingNAT int
+	refMu      sync.Mutex
+	refused    []Refusal
 
 	// search goes on looking for providers while the window is open;
 	// late is how many it found, gossiped whether the offer went out
@@ -298,17 +304,30 @@ func (n *negotiation) end() {
 // refusal.
 func (n *negotiation) askDirectly(targets []peer.ID) {
 	// Room for the providers found late too: an answer never waits.
-	n.answered = make(chan struct{}, max(len(targets), n.m.cfg.Fanout))
+	n.answered = make(chan bool, max(len(targets), n.m.cfg.Fanout))
 	for _, p := range targets {
-		if n.m.spawn(n.wctx, func(ctx context.Context) { n.ask(ctx, p) }) {
-			n.pending++
-		}
+		n.start(p)
 	}
 }
 
-// ask sends the offer to p, and passes on its bid or why it did not bid.
-func (n *negotiation) ask(ctx context.Context, p peer.ID) {
-	defer func() { n.answered <- struct{}{} }()
+// start asks p in the background, counted as pending until it answers;
+// it reports whether it could.
+func (n *negotiation) start(p peer.ID) bool {
+	nat := n.m.relayed(p)
+	if !n.m.spawn(n.wctx, func(ctx context.Context) { n.ask(ctx, p, nat) }) {
+		return false
+	}
+	n.pending++
+	if nat {
+		n.pendingNAT++
+	}
+	return true
+}
+
+// ask sends the offer to p, and passes on its bid or why it did not bid;
+// nat is whether it was asked as a provider behind NAT.
+func (n *negotiation) ask(ctx context.Context, p peer.ID, nat bool) {
+	defer func() { n.answered <- nat }()
 	t0 := time.Now()
 	resp, err := n.m.request(ctx, p, protoOffer, n.raw, p2p.StreamLimits{MaxRequest: MaxOfferBytes, MaxResponse: MaxBidBytes})
 	var ref *Refusal
@@ -357,11 +376,10 @@ func whyUnanswered(ctx context.Context, err error) string {
 }
 
 // collect gathers bids, one per provider, until the window ends, want
-// bids came, or every provider asked directly answered, the lookup ended
-// and no gossip bids are invited; it asks the providers the lookup
-// finds meanwhile. A bid's reservation may end before the window (a
-// provider's reserve_for is its own): the awards must start in time for
-// it.
+// bids came, or the window waits on nothing more (see waiting); it asks
+// the providers the lookup finds meanwhile. A bid's reservation may end
+// before the window (a provider's reserve_for is its own): the awards
+// must start in time for it.
 func (n *negotiation) collect(want int) map[string]receivedBid {
 	got := map[string]receivedBid{}
 	lapse := time.NewTimer(time.Hour)
@@ -369,14 +387,13 @@ func (n *negotiation) collect(want int) map[string]receivedBid {
 	var firstLapse time.Time
 	more := n.search.more
 collect:
-	for len(got) < want && (n.pending > 0 || n.gossiped || more != nil) {
+	for len(got) < want && n.waiting(len(got), more != nil) {
 		select {
 		case p, ok := <-more:
 			if !ok {
 				more = nil
 				n.lookupEnded()
-			} else if n.m.spawn(n.wctx, func(ctx context.Context) { n.ask(ctx, p) }) {
-				n.pending++
+			} else if n.start(p) {
 				n.late++
 			}
 		case b := <-n.bids:
@@ -389,8 +406,11 @@ collect:
 					lapse.Reset(time.Until(at))
 				}
 			}
-		case <-n.answered:
+		case nat := <-n.answered:
 			n.pending--
+			if nat {
+				n.pendingNAT--
+			}
 		case <-lapse.C:
 			break collect
 		case <-n.wctx.Done():
@@ -408,6 +428,22 @@ collect:
 			return got
 		}
 	}
+}
+
+// waiting says whether the window, with bids in, waits on: for gossip
+// bids when they are invited, for the lookup while it goes on, and for
+// the providers asked directly that have not answered; once a bid came,
+// not for those behind NAT alone, which answer late if at all (asked
+// only when too few others were found, they still win when no one else
+// bids).
+func (n *negotiation) waiting(bids int, looking bool) bool {
+	switch {
+	case n.gossiped || looking:
+		return true
+	case bids > 0:
+		return n.pending > n.pendingNAT
+	}
+	return n.pending > 0
 }
 
 // refusals are why providers did not bid: those not asked (unasked, from
@@ -530,11 +566,12 @@ func (m *Market) noDeal(r OfferRequest, st NegotiationStats) error {
 }
 
 // lookup names up to Fanout providers for the request. Providers whose
-// adverts this node holds and that could serve it come first, cheapest
-// first: when there are enough, no DHT query delays the offer (the cache
+// adverts this node holds and that could serve it come first, those that
+// can be dialled before those behind NAT, then cheapest first: when there are enough, no DHT query delays the offer (the cache
 // is refreshed in the background). Otherwise the DHT names more, as they
-// come, and the search goes on (see search). Excluded providers, and ones
-// with a poor record unless there are no others, are left out.
+// come, those behind NAT after the rest, and the search goes on (see
+// search). Excluded providers, and ones with a poor record unless there
+// are no others, are left out.
 func (m *Market) lookup(ctx context.Context, class string, r OfferRequest) ([]peer.ID, []Refusal, *search) {
 	skip := map[string]bool{m.self.String(): true}
 	for _, e := range append(r.Exclude, r.Apart.Peers()...) {
@@ -550,6 +587,10 @@ func (m *Market) lookup(ctx context.Context, class string, r OfferRequest) ([]pe
 	}
 	s := m.searchProviders(ctx, class, r, skip, len(out))
 	out = append(out, s.found...)
+	// Those behind NAT next (the rest wait for the lookup's end, see
+	// follow), then those with a poor record.
+	n := min(len(s.relayed), max(m.cfg.Fanout-len(out), 0))
+	out, s.relayed = append(out, s.relayed[:n]...), s.relayed[n:]
 	for _, p := range s.poor {
 		if len(out) < m.cfg.Fanout {
 			out = append(out, p)
@@ -568,9 +609,9 @@ func (m *Market) advertRefusal(a *ProviderAdvert, nb *NoBid, r OfferRequest) Ref
 }
 
 // cachedCandidates are the providers of class in the advert cache that
-// could serve r, cheapest first, then by proof of GPU, receipts and
-// reputation, and why the others
-// of the class could not.
+// could serve r, those that can be dialled before those behind NAT, then
+// cheapest first, then by proof of GPU, receipts and reputation, and why
+// the others of the class could not.
 func (m *Market) cachedCandidates(class string, r OfferRequest, skip map[string]bool) ([]peer.ID, []Refusal) {
 	type cand struct {
 		id    peer.ID
@@ -578,6 +619,7 @@ func (m *Market) cachedCandidates(class string, r OfferRequest, skip map[string]
 		score float64
 		proof int     // ProofStanding.tier
 		rcpt  float64 // ReceiptHook.Score
+		nat   bool    // Market.relayed
 	}
 	var cs []cand
 	var refused []Refusal
@@ -622,10 +664,14 @@ func (m *Market) cachedCandidates(class string, r OfferRequest, skip map[string]
 		cs[i].score = m.rep.Get(cs[i].id.String()).Score()
 		cs[i].proof = m.standing(cs[i].id.String(), class).tier()
 		cs[i].rcpt = m.receiptScore(cs[i].id.String())
+		cs[i].nat = m.relayed(cs[i].id)
 	}
 	sort.Slice(cs, func(i, j int) bool {
 		if fi, fj := cs[i].proof == 2, cs[j].proof == 2; fi != fj {
 			return fj // a provider caught lying about its GPUs comes last
+		}
+		if cs[i].nat != cs[j].nat {
+			return cs[j].nat
 		}
 		if c := cs[i].price.Cmp(cs[j].price); c != 0 {
 			return c < 0

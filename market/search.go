@@ -36,15 +36,18 @@ func LookupContext(ctx context.Context) context.Context {
 // no one: a copy to every node per deal grows with the network, and
 // every free provider that hears it bids.
 type search struct {
-	m      *Market
-	r      OfferRequest
-	ctx    context.Context // the lookup's
-	skip   map[string]bool
-	ch     <-chan peer.AddrInfo
-	stop   context.CancelFunc
-	found  []peer.ID
-	poor   []peer.ID // found, with a poor record: asked only when no others are
-	refuse []Refusal // found, unable to serve by their adverts
+	m     *Market
+	r     OfferRequest
+	ctx   context.Context // the lookup's
+	skip  map[string]bool
+	ch    <-chan peer.AddrInfo
+	stop  context.CancelFunc
+	found []peer.ID
+	poor  []peer.ID // found, with a poor record: asked only when no others are
+	// relayed were found behind NAT (see Market.relayed): asked after the
+	// providers that can be dialled, before those with a poor record.
+	relayed []peer.ID
+	refuse  []Refusal // found, unable to serve by their adverts
 	// dry is set when the DHT had no more providers to give (read it
 	// once more is closed).
 	dry bool
@@ -65,7 +68,7 @@ func (m *Market) searchProviders(ctx context.Context, class string, r OfferReque
 	half := time.NewTimer(m.cfg.BidWindow / 2)
 	defer half.Stop()
 	s.until(half.C, m.cfg.Fanout-have)
-	if have+len(s.found) == 0 && !s.dry {
+	if have+len(s.found)+len(s.relayed) == 0 && !s.dry {
 		// Nothing yet, and the DHT has more to ask: wait for the first
 		// rather than flood the network with the offer.
 		half.Reset(m.cfg.BidWindow / 2)
@@ -92,8 +95,11 @@ func (s *search) until(deadline <-chan time.Time, n int) {
 }
 
 // take keeps a provider the DHT named, unless it is skipped, its advert
-// says it cannot serve, or its record is poor; it reports whether it
-// kept it.
+// says it cannot serve, its record is poor, or it sits behind NAT (kept
+// aside); it reports whether it kept it. The DHT's holders return their
+// records in random order, and one answer names up to the 4 fanouts
+// asked for, so setting aside the providers behind NAT seldom costs the
+// lookup time.
 func (s *search) take(ai peer.AddrInfo) bool {
 	m := s.m
 	if s.skip[ai.ID.String()] {
@@ -111,6 +117,10 @@ func (s *search) take(ai peer.AddrInfo) bool {
 	}
 	if m.rep.Get(ai.ID.String()).Score() < 0.25 {
 		s.poor = append(s.poor, ai.ID)
+		return false
+	}
+	if m.relayed(ai.ID) {
+		s.relayed = append(s.relayed, ai.ID)
 		return false
 	}
 	s.found = append(s.found, ai.ID)
@@ -133,24 +143,40 @@ func (s *search) settle(have int, follow bool) {
 }
 
 // follow passes on up to left more providers as the lookup finds them,
-// until it ends or is stopped; it sets dry, then closes more.
+// and those behind NAT once it ends, until it ends or is stopped; it
+// sets dry, then closes more.
 func (s *search) follow(ctx context.Context, left int) {
 	defer close(s.more)
 	for left > 0 {
 		ai, ok := <-s.ch
 		if !ok {
 			s.dry = s.ctx.Err() == nil
+			for _, p := range s.relayed[:min(left, len(s.relayed))] {
+				if !s.pass(ctx, p) {
+					return
+				}
+			}
 			return
 		}
 		if !s.take(ai) {
 			continue
 		}
-		select {
-		case s.more <- ai.ID:
-			left--
-		case <-ctx.Done():
+		if !s.pass(ctx, ai.ID) {
 			return
 		}
+		left--
+	}
+}
+
+// pass hands p to the negotiation; false when it, or the search, ended.
+func (s *search) pass(ctx context.Context, p peer.ID) bool {
+	select {
+	case s.more <- p:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-s.ctx.Done():
+		return false
 	}
 }
 

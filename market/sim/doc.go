@@ -15,6 +15,8 @@
 //   - Nodes behind NAT are reached only over connections they opened; a
 //     dial to them, or to a node that left, hangs for 5 s, or for the
 //     dial peer timeout on its context when shorter (as libp2p's swarm).
+//     They advertise a relay's circuit address (relay.go), as a daemon's
+//     relay client does, in their DHT records.
 //   - Loss: a message lost on its first try is sent again after a
 //     retransmission timeout, and what follows it on its stream waits.
 //   - Each host gets the daemon's connection manager (64/192): mocknet's
@@ -48,9 +50,10 @@
 //     iterative lookups with alpha=10 in flight until the beta=3 closest
 //     answered, then the follow-up to the rest of the k closest; peers
 //     that do not answer leave the asker's table; provider records at
-//     the k closest that answered the provider's lookup. Tables start as
-//     a refresh leaves them (public nodes; a node behind NAT enters the
-//     tables of the peers it dialled).
+//     the k closest that answered the provider's lookup, returned by
+//     each holder in random order (kad-dht shuffles them). Tables start
+//     as a refresh leaves them (public nodes; a node behind NAT enters
+//     the tables of the peers it dialled).
 //   - GossipSub delivery: flood publishing to the publisher's
 //     connections, then a mesh of D=6 (4 to 12) forwarded on first
 //     receipt; a peer left under 4 grafts more.
@@ -59,12 +62,16 @@
 //     second negotiation on, at most every 30 s: a lookup for 10
 //     providers, then a value search for each advert that ends when two
 //     holders answered), a lookup for up to the fanout (5) within half
-//     the bid window (the whole window when it found none), the direct
-//     offer, the lookup going on in the window with the providers it
-//     finds asked directly too, gossip only when the DHT ran dry short
-//     of the fanout or named none (providers who hear it bid back), the
-//     bid window (1 s, or 3 bids, or every provider answered and the
-//     lookup ended), the award to the cheapest bid with its 3 s timeout,
+//     the bid window (the whole window when it found none), providers
+//     that can be dialled before those behind NAT (not connected to the
+//     requester; these fill the room left, and those found in the window
+//     wait for the lookup's end), in the cache too, the direct offer, the
+//     lookup going on in the window with the providers it finds asked
+//     directly too, gossip only when the DHT ran dry short of the fanout
+//     or named none (providers who hear it bid back), the bid window
+//     (1 s, or 3 bids, or, the lookup ended and no gossip, every
+//     provider asked answered: once a bid came, every one not behind
+//     NAT), the award to the cheapest bid with its 3 s timeout,
 //     releases to the losers and to late bids; the provider's bid
 //     decision (a free GPU reserved for 10 s) and its republishing of
 //     the advert (not its class records) 2 s after the first deal or

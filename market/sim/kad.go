@@ -318,7 +318,10 @@ func (q *query) ask(p int32) {
 	// The market's lookups dial with its short timeout (market.LookupContext).
 	q.w.net.requestDial(q.fam, q.from, peer, marketDial, func() func() {
 		closer := q.w.closest(peer, q.key, kadK)
+		// kad-dht's holders shuffle the records they return, so that
+		// askers spread over a key's providers.
 		recs := append([]int32(nil), peer.records[q.key]...)
+		q.w.rng.Shuffle(len(recs), func(i, j int) { recs[i], recs[j] = recs[j], recs[i] })
 		q.w.learn(peer, q.from)
 		return func() {
 			q.inflight--

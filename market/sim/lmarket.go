@@ -28,19 +28,22 @@ var errNoProvider = errors.New("sim: no provider found")
 // lneg is one negotiation on the requester's side, as
 // market.NegotiateMany runs it for one deal.
 type lneg struct {
-	w        *lightWorld
-	r        *lnode
-	id       uint64
-	start    time.Duration
-	targets  []int32
-	q        *query // the providers' lookup; nil when the cache had enough
-	pending  int
-	open     bool // gossip bids invited
-	gossiped bool // the offer went out by gossip
-	bids     []lbid
-	closed   bool
-	deadline time.Duration
-	done     func(Deal)
+	w       *lightWorld
+	r       *lnode
+	id      uint64
+	start   time.Duration
+	targets []int32
+	nat     []int32 // found behind NAT, not asked yet
+	q       *query  // the providers' lookup; nil when the cache had enough
+	pending int
+	// pendingNAT of the pending were asked behind NAT
+	pendingNAT int
+	open       bool // gossip bids invited
+	gossiped   bool // the offer went out by gossip
+	bids       []lbid
+	closed     bool
+	deadline   time.Duration
+	done       func(Deal)
 }
 
 type lbid struct {
@@ -51,9 +54,11 @@ type lbid struct {
 
 // negotiate runs one deal for an H100 from r; done gets its outcome.
 // As market.lookup and its search: the cache first; else the DHT until
-// the fanout is full, half the bid window passed with one found, the
-// DHT ran dry, or the whole window passed; the lookup goes on after the
-// offer, its providers asked directly.
+// the fanout is full of providers that can be dialled, half the bid
+// window passed with one found, the DHT ran dry, or the whole window
+// passed, those behind NAT filling the room left; the lookup goes on
+// after the offer, its providers asked directly (those behind NAT once
+// it ended).
 func (w *lightWorld) negotiate(r *lnode, done func(Deal)) {
 	w.offers++
 	g := &lneg{w: w, r: r, id: uint64(w.offers), start: w.ev.now, done: done}
@@ -73,25 +78,22 @@ func (w *lightWorld) negotiate(r *lnode, done func(Deal)) {
 			return
 		}
 		skip[p] = true
-		g.targets = append(g.targets, p)
-		if g.deadline > 0 { // found after the offer went out
-			g.pending++
-			g.ask(w.net.nodes[p])
-		}
-		if len(g.targets) == fanout {
-			g.q.finish()
-		}
+		g.found(p)
 	}, func(q *query) {
 		switch {
 		case g.deadline == 0:
 			g.offer()
-		case q.dry && g.open && !g.gossiped && !g.closed:
+		case g.closed:
+		case q.dry && g.open && !g.gossiped:
 			g.gossip() // the DHT showed the class thin
+			fallthrough
+		default:
+			g.askNAT()
 		}
 		g.check()
 	})
 	w.ev.after(bidWindow/2, func() {
-		if g.deadline == 0 && len(g.targets) > 0 {
+		if g.deadline == 0 && len(g.targets)+len(g.nat) > 0 {
 			g.offer()
 		}
 	})
@@ -102,14 +104,55 @@ func (w *lightWorld) negotiate(r *lnode, done func(Deal)) {
 	})
 }
 
-// cachedCandidates are the providers whose adverts r holds, cheapest
-// first.
+// found takes provider p, named by the lookup: one that can be dialled
+// is a target, asked at once when the offer is out, and ends the lookup
+// when the fanout is full; one behind NAT waits (see askNAT).
+func (g *lneg) found(p int32) {
+	if g.w.behindNAT(g.r, g.w.net.nodes[p]) {
+		g.nat = append(g.nat, p)
+		return
+	}
+	g.targets = append(g.targets, p)
+	if g.deadline > 0 { // found after the offer went out
+		g.ask(g.w.net.nodes[p])
+	}
+	if len(g.targets) == fanout {
+		g.q.finish()
+	}
+}
+
+// askNAT asks the providers found behind NAT, as many as the fanout has
+// room for, as market's search passes them on when its lookup ends.
+func (g *lneg) askNAT() {
+	for len(g.targets) < fanout && len(g.nat) > 0 {
+		p := g.nat[0]
+		g.nat = g.nat[1:]
+		g.targets = append(g.targets, p)
+		if g.deadline > 0 {
+			g.ask(g.w.net.nodes[p])
+		}
+	}
+}
+
+// behindNAT is market.Market.relayed: p is behind NAT (its DHT records
+// carry its relay client's circuit address) and not connected to r.
+func (w *lightWorld) behindNAT(r, p *lnode) bool {
+	return p.nat && !w.net.connected(r, p)
+}
+
+// cachedCandidates are the providers whose adverts r holds, those that
+// can be dialled first, then cheapest first.
 func (w *lightWorld) cachedCandidates(r *lnode) []int32 {
 	var out []int32
+	nat := map[int32]bool{}
 	for p := range r.cache {
 		out = append(out, p)
+		nat[p] = w.behindNAT(r, w.net.nodes[p])
 	}
 	sort.Slice(out, func(i, j int) bool {
+		if nat[out[i]] != nat[out[j]] {
+			return nat[out[j]]
+		}
 		pi, pj := r.cache[out[i]], r.cache[out[j]]
 		return pi < pj || pi == pj && w.net.nodes[out[i]].key.less(w.net.nodes[out[j]].key)
 	})
@@ -151,10 +194,10 @@ func advertKey(n *lnode) kkey { return n.key.xor(kkey{0x5a5a5a5a5a5a5a5a}) }
 // than the fanout or named none; the bid window starts now.
 func (g *lneg) offer() {
 	w := g.w
+	g.askNAT()
 	g.deadline = w.ev.now + bidWindow
 	g.open = len(g.targets) < fanout
 	for _, p := range g.targets {
-		g.pending++
 		g.ask(w.net.nodes[p])
 	}
 	if len(g.targets) == 0 || g.open && g.q != nil && g.q.dry {
@@ -192,17 +235,28 @@ func (g *lneg) ask(p *lnode) {
 	w := g.w
 	g.r.msgs++
 	sent := w.ev.now
+	nat := w.behindNAT(g.r, p)
+	g.pending++
+	if nat {
+		g.pendingNAT++
+	}
+	answered := func() {
+		g.pending--
+		if nat {
+			g.pendingNAT--
+		}
+	}
 	w.net.request("market", g.r, p, func() func() {
 		ok := w.decide(p, g.id)
 		return func() {
-			g.pending--
+			answered()
 			if ok {
 				g.take(lbid{p: p.idx, price: p.price, lat: w.ev.now - sent})
 			}
 			g.check()
 		}
 	}, func() {
-		g.pending--
+		answered()
 		g.check()
 	})
 }
@@ -265,11 +319,20 @@ func (g *lneg) release(p int32) {
 	w.net.send("market", g.r, prov, func() { delete(prov.held, g.id) })
 }
 
-// check ends the window when enough bids came, or every provider asked
-// answered, the lookup ended and the offer was not gossiped.
+// check ends the window when enough bids came, or, the lookup ended and
+// the offer not gossiped, every provider asked answered (once a bid
+// came, every one asked that was not behind NAT), as market's
+// negotiation.waiting.
 func (g *lneg) check() {
+	if g.closed || g.deadline == 0 {
+		return
+	}
+	waiting := g.pending > 0
+	if len(g.bids) > 0 {
+		waiting = g.pending > g.pendingNAT
+	}
 	looking := g.q != nil && !g.q.done
-	if !g.closed && g.deadline > 0 && (len(g.bids) >= enoughBids || g.pending == 0 && !g.gossiped && !looking) {
+	if len(g.bids) >= enoughBids || !waiting && !g.gossiped && !looking {
 		g.close()
 	}
 }
