@@ -31,8 +31,13 @@ func BenchmarkScaleReal(b *testing.B) {
 	info, file := startDevchain(b, "--accounts", strconv.Itoa(n+1))
 	start := time.Now()
 	nodes := make([]chainNode, n)
-	for i := range providers {
-		nodes[i] = chainNode{init: []string{"--price", "cpu=1"}}
+	for i := range nodes {
+		if benchPhases() {
+			nodes[i].flags = []string{"--log-level", "debug"}
+		}
+		if i < providers {
+			nodes[i].init = []string{"--price", "cpu=1"}
+		}
 	}
 	net := startChainNet(b, "scalereal", info, file, nodes...)
 	reqs := net.repos[providers:]
@@ -42,6 +47,9 @@ func BenchmarkScaleReal(b *testing.B) {
 		r := submitAll(b, reqs)
 		deals := dealTimes(b, net.daemons[providers:])
 		reportScale(b, r, deals)
+	}
+	if benchPhases() {
+		logPhases(b, net.daemons)
 	}
 	reportRSS(b, net.daemons)
 }
