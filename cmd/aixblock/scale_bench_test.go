@@ -43,15 +43,45 @@ func BenchmarkScaleReal(b *testing.B) {
 	reqs := net.repos[providers:]
 	b.Logf("%d daemons (%d providers) up in %s", n, providers, time.Since(start).Round(time.Second))
 	waitCPUProviders(b, reqs, min(providers, 5))
+	pids := benchPids(net.daemons, file)
+	b.ReportMetric(idleCPU(b, pids, 3*time.Second), "idle-cpu-ms/s")
+	b.Logf("load average before the burst: %s", loadAvg(b))
 	for range b.N {
+		cpu := dealCPU(b, pids, net.daemons[providers:], len(reqs))
 		r := submitAll(b, reqs)
 		deals := dealTimes(b, net.daemons[providers:])
 		reportScale(b, r, deals)
+		ms, took := cpu()
+		b.ReportMetric(ms/float64(len(deals)), "cpu-ms/deal")
+		b.ReportMetric(p2ptest.Ms(took), "burst-deals-ms")
 	}
+	b.Logf("load average after: %s", loadAvg(b))
 	if benchPhases() {
 		logPhases(b, net.daemons)
 	}
 	reportRSS(b, net.daemons)
+}
+
+// benchPids are the daemons' and the dev chain's processes.
+func benchPids(ds []*daemon, chainFile string) []int {
+	var pids []int
+	for _, d := range ds {
+		pids = append(pids, d.cmd.Process.Pid)
+	}
+	if p, ok := devchainProcs.Load(chainFile); ok {
+		pids = append(pids, p.(*os.Process).Pid)
+	}
+	return pids
+}
+
+// loadAvg is the machine's load average (1, 5 and 15 minutes): the
+// figures of a shared machine are read beside it.
+func loadAvg(b *testing.B) string {
+	l, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return strings.Join(strings.Fields(string(l))[:3], " ")
 }
 
 // realNodes is AIXBLOCK_REAL_NODES, 50 when unset.

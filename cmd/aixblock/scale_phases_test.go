@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // benchPhases is AIXBLOCK_BENCH_PHASES=1: make bench-scale-real runs its
@@ -71,4 +72,65 @@ func pct(v []float64, p int) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
 	return s[min(len(s)-1, (len(s)*p+99)/100-1)]
+}
+
+// cpuTicks is the CPU time (user and system, in clock ticks of 10 ms)
+// the processes pids have used so far.
+func cpuTicks(b *testing.B, pids []int) int64 {
+	var sum int64
+	for _, pid := range pids {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			b.Fatalf("process %d: %v", pid, err)
+		}
+		// The fields after the command's name, which is in parentheses
+		// and may hold spaces: utime and stime are the 12th and 13th.
+		f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
+		for _, s := range f[11:13] {
+			v, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				b.Fatalf("process %d's stat: %v", pid, err)
+			}
+			sum += v
+		}
+	}
+	return sum
+}
+
+const tickMs = 10 // USER_HZ is 100 on Linux
+
+// idleCPU is the CPU the processes use idle, in ms per second, over span.
+func idleCPU(b *testing.B, pids []int, span time.Duration) float64 {
+	t0 := cpuTicks(b, pids)
+	time.Sleep(span) // a measuring window, not a wait for a condition
+	return float64((cpuTicks(b, pids)-t0)*tickMs) / span.Seconds()
+}
+
+// dealCPU watches a burst of want deals in the requesters' logs and
+// returns a function that says the CPU (in ms) that pids used from now
+// until the last of them was signed, and how long that took: what a
+// deal costs the machine, to set market/sim's SCALE_PROC_MS by.
+func dealCPU(b *testing.B, pids []int, reqs []*daemon, want int) func() (cpuMs float64, took time.Duration) {
+	t0, c0 := time.Now(), cpuTicks(b, pids)
+	var c1 int64
+	var took time.Duration
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for time.Since(t0) < 5*time.Minute {
+			n := 0
+			for _, d := range reqs {
+				n += strings.Count(d.stderr.String(), `msg="deal signed"`)
+			}
+			if n >= want {
+				c1, took = cpuTicks(b, pids), time.Since(t0)
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	return func() (float64, time.Duration) {
+		<-done
+		return float64((c1 - c0) * tickMs), took
+	}
 }
