@@ -98,12 +98,20 @@ func TestScale(t *testing.T) {
 func scaleRun(t *testing.T, n int) (Config, Scenario) {
 	cfg := Config{Nodes: n, NATShare: envFloat(t, "SCALE_NAT", 0.2), Loss: envFloat(t, "SCALE_LOSS", 0),
 		ProviderShare: envFloat(t, "SCALE_PROVIDERS", 0), RTTScale: envFloat(t, "SCALE_RTT", 1),
-		HandshakeRTTs: int(envFloat(t, "SCALE_HANDSHAKE_RTTS", 1))}
+		HandshakeRTTs: int(envFloat(t, "SCALE_HANDSHAKE_RTTS", 1)),
+		Cost:          Cost{Proc: envMs(t, "SCALE_PROC_MS", 0), Cores: int(envFloat(t, "SCALE_CORES", 0))}}
 	return cfg, Scenario{
 		Settle: time.Minute, Lookups: 200, LookupEvery: 50 * time.Millisecond, Gossiped: 10,
-		Deals: 300, DealEvery: 500 * time.Millisecond, Churn: envFloat(t, "SCALE_CHURN", 0.1),
+		Deals: int(envFloat(t, "SCALE_DEALS", 300)), DealEvery: envMs(t, "SCALE_DEAL_EVERY_MS", 500),
+		Churn:       envFloat(t, "SCALE_CHURN", 0.1),
 		ChurnWarmup: time.Duration(envFloat(t, "SCALE_CHURN_MINUTES", 20) * float64(time.Minute)),
 	}
+}
+
+// envMs is the environment's name in milliseconds (fractions allowed),
+// def when unset.
+func envMs(t *testing.T, name string, def float64) time.Duration {
+	return time.Duration(envFloat(t, name, def) * float64(time.Millisecond))
 }
 
 func envFloat(t *testing.T, name string, def float64) float64 {
