@@ -72,6 +72,10 @@ func TestScale(t *testing.T) {
 			t.Fatalf("SCALE_NODES: %v", err)
 		}
 		cfg, sc := scaleRun(t, n)
+		if r := requesters(cfg); sc.DealEvery == 0 && sc.Deals > r {
+			// Each deal at once needs a requester of its own.
+			t.Fatalf("SCALE_DEALS=%d at once: %d nodes have only %d requesters", sc.Deals, n, r)
+		}
 		if tier == "full" || tier == "both" && n <= fullMax {
 			start := time.Now()
 			synctest.Test(t, func(t *testing.T) {
@@ -106,6 +110,18 @@ func scaleRun(t *testing.T, n int) (Config, Scenario) {
 		Churn:       envFloat(t, "SCALE_CHURN", 0.1),
 		ChurnWarmup: time.Duration(envFloat(t, "SCALE_CHURN_MINUTES", 20) * float64(time.Minute)),
 	}
+}
+
+// requesters is how many of cfg's nodes sell nothing.
+func requesters(cfg Config) int {
+	cfg.withDefaults()
+	r := 0
+	for i := range cfg.Nodes {
+		if cfg.classOf(i) == "" {
+			r++
+		}
+	}
+	return r
 }
 
 // envMs is the environment's name in milliseconds (fractions allowed),
