@@ -48,7 +48,9 @@ func BenchmarkScaleReal(b *testing.B) {
 	b.Logf("load average before the burst: %s", loadAvg(b))
 	for range b.N {
 		cpu := dealCPU(b, pids, net.daemons[providers:], len(reqs))
+		profiled := profileBurst(b, map[string]string{"provider": net.repos[0], "requester": reqs[0]}, 3)
 		r := submitAll(b, reqs)
+		profiled()
 		deals := dealTimes(b, net.daemons[providers:])
 		reportScale(b, r, deals)
 		ms, took := cpu()

@@ -2,11 +2,15 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -133,4 +137,52 @@ func dealCPU(b *testing.B, pids []int, reqs []*daemon, want int) func() (cpuMs f
 		<-done
 		return float64((c1 - c0) * tickMs), took
 	}
+}
+
+// profileBurst is AIXBLOCK_BENCH_PROFILE=DIR: it starts a CPU profile of
+// secs seconds on each repo's daemon, written to DIR/NAME.pprof, and
+// returns a function that waits for them.
+func profileBurst(b *testing.B, repos map[string]string, secs int) func() {
+	dir := os.Getenv("AIXBLOCK_BENCH_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	for name, repo := range repos {
+		wg.Go(func() {
+			if err := fetchProfile(repo, filepath.Join(dir, name+".pprof"), secs); err != nil {
+				b.Errorf("profile of %s: %v", name, err)
+			}
+		})
+	}
+	return wg.Wait
+}
+
+func fetchProfile(repo, file string, secs int) error {
+	url, err := os.ReadFile(filepath.Join(repo, "api"))
+	if err != nil {
+		return err
+	}
+	token, err := os.ReadFile(filepath.Join(repo, "api.token"))
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequest("GET", fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", strings.TrimSpace(string(url)), secs), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %.200s", resp.Status, body)
+	}
+	return os.WriteFile(file, body, 0o644)
 }
