@@ -43,19 +43,23 @@ func BenchmarkScaleReal(b *testing.B) {
 	reqs := net.repos[providers:]
 	b.Logf("%d daemons (%d providers) up in %s", n, providers, time.Since(start).Round(time.Second))
 	waitCPUProviders(b, reqs, min(providers, 5))
-	pids := benchPids(net.daemons, file)
+	pids, chainPid := benchPids(b, net.daemons, file)
 	b.ReportMetric(idleCPU(b, pids, 3*time.Second), "idle-cpu-ms/s")
 	b.Logf("load average before the burst: %s", loadAvg(b))
 	for range b.N {
-		cpu := dealCPU(b, pids, net.daemons[providers:], len(reqs))
+		cpu := dealCPU(b, append(pids, chainPid), net.daemons[providers:], len(reqs))
+		chainCPU := dealCPU(b, []int{chainPid}, net.daemons[providers:], len(reqs))
 		profiled := profileBurst(b, map[string]string{"provider": net.repos[0], "requester": reqs[0]}, 3)
 		r := submitAll(b, reqs)
 		profiled()
 		deals := dealTimes(b, net.daemons[providers:])
 		reportScale(b, r, deals)
 		ms, took := cpu()
+		chainMs, _ := chainCPU()
 		b.ReportMetric(ms/float64(len(deals)), "cpu-ms/deal")
+		b.ReportMetric(chainMs/float64(len(deals)), "chain-cpu-ms/deal")
 		b.ReportMetric(p2ptest.Ms(took), "burst-deals-ms")
+		b.ReportMetric(p2ptest.Ms(offerSpread(b, net.daemons[providers:])), "offer-spread-ms")
 	}
 	b.Logf("load average after: %s", loadAvg(b))
 	if benchPhases() {
@@ -64,16 +68,17 @@ func BenchmarkScaleReal(b *testing.B) {
 	reportRSS(b, net.daemons)
 }
 
-// benchPids are the daemons' and the dev chain's processes.
-func benchPids(ds []*daemon, chainFile string) []int {
+// benchPids are the daemons' processes and the dev chain's.
+func benchPids(b *testing.B, ds []*daemon, chainFile string) ([]int, int) {
 	var pids []int
 	for _, d := range ds {
 		pids = append(pids, d.cmd.Process.Pid)
 	}
-	if p, ok := devchainProcs.Load(chainFile); ok {
-		pids = append(pids, p.(*os.Process).Pid)
+	p, ok := devchainProcs.Load(chainFile)
+	if !ok {
+		b.Fatalf("no process for dev chain %s", chainFile)
 	}
-	return pids
+	return pids, p.(*os.Process).Pid
 }
 
 // loadAvg is the machine's load average (1, 5 and 15 minutes): the

@@ -186,3 +186,33 @@ func fetchProfile(repo, file string, secs int) error {
 	}
 	return os.WriteFile(file, body, 0o644)
 }
+
+var dealAt = regexp.MustCompile(`time=(\S+) .*msg="deal signed".* negotiation=(\S+)`)
+
+// offerSpread is how far apart the burst's offers went out (each deal
+// signed line's time less its negotiation): the requesters' submits
+// reach the market spread by their own work, which market/sim's
+// SCALE_DEAL_EVERY_MS stands for (the spread over the deals).
+func offerSpread(b *testing.B, ds []*daemon) time.Duration {
+	var first, last time.Time
+	for _, d := range ds {
+		for _, m := range dealAt.FindAllStringSubmatch(d.stderr.String(), -1) {
+			at, err := time.Parse(time.RFC3339Nano, m[1])
+			if err != nil {
+				b.Fatalf("deal signed line's time: %v", err)
+			}
+			took, err := time.ParseDuration(m[2])
+			if err != nil {
+				b.Fatalf("deal signed line: %v", err)
+			}
+			start := at.Add(-took)
+			if first.IsZero() || start.Before(first) {
+				first = start
+			}
+			if start.After(last) {
+				last = start
+			}
+		}
+	}
+	return last.Sub(first)
+}
