@@ -83,14 +83,22 @@ func (f dealFunds) CanPay(ctx context.Context, wallet, token string, amount *big
 		return false, err
 	}
 	payer := common.HexToAddress(wallet)
-	have, err := f.c.BalanceOf(ctx, tok, payer)
+	return balanceThenChannel(amount,
+		func() (*big.Int, error) { return f.c.BalanceOf(ctx, tok, payer) },
+		func() (chain.Channel, error) { return f.c.Channel(ctx, payer, f.self, tok) })
+}
+
+// balanceThenChannel says whether balance plus what channel holds covers
+// amount, reading the channel only when the balance does not.
+func balanceThenChannel(amount *big.Int, balance func() (*big.Int, error), channel func() (chain.Channel, error)) (bool, error) {
+	have, err := balance()
 	if err != nil {
 		return false, err
 	}
 	if have.Cmp(amount) >= 0 {
 		return true, nil
 	}
-	ch, err := f.c.Channel(ctx, payer, f.self, tok)
+	ch, err := channel()
 	if err != nil {
 		return false, err
 	}
