@@ -10,7 +10,7 @@ import (
 // line ("negotiation phases", "bid phases", "award phases", "award
 // confirmed"): each phase's milliseconds under its own key, so that
 // make bench-scale-real (AIXBLOCK_BENCH_PHASES=1) can say where a deal's
-// time goes. Off below debug level, it costs a clock read per phase.
+// time goes. Below debug level it costs a level check and a clock read.
 type phases struct {
 	log   *slog.Logger
 	on    bool
