@@ -144,7 +144,13 @@ bench-market:
 # 0.1) after SCALE_CHURN_MINUTES (20) of it; SCALE_NAT (0.2),
 # SCALE_LOSS (0, full tier only), SCALE_PROVIDERS (the providers' share,
 # 0.1) and SCALE_RTT (a factor on every link's round trip, 1) shape the
-# network. Two tiers
+# network; SCALE_DEALS (300) deals are made, one every
+# SCALE_DEAL_EVERY_MS (500; 0 makes them all at once, as
+# bench-scale-real does). SCALE_PROC_MS (0) charges each market request
+# that much of its handler's CPU, light tier only, queued on the node's
+# own CPU or, with SCALE_CORES, on that many shared by every node (one
+# machine's, as bench-scale-real's daemons share): bench-scale-real's
+# cpu-ms/deal over the market messages per deal sets it. Two tiers
 # (SCALE_TIER=full, light or both): the full tier runs every node as a
 # whole libp2p host on a mocknet in a synctest bubble (about 9 MiB a node
 # at 100, 17 MiB at 300), at sizes up to SCALE_FULL_MAX (300); the light
@@ -157,8 +163,10 @@ bench-scale:
 # REAL_NODES (50) real daemons on loopback and one dev chain, a fifth of
 # them CPU providers, the rest each submitting one tiny job at once:
 # offer to deal and submit to completed p50/p99, jobs per second, and
-# each daemon's memory, to hold against bench-scale at the same size
-# (needs a Docker engine; minutes).
+# each daemon's memory, the CPU they and the chain spent per deal and at
+# rest, and the load average, to hold against bench-scale at the same
+# size (needs a Docker engine; minutes). AIXBLOCK_BENCH_PHASES=1 runs the
+# daemons at debug level and gives each phase of a deal, p50/p99.
 REAL_NODES ?= 50
 bench-scale-real:
 	AIXBLOCK_REAL_NODES=$(REAL_NODES) $(GO) test -run '^$$' -bench ScaleReal -benchtime 1x -v -timeout 60m ./cmd/aixblock/

@@ -14,8 +14,8 @@ type bidStats struct {
 }
 
 // bid is decideBid's answer, counted.
-func (m *Market) bid(o *JobOffer, id string) ([]byte, error) {
-	raw, err := m.decideBid(o, id)
+func (m *Market) bid(o *JobOffer, id string, ph *phases) ([]byte, error) {
+	raw, err := m.decideBid(o, id, ph)
 	s := &m.bidStats
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -106,7 +106,7 @@ func walletKey(wallet string) string { return "wallet:" + strings.ToLower(wallet
 // wallet's key for the reservation limits, or "" for an offer with no
 // wallet signature (accepted only without Config.Funds, and then counted
 // by peer ID alone). A refusal is a *refusal.
-func (m *Market) checkPayer(o *JobOffer, price *big.Int, gpus int) (string, error) {
+func (m *Market) checkPayer(o *JobOffer, price *big.Int, gpus int, ph *phases) (string, error) {
 	if len(o.WalletSig) == 0 {
 		if m.cfg.Funds != nil {
 			return "", refuse(NoBidFunds, "the offer carries no signature by its wallet %s: this provider reserves GPUs only for a wallet that signs its offer", o.Wallet)
@@ -120,11 +120,13 @@ func (m *Market) checkPayer(o *JobOffer, price *big.Int, gpus int) (string, erro
 	if err := m.signer.VerifyDeal(proof, o.WalletSig, o.Wallet); err != nil {
 		return "", refuse(NoBidFunds, "the offer's wallet signature is not by wallet %s", o.Wallet)
 	}
+	ph.mark("wallet_sig")
 	if m.cfg.Funds == nil {
 		return walletKey(o.Wallet), nil
 	}
 	amount := maxCost(price, gpus, o.MaxDurationS)
 	ok, err := m.funds.canPay(m.cfg.Funds, o.Wallet, o.Token, amount, m.now())
+	ph.mark("funds")
 	switch {
 	case errors.Is(err, errFundsBusy):
 		return "", refuse(NoBidLimit, "this provider is checking other requesters' funds; ask again shortly")

@@ -91,7 +91,7 @@ func (m *Market) readOffers(ctx context.Context) {
 // reached over a connection we already have, or at the addresses the DHT
 // knows for its peer ID (and libp2p checks the peer ID on connect).
 func (m *Market) bidBack(ctx context.Context, o *JobOffer, id string) {
-	raw, err := m.bid(o, id)
+	raw, err := m.bid(o, id, m.phases())
 	if err != nil {
 		return
 	}
@@ -138,6 +138,7 @@ func (m *Market) dropBid(id string) {
 // handleOffer answers an offer sent straight to us with a bid, or with a
 // signed NoBid that says why not.
 func (m *Market) handleOffer(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	ph := m.phases()
 	o, id, err := decodeOffer(req, m.now())
 	if err != nil {
 		return nil, err
@@ -145,7 +146,9 @@ func (m *Market) handleOffer(ctx context.Context, from peer.ID, req []byte) ([]b
 	if o.Requester != from.String() {
 		return nil, bad("offer of %s sent by %s", o.Requester, from)
 	}
-	raw, err := m.bid(o, id)
+	ph.mark("decode")
+	raw, err := m.bid(o, id, ph)
+	defer ph.done("bid phases", "offer_id", short(id), "requester", o.Requester)
 	var r *refusal
 	if errors.As(err, &r) {
 		m.log.Debug("no bid", "offer_id", short(id), "requester", o.Requester, "code", r.code, "why", r.Error())
@@ -162,7 +165,7 @@ func (m *Market) handleOffer(ctx context.Context, from peer.ID, req []byte) ([]b
 // it reserves the GPUs for at most ReserveFor, whatever the offer's
 // deadline, and returns the signed bid. A refusal is a *refusal. An offer
 // is bid on once, however it came.
-func (m *Market) decideBid(o *JobOffer, id string) ([]byte, error) {
+func (m *Market) decideBid(o *JobOffer, id string, ph *phases) ([]byte, error) {
 	now := m.now()
 	m.mu.Lock()
 	if b := m.bids[id]; b != nil {
@@ -180,6 +183,7 @@ func (m *Market) decideBid(o *JobOffer, id string) ([]byte, error) {
 	}
 	m.seen.add(id, now)
 	m.mu.Unlock()
+	ph.mark("admit")
 
 	if o.Chain != "" && m.cfg.Chain != "" && o.Chain != m.cfg.Chain {
 		return nil, refuse(NoBidChain, "the offer pays on chain %s, this provider is paid on chain %s: both nodes must use one chain (init --devchain FILE, or the same --chain-rpc)", o.Chain, m.cfg.Chain)
@@ -208,6 +212,7 @@ func (m *Market) decideBid(o *JobOffer, id string) ([]byte, error) {
 		return nil, refuse(NoBidDisk, "a job without resources.disk_mib gets %d MiB of disk here, %d MiB free", m.cfg.DefaultDiskMiB, h.DiskFreeMiB)
 	}
 	use := m.inUse()
+	ph.mark("inventory")
 	if o.Req.GPUs > 0 && !use.known {
 		return nil, refuse(NoBidGPUs, "this provider is starting: the GPUs its running jobs hold are not known yet; ask again shortly")
 	}
@@ -217,9 +222,10 @@ func (m *Market) decideBid(o *JobOffer, id string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	ph.mark("quote")
 	// Who pays, checked outside the lock (the chain may be slow), then
 	// the limits and the GPUs again: they may have moved meanwhile.
-	wallet, err := m.checkPayer(o, price, len(gpus))
+	wallet, err := m.checkPayer(o, price, len(gpus), ph)
 	if err != nil {
 		return nil, err
 	}
@@ -250,6 +256,7 @@ func (m *Market) decideBid(o *JobOffer, id string) ([]byte, error) {
 		m.held[u] = &hold{offerID: id, until: until}
 	}
 	m.bids[id] = &providerBid{offer: *o, bid: b, raw: raw, wallet: wallet}
+	ph.mark("seal")
 	m.log.Debug("bid", "offer_id", id[:12], "requester", o.Requester, "gpus", len(gpus), "price", price)
 	return raw, nil
 }
@@ -462,6 +469,7 @@ func imageAccepted(patterns []string, image string) bool {
 // handleAward countersigns a deal for one of our bids: the requester's
 // signature, the terms and the reservation must all match.
 func (m *Market) handleAward(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+	ph := m.phases()
 	var d Deal
 	if len(req) > MaxDealBytes {
 		return nil, bad("deal over %d bytes", MaxDealBytes)
@@ -497,13 +505,16 @@ func (m *Market) handleAward(ctx context.Context, from peer.ID, req []byte) ([]b
 	if m.now().After(time.UnixMilli(pb.bid.ReservedUntilMs)) {
 		return nil, bad("our reservation for offer %s lapsed", short(d.OfferID))
 	}
+	ph.mark("check")
 	if err := m.signer.VerifyDeal(d.DealTerms, d.RequesterSig, pb.offer.Wallet); err != nil {
 		return nil, bad("requester signature: %v", err)
 	}
+	ph.mark("verify")
 	sig, err := m.signer.SignDeal(d.DealTerms)
 	if err != nil {
 		return nil, err
 	}
+	ph.mark("sign")
 	d.ProviderSig = sig
 	m.mu.Lock()
 	until := m.now().Add(time.Duration(d.MaxDurationS) * time.Second)
@@ -515,6 +526,8 @@ func (m *Market) handleAward(ctx context.Context, from peer.ID, req []byte) ([]b
 	m.unstarted[d.ID] = m.now().Add(m.cfg.StartWindow)
 	m.mu.Unlock()
 	m.requestRepublish()
+	ph.mark("hold")
+	ph.done("award confirmed", "deal_id", short(d.ID))
 	m.log.Info("deal", "deal_id", short(d.ID), "requester", d.Requester, "gpus", len(d.GPUs), "price", d.Price)
 	return canonical(d)
 }

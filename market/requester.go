@@ -95,6 +95,7 @@ func (m *Market) Negotiate(ctx context.Context, r OfferRequest) (*Deal, Negotiat
 // count when fewer providers bid; the caller places the rest.
 func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) ([]*Deal, NegotiationStats, error) {
 	start := time.Now()
+	ph := m.phases()
 	count = max(count, 1)
 	var st NegotiationStats
 	r, err := checkRequest(r)
@@ -110,6 +111,7 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 	// Find providers first: the offer names those it goes to directly.
 	targets, unasked, s := m.lookup(ctx, offerClass(r.Req), r)
 	defer s.stop()
+	ph.mark("lookup")
 	if r.RequireVerified {
 		var unverified []Refusal
 		targets, unverified = m.vetTargets(ctx, targets, r)
@@ -128,6 +130,7 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 		return nil, st, err
 	}
 	st.OfferID = id
+	ph.mark("offer")
 	n := m.openNegotiation(ctx, o, raw, id, now)
 	defer n.end()
 	n.askDirectly(targets)
@@ -140,6 +143,7 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 	}
 	got := n.collect(max(m.cfg.Enough, count))
 	s.stop()
+	ph.mark("window")
 	st.Found, st.Contacted = st.Found+n.late, st.Contacted+n.late
 	if r.RequireVerified {
 		for _, ref := range m.dropUnverified(got) {
@@ -158,10 +162,13 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 		m.releaseLosers(got, nil, id)
 		return nil, st, fmt.Errorf("%w: %v", ErrNoDeal, err)
 	}
+	ph.mark("rank")
 	deals, winners, awards, apart := m.awardBest(ctx, o, ranked, count, r.Apart)
+	ph.mark("award")
 	st.Refusals = append(st.Refusals, apart...)
 	st.Awards = awards
 	st.Elapsed = time.Since(start)
+	n.logPhases(ph, got, st)
 	if len(deals) == 0 {
 		return nil, st, m.noDeal(r, st)
 	}
@@ -170,6 +177,25 @@ func (m *Market) NegotiateMany(ctx context.Context, r OfferRequest, count int) (
 		m.releaseLate(ctx, n.bids, time.UnixMilli(o.DeadlineMs), winners, id)
 	})
 	return deals, st, nil
+}
+
+// logPhases logs where the negotiation's time went (see phases), with
+// its bids' round trips: the first, the last, and how many came.
+func (n *negotiation) logPhases(ph *phases, got map[string]receivedBid, st NegotiationStats) {
+	if !ph.on {
+		return
+	}
+	var first, last time.Duration
+	for _, b := range got {
+		if first == 0 || b.latency < first {
+			first = b.latency
+		}
+		last = max(last, b.latency)
+	}
+	ph.add("first_bid_ms", ms(first))
+	ph.add("last_bid_ms", ms(last))
+	ph.done("negotiation phases", "offer_id", short(n.id), "contacted", st.Contacted, "bids", st.Bids,
+		"gossiped", n.gossiped, "awards", st.Awards)
 }
 
 // checkRequest checks r and fills in its defaults.
@@ -914,6 +940,7 @@ func (m *Market) handleBid(ctx context.Context, from peer.ID, req []byte) ([]byt
 
 // award signs the deal for bid b and asks the provider to countersign.
 func (m *Market) award(ctx context.Context, o *JobOffer, b *Bid) (*Deal, error) {
+	ph := m.phases()
 	t := termsFor(o, b)
 	if err := t.computeID(); err != nil {
 		return nil, err
@@ -922,6 +949,7 @@ func (m *Market) award(ctx context.Context, o *JobOffer, b *Bid) (*Deal, error) 
 	if err != nil {
 		return nil, err
 	}
+	ph.mark("sign")
 	d := Deal{DealTerms: t, RequesterSig: sig}
 	raw, err := canonical(d)
 	if err != nil {
@@ -937,6 +965,7 @@ func (m *Market) award(ctx context.Context, o *JobOffer, b *Bid) (*Deal, error) 
 	if err != nil {
 		return nil, err
 	}
+	ph.mark("confirm")
 	var got Deal
 	if len(resp) > MaxDealBytes {
 		return nil, bad("confirmed deal over %d bytes", MaxDealBytes)
@@ -951,5 +980,7 @@ func (m *Market) award(ctx context.Context, o *JobOffer, b *Bid) (*Deal, error) 
 		return nil, bad("provider signature: %v", err)
 	}
 	d.ProviderSig = got.ProviderSig
+	ph.mark("verify")
+	ph.done("award phases", "offer_id", short(b.OfferID), "provider", b.Provider)
 	return &d, nil
 }

@@ -31,19 +31,64 @@ func BenchmarkScaleReal(b *testing.B) {
 	info, file := startDevchain(b, "--accounts", strconv.Itoa(n+1))
 	start := time.Now()
 	nodes := make([]chainNode, n)
-	for i := range providers {
-		nodes[i] = chainNode{init: []string{"--price", "cpu=1"}}
+	for i := range nodes {
+		if benchPhases() {
+			nodes[i].flags = []string{"--log-level", "debug"}
+		}
+		if i < providers {
+			nodes[i].init = []string{"--price", "cpu=1"}
+		}
 	}
 	net := startChainNet(b, "scalereal", info, file, nodes...)
 	reqs := net.repos[providers:]
 	b.Logf("%d daemons (%d providers) up in %s", n, providers, time.Since(start).Round(time.Second))
 	waitCPUProviders(b, reqs, min(providers, 5))
+	pids, chainPid := benchPids(b, net.daemons, file)
+	b.ReportMetric(idleCPU(b, pids, 3*time.Second), "idle-cpu-ms/s")
+	b.Logf("load average before the burst: %s", loadAvg(b))
 	for range b.N {
+		cpu := dealCPU(b, append(pids, chainPid), net.daemons[providers:], len(reqs))
+		chainCPU := dealCPU(b, []int{chainPid}, net.daemons[providers:], len(reqs))
+		profiled := profileBurst(b, map[string]string{"provider": net.repos[0], "requester": reqs[0]}, 3)
 		r := submitAll(b, reqs)
+		profiled()
 		deals := dealTimes(b, net.daemons[providers:])
 		reportScale(b, r, deals)
+		ms, took := cpu()
+		chainMs, _ := chainCPU()
+		b.ReportMetric(ms/float64(len(deals)), "cpu-ms/deal")
+		b.ReportMetric(chainMs/float64(len(deals)), "chain-cpu-ms/deal")
+		b.ReportMetric(p2ptest.Ms(took), "burst-deals-ms")
+		b.ReportMetric(p2ptest.Ms(offerSpread(b, net.daemons[providers:])), "offer-spread-ms")
+	}
+	b.Logf("load average after: %s", loadAvg(b))
+	if benchPhases() {
+		logPhases(b, net.daemons)
 	}
 	reportRSS(b, net.daemons)
+}
+
+// benchPids are the daemons' processes and the dev chain's.
+func benchPids(b *testing.B, ds []*daemon, chainFile string) ([]int, int) {
+	var pids []int
+	for _, d := range ds {
+		pids = append(pids, d.cmd.Process.Pid)
+	}
+	p, ok := devchainProcs.Load(chainFile)
+	if !ok {
+		b.Fatalf("no process for dev chain %s", chainFile)
+	}
+	return pids, p.(*os.Process).Pid
+}
+
+// loadAvg is the machine's load average (1, 5 and 15 minutes): the
+// figures of a shared machine are read beside it.
+func loadAvg(b *testing.B) string {
+	l, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return strings.Join(strings.Fields(string(l))[:3], " ")
 }
 
 // realNodes is AIXBLOCK_REAL_NODES, 50 when unset.

@@ -85,7 +85,11 @@
 // model follows market's defaults, so a change to market is not seen
 // here until the model follows it), GossipSub's heartbeats, IHAVE gossip
 // and scoring, kad-dht's table refresh after the start, loss, relays,
-// bandwidth and CPU. Its figures agree with the full tier's at 100 and
+// bandwidth and CPU. CPU may be put back (Config.Cost, make bench-scale's
+// SCALE_PROC_MS and SCALE_CORES): each market request then waits for a
+// free CPU, the node's own or one of a few all nodes share (daemons on
+// one machine), and takes a fixed time of it, to hold the model against
+// make bench-scale-real, which measures that time. Its figures agree with the full tier's at 100 and
 // 300 nodes within about a third (docs/operators.md gives both).
 //
 // make bench-scale runs TestScale.

@@ -29,7 +29,7 @@ type lightWorld struct {
 func newLightWorld(cfg Config) *lightWorld {
 	cfg.withDefaults()
 	ev := &events{}
-	w := &lightWorld{cfg: cfg, ev: ev, net: &lnet{ev: ev, counts: map[string]int64{}, scale: cfg.RTTScale, handshake: cfg.HandshakeRTTs},
+	w := &lightWorld{cfg: cfg, ev: ev, net: &lnet{ev: ev, counts: map[string]int64{}, scale: cfg.RTTScale, handshake: cfg.HandshakeRTTs, cpu: newCPUs(ev, cfg.Cost)},
 		rng: rand.New(rand.NewSource(cfg.Seed)), classKey: map[string]kkey{}, busy: map[int32]bool{}}
 	for _, c := range []string{classH100, classA100, classRare, market.CPU, market.AnyGPU} {
 		w.classKey[c] = randKey(w.rng)

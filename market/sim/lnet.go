@@ -78,6 +78,8 @@ type lnet struct {
 	scale  float64 // of every round trip
 	// handshake is what a new connection costs, in round trips.
 	handshake int
+	// cpu charges the handling of a request (see Cost).
+	cpu *cpus
 }
 
 // oneWay is the one-way latency between a and b: half their regions'
@@ -170,11 +172,13 @@ func (n *lnet) requestDial(fam string, a, b *lnode, dial time.Duration, handle f
 			n.connect(a, b)
 		}
 		a.conns[b.idx], b.conns[a.idx] = n.ev.now, n.ev.now
-		reply := handle()
-		n.ev.after(n.oneWay(a, b), func() {
-			if !a.gone && reply != nil {
-				reply()
-			}
+		n.cpu.handle(fam, b, func() {
+			reply := handle()
+			n.ev.after(n.oneWay(a, b), func() {
+				if !a.gone && reply != nil {
+					reply()
+				}
+			})
 		})
 	})
 }

@@ -72,6 +72,10 @@ func TestScale(t *testing.T) {
 			t.Fatalf("SCALE_NODES: %v", err)
 		}
 		cfg, sc := scaleRun(t, n)
+		if r := requesters(cfg); sc.DealEvery == 0 && sc.Deals > r {
+			// Each deal at once needs a requester of its own.
+			t.Fatalf("SCALE_DEALS=%d at once: %d nodes have only %d requesters", sc.Deals, n, r)
+		}
 		if tier == "full" || tier == "both" && n <= fullMax {
 			start := time.Now()
 			synctest.Test(t, func(t *testing.T) {
@@ -98,12 +102,32 @@ func TestScale(t *testing.T) {
 func scaleRun(t *testing.T, n int) (Config, Scenario) {
 	cfg := Config{Nodes: n, NATShare: envFloat(t, "SCALE_NAT", 0.2), Loss: envFloat(t, "SCALE_LOSS", 0),
 		ProviderShare: envFloat(t, "SCALE_PROVIDERS", 0), RTTScale: envFloat(t, "SCALE_RTT", 1),
-		HandshakeRTTs: int(envFloat(t, "SCALE_HANDSHAKE_RTTS", 1))}
+		HandshakeRTTs: int(envFloat(t, "SCALE_HANDSHAKE_RTTS", 1)),
+		Cost:          Cost{Proc: envMs(t, "SCALE_PROC_MS", 0), Cores: int(envFloat(t, "SCALE_CORES", 0))}}
 	return cfg, Scenario{
 		Settle: time.Minute, Lookups: 200, LookupEvery: 50 * time.Millisecond, Gossiped: 10,
-		Deals: 300, DealEvery: 500 * time.Millisecond, Churn: envFloat(t, "SCALE_CHURN", 0.1),
+		Deals: int(envFloat(t, "SCALE_DEALS", 300)), DealEvery: envMs(t, "SCALE_DEAL_EVERY_MS", 500),
+		Churn:       envFloat(t, "SCALE_CHURN", 0.1),
 		ChurnWarmup: time.Duration(envFloat(t, "SCALE_CHURN_MINUTES", 20) * float64(time.Minute)),
 	}
+}
+
+// requesters is how many of cfg's nodes sell nothing.
+func requesters(cfg Config) int {
+	cfg.withDefaults()
+	r := 0
+	for i := range cfg.Nodes {
+		if cfg.classOf(i) == "" {
+			r++
+		}
+	}
+	return r
+}
+
+// envMs is the environment's name in milliseconds (fractions allowed),
+// def when unset.
+func envMs(t *testing.T, name string, def float64) time.Duration {
+	return time.Duration(envFloat(t, name, def) * float64(time.Millisecond))
 }
 
 func envFloat(t *testing.T, name string, def float64) float64 {

@@ -42,6 +42,9 @@ type Config struct {
 	// 2 for TCP (its handshake, then TLS 1.3's with the muxer agreed
 	// within it). Zero means 1.
 	HandshakeRTTs int
+	// Cost is what handling a market request costs a node, on the light
+	// tier only; its zero value, nothing.
+	Cost Cost
 	// Market is every node's market configuration (prices apart); its
 	// zero value is the daemon's defaults.
 	Market market.Config
