@@ -2,6 +2,8 @@ package lease
 
 import (
 	"context"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/aixblock/aixblock/node/api"
@@ -20,27 +22,95 @@ func (rq *Requester) noteCheckpoint(rj *Record, c string) {
 		return
 	}
 	rq.mu.Lock()
-	from := ""
-	if rj.Spec.Checkpoint != nil {
-		from = rj.Spec.Checkpoint.From
-	}
-	// What the rank was started with comes back from a rank that wrote
-	// nothing: not a newer checkpoint (a regrowth resumed from it
-	// would roll the job back).
-	if c == rj.Checkpoint || c == rj.Restored || c == from || rq.pinning[rj.ID] {
+	if !rq.newCheckpointLocked(rj, c) || rq.pinning[rj.ID] {
 		rq.mu.Unlock()
 		return
 	}
 	rq.pinning[rj.ID] = true
 	rq.mu.Unlock()
 	rq.spawn(func(ctx context.Context) {
-		defer func() {
-			rq.mu.Lock()
-			delete(rq.pinning, rj.ID)
-			rq.mu.Unlock()
-		}()
+		defer rq.pinned(rj)
 		rq.pinCheckpoint(ctx, rj, c)
 	})
+}
+
+// newCheckpointLocked: c is a checkpoint rj has not had pinned yet. What
+// the rank was started with comes back from a rank that wrote nothing:
+// not a newer checkpoint (a regrowth resumed from it would roll the job
+// back); nor is what any generation of its gang restarted from.
+func (rq *Requester) newCheckpointLocked(rj *Record, c string) bool {
+	from := ""
+	if rj.Spec.Checkpoint != nil {
+		from = rj.Spec.Checkpoint.From
+	}
+	if c == "" || c == rj.Checkpoint || c == rj.Restored || c == from {
+		return false
+	}
+	if len(rj.Group) > 0 {
+		if head := rq.records[rj.Group[0]]; head != nil && head.Elastic != nil && slices.Contains(head.Elastic.Started, c) {
+			return false
+		}
+	}
+	return true
+}
+
+// pinned ends rj's pin under way.
+func (rq *Requester) pinned(rj *Record) {
+	rq.mu.Lock()
+	delete(rq.pinning, rj.ID)
+	rq.mu.Unlock()
+}
+
+// catchUpLimit bounds how long a restart waits to pin its ranks' newest
+// checkpoints.
+const catchUpLimit = 30 * time.Second
+
+// catchUp pins the ranks' newest checkpoints now, before a restart takes
+// the newest pinned: the follow rounds pin them a round and a fetch
+// behind, and a gang that trained only seconds since its last restart
+// would lose all of it.
+func (rq *Requester) catchUp(ctx context.Context, ranks []*Record) {
+	if rq.pins == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, catchUpLimit)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, rj := range ranks {
+		wg.Go(func() {
+			if j, err := rq.remoteStatus(ctx, rj); err == nil {
+				rq.pinNow(ctx, rj, j.CheckpointCID)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// pinNow pins checkpoint c of rj when it is new, after the pin under way
+// (the follow round's) ends.
+func (rq *Requester) pinNow(ctx context.Context, rj *Record, c string) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		rq.mu.Lock()
+		if !rq.newCheckpointLocked(rj, c) {
+			rq.mu.Unlock()
+			return
+		}
+		if !rq.pinning[rj.ID] {
+			rq.pinning[rj.ID] = true
+			rq.mu.Unlock()
+			break
+		}
+		rq.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	defer rq.pinned(rj)
+	rq.pinCheckpoint(ctx, rj, c)
 }
 
 // pinCheckpoint fetches and pins a rank's new checkpoint, then unpins the

@@ -136,3 +136,57 @@ func TestRestoredCheckpointIsNotNewer(t *testing.T) {
 		t.Fatalf("pinned %v: only the checkpoint the rank wrote is newer", pins.pinned)
 	}
 }
+
+// A restart pins its ranks' newest checkpoints itself (pinNow) rather
+// than take what the follow rounds pinned a round behind: it waits for
+// the pin under way, pins a new one, and leaves what the rank was
+// restarted with alone.
+func TestPinNowAfterThePinUnderWay(t *testing.T) {
+	rq := testRequester(t, Config{})
+	pins := &fakePins{}
+	rq.pins = pins
+	restored, newest := fakeCID("restored"), fakeCID("newest")
+	rj := &Record{ID: newJobID(), Last: &api.Job{}, Vouched: "0", Restored: restored, Spec: jobs.Spec{Checkpoint: &jobs.Checkpoint{}}}
+	rq.records[rj.ID] = rj
+	rq.pinNow(t.Context(), rj, restored)
+	if len(pins.pinned) != 0 {
+		t.Fatalf("pinned %v: the checkpoint the rank was restarted with is not newer", pins.pinned)
+	}
+	rq.mu.Lock()
+	rq.pinning[rj.ID] = true // a follow round's pin under way
+	rq.mu.Unlock()
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	rq.pinNow(gone, rj, newest) // waits for the pin under way, and gives up with its context
+	if pins.has(newest) {
+		t.Fatal("pinNow pinned beside the pin under way")
+	}
+	rq.pinned(rj)
+	rq.pinNow(t.Context(), rj, newest)
+	rq.mu.Lock()
+	defer rq.mu.Unlock()
+	if rj.Checkpoint != newest || !pins.has(newest) || rq.pinning[rj.ID] {
+		t.Fatalf("after pinNow: checkpoint %s, pinned %v, pinning %v", rj.Checkpoint, pins.pinned, rq.pinning[rj.ID])
+	}
+}
+
+// A kept rank that saved nothing reports the checkpoint its last
+// generation restarted from; once the next restart names a newer one,
+// that report is not new either (it was pinned late as the newest, and
+// a growth restarted the gang from it, TestTorchElastic's rollback).
+func TestAGenerationsCheckpointIsNotNewer(t *testing.T) {
+	rq := testRequester(t, Config{})
+	pins := &fakePins{}
+	rq.pins = pins
+	gen1, newer := fakeCID("generation 1 started here"), fakeCID("rank 0 wrote this")
+	head, kept := newJobID(), newJobID()
+	group := []string{head, kept}
+	rq.records[head] = &Record{ID: head, Group: group, Last: &api.Job{}, Vouched: "0", Restored: newer,
+		Elastic: &elasticState{Generation: 1, Started: []string{gen1}}, Spec: jobs.Spec{Checkpoint: &jobs.Checkpoint{}}}
+	rj := &Record{ID: kept, Group: group, Rank: 1, Last: &api.Job{}, Vouched: "0", Restored: newer, Spec: jobs.Spec{Checkpoint: &jobs.Checkpoint{}}}
+	rq.records[kept] = rj
+	rq.pinNow(t.Context(), rj, gen1)
+	if len(pins.pinned) != 0 || rj.Checkpoint != "" {
+		t.Fatalf("pinned %v: generation 1's checkpoint taken as new", pins.pinned)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +41,10 @@ type elasticState struct {
 	// Former are the ranks that left, by their IDs here.
 	Former []string       `json:"former,omitempty"`
 	Events []api.JobEvent `json:"events,omitempty"`
+	// Started are the checkpoints the gang's generations restarted from:
+	// a rank that saved nothing since reports one back, late, and it is
+	// no newer for that.
+	Started []string `json:"started,omitempty"`
 	// Over: the job goes on with its ranks as they are (ended, or failed
 	// for want of ranks); no more restarts.
 	Over bool `json:"over,omitempty"`
@@ -339,11 +344,12 @@ func (rq *Requester) restartGang(ctx context.Context, id string, old []*Record, 
 			}
 		} else {
 			g.ranks = append(g.ranks, rep)
-			rq.refreshCheckpoint(g)
 			whys = append(whys, fmt.Sprintf("rank %d joins (provider %s.., a replacement from the market)", len(p.keep), short(sp.deal.Provider)))
 		}
 	}
 	g.deals = g.deals[:len(g.ranks)]
+	rq.catchUp(ctx, g.ranks[:len(p.keep)])
+	rq.refreshCheckpoint(g)
 	from := "the start"
 	if g.checkpoint != "" {
 		from = "checkpoint " + g.checkpoint
@@ -383,10 +389,10 @@ func (rq *Requester) restoreLocked(g *generation, head *Record) {
 	}
 }
 
-// refreshCheckpoint takes the newest checkpoint again once the spare is
-// prepared: the kept ranks trained on while it was (an image and inputs
-// can take minutes), and a restart from the checkpoint taken before
-// would throw that training away.
+// refreshCheckpoint takes the newest checkpoint again just before the
+// restart: the kept ranks trained on while the spare was prepared (an
+// image and inputs can take minutes), and a restart from the checkpoint
+// taken before would throw that training away.
 func (rq *Requester) refreshCheckpoint(g *generation) {
 	rq.mu.Lock()
 	defer rq.mu.Unlock()
@@ -495,6 +501,9 @@ func (rq *Requester) renumber(g *generation, old []*Record, p elasticPlan) {
 		next.Placement, next.GangStartMs, head.Placement, head.GangStartMs = head.Placement, head.GangStartMs, nil, 0
 	}
 	el.Generation = g.gen
+	if g.checkpoint != "" && !slices.Contains(el.Started, g.checkpoint) {
+		el.Started = append(el.Started, g.checkpoint)
+	}
 	if len(p.lost) > 0 || len(p.held) > 0 {
 		el.Restarts++
 	}
