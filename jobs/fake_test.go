@@ -31,7 +31,8 @@ type fakeRuntime struct {
 	exits      []int
 	oom        bool // runs that exit were killed for memory
 	containers map[string]*fakeContainer
-	created    []Container // what Create was asked for, in order
+	created    []Container     // what Create was asked for, in order
+	graces     []time.Duration // what each Stop was given
 	// errs holds, per method name, what its next calls return (nil:
 	// succeed); a method whose queue is empty succeeds.
 	errs  map[string][]error
@@ -291,6 +292,9 @@ func (f *fakeRuntime) Stop(ctx context.Context, id string, grace time.Duration) 
 	if err := f.call("Stop", id); err != nil {
 		return err
 	}
+	f.mu.Lock()
+	f.graces = append(f.graces, grace)
+	f.mu.Unlock()
 	f.end(id, 143)
 	return nil
 }

@@ -890,8 +890,14 @@ func (m *Manager) followOnce(ctx, wctx context.Context, j *Job, reattached bool)
 		state, reason = Failed, werr.Error()
 	}
 	if state != "" {
-		sctx, scancel := context.WithTimeout(context.Background(), m.cfg.Grace+30*time.Second)
-		if serr := m.cfg.Runtime.Stop(sctx, j.ContainerID, m.cfg.Grace); serr != nil {
+		grace := m.cfg.Grace
+		if errors.Is(context.Cause(wctx), errRegroup) {
+			// What the rank trains from here on is thrown away: its gang
+			// restarts from the checkpoint already chosen.
+			grace = 0
+		}
+		sctx, scancel := context.WithTimeout(context.Background(), grace+30*time.Second)
+		if serr := m.cfg.Runtime.Stop(sctx, j.ContainerID, grace); serr != nil {
 			m.log.Warn("stop container", "job_id", j.ID, "err", serr)
 		}
 		if st, err := m.cfg.Runtime.State(sctx, j.ContainerID); err == nil && st.Exists && !st.Running {

@@ -62,6 +62,12 @@ func regroupCases() []stateCase {
 				if err != nil || string(b) != ckpt {
 					t.Fatalf("/checkpoints after the restart: %q %v, want checkpoint %s", b, err, ckpt)
 				}
+				e.rt.mu.Lock()
+				graces := slices.Clone(e.rt.graces)
+				e.rt.mu.Unlock()
+				if len(graces) == 0 || graces[0] != 0 {
+					t.Fatalf("the cut run was stopped with graces %v, want at once (its training is thrown away)", graces)
+				}
 				endAll(e)
 			},
 			state: Completed, exit: 0,

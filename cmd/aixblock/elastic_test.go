@@ -223,7 +223,7 @@ func logElastic(t *testing.T, daemons []*daemon) {
 	for i, d := range daemons {
 		var lines []string
 		for _, l := range strings.Split(d.stderr.String(), "\n") {
-			if strings.Contains(l, "[job]") || strings.Contains(l, "gang") || strings.Contains(l, "rank") {
+			if strings.Contains(l, "[job]") || strings.Contains(l, "gang") || strings.Contains(l, "rank") || strings.Contains(l, "checkpoint") {
 				lines = append(lines, l)
 			}
 		}
