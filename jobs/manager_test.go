@@ -97,7 +97,7 @@ const noExit = -1
 // A job submitted to the manager, from pending to its end state, for each
 // way a run ends and each runtime call that fails.
 func TestStateMachine(t *testing.T) {
-	for _, tc := range slices.Concat(runEndCases(), prepareCases(), imageCases(), runtimeCases(), gateCases(), jobNetCases(), serviceCases(), checkpointCases(), regroupCases()) {
+	for _, tc := range slices.Concat(runEndCases(), prepareCases(), imageCases(), runtimeCases(), gateCases(), jobNetCases(), serviceCases(), checkpointCases(), regroupCases(), goCheckpointCases()) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			runStateCase(t, tc)

@@ -73,6 +73,49 @@ func regroupCases() []stateCase {
 			state: Completed, exit: 0,
 		},
 		{
+			name: "a restart that comes while the last one is made follows it",
+			opts: elastic(time.Minute), setup: func(e *fakeEnv) { e.rt.exits = []int{1} },
+			act: func(t *testing.T, e *fakeEnv, id string) {
+				await(t, e.m, id, "the hold", time.Minute, func(j *Job) bool { return j.Regroup != "" })
+				if err := e.m.Regroup(id, Regroup{Generation: 1}); err != nil {
+					t.Fatal(err)
+				}
+				if err := e.m.Regroup(id, Regroup{Generation: 2}); err != nil {
+					t.Fatal(err)
+				}
+				if err := e.m.Regroup(id, Regroup{Generation: 2}); err == nil {
+					t.Error("the same generation was taken twice")
+				}
+				awaitGeneration(t, e, id, 2)
+				endAll(e)
+			},
+			state: Completed, exit: 0,
+		},
+		{
+			name: "an elastic rank whose gang does not restart in time fails",
+			opts: elastic(20 * time.Millisecond), setup: func(e *fakeEnv) { e.rt.exits = []int{3} },
+			state: Failed, reason: "exited with code 3; its gang did not restart within 20ms", exit: 3,
+		},
+		{
+			name:  "a rank that is not elastic fails at its exit",
+			setup: func(e *fakeEnv) { e.rt.exits = []int{3} },
+			act: func(t *testing.T, e *fakeEnv, id string) {
+				waitJob(t, e.m, id, time.Minute)
+				if err := e.m.Regroup(id, Regroup{Generation: 1}); err == nil {
+					t.Error("a restart of a job that is not elastic was taken")
+				}
+			},
+			state: Failed, reason: "exited with code 3", exit: 3,
+		},
+	}
+}
+
+// goCheckpointCases: a replacement that joins an elastic gang starts from
+// the checkpoint its go names, the gang's newest.
+func goCheckpointCases() []stateCase {
+	ckpt := testCID("generation 1's checkpoint").String()
+	return []stateCase{
+		{
 			name:  "a replacement starts from the newer checkpoint its go names",
 			spec:  func(s *Spec) { s.Checkpoint = &Checkpoint{} },
 			opts:  func(*fakeEnv) SubmitOptions { return SubmitOptions{Gate: true, Elastic: time.Minute} },
@@ -109,41 +152,6 @@ func regroupCases() []stateCase {
 				}
 			},
 			state: Completed, exit: 0,
-		},
-		{
-			name: "a restart that comes while the last one is made follows it",
-			opts: elastic(time.Minute), setup: func(e *fakeEnv) { e.rt.exits = []int{1} },
-			act: func(t *testing.T, e *fakeEnv, id string) {
-				await(t, e.m, id, "the hold", time.Minute, func(j *Job) bool { return j.Regroup != "" })
-				if err := e.m.Regroup(id, Regroup{Generation: 1}); err != nil {
-					t.Fatal(err)
-				}
-				if err := e.m.Regroup(id, Regroup{Generation: 2}); err != nil {
-					t.Fatal(err)
-				}
-				if err := e.m.Regroup(id, Regroup{Generation: 2}); err == nil {
-					t.Error("the same generation was taken twice")
-				}
-				awaitGeneration(t, e, id, 2)
-				endAll(e)
-			},
-			state: Completed, exit: 0,
-		},
-		{
-			name: "an elastic rank whose gang does not restart in time fails",
-			opts: elastic(20 * time.Millisecond), setup: func(e *fakeEnv) { e.rt.exits = []int{3} },
-			state: Failed, reason: "exited with code 3; its gang did not restart within 20ms", exit: 3,
-		},
-		{
-			name:  "a rank that is not elastic fails at its exit",
-			setup: func(e *fakeEnv) { e.rt.exits = []int{3} },
-			act: func(t *testing.T, e *fakeEnv, id string) {
-				waitJob(t, e.m, id, time.Minute)
-				if err := e.m.Regroup(id, Regroup{Generation: 1}); err == nil {
-					t.Error("a restart of a job that is not elastic was taken")
-				}
-			},
-			state: Failed, reason: "exited with code 3", exit: 3,
 		},
 	}
 }
