@@ -294,6 +294,13 @@ func (r *jobRelay) allow(jobID string, peers []peer.ID, b RelayBudget) error {
 	}
 	var cut []*relayStream
 	if old := r.jobs[jobID]; old != nil {
+		// A job network's members are fixed (an elastic gang's restart is
+		// a network of its own): another set under a live network's ID is
+		// a former member trying to cut the current ones off.
+		if !samePeerSet(old.peers, uniq) {
+			r.mu.Unlock()
+			return fmt.Errorf("job relay: job network %s is served for other peers", jobID)
+		}
 		cut = r.removeLocked(jobID, old, uniq)
 	}
 	j := &relayJob{peers: uniq, bytes: b.Bytes}
@@ -595,4 +602,17 @@ func (s *relayStream) Reset() error {
 func (s *relayStream) ResetWithError(code network.StreamErrorCode) error {
 	s.r.forget(s)
 	return s.Stream.ResetWithError(code)
+}
+
+// samePeerSet: a and b hold the same peers (each without repeats).
+func samePeerSet(a, b []peer.ID) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, p := range a {
+		if !slices.Contains(b, p) {
+			return false
+		}
+	}
+	return true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -250,6 +251,30 @@ func TestJobRelayGrantEnds(t *testing.T) {
 	p2ptest.WaitFor(t, 30*time.Second, func() bool { return !relayed(a, b) }, "the circuit outlived its grant's duration")
 	if err := dialVia(a, b, relay); err == nil {
 		t.Fatal("a circuit after the grant's duration")
+	}
+}
+
+// A live job network's grant cannot be taken over by another set of
+// peers: a member dropped from an elastic gang, showing the old deals
+// under the new generation's ID, would cut the new members off.
+func TestJobRelayGrantKeepsItsPeers(t *testing.T) {
+	relay := jobRelay(t)
+	a, b, c := relayClient(t, nil), relayClient(t, nil), relayClient(t, nil)
+	meet(t, relay, a, b)
+	if err := relay.AllowRelay("job-1", ids(a, b), p2p.RelayBudget{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dialVia(a, b, relay); err != nil {
+		t.Fatal(err)
+	}
+	if err := relay.AllowRelay("job-1", ids(a, c), p2p.RelayBudget{}); err == nil || !strings.Contains(err.Error(), "other peers") {
+		t.Fatalf("another set of peers took over a live grant: %v", err)
+	}
+	if !relayed(a, b) {
+		t.Fatal("the members' circuit was cut by a refused grant")
+	}
+	if err := relay.AllowRelay("job-1", ids(b, a), p2p.RelayBudget{}); err != nil {
+		t.Fatalf("the same members again, in another order: %v", err)
 	}
 }
 
