@@ -104,7 +104,7 @@ func PeerIP(h host.Host, p string) string {
 // relayed connection's address is the relay's, not the peer's.
 func PublicIP(addrs []ma.Multiaddr) string {
 	for _, a := range addrs {
-		if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil || !manet.IsPublicAddr(a) {
+		if isRelayAddr(a) || !manet.IsPublicAddr(a) {
 			continue
 		}
 		if ip, err := manet.ToIP(a); err == nil {
